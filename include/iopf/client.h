@@ -1,0 +1,71 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * libiopf-client: how a tenant (VMM, user-space driver, container runtime)
+ * hands its fault queue and memory to iopfd.
+ *
+ * Every call is synchronous and returns 0 or -errno; on a D-Bus error the
+ * daemon's message is kept and iopf_client_last_error() returns it.
+ * A client is not thread-safe: use one per thread. Closing the client (or the
+ * process exiting) makes iopfd tear down everything the client registered,
+ * answering every fault it still held.
+ */
+#ifndef IOPF_CLIENT_H
+#define IOPF_CLIENT_H
+
+#include <stdint.h>
+
+#include "iopf/iopf.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+struct iopf_client;
+
+/*
+ * iopf_client_connect() - connect to iopfd.
+ * @address: a D-Bus address ("unix:path=/run/iopfd/control"), "system" for the
+ *           system bus, or NULL for $IOPFD_ADDRESS, else IOPF_DEFAULT_ADDRESS.
+ * Return: 0, or -errno (-ECONNREFUSED, -ENOENT when the daemon is not there).
+ */
+int iopf_client_connect(const char *address, struct iopf_client **ret);
+/* Disconnect and free. NULL is fine. Returns NULL. */
+struct iopf_client *iopf_client_free(struct iopf_client *c);
+
+/* The D-Bus error name and message of the last failed call, or NULL. */
+const char *iopf_client_last_error_name(const struct iopf_client *c);
+const char *iopf_client_last_error(const struct iopf_client *c);
+
+/*
+ * Register a fault source: the fault fd from IOMMU_FAULT_QUEUE_ALLOC, the
+ * iommufd it came from and the IOAS that faults are resolved into.
+ * The fds are duplicated by the transport; the caller keeps its own.
+ * Return: 0, -EBADF (not a fault fd / iommufd), -EINVAL, -EDQUOT (limit), -errno.
+ */
+int iopf_client_register_source(struct iopf_client *c, int fault_fd, int iommufd,
+				uint32_t ioas_id, uint64_t *ret_source_id);
+int iopf_client_unregister_source(struct iopf_client *c, uint64_t source_id);
+
+/*
+ * Register the handler of (source, dev_id, pasid); pasid IOPF_PASID_NONE takes
+ * faults without a PASID. Return: 0, -ENOENT, -EEXIST, -EINVAL, -EDQUOT, -errno.
+ */
+int iopf_client_register_domain(struct iopf_client *c, uint64_t source_id, uint32_t dev_id,
+				uint32_t pasid, uint64_t *ret_domain_id);
+int iopf_client_unregister_domain(struct iopf_client *c, uint64_t domain_id);
+
+/*
+ * Back [iova, iova+length) of a domain with @fd at @offset, allowing @access
+ * (IOPF_ACCESS_*). Page aligned, inside the fd, not overlapping another region
+ * of the domain. Return: 0, -ENOENT, -EINVAL, -EBADF, -EBUSY (overlap), -EDQUOT, -errno.
+ */
+int iopf_client_add_region(struct iopf_client *c, uint64_t domain_id, int fd, uint64_t offset,
+			   uint64_t iova, uint64_t length, uint32_t access,
+			   uint64_t *ret_region_id);
+int iopf_client_remove_region(struct iopf_client *c, uint64_t region_id);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* IOPF_CLIENT_H */

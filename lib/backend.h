@@ -1,0 +1,72 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * The kernel boundary: every fault-fd read/write and every IOAS map/unmap goes
+ * through a backend. "kernel" talks to a real iommufd; "sim" to the simulated
+ * fault queue and IOMMU (lib/sim.c); unit tests plug in fakes.
+ */
+#ifndef IOPF_BACKEND_H
+#define IOPF_BACKEND_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+struct iopf_backend;
+
+struct iopf_map_req {
+	uint64_t iova;
+	uint64_t length;   /* multiple of IOPF_PAGE_SIZE */
+	uint32_t prot;     /* IOMMU_IOAS_MAP_READABLE | IOMMU_IOAS_MAP_WRITEABLE */
+	int fd;            /* backing memory fd (not owned) */
+	uint64_t offset;   /* offset of iova's page in fd */
+	void *uptr;        /* the daemon's mapping of that memory, or NULL if none */
+};
+
+struct iopf_backend_ops {
+	const char *name;
+	/* read(2)/write(2) on the fault fd, kernel semantics: bytes, or -errno. */
+	ssize_t (*fault_read)(struct iopf_backend *b, void *buf, size_t len);
+	ssize_t (*fault_write)(struct iopf_backend *b, const void *buf, size_t len);
+	/* IOMMU_IOAS_MAP(FIXED_IOVA) or IOAS_MAP_FILE: 0, -EEXIST if already mapped, or -errno. */
+	int (*map)(struct iopf_backend *b, const struct iopf_map_req *req);
+	/* IOMMU_IOAS_UNMAP of exactly one earlier map: 0 or -errno. */
+	int (*unmap)(struct iopf_backend *b, uint64_t iova, uint64_t length);
+	/* Release priv; fds are closed by iopf_backend_close(). May be NULL. */
+	void (*destroy)(struct iopf_backend *b);
+	/* true when map() needs req->uptr (IOAS_MAP without MAP_FILE). */
+	bool map_needs_uptr;
+};
+
+struct iopf_backend {
+	const struct iopf_backend_ops *ops;
+	int fault_fd;     /* owned */
+	int iommufd;      /* owned */
+	uint32_t ioas_id;
+	int poll_fd;      /* POLLIN while undelivered groups exist; fault_fd or a sim doorbell */
+	void *priv;       /* backend state */
+};
+
+/*
+ * iopf_backend_open() - identify the fds a tenant handed over and wrap them.
+ * @fault_fd: "anon_inode:[iommufd-pgfault]" (kernel) or a sim doorbell eventfd
+ * @iommufd: /dev/iommu (kernel) or a sim context memfd
+ * @allow_sim: accept simulator fds (they share memory with the tenant: test use only)
+ *
+ * Takes ownership of both fds only on success.
+ * Return: 0, -EBADF/-ENOTTY for fds of the wrong kind, -EOPNOTSUPP for a sim fd
+ * when !allow_sim, -ENOMEM.
+ */
+int iopf_backend_open(int fault_fd, int iommufd, uint32_t ioas_id, bool allow_sim,
+		      struct iopf_backend **ret);
+
+/* Close the fds, destroy, free. NULL is fine. Returns NULL. */
+struct iopf_backend *iopf_backend_close(struct iopf_backend *b);
+
+/* The real-kernel backend; exported for the kernel harness and tests. */
+int iopf_kernel_backend_open(int fault_fd, int iommufd, uint32_t ioas_id,
+			     struct iopf_backend **ret);
+/* The simulator backend (lib/sim.c). */
+int iopf_sim_backend_open(int fault_fd, int iommufd, uint32_t ioas_id,
+			  struct iopf_backend **ret);
+
+#endif /* IOPF_BACKEND_H */

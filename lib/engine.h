@@ -1,0 +1,127 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * The data plane as the control plane sees it.
+ *
+ * The engine owns the fault sources, domains and regions, the RCU routing
+ * table and the worker threads. All iopf_engine_* calls are made from ONE
+ * control thread; workers never wait on it. Removal is asynchronous: the
+ * object is unpublished at once (no new fault reaches it), then its worker
+ * answers every group it still holds, unmaps exactly what the daemon mapped
+ * for it, and the done callback runs on the control thread from
+ * iopf_engine_dispatch(). Memory is freed after an RCU grace period.
+ */
+#ifndef IOPF_ENGINE_H
+#define IOPF_ENGINE_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "iopf/iopf.h"
+
+struct iopf_engine;
+
+struct iopf_engine_config {
+	unsigned n_workers;     /* 0: one per online CPU */
+	uint64_t fault_around;  /* window bytes: power of two >= IOPF_PAGE_SIZE; default 64 KiB */
+	unsigned read_batch;    /* records per fault-fd read; default 256 */
+	bool allow_sim;         /* accept simulator fault sources */
+};
+
+/* Counters of one domain, or of a source's faults that found no domain. */
+struct iopf_counters {
+	uint64_t faults;                   /* records read */
+	uint64_t groups;                   /* groups answered */
+	uint64_t success;                  /* groups answered SUCCESS */
+	uint64_t invalid;                  /* groups answered INVALID */
+	uint64_t reasons[_IOPF_REASON_MAX]; /* groups by reason */
+	uint64_t stale;                    /* responses the kernel refused (already auto-answered) */
+	uint64_t pages_mapped;             /* pages the daemon mapped */
+	uint64_t maps;                     /* map calls */
+	uint64_t coalesced;                /* faults found already mapped by the daemon */
+	uint64_t bytes_mapped;             /* currently mapped by the daemon */
+};
+
+typedef void (*iopf_engine_done_fn)(void *userdata, int error);
+
+/* Return: 0, -EINVAL for a bad config, -ENOMEM, or a thread/io_uring error. */
+int iopf_engine_new(const struct iopf_engine_config *cfg, struct iopf_engine **ret);
+/* Stops workers after answering every held group and unmapping everything. NULL ok. */
+struct iopf_engine *iopf_engine_free(struct iopf_engine *e);
+
+/* The control loop watches this fd for POLLIN and then calls iopf_engine_dispatch(). */
+int iopf_engine_get_fd(struct iopf_engine *e);
+/* Runs pending done callbacks. Return: number run, or -errno. */
+int iopf_engine_dispatch(struct iopf_engine *e);
+unsigned iopf_engine_n_workers(struct iopf_engine *e);
+
+/*
+ * iopf_engine_add_source() - serve a fault fd.
+ * Takes ownership of @fault_fd and @iommufd on success only.
+ * Return: 0; -EBADF/-ENOTTY (wrong fd kinds), -EOPNOTSUPP (sim fds, not allowed), -ENOMEM.
+ */
+int iopf_engine_add_source(struct iopf_engine *e, uint64_t tenant, int fault_fd, int iommufd,
+			   uint32_t ioas_id, uint64_t *ret_source_id);
+int iopf_engine_remove_source(struct iopf_engine *e, uint64_t source_id,
+			      iopf_engine_done_fn done, void *userdata);
+
+/*
+ * iopf_engine_add_domain() - handler for (source, dev_id, pasid); pasid may be IOPF_PASID_NONE.
+ * Return: 0; -ENOENT (no such source), -EEXIST (key taken), -EINVAL (pasid out of range), -ENOMEM.
+ */
+int iopf_engine_add_domain(struct iopf_engine *e, uint64_t source_id, uint32_t dev_id,
+			   uint32_t pasid, uint64_t *ret_domain_id);
+int iopf_engine_remove_domain(struct iopf_engine *e, uint64_t domain_id,
+			      iopf_engine_done_fn done, void *userdata);
+
+/*
+ * iopf_engine_add_region() - back [iova, iova+length) of a domain with @fd at @offset.
+ * Does not take @fd: it keeps its own dup. iova, offset and length must be page
+ * aligned, length > 0, no wrap, @fd mappable (a regular file or memfd) with
+ * offset+length inside it, access a non-zero subset of IOPF_ACCESS_ALL.
+ * Return: 0; -ENOENT (no such domain), -EINVAL, -EBADF, -EBUSY (overlaps a region
+ * of the domain), -ENOMEM.
+ */
+int iopf_engine_add_region(struct iopf_engine *e, uint64_t domain_id, int fd, uint64_t offset,
+			   uint64_t iova, uint64_t length, uint32_t access,
+			   uint64_t *ret_region_id);
+int iopf_engine_remove_region(struct iopf_engine *e, uint64_t region_id,
+			      iopf_engine_done_fn done, void *userdata);
+
+/* Introspection, for the control plane (ownership, listing, statistics). */
+struct iopf_source_info {
+	uint64_t id, tenant;
+	uint32_t ioas_id;
+	unsigned worker;
+	const char *backend;     /* "kernel", "sim" */
+	struct iopf_counters unrouted; /* groups with no domain */
+};
+struct iopf_domain_info {
+	uint64_t id, source_id, tenant;
+	uint32_t dev_id, pasid;
+	unsigned n_regions;
+	struct iopf_counters counters; /* summed over workers */
+};
+struct iopf_region_info {
+	uint64_t id, domain_id, tenant;
+	uint64_t iova, length, offset;
+	uint32_t access;
+	uint64_t bytes_mapped;
+};
+
+/* 0 or -ENOENT. Removed (unpublished) objects are not found. */
+int iopf_engine_source_info(struct iopf_engine *e, uint64_t id, struct iopf_source_info *ret);
+int iopf_engine_domain_info(struct iopf_engine *e, uint64_t id, struct iopf_domain_info *ret);
+int iopf_engine_region_info(struct iopf_engine *e, uint64_t id, struct iopf_region_info *ret);
+
+/* Visit live objects of @tenant (0 = every tenant), ascending id. Stop when fn returns < 0. */
+typedef int (*iopf_engine_source_fn)(const struct iopf_source_info *i, void *userdata);
+typedef int (*iopf_engine_domain_fn)(const struct iopf_domain_info *i, void *userdata);
+typedef int (*iopf_engine_region_fn)(const struct iopf_region_info *i, void *userdata);
+int iopf_engine_foreach_source(struct iopf_engine *e, uint64_t tenant, iopf_engine_source_fn fn,
+			       void *userdata);
+int iopf_engine_foreach_domain(struct iopf_engine *e, uint64_t tenant, iopf_engine_domain_fn fn,
+			       void *userdata);
+int iopf_engine_foreach_region(struct iopf_engine *e, uint64_t tenant, iopf_engine_region_fn fn,
+			       void *userdata);
+
+#endif /* IOPF_ENGINE_H */

@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Install what iopfd needs to build and test on Debian 12 (idempotent).
+# Usage: scripts/deps.sh [build|test]
+set -euo pipefail
+
+want=(meson ninja-build pkg-config gcc libc6-dev
+      liburing-dev liburcu-dev libsystemd-dev libinih-dev libcmocka-dev
+      dbus systemd)
+if [ "${1:-build}" = test ]; then
+	# the real-kernel suite: kernel source, its build tools, QEMU, busybox
+	want+=(linux-source-6.12 make bc bison flex libelf-dev libssl-dev cpio xz-utils
+	       qemu-system-x86 busybox-static clang libclang-rt-14-dev python3)
+fi
+
+missing=()
+for p in "${want[@]}"; do
+	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+
+echo "deps: installing ${missing[*]}"
+sudo=""
+[ "$(id -u)" -eq 0 ] || sudo=sudo
+export DEBIAN_FRONTEND=noninteractive
+$sudo apt-get update -qq
+$sudo apt-get install -y -qq --no-install-recommends "${missing[@]}"
