@@ -1,0 +1,65 @@
+#!/usr/bin/env bash
+# The whole test suite, from a fresh Debian 12 machine: installs what it needs,
+# builds, and runs the unit, integration and real-kernel (QEMU) suites, then the
+# unit and integration suites again under ASan+UBSan and the concurrency tests
+# under TSan. Ends with one line "tests: N passed, N failed".
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+scripts/deps.sh test
+
+jobs=$(nproc)
+total_pass=0
+total_fail=0
+
+# setup DIR [meson options...]: configure once, reconfigure when options change
+setup() {
+	local dir=$1
+	shift
+	if [ -f "$dir/build.ninja" ]; then
+		meson setup --reconfigure "$dir" "$@" >/dev/null
+	else
+		meson setup "$dir" "$@" >/dev/null
+	fi
+	ninja -C "$dir" -j "$jobs" >/dev/null
+}
+
+# run DIR [meson test options...]: run, then add its results to the totals
+run() {
+	local dir=$1 rc=0
+	shift
+	meson test -C "$dir" --print-errorlogs "$@" || rc=$?
+	read -r p f < <(python3 - "$dir/meson-logs/testlog.json" <<'PY'
+import json, sys
+p = f = 0
+for line in open(sys.argv[1]):
+    r = json.loads(line)["result"]
+    if r in ("OK", "EXPECTEDFAIL"):
+        p += 1
+    elif r != "SKIP":
+        f += 1
+print(p, f)
+PY
+)
+	total_pass=$((total_pass + p))
+	total_fail=$((total_fail + f))
+	[ "$rc" -eq 0 ] || echo "test.sh: failures in $dir" >&2
+}
+
+echo "== build and test (unit, integration, kernel)"
+setup build -Dtests=enabled -Dwerror=true
+run build
+
+echo "== ASan + UBSan (unit, integration)"
+setup build-asan -Dtests=enabled -Dkernel-tests=false -Db_sanitize=address,undefined \
+	-Db_lundef=false -Dbuildtype=debug
+ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
+	run build-asan --suite unit --suite integration
+
+echo "== TSan (concurrency)"
+setup build-tsan -Dtests=enabled -Dkernel-tests=false -Db_sanitize=thread -Db_lundef=false \
+	-Dbuildtype=debug
+TSAN_OPTIONS="halt_on_error=1 suppressions=$PWD/tests/tsan.supp" run build-tsan --suite concurrency
+
+echo "tests: $total_pass passed, $total_fail failed"
+[ "$total_fail" -eq 0 ]
