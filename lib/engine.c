@@ -1,1 +1,731 @@
-/* placeholder: being written */
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * The engine, control-thread side: objects, ids, publication and removal.
+ * Fault handling lives in worker.c.
+ *
+ * Removal protocol (source, domain or region):
+ *  1. unpublish at once (route table / region set), drop from the id index,
+ *     so no new lookup finds it and no control call accepts its id;
+ *  2. queue the object's embedded command to its worker; the worker, between
+ *     turns, answers held groups RETIRED, unmaps the daemon's maps of it and
+ *     (for a source) drains and closes the fault fd;
+ *  3. the worker posts the command back as a completion; iopf_engine_dispatch()
+ *     runs the done callback and call_rcu()-frees the object, because other
+ *     workers' hash lookups may still be walking through its route node.
+ */
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+
+#include "counters.h"
+#include "engine-internal.h"
+#include "util.h"
+
+#define DEFAULT_FAULT_AROUND (64 * 1024)
+#define MAX_FAULT_AROUND (UINT64_C(1) << 30)
+#define DEFAULT_READ_BATCH 256
+#define MAX_WORKERS 1024
+/* Responses one source may queue per turn, in read batches. */
+#define TURN_BATCHES 4
+
+/* Live objects of one kind by ascending id; each object starts with its uint64_t id. */
+struct idvec {
+	void **v;
+	size_t n, cap;
+};
+
+struct iopf_engine {
+	struct iopf_engine_config cfg;
+	struct iopf_worker **workers;
+	unsigned *load; /* live sources per worker */
+	struct iopf_route_table *routes;
+	uint64_t next_id;
+	struct idvec sources, domains, regions;
+
+	int notify_fd; /* eventfd: completions are waiting */
+	pthread_mutex_t done_lock;
+	struct cds_list_head done; /* under done_lock */
+};
+
+/*
+ * The control thread reads and updates RCU structures, so it must be a
+ * registered reader. Engines count registrations per thread so several
+ * engines (tests) can share one thread.
+ */
+static __thread unsigned rcu_registrations;
+
+static uint64_t id_of(const void *p)
+{
+	return *(const uint64_t *)p;
+}
+
+/* Index of the first object whose id is > @id. */
+static size_t idvec_upper(const struct idvec *x, uint64_t id)
+{
+	size_t lo = 0, hi = x->n;
+
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+
+		if (id_of(x->v[mid]) <= id)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo;
+}
+
+static void *idvec_find(const struct idvec *x, uint64_t id)
+{
+	size_t i = idvec_upper(x, id);
+
+	return i > 0 && id_of(x->v[i - 1]) == id ? x->v[i - 1] : NULL;
+}
+
+static int idvec_reserve(struct idvec *x, size_t extra)
+{
+	size_t cap;
+	void **v;
+
+	if (x->n + extra <= x->cap)
+		return 0;
+	cap = x->cap ? x->cap * 2 : 16;
+	while (cap < x->n + extra)
+		cap *= 2;
+	v = realloc(x->v, cap * sizeof(*v));
+	if (!v)
+		return -ENOMEM;
+	x->v = v;
+	x->cap = cap;
+	return 0;
+}
+
+/* Ids only grow, so appending keeps the order. Room was reserved. */
+static void idvec_append(struct idvec *x, void *p)
+{
+	assert(x->n < x->cap && (x->n == 0 || id_of(x->v[x->n - 1]) < id_of(p)));
+	x->v[x->n++] = p;
+}
+
+static void idvec_del(struct idvec *x, uint64_t id)
+{
+	size_t i = idvec_upper(x, id);
+
+	if (i == 0 || id_of(x->v[i - 1]) != id)
+		return;
+	memmove(&x->v[i - 1], &x->v[i], (x->n - i) * sizeof(x->v[0]));
+	x->n--;
+}
+
+struct iopf_route_table *iopf_engine_routes(struct iopf_engine *e)
+{
+	return e->routes;
+}
+
+uint64_t iopf_engine_fault_around(struct iopf_engine *e)
+{
+	return e->cfg.fault_around;
+}
+
+void iopf_engine_complete(struct iopf_engine *e, struct iopf_cmd *c)
+{
+	pthread_mutex_lock(&e->done_lock);
+	cds_list_add_tail(&c->node, &e->done);
+	pthread_mutex_unlock(&e->done_lock);
+	(void)eventfd_write(e->notify_fd, 1);
+}
+
+/* Object destructors; they run after a grace period, on the call_rcu thread. */
+
+static void domain_destroy(struct iopf_domain *d)
+{
+	struct iopf_eregion *er, *tmp;
+
+	cds_list_for_each_entry_safe(er, tmp, &d->eregions, dnode) {
+		iopf_region_free(er->r);
+		free(er);
+	}
+	free(d->regions); /* the array only; its regions were just freed */
+	free(d);
+}
+
+static void source_destroy(struct iopf_source *s)
+{
+	struct iopf_domain *d, *tmp;
+
+	cds_list_for_each_entry_safe(d, tmp, &s->domains, snode)
+		domain_destroy(d);
+	iopf_backend_close(s->backend); /* NULL once its worker retired it */
+	free(s->buf);
+	iopf_response_batch_fini(&s->rb);
+	free(s->held);
+	free(s);
+}
+
+static void source_free_rcu(struct rcu_head *h)
+{
+	source_destroy(caa_container_of(h, struct iopf_source, rcu));
+}
+
+static void domain_free_rcu(struct rcu_head *h)
+{
+	domain_destroy(caa_container_of(h, struct iopf_domain, rcu));
+}
+
+static void eregion_free_rcu(struct rcu_head *h)
+{
+	struct iopf_eregion *er = caa_container_of(h, struct iopf_eregion, rcu);
+
+	iopf_region_free(er->r);
+	free(er);
+}
+
+static void region_set_free_rcu(struct rcu_head *h)
+{
+	free(caa_container_of(h, struct iopf_region_set, rcu));
+}
+
+static int check_config(const struct iopf_engine_config *in, struct iopf_engine_config *ret)
+{
+	struct iopf_engine_config c = *in;
+
+	if (c.fault_around == 0)
+		c.fault_around = DEFAULT_FAULT_AROUND;
+	if (!is_power_of_2(c.fault_around) || c.fault_around < IOPF_PAGE_SIZE ||
+	    c.fault_around > MAX_FAULT_AROUND)
+		return -EINVAL;
+	if (c.read_batch == 0)
+		c.read_batch = DEFAULT_READ_BATCH;
+	if (c.read_batch > IOPF_READ_MAX_RECORDS)
+		return -EINVAL;
+	if (c.n_workers == 0) {
+		long n = sysconf(_SC_NPROCESSORS_ONLN);
+
+		c.n_workers = n > 0 ? (unsigned)(n < MAX_WORKERS ? n : MAX_WORKERS) : 1;
+	}
+	if (c.n_workers > MAX_WORKERS)
+		return -EINVAL;
+	*ret = c;
+	return 0;
+}
+
+int iopf_engine_new(const struct iopf_engine_config *cfg, struct iopf_engine **ret)
+{
+	struct iopf_engine *e;
+	int r;
+
+	e = calloc(1, sizeof(*e));
+	if (!e)
+		return -ENOMEM;
+	r = check_config(cfg, &e->cfg);
+	if (r < 0) {
+		free(e);
+		return r;
+	}
+	if (rcu_registrations++ == 0)
+		rcu_register_thread();
+	e->next_id = 1;
+	e->notify_fd = -EBADF;
+	pthread_mutex_init(&e->done_lock, NULL);
+	CDS_INIT_LIST_HEAD(&e->done);
+
+	e->workers = calloc(e->cfg.n_workers, sizeof(*e->workers));
+	e->load = calloc(e->cfg.n_workers, sizeof(*e->load));
+	if (!e->workers || !e->load) {
+		r = -ENOMEM;
+		goto fail;
+	}
+	r = iopf_route_table_new(&e->routes);
+	if (r < 0)
+		goto fail;
+	e->notify_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	if (e->notify_fd < 0) {
+		r = negative_errno();
+		goto fail;
+	}
+	for (unsigned i = 0; i < e->cfg.n_workers; i++) {
+		r = iopf_worker_start(e, i, &e->workers[i]);
+		if (r < 0)
+			goto fail;
+	}
+	*ret = e;
+	return 0;
+fail:
+	iopf_engine_free(e);
+	return r;
+}
+
+static int remove_source(struct iopf_engine *e, struct iopf_source *s, iopf_engine_done_fn done,
+			 void *userdata);
+
+struct iopf_engine *iopf_engine_free(struct iopf_engine *e)
+{
+	if (!e)
+		return NULL;
+
+	/* Retire everything through the workers: held groups answered, maps undone. */
+	while (e->sources.n > 0)
+		(void)remove_source(e, e->sources.v[e->sources.n - 1], NULL, NULL);
+	for (unsigned i = 0; e->workers && i < e->cfg.n_workers; i++)
+		e->workers[i] = iopf_worker_stop(e->workers[i]);
+	/* Workers are gone: every completion, earlier ones too, is queued now. */
+	(void)iopf_engine_dispatch(e);
+	rcu_barrier();
+
+	e->routes = iopf_route_table_free(e->routes);
+	safe_close(e->notify_fd);
+	pthread_mutex_destroy(&e->done_lock);
+	free(e->workers);
+	free(e->load);
+	free(e->sources.v);
+	free(e->domains.v);
+	free(e->regions.v);
+	free(e);
+	if (--rcu_registrations == 0)
+		rcu_unregister_thread();
+	return NULL;
+}
+
+int iopf_engine_get_fd(struct iopf_engine *e)
+{
+	return e->notify_fd;
+}
+
+unsigned iopf_engine_n_workers(struct iopf_engine *e)
+{
+	return e->cfg.n_workers;
+}
+
+int iopf_engine_dispatch(struct iopf_engine *e)
+{
+	CDS_LIST_HEAD(todo);
+	struct iopf_cmd *c, *tmp;
+	uint64_t v;
+	int n = 0;
+
+	(void)!read(e->notify_fd, &v, sizeof(v)); /* reset; EAGAIN is fine */
+	pthread_mutex_lock(&e->done_lock);
+	cds_list_splice(&e->done, &todo);
+	CDS_INIT_LIST_HEAD(&e->done);
+	pthread_mutex_unlock(&e->done_lock);
+
+	cds_list_for_each_entry_safe(c, tmp, &todo, node) {
+		cds_list_del(&c->node);
+		if (c->done)
+			c->done(c->userdata, c->error);
+		switch (c->type) {
+		case IOPF_CMD_REMOVE_SOURCE: {
+			struct iopf_source *s = c->obj;
+
+			call_rcu(&s->rcu, source_free_rcu);
+			break;
+		}
+		case IOPF_CMD_REMOVE_DOMAIN: {
+			struct iopf_domain *d = c->obj;
+
+			call_rcu(&d->rcu, domain_free_rcu);
+			break;
+		}
+		case IOPF_CMD_REMOVE_REGION: {
+			struct iopf_eregion *er = c->obj;
+
+			call_rcu(&er->rcu, eregion_free_rcu);
+			break;
+		}
+		case IOPF_CMD_ADD_SOURCE:
+		case IOPF_CMD_STOP:
+			break; /* never completed */
+		}
+		n++;
+	}
+	return n;
+}
+
+static int source_new(struct iopf_engine *e, struct iopf_source **ret)
+{
+	struct iopf_source *s;
+	size_t turn = (size_t)e->cfg.read_batch * TURN_BATCHES;
+
+	s = calloc(1, sizeof(*s));
+	if (!s)
+		return -ENOMEM;
+	CDS_INIT_LIST_HEAD(&s->domains);
+	s->buf_cap = e->cfg.read_batch;
+	s->held_cap = IOPF_HELD_MAX;
+	s->buf = calloc(s->buf_cap, sizeof(*s->buf));
+	s->held = calloc(s->held_cap, sizeof(*s->held));
+	/* Room for a whole turn, and for answering every held group at once. */
+	if (!s->buf || !s->held ||
+	    iopf_response_batch_init(&s->rb, turn > IOPF_HELD_MAX ? turn : IOPF_HELD_MAX) < 0) {
+		source_destroy(s);
+		return -ENOMEM;
+	}
+	*ret = s;
+	return 0;
+}
+
+/* Cannot fail: memory and the index slot were reserved. */
+static void source_attach(struct iopf_engine *e, struct iopf_source *s, uint64_t tenant,
+			  struct iopf_backend *b)
+{
+	unsigned best = 0;
+
+	/* Least-loaded worker: a source is the unit of parallelism. */
+	for (unsigned i = 1; i < e->cfg.n_workers; i++)
+		if (e->load[i] < e->load[best])
+			best = i;
+	e->load[best]++;
+
+	s->id = e->next_id++;
+	s->tenant = tenant;
+	s->backend = b;
+	s->ioas_id = b->ioas_id;
+	s->worker = best;
+	idvec_append(&e->sources, s);
+	s->add_cmd = (struct iopf_cmd){ .type = IOPF_CMD_ADD_SOURCE, .obj = s };
+	iopf_worker_send(e->workers[best], &s->add_cmd);
+}
+
+int __iopf_engine_add_backend(struct iopf_engine *e, uint64_t tenant, struct iopf_backend *b,
+			      uint64_t *ret_source_id)
+{
+	struct iopf_source *s;
+	int r;
+
+	r = idvec_reserve(&e->sources, 1);
+	if (r < 0)
+		return r;
+	r = source_new(e, &s);
+	if (r < 0)
+		return r;
+	source_attach(e, s, tenant, b);
+	*ret_source_id = s->id;
+	return 0;
+}
+
+int iopf_engine_add_source(struct iopf_engine *e, uint64_t tenant, int fault_fd, int iommufd,
+			   uint32_t ioas_id, uint64_t *ret_source_id)
+{
+	struct iopf_backend *b;
+	struct iopf_source *s;
+	int r;
+
+	/* Everything that can fail for want of memory first: the fds are ours only on success. */
+	r = idvec_reserve(&e->sources, 1);
+	if (r < 0)
+		return r;
+	r = source_new(e, &s);
+	if (r < 0)
+		return r;
+	r = iopf_backend_open(fault_fd, iommufd, ioas_id, e->cfg.allow_sim, &b);
+	if (r < 0) {
+		source_destroy(s);
+		return r;
+	}
+	source_attach(e, s, tenant, b);
+	*ret_source_id = s->id;
+	return 0;
+}
+
+/* Drop a domain and its regions from the id index (control side of removal). */
+static void forget_domain(struct iopf_engine *e, struct iopf_domain *d)
+{
+	struct iopf_eregion *er;
+
+	iopf_route_del(e->routes, &d->route);
+	cds_list_for_each_entry(er, &d->eregions, dnode)
+		idvec_del(&e->regions, er->id);
+	idvec_del(&e->domains, d->id);
+}
+
+static int remove_source(struct iopf_engine *e, struct iopf_source *s, iopf_engine_done_fn done,
+			 void *userdata)
+{
+	struct iopf_domain *d;
+
+	cds_list_for_each_entry(d, &s->domains, snode)
+		forget_domain(e, d);
+	idvec_del(&e->sources, s->id);
+	e->load[s->worker]--;
+	s->rm_cmd = (struct iopf_cmd){
+		.type = IOPF_CMD_REMOVE_SOURCE, .obj = s, .done = done, .userdata = userdata,
+	};
+	iopf_worker_send(e->workers[s->worker], &s->rm_cmd);
+	return 0;
+}
+
+int iopf_engine_remove_source(struct iopf_engine *e, uint64_t source_id,
+			      iopf_engine_done_fn done, void *userdata)
+{
+	struct iopf_source *s = idvec_find(&e->sources, source_id);
+
+	if (!s)
+		return -ENOENT;
+	return remove_source(e, s, done, userdata);
+}
+
+int iopf_engine_add_domain(struct iopf_engine *e, uint64_t source_id, uint32_t dev_id,
+			   uint32_t pasid, uint64_t *ret_domain_id)
+{
+	struct iopf_source *s;
+	struct iopf_domain *d;
+	int r;
+
+	if (pasid > IOPF_PASID_MAX && pasid != IOPF_PASID_NONE)
+		return -EINVAL;
+	s = idvec_find(&e->sources, source_id);
+	if (!s)
+		return -ENOENT;
+	r = idvec_reserve(&e->domains, 1);
+	if (r < 0)
+		return r;
+	d = calloc(1, sizeof(*d));
+	if (!d)
+		return -ENOMEM;
+
+	/* Complete before it is published: a worker may find it at once. */
+	d->id = e->next_id;
+	d->tenant = s->tenant;
+	d->source = s;
+	CDS_INIT_LIST_HEAD(&d->eregions);
+	d->route.source = s->id;
+	d->route.dev_id = dev_id;
+	d->route.pasid = pasid;
+	r = iopf_route_add(e->routes, &d->route);
+	if (r < 0) {
+		free(d);
+		return r;
+	}
+	e->next_id++;
+	cds_list_add_tail(&d->snode, &s->domains);
+	idvec_append(&e->domains, d);
+	*ret_domain_id = d->id;
+	return 0;
+}
+
+int iopf_engine_remove_domain(struct iopf_engine *e, uint64_t domain_id,
+			      iopf_engine_done_fn done, void *userdata)
+{
+	struct iopf_domain *d = idvec_find(&e->domains, domain_id);
+
+	if (!d)
+		return -ENOENT;
+	forget_domain(e, d);
+	cds_list_del(&d->snode);
+	d->rm_cmd = (struct iopf_cmd){
+		.type = IOPF_CMD_REMOVE_DOMAIN, .obj = d, .done = done, .userdata = userdata,
+	};
+	iopf_worker_send(e->workers[d->source->worker], &d->rm_cmd);
+	return 0;
+}
+
+int iopf_engine_add_region(struct iopf_engine *e, uint64_t domain_id, int fd, uint64_t offset,
+			   uint64_t iova, uint64_t length, uint32_t access,
+			   uint64_t *ret_region_id)
+{
+	struct iopf_region_set *set, *old;
+	struct iopf_eregion *er;
+	struct iopf_domain *d;
+	struct iopf_region *r;
+	int rc;
+
+	d = idvec_find(&e->domains, domain_id);
+	if (!d)
+		return -ENOENT;
+	rc = iopf_region_new(fd, offset, iova, length, access, &r);
+	if (rc < 0)
+		return rc;
+	er = calloc(1, sizeof(*er));
+	rc = er ? idvec_reserve(&e->regions, 1) : -ENOMEM;
+	if (rc == 0)
+		rc = iopf_region_set_add(d->regions, r, &set); /* -EBUSY on overlap */
+	if (rc < 0) {
+		free(er);
+		iopf_region_free(r);
+		return rc;
+	}
+
+	er->id = e->next_id++;
+	er->domain = d;
+	er->r = r;
+	r->id = er->id;
+	r->domain_id = d->id;
+	r->tenant = d->tenant;
+	old = iopf_rcu_xchg_pointer(&d->regions, set);
+	if (old)
+		call_rcu(&old->rcu, region_set_free_rcu);
+	cds_list_add_tail(&er->dnode, &d->eregions);
+	d->n_regions++;
+	idvec_append(&e->regions, er);
+	*ret_region_id = er->id;
+	return 0;
+}
+
+int iopf_engine_remove_region(struct iopf_engine *e, uint64_t region_id,
+			      iopf_engine_done_fn done, void *userdata)
+{
+	struct iopf_eregion *er = idvec_find(&e->regions, region_id);
+	struct iopf_region_set *set, *old;
+	struct iopf_domain *d;
+	int rc;
+
+	if (!er)
+		return -ENOENT;
+	d = er->domain;
+	rc = iopf_region_set_del(d->regions, er->r, &set);
+	if (rc < 0)
+		return rc; /* -ENOMEM, nothing changed */
+	old = iopf_rcu_xchg_pointer(&d->regions, set);
+	if (old)
+		call_rcu(&old->rcu, region_set_free_rcu);
+	cds_list_del(&er->dnode);
+	d->n_regions--;
+	idvec_del(&e->regions, er->id);
+	er->rm_cmd = (struct iopf_cmd){
+		.type = IOPF_CMD_REMOVE_REGION, .obj = er, .done = done, .userdata = userdata,
+	};
+	iopf_worker_send(e->workers[d->source->worker], &er->rm_cmd);
+	return 0;
+}
+
+static void source_info(const struct iopf_source *s, struct iopf_source_info *ret)
+{
+	*ret = (struct iopf_source_info){
+		.id = s->id,
+		.tenant = s->tenant,
+		.ioas_id = s->ioas_id,
+		.worker = s->worker,
+		.backend = s->backend->ops->name,
+		.io_errors = ctr_get(&s->io_errors),
+		.broken = __atomic_load_n(&s->broken_pub, __ATOMIC_RELAXED),
+	};
+	ctr_snapshot(&s->unrouted, &ret->unrouted);
+}
+
+static void domain_info(const struct iopf_domain *d, struct iopf_domain_info *ret)
+{
+	*ret = (struct iopf_domain_info){
+		.id = d->id,
+		.source_id = d->source->id,
+		.tenant = d->tenant,
+		.dev_id = d->route.dev_id,
+		.pasid = d->route.pasid,
+		.n_regions = d->n_regions,
+	};
+	ctr_snapshot(&d->counters, &ret->counters);
+}
+
+static void region_info(const struct iopf_eregion *er, struct iopf_region_info *ret)
+{
+	const struct iopf_region *r = er->r;
+
+	*ret = (struct iopf_region_info){
+		.id = er->id,
+		.domain_id = r->domain_id,
+		.tenant = r->tenant,
+		.iova = r->iova,
+		.length = r->length,
+		.offset = r->offset,
+		.access = r->access,
+		.bytes_mapped = ctr_get(&r->bytes_mapped),
+	};
+}
+
+int iopf_engine_source_info(struct iopf_engine *e, uint64_t id, struct iopf_source_info *ret)
+{
+	struct iopf_source *s = idvec_find(&e->sources, id);
+
+	if (!s)
+		return -ENOENT;
+	source_info(s, ret);
+	return 0;
+}
+
+int iopf_engine_domain_info(struct iopf_engine *e, uint64_t id, struct iopf_domain_info *ret)
+{
+	struct iopf_domain *d = idvec_find(&e->domains, id);
+
+	if (!d)
+		return -ENOENT;
+	domain_info(d, ret);
+	return 0;
+}
+
+int iopf_engine_region_info(struct iopf_engine *e, uint64_t id, struct iopf_region_info *ret)
+{
+	struct iopf_eregion *er = idvec_find(&e->regions, id);
+
+	if (!er)
+		return -ENOENT;
+	region_info(er, ret);
+	return 0;
+}
+
+/*
+ * The visitors re-find their place by id after every callback, so a callback
+ * may add or remove objects.
+ */
+#define FOREACH_OBJECT(vec, type, info_type, info_fn, tenant_of)                 \
+	do {                                                                      \
+		uint64_t last = 0;                                                \
+		for (;;) {                                                        \
+			size_t i = idvec_upper((vec), last);                      \
+			const type *o;                                            \
+			info_type info;                                           \
+			int r;                                                    \
+                                                                                  \
+			if (i >= (vec)->n)                                        \
+				return 0;                                         \
+			o = (vec)->v[i];                                          \
+			last = o->id;                                             \
+			if (tenant && tenant_of(o) != tenant)                     \
+				continue;                                         \
+			info_fn(o, &info);                                        \
+			r = fn(&info, userdata);                                  \
+			if (r < 0)                                                \
+				return r;                                         \
+		}                                                                 \
+	} while (0)
+
+#define SOURCE_TENANT(o) ((o)->tenant)
+#define DOMAIN_TENANT(o) ((o)->tenant)
+#define REGION_TENANT(o) ((o)->r->tenant)
+
+int iopf_engine_foreach_source(struct iopf_engine *e, uint64_t tenant, iopf_engine_source_fn fn,
+			       void *userdata)
+{
+	FOREACH_OBJECT(&e->sources, struct iopf_source, struct iopf_source_info, source_info,
+		       SOURCE_TENANT);
+}
+
+int iopf_engine_foreach_domain(struct iopf_engine *e, uint64_t tenant, iopf_engine_domain_fn fn,
+			       void *userdata)
+{
+	FOREACH_OBJECT(&e->domains, struct iopf_domain, struct iopf_domain_info, domain_info,
+		       DOMAIN_TENANT);
+}
+
+int iopf_engine_foreach_region(struct iopf_engine *e, uint64_t tenant, iopf_engine_region_fn fn,
+			       void *userdata)
+{
+	FOREACH_OBJECT(&e->regions, struct iopf_eregion, struct iopf_region_info, region_info,
+		       REGION_TENANT);
+}
+
+int __iopf_engine_set_hold(struct iopf_engine *e, uint64_t domain_id, bool hold)
+{
+	struct iopf_domain *d = idvec_find(&e->domains, domain_id);
+
+	if (!d)
+		return -ENOENT;
+	__atomic_store_n(&d->hold, hold, __ATOMIC_RELAXED);
+	return 0;
+}
+
+uint64_t __iopf_engine_held(struct iopf_engine *e, uint64_t source_id)
+{
+	struct iopf_source *s = idvec_find(&e->sources, source_id);
+
+	return s ? ctr_get(&s->n_held_pub) : 0;
+}

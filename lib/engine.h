@@ -43,9 +43,17 @@ struct iopf_counters {
 
 typedef void (*iopf_engine_done_fn)(void *userdata, int error);
 
-/* Return: 0, -EINVAL for a bad config, -ENOMEM, or a thread/io_uring error. */
+/*
+ * The thread calling iopf_engine_new() becomes the control thread: it is
+ * registered as an RCU (memb) reader until the last engine it created is freed.
+ * Return: 0, -EINVAL for a bad config, -ENOMEM, or a thread/io_uring error.
+ */
 int iopf_engine_new(const struct iopf_engine_config *cfg, struct iopf_engine **ret);
-/* Stops workers after answering every held group and unmapping everything. NULL ok. */
+/*
+ * Stops workers after answering every held group and unmapping everything.
+ * Done callbacks of removals still pending run from here (they must not call
+ * back into the engine). NULL ok.
+ */
 struct iopf_engine *iopf_engine_free(struct iopf_engine *e);
 
 /* The control loop watches this fd for POLLIN and then calls iopf_engine_dispatch(). */
@@ -94,6 +102,8 @@ struct iopf_source_info {
 	unsigned worker;
 	const char *backend;     /* "kernel", "sim" */
 	struct iopf_counters unrouted; /* groups with no domain */
+	uint64_t io_errors;      /* fault-fd reads/writes that failed hard (a batch was dropped) */
+	bool broken;             /* reads kept failing: no longer polled; only removal helps */
 };
 struct iopf_domain_info {
 	uint64_t id, source_id, tenant;

@@ -1,1 +1,561 @@
-/* placeholder: being written */
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * Fault workers. Each is a thread with one io_uring ring that waits on one-shot
+ * POLL_ADDs: one per live source (its backend's poll_fd) and one on the
+ * command eventfd. A ready source gets a turn: read whole groups in batches,
+ * route, resolve, then write all responses with one write. Commands (add and
+ * remove) run between turns, outside any RCU read section.
+ */
+#include <poll.h>
+#include <pthread.h>
+#include <semaphore.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+
+#include <liburing.h>
+
+#include "counters.h"
+#include "engine-internal.h"
+#include "fault.h"
+#include "resolve.h"
+#include "util.h"
+
+/*
+ * user_data: a source's poll carries the source's (8-byte aligned) address,
+ * the cancel of that poll the address | 1, the command eventfd's poll TAG_CMD.
+ */
+#define TAG_CMD UINT64_C(2)
+#define TAG_CANCEL_BIT UINT64_C(1)
+
+#define RING_ENTRIES 64
+/* Reads of the last drain of a removed source: a device may fault forever. */
+#define DRAIN_MAX_READS 64
+/* Empty POLLIN turns in a row that mean "the first group does not fit" (post-6.12). */
+#define EMPTY_TURNS_GROW 2
+/*
+ * Turns in a row whose read failed hard before the source stops being polled:
+ * the poll is level-triggered, so a persistent error would spin the worker.
+ * Transient errors (the kernel's ENOMEM) get this many chances.
+ */
+#define ERROR_TURNS_BROKEN 16
+
+struct iopf_worker {
+	struct iopf_engine *e;
+	unsigned index;
+	pthread_t thread;
+	struct io_uring ring;
+	int cmd_fd; /* owned; eventfd the control thread kicks */
+
+	pthread_mutex_t lock;
+	struct cds_list_head cmds; /* under lock */
+
+	/* worker thread only */
+	struct cds_list_head sources;
+	unsigned n_retiring; /* sources waiting for their poll cancellation */
+	bool cmd_armed, stopping;
+
+	sem_t started;
+	int start_error;
+	struct iopf_cmd stop_cmd;
+};
+
+static struct io_uring_sqe *get_sqe(struct iopf_worker *w)
+{
+	struct io_uring_sqe *sqe = io_uring_get_sqe(&w->ring);
+
+	if (!sqe) {
+		/* SQ full: push what is queued to make room. */
+		(void)io_uring_submit(&w->ring);
+		sqe = io_uring_get_sqe(&w->ring);
+	}
+	return sqe;
+}
+
+static void arm_poll(struct iopf_worker *w, int fd, uint64_t tag)
+{
+	struct io_uring_sqe *sqe = get_sqe(w);
+
+	assert(sqe); /* cannot fail right after a submit */
+	io_uring_prep_poll_add(sqe, fd, POLLIN);
+	io_uring_sqe_set_data64(sqe, tag);
+}
+
+static uint64_t source_tag(struct iopf_source *s)
+{
+	return (uint64_t)(uintptr_t)s;
+}
+
+/*
+ * Cancel a source's pending poll. ASYNC_CANCEL, not POLL_REMOVE: a poll whose
+ * wakeup is being processed makes POLL_REMOVE fail with EALREADY and do
+ * nothing, and if the fd is no longer readable by then the poll silently
+ * re-arms and never completes. ASYNC_CANCEL marks it cancelled either way.
+ */
+static void cancel_poll(struct iopf_worker *w, struct iopf_source *s)
+{
+	struct io_uring_sqe *sqe = get_sqe(w);
+
+	assert(sqe);
+	io_uring_prep_cancel64(sqe, source_tag(s), 0);
+	io_uring_sqe_set_data64(sqe, source_tag(s) | TAG_CANCEL_BIT);
+	s->cancel_pending = true;
+}
+
+/* Grow the read buffer (and the response room it implies). Rare; may allocate. */
+static int grow_buffer(struct iopf_source *s)
+{
+	struct iommu_hwpt_pgfault *buf;
+	size_t cap;
+	int r;
+
+	if (s->buf_cap >= IOPF_READ_MAX_RECORDS)
+		return -E2BIG;
+	cap = s->buf_cap * 2 < IOPF_READ_MAX_RECORDS ? s->buf_cap * 2 : IOPF_READ_MAX_RECORDS;
+	r = iopf_response_batch_reserve(&s->rb, s->rb.n + cap);
+	if (r < 0)
+		return r;
+	buf = realloc(s->buf, cap * sizeof(*buf));
+	if (!buf)
+		return -ENOMEM;
+	s->buf = buf;
+	s->buf_cap = cap;
+	return 0;
+}
+
+static void answer(struct iopf_source *s, uint32_t cookie, enum iopf_reason why,
+		   struct iopf_counters *c)
+{
+	iopf_response_add(&s->rb, cookie,
+			  why == IOPF_REASON_RESOLVED ? IOMMUFD_PAGE_RESP_SUCCESS
+						      : IOMMUFD_PAGE_RESP_INVALID,
+			  c);
+	ctr_answer(c, why);
+}
+
+static void flush(struct iopf_source *s)
+{
+	if (s->rb.n > 0 && iopf_response_flush(&s->rb, s->backend) < 0)
+		ctr_add(&s->io_errors, 1);
+}
+
+/* Caller holds the RCU read lock. */
+static enum iopf_reason resolve_group(struct iopf_engine *e, struct iopf_source *s,
+				      struct iopf_domain *d, const struct iopf_group *g)
+{
+	const struct iopf_resolver rs = {
+		.backend = s->backend,
+		.fault_around = iopf_engine_fault_around(e),
+	};
+	const struct iopf_region_set *set = iopf_rcu_dereference(d->regions);
+
+	for (size_t i = g->first; i < g->first + g->n; i++) {
+		enum iopf_reason why =
+			iopf_resolve_fault(&rs, set, s->buf[i].addr, s->buf[i].perm, &d->counters);
+
+		/* The device drops the whole group on INVALID: stop mapping for it. */
+		if (why != IOPF_REASON_RESOLVED)
+			return why;
+	}
+	return IOPF_REASON_RESOLVED;
+}
+
+/* Caller holds the RCU read lock; rb has room for @n more responses. */
+static void handle_records(struct iopf_worker *w, struct iopf_source *s, size_t n)
+{
+	struct iopf_route_table *routes = iopf_engine_routes(w->e);
+	struct iopf_group g;
+	size_t pos = 0;
+
+	while (iopf_fault_next_group(s->buf, n, &pos, &g)) {
+		struct iopf_route_node *rn = iopf_route_lookup(routes, s->id, g.dev_id, g.pasid);
+		struct iopf_domain *d = rn ? caa_container_of(rn, struct iopf_domain, route) : NULL;
+		struct iopf_counters *c = d ? &d->counters : &s->unrouted;
+		enum iopf_reason why;
+
+		ctr_add(&c->faults, g.n);
+		if (g.bad)
+			why = IOPF_REASON_BAD_RECORD;
+		else if (!d)
+			why = IOPF_REASON_NO_HANDLER;
+		else if (__atomic_load_n(&d->hold, __ATOMIC_RELAXED) && s->n_held < s->held_cap) {
+			s->held[s->n_held++] = (struct iopf_held){ .cookie = g.cookie, .domain = d };
+			ctr_add(&s->n_held_pub, 1);
+			continue;
+		} else
+			why = resolve_group(w->e, s, d, &g);
+		answer(s, g.cookie, why, c);
+	}
+}
+
+/* One turn of a ready source. */
+static void service_source(struct iopf_worker *w, struct iopf_source *s)
+{
+	const size_t rec = sizeof(struct iommu_hwpt_pgfault);
+	bool first = true, failed = false;
+
+	rcu_read_lock();
+	/* Stop when a full read could produce more responses than there is room for. */
+	while (s->rb.n + s->buf_cap <= s->rb.cap) {
+		ssize_t r = s->backend->ops->fault_read(s->backend, s->buf, s->buf_cap * rec);
+
+		if (r == -EINVAL) {
+			/* 6.12: not even the first group fits. Grow, never drop. */
+			if (grow_buffer(s) == 0)
+				continue;
+			failed = true;
+			break;
+		}
+		if (r == -EINTR || r == -EAGAIN)
+			break;
+		if (r < 0) {
+			failed = true;
+			break;
+		}
+		if (r == 0) {
+			/*
+			 * Readable yet nothing delivered: later kernels return 0 when the
+			 * first group does not fit. Grow after a few such turns in a row.
+			 */
+			if (first && ++s->empty_turns >= EMPTY_TURNS_GROW) {
+				s->empty_turns = 0;
+				(void)grow_buffer(s);
+			}
+			break;
+		}
+		first = false;
+		s->empty_turns = 0;
+		if (r % (ssize_t)rec)
+			ctr_add(&s->io_errors, 1); /* torn record: not kernel behaviour, skip it */
+		handle_records(w, s, (size_t)r / rec);
+	}
+	flush(s);
+	rcu_read_unlock();
+
+	if (failed) {
+		ctr_add(&s->io_errors, 1);
+		if (++s->error_turns >= ERROR_TURNS_BROKEN) {
+			/* Stop polling; the control plane sees it in the source info. */
+			s->broken = true;
+			__atomic_store_n(&s->broken_pub, 1, __ATOMIC_RELAXED);
+		}
+	} else
+		s->error_turns = 0;
+}
+
+/* Answer INVALID RETIRED every held group of @d (NULL: all of them). */
+static void retire_held(struct iopf_source *s, struct iopf_domain *d)
+{
+	size_t j = 0;
+
+	for (size_t i = 0; i < s->n_held; i++) {
+		struct iopf_held *h = &s->held[i];
+
+		if (d && h->domain != d) {
+			s->held[j++] = *h;
+			continue;
+		}
+		answer(s, h->cookie, IOPF_REASON_RETIRED, &h->domain->counters);
+		ctr_sub(&s->n_held_pub, 1);
+	}
+	s->n_held = j;
+	flush(s);
+}
+
+/* Unmap what the daemon mapped for @d; the domain is unpublished and frozen. */
+static int unmap_domain(struct iopf_source *s, struct iopf_domain *d)
+{
+	/* No updater any more: a plain dereference outside a read section is safe. */
+	struct iopf_region_set *set = iopf_rcu_dereference(d->regions);
+	int ret = 0;
+
+	for (size_t i = 0; i < iopf_region_set_size(set); i++) {
+		int r = iopf_resolve_unmap_region(s->backend, set->v[i], &d->counters);
+
+		if (r < 0 && ret == 0)
+			ret = r;
+	}
+	return ret;
+}
+
+/* Read until empty (bounded), answering everything INVALID RETIRED. */
+static void drain(struct iopf_source *s)
+{
+	const size_t rec = sizeof(struct iommu_hwpt_pgfault);
+
+	for (unsigned reads = 0; reads < DRAIN_MAX_READS;) {
+		ssize_t r;
+		struct iopf_group g;
+		size_t pos = 0;
+
+		if (s->rb.n + s->buf_cap > s->rb.cap)
+			flush(s);
+		r = s->backend->ops->fault_read(s->backend, s->buf, s->buf_cap * rec);
+		if (r == -EINVAL && grow_buffer(s) == 0)
+			continue;
+		if (r <= 0)
+			break;
+		reads++;
+		while (iopf_fault_next_group(s->buf, (size_t)r / rec, &pos, &g)) {
+			ctr_add(&s->unrouted.faults, g.n);
+			answer(s, g.cookie, IOPF_REASON_RETIRED, &s->unrouted);
+		}
+	}
+	flush(s);
+}
+
+static void finish_source(struct iopf_worker *w, struct iopf_source *s)
+{
+	s->backend = iopf_backend_close(s->backend);
+	iopf_engine_complete(w->e, &s->rm_cmd);
+}
+
+/* Both the poll's and the cancel's CQE name the source: free it after the last. */
+static void maybe_finish(struct iopf_worker *w, struct iopf_source *s)
+{
+	if (!s->retiring || s->poll_armed || s->cancel_pending)
+		return;
+	s->retiring = false;
+	w->n_retiring--;
+	finish_source(w, s);
+}
+
+static void retire_source(struct iopf_worker *w, struct iopf_source *s)
+{
+	struct iopf_domain *d;
+	int r;
+
+	retire_held(s, NULL);
+	cds_list_for_each_entry(d, &s->domains, snode) {
+		r = unmap_domain(s, d);
+		if (r < 0 && s->rm_cmd.error == 0)
+			s->rm_cmd.error = r;
+	}
+	drain(s);
+	cds_list_del(&s->wnode);
+
+	if (s->poll_armed) {
+		/* The pending poll names this source: finish when its CQE is reaped. */
+		cancel_poll(w, s);
+		s->retiring = true;
+		w->n_retiring++;
+		return;
+	}
+	finish_source(w, s);
+}
+
+static void retire_domain(struct iopf_worker *w, struct iopf_domain *d)
+{
+	struct iopf_source *s = d->source;
+
+	retire_held(s, d);
+	d->rm_cmd.error = unmap_domain(s, d);
+	iopf_engine_complete(w->e, &d->rm_cmd);
+}
+
+static void retire_region(struct iopf_worker *w, struct iopf_eregion *er)
+{
+	struct iopf_domain *d = er->domain;
+
+	er->rm_cmd.error = iopf_resolve_unmap_region(d->source->backend, er->r, &d->counters);
+	iopf_engine_complete(w->e, &er->rm_cmd);
+}
+
+static void run_commands(struct iopf_worker *w)
+{
+	CDS_LIST_HEAD(todo);
+	struct iopf_cmd *c, *tmp;
+	uint64_t v;
+
+	(void)!read(w->cmd_fd, &v, sizeof(v)); /* reset the kick; EAGAIN is fine */
+	pthread_mutex_lock(&w->lock);
+	cds_list_splice(&w->cmds, &todo);
+	CDS_INIT_LIST_HEAD(&w->cmds);
+	pthread_mutex_unlock(&w->lock);
+
+	cds_list_for_each_entry_safe(c, tmp, &todo, node) {
+		cds_list_del(&c->node);
+		switch (c->type) {
+		case IOPF_CMD_ADD_SOURCE: {
+			struct iopf_source *s = c->obj;
+
+			cds_list_add_tail(&s->wnode, &w->sources);
+			break;
+		}
+		case IOPF_CMD_REMOVE_SOURCE:
+			retire_source(w, c->obj);
+			break;
+		case IOPF_CMD_REMOVE_DOMAIN:
+			retire_domain(w, c->obj);
+			break;
+		case IOPF_CMD_REMOVE_REGION:
+			retire_region(w, c->obj);
+			break;
+		case IOPF_CMD_STOP:
+			w->stopping = true;
+			break;
+		}
+	}
+}
+
+static void reap(struct iopf_worker *w, bool *ret_cmds)
+{
+	struct io_uring_cqe *cqe;
+
+	while (io_uring_peek_cqe(&w->ring, &cqe) == 0) {
+		uint64_t tag = io_uring_cqe_get_data64(cqe);
+		int res = cqe->res;
+		struct iopf_source *s;
+
+		io_uring_cqe_seen(&w->ring, cqe);
+		if (tag == TAG_CMD) {
+			w->cmd_armed = false;
+			*ret_cmds = true;
+			continue;
+		}
+		if (tag & TAG_CANCEL_BIT) {
+			s = (struct iopf_source *)(uintptr_t)(tag & ~TAG_CANCEL_BIT);
+			s->cancel_pending = false;
+			/* Still armed after a failed cancel: ask again. */
+			if (res < 0 && res != -ENOENT && s->poll_armed)
+				cancel_poll(w, s);
+			else
+				maybe_finish(w, s);
+			continue;
+		}
+
+		s = (struct iopf_source *)(uintptr_t)tag;
+		s->poll_armed = false;
+		if (s->retiring)
+			maybe_finish(w, s);
+		else if (res < 0) {
+			/* The poll itself failed: stop, or a level poll would spin. */
+			ctr_add(&s->io_errors, 1);
+			s->broken = true;
+			__atomic_store_n(&s->broken_pub, 1, __ATOMIC_RELAXED);
+		} else if (res & POLLIN)
+			service_source(w, s);
+	}
+}
+
+static int ring_init(struct iopf_worker *w)
+{
+	/* Best first; each fallback names the kernel that retires it. */
+	static const unsigned flags[] = {
+		IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN, /* 6.1 */
+		IORING_SETUP_SINGLE_ISSUER,                              /* 6.0 */
+		0,
+	};
+	int r = -EINVAL;
+
+	for (size_t i = 0; i < ARRAY_SIZE(flags) && r == -EINVAL; i++) {
+		struct io_uring_params p = { .flags = flags[i] };
+
+		r = io_uring_queue_init_params(RING_ENTRIES, &w->ring, &p);
+	}
+	return r;
+}
+
+static void *worker_main(void *arg)
+{
+	struct iopf_worker *w = arg;
+	struct iopf_source *s;
+	int r;
+
+	rcu_register_thread();
+	r = ring_init(w);
+	w->start_error = r;
+	sem_post(&w->started);
+	if (r < 0) {
+		rcu_unregister_thread();
+		return NULL;
+	}
+
+	while (!w->stopping || w->n_retiring > 0) {
+		bool cmds = false;
+
+		if (!w->cmd_armed && !w->stopping) {
+			arm_poll(w, w->cmd_fd, TAG_CMD);
+			w->cmd_armed = true;
+		}
+		cds_list_for_each_entry(s, &w->sources, wnode) {
+			/* Level semantics: a one-shot poll on a still-readable fd fires at once. */
+			if (!s->poll_armed && !s->broken) {
+				arm_poll(w, s->backend->poll_fd, source_tag(s));
+				s->poll_armed = true;
+			}
+		}
+
+		r = io_uring_submit_and_wait(&w->ring, 1);
+		if (r < 0 && r != -EINTR && r != -EBUSY && r != -EAGAIN)
+			break; /* the ring is unusable; the engine sees the thread exit */
+		reap(w, &cmds);
+		if (cmds)
+			run_commands(w);
+	}
+
+	io_uring_queue_exit(&w->ring);
+	rcu_unregister_thread();
+	return NULL;
+}
+
+int iopf_worker_start(struct iopf_engine *e, unsigned index, struct iopf_worker **ret)
+{
+	struct iopf_worker *w;
+	int r;
+
+	w = calloc(1, sizeof(*w));
+	if (!w)
+		return -ENOMEM;
+	w->e = e;
+	w->index = index;
+	CDS_INIT_LIST_HEAD(&w->cmds);
+	CDS_INIT_LIST_HEAD(&w->sources);
+	pthread_mutex_init(&w->lock, NULL);
+	sem_init(&w->started, 0, 0);
+	w->cmd_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	if (w->cmd_fd < 0) {
+		r = negative_errno();
+		goto fail;
+	}
+	r = -pthread_create(&w->thread, NULL, worker_main, w);
+	if (r < 0)
+		goto fail;
+	while (sem_wait(&w->started) < 0)
+		; /* EINTR */
+	if (w->start_error < 0) {
+		r = w->start_error;
+		(void)pthread_join(w->thread, NULL);
+		goto fail;
+	}
+	*ret = w;
+	return 0;
+fail:
+	safe_close(w->cmd_fd);
+	sem_destroy(&w->started);
+	pthread_mutex_destroy(&w->lock);
+	free(w);
+	return r;
+}
+
+void iopf_worker_send(struct iopf_worker *w, struct iopf_cmd *c)
+{
+	pthread_mutex_lock(&w->lock);
+	cds_list_add_tail(&c->node, &w->cmds);
+	pthread_mutex_unlock(&w->lock);
+	(void)eventfd_write(w->cmd_fd, 1);
+}
+
+struct iopf_worker *iopf_worker_stop(struct iopf_worker *w)
+{
+	if (!w)
+		return NULL;
+	w->stop_cmd.type = IOPF_CMD_STOP;
+	iopf_worker_send(w, &w->stop_cmd);
+	(void)pthread_join(w->thread, NULL);
+	safe_close(w->cmd_fd);
+	sem_destroy(&w->started);
+	pthread_mutex_destroy(&w->lock);
+	free(w);
+	return NULL;
+}

@@ -1,0 +1,143 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * What the engine (control side, engine.c) and its workers (worker.c) share,
+ * plus the test hooks. Not for the control plane: it uses engine.h.
+ *
+ * Ownership in one place:
+ *  - The control thread creates, publishes, unpublishes and (via call_rcu)
+ *    frees every object. Once removal starts an object is frozen: the control
+ *    thread never touches it again until its completion comes back.
+ *  - A source belongs to one worker; so do its domains and regions. That
+ *    worker is the only thread that reads faults for them, maps, unmaps and
+ *    writes their counters and page bitmaps.
+ */
+#ifndef IOPF_ENGINE_INTERNAL_H
+#define IOPF_ENGINE_INTERNAL_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "rcu.h"
+
+#include "backend.h"
+#include "engine.h"
+#include "region.h"
+#include "response.h"
+#include "route.h"
+
+struct iopf_worker;
+
+enum iopf_cmd_type {
+	IOPF_CMD_ADD_SOURCE,
+	IOPF_CMD_REMOVE_SOURCE,
+	IOPF_CMD_REMOVE_DOMAIN,
+	IOPF_CMD_REMOVE_REGION,
+	IOPF_CMD_STOP,
+};
+
+/*
+ * A command to a worker, and on the way back the completion of a removal.
+ * Embedded in the object it concerns, so removal cannot fail for want of memory.
+ */
+struct iopf_cmd {
+	struct cds_list_head node; /* worker queue, then engine completion list */
+	enum iopf_cmd_type type;
+	void *obj;
+	iopf_engine_done_fn done;
+	void *userdata;
+	int error; /* set by the worker: first unmap error, or 0 */
+};
+
+/* A group answered later (tenant-forwarded handlers); today only the test hook holds. */
+struct iopf_held {
+	uint32_t cookie;
+	struct iopf_domain *domain;
+};
+
+struct iopf_source {
+	uint64_t id; /* first: the engine's id index relies on it */
+	uint64_t tenant;
+	uint32_t ioas_id;
+	unsigned worker;
+	struct iopf_backend *backend; /* owned; closed by the worker when retired */
+	struct cds_list_head domains; /* control: its live domains; frozen once removal starts */
+	struct iopf_cmd add_cmd, rm_cmd;
+
+	/* written by the worker, loaded relaxed by the control thread */
+	struct iopf_counters unrouted;
+	uint64_t io_errors;
+	uint64_t n_held_pub;
+	int broken_pub;
+
+	/* worker only */
+	struct cds_list_head wnode; /* the worker's list of live sources */
+	bool poll_armed, cancel_pending, retiring, broken;
+	unsigned empty_turns;            /* readable turns whose first read gave 0 */
+	unsigned error_turns;            /* turns in a row whose read failed hard */
+	struct iommu_hwpt_pgfault *buf; /* owned; read buffer */
+	size_t buf_cap;                 /* records */
+	struct iopf_response_batch rb;
+	struct iopf_held *held;         /* owned; held_cap entries */
+	size_t n_held, held_cap;
+
+	struct rcu_head rcu;
+};
+
+struct iopf_domain {
+	uint64_t id; /* first */
+	uint64_t tenant;
+	struct iopf_source *source;
+	struct iopf_route_node route;
+	struct iopf_region_set *regions; /* RCU-published; written by the control thread only */
+	struct cds_list_head eregions;   /* control: its live struct iopf_eregion */
+	unsigned n_regions;
+	struct cds_list_head snode;      /* in source->domains */
+	struct iopf_counters counters;   /* written by the worker */
+	int hold;                        /* test hook: hold groups instead of answering */
+	struct iopf_cmd rm_cmd;
+	struct rcu_head rcu;
+};
+
+/* The engine's wrapper around a region. */
+struct iopf_eregion {
+	uint64_t id; /* first */
+	struct iopf_domain *domain;
+	struct iopf_region *r;      /* owned */
+	struct cds_list_head dnode; /* in domain->eregions */
+	struct iopf_cmd rm_cmd;
+	struct rcu_head rcu;
+};
+
+/* The read buffer grows (doubling) up to this many records for a huge group. */
+#define IOPF_READ_MAX_RECORDS 65536u
+/* Groups one source may hold across turns. */
+#define IOPF_HELD_MAX 256u
+
+/* engine.c, for workers */
+struct iopf_route_table *iopf_engine_routes(struct iopf_engine *e);
+uint64_t iopf_engine_fault_around(struct iopf_engine *e);
+/* Hand a finished removal back to the control thread (any thread). */
+void iopf_engine_complete(struct iopf_engine *e, struct iopf_cmd *c);
+
+/* worker.c, for the engine */
+/* Start worker @index; returns once its ring is up. Return: 0 or -errno. */
+int iopf_worker_start(struct iopf_engine *e, unsigned index, struct iopf_worker **ret);
+/* Queue @c and kick the worker; never blocks on the worker. */
+void iopf_worker_send(struct iopf_worker *w, struct iopf_cmd *c);
+/* Send STOP, join, free. NULL ok; returns NULL. */
+struct iopf_worker *iopf_worker_stop(struct iopf_worker *w);
+
+/*
+ * Test hooks.
+ * __iopf_engine_add_backend(): iopf_engine_add_source() with an open backend
+ * (fakes); takes @b on success.
+ * __iopf_engine_set_hold(): make a domain hold its groups instead of answering
+ * them, as a tenant-forwarded handler will (up to IOPF_HELD_MAX per source).
+ * __iopf_engine_held(): how many groups a source holds now.
+ */
+int __iopf_engine_add_backend(struct iopf_engine *e, uint64_t tenant, struct iopf_backend *b,
+			      uint64_t *ret_source_id);
+int __iopf_engine_set_hold(struct iopf_engine *e, uint64_t domain_id, bool hold);
+uint64_t __iopf_engine_held(struct iopf_engine *e, uint64_t source_id);
+
+#endif /* IOPF_ENGINE_INTERNAL_H */

@@ -1,0 +1,41 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * Fault records -> fault groups. Pure logic over a buffer the worker read.
+ */
+#ifndef IOPF_FAULT_H
+#define IOPF_FAULT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "iopf/uapi.h"
+
+/* One group: records [first, first + n) of the buffer, answered once with @cookie. */
+struct iopf_group {
+	size_t first;
+	size_t n;
+	uint32_t cookie;
+	uint32_t dev_id;
+	uint32_t pasid; /* IOPF_PASID_NONE when PASID_VALID is clear */
+	bool bad;       /* malformed: answer INVALID, reason BAD_RECORD */
+};
+
+/*
+ * iopf_fault_next_group() - cut the next group out of a batch of records.
+ * @recs: records as read; unknown flag bits are masked in place
+ * @n: number of records
+ * @pos: in: first record not yet consumed; out: advanced past the group
+ * @ret: the group
+ *
+ * A group is a run of records sharing one cookie that ends with LAST_PAGE. A
+ * run that ends early (the cookie changes or the batch ends) or mixes dev_id,
+ * PASID_VALID or pasid, or carries a PASID outside 20 bits, is returned with
+ * bad set: it is still answered exactly once, with its cookie.
+ *
+ * Return: true with @ret filled, false when the batch is exhausted.
+ */
+bool iopf_fault_next_group(struct iommu_hwpt_pgfault *recs, size_t n, size_t *pos,
+			   struct iopf_group *ret);
+
+#endif /* IOPF_FAULT_H */

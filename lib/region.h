@@ -1,0 +1,99 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * Regions: IOVA ranges of a domain backed by a memory fd, the sorted set of a
+ * domain's regions (RCU-published, immutable once published), and the page
+ * bitmaps that remember what the daemon itself mapped.
+ *
+ * The struct is visible to the data plane (engine, resolver): the resolver
+ * reads it on the fault path and a getter per field would only add noise.
+ */
+#ifndef IOPF_REGION_H
+#define IOPF_REGION_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "rcu.h"
+
+#include "iopf/iopf.h"
+
+struct iopf_region {
+	uint64_t id, domain_id, tenant; /* set by the engine before publishing */
+	uint64_t iova, length, offset;
+	uint32_t access;   /* IOPF_ACCESS_* */
+	uint32_t prot;     /* IOMMU_IOAS_MAP_READABLE/WRITEABLE derived from access */
+	int fd;            /* owned dup; closed in iopf_region_free() */
+	uint64_t n_pages;
+
+	/*
+	 * Written only by the worker that owns the domain. 'mapped': the daemon
+	 * mapped this page. 'start': this page begins one of the daemon's map
+	 * calls; an extent runs over the following mapped pages up to the next
+	 * start bit or hole, which is exactly what IOAS_UNMAP must be given.
+	 */
+	uint64_t *mapped;  /* owned */
+	uint64_t *start;   /* owned */
+	void *uptr;        /* lazy MAP_SHARED view for IOAS_MAP; owned, munmapped on free */
+	uint64_t bytes_mapped; /* worker writes, others load relaxed */
+
+	struct rcu_head rcu;
+};
+
+/*
+ * iopf_region_new() - validate and build a region; keeps its own dup of @fd.
+ * @access: non-zero subset of IOPF_ACCESS_ALL
+ *
+ * iova, offset and length must be page aligned, length > 0, neither range may
+ * wrap. @fd must be a regular file (memfd included) opened for reading, and for
+ * writing too when @access has WRITE, with offset + length <= its size.
+ * Return: 0; -EINVAL (alignment, range, access, size), -EBADF (not a usable
+ * fd), -ENOMEM.
+ */
+int iopf_region_new(int fd, uint64_t offset, uint64_t iova, uint64_t length, uint32_t access,
+		    struct iopf_region **ret);
+/* Closes the fd, unmaps the view, frees. Does not touch the IOAS. NULL ok, returns NULL. */
+struct iopf_region *iopf_region_free(struct iopf_region *r);
+
+static inline uint64_t iopf_region_last(const struct iopf_region *r)
+{
+	return r->iova + r->length - 1;
+}
+
+/* Page-bitmap operations; worker only. Page numbers are relative to r->iova. */
+bool iopf_region_page_mapped(const struct iopf_region *r, uint64_t pg);
+/* Record one map call covering pages [first, first + n), all unmapped before. */
+void iopf_region_track(struct iopf_region *r, uint64_t first, uint64_t n);
+/* Forget the extent beginning at @first (n pages). */
+void iopf_region_untrack(struct iopf_region *r, uint64_t first, uint64_t n);
+/* First maximal run of unmapped pages in [from, to). Return: false if none. */
+bool iopf_region_next_hole(const struct iopf_region *r, uint64_t from, uint64_t to,
+			   uint64_t *ret_first, uint64_t *ret_n);
+/* First extent (one earlier map call) starting at or after @from. Return: false if none. */
+bool iopf_region_next_extent(const struct iopf_region *r, uint64_t from, uint64_t *ret_first,
+			     uint64_t *ret_n);
+/* The daemon's view of the backing, mmapped on first use (worker). Return: 0 or -errno. */
+int iopf_region_get_uptr(struct iopf_region *r, void **ret);
+
+/* An immutable, sorted, non-overlapping set of regions; NULL is the empty set. */
+struct iopf_region_set {
+	size_t n;
+	struct rcu_head rcu;
+	struct iopf_region *v[];
+};
+
+/* New set = @old + @r. Return: 0; -EBUSY (overlap), -ENOMEM. @old is left alone. */
+int iopf_region_set_add(const struct iopf_region_set *old, struct iopf_region *r,
+			struct iopf_region_set **ret);
+/* New set = @old - @r (NULL when empty). Return: 0; -ENOENT, -ENOMEM. */
+int iopf_region_set_del(const struct iopf_region_set *old, const struct iopf_region *r,
+			struct iopf_region_set **ret);
+/* The region containing @addr, by binary search; NULL if none. */
+struct iopf_region *iopf_region_set_find(const struct iopf_region_set *s, uint64_t addr);
+
+static inline size_t iopf_region_set_size(const struct iopf_region_set *s)
+{
+	return s ? s->n : 0;
+}
+
+#endif /* IOPF_REGION_H */

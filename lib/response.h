@@ -1,0 +1,59 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * Page responses of one source, batched over a worker turn and written with
+ * one write(2), with the kernel's "stop at the first bad entry" rule handled.
+ */
+#ifndef IOPF_RESPONSE_H
+#define IOPF_RESPONSE_H
+
+#include <assert.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "backend.h"
+#include "engine.h"
+#include "iopf/uapi.h"
+
+struct iopf_response_batch {
+	struct iommu_hwpt_page_response *resp; /* owned */
+	struct iopf_counters **ctr;            /* owned array; counters of each entry's domain */
+	size_t n, cap;
+};
+
+/* Return: 0 or -ENOMEM. */
+int iopf_response_batch_init(struct iopf_response_batch *rb, size_t cap);
+void iopf_response_batch_fini(struct iopf_response_batch *rb);
+/* Grow to hold at least @cap entries, keeping queued ones. Return: 0 or -ENOMEM. */
+int iopf_response_batch_reserve(struct iopf_response_batch *rb, size_t cap);
+
+/* Queue one response; the caller made room (the fault path never allocates). */
+static inline void iopf_response_add(struct iopf_response_batch *rb, uint32_t cookie,
+				     uint32_t code, struct iopf_counters *ctr)
+{
+	assert(rb->n < rb->cap);
+	rb->resp[rb->n] = (struct iommu_hwpt_page_response){ .cookie = cookie, .code = code };
+	rb->ctr[rb->n] = ctr;
+	rb->n++;
+}
+
+/*
+ * iopf_response_flush() - write every queued response, each cookie at most once.
+ *
+ * The kernel processes entries in order and stops at the first one it refuses
+ * (cookie no longer outstanding: the group was auto-answered on detach),
+ * returning the bytes consumed, or -EINVAL when it refused the very first. That
+ * entry is counted 'stale' on its counters and skipped; the rest is resubmitted.
+ * Any other error (ESPIPE/EFAULT: our bug; a torn count) drops what is left of
+ * the batch, after retrying EINTR/EAGAIN a few times at once. Keeping it for a
+ * later turn would be worse than dropping it: once a later read has run, a
+ * cookie the kernel auto-answered meanwhile may have been re-issued to a new
+ * group, and our stale response would answer that group instead. A dropped
+ * group stalls its device until the hwpt is detached or the source removed
+ * (the kernel then answers it INVALID); the caller counts the error.
+ * The batch is empty afterwards.
+ *
+ * Return: entries the kernel accepted, or -errno of a hard error (batch dropped).
+ */
+int iopf_response_flush(struct iopf_response_batch *rb, struct iopf_backend *b);
+
+#endif /* IOPF_RESPONSE_H */

@@ -1,0 +1,791 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * The engine end to end: real worker threads and io_uring rings, the fake
+ * kernel behind the backend ops. Faults are injected into the fake queue
+ * (its poll fd is an eventfd) and the tests wait on counters or done
+ * callbacks, never on a fixed sleep.
+ */
+#include "dp-test.h"
+
+#include <fcntl.h>
+#include <poll.h>
+#include <pthread.h>
+#include <sched.h>
+#include <string.h>
+#include <sys/eventfd.h>
+
+#include "engine-internal.h"
+#include "fake-backend.h"
+#include "iopf/iopf.h"
+
+#define MiB (UINT64_C(1) << 20)
+#define KiB (UINT64_C(1) << 10)
+#define BASE (16 * MiB)
+#define R IOPF_ACCESS_READ
+#define W IOPF_ACCESS_WRITE
+
+struct fixture {
+	struct iopf_engine *e;
+	struct fake *f;
+	uint64_t src, dom;
+	int memfd;
+	unsigned done_calls;
+	int done_error;
+};
+
+static void on_done(void *userdata, int error)
+{
+	struct fixture *x = userdata;
+
+	x->done_calls++;
+	x->done_error = error;
+}
+
+/* Run the control loop until @n done callbacks have run (bounded). */
+static void wait_done(struct fixture *x, unsigned n)
+{
+	for (unsigned i = 0; x->done_calls < n && i < 1000; i++) {
+		struct pollfd p = { .fd = iopf_engine_get_fd(x->e), .events = POLLIN };
+
+		(void)poll(&p, 1, 10);
+		assert_true(iopf_engine_dispatch(x->e) >= 0);
+	}
+	assert_int_equal(x->done_calls, n);
+}
+
+static struct iopf_domain_info dinfo(struct fixture *x, uint64_t id)
+{
+	struct iopf_domain_info i;
+
+	assert_int_equal(iopf_engine_domain_info(x->e, id, &i), 0);
+	return i;
+}
+
+static uint64_t dgroups(struct fixture *x, uint64_t id)
+{
+	return dinfo(x, id).counters.groups;
+}
+
+static uint64_t unrouted_groups(struct fixture *x)
+{
+	struct iopf_source_info i;
+
+	assert_int_equal(iopf_engine_source_info(x->e, x->src, &i), 0);
+	return i.unrouted.groups;
+}
+
+/*
+ * Counters move when a response is queued, the fake sees it at the end of the
+ * worker's turn: wait for that before looking at what the fake received.
+ */
+static void settle(struct fake *f)
+{
+	WAIT_FOR(fake_pending(f) == 0 && fake_outstanding(f) == 0);
+}
+
+static int setup_cfg(void **state, const struct iopf_engine_config *cfg, bool uptr)
+{
+	struct fixture *x = calloc(1, sizeof(*x));
+
+	assert_non_null(x);
+	assert_int_equal(iopf_engine_new(cfg, &x->e), 0);
+	x->f = fake_new(uptr);
+	assert_int_equal(__iopf_engine_add_backend(x->e, 100, fake_backend(x->f), &x->src), 0);
+	assert_int_equal(iopf_engine_add_domain(x->e, x->src, 3, IOPF_PASID_NONE, &x->dom), 0);
+	x->memfd = test_memfd(4 * MiB);
+	*state = x;
+	return 0;
+}
+
+static int setup(void **state)
+{
+	struct iopf_engine_config cfg = { .n_workers = 2 };
+
+	return setup_cfg(state, &cfg, false);
+}
+
+static int setup_uptr(void **state)
+{
+	struct iopf_engine_config cfg = { .n_workers = 1 };
+
+	return setup_cfg(state, &cfg, true);
+}
+
+static int setup_small_batch(void **state)
+{
+	struct iopf_engine_config cfg = { .n_workers = 1, .read_batch = 1 };
+
+	return setup_cfg(state, &cfg, false);
+}
+
+static int teardown(void **state)
+{
+	struct fixture *x = *state;
+
+	x->e = iopf_engine_free(x->e);
+	/* Whatever was left: answered once, unmapped exactly, backend closed. */
+	assert_true(fake_all_answered_once(x->f));
+	assert_int_equal(fake_outstanding(x->f), 0);
+	assert_int_equal(fake_bad_unmaps(x->f), 0);
+	{
+		struct fake_mapping *m;
+
+		assert_int_equal(fake_mappings(x->f, &m), 0);
+		free(m);
+	}
+	assert_true(fake_closed(x->f));
+	fake_free(x->f);
+	close(x->memfd);
+	free(x);
+	return 0;
+}
+
+static uint64_t add_region(struct fixture *x, uint64_t dom, uint64_t iova, uint64_t len,
+			   uint32_t access)
+{
+	uint64_t id;
+
+	assert_int_equal(iopf_engine_add_region(x->e, dom, x->memfd, 0, iova, len, access, &id), 0);
+	return id;
+}
+
+static void test_resolve_one(void **state)
+{
+	struct fixture *x = *state;
+	struct iopf_region_info ri;
+	struct fake_map_call *calls;
+	struct fake_answer *ans;
+	uint64_t reg = add_region(x, x->dom, BASE, MiB, R | W);
+
+	fake_fault(x->f, 3, IOPF_PASID_NONE, BASE + 0x25123, IOMMU_PGFAULT_PERM_READ);
+	WAIT_FOR(dgroups(x, x->dom) == 1);
+	settle(x->f);
+
+	struct iopf_domain_info di = dinfo(x, x->dom);
+	assert_int_equal(di.counters.faults, 1);
+	assert_int_equal(di.counters.success, 1);
+	assert_int_equal(di.counters.reasons[IOPF_REASON_RESOLVED], 1);
+	assert_int_equal(di.counters.maps, 1);
+	assert_int_equal(di.counters.pages_mapped, 16);
+	assert_int_equal(di.counters.bytes_mapped, 64 * KiB);
+	assert_int_equal(di.n_regions, 1);
+	assert_int_equal(iopf_engine_region_info(x->e, reg, &ri), 0);
+	assert_int_equal(ri.bytes_mapped, 64 * KiB);
+
+	assert_int_equal(fake_map_calls(x->f, &calls), 1);
+	assert_int_equal(calls[0].iova, BASE + 0x20000);
+	assert_int_equal(calls[0].length, 64 * KiB);
+	assert_int_equal(calls[0].offset, 0x20000);
+	assert_int_equal(calls[0].prot, IOMMU_IOAS_MAP_READABLE | IOMMU_IOAS_MAP_WRITEABLE);
+	assert_false(calls[0].had_uptr);
+	free(calls);
+	assert_int_equal(fake_answers(x->f, &ans), 1);
+	assert_int_equal(ans[0].code, IOMMUFD_PAGE_RESP_SUCCESS);
+	free(ans);
+}
+
+static void test_uptr_backend(void **state)
+{
+	struct fixture *x = *state;
+	struct fake_map_call *calls;
+
+	add_region(x, x->dom, BASE, MiB, R);
+	fake_fault(x->f, 3, IOPF_PASID_NONE, BASE, IOMMU_PGFAULT_PERM_READ);
+	WAIT_FOR(dgroups(x, x->dom) == 1);
+	assert_int_equal(dinfo(x, x->dom).counters.success, 1);
+	assert_int_equal(fake_map_calls(x->f, &calls), 1);
+	assert_true(calls[0].had_uptr);
+	assert_int_equal(calls[0].prot, IOMMU_IOAS_MAP_READABLE);
+	free(calls);
+}
+
+static void test_no_handler_and_reasons(void **state)
+{
+	struct fixture *x = *state;
+	struct iopf_source_info si;
+	struct fake_answer *ans;
+	size_t n;
+
+	add_region(x, x->dom, BASE, MiB, R);
+	fake_fault(x->f, 9, IOPF_PASID_NONE, BASE, IOMMU_PGFAULT_PERM_READ);     /* no domain */
+	fake_fault(x->f, 3, 1, BASE, IOMMU_PGFAULT_PERM_READ);                   /* PASID: no domain */
+	fake_fault(x->f, 3, IOPF_PASID_NONE, BASE, IOMMU_PGFAULT_PERM_WRITE);    /* permission */
+	fake_fault(x->f, 3, IOPF_PASID_NONE, BASE + MiB, IOMMU_PGFAULT_PERM_READ); /* outside */
+	WAIT_FOR(unrouted_groups(x) == 2 && dgroups(x, x->dom) == 2);
+	settle(x->f);
+
+	assert_int_equal(iopf_engine_source_info(x->e, x->src, &si), 0);
+	assert_int_equal(si.unrouted.reasons[IOPF_REASON_NO_HANDLER], 2);
+	assert_int_equal(si.unrouted.invalid, 2);
+	assert_string_equal(si.backend, "fake");
+	assert_int_equal(si.tenant, 100);
+	struct iopf_domain_info di = dinfo(x, x->dom);
+	assert_int_equal(di.counters.reasons[IOPF_REASON_PERMISSION], 1);
+	assert_int_equal(di.counters.reasons[IOPF_REASON_OUTSIDE_REGION], 1);
+	assert_int_equal(di.counters.maps, 0);
+	n = fake_answers(x->f, &ans);
+	assert_int_equal(n, 4);
+	for (size_t i = 0; i < n; i++)
+		assert_int_equal(ans[i].code, IOMMUFD_PAGE_RESP_INVALID);
+	free(ans);
+}
+
+static void test_pasid_routing(void **state)
+{
+	struct fixture *x = *state;
+	uint64_t dp;
+
+	assert_int_equal(iopf_engine_add_domain(x->e, x->src, 3, 5, &dp), 0);
+	add_region(x, x->dom, BASE, MiB, R);
+	add_region(x, dp, BASE + MiB, MiB, R);
+	fake_fault(x->f, 3, IOPF_PASID_NONE, BASE, IOMMU_PGFAULT_PERM_READ);
+	fake_fault(x->f, 3, 5, BASE + MiB, IOMMU_PGFAULT_PERM_READ);
+	fake_fault(x->f, 3, 5, BASE, IOMMU_PGFAULT_PERM_READ); /* not in the PASID domain */
+	WAIT_FOR(dgroups(x, x->dom) == 1 && dgroups(x, dp) == 2);
+	assert_int_equal(dinfo(x, x->dom).counters.success, 1);
+	assert_int_equal(dinfo(x, dp).counters.success, 1);
+	assert_int_equal(dinfo(x, dp).counters.reasons[IOPF_REASON_OUTSIDE_REGION], 1);
+}
+
+static void test_multi_record_group_and_grow(void **state)
+{
+	struct fixture *x = *state;
+	struct iommu_hwpt_pgfault g[3] = {};
+	struct fake_answer *ans;
+
+	add_region(x, x->dom, BASE, MiB, R);
+	for (int i = 0; i < 3; i++) {
+		g[i].dev_id = 3;
+		g[i].addr = BASE + (uint64_t)i * 256 * KiB;
+		g[i].perm = IOMMU_PGFAULT_PERM_READ;
+		g[i].flags = (i == 2 ? IOMMU_PGFAULT_FLAGS_LAST_PAGE : 0) | 4 /* leaked bit */;
+	}
+	/* read_batch is 1: the first read gets EINVAL and the buffer must grow. */
+	fake_inject(x->f, g, 3);
+	WAIT_FOR(dgroups(x, x->dom) == 1);
+	settle(x->f);
+	struct iopf_domain_info di = dinfo(x, x->dom);
+	assert_int_equal(di.counters.faults, 3);
+	assert_int_equal(di.counters.success, 1);
+	assert_int_equal(di.counters.maps, 3);
+	assert_int_equal(fake_answers(x->f, &ans), 1);
+	assert_int_equal(ans[0].code, IOMMUFD_PAGE_RESP_SUCCESS);
+	free(ans);
+
+	/* Later kernels return 0 instead of EINVAL: still served, by growing. */
+	fake_set_too_small_returns_zero(x->f, true);
+	for (int i = 0; i < 3; i++)
+		g[i].addr += 64 * KiB;
+	struct iommu_hwpt_pgfault big[6];
+	memcpy(big, g, sizeof(g));
+	memcpy(big + 3, g, sizeof(g));
+	for (int i = 0; i < 6; i++)
+		big[i].flags = i == 5 ? IOMMU_PGFAULT_FLAGS_LAST_PAGE : 0;
+	fake_inject(x->f, big, 6);
+	WAIT_FOR(dgroups(x, x->dom) == 2);
+	assert_int_equal(dinfo(x, x->dom).counters.success, 2);
+}
+
+static void test_malformed_raw(void **state)
+{
+	struct fixture *x = *state;
+	struct iommu_hwpt_pgfault r[4] = {
+		/* cookie 50 cut short by cookie 51 */
+		{ .dev_id = 3, .addr = BASE, .perm = 1, .cookie = 50 },
+		{ .dev_id = 3, .addr = BASE, .perm = 1, .cookie = 51,
+		  .flags = IOMMU_PGFAULT_FLAGS_LAST_PAGE },
+		/* cookie 52 mixes dev_ids */
+		{ .dev_id = 3, .addr = BASE, .perm = 1, .cookie = 52 },
+		{ .dev_id = 4, .addr = BASE, .perm = 1, .cookie = 52,
+		  .flags = IOMMU_PGFAULT_FLAGS_LAST_PAGE },
+	};
+	struct fake_answer *ans;
+
+	add_region(x, x->dom, BASE, MiB, R);
+	fake_inject_raw(x->f, r, 4);
+	WAIT_FOR(dgroups(x, x->dom) == 3);
+	settle(x->f);
+	struct iopf_domain_info di = dinfo(x, x->dom);
+	assert_int_equal(di.counters.reasons[IOPF_REASON_BAD_RECORD], 2);
+	assert_int_equal(di.counters.success, 1);
+	assert_int_equal(fake_answers(x->f, &ans), 3);
+	assert_int_equal(ans[0].cookie, 50);
+	assert_int_equal(ans[0].code, IOMMUFD_PAGE_RESP_INVALID);
+	assert_int_equal(ans[1].cookie, 51);
+	assert_int_equal(ans[1].code, IOMMUFD_PAGE_RESP_SUCCESS);
+	assert_int_equal(ans[2].cookie, 52);
+	assert_int_equal(ans[2].code, IOMMUFD_PAGE_RESP_INVALID);
+	free(ans);
+}
+
+/* Many faults on two sources served by different workers. */
+static void test_many_faults_two_sources(void **state)
+{
+	struct fixture *x = *state;
+	struct fake *f2 = fake_new(false);
+	uint64_t s2, d2, total;
+	struct iopf_source_info si1, si2;
+
+	assert_int_equal(__iopf_engine_add_backend(x->e, 200, fake_backend(f2), &s2), 0);
+	/* the same dev_id on another source is another domain */
+	assert_int_equal(iopf_engine_add_domain(x->e, s2, 3, IOPF_PASID_NONE, &d2), 0);
+	add_region(x, x->dom, BASE, 4 * MiB, R | W);
+	add_region(x, d2, BASE, 4 * MiB, R | W);
+	assert_int_equal(iopf_engine_source_info(x->e, x->src, &si1), 0);
+	assert_int_equal(iopf_engine_source_info(x->e, s2, &si2), 0);
+	assert_int_not_equal(si1.worker, si2.worker);
+
+	for (unsigned i = 0; i < 2000; i++) {
+		uint64_t a = BASE + (uint64_t)(i * 7919 % 1024) * IOPF_PAGE_SIZE;
+
+		fake_fault(x->f, 3, IOPF_PASID_NONE, a, IOMMU_PGFAULT_PERM_WRITE);
+		fake_fault(f2, 3, IOPF_PASID_NONE, a, IOMMU_PGFAULT_PERM_READ);
+	}
+	WAIT_FOR(dgroups(x, x->dom) == 2000 && dgroups(x, d2) == 2000);
+	settle(x->f);
+	settle(f2);
+	for (int k = 0; k < 2; k++) {
+		struct iopf_domain_info di = dinfo(x, k ? d2 : x->dom);
+
+		assert_int_equal(di.counters.success, 2000);
+		/* 1024 pages touched = 64 windows of 16 pages, each mapped once */
+		assert_int_equal(di.counters.pages_mapped, 1024);
+		assert_int_equal(di.counters.bytes_mapped, 4 * MiB);
+		total = di.counters.maps + di.counters.coalesced;
+		assert_true(total >= 2000);
+	}
+	assert_true(fake_all_answered_once(x->f));
+	assert_true(fake_all_answered_once(f2));
+
+	x->done_calls = 0;
+	assert_int_equal(iopf_engine_remove_source(x->e, s2, on_done, x), 0);
+	wait_done(x, 1);
+	assert_int_equal(x->done_error, 0);
+	assert_true(fake_closed(f2));
+	{
+		struct fake_mapping *m;
+
+		assert_int_equal(fake_mappings(f2, &m), 0);
+		free(m);
+	}
+	assert_int_equal(fake_bad_unmaps(f2), 0);
+	fake_free(f2);
+}
+
+static void test_remove_domain_with_held(void **state)
+{
+	struct fixture *x = *state;
+	struct fake_answer *ans;
+	struct fake_mapping *m;
+	uint64_t other, dp;
+	size_t n;
+
+	/* a second domain that keeps its mapping */
+	assert_int_equal(iopf_engine_add_domain(x->e, x->src, 3, 7, &dp), 0);
+	add_region(x, dp, 64 * MiB, MiB, R);
+	fake_fault(x->f, 3, 7, 64 * MiB, IOMMU_PGFAULT_PERM_READ);
+	add_region(x, x->dom, BASE, MiB, R);
+	other = add_region(x, x->dom, BASE + 2 * MiB, MiB, R);
+	fake_fault(x->f, 3, IOPF_PASID_NONE, BASE, IOMMU_PGFAULT_PERM_READ);
+	fake_fault(x->f, 3, IOPF_PASID_NONE, BASE + 2 * MiB, IOMMU_PGFAULT_PERM_READ);
+	WAIT_FOR(dgroups(x, x->dom) == 2 && dgroups(x, dp) == 1);
+
+	assert_int_equal(__iopf_engine_set_hold(x->e, x->dom, true), 0);
+	for (int i = 0; i < 3; i++)
+		fake_fault(x->f, 3, IOPF_PASID_NONE, BASE + MiB / 2, IOMMU_PGFAULT_PERM_READ);
+	WAIT_FOR(__iopf_engine_held(x->e, x->src) == 3);
+	assert_int_equal(fake_outstanding(x->f), 3);
+
+	assert_int_equal(iopf_engine_remove_domain(x->e, x->dom, on_done, x), 0);
+	/* unpublished at once */
+	struct iopf_domain_info di;
+	struct iopf_region_info ri;
+	assert_int_equal(iopf_engine_domain_info(x->e, x->dom, &di), -ENOENT);
+	assert_int_equal(iopf_engine_region_info(x->e, other, &ri), -ENOENT);
+	assert_int_equal(iopf_engine_remove_domain(x->e, x->dom, on_done, x), -ENOENT);
+	wait_done(x, 1);
+	assert_int_equal(x->done_error, 0);
+	assert_int_equal(__iopf_engine_held(x->e, x->src), 0);
+	assert_int_equal(fake_outstanding(x->f), 0);
+
+	n = fake_answers(x->f, &ans);
+	assert_int_equal(n, 6);
+	for (size_t i = 3; i < n; i++)
+		assert_int_equal(ans[i].code, IOMMUFD_PAGE_RESP_INVALID);
+	free(ans);
+	/* exactly the removed domain's two maps are gone; the other domain's stays */
+	assert_int_equal(fake_mappings(x->f, &m), 1);
+	assert_int_equal(m[0].iova, 64 * MiB);
+	free(m);
+	assert_int_equal(fake_unmaps(x->f), 2);
+	assert_int_equal(fake_bad_unmaps(x->f), 0);
+
+	/* the key is free again; faults for it now find no handler */
+	fake_fault(x->f, 3, IOPF_PASID_NONE, BASE, IOMMU_PGFAULT_PERM_READ);
+	WAIT_FOR(unrouted_groups(x) == 1);
+	assert_int_equal(iopf_engine_add_domain(x->e, x->src, 3, IOPF_PASID_NONE, &x->dom), 0);
+}
+
+static void test_remove_source_with_held(void **state)
+{
+	struct fixture *x = *state;
+	struct iopf_source_info si;
+	struct fake_answer *ans;
+	struct fake_mapping *m;
+	size_t n;
+
+	add_region(x, x->dom, BASE, MiB, R);
+	fake_fault(x->f, 3, IOPF_PASID_NONE, BASE, IOMMU_PGFAULT_PERM_READ);
+	fake_fault(x->f, 3, IOPF_PASID_NONE, BASE + 512 * KiB, IOMMU_PGFAULT_PERM_READ);
+	WAIT_FOR(dgroups(x, x->dom) == 2);
+	assert_int_equal(__iopf_engine_set_hold(x->e, x->dom, true), 0);
+	fake_fault(x->f, 3, IOPF_PASID_NONE, BASE + 4096, IOMMU_PGFAULT_PERM_READ);
+	fake_fault(x->f, 3, IOPF_PASID_NONE, BASE + 8192, IOMMU_PGFAULT_PERM_READ);
+	WAIT_FOR(__iopf_engine_held(x->e, x->src) == 2);
+
+	assert_int_equal(iopf_engine_remove_source(x->e, x->src, on_done, x), 0);
+	/* faults still queued are drained by the worker, or were already read */
+	fake_fault(x->f, 3, IOPF_PASID_NONE, BASE, IOMMU_PGFAULT_PERM_READ);
+	assert_int_equal(iopf_engine_source_info(x->e, x->src, &si), -ENOENT);
+	assert_int_equal(iopf_engine_domain_info(x->e, x->dom, &(struct iopf_domain_info){}), -ENOENT);
+	wait_done(x, 1);
+	assert_true(fake_closed(x->f));
+	n = fake_answers(x->f, &ans);
+	assert_true(n == 4 || n == 5); /* the late fault raced the drain, or was left queued */
+	for (size_t i = 2; i < n; i++)
+		assert_int_equal(ans[i].code, IOMMUFD_PAGE_RESP_INVALID);
+	free(ans);
+	assert_int_equal(fake_mappings(x->f, &m), 0);
+	free(m);
+	assert_int_equal(fake_unmaps(x->f), 2);
+	/* teardown expects nothing pending; a fault queued after the drain stays queued */
+	if (fake_pending(x->f))
+		assert_int_equal(n, 4);
+}
+
+static void test_remove_region(void **state)
+{
+	struct fixture *x = *state;
+	struct fake_mapping *m;
+	uint64_t r1, r2;
+
+	r1 = add_region(x, x->dom, BASE, MiB, R);
+	r2 = add_region(x, x->dom, BASE + MiB, MiB, R);
+	for (int i = 0; i < 4; i++)
+		fake_fault(x->f, 3, IOPF_PASID_NONE, BASE + (uint64_t)i * 256 * KiB,
+			   IOMMU_PGFAULT_PERM_READ);
+	fake_fault(x->f, 3, IOPF_PASID_NONE, BASE + MiB, IOMMU_PGFAULT_PERM_READ);
+	WAIT_FOR(dgroups(x, x->dom) == 5);
+	assert_int_equal(dinfo(x, x->dom).counters.bytes_mapped, 5 * 64 * KiB);
+
+	assert_int_equal(iopf_engine_remove_region(x->e, r1, on_done, x), 0);
+	assert_int_equal(dinfo(x, x->dom).n_regions, 1);
+	wait_done(x, 1);
+	assert_int_equal(fake_mappings(x->f, &m), 1);
+	assert_int_equal(m[0].iova, BASE + MiB);
+	free(m);
+	assert_int_equal(dinfo(x, x->dom).counters.bytes_mapped, 64 * KiB);
+
+	/* its range now faults outside any region */
+	fake_fault(x->f, 3, IOPF_PASID_NONE, BASE, IOMMU_PGFAULT_PERM_READ);
+	WAIT_FOR(dgroups(x, x->dom) == 6);
+	assert_int_equal(dinfo(x, x->dom).counters.reasons[IOPF_REASON_OUTSIDE_REGION], 1);
+	(void)r2;
+}
+
+/* engine_free with groups held and pages mapped: teardown checks the aftermath. */
+static void test_free_with_state(void **state)
+{
+	struct fixture *x = *state;
+
+	add_region(x, x->dom, BASE, MiB, R);
+	fake_fault(x->f, 3, IOPF_PASID_NONE, BASE, IOMMU_PGFAULT_PERM_READ);
+	WAIT_FOR(dgroups(x, x->dom) == 1);
+	assert_int_equal(__iopf_engine_set_hold(x->e, x->dom, true), 0);
+	fake_fault(x->f, 3, IOPF_PASID_NONE, BASE, IOMMU_PGFAULT_PERM_READ);
+	WAIT_FOR(__iopf_engine_held(x->e, x->src) == 1);
+	/* a removal still pending at free time gets its callback from free */
+	assert_int_equal(iopf_engine_add_domain(x->e, x->src, 4, IOPF_PASID_NONE, &x->dom), 0);
+	assert_int_equal(iopf_engine_remove_domain(x->e, x->dom, on_done, x), 0);
+	x->e = iopf_engine_free(x->e);
+	assert_int_equal(x->done_calls, 1);
+}
+
+struct collect {
+	uint64_t ids[16];
+	unsigned n;
+};
+
+static int collect_source(const struct iopf_source_info *i, void *userdata)
+{
+	struct collect *c = userdata;
+
+	c->ids[c->n++] = i->id;
+	return 0;
+}
+
+static int collect_domain(const struct iopf_domain_info *i, void *userdata)
+{
+	struct collect *c = userdata;
+
+	c->ids[c->n++] = i->id;
+	return c->n == 2 ? -ECANCELED : 0;
+}
+
+static int collect_region(const struct iopf_region_info *i, void *userdata)
+{
+	struct collect *c = userdata;
+
+	c->ids[c->n++] = i->id;
+	return 0;
+}
+
+static void test_objects(void **state)
+{
+	struct fixture *x = *state;
+	struct fake *f2 = fake_new(false);
+	struct collect c = {};
+	uint64_t s2, d2, d3, r1, r2, id;
+	struct iopf_region_info ri;
+
+	assert_int_equal(__iopf_engine_add_backend(x->e, 200, fake_backend(f2), &s2), 0);
+	assert_true(s2 > x->dom);
+	assert_int_equal(iopf_engine_add_domain(x->e, x->src, 3, IOPF_PASID_NONE, &id), -EEXIST);
+	assert_int_equal(iopf_engine_add_domain(x->e, x->src, 3, IOPF_PASID_MAX + 1, &id), -EINVAL);
+	assert_int_equal(iopf_engine_add_domain(x->e, 999, 3, 1, &id), -ENOENT);
+	assert_int_equal(iopf_engine_add_domain(x->e, s2, 3, IOPF_PASID_NONE, &d2), 0);
+	assert_int_equal(iopf_engine_add_domain(x->e, s2, 3, 0, &d3), 0);
+	assert_true(d3 > d2 && d2 > s2);
+
+	r1 = add_region(x, x->dom, BASE, MiB, R);
+	assert_int_equal(iopf_engine_add_region(x->e, x->dom, x->memfd, 0, BASE + MiB - 4096,
+						4096, R, &id), -EBUSY);
+	assert_int_equal(iopf_engine_add_region(x->e, x->dom, x->memfd, 0, BASE + 1, 4096, R, &id),
+			 -EINVAL);
+	assert_int_equal(iopf_engine_add_region(x->e, x->dom, x->memfd, 0, BASE + 8 * MiB,
+						8 * MiB, R, &id), -EINVAL); /* beyond the memfd */
+	assert_int_equal(iopf_engine_add_region(x->e, x->dom, x->memfd, 0, BASE + 8 * MiB, 4096,
+						0x10, &id), -EINVAL);
+	assert_int_equal(iopf_engine_add_region(x->e, x->dom, -1, 0, BASE + 8 * MiB, 4096, R, &id),
+			 -EBADF);
+	assert_int_equal(iopf_engine_add_region(x->e, 999, x->memfd, 0, BASE, 4096, R, &id), -ENOENT);
+	r2 = add_region(x, d2, BASE, MiB, R | W); /* same IOVA, other domain: fine */
+	assert_int_equal(iopf_engine_region_info(x->e, r2, &ri), 0);
+	assert_int_equal(ri.domain_id, d2);
+	assert_int_equal(ri.tenant, 200);
+	assert_int_equal(ri.access, R | W);
+
+	assert_int_equal(iopf_engine_foreach_source(x->e, 0, collect_source, &c), 0);
+	assert_int_equal(c.n, 2);
+	assert_true(c.ids[0] == x->src && c.ids[1] == s2);
+	c.n = 0;
+	assert_int_equal(iopf_engine_foreach_source(x->e, 200, collect_source, &c), 0);
+	assert_int_equal(c.n, 1);
+	c.n = 0;
+	assert_int_equal(iopf_engine_foreach_domain(x->e, 0, collect_domain, &c), -ECANCELED);
+	assert_int_equal(c.n, 2);
+	assert_true(c.ids[0] == x->dom && c.ids[1] == d2);
+	c.n = 0;
+	assert_int_equal(iopf_engine_foreach_region(x->e, 100, collect_region, &c), 0);
+	assert_int_equal(c.n, 1);
+	assert_int_equal(c.ids[0], r1);
+
+	/* removing a source removes its domains and regions from view at once */
+	assert_int_equal(iopf_engine_remove_source(x->e, s2, on_done, x), 0);
+	assert_int_equal(iopf_engine_region_info(x->e, r2, &ri), -ENOENT);
+	assert_int_equal(iopf_engine_remove_domain(x->e, d3, NULL, NULL), -ENOENT);
+	assert_int_equal(iopf_engine_add_domain(x->e, s2, 5, 1, &id), -ENOENT);
+	wait_done(x, 1);
+	/* ids are never reused */
+	assert_int_equal(iopf_engine_add_domain(x->e, x->src, 8, IOPF_PASID_NONE, &id), 0);
+	assert_true(id > r2);
+	fake_free(f2);
+}
+
+static void test_bad_config(void **state)
+{
+	struct iopf_engine *e = NULL;
+	struct iopf_engine_config c1 = { .fault_around = 3 * 4096 };
+	struct iopf_engine_config c2 = { .fault_around = 2048 };
+	struct iopf_engine_config c3 = { .read_batch = 1u << 20 };
+	struct iopf_engine_config c4 = { .n_workers = 0 };
+
+	assert_int_equal(iopf_engine_new(&c1, &e), -EINVAL);
+	assert_int_equal(iopf_engine_new(&c2, &e), -EINVAL);
+	assert_int_equal(iopf_engine_new(&c3, &e), -EINVAL);
+	assert_int_equal(iopf_engine_new(&c4, &e), 0);
+	assert_int_equal(iopf_engine_n_workers(e), (unsigned)sysconf(_SC_NPROCESSORS_ONLN));
+	assert_int_equal(iopf_engine_dispatch(e), 0);
+	e = iopf_engine_free(e);
+	assert_null(e);
+	assert_null(iopf_engine_free(NULL));
+}
+
+static void test_add_source_fd_kinds(void **state)
+{
+	struct fixture *x = *state;
+	int p[2], efd;
+	uint64_t id;
+
+	assert_int_equal(pipe2(p, O_CLOEXEC), 0);
+	assert_int_equal(iopf_engine_add_source(x->e, 1, p[0], p[1], 1, &id), -ENOTTY);
+	efd = eventfd(0, EFD_CLOEXEC);
+	assert_int_equal(iopf_engine_add_source(x->e, 1, efd, x->memfd, 1, &id), -EOPNOTSUPP);
+	assert_int_equal(iopf_engine_add_source(x->e, 1, 999, p[1], 1, &id), -EBADF);
+	/* not taken on failure */
+	assert_int_equal(close(p[0]), 0);
+	assert_int_equal(close(p[1]), 0);
+	assert_int_equal(close(efd), 0);
+}
+
+static bool source_broken(struct fixture *x)
+{
+	struct iopf_source_info i;
+
+	assert_int_equal(iopf_engine_source_info(x->e, x->src, &i), 0);
+	return i.broken;
+}
+
+/* A read error that persists stops polling (no spin); removal still works. */
+static void test_read_errors_break_source(void **state)
+{
+	struct fixture *x = *state;
+	struct iopf_source_info si;
+
+	fake_fail_reads(x->f, EIO);
+	fake_fault(x->f, 3, IOPF_PASID_NONE, BASE, IOMMU_PGFAULT_PERM_READ);
+	WAIT_FOR(source_broken(x));
+	assert_int_equal(iopf_engine_source_info(x->e, x->src, &si), 0);
+	assert_int_equal(si.io_errors, 16);
+	assert_int_equal(fake_reads(x->f), 16);
+	/* the group is still queued; once reads work the drain at removal answers it */
+	fake_fail_reads(x->f, 0);
+	assert_int_equal(iopf_engine_remove_source(x->e, x->src, on_done, x), 0);
+	wait_done(x, 1);
+	assert_int_equal(fake_pending(x->f), 0);
+	assert_true(fake_all_answered_once(x->f));
+}
+
+/* A hard write error drops that batch (counted), and the source keeps serving. */
+static void test_write_error_drops_batch(void **state)
+{
+	struct fixture *x = *state;
+	struct iopf_source_info si;
+	struct fake_answer *ans;
+
+	add_region(x, x->dom, BASE, MiB, R);
+	fake_fail_next_write(x->f, EIO);
+	fake_fault(x->f, 3, IOPF_PASID_NONE, BASE, IOMMU_PGFAULT_PERM_READ);
+	WAIT_FOR(iopf_engine_source_info(x->e, x->src, &si) == 0 && si.io_errors == 1);
+	assert_int_equal(fake_outstanding(x->f), 1); /* never resubmitted on a later turn */
+	fake_fault(x->f, 3, IOPF_PASID_NONE, BASE, IOMMU_PGFAULT_PERM_READ);
+	WAIT_FOR(dgroups(x, x->dom) == 2);
+	WAIT_FOR(fake_outstanding(x->f) == 1);
+	assert_int_equal(fake_answers(x->f, &ans), 1);
+	free(ans);
+	/* what the kernel does on detach; lets teardown check the rest */
+	for (uint32_t c = 1; c < 4; c++)
+		(void)fake_auto_answer(x->f, c);
+}
+
+struct feeder {
+	struct fake *f;
+	int stop;
+	unsigned sent;
+};
+
+static void *feeder_main(void *arg)
+{
+	struct feeder *fd = arg;
+
+	while (!__atomic_load_n(&fd->stop, __ATOMIC_RELAXED)) {
+		unsigned i = fd->sent++;
+
+		/* dev 3 or 4, with or without PASID 1, anywhere in 8 MiB */
+		fake_fault(fd->f, 3 + i % 2, i % 3 ? IOPF_PASID_NONE : 1,
+			   BASE + (uint64_t)(i * 2654435761u % 2048) * IOPF_PAGE_SIZE,
+			   IOMMU_PGFAULT_PERM_READ);
+		if (fake_pending(fd->f) > 256)
+			sched_yield(); /* let the worker catch up; order does not matter */
+	}
+	return NULL;
+}
+
+/*
+ * Domains and regions come and go (published, unpublished, unmapped, freed)
+ * while a feeder thread keeps faults flowing: every group still answered
+ * exactly once, every unmap names a whole earlier map, nothing left mapped.
+ */
+static void test_churn(void **state)
+{
+	struct fixture *x = *state;
+	struct feeder fd = { .f = x->f };
+	uint64_t dom[4] = {}, reg[4][2] = {};
+	pthread_t th;
+	unsigned expect_done = 0;
+
+	assert_int_equal(pthread_create(&th, NULL, feeder_main, &fd), 0);
+	/* the fixture's domain (3, NONE) stays; churn (4, NONE), (3, 1), (4, 1) */
+	for (unsigned round = 0; round < 400; round++) {
+		unsigned k = 1 + round % 3;
+
+		if (!dom[k]) {
+			assert_int_equal(iopf_engine_add_domain(x->e, x->src, 3 + (k & 1),
+								k >= 2 ? 1 : IOPF_PASID_NONE, &dom[k]),
+					 0);
+			reg[k][0] = add_region(x, dom[k], BASE, 4 * MiB, R);
+			reg[k][1] = add_region(x, dom[k], BASE + 4 * MiB, 4 * MiB, R);
+		} else if (round % 2) {
+			assert_int_equal(iopf_engine_remove_domain(x->e, dom[k], on_done, x), 0);
+			dom[k] = 0;
+			expect_done++;
+		} else if (reg[k][1]) {
+			assert_int_equal(iopf_engine_remove_region(x->e, reg[k][1], on_done, x), 0);
+			reg[k][1] = 0;
+			expect_done++;
+		}
+		if (round % 50 == 0) {
+			if (reg[0][0]) {
+				assert_int_equal(iopf_engine_remove_region(x->e, reg[0][0], on_done, x), 0);
+				expect_done++;
+			}
+			reg[0][0] = add_region(x, x->dom, BASE + 2 * MiB, 4 * MiB, R);
+		}
+		(void)iopf_engine_dispatch(x->e);
+		usleep(100); /* spread the churn over many worker turns */
+	}
+	__atomic_store_n(&fd.stop, 1, __ATOMIC_RELAXED);
+	assert_int_equal(pthread_join(th, NULL), 0);
+	wait_done(x, expect_done);
+	WAIT_FOR(fake_pending(x->f) == 0 && fake_outstanding(x->f) == 0);
+	assert_true(fake_all_answered_once(x->f));
+	assert_int_equal(fake_delivered(x->f), fd.sent);
+	assert_int_equal(fake_bad_unmaps(x->f), 0);
+	/* teardown checks that engine_free leaves nothing mapped */
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test_setup_teardown(test_resolve_one, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_uptr_backend, setup_uptr, teardown),
+		cmocka_unit_test_setup_teardown(test_no_handler_and_reasons, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_pasid_routing, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_multi_record_group_and_grow, setup_small_batch,
+						teardown),
+		cmocka_unit_test_setup_teardown(test_malformed_raw, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_many_faults_two_sources, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_remove_domain_with_held, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_remove_source_with_held, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_remove_region, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_free_with_state, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_objects, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_churn, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_read_errors_break_source, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_write_error_drops_batch, setup, teardown),
+		cmocka_unit_test(test_bad_config),
+		cmocka_unit_test_setup_teardown(test_add_source_fd_kinds, setup, teardown),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -1,0 +1,156 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* Fault records -> groups, including every malformed shape. */
+#include "dp-test.h"
+
+#include "fault.h"
+#include "iopf/iopf.h"
+
+#define LAST IOMMU_PGFAULT_FLAGS_LAST_PAGE
+#define PV IOMMU_PGFAULT_FLAGS_PASID_VALID
+
+static struct iommu_hwpt_pgfault rec(uint32_t cookie, uint32_t flags, uint32_t dev, uint32_t pasid)
+{
+	return (struct iommu_hwpt_pgfault){
+		.cookie = cookie, .flags = flags, .dev_id = dev, .pasid = pasid, .addr = 0x1000,
+	};
+}
+
+/* Cut every group of @r and compare with the expected (first, n, cookie, bad) list. */
+static void check(struct iommu_hwpt_pgfault *r, size_t n, const struct iopf_group *want,
+		  size_t n_want)
+{
+	struct iopf_group g;
+	size_t pos = 0, k = 0;
+
+	while (iopf_fault_next_group(r, n, &pos, &g)) {
+		assert_true(k < n_want);
+		assert_int_equal(g.first, want[k].first);
+		assert_int_equal(g.n, want[k].n);
+		assert_int_equal(g.cookie, want[k].cookie);
+		assert_int_equal(g.bad, want[k].bad);
+		k++;
+	}
+	assert_int_equal(k, n_want);
+	assert_int_equal(pos, n);
+}
+
+static void test_empty(void **state)
+{
+	struct iopf_group g;
+	size_t pos = 0;
+
+	assert_false(iopf_fault_next_group(NULL, 0, &pos, &g));
+}
+
+static void test_whole_groups(void **state)
+{
+	struct iommu_hwpt_pgfault r[] = {
+		rec(1, LAST, 3, 0),
+		rec(2, 0, 3, 0), rec(2, 0, 3, 0), rec(2, LAST, 3, 0),
+		rec(1, LAST | PV, 3, 9), /* a reused cookie after LAST is a new group */
+	};
+	const struct iopf_group want[] = {
+		{ .first = 0, .n = 1, .cookie = 1 },
+		{ .first = 1, .n = 3, .cookie = 2 },
+		{ .first = 4, .n = 1, .cookie = 1 },
+	};
+	struct iopf_group g;
+	size_t pos = 0;
+
+	check(r, 5, want, 3);
+	assert_true(iopf_fault_next_group(r, 5, &pos, &g));
+	assert_int_equal(g.dev_id, 3);
+	assert_int_equal(g.pasid, IOPF_PASID_NONE); /* pasid field ignored without PASID_VALID */
+	pos = 4;
+	assert_true(iopf_fault_next_group(r, 5, &pos, &g));
+	assert_int_equal(g.pasid, 9);
+}
+
+static void test_unknown_flags_masked(void **state)
+{
+	struct iommu_hwpt_pgfault r[] = {
+		rec(5, 0x4, 3, 0), rec(5, LAST | 0x4 | 0x80000000u, 3, 0),
+	};
+	const struct iopf_group want[] = { { .first = 0, .n = 2, .cookie = 5 } };
+
+	check(r, 2, want, 1);
+	assert_int_equal(r[0].flags, 0);
+	assert_int_equal(r[1].flags, LAST);
+}
+
+static void test_cookie_changes_early(void **state)
+{
+	struct iommu_hwpt_pgfault r[] = {
+		rec(7, 0, 3, 0), rec(7, 0, 3, 0), /* no LAST_PAGE */
+		rec(8, LAST, 3, 0),
+		rec(9, 0, 3, 0), rec(10, 0, 3, 0), rec(10, LAST, 3, 0),
+	};
+	const struct iopf_group want[] = {
+		{ .first = 0, .n = 2, .cookie = 7, .bad = true },
+		{ .first = 2, .n = 1, .cookie = 8 },
+		{ .first = 3, .n = 1, .cookie = 9, .bad = true },
+		{ .first = 4, .n = 2, .cookie = 10 },
+	};
+
+	check(r, 6, want, 4);
+}
+
+static void test_batch_ends_mid_group(void **state)
+{
+	struct iommu_hwpt_pgfault r[] = {
+		rec(1, LAST, 3, 0), rec(2, 0, 3, 0), rec(2, 0, 3, 0),
+	};
+	const struct iopf_group want[] = {
+		{ .first = 0, .n = 1, .cookie = 1 },
+		{ .first = 1, .n = 2, .cookie = 2, .bad = true },
+	};
+
+	check(r, 3, want, 2);
+}
+
+static void test_mixed_keys(void **state)
+{
+	struct iommu_hwpt_pgfault dev[] = { rec(1, 0, 3, 0), rec(1, LAST, 4, 0), rec(2, LAST, 4, 0) };
+	struct iommu_hwpt_pgfault pasid[] = { rec(1, PV, 3, 1), rec(1, LAST | PV, 3, 2) };
+	struct iommu_hwpt_pgfault pv[] = { rec(1, PV, 3, 0), rec(1, LAST, 3, 0) };
+	const struct iopf_group want_dev[] = {
+		{ .first = 0, .n = 2, .cookie = 1, .bad = true },
+		{ .first = 2, .n = 1, .cookie = 2 },
+	};
+	const struct iopf_group want_one_bad[] = { { .first = 0, .n = 2, .cookie = 1, .bad = true } };
+
+	check(dev, 3, want_dev, 2);
+	check(pasid, 2, want_one_bad, 1);
+	check(pv, 2, want_one_bad, 1);
+}
+
+static void test_pasid_out_of_range(void **state)
+{
+	struct iommu_hwpt_pgfault r[] = {
+		rec(1, LAST | PV, 3, IOPF_PASID_MAX + 1),
+		rec(2, LAST | PV, 3, IOPF_PASID_NONE), /* must not alias "no PASID" */
+		rec(3, LAST | PV, 3, IOPF_PASID_MAX),
+	};
+	const struct iopf_group want[] = {
+		{ .first = 0, .n = 1, .cookie = 1, .bad = true },
+		{ .first = 1, .n = 1, .cookie = 2, .bad = true },
+		{ .first = 2, .n = 1, .cookie = 3 },
+	};
+
+	check(r, 3, want, 3);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_empty),
+		cmocka_unit_test(test_whole_groups),
+		cmocka_unit_test(test_unknown_flags_masked),
+		cmocka_unit_test(test_cookie_changes_early),
+		cmocka_unit_test(test_batch_ends_mid_group),
+		cmocka_unit_test(test_mixed_keys),
+		cmocka_unit_test(test_pasid_out_of_range),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}

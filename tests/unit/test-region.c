@@ -1,0 +1,253 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* Regions: validation, the sorted set and its binary search, page bitmaps. */
+#include "dp-test.h"
+
+#include <fcntl.h>
+#include <string.h>
+
+#include "iopf/uapi.h"
+#include "region.h"
+#include "util.h"
+
+#define PG IOPF_PAGE_SIZE
+#define R IOPF_ACCESS_READ
+#define W IOPF_ACCESS_WRITE
+
+static int memfd = -1;
+
+static struct iopf_region *mk(uint64_t iova, uint64_t len)
+{
+	struct iopf_region *r;
+
+	assert_int_equal(iopf_region_new(memfd, 0, iova, len, R, &r), 0);
+	return r;
+}
+
+static void test_new_validation(void **state)
+{
+	struct iopf_region *r;
+	int p[2], ro;
+	char path[] = "/tmp/iopf-test-XXXXXX";
+
+	assert_int_equal(iopf_region_new(memfd, 0, 0, 0, R, &r), -EINVAL);
+	assert_int_equal(iopf_region_new(memfd, 0, 1, PG, R, &r), -EINVAL);
+	assert_int_equal(iopf_region_new(memfd, 1, 0, PG, R, &r), -EINVAL);
+	assert_int_equal(iopf_region_new(memfd, 0, 0, PG + 1, R, &r), -EINVAL);
+	assert_int_equal(iopf_region_new(memfd, 0, 0, PG, 0, &r), -EINVAL);
+	assert_int_equal(iopf_region_new(memfd, 0, 0, PG, 0x10, &r), -EINVAL);
+	/* the last page of the IOVA space is fine, one more wraps */
+	assert_int_equal(iopf_region_new(memfd, 0, UINT64_MAX - PG + 1, PG, R, &r), 0);
+	assert_int_equal(r->n_pages, 1);
+	iopf_region_free(r);
+	assert_int_equal(iopf_region_new(memfd, 0, UINT64_MAX - PG + 1, 2 * PG, R, &r), -EINVAL);
+	/* beyond the file */
+	assert_int_equal(iopf_region_new(memfd, PG, 0, 1024 * PG, R, &r), -EINVAL);
+	assert_int_equal(iopf_region_new(memfd, 0, 0, 1024 * PG, R | W, &r), 0);
+	assert_int_equal(r->prot, IOMMU_IOAS_MAP_READABLE | IOMMU_IOAS_MAP_WRITEABLE);
+	assert_true(r->fd >= 0 && r->fd != memfd);
+	assert_true(fcntl(r->fd, F_GETFD) & FD_CLOEXEC);
+	iopf_region_free(r);
+	/* fds that cannot be mapped */
+	assert_int_equal(iopf_region_new(-1, 0, 0, PG, R, &r), -EBADF);
+	assert_int_equal(iopf_region_new(1000, 0, 0, PG, R, &r), -EBADF);
+	assert_int_equal(pipe2(p, O_CLOEXEC), 0);
+	assert_int_equal(iopf_region_new(p[0], 0, 0, PG, R, &r), -EBADF);
+	close(p[0]);
+	close(p[1]);
+	ro = mkstemp(path);
+	assert_true(ro >= 0);
+	assert_int_equal(ftruncate(ro, 16 * PG), 0);
+	close(ro);
+	ro = open(path, O_RDONLY | O_CLOEXEC);
+	unlink(path);
+	assert_int_equal(iopf_region_new(ro, 0, 0, PG, R | W, &r), -EBADF);
+	assert_int_equal(iopf_region_new(ro, 0, 0, 16 * PG, R, &r), 0);
+	assert_int_equal(r->prot, IOMMU_IOAS_MAP_READABLE);
+	iopf_region_free(r);
+	close(ro);
+	assert_null(iopf_region_free(NULL));
+}
+
+static void test_set_overlap(void **state)
+{
+	struct iopf_region *a = mk(0x10000, 4 * PG), *b = mk(0x20000, 4 * PG);
+	struct iopf_region_set *s1, *s2, *s3;
+	struct {
+		uint64_t iova, len;
+		int want;
+	} cases[] = {
+		{ 0x10000 - PG, PG, 0 },          /* adjacent below */
+		{ 0x14000, PG, 0 },               /* adjacent above */
+		{ 0x10000 - PG, 2 * PG, -EBUSY }, /* overlaps the start */
+		{ 0x13000, 2 * PG, -EBUSY },      /* overlaps the end */
+		{ 0x11000, PG, -EBUSY },          /* inside */
+		{ 0x0, 0x100000, -EBUSY },        /* around both */
+		{ 0x14000, 0xc000, 0 },           /* exactly the gap */
+		{ 0x14000, 0xd000, -EBUSY },      /* the gap and one more */
+	};
+
+	assert_int_equal(iopf_region_set_add(NULL, b, &s1), 0);
+	assert_int_equal(iopf_region_set_add(s1, a, &s2), 0);
+	free(s1); /* the old set is the caller's to free (after a grace period) */
+	assert_int_equal(s2->n, 2);
+	assert_ptr_equal(s2->v[0], a);
+	assert_ptr_equal(s2->v[1], b);
+	assert_int_equal(iopf_region_set_add(s2, a, &s3), -EBUSY);
+	for (size_t i = 0; i < ARRAY_SIZE(cases); i++) {
+		struct iopf_region *c = mk(cases[i].iova, cases[i].len);
+		int r = iopf_region_set_add(s2, c, &s3);
+
+		assert_int_equal(r, cases[i].want);
+		if (r == 0) {
+			assert_int_equal(s3->n, 3);
+			for (size_t k = 1; k < 3; k++)
+				assert_true(s3->v[k - 1]->iova < s3->v[k]->iova);
+			free(s3);
+		}
+		iopf_region_free(c);
+	}
+	/* del */
+	assert_int_equal(iopf_region_set_del(s2, a, &s3), 0);
+	assert_int_equal(s3->n, 1);
+	assert_ptr_equal(s3->v[0], b);
+	assert_int_equal(iopf_region_set_del(s3, a, &s1 /* unused */), -ENOENT);
+	{
+		struct iopf_region_set *empty = (void *)1;
+
+		assert_int_equal(iopf_region_set_del(s3, b, &empty), 0);
+		assert_null(empty);
+	}
+	free(s3);
+	free(s2);
+	iopf_region_free(a);
+	iopf_region_free(b);
+}
+
+static void test_set_find(void **state)
+{
+	struct iopf_region *v[4] = {
+		mk(0x10000, PG), mk(0x12000, 2 * PG), mk(0x100000, 16 * PG),
+		mk(UINT64_MAX - PG + 1, PG),
+	};
+	struct iopf_region_set *s = NULL, *n;
+
+	assert_null(iopf_region_set_find(NULL, 0x10000));
+	/* inserted out of order */
+	int order[] = { 2, 0, 3, 1 };
+	for (int k = 0; k < 4; k++) {
+		assert_int_equal(iopf_region_set_add(s, v[order[k]], &n), 0);
+		free(s);
+		s = n;
+	}
+	assert_null(iopf_region_set_find(s, 0));
+	assert_null(iopf_region_set_find(s, 0xffff));
+	assert_ptr_equal(iopf_region_set_find(s, 0x10000), v[0]);
+	assert_ptr_equal(iopf_region_set_find(s, 0x10fff), v[0]);
+	assert_null(iopf_region_set_find(s, 0x11000));
+	assert_ptr_equal(iopf_region_set_find(s, 0x12000), v[1]);
+	assert_ptr_equal(iopf_region_set_find(s, 0x13fff), v[1]);
+	assert_null(iopf_region_set_find(s, 0x14000));
+	assert_ptr_equal(iopf_region_set_find(s, 0x10ffff), v[2]);
+	assert_null(iopf_region_set_find(s, 0x110000));
+	assert_null(iopf_region_set_find(s, UINT64_MAX - PG));
+	assert_ptr_equal(iopf_region_set_find(s, UINT64_MAX - PG + 1), v[3]);
+	assert_ptr_equal(iopf_region_set_find(s, UINT64_MAX), v[3]);
+	free(s);
+	for (int k = 0; k < 4; k++)
+		iopf_region_free(v[k]);
+}
+
+static void test_bitmaps(void **state)
+{
+	struct iopf_region *r = mk(0, 200 * PG);
+	uint64_t f, n;
+
+	assert_false(iopf_region_next_extent(r, 0, &f, &n));
+	assert_true(iopf_region_next_hole(r, 0, 200, &f, &n));
+	assert_int_equal(f, 0);
+	assert_int_equal(n, 200);
+
+	/* two adjacent extents across a word boundary, and one more after a gap */
+	iopf_region_track(r, 60, 4);
+	iopf_region_track(r, 64, 70);
+	iopf_region_track(r, 140, 1);
+	for (uint64_t p = 0; p < 200; p++)
+		assert_int_equal(iopf_region_page_mapped(r, p), (p >= 60 && p < 134) || p == 140);
+
+	assert_true(iopf_region_next_extent(r, 0, &f, &n));
+	assert_int_equal(f, 60);
+	assert_int_equal(n, 4);
+	assert_true(iopf_region_next_extent(r, f + n, &f, &n));
+	assert_int_equal(f, 64);
+	assert_int_equal(n, 70);
+	assert_true(iopf_region_next_extent(r, f + n, &f, &n));
+	assert_int_equal(f, 140);
+	assert_int_equal(n, 1);
+	assert_false(iopf_region_next_extent(r, f + n, &f, &n));
+
+	/* holes inside a window */
+	assert_true(iopf_region_next_hole(r, 50, 150, &f, &n));
+	assert_int_equal(f, 50);
+	assert_int_equal(n, 10);
+	assert_true(iopf_region_next_hole(r, 60, 150, &f, &n));
+	assert_int_equal(f, 134);
+	assert_int_equal(n, 6);
+	assert_true(iopf_region_next_hole(r, 141, 150, &f, &n));
+	assert_int_equal(f, 141);
+	assert_int_equal(n, 9);
+	assert_false(iopf_region_next_hole(r, 60, 134, &f, &n));
+	assert_true(iopf_region_next_hole(r, 199, 1000, &f, &n)); /* clipped to the region */
+	assert_int_equal(f, 199);
+	assert_int_equal(n, 1);
+
+	/* forgetting the middle extent leaves the others exact */
+	iopf_region_untrack(r, 64, 70);
+	assert_true(iopf_region_next_extent(r, 0, &f, &n));
+	assert_int_equal(n, 4);
+	assert_true(iopf_region_next_extent(r, f + n, &f, &n));
+	assert_int_equal(f, 140);
+	assert_false(iopf_region_page_mapped(r, 64));
+	assert_true(iopf_region_page_mapped(r, 63));
+	iopf_region_free(r);
+}
+
+static void test_uptr(void **state)
+{
+	struct iopf_region *r;
+	void *p1, *p2;
+	const char msg[] = "iopfd";
+
+	assert_int_equal(pwrite(memfd, msg, sizeof(msg), 3 * PG + 10), (ssize_t)sizeof(msg));
+	assert_int_equal(iopf_region_new(memfd, 2 * PG, 0x40000, 4 * PG, R, &r), 0);
+	assert_null(r->uptr);
+	assert_int_equal(iopf_region_get_uptr(r, &p1), 0);
+	assert_int_equal(iopf_region_get_uptr(r, &p2), 0);
+	assert_ptr_equal(p1, p2); /* mapped once */
+	assert_memory_equal((char *)p1 + PG + 10, msg, sizeof(msg));
+	iopf_region_free(r);
+}
+
+static int group_setup(void **state)
+{
+	memfd = test_memfd(1024 * PG);
+	return 0;
+}
+
+static int group_teardown(void **state)
+{
+	close(memfd);
+	return 0;
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_new_validation),
+		cmocka_unit_test(test_set_overlap),
+		cmocka_unit_test(test_set_find),
+		cmocka_unit_test(test_bitmaps),
+		cmocka_unit_test(test_uptr),
+	};
+
+	return cmocka_run_group_tests(tests, group_setup, group_teardown);
+}

@@ -1,0 +1,199 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* Response batching against the fake kernel: short writes, EINVAL, hard errors. */
+#include "dp-test.h"
+
+#include "fake-backend.h"
+#include "iopf/iopf.h"
+#include "response.h"
+
+struct fx {
+	struct fake *f;
+	struct iopf_backend *b;
+	struct iopf_response_batch rb;
+	struct iopf_counters c[2];
+	uint32_t cookies[16];
+};
+
+/* @n groups read from the fake, so their cookies are outstanding. */
+static void deliver(struct fx *x, unsigned n)
+{
+	struct iommu_hwpt_pgfault recs[16];
+
+	for (unsigned i = 0; i < n; i++)
+		fake_fault(x->f, 3, IOPF_PASID_NONE, 0x1000, 1);
+	assert_int_equal(x->b->ops->fault_read(x->b, recs, sizeof(recs)),
+			 (ssize_t)(n * sizeof(recs[0])));
+	for (unsigned i = 0; i < n; i++)
+		x->cookies[i] = recs[i].cookie;
+}
+
+static void queue_all(struct fx *x, unsigned n)
+{
+	for (unsigned i = 0; i < n; i++)
+		iopf_response_add(&x->rb, x->cookies[i], i % 2, &x->c[i % 2]);
+}
+
+static int setup(void **state)
+{
+	struct fx *x = calloc(1, sizeof(*x));
+
+	x->f = fake_new(false);
+	x->b = fake_backend(x->f);
+	assert_int_equal(iopf_response_batch_init(&x->rb, 16), 0);
+	*state = x;
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	struct fx *x = *state;
+
+	iopf_response_batch_fini(&x->rb);
+	iopf_backend_close(x->b);
+	fake_free(x->f);
+	free(x);
+	return 0;
+}
+
+/* The answer log must be exactly these cookie indexes, in order. */
+static void expect_answers(struct fx *x, const unsigned *idx, size_t n)
+{
+	struct fake_answer *a;
+
+	assert_int_equal(fake_answers(x->f, &a), n);
+	for (size_t i = 0; i < n; i++) {
+		assert_int_equal(a[i].cookie, x->cookies[idx[i]]);
+		assert_int_equal(a[i].code, idx[i] % 2);
+	}
+	free(a);
+}
+
+static void test_one_write(void **state)
+{
+	struct fx *x = *state;
+	const unsigned all[] = { 0, 1, 2, 3, 4, 5 };
+
+	deliver(x, 6);
+	queue_all(x, 6);
+	assert_int_equal(iopf_response_flush(&x->rb, x->b), 6);
+	assert_int_equal(x->rb.n, 0);
+	assert_int_equal(fake_writes(x->f), 1);
+	expect_answers(x, all, 6);
+	assert_true(fake_all_answered_once(x->f));
+	/* nothing queued: no write */
+	assert_int_equal(iopf_response_flush(&x->rb, x->b), 0);
+	assert_int_equal(fake_writes(x->f), 1);
+}
+
+static void test_short_write(void **state)
+{
+	struct fx *x = *state;
+	const unsigned want[] = { 0, 1, 3, 5 };
+
+	deliver(x, 6);
+	/* detached: the kernel answered 2 and 4 itself */
+	assert_true(fake_auto_answer(x->f, x->cookies[2]));
+	assert_true(fake_auto_answer(x->f, x->cookies[4]));
+	queue_all(x, 6);
+	assert_int_equal(iopf_response_flush(&x->rb, x->b), 4);
+	/* [0..5] stops at 2; [3..5] stops at 4; [5] */
+	assert_int_equal(fake_writes(x->f), 3);
+	expect_answers(x, want, 4);
+	assert_int_equal(x->c[0].stale, 2);
+	assert_int_equal(x->c[1].stale, 0);
+	assert_true(fake_all_answered_once(x->f));
+	assert_int_equal(fake_outstanding(x->f), 0);
+}
+
+static void test_first_entry_refused(void **state)
+{
+	struct fx *x = *state;
+	const unsigned want[] = { 2, 3 };
+
+	deliver(x, 4);
+	assert_true(fake_auto_answer(x->f, x->cookies[0]));
+	assert_true(fake_auto_answer(x->f, x->cookies[1]));
+	queue_all(x, 4);
+	/* EINVAL for [0..3], EINVAL for [1..3], then [2..3] */
+	assert_int_equal(iopf_response_flush(&x->rb, x->b), 2);
+	assert_int_equal(fake_writes(x->f), 3);
+	expect_answers(x, want, 2);
+	assert_int_equal(x->c[0].stale, 1);
+	assert_int_equal(x->c[1].stale, 1);
+}
+
+static void test_all_stale(void **state)
+{
+	struct fx *x = *state;
+
+	deliver(x, 3);
+	for (int i = 0; i < 3; i++)
+		assert_true(fake_auto_answer(x->f, x->cookies[i]));
+	queue_all(x, 3);
+	assert_int_equal(iopf_response_flush(&x->rb, x->b), 0);
+	assert_int_equal(fake_writes(x->f), 3);
+	expect_answers(x, NULL, 0);
+	assert_int_equal(x->c[0].stale + x->c[1].stale, 3);
+}
+
+static void test_last_entry_refused(void **state)
+{
+	struct fx *x = *state;
+	const unsigned want[] = { 0, 1, 2 };
+
+	deliver(x, 4);
+	assert_true(fake_auto_answer(x->f, x->cookies[3]));
+	queue_all(x, 4);
+	assert_int_equal(iopf_response_flush(&x->rb, x->b), 3);
+	assert_int_equal(fake_writes(x->f), 1); /* nothing left after the refused entry */
+	expect_answers(x, want, 3);
+	assert_int_equal(x->c[1].stale, 1);
+}
+
+static void test_hard_error_drops(void **state)
+{
+	struct fx *x = *state;
+	const unsigned want[] = { 0, 1, 2 };
+
+	deliver(x, 3);
+	queue_all(x, 3);
+	fake_fail_next_write(x->f, EIO);
+	assert_int_equal(iopf_response_flush(&x->rb, x->b), -EIO);
+	assert_int_equal(x->rb.n, 0);
+	expect_answers(x, NULL, 0);
+	assert_int_equal(x->c[0].stale + x->c[1].stale, 0);
+	/* EINTR is retried at once, with nothing read in between */
+	queue_all(x, 3);
+	fake_fail_next_write(x->f, EINTR);
+	assert_int_equal(iopf_response_flush(&x->rb, x->b), 3);
+	expect_answers(x, want, 3);
+}
+
+static void test_reserve_keeps_entries(void **state)
+{
+	struct fx *x = *state;
+	const unsigned want[] = { 0, 1 };
+
+	deliver(x, 2);
+	queue_all(x, 2);
+	assert_int_equal(iopf_response_batch_reserve(&x->rb, 1000), 0);
+	assert_int_equal(x->rb.cap, 1000);
+	assert_int_equal(x->rb.n, 2);
+	assert_int_equal(iopf_response_flush(&x->rb, x->b), 2);
+	expect_answers(x, want, 2);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test_setup_teardown(test_one_write, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_short_write, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_first_entry_refused, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_all_stale, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_last_entry_refused, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_hard_error_drops, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_reserve_keeps_entries, setup, teardown),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
