@@ -1,1 +1,935 @@
-/* placeholder */
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * The D-Bus face of iopfd. Tenants are connections: the peer-to-peer socket
+ * gives each accepted connection its own sd_bus (server mode) and tenant; on
+ * the system bus a tenant is a unique name, tracked with sd_bus_track so its
+ * objects go when the name does.
+ */
+#include <fcntl.h>
+#include <inttypes.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+
+#include <systemd/sd-bus.h>
+#include <systemd/sd-daemon.h>
+#include <systemd/sd-id128.h>
+
+#include "bus.h"
+#include "error-map.h"
+#include "log.h"
+
+/* The socket is world-connectable; bound how many connections one daemon holds. */
+#define BUS_CONNECTIONS_MAX 4096u
+
+struct conn {
+	struct bus *bus;
+	sd_bus *sdbus;		      /* owned */
+	bool system;		      /* the system bus connection: tenants by sender */
+	uint64_t tenant;	      /* peer-to-peer: this connection's tenant; 0 once gone */
+	sd_event_source *free_source; /* owned; frees the connection after Disconnected */
+	struct conn *prev, *next;     /* bus->conns */
+};
+
+struct sys_tenant {
+	struct bus *bus;
+	char *name; /* owned; the unique name */
+	uint64_t tenant;
+	sd_bus_track *track; /* owned; empties when the name leaves the bus */
+	struct sys_tenant *prev, *next;
+};
+
+/* An Unregister/Remove call waiting for the engine's done callback. */
+struct pending {
+	struct bus *bus;
+	sd_bus_message *m; /* owned ref; its bus may be closed meanwhile */
+	char what[64];	   /* "domain 7", for the error reply */
+	struct pending *prev, *next;
+};
+
+struct bus {
+	sd_event *event;		/* ref */
+	struct iopf_control *control;	/* not owned */
+	char *socket_path;		/* owned */
+	bool unlink_socket;		/* we created the socket node */
+	int listen_fd;			/* owned */
+	sd_event_source *listen_source; /* owned */
+	struct conn *conns;		/* peer-to-peer connections */
+	unsigned n_conns;
+	struct conn *system; /* owned; NULL without the system bus */
+	struct sys_tenant *sys_tenants;
+	struct pending *pending;
+};
+
+#define LIST_PREPEND(head, item)                                                                   \
+	do {                                                                                       \
+		(item)->prev = NULL;                                                               \
+		(item)->next = (head);                                                             \
+		if (head)                                                                          \
+			(head)->prev = (item);                                                     \
+		(head) = (item);                                                                   \
+	} while (0)
+
+#define LIST_REMOVE(head, item)                                                                    \
+	do {                                                                                       \
+		if ((item)->prev)                                                                  \
+			(item)->prev->next = (item)->next;                                         \
+		else                                                                               \
+			(head) = (item)->next;                                                     \
+		if ((item)->next)                                                                  \
+			(item)->next->prev = (item)->prev;                                         \
+		(item)->prev = (item)->next = NULL;                                                \
+	} while (0)
+
+static int reply_error(sd_bus_error *error, int r, const struct iopf_control_error *err)
+{
+	return sd_bus_error_set(error, iopf_error_to_name(r),
+				err && err->message[0] ? err->message : strerror(-r));
+}
+
+/* --- tenants on the system bus --- */
+
+static struct sys_tenant *sys_tenant_free(struct sys_tenant *t)
+{
+	if (!t)
+		return NULL;
+	sd_bus_track_unref(t->track);
+	free(t->name);
+	free(t);
+	return NULL;
+}
+
+static void sys_tenant_gone(struct sys_tenant *t)
+{
+	struct bus *b = t->bus;
+	int n;
+
+	n = iopf_control_tenant_remove(b->control, t->tenant);
+	if (n > 0)
+		log_info("Tenant %s left the bus, removing its %d objects.", t->name, n);
+	else
+		log_debug("Tenant %s left the bus.", t->name);
+	LIST_REMOVE(b->sys_tenants, t);
+	sys_tenant_free(t);
+}
+
+static int on_track_empty(sd_bus_track *track, void *userdata)
+{
+	sys_tenant_gone(userdata);
+	return 0;
+}
+
+static int sys_tenant_get(struct conn *c, sd_bus_message *m, uint64_t *ret, sd_bus_error *error)
+{
+	struct bus *b = c->bus;
+	_cleanup_(sd_bus_creds_unrefp) sd_bus_creds *creds = NULL;
+	const char *sender = sd_bus_message_get_sender(m);
+	struct sys_tenant *t;
+	uid_t uid = (uid_t)-1;
+	gid_t gid = (gid_t)-1;
+	pid_t pid = 0;
+	int r;
+
+	if (!sender)
+		return sd_bus_error_set(error, IOPF_ERROR_ACCESS_DENIED, "caller has no bus name");
+	for (t = b->sys_tenants; t; t = t->next)
+		if (strcmp(t->name, sender) == 0) {
+			*ret = t->tenant;
+			return 0;
+		}
+
+	r = sd_bus_query_sender_creds(
+		m, SD_BUS_CREDS_EUID | SD_BUS_CREDS_EGID | SD_BUS_CREDS_PID | SD_BUS_CREDS_AUGMENT,
+		&creds);
+	if (r < 0)
+		return sd_bus_error_set_errnof(error, r, "Cannot identify caller %s: %m", sender);
+	/* Without a uid the caller is nobody: it may still use its own objects. */
+	(void)sd_bus_creds_get_euid(creds, &uid);
+	(void)sd_bus_creds_get_egid(creds, &gid);
+	(void)sd_bus_creds_get_pid(creds, &pid);
+
+	t = calloc(1, sizeof(*t));
+	if (!t)
+		return -ENOMEM;
+	t->bus = b;
+	t->name = strdup(sender);
+	if (!t->name) {
+		sys_tenant_free(t);
+		return -ENOMEM;
+	}
+	r = sd_bus_track_new(c->sdbus, &t->track, on_track_empty, t);
+	if (r >= 0)
+		r = sd_bus_track_add_name(t->track, sender);
+	if (r >= 0)
+		r = iopf_control_tenant_add(b->control, sender, uid, gid, pid, &t->tenant);
+	if (r < 0) {
+		sys_tenant_free(t);
+		return sd_bus_error_set_errnof(error, r, "Cannot track caller %s: %m", sender);
+	}
+	LIST_PREPEND(b->sys_tenants, t);
+	log_debug("Tenant %s (pid %d uid %d) appeared on the system bus.", sender, (int)pid,
+		  (int)uid);
+	*ret = t->tenant;
+	return 0;
+}
+
+static int get_tenant(struct conn *c, sd_bus_message *m, uint64_t *ret, sd_bus_error *error)
+{
+	if (c->system)
+		return sys_tenant_get(c, m, ret, error);
+	if (!c->tenant)
+		return sd_bus_error_set(error, IOPF_ERROR_ACCESS_DENIED, "connection is closing");
+	*ret = c->tenant;
+	return 0;
+}
+
+/* --- asynchronous removal replies --- */
+
+static struct pending *pending_free(struct pending *p)
+{
+	if (!p)
+		return NULL;
+	LIST_REMOVE(p->bus->pending, p);
+	sd_bus_message_unref(p->m);
+	free(p);
+	return NULL;
+}
+
+static void removal_done(void *userdata, int error)
+{
+	struct pending *p = userdata;
+	int r;
+
+	if (error < 0)
+		r = sd_bus_reply_method_errorf(p->m, iopf_error_to_name(error),
+					       "cannot remove %s: %s", p->what, strerror(-error));
+	else
+		r = sd_bus_reply_method_return(p->m, NULL);
+	if (r < 0)
+		log_debug_errno(r, "Cannot answer the removal of %s (caller gone?), ignoring: %m",
+				p->what);
+	pending_free(p);
+}
+
+typedef int (*remove_fn)(struct iopf_control *c, uint64_t tenant, uint64_t id,
+			 iopf_engine_done_fn done, void *userdata, struct iopf_control_error *err);
+
+static int remove_object(sd_bus_message *m, struct conn *c, const char *what, remove_fn fn,
+			 sd_bus_error *error)
+{
+	struct iopf_control_error err = {};
+	struct pending *p;
+	uint64_t tenant, id;
+	int r;
+
+	r = sd_bus_message_read(m, "t", &id);
+	if (r < 0)
+		return r;
+	r = get_tenant(c, m, &tenant, error);
+	if (r < 0)
+		return r;
+
+	p = calloc(1, sizeof(*p));
+	if (!p)
+		return -ENOMEM;
+	p->bus = c->bus;
+	p->m = sd_bus_message_ref(m);
+	(void)snprintf(p->what, sizeof(p->what), "%s %" PRIu64, what, id);
+	LIST_PREPEND(c->bus->pending, p);
+
+	r = fn(c->bus->control, tenant, id, removal_done, p, &err);
+	if (r < 0) {
+		pending_free(p);
+		return reply_error(error, r, &err);
+	}
+	log_debug("Tenant %" PRIu64 ": removing %s.", tenant, p->what);
+	return 1; /* answered from removal_done() */
+}
+
+/* --- methods --- */
+
+static int method_register_source(sd_bus_message *m, void *userdata, sd_bus_error *error)
+{
+	struct iopf_control_error err = {};
+	struct conn *c = userdata;
+	int fault_fd, iommufd;
+	uint64_t tenant, id;
+	uint32_t ioas_id;
+	int r;
+
+	r = sd_bus_message_read(m, "hhu", &fault_fd, &iommufd, &ioas_id);
+	if (r < 0)
+		return r;
+	r = get_tenant(c, m, &tenant, error);
+	if (r < 0)
+		return r;
+	/* The message owns fault_fd and iommufd; control hands the engine copies. */
+	r = iopf_control_register_source(c->bus->control, tenant, fault_fd, iommufd, ioas_id, &id,
+					 &err);
+	if (r < 0) {
+		log_debug("Tenant %" PRIu64 ": RegisterSource refused: %s", tenant, err.message);
+		return reply_error(error, r, &err);
+	}
+	log_info("Tenant %" PRIu64 ": fault source %" PRIu64 " registered (IOAS %" PRIu32 ").",
+		 tenant, id, ioas_id);
+	return sd_bus_reply_method_return(m, "t", id);
+}
+
+static int method_unregister_source(sd_bus_message *m, void *userdata, sd_bus_error *error)
+{
+	return remove_object(m, userdata, "fault source", iopf_control_unregister_source, error);
+}
+
+static int method_register_domain(sd_bus_message *m, void *userdata, sd_bus_error *error)
+{
+	struct iopf_control_error err = {};
+	struct conn *c = userdata;
+	uint64_t tenant, source_id, id;
+	uint32_t dev_id, pasid;
+	int r;
+
+	r = sd_bus_message_read(m, "tuu", &source_id, &dev_id, &pasid);
+	if (r < 0)
+		return r;
+	r = get_tenant(c, m, &tenant, error);
+	if (r < 0)
+		return r;
+	r = iopf_control_register_domain(c->bus->control, tenant, source_id, dev_id, pasid, &id,
+					 &err);
+	if (r < 0) {
+		log_debug("Tenant %" PRIu64 ": RegisterDomain refused: %s", tenant, err.message);
+		return reply_error(error, r, &err);
+	}
+	log_debug("Tenant %" PRIu64 ": domain %" PRIu64 " registered (source %" PRIu64
+		  " dev_id %" PRIu32 " pasid 0x%" PRIx32 ").",
+		  tenant, id, source_id, dev_id, pasid);
+	return sd_bus_reply_method_return(m, "t", id);
+}
+
+static int method_unregister_domain(sd_bus_message *m, void *userdata, sd_bus_error *error)
+{
+	return remove_object(m, userdata, "domain", iopf_control_unregister_domain, error);
+}
+
+static int method_add_region(sd_bus_message *m, void *userdata, sd_bus_error *error)
+{
+	struct iopf_control_error err = {};
+	struct conn *c = userdata;
+	uint64_t tenant, domain_id, offset, iova, length, id;
+	uint32_t access;
+	int fd, r;
+
+	r = sd_bus_message_read(m, "thtttu", &domain_id, &fd, &offset, &iova, &length, &access);
+	if (r < 0)
+		return r;
+	r = get_tenant(c, m, &tenant, error);
+	if (r < 0)
+		return r;
+	r = iopf_control_add_region(c->bus->control, tenant, domain_id, fd, offset, iova, length,
+				    access, &id, &err);
+	if (r < 0) {
+		log_debug("Tenant %" PRIu64 ": AddRegion refused: %s", tenant, err.message);
+		return reply_error(error, r, &err);
+	}
+	log_debug("Tenant %" PRIu64 ": region %" PRIu64 " [0x%" PRIx64 ", 0x%" PRIx64
+		  ") added to domain %" PRIu64 ".",
+		  tenant, id, iova, iova + length, domain_id);
+	return sd_bus_reply_method_return(m, "t", id);
+}
+
+static int method_remove_region(sd_bus_message *m, void *userdata, sd_bus_error *error)
+{
+	return remove_object(m, userdata, "region", iopf_control_remove_region, error);
+}
+
+/* Listings: one reply builder per kind; the "All" variants put the owning tenant first. */
+struct listing {
+	sd_bus_message *reply;
+	bool all;
+};
+
+static int append_counters(sd_bus_message *reply, const struct iopf_counters *cnt)
+{
+	struct iopf_counter_field f[IOPF_COUNTER_FIELDS_MAX];
+	size_t n = iopf_counters_to_fields(cnt, f);
+	int r;
+
+	r = sd_bus_message_open_container(reply, 'a', "{st}");
+	for (size_t i = 0; r >= 0 && i < n; i++)
+		r = sd_bus_message_append(reply, "{st}", f[i].name, f[i].value);
+	if (r >= 0)
+		r = sd_bus_message_close_container(reply);
+	return r;
+}
+
+static int append_source(const struct iopf_source_info *i, void *userdata)
+{
+	struct listing *l = userdata;
+
+	if (l->all)
+		return sd_bus_message_append(l->reply, "(ttus)", i->tenant, i->id, i->ioas_id,
+					     i->backend);
+	return sd_bus_message_append(l->reply, "(tus)", i->id, i->ioas_id, i->backend);
+}
+
+static int append_domain(const struct iopf_domain_info *i, void *userdata)
+{
+	struct listing *l = userdata;
+
+	if (l->all)
+		return sd_bus_message_append(l->reply, "(tttuu)", i->tenant, i->id, i->source_id,
+					     i->dev_id, i->pasid);
+	return sd_bus_message_append(l->reply, "(ttuu)", i->id, i->source_id, i->dev_id, i->pasid);
+}
+
+static int append_region(const struct iopf_region_info *i, void *userdata)
+{
+	struct listing *l = userdata;
+
+	if (l->all)
+		return sd_bus_message_append(l->reply, "(tttttu)", i->tenant, i->id, i->domain_id,
+					     i->iova, i->length, i->access);
+	return sd_bus_message_append(l->reply, "(ttttu)", i->id, i->domain_id, i->iova, i->length,
+				     i->access);
+}
+
+static int append_domain_stats(const struct iopf_domain_info *i, void *userdata)
+{
+	struct listing *l = userdata;
+	int r;
+
+	r = sd_bus_message_open_container(l->reply, 'r', l->all ? "tttuua{st}" : "ttuua{st}");
+	if (r >= 0 && l->all)
+		r = sd_bus_message_append(l->reply, "t", i->tenant);
+	if (r >= 0)
+		r = sd_bus_message_append(l->reply, "ttuu", i->id, i->source_id, i->dev_id,
+					  i->pasid);
+	if (r >= 0)
+		r = append_counters(l->reply, &i->counters);
+	if (r >= 0)
+		r = sd_bus_message_close_container(l->reply);
+	return r;
+}
+
+static int append_source_stats(const struct iopf_source_info *i, void *userdata)
+{
+	struct listing *l = userdata;
+	int r;
+
+	r = sd_bus_message_open_container(l->reply, 'r', l->all ? "tta{st}" : "ta{st}");
+	if (r >= 0 && l->all)
+		r = sd_bus_message_append(l->reply, "t", i->tenant);
+	if (r >= 0)
+		r = sd_bus_message_append(l->reply, "t", i->id);
+	if (r >= 0)
+		r = append_counters(l->reply, &i->unrouted);
+	if (r >= 0)
+		r = sd_bus_message_close_container(l->reply);
+	return r;
+}
+
+enum listing_kind {
+	LISTING_SOURCES,
+	LISTING_DOMAINS,
+	LISTING_REGIONS,
+	LISTING_DOMAIN_STATS,
+	LISTING_SOURCE_STATS,
+};
+
+static int list_objects(sd_bus_message *m, struct conn *c, enum listing_kind kind, bool all,
+			sd_bus_error *error)
+{
+	static const char *const row[][2] = {
+		[LISTING_SOURCES] = {"(tus)", "(ttus)"},
+		[LISTING_DOMAINS] = {"(ttuu)", "(tttuu)"},
+		[LISTING_REGIONS] = {"(ttttu)", "(tttttu)"},
+		[LISTING_DOMAIN_STATS] = {"(ttuua{st})", "(tttuua{st})"},
+		[LISTING_SOURCE_STATS] = {"(ta{st})", "(tta{st})"},
+	};
+	_cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
+	struct iopf_control_error err = {};
+	struct iopf_control *ctl = c->bus->control;
+	struct listing l = {.all = all};
+	uint64_t tenant;
+	int r;
+
+	r = get_tenant(c, m, &tenant, error);
+	if (r < 0)
+		return r;
+	r = sd_bus_message_new_method_return(m, &reply);
+	if (r < 0)
+		return r;
+	r = sd_bus_message_open_container(reply, 'a', row[kind][all]);
+	if (r < 0)
+		return r;
+	l.reply = reply;
+	switch (kind) {
+	case LISTING_SOURCES:
+		r = iopf_control_foreach_source(ctl, tenant, all, append_source, &l, &err);
+		break;
+	case LISTING_DOMAINS:
+		r = iopf_control_foreach_domain(ctl, tenant, all, append_domain, &l, &err);
+		break;
+	case LISTING_REGIONS:
+		r = iopf_control_foreach_region(ctl, tenant, all, append_region, &l, &err);
+		break;
+	case LISTING_DOMAIN_STATS:
+		r = iopf_control_foreach_domain(ctl, tenant, all, append_domain_stats, &l, &err);
+		break;
+	case LISTING_SOURCE_STATS:
+		r = iopf_control_foreach_source(ctl, tenant, all, append_source_stats, &l, &err);
+		break;
+	}
+	if (r < 0)
+		return reply_error(error, r, &err);
+	r = sd_bus_message_close_container(reply);
+	if (r < 0)
+		return r;
+	return sd_bus_send(NULL, reply, NULL);
+}
+
+#define LISTING_METHODS(name, kind)                                                                \
+	static int method_##name(sd_bus_message *m, void *userdata, sd_bus_error *error)           \
+	{                                                                                          \
+		return list_objects(m, userdata, kind, false, error);                              \
+	}                                                                                          \
+	static int method_##name##_all(sd_bus_message *m, void *userdata, sd_bus_error *error)     \
+	{                                                                                          \
+		return list_objects(m, userdata, kind, true, error);                               \
+	}
+
+LISTING_METHODS(list_sources, LISTING_SOURCES)
+LISTING_METHODS(list_domains, LISTING_DOMAINS)
+LISTING_METHODS(list_regions, LISTING_REGIONS)
+LISTING_METHODS(get_stats, LISTING_DOMAIN_STATS)
+LISTING_METHODS(get_source_stats, LISTING_SOURCE_STATS)
+
+static const sd_bus_vtable manager_vtable[] = {
+	SD_BUS_VTABLE_START(0),
+	SD_BUS_METHOD_WITH_ARGS(
+		"RegisterSource", SD_BUS_ARGS("h", fault_fd, "h", iommufd, "u", ioas_id),
+		SD_BUS_RESULT("t", source_id), method_register_source, SD_BUS_VTABLE_UNPRIVILEGED),
+	SD_BUS_METHOD_WITH_ARGS("UnregisterSource", SD_BUS_ARGS("t", source_id), SD_BUS_NO_RESULT,
+				method_unregister_source, SD_BUS_VTABLE_UNPRIVILEGED),
+	SD_BUS_METHOD_WITH_ARGS(
+		"RegisterDomain", SD_BUS_ARGS("t", source_id, "u", dev_id, "u", pasid),
+		SD_BUS_RESULT("t", domain_id), method_register_domain, SD_BUS_VTABLE_UNPRIVILEGED),
+	SD_BUS_METHOD_WITH_ARGS("UnregisterDomain", SD_BUS_ARGS("t", domain_id), SD_BUS_NO_RESULT,
+				method_unregister_domain, SD_BUS_VTABLE_UNPRIVILEGED),
+	SD_BUS_METHOD_WITH_ARGS("AddRegion",
+				SD_BUS_ARGS("t", domain_id, "h", fd, "t", offset, "t", iova, "t",
+					    length, "u", access),
+				SD_BUS_RESULT("t", region_id), method_add_region,
+				SD_BUS_VTABLE_UNPRIVILEGED),
+	SD_BUS_METHOD_WITH_ARGS("RemoveRegion", SD_BUS_ARGS("t", region_id), SD_BUS_NO_RESULT,
+				method_remove_region, SD_BUS_VTABLE_UNPRIVILEGED),
+	SD_BUS_METHOD_WITH_ARGS("ListSources", SD_BUS_NO_ARGS, SD_BUS_RESULT("a(tus)", sources),
+				method_list_sources, SD_BUS_VTABLE_UNPRIVILEGED),
+	SD_BUS_METHOD_WITH_ARGS("ListDomains", SD_BUS_NO_ARGS, SD_BUS_RESULT("a(ttuu)", domains),
+				method_list_domains, SD_BUS_VTABLE_UNPRIVILEGED),
+	SD_BUS_METHOD_WITH_ARGS("ListRegions", SD_BUS_NO_ARGS, SD_BUS_RESULT("a(ttttu)", regions),
+				method_list_regions, SD_BUS_VTABLE_UNPRIVILEGED),
+	SD_BUS_METHOD_WITH_ARGS("GetStats", SD_BUS_NO_ARGS, SD_BUS_RESULT("a(ttuua{st})", domains),
+				method_get_stats, SD_BUS_VTABLE_UNPRIVILEGED),
+	SD_BUS_METHOD_WITH_ARGS("GetSourceStats", SD_BUS_NO_ARGS,
+				SD_BUS_RESULT("a(ta{st})", sources), method_get_source_stats,
+				SD_BUS_VTABLE_UNPRIVILEGED),
+	/* Operator views across tenants: uid 0 only (checked in lib/control). */
+	SD_BUS_METHOD_WITH_ARGS("ListAllSources", SD_BUS_NO_ARGS, SD_BUS_RESULT("a(ttus)", sources),
+				method_list_sources_all, SD_BUS_VTABLE_UNPRIVILEGED),
+	SD_BUS_METHOD_WITH_ARGS("ListAllDomains", SD_BUS_NO_ARGS,
+				SD_BUS_RESULT("a(tttuu)", domains), method_list_domains_all,
+				SD_BUS_VTABLE_UNPRIVILEGED),
+	SD_BUS_METHOD_WITH_ARGS("ListAllRegions", SD_BUS_NO_ARGS,
+				SD_BUS_RESULT("a(tttttu)", regions), method_list_regions_all,
+				SD_BUS_VTABLE_UNPRIVILEGED),
+	SD_BUS_METHOD_WITH_ARGS("GetAllStats", SD_BUS_NO_ARGS,
+				SD_BUS_RESULT("a(tttuua{st})", domains), method_get_stats_all,
+				SD_BUS_VTABLE_UNPRIVILEGED),
+	SD_BUS_METHOD_WITH_ARGS("GetAllSourceStats", SD_BUS_NO_ARGS,
+				SD_BUS_RESULT("a(tta{st})", sources), method_get_source_stats_all,
+				SD_BUS_VTABLE_UNPRIVILEGED),
+	SD_BUS_VTABLE_END,
+};
+
+/* --- peer-to-peer connections --- */
+
+/*
+ * Generic D-Bus clients (busctl --address=...) greet a peer as if it were a
+ * bus daemon. Answer Hello with a unique-looking name so they carry on.
+ */
+static int method_hello(sd_bus_message *m, void *userdata, sd_bus_error *error)
+{
+	struct conn *c = userdata;
+	char name[32];
+
+	(void)snprintf(name, sizeof(name), ":1.%" PRIu64, c->tenant);
+	return sd_bus_reply_method_return(m, "s", name);
+}
+
+static const sd_bus_vtable hello_vtable[] = {
+	SD_BUS_VTABLE_START(0),
+	SD_BUS_METHOD_WITH_ARGS("Hello", SD_BUS_NO_ARGS, SD_BUS_RESULT("s", unique_name),
+				method_hello, SD_BUS_VTABLE_UNPRIVILEGED),
+	SD_BUS_VTABLE_END,
+};
+
+static struct conn *conn_free(struct conn *c)
+{
+	if (!c)
+		return NULL;
+	if (c->bus && !c->system) {
+		LIST_REMOVE(c->bus->conns, c);
+		c->bus->n_conns--;
+	}
+	sd_event_source_disable_unref(c->free_source);
+	if (c->sdbus) {
+		(void)sd_bus_detach_event(c->sdbus);
+		/* No flush: a peer that does not read must not stall the daemon. */
+		sd_bus_close_unref(c->sdbus);
+	}
+	free(c);
+	return NULL;
+}
+
+static int on_conn_free(sd_event_source *s, void *userdata)
+{
+	struct conn *c = userdata;
+
+	if (c->system && c->bus->system == c)
+		c->bus->system = NULL;
+	conn_free(c);
+	return 0;
+}
+
+static int on_p2p_disconnected(sd_bus_message *m, void *userdata, sd_bus_error *error)
+{
+	struct conn *c = userdata;
+	struct iopf_tenant_info ti = {};
+	char name[64] = "?";
+	int n, r;
+
+	if (c->tenant) {
+		/* the name dies with the tenant record */
+		if (iopf_control_tenant_info(c->bus->control, c->tenant, &ti) >= 0)
+			(void)snprintf(name, sizeof(name), "%s", ti.name);
+		n = iopf_control_tenant_remove(c->bus->control, c->tenant);
+		if (n > 0)
+			log_info("Tenant %" PRIu64 " (%s) disconnected, removing its %d objects.",
+				 c->tenant, name, n);
+		else
+			log_debug("Tenant %" PRIu64 " disconnected.", c->tenant);
+		c->tenant = 0;
+	}
+	/* Not from inside the bus's own dispatch: free it on the next loop iteration. */
+	if (!c->free_source) {
+		r = sd_event_add_defer(c->bus->event, &c->free_source, on_conn_free, c);
+		if (r < 0)
+			log_warning_errno(r,
+					  "Cannot schedule freeing a connection, leaking it: %m");
+	}
+	return 0;
+}
+
+/* Takes @fd (closed on failure too). */
+static int conn_setup(struct conn *c, int fd)
+{
+	_cleanup_close_ int owned = fd;
+	sd_id128_t id;
+	int r;
+
+	r = sd_id128_randomize(&id);
+	if (r < 0)
+		return r;
+	r = sd_bus_new(&c->sdbus);
+	if (r < 0)
+		return r;
+	r = sd_bus_set_fd(c->sdbus, fd, fd);
+	if (r < 0)
+		return r;
+	owned = -EBADF; /* the bus closes it when freed */
+	r = sd_bus_set_server(c->sdbus, 1, id);
+	if (r < 0)
+		return r;
+	/* Authentication is the socket's job (mode, SO_PEERCRED): accept ANONYMOUS too. */
+	r = sd_bus_set_anonymous(c->sdbus, 1);
+	if (r < 0)
+		return r;
+	r = sd_bus_negotiate_fds(c->sdbus, 1);
+	if (r < 0)
+		return r;
+	r = sd_bus_add_object_vtable(c->sdbus, NULL, IOPF_DBUS_PATH, IOPF_DBUS_INTERFACE,
+				     manager_vtable, c);
+	if (r < 0)
+		return r;
+	r = sd_bus_add_object_vtable(c->sdbus, NULL, "/org/freedesktop/DBus",
+				     "org.freedesktop.DBus", hello_vtable, c);
+	if (r < 0)
+		return r;
+	r = sd_bus_match_signal(c->sdbus, NULL, NULL, "/org/freedesktop/DBus/Local",
+				"org.freedesktop.DBus.Local", "Disconnected", on_p2p_disconnected,
+				c);
+	if (r < 0)
+		return r;
+	r = sd_bus_start(c->sdbus);
+	if (r < 0)
+		return r;
+	return sd_bus_attach_event(c->sdbus, c->bus->event, SD_EVENT_PRIORITY_NORMAL);
+}
+
+static int on_connection(sd_event_source *s, int listen_fd, uint32_t revents, void *userdata)
+{
+	struct bus *b = userdata;
+	_cleanup_close_ int fd = -EBADF;
+	struct ucred cred = {};
+	socklen_t len = sizeof(cred);
+	char name[64];
+	struct conn *c;
+	int r;
+
+	fd = accept4(listen_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+	if (fd < 0) {
+		if (errno == EAGAIN || errno == EINTR || errno == ECONNABORTED)
+			return 0;
+		log_warning_errno(errno, "Cannot accept a connection, ignoring: %m");
+		return 0;
+	}
+	if (b->n_conns >= BUS_CONNECTIONS_MAX) {
+		log_warning("Refusing a connection: %u connections already.", b->n_conns);
+		return 0;
+	}
+	if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) < 0) {
+		log_warning_errno(errno, "Cannot get peer credentials, dropping connection: %m");
+		return 0;
+	}
+
+	c = calloc(1, sizeof(*c));
+	if (!c)
+		return log_oom(), 0;
+	c->bus = b;
+	LIST_PREPEND(b->conns, c);
+	b->n_conns++;
+
+	r = conn_setup(c, TAKE_FD(fd));
+	if (r < 0) {
+		/* A peer that hangs up at once (a liveness probe) is not worth a warning. */
+		log_full_errno(r == -ECONNRESET || r == -EPIPE ? LOG_DEBUG : LOG_WARNING, r,
+			       "Cannot set up a connection from pid %d, dropping it: %m",
+			       (int)cred.pid);
+		conn_free(c);
+		return 0;
+	}
+
+	(void)snprintf(name, sizeof(name), "pid %d uid %u", (int)cred.pid, (unsigned)cred.uid);
+	r = iopf_control_tenant_add(b->control, name, cred.uid, cred.gid, cred.pid, &c->tenant);
+	if (r < 0) {
+		log_warning_errno(r, "Cannot record tenant %s, dropping connection: %m", name);
+		conn_free(c);
+		return 0;
+	}
+	log_debug("Tenant %" PRIu64 " (%s) connected.", c->tenant, name);
+	return 0;
+}
+
+/* Stale socket nodes are removed; a live daemon on the path is an error. */
+static int socket_path_prepare(const char *path)
+{
+	_cleanup_close_ int probe = -EBADF;
+	struct sockaddr_un sa = {.sun_family = AF_UNIX};
+	_cleanup_free_ char *dir = strdup(path);
+	char *slash;
+
+	if (!dir)
+		return log_oom();
+	slash = strrchr(dir, '/');
+	if (slash && slash != dir) {
+		*slash = '\0';
+		/* Only the last component: a missing /run means something else is wrong. */
+		if (mkdir(dir, 0755) < 0 && errno != EEXIST)
+			return log_error_errno(errno, "Cannot create %s: %m", dir);
+	}
+
+	strncpy(sa.sun_path, path, sizeof(sa.sun_path) - 1);
+	probe = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (probe < 0)
+		return log_error_errno(errno, "Cannot create a socket: %m");
+	if (connect(probe, (struct sockaddr *)&sa, sizeof(sa)) == 0)
+		return log_error_errno(EADDRINUSE, "Another daemon is serving %s.", path);
+	if (errno == ECONNREFUSED && unlink(path) < 0 && errno != ENOENT)
+		return log_error_errno(errno, "Cannot remove stale socket %s: %m", path);
+	return 0;
+}
+
+static int bus_listen(struct bus *b, const char *path)
+{
+	struct sockaddr_un sa = {.sun_family = AF_UNIX};
+	_cleanup_close_ int fd = -EBADF;
+	int n, r;
+
+	/* Socket activation: systemd made the socket, permissions are its business. */
+	n = sd_listen_fds(1);
+	if (n == 1 && sd_is_socket_unix(SD_LISTEN_FDS_START, SOCK_STREAM, 1, NULL, 0) > 0) {
+		b->listen_fd = SD_LISTEN_FDS_START;
+		(void)fcntl(b->listen_fd, F_SETFD, FD_CLOEXEC);
+		(void)fcntl(b->listen_fd, F_SETFL, O_NONBLOCK);
+		log_debug("Using the socket passed by systemd.");
+		return 0;
+	}
+	if (n > 0)
+		log_warning("Ignoring %d unexpected file descriptors passed by systemd.", n);
+
+	if (strlen(path) >= sizeof(sa.sun_path))
+		return log_error_errno(ENAMETOOLONG, "Socket path %s is too long.", path);
+	r = socket_path_prepare(path);
+	if (r < 0)
+		return r;
+	memcpy(sa.sun_path, path, strlen(path));
+
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+	if (fd < 0)
+		return log_error_errno(errno, "Cannot create a socket: %m");
+	if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0)
+		return log_error_errno(errno, "Cannot bind %s: %m", path);
+	b->unlink_socket = true;
+	/* Any local user may connect: tenants only ever reach their own objects. */
+	if (chmod(path, 0666) < 0)
+		return log_error_errno(errno, "Cannot make %s world-connectable: %m", path);
+	if (listen(fd, SOMAXCONN) < 0)
+		return log_error_errno(errno, "Cannot listen on %s: %m", path);
+	b->listen_fd = TAKE_FD(fd);
+	return 0;
+}
+
+/* --- the system bus --- */
+
+static int on_system_disconnected(sd_bus_message *m, void *userdata, sd_bus_error *error)
+{
+	struct bus *b = userdata;
+
+	log_warning("Lost the system bus; its tenants are gone, serving the socket only.");
+	/* Tenants first (their tracks belong to this bus), then the bus, after this dispatch. */
+	while (b->sys_tenants)
+		sys_tenant_gone(b->sys_tenants);
+	if (!b->system->free_source &&
+	    sd_event_add_defer(b->event, &b->system->free_source, on_conn_free, b->system) < 0)
+		log_warning("Cannot schedule freeing the system bus connection, leaking it.");
+	return 0;
+}
+
+static int system_bus_setup(struct bus *b)
+{
+	struct conn *c;
+	int r;
+
+	c = calloc(1, sizeof(*c));
+	if (!c)
+		return log_oom();
+	c->bus = b;
+	c->system = true;
+	b->system = c;
+
+	r = sd_bus_open_system(&c->sdbus);
+	if (r < 0)
+		goto fail;
+	r = sd_bus_add_object_vtable(c->sdbus, NULL, IOPF_DBUS_PATH, IOPF_DBUS_INTERFACE,
+				     manager_vtable, c);
+	if (r < 0)
+		goto fail;
+	r = sd_bus_match_signal(c->sdbus, NULL, "org.freedesktop.DBus.Local",
+				"/org/freedesktop/DBus/Local", "org.freedesktop.DBus.Local",
+				"Disconnected", on_system_disconnected, b);
+	if (r < 0)
+		goto fail;
+	r = sd_bus_request_name(c->sdbus, IOPF_DBUS_NAME, 0);
+	if (r < 0)
+		goto fail;
+	r = sd_bus_attach_event(c->sdbus, b->event, SD_EVENT_PRIORITY_NORMAL);
+	if (r < 0)
+		goto fail;
+	log_info("Serving %s on the system bus.", IOPF_DBUS_NAME);
+	return 0;
+fail:
+	/* Not fatal: the direct socket is what tenants need. */
+	log_warning_errno(r, "Cannot serve %s on the system bus, serving the socket only: %m",
+			  IOPF_DBUS_NAME);
+	b->system = conn_free(c);
+	return 0;
+}
+
+/* --- lifetime --- */
+
+int bus_new(sd_event *event, struct iopf_control *control, const char *socket_path, bool system_bus,
+	    struct bus **ret)
+{
+	struct bus *b;
+	int r;
+
+	b = calloc(1, sizeof(*b));
+	if (!b)
+		return log_oom();
+	b->event = sd_event_ref(event);
+	b->control = control;
+	b->listen_fd = -EBADF;
+	b->socket_path = strdup(socket_path);
+	if (!b->socket_path) {
+		bus_free(b);
+		return log_oom();
+	}
+
+	/* The name first: whoever sees the socket may expect the name to be there too. */
+	if (system_bus) {
+		r = system_bus_setup(b);
+		if (r < 0)
+			goto fail;
+	}
+	r = bus_listen(b, socket_path);
+	if (r < 0)
+		goto fail;
+	r = sd_event_add_io(event, &b->listen_source, b->listen_fd, EPOLLIN, on_connection, b);
+	if (r < 0) {
+		log_error_errno(r, "Cannot watch %s: %m", socket_path);
+		goto fail;
+	}
+	*ret = b;
+	return 0;
+fail:
+	bus_free(b);
+	return r;
+}
+
+void bus_stop(struct bus *b)
+{
+	if (b)
+		b->listen_source = sd_event_source_disable_unref(b->listen_source);
+}
+
+unsigned bus_n_connections(struct bus *b)
+{
+	return b ? b->n_conns : 0;
+}
+
+struct bus *bus_free(struct bus *b)
+{
+	if (!b)
+		return NULL;
+	bus_stop(b);
+	while (b->pending)
+		pending_free(b->pending);
+	while (b->conns)
+		conn_free(b->conns);
+	while (b->sys_tenants) {
+		struct sys_tenant *t = b->sys_tenants;
+
+		LIST_REMOVE(b->sys_tenants, t);
+		sys_tenant_free(t);
+	}
+	b->system = conn_free(b->system);
+	safe_close(b->listen_fd);
+	if (b->unlink_socket)
+		(void)unlink(b->socket_path);
+	free(b->socket_path);
+	sd_event_unref(b->event);
+	free(b);
+	return NULL;
+}

@@ -1,1 +1,398 @@
-/* placeholder: being written */
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * libiopf-client: include/iopf/client.h over sd-bus. A direct address gets a
+ * peer-to-peer connection (no bus daemon, no Hello); "system" goes through the
+ * system bus to IOPF_DBUS_NAME. Either way the connection is the tenant: free
+ * the client and iopfd removes what it registered.
+ */
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <systemd/sd-bus.h>
+
+#include "error-map.h"
+#include "iopf/client.h"
+#include "util.h"
+
+#define _public_ __attribute__((visibility("default")))
+
+struct iopf_client {
+	sd_bus *bus;		 /* owned */
+	const char *destination; /* IOPF_DBUS_NAME on the system bus, NULL peer-to-peer */
+	sd_bus_error error;	 /* owned; of the last failed call */
+};
+
+_public_ int iopf_client_connect(const char *address, struct iopf_client **ret)
+{
+	struct iopf_client *c;
+	int r;
+
+	if (!ret)
+		return -EINVAL;
+	if (!address)
+		address = getenv(IOPF_ADDRESS_ENV);
+	if (!address || !*address)
+		address = IOPF_DEFAULT_ADDRESS;
+
+	c = calloc(1, sizeof(*c));
+	if (!c)
+		return -ENOMEM;
+	c->error = SD_BUS_ERROR_NULL;
+
+	if (strcmp(address, "system") == 0) {
+		r = sd_bus_open_system(&c->bus);
+		c->destination = IOPF_DBUS_NAME;
+	} else {
+		r = sd_bus_new(&c->bus);
+		if (r >= 0)
+			r = sd_bus_set_address(c->bus, address);
+		/* fault fds, iommufds and memfds travel as unix fds */
+		if (r >= 0)
+			r = sd_bus_negotiate_fds(c->bus, 1);
+		if (r >= 0)
+			r = sd_bus_start(c->bus);
+	}
+	if (r < 0) {
+		iopf_client_free(c);
+		return r;
+	}
+	*ret = c;
+	return 0;
+}
+
+_public_ struct iopf_client *iopf_client_free(struct iopf_client *c)
+{
+	if (!c)
+		return NULL;
+	sd_bus_error_free(&c->error);
+	/* Flush so calls already queued reach the daemon before the hangup. */
+	sd_bus_flush_close_unref(c->bus);
+	free(c);
+	return NULL;
+}
+
+_public_ const char *iopf_client_last_error_name(const struct iopf_client *c)
+{
+	return c && sd_bus_error_is_set(&c->error) ? c->error.name : NULL;
+}
+
+_public_ const char *iopf_client_last_error(const struct iopf_client *c)
+{
+	if (!c || !sd_bus_error_is_set(&c->error))
+		return NULL;
+	return c->error.message ? c->error.message : c->error.name;
+}
+
+/* Keep the daemon's error and turn its name into -errno. */
+static int call_failed(struct iopf_client *c, sd_bus_error *error, int r)
+{
+	int e;
+
+	sd_bus_error_free(&c->error);
+	if (!sd_bus_error_is_set(error)) {
+		(void)sd_bus_error_set_errno(&c->error, r);
+		return r;
+	}
+	e = iopf_error_from_name(error->name);
+	if (!e)
+		e = sd_bus_error_get_errno(error); /* org.freedesktop.DBus.Error.* and the like */
+	sd_bus_error_move(&c->error, error);
+	return e > 0 ? -e : (r < 0 ? r : -EIO);
+}
+
+/* Call @method; on success hand back the reply when @ret_reply is set. */
+static int callv(struct iopf_client *c, const char *method, sd_bus_message **ret_reply,
+		 const char *types, va_list ap)
+{
+	_cleanup_(sd_bus_message_unrefp) sd_bus_message *m = NULL, *reply = NULL;
+	sd_bus_error error = SD_BUS_ERROR_NULL;
+	int r;
+
+	if (!c)
+		return -EINVAL;
+	r = sd_bus_message_new_method_call(c->bus, &m, c->destination, IOPF_DBUS_PATH,
+					   IOPF_DBUS_INTERFACE, method);
+	if (r < 0)
+		return call_failed(c, &error, r);
+	if (types) {
+		r = sd_bus_message_appendv(m, types, ap);
+		if (r < 0)
+			return call_failed(c, &error, r);
+	}
+	r = sd_bus_call(c->bus, m, 0, &error, &reply);
+	if (r < 0)
+		return call_failed(c, &error, r);
+	sd_bus_error_free(&c->error);
+	if (ret_reply)
+		*ret_reply = TAKE_PTR(reply);
+	return 0;
+}
+
+static int call_reply(struct iopf_client *c, const char *method, sd_bus_message **ret_reply,
+		      const char *types, ...)
+{
+	va_list ap;
+	int r;
+
+	va_start(ap, types);
+	r = callv(c, method, ret_reply, types, ap);
+	va_end(ap);
+	return r;
+}
+
+/* Call @method and, when @ret_id is set, read the "t" it returns. */
+static int call(struct iopf_client *c, const char *method, uint64_t *ret_id, const char *types, ...)
+{
+	_cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
+	va_list ap;
+	uint64_t id;
+	int r;
+
+	va_start(ap, types);
+	r = callv(c, method, &reply, types, ap);
+	va_end(ap);
+	if (r < 0)
+		return r;
+	if (ret_id) {
+		r = sd_bus_message_read(reply, "t", &id);
+		if (r < 0)
+			return r; /* a daemon speaking another protocol */
+		*ret_id = id;
+	}
+	return 0;
+}
+
+_public_ int iopf_client_register_source(struct iopf_client *c, int fault_fd, int iommufd,
+					 uint32_t ioas_id, uint64_t *ret_source_id)
+{
+	if (!ret_source_id)
+		return -EINVAL;
+	/* sd-bus refuses negative fds itself; say so before a round trip */
+	if (fault_fd < 0 || iommufd < 0)
+		return -EBADF;
+	return call(c, "RegisterSource", ret_source_id, "hhu", fault_fd, iommufd, ioas_id);
+}
+
+_public_ int iopf_client_unregister_source(struct iopf_client *c, uint64_t source_id)
+{
+	return call(c, "UnregisterSource", NULL, "t", source_id);
+}
+
+_public_ int iopf_client_register_domain(struct iopf_client *c, uint64_t source_id, uint32_t dev_id,
+					 uint32_t pasid, uint64_t *ret_domain_id)
+{
+	if (!ret_domain_id)
+		return -EINVAL;
+	return call(c, "RegisterDomain", ret_domain_id, "tuu", source_id, dev_id, pasid);
+}
+
+_public_ int iopf_client_unregister_domain(struct iopf_client *c, uint64_t domain_id)
+{
+	return call(c, "UnregisterDomain", NULL, "t", domain_id);
+}
+
+_public_ int iopf_client_add_region(struct iopf_client *c, uint64_t domain_id, int fd,
+				    uint64_t offset, uint64_t iova, uint64_t length,
+				    uint32_t access, uint64_t *ret_region_id)
+{
+	if (!ret_region_id)
+		return -EINVAL;
+	if (fd < 0)
+		return -EBADF;
+	return call(c, "AddRegion", ret_region_id, "thtttu", domain_id, fd, offset, iova, length,
+		    access);
+}
+
+_public_ int iopf_client_remove_region(struct iopf_client *c, uint64_t region_id)
+{
+	return call(c, "RemoveRegion", NULL, "t", region_id);
+}
+
+/* Grow @*arr to hold @n + 1 elements of @size. */
+static int grow(void **arr, size_t *cap, size_t n, size_t size)
+{
+	void *p;
+
+	if (n < *cap)
+		return 0;
+	p = reallocarray(*arr, *cap ? *cap * 2 : 8, size);
+	if (!p)
+		return -ENOMEM;
+	*arr = p;
+	*cap = *cap ? *cap * 2 : 8;
+	return 0;
+}
+
+_public_ int iopf_client_list_sources(struct iopf_client *c, struct iopf_client_source **ret,
+				      size_t *ret_n)
+{
+	_cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
+	_cleanup_free_ struct iopf_client_source *arr = NULL;
+	size_t n = 0, cap = 0;
+	struct iopf_client_source x = {};
+	const char *backend;
+	int r;
+
+	if (!ret || !ret_n)
+		return -EINVAL;
+	r = call_reply(c, "ListSources", &reply, NULL);
+	if (r < 0)
+		return r;
+	r = sd_bus_message_enter_container(reply, 'a', "(tus)");
+	while (r >= 0 &&
+	       (r = sd_bus_message_read(reply, "(tus)", &x.id, &x.ioas_id, &backend)) > 0) {
+		(void)snprintf(x.backend, sizeof(x.backend), "%s", backend);
+		r = grow((void **)&arr, &cap, n, sizeof(*arr));
+		if (r < 0)
+			return r;
+		arr[n++] = x;
+	}
+	if (r < 0)
+		return r;
+	*ret = TAKE_PTR(arr);
+	*ret_n = n;
+	return 0;
+}
+
+_public_ int iopf_client_list_domains(struct iopf_client *c, struct iopf_client_domain **ret,
+				      size_t *ret_n)
+{
+	_cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
+	_cleanup_free_ struct iopf_client_domain *arr = NULL;
+	size_t n = 0, cap = 0;
+	struct iopf_client_domain x = {};
+	int r;
+
+	if (!ret || !ret_n)
+		return -EINVAL;
+	r = call_reply(c, "ListDomains", &reply, NULL);
+	if (r < 0)
+		return r;
+	r = sd_bus_message_enter_container(reply, 'a', "(ttuu)");
+	while (r >= 0 && (r = sd_bus_message_read(reply, "(ttuu)", &x.id, &x.source_id, &x.dev_id,
+						  &x.pasid)) > 0) {
+		r = grow((void **)&arr, &cap, n, sizeof(*arr));
+		if (r < 0)
+			return r;
+		arr[n++] = x;
+	}
+	if (r < 0)
+		return r;
+	*ret = TAKE_PTR(arr);
+	*ret_n = n;
+	return 0;
+}
+
+_public_ int iopf_client_list_regions(struct iopf_client *c, struct iopf_client_region **ret,
+				      size_t *ret_n)
+{
+	_cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
+	_cleanup_free_ struct iopf_client_region *arr = NULL;
+	size_t n = 0, cap = 0;
+	struct iopf_client_region x = {};
+	int r;
+
+	if (!ret || !ret_n)
+		return -EINVAL;
+	r = call_reply(c, "ListRegions", &reply, NULL);
+	if (r < 0)
+		return r;
+	r = sd_bus_message_enter_container(reply, 'a', "(ttttu)");
+	while (r >= 0 && (r = sd_bus_message_read(reply, "(ttttu)", &x.id, &x.domain_id, &x.iova,
+						  &x.length, &x.access)) > 0) {
+		r = grow((void **)&arr, &cap, n, sizeof(*arr));
+		if (r < 0)
+			return r;
+		arr[n++] = x;
+	}
+	if (r < 0)
+		return r;
+	*ret = TAKE_PTR(arr);
+	*ret_n = n;
+	return 0;
+}
+
+/* Find @name in the a{st} the reply is positioned at. 1 found, 0 not, -errno. */
+static int read_counter(sd_bus_message *reply, const char *name, uint64_t *ret)
+{
+	const char *key;
+	uint64_t v;
+	int r, found = 0;
+
+	r = sd_bus_message_enter_container(reply, 'a', "{st}");
+	if (r < 0)
+		return r;
+	while ((r = sd_bus_message_read(reply, "{st}", &key, &v)) > 0)
+		if (!found && strcmp(key, name) == 0) {
+			*ret = v;
+			found = 1;
+		}
+	if (r < 0)
+		return r;
+	r = sd_bus_message_exit_container(reply);
+	return r < 0 ? r : found;
+}
+
+/* Stats rows are "(t...a{st})": the object id first, the counters last. */
+static int counter(struct iopf_client *c, const char *method, const char *row, uint64_t id,
+		   const char *name, uint64_t *ret)
+{
+	_cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
+	char contents[32];
+	uint64_t row_id, v = 0;
+	size_t len = strlen(row);
+	int r;
+
+	if (!name || !ret)
+		return -EINVAL;
+	/* "(ttuua{st})" -> "ttuua{st}" for entering a struct */
+	memcpy(contents, row + 1, len - 2);
+	contents[len - 2] = '\0';
+	r = call_reply(c, method, &reply, NULL);
+	if (r < 0)
+		return r;
+	r = sd_bus_message_enter_container(reply, 'a', row);
+	if (r < 0)
+		return r;
+	/* row is "(t...a{st})": step into each struct, read the id, skip to the dict */
+	while ((r = sd_bus_message_enter_container(reply, 'r', contents)) > 0) {
+		r = sd_bus_message_read(reply, "t", &row_id);
+		if (r < 0)
+			return r;
+		for (const char *t = row + 2; *t != 'a'; t++) {
+			r = sd_bus_message_skip(reply, (char[]){*t, 0});
+			if (r < 0)
+				return r;
+		}
+		if (row_id == id) {
+			r = read_counter(reply, name, &v);
+			if (r < 0)
+				return r;
+			if (r == 0)
+				return -ENOENT;
+			*ret = v;
+			return 0;
+		}
+		r = sd_bus_message_skip(reply, "a{st}");
+		if (r < 0)
+			return r;
+		r = sd_bus_message_exit_container(reply);
+		if (r < 0)
+			return r;
+	}
+	return r < 0 ? r : -ENOENT;
+}
+
+_public_ int iopf_client_domain_counter(struct iopf_client *c, uint64_t domain_id, const char *name,
+					uint64_t *ret)
+{
+	return counter(c, "GetStats", "(ttuua{st})", domain_id, name, ret);
+}
+
+_public_ int iopf_client_source_counter(struct iopf_client *c, uint64_t source_id, const char *name,
+					uint64_t *ret)
+{
+	return counter(c, "GetSourceStats", "(ta{st})", source_id, name, ret);
+}

@@ -1,1 +1,773 @@
-/* placeholder: being written */
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * Tenants, ownership, limits and request validation in front of the engine.
+ * Every check that can be made here is made here, so a bad request gets a
+ * message naming the argument; the engine checks again and its errno is the
+ * fallback.
+ */
+#include <fcntl.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "control.h"
+#include "util.h"
+
+struct iopf_tenant {
+	uint64_t id;
+	uid_t uid;
+	gid_t gid;
+	pid_t pid;
+	char *name;		  /* owned */
+	struct iopf_tenant *next; /* owned by the list */
+};
+
+struct iopf_control {
+	struct iopf_engine *engine; /* not owned */
+	struct iopf_control_limits limits;
+	struct iopf_tenant *tenants; /* owned; newest first */
+	unsigned n_tenants;
+	uint64_t next_tenant_id;
+};
+
+_printf_(3, 4) static int fail(struct iopf_control_error *err, int r, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (err) {
+		va_start(ap, fmt);
+		(void)vsnprintf(err->message, sizeof(err->message), fmt, ap);
+		va_end(ap);
+	}
+	return r;
+}
+
+static bool limit_ok(unsigned v)
+{
+	return v >= 1 && v <= IOPF_CONTROL_LIMIT_MAX;
+}
+
+int iopf_control_new(struct iopf_engine *engine, const struct iopf_control_limits *limits,
+		     struct iopf_control **ret)
+{
+	struct iopf_control *c;
+
+	if (!engine || !ret)
+		return -EINVAL;
+	if (limits && (!limit_ok(limits->max_sources) || !limit_ok(limits->max_domains) ||
+		       !limit_ok(limits->max_regions)))
+		return -EINVAL;
+
+	c = calloc(1, sizeof(*c));
+	if (!c)
+		return -ENOMEM;
+	c->engine = engine;
+	c->next_tenant_id = 1;
+	if (limits)
+		c->limits = *limits;
+	else
+		c->limits = (struct iopf_control_limits){
+			.max_sources = IOPF_CONTROL_DEFAULT_MAX_SOURCES,
+			.max_domains = IOPF_CONTROL_DEFAULT_MAX_DOMAINS,
+			.max_regions = IOPF_CONTROL_DEFAULT_MAX_REGIONS,
+		};
+	*ret = c;
+	return 0;
+}
+
+static struct iopf_tenant *tenant_free(struct iopf_tenant *t)
+{
+	if (t) {
+		free(t->name);
+		free(t);
+	}
+	return NULL;
+}
+
+struct iopf_control *iopf_control_free(struct iopf_control *c)
+{
+	if (!c)
+		return NULL;
+	while (c->tenants) {
+		struct iopf_tenant *t = c->tenants;
+
+		c->tenants = t->next;
+		tenant_free(t);
+	}
+	free(c);
+	return NULL;
+}
+
+static struct iopf_tenant *tenant_find(struct iopf_control *c, uint64_t id)
+{
+	for (struct iopf_tenant *t = c->tenants; t; t = t->next)
+		if (t->id == id)
+			return t;
+	return NULL;
+}
+
+int iopf_control_tenant_add(struct iopf_control *c, const char *name, uid_t uid, gid_t gid,
+			    pid_t pid, uint64_t *ret_tenant)
+{
+	struct iopf_tenant *t;
+
+	if (!c || !name || !*name || !ret_tenant)
+		return -EINVAL;
+
+	t = calloc(1, sizeof(*t));
+	if (!t)
+		return -ENOMEM;
+	t->name = strdup(name);
+	if (!t->name) {
+		tenant_free(t);
+		return -ENOMEM;
+	}
+	t->id = c->next_tenant_id++;
+	t->uid = uid;
+	t->gid = gid;
+	t->pid = pid;
+	t->next = c->tenants;
+	c->tenants = t;
+	c->n_tenants++;
+	*ret_tenant = t->id;
+	return 0;
+}
+
+int iopf_control_tenant_info(struct iopf_control *c, uint64_t tenant, struct iopf_tenant_info *ret)
+{
+	struct iopf_tenant *t = tenant_find(c, tenant);
+
+	if (!t)
+		return -ENOENT;
+	*ret = (struct iopf_tenant_info){
+		.id = t->id,
+		.uid = t->uid,
+		.gid = t->gid,
+		.pid = t->pid,
+		.name = t->name,
+	};
+	return 0;
+}
+
+unsigned iopf_control_n_tenants(struct iopf_control *c)
+{
+	return c ? c->n_tenants : 0;
+}
+
+/* Object ids of one tenant, snapshot before removal (the engine's lists change under us). */
+struct id_list {
+	uint64_t *ids;
+	size_t n, cap;
+};
+
+static int id_list_push(struct id_list *l, uint64_t id)
+{
+	if (l->n == l->cap) {
+		size_t cap = l->cap ? l->cap * 2 : 16;
+		uint64_t *ids = reallocarray(l->ids, cap, sizeof(*ids));
+
+		if (!ids)
+			return -ENOMEM;
+		l->ids = ids;
+		l->cap = cap;
+	}
+	l->ids[l->n++] = id;
+	return 0;
+}
+
+static int collect_source(const struct iopf_source_info *i, void *userdata)
+{
+	return id_list_push(userdata, i->id);
+}
+
+static int collect_domain(const struct iopf_domain_info *i, void *userdata)
+{
+	return id_list_push(userdata, i->id);
+}
+
+static int collect_region(const struct iopf_region_info *i, void *userdata)
+{
+	return id_list_push(userdata, i->id);
+}
+
+static int count_source(const struct iopf_source_info *i, void *userdata)
+{
+	(*(unsigned *)userdata)++;
+	return 0;
+}
+
+static int count_domain(const struct iopf_domain_info *i, void *userdata)
+{
+	(*(unsigned *)userdata)++;
+	return 0;
+}
+
+static int count_region(const struct iopf_region_info *i, void *userdata)
+{
+	(*(unsigned *)userdata)++;
+	return 0;
+}
+
+/* Tenant teardown needs no reply: the tenant is gone. */
+static void teardown_done(void *userdata, int error)
+{
+}
+
+int iopf_control_tenant_remove(struct iopf_control *c, uint64_t tenant)
+{
+	struct id_list ids = {};
+	struct iopf_tenant **pp, *t = NULL;
+	unsigned n = 0;
+
+	for (pp = &c->tenants; *pp; pp = &(*pp)->next)
+		if ((*pp)->id == tenant) {
+			t = *pp;
+			break;
+		}
+	if (!t)
+		return -ENOENT;
+
+	(void)iopf_engine_foreach_region(c->engine, tenant, count_region, &n);
+	(void)iopf_engine_foreach_domain(c->engine, tenant, count_domain, &n);
+
+	/*
+	 * Sources first: removing one takes its domains and regions with it,
+	 * and the worker answers the source's faults and unmaps in one pass.
+	 * Then sweep whatever is still listed (nothing, with a cascading
+	 * engine). Ids are snapshot before removing: the lists change under us.
+	 */
+	(void)iopf_engine_foreach_source(c->engine, tenant, collect_source, &ids);
+	n += ids.n;
+	for (size_t i = 0; i < ids.n; i++)
+		(void)iopf_engine_remove_source(c->engine, ids.ids[i], teardown_done, NULL);
+
+	ids.n = 0;
+	(void)iopf_engine_foreach_domain(c->engine, tenant, collect_domain, &ids);
+	for (size_t i = 0; i < ids.n; i++)
+		(void)iopf_engine_remove_domain(c->engine, ids.ids[i], teardown_done, NULL);
+
+	ids.n = 0;
+	(void)iopf_engine_foreach_region(c->engine, tenant, collect_region, &ids);
+	for (size_t i = 0; i < ids.n; i++)
+		(void)iopf_engine_remove_region(c->engine, ids.ids[i], teardown_done, NULL);
+	free(ids.ids);
+
+	*pp = t->next;
+	c->n_tenants--;
+	tenant_free(t);
+	return n > INT_MAX ? INT_MAX : (int)n;
+}
+
+/* "pipe:[1234]", "/dev/null", "anon_inode:[eventfd]"...: what an fd is, for messages. */
+static const char *describe_fd(int fd, char *buf, size_t size)
+{
+	char path[64];
+	struct stat st;
+	ssize_t n;
+
+	(void)snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
+	n = readlink(path, buf, size - 1);
+	if (n > 0) {
+		buf[n] = '\0';
+		return buf;
+	}
+	if (fstat(fd, &st) < 0)
+		return "not an open fd";
+	switch (st.st_mode & S_IFMT) {
+	case S_IFREG:
+		return "a regular file";
+	case S_IFDIR:
+		return "a directory";
+	case S_IFCHR:
+		return "a character device";
+	case S_IFBLK:
+		return "a block device";
+	case S_IFIFO:
+		return "a pipe";
+	case S_IFSOCK:
+		return "a socket";
+	default:
+		return "an anonymous inode";
+	}
+}
+
+static bool fd_valid(int fd)
+{
+	return fd >= 0 && fcntl(fd, F_GETFD) >= 0;
+}
+
+/* True when /proc tells us @fd is an anonymous inode; also when /proc cannot tell. */
+static bool maybe_anon_inode(int fd)
+{
+	char path[64], target[128];
+	ssize_t n;
+
+	(void)snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
+	n = readlink(path, target, sizeof(target) - 1);
+	if (n <= 0)
+		return true;
+	target[n] = '\0';
+	return strncmp(target, "anon_inode:", strlen("anon_inode:")) == 0;
+}
+
+int iopf_control_register_source(struct iopf_control *c, uint64_t tenant, int fault_fd, int iommufd,
+				 uint32_t ioas_id, uint64_t *ret_source_id,
+				 struct iopf_control_error *err)
+{
+	_cleanup_close_ int fault_copy = -EBADF, iommu_copy = -EBADF;
+	char d1[128], d2[128];
+	struct stat st;
+	unsigned n = 0;
+	uint64_t id;
+	int r;
+
+	if (!tenant_find(c, tenant))
+		return fail(err, -ENOENT, "unknown tenant");
+	if (!fd_valid(fault_fd))
+		return fail(err, -EBADF, "fault_fd is not an open file descriptor");
+	if (!fd_valid(iommufd))
+		return fail(err, -EBADF, "iommufd is not an open file descriptor");
+	/* A fault queue (or a simulator doorbell) is always an anonymous inode. */
+	if (!maybe_anon_inode(fault_fd))
+		return fail(err, -EBADF, "fault_fd is not an iommufd fault queue (it is %s)",
+			    describe_fd(fault_fd, d1, sizeof(d1)));
+	/* /dev/iommu is a character device; a simulator context is a memfd. */
+	if (fstat(iommufd, &st) < 0 || (!S_ISCHR(st.st_mode) && !S_ISREG(st.st_mode)))
+		return fail(err, -EBADF, "iommufd is not an iommufd (it is %s)",
+			    describe_fd(iommufd, d2, sizeof(d2)));
+
+	/* iommufd object ids (and simulator IOAS ids) start at 1 */
+	if (ioas_id == 0)
+		return fail(err, -EINVAL, "ioas_id 0 is not an IOAS id");
+
+	(void)iopf_engine_foreach_source(c->engine, tenant, count_source, &n);
+	if (n >= c->limits.max_sources)
+		return fail(err, -EDQUOT, "tenant already has %u fault sources (MaxSources=%u)", n,
+			    c->limits.max_sources);
+
+	/* The caller's fds belong to its transport message; the engine keeps copies. */
+	fault_copy = fcntl(fault_fd, F_DUPFD_CLOEXEC, 3);
+	if (fault_copy < 0)
+		return fail(err, negative_errno(), "cannot duplicate fault_fd: %s",
+			    strerror(errno));
+	iommu_copy = fcntl(iommufd, F_DUPFD_CLOEXEC, 3);
+	if (iommu_copy < 0)
+		return fail(err, negative_errno(), "cannot duplicate iommufd: %s", strerror(errno));
+
+	r = iopf_engine_add_source(c->engine, tenant, fault_copy, iommu_copy, ioas_id, &id);
+	switch (r) {
+	case 0:
+		break;
+	case -EBADF:
+	case -ENOTTY:
+		return fail(err, -EBADF,
+			    "fault_fd (%s) and iommufd (%s) are not an iommufd fault queue and "
+			    "its iommufd",
+			    describe_fd(fault_fd, d1, sizeof(d1)),
+			    describe_fd(iommufd, d2, sizeof(d2)));
+	case -EOPNOTSUPP:
+		return fail(err, r,
+			    "this fault source is not supported (simulator fds need iopfd "
+			    "--allow-simulator)");
+	case -EINVAL:
+		return fail(err, r, "ioas_id %" PRIu32 " is not usable with this iommufd", ioas_id);
+	default:
+		return fail(err, r, "cannot serve fault source: %s", strerror(-r));
+	}
+
+	/* The engine owns the copies now. */
+	fault_copy = -EBADF;
+	iommu_copy = -EBADF;
+	*ret_source_id = id;
+	return 0;
+}
+
+static int source_lookup(struct iopf_control *c, uint64_t tenant, uint64_t id,
+			 struct iopf_source_info *ret, struct iopf_control_error *err)
+{
+	/* Someone else's object answers exactly like a missing one. */
+	if (iopf_engine_source_info(c->engine, id, ret) < 0 || ret->tenant != tenant)
+		return fail(err, -ENOENT, "no fault source %" PRIu64, id);
+	return 0;
+}
+
+static int domain_lookup(struct iopf_control *c, uint64_t tenant, uint64_t id,
+			 struct iopf_domain_info *ret, struct iopf_control_error *err)
+{
+	if (iopf_engine_domain_info(c->engine, id, ret) < 0 || ret->tenant != tenant)
+		return fail(err, -ENOENT, "no domain %" PRIu64, id);
+	return 0;
+}
+
+static int region_lookup(struct iopf_control *c, uint64_t tenant, uint64_t id,
+			 struct iopf_region_info *ret, struct iopf_control_error *err)
+{
+	if (iopf_engine_region_info(c->engine, id, ret) < 0 || ret->tenant != tenant)
+		return fail(err, -ENOENT, "no region %" PRIu64, id);
+	return 0;
+}
+
+static const char *pasid_str(uint32_t pasid, char *buf, size_t size)
+{
+	if (pasid == IOPF_PASID_NONE)
+		return "none";
+	(void)snprintf(buf, size, "0x%" PRIx32, pasid);
+	return buf;
+}
+
+struct domain_key {
+	uint64_t source_id;
+	uint32_t dev_id, pasid;
+	uint64_t found;
+};
+
+static int find_domain_key(const struct iopf_domain_info *i, void *userdata)
+{
+	struct domain_key *k = userdata;
+
+	if (i->source_id == k->source_id && i->dev_id == k->dev_id && i->pasid == k->pasid) {
+		k->found = i->id;
+		return -EEXIST; /* stop */
+	}
+	return 0;
+}
+
+int iopf_control_register_domain(struct iopf_control *c, uint64_t tenant, uint64_t source_id,
+				 uint32_t dev_id, uint32_t pasid, uint64_t *ret_domain_id,
+				 struct iopf_control_error *err)
+{
+	struct iopf_source_info si;
+	struct domain_key key = {.source_id = source_id, .dev_id = dev_id, .pasid = pasid};
+	char pbuf[16];
+	unsigned n = 0;
+	uint64_t id;
+	int r;
+
+	if (!tenant_find(c, tenant))
+		return fail(err, -ENOENT, "unknown tenant");
+	if (pasid != IOPF_PASID_NONE && pasid > IOPF_PASID_MAX)
+		return fail(err, -EINVAL,
+			    "pasid 0x%" PRIx32 " is out of range (0..0x%" PRIx32
+			    ", or 0xffffffff for no PASID)",
+			    pasid, IOPF_PASID_MAX);
+	r = source_lookup(c, tenant, source_id, &si, err);
+	if (r < 0)
+		return r;
+
+	(void)iopf_engine_foreach_domain(c->engine, tenant, count_domain, &n);
+	if (n >= c->limits.max_domains)
+		return fail(err, -EDQUOT, "tenant already has %u domains (MaxDomains=%u)", n,
+			    c->limits.max_domains);
+
+	/* Keys are per source; sources belong to one tenant, so our own list suffices. */
+	(void)iopf_engine_foreach_domain(c->engine, tenant, find_domain_key, &key);
+	if (key.found)
+		return fail(err, -EEXIST,
+			    "source %" PRIu64 " already has domain %" PRIu64 " for dev_id %" PRIu32
+			    " pasid %s",
+			    source_id, key.found, dev_id, pasid_str(pasid, pbuf, sizeof(pbuf)));
+
+	r = iopf_engine_add_domain(c->engine, source_id, dev_id, pasid, &id);
+	switch (r) {
+	case 0:
+		break;
+	case -ENOENT:
+		return fail(err, r, "no fault source %" PRIu64, source_id);
+	case -EEXIST:
+		return fail(err, r,
+			    "source %" PRIu64 " already has a domain for dev_id %" PRIu32
+			    " pasid %s",
+			    source_id, dev_id, pasid_str(pasid, pbuf, sizeof(pbuf)));
+	case -EINVAL:
+		return fail(err, r, "dev_id %" PRIu32 " pasid %s refused by the engine", dev_id,
+			    pasid_str(pasid, pbuf, sizeof(pbuf)));
+	default:
+		return fail(err, r, "cannot register domain: %s", strerror(-r));
+	}
+	*ret_domain_id = id;
+	return 0;
+}
+
+struct overlap {
+	uint64_t domain_id, iova, length;
+	struct iopf_region_info hit;
+	bool found;
+};
+
+static int find_overlap(const struct iopf_region_info *i, void *userdata)
+{
+	struct overlap *o = userdata;
+
+	/* Both ranges are non-empty and wrap-free, so end-exclusive compares are exact. */
+	if (i->domain_id == o->domain_id && o->iova < i->iova + i->length &&
+	    i->iova < o->iova + o->length) {
+		o->hit = *i;
+		o->found = true;
+		return -EBUSY; /* stop */
+	}
+	return 0;
+}
+
+static int overlap_error(struct iopf_control_error *err, uint64_t iova, uint64_t length,
+			 const struct iopf_region_info *hit)
+{
+	return fail(err, -EBUSY,
+		    "region 0x%" PRIx64 "+0x%" PRIx64 " overlaps region %" PRIu64 " [0x%" PRIx64
+		    ", 0x%" PRIx64 ")",
+		    iova, length, hit->id, hit->iova, hit->iova + hit->length);
+}
+
+int iopf_control_add_region(struct iopf_control *c, uint64_t tenant, uint64_t domain_id, int fd,
+			    uint64_t offset, uint64_t iova, uint64_t length, uint32_t access,
+			    uint64_t *ret_region_id, struct iopf_control_error *err)
+{
+	struct overlap ov = {.domain_id = domain_id, .iova = iova, .length = length};
+	struct iopf_domain_info di;
+	char desc[128];
+	struct stat st;
+	unsigned n = 0;
+	uint64_t id;
+	int r, flags;
+
+	if (!tenant_find(c, tenant))
+		return fail(err, -ENOENT, "unknown tenant");
+
+	/* Arguments first: they need no state and say most precisely what is wrong. */
+	if (access == 0 || (access & ~(uint32_t)IOPF_ACCESS_ALL))
+		return fail(err, -EINVAL,
+			    "access 0x%" PRIx32
+			    " must be a non-empty subset of READ|WRITE|EXEC|PRIV"
+			    " (0x%x)",
+			    access, IOPF_ACCESS_ALL);
+	if (length == 0)
+		return fail(err, -EINVAL, "length must not be 0");
+	if (!IS_ALIGNED(iova, IOPF_PAGE_SIZE))
+		return fail(err, -EINVAL, "iova 0x%" PRIx64 " must be %" PRIu64 "-aligned", iova,
+			    IOPF_PAGE_SIZE);
+	if (!IS_ALIGNED(length, IOPF_PAGE_SIZE))
+		return fail(err, -EINVAL, "length 0x%" PRIx64 " must be a multiple of %" PRIu64,
+			    length, IOPF_PAGE_SIZE);
+	if (!IS_ALIGNED(offset, IOPF_PAGE_SIZE))
+		return fail(err, -EINVAL, "offset 0x%" PRIx64 " must be %" PRIu64 "-aligned",
+			    offset, IOPF_PAGE_SIZE);
+	/* Exclusive ends must be representable: a range ending at 2^64 counts as wrapping. */
+	if (length > UINT64_MAX - iova)
+		return fail(err, -EINVAL,
+			    "region 0x%" PRIx64 "+0x%" PRIx64 " wraps around the IOVA space", iova,
+			    length);
+	if (length > UINT64_MAX - offset)
+		return fail(err, -EINVAL, "offset 0x%" PRIx64 "+0x%" PRIx64 " wraps around", offset,
+			    length);
+
+	if (!fd_valid(fd))
+		return fail(err, -EBADF, "fd is not an open file descriptor");
+	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode))
+		return fail(err, -EBADF, "fd is not a memfd or regular file (it is %s)",
+			    describe_fd(fd, desc, sizeof(desc)));
+	flags = fcntl(fd, F_GETFL);
+	if (flags < 0)
+		return fail(err, -EBADF, "fd is not an open file descriptor");
+	if ((flags & O_ACCMODE) == O_WRONLY)
+		return fail(err, -EBADF, "fd is open write-only and cannot be mapped");
+	if ((access & IOPF_ACCESS_WRITE) && (flags & O_ACCMODE) == O_RDONLY)
+		return fail(err, -EBADF,
+			    "fd is open read-only but access 0x%" PRIx32 " includes WRITE", access);
+	if (st.st_size < 0 || offset + length > (uint64_t)st.st_size)
+		return fail(err, -EINVAL,
+			    "fd range 0x%" PRIx64 "+0x%" PRIx64
+			    " ends beyond the fd's size 0x%" PRIx64,
+			    offset, length, (uint64_t)st.st_size);
+
+	r = domain_lookup(c, tenant, domain_id, &di, err);
+	if (r < 0)
+		return r;
+
+	(void)iopf_engine_foreach_region(c->engine, tenant, count_region, &n);
+	if (n >= c->limits.max_regions)
+		return fail(err, -EDQUOT, "tenant already has %u regions (MaxRegions=%u)", n,
+			    c->limits.max_regions);
+
+	(void)iopf_engine_foreach_region(c->engine, tenant, find_overlap, &ov);
+	if (ov.found)
+		return overlap_error(err, iova, length, &ov.hit);
+
+	r = iopf_engine_add_region(c->engine, domain_id, fd, offset, iova, length, access, &id);
+	switch (r) {
+	case 0:
+		break;
+	case -ENOENT:
+		return fail(err, r, "no domain %" PRIu64, domain_id);
+	case -EBUSY:
+		return fail(err, r, "region 0x%" PRIx64 "+0x%" PRIx64 " overlaps another region",
+			    iova, length);
+	case -EBADF:
+	case -ENODEV:
+	case -EACCES:
+		return fail(err, -EBADF, "fd (%s) cannot back a region: %s",
+			    describe_fd(fd, desc, sizeof(desc)), strerror(-r));
+	case -EINVAL:
+		return fail(err, r, "region 0x%" PRIx64 "+0x%" PRIx64 " refused by the engine",
+			    iova, length);
+	default:
+		return fail(err, r, "cannot add region: %s", strerror(-r));
+	}
+	*ret_region_id = id;
+	return 0;
+}
+
+static int removal_error(struct iopf_control_error *err, int r, const char *what, uint64_t id)
+{
+	if (r == -ENOENT)
+		return fail(err, r, "no %s %" PRIu64, what, id);
+	return fail(err, r, "cannot remove %s %" PRIu64 ": %s", what, id, strerror(-r));
+}
+
+int iopf_control_unregister_source(struct iopf_control *c, uint64_t tenant, uint64_t source_id,
+				   iopf_engine_done_fn done, void *userdata,
+				   struct iopf_control_error *err)
+{
+	struct iopf_source_info i;
+	int r;
+
+	r = source_lookup(c, tenant, source_id, &i, err);
+	if (r < 0)
+		return r;
+	r = iopf_engine_remove_source(c->engine, source_id, done, userdata);
+	if (r < 0)
+		return removal_error(err, r, "fault source", source_id);
+	return 0;
+}
+
+int iopf_control_unregister_domain(struct iopf_control *c, uint64_t tenant, uint64_t domain_id,
+				   iopf_engine_done_fn done, void *userdata,
+				   struct iopf_control_error *err)
+{
+	struct iopf_domain_info i;
+	int r;
+
+	r = domain_lookup(c, tenant, domain_id, &i, err);
+	if (r < 0)
+		return r;
+	r = iopf_engine_remove_domain(c->engine, domain_id, done, userdata);
+	if (r < 0)
+		return removal_error(err, r, "domain", domain_id);
+	return 0;
+}
+
+int iopf_control_remove_region(struct iopf_control *c, uint64_t tenant, uint64_t region_id,
+			       iopf_engine_done_fn done, void *userdata,
+			       struct iopf_control_error *err)
+{
+	struct iopf_region_info i;
+	int r;
+
+	r = region_lookup(c, tenant, region_id, &i, err);
+	if (r < 0)
+		return r;
+	r = iopf_engine_remove_region(c->engine, region_id, done, userdata);
+	if (r < 0)
+		return removal_error(err, r, "region", region_id);
+	return 0;
+}
+
+/* The engine's filter value for a listing: 0 visits every tenant. */
+static int listing_tenant(struct iopf_control *c, uint64_t tenant, bool all, uint64_t *ret,
+			  struct iopf_control_error *err)
+{
+	struct iopf_tenant *t = tenant_find(c, tenant);
+
+	if (!t)
+		return fail(err, -ENOENT, "unknown tenant");
+	if (all && t->uid != 0)
+		return fail(err, -EPERM, "listing every tenant's objects needs uid 0");
+	*ret = all ? 0 : tenant;
+	return 0;
+}
+
+int iopf_control_foreach_source(struct iopf_control *c, uint64_t tenant, bool all,
+				iopf_engine_source_fn fn, void *userdata,
+				struct iopf_control_error *err)
+{
+	uint64_t filter;
+	int r;
+
+	r = listing_tenant(c, tenant, all, &filter, err);
+	if (r < 0)
+		return r;
+	r = iopf_engine_foreach_source(c->engine, filter, fn, userdata);
+	if (r < 0)
+		return fail(err, r, "cannot list fault sources: %s", strerror(-r));
+	return 0;
+}
+
+int iopf_control_foreach_domain(struct iopf_control *c, uint64_t tenant, bool all,
+				iopf_engine_domain_fn fn, void *userdata,
+				struct iopf_control_error *err)
+{
+	uint64_t filter;
+	int r;
+
+	r = listing_tenant(c, tenant, all, &filter, err);
+	if (r < 0)
+		return r;
+	r = iopf_engine_foreach_domain(c->engine, filter, fn, userdata);
+	if (r < 0)
+		return fail(err, r, "cannot list domains: %s", strerror(-r));
+	return 0;
+}
+
+int iopf_control_foreach_region(struct iopf_control *c, uint64_t tenant, bool all,
+				iopf_engine_region_fn fn, void *userdata,
+				struct iopf_control_error *err)
+{
+	uint64_t filter;
+	int r;
+
+	r = listing_tenant(c, tenant, all, &filter, err);
+	if (r < 0)
+		return r;
+	r = iopf_engine_foreach_region(c->engine, filter, fn, userdata);
+	if (r < 0)
+		return fail(err, r, "cannot list regions: %s", strerror(-r));
+	return 0;
+}
+
+static const char *const reason_names[_IOPF_REASON_MAX] = {
+	[IOPF_REASON_RESOLVED] = "resolved",
+	[IOPF_REASON_NO_HANDLER] = "no_handler",
+	[IOPF_REASON_OUTSIDE_REGION] = "outside_region",
+	[IOPF_REASON_PERMISSION] = "permission",
+	[IOPF_REASON_MAP_ERROR] = "map_error",
+	[IOPF_REASON_BAD_RECORD] = "bad_record",
+	[IOPF_REASON_RETIRED] = "retired",
+};
+
+const char *iopf_reason_to_string(enum iopf_reason reason)
+{
+	if ((unsigned)reason >= _IOPF_REASON_MAX)
+		return NULL;
+	return reason_names[reason];
+}
+
+size_t iopf_counters_to_fields(const struct iopf_counters *cnt, struct iopf_counter_field *fields)
+{
+	size_t n = 0;
+
+#define FIELD(f) fields[n++] = (struct iopf_counter_field){#f, cnt->f}
+	FIELD(faults);
+	FIELD(groups);
+	FIELD(success);
+	FIELD(invalid);
+	FIELD(stale);
+	FIELD(pages_mapped);
+	FIELD(maps);
+	FIELD(coalesced);
+	FIELD(bytes_mapped);
+#undef FIELD
+	for (unsigned i = 0; i < _IOPF_REASON_MAX; i++)
+		fields[n++] = (struct iopf_counter_field){reason_names[i], cnt->reasons[i]};
+	return n;
+}

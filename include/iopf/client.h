@@ -12,6 +12,7 @@
 #ifndef IOPF_CLIENT_H
 #define IOPF_CLIENT_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #include "iopf/iopf.h"
@@ -63,6 +64,44 @@ int iopf_client_add_region(struct iopf_client *c, uint64_t domain_id, int fd, ui
 			   uint64_t iova, uint64_t length, uint32_t access,
 			   uint64_t *ret_region_id);
 int iopf_client_remove_region(struct iopf_client *c, uint64_t region_id);
+
+/* The caller's own objects, ascending id (what this connection registered). */
+struct iopf_client_source {
+	uint64_t id;
+	uint32_t ioas_id;
+	char backend[16]; /* "kernel", "sim" */
+};
+struct iopf_client_domain {
+	uint64_t id, source_id;
+	uint32_t dev_id, pasid;
+};
+struct iopf_client_region {
+	uint64_t id, domain_id, iova, length;
+	uint32_t access;
+};
+
+/*
+ * List this client's objects into a malloc'ed array (free() it; NULL when empty).
+ * Return: 0 or -errno.
+ */
+int iopf_client_list_sources(struct iopf_client *c, struct iopf_client_source **ret,
+			     size_t *ret_n);
+int iopf_client_list_domains(struct iopf_client *c, struct iopf_client_domain **ret,
+			     size_t *ret_n);
+int iopf_client_list_regions(struct iopf_client *c, struct iopf_client_region **ret,
+			     size_t *ret_n);
+
+/*
+ * One statistics counter of a domain (GetStats) or of a source's unrouted
+ * faults (GetSourceStats), by name: "faults", "groups", "success", "invalid",
+ * "stale", "pages_mapped", "maps", "coalesced", "bytes_mapped" or a reason
+ * ("resolved", "no_handler", "outside_region", "permission", "map_error",
+ * "bad_record", "retired"). Return: 0, -ENOENT (no such object or counter), -errno.
+ */
+int iopf_client_domain_counter(struct iopf_client *c, uint64_t domain_id, const char *name,
+			       uint64_t *ret);
+int iopf_client_source_counter(struct iopf_client *c, uint64_t source_id, const char *name,
+			       uint64_t *ret);
 
 #ifdef __cplusplus
 }

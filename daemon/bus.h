@@ -1,0 +1,43 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * org.iopfd.Manager1 at /org/iopfd: on a direct peer-to-peer unix socket
+ * (one sd_bus per accepted connection, one tenant per connection) and,
+ * optionally, on the system bus (one tenant per unique sender name).
+ * Only glue: unpack a call, ask lib/control with the caller's tenant id,
+ * pack the reply or map the -errno to an org.iopfd.Error name.
+ */
+#ifndef IOPFD_BUS_H
+#define IOPFD_BUS_H
+
+#include <stdbool.h>
+
+#include <systemd/sd-event.h>
+
+#include "control.h"
+
+struct bus;
+
+/*
+ * bus_new() - serve @control on @event.
+ * @socket_path: the peer-to-peer socket: created with mode 0666 (a socket-activated
+ *               fd is used instead when systemd passes one).
+ * @system_bus: also take IOPF_DBUS_NAME on the system bus; when the bus is not
+ *              reachable or the name is refused, warn and serve the socket only.
+ * Return: 0 or -errno (logged).
+ */
+int bus_new(sd_event *event, struct iopf_control *control, const char *socket_path, bool system_bus,
+	    struct bus **ret);
+
+/*
+ * Drop every connection and unanswered request without calling the engine
+ * (free the engine first: it answers everything), remove the socket. NULL ok.
+ */
+struct bus *bus_free(struct bus *b);
+
+/* Stop accepting connections and calls; pending removals may still be answered. */
+void bus_stop(struct bus *b);
+
+/* Connected peer-to-peer clients (tests, status). */
+unsigned bus_n_connections(struct bus *b);
+
+#endif /* IOPFD_BUS_H */

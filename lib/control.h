@@ -1,0 +1,152 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * The control logic: tenants, who owns which engine object, per-tenant limits
+ * and the validation of every request before it reaches the engine. It knows
+ * nothing of D-Bus: the daemon's bus glue unpacks a call, calls in here with
+ * the caller's tenant id, and turns the -errno and message into a reply.
+ *
+ * Ownership is the engine's `tenant` field on each object. A tenant sees only
+ * its own objects: another tenant's id fails exactly like an id that never
+ * existed (-ENOENT, same message), so ids leak nothing.
+ *
+ * All calls are made from the control thread (the one that calls the engine).
+ */
+#ifndef IOPF_CONTROL_H
+#define IOPF_CONTROL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "engine.h"
+
+struct iopf_control;
+
+/* Per-tenant limits; every value must be >= 1. */
+struct iopf_control_limits {
+	unsigned max_sources;
+	unsigned max_domains;
+	unsigned max_regions;
+};
+#define IOPF_CONTROL_DEFAULT_MAX_SOURCES 16u
+#define IOPF_CONTROL_DEFAULT_MAX_DOMAINS 256u
+#define IOPF_CONTROL_DEFAULT_MAX_REGIONS 4096u
+#define IOPF_CONTROL_LIMIT_MAX		 1000000u
+
+/* The human-readable reason a request failed; set whenever a call returns < 0. */
+struct iopf_control_error {
+	char message[256];
+};
+
+/*
+ * iopf_control_new() - create the registry in front of @engine (not owned).
+ * Return: 0, -EINVAL (a limit out of range), -ENOMEM.
+ */
+int iopf_control_new(struct iopf_engine *engine, const struct iopf_control_limits *limits,
+		     struct iopf_control **ret);
+/*
+ * Free the tenant records. Does not call the engine: at shutdown the engine is
+ * freed first and answers everything itself. NULL is fine. Returns NULL.
+ */
+struct iopf_control *iopf_control_free(struct iopf_control *c);
+
+/* A tenant: one D-Bus connection (peer-to-peer) or one unique name (system bus). */
+struct iopf_tenant_info {
+	uint64_t id;
+	uid_t uid;
+	gid_t gid;
+	pid_t pid;
+	const char *name; /* for logs: the unique name or "pid N" */
+};
+
+/*
+ * iopf_control_tenant_add() - record a new tenant with its peer credentials.
+ * Return: 0, -EINVAL (empty name), -ENOMEM. Ids are never reused.
+ */
+int iopf_control_tenant_add(struct iopf_control *c, const char *name, uid_t uid, gid_t gid,
+			    pid_t pid, uint64_t *ret_tenant);
+/*
+ * iopf_control_tenant_remove() - the tenant went away: remove each of its
+ * regions, domains and sources through the engine (which answers the faults
+ * it still holds and unmaps), then forget the tenant.
+ * Return: the number of objects whose removal started, or -ENOENT.
+ */
+int iopf_control_tenant_remove(struct iopf_control *c, uint64_t tenant);
+/* 0 or -ENOENT; @ret->name lives as long as the tenant. */
+int iopf_control_tenant_info(struct iopf_control *c, uint64_t tenant, struct iopf_tenant_info *ret);
+unsigned iopf_control_n_tenants(struct iopf_control *c);
+
+/*
+ * iopf_control_register_source() - serve @tenant's fault queue.
+ * Borrows @fault_fd and @iommufd: the engine gets F_DUPFD_CLOEXEC copies.
+ * Return: 0; -EBADF (not a fault queue / iommufd), -EOPNOTSUPP (simulator
+ * fds without --allow-simulator), -EINVAL, -EDQUOT (MaxSources), -ENOMEM.
+ */
+int iopf_control_register_source(struct iopf_control *c, uint64_t tenant, int fault_fd, int iommufd,
+				 uint32_t ioas_id, uint64_t *ret_source_id,
+				 struct iopf_control_error *err);
+
+/*
+ * iopf_control_register_domain() - handler for (source, dev_id, pasid).
+ * Return: 0; -ENOENT (no such source of this tenant), -EINVAL (pasid),
+ * -EEXIST (key taken), -EDQUOT (MaxDomains), -ENOMEM.
+ */
+int iopf_control_register_domain(struct iopf_control *c, uint64_t tenant, uint64_t source_id,
+				 uint32_t dev_id, uint32_t pasid, uint64_t *ret_domain_id,
+				 struct iopf_control_error *err);
+
+/*
+ * iopf_control_add_region() - back [iova, iova+length) of a domain with @fd
+ * (borrowed) at @offset. Checks fd kind and open mode, access bits, zero
+ * length, page alignment, wrap-around, the fd's size and overlap with the
+ * domain's other regions before calling the engine.
+ * Return: 0; -ENOENT, -EINVAL, -EBADF, -EBUSY (overlap), -EDQUOT (MaxRegions), -ENOMEM.
+ */
+int iopf_control_add_region(struct iopf_control *c, uint64_t tenant, uint64_t domain_id, int fd,
+			    uint64_t offset, uint64_t iova, uint64_t length, uint32_t access,
+			    uint64_t *ret_region_id, struct iopf_control_error *err);
+
+/*
+ * Removal is asynchronous: on 0 the object is gone from every lookup and
+ * @done(@userdata, error) runs later from iopf_engine_dispatch(), once the
+ * engine answered its faults and unmapped. On < 0 @done is never called.
+ * Return: 0, -ENOENT (no such object of this tenant), -errno of the engine.
+ */
+int iopf_control_unregister_source(struct iopf_control *c, uint64_t tenant, uint64_t source_id,
+				   iopf_engine_done_fn done, void *userdata,
+				   struct iopf_control_error *err);
+int iopf_control_unregister_domain(struct iopf_control *c, uint64_t tenant, uint64_t domain_id,
+				   iopf_engine_done_fn done, void *userdata,
+				   struct iopf_control_error *err);
+int iopf_control_remove_region(struct iopf_control *c, uint64_t tenant, uint64_t region_id,
+			       iopf_engine_done_fn done, void *userdata,
+			       struct iopf_control_error *err);
+
+/*
+ * Visit @tenant's live objects, ascending id; with @all every tenant's, which
+ * only a uid 0 tenant may ask for. Return: 0, -EPERM, or fn's error.
+ */
+int iopf_control_foreach_source(struct iopf_control *c, uint64_t tenant, bool all,
+				iopf_engine_source_fn fn, void *userdata,
+				struct iopf_control_error *err);
+int iopf_control_foreach_domain(struct iopf_control *c, uint64_t tenant, bool all,
+				iopf_engine_domain_fn fn, void *userdata,
+				struct iopf_control_error *err);
+int iopf_control_foreach_region(struct iopf_control *c, uint64_t tenant, bool all,
+				iopf_engine_region_fn fn, void *userdata,
+				struct iopf_control_error *err);
+
+/* "resolved", "no_handler", ...; NULL when out of range. */
+const char *iopf_reason_to_string(enum iopf_reason reason);
+
+/* One named counter of struct iopf_counters, for statistics replies. */
+struct iopf_counter_field {
+	const char *name;
+	uint64_t value;
+};
+#define IOPF_COUNTER_FIELDS_MAX (9 + _IOPF_REASON_MAX)
+/* Fill @fields (room for IOPF_COUNTER_FIELDS_MAX) in a fixed order. Return: the count. */
+size_t iopf_counters_to_fields(const struct iopf_counters *cnt, struct iopf_counter_field *fields);
+
+#endif /* IOPF_CONTROL_H */

@@ -1,0 +1,466 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* A single-threaded in-memory stand-in for lib/engine.c; see fake-engine.h. */
+#include <fcntl.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/stat.h>
+
+#include "fake-engine.h"
+#include "util.h"
+
+#define FAKE_MAX_OBJECTS 4096
+#define FAKE_MAX_REMOVED 4096
+
+enum obj_kind { OBJ_SOURCE, OBJ_DOMAIN, OBJ_REGION };
+
+struct obj {
+	bool live;
+	enum obj_kind kind;
+	uint64_t id, parent, tenant;
+	uint32_t a, b; /* source: ioas_id; domain: dev_id, pasid; region: access */
+	uint64_t iova, length, offset;
+	int fd1, fd2; /* owned */
+	bool sim;
+	struct iopf_counters cnt;
+};
+
+struct pending {
+	iopf_engine_done_fn done;
+	void *userdata;
+};
+
+struct iopf_engine {
+	struct iopf_engine_config cfg;
+	int efd;
+	uint64_t next_id;
+	struct obj objs[FAKE_MAX_OBJECTS]; /* index = id - 1 */
+	struct pending pending[FAKE_MAX_OBJECTS];
+	unsigned n_pending;
+};
+
+/* Test hooks are global: there is one engine per test process. */
+static int fail_next[_FAKE_OP_MAX];
+static unsigned calls[_FAKE_OP_MAX];
+static uint64_t removed[_FAKE_OP_MAX][FAKE_MAX_REMOVED];
+static unsigned n_removed[_FAKE_OP_MAX];
+static struct iopf_engine *the_engine;
+
+void __iopf_fake_engine_fail_next(enum fake_engine_op op, int error)
+{
+	fail_next[op] = error;
+}
+
+unsigned __iopf_fake_engine_calls(enum fake_engine_op op)
+{
+	return calls[op];
+}
+
+const uint64_t *__iopf_fake_engine_removed(enum fake_engine_op op, unsigned *n)
+{
+	*n = n_removed[op];
+	return removed[op];
+}
+
+static int hook(enum fake_engine_op op)
+{
+	int r = fail_next[op];
+
+	calls[op]++;
+	fail_next[op] = 0;
+	return r;
+}
+
+int iopf_engine_new(const struct iopf_engine_config *cfg, struct iopf_engine **ret)
+{
+	struct iopf_engine *e = calloc(1, sizeof(*e));
+
+	if (!e)
+		return -ENOMEM;
+	e->cfg = *cfg;
+	e->next_id = 1;
+	e->efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	if (e->efd < 0) {
+		free(e);
+		return -errno;
+	}
+	memset(calls, 0, sizeof(calls));
+	memset(n_removed, 0, sizeof(n_removed));
+	memset(fail_next, 0, sizeof(fail_next));
+	the_engine = e;
+	*ret = e;
+	return 0;
+}
+
+static void obj_kill(struct obj *o)
+{
+	o->live = false;
+	o->fd1 = safe_close(o->fd1);
+	o->fd2 = safe_close(o->fd2);
+}
+
+struct iopf_engine *iopf_engine_free(struct iopf_engine *e)
+{
+	if (!e)
+		return NULL;
+	for (unsigned i = 0; i < e->next_id - 1; i++)
+		if (e->objs[i].live)
+			obj_kill(&e->objs[i]);
+	/* The real engine answers everything; queued callbacks are dropped like its are. */
+	safe_close(e->efd);
+	if (the_engine == e)
+		the_engine = NULL;
+	free(e);
+	return NULL;
+}
+
+int iopf_engine_get_fd(struct iopf_engine *e)
+{
+	return e->efd;
+}
+
+int iopf_engine_dispatch(struct iopf_engine *e)
+{
+	uint64_t v;
+	unsigned n = e->n_pending;
+
+	(void)!read(e->efd, &v, sizeof(v));
+	/* Callbacks may queue new removals: run only what was queued before. */
+	struct pending run[FAKE_MAX_OBJECTS];
+	memcpy(run, e->pending, n * sizeof(run[0]));
+	memmove(e->pending, e->pending + n, (e->n_pending - n) * sizeof(run[0]));
+	e->n_pending -= n;
+	for (unsigned i = 0; i < n; i++)
+		run[i].done(run[i].userdata, 0);
+	return (int)n;
+}
+
+unsigned iopf_engine_n_workers(struct iopf_engine *e)
+{
+	return e->cfg.n_workers ? e->cfg.n_workers : 1;
+}
+
+static struct obj *obj_new(struct iopf_engine *e, enum obj_kind kind)
+{
+	struct obj *o;
+
+	if (e->next_id > FAKE_MAX_OBJECTS)
+		return NULL;
+	o = &e->objs[e->next_id - 1];
+	*o = (struct obj){
+		.live = true, .kind = kind, .id = e->next_id++, .fd1 = -EBADF, .fd2 = -EBADF};
+	return o;
+}
+
+static struct obj *obj_get(struct iopf_engine *e, uint64_t id, enum obj_kind kind)
+{
+	if (id == 0 || id >= e->next_id)
+		return NULL;
+	if (!e->objs[id - 1].live || e->objs[id - 1].kind != kind)
+		return NULL;
+	return &e->objs[id - 1];
+}
+
+static bool fd_named(int fd, const char *name)
+{
+	char path[64], target[128];
+	ssize_t n;
+
+	snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
+	n = readlink(path, target, sizeof(target) - 1);
+	if (n <= 0)
+		return false;
+	target[n] = '\0';
+	return strcmp(target, name) == 0;
+}
+
+int iopf_engine_add_source(struct iopf_engine *e, uint64_t tenant, int fault_fd, int iommufd,
+			   uint32_t ioas_id, uint64_t *ret_source_id)
+{
+	struct stat st;
+	struct obj *o;
+	bool sim;
+	int r = hook(FAKE_ADD_SOURCE);
+
+	if (r < 0)
+		return r;
+	if (fstat(iommufd, &st) < 0)
+		return -EBADF;
+	/* kernel: a pgfault anon inode + a char device; simulator: an eventfd + a memfd */
+	if (fd_named(fault_fd, "anon_inode:[iommufd-pgfault]") && S_ISCHR(st.st_mode))
+		sim = false;
+	else if (fd_named(fault_fd, "anon_inode:[eventfd]") &&
+		 fd_named(iommufd, "/memfd:iopf-sim (deleted)"))
+		sim = true;
+	else
+		return -EBADF;
+	if (sim && !e->cfg.allow_sim)
+		return -EOPNOTSUPP;
+	o = obj_new(e, OBJ_SOURCE);
+	if (!o)
+		return -ENOMEM;
+	o->tenant = tenant;
+	o->a = ioas_id;
+	o->fd1 = fault_fd;
+	o->fd2 = iommufd;
+	o->sim = sim;
+	*ret_source_id = o->id;
+	return 0;
+}
+
+int iopf_engine_add_domain(struct iopf_engine *e, uint64_t source_id, uint32_t dev_id,
+			   uint32_t pasid, uint64_t *ret_domain_id)
+{
+	struct obj *s, *o;
+	int r = hook(FAKE_ADD_DOMAIN);
+
+	if (r < 0)
+		return r;
+	s = obj_get(e, source_id, OBJ_SOURCE);
+	if (!s)
+		return -ENOENT;
+	if (pasid != IOPF_PASID_NONE && pasid > IOPF_PASID_MAX)
+		return -EINVAL;
+	for (unsigned i = 0; i < e->next_id - 1; i++) {
+		struct obj *d = &e->objs[i];
+
+		if (d->live && d->kind == OBJ_DOMAIN && d->parent == source_id && d->a == dev_id &&
+		    d->b == pasid)
+			return -EEXIST;
+	}
+	o = obj_new(e, OBJ_DOMAIN);
+	if (!o)
+		return -ENOMEM;
+	o->tenant = s->tenant;
+	o->parent = source_id;
+	o->a = dev_id;
+	o->b = pasid;
+	*ret_domain_id = o->id;
+	return 0;
+}
+
+int iopf_engine_add_region(struct iopf_engine *e, uint64_t domain_id, int fd, uint64_t offset,
+			   uint64_t iova, uint64_t length, uint32_t access, uint64_t *ret_region_id)
+{
+	struct obj *d, *o;
+	struct stat st;
+	int r = hook(FAKE_ADD_REGION);
+
+	if (r < 0)
+		return r;
+	d = obj_get(e, domain_id, OBJ_DOMAIN);
+	if (!d)
+		return -ENOENT;
+	if (!length || !IS_ALIGNED(iova | offset | length, IOPF_PAGE_SIZE) ||
+	    iova + length < iova || !access || (access & ~IOPF_ACCESS_ALL))
+		return -EINVAL;
+	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode))
+		return -EBADF;
+	if (offset + length > (uint64_t)st.st_size)
+		return -EINVAL;
+	for (unsigned i = 0; i < e->next_id - 1; i++) {
+		struct obj *x = &e->objs[i];
+
+		if (x->live && x->kind == OBJ_REGION && x->parent == domain_id &&
+		    iova < x->iova + x->length && x->iova < iova + length)
+			return -EBUSY;
+	}
+	o = obj_new(e, OBJ_REGION);
+	if (!o)
+		return -ENOMEM;
+	o->fd1 = fcntl(fd, F_DUPFD_CLOEXEC, 3);
+	o->tenant = d->tenant;
+	o->parent = domain_id;
+	o->iova = iova;
+	o->length = length;
+	o->offset = offset;
+	o->a = access;
+	*ret_region_id = o->id;
+	return 0;
+}
+
+static int queue_done(struct iopf_engine *e, iopf_engine_done_fn done, void *userdata)
+{
+	uint64_t one = 1;
+
+	if (!done)
+		return 0;
+	e->pending[e->n_pending++] = (struct pending){done, userdata};
+	(void)!write(e->efd, &one, sizeof(one));
+	return 0;
+}
+
+static void record_removed(enum fake_engine_op op, uint64_t id)
+{
+	if (n_removed[op] < FAKE_MAX_REMOVED)
+		removed[op][n_removed[op]++] = id;
+}
+
+/* Unpublish @id and everything below it. */
+static void cascade(struct iopf_engine *e, uint64_t id)
+{
+	obj_kill(&e->objs[id - 1]);
+	for (unsigned i = 0; i < e->next_id - 1; i++)
+		if (e->objs[i].live && e->objs[i].parent == id && e->objs[i].kind != OBJ_SOURCE)
+			cascade(e, e->objs[i].id);
+}
+
+static int remove_obj(struct iopf_engine *e, enum fake_engine_op op, enum obj_kind kind,
+		      uint64_t id, iopf_engine_done_fn done, void *userdata)
+{
+	int r = hook(op);
+
+	record_removed(op, id);
+	if (r < 0)
+		return r;
+	if (!obj_get(e, id, kind))
+		return -ENOENT;
+	cascade(e, id);
+	return queue_done(e, done, userdata);
+}
+
+int iopf_engine_remove_source(struct iopf_engine *e, uint64_t source_id, iopf_engine_done_fn done,
+			      void *userdata)
+{
+	return remove_obj(e, FAKE_REMOVE_SOURCE, OBJ_SOURCE, source_id, done, userdata);
+}
+
+int iopf_engine_remove_domain(struct iopf_engine *e, uint64_t domain_id, iopf_engine_done_fn done,
+			      void *userdata)
+{
+	return remove_obj(e, FAKE_REMOVE_DOMAIN, OBJ_DOMAIN, domain_id, done, userdata);
+}
+
+int iopf_engine_remove_region(struct iopf_engine *e, uint64_t region_id, iopf_engine_done_fn done,
+			      void *userdata)
+{
+	return remove_obj(e, FAKE_REMOVE_REGION, OBJ_REGION, region_id, done, userdata);
+}
+
+static void fill_source(const struct obj *o, struct iopf_source_info *i)
+{
+	*i = (struct iopf_source_info){.id = o->id,
+				       .tenant = o->tenant,
+				       .ioas_id = o->a,
+				       .backend = o->sim ? "sim" : "kernel"};
+}
+
+static void fill_domain(struct iopf_engine *e, const struct obj *o, struct iopf_domain_info *i)
+{
+	unsigned n = 0;
+
+	for (unsigned k = 0; k < e->next_id - 1; k++)
+		if (e->objs[k].live && e->objs[k].kind == OBJ_REGION && e->objs[k].parent == o->id)
+			n++;
+	*i = (struct iopf_domain_info){.id = o->id,
+				       .source_id = o->parent,
+				       .tenant = o->tenant,
+				       .dev_id = o->a,
+				       .pasid = o->b,
+				       .n_regions = n,
+				       .counters = o->cnt};
+}
+
+static void fill_region(const struct obj *o, struct iopf_region_info *i)
+{
+	*i = (struct iopf_region_info){.id = o->id,
+				       .domain_id = o->parent,
+				       .tenant = o->tenant,
+				       .iova = o->iova,
+				       .length = o->length,
+				       .offset = o->offset,
+				       .access = o->a};
+}
+
+int iopf_engine_source_info(struct iopf_engine *e, uint64_t id, struct iopf_source_info *ret)
+{
+	struct obj *o = obj_get(e, id, OBJ_SOURCE);
+
+	if (!o)
+		return -ENOENT;
+	fill_source(o, ret);
+	return 0;
+}
+
+int iopf_engine_domain_info(struct iopf_engine *e, uint64_t id, struct iopf_domain_info *ret)
+{
+	struct obj *o = obj_get(e, id, OBJ_DOMAIN);
+
+	if (!o)
+		return -ENOENT;
+	fill_domain(e, o, ret);
+	return 0;
+}
+
+int iopf_engine_region_info(struct iopf_engine *e, uint64_t id, struct iopf_region_info *ret)
+{
+	struct obj *o = obj_get(e, id, OBJ_REGION);
+
+	if (!o)
+		return -ENOENT;
+	fill_region(o, ret);
+	return 0;
+}
+
+int __iopf_fake_engine_set_counters(uint64_t domain_id, const struct iopf_counters *cnt)
+{
+	struct obj *o = the_engine ? obj_get(the_engine, domain_id, OBJ_DOMAIN) : NULL;
+
+	if (!o)
+		return -ENOENT;
+	o->cnt = *cnt;
+	return 0;
+}
+
+#define FOREACH(e, k, tenant)                                                                      \
+	for (unsigned _i = 0; _i < (e)->next_id - 1; _i++)                                         \
+		if ((e)->objs[_i].live && (e)->objs[_i].kind == (k) &&                             \
+		    ((tenant) == 0 || (e)->objs[_i].tenant == (tenant)))
+
+int iopf_engine_foreach_source(struct iopf_engine *e, uint64_t tenant, iopf_engine_source_fn fn,
+			       void *userdata)
+{
+	struct iopf_source_info i;
+	int r;
+
+	FOREACH(e, OBJ_SOURCE, tenant)
+	{
+		fill_source(&e->objs[_i], &i);
+		r = fn(&i, userdata);
+		if (r < 0)
+			return r;
+	}
+	return 0;
+}
+
+int iopf_engine_foreach_domain(struct iopf_engine *e, uint64_t tenant, iopf_engine_domain_fn fn,
+			       void *userdata)
+{
+	struct iopf_domain_info i;
+	int r;
+
+	FOREACH(e, OBJ_DOMAIN, tenant)
+	{
+		fill_domain(e, &e->objs[_i], &i);
+		r = fn(&i, userdata);
+		if (r < 0)
+			return r;
+	}
+	return 0;
+}
+
+int iopf_engine_foreach_region(struct iopf_engine *e, uint64_t tenant, iopf_engine_region_fn fn,
+			       void *userdata)
+{
+	struct iopf_region_info i;
+	int r;
+
+	FOREACH(e, OBJ_REGION, tenant)
+	{
+		fill_region(&e->objs[_i], &i);
+		r = fn(&i, userdata);
+		if (r < 0)
+			return r;
+	}
+	return 0;
+}

@@ -1,0 +1,876 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * lib/control.c against the in-memory engine (fake-engine.c, linked in place
+ * of lib/engine.c): validation tables, ownership, limits, teardown.
+ */
+#include <dirent.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <cmocka.h>
+
+#include "control.h"
+#include "error-map.h"
+#include "fake-engine.h"
+#include "util.h"
+
+#define MAX_SOURCES 2
+#define MAX_DOMAINS 3
+#define MAX_REGIONS 4
+#define MEM_SIZE    (UINT64_C(1) << 20)
+#define RW	    (IOPF_ACCESS_READ | IOPF_ACCESS_WRITE)
+
+struct fixture {
+	struct iopf_engine *engine;
+	struct iopf_control *control;
+	uint64_t a, b, root; /* tenants: two users and an operator */
+	int fault_fd, iommufd, mem;
+};
+
+static int sim_iommufd(void)
+{
+	int fd = memfd_create("iopf-sim", MFD_CLOEXEC);
+
+	assert_true(fd >= 0);
+	return fd;
+}
+
+static int memfd(uint64_t size)
+{
+	int fd = memfd_create("region", MFD_CLOEXEC);
+
+	assert_true(fd >= 0);
+	assert_int_equal(ftruncate(fd, (off_t)size), 0);
+	return fd;
+}
+
+static unsigned open_fds(void)
+{
+	DIR *d = opendir("/proc/self/fd");
+	unsigned n = 0;
+
+	assert_non_null(d);
+	while (readdir(d))
+		n++;
+	closedir(d);
+	return n;
+}
+
+static int setup(void **state)
+{
+	struct iopf_engine_config cfg = {.n_workers = 1, .allow_sim = true};
+	struct iopf_control_limits limits = {MAX_SOURCES, MAX_DOMAINS, MAX_REGIONS};
+	struct fixture *f = calloc(1, sizeof(*f));
+
+	if (*state) /* a test that wants other limits passes them as its prestate */
+		limits = *(struct iopf_control_limits *)*state;
+
+	assert_int_equal(iopf_engine_new(&cfg, &f->engine), 0);
+	assert_int_equal(iopf_control_new(f->engine, &limits, &f->control), 0);
+	assert_int_equal(
+		iopf_control_tenant_add(f->control, "pid 10 uid 1000", 1000, 1000, 10, &f->a), 0);
+	assert_int_equal(
+		iopf_control_tenant_add(f->control, "pid 11 uid 1001", 1001, 1001, 11, &f->b), 0);
+	assert_int_equal(iopf_control_tenant_add(f->control, "pid 1 uid 0", 0, 0, 1, &f->root), 0);
+	f->fault_fd = eventfd(0, EFD_CLOEXEC);
+	f->iommufd = sim_iommufd();
+	f->mem = memfd(MEM_SIZE);
+	*state = f;
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	struct fixture *f = *state;
+
+	iopf_control_free(f->control);
+	iopf_engine_free(f->engine);
+	close(f->fault_fd);
+	close(f->iommufd);
+	close(f->mem);
+	free(f);
+	return 0;
+}
+
+static uint64_t add_source(struct fixture *f, uint64_t tenant)
+{
+	struct iopf_control_error err = {};
+	uint64_t id = 0;
+	int r = iopf_control_register_source(f->control, tenant, f->fault_fd, f->iommufd, 1, &id,
+					     &err);
+
+	if (r < 0)
+		fail_msg("register_source: %s", err.message);
+	return id;
+}
+
+static uint64_t add_domain(struct fixture *f, uint64_t tenant, uint64_t source, uint32_t dev,
+			   uint32_t pasid)
+{
+	struct iopf_control_error err = {};
+	uint64_t id = 0;
+	int r = iopf_control_register_domain(f->control, tenant, source, dev, pasid, &id, &err);
+
+	if (r < 0)
+		fail_msg("register_domain: %s", err.message);
+	return id;
+}
+
+static uint64_t add_region(struct fixture *f, uint64_t tenant, uint64_t domain, uint64_t iova,
+			   uint64_t length)
+{
+	struct iopf_control_error err = {};
+	uint64_t id = 0;
+	int r = iopf_control_add_region(f->control, tenant, domain, f->mem, 0, iova, length, RW,
+					&id, &err);
+
+	if (r < 0)
+		fail_msg("add_region: %s", err.message);
+	return id;
+}
+
+static void expect(int r, int error, const struct iopf_control_error *err, const char *substring)
+{
+	if (r != error)
+		fail_msg("got %d (%s), expected %d", r, err->message, error);
+	if (substring && !strstr(err->message, substring))
+		fail_msg("message \"%s\" lacks \"%s\"", err->message, substring);
+}
+
+/* ---- tenants ---- */
+
+static void test_tenants(void **state)
+{
+	struct fixture *f = *state;
+	struct iopf_tenant_info ti;
+	uint64_t id;
+
+	assert_int_equal(iopf_control_n_tenants(f->control), 3);
+	assert_true(f->a != f->b && f->b != f->root && f->a != 0);
+	assert_int_equal(iopf_control_tenant_info(f->control, f->b, &ti), 0);
+	assert_int_equal(ti.uid, 1001);
+	assert_int_equal(ti.pid, 11);
+	assert_string_equal(ti.name, "pid 11 uid 1001");
+	assert_int_equal(iopf_control_tenant_add(f->control, "", 0, 0, 0, &id), -EINVAL);
+	assert_int_equal(iopf_control_tenant_remove(f->control, 4242), -ENOENT);
+	assert_int_equal(iopf_control_tenant_info(f->control, 4242, &ti), -ENOENT);
+
+	/* ids are never reused */
+	assert_int_equal(iopf_control_tenant_remove(f->control, f->b), 0);
+	assert_int_equal(iopf_control_tenant_add(f->control, "again", 1, 1, 1, &id), 0);
+	assert_true(id > f->root);
+	assert_int_equal(iopf_control_n_tenants(f->control), 3);
+
+	/* an unknown tenant can do nothing */
+	struct iopf_control_error err = {};
+	assert_int_equal(iopf_control_register_source(f->control, f->b, f->fault_fd, f->iommufd, 1,
+						      &id, &err),
+			 -ENOENT);
+}
+
+static void test_new_limits(void **state)
+{
+	static const struct iopf_control_limits bad[] = {
+		{0, 1, 1},
+		{1, 0, 1},
+		{1, 1, 0},
+		{IOPF_CONTROL_LIMIT_MAX + 1, 1, 1},
+	};
+	struct fixture *f = *state;
+	struct iopf_control *c;
+
+	for (size_t i = 0; i < ARRAY_SIZE(bad); i++)
+		assert_int_equal(iopf_control_new(f->engine, &bad[i], &c), -EINVAL);
+	assert_int_equal(iopf_control_new(NULL, NULL, &c), -EINVAL);
+	assert_int_equal(iopf_control_new(f->engine, NULL, &c), 0);
+	assert_null(iopf_control_free(c));
+	assert_null(iopf_control_free(NULL));
+}
+
+/* ---- RegisterSource ---- */
+
+enum fd_kind { K_SIM_FAULT, K_SIM_IOMMU, K_PIPE, K_DEVNULL, K_SOCKET, K_MEMFD, K_CLOSED, K_NEG };
+
+static int make_fd(struct fixture *f, enum fd_kind k, int *extra)
+{
+	int p[2];
+
+	switch (k) {
+	case K_SIM_FAULT:
+		return dup(f->fault_fd);
+	case K_SIM_IOMMU:
+		return dup(f->iommufd);
+	case K_PIPE:
+		assert_int_equal(pipe2(p, O_CLOEXEC), 0);
+		*extra = p[1];
+		return p[0];
+	case K_DEVNULL:
+		return open("/dev/null", O_RDWR | O_CLOEXEC);
+	case K_SOCKET:
+		assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, p), 0);
+		*extra = p[1];
+		return p[0];
+	case K_MEMFD:
+		return memfd(4096);
+	case K_CLOSED:
+		return 1000; /* nothing is open that high in this test */
+	case K_NEG:
+		return -1;
+	}
+	return -1;
+}
+
+static void test_source_validation(void **state)
+{
+	static const struct {
+		const char *what;
+		enum fd_kind fault, iommu;
+		uint32_t ioas;
+		int inject; /* the engine's answer, when it gets asked */
+		int error;
+		bool engine_called;
+		const char *msg;
+	} cases[] = {
+		{"pipe fault_fd", K_PIPE, K_SIM_IOMMU, 1, 0, -EBADF, false,
+		 "fault_fd is not an iommufd fault queue (it is pipe:["},
+		{"/dev/null fault_fd", K_DEVNULL, K_SIM_IOMMU, 1, 0, -EBADF, false, "/dev/null"},
+		{"socket fault_fd", K_SOCKET, K_SIM_IOMMU, 1, 0, -EBADF, false, "socket:["},
+		{"memfd fault_fd", K_MEMFD, K_SIM_IOMMU, 1, 0, -EBADF, false, "/memfd:region"},
+		{"closed fault_fd", K_CLOSED, K_SIM_IOMMU, 1, 0, -EBADF, false,
+		 "fault_fd is not an open file descriptor"},
+		{"negative fault_fd", K_NEG, K_SIM_IOMMU, 1, 0, -EBADF, false,
+		 "fault_fd is not an open"},
+		{"pipe iommufd", K_SIM_FAULT, K_PIPE, 1, 0, -EBADF, false,
+		 "iommufd is not an iommufd (it is pipe:["},
+		{"socket iommufd", K_SIM_FAULT, K_SOCKET, 1, 0, -EBADF, false, "(it is socket:["},
+		{"closed iommufd", K_SIM_FAULT, K_CLOSED, 1, 0, -EBADF, false,
+		 "iommufd is not an open file descriptor"},
+		{"ioas 0", K_SIM_FAULT, K_SIM_IOMMU, 0, 0, -EINVAL, false, "ioas_id 0"},
+		/* the engine's own verdicts, each with its own message */
+		{"/dev/null iommufd", K_SIM_FAULT, K_DEVNULL, 1, 0, -EBADF, true,
+		 "are not an iommufd fault queue and its iommufd"},
+		{"plain memfd iommufd", K_SIM_FAULT, K_MEMFD, 1, 0, -EBADF, true,
+		 "are not an iommufd fault queue"},
+		{"engine ENOTTY", K_SIM_FAULT, K_SIM_IOMMU, 1, -ENOTTY, -EBADF, true,
+		 "are not an iommufd fault queue"},
+		{"engine EOPNOTSUPP", K_SIM_FAULT, K_SIM_IOMMU, 1, -EOPNOTSUPP, -EOPNOTSUPP, true,
+		 "--allow-simulator"},
+		{"engine EINVAL", K_SIM_FAULT, K_SIM_IOMMU, 7, -EINVAL, -EINVAL, true,
+		 "ioas_id 7 is not usable"},
+		{"engine ENOMEM", K_SIM_FAULT, K_SIM_IOMMU, 1, -ENOMEM, -ENOMEM, true,
+		 "cannot serve fault source"},
+	};
+	struct fixture *f = *state;
+
+	for (size_t i = 0; i < ARRAY_SIZE(cases); i++) {
+		struct iopf_control_error err = {};
+		unsigned calls = __iopf_fake_engine_calls(FAKE_ADD_SOURCE), fds = open_fds();
+		int e1 = -EBADF, e2 = -EBADF;
+		int fault = make_fd(f, cases[i].fault, &e1),
+		    iommu = make_fd(f, cases[i].iommu, &e2);
+		uint64_t id = 0;
+		int r;
+
+		print_message("  %s\n", cases[i].what);
+		if (cases[i].inject)
+			__iopf_fake_engine_fail_next(FAKE_ADD_SOURCE, cases[i].inject);
+		r = iopf_control_register_source(f->control, f->a, fault, iommu, cases[i].ioas, &id,
+						 &err);
+		expect(r, cases[i].error, &err, cases[i].msg);
+		assert_int_equal(__iopf_fake_engine_calls(FAKE_ADD_SOURCE) - calls,
+				 cases[i].engine_called);
+		/* the caller's fds are borrowed, and no copy leaks on failure */
+		if (fault >= 0 && fault < 1000)
+			assert_true(fcntl(fault, F_GETFD) >= 0);
+		if (fault < 1000)
+			safe_close(fault);
+		if (iommu < 1000)
+			safe_close(iommu);
+		safe_close(e1);
+		safe_close(e2);
+		assert_int_equal(open_fds(), fds);
+	}
+}
+
+static void test_source_fds_are_copies(void **state)
+{
+	struct fixture *f = *state;
+	unsigned fds = open_fds();
+	uint64_t id = add_source(f, f->a);
+	struct iopf_source_info si;
+
+	/* the engine holds two CLOEXEC copies; ours stay open */
+	assert_int_equal(open_fds(), fds + 2);
+	assert_true(fcntl(f->fault_fd, F_GETFD) >= 0);
+	assert_int_equal(iopf_engine_source_info(f->engine, id, &si), 0);
+	assert_int_equal(si.tenant, f->a);
+	assert_string_equal(si.backend, "sim");
+}
+
+/* ---- RegisterDomain ---- */
+
+static void test_domain_validation(void **state)
+{
+	struct fixture *f = *state;
+	uint64_t src = add_source(f, f->a), other = add_source(f, f->b), first;
+	static const struct {
+		const char *what;
+		int source; /* 0: a's, 1: b's, 2: none */
+		uint32_t dev, pasid;
+		int inject;
+		int error;
+		const char *msg;
+	} cases[] = {
+		{"pasid 2^20", 0, 1, IOPF_PASID_MAX + 1, 0, -EINVAL,
+		 "pasid 0x100000 is out of range (0..0xfffff, or 0xffffffff for no PASID)"},
+		{"pasid 0xfffffffe", 0, 1, 0xfffffffe, 0, -EINVAL, "out of range"},
+		{"unknown source", 2, 1, 0, 0, -ENOENT, "no fault source"},
+		{"another tenant's source", 1, 1, 0, 0, -ENOENT, "no fault source"},
+		{"duplicate key", 0, 1, IOPF_PASID_NONE, 0, -EEXIST, "already has domain"},
+		{"engine EEXIST", 0, 2, 0, -EEXIST, -EEXIST, "already has a domain"},
+		{"engine ENOMEM", 0, 2, 0, -ENOMEM, -ENOMEM, "cannot register domain"},
+	};
+
+	first = add_domain(f, f->a, src, 1, IOPF_PASID_NONE);
+	assert_true(first > 0);
+	for (size_t i = 0; i < ARRAY_SIZE(cases); i++) {
+		struct iopf_control_error err = {};
+		uint64_t s = cases[i].source == 0 ? src : cases[i].source == 1 ? other : 4242, id;
+		int r;
+
+		print_message("  %s\n", cases[i].what);
+		if (cases[i].inject)
+			__iopf_fake_engine_fail_next(FAKE_ADD_DOMAIN, cases[i].inject);
+		r = iopf_control_register_domain(f->control, f->a, s, cases[i].dev, cases[i].pasid,
+						 &id, &err);
+		expect(r, cases[i].error, &err, cases[i].msg);
+	}
+	/* boundaries that are fine */
+	assert_true(add_domain(f, f->a, src, 1, IOPF_PASID_MAX) > first);
+	assert_true(add_domain(f, f->a, src, 1, 0) > first);
+}
+
+/* ---- AddRegion: one table ---- */
+
+enum rfd { R_MEM, R_MEM_RDONLY, R_MEM_WRONLY, R_PIPE, R_DEVNULL, R_SOCKET, R_CLOSED };
+
+static int make_region_fd(enum rfd k, int *extra)
+{
+	char path[64];
+	int p[2], fd;
+
+	switch (k) {
+	case R_MEM:
+		return memfd(MEM_SIZE);
+	case R_MEM_RDONLY:
+	case R_MEM_WRONLY:
+		fd = memfd(MEM_SIZE);
+		snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
+		*extra = fd;
+		return open(path, (k == R_MEM_RDONLY ? O_RDONLY : O_WRONLY) | O_CLOEXEC);
+	case R_PIPE:
+		assert_int_equal(pipe2(p, O_CLOEXEC), 0);
+		*extra = p[1];
+		return p[0];
+	case R_DEVNULL:
+		return open("/dev/null", O_RDWR | O_CLOEXEC);
+	case R_SOCKET:
+		assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, p), 0);
+		*extra = p[1];
+		return p[0];
+	case R_CLOSED:
+		return 1000;
+	}
+	return -1;
+}
+
+static void test_region_validation(void **state)
+{
+	static const struct {
+		const char *what;
+		enum rfd fd;
+		uint64_t offset, iova, length;
+		uint32_t access;
+		int inject;
+		int error;
+		bool engine_called;
+		const char *msg;
+	} cases[] = {
+		{"unaligned iova", R_MEM, 0, 0x1000001, 0x1000, RW, 0, -EINVAL, false,
+		 "iova 0x1000001 must be 4096-aligned"},
+		{"unaligned length", R_MEM, 0, 0x1000000, 0xfff, RW, 0, -EINVAL, false,
+		 "length 0xfff must be a multiple of 4096"},
+		{"unaligned offset", R_MEM, 0x800, 0x1000000, 0x1000, RW, 0, -EINVAL, false,
+		 "offset 0x800 must be 4096-aligned"},
+		{"zero length", R_MEM, 0, 0x1000000, 0, RW, 0, -EINVAL, false,
+		 "length must not be 0"},
+		{"iova wraps", R_MEM, 0, 0xfffffffffffff000, 0x2000, RW, 0, -EINVAL, false,
+		 "region 0xfffffffffffff000+0x2000 wraps around the IOVA space"},
+		{"iova ends at 2^64", R_MEM, 0, 0xfffffffffffff000, 0x1000, RW, 0, -EINVAL, false,
+		 "wraps around the IOVA space"},
+		{"offset wraps", R_MEM, 0xfffffffffffff000, 0x1000000, 0x2000, RW, 0, -EINVAL,
+		 false, "offset 0xfffffffffffff000+0x2000 wraps around"},
+		{"past the end of the fd", R_MEM, 0xff000, 0x1000000, 0x2000, RW, 0, -EINVAL, false,
+		 "fd range 0xff000+0x2000 ends beyond the fd's size 0x100000"},
+		{"access 0", R_MEM, 0, 0x1000000, 0x1000, 0, 0, -EINVAL, false,
+		 "access 0x0 must be a non-empty subset of READ|WRITE|EXEC|PRIV (0xf)"},
+		{"access 0x10", R_MEM, 0, 0x1000000, 0x1000, 0x10, 0, -EINVAL, false,
+		 "access 0x10 must be"},
+		{"access ~0", R_MEM, 0, 0x1000000, 0x1000, UINT32_MAX, 0, -EINVAL, false,
+		 "access 0xffffffff"},
+		{"pipe", R_PIPE, 0, 0x1000000, 0x1000, RW, 0, -EBADF, false,
+		 "fd is not a memfd or regular file (it is pipe:["},
+		{"/dev/null", R_DEVNULL, 0, 0x1000000, 0x1000, RW, 0, -EBADF, false,
+		 "(it is /dev/null)"},
+		{"socket", R_SOCKET, 0, 0x1000000, 0x1000, RW, 0, -EBADF, false, "(it is socket:["},
+		{"closed fd", R_CLOSED, 0, 0x1000000, 0x1000, RW, 0, -EBADF, false,
+		 "fd is not an open file descriptor"},
+		{"read-only fd, WRITE", R_MEM_RDONLY, 0, 0x1000000, 0x1000, RW, 0, -EBADF, false,
+		 "fd is open read-only but access 0x3 includes WRITE"},
+		{"write-only fd", R_MEM_WRONLY, 0, 0x1000000, 0x1000, IOPF_ACCESS_WRITE, 0, -EBADF,
+		 false, "write-only"},
+		{"overlap below", R_MEM, 0, 0x1fff000, 0x2000, RW, 0, -EBUSY, false,
+		 "region 0x1fff000+0x2000 overlaps region"},
+		{"overlap inside", R_MEM, 0, 0x2001000, 0x1000, RW, 0, -EBUSY, false,
+		 "[0x2000000, 0x2004000)"},
+		{"overlap around", R_MEM, 0, 0x1fff000, 0x6000, RW, 0, -EBUSY, false,
+		 "overlaps region"},
+		/* the engine's verdicts */
+		{"engine EBUSY", R_MEM, 0, 0x5000000, 0x1000, RW, -EBUSY, -EBUSY, true,
+		 "overlaps another region"},
+		{"engine ENODEV", R_MEM, 0, 0x5000000, 0x1000, RW, -ENODEV, -EBADF, true,
+		 "cannot back a region"},
+		{"engine EINVAL", R_MEM, 0, 0x5000000, 0x1000, RW, -EINVAL, -EINVAL, true,
+		 "refused by the engine"},
+		{"engine ENOMEM", R_MEM, 0, 0x5000000, 0x1000, RW, -ENOMEM, -ENOMEM, true,
+		 "cannot add region"},
+		/* read-only regions from read-only fds are fine */
+		{"read-only fd, READ", R_MEM_RDONLY, 0, 0x6000000, 0x1000, IOPF_ACCESS_READ, 0, 0,
+		 true, NULL},
+		{"adjacent below", R_MEM, 0, 0x1ffe000, 0x2000, RW, 0, 0, true, NULL},
+		{"adjacent above, PRIV only", R_MEM, 0, 0x2004000, 0x1000, IOPF_ACCESS_PRIV, 0, 0,
+		 true, NULL},
+		{"the whole fd", R_MEM, 0, 0x7000000, MEM_SIZE, IOPF_ACCESS_ALL, 0, 0, true, NULL},
+	};
+	struct fixture *f = *state;
+	uint64_t src = add_source(f, f->a);
+	uint64_t dom = add_domain(f, f->a, src, 1, IOPF_PASID_NONE);
+
+	add_region(f, f->a, dom, 0x2000000, 0x4000);
+
+	for (size_t i = 0; i < ARRAY_SIZE(cases); i++) {
+		struct iopf_control_error err = {};
+		unsigned calls = __iopf_fake_engine_calls(FAKE_ADD_REGION);
+		int extra = -EBADF, fd = make_region_fd(cases[i].fd, &extra);
+		uint64_t id = 0;
+		int r;
+
+		print_message("  %s\n", cases[i].what);
+		if (cases[i].inject)
+			__iopf_fake_engine_fail_next(FAKE_ADD_REGION, cases[i].inject);
+		r = iopf_control_add_region(f->control, f->a, dom, fd, cases[i].offset,
+					    cases[i].iova, cases[i].length, cases[i].access, &id,
+					    &err);
+		expect(r, cases[i].error, &err, cases[i].msg);
+		assert_int_equal(__iopf_fake_engine_calls(FAKE_ADD_REGION) - calls,
+				 cases[i].engine_called);
+		if (r == 0)
+			assert_true(id > 0);
+		if (fd < 1000)
+			safe_close(fd);
+		safe_close(extra);
+	}
+}
+
+/* ---- ownership ---- */
+
+static int count_source_cb(const struct iopf_source_info *i, void *u)
+{
+	(*(unsigned *)u)++;
+	return 0;
+}
+
+static int count_domain_cb(const struct iopf_domain_info *i, void *u)
+{
+	(*(unsigned *)u)++;
+	return 0;
+}
+
+static int count_region_cb(const struct iopf_region_info *i, void *u)
+{
+	(*(unsigned *)u)++;
+	return 0;
+}
+
+static unsigned n_sources(struct fixture *f, uint64_t tenant, bool all)
+{
+	struct iopf_control_error err = {};
+	unsigned n = 0;
+
+	assert_int_equal(
+		iopf_control_foreach_source(f->control, tenant, all, count_source_cb, &n, &err), 0);
+	return n;
+}
+
+static unsigned n_domains(struct fixture *f, uint64_t tenant)
+{
+	struct iopf_control_error err = {};
+	unsigned n = 0;
+
+	assert_int_equal(
+		iopf_control_foreach_domain(f->control, tenant, false, count_domain_cb, &n, &err),
+		0);
+	return n;
+}
+
+static unsigned n_regions(struct fixture *f, uint64_t tenant)
+{
+	struct iopf_control_error err = {};
+	unsigned n = 0;
+
+	assert_int_equal(
+		iopf_control_foreach_region(f->control, tenant, false, count_region_cb, &n, &err),
+		0);
+	return n;
+}
+
+static unsigned done_calls;
+static int done_error;
+
+static void count_done(void *userdata, int error)
+{
+	done_calls++;
+	done_error = error;
+}
+
+static void test_ownership(void **state)
+{
+	struct fixture *f = *state;
+	uint64_t src = add_source(f, f->a), dom = add_domain(f, f->a, src, 1, IOPF_PASID_NONE);
+	uint64_t reg = add_region(f, f->a, dom, 0x1000000, 0x1000), id;
+	unsigned removes[3] = {__iopf_fake_engine_calls(FAKE_REMOVE_SOURCE),
+			       __iopf_fake_engine_calls(FAKE_REMOVE_DOMAIN),
+			       __iopf_fake_engine_calls(FAKE_REMOVE_REGION)};
+	struct iopf_control_error mine = {}, ghost = {};
+	char want[64];
+
+	/* b gets the answer of an id that never existed, with the same wording */
+	expect(iopf_control_unregister_source(f->control, f->b, src, count_done, NULL, &mine),
+	       -ENOENT, &mine, NULL);
+	snprintf(want, sizeof(want), "no fault source %" PRIu64, src);
+	assert_string_equal(mine.message, want);
+	expect(iopf_control_unregister_source(f->control, f->b, 777, count_done, NULL, &ghost),
+	       -ENOENT, &ghost, "no fault source 777");
+
+	expect(iopf_control_unregister_domain(f->control, f->b, dom, count_done, NULL, &mine),
+	       -ENOENT, &mine, NULL);
+	snprintf(want, sizeof(want), "no domain %" PRIu64, dom);
+	assert_string_equal(mine.message, want);
+	expect(iopf_control_remove_region(f->control, f->b, reg, count_done, NULL, &mine), -ENOENT,
+	       &mine, NULL);
+	snprintf(want, sizeof(want), "no region %" PRIu64, reg);
+	assert_string_equal(mine.message, want);
+	/* not even root may touch another tenant's objects */
+	expect(iopf_control_remove_region(f->control, f->root, reg, count_done, NULL, &mine),
+	       -ENOENT, &mine, "no region");
+	expect(iopf_control_register_domain(f->control, f->b, src, 9, 0, &id, &mine), -ENOENT,
+	       &mine, "no fault source");
+	expect(iopf_control_add_region(f->control, f->b, dom, f->mem, 0, 0x3000000, 0x1000, RW, &id,
+				       &mine),
+	       -ENOENT, &mine, "no domain");
+
+	/* nothing reached the engine's removal paths, and a's objects are intact */
+	assert_int_equal(__iopf_fake_engine_calls(FAKE_REMOVE_SOURCE), removes[0]);
+	assert_int_equal(__iopf_fake_engine_calls(FAKE_REMOVE_DOMAIN), removes[1]);
+	assert_int_equal(__iopf_fake_engine_calls(FAKE_REMOVE_REGION), removes[2]);
+	assert_int_equal(done_calls, 0);
+	assert_int_equal(n_sources(f, f->a, false), 1);
+	assert_int_equal(n_domains(f, f->a), 1);
+	assert_int_equal(n_regions(f, f->a), 1);
+	/* listings are per tenant */
+	assert_int_equal(n_sources(f, f->b, false), 0);
+	assert_int_equal(n_domains(f, f->b), 0);
+	assert_int_equal(n_regions(f, f->b), 0);
+	/* b's overlapping region in its own domain is fine: overlap is per domain */
+	uint64_t bsrc = add_source(f, f->b), bdom = add_domain(f, f->b, bsrc, 1, IOPF_PASID_NONE);
+	assert_true(add_region(f, f->b, bdom, 0x1000000, 0x1000) > 0);
+}
+
+static void test_all_listing(void **state)
+{
+	struct fixture *f = *state;
+	struct iopf_control_error err = {};
+	unsigned n = 0;
+
+	add_source(f, f->a);
+	add_source(f, f->b);
+	assert_int_equal(n_sources(f, f->root, false), 0);
+	assert_int_equal(n_sources(f, f->root, true), 2);
+	expect(iopf_control_foreach_source(f->control, f->a, true, count_source_cb, &n, &err),
+	       -EPERM, &err, "needs uid 0");
+	expect(iopf_control_foreach_domain(f->control, f->b, true, count_domain_cb, &n, &err),
+	       -EPERM, &err, "needs uid 0");
+	expect(iopf_control_foreach_region(f->control, 4242, false, count_region_cb, &n, &err),
+	       -ENOENT, &err, "unknown tenant");
+	assert_int_equal(n, 0);
+}
+
+/* ---- limits ---- */
+
+static void test_limits(void **state)
+{
+	struct fixture *f = *state;
+	struct iopf_control_error err = {};
+	uint64_t src[MAX_SOURCES], dom = 0, reg = 0, id;
+	unsigned calls;
+
+	for (unsigned i = 0; i < MAX_SOURCES; i++)
+		src[i] = add_source(f, f->a);
+	calls = __iopf_fake_engine_calls(FAKE_ADD_SOURCE);
+	expect(iopf_control_register_source(f->control, f->a, f->fault_fd, f->iommufd, 1, &id,
+					    &err),
+	       -EDQUOT, &err, "tenant already has 2 fault sources (MaxSources=2)");
+	assert_int_equal(__iopf_fake_engine_calls(FAKE_ADD_SOURCE), calls);
+	/* limits are per tenant */
+	assert_true(add_source(f, f->b) > 0);
+
+	for (unsigned i = 0; i < MAX_DOMAINS; i++)
+		dom = add_domain(f, f->a, src[i % MAX_SOURCES], i, IOPF_PASID_NONE);
+	expect(iopf_control_register_domain(f->control, f->a, src[0], 100, 0, &id, &err), -EDQUOT,
+	       &err, "(MaxDomains=3)");
+
+	for (unsigned i = 0; i < MAX_REGIONS; i++)
+		reg = add_region(f, f->a, dom, 0x1000000 + i * 0x1000, 0x1000);
+	expect(iopf_control_add_region(f->control, f->a, dom, f->mem, 0, 0x9000000, 0x1000, RW, &id,
+				       &err),
+	       -EDQUOT, &err, "tenant already has 4 regions (MaxRegions=4)");
+
+	/* a removal frees its slot at once (the object is unpublished before done) */
+	assert_int_equal(iopf_control_remove_region(f->control, f->a, reg, count_done, NULL, &err),
+			 0);
+	assert_true(add_region(f, f->a, dom, 0x9000000, 0x1000) > 0);
+}
+
+/* ---- removal and teardown ---- */
+
+static void test_async_removal(void **state)
+{
+	struct fixture *f = *state;
+	struct iopf_control_error err = {};
+	uint64_t src = add_source(f, f->a), dom = add_domain(f, f->a, src, 1, 0);
+	uint64_t reg = add_region(f, f->a, dom, 0x1000000, 0x1000);
+
+	done_calls = 0;
+	assert_int_equal(iopf_control_remove_region(f->control, f->a, reg, count_done, NULL, &err),
+			 0);
+	/* gone from every lookup at once; done only from dispatch */
+	assert_int_equal(n_regions(f, f->a), 0);
+	assert_int_equal(done_calls, 0);
+	assert_int_equal(iopf_engine_dispatch(f->engine), 1);
+	assert_int_equal(done_calls, 1);
+	assert_int_equal(done_error, 0);
+	expect(iopf_control_remove_region(f->control, f->a, reg, count_done, NULL, &err), -ENOENT,
+	       &err, "no region");
+
+	/* an engine failure is reported and done never runs */
+	__iopf_fake_engine_fail_next(FAKE_REMOVE_DOMAIN, -ENOMEM);
+	expect(iopf_control_unregister_domain(f->control, f->a, dom, count_done, NULL, &err),
+	       -ENOMEM, &err, "cannot remove domain");
+	assert_int_equal(iopf_engine_dispatch(f->engine), 0);
+	assert_int_equal(done_calls, 1);
+
+	/* the source takes its domain with it */
+	assert_int_equal(
+		iopf_control_unregister_source(f->control, f->a, src, count_done, NULL, &err), 0);
+	assert_int_equal(n_domains(f, f->a), 0);
+	assert_int_equal(iopf_engine_dispatch(f->engine), 1);
+	assert_int_equal(done_calls, 2);
+}
+
+static bool contains(const uint64_t *ids, unsigned n, uint64_t id)
+{
+	for (unsigned i = 0; i < n; i++)
+		if (ids[i] == id)
+			return true;
+	return false;
+}
+
+static void test_teardown(void **state)
+{
+	struct fixture *f = *state;
+	uint64_t s1 = add_source(f, f->a), s2 = add_source(f, f->a), sb = add_source(f, f->b);
+	uint64_t d1 = add_domain(f, f->a, s1, 1, IOPF_PASID_NONE);
+	uint64_t d2 = add_domain(f, f->a, s2, 1, 3);
+	uint64_t db = add_domain(f, f->b, sb, 1, IOPF_PASID_NONE);
+	const uint64_t *removed;
+	unsigned n;
+
+	add_region(f, f->a, d1, 0x1000000, 0x1000);
+	add_region(f, f->a, d1, 0x2000000, 0x1000);
+	add_region(f, f->a, d2, 0x1000000, 0x1000);
+	add_region(f, f->b, db, 0x1000000, 0x1000);
+
+	/* 2 sources + 2 domains + 3 regions */
+	assert_int_equal(iopf_control_tenant_remove(f->control, f->a), 7);
+
+	/* both of a's sources went to the engine, b's did not */
+	removed = __iopf_fake_engine_removed(FAKE_REMOVE_SOURCE, &n);
+	assert_int_equal(n, 2);
+	assert_true(contains(removed, n, s1) && contains(removed, n, s2));
+	assert_false(contains(removed, n, sb));
+	/* nothing of a's is left anywhere, b is untouched */
+	assert_int_equal(n_sources(f, f->root, true), 1);
+	assert_int_equal(n_domains(f, f->b), 1);
+	assert_int_equal(n_regions(f, f->b), 1);
+	struct iopf_domain_info di;
+	assert_int_equal(iopf_engine_domain_info(f->engine, d1, &di), -ENOENT);
+	assert_int_equal(iopf_engine_domain_info(f->engine, d2, &di), -ENOENT);
+	assert_int_equal(iopf_engine_domain_info(f->engine, db, &di), 0);
+	/* the tenant is forgotten; its removal callbacks need nobody */
+	struct iopf_tenant_info ti;
+	assert_int_equal(iopf_control_tenant_info(f->control, f->a, &ti), -ENOENT);
+	assert_int_equal(iopf_engine_dispatch(f->engine), 2);
+	assert_int_equal(iopf_control_tenant_remove(f->control, f->a), -ENOENT);
+	/* a tenant with nothing */
+	assert_int_equal(iopf_control_tenant_remove(f->control, f->root), 0);
+}
+
+/* An engine that does not cascade still gets every object removed. */
+static void test_teardown_sweeps(void **state)
+{
+	struct fixture *f = *state;
+	uint64_t s1 = add_source(f, f->a), d1 = add_domain(f, f->a, s1, 1, 0);
+	const uint64_t *removed;
+	unsigned n;
+
+	add_region(f, f->a, d1, 0x1000000, 0x1000);
+	/* the source removal fails: domains and regions must still go */
+	__iopf_fake_engine_fail_next(FAKE_REMOVE_SOURCE, -ENOMEM);
+	assert_int_equal(iopf_control_tenant_remove(f->control, f->a), 3);
+	removed = __iopf_fake_engine_removed(FAKE_REMOVE_DOMAIN, &n);
+	assert_int_equal(n, 1);
+	assert_int_equal(removed[0], d1);
+	assert_int_equal(n_sources(f, f->root, true), 1); /* the source the engine kept */
+}
+
+/* ---- statistics and the error table ---- */
+
+static void test_counter_fields(void **state)
+{
+	struct fixture *f = *state;
+	struct iopf_counters cnt = {.faults = 1,
+				    .groups = 2,
+				    .success = 3,
+				    .invalid = 4,
+				    .stale = 5,
+				    .pages_mapped = 6,
+				    .maps = 7,
+				    .coalesced = 8,
+				    .bytes_mapped = 9};
+	struct iopf_counter_field fields[IOPF_COUNTER_FIELDS_MAX];
+	size_t n;
+
+	for (unsigned i = 0; i < _IOPF_REASON_MAX; i++)
+		cnt.reasons[i] = 100 + i;
+	n = iopf_counters_to_fields(&cnt, fields);
+	assert_int_equal(n, IOPF_COUNTER_FIELDS_MAX);
+	assert_string_equal(fields[0].name, "faults");
+	assert_int_equal(fields[0].value, 1);
+	assert_string_equal(fields[8].name, "bytes_mapped");
+	assert_int_equal(fields[8].value, 9);
+	for (unsigned i = 0; i < _IOPF_REASON_MAX; i++) {
+		assert_string_equal(fields[9 + i].name, iopf_reason_to_string(i));
+		assert_int_equal(fields[9 + i].value, 100 + i);
+	}
+	/* names are unique */
+	for (size_t i = 0; i < n; i++)
+		for (size_t j = i + 1; j < n; j++)
+			assert_string_not_equal(fields[i].name, fields[j].name);
+	assert_string_equal(iopf_reason_to_string(IOPF_REASON_NO_HANDLER), "no_handler");
+	assert_null(iopf_reason_to_string(_IOPF_REASON_MAX));
+	assert_null(iopf_reason_to_string((enum iopf_reason) - 1));
+	(void)f;
+}
+
+static void test_error_map(void **state)
+{
+	static const struct {
+		int error;
+		const char *name;
+	} cases[] = {
+		{-EINVAL, IOPF_ERROR_INVALID_ARGUMENT},
+		{-ENOENT, IOPF_ERROR_NO_SUCH_OBJECT},
+		{-EBUSY, IOPF_ERROR_OVERLAP},
+		{-EEXIST, IOPF_ERROR_EXISTS},
+		{-EDQUOT, IOPF_ERROR_LIMIT},
+		{-EBADF, IOPF_ERROR_BAD_FD},
+		{-ENOTTY, IOPF_ERROR_BAD_FD},
+		{-EOPNOTSUPP, IOPF_ERROR_NOT_SUPPORTED},
+		{-EPERM, IOPF_ERROR_ACCESS_DENIED},
+		{-EACCES, IOPF_ERROR_ACCESS_DENIED},
+		{-ENOMEM, IOPF_ERROR_INTERNAL},
+		{EINVAL, IOPF_ERROR_INVALID_ARGUMENT},
+	};
+	static const struct {
+		const char *name;
+		int error;
+	} back[] = {
+		{IOPF_ERROR_INVALID_ARGUMENT, EINVAL},
+		{IOPF_ERROR_NO_SUCH_OBJECT, ENOENT},
+		{IOPF_ERROR_OVERLAP, EBUSY},
+		{IOPF_ERROR_EXISTS, EEXIST},
+		{IOPF_ERROR_LIMIT, EDQUOT},
+		{IOPF_ERROR_BAD_FD, EBADF},
+		{IOPF_ERROR_NOT_SUPPORTED, EOPNOTSUPP},
+		{IOPF_ERROR_ACCESS_DENIED, EPERM},
+		{IOPF_ERROR_INTERNAL, EIO},
+		{"org.freedesktop.DBus.Error.Failed", 0},
+		{NULL, 0},
+	};
+
+	for (size_t i = 0; i < ARRAY_SIZE(cases); i++)
+		assert_string_equal(iopf_error_to_name(cases[i].error), cases[i].name);
+	for (size_t i = 0; i < ARRAY_SIZE(back); i++)
+		assert_int_equal(iopf_error_from_name(back[i].name), back[i].error);
+	/* every name maps back to an errno that maps to the same name */
+	for (size_t i = 0; i < ARRAY_SIZE(iopf_error_map); i++) {
+		int e = iopf_error_from_name(iopf_error_map[i].name);
+
+		assert_string_equal(iopf_error_to_name(e), iopf_error_map[i].name);
+	}
+}
+
+int main(void)
+{
+#define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
+	/* room for every success of the region table */
+	static struct iopf_control_limits roomy = {1, 1, 100};
+	const struct CMUnitTest tests[] = {
+		T(test_tenants),
+		T(test_new_limits),
+		T(test_source_validation),
+		T(test_source_fds_are_copies),
+		T(test_domain_validation),
+		cmocka_unit_test_prestate_setup_teardown(test_region_validation, setup, teardown,
+							 &roomy),
+		T(test_ownership),
+		T(test_all_listing),
+		T(test_limits),
+		T(test_async_removal),
+		T(test_teardown),
+		T(test_teardown_sweeps),
+		T(test_counter_fields),
+		T(test_error_map),
+	};
+#undef T
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
