@@ -1,0 +1,129 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: LGPL-2.1-or-later
+#
+# Build (once) the x86_64 test kernel: `make tinyconfig` + config.fragment on Debian's
+# linux-source-6.12, cached outside the tree under a key made of the fragment, the source
+# package version, the compiler version and RECIPE below. Prints the bzImage path on stdout.
+#
+# Usage: build-kernel.sh [--cache DIR] [--jobs N] [--source TARBALL] [--force]
+# The cache directory defaults to $IOPF_KERNEL_CACHE, else $XDG_CACHE_HOME/iopfd/kernel,
+# else /var/cache/iopfd/kernel when writable, else ~/.cache/iopfd/kernel.
+set -euo pipefail
+
+# Bump when the way the kernel is built changes (not for comments).
+RECIPE=1
+
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+fragment=$here/config.fragment
+source_tar=${IOPF_KERNEL_SOURCE:-/usr/src/linux-source-6.12.tar.xz}
+cache=${IOPF_KERNEL_CACHE:-}
+jobs=$(nproc 2>/dev/null || echo 2)
+force=0
+
+die() { echo "build-kernel: error: $*" >&2; exit 1; }
+log() { echo "build-kernel: $*" >&2; }
+
+while [ $# -gt 0 ]; do
+	case $1 in
+	--cache) cache=$2; shift 2 ;;
+	--jobs) jobs=$2; shift 2 ;;
+	--source) source_tar=$2; shift 2 ;;
+	--force) force=1; shift ;;
+	-h|--help) sed -n '3,10p' "$0" >&2; exit 0 ;;
+	*) die "unknown argument '$1'" ;;
+	esac
+done
+
+if [ -z "$cache" ]; then
+	if [ -n "${XDG_CACHE_HOME:-}" ]; then
+		cache=$XDG_CACHE_HOME/iopfd/kernel
+	elif mkdir -p /var/cache/iopfd/kernel 2>/dev/null && [ -w /var/cache/iopfd/kernel ]; then
+		cache=/var/cache/iopfd/kernel
+	else
+		cache=${HOME:?}/.cache/iopfd/kernel
+	fi
+fi
+
+for tool in make gcc tar xz flex bison bc flock sha256sum; do
+	command -v "$tool" >/dev/null || die "'$tool' is missing (scripts/deps.sh test installs it)"
+done
+[ -r "$fragment" ] || die "no $fragment"
+[ -r "$source_tar" ] || die "no kernel source at $source_tar (apt-get install linux-source-6.12)"
+
+# The package version identifies the tarball cheaply; fall back to its size and mtime.
+src_version=$(dpkg-query -W -f='${Version}' linux-source-6.12 2>/dev/null || true)
+[ -n "$src_version" ] || src_version=$(stat -c '%s-%Y' "$source_tar")
+cc_version=$(gcc -dumpfullversion -dumpversion)
+key=$( { echo "recipe $RECIPE"; echo "source $src_version $(basename "$source_tar")";
+	 echo "gcc $cc_version"; cat "$fragment"; } | sha256sum | cut -c1-16)
+
+out=$cache/$key
+mkdir -p "$cache" || die "cannot create cache dir $cache"
+
+if [ "$force" = 0 ] && [ -s "$out/bzImage" ]; then
+	echo "$out/bzImage"
+	exit 0
+fi
+
+# One builder per key; a second run waits here and then finds the result.
+exec 9>"$cache/.lock-$key"
+if ! flock -n 9; then
+	log "another build of $key is running, waiting for it"
+	flock 9
+fi
+if [ "$force" = 0 ] && [ -s "$out/bzImage" ]; then
+	echo "$out/bzImage"
+	exit 0
+fi
+
+# Under the lock, any work dir of this key is left over from a killed build.
+rm -rf "$cache/.work-$key".*
+work=$(mktemp -d "$cache/.work-$key.XXXXXX")
+trap 'rm -rf "$work"' EXIT
+log "building kernel $key in $work (source $src_version, gcc $cc_version, -j$jobs)"
+log "log: $work/build.log (kept as $out/build.log)"
+start=$(date +%s)
+
+tar -xJf "$source_tar" -C "$work"
+src=$(find "$work" -mindepth 1 -maxdepth 1 -type d -name 'linux-source-*' | head -n1)
+[ -n "$src" ] || die "no linux-source-* directory in $source_tar"
+
+kmake() { make -C "$src" ARCH=x86_64 -j"$jobs" "$@" >>"$work/build.log" 2>&1; }
+
+kmake tinyconfig || { tail -n 30 "$work/build.log" >&2; die "make tinyconfig failed"; }
+(cd "$src" && ARCH=x86_64 scripts/kconfig/merge_config.sh -m .config "$fragment") \
+	>>"$work/build.log" 2>&1 || die "merge_config.sh failed"
+kmake olddefconfig || { tail -n 30 "$work/build.log" >&2; die "make olddefconfig failed"; }
+
+# Every =y of the fragment must have survived (a missing dependency drops a symbol
+# silently), and the hidden IOMMU_IOPF must have been selected.
+missing=()
+while IFS= read -r sym; do
+	grep -qx "${sym}=y" "$src/.config" || missing+=("$sym")
+done < <({ sed -n 's/^\(CONFIG_[A-Z0-9_]*\)=y$/\1/p' "$fragment";
+	   printf '%s\n' CONFIG_IOMMUFD CONFIG_IOMMUFD_TEST CONFIG_IOMMU_IOPF CONFIG_IOMMU_API; } |
+	 sort -u)
+if [ ${#missing[@]} -gt 0 ]; then
+	for sym in "${missing[@]}"; do
+		echo "build-kernel: error: $sym is not =y in the final .config: $(grep -E "^(# )?${sym}[= ]" "$src/.config" || echo absent)" >&2
+	done
+	die "the kernel config lacks what the suite needs; fix config.fragment"
+fi
+
+kmake bzImage || { tail -n 40 "$work/build.log" >&2; die "kernel build failed"; }
+
+# Install: fill a staging dir, then rename it into place (rename is atomic).
+stage=$work/out
+mkdir -p "$stage"
+cp "$src/arch/x86/boot/bzImage" "$stage/bzImage"
+cp "$src/.config" "$stage/config"
+cp "$src/include/config/kernel.release" "$stage/kernel.release" 2>/dev/null || true
+cp "$work/build.log" "$stage/build.log"
+echo "$(( $(date +%s) - start ))" >"$stage/build-seconds"
+sync -f "$stage/bzImage" 2>/dev/null || true
+if [ -e "$out" ]; then
+	mv "$out" "$work/old"
+fi
+mv "$stage" "$out"
+log "built $out/bzImage in $(cat "$out/build-seconds") s"
+echo "$out/bzImage"

@@ -1,0 +1,162 @@
+#!/bin/busybox sh
+# SPDX-License-Identifier: LGPL-2.1-or-later
+#
+# /init of the real-kernel suite's initramfs. Mounts the pseudo filesystems, runs the
+# steps named on the kernel command line (ktest.steps=a,b,...) and reports each on the
+# serial console:
+#   KTEST-BEGIN ...            the guest is up
+#   KTEST-RESULT <step> PASS|FAIL|SKIP rc=<n> ms=<n>
+#   KTEST-METRIC name=... k=v  figures (bare loop, load)
+#   KTEST-DMESG-BEGIN/END      the kernel log, for the runner's WARNING/BUG scan
+#   KTEST-END status=<n>       0 only if every step passed
+# then powers off. run.sh checks all of it; nothing here decides pass/fail for the suite.
+
+/bin/busybox mkdir -p /proc /sys /dev /tmp /run
+/bin/busybox mount -t devtmpfs devtmpfs /dev
+# The kernel found no /dev/console in the initramfs: attach to it now.
+exec </dev/console >/dev/console 2>&1
+/bin/busybox mount -t proc proc /proc
+/bin/busybox mount -t sysfs sysfs /sys
+/bin/busybox mount -t tmpfs -o mode=1777 tmpfs /tmp
+/bin/busybox mount -t tmpfs -o mode=755 tmpfs /run
+/bin/busybox mkdir -p /dev/shm
+/bin/busybox mount -t tmpfs -o mode=1777 tmpfs /dev/shm
+
+export PATH=/bin:/sbin
+export LD_LIBRARY_PATH=/lib/x86_64-linux-gnu
+export HOME=/root
+
+arg() { # arg NAME DEFAULT: ktest.NAME=value from the kernel command line
+	v=$(tr ' ' '\n' </proc/cmdline | sed -n "s/^ktest\.$1=//p" | tail -n 1)
+	echo "${v:-$2}"
+}
+STEPS=$(arg steps arrive)
+FAULTS=$(arg faults 10000)
+WINDOW=$(arg window 65536)          # iopfd's fault-around for the scenarios
+LOAD_WINDOW=$(arg load_window 4096) # for the load and the bare loop: one map per fault
+WORKERS=$(arg workers 2)
+TENANTS=$(arg tenants 4)
+INFLIGHT=$(arg inflight 1)
+STEP_TIMEOUT=$(arg step_timeout 120)
+SOCKET=/run/iopfd.sock
+ADDRESS=unix:path=$SOCKET
+DAEMON_PID=
+DAEMON_WINDOW=
+
+now_ms() { awk '{ printf "%d\n", $1 * 1000 }' /proc/uptime; }
+
+echo "KTEST-BEGIN kernel=$(uname -r) cpus=$(grep -c ^processor /proc/cpuinfo) steps=$STEPS"
+
+# start_daemon WINDOW: an iopfd with that fault-around window (restarted if it differs).
+start_daemon() {
+	if [ -n "$DAEMON_PID" ] && [ "$DAEMON_WINDOW" != "$1" ]; then
+		stop_daemon || return 1
+	fi
+	[ -n "$DAEMON_PID" ] && return 0
+	rm -f "$SOCKET"
+	echo "ktest: starting iopfd --socket $SOCKET --workers $WORKERS --fault-around $1"
+	iopfd --socket "$SOCKET" --workers "$WORKERS" --fault-around "$1" --no-system-bus &
+	DAEMON_PID=$!
+	DAEMON_WINDOW=$1
+	# Bounded wait for the socket; the daemon may also fail outright.
+	i=0
+	while [ ! -S "$SOCKET" ]; do
+		if ! kill -0 "$DAEMON_PID" 2>/dev/null; then
+			wait "$DAEMON_PID"
+			echo "ktest: iopfd exited with $? before creating $SOCKET"
+			DAEMON_PID=
+			return 1
+		fi
+		i=$((i + 1))
+		if [ $i -gt 300 ]; then
+			echo "ktest: iopfd did not create $SOCKET within 30 s"
+			return 1
+		fi
+		sleep 0.1
+	done
+	echo "ktest: iopfd pid $DAEMON_PID serving $ADDRESS"
+}
+
+# The daemon must still be serving after each scenario.
+daemon_alive() {
+	[ -n "$DAEMON_PID" ] && kill -0 "$DAEMON_PID" 2>/dev/null
+}
+
+# run_tenant WINDOW SCENARIO ARGS...
+run_tenant() {
+	window=$1
+	shift
+	start_daemon "$window" || return 1
+	timeout -s KILL "$STEP_TIMEOUT" iopf-ktenant "$@" --window "$window" \
+		--address "$ADDRESS" --daemon-pid "$DAEMON_PID"
+	rc=$?
+	if ! daemon_alive; then
+		echo "ktest: iopfd is gone after '$1'"
+		[ $rc -eq 0 ] && rc=1
+	fi
+	return $rc
+}
+
+run_step() {
+	name=$1
+	t0=$(now_ms)
+	case $name in
+	arrive) timeout -s KILL "$STEP_TIMEOUT" iopf-kbare arrive ;;
+	bare) timeout -s KILL "$STEP_TIMEOUT" iopf-kbare bare --faults "$FAULTS" \
+		--window "$LOAD_WINDOW" ;;
+	regions|outside|unknown|collide|teardown|faultaround) run_tenant "$WINDOW" "$name" ;;
+	load) run_tenant "$LOAD_WINDOW" load --faults "$FAULTS" --tenants "$TENANTS" \
+		--inflight "$INFLIGHT" ;;
+	stop) stop_daemon ;;
+	*) echo "ktest: unknown step '$name'"; false ;;
+	esac
+	rc=$?
+	ms=$(( $(now_ms) - t0 ))
+	case $rc in
+	0) res=PASS ;;
+	77) res=SKIP ;;
+	*) res=FAIL ;;
+	esac
+	echo "KTEST-RESULT $name $res rc=$rc ms=$ms"
+	[ $rc -eq 0 ]
+}
+
+# A clean stop: SIGTERM, bounded wait, exit status 0.
+stop_daemon() {
+	[ -n "$DAEMON_PID" ] || { echo "ktest: iopfd was not running"; return 1; }
+	kill -TERM "$DAEMON_PID" 2>/dev/null
+	i=0
+	while kill -0 "$DAEMON_PID" 2>/dev/null; do
+		i=$((i + 1))
+		if [ $i -gt 300 ]; then
+			echo "ktest: iopfd ignored SIGTERM for 30 s"
+			kill -KILL "$DAEMON_PID"
+			DAEMON_PID=
+			return 1
+		fi
+		sleep 0.1
+	done
+	wait "$DAEMON_PID"
+	rc=$?
+	DAEMON_PID=
+	DAEMON_WINDOW=
+	echo "ktest: iopfd exited with status $rc"
+	return $rc
+}
+
+status=0
+for s in $(echo "$STEPS" | tr ',' ' '); do
+	run_step "$s" || status=1
+done
+if [ -n "$DAEMON_PID" ]; then
+	echo "ktest: iopfd still running at the end; stopping it"
+	stop_daemon >/dev/null 2>&1
+fi
+
+echo "KTEST-DMESG-BEGIN"
+dmesg
+echo "KTEST-DMESG-END"
+echo "KTEST-END status=$status"
+sync
+poweroff -f
+reboot -f

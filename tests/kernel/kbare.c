@@ -1,0 +1,329 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * iopf-kbare: the real-kernel suite's steps that need no daemon.
+ *
+ *   iopf-kbare arrive
+ *	A triggered fault must ARRIVE on the fault fd, with the fields the mock was given,
+ *	and be answerable exactly once. A kernel without IOMMU_IOPF fails here instead of
+ *	letting every later step pass vacuously.
+ *   iopf-kbare bare [--faults N] [--window BYTES]
+ *	The "no daemon" reference: trigger, poll, read, IOAS_MAP the fault-around window on
+ *	a miss, MD_CHECK_MAP the page, write the response; one fault at a time. Prints
+ *	faults/s and latency percentiles as a KTEST-METRIC line.
+ *
+ * Exit: 0 pass, 1 fail, 77 skip (a prerequisite is absent), 2 usage.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "kt.h"
+
+#define ARRIVE_TIMEOUT_MS 2000
+#define IOVA_BASE MOCK_APERTURE_START
+
+static int expect_nothing_pending(const struct kt_world *w, const char *when)
+{
+	struct iommu_hwpt_pgfault rec;
+	ssize_t n;
+	int r;
+
+	r = kt_fault_readable(w->fault_fd, 0);
+	if (r != 0) {
+		kt_fail("%s: poll says a group is pending (%d)", when, r);
+		return -1;
+	}
+	n = kt_fault_read(w->fault_fd, &rec, 1);
+	if (n != 0) {
+		kt_fail("%s: read of an empty queue returned %zd, not 0", when, n);
+		return -1;
+	}
+	return 0;
+}
+
+struct arrive_case {
+	unsigned dev;
+	uint32_t pasid;
+	uint32_t perm;
+	uint64_t offset; /* from the page start: the mock passes addr through unaligned */
+};
+
+static int arrive_one(const struct kt_world *w, const struct arrive_case *c, uint32_t grpid,
+		      uint64_t addr)
+{
+	struct iommu_hwpt_pgfault rec[4];
+	uint32_t want_flags = IOMMU_PGFAULT_FLAGS_LAST_PAGE;
+	ssize_t n;
+	int r;
+
+	if (c->pasid)
+		want_flags |= IOMMU_PGFAULT_FLAGS_PASID_VALID;
+
+	r = kt_trigger(w, w->dev[c->dev].idev_id, c->pasid, grpid, c->perm, addr);
+	if (r < 0) {
+		kt_fail("TRIGGER_IOPF(dev %u, pasid %u): %s", w->dev[c->dev].idev_id, c->pasid,
+			strerror(-r));
+		return -1;
+	}
+	r = kt_fault_readable(w->fault_fd, ARRIVE_TIMEOUT_MS);
+	if (r != 1) {
+		kt_fail("a triggered fault (dev %u, pasid %u) did not arrive on the fault fd "
+			"within %d ms: is CONFIG_IOMMU_IOPF set?",
+			w->dev[c->dev].idev_id, c->pasid, ARRIVE_TIMEOUT_MS);
+		return -1;
+	}
+	n = kt_fault_read(w->fault_fd, rec, 4);
+	if (n != 1) {
+		kt_fail("read returned %zd records for one triggered fault", n);
+		return -1;
+	}
+	if ((rec[0].flags & IOPF_PGFAULT_KNOWN_FLAGS) != want_flags ||
+	    rec[0].dev_id != w->dev[c->dev].idev_id || rec[0].pasid != c->pasid ||
+	    rec[0].grpid != grpid || rec[0].perm != c->perm || rec[0].addr != addr ||
+	    rec[0].cookie == 0) {
+		kt_fail("record mismatch: flags %#x dev %u pasid %u grp %u perm %#x addr %#" PRIx64
+			" cookie %u; wanted flags %#x dev %u pasid %u grp %u perm %#x addr %#" PRIx64,
+			rec[0].flags, rec[0].dev_id, rec[0].pasid, rec[0].grpid, rec[0].perm,
+			(uint64_t)rec[0].addr, rec[0].cookie, want_flags, w->dev[c->dev].idev_id,
+			c->pasid, grpid, c->perm, addr);
+		return -1;
+	}
+	if (expect_nothing_pending(w, "after reading the only group") < 0)
+		return -1;
+	r = kt_fault_respond(w->fault_fd, rec[0].cookie, IOMMUFD_PAGE_RESP_SUCCESS);
+	if (r < 0) {
+		kt_fail("response to cookie %u: %s", rec[0].cookie, strerror(-r));
+		return -1;
+	}
+	r = kt_fault_respond(w->fault_fd, rec[0].cookie, IOMMUFD_PAGE_RESP_SUCCESS);
+	if (r != -EINVAL) {
+		kt_fail("a second response to cookie %u gave %s, not EINVAL", rec[0].cookie,
+			r ? strerror(-r) : "success");
+		return -1;
+	}
+	kt_log("fault dev %u pasid %#x perm %#x arrived (cookie %u), answered once",
+	       rec[0].dev_id, rec[0].pasid, rec[0].perm, rec[0].cookie);
+	return 0;
+}
+
+/* Several groups queued, read in one batch, answered in one write. */
+static int arrive_batch(const struct kt_world *w)
+{
+	struct iommu_hwpt_pgfault rec[8];
+	struct iommu_hwpt_page_response resp[3];
+	ssize_t n, m;
+
+	for (uint32_t i = 0; i < 3; i++) {
+		int r = kt_trigger(w, w->dev[0].idev_id, 0, 100 + i, IOMMU_PGFAULT_PERM_READ,
+				   IOVA_BASE + 0x10000 + i * 4096);
+		if (r < 0) {
+			kt_fail("TRIGGER_IOPF: %s", strerror(-r));
+			return -1;
+		}
+	}
+	n = kt_fault_read(w->fault_fd, rec, 8);
+	if (n != 3) {
+		kt_fail("batch read returned %zd records, wanted 3", n);
+		return -1;
+	}
+	for (unsigned i = 0; i < 3; i++) {
+		if (rec[i].grpid != 100 + i) {
+			kt_fail("batch not FIFO: record %u has group %u", i, rec[i].grpid);
+			return -1;
+		}
+		resp[i] = (struct iommu_hwpt_page_response){ .cookie = rec[i].cookie,
+							     .code = IOMMUFD_PAGE_RESP_INVALID };
+	}
+	m = write(w->fault_fd, resp, sizeof(resp));
+	if (m != (ssize_t)sizeof(resp)) {
+		kt_fail("batch response wrote %zd of %zu bytes: %s", m, sizeof(resp),
+			m < 0 ? strerror(errno) : "short");
+		return -1;
+	}
+	if (kt_fault_probe_outstanding(w->fault_fd, 16) != 0) {
+		kt_fail("a cookie is still outstanding after the batch response");
+		return -1;
+	}
+	kt_log("3 groups read in one batch (FIFO) and answered in one write");
+	return 0;
+}
+
+static int step_arrive(void)
+{
+	static const struct arrive_case cases[] = {
+		{ .dev = 0, .pasid = 0, .perm = IOMMU_PGFAULT_PERM_READ, .offset = 0 },
+		{ .dev = 0, .pasid = 5, .perm = IOMMU_PGFAULT_PERM_WRITE, .offset = 0x123 },
+		{ .dev = 1, .pasid = 0x1234,
+		  .perm = IOMMU_PGFAULT_PERM_READ | IOMMU_PGFAULT_PERM_WRITE, .offset = 0x800 },
+		{ .dev = 1, .pasid = 0, .perm = IOMMU_PGFAULT_PERM_EXEC | IOMMU_PGFAULT_PERM_PRIV,
+		  .offset = 0xfff },
+	};
+	struct kt_world w;
+	int r;
+
+	r = kt_world_open(&w, 2);
+	if (r < 0) {
+		kt_fail("cannot build the mock world: %s", strerror(-r));
+		return 1;
+	}
+	kt_log("fault hwpt %u is %s (parent %u), devices %u and %u, fault queue %u",
+	       w.fault_hwpt_id, w.nested ? "NESTED" : "PAGING", w.parent_hwpt_id,
+	       w.dev[0].idev_id, w.dev[1].idev_id, w.fault_id);
+
+	if (expect_nothing_pending(&w, "before any trigger") < 0)
+		goto out;
+	for (unsigned i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
+		if (arrive_one(&w, &cases[i], i + 1, IOVA_BASE + i * 4096 + cases[i].offset) < 0)
+			goto out;
+	if (arrive_batch(&w) < 0)
+		goto out;
+	(void)expect_nothing_pending(&w, "at the end");
+out:
+	kt_world_close(&w);
+	return kt_failures() ? 1 : 0;
+}
+
+static int step_bare(unsigned n_faults, uint64_t window)
+{
+	struct kt_world w;
+	struct kt_mem mem;
+	struct kt_lat lat = { 0 };
+	uint8_t *mapped = NULL;
+	uint64_t size = (uint64_t)n_faults * 4096, t_start, elapsed, maps = 0;
+	int r, ret = 1;
+
+	size = (size + window - 1) / window * window;
+	r = kt_world_open(&w, 1);
+	if (r < 0) {
+		kt_fail("cannot build the mock world: %s", strerror(-r));
+		return 1;
+	}
+	r = kt_mem_open(&mem, size);
+	if (r < 0) {
+		kt_fail("memfd of %" PRIu64 " bytes: %s", size, strerror(-r));
+		goto out_world;
+	}
+	mapped = calloc(size / window, 1);
+	if (!mapped) {
+		kt_fail("out of memory");
+		goto out_mem;
+	}
+
+	t_start = kt_now_ns();
+	for (unsigned i = 0; i < n_faults; i++) {
+		struct iommu_hwpt_pgfault rec;
+		uint64_t addr = IOVA_BASE + (uint64_t)i * 4096 + (i % 8) * 8, t0 = kt_now_ns();
+		uint64_t page, win;
+		ssize_t n;
+
+		r = kt_trigger(&w, w.dev[0].idev_id, 1 + i % 4, i & 0x1ff,
+			       IOMMU_PGFAULT_PERM_READ | IOMMU_PGFAULT_PERM_WRITE, addr);
+		if (r < 0) {
+			kt_fail("TRIGGER_IOPF #%u: %s", i, strerror(-r));
+			goto out_mem;
+		}
+		r = kt_fault_readable(w.fault_fd, ARRIVE_TIMEOUT_MS);
+		if (r != 1) {
+			kt_fail("fault #%u did not arrive (%d)", i, r);
+			goto out_mem;
+		}
+		n = kt_fault_read(w.fault_fd, &rec, 1);
+		if (n != 1) {
+			kt_fail("fault #%u: read returned %zd", i, n);
+			goto out_mem;
+		}
+		page = rec.addr & ~UINT64_C(4095);
+		win = (page - IOVA_BASE) / window;
+		if (!mapped[win]) {
+			r = kt_ioas_map(w.iommufd, w.ioas_id, mem.va + win * window, window,
+					IOVA_BASE + win * window);
+			if (r < 0) {
+				kt_fail("IOAS_MAP for fault #%u: %s", i, strerror(-r));
+				goto out_mem;
+			}
+			mapped[win] = 1;
+			maps++;
+		}
+		r = kt_check_map(&w, page, 4096, mem.va + (page - IOVA_BASE));
+		if (r < 0) {
+			kt_fail("MD_CHECK_MAP for fault #%u: %s", i, strerror(-r));
+			goto out_mem;
+		}
+		r = kt_fault_respond(w.fault_fd, rec.cookie, IOMMUFD_PAGE_RESP_SUCCESS);
+		if (r < 0) {
+			kt_fail("response for fault #%u: %s", i, strerror(-r));
+			goto out_mem;
+		}
+		(void)kt_lat_add(&lat, kt_now_ns() - t0);
+	}
+	elapsed = kt_now_ns() - t_start;
+
+	if (kt_fault_probe_outstanding(w.fault_fd, 16) != 0) {
+		kt_fail("a cookie is still outstanding after the loop");
+		goto out_mem;
+	}
+	printf("KTEST-METRIC name=bare faults=%u seconds=%.3f fps=%.0f p50_us=%.1f p90_us=%.1f "
+	       "p99_us=%.1f max_us=%.1f maps=%" PRIu64 " window=%" PRIu64 "\n",
+	       n_faults, (double)elapsed / 1e9, n_faults / ((double)elapsed / 1e9),
+	       kt_lat_pct(&lat, 0.50) / 1e3, kt_lat_pct(&lat, 0.90) / 1e3,
+	       kt_lat_pct(&lat, 0.99) / 1e3, kt_lat_pct(&lat, 1.0) / 1e3, maps, window);
+	fflush(stdout);
+	ret = 0;
+out_mem:
+	free(mapped);
+	kt_lat_free(&lat);
+	kt_mem_close(&mem);
+out_world:
+	kt_world_close(&w);
+	return kt_failures() ? 1 : ret;
+}
+
+static int usage(void)
+{
+	fprintf(stderr, "usage: iopf-kbare arrive\n"
+			"       iopf-kbare bare [--faults N] [--window BYTES]\n");
+	return 2;
+}
+
+int main(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "faults", required_argument, NULL, 'n' },
+		{ "window", required_argument, NULL, 'w' },
+		{}
+	};
+	unsigned long n_faults = 10000;
+	unsigned long long window = 65536;
+	const char *step;
+	int c;
+
+	if (argc < 2)
+		return usage();
+	step = argv[1];
+	optind = 2;
+	while ((c = getopt_long(argc, argv, "", opts, NULL)) >= 0) {
+		switch (c) {
+		case 'n':
+			n_faults = strtoul(optarg, NULL, 0);
+			break;
+		case 'w':
+			window = strtoull(optarg, NULL, 0);
+			break;
+		default:
+			return usage();
+		}
+	}
+	if (n_faults == 0 || n_faults > 100000 || window < 4096 || (window & (window - 1)))
+		return usage();
+
+	kt_set_name(step);
+	if (strcmp(step, "arrive") == 0)
+		return step_arrive();
+	if (strcmp(step, "bare") == 0)
+		return step_bare((unsigned)n_faults, window);
+	return usage();
+}

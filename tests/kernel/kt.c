@@ -1,0 +1,462 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * iommufd and selftest-mock helpers for the real-kernel suite (see kt.h).
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+#include <linux/kcmp.h>
+
+#include "kt.h"
+
+static const char *log_name = "ktest";
+static unsigned n_failures;
+
+void kt_set_name(const char *name)
+{
+	log_name = name;
+}
+
+static void vlog(const char *tag, const char *fmt, va_list ap)
+{
+	char buf[1024];
+
+	vsnprintf(buf, sizeof(buf), fmt, ap);
+	printf("[%s] %s%s\n", log_name, tag, buf);
+	fflush(stdout);
+}
+
+void kt_log(const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vlog("", fmt, ap);
+	va_end(ap);
+}
+
+void kt_fail(const char *fmt, ...)
+{
+	va_list ap;
+
+	n_failures++;
+	va_start(ap, fmt);
+	vlog("FAIL: ", fmt, ap);
+	va_end(ap);
+}
+
+unsigned kt_failures(void)
+{
+	return n_failures;
+}
+
+void kt_skip(const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vlog("SKIP: ", fmt, ap);
+	va_end(ap);
+}
+
+uint64_t kt_now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+static int xioctl(int fd, unsigned long req, void *arg)
+{
+	if (ioctl(fd, req, arg) < 0)
+		return errno > 0 ? -errno : -EIO;
+	return 0;
+}
+
+int kt_ioas_alloc(int iommufd, uint32_t *ret_ioas)
+{
+	struct iommu_ioas_alloc cmd = { .size = sizeof(cmd) };
+	int r;
+
+	r = xioctl(iommufd, IOMMU_IOAS_ALLOC, &cmd);
+	if (r < 0)
+		return r;
+	*ret_ioas = cmd.out_ioas_id;
+	return 0;
+}
+
+int kt_mock_domain(int iommufd, uint32_t ioas_id, struct kt_dev *ret)
+{
+	struct mock_cmd cmd = { .size = sizeof(cmd), .op = MOCK_OP_MOCK_DOMAIN, .id = ioas_id };
+	int r;
+
+	r = xioctl(iommufd, MOCK_CMD, &cmd);
+	if (r < 0)
+		return r;
+	ret->stdev_id = cmd.mock_domain.out_stdev_id;
+	ret->idev_id = cmd.mock_domain.out_idev_id;
+	ret->mock_hwpt_id = cmd.mock_domain.out_hwpt_id;
+	return 0;
+}
+
+int kt_mock_replace(int iommufd, uint32_t stdev_id, uint32_t pt_id)
+{
+	struct mock_cmd cmd = {
+		.size = sizeof(cmd),
+		.op = MOCK_OP_MOCK_DOMAIN_REPLACE,
+		.id = stdev_id,
+		.mock_domain_replace.pt_id = pt_id,
+	};
+
+	return xioctl(iommufd, MOCK_CMD, &cmd);
+}
+
+int kt_fault_alloc(int iommufd, uint32_t *ret_fault_id, int *ret_fault_fd)
+{
+	struct iommu_fault_alloc cmd = { .size = sizeof(cmd) };
+	int r;
+
+	r = xioctl(iommufd, IOMMU_FAULT_QUEUE_ALLOC, &cmd);
+	if (r < 0)
+		return r;
+	*ret_fault_id = cmd.out_fault_id;
+	*ret_fault_fd = (int)cmd.out_fault_fd;
+	return 0;
+}
+
+int kt_hwpt_alloc(int iommufd, uint32_t flags, uint32_t dev_id, uint32_t pt_id,
+		  uint32_t data_type, const void *data, uint32_t data_len, uint32_t fault_id,
+		  uint32_t *ret_hwpt)
+{
+	struct iommu_hwpt_alloc cmd = {
+		.size = sizeof(cmd),
+		.flags = flags,
+		.dev_id = dev_id,
+		.pt_id = pt_id,
+		.data_type = data_type,
+		.data_len = data_len,
+		.data_uptr = (uintptr_t)data,
+		.fault_id = fault_id,
+	};
+	int r;
+
+	r = xioctl(iommufd, IOMMU_HWPT_ALLOC, &cmd);
+	if (r < 0)
+		return r;
+	*ret_hwpt = cmd.out_hwpt_id;
+	return 0;
+}
+
+int kt_destroy(int iommufd, uint32_t id)
+{
+	struct iommu_destroy cmd = { .size = sizeof(cmd), .id = id };
+
+	return xioctl(iommufd, IOMMU_DESTROY, &cmd);
+}
+
+int kt_ioas_map(int iommufd, uint32_t ioas_id, const void *va, uint64_t length, uint64_t iova)
+{
+	struct iommu_ioas_map cmd = {
+		.size = sizeof(cmd),
+		.flags = IOMMU_IOAS_MAP_FIXED_IOVA | IOMMU_IOAS_MAP_READABLE |
+			 IOMMU_IOAS_MAP_WRITEABLE,
+		.ioas_id = ioas_id,
+		.user_va = (uintptr_t)va,
+		.length = length,
+		.iova = iova,
+	};
+
+	return xioctl(iommufd, IOMMU_IOAS_MAP, &cmd);
+}
+
+int kt_ioas_unmap(int iommufd, uint32_t ioas_id, uint64_t iova, uint64_t length)
+{
+	struct iommu_ioas_unmap cmd = {
+		.size = sizeof(cmd),
+		.ioas_id = ioas_id,
+		.iova = iova,
+		.length = length,
+	};
+
+	return xioctl(iommufd, IOMMU_IOAS_UNMAP, &cmd);
+}
+
+int kt_check_map(const struct kt_world *w, uint64_t iova, uint64_t length, const void *uptr)
+{
+	struct mock_cmd cmd = {
+		.size = sizeof(cmd),
+		.op = MOCK_OP_MD_CHECK_MAP,
+		.id = w->check_hwpt_id,
+		.check_map = { .iova = iova, .length = length, .uptr = (uintptr_t)uptr },
+	};
+
+	return xioctl(w->iommufd, MOCK_CMD, &cmd);
+}
+
+int kt_trigger(const struct kt_world *w, uint32_t idev_id, uint32_t pasid, uint32_t grpid,
+	       uint32_t perm, uint64_t addr)
+{
+	struct mock_cmd cmd = {
+		.size = sizeof(cmd),
+		.op = MOCK_OP_TRIGGER_IOPF,
+		.trigger_iopf = {
+			.dev_id = idev_id,
+			.pasid = pasid,
+			.grpid = grpid,
+			.perm = perm,
+			.addr = addr,
+		},
+	};
+
+	return xioctl(w->iommufd, MOCK_CMD, &cmd);
+}
+
+void kt_world_close(struct kt_world *w)
+{
+	/* Closing the iommufd destroys every object in it (unless iopfd still holds a dup). */
+	if (w->fault_fd >= 0)
+		close(w->fault_fd);
+	if (w->iommufd >= 0)
+		close(w->iommufd);
+	*w = (struct kt_world){ .iommufd = -1, .fault_fd = -1 };
+}
+
+int kt_world_open(struct kt_world *w, unsigned n_dev)
+{
+	static const struct mock_hwpt_data data = { .iotlb = MOCK_IOTLB_DEFAULT };
+	int r;
+
+	*w = (struct kt_world){ .iommufd = -1, .fault_fd = -1 };
+	if (n_dev == 0 || n_dev > KT_MAX_DEV)
+		return -EINVAL;
+
+	w->iommufd = open("/dev/iommu", O_RDWR | O_CLOEXEC);
+	if (w->iommufd < 0) {
+		r = -errno;
+		kt_log("open /dev/iommu: %s", strerror(-r));
+		goto fail;
+	}
+	r = kt_ioas_alloc(w->iommufd, &w->ioas_id);
+	if (r < 0) {
+		kt_log("IOAS_ALLOC: %s", strerror(-r));
+		goto fail;
+	}
+	for (unsigned i = 0; i < n_dev; i++) {
+		r = kt_mock_domain(w->iommufd, w->ioas_id, &w->dev[i]);
+		if (r < 0) {
+			kt_log("MOCK_DOMAIN: %s (is CONFIG_IOMMUFD_TEST on?)", strerror(-r));
+			goto fail;
+		}
+		w->n_dev++;
+	}
+	r = kt_fault_alloc(w->iommufd, &w->fault_id, &w->fault_fd);
+	if (r < 0) {
+		kt_log("FAULT_QUEUE_ALLOC: %s", strerror(-r));
+		goto fail;
+	}
+
+	/* Kernels with "Enable PRI when doing iommufd_hwpt_alloc" take a paging fault hwpt. */
+	r = kt_hwpt_alloc(w->iommufd, IOMMU_HWPT_FAULT_ID_VALID, w->dev[0].idev_id, w->ioas_id,
+			  IOMMU_HWPT_DATA_NONE, NULL, 0, w->fault_id, &w->fault_hwpt_id);
+	if (r == 0) {
+		w->check_hwpt_id = w->fault_hwpt_id;
+	} else if (r == -EOPNOTSUPP) {
+		/* 6.12: only a nested hwpt may carry a fault queue. */
+		r = kt_hwpt_alloc(w->iommufd, IOMMU_HWPT_ALLOC_NEST_PARENT, w->dev[0].idev_id,
+				  w->ioas_id, IOMMU_HWPT_DATA_NONE, NULL, 0, 0, &w->parent_hwpt_id);
+		if (r < 0) {
+			kt_log("HWPT_ALLOC(NEST_PARENT): %s", strerror(-r));
+			goto fail;
+		}
+		r = kt_hwpt_alloc(w->iommufd, IOMMU_HWPT_FAULT_ID_VALID, w->dev[0].idev_id,
+				  w->parent_hwpt_id, MOCK_HWPT_DATA_TYPE, &data, sizeof(data),
+				  w->fault_id, &w->fault_hwpt_id);
+		if (r < 0) {
+			kt_log("HWPT_ALLOC(nested, FAULT_ID_VALID): %s", strerror(-r));
+			goto fail;
+		}
+		w->check_hwpt_id = w->parent_hwpt_id;
+		w->nested = true;
+	} else {
+		kt_log("HWPT_ALLOC(paging, FAULT_ID_VALID): %s", strerror(-r));
+		goto fail;
+	}
+
+	for (unsigned i = 0; i < w->n_dev; i++) {
+		r = kt_mock_replace(w->iommufd, w->dev[i].stdev_id, w->fault_hwpt_id);
+		if (r < 0) {
+			kt_log("MOCK_DOMAIN_REPLACE(dev %u -> hwpt %u): %s", w->dev[i].idev_id,
+			       w->fault_hwpt_id, strerror(-r));
+			goto fail;
+		}
+	}
+	return 0;
+
+fail:
+	kt_world_close(w);
+	return r;
+}
+
+int kt_mem_open(struct kt_mem *m, size_t size)
+{
+	int r;
+
+	*m = (struct kt_mem){ .memfd = -1 };
+	m->memfd = memfd_create("iopf-ktest", MFD_CLOEXEC);
+	if (m->memfd < 0)
+		return -errno;
+	if (ftruncate(m->memfd, (off_t)size) < 0)
+		goto fail_errno;
+	m->va = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, m->memfd, 0);
+	if (m->va == MAP_FAILED) {
+		m->va = NULL;
+		goto fail_errno;
+	}
+	m->size = size;
+	/* Populate, with a distinct pattern per page, so every page has its own frame. */
+	for (size_t off = 0; off < size; off += 4096)
+		memset(m->va + off, (int)((off / 4096) & 0xff) | 1, 4096);
+	return 0;
+
+fail_errno:
+	r = -errno;
+	kt_mem_close(m);
+	return r;
+}
+
+void kt_mem_close(struct kt_mem *m)
+{
+	if (m->va)
+		munmap(m->va, m->size);
+	if (m->memfd >= 0)
+		close(m->memfd);
+	*m = (struct kt_mem){ .memfd = -1 };
+}
+
+int kt_fault_readable(int fault_fd, int timeout_ms)
+{
+	struct pollfd p = { .fd = fault_fd, .events = POLLIN };
+	int r;
+
+	do
+		r = poll(&p, 1, timeout_ms);
+	while (r < 0 && errno == EINTR);
+	if (r < 0)
+		return -errno;
+	return r > 0 && (p.revents & POLLIN) ? 1 : 0;
+}
+
+ssize_t kt_fault_read(int fault_fd, struct iommu_hwpt_pgfault *recs, size_t max)
+{
+	ssize_t n = read(fault_fd, recs, max * sizeof(*recs));
+
+	if (n < 0)
+		return -errno;
+	if (n % (ssize_t)sizeof(*recs))
+		return -EIO;
+	return n / (ssize_t)sizeof(*recs);
+}
+
+int kt_fault_respond(int fault_fd, uint32_t cookie, uint32_t code)
+{
+	struct iommu_hwpt_page_response resp = { .cookie = cookie, .code = code };
+	ssize_t n = write(fault_fd, &resp, sizeof(resp));
+
+	if (n < 0)
+		return -errno;
+	return n == sizeof(resp) ? 0 : -EIO;
+}
+
+int kt_fault_probe_outstanding(int fault_fd, uint32_t max)
+{
+	int outstanding = 0;
+
+	for (uint32_t cookie = 1; cookie <= max; cookie++) {
+		int r = kt_fault_respond(fault_fd, cookie, IOMMUFD_PAGE_RESP_INVALID);
+
+		if (r == 0)
+			outstanding++;
+		else if (r != -EINVAL)
+			return r;
+	}
+	return outstanding;
+}
+
+int kt_pid_holds_file(pid_t pid, int fd)
+{
+	char path[64];
+	struct dirent *de;
+	DIR *d;
+	int found = 0;
+
+	snprintf(path, sizeof(path), "/proc/%d/fd", (int)pid);
+	d = opendir(path);
+	if (!d)
+		return -errno;
+	while ((de = readdir(d))) {
+		char *end;
+		long theirs = strtol(de->d_name, &end, 10);
+
+		if (*end || end == de->d_name)
+			continue;
+		if (syscall(SYS_kcmp, getpid(), pid, KCMP_FILE, fd, theirs) == 0) {
+			found = 1;
+			break;
+		}
+		if (errno == ENOSYS || errno == EPERM) {
+			found = -errno;
+			break;
+		}
+	}
+	closedir(d);
+	return found;
+}
+
+int kt_lat_add(struct kt_lat *l, uint64_t ns)
+{
+	if (l->n == l->cap) {
+		size_t cap = l->cap ? l->cap * 2 : 1024;
+		uint64_t *p = realloc(l->ns, cap * sizeof(*p));
+
+		if (!p)
+			return -ENOMEM;
+		l->ns = p;
+		l->cap = cap;
+	}
+	l->ns[l->n++] = ns;
+	return 0;
+}
+
+static int cmp_u64(const void *a, const void *b)
+{
+	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+uint64_t kt_lat_pct(struct kt_lat *l, double q)
+{
+	size_t i;
+
+	if (!l->n)
+		return 0;
+	qsort(l->ns, l->n, sizeof(*l->ns), cmp_u64);
+	i = (size_t)(q * (double)(l->n - 1) + 0.5);
+	return l->ns[i < l->n ? i : l->n - 1];
+}
+
+void kt_lat_free(struct kt_lat *l)
+{
+	free(l->ns);
+	*l = (struct kt_lat){ 0 };
+}

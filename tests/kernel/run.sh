@@ -1,0 +1,182 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: LGPL-2.1-or-later
+#
+# The real-kernel suite: build (or reuse) the cached test kernel, pack an initramfs with
+# the daemon and the test programs, boot it under QEMU (TCG) with a hard timeout, and
+# judge the guest's console: every planned step must report PASS, the guest must reach
+# its end marker, and the kernel log must hold no WARNING/BUG/Oops/Call Trace.
+#
+# Usage: run.sh --daemon IOPFD --kbare IOPF-KBARE --tenant IOPF-KTENANT
+#               [--cache DIR] [--steps a,b,...] [--faults N] [--window BYTES]
+#               [--tenants N] [--inflight N] [--workers N] [--timeout SECONDS] [--jobs N] [--keep DIR]
+# Exit: 0 all passed, 1 failure, 77 a prerequisite (qemu, busybox-static, kernel source)
+# is absent.
+set -euo pipefail
+
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+
+ALL_STEPS=arrive,bare,regions,outside,unknown,collide,teardown,faultaround,load,stop
+daemon='' kbare='' tenant='' cache='' keep=''
+steps=${IOPF_KTEST_STEPS:-$ALL_STEPS}
+faults=10000
+window=65536
+tenants=4
+inflight=1
+workers=2
+guest_timeout=300
+jobs=
+
+skip() { echo "kernel-tests: SKIP: $*"; exit 77; }
+die() { echo "kernel-tests: FAIL: $*"; exit 1; }
+
+while [ $# -gt 0 ]; do
+	case $1 in
+	--daemon) daemon=$2; shift 2 ;;
+	--kbare) kbare=$2; shift 2 ;;
+	--tenant) tenant=$2; shift 2 ;;
+	--cache) cache=$2; shift 2 ;;
+	--steps) steps=$2; shift 2 ;;
+	--faults) faults=$2; shift 2 ;;
+	--window) window=$2; shift 2 ;;
+	--tenants) tenants=$2; shift 2 ;;
+	--inflight) inflight=$2; shift 2 ;;
+	--workers) workers=$2; shift 2 ;;
+	--timeout) guest_timeout=$2; shift 2 ;;
+	--jobs) jobs=$2; shift 2 ;;
+	--keep) keep=$2; shift 2 ;;
+	-h|--help) sed -n '3,14p' "$0"; exit 0 ;;
+	*) die "unknown argument '$1'" ;;
+	esac
+done
+[ -n "$kbare" ] || die "--kbare is required"
+
+# Steps other than arrive and bare need the daemon and the tenant.
+progs=("$kbare")
+for s in $(echo "$steps" | tr ',' ' '); do
+	case $s in
+	arrive|bare) ;;
+	*)
+		[ -n "$daemon" ] && [ -n "$tenant" ] ||
+			die "--daemon and --tenant are required for step $s"
+		progs+=("$daemon" "$tenant")
+		break ;;
+	esac
+done
+
+# Prerequisites: absent ones skip (scripts/deps.sh test installs all of them).
+command -v qemu-system-x86_64 >/dev/null || skip "qemu-system-x86_64 missing (apt-get install qemu-system-x86)"
+command -v cpio >/dev/null || skip "cpio missing"
+busybox=$(command -v busybox || true)
+[ -n "$busybox" ] || skip "busybox missing (apt-get install busybox-static)"
+if ldd "$busybox" >/dev/null 2>&1; then
+	skip "$busybox is not static (apt-get install busybox-static)"
+fi
+[ -r "${IOPF_KERNEL_SOURCE:-/usr/src/linux-source-6.12.tar.xz}" ] ||
+	skip "no kernel source (apt-get install linux-source-6.12)"
+
+work=$(mktemp -d "${TMPDIR:-/tmp}/iopf-ktest.XXXXXX")
+cleanup() {
+	if [ -n "$keep" ]; then
+		mkdir -p "$keep" && cp -a "$work"/. "$keep"/ && echo "kernel-tests: kept files in $keep"
+	fi
+	rm -rf "$work"
+}
+trap cleanup EXIT
+
+# 1. the kernel (cached; the first run builds it, a few minutes)
+t0=$(date +%s)
+kargs=()
+[ -n "$cache" ] && kargs+=(--cache "$cache")
+[ -n "$jobs" ] && kargs+=(--jobs "$jobs")
+kernel=$("$here/build-kernel.sh" "${kargs[@]}") || die "kernel build failed (see above)"
+t1=$(date +%s)
+echo "kernel-tests: kernel $kernel ($((t1 - t0)) s)"
+
+# 2. the initramfs
+"$here/mkinitramfs.sh" "$work/initramfs.cpio" "${progs[@]}" || die "initramfs build failed"
+
+# 3. boot, with a hard timeout on the whole guest
+console=$work/console.log
+append="console=ttyS0 panic=-1 printk.time=1 ktest.steps=$steps ktest.faults=$faults"
+append+=" ktest.window=$window ktest.tenants=$tenants ktest.workers=$workers"
+append+=" ktest.inflight=$inflight"
+echo "kernel-tests: booting (TCG, timeout ${guest_timeout}s): $append"
+g0=$(date +%s.%N)
+set +e
+timeout --kill-after=10 "$guest_timeout" \
+	qemu-system-x86_64 -accel tcg -m 1G -smp 2 \
+		-display none -monitor none -serial stdio -no-reboot \
+		-kernel "$kernel" -initrd "$work/initramfs.cpio" -append "$append" \
+		</dev/null 2>"$work/qemu.stderr" | tee "$console" | sed -u 's/^/guest| /'
+qrc=${PIPESTATUS[0]}
+set -e
+g1=$(date +%s.%N)
+guest_secs=$(awk -v a="$g0" -v b="$g1" 'BEGIN { printf "%.1f", b - a }')
+[ -s "$work/qemu.stderr" ] && sed 's/^/qemu: /' "$work/qemu.stderr"
+
+# 4. judge
+fail=0
+report() { echo "kernel-tests: $*"; }
+tr -d '\r' <"$console" >"$console.clean"
+if [ "$qrc" = 124 ] || [ "$qrc" = 137 ]; then
+	report "FAIL: the guest did not finish within ${guest_timeout}s (killed)"
+	fail=1
+elif [ "$qrc" != 0 ]; then
+	report "FAIL: qemu exited with $qrc"
+	fail=1
+fi
+grep -q '^KTEST-BEGIN' "$console.clean" || { report "FAIL: the guest never started /init"; fail=1; }
+if ! grep -q '^KTEST-END ' "$console.clean"; then
+	report "FAIL: the guest did not reach its end marker (crash, panic or timeout)"
+	fail=1
+fi
+
+for s in $(echo "$steps" | tr ',' ' '); do
+	line=$(grep -aE "^KTEST-RESULT $s " "$console.clean" | tail -n 1 || true)
+	case $line in
+	*" PASS "*) report "PASS $s (${line##* })" ;;
+	"") report "FAIL $s: no result"; fail=1 ;;
+	*) report "FAIL $s: ${line#KTEST-RESULT }"; fail=1 ;;
+	esac
+done
+
+# The kernel log: the dmesg the guest printed, and the console as a whole (it carries
+# the kernel's messages even when the guest died before printing dmesg).
+bad='WARNING:|BUG:|Call Trace:|Oops|Kernel panic|general protection fault|UBSAN:|KASAN:|refcount_t:|list_(add|del) corruption|INFO: task .* blocked'
+if grep -aEq "$bad" "$console.clean"; then
+	report "FAIL: the kernel log shows a problem:"
+	grep -aEn "$bad" "$console.clean" | head -n 20 | sed 's/^/kernel-tests:   /'
+	fail=1
+fi
+dmesg_ok=$(sed -n '/^KTEST-DMESG-BEGIN/,/^KTEST-DMESG-END/p' "$console.clean" |
+	grep -ac 'Linux version' || true)
+if grep -q '^KTEST-END ' "$console.clean" && [ "$dmesg_ok" = 0 ]; then
+	report "FAIL: the guest's dmesg section is missing or empty"
+	fail=1
+fi
+
+# Figures: the bare loop and the daemon under load, side by side.
+grep -a '^KTEST-METRIC ' "$console.clean" | sed 's/^KTEST-METRIC /kernel-tests: metric /' || true
+metric() { # metric NAME KEY
+	grep -a "^KTEST-METRIC name=$1 " "$console.clean" | tail -n 1 |
+		tr ' ' '\n' | sed -n "s/^$2=//p"
+}
+bare_fps=$(metric bare fps) load_fps=$(metric load fps)
+bare_p50=$(metric bare p50_us) load_p50=$(metric load p50_us)
+bare_p99=$(metric bare p99_us) load_p99=$(metric load p99_us)
+if [ -n "$bare_fps" ] && [ -n "$load_fps" ]; then
+	awk -v bf="$bare_fps" -v lf="$load_fps" -v b50="$bare_p50" -v l50="$load_p50" \
+	    -v b99="$bare_p99" -v l99="$load_p99" 'BEGIN {
+		printf "kernel-tests: load vs bare loop: %.0f vs %.0f faults/s (x%.2f), ", lf, bf, lf / bf
+		printf "p50 %.1f vs %.1f us (x%.2f), p99 %.1f vs %.1f us (x%.2f)\n",
+			l50, b50, (b50 > 0 ? l50 / b50 : 0), l99, b99, (b99 > 0 ? l99 / b99 : 0)
+	}'
+fi
+
+report "guest run ${guest_secs}s (kernel $(grep -ao 'KTEST-BEGIN kernel=[^ ]*' "$console.clean" | head -n1 | cut -d= -f2))"
+if [ $fail -ne 0 ]; then
+	report "FAILED"
+	exit 1
+fi
+report "all steps passed: $steps"
+exit 0

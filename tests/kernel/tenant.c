@@ -1,0 +1,1377 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * iopf-ktenant: a tenant of a real iopfd, running the real-kernel scenarios against the
+ * iommufd selftest mock in the guest.
+ *
+ *   iopf-ktenant SCENARIO --address ADDR --daemon-pid PID [--window BYTES]
+ *                [--faults N] [--tenants N] [--inflight N]
+ *
+ * Each tenant owns an iommufd world (kt.h): IOAS, mock devices, a fault queue and the
+ * fault-capable hwpt, its memory in a memfd. It registers the fault queue, domains and
+ * regions with iopfd through libiopf-client and raises faults with TRIGGER_IOPF; iopfd
+ * reads them from its copy of the fault fd, maps its own mmap of the memfd into the
+ * tenant's IOAS and answers.
+ *
+ * How the tenant sees what iopfd did, without reading the fault fd itself:
+ *  - "mapped": MD_CHECK_MAP on the paging hwpt under the fault hwpt, with the tenant's
+ *    own address of the same memfd offset: the same shmem pages, so 0 proves iopfd
+ *    mapped exactly the right memory. "nothing mapped": an IOAS_MAP of a scratch page
+ *    at that IOVA succeeds (and is undone at once) instead of failing with EEXIST.
+ *  - "answered": the mock's page_response does nothing visible, and the cookies are
+ *    iopfd's. Two facts are combined. First, iopfd's own counters (GetAllStats over a
+ *    second, root, D-Bus connection) must show every group answered with the right
+ *    code and reason, and no stale response. Second, the kernel is asked: a response
+ *    written for a cookie that is not outstanding fails with EINVAL; cookies are the
+ *    lowest free ids from 1, so probing 1..(faults raised + slack) covers every group
+ *    ever read. A probe that succeeds would answer someone else's group, so it runs
+ *    only when nobody else can answer on that fd any more: after UnregisterSource has
+ *    returned (iopfd replies only once its worker answered what it held and unmapped)
+ *    or, for a tenant that vanished, once iopfd has closed its copy of the fault fd
+ *    (kcmp). Any outstanding cookie then is a group iopfd read and never answered;
+ *    EPOLLIN is a group it never read.
+ * Every wait is a bounded retry loop on one of these conditions, never a fixed sleep.
+ *
+ * Exit: 0 pass, 1 fail, 2 usage.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <systemd/sd-bus.h>
+
+#include "iopf/client.h"
+#include "iopf/iopf.h"
+#include "kt.h"
+
+#define WAIT_MS 20000        /* bound on any wait for iopfd (TCG is slow, not this slow) */
+#define PROBE_SLACK 8        /* cookies probed beyond the number of faults raised */
+#define REGION_IOVA (UINT64_C(32) << 20)
+#define PAGE UINT64_C(4096)
+
+static struct {
+	const char *address;
+	pid_t daemon_pid;
+	uint64_t window;
+	unsigned faults;
+	unsigned tenants;
+	unsigned inflight;
+} opt = { .window = 65536, .faults = 10000, .tenants = 4, .inflight = 1 };
+
+static sd_bus *observer; /* root connection for GetAllStats; main thread only */
+
+/* ---------------------------------------------------------------- small helpers */
+
+static void sleep_us(unsigned us)
+{
+	struct timespec ts = { .tv_sec = us / 1000000, .tv_nsec = (long)(us % 1000000) * 1000 };
+
+	while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
+		;
+}
+
+/* Retry cond(arg) until it returns != 0 or WAIT_MS passes. Return: cond's last value. */
+static int wait_until(int (*cond)(void *arg), void *arg)
+{
+	uint64_t deadline = kt_now_ns() + (uint64_t)WAIT_MS * 1000000;
+	unsigned delay = 50;
+	int r;
+
+	for (;;) {
+		r = cond(arg);
+		if (r != 0 || kt_now_ns() > deadline)
+			return r;
+		sleep_us(delay);
+		if (delay < 20000)
+			delay *= 2;
+	}
+}
+
+/* ---------------------------------------------------------------- iopfd's counters */
+
+struct ctrs {
+	bool found;
+	uint64_t faults, groups, success, invalid, stale, pages_mapped, maps, coalesced;
+	uint64_t bytes_mapped;
+	uint64_t reason[_IOPF_REASON_MAX];
+};
+
+static const char *const reason_name[_IOPF_REASON_MAX] = {
+	[IOPF_REASON_RESOLVED] = "resolved",
+	[IOPF_REASON_NO_HANDLER] = "no_handler",
+	[IOPF_REASON_OUTSIDE_REGION] = "outside_region",
+	[IOPF_REASON_PERMISSION] = "permission",
+	[IOPF_REASON_MAP_ERROR] = "map_error",
+	[IOPF_REASON_BAD_RECORD] = "bad_record",
+	[IOPF_REASON_RETIRED] = "retired",
+};
+
+static void ctrs_set(struct ctrs *c, const char *name, uint64_t v)
+{
+	static const struct {
+		const char *name;
+		size_t off;
+	} f[] = {
+		{ "faults", offsetof(struct ctrs, faults) },
+		{ "groups", offsetof(struct ctrs, groups) },
+		{ "success", offsetof(struct ctrs, success) },
+		{ "invalid", offsetof(struct ctrs, invalid) },
+		{ "stale", offsetof(struct ctrs, stale) },
+		{ "pages_mapped", offsetof(struct ctrs, pages_mapped) },
+		{ "maps", offsetof(struct ctrs, maps) },
+		{ "coalesced", offsetof(struct ctrs, coalesced) },
+		{ "bytes_mapped", offsetof(struct ctrs, bytes_mapped) },
+	};
+
+	for (size_t i = 0; i < sizeof(f) / sizeof(f[0]); i++)
+		if (strcmp(f[i].name, name) == 0) {
+			*(uint64_t *)((char *)c + f[i].off) = v;
+			return;
+		}
+	for (unsigned i = 0; i < _IOPF_REASON_MAX; i++)
+		if (strcmp(reason_name[i], name) == 0) {
+			c->reason[i] = v;
+			return;
+		}
+}
+
+static int read_counter_dict(sd_bus_message *m, struct ctrs *c)
+{
+	const char *name;
+	uint64_t v;
+	int r;
+
+	r = sd_bus_message_enter_container(m, 'a', "{st}");
+	if (r < 0)
+		return r;
+	while ((r = sd_bus_message_read(m, "{st}", &name, &v)) > 0)
+		if (c)
+			ctrs_set(c, name, v);
+	if (r < 0)
+		return r;
+	return sd_bus_message_exit_container(m);
+}
+
+/*
+ * The counters of one object, from the operator view: a domain (GetAllStats) or, with
+ * @source, the faults of a source that found no domain (GetAllSourceStats).
+ */
+static int stats_get(uint64_t id, bool source, struct ctrs *ret)
+{
+	sd_bus_error error = SD_BUS_ERROR_NULL;
+	sd_bus_message *reply = NULL;
+	int r;
+
+	*ret = (struct ctrs){ 0 };
+	r = sd_bus_call_method(observer, NULL, IOPF_DBUS_PATH, IOPF_DBUS_INTERFACE,
+			       source ? "GetAllSourceStats" : "GetAllStats", &error, &reply, "");
+	if (r < 0) {
+		kt_log("%s: %s", source ? "GetAllSourceStats" : "GetAllStats",
+		       error.message ? error.message : strerror(-r));
+		sd_bus_error_free(&error);
+		return r;
+	}
+	r = sd_bus_message_enter_container(reply, 'a', source ? "(tta{st})" : "(tttuua{st})");
+	while (r >= 0 && (r = sd_bus_message_enter_container(reply, 'r',
+							      source ? "tta{st}" : "tttuua{st}")) > 0) {
+		uint64_t tenant, oid, source_id;
+		uint32_t dev_id, pasid;
+
+		if (source)
+			r = sd_bus_message_read(reply, "tt", &tenant, &oid);
+		else
+			r = sd_bus_message_read(reply, "tttuu", &tenant, &oid, &source_id, &dev_id,
+						&pasid);
+		if (r < 0)
+			break;
+		r = read_counter_dict(reply, oid == id ? ret : NULL);
+		if (r < 0)
+			break;
+		if (oid == id)
+			ret->found = true;
+		r = sd_bus_message_exit_container(reply);
+	}
+	sd_bus_message_unref(reply);
+	if (r < 0)
+		kt_log("cannot parse the statistics reply: %s", strerror(-r));
+	return r < 0 ? r : 0;
+}
+
+struct stats_wait {
+	uint64_t id;
+	bool source;
+	uint64_t groups;
+	struct ctrs c;
+};
+
+static int stats_reached(void *arg)
+{
+	struct stats_wait *s = arg;
+
+	if (stats_get(s->id, s->source, &s->c) < 0)
+		return -1;
+	return s->c.found && s->c.groups >= s->groups;
+}
+
+/* Wait until iopfd counts @groups answered groups on the object; check the breakdown. */
+/* @reason: every group must have it; -1 skips that check (the caller looks itself). */
+static int expect_stats(const char *what, uint64_t id, bool source, uint64_t groups,
+			uint64_t success, uint64_t invalid, int reason, struct ctrs *ret)
+{
+	struct stats_wait s = { .id = id, .source = source, .groups = groups };
+	int r = wait_until(stats_reached, &s);
+
+	if (ret)
+		*ret = s.c;
+	if (r <= 0) {
+		kt_fail("%s: iopfd counts %" PRIu64 " of %" PRIu64 " groups answered after %d ms%s",
+			what, s.c.groups, groups, WAIT_MS, s.c.found ? "" : " (object not listed)");
+		return -1;
+	}
+	if (s.c.groups != groups || s.c.success != success || s.c.invalid != invalid ||
+	    (reason >= 0 && s.c.reason[reason] != groups) || s.c.stale != 0) {
+		kt_fail("%s: groups %" PRIu64 " success %" PRIu64 " invalid %" PRIu64 " %s %" PRIu64
+			" stale %" PRIu64 "; wanted %" PRIu64 "/%" PRIu64 "/%" PRIu64 ", all %s, 0 stale",
+			what, s.c.groups, s.c.success, s.c.invalid,
+			reason >= 0 ? reason_name[reason] : "-", reason >= 0 ? s.c.reason[reason] : 0,
+			s.c.stale, groups, success, invalid, reason >= 0 ? reason_name[reason] : "-");
+		return -1;
+	}
+	return 0;
+}
+
+/* ---------------------------------------------------------------- a tenant */
+
+struct tenant {
+	char name[32];
+	struct kt_world w;
+	struct kt_mem mem;
+	struct iopf_client *client;
+	uint64_t source_id;
+	bool registered;
+	uint32_t n_triggered;
+};
+
+static const char *client_error(struct tenant *t, int r)
+{
+	const char *m = t->client ? iopf_client_last_error(t->client) : NULL;
+
+	return m ? m : strerror(-r);
+}
+
+static void tenant_close(struct tenant *t)
+{
+	t->client = iopf_client_free(t->client);
+	kt_mem_close(&t->mem);
+	kt_world_close(&t->w);
+}
+
+/* The iommufd world and memory only; tenant_connect() registers it. */
+static int tenant_build(struct tenant *t, const char *name, unsigned n_dev, uint64_t mem_size)
+{
+	int r;
+
+	*t = (struct tenant){ 0 };
+	t->w = (struct kt_world){ .iommufd = -1, .fault_fd = -1 };
+	t->mem = (struct kt_mem){ .memfd = -1 };
+	snprintf(t->name, sizeof(t->name), "%s", name);
+	r = kt_world_open(&t->w, n_dev);
+	if (r < 0) {
+		kt_fail("%s: cannot build the mock world: %s", name, strerror(-r));
+		return r;
+	}
+	r = kt_mem_open(&t->mem, mem_size);
+	if (r < 0) {
+		kt_fail("%s: memfd of %" PRIu64 " bytes: %s", name, mem_size, strerror(-r));
+		tenant_close(t);
+		return r;
+	}
+	return 0;
+}
+
+static int tenant_connect(struct tenant *t)
+{
+	int r;
+
+	r = iopf_client_connect(opt.address, &t->client);
+	if (r < 0) {
+		kt_fail("%s: connect to %s: %s", t->name, opt.address, strerror(-r));
+		return r;
+	}
+	r = iopf_client_register_source(t->client, t->w.fault_fd, t->w.iommufd, t->w.ioas_id,
+					&t->source_id);
+	if (r < 0) {
+		kt_fail("%s: RegisterSource: %s", t->name, client_error(t, r));
+		return r;
+	}
+	t->registered = true;
+	return 0;
+}
+
+static int tenant_open(struct tenant *t, const char *name, unsigned n_dev, uint64_t mem_size)
+{
+	int r = tenant_build(t, name, n_dev, mem_size);
+
+	if (r < 0)
+		return r;
+	r = tenant_connect(t);
+	if (r < 0)
+		tenant_close(t);
+	return r;
+}
+
+static int tenant_domain(struct tenant *t, unsigned dev, uint32_t pasid, uint64_t *ret)
+{
+	int r = iopf_client_register_domain(t->client, t->source_id, t->w.dev[dev].idev_id, pasid,
+					    ret);
+	if (r < 0)
+		kt_fail("%s: RegisterDomain(dev %u, pasid %#x): %s", t->name, t->w.dev[dev].idev_id,
+			pasid, client_error(t, r));
+	return r;
+}
+
+static int tenant_region(struct tenant *t, uint64_t domain, uint64_t mem_off, uint64_t iova,
+			 uint64_t length, uint32_t access)
+{
+	uint64_t id;
+	int r = iopf_client_add_region(t->client, domain, t->mem.memfd, mem_off, iova, length,
+				       access, &id);
+	if (r < 0)
+		kt_fail("%s: AddRegion(iova %#" PRIx64 " +%#" PRIx64 "): %s", t->name, iova, length,
+			client_error(t, r));
+	return r;
+}
+
+/* pasid: IOPF_PASID_NONE raises a fault without PASID_VALID. */
+static int tenant_trigger(struct tenant *t, unsigned dev, uint32_t pasid, uint32_t perm,
+			  uint64_t addr)
+{
+	int r = kt_trigger(&t->w, t->w.dev[dev].idev_id, pasid == IOPF_PASID_NONE ? 0 : pasid,
+			   t->n_triggered & 0x1ff, perm, addr);
+
+	if (r < 0)
+		kt_fail("%s: TRIGGER_IOPF(dev %u, pasid %#x, addr %#" PRIx64 "): %s", t->name,
+			t->w.dev[dev].idev_id, pasid, addr, strerror(-r));
+	else
+		t->n_triggered++;
+	return r;
+}
+
+/* [iova, iova+length) maps exactly this tenant's memory at mem_off. */
+static bool mapped_exact(struct tenant *t, uint64_t iova, uint64_t length, uint64_t mem_off)
+{
+	return kt_check_map(&t->w, iova, length, t->mem.va + mem_off) == 0;
+}
+
+struct map_wait {
+	struct tenant *t;
+	uint64_t iova, length, mem_off;
+};
+
+static int map_reached(void *arg)
+{
+	struct map_wait *m = arg;
+
+	return mapped_exact(m->t, m->iova, m->length, m->mem_off);
+}
+
+static int expect_mapped(struct tenant *t, uint64_t iova, uint64_t length, uint64_t mem_off)
+{
+	struct map_wait m = { t, iova, length, mem_off };
+
+	if (wait_until(map_reached, &m) <= 0) {
+		kt_fail("%s: iova %#" PRIx64 " +%#" PRIx64 " does not map memfd offset %#" PRIx64
+			" after %d ms", t->name, iova, length, mem_off, WAIT_MS);
+		return -1;
+	}
+	return 0;
+}
+
+/*
+ * Nothing at all is mapped in [iova, iova+length): mapping a scratch page there
+ * succeeds. Undone at once. Only called when iopfd is not about to map there.
+ */
+static int iova_free(struct tenant *t, uint64_t iova, uint64_t length)
+{
+	for (uint64_t off = 0; off < length; off += PAGE) {
+		int r = kt_ioas_map(t->w.iommufd, t->w.ioas_id, t->mem.va, PAGE, iova + off);
+
+		if (r == -EEXIST)
+			return 0;
+		if (r < 0) {
+			kt_fail("%s: scratch IOAS_MAP at %#" PRIx64 ": %s", t->name, iova + off,
+				strerror(-r));
+			return -1;
+		}
+		r = kt_ioas_unmap(t->w.iommufd, t->w.ioas_id, iova + off, PAGE);
+		if (r < 0) {
+			kt_fail("%s: scratch IOAS_UNMAP: %s", t->name, strerror(-r));
+			return -1;
+		}
+	}
+	return 1;
+}
+
+static int expect_unmapped(struct tenant *t, uint64_t iova, uint64_t length, const char *why)
+{
+	int r = iova_free(t, iova, length);
+
+	if (r == 0)
+		kt_fail("%s: something is mapped in iova %#" PRIx64 " +%#" PRIx64 " (%s)", t->name,
+			iova, length, why);
+	return r == 1 ? 0 : -1;
+}
+
+struct hold_wait {
+	int fd;
+};
+
+static int released(void *arg)
+{
+	struct hold_wait *h = arg;
+	int r = kt_pid_holds_file(opt.daemon_pid, h->fd);
+
+	return r == 0 ? 1 : r < 0 ? r : 0;
+}
+
+/* iopfd has closed its copies of this tenant's fault fd and iommufd. */
+static int expect_released(struct tenant *t)
+{
+	struct hold_wait h = { t->w.fault_fd };
+	int r = wait_until(released, &h);
+
+	if (r == 1) {
+		h.fd = t->w.iommufd;
+		r = wait_until(released, &h);
+	}
+	if (r != 1) {
+		kt_fail("%s: iopfd (pid %d) still holds the tenant's %s after %d ms%s", t->name,
+			(int)opt.daemon_pid, h.fd == t->w.fault_fd ? "fault fd" : "iommufd", WAIT_MS,
+			r < 0 ? " (kcmp failed)" : "");
+		return -1;
+	}
+	return 0;
+}
+
+/*
+ * Nobody answers on this fault fd any more: every group iopfd read must have been
+ * answered (no outstanding cookie). Undelivered groups are drained and answered here
+ * when @drain, else they are a failure. Return: groups drained, or -1.
+ */
+static int expect_all_answered(struct tenant *t, bool drain)
+{
+	struct iommu_hwpt_pgfault rec[64];
+	int outstanding, drained = 0;
+
+	outstanding = kt_fault_probe_outstanding(t->w.fault_fd, t->n_triggered + PROBE_SLACK);
+	if (outstanding != 0) {
+		kt_fail("%s: %d group(s) read by iopfd were never answered%s", t->name, outstanding,
+			outstanding < 0 ? " (probe failed)" : "");
+		return -1;
+	}
+	while (kt_fault_readable(t->w.fault_fd, 0) == 1) {
+		ssize_t n = kt_fault_read(t->w.fault_fd, rec, 64);
+
+		if (n <= 0)
+			break;
+		if (!drain) {
+			kt_fail("%s: %zd group(s) were never read by iopfd", t->name, n);
+			return -1;
+		}
+		for (ssize_t i = 0; i < n; i++)
+			if (rec[i].flags & IOMMU_PGFAULT_FLAGS_LAST_PAGE)
+				(void)kt_fault_respond(t->w.fault_fd, rec[i].cookie,
+						       IOMMUFD_PAGE_RESP_INVALID);
+		drained += (int)n;
+	}
+	return drained;
+}
+
+/* UnregisterSource returns once iopfd answered what it held and unmapped: check both. */
+static int tenant_unregister(struct tenant *t, bool drain)
+{
+	int r;
+
+	r = iopf_client_unregister_source(t->client, t->source_id);
+	t->registered = false;
+	if (r < 0) {
+		kt_fail("%s: UnregisterSource: %s", t->name, client_error(t, r));
+		return -1;
+	}
+	r = expect_all_answered(t, drain);
+	if (r < 0)
+		return -1;
+	if (expect_released(t) < 0)
+		return -1;
+	return r;
+}
+
+static uint32_t grp_perm(unsigned i)
+{
+	static const uint32_t p[] = {
+		IOMMU_PGFAULT_PERM_READ,
+		IOMMU_PGFAULT_PERM_WRITE,
+		IOMMU_PGFAULT_PERM_READ | IOMMU_PGFAULT_PERM_WRITE,
+	};
+	return p[i % 3];
+}
+
+/* ---------------------------------------------------------------- 1. regions */
+
+struct rfault {
+	unsigned dev;
+	uint32_t pasid;
+	uint32_t perm;
+	uint64_t addr;
+};
+
+static int scenario_regions(void)
+{
+	/* three domains: (dev A, no PASID), (dev A, PASID 7), (dev B, PASID 0x99) */
+	static const struct {
+		unsigned dev;
+		uint32_t pasid;
+		uint64_t iova, mem_off, length;
+		uint32_t access;
+	} dom[] = {
+		{ 0, IOPF_PASID_NONE, REGION_IOVA, 0, 256 << 10, IOPF_ACCESS_READ | IOPF_ACCESS_WRITE },
+		{ 0, 7, REGION_IOVA + (16 << 20), 256 << 10, 256 << 10, IOPF_ACCESS_READ },
+		{ 1, 0x99, REGION_IOVA + (32 << 20), 512 << 10, 256 << 10, IOPF_ACCESS_ALL },
+	};
+	static const struct {
+		unsigned dom;
+		uint32_t perm;
+		uint64_t off; /* from the region start; unaligned on purpose */
+		unsigned expect_groups;
+	} faults[] = {
+		{ 0, IOMMU_PGFAULT_PERM_READ, 0x1000 },
+		{ 0, IOMMU_PGFAULT_PERM_WRITE, 0x12345 },
+		{ 0, IOMMU_PGFAULT_PERM_READ | IOMMU_PGFAULT_PERM_WRITE, 0x3f000 },
+		{ 1, IOMMU_PGFAULT_PERM_READ, 0x20010 },
+		{ 1, IOMMU_PGFAULT_PERM_READ, 0x20ff8 }, /* same page again */
+		{ 2, IOMMU_PGFAULT_PERM_WRITE, 0x8000 },
+		{ 2, IOMMU_PGFAULT_PERM_READ | IOMMU_PGFAULT_PERM_EXEC, 0x31000 },
+	};
+	uint64_t domain_id[3];
+	unsigned per_dom[3] = { 0 };
+	struct tenant t;
+	int ret = 1;
+
+	if (tenant_open(&t, "regions", 2, 1 << 20) < 0)
+		return 1;
+	for (unsigned d = 0; d < 3; d++) {
+		if (tenant_domain(&t, dom[d].dev, dom[d].pasid, &domain_id[d]) < 0 ||
+		    tenant_region(&t, domain_id[d], dom[d].mem_off, dom[d].iova, dom[d].length,
+				  dom[d].access) < 0)
+			goto out;
+	}
+
+	for (unsigned i = 0; i < sizeof(faults) / sizeof(faults[0]); i++) {
+		unsigned d = faults[i].dom;
+		uint64_t page_off = faults[i].off & ~(PAGE - 1);
+
+		if (tenant_trigger(&t, dom[d].dev, dom[d].pasid, faults[i].perm,
+				   dom[d].iova + faults[i].off) < 0)
+			goto out;
+		per_dom[d]++;
+		if (expect_mapped(&t, dom[d].iova + page_off, PAGE, dom[d].mem_off + page_off) < 0)
+			goto out;
+		kt_log("dev %u pasid %#x perm %#x at %#" PRIx64 ": mapped to the right page",
+		       t.w.dev[dom[d].dev].idev_id, dom[d].pasid, faults[i].perm,
+		       dom[d].iova + faults[i].off);
+	}
+	for (unsigned d = 0; d < 3; d++) {
+		char what[64];
+
+		snprintf(what, sizeof(what), "domain (dev %u, pasid %#x)",
+			 t.w.dev[dom[d].dev].idev_id, dom[d].pasid);
+		if (expect_stats(what, domain_id[d], false, per_dom[d], per_dom[d], 0,
+				 IOPF_REASON_RESOLVED, NULL) < 0)
+			goto out;
+	}
+	if (kt_fault_readable(t.w.fault_fd, 0) != 0) {
+		kt_fail("a group is still undelivered after all were counted answered");
+		goto out;
+	}
+	if (tenant_unregister(&t, false) < 0)
+		goto out;
+	/* UnregisterSource also took iopfd's mappings away. */
+	for (unsigned d = 0; d < 3; d++)
+		if (expect_unmapped(&t, dom[d].iova, dom[d].length, "after UnregisterSource") < 0)
+			goto out;
+	kt_log("%u faults over 3 domains mapped and answered SUCCESS; none outstanding; "
+	       "mappings gone after UnregisterSource", t.n_triggered);
+	ret = 0;
+out:
+	tenant_close(&t);
+	return kt_failures() ? 1 : ret;
+}
+
+/* ---------------------------------------------------------------- 2. outside */
+
+static int scenario_outside(void)
+{
+	const uint64_t rw = REGION_IOVA, ro = REGION_IOVA + (16 << 20), len = 64 << 10;
+	static const char *const why[] = { "no region", "just past a region", "far away",
+					   "write to read-only", "exec on read-only" };
+	const struct {
+		uint32_t perm;
+		uint64_t addr;
+		enum iopf_reason reason;
+	} faults[] = {
+		{ IOMMU_PGFAULT_PERM_READ, REGION_IOVA + (8 << 20), IOPF_REASON_OUTSIDE_REGION },
+		{ IOMMU_PGFAULT_PERM_WRITE, rw + len, IOPF_REASON_OUTSIDE_REGION },
+		{ IOMMU_PGFAULT_PERM_READ, UINT64_C(0xfffffffffffff000), IOPF_REASON_OUTSIDE_REGION },
+		{ IOMMU_PGFAULT_PERM_WRITE, ro + 0x1000, IOPF_REASON_PERMISSION },
+		{ IOMMU_PGFAULT_PERM_EXEC | IOMMU_PGFAULT_PERM_READ, ro + 0x2000,
+		  IOPF_REASON_PERMISSION },
+	};
+	struct tenant t;
+	uint64_t domain_id;
+	struct ctrs c;
+	int ret = 1;
+
+	if (tenant_open(&t, "outside", 1, 1 << 20) < 0)
+		return 1;
+	if (tenant_domain(&t, 0, IOPF_PASID_NONE, &domain_id) < 0 ||
+	    tenant_region(&t, domain_id, 0, rw, len, IOPF_ACCESS_READ | IOPF_ACCESS_WRITE) < 0 ||
+	    tenant_region(&t, domain_id, len, ro, len, IOPF_ACCESS_READ) < 0)
+		goto out;
+
+	for (unsigned i = 0; i < sizeof(faults) / sizeof(faults[0]); i++)
+		if (tenant_trigger(&t, 0, IOPF_PASID_NONE, faults[i].perm, faults[i].addr) < 0)
+			goto out;
+	if (expect_stats("domain", domain_id, false, 5, 0, 5, -1, &c) < 0)
+		goto out;
+	if (c.reason[IOPF_REASON_OUTSIDE_REGION] != 3 || c.reason[IOPF_REASON_PERMISSION] != 2 ||
+	    c.maps != 0 || c.pages_mapped != 0) {
+		kt_fail("outside_region %" PRIu64 " (want 3), permission %" PRIu64 " (want 2), "
+			"maps %" PRIu64 " (want 0)", c.reason[IOPF_REASON_OUTSIDE_REGION],
+			c.reason[IOPF_REASON_PERMISSION], c.maps);
+		goto out;
+	}
+	for (unsigned i = 0; i < sizeof(faults) / sizeof(faults[0]); i++) {
+		uint64_t page = faults[i].addr & ~(PAGE - 1);
+
+		if (page >= MOCK_APERTURE_LAST)
+			continue; /* outside the mock aperture: nothing can be mapped there */
+		if (expect_unmapped(&t, page, PAGE, why[i]) < 0)
+			goto out;
+	}
+	if (expect_unmapped(&t, rw, len, "rw region untouched") < 0 ||
+	    expect_unmapped(&t, ro, len, "ro region refused") < 0)
+		goto out;
+	if (tenant_unregister(&t, false) < 0)
+		goto out;
+	kt_log("5 faults answered INVALID (3 outside_region, 2 permission), nothing mapped");
+	ret = 0;
+out:
+	tenant_close(&t);
+	return ret;
+}
+
+/* ---------------------------------------------------------------- 3. unknown */
+
+static int scenario_unknown(void)
+{
+	struct tenant t;
+	uint64_t domain_id;
+	int ret = 1;
+
+	if (tenant_open(&t, "unknown", 2, 256 << 10) < 0)
+		return 1;
+	/* only (dev A, PASID 5) has a handler */
+	if (tenant_domain(&t, 0, 5, &domain_id) < 0 ||
+	    tenant_region(&t, domain_id, 0, REGION_IOVA, 256 << 10, IOPF_ACCESS_ALL) < 0)
+		goto out;
+
+	if (tenant_trigger(&t, 0, 6, IOMMU_PGFAULT_PERM_READ, REGION_IOVA) < 0 ||  /* PASID */
+	    tenant_trigger(&t, 0, IOPF_PASID_NONE, IOMMU_PGFAULT_PERM_READ, REGION_IOVA) < 0 ||
+	    tenant_trigger(&t, 1, 5, IOMMU_PGFAULT_PERM_READ, REGION_IOVA) < 0 ||  /* device */
+	    tenant_trigger(&t, 1, IOPF_PASID_NONE, IOMMU_PGFAULT_PERM_WRITE, REGION_IOVA) < 0)
+		goto out;
+	if (expect_stats("unrouted faults of the source", t.source_id, true, 4, 0, 4,
+			 IOPF_REASON_NO_HANDLER, NULL) < 0)
+		goto out;
+	if (expect_unmapped(&t, REGION_IOVA, 256 << 10, "faults without a handler") < 0)
+		goto out;
+	/* the source still serves its one domain */
+	if (tenant_trigger(&t, 0, 5, IOMMU_PGFAULT_PERM_WRITE, REGION_IOVA + 0x5000) < 0 ||
+	    expect_mapped(&t, REGION_IOVA + 0x5000, PAGE, 0x5000) < 0 ||
+	    expect_stats("domain (dev A, pasid 5)", domain_id, false, 1, 1, 0,
+			 IOPF_REASON_RESOLVED, NULL) < 0)
+		goto out;
+	if (tenant_unregister(&t, false) < 0)
+		goto out;
+	kt_log("4 faults of unknown (device, PASID) answered INVALID; the known one resolved");
+	ret = 0;
+out:
+	tenant_close(&t);
+	return ret;
+}
+
+/* ---------------------------------------------------------------- 4. collide */
+
+static int scenario_collide(void)
+{
+	const uint64_t w = opt.window, len = 8 * opt.window;
+	struct tenant a, b;
+	uint64_t dom_a, dom_b;
+	int ret = 1;
+
+	if (tenant_open(&a, "collide-A", 1, len) < 0)
+		return 1;
+	if (tenant_open(&b, "collide-B", 1, len) < 0) {
+		tenant_close(&a);
+		return 1;
+	}
+	if (a.w.dev[0].idev_id != b.w.dev[0].idev_id || a.w.ioas_id != b.w.ioas_id) {
+		kt_fail("the two iommufds did not produce colliding ids (dev %u/%u, ioas %u/%u)",
+			a.w.dev[0].idev_id, b.w.dev[0].idev_id, a.w.ioas_id, b.w.ioas_id);
+		goto out;
+	}
+	kt_log("both tenants have dev_id %u, ioas %u", a.w.dev[0].idev_id, a.w.ioas_id);
+	/* same (dev_id, PASID) key, same IOVA, different memory */
+	if (tenant_domain(&a, 0, IOPF_PASID_NONE, &dom_a) < 0 ||
+	    tenant_domain(&b, 0, IOPF_PASID_NONE, &dom_b) < 0 ||
+	    tenant_region(&a, dom_a, 0, REGION_IOVA, len, IOPF_ACCESS_ALL) < 0 ||
+	    tenant_region(&b, dom_b, 0, REGION_IOVA, len, IOPF_ACCESS_ALL) < 0)
+		goto out;
+	/* distinct memory contents, so a mapping of the wrong memfd cannot pass */
+	memset(b.mem.va, 0xb5, len);
+
+	if (tenant_trigger(&a, 0, IOPF_PASID_NONE, IOMMU_PGFAULT_PERM_READ,
+			   REGION_IOVA + 1 * w + 0x1000) < 0 ||
+	    tenant_trigger(&b, 0, IOPF_PASID_NONE, IOMMU_PGFAULT_PERM_WRITE,
+			   REGION_IOVA + 3 * w + 0x1000) < 0 ||
+	    tenant_trigger(&a, 0, IOPF_PASID_NONE, IOMMU_PGFAULT_PERM_WRITE,
+			   REGION_IOVA + 5 * w + 0x2000) < 0 ||
+	    tenant_trigger(&b, 0, IOPF_PASID_NONE, IOMMU_PGFAULT_PERM_READ,
+			   REGION_IOVA + 5 * w + 0x2000) < 0)
+		goto out;
+	if (expect_stats("tenant A's domain", dom_a, false, 2, 2, 0, IOPF_REASON_RESOLVED, NULL) < 0 ||
+	    expect_stats("tenant B's domain", dom_b, false, 2, 2, 0, IOPF_REASON_RESOLVED, NULL) < 0)
+		goto out;
+	if (expect_mapped(&a, REGION_IOVA + 1 * w + 0x1000, PAGE, 1 * w + 0x1000) < 0 ||
+	    expect_mapped(&a, REGION_IOVA + 5 * w + 0x2000, PAGE, 5 * w + 0x2000) < 0 ||
+	    expect_mapped(&b, REGION_IOVA + 3 * w + 0x1000, PAGE, 3 * w + 0x1000) < 0 ||
+	    expect_mapped(&b, REGION_IOVA + 5 * w + 0x2000, PAGE, 5 * w + 0x2000) < 0)
+		goto out;
+	/* and nothing crossed over */
+	if (expect_unmapped(&a, REGION_IOVA + 3 * w, w, "B's fault must not map into A") < 0 ||
+	    expect_unmapped(&b, REGION_IOVA + 1 * w, w, "A's fault must not map into B") < 0)
+		goto out;
+	if (tenant_unregister(&a, false) < 0 || tenant_unregister(&b, false) < 0)
+		goto out;
+	kt_log("colliding dev_id %u: every fault resolved in its own tenant's IOAS and memory",
+	       a.w.dev[0].idev_id);
+	ret = 0;
+out:
+	tenant_close(&b);
+	tenant_close(&a);
+	return ret;
+}
+
+/* ---------------------------------------------------------------- 5. teardown */
+
+#define TEARDOWN_MEM (UINT64_C(4) << 20)
+#define BURST_MAX 8192u      /* bound on the faults one burst raises */
+#define BURST_BEFORE 64u     /* faults raised before the teardown starts */
+#define BURST_AFTER 16u      /* faults raised after iopfd let go: they must stay queued */
+
+static int teardown_setup(struct tenant *t, uint64_t *ret_domain)
+{
+	if (tenant_domain(t, 0, IOPF_PASID_NONE, ret_domain) < 0 ||
+	    tenant_region(t, *ret_domain, 0, REGION_IOVA, TEARDOWN_MEM, IOPF_ACCESS_ALL) < 0)
+		return -1;
+	return 0;
+}
+
+/*
+ * A thread raising faults back to back over the region while the teardown happens, so
+ * faults are in flight at every moment of it: queued, held by iopfd, being mapped.
+ * @raised lives in shared memory: the "exits" tenant's parent reads it too.
+ */
+struct burst {
+	const struct kt_world *w;
+	atomic_uint *raised;
+	atomic_bool stop;
+	int error;
+	pthread_t thread;
+};
+
+static void *burst_run(void *arg)
+{
+	struct burst *b = arg;
+
+	for (unsigned i = 0; i < BURST_MAX && !atomic_load(&b->stop); i++) {
+		int r = kt_trigger(b->w, b->w->dev[0].idev_id, 0, i & 0x1ff, grp_perm(i),
+				   REGION_IOVA + (uint64_t)i * 3 * PAGE % TEARDOWN_MEM);
+		if (r < 0) {
+			b->error = r;
+			break;
+		}
+		atomic_fetch_add(b->raised, 1);
+	}
+	return NULL;
+}
+
+static int burst_start(struct burst *b, const struct kt_world *w, atomic_uint *raised)
+{
+	*b = (struct burst){ .w = w, .raised = raised };
+	if (pthread_create(&b->thread, NULL, burst_run, b) != 0) {
+		kt_fail("pthread_create failed");
+		return -1;
+	}
+	return 0;
+}
+
+/* Bounded wait until the burst raised @n faults (or ended). */
+static int burst_wait(struct burst *b, unsigned n)
+{
+	uint64_t deadline = kt_now_ns() + (uint64_t)WAIT_MS * 1000000;
+
+	while (atomic_load(b->raised) < n && !b->error) {
+		if (kt_now_ns() > deadline) {
+			kt_fail("only %u faults raised in %d ms", atomic_load(b->raised), WAIT_MS);
+			return -1;
+		}
+		sleep_us(100);
+	}
+	if (b->error) {
+		kt_fail("TRIGGER_IOPF: %s", strerror(-b->error));
+		return -1;
+	}
+	return 0;
+}
+
+static int burst_stop(struct burst *b)
+{
+	atomic_store(&b->stop, true);
+	pthread_join(b->thread, NULL);
+	if (b->error) {
+		kt_fail("TRIGGER_IOPF: %s", strerror(-b->error));
+		return -1;
+	}
+	return 0;
+}
+
+/* The third tenant, untouched by the others' teardown, still gets served. */
+static int still_served(struct tenant *t, uint64_t domain, unsigned *n, const char *after)
+{
+	uint64_t off = (uint64_t)(*n) * 2 * opt.window + 0x3000;
+
+	if (tenant_trigger(t, 0, IOPF_PASID_NONE, IOMMU_PGFAULT_PERM_READ, REGION_IOVA + off) < 0 ||
+	    expect_mapped(t, REGION_IOVA + off, PAGE, off) < 0)
+		return -1;
+	(*n)++;
+	if (expect_stats("bystander", domain, false, *n, *n, 0, IOPF_REASON_RESOLVED, NULL) < 0)
+		return -1;
+	kt_log("bystander tenant still served after %s", after);
+	return 0;
+}
+
+/* (a) UnregisterSource while a thread keeps raising faults. */
+static int teardown_unregister(struct tenant *by, uint64_t dom_by, unsigned *n_by)
+{
+	atomic_uint raised = 0;
+	unsigned at_return;
+	struct tenant t;
+	struct burst b;
+	uint64_t dom;
+	int r, drained, ret = -1;
+
+	if (tenant_open(&t, "unregisters", 1, TEARDOWN_MEM) < 0)
+		return -1;
+	if (teardown_setup(&t, &dom) < 0 || burst_start(&b, &t.w, &raised) < 0)
+		goto out;
+	if (burst_wait(&b, BURST_BEFORE) < 0) {
+		(void)burst_stop(&b);
+		goto out;
+	}
+	r = iopf_client_unregister_source(t.client, t.source_id);
+	at_return = atomic_load(&raised);
+	t.registered = false;
+	if (r < 0) {
+		kt_fail("UnregisterSource: %s", client_error(&t, r));
+		(void)burst_stop(&b);
+		goto out;
+	}
+	/* Faults raised from now on must stay queued: iopfd no longer reads this fd. */
+	r = burst_wait(&b, at_return + BURST_AFTER);
+	if (burst_stop(&b) < 0 || r < 0)
+		goto out;
+	t.n_triggered = atomic_load(&raised);
+	drained = expect_all_answered(&t, true);
+	if (drained < 0)
+		goto out;
+	if ((unsigned)drained < t.n_triggered - at_return) {
+		kt_fail("%u faults were raised after UnregisterSource returned but only %d were "
+			"still queued: iopfd read the fault fd after letting it go",
+			t.n_triggered - at_return, drained);
+		goto out;
+	}
+	if (expect_released(&t) < 0 ||
+	    expect_unmapped(&t, REGION_IOVA, TEARDOWN_MEM, "iopfd's mappings after unregister") < 0)
+		goto out;
+	kt_log("unregistered amid a stream of %u faults (%u before the reply): iopfd answered "
+	       "%u, %d stayed queued; none outstanding; its mappings and fds are gone",
+	       t.n_triggered, at_return, t.n_triggered - (unsigned)drained, drained);
+	ret = still_served(by, dom_by, n_by, "a tenant unregistered");
+out:
+	tenant_close(&t);
+	return ret;
+}
+
+/* (b) A tenant process exits (no UnregisterSource) while its thread raises faults. */
+static int teardown_exit(struct tenant *by, uint64_t dom_by, unsigned *n_by)
+{
+	atomic_uint *raised;
+	struct tenant t;
+	int status, drained, ret = -1;
+	pid_t child;
+
+	raised = mmap(NULL, sizeof(*raised), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS,
+		      -1, 0);
+	if (raised == MAP_FAILED) {
+		kt_fail("mmap: %s", strerror(errno));
+		return -1;
+	}
+	atomic_init(raised, 0);
+	/* The parent keeps the world (fds, memory) to inspect it after the child died. */
+	if (tenant_build(&t, "exits", 1, TEARDOWN_MEM) < 0)
+		goto out_unmap;
+	fflush(stdout);
+	child = fork();
+	if (child < 0) {
+		kt_fail("fork: %s", strerror(errno));
+		goto out;
+	}
+	if (child == 0) {
+		struct burst b;
+		uint64_t dom;
+
+		kt_set_name("exits(child)");
+		if (tenant_connect(&t) < 0 || teardown_setup(&t, &dom) < 0 ||
+		    burst_start(&b, &t.w, raised) < 0 || burst_wait(&b, BURST_BEFORE) < 0)
+			_exit(1);
+		_exit(0); /* the burst thread dies mid-stream, the connection with us */
+	}
+	if (waitpid(child, &status, 0) != child || !WIFEXITED(status) || WEXITSTATUS(status)) {
+		kt_fail("the exiting tenant failed before it could exit on purpose");
+		goto out;
+	}
+	t.n_triggered = atomic_load(raised) + 1; /* + one trigger cut short by the exit */
+	/* iopfd sees the connection drop, answers, unmaps and closes its copies. */
+	if (expect_released(&t) < 0)
+		goto out;
+	drained = expect_all_answered(&t, true);
+	if (drained < 0)
+		goto out;
+	if (expect_unmapped(&t, REGION_IOVA, TEARDOWN_MEM, "iopfd's mappings after exit") < 0)
+		goto out;
+	kt_log("tenant exited amid a stream of %u faults: %d stayed queued, the rest iopfd "
+	       "answered; none outstanding; its mappings and fds are gone",
+	       atomic_load(raised), drained);
+	ret = still_served(by, dom_by, n_by, "a tenant exited");
+out:
+	tenant_close(&t);
+out_unmap:
+	munmap(raised, sizeof(*raised));
+	return ret;
+}
+
+static int scenario_teardown(void)
+{
+	struct tenant by;
+	uint64_t dom_by;
+	unsigned n_by = 0;
+	int ret = 1;
+
+	if (tenant_open(&by, "bystander", 1, TEARDOWN_MEM) < 0)
+		return 1;
+	if (teardown_setup(&by, &dom_by) < 0 || still_served(&by, dom_by, &n_by, "setup") < 0 ||
+	    teardown_unregister(&by, dom_by, &n_by) < 0 || teardown_exit(&by, dom_by, &n_by) < 0 ||
+	    tenant_unregister(&by, false) < 0)
+		goto out;
+	ret = 0;
+out:
+	tenant_close(&by);
+	return kt_failures() ? 1 : ret;
+}
+
+/* ---------------------------------------------------------------- 6. fault-around */
+
+static int scenario_faultaround(void)
+{
+	const uint64_t w = opt.window, len = 4 * opt.window;
+	/* a small region, not window aligned, past the big one */
+	const uint64_t small_iova = REGION_IOVA + 8 * w + 0x3000, small_len = 2 * PAGE;
+	const uint64_t small_off = len;
+	struct tenant t;
+	uint64_t dom, dom_small;
+	struct ctrs c;
+	int ret = 1;
+
+	if (w <= PAGE) {
+		kt_fail("--window %" PRIu64 " is a single page: nothing to fault around", w);
+		return 1;
+	}
+	if (tenant_open(&t, "faultaround", 2, len + w) < 0)
+		return 1;
+	if (tenant_domain(&t, 0, IOPF_PASID_NONE, &dom) < 0 ||
+	    tenant_region(&t, dom, 0, REGION_IOVA, len, IOPF_ACCESS_ALL) < 0 ||
+	    tenant_domain(&t, 1, IOPF_PASID_NONE, &dom_small) < 0 ||
+	    tenant_region(&t, dom_small, small_off, small_iova, small_len, IOPF_ACCESS_ALL) < 0)
+		goto out;
+
+	/* one fault in the middle of window 1 maps all of window 1, and only it */
+	if (tenant_trigger(&t, 0, IOPF_PASID_NONE, IOMMU_PGFAULT_PERM_READ,
+			   REGION_IOVA + w + w / 2 + 0x234) < 0 ||
+	    expect_stats("domain", dom, false, 1, 1, 0, IOPF_REASON_RESOLVED, &c) < 0)
+		goto out;
+	if (!mapped_exact(&t, REGION_IOVA + w, w, w)) {
+		kt_fail("the window %#" PRIx64 " +%#" PRIx64 " is not mapped whole", REGION_IOVA + w, w);
+		goto out;
+	}
+	if (c.maps != 1 || c.pages_mapped != w / PAGE) {
+		kt_fail("one fault made %" PRIu64 " maps of %" PRIu64 " pages; wanted 1 of %" PRIu64,
+			c.maps, c.pages_mapped, w / PAGE);
+		goto out;
+	}
+	if (expect_unmapped(&t, REGION_IOVA, w, "window 0") < 0 ||
+	    expect_unmapped(&t, REGION_IOVA + 2 * w, 2 * w, "windows 2-3") < 0)
+		goto out;
+
+	/* later faults in that window: answered, no second map */
+	if (tenant_trigger(&t, 0, IOPF_PASID_NONE, IOMMU_PGFAULT_PERM_WRITE, REGION_IOVA + w) < 0 ||
+	    tenant_trigger(&t, 0, IOPF_PASID_NONE, IOMMU_PGFAULT_PERM_READ,
+			   REGION_IOVA + 2 * w - 8) < 0 ||
+	    tenant_trigger(&t, 0, IOPF_PASID_NONE, IOMMU_PGFAULT_PERM_READ | IOMMU_PGFAULT_PERM_WRITE,
+			   REGION_IOVA + w + 0x1000) < 0 ||
+	    expect_stats("domain", dom, false, 4, 4, 0, IOPF_REASON_RESOLVED, &c) < 0)
+		goto out;
+	if (c.maps != 1 || c.coalesced != 3) {
+		kt_fail("faults inside a mapped window: %" PRIu64 " maps (want 1), %" PRIu64
+			" coalesced (want 3)", c.maps, c.coalesced);
+		goto out;
+	}
+
+	/* a region smaller than the window: the window is clipped to it */
+	if (tenant_trigger(&t, 1, IOPF_PASID_NONE, IOMMU_PGFAULT_PERM_READ, small_iova + 0x10) < 0 ||
+	    expect_stats("small domain", dom_small, false, 1, 1, 0, IOPF_REASON_RESOLVED, NULL) < 0)
+		goto out;
+	if (!mapped_exact(&t, small_iova, small_len, small_off)) {
+		kt_fail("the small region is not mapped whole");
+		goto out;
+	}
+	if (expect_unmapped(&t, small_iova - PAGE, PAGE, "page before the small region") < 0 ||
+	    expect_unmapped(&t, small_iova + small_len, PAGE, "page after the small region") < 0)
+		goto out;
+	if (tenant_unregister(&t, false) < 0 ||
+	    expect_unmapped(&t, REGION_IOVA, 9 * w, "after UnregisterSource") < 0)
+		goto out;
+	kt_log("one fault mapped its %" PRIu64 " KiB window in one map; 3 later faults in it "
+	       "answered without mapping; a 2-page region was not overrun", w >> 10);
+	ret = 0;
+out:
+	tenant_close(&t);
+	return ret;
+}
+
+/* ---------------------------------------------------------------- 7. load */
+
+#define LOAD_PASID_IOVA (UINT64_C(1) << 30)
+
+struct loader {
+	struct tenant t;
+	uint64_t dom[2];          /* (dev, no PASID) and (dev, PASID 1) */
+	unsigned n;               /* faults to raise */
+	unsigned next, done;      /* faults raised, faults seen resolved (in order) */
+	uint64_t *t0;             /* owned; raise time of each fault */
+	uint64_t deadline;        /* for the oldest unresolved fault */
+};
+
+/*
+ * Page i of a loader's memory: even pages fault through the no-PASID domain at
+ * REGION_IOVA + i pages, odd ones through PASID 1 at LOAD_PASID_IOVA + i pages (the same
+ * memfd behind both regions, each page faulted once).
+ */
+static uint64_t load_iova(unsigned i)
+{
+	return (i & 1 ? LOAD_PASID_IOVA : REGION_IOVA) + (uint64_t)i * PAGE;
+}
+
+/* Fault i resolved: its page maps exactly the right memory. */
+static bool load_resolved(struct loader *l, unsigned i)
+{
+	return kt_check_map(&l->t.w, load_iova(i), PAGE, l->t.mem.va + (uint64_t)i * PAGE) == 0;
+}
+
+/*
+ * One thread drives every tenant, round robin, so only one vCPU polls and iopfd's
+ * workers keep the other: each tenant keeps up to opt.inflight faults outstanding,
+ * raising the next as soon as its oldest is seen resolved. A fault's latency runs
+ * from just before its TRIGGER_IOPF to the first look that finds its page mapped (a
+ * look at every tenant costs one MD_CHECK_MAP each).
+ * Return: 0, or -1 (logged) on an error or a fault unresolved after WAIT_MS.
+ */
+static int load_drive(struct loader *ld, unsigned n_ten, struct kt_lat *lat)
+{
+	unsigned left = n_ten;
+
+	while (left) {
+		bool progress = false;
+
+		for (unsigned k = 0; k < n_ten; k++) {
+			struct loader *l = &ld[k];
+			uint64_t now;
+
+			if (l->done == l->n)
+				continue;
+			while (l->done < l->next && load_resolved(l, l->done)) {
+				(void)kt_lat_add(lat, kt_now_ns() - l->t0[l->done]);
+				l->done++;
+				l->deadline = 0;
+				progress = true;
+			}
+			while (l->next < l->n && l->next - l->done < opt.inflight) {
+				unsigned i = l->next;
+				int r;
+
+				l->t0[i] = kt_now_ns();
+				r = kt_trigger(&l->t.w, l->t.w.dev[0].idev_id, i & 1, i & 0x1ff,
+					       grp_perm(i), load_iova(i) + (i % 16) * 8);
+				if (r < 0) {
+					kt_fail("%s: TRIGGER_IOPF #%u: %s", l->t.name, i,
+						strerror(-r));
+					return -1;
+				}
+				l->next++;
+				l->t.n_triggered = l->next;
+				progress = true;
+			}
+			if (l->done == l->n) {
+				left--;
+				continue;
+			}
+			now = kt_now_ns();
+			if (!l->deadline) {
+				l->deadline = now + (uint64_t)WAIT_MS * 1000000;
+			} else if (now > l->deadline) {
+				kt_fail("%s: fault #%u (iova %#" PRIx64 ") not resolved after %d ms",
+					l->t.name, l->done, load_iova(l->done), WAIT_MS);
+				return -1;
+			}
+		}
+		/* nothing moved: give the vCPU to iopfd's workers */
+		if (!progress)
+			sched_yield();
+	}
+	return 0;
+}
+
+static int scenario_load(void)
+{
+	unsigned n_ten = opt.tenants, per = (opt.faults + n_ten - 1) / n_ten, n_open = 0;
+	struct loader *ld;
+	struct kt_lat all = { 0 };
+	uint64_t t0, t_mapped, t_answered, total = 0, maps = 0;
+	unsigned unanswered = 0;
+	int ret = 1;
+
+	if (n_ten < 2 || n_ten > 16) {
+		kt_fail("--tenants must be 2..16");
+		return 1;
+	}
+	ld = calloc(n_ten, sizeof(*ld));
+	if (!ld) {
+		kt_fail("out of memory");
+		return 1;
+	}
+	for (unsigned i = 0; i < n_ten; i++, n_open++) {
+		char name[32];
+		uint64_t len = (uint64_t)per * PAGE;
+
+		snprintf(name, sizeof(name), "load-%u", i);
+		ld[i].n = per;
+		ld[i].t0 = calloc(per, sizeof(*ld[i].t0));
+		if (!ld[i].t0) {
+			kt_fail("out of memory");
+			goto out;
+		}
+		if (tenant_open(&ld[i].t, name, 1, len) < 0)
+			goto out;
+		if (tenant_domain(&ld[i].t, 0, IOPF_PASID_NONE, &ld[i].dom[0]) < 0 ||
+		    tenant_domain(&ld[i].t, 0, 1, &ld[i].dom[1]) < 0 ||
+		    tenant_region(&ld[i].t, ld[i].dom[0], 0, REGION_IOVA, len, IOPF_ACCESS_ALL) < 0 ||
+		    tenant_region(&ld[i].t, ld[i].dom[1], 0, LOAD_PASID_IOVA, len,
+				  IOPF_ACCESS_ALL) < 0) {
+			n_open++;
+			goto out;
+		}
+	}
+
+	t0 = kt_now_ns();
+	if (load_drive(ld, n_ten, &all) < 0)
+		goto out;
+	t_mapped = kt_now_ns();
+
+	/* every group answered: iopfd's counts, then the kernel's view after unregister */
+	for (unsigned i = 0; i < n_ten; i++)
+		for (unsigned d = 0; d < 2; d++) {
+			struct ctrs c;
+			uint64_t want = per / 2 + (d == 0 ? per % 2 : 0);
+
+			if (expect_stats(ld[i].t.name, ld[i].dom[d], false, want, want, 0,
+					 IOPF_REASON_RESOLVED, &c) < 0)
+				unanswered += (unsigned)(want > c.success ? want - c.success : 0);
+			total += c.groups;
+			maps += c.maps;
+		}
+	t_answered = kt_now_ns();
+	for (unsigned i = 0; i < n_ten; i++)
+		if (tenant_unregister(&ld[i].t, false) < 0)
+			goto out;
+	if (unanswered || total != (uint64_t)per * n_ten) {
+		kt_fail("%u unanswered, %" PRIu64 " of %u answered", unanswered, total, per * n_ten);
+		goto out;
+	}
+	kt_log("%" PRIu64 " faults over %u tenants: 0 unanswered, 0 wrong; all mapped after "
+	       "%.3f s, all counted answered after %.3f s", total, n_ten,
+	       (double)(t_mapped - t0) / 1e9, (double)(t_answered - t0) / 1e9);
+	printf("KTEST-METRIC name=load faults=%" PRIu64 " tenants=%u inflight=%u seconds=%.3f "
+	       "fps=%.0f p50_us=%.1f p90_us=%.1f p99_us=%.1f max_us=%.1f maps=%" PRIu64
+	       " window=%" PRIu64 "\n",
+	       total, n_ten, opt.inflight, (double)(t_answered - t0) / 1e9,
+	       (double)total / ((double)(t_answered - t0) / 1e9), kt_lat_pct(&all, 0.50) / 1e3,
+	       kt_lat_pct(&all, 0.90) / 1e3, kt_lat_pct(&all, 0.99) / 1e3,
+	       kt_lat_pct(&all, 1.0) / 1e3, maps, opt.window);
+	fflush(stdout);
+	ret = 0;
+out:
+	for (unsigned i = 0; i < n_ten; i++) {
+		free(ld[i].t0);
+		if (i < n_open)
+			tenant_close(&ld[i].t);
+	}
+	kt_lat_free(&all);
+	free(ld);
+	return kt_failures() ? 1 : ret;
+}
+
+/* ---------------------------------------------------------------- main */
+
+static const struct {
+	const char *name;
+	int (*fn)(void);
+} scenarios[] = {
+	{ "regions", scenario_regions },
+	{ "outside", scenario_outside },
+	{ "unknown", scenario_unknown },
+	{ "collide", scenario_collide },
+	{ "teardown", scenario_teardown },
+	{ "faultaround", scenario_faultaround },
+	{ "load", scenario_load },
+};
+
+static int usage(void)
+{
+	fprintf(stderr, "usage: iopf-ktenant SCENARIO --address ADDR --daemon-pid PID "
+			"[--window BYTES] [--faults N] [--tenants N] [--inflight N]\n"
+			"scenarios:");
+	for (size_t i = 0; i < sizeof(scenarios) / sizeof(scenarios[0]); i++)
+		fprintf(stderr, " %s", scenarios[i].name);
+	fprintf(stderr, "\n");
+	return 2;
+}
+
+static int observer_open(void)
+{
+	int r;
+
+	r = sd_bus_new(&observer);
+	if (r >= 0)
+		r = sd_bus_set_address(observer, opt.address);
+	if (r >= 0)
+		r = sd_bus_start(observer);
+	if (r < 0) {
+		kt_fail("observer connection to %s: %s", opt.address, strerror(-r));
+		observer = sd_bus_flush_close_unref(observer);
+	}
+	return r;
+}
+
+int main(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "address", required_argument, NULL, 'a' },
+		{ "daemon-pid", required_argument, NULL, 'p' },
+		{ "window", required_argument, NULL, 'w' },
+		{ "faults", required_argument, NULL, 'n' },
+		{ "tenants", required_argument, NULL, 't' },
+		{ "inflight", required_argument, NULL, 'i' },
+		{}
+	};
+	const char *name;
+	int c, ret;
+
+	if (argc < 2)
+		return usage();
+	name = argv[1];
+	optind = 2;
+	while ((c = getopt_long(argc, argv, "", opts, NULL)) >= 0) {
+		switch (c) {
+		case 'a':
+			opt.address = optarg;
+			break;
+		case 'p':
+			opt.daemon_pid = (pid_t)strtol(optarg, NULL, 10);
+			break;
+		case 'w':
+			opt.window = strtoull(optarg, NULL, 0);
+			break;
+		case 'n':
+			opt.faults = (unsigned)strtoul(optarg, NULL, 0);
+			break;
+		case 't':
+			opt.tenants = (unsigned)strtoul(optarg, NULL, 0);
+			break;
+		case 'i':
+			opt.inflight = (unsigned)strtoul(optarg, NULL, 0);
+			break;
+		default:
+			return usage();
+		}
+	}
+	if (!opt.address || opt.daemon_pid <= 0 || opt.window < PAGE ||
+	    (opt.window & (opt.window - 1)) || opt.faults == 0 || opt.faults > 200000 ||
+	    opt.inflight == 0 || opt.inflight > 4096)
+		return usage();
+
+	for (size_t i = 0; i < sizeof(scenarios) / sizeof(scenarios[0]); i++) {
+		if (strcmp(scenarios[i].name, name) != 0)
+			continue;
+		kt_set_name(name);
+		/* a vanished peer must not kill us mid-check */
+		signal(SIGPIPE, SIG_IGN);
+		if (observer_open() < 0)
+			return 1;
+		ret = scenarios[i].fn();
+		observer = sd_bus_flush_close_unref(observer);
+		if (ret == 0 && kt_failures() == 0)
+			kt_log("PASS");
+		return kt_failures() ? 1 : ret;
+	}
+	return usage();
+}
