@@ -14,10 +14,18 @@
 #include "engine.h"
 #include "iopf/uapi.h"
 
+/* cookie -> entry of the current batch; stale once gen moves on, so never cleared per turn */
+struct iopf_response_slot {
+	uint32_t cookie, gen, idx;
+};
+
 struct iopf_response_batch {
 	struct iommu_hwpt_page_response *resp; /* owned */
 	struct iopf_counters **ctr;            /* owned array; counters of each entry's domain */
 	size_t n, cap;
+	struct iopf_response_slot *index;      /* owned; open addressing, at most half full */
+	size_t index_mask;
+	uint32_t gen;                          /* of the current batch; never 0 */
 };
 
 /* Return: 0 or -ENOMEM. */
@@ -26,15 +34,17 @@ void iopf_response_batch_fini(struct iopf_response_batch *rb);
 /* Grow to hold at least @cap entries, keeping queued ones. Return: 0 or -ENOMEM. */
 int iopf_response_batch_reserve(struct iopf_response_batch *rb, size_t cap);
 
-/* Queue one response; the caller made room (the fault path never allocates). */
-static inline void iopf_response_add(struct iopf_response_batch *rb, uint32_t cookie,
-				     uint32_t code, struct iopf_counters *ctr)
-{
-	assert(rb->n < rb->cap);
-	rb->resp[rb->n] = (struct iommu_hwpt_page_response){ .cookie = cookie, .code = code };
-	rb->ctr[rb->n] = ctr;
-	rb->n++;
-}
+/*
+ * iopf_response_add() - queue one response; the caller made room (no allocation).
+ *
+ * A cookie already queued in this batch means the kernel answered that group
+ * itself (detach) and handed the cookie to a group read since: the earlier
+ * entry would answer the new group, so it is dropped and counted 'stale' on
+ * its counters. (Cookies are re-issued only at read time, and only we read,
+ * so this can only happen between reads of one batch.)
+ */
+void iopf_response_add(struct iopf_response_batch *rb, uint32_t cookie, uint32_t code,
+		       struct iopf_counters *ctr);
 
 /*
  * iopf_response_flush() - write every queued response, each cookie at most once.

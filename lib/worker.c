@@ -69,6 +69,9 @@ static struct io_uring_sqe *get_sqe(struct iopf_worker *w)
 		(void)io_uring_submit(&w->ring);
 		sqe = io_uring_get_sqe(&w->ring);
 	}
+	/* A submit empties the SQ: still none means a broken ring, and no poll means no service. */
+	if (!sqe)
+		abort();
 	return sqe;
 }
 
@@ -76,7 +79,6 @@ static void arm_poll(struct iopf_worker *w, int fd, uint64_t tag)
 {
 	struct io_uring_sqe *sqe = get_sqe(w);
 
-	assert(sqe); /* cannot fail right after a submit */
 	io_uring_prep_poll_add(sqe, fd, POLLIN);
 	io_uring_sqe_set_data64(sqe, tag);
 }
@@ -96,7 +98,6 @@ static void cancel_poll(struct iopf_worker *w, struct iopf_source *s)
 {
 	struct io_uring_sqe *sqe = get_sqe(w);
 
-	assert(sqe);
 	io_uring_prep_cancel64(sqe, source_tag(s), 0);
 	io_uring_sqe_set_data64(sqe, source_tag(s) | TAG_CANCEL_BIT);
 	s->cancel_pending = true;
@@ -160,6 +161,22 @@ static enum iopf_reason resolve_group(struct iopf_engine *e, struct iopf_source 
 	return IOPF_REASON_RESOLVED;
 }
 
+/*
+ * A cookie just read that a held group still has: the kernel answered the held
+ * group itself (detach) and re-issued its cookie. Forget the held one, or
+ * answering it later would answer the new group.
+ */
+static void forget_reissued(struct iopf_source *s, uint32_t cookie)
+{
+	for (size_t i = 0; i < s->n_held; i++)
+		if (s->held[i].cookie == cookie) {
+			ctr_add(&s->held[i].domain->counters.stale, 1);
+			s->held[i] = s->held[--s->n_held];
+			ctr_sub(&s->n_held_pub, 1);
+			return;
+		}
+}
+
 /* Caller holds the RCU read lock; rb has room for @n more responses. */
 static void handle_records(struct iopf_worker *w, struct iopf_source *s, size_t n)
 {
@@ -173,6 +190,8 @@ static void handle_records(struct iopf_worker *w, struct iopf_source *s, size_t 
 		struct iopf_counters *c = d ? &d->counters : &s->unrouted;
 		enum iopf_reason why;
 
+		if (s->n_held > 0)
+			forget_reissued(s, g.cookie);
 		ctr_add(&c->faults, g.n);
 		if (g.bad)
 			why = IOPF_REASON_BAD_RECORD;

@@ -389,6 +389,7 @@ static void test_remove_domain_with_held(void **state)
 	fake_fault(x->f, 3, IOPF_PASID_NONE, BASE, IOMMU_PGFAULT_PERM_READ);
 	fake_fault(x->f, 3, IOPF_PASID_NONE, BASE + 2 * MiB, IOMMU_PGFAULT_PERM_READ);
 	WAIT_FOR(dgroups(x, x->dom) == 2 && dgroups(x, dp) == 1);
+	settle(x->f); /* else the turn that answered them could go on to hold the next */
 
 	assert_int_equal(__iopf_engine_set_hold(x->e, x->dom, true), 0);
 	for (int i = 0; i < 3; i++)
@@ -438,6 +439,7 @@ static void test_remove_source_with_held(void **state)
 	fake_fault(x->f, 3, IOPF_PASID_NONE, BASE, IOMMU_PGFAULT_PERM_READ);
 	fake_fault(x->f, 3, IOPF_PASID_NONE, BASE + 512 * KiB, IOMMU_PGFAULT_PERM_READ);
 	WAIT_FOR(dgroups(x, x->dom) == 2);
+	settle(x->f);
 	assert_int_equal(__iopf_engine_set_hold(x->e, x->dom, true), 0);
 	fake_fault(x->f, 3, IOPF_PASID_NONE, BASE + 4096, IOMMU_PGFAULT_PERM_READ);
 	fake_fault(x->f, 3, IOPF_PASID_NONE, BASE + 8192, IOMMU_PGFAULT_PERM_READ);
@@ -501,6 +503,7 @@ static void test_free_with_state(void **state)
 	add_region(x, x->dom, BASE, MiB, R);
 	fake_fault(x->f, 3, IOPF_PASID_NONE, BASE, IOMMU_PGFAULT_PERM_READ);
 	WAIT_FOR(dgroups(x, x->dom) == 1);
+	settle(x->f);
 	assert_int_equal(__iopf_engine_set_hold(x->e, x->dom, true), 0);
 	fake_fault(x->f, 3, IOPF_PASID_NONE, BASE, IOMMU_PGFAULT_PERM_READ);
 	WAIT_FOR(__iopf_engine_held(x->e, x->src) == 1);
@@ -688,6 +691,37 @@ static void test_write_error_drops_batch(void **state)
 		(void)fake_auto_answer(x->f, c);
 }
 
+/*
+ * A held group the kernel answers itself (detach), whose cookie is then
+ * re-issued to a new group: the held one is forgotten (stale), the new one
+ * answered once, and removal later answers nothing in its name.
+ */
+static void test_held_cookie_reissued(void **state)
+{
+	struct fixture *x = *state;
+	struct fake_answer *ans;
+
+	add_region(x, x->dom, BASE, MiB, R);
+	assert_int_equal(__iopf_engine_set_hold(x->e, x->dom, true), 0);
+	fake_fault(x->f, 3, IOPF_PASID_NONE, BASE, IOMMU_PGFAULT_PERM_READ);
+	WAIT_FOR(__iopf_engine_held(x->e, x->src) == 1);
+	assert_true(fake_auto_answer(x->f, 1));
+	assert_int_equal(__iopf_engine_set_hold(x->e, x->dom, false), 0);
+	fake_fault(x->f, 3, IOPF_PASID_NONE, BASE, IOMMU_PGFAULT_PERM_READ); /* gets cookie 1 */
+	WAIT_FOR(dgroups(x, x->dom) == 1);
+	settle(x->f);
+	assert_int_equal(__iopf_engine_held(x->e, x->src), 0);
+	assert_int_equal(dinfo(x, x->dom).counters.stale, 1);
+	assert_int_equal(fake_answers(x->f, &ans), 1);
+	assert_int_equal(ans[0].cookie, 1);
+	assert_int_equal(ans[0].serial, 2);
+	assert_int_equal(ans[0].code, IOMMUFD_PAGE_RESP_SUCCESS);
+	free(ans);
+	assert_int_equal(iopf_engine_remove_domain(x->e, x->dom, on_done, x), 0);
+	wait_done(x, 1);
+	assert_int_equal(fake_writes(x->f), 1); /* nothing left to retire */
+}
+
 struct feeder {
 	struct fake *f;
 	int stop;
@@ -783,6 +817,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_churn, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_read_errors_break_source, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_write_error_drops_batch, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_held_cookie_reissued, setup, teardown),
 		cmocka_unit_test(test_bad_config),
 		cmocka_unit_test_setup_teardown(test_add_source_fd_kinds, setup, teardown),
 	};

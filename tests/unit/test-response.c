@@ -183,6 +183,59 @@ static void test_reserve_keeps_entries(void **state)
 	expect_answers(x, want, 2);
 }
 
+/*
+ * Between two reads of one turn the kernel auto-answered a group and handed
+ * its cookie to a group read next: only the later response may be written.
+ */
+static void test_reissued_cookie_in_batch(void **state)
+{
+	struct fx *x = *state;
+	struct iommu_hwpt_pgfault rec;
+	struct fake_answer *a;
+	uint32_t c;
+
+	deliver(x, 2); /* cookies 1, 2 */
+	iopf_response_add(&x->rb, x->cookies[0], IOMMUFD_PAGE_RESP_SUCCESS, &x->c[0]);
+	iopf_response_add(&x->rb, x->cookies[1], IOMMUFD_PAGE_RESP_SUCCESS, &x->c[0]);
+	assert_true(fake_auto_answer(x->f, x->cookies[0]));
+	fake_fault(x->f, 3, IOPF_PASID_NONE, 0x2000, 1);
+	assert_int_equal(x->b->ops->fault_read(x->b, &rec, sizeof(rec)), (ssize_t)sizeof(rec));
+	c = rec.cookie;
+	assert_int_equal(c, x->cookies[0]); /* lowest free: re-issued */
+	iopf_response_add(&x->rb, c, IOMMUFD_PAGE_RESP_INVALID, &x->c[1]);
+	assert_int_equal(x->c[0].stale, 1); /* dropped at once, never written */
+
+	assert_int_equal(iopf_response_flush(&x->rb, x->b), 2);
+	assert_int_equal(fake_writes(x->f), 1);
+	assert_int_equal(fake_answers(x->f, &a), 2);
+	assert_int_equal(a[0].cookie, x->cookies[1]);
+	assert_int_equal(a[1].cookie, c);
+	assert_int_equal(a[1].code, IOMMUFD_PAGE_RESP_INVALID); /* the new group's answer */
+	assert_int_equal(a[1].serial, 3);
+	free(a);
+	assert_true(fake_all_answered_once(x->f));
+
+	/* the index forgets a batch once flushed: the same cookie is fine next time */
+	deliver(x, 1);
+	iopf_response_add(&x->rb, x->cookies[0], IOMMUFD_PAGE_RESP_SUCCESS, &x->c[0]);
+	assert_int_equal(iopf_response_flush(&x->rb, x->b), 1);
+	assert_int_equal(x->c[0].stale, 1);
+}
+
+/* Growing the batch keeps the cookie index right for entries already queued. */
+static void test_reserve_reindexes(void **state)
+{
+	struct fx *x = *state;
+
+	deliver(x, 3);
+	queue_all(x, 3);
+	assert_int_equal(iopf_response_batch_reserve(&x->rb, 4096), 0);
+	iopf_response_add(&x->rb, x->cookies[1], IOMMUFD_PAGE_RESP_INVALID, &x->c[0]);
+	assert_int_equal(x->c[1].stale, 1);
+	assert_int_equal(iopf_response_flush(&x->rb, x->b), 3);
+	assert_true(fake_all_answered_once(x->f));
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -193,6 +246,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_last_entry_refused, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_hard_error_drops, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_reserve_keeps_entries, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_reissued_cookie_in_batch, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_reserve_reindexes, setup, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
