@@ -79,6 +79,22 @@ static int check_fd(int fd, uint64_t offset, uint64_t length, uint32_t access)
 	return 0;
 }
 
+/*
+ * IOAS_MAP knows only read and write. An instruction fetch reads memory, and
+ * PRIV is a privilege level, not an access: both map readable, so a region
+ * that allows only EXEC or PRIV still resolves its faults.
+ */
+static uint32_t region_prot(uint32_t access)
+{
+	uint32_t prot = 0;
+
+	if (access & (IOPF_ACCESS_READ | IOPF_ACCESS_EXEC))
+		prot |= IOMMU_IOAS_MAP_READABLE;
+	if (access & IOPF_ACCESS_WRITE)
+		prot |= IOMMU_IOAS_MAP_WRITEABLE;
+	return prot ? prot : IOMMU_IOAS_MAP_READABLE;
+}
+
 int iopf_region_new(int fd, uint64_t offset, uint64_t iova, uint64_t length, uint32_t access,
 		    struct iopf_region **ret)
 {
@@ -118,8 +134,7 @@ int iopf_region_new(int fd, uint64_t offset, uint64_t iova, uint64_t length, uin
 		.length = length,
 		.offset = offset,
 		.access = access,
-		.prot = ((access & IOPF_ACCESS_READ) ? IOMMU_IOAS_MAP_READABLE : 0) |
-			((access & IOPF_ACCESS_WRITE) ? IOMMU_IOAS_MAP_WRITEABLE : 0),
+		.prot = region_prot(access),
 		.fd = dfd,
 		.n_pages = length / IOPF_PAGE_SIZE,
 		.mapped = TAKE_PTR(mapped),

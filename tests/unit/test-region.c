@@ -68,6 +68,30 @@ static void test_new_validation(void **state)
 	assert_null(iopf_region_free(NULL));
 }
 
+/* IOAS_MAP has only read and write: EXEC and PRIV map readable. */
+static void test_prot(void **state)
+{
+	static const struct {
+		uint32_t access, prot;
+	} cases[] = {
+		{ R, IOMMU_IOAS_MAP_READABLE },
+		{ W, IOMMU_IOAS_MAP_WRITEABLE },
+		{ R | W, IOMMU_IOAS_MAP_READABLE | IOMMU_IOAS_MAP_WRITEABLE },
+		{ IOPF_ACCESS_EXEC, IOMMU_IOAS_MAP_READABLE },
+		{ IOPF_ACCESS_PRIV, IOMMU_IOAS_MAP_READABLE },
+		{ W | IOPF_ACCESS_EXEC, IOMMU_IOAS_MAP_READABLE | IOMMU_IOAS_MAP_WRITEABLE },
+		{ W | IOPF_ACCESS_PRIV, IOMMU_IOAS_MAP_WRITEABLE },
+	};
+
+	for (size_t i = 0; i < ARRAY_SIZE(cases); i++) {
+		struct iopf_region *r;
+
+		assert_int_equal(iopf_region_new(memfd, 0, 0, PG, cases[i].access, &r), 0);
+		assert_int_equal(r->prot, cases[i].prot);
+		iopf_region_free(r);
+	}
+}
+
 static void test_set_overlap(void **state)
 {
 	struct iopf_region *a = mk(0x10000, 4 * PG), *b = mk(0x20000, 4 * PG);
@@ -243,6 +267,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_new_validation),
+		cmocka_unit_test(test_prot),
 		cmocka_unit_test(test_set_overlap),
 		cmocka_unit_test(test_set_find),
 		cmocka_unit_test(test_bitmaps),
