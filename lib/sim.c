@@ -23,6 +23,12 @@
  * the doorbell eventfd is only touched under it, so its level cannot drift
  * from the queue. The daemon side validates the geometry once at open, keeps
  * a private copy, and never trusts an index it reads from the memfd again.
+ *
+ * Limit of that trust: the mutex itself is glibc's. A robust mutex carries
+ * the owner's robust-list pointers, which glibc follows on unlock, so a tenant
+ * that rewrites them while the daemon holds the lock can make the daemon
+ * write to an address of its choosing. That is why simulator sources are
+ * refused unless the daemon runs with --allow-simulator (test use only).
  */
 #include <errno.h>
 #include <fcntl.h>

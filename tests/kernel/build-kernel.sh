@@ -5,7 +5,8 @@
 # linux-source-6.12, cached outside the tree under a key made of the fragment, the source
 # package version, the compiler version and RECIPE below. Prints the bzImage path on stdout.
 #
-# Usage: build-kernel.sh [--cache DIR] [--jobs N] [--source TARBALL] [--force]
+# Usage: build-kernel.sh [--cache DIR] [--jobs N] [--source TARBALL] [--force] [--key]
+# --key prints the cache key and exits (for CI caches).
 # The cache directory defaults to $IOPF_KERNEL_CACHE, else $XDG_CACHE_HOME/iopfd/kernel,
 # else /var/cache/iopfd/kernel when writable, else ~/.cache/iopfd/kernel.
 set -euo pipefail
@@ -19,6 +20,7 @@ source_tar=${IOPF_KERNEL_SOURCE:-/usr/src/linux-source-6.12.tar.xz}
 cache=${IOPF_KERNEL_CACHE:-}
 jobs=$(nproc 2>/dev/null || echo 2)
 force=0
+print_key=0
 
 die() { echo "build-kernel: error: $*" >&2; exit 1; }
 log() { echo "build-kernel: $*" >&2; }
@@ -29,7 +31,8 @@ while [ $# -gt 0 ]; do
 	--jobs) jobs=$2; shift 2 ;;
 	--source) source_tar=$2; shift 2 ;;
 	--force) force=1; shift ;;
-	-h|--help) sed -n '3,10p' "$0" >&2; exit 0 ;;
+	--key) print_key=1; shift ;;
+	-h|--help) sed -n '3,11p' "$0" >&2; exit 0 ;;
 	*) die "unknown argument '$1'" ;;
 	esac
 done
@@ -56,6 +59,11 @@ src_version=$(dpkg-query -W -f='${Version}' linux-source-6.12 2>/dev/null || tru
 cc_version=$(gcc -dumpfullversion -dumpversion)
 key=$( { echo "recipe $RECIPE"; echo "source $src_version $(basename "$source_tar")";
 	 echo "gcc $cc_version"; cat "$fragment"; } | sha256sum | cut -c1-16)
+
+if [ "$print_key" = 1 ]; then
+	echo "$key"
+	exit 0
+fi
 
 out=$cache/$key
 mkdir -p "$cache" || die "cannot create cache dir $cache"

@@ -37,27 +37,35 @@ LOAD_WINDOW=$(arg load_window 4096) # for the load and the bare loop: one map pe
 WORKERS=$(arg workers 2)
 TENANTS=$(arg tenants 4)
 INFLIGHT=$(arg inflight 1)
+HANDOFF_FAULTS=$(arg handoff_faults 2000)
+# The figures (bare, handoff, load) run on one vCPU: under TCG a wake-up across vCPUs
+# costs host scheduling latency, which would swamp what is measured. "none": unpinned.
+PERF_CPU=$(arg perf_cpu 0)
+PIN=
+[ "$PERF_CPU" != none ] && PIN="taskset -c $PERF_CPU"
 STEP_TIMEOUT=$(arg step_timeout 120)
 SOCKET=/run/iopfd.sock
 ADDRESS=unix:path=$SOCKET
 DAEMON_PID=
-DAEMON_WINDOW=
+DAEMON_KEY=
 
 now_ms() { awk '{ printf "%d\n", $1 * 1000 }' /proc/uptime; }
 
 echo "KTEST-BEGIN kernel=$(uname -r) cpus=$(grep -c ^processor /proc/cpuinfo) steps=$STEPS"
 
-# start_daemon WINDOW: an iopfd with that fault-around window (restarted if it differs).
+# start_daemon WINDOW [PIN]: an iopfd with that fault-around window and CPU pinning
+# (restarted, cleanly, if the running one differs).
 start_daemon() {
-	if [ -n "$DAEMON_PID" ] && [ "$DAEMON_WINDOW" != "$1" ]; then
+	want="$1/$2"
+	if [ -n "$DAEMON_PID" ] && [ "$DAEMON_KEY" != "$want" ]; then
 		stop_daemon || return 1
 	fi
 	[ -n "$DAEMON_PID" ] && return 0
 	rm -f "$SOCKET"
-	echo "ktest: starting iopfd --socket $SOCKET --workers $WORKERS --fault-around $1"
-	iopfd --socket "$SOCKET" --workers "$WORKERS" --fault-around "$1" --no-system-bus &
+	echo "ktest: starting ${2:+$2 }iopfd --socket $SOCKET --workers $WORKERS --fault-around $1"
+	$2 iopfd --socket "$SOCKET" --workers "$WORKERS" --fault-around "$1" --no-system-bus &
 	DAEMON_PID=$!
-	DAEMON_WINDOW=$1
+	DAEMON_KEY=$want
 	# Bounded wait for the socket; the daemon may also fail outright.
 	i=0
 	while [ ! -S "$SOCKET" ]; do
@@ -82,12 +90,13 @@ daemon_alive() {
 	[ -n "$DAEMON_PID" ] && kill -0 "$DAEMON_PID" 2>/dev/null
 }
 
-# run_tenant WINDOW SCENARIO ARGS...
+# run_tenant WINDOW PIN SCENARIO ARGS...
 run_tenant() {
 	window=$1
-	shift
-	start_daemon "$window" || return 1
-	timeout -s KILL "$STEP_TIMEOUT" iopf-ktenant "$@" --window "$window" \
+	pin=$2
+	shift 2
+	start_daemon "$window" "$pin" || return 1
+	timeout -s KILL "$STEP_TIMEOUT" $pin iopf-ktenant "$@" --window "$window" \
 		--address "$ADDRESS" --daemon-pid "$DAEMON_PID"
 	rc=$?
 	if ! daemon_alive; then
@@ -102,10 +111,12 @@ run_step() {
 	t0=$(now_ms)
 	case $name in
 	arrive) timeout -s KILL "$STEP_TIMEOUT" iopf-kbare arrive ;;
-	bare) timeout -s KILL "$STEP_TIMEOUT" iopf-kbare bare --faults "$FAULTS" \
+	bare) timeout -s KILL "$STEP_TIMEOUT" $PIN iopf-kbare bare --faults "$FAULTS" \
 		--window "$LOAD_WINDOW" ;;
-	regions|outside|unknown|collide|teardown|faultaround) run_tenant "$WINDOW" "$name" ;;
-	load) run_tenant "$LOAD_WINDOW" load --faults "$FAULTS" --tenants "$TENANTS" \
+	handoff-poll|handoff-uring|handoff-process)
+		timeout -s KILL "$STEP_TIMEOUT" $PIN iopf-kbare "$name" --faults "$HANDOFF_FAULTS" ;;
+	regions|outside|unknown|collide|teardown|faultaround) run_tenant "$WINDOW" "" "$name" ;;
+	load) run_tenant "$LOAD_WINDOW" "$PIN" load --faults "$FAULTS" --tenants "$TENANTS" \
 		--inflight "$INFLIGHT" ;;
 	stop) stop_daemon ;;
 	*) echo "ktest: unknown step '$name'"; false ;;
@@ -139,7 +150,7 @@ stop_daemon() {
 	wait "$DAEMON_PID"
 	rc=$?
 	DAEMON_PID=
-	DAEMON_WINDOW=
+	DAEMON_KEY=
 	echo "ktest: iopfd exited with status $rc"
 	return $rc
 }

@@ -15,11 +15,20 @@
  */
 #include <errno.h>
 #include <getopt.h>
+#include <poll.h>
+#include <pthread.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdbool.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <unistd.h>
+
+#include <liburing.h>
 
 #include "kt.h"
 
@@ -282,10 +291,180 @@ out_world:
 	return kt_failures() ? 1 : ret;
 }
 
+/*
+ * The bare loop split across two threads the way iopfd splits it: a server thread
+ * waits for the fault fd (poll(2), or an io_uring POLL_ADD like iopfd's workers), reads,
+ * maps and answers; the main thread raises one fault at a time and polls MD_CHECK_MAP
+ * for its page, as the load scenario does. The difference to "bare" is the cost of the
+ * wake-up and hand-off alone, without anything of iopfd.
+ */
+struct handoff {
+	struct kt_world *w;
+	struct kt_mem *mem;
+	bool uring;
+	bool process;   /* the server is a child process, not a thread */
+	atomic_bool stop;
+	int error;
+};
+
+static int handoff_serve_one(struct handoff *h)
+{
+	struct iommu_hwpt_pgfault rec[16];
+	ssize_t n = kt_fault_read(h->w->fault_fd, rec, 16);
+
+	for (ssize_t i = 0; i < n; i++) {
+		uint64_t page = rec[i].addr & ~UINT64_C(4095);
+		int r = kt_ioas_map(h->w->iommufd, h->w->ioas_id, h->mem->va + (page - IOVA_BASE),
+				    4096, page);
+
+		if (r < 0 && r != -EEXIST)
+			return r;
+		r = kt_fault_respond(h->w->fault_fd, rec[i].cookie, IOMMUFD_PAGE_RESP_SUCCESS);
+		if (r < 0)
+			return r;
+	}
+	return n < 0 ? (int)n : 0;
+}
+
+static void *handoff_server(void *arg)
+{
+	struct handoff *h = arg;
+	struct io_uring ring;
+	int r = 0;
+
+	if (h->uring) {
+		struct io_uring_params p = { .flags = IORING_SETUP_SINGLE_ISSUER |
+						      IORING_SETUP_DEFER_TASKRUN };
+
+		r = io_uring_queue_init_params(8, &ring, &p);
+		if (r < 0) {
+			h->error = r;
+			return NULL;
+		}
+	}
+	while (!atomic_load(&h->stop) && r >= 0) {
+		if (h->uring) {
+			struct io_uring_sqe *sqe = io_uring_get_sqe(&ring);
+			struct io_uring_cqe *cqe;
+			struct __kernel_timespec ts = { .tv_nsec = 100000000 };
+
+			io_uring_prep_poll_add(sqe, h->w->fault_fd, POLLIN);
+			r = io_uring_submit_and_wait_timeout(&ring, &cqe, 1, &ts, NULL);
+			if (r == -ETIME || r == -EINTR) {
+				/* a poll still armed: cancel it before arming the next */
+				io_uring_prep_cancel64(io_uring_get_sqe(&ring), 0, IORING_ASYNC_CANCEL_ANY);
+				(void)io_uring_submit_and_wait(&ring, 2);
+				while (io_uring_peek_cqe(&ring, &cqe) == 0)
+					io_uring_cqe_seen(&ring, cqe);
+				r = 0;
+				continue;
+			}
+			if (r < 0)
+				break;
+			io_uring_cqe_seen(&ring, cqe);
+		} else {
+			r = kt_fault_readable(h->w->fault_fd, 100);
+			if (r <= 0)
+				continue;
+		}
+		r = handoff_serve_one(h);
+	}
+	if (r < 0)
+		h->error = r;
+	if (h->uring)
+		io_uring_queue_exit(&ring);
+	return NULL;
+}
+
+static int step_handoff(unsigned n_faults, bool uring, bool process)
+{
+	struct kt_world w;
+	struct kt_mem mem;
+	struct kt_lat lat = { 0 };
+	struct handoff h = { .w = &w, .mem = &mem, .uring = uring, .process = process };
+	const char *name = process ? "handoff-process" : uring ? "handoff-uring" : "handoff-poll";
+	pid_t child = -1;
+	uint64_t t_start, elapsed;
+	pthread_t th;
+	int r, ret = 1;
+
+	r = kt_world_open(&w, 1);
+	if (r < 0) {
+		kt_fail("cannot build the mock world: %s", strerror(-r));
+		return 1;
+	}
+	r = kt_mem_open(&mem, (uint64_t)n_faults * 4096);
+	if (r < 0) {
+		kt_fail("memfd: %s", strerror(-r));
+		goto out_world;
+	}
+	if (process) {
+		fflush(stdout);
+		child = fork();
+		if (child == 0) {
+			handoff_server(&h);
+			_exit(h.error ? 1 : 0);
+		}
+		if (child < 0) {
+			kt_fail("fork: %s", strerror(errno));
+			goto out_mem;
+		}
+	} else if (pthread_create(&th, NULL, handoff_server, &h) != 0) {
+		kt_fail("pthread_create failed");
+		goto out_mem;
+	}
+	t_start = kt_now_ns();
+	for (unsigned i = 0; i < n_faults && !h.error; i++) {
+		uint64_t page = IOVA_BASE + (uint64_t)i * 4096, t0 = kt_now_ns();
+		uint64_t deadline = t0 + UINT64_C(20000000000);
+
+		r = kt_trigger(&w, w.dev[0].idev_id, 1 + i % 4, i & 0x1ff,
+			       IOMMU_PGFAULT_PERM_READ | IOMMU_PGFAULT_PERM_WRITE, page);
+		if (r < 0) {
+			kt_fail("TRIGGER_IOPF #%u: %s", i, strerror(-r));
+			break;
+		}
+		while (kt_check_map(&w, page, 4096, mem.va + (uint64_t)i * 4096) != 0) {
+			if (kt_now_ns() > deadline) {
+				kt_fail("fault #%u not resolved by the server thread", i);
+				break;
+			}
+			sched_yield();
+		}
+		(void)kt_lat_add(&lat, kt_now_ns() - t0);
+	}
+	elapsed = kt_now_ns() - t_start;
+	if (process) {
+		kill(child, SIGKILL);
+		waitpid(child, NULL, 0);
+	} else {
+		atomic_store(&h.stop, true);
+		pthread_join(th, NULL);
+	}
+	if (h.error)
+		kt_fail("server thread: %s", strerror(-h.error));
+	if (kt_failures())
+		goto out_mem;
+	printf("KTEST-METRIC name=%s faults=%u seconds=%.3f fps=%.0f p50_us=%.1f p90_us=%.1f "
+	       "p99_us=%.1f max_us=%.1f maps=%u window=4096\n",
+	       name, n_faults, (double)elapsed / 1e9, n_faults / ((double)elapsed / 1e9),
+	       kt_lat_pct(&lat, 0.50) / 1e3, kt_lat_pct(&lat, 0.90) / 1e3,
+	       kt_lat_pct(&lat, 0.99) / 1e3, kt_lat_pct(&lat, 1.0) / 1e3, n_faults);
+	fflush(stdout);
+	ret = 0;
+out_mem:
+	kt_lat_free(&lat);
+	kt_mem_close(&mem);
+out_world:
+	kt_world_close(&w);
+	return kt_failures() ? 1 : ret;
+}
+
 static int usage(void)
 {
 	fprintf(stderr, "usage: iopf-kbare arrive\n"
-			"       iopf-kbare bare [--faults N] [--window BYTES]\n");
+			"       iopf-kbare bare [--faults N] [--window BYTES]\n"
+			"       iopf-kbare handoff-poll|handoff-uring|handoff-process [--faults N]\n");
 	return 2;
 }
 
@@ -325,5 +504,11 @@ int main(int argc, char **argv)
 		return step_arrive();
 	if (strcmp(step, "bare") == 0)
 		return step_bare((unsigned)n_faults, window);
+	if (strcmp(step, "handoff-poll") == 0)
+		return step_handoff((unsigned)n_faults, false, false);
+	if (strcmp(step, "handoff-uring") == 0)
+		return step_handoff((unsigned)n_faults, true, false);
+	if (strcmp(step, "handoff-process") == 0)
+		return step_handoff((unsigned)n_faults, false, true);
 	return usage();
 }

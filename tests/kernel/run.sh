@@ -8,14 +8,15 @@
 #
 # Usage: run.sh --daemon IOPFD --kbare IOPF-KBARE --tenant IOPF-KTENANT
 #               [--cache DIR] [--steps a,b,...] [--faults N] [--window BYTES]
-#               [--tenants N] [--inflight N] [--workers N] [--timeout SECONDS] [--jobs N] [--keep DIR]
+#               [--tenants N] [--inflight N] [--workers N] [--smp N]
+#               [--append KERNEL-ARGS] [--timeout SECONDS] [--jobs N] [--keep DIR]
 # Exit: 0 all passed, 1 failure, 77 a prerequisite (qemu, busybox-static, kernel source)
 # is absent.
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 
-ALL_STEPS=arrive,bare,regions,outside,unknown,collide,teardown,faultaround,load,stop
+ALL_STEPS=arrive,bare,handoff-process,regions,outside,unknown,collide,teardown,faultaround,load,stop
 daemon='' kbare='' tenant='' cache='' keep=''
 steps=${IOPF_KTEST_STEPS:-$ALL_STEPS}
 faults=10000
@@ -23,6 +24,8 @@ window=65536
 tenants=4
 inflight=1
 workers=2
+smp=2
+extra_append=''
 guest_timeout=300
 jobs=
 
@@ -41,6 +44,8 @@ while [ $# -gt 0 ]; do
 	--tenants) tenants=$2; shift 2 ;;
 	--inflight) inflight=$2; shift 2 ;;
 	--workers) workers=$2; shift 2 ;;
+	--smp) smp=$2; shift 2 ;;
+	--append) extra_append=$2; shift 2 ;;
 	--timeout) guest_timeout=$2; shift 2 ;;
 	--jobs) jobs=$2; shift 2 ;;
 	--keep) keep=$2; shift 2 ;;
@@ -99,12 +104,12 @@ echo "kernel-tests: kernel $kernel ($((t1 - t0)) s)"
 console=$work/console.log
 append="console=ttyS0 panic=-1 printk.time=1 ktest.steps=$steps ktest.faults=$faults"
 append+=" ktest.window=$window ktest.tenants=$tenants ktest.workers=$workers"
-append+=" ktest.inflight=$inflight"
+append+=" ktest.inflight=$inflight $extra_append"
 echo "kernel-tests: booting (TCG, timeout ${guest_timeout}s): $append"
 g0=$(date +%s.%N)
 set +e
 timeout --kill-after=10 "$guest_timeout" \
-	qemu-system-x86_64 -accel tcg -m 1G -smp 2 \
+	qemu-system-x86_64 -accel tcg -m 1G -smp "$smp" \
 		-display none -monitor none -serial stdio -no-reboot \
 		-kernel "$kernel" -initrd "$work/initramfs.cpio" -append "$append" \
 		</dev/null 2>"$work/qemu.stderr" | tee "$console" | sed -u 's/^/guest| /'
@@ -161,17 +166,22 @@ metric() { # metric NAME KEY
 	grep -a "^KTEST-METRIC name=$1 " "$console.clean" | tail -n 1 |
 		tr ' ' '\n' | sed -n "s/^$2=//p"
 }
-bare_fps=$(metric bare fps) load_fps=$(metric load fps)
-bare_p50=$(metric bare p50_us) load_p50=$(metric load p50_us)
-bare_p99=$(metric bare p99_us) load_p99=$(metric load p99_us)
-if [ -n "$bare_fps" ] && [ -n "$load_fps" ]; then
-	awk -v bf="$bare_fps" -v lf="$load_fps" -v b50="$bare_p50" -v l50="$load_p50" \
-	    -v b99="$bare_p99" -v l99="$load_p99" 'BEGIN {
-		printf "kernel-tests: load vs bare loop: %.0f vs %.0f faults/s (x%.2f), ", lf, bf, lf / bf
+# compare REF: the load against a reference measured in the same guest run
+compare() {
+	local rf lf r50 l50 r99 l99
+	rf=$(metric "$1" fps) lf=$(metric load fps)
+	r50=$(metric "$1" p50_us) l50=$(metric load p50_us)
+	r99=$(metric "$1" p99_us) l99=$(metric load p99_us)
+	[ -n "$rf" ] && [ -n "$lf" ] || return 0
+	awk -v name="$1" -v rf="$rf" -v lf="$lf" -v r50="$r50" -v l50="$l50" -v r99="$r99" \
+	    -v l99="$l99" 'BEGIN {
+		printf "kernel-tests: load vs %s: %.0f vs %.0f faults/s (x%.2f), ", name, lf, rf, lf / rf
 		printf "p50 %.1f vs %.1f us (x%.2f), p99 %.1f vs %.1f us (x%.2f)\n",
-			l50, b50, (b50 > 0 ? l50 / b50 : 0), l99, b99, (b99 > 0 ? l99 / b99 : 0)
+			l50, r50, (r50 > 0 ? l50 / r50 : 0), l99, r99, (r99 > 0 ? l99 / r99 : 0)
 	}'
-fi
+}
+compare bare
+compare handoff-process
 
 report "guest run ${guest_secs}s (kernel $(grep -ao 'KTEST-BEGIN kernel=[^ ]*' "$console.clean" | head -n1 | cut -d= -f2))"
 if [ $fail -ne 0 ]; then
