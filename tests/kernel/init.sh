@@ -6,7 +6,7 @@
 # serial console:
 #   KTEST-BEGIN ...            the guest is up
 #   KTEST-RESULT <step> PASS|FAIL|SKIP rc=<n> ms=<n>
-#   KTEST-METRIC name=... k=v  figures (bare loop, load)
+#   KTEST-METRIC name=... k=v  figures (bare loop, hand-off, load)
 #   KTEST-DMESG-BEGIN/END      the kernel log, for the runner's WARNING/BUG scan
 #   KTEST-END status=<n>       0 only if every step passed
 # then powers off. run.sh checks all of it; nothing here decides pass/fail for the suite.

@@ -33,7 +33,7 @@
 #include "kt.h"
 
 #define ARRIVE_TIMEOUT_MS 2000
-#define IOVA_BASE MOCK_APERTURE_START
+#define IOVA_BASE	  MOCK_APERTURE_START
 
 static int expect_nothing_pending(const struct kt_world *w, const char *when)
 {
@@ -95,7 +95,8 @@ static int arrive_one(const struct kt_world *w, const struct arrive_case *c, uin
 	    rec[0].grpid != grpid || rec[0].perm != c->perm || rec[0].addr != addr ||
 	    rec[0].cookie == 0) {
 		kt_fail("record mismatch: flags %#x dev %u pasid %u grp %u perm %#x addr %#" PRIx64
-			" cookie %u; wanted flags %#x dev %u pasid %u grp %u perm %#x addr %#" PRIx64,
+			" cookie %u; wanted flags %#x dev %u pasid %u grp %u perm %#x addr "
+			"%#" PRIx64,
 			rec[0].flags, rec[0].dev_id, rec[0].pasid, rec[0].grpid, rec[0].perm,
 			(uint64_t)rec[0].addr, rec[0].cookie, want_flags, w->dev[c->dev].idev_id,
 			c->pasid, grpid, c->perm, addr);
@@ -114,8 +115,8 @@ static int arrive_one(const struct kt_world *w, const struct arrive_case *c, uin
 			r ? strerror(-r) : "success");
 		return -1;
 	}
-	kt_log("fault dev %u pasid %#x perm %#x arrived (cookie %u), answered once",
-	       rec[0].dev_id, rec[0].pasid, rec[0].perm, rec[0].cookie);
+	kt_log("fault dev %u pasid %#x perm %#x arrived (cookie %u), answered once", rec[0].dev_id,
+	       rec[0].pasid, rec[0].perm, rec[0].cookie);
 	return 0;
 }
 
@@ -144,8 +145,8 @@ static int arrive_batch(const struct kt_world *w)
 			kt_fail("batch not FIFO: record %u has group %u", i, rec[i].grpid);
 			return -1;
 		}
-		resp[i] = (struct iommu_hwpt_page_response){ .cookie = rec[i].cookie,
-							     .code = IOMMUFD_PAGE_RESP_INVALID };
+		resp[i] = (struct iommu_hwpt_page_response){.cookie = rec[i].cookie,
+							    .code = IOMMUFD_PAGE_RESP_INVALID};
 	}
 	m = write(w->fault_fd, resp, sizeof(resp));
 	if (m != (ssize_t)sizeof(resp)) {
@@ -164,12 +165,16 @@ static int arrive_batch(const struct kt_world *w)
 static int step_arrive(void)
 {
 	static const struct arrive_case cases[] = {
-		{ .dev = 0, .pasid = 0, .perm = IOMMU_PGFAULT_PERM_READ, .offset = 0 },
-		{ .dev = 0, .pasid = 5, .perm = IOMMU_PGFAULT_PERM_WRITE, .offset = 0x123 },
-		{ .dev = 1, .pasid = 0x1234,
-		  .perm = IOMMU_PGFAULT_PERM_READ | IOMMU_PGFAULT_PERM_WRITE, .offset = 0x800 },
-		{ .dev = 1, .pasid = 0, .perm = IOMMU_PGFAULT_PERM_EXEC | IOMMU_PGFAULT_PERM_PRIV,
-		  .offset = 0xfff },
+		{.dev = 0, .pasid = 0, .perm = IOMMU_PGFAULT_PERM_READ, .offset = 0},
+		{.dev = 0, .pasid = 5, .perm = IOMMU_PGFAULT_PERM_WRITE, .offset = 0x123},
+		{.dev = 1,
+		 .pasid = 0x1234,
+		 .perm = IOMMU_PGFAULT_PERM_READ | IOMMU_PGFAULT_PERM_WRITE,
+		 .offset = 0x800},
+		{.dev = 1,
+		 .pasid = 0,
+		 .perm = IOMMU_PGFAULT_PERM_EXEC | IOMMU_PGFAULT_PERM_PRIV,
+		 .offset = 0xfff},
 	};
 	struct kt_world w;
 	int r;
@@ -180,8 +185,8 @@ static int step_arrive(void)
 		return 1;
 	}
 	kt_log("fault hwpt %u is %s (parent %u), devices %u and %u, fault queue %u",
-	       w.fault_hwpt_id, w.nested ? "NESTED" : "PAGING", w.parent_hwpt_id,
-	       w.dev[0].idev_id, w.dev[1].idev_id, w.fault_id);
+	       w.fault_hwpt_id, w.nested ? "NESTED" : "PAGING", w.parent_hwpt_id, w.dev[0].idev_id,
+	       w.dev[1].idev_id, w.fault_id);
 
 	if (expect_nothing_pending(&w, "before any trigger") < 0)
 		goto out;
@@ -200,7 +205,7 @@ static int step_bare(unsigned n_faults, uint64_t window)
 {
 	struct kt_world w;
 	struct kt_mem mem;
-	struct kt_lat lat = { 0 };
+	struct kt_lat lat = {0};
 	uint8_t *mapped = NULL;
 	uint64_t size = (uint64_t)n_faults * 4096, t_start, elapsed, maps = 0;
 	int r, ret = 1;
@@ -302,7 +307,7 @@ struct handoff {
 	struct kt_world *w;
 	struct kt_mem *mem;
 	bool uring;
-	bool process;   /* the server is a child process, not a thread */
+	bool process; /* the server is a child process, not a thread */
 	atomic_bool stop;
 	int error;
 };
@@ -333,8 +338,8 @@ static void *handoff_server(void *arg)
 	int r = 0;
 
 	if (h->uring) {
-		struct io_uring_params p = { .flags = IORING_SETUP_SINGLE_ISSUER |
-						      IORING_SETUP_DEFER_TASKRUN };
+		struct io_uring_params p = {.flags = IORING_SETUP_SINGLE_ISSUER |
+						     IORING_SETUP_DEFER_TASKRUN};
 
 		r = io_uring_queue_init_params(8, &ring, &p);
 		if (r < 0) {
@@ -346,13 +351,14 @@ static void *handoff_server(void *arg)
 		if (h->uring) {
 			struct io_uring_sqe *sqe = io_uring_get_sqe(&ring);
 			struct io_uring_cqe *cqe;
-			struct __kernel_timespec ts = { .tv_nsec = 100000000 };
+			struct __kernel_timespec ts = {.tv_nsec = 100000000};
 
 			io_uring_prep_poll_add(sqe, h->w->fault_fd, POLLIN);
 			r = io_uring_submit_and_wait_timeout(&ring, &cqe, 1, &ts, NULL);
 			if (r == -ETIME || r == -EINTR) {
 				/* a poll still armed: cancel it before arming the next */
-				io_uring_prep_cancel64(io_uring_get_sqe(&ring), 0, IORING_ASYNC_CANCEL_ANY);
+				io_uring_prep_cancel64(io_uring_get_sqe(&ring), 0,
+						       IORING_ASYNC_CANCEL_ANY);
 				(void)io_uring_submit_and_wait(&ring, 2);
 				while (io_uring_peek_cqe(&ring, &cqe) == 0)
 					io_uring_cqe_seen(&ring, cqe);
@@ -380,8 +386,8 @@ static int step_handoff(unsigned n_faults, bool uring, bool process)
 {
 	struct kt_world w;
 	struct kt_mem mem;
-	struct kt_lat lat = { 0 };
-	struct handoff h = { .w = &w, .mem = &mem, .uring = uring, .process = process };
+	struct kt_lat lat = {0};
+	struct handoff h = {.w = &w, .mem = &mem, .uring = uring, .process = process};
 	const char *name = process ? "handoff-process" : uring ? "handoff-uring" : "handoff-poll";
 	pid_t child = -1;
 	uint64_t t_start, elapsed;
@@ -462,19 +468,18 @@ out_world:
 
 static int usage(void)
 {
-	fprintf(stderr, "usage: iopf-kbare arrive\n"
-			"       iopf-kbare bare [--faults N] [--window BYTES]\n"
-			"       iopf-kbare handoff-poll|handoff-uring|handoff-process [--faults N]\n");
+	fprintf(stderr,
+		"usage: iopf-kbare arrive\n"
+		"       iopf-kbare bare [--faults N] [--window BYTES]\n"
+		"       iopf-kbare handoff-poll|handoff-uring|handoff-process [--faults N]\n");
 	return 2;
 }
 
 int main(int argc, char **argv)
 {
-	static const struct option opts[] = {
-		{ "faults", required_argument, NULL, 'n' },
-		{ "window", required_argument, NULL, 'w' },
-		{}
-	};
+	static const struct option opts[] = {{"faults", required_argument, NULL, 'n'},
+					     {"window", required_argument, NULL, 'w'},
+					     {}};
 	unsigned long n_faults = 10000;
 	unsigned long long window = 65536;
 	const char *step;

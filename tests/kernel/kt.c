@@ -85,7 +85,7 @@ static int xioctl(int fd, unsigned long req, void *arg)
 
 int kt_ioas_alloc(int iommufd, uint32_t *ret_ioas)
 {
-	struct iommu_ioas_alloc cmd = { .size = sizeof(cmd) };
+	struct iommu_ioas_alloc cmd = {.size = sizeof(cmd)};
 	int r;
 
 	r = xioctl(iommufd, IOMMU_IOAS_ALLOC, &cmd);
@@ -97,7 +97,7 @@ int kt_ioas_alloc(int iommufd, uint32_t *ret_ioas)
 
 int kt_mock_domain(int iommufd, uint32_t ioas_id, struct kt_dev *ret)
 {
-	struct mock_cmd cmd = { .size = sizeof(cmd), .op = MOCK_OP_MOCK_DOMAIN, .id = ioas_id };
+	struct mock_cmd cmd = {.size = sizeof(cmd), .op = MOCK_OP_MOCK_DOMAIN, .id = ioas_id};
 	int r;
 
 	r = xioctl(iommufd, MOCK_CMD, &cmd);
@@ -123,7 +123,7 @@ int kt_mock_replace(int iommufd, uint32_t stdev_id, uint32_t pt_id)
 
 int kt_fault_alloc(int iommufd, uint32_t *ret_fault_id, int *ret_fault_fd)
 {
-	struct iommu_fault_alloc cmd = { .size = sizeof(cmd) };
+	struct iommu_fault_alloc cmd = {.size = sizeof(cmd)};
 	int r;
 
 	r = xioctl(iommufd, IOMMU_FAULT_QUEUE_ALLOC, &cmd);
@@ -134,9 +134,8 @@ int kt_fault_alloc(int iommufd, uint32_t *ret_fault_id, int *ret_fault_fd)
 	return 0;
 }
 
-int kt_hwpt_alloc(int iommufd, uint32_t flags, uint32_t dev_id, uint32_t pt_id,
-		  uint32_t data_type, const void *data, uint32_t data_len, uint32_t fault_id,
-		  uint32_t *ret_hwpt)
+int kt_hwpt_alloc(int iommufd, uint32_t flags, uint32_t dev_id, uint32_t pt_id, uint32_t data_type,
+		  const void *data, uint32_t data_len, uint32_t fault_id, uint32_t *ret_hwpt)
 {
 	struct iommu_hwpt_alloc cmd = {
 		.size = sizeof(cmd),
@@ -159,7 +158,7 @@ int kt_hwpt_alloc(int iommufd, uint32_t flags, uint32_t dev_id, uint32_t pt_id,
 
 int kt_destroy(int iommufd, uint32_t id)
 {
-	struct iommu_destroy cmd = { .size = sizeof(cmd), .id = id };
+	struct iommu_destroy cmd = {.size = sizeof(cmd), .id = id};
 
 	return xioctl(iommufd, IOMMU_DESTROY, &cmd);
 }
@@ -197,7 +196,7 @@ int kt_check_map(const struct kt_world *w, uint64_t iova, uint64_t length, const
 		.size = sizeof(cmd),
 		.op = MOCK_OP_MD_CHECK_MAP,
 		.id = w->check_hwpt_id,
-		.check_map = { .iova = iova, .length = length, .uptr = (uintptr_t)uptr },
+		.check_map = {.iova = iova, .length = length, .uptr = (uintptr_t)uptr},
 	};
 
 	return xioctl(w->iommufd, MOCK_CMD, &cmd);
@@ -209,13 +208,14 @@ int kt_trigger(const struct kt_world *w, uint32_t idev_id, uint32_t pasid, uint3
 	struct mock_cmd cmd = {
 		.size = sizeof(cmd),
 		.op = MOCK_OP_TRIGGER_IOPF,
-		.trigger_iopf = {
-			.dev_id = idev_id,
-			.pasid = pasid,
-			.grpid = grpid,
-			.perm = perm,
-			.addr = addr,
-		},
+		.trigger_iopf =
+			{
+				.dev_id = idev_id,
+				.pasid = pasid,
+				.grpid = grpid,
+				.perm = perm,
+				.addr = addr,
+			},
 	};
 
 	return xioctl(w->iommufd, MOCK_CMD, &cmd);
@@ -228,15 +228,15 @@ void kt_world_close(struct kt_world *w)
 		close(w->fault_fd);
 	if (w->iommufd >= 0)
 		close(w->iommufd);
-	*w = (struct kt_world){ .iommufd = -1, .fault_fd = -1 };
+	*w = (struct kt_world){.iommufd = -1, .fault_fd = -1};
 }
 
 int kt_world_open(struct kt_world *w, unsigned n_dev)
 {
-	static const struct mock_hwpt_data data = { .iotlb = MOCK_IOTLB_DEFAULT };
+	static const struct mock_hwpt_data data = {.iotlb = MOCK_IOTLB_DEFAULT};
 	int r;
 
-	*w = (struct kt_world){ .iommufd = -1, .fault_fd = -1 };
+	*w = (struct kt_world){.iommufd = -1, .fault_fd = -1};
 	if (n_dev == 0 || n_dev > KT_MAX_DEV)
 		return -EINVAL;
 
@@ -311,7 +311,7 @@ int kt_mem_open(struct kt_mem *m, size_t size)
 {
 	int r;
 
-	*m = (struct kt_mem){ .memfd = -1 };
+	*m = (struct kt_mem){.memfd = -1};
 	m->memfd = memfd_create("iopf-ktest", MFD_CLOEXEC);
 	if (m->memfd < 0)
 		return -errno;
@@ -340,12 +340,12 @@ void kt_mem_close(struct kt_mem *m)
 		munmap(m->va, m->size);
 	if (m->memfd >= 0)
 		close(m->memfd);
-	*m = (struct kt_mem){ .memfd = -1 };
+	*m = (struct kt_mem){.memfd = -1};
 }
 
 int kt_fault_readable(int fault_fd, int timeout_ms)
 {
-	struct pollfd p = { .fd = fault_fd, .events = POLLIN };
+	struct pollfd p = {.fd = fault_fd, .events = POLLIN};
 	int r;
 
 	do
@@ -369,7 +369,7 @@ ssize_t kt_fault_read(int fault_fd, struct iommu_hwpt_pgfault *recs, size_t max)
 
 int kt_fault_respond(int fault_fd, uint32_t cookie, uint32_t code)
 {
-	struct iommu_hwpt_page_response resp = { .cookie = cookie, .code = code };
+	struct iommu_hwpt_page_response resp = {.cookie = cookie, .code = code};
 	ssize_t n = write(fault_fd, &resp, sizeof(resp));
 
 	if (n < 0)
@@ -458,5 +458,5 @@ uint64_t kt_lat_pct(struct kt_lat *l, double q)
 void kt_lat_free(struct kt_lat *l)
 {
 	free(l->ns);
-	*l = (struct kt_lat){ 0 };
+	*l = (struct kt_lat){0};
 }

@@ -20,8 +20,8 @@
 
 /* A mock device bound to a tenant's iommufd. */
 struct kt_dev {
-	uint32_t stdev_id; /* the selftest object: MOCK_DOMAIN_REPLACE takes it */
-	uint32_t idev_id;  /* the iommufd device id: faults carry it as dev_id */
+	uint32_t stdev_id;     /* the selftest object: MOCK_DOMAIN_REPLACE takes it */
+	uint32_t idev_id;      /* the iommufd device id: faults carry it as dev_id */
 	uint32_t mock_hwpt_id; /* the paging hwpt MOCK_DOMAIN attached it to first */
 };
 
@@ -33,8 +33,8 @@ struct kt_world {
 	int fault_fd;
 	uint32_t parent_hwpt_id; /* NEST_PARENT under the nested fault hwpt; 0 in paging mode */
 	uint32_t fault_hwpt_id;
-	uint32_t check_hwpt_id;  /* the paging hwpt MD_CHECK_MAP reads */
-	bool nested;             /* 6.12: fault hwpt is NESTED; later kernels: PAGING */
+	uint32_t check_hwpt_id; /* the paging hwpt MD_CHECK_MAP reads */
+	bool nested;		/* 6.12: fault hwpt is NESTED; later kernels: PAGING */
 	unsigned n_dev;
 	struct kt_dev dev[KT_MAX_DEV];
 };
@@ -69,9 +69,8 @@ int kt_ioas_alloc(int iommufd, uint32_t *ret_ioas);
 int kt_mock_domain(int iommufd, uint32_t ioas_id, struct kt_dev *ret);
 int kt_mock_replace(int iommufd, uint32_t stdev_id, uint32_t pt_id);
 int kt_fault_alloc(int iommufd, uint32_t *ret_fault_id, int *ret_fault_fd);
-int kt_hwpt_alloc(int iommufd, uint32_t flags, uint32_t dev_id, uint32_t pt_id,
-		  uint32_t data_type, const void *data, uint32_t data_len, uint32_t fault_id,
-		  uint32_t *ret_hwpt);
+int kt_hwpt_alloc(int iommufd, uint32_t flags, uint32_t dev_id, uint32_t pt_id, uint32_t data_type,
+		  const void *data, uint32_t data_len, uint32_t fault_id, uint32_t *ret_hwpt);
 int kt_destroy(int iommufd, uint32_t id);
 int kt_ioas_map(int iommufd, uint32_t ioas_id, const void *va, uint64_t length, uint64_t iova);
 int kt_ioas_unmap(int iommufd, uint32_t ioas_id, uint64_t iova, uint64_t length);

@@ -10,6 +10,7 @@
 #define IOPF_KTEST_MOCK_H
 
 #include <stddef.h>
+#include <stdint.h>
 #include <linux/types.h>
 
 #include "iopf/uapi.h"
@@ -23,13 +24,13 @@ enum mock_op {
 };
 
 /* The mock IOMMU's aperture and its IO page size (PAGE_SIZE / 2). */
-#define MOCK_APERTURE_START  (UINT64_C(1) << 24)
-#define MOCK_APERTURE_LAST   ((UINT64_C(1) << 31) - 1)
-#define MOCK_IO_PAGE_SIZE    UINT64_C(2048)
+#define MOCK_APERTURE_START (UINT64_C(1) << 24)
+#define MOCK_APERTURE_LAST  ((UINT64_C(1) << 31) - 1)
+#define MOCK_IO_PAGE_SIZE   UINT64_C(2048)
 
 /* Nested hwpt data for the mock driver: data_type and the default IOTLB tag. */
-#define MOCK_HWPT_DATA_TYPE  0xdeadu
-#define MOCK_IOTLB_DEFAULT   0xbadbeefu
+#define MOCK_HWPT_DATA_TYPE 0xdeadu
+#define MOCK_IOTLB_DEFAULT  0xbadbeefu
 
 struct mock_hwpt_data {
 	__u32 iotlb;
@@ -44,7 +45,7 @@ struct mock_cmd {
 		struct {
 			__u32 out_stdev_id;
 			__u32 out_hwpt_id;
-			__u32 out_idev_id;	/* the iommufd device id faults carry */
+			__u32 out_idev_id; /* the iommufd device id faults carry */
 		} mock_domain;
 		struct {
 			__u32 pt_id;
@@ -56,7 +57,7 @@ struct mock_cmd {
 		} check_map;
 		struct {
 			__u32 dev_id;
-			__u32 pasid;	/* 0: no PASID (the record lacks PASID_VALID) */
+			__u32 pasid; /* 0: no PASID (the record lacks PASID_VALID) */
 			__u32 grpid;
 			__u32 perm;
 			__u64 addr;

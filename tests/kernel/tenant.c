@@ -54,10 +54,10 @@
 #include "iopf/iopf.h"
 #include "kt.h"
 
-#define WAIT_MS 20000        /* bound on any wait for iopfd (TCG is slow, not this slow) */
-#define PROBE_SLACK 8        /* cookies probed beyond the number of faults raised */
+#define WAIT_MS	    20000 /* bound on any wait for iopfd (TCG is slow, not this slow) */
+#define PROBE_SLACK 8	  /* cookies probed beyond the number of faults raised */
 #define REGION_IOVA (UINT64_C(32) << 20)
-#define PAGE UINT64_C(4096)
+#define PAGE	    UINT64_C(4096)
 
 static struct {
 	const char *address;
@@ -66,7 +66,7 @@ static struct {
 	unsigned faults;
 	unsigned tenants;
 	unsigned inflight;
-} opt = { .window = 65536, .faults = 10000, .tenants = 4, .inflight = 1 };
+} opt = {.window = 65536, .faults = 10000, .tenants = 4, .inflight = 1};
 
 static sd_bus *observer; /* root connection for GetAllStats; main thread only */
 
@@ -74,7 +74,7 @@ static sd_bus *observer; /* root connection for GetAllStats; main thread only */
 
 static void sleep_us(unsigned us)
 {
-	struct timespec ts = { .tv_sec = us / 1000000, .tv_nsec = (long)(us % 1000000) * 1000 };
+	struct timespec ts = {.tv_sec = us / 1000000, .tv_nsec = (long)(us % 1000000) * 1000};
 
 	while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
 		;
@@ -122,15 +122,15 @@ static void ctrs_set(struct ctrs *c, const char *name, uint64_t v)
 		const char *name;
 		size_t off;
 	} f[] = {
-		{ "faults", offsetof(struct ctrs, faults) },
-		{ "groups", offsetof(struct ctrs, groups) },
-		{ "success", offsetof(struct ctrs, success) },
-		{ "invalid", offsetof(struct ctrs, invalid) },
-		{ "stale", offsetof(struct ctrs, stale) },
-		{ "pages_mapped", offsetof(struct ctrs, pages_mapped) },
-		{ "maps", offsetof(struct ctrs, maps) },
-		{ "coalesced", offsetof(struct ctrs, coalesced) },
-		{ "bytes_mapped", offsetof(struct ctrs, bytes_mapped) },
+		{"faults", offsetof(struct ctrs, faults)},
+		{"groups", offsetof(struct ctrs, groups)},
+		{"success", offsetof(struct ctrs, success)},
+		{"invalid", offsetof(struct ctrs, invalid)},
+		{"stale", offsetof(struct ctrs, stale)},
+		{"pages_mapped", offsetof(struct ctrs, pages_mapped)},
+		{"maps", offsetof(struct ctrs, maps)},
+		{"coalesced", offsetof(struct ctrs, coalesced)},
+		{"bytes_mapped", offsetof(struct ctrs, bytes_mapped)},
 	};
 
 	for (size_t i = 0; i < sizeof(f) / sizeof(f[0]); i++)
@@ -172,7 +172,7 @@ static int stats_get(uint64_t id, bool source, struct ctrs *ret)
 	sd_bus_message *reply = NULL;
 	int r;
 
-	*ret = (struct ctrs){ 0 };
+	*ret = (struct ctrs){0};
 	r = sd_bus_call_method(observer, NULL, IOPF_DBUS_PATH, IOPF_DBUS_INTERFACE,
 			       source ? "GetAllSourceStats" : "GetAllStats", &error, &reply, "");
 	if (r < 0) {
@@ -182,8 +182,8 @@ static int stats_get(uint64_t id, bool source, struct ctrs *ret)
 		return r;
 	}
 	r = sd_bus_message_enter_container(reply, 'a', source ? "(tta{st})" : "(tttuua{st})");
-	while (r >= 0 && (r = sd_bus_message_enter_container(reply, 'r',
-							      source ? "tta{st}" : "tttuua{st}")) > 0) {
+	while (r >= 0 && (r = sd_bus_message_enter_container(
+				  reply, 'r', source ? "tta{st}" : "tttuua{st}")) > 0) {
 		uint64_t tenant, oid, source_id;
 		uint32_t dev_id, pasid;
 
@@ -228,7 +228,7 @@ static int stats_reached(void *arg)
 static int expect_stats(const char *what, uint64_t id, bool source, uint64_t groups,
 			uint64_t success, uint64_t invalid, int reason, struct ctrs *ret)
 {
-	struct stats_wait s = { .id = id, .source = source, .groups = groups };
+	struct stats_wait s = {.id = id, .source = source, .groups = groups};
 	int r = wait_until(stats_reached, &s);
 
 	if (ret)
@@ -241,10 +241,12 @@ static int expect_stats(const char *what, uint64_t id, bool source, uint64_t gro
 	if (s.c.groups != groups || s.c.success != success || s.c.invalid != invalid ||
 	    (reason >= 0 && s.c.reason[reason] != groups) || s.c.stale != 0) {
 		kt_fail("%s: groups %" PRIu64 " success %" PRIu64 " invalid %" PRIu64 " %s %" PRIu64
-			" stale %" PRIu64 "; wanted %" PRIu64 "/%" PRIu64 "/%" PRIu64 ", all %s, 0 stale",
+			" stale %" PRIu64 "; wanted %" PRIu64 "/%" PRIu64 "/%" PRIu64
+			", all %s, 0 stale",
 			what, s.c.groups, s.c.success, s.c.invalid,
-			reason >= 0 ? reason_name[reason] : "-", reason >= 0 ? s.c.reason[reason] : 0,
-			s.c.stale, groups, success, invalid, reason >= 0 ? reason_name[reason] : "-");
+			reason >= 0 ? reason_name[reason] : "-",
+			reason >= 0 ? s.c.reason[reason] : 0, s.c.stale, groups, success, invalid,
+			reason >= 0 ? reason_name[reason] : "-");
 		return -1;
 	}
 	return 0;
@@ -281,9 +283,9 @@ static int tenant_build(struct tenant *t, const char *name, unsigned n_dev, uint
 {
 	int r;
 
-	*t = (struct tenant){ 0 };
-	t->w = (struct kt_world){ .iommufd = -1, .fault_fd = -1 };
-	t->mem = (struct kt_mem){ .memfd = -1 };
+	*t = (struct tenant){0};
+	t->w = (struct kt_world){.iommufd = -1, .fault_fd = -1};
+	t->mem = (struct kt_mem){.memfd = -1};
 	snprintf(t->name, sizeof(t->name), "%s", name);
 	r = kt_world_open(&t->w, n_dev);
 	if (r < 0) {
@@ -387,11 +389,12 @@ static int map_reached(void *arg)
 
 static int expect_mapped(struct tenant *t, uint64_t iova, uint64_t length, uint64_t mem_off)
 {
-	struct map_wait m = { t, iova, length, mem_off };
+	struct map_wait m = {t, iova, length, mem_off};
 
 	if (wait_until(map_reached, &m) <= 0) {
 		kt_fail("%s: iova %#" PRIx64 " +%#" PRIx64 " does not map memfd offset %#" PRIx64
-			" after %d ms", t->name, iova, length, mem_off, WAIT_MS);
+			" after %d ms",
+			t->name, iova, length, mem_off, WAIT_MS);
 		return -1;
 	}
 	return 0;
@@ -447,7 +450,7 @@ static int released(void *arg)
 /* iopfd has closed its copies of this tenant's fault fd and iommufd. */
 static int expect_released(struct tenant *t)
 {
-	struct hold_wait h = { t->w.fault_fd };
+	struct hold_wait h = {t->w.fault_fd};
 	int r = wait_until(released, &h);
 
 	if (r == 1) {
@@ -456,8 +459,8 @@ static int expect_released(struct tenant *t)
 	}
 	if (r != 1) {
 		kt_fail("%s: iopfd (pid %d) still holds the tenant's %s after %d ms%s", t->name,
-			(int)opt.daemon_pid, h.fd == t->w.fault_fd ? "fault fd" : "iommufd", WAIT_MS,
-			r < 0 ? " (kcmp failed)" : "");
+			(int)opt.daemon_pid, h.fd == t->w.fault_fd ? "fault fd" : "iommufd",
+			WAIT_MS, r < 0 ? " (kcmp failed)" : "");
 		return -1;
 	}
 	return 0;
@@ -544,9 +547,10 @@ static int scenario_regions(void)
 		uint64_t iova, mem_off, length;
 		uint32_t access;
 	} dom[] = {
-		{ 0, IOPF_PASID_NONE, REGION_IOVA, 0, 256 << 10, IOPF_ACCESS_READ | IOPF_ACCESS_WRITE },
-		{ 0, 7, REGION_IOVA + (16 << 20), 256 << 10, 256 << 10, IOPF_ACCESS_READ },
-		{ 1, 0x99, REGION_IOVA + (32 << 20), 512 << 10, 256 << 10, IOPF_ACCESS_ALL },
+		{0, IOPF_PASID_NONE, REGION_IOVA, 0, 256 << 10,
+		 IOPF_ACCESS_READ | IOPF_ACCESS_WRITE},
+		{0, 7, REGION_IOVA + (16 << 20), 256 << 10, 256 << 10, IOPF_ACCESS_READ},
+		{1, 0x99, REGION_IOVA + (32 << 20), 512 << 10, 256 << 10, IOPF_ACCESS_ALL},
 	};
 	static const struct {
 		unsigned dom;
@@ -554,16 +558,16 @@ static int scenario_regions(void)
 		uint64_t off; /* from the region start; unaligned on purpose */
 		unsigned expect_groups;
 	} faults[] = {
-		{ 0, IOMMU_PGFAULT_PERM_READ, 0x1000 },
-		{ 0, IOMMU_PGFAULT_PERM_WRITE, 0x12345 },
-		{ 0, IOMMU_PGFAULT_PERM_READ | IOMMU_PGFAULT_PERM_WRITE, 0x3f000 },
-		{ 1, IOMMU_PGFAULT_PERM_READ, 0x20010 },
-		{ 1, IOMMU_PGFAULT_PERM_READ, 0x20ff8 }, /* same page again */
-		{ 2, IOMMU_PGFAULT_PERM_WRITE, 0x8000 },
-		{ 2, IOMMU_PGFAULT_PERM_READ | IOMMU_PGFAULT_PERM_EXEC, 0x31000 },
+		{0, IOMMU_PGFAULT_PERM_READ, 0x1000},
+		{0, IOMMU_PGFAULT_PERM_WRITE, 0x12345},
+		{0, IOMMU_PGFAULT_PERM_READ | IOMMU_PGFAULT_PERM_WRITE, 0x3f000},
+		{1, IOMMU_PGFAULT_PERM_READ, 0x20010},
+		{1, IOMMU_PGFAULT_PERM_READ, 0x20ff8}, /* same page again */
+		{2, IOMMU_PGFAULT_PERM_WRITE, 0x8000},
+		{2, IOMMU_PGFAULT_PERM_READ | IOMMU_PGFAULT_PERM_EXEC, 0x31000},
 	};
 	uint64_t domain_id[3];
-	unsigned per_dom[3] = { 0 };
+	unsigned per_dom[3] = {0};
 	struct tenant t;
 	int ret = 1;
 
@@ -610,7 +614,8 @@ static int scenario_regions(void)
 		if (expect_unmapped(&t, dom[d].iova, dom[d].length, "after UnregisterSource") < 0)
 			goto out;
 	kt_log("%u faults over 3 domains mapped and answered SUCCESS; none outstanding; "
-	       "mappings gone after UnregisterSource", t.n_triggered);
+	       "mappings gone after UnregisterSource",
+	       t.n_triggered);
 	ret = 0;
 out:
 	tenant_close(&t);
@@ -622,19 +627,19 @@ out:
 static int scenario_outside(void)
 {
 	const uint64_t rw = REGION_IOVA, ro = REGION_IOVA + (16 << 20), len = 64 << 10;
-	static const char *const why[] = { "no region", "just past a region", "far away",
-					   "write to read-only", "exec on read-only" };
+	static const char *const why[] = {"no region", "just past a region", "far away",
+					  "write to read-only", "exec on read-only"};
 	const struct {
 		uint32_t perm;
 		uint64_t addr;
 		enum iopf_reason reason;
 	} faults[] = {
-		{ IOMMU_PGFAULT_PERM_READ, REGION_IOVA + (8 << 20), IOPF_REASON_OUTSIDE_REGION },
-		{ IOMMU_PGFAULT_PERM_WRITE, rw + len, IOPF_REASON_OUTSIDE_REGION },
-		{ IOMMU_PGFAULT_PERM_READ, UINT64_C(0xfffffffffffff000), IOPF_REASON_OUTSIDE_REGION },
-		{ IOMMU_PGFAULT_PERM_WRITE, ro + 0x1000, IOPF_REASON_PERMISSION },
-		{ IOMMU_PGFAULT_PERM_EXEC | IOMMU_PGFAULT_PERM_READ, ro + 0x2000,
-		  IOPF_REASON_PERMISSION },
+		{IOMMU_PGFAULT_PERM_READ, REGION_IOVA + (8 << 20), IOPF_REASON_OUTSIDE_REGION},
+		{IOMMU_PGFAULT_PERM_WRITE, rw + len, IOPF_REASON_OUTSIDE_REGION},
+		{IOMMU_PGFAULT_PERM_READ, UINT64_C(0xfffffffffffff000), IOPF_REASON_OUTSIDE_REGION},
+		{IOMMU_PGFAULT_PERM_WRITE, ro + 0x1000, IOPF_REASON_PERMISSION},
+		{IOMMU_PGFAULT_PERM_EXEC | IOMMU_PGFAULT_PERM_READ, ro + 0x2000,
+		 IOPF_REASON_PERMISSION},
 	};
 	struct tenant t;
 	uint64_t domain_id;
@@ -656,8 +661,9 @@ static int scenario_outside(void)
 	if (c.reason[IOPF_REASON_OUTSIDE_REGION] != 3 || c.reason[IOPF_REASON_PERMISSION] != 2 ||
 	    c.maps != 0 || c.pages_mapped != 0) {
 		kt_fail("outside_region %" PRIu64 " (want 3), permission %" PRIu64 " (want 2), "
-			"maps %" PRIu64 " (want 0)", c.reason[IOPF_REASON_OUTSIDE_REGION],
-			c.reason[IOPF_REASON_PERMISSION], c.maps);
+			"maps %" PRIu64 " (want 0)",
+			c.reason[IOPF_REASON_OUTSIDE_REGION], c.reason[IOPF_REASON_PERMISSION],
+			c.maps);
 		goto out;
 	}
 	for (unsigned i = 0; i < sizeof(faults) / sizeof(faults[0]); i++) {
@@ -695,9 +701,9 @@ static int scenario_unknown(void)
 	    tenant_region(&t, domain_id, 0, REGION_IOVA, 256 << 10, IOPF_ACCESS_ALL) < 0)
 		goto out;
 
-	if (tenant_trigger(&t, 0, 6, IOMMU_PGFAULT_PERM_READ, REGION_IOVA) < 0 ||  /* PASID */
+	if (tenant_trigger(&t, 0, 6, IOMMU_PGFAULT_PERM_READ, REGION_IOVA) < 0 || /* PASID */
 	    tenant_trigger(&t, 0, IOPF_PASID_NONE, IOMMU_PGFAULT_PERM_READ, REGION_IOVA) < 0 ||
-	    tenant_trigger(&t, 1, 5, IOMMU_PGFAULT_PERM_READ, REGION_IOVA) < 0 ||  /* device */
+	    tenant_trigger(&t, 1, 5, IOMMU_PGFAULT_PERM_READ, REGION_IOVA) < 0 || /* device */
 	    tenant_trigger(&t, 1, IOPF_PASID_NONE, IOMMU_PGFAULT_PERM_WRITE, REGION_IOVA) < 0)
 		goto out;
 	if (expect_stats("unrouted faults of the source", t.source_id, true, 4, 0, 4,
@@ -708,8 +714,8 @@ static int scenario_unknown(void)
 	/* the source still serves its one domain */
 	if (tenant_trigger(&t, 0, 5, IOMMU_PGFAULT_PERM_WRITE, REGION_IOVA + 0x5000) < 0 ||
 	    expect_mapped(&t, REGION_IOVA + 0x5000, PAGE, 0x5000) < 0 ||
-	    expect_stats("domain (dev A, pasid 5)", domain_id, false, 1, 1, 0,
-			 IOPF_REASON_RESOLVED, NULL) < 0)
+	    expect_stats("domain (dev A, pasid 5)", domain_id, false, 1, 1, 0, IOPF_REASON_RESOLVED,
+			 NULL) < 0)
 		goto out;
 	if (tenant_unregister(&t, false) < 0)
 		goto out;
@@ -759,8 +765,10 @@ static int scenario_collide(void)
 	    tenant_trigger(&b, 0, IOPF_PASID_NONE, IOMMU_PGFAULT_PERM_READ,
 			   REGION_IOVA + 5 * w + 0x2000) < 0)
 		goto out;
-	if (expect_stats("tenant A's domain", dom_a, false, 2, 2, 0, IOPF_REASON_RESOLVED, NULL) < 0 ||
-	    expect_stats("tenant B's domain", dom_b, false, 2, 2, 0, IOPF_REASON_RESOLVED, NULL) < 0)
+	if (expect_stats("tenant A's domain", dom_a, false, 2, 2, 0, IOPF_REASON_RESOLVED, NULL) <
+		    0 ||
+	    expect_stats("tenant B's domain", dom_b, false, 2, 2, 0, IOPF_REASON_RESOLVED, NULL) <
+		    0)
 		goto out;
 	if (expect_mapped(&a, REGION_IOVA + 1 * w + 0x1000, PAGE, 1 * w + 0x1000) < 0 ||
 	    expect_mapped(&a, REGION_IOVA + 5 * w + 0x2000, PAGE, 5 * w + 0x2000) < 0 ||
@@ -785,9 +793,9 @@ out:
 /* ---------------------------------------------------------------- 5. teardown */
 
 #define TEARDOWN_MEM (UINT64_C(4) << 20)
-#define BURST_MAX 8192u      /* bound on the faults one burst raises */
-#define BURST_BEFORE 64u     /* faults raised before the teardown starts */
-#define BURST_AFTER 16u      /* more raised after UnregisterSource: they must stay queued */
+#define BURST_MAX    8192u /* bound on the faults one burst raises */
+#define BURST_BEFORE 64u   /* faults raised before the teardown starts */
+#define BURST_AFTER  16u   /* more raised after UnregisterSource: they must stay queued */
 
 static int teardown_setup(struct tenant *t, uint64_t *ret_domain)
 {
@@ -828,7 +836,7 @@ static void *burst_run(void *arg)
 
 static int burst_start(struct burst *b, const struct kt_world *w, atomic_uint *raised)
 {
-	*b = (struct burst){ .w = w, .raised = raised };
+	*b = (struct burst){.w = w, .raised = raised};
 	if (pthread_create(&b->thread, NULL, burst_run, b) != 0) {
 		kt_fail("pthread_create failed");
 		return -1;
@@ -944,8 +952,8 @@ static int teardown_exit(struct tenant *by, uint64_t dom_by, unsigned *n_by)
 	int status, drained, ret = -1;
 	pid_t child;
 
-	raised = mmap(NULL, sizeof(*raised), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS,
-		      -1, 0);
+	raised = mmap(NULL, sizeof(*raised), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1,
+		      0);
 	if (raised == MAP_FAILED) {
 		kt_fail("mmap: %s", strerror(errno));
 		return -1;
@@ -1044,11 +1052,13 @@ static int scenario_faultaround(void)
 	    expect_stats("domain", dom, false, 1, 1, 0, IOPF_REASON_RESOLVED, &c) < 0)
 		goto out;
 	if (!mapped_exact(&t, REGION_IOVA + w, w, w)) {
-		kt_fail("the window %#" PRIx64 " +%#" PRIx64 " is not mapped whole", REGION_IOVA + w, w);
+		kt_fail("the window %#" PRIx64 " +%#" PRIx64 " is not mapped whole",
+			REGION_IOVA + w, w);
 		goto out;
 	}
 	if (c.maps != 1 || c.pages_mapped != w / PAGE) {
-		kt_fail("one fault made %" PRIu64 " maps of %" PRIu64 " pages; wanted 1 of %" PRIu64,
+		kt_fail("one fault made %" PRIu64 " maps of %" PRIu64
+			" pages; wanted 1 of %" PRIu64,
 			c.maps, c.pages_mapped, w / PAGE);
 		goto out;
 	}
@@ -1060,18 +1070,21 @@ static int scenario_faultaround(void)
 	if (tenant_trigger(&t, 0, IOPF_PASID_NONE, IOMMU_PGFAULT_PERM_WRITE, REGION_IOVA + w) < 0 ||
 	    tenant_trigger(&t, 0, IOPF_PASID_NONE, IOMMU_PGFAULT_PERM_READ,
 			   REGION_IOVA + 2 * w - 8) < 0 ||
-	    tenant_trigger(&t, 0, IOPF_PASID_NONE, IOMMU_PGFAULT_PERM_READ | IOMMU_PGFAULT_PERM_WRITE,
+	    tenant_trigger(&t, 0, IOPF_PASID_NONE,
+			   IOMMU_PGFAULT_PERM_READ | IOMMU_PGFAULT_PERM_WRITE,
 			   REGION_IOVA + w + 0x1000) < 0 ||
 	    expect_stats("domain", dom, false, 4, 4, 0, IOPF_REASON_RESOLVED, &c) < 0)
 		goto out;
 	if (c.maps != 1 || c.coalesced != 3) {
 		kt_fail("faults inside a mapped window: %" PRIu64 " maps (want 1), %" PRIu64
-			" coalesced (want 3)", c.maps, c.coalesced);
+			" coalesced (want 3)",
+			c.maps, c.coalesced);
 		goto out;
 	}
 
 	/* a region smaller than the window: the window is clipped to it */
-	if (tenant_trigger(&t, 1, IOPF_PASID_NONE, IOMMU_PGFAULT_PERM_READ, small_iova + 0x10) < 0 ||
+	if (tenant_trigger(&t, 1, IOPF_PASID_NONE, IOMMU_PGFAULT_PERM_READ, small_iova + 0x10) <
+		    0 ||
 	    expect_stats("small domain", dom_small, false, 1, 1, 0, IOPF_REASON_RESOLVED, NULL) < 0)
 		goto out;
 	if (!mapped_exact(&t, small_iova, small_len, small_off)) {
@@ -1085,7 +1098,8 @@ static int scenario_faultaround(void)
 	    expect_unmapped(&t, REGION_IOVA, 9 * w, "after UnregisterSource") < 0)
 		goto out;
 	kt_log("one fault mapped its %" PRIu64 " KiB window in one map; 3 later faults in it "
-	       "answered without mapping; a 2-page region was not overrun", w >> 10);
+	       "answered without mapping; a 2-page region was not overrun",
+	       w >> 10);
 	ret = 0;
 out:
 	tenant_close(&t);
@@ -1098,12 +1112,12 @@ out:
 
 struct loader {
 	struct tenant t;
-	uint64_t dom[2];          /* (dev, no PASID) and (dev, PASID 1) */
-	unsigned n;               /* faults to raise */
-	unsigned next, done;      /* faults raised, faults seen resolved (in order) */
-	unsigned picked;          /* faults seen taken off the queue by iopfd */
-	uint64_t *t0;             /* owned; raise time of each fault */
-	uint64_t deadline;        /* for the oldest unresolved fault */
+	uint64_t dom[2];     /* (dev, no PASID) and (dev, PASID 1) */
+	unsigned n;	     /* faults to raise */
+	unsigned next, done; /* faults raised, faults seen resolved (in order) */
+	unsigned picked;     /* faults seen taken off the queue by iopfd */
+	uint64_t *t0;	     /* owned; raise time of each fault */
+	uint64_t deadline;   /* for the oldest unresolved fault */
 };
 
 /*
@@ -1130,8 +1144,7 @@ static bool load_resolved(struct loader *l, unsigned i)
  * look at every tenant costs one MD_CHECK_MAP each).
  * Return: 0, or -1 (logged) on an error or a fault unresolved after WAIT_MS.
  */
-static int load_drive(struct loader *ld, unsigned n_ten, struct kt_lat *lat,
-		      struct kt_lat *pickup)
+static int load_drive(struct loader *ld, unsigned n_ten, struct kt_lat *lat, struct kt_lat *pickup)
 {
 	unsigned left = n_ten;
 
@@ -1181,7 +1194,8 @@ static int load_drive(struct loader *ld, unsigned n_ten, struct kt_lat *lat,
 			if (!l->deadline) {
 				l->deadline = now + (uint64_t)WAIT_MS * 1000000;
 			} else if (now > l->deadline) {
-				kt_fail("%s: fault #%u (iova %#" PRIx64 ") not resolved after %d ms",
+				kt_fail("%s: fault #%u (iova %#" PRIx64
+					") not resolved after %d ms",
 					l->t.name, l->done, load_iova(l->done), WAIT_MS);
 				return -1;
 			}
@@ -1197,7 +1211,7 @@ static int scenario_load(void)
 {
 	unsigned n_ten = opt.tenants, per = (opt.faults + n_ten - 1) / n_ten, n_open = 0;
 	struct loader *ld;
-	struct kt_lat all = { 0 }, pickup = { 0 };
+	struct kt_lat all = {0}, pickup = {0};
 	uint64_t t0, t_mapped, t_answered, total = 0, maps = 0;
 	unsigned unanswered = 0;
 	int ret = 1;
@@ -1226,7 +1240,8 @@ static int scenario_load(void)
 			goto out;
 		if (tenant_domain(&ld[i].t, 0, IOPF_PASID_NONE, &ld[i].dom[0]) < 0 ||
 		    tenant_domain(&ld[i].t, 0, 1, &ld[i].dom[1]) < 0 ||
-		    tenant_region(&ld[i].t, ld[i].dom[0], 0, REGION_IOVA, len, IOPF_ACCESS_ALL) < 0 ||
+		    tenant_region(&ld[i].t, ld[i].dom[0], 0, REGION_IOVA, len, IOPF_ACCESS_ALL) <
+			    0 ||
 		    tenant_region(&ld[i].t, ld[i].dom[1], 0, LOAD_PASID_IOVA, len,
 				  IOPF_ACCESS_ALL) < 0) {
 			n_open++;
@@ -1256,12 +1271,13 @@ static int scenario_load(void)
 		if (tenant_unregister(&ld[i].t, false) < 0)
 			goto out;
 	if (unanswered || total != (uint64_t)per * n_ten) {
-		kt_fail("%u unanswered, %" PRIu64 " of %u answered", unanswered, total, per * n_ten);
+		kt_fail("%u unanswered, %" PRIu64 " of %u answered", unanswered, total,
+			per * n_ten);
 		goto out;
 	}
 	kt_log("%" PRIu64 " faults over %u tenants: 0 unanswered, 0 wrong; all mapped after "
-	       "%.3f s, all counted answered after %.3f s", total, n_ten,
-	       (double)(t_mapped - t0) / 1e9, (double)(t_answered - t0) / 1e9);
+	       "%.3f s, all counted answered after %.3f s",
+	       total, n_ten, (double)(t_mapped - t0) / 1e9, (double)(t_answered - t0) / 1e9);
 	printf("KTEST-METRIC name=load faults=%" PRIu64 " tenants=%u inflight=%u seconds=%.3f "
 	       "fps=%.0f p50_us=%.1f p90_us=%.1f p99_us=%.1f max_us=%.1f maps=%" PRIu64
 	       " window=%" PRIu64 "\n",
@@ -1292,13 +1308,10 @@ static const struct {
 	const char *name;
 	int (*fn)(void);
 } scenarios[] = {
-	{ "regions", scenario_regions },
-	{ "outside", scenario_outside },
-	{ "unknown", scenario_unknown },
-	{ "collide", scenario_collide },
-	{ "teardown", scenario_teardown },
-	{ "faultaround", scenario_faultaround },
-	{ "load", scenario_load },
+	{"regions", scenario_regions},	 {"outside", scenario_outside},
+	{"unknown", scenario_unknown},	 {"collide", scenario_collide},
+	{"teardown", scenario_teardown}, {"faultaround", scenario_faultaround},
+	{"load", scenario_load},
 };
 
 static int usage(void)
@@ -1330,15 +1343,13 @@ static int observer_open(void)
 
 int main(int argc, char **argv)
 {
-	static const struct option opts[] = {
-		{ "address", required_argument, NULL, 'a' },
-		{ "daemon-pid", required_argument, NULL, 'p' },
-		{ "window", required_argument, NULL, 'w' },
-		{ "faults", required_argument, NULL, 'n' },
-		{ "tenants", required_argument, NULL, 't' },
-		{ "inflight", required_argument, NULL, 'i' },
-		{}
-	};
+	static const struct option opts[] = {{"address", required_argument, NULL, 'a'},
+					     {"daemon-pid", required_argument, NULL, 'p'},
+					     {"window", required_argument, NULL, 'w'},
+					     {"faults", required_argument, NULL, 'n'},
+					     {"tenants", required_argument, NULL, 't'},
+					     {"inflight", required_argument, NULL, 'i'},
+					     {}};
 	const char *name;
 	int c, ret;
 
