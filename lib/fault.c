@@ -3,49 +3,64 @@
 
 #include "iopf/iopf.h"
 
-static uint32_t record_pasid(const struct iommu_hwpt_pgfault *r)
+#define PV IOMMU_PGFAULT_FLAGS_PASID_VALID
+
+/*
+ * Mask the flag bits drivers may leak. Written back only when something
+ * changes: a store on every record makes the wider loads that follow wait
+ * for it (a store-forwarding stall), and leaked bits are rare.
+ */
+static uint32_t known_flags(struct iommu_hwpt_pgfault *r)
 {
-	return (r->flags & IOMMU_PGFAULT_FLAGS_PASID_VALID) ? r->pasid : IOPF_PASID_NONE;
+	uint32_t f = r->flags;
+
+	if (f & ~(uint32_t)IOPF_PGFAULT_KNOWN_FLAGS) {
+		f &= IOPF_PGFAULT_KNOWN_FLAGS;
+		r->flags = f;
+	}
+	return f;
 }
 
 bool iopf_fault_next_group(struct iommu_hwpt_pgfault *recs, size_t n, size_t *pos,
 			   struct iopf_group *ret)
 {
 	size_t i = *pos;
-	struct iopf_group g;
+	struct iommu_hwpt_pgfault *r;
+	uint32_t flags, pv;
+	bool bad;
 
 	if (i >= n)
 		return false;
 
-	/* Drivers may leak internal flag bits: mask them, do not reject the record. */
-	recs[i].flags &= IOPF_PGFAULT_KNOWN_FLAGS;
-	g = (struct iopf_group){
-		.first = i,
-		.cookie = recs[i].cookie,
-		.dev_id = recs[i].dev_id,
-		.pasid = record_pasid(&recs[i]),
-	};
+	r = &recs[i];
+	flags = known_flags(r);
+	pv = flags & PV;
 	/* PASID_VALID with a value beyond 20 bits could alias IOPF_PASID_NONE. */
-	g.bad = (recs[i].flags & IOMMU_PGFAULT_FLAGS_PASID_VALID) && recs[i].pasid > IOPF_PASID_MAX;
+	bad = pv && r->pasid > IOPF_PASID_MAX;
+	*ret = (struct iopf_group){
+		.first = i,
+		.cookie = r->cookie,
+		.dev_id = r->dev_id,
+		.pasid = pv ? r->pasid : IOPF_PASID_NONE,
+	};
 
-	for (;;) {
-		const struct iommu_hwpt_pgfault *r = &recs[i];
-
-		if (r->dev_id != g.dev_id || record_pasid(r) != g.pasid)
-			g.bad = true;
+	/* Every record after the first must have the first one's key. */
+	while (!(flags & IOMMU_PGFAULT_FLAGS_LAST_PAGE)) {
 		i++;
-		if (r->flags & IOMMU_PGFAULT_FLAGS_LAST_PAGE)
-			break;
-		if (i == n || recs[i].cookie != g.cookie) {
+		if (i == n || recs[i].cookie != ret->cookie) {
 			/* The kernel delivers whole groups: a cut group is malformed. */
-			g.bad = true;
+			bad = true;
+			i--;
 			break;
 		}
-		recs[i].flags &= IOPF_PGFAULT_KNOWN_FLAGS;
+		r = &recs[i];
+		flags = known_flags(r);
+		if (r->dev_id != ret->dev_id || (flags & PV) != pv || (pv && r->pasid != ret->pasid))
+			bad = true;
 	}
 
-	g.n = i - g.first;
-	*pos = i;
-	*ret = g;
+	ret->n = i + 1 - ret->first;
+	ret->bad = bad;
+	*pos = i + 1;
 	return true;
 }

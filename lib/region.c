@@ -2,6 +2,8 @@
 #include "region.h"
 
 #include <fcntl.h>
+#include <pthread.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
@@ -56,7 +58,168 @@ static uint64_t bit_find(const uint64_t *map, uint64_t from, uint64_t to, bool v
 	return to;
 }
 
-static int check_fd(int fd, uint64_t offset, uint64_t length, uint32_t access)
+/* ---- files shared by a tenant's regions ---- */
+
+/*
+ * Tens of thousands of regions usually sit on a handful of memfds; a dup per
+ * region would hit RLIMIT_NOFILE long before the region limit. So regions of
+ * one tenant on one file opened with one access mode share a single dup. The
+ * tenant is part of the key so no tenant's region ever holds another tenant's
+ * fd; the access mode because the fd's mode decides what a view may map.
+ * (st_dev, st_ino) names the file for as long as our dup keeps it alive.
+ *
+ * Regions are built on the control thread and freed on the call_rcu thread,
+ * so the table and every count are under files_lock; the fault path only
+ * reads region->fd and never takes it.
+ */
+struct iopf_region_file {
+	struct iopf_region_file *next; /* hash chain */
+	uint64_t tenant, dev, ino;
+	int accmode;
+	int fd;      /* owned; closed with the last reference */
+	size_t refs; /* under files_lock */
+};
+
+static pthread_mutex_t files_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct iopf_region_file **files; /* buckets, under files_lock; NULL while empty */
+static size_t files_mask, n_files;
+
+static size_t file_hash(uint64_t tenant, uint64_t dev, uint64_t ino, int accmode)
+{
+	uint64_t x = ino * UINT64_C(0x9e3779b97f4a7c15) ^ dev ^ tenant * UINT64_C(0xbf58476d1ce4e5b9) ^
+		     (uint64_t)accmode;
+
+	return (size_t)(x ^ (x >> 29));
+}
+
+/* Keep at most one file per bucket on average. Under files_lock. Return: 0 or -ENOMEM. */
+static int files_grow(void)
+{
+	size_t size = files ? 2 * (files_mask + 1) : 64;
+	struct iopf_region_file **nb;
+
+	if (files && n_files < files_mask + 1)
+		return 0;
+	nb = calloc(size, sizeof(*nb));
+	if (!nb)
+		return -ENOMEM;
+	for (size_t i = 0; files && i <= files_mask; i++)
+		while (files[i]) {
+			struct iopf_region_file *f = files[i];
+			size_t h = file_hash(f->tenant, f->dev, f->ino, f->accmode) & (size - 1);
+
+			files[i] = f->next;
+			f->next = nb[h];
+			nb[h] = f;
+		}
+	free(files);
+	files = nb;
+	files_mask = size - 1;
+	return 0;
+}
+
+/* Drop the buckets once no file is left (leak checks, idle daemons). Under files_lock. */
+static void files_trim(void)
+{
+	if (n_files == 0) {
+		free(files);
+		files = NULL;
+		files_mask = 0;
+	}
+}
+
+/* Under files_lock. Return: the file for the key, or NULL. */
+static struct iopf_region_file *file_find(uint64_t tenant, uint64_t dev, uint64_t ino, int accmode)
+{
+	struct iopf_region_file *f;
+
+	if (!files)
+		return NULL;
+	for (f = files[file_hash(tenant, dev, ino, accmode) & files_mask]; f; f = f->next)
+		if (f->tenant == tenant && f->dev == dev && f->ino == ino && f->accmode == accmode)
+			return f;
+	return NULL;
+}
+
+/* A reference on the shared file for (@tenant, @st, @accmode), dup'ing @fd if there is none. */
+static int file_get(uint64_t tenant, int fd, const struct stat *st, int accmode,
+		    struct iopf_region_file **ret)
+{
+	uint64_t dev = (uint64_t)st->st_dev, ino = (uint64_t)st->st_ino;
+	struct iopf_region_file *f;
+	size_t h;
+	int r = 0;
+
+	pthread_mutex_lock(&files_lock);
+	f = file_find(tenant, dev, ino, accmode);
+	if (f) {
+		f->refs++;
+		goto out;
+	}
+	f = calloc(1, sizeof(*f));
+	r = f ? files_grow() : -ENOMEM;
+	if (r == 0) {
+		*f = (struct iopf_region_file){
+			.tenant = tenant, .dev = dev, .ino = ino, .accmode = accmode, .refs = 1,
+		};
+		f->fd = fcntl(fd, F_DUPFD_CLOEXEC, 3);
+		if (f->fd < 0)
+			r = negative_errno();
+	}
+	if (r < 0) {
+		free(f);
+		files_trim();
+		goto out;
+	}
+	h = file_hash(tenant, dev, ino, accmode) & files_mask;
+	f->next = files[h];
+	files[h] = f;
+	n_files++;
+out:
+	pthread_mutex_unlock(&files_lock);
+	if (r == 0)
+		*ret = f;
+	return r;
+}
+
+static void file_put(struct iopf_region_file *f)
+{
+	struct iopf_region_file **pp;
+	bool last;
+
+	if (!f)
+		return;
+	pthread_mutex_lock(&files_lock);
+	last = --f->refs == 0;
+	if (last) {
+		pp = &files[file_hash(f->tenant, f->dev, f->ino, f->accmode) & files_mask];
+		while (*pp != f)
+			pp = &(*pp)->next;
+		*pp = f->next;
+		n_files--;
+		files_trim();
+	}
+	pthread_mutex_unlock(&files_lock);
+	if (last) {
+		safe_close(f->fd);
+		free(f);
+	}
+}
+
+size_t iopf_region_files(void)
+{
+	size_t n;
+
+	pthread_mutex_lock(&files_lock);
+	n = n_files;
+	pthread_mutex_unlock(&files_lock);
+	return n;
+}
+
+/* ---- regions ---- */
+
+static int check_fd(int fd, uint64_t offset, uint64_t length, uint32_t access,
+		    struct stat *ret_st, int *ret_accmode)
 {
 	struct stat st;
 	int fl;
@@ -76,6 +239,8 @@ static int check_fd(int fd, uint64_t offset, uint64_t length, uint32_t access)
 		return -EBADF;
 	if (st.st_size < 0 || offset + length > (uint64_t)st.st_size)
 		return -EINVAL;
+	*ret_st = st;
+	*ret_accmode = fl & O_ACCMODE;
 	return 0;
 }
 
@@ -95,13 +260,15 @@ static uint32_t region_prot(uint32_t access)
 	return prot ? prot : IOMMU_IOAS_MAP_READABLE;
 }
 
-int iopf_region_new(int fd, uint64_t offset, uint64_t iova, uint64_t length, uint32_t access,
-		    struct iopf_region **ret)
+int iopf_region_new(uint64_t tenant, int fd, uint64_t offset, uint64_t iova, uint64_t length,
+		    uint32_t access, struct iopf_region **ret)
 {
 	_cleanup_free_ struct iopf_region *r = NULL;
 	_cleanup_free_ uint64_t *mapped = NULL, *start = NULL;
+	struct iopf_region_file *file;
+	struct stat st;
 	size_t words;
-	int dfd, rc;
+	int accmode, rc;
 
 	if (length == 0 || !IS_ALIGNED(iova, IOPF_PAGE_SIZE) || !IS_ALIGNED(offset, IOPF_PAGE_SIZE) ||
 	    !IS_ALIGNED(length, IOPF_PAGE_SIZE))
@@ -113,7 +280,7 @@ int iopf_region_new(int fd, uint64_t offset, uint64_t iova, uint64_t length, uin
 		return -EINVAL;
 	if (fd < 0)
 		return -EBADF;
-	rc = check_fd(fd, offset, length, access);
+	rc = check_fd(fd, offset, length, access, &st, &accmode);
 	if (rc < 0)
 		return rc;
 
@@ -125,17 +292,19 @@ int iopf_region_new(int fd, uint64_t offset, uint64_t iova, uint64_t length, uin
 	if (!mapped || !start || !r)
 		return -ENOMEM;
 
-	dfd = fcntl(fd, F_DUPFD_CLOEXEC, 3);
-	if (dfd < 0)
-		return negative_errno();
+	rc = file_get(tenant, fd, &st, accmode, &file);
+	if (rc < 0)
+		return rc;
 
 	*r = (struct iopf_region){
+		.tenant = tenant,
 		.iova = iova,
 		.length = length,
 		.offset = offset,
 		.access = access,
 		.prot = region_prot(access),
-		.fd = dfd,
+		.fd = file->fd,
+		.file = file,
 		.n_pages = length / IOPF_PAGE_SIZE,
 		.mapped = TAKE_PTR(mapped),
 		.start = TAKE_PTR(start),
@@ -150,7 +319,7 @@ struct iopf_region *iopf_region_free(struct iopf_region *r)
 		return NULL;
 	if (r->uptr)
 		(void)munmap(r->uptr, r->length);
-	safe_close(r->fd);
+	file_put(r->file);
 	free(r->mapped);
 	free(r->start);
 	free(r);
@@ -229,26 +398,38 @@ static struct iopf_region_set *set_alloc(size_t n)
 {
 	struct iopf_region_set *s;
 
-	s = calloc(1, sizeof(*s) + n * sizeof(s->v[0]));
-	if (s)
+	s = calloc(1, sizeof(*s) + n * (sizeof(s->v[0]) + sizeof(s->iova[0])));
+	if (s) {
 		s->n = n;
+		s->iova = (const uint64_t *)&s->v[n];
+	}
 	return s;
 }
 
-/* Index of the first region whose iova is > @addr. */
+/* Fill iova[] once v[] is complete. */
+static void set_seal(struct iopf_region_set *s)
+{
+	uint64_t *iova = (uint64_t *)&s->v[s->n];
+
+	for (size_t i = 0; i < s->n; i++)
+		iova[i] = s->v[i]->iova;
+}
+
+/* Index of the first region whose iova is > @addr; branch-free halving over iova[]. */
 static size_t upper_bound(const struct iopf_region_set *s, uint64_t addr)
 {
-	size_t lo = 0, hi = iopf_region_set_size(s);
+	size_t n = iopf_region_set_size(s), lo = 0;
 
-	while (lo < hi) {
-		size_t mid = lo + (hi - lo) / 2;
+	if (n == 0)
+		return 0;
+	/* invariant: iova[i] <= addr for every i < lo, and the answer is in [lo, lo + n] */
+	while (n > 1) {
+		size_t half = n / 2;
 
-		if (s->v[mid]->iova <= addr)
-			lo = mid + 1;
-		else
-			hi = mid;
+		lo = s->iova[lo + half] <= addr ? lo + half : lo;
+		n -= half;
 	}
-	return lo;
+	return lo + (s->iova[lo] <= addr);
 }
 
 int iopf_region_set_add(const struct iopf_region_set *old, struct iopf_region *r,
@@ -272,6 +453,7 @@ int iopf_region_set_add(const struct iopf_region_set *old, struct iopf_region *r
 	s->v[i] = r;
 	if (n > i)
 		memcpy(s->v + i + 1, old->v + i, (n - i) * sizeof(s->v[0]));
+	set_seal(s);
 	*ret = s;
 	return 0;
 }
@@ -295,6 +477,7 @@ int iopf_region_set_del(const struct iopf_region_set *old, const struct iopf_reg
 		return -ENOMEM;
 	memcpy(s->v, old->v, i * sizeof(s->v[0]));
 	memcpy(s->v + i, old->v + i + 1, (n - i - 1) * sizeof(s->v[0]));
+	set_seal(s);
 	*ret = s;
 	return 0;
 }

@@ -18,12 +18,17 @@
 
 #include "iopf/iopf.h"
 
+/* An open file shared by a tenant's regions on one backing object; opaque. */
+struct iopf_region_file;
+
 struct iopf_region {
-	uint64_t id, domain_id, tenant; /* set by the engine before publishing */
+	uint64_t id, domain_id; /* set by the engine before publishing */
+	uint64_t tenant;
 	uint64_t iova, length, offset;
 	uint32_t access;   /* IOPF_ACCESS_* */
 	uint32_t prot;     /* IOMMU_IOAS_MAP_READABLE/WRITEABLE derived from access */
-	int fd;            /* owned dup; closed in iopf_region_free() */
+	int fd;            /* file's fd, copied for the fault path; not owned */
+	struct iopf_region_file *file; /* owned reference; dropped in iopf_region_free() */
 	uint64_t n_pages;
 
 	/*
@@ -41,19 +46,31 @@ struct iopf_region {
 };
 
 /*
- * iopf_region_new() - validate and build a region; keeps its own dup of @fd.
+ * iopf_region_new() - validate and build a region of @tenant backed by @fd.
  * @access: non-zero subset of IOPF_ACCESS_ALL
  *
  * iova, offset and length must be page aligned, length > 0, neither range may
  * wrap. @fd must be a regular file (memfd included) opened for reading, and for
  * writing too when @access has WRITE, with offset + length <= its size.
+ *
+ * The region keeps an fd of its own on the file, shared with every other live
+ * region of the same tenant on the same file (st_dev, st_ino) opened with the
+ * same access mode: one dup per backing object, not per region, so the number
+ * of regions is not bounded by RLIMIT_NOFILE. Thread-safe against
+ * iopf_region_free() on another thread.
+ *
  * Return: 0; -EINVAL (alignment, range, access, size), -EBADF (not a usable
- * fd), -ENOMEM.
+ * fd), -EMFILE, -ENOMEM.
  */
-int iopf_region_new(int fd, uint64_t offset, uint64_t iova, uint64_t length, uint32_t access,
-		    struct iopf_region **ret);
-/* Closes the fd, unmaps the view, frees. Does not touch the IOAS. NULL ok, returns NULL. */
+int iopf_region_new(uint64_t tenant, int fd, uint64_t offset, uint64_t iova, uint64_t length,
+		    uint32_t access, struct iopf_region **ret);
+/*
+ * Drops the file reference (the fd closes with the last region using it),
+ * unmaps the view, frees. Does not touch the IOAS. Any thread. NULL ok, returns NULL.
+ */
 struct iopf_region *iopf_region_free(struct iopf_region *r);
+/* Open files shared by live regions, all tenants (tests, diagnostics). */
+size_t iopf_region_files(void);
 
 static inline uint64_t iopf_region_last(const struct iopf_region *r)
 {
@@ -75,10 +92,15 @@ bool iopf_region_next_extent(const struct iopf_region *r, uint64_t from, uint64_
 /* The daemon's view of the backing, mmapped on first use (worker). Return: 0 or -errno. */
 int iopf_region_get_uptr(struct iopf_region *r, void **ret);
 
-/* An immutable, sorted, non-overlapping set of regions; NULL is the empty set. */
+/*
+ * An immutable, sorted, non-overlapping set of regions; NULL is the empty set.
+ * One allocation: v[], then iova[] (iova[i] == v[i]->iova), so a lookup
+ * searches a few packed cache lines instead of dereferencing a region per step.
+ */
 struct iopf_region_set {
 	size_t n;
 	struct rcu_head rcu;
+	const uint64_t *iova; /* points just past v[n] */
 	struct iopf_region *v[];
 };
 

@@ -3,6 +3,7 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "counters.h"
 #include "util.h"
@@ -22,35 +23,90 @@ void iopf_response_batch_fini(struct iopf_response_batch *rb)
 {
 	free(rb->resp);
 	free(rb->ctr);
+	free(rb->hist);
+	free(rb->t_read);
+	free(rb->seen);
 	free(rb->index);
 	*rb = (struct iopf_response_batch){};
 }
 
-/* Size the cookie index for @cap entries; rebuilds it from the queued ones. */
+static size_t big_home(const struct iopf_response_batch *rb, uint32_t cookie)
+{
+	return (cookie * UINT32_C(0x9e3779b1)) & rb->index_mask;
+}
+
+/*
+ * Note entry @idx's big cookie. Return: the entry queued earlier with the same
+ * cookie (its slot now names @idx), or SIZE_MAX.
+ */
+static size_t big_put(struct iopf_response_batch *rb, uint32_t cookie, size_t idx)
+{
+	size_t h = big_home(rb, cookie), old = SIZE_MAX;
+
+	for (; rb->index[h].gen == rb->gen; h = (h + 1) & rb->index_mask)
+		if (rb->index[h].cookie == cookie) {
+			old = rb->index[h].idx;
+			break;
+		}
+	rb->index[h] = (struct iopf_response_slot){ cookie, rb->gen, (uint32_t)idx };
+	return old;
+}
+
+static bool seen_test_and_set(struct iopf_response_batch *rb, uint32_t cookie)
+{
+	uint64_t *w = &rb->seen[cookie / 64], bit = UINT64_C(1) << (cookie % 64);
+	bool was = *w & bit;
+
+	*w |= bit;
+	return was;
+}
+
+/* The live entry of small cookie @cookie; only after a re-issue, so rare. */
+static size_t find_queued(const struct iopf_response_batch *rb, uint32_t cookie)
+{
+	for (size_t i = rb->n; i-- > 0;)
+		if (rb->resp[i].cookie == cookie && rb->resp[i].code != CODE_DROPPED)
+			return i;
+	return SIZE_MAX;
+}
+
+/* Size the cookie bitmap and hash for @cap entries; rebuilds both from the queued ones. */
 static int index_resize(struct iopf_response_batch *rb, size_t cap)
 {
-	size_t size = 16;
+	/* outstanding cookies <= this turn's entries + held groups (<= cap): room for both */
+	size_t bits = 1024, size = 16;
 	struct iopf_response_slot *index;
+	uint64_t *seen;
 
+	while (bits < 4 * cap)
+		bits *= 2;
 	while (size < 2 * cap)
 		size *= 2;
-	if (size - 1 <= rb->index_mask)
+	if (bits <= rb->seen_bits && size - 1 <= rb->index_mask)
 		return 0;
+	seen = calloc(bits / 64, sizeof(*seen));
 	index = calloc(size, sizeof(*index));
-	if (!index)
+	if (!seen || !index) {
+		free(seen);
+		free(index);
 		return -ENOMEM;
+	}
+	free(rb->seen);
 	free(rb->index);
+	rb->seen = seen;
+	rb->seen_bits = bits;
 	rb->index = index;
 	rb->index_mask = size - 1;
 	rb->gen = 1;
 	for (size_t i = 0; i < rb->n; i++) {
-		size_t h = (rb->resp[i].cookie * UINT32_C(0x9e3779b1)) & rb->index_mask;
+		uint32_t cookie = rb->resp[i].cookie;
 
 		if (rb->resp[i].code == CODE_DROPPED)
 			continue;
-		while (rb->index[h].gen == rb->gen)
-			h = (h + 1) & rb->index_mask;
-		rb->index[h] = (struct iopf_response_slot){ rb->resp[i].cookie, rb->gen, (uint32_t)i };
+		if (cookie < rb->seen_bits)
+			(void)seen_test_and_set(rb, cookie);
+		else
+			(void)big_put(rb, cookie, i);
 	}
 	return 0;
 }
@@ -59,6 +115,8 @@ int iopf_response_batch_reserve(struct iopf_response_batch *rb, size_t cap)
 {
 	struct iommu_hwpt_page_response *resp;
 	struct iopf_counters **ctr;
+	struct iopf_histogram **hist;
+	uint64_t *t_read;
 
 	if (cap <= rb->cap)
 		return 0;
@@ -72,29 +130,54 @@ int iopf_response_batch_reserve(struct iopf_response_batch *rb, size_t cap)
 	if (!ctr)
 		return -ENOMEM;
 	rb->ctr = ctr;
+	hist = realloc(rb->hist, cap * sizeof(*hist));
+	if (!hist)
+		return -ENOMEM;
+	rb->hist = hist;
+	t_read = realloc(rb->t_read, cap * sizeof(*t_read));
+	if (!t_read)
+		return -ENOMEM;
+	rb->t_read = t_read;
 	rb->cap = cap;
 	return 0;
+}
+
+uint64_t iopf_response_now_ns(void)
+{
+	struct timespec ts;
+
+	(void)clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * UINT64_C(1000000000) + (uint64_t)ts.tv_nsec;
 }
 
 void iopf_response_add(struct iopf_response_batch *rb, uint32_t cookie, uint32_t code,
 		       struct iopf_counters *ctr)
 {
-	size_t h = (cookie * UINT32_C(0x9e3779b1)) & rb->index_mask;
+	iopf_response_add_timed(rb, cookie, code, ctr, NULL, 0);
+}
+
+void iopf_response_add_timed(struct iopf_response_batch *rb, uint32_t cookie, uint32_t code,
+			     struct iopf_counters *ctr, struct iopf_histogram *hist,
+			     uint64_t t_read_ns)
+{
+	size_t old = SIZE_MAX;
 
 	assert(rb->n < rb->cap);
-	for (; rb->index[h].gen == rb->gen; h = (h + 1) & rb->index_mask) {
-		size_t old = rb->index[h].idx;
-
-		if (rb->index[h].cookie != cookie)
-			continue;
+	if (cookie < rb->seen_bits) {
+		if (__builtin_expect(seen_test_and_set(rb, cookie), 0))
+			old = find_queued(rb, cookie);
+	} else
+		old = big_put(rb, cookie, rb->n);
+	if (old != SIZE_MAX) {
 		/* auto-answered and re-issued between two reads: the old entry is stale */
 		rb->resp[old].code = CODE_DROPPED;
 		ctr_add(&rb->ctr[old]->stale, 1);
-		break;
+		rb->n_dropped++;
 	}
-	rb->index[h] = (struct iopf_response_slot){ cookie, rb->gen, (uint32_t)rb->n };
 	rb->resp[rb->n] = (struct iommu_hwpt_page_response){ .cookie = cookie, .code = code };
 	rb->ctr[rb->n] = ctr;
+	rb->hist[rb->n] = hist;
+	rb->t_read[rb->n] = t_read_ns;
 	rb->n++;
 }
 
@@ -103,20 +186,49 @@ static void compact(struct iopf_response_batch *rb)
 {
 	size_t j = 0;
 
+	if (!rb->n_dropped)
+		return;
 	for (size_t i = 0; i < rb->n; i++) {
 		if (rb->resp[i].code == CODE_DROPPED)
 			continue;
 		rb->resp[j] = rb->resp[i];
 		rb->ctr[j] = rb->ctr[i];
+		rb->hist[j] = rb->hist[i];
+		rb->t_read[j] = rb->t_read[i];
 		j++;
 	}
 	rb->n = j;
+	rb->n_dropped = 0;
 }
 
-/* Empty the batch; the index forgets it by moving to a new generation. */
+/* Entries [from, to) were just written: their latency ends now. */
+static void record_latency(struct iopf_response_batch *rb, size_t from, size_t to)
+{
+	uint64_t now = 0;
+
+	for (size_t i = from; i < to; i++) {
+		if (!rb->hist[i])
+			continue;
+		if (!now)
+			now = iopf_response_now_ns();
+		iopf_histogram_record(rb->hist[i], now > rb->t_read[i] ? now - rb->t_read[i] : 0);
+	}
+}
+
+/*
+ * Empty the batch: clear the bits of its small cookies (a dropped entry's
+ * cookie is also a live entry's); the hash forgets by moving to a new generation.
+ */
 static void reset(struct iopf_response_batch *rb)
 {
+	for (size_t i = 0; i < rb->n; i++) {
+		uint32_t cookie = rb->resp[i].cookie;
+
+		if (cookie < rb->seen_bits)
+			rb->seen[cookie / 64] &= ~(UINT64_C(1) << (cookie % 64));
+	}
 	rb->n = 0;
+	rb->n_dropped = 0;
 	if (++rb->gen == 0) {
 		/* wrapped after 2^32 batches: old stamps could look current again */
 		memset(rb->index, 0, (rb->index_mask + 1) * sizeof(*rb->index));
@@ -138,6 +250,7 @@ int iopf_response_flush(struct iopf_response_batch *rb, struct iopf_backend *b)
 		ssize_t w = b->ops->fault_write(b, &rb->resp[i], left * sz);
 
 		if (w == (ssize_t)(left * sz)) {
+			record_latency(rb, i, rb->n);
 			accepted += left;
 			break;
 		}
@@ -145,6 +258,7 @@ int iopf_response_flush(struct iopf_response_batch *rb, struct iopf_backend *b)
 			/* Entries before k were consumed; entry k was refused. */
 			size_t k = (size_t)w / sz;
 
+			record_latency(rb, i, i + k);
 			accepted += k;
 			i += k;
 			ctr_add(&rb->ctr[i]->stale, 1);

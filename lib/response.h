@@ -12,9 +12,10 @@
 
 #include "backend.h"
 #include "engine.h"
+#include "histogram.h"
 #include "iopf/uapi.h"
 
-/* cookie -> entry of the current batch; stale once gen moves on, so never cleared per turn */
+/* big cookie -> entry of the current batch; stale once gen moves on, so never cleared per turn */
 struct iopf_response_slot {
 	uint32_t cookie, gen, idx;
 };
@@ -22,8 +23,20 @@ struct iopf_response_slot {
 struct iopf_response_batch {
 	struct iommu_hwpt_page_response *resp; /* owned */
 	struct iopf_counters **ctr;            /* owned array; counters of each entry's domain */
+	struct iopf_histogram **hist;          /* owned array; latency of each entry, or NULL */
+	uint64_t *t_read;                      /* owned array; CLOCK_MONOTONIC ns its group was read */
 	size_t n, cap;
-	struct iopf_response_slot *index;      /* owned; open addressing, at most half full */
+	size_t n_dropped;                      /* entries superseded by a re-issued cookie */
+	/*
+	 * The cookies queued in this batch. The kernel hands out the lowest free
+	 * cookie, so they stay below the number of groups outstanding on the fd,
+	 * which is what a bitmap of a few cache lines covers (sized from cap).
+	 * Bigger ones (another reader of the fd, a scribbling simulator tenant)
+	 * go to a hash that is otherwise never touched.
+	 */
+	uint64_t *seen;                        /* owned; bit c: cookie c queued, c < seen_bits */
+	size_t seen_bits;
+	struct iopf_response_slot *index;      /* owned; cookies >= seen_bits, at most half full */
 	size_t index_mask;
 	uint32_t gen;                          /* of the current batch; never 0 */
 };
@@ -45,6 +58,17 @@ int iopf_response_batch_reserve(struct iopf_response_batch *rb, size_t cap);
  */
 void iopf_response_add(struct iopf_response_batch *rb, uint32_t cookie, uint32_t code,
 		       struct iopf_counters *ctr);
+/*
+ * iopf_response_add_timed() - iopf_response_add(), and once the kernel accepts the
+ * response, record (the time it was written - @t_read_ns) in @hist (single writer:
+ * the batch's worker). @hist NULL records nothing.
+ */
+void iopf_response_add_timed(struct iopf_response_batch *rb, uint32_t cookie, uint32_t code,
+			     struct iopf_counters *ctr, struct iopf_histogram *hist,
+			     uint64_t t_read_ns);
+
+/* CLOCK_MONOTONIC in ns: the clock of fault latencies. */
+uint64_t iopf_response_now_ns(void);
 
 /*
  * iopf_response_flush() - write every queued response, each cookie at most once.

@@ -1,11 +1,11 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
- * The routing table: (source id, dev_id, pasid) -> domain, a liburcu
- * lock-free hash table. Workers look up inside an RCU read section and take
- * no lock; only the control thread adds and removes (it must be a registered
- * RCU thread). The node is embedded in the domain, which stays allocated for a
- * grace period after removal because other workers' lookups may still be
- * walking the bucket chain through it.
+ * The routing table: (source id, dev_id, pasid) -> domain, an RCU-published
+ * open-addressed hash (lib/route.c). Workers look up inside an RCU read
+ * section and take no lock; only the control thread adds and removes (it must
+ * be a registered RCU thread: a resize frees the old array with call_rcu).
+ * The node is embedded in the domain, which stays allocated for a grace period
+ * after removal because other workers' lookups may still hold it.
  */
 #ifndef IOPF_ROUTE_H
 #define IOPF_ROUTE_H
@@ -17,16 +17,9 @@
 struct iopf_route_table;
 
 struct iopf_route_node {
-	struct cds_lfht_node node;
 	uint64_t source;
 	uint32_t dev_id;
 	uint32_t pasid; /* IOPF_PASID_NONE for faults without PASID_VALID */
-	/*
-	 * Set with release ordering just before the node is added and read with
-	 * acquire ordering after a lookup: the same ordering the hash table gives,
-	 * spelt out where thread sanitizers can see it (liburcu is not instrumented).
-	 */
-	int published;
 };
 
 /* Return: 0 or -ENOMEM. */
@@ -36,8 +29,9 @@ struct iopf_route_table *iopf_route_table_free(struct iopf_route_table *t);
 
 /*
  * iopf_route_add() - publish @n under its key; the object around it must be
- * complete. Control thread only.
- * Return: 0 or -EEXIST (key taken).
+ * complete (the publication orders its initialisation before any reader's
+ * use). Control thread only.
+ * Return: 0, -EEXIST (key taken), -ENOMEM (the table had to grow).
  */
 int iopf_route_add(struct iopf_route_table *t, struct iopf_route_node *n);
 /* Unpublish @n; lookups that start afterwards miss it. Control thread only. */

@@ -113,6 +113,8 @@ static void test_mixed_keys(void **state)
 	struct iommu_hwpt_pgfault dev[] = { rec(1, 0, 3, 0), rec(1, LAST, 4, 0), rec(2, LAST, 4, 0) };
 	struct iommu_hwpt_pgfault pasid[] = { rec(1, PV, 3, 1), rec(1, LAST | PV, 3, 2) };
 	struct iommu_hwpt_pgfault pv[] = { rec(1, PV, 3, 0), rec(1, LAST, 3, 0) };
+	/* a later record with PASID_VALID and the value that means "no PASID" still mixes */
+	struct iommu_hwpt_pgfault pv_none[] = { rec(1, 0, 3, 0), rec(1, LAST | PV, 3, IOPF_PASID_NONE) };
 	const struct iopf_group want_dev[] = {
 		{ .first = 0, .n = 2, .cookie = 1, .bad = true },
 		{ .first = 2, .n = 1, .cookie = 2 },
@@ -122,6 +124,7 @@ static void test_mixed_keys(void **state)
 	check(dev, 3, want_dev, 2);
 	check(pasid, 2, want_one_bad, 1);
 	check(pv, 2, want_one_bad, 1);
+	check(pv_none, 2, want_one_bad, 1);
 }
 
 static void test_pasid_out_of_range(void **state)

@@ -3,7 +3,10 @@
 #include "dp-test.h"
 
 #include <fcntl.h>
+#include <pthread.h>
+#include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "iopf/uapi.h"
 #include "region.h"
@@ -12,6 +15,7 @@
 #define PG IOPF_PAGE_SIZE
 #define R IOPF_ACCESS_READ
 #define W IOPF_ACCESS_WRITE
+#define TENANT 1
 
 static int memfd = -1;
 
@@ -19,7 +23,7 @@ static struct iopf_region *mk(uint64_t iova, uint64_t len)
 {
 	struct iopf_region *r;
 
-	assert_int_equal(iopf_region_new(memfd, 0, iova, len, R, &r), 0);
+	assert_int_equal(iopf_region_new(TENANT, memfd, 0, iova, len, R, &r), 0);
 	return r;
 }
 
@@ -29,29 +33,29 @@ static void test_new_validation(void **state)
 	int p[2], ro;
 	char path[] = "/tmp/iopf-test-XXXXXX";
 
-	assert_int_equal(iopf_region_new(memfd, 0, 0, 0, R, &r), -EINVAL);
-	assert_int_equal(iopf_region_new(memfd, 0, 1, PG, R, &r), -EINVAL);
-	assert_int_equal(iopf_region_new(memfd, 1, 0, PG, R, &r), -EINVAL);
-	assert_int_equal(iopf_region_new(memfd, 0, 0, PG + 1, R, &r), -EINVAL);
-	assert_int_equal(iopf_region_new(memfd, 0, 0, PG, 0, &r), -EINVAL);
-	assert_int_equal(iopf_region_new(memfd, 0, 0, PG, 0x10, &r), -EINVAL);
+	assert_int_equal(iopf_region_new(TENANT, memfd, 0, 0, 0, R, &r), -EINVAL);
+	assert_int_equal(iopf_region_new(TENANT, memfd, 0, 1, PG, R, &r), -EINVAL);
+	assert_int_equal(iopf_region_new(TENANT, memfd, 1, 0, PG, R, &r), -EINVAL);
+	assert_int_equal(iopf_region_new(TENANT, memfd, 0, 0, PG + 1, R, &r), -EINVAL);
+	assert_int_equal(iopf_region_new(TENANT, memfd, 0, 0, PG, 0, &r), -EINVAL);
+	assert_int_equal(iopf_region_new(TENANT, memfd, 0, 0, PG, 0x10, &r), -EINVAL);
 	/* the last page of the IOVA space is fine, one more wraps */
-	assert_int_equal(iopf_region_new(memfd, 0, UINT64_MAX - PG + 1, PG, R, &r), 0);
+	assert_int_equal(iopf_region_new(TENANT, memfd, 0, UINT64_MAX - PG + 1, PG, R, &r), 0);
 	assert_int_equal(r->n_pages, 1);
 	iopf_region_free(r);
-	assert_int_equal(iopf_region_new(memfd, 0, UINT64_MAX - PG + 1, 2 * PG, R, &r), -EINVAL);
+	assert_int_equal(iopf_region_new(TENANT, memfd, 0, UINT64_MAX - PG + 1, 2 * PG, R, &r), -EINVAL);
 	/* beyond the file */
-	assert_int_equal(iopf_region_new(memfd, PG, 0, 1024 * PG, R, &r), -EINVAL);
-	assert_int_equal(iopf_region_new(memfd, 0, 0, 1024 * PG, R | W, &r), 0);
+	assert_int_equal(iopf_region_new(TENANT, memfd, PG, 0, 1024 * PG, R, &r), -EINVAL);
+	assert_int_equal(iopf_region_new(TENANT, memfd, 0, 0, 1024 * PG, R | W, &r), 0);
 	assert_int_equal(r->prot, IOMMU_IOAS_MAP_READABLE | IOMMU_IOAS_MAP_WRITEABLE);
 	assert_true(r->fd >= 0 && r->fd != memfd);
 	assert_true(fcntl(r->fd, F_GETFD) & FD_CLOEXEC);
 	iopf_region_free(r);
 	/* fds that cannot be mapped */
-	assert_int_equal(iopf_region_new(-1, 0, 0, PG, R, &r), -EBADF);
-	assert_int_equal(iopf_region_new(1000, 0, 0, PG, R, &r), -EBADF);
+	assert_int_equal(iopf_region_new(TENANT, -1, 0, 0, PG, R, &r), -EBADF);
+	assert_int_equal(iopf_region_new(TENANT, 1000, 0, 0, PG, R, &r), -EBADF);
 	assert_int_equal(pipe2(p, O_CLOEXEC), 0);
-	assert_int_equal(iopf_region_new(p[0], 0, 0, PG, R, &r), -EBADF);
+	assert_int_equal(iopf_region_new(TENANT, p[0], 0, 0, PG, R, &r), -EBADF);
 	close(p[0]);
 	close(p[1]);
 	ro = mkstemp(path);
@@ -60,8 +64,8 @@ static void test_new_validation(void **state)
 	close(ro);
 	ro = open(path, O_RDONLY | O_CLOEXEC);
 	unlink(path);
-	assert_int_equal(iopf_region_new(ro, 0, 0, PG, R | W, &r), -EBADF);
-	assert_int_equal(iopf_region_new(ro, 0, 0, 16 * PG, R, &r), 0);
+	assert_int_equal(iopf_region_new(TENANT, ro, 0, 0, PG, R | W, &r), -EBADF);
+	assert_int_equal(iopf_region_new(TENANT, ro, 0, 0, 16 * PG, R, &r), 0);
 	assert_int_equal(r->prot, IOMMU_IOAS_MAP_READABLE);
 	iopf_region_free(r);
 	close(ro);
@@ -86,10 +90,143 @@ static void test_prot(void **state)
 	for (size_t i = 0; i < ARRAY_SIZE(cases); i++) {
 		struct iopf_region *r;
 
-		assert_int_equal(iopf_region_new(memfd, 0, 0, PG, cases[i].access, &r), 0);
+		assert_int_equal(iopf_region_new(TENANT, memfd, 0, 0, PG, cases[i].access, &r), 0);
 		assert_int_equal(r->prot, cases[i].prot);
 		iopf_region_free(r);
 	}
+}
+
+/* Another open file description of @fd's file, with @flags. */
+static int reopen(int fd, int flags)
+{
+	char path[64];
+	int r;
+
+	snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
+	r = open(path, flags | O_CLOEXEC);
+	assert_true(r >= 0);
+	return r;
+}
+
+static bool fd_open(int fd)
+{
+	return fcntl(fd, F_GETFD) >= 0;
+}
+
+/* One fd per (tenant, file, access mode), whatever fd the region was given. */
+static void test_files_shared(void **state)
+{
+	int rw2 = reopen(memfd, O_RDWR), ro = reopen(memfd, O_RDONLY);
+	struct iopf_region *a, *b, *c, *d, *e;
+	struct stat st0, st1;
+	int fd;
+
+	assert_int_equal(iopf_region_files(), 0);
+	assert_int_equal(iopf_region_new(TENANT, memfd, 0, 0x10000, PG, R | W, &a), 0);
+	/* another fd on the same file, same mode: the same shared fd */
+	assert_int_equal(iopf_region_new(TENANT, rw2, PG, 0x20000, PG, R, &b), 0);
+	assert_int_equal(a->fd, b->fd);
+	assert_int_equal(iopf_region_files(), 1);
+	/* read-only: a view of it could not be writable, so a file of its own */
+	assert_int_equal(iopf_region_new(TENANT, ro, 0, 0x30000, PG, R, &c), 0);
+	assert_int_not_equal(c->fd, a->fd);
+	/* another tenant never holds our fd */
+	assert_int_equal(iopf_region_new(TENANT + 1, memfd, 0, 0x10000, PG, R | W, &d), 0);
+	assert_int_not_equal(d->fd, a->fd);
+	assert_int_not_equal(d->fd, c->fd);
+	assert_int_equal(iopf_region_files(), 3);
+	/* none of them is an fd the caller owns */
+	for (int k = 0; k < 2; k++) {
+		int theirs = k ? rw2 : ro;
+
+		assert_int_not_equal(a->fd, theirs);
+		assert_int_not_equal(c->fd, theirs);
+		assert_int_not_equal(d->fd, theirs);
+	}
+	assert_int_not_equal(a->fd, memfd);
+	close(rw2);
+	close(ro);
+
+	/* the shared fd lives while any region uses it */
+	fd = a->fd;
+	iopf_region_free(a);
+	assert_true(fd_open(fd));
+	assert_int_equal(fstat(b->fd, &st0), 0);
+	assert_int_equal(fstat(memfd, &st1), 0);
+	assert_int_equal(st0.st_ino, st1.st_ino);
+	assert_int_equal(iopf_region_new(TENANT, memfd, 0, 0x40000, PG, R, &e), 0);
+	assert_int_equal(e->fd, fd);
+	iopf_region_free(b);
+	iopf_region_free(e);
+	assert_false(fd_open(fd));
+	iopf_region_free(c);
+	iopf_region_free(d);
+	assert_int_equal(iopf_region_files(), 0);
+}
+
+/* Many files and tenants: the table grows, and empties again in any order. */
+static void test_files_many(void **state)
+{
+	enum { FILES = 150, TENANTS = 2, PER = 3, N = FILES * TENANTS * PER };
+	struct iopf_region **v = calloc(N, sizeof(*v));
+	int fds[FILES];
+	size_t k = 0;
+
+	for (int f = 0; f < FILES; f++)
+		fds[f] = test_memfd(PG);
+	for (int t = 0; t < TENANTS; t++)
+		for (int f = 0; f < FILES; f++)
+			for (int i = 0; i < PER; i++, k++)
+				assert_int_equal(iopf_region_new(t, fds[f], 0, k * PG, PG, R, &v[k]), 0);
+	assert_int_equal(iopf_region_files(), FILES * TENANTS);
+	for (int f = 0; f < FILES; f++)
+		close(fds[f]);
+	/* regions on one file share one fd: all PER of them */
+	for (k = 0; k < N; k += PER)
+		for (int i = 1; i < PER; i++)
+			assert_int_equal(v[k + i]->fd, v[k]->fd);
+	/* every other one first, then the rest */
+	for (int pass = 0; pass < 2; pass++)
+		for (k = pass; k < N; k += 2)
+			iopf_region_free(v[k]);
+	assert_int_equal(iopf_region_files(), 0);
+	free(v);
+}
+
+/* The control thread builds regions while the call_rcu thread frees others on the same file. */
+struct churn {
+	int pipe[2];
+};
+
+static void *churn_free(void *arg)
+{
+	struct churn *c = arg;
+	struct iopf_region *r;
+
+	while (read(c->pipe[0], &r, sizeof(r)) == sizeof(r) && r)
+		iopf_region_free(r);
+	return NULL;
+}
+
+static void test_files_threads(void **state)
+{
+	struct churn c;
+	pthread_t t;
+	struct iopf_region *r;
+
+	assert_int_equal(pipe2(c.pipe, O_CLOEXEC), 0);
+	assert_int_equal(pthread_create(&t, NULL, churn_free, &c), 0);
+	for (int i = 0; i < 2000; i++) {
+		assert_int_equal(iopf_region_new(TENANT + (i % 3 == 0), memfd, 0, 0, PG, R, &r), 0);
+		assert_true(fd_open(r->fd));
+		assert_int_equal(write(c.pipe[1], &r, sizeof(r)), (ssize_t)sizeof(r));
+	}
+	r = NULL;
+	assert_int_equal(write(c.pipe[1], &r, sizeof(r)), (ssize_t)sizeof(r));
+	assert_int_equal(pthread_join(t, NULL), 0);
+	close(c.pipe[0]);
+	close(c.pipe[1]);
+	assert_int_equal(iopf_region_files(), 0);
 }
 
 static void test_set_overlap(void **state)
@@ -181,6 +318,35 @@ static void test_set_find(void **state)
 		iopf_region_free(v[k]);
 }
 
+/* The search against a linear scan, for every set size up to a few cache lines of keys. */
+static void test_set_find_sizes(void **state)
+{
+	enum { MAX = 40 };
+	struct iopf_region *v[MAX];
+	struct iopf_region_set *s = NULL, *n;
+
+	for (size_t k = 0; k < MAX; k++) {
+		/* regions of 1..3 pages with gaps of 1..2 pages, added back to front */
+		uint64_t iova = 0x100000 - (k + 1) * 5 * PG;
+
+		v[k] = mk(iova, (1 + k % 3) * PG);
+		assert_int_equal(iopf_region_set_add(s, v[k], &n), 0);
+		free(s);
+		s = n;
+		for (uint64_t a = iova - PG; a < 0x100000 + PG; a += PG / 2) {
+			struct iopf_region *want = NULL;
+
+			for (size_t i = 0; i <= k; i++)
+				if (a >= v[i]->iova && a <= iopf_region_last(v[i]))
+					want = v[i];
+			assert_ptr_equal(iopf_region_set_find(s, a), want);
+		}
+	}
+	free(s);
+	for (size_t k = 0; k < MAX; k++)
+		iopf_region_free(v[k]);
+}
+
 static void test_bitmaps(void **state)
 {
 	struct iopf_region *r = mk(0, 200 * PG);
@@ -242,7 +408,7 @@ static void test_uptr(void **state)
 	const char msg[] = "iopfd";
 
 	assert_int_equal(pwrite(memfd, msg, sizeof(msg), 3 * PG + 10), (ssize_t)sizeof(msg));
-	assert_int_equal(iopf_region_new(memfd, 2 * PG, 0x40000, 4 * PG, R, &r), 0);
+	assert_int_equal(iopf_region_new(TENANT, memfd, 2 * PG, 0x40000, 4 * PG, R, &r), 0);
 	assert_null(r->uptr);
 	assert_int_equal(iopf_region_get_uptr(r, &p1), 0);
 	assert_int_equal(iopf_region_get_uptr(r, &p2), 0);
@@ -268,8 +434,12 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_new_validation),
 		cmocka_unit_test(test_prot),
+		cmocka_unit_test(test_files_shared),
+		cmocka_unit_test(test_files_many),
+		cmocka_unit_test(test_files_threads),
 		cmocka_unit_test(test_set_overlap),
 		cmocka_unit_test(test_set_find),
+		cmocka_unit_test(test_set_find_sizes),
 		cmocka_unit_test(test_bitmaps),
 		cmocka_unit_test(test_uptr),
 	};

@@ -66,7 +66,7 @@ static struct iopf_region *region(struct fx *x, uint64_t iova, uint64_t len, uin
 	struct iopf_region *r;
 	struct iopf_region_set *n;
 
-	assert_int_equal(iopf_region_new(x->memfd, 0, iova, len, access, &r), 0);
+	assert_int_equal(iopf_region_new(1, x->memfd, 0, iova, len, access, &r), 0);
 	assert_int_equal(iopf_region_set_add(x->set, r, &n), 0);
 	free(x->set);
 	x->set = n;

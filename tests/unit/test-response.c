@@ -236,6 +236,91 @@ static void test_reserve_reindexes(void **state)
 	assert_true(fake_all_answered_once(x->f));
 }
 
+/*
+ * Cookies past the bitmap (more groups outstanding than the batch could hold,
+ * e.g. another reader of the fd) take the hash: a re-issue is caught there too.
+ */
+static void test_reissued_big_cookie(void **state)
+{
+	struct fx *x = *state;
+	enum { N = 1100 };
+	struct iommu_hwpt_pgfault *recs = calloc(N, sizeof(*recs)), rec;
+	struct fake_answer *a;
+	uint32_t big1, big2, c;
+
+	for (unsigned i = 0; i < N; i++)
+		fake_fault(x->f, 3, IOPF_PASID_NONE, 0x1000, 1);
+	assert_int_equal(x->b->ops->fault_read(x->b, recs, N * sizeof(*recs)),
+			 (ssize_t)(N * sizeof(*recs)));
+	big1 = recs[N - 60].cookie;
+	big2 = recs[N - 50].cookie;
+	assert_true(big1 >= x->rb.seen_bits && big2 >= x->rb.seen_bits);
+	iopf_response_add(&x->rb, big1, IOMMUFD_PAGE_RESP_SUCCESS, &x->c[0]);
+	iopf_response_add(&x->rb, recs[0].cookie, IOMMUFD_PAGE_RESP_SUCCESS, &x->c[0]);
+	iopf_response_add(&x->rb, big2, IOMMUFD_PAGE_RESP_SUCCESS, &x->c[0]);
+	assert_true(fake_auto_answer(x->f, big1));
+	fake_fault(x->f, 3, IOPF_PASID_NONE, 0x2000, 1);
+	assert_int_equal(x->b->ops->fault_read(x->b, &rec, sizeof(rec)), (ssize_t)sizeof(rec));
+	c = rec.cookie;
+	assert_int_equal(c, big1); /* the lowest free one */
+	iopf_response_add(&x->rb, c, IOMMUFD_PAGE_RESP_INVALID, &x->c[1]);
+	assert_int_equal(x->c[0].stale, 1);
+	assert_int_equal(iopf_response_flush(&x->rb, x->b), 3);
+	assert_int_equal(fake_answers(x->f, &a), 3);
+	assert_int_equal(a[0].cookie, recs[0].cookie);
+	assert_int_equal(a[1].cookie, big2);
+	assert_int_equal(a[2].cookie, c);
+	assert_int_equal(a[2].code, IOMMUFD_PAGE_RESP_INVALID);
+	free(a);
+	/* forgotten after the flush, big or small */
+	iopf_response_add(&x->rb, recs[1].cookie, IOMMUFD_PAGE_RESP_SUCCESS, &x->c[0]);
+	iopf_response_add(&x->rb, recs[N - 1].cookie, IOMMUFD_PAGE_RESP_SUCCESS, &x->c[0]);
+	assert_int_equal(iopf_response_flush(&x->rb, x->b), 2);
+	assert_int_equal(x->c[0].stale + x->c[1].stale, 1);
+	free(recs);
+}
+
+/* Against a model: random batches of cookies, some repeated, small and big. */
+static void test_dedupe_model(void **state)
+{
+	struct fx *x = *state;
+	uint64_t rng = 7;
+
+	for (unsigned round = 0; round < 2000; round++) {
+		uint32_t cookies[16], last_of[16];
+		unsigned n = 1 + round % 16, live = 0;
+		uint64_t stale0 = x->c[0].stale;
+
+		for (unsigned i = 0; i < n; i++) {
+			rng = rng * 6364136223846793005ULL + 1442695040888963407ULL;
+			/* a few values, so repeats are common; some past the bitmap */
+			cookies[i] = (uint32_t)(rng >> 60) + ((rng >> 40) & 1 ? 1 : (uint32_t)x->rb.seen_bits);
+			iopf_response_add(&x->rb, cookies[i], 0, &x->c[0]);
+		}
+		/* the model: only the last entry of each cookie survives */
+		for (unsigned i = 0; i < n; i++) {
+			bool later = false;
+
+			for (unsigned k = i + 1; k < n; k++)
+				later |= cookies[k] == cookies[i];
+			if (!later)
+				last_of[live++] = cookies[i];
+		}
+		assert_int_equal(x->c[0].stale - stale0, n - live);
+		/* what would be written, without a kernel: the surviving entries in order */
+		{
+			unsigned k = 0;
+
+			for (size_t i = 0; i < x->rb.n; i++)
+				if (x->rb.resp[i].code != UINT32_MAX)
+					assert_int_equal(x->rb.resp[i].cookie, last_of[k++]);
+			assert_int_equal(k, live);
+		}
+		fake_fail_next_write(x->f, EIO); /* drop the batch: nothing is outstanding */
+		assert_int_equal(iopf_response_flush(&x->rb, x->b), -EIO);
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -248,6 +333,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_reserve_keeps_entries, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_reissued_cookie_in_batch, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_reserve_reindexes, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_reissued_big_cookie, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_dedupe_model, setup, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
