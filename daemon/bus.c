@@ -51,6 +51,8 @@ struct pending {
 struct bus {
 	sd_event *event;		/* ref */
 	struct iopf_control *control;	/* not owned */
+	const struct conf *conf;	/* not owned; the running configuration (reload changes it) */
+	unsigned n_workers;
 	char *socket_path;		/* owned */
 	bool unlink_socket;		/* we created the socket node */
 	int listen_fd;			/* owned */
@@ -88,6 +90,45 @@ static int reply_error(sd_bus_error *error, int r, const struct iopf_control_err
 				err && err->message[0] ? err->message : strerror(-r));
 }
 
+/*
+ * A tenant went away: remove its objects, and say what it had, so a tenant that
+ * leaves between two refused-fault summaries still shows up in the log.
+ */
+static void tenant_gone(struct bus *b, uint64_t tenant, const char *how)
+{
+	struct iopf_tenant_info ti = {};
+	struct iopf_control_stats *st = malloc(sizeof(*st));
+	char name[64] = "?", refused[200] = "";
+	bool have = false;
+	size_t len = 0;
+	int n;
+
+	if (iopf_control_tenant_info(b->control, tenant, &ti) >= 0)
+		(void)snprintf(name, sizeof(name), "%s", ti.name); /* dies with the tenant */
+	if (st && iopf_control_tenant_stats(b->control, tenant, tenant, st, NULL) >= 0) {
+		have = true;
+		for (unsigned r = 0; r < _IOPF_REASON_MAX; r++) {
+			if (r == IOPF_REASON_RESOLVED || !st->counters.reasons[r] ||
+			    len >= sizeof(refused))
+				continue;
+			len += snprintf(refused + len, sizeof(refused) - len, "%s%s %" PRIu64,
+					len ? ", " : ": ", iopf_reason_to_string(r),
+					st->counters.reasons[r]);
+		}
+	}
+	n = iopf_control_tenant_remove(b->control, tenant);
+	if (n <= 0 && (!have || !st->counters.groups))
+		log_full_ids(LOG_DEBUG, 0, &(const struct log_ids){.tenant = tenant},
+			     "Tenant %" PRIu64 " (%s) %s.", tenant, name, how);
+	else
+		log_full_ids(LOG_INFO, 0, &(const struct log_ids){.tenant = tenant},
+			     "Tenant %" PRIu64 " (%s) %s, removing its %d objects; it had %" PRIu64
+			     " fault groups answered, %" PRIu64 " INVALID%s.",
+			     tenant, name, how, n > 0 ? n : 0, have ? st->counters.groups : 0,
+			     have ? st->counters.invalid : 0, refused);
+	free(st);
+}
+
 /* --- tenants on the system bus --- */
 
 static struct sys_tenant *sys_tenant_free(struct sys_tenant *t)
@@ -103,13 +144,8 @@ static struct sys_tenant *sys_tenant_free(struct sys_tenant *t)
 static void sys_tenant_gone(struct sys_tenant *t)
 {
 	struct bus *b = t->bus;
-	int n;
 
-	n = iopf_control_tenant_remove(b->control, t->tenant);
-	if (n > 0)
-		log_info("Tenant %s left the bus, removing its %d objects.", t->name, n);
-	else
-		log_debug("Tenant %s left the bus.", t->name);
+	tenant_gone(b, t->tenant, "left the bus");
 	LIST_REMOVE(b->sys_tenants, t);
 	sys_tenant_free(t);
 }
@@ -253,6 +289,7 @@ static int method_register_source(sd_bus_message *m, void *userdata, sd_bus_erro
 {
 	struct iopf_control_error err = {};
 	struct conn *c = userdata;
+	struct log_ids ids;
 	int fault_fd, iommufd;
 	uint64_t tenant, id;
 	uint32_t ioas_id;
@@ -271,8 +308,10 @@ static int method_register_source(sd_bus_message *m, void *userdata, sd_bus_erro
 		log_debug("Tenant %" PRIu64 ": RegisterSource refused: %s", tenant, err.message);
 		return reply_error(error, r, &err);
 	}
-	log_info("Tenant %" PRIu64 ": fault source %" PRIu64 " registered (IOAS %" PRIu32 ").",
-		 tenant, id, ioas_id);
+	ids = (struct log_ids){.tenant = tenant, .source = id};
+	log_full_ids(LOG_INFO, 0, &ids,
+		     "Tenant %" PRIu64 ": fault source %" PRIu64 " registered (IOAS %" PRIu32 ").",
+		     tenant, id, ioas_id);
 	return sd_bus_reply_method_return(m, "t", id);
 }
 
@@ -285,6 +324,7 @@ static int method_register_domain(sd_bus_message *m, void *userdata, sd_bus_erro
 {
 	struct iopf_control_error err = {};
 	struct conn *c = userdata;
+	struct log_ids ids;
 	uint64_t tenant, source_id, id;
 	uint32_t dev_id, pasid;
 	int r;
@@ -301,9 +341,19 @@ static int method_register_domain(sd_bus_message *m, void *userdata, sd_bus_erro
 		log_debug("Tenant %" PRIu64 ": RegisterDomain refused: %s", tenant, err.message);
 		return reply_error(error, r, &err);
 	}
-	log_debug("Tenant %" PRIu64 ": domain %" PRIu64 " registered (source %" PRIu64
-		  " dev_id %" PRIu32 " pasid 0x%" PRIx32 ").",
-		  tenant, id, source_id, dev_id, pasid);
+	ids = (struct log_ids){
+		.tenant = tenant,
+		.source = source_id,
+		.domain = id,
+		.has_dev_id = true,
+		.dev_id = dev_id,
+		.has_pasid = true,
+		.pasid = pasid,
+	};
+	log_full_ids(LOG_DEBUG, 0, &ids,
+		     "Tenant %" PRIu64 ": domain %" PRIu64 " registered (source %" PRIu64
+		     " dev_id %" PRIu32 " pasid 0x%" PRIx32 ").",
+		     tenant, id, source_id, dev_id, pasid);
 	return sd_bus_reply_method_return(m, "t", id);
 }
 
@@ -346,6 +396,7 @@ static int method_remove_region(sd_bus_message *m, void *userdata, sd_bus_error 
 /* Listings: one reply builder per kind; the "All" variants put the owning tenant first. */
 struct listing {
 	sd_bus_message *reply;
+	struct iopf_control *ctl;
 	bool all;
 };
 
@@ -360,6 +411,49 @@ static int append_counters(sd_bus_message *reply, const struct iopf_counters *cn
 		r = sd_bus_message_append(reply, "{st}", f[i].name, f[i].value);
 	if (r >= 0)
 		r = sd_bus_message_close_container(reply);
+	return r;
+}
+
+/* A latency histogram: (count, sum_ns, buckets) with the LatencyBuckets bounds. */
+static int append_histogram(sd_bus_message *reply, const struct iopf_histogram *h)
+{
+	int r;
+
+	r = sd_bus_message_open_container(reply, 'r', "ttat");
+	if (r >= 0)
+		r = sd_bus_message_append(reply, "tt", h->count, h->sum_ns);
+	if (r >= 0)
+		r = sd_bus_message_append_array(reply, 't', h->bucket, sizeof(h->bucket));
+	if (r >= 0)
+		r = sd_bus_message_close_container(reply);
+	return r;
+}
+
+/* Totals: the counters, then what the tenant (or daemon) holds now. */
+static int append_totals(sd_bus_message *reply, const struct iopf_control_stats *st,
+			 const char *extra_name, uint64_t extra)
+{
+	struct iopf_counter_field f[IOPF_COUNTER_FIELDS_MAX];
+	size_t n = iopf_counters_to_fields(&st->counters, f);
+	int r;
+
+	r = sd_bus_message_open_container(reply, 'a', "{st}");
+	for (size_t i = 0; r >= 0 && i < n; i++)
+		r = sd_bus_message_append(reply, "{st}", f[i].name, f[i].value);
+	if (r >= 0)
+		r = sd_bus_message_append(reply, "{st}", "sources", st->sources);
+	if (r >= 0)
+		r = sd_bus_message_append(reply, "{st}", "domains", st->domains);
+	if (r >= 0)
+		r = sd_bus_message_append(reply, "{st}", "regions", st->regions);
+	if (r >= 0)
+		r = sd_bus_message_append(reply, "{st}", "region_bytes", st->region_bytes);
+	if (r >= 0 && extra_name)
+		r = sd_bus_message_append(reply, "{st}", extra_name, extra);
+	if (r >= 0)
+		r = sd_bus_message_close_container(reply);
+	if (r >= 0)
+		r = append_histogram(reply, &st->latency);
 	return r;
 }
 
@@ -429,12 +523,54 @@ static int append_source_stats(const struct iopf_source_info *i, void *userdata)
 	return r;
 }
 
+static int append_domain_metrics(const struct iopf_domain_info *i, void *userdata)
+{
+	struct listing *l = userdata;
+	struct iopf_histogram h = {};
+	int r;
+
+	(void)iopf_control_domain_latency(l->ctl, i->id, &h);
+	r = sd_bus_message_open_container(l->reply, 'r',
+					  l->all ? "tttuua{st}(ttat)" : "ttuua{st}(ttat)");
+	if (r >= 0 && l->all)
+		r = sd_bus_message_append(l->reply, "t", i->tenant);
+	if (r >= 0)
+		r = sd_bus_message_append(l->reply, "ttuu", i->id, i->source_id, i->dev_id,
+					  i->pasid);
+	if (r >= 0)
+		r = append_counters(l->reply, &i->counters);
+	if (r >= 0)
+		r = append_histogram(l->reply, &h);
+	if (r >= 0)
+		r = sd_bus_message_close_container(l->reply);
+	return r;
+}
+
+static int append_tenant_metrics(const struct iopf_tenant_info *t,
+				 const struct iopf_control_stats *st, void *userdata)
+{
+	struct listing *l = userdata;
+	int r;
+
+	r = sd_bus_message_open_container(l->reply, 'r', "tuusa{st}(ttat)");
+	if (r >= 0)
+		r = sd_bus_message_append(l->reply, "tuus", t->id, (uint32_t)t->uid,
+					  (uint32_t)t->pid, t->name);
+	if (r >= 0)
+		r = append_totals(l->reply, st, NULL, 0);
+	if (r >= 0)
+		r = sd_bus_message_close_container(l->reply);
+	return r;
+}
+
 enum listing_kind {
 	LISTING_SOURCES,
 	LISTING_DOMAINS,
 	LISTING_REGIONS,
 	LISTING_DOMAIN_STATS,
 	LISTING_SOURCE_STATS,
+	LISTING_DOMAIN_METRICS,
+	LISTING_TENANT_METRICS,
 };
 
 static int list_objects(sd_bus_message *m, struct conn *c, enum listing_kind kind, bool all,
@@ -446,11 +582,13 @@ static int list_objects(sd_bus_message *m, struct conn *c, enum listing_kind kin
 		[LISTING_REGIONS] = {"(ttttu)", "(tttttu)"},
 		[LISTING_DOMAIN_STATS] = {"(ttuua{st})", "(tttuua{st})"},
 		[LISTING_SOURCE_STATS] = {"(ta{st})", "(tta{st})"},
+		[LISTING_DOMAIN_METRICS] = {"(ttuua{st}(ttat))", "(tttuua{st}(ttat))"},
+		[LISTING_TENANT_METRICS] = {"(tuusa{st}(ttat))", "(tuusa{st}(ttat))"},
 	};
 	_cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
 	struct iopf_control_error err = {};
 	struct iopf_control *ctl = c->bus->control;
-	struct listing l = {.all = all};
+	struct listing l = {.all = all, .ctl = c->bus->control};
 	uint64_t tenant;
 	int r;
 
@@ -480,6 +618,12 @@ static int list_objects(sd_bus_message *m, struct conn *c, enum listing_kind kin
 	case LISTING_SOURCE_STATS:
 		r = iopf_control_foreach_source(ctl, tenant, all, append_source_stats, &l, &err);
 		break;
+	case LISTING_DOMAIN_METRICS:
+		r = iopf_control_foreach_domain(ctl, tenant, all, append_domain_metrics, &l, &err);
+		break;
+	case LISTING_TENANT_METRICS:
+		r = iopf_control_foreach_tenant(ctl, tenant, all, append_tenant_metrics, &l, &err);
+		break;
 	}
 	if (r < 0)
 		return reply_error(error, r, &err);
@@ -504,6 +648,73 @@ LISTING_METHODS(list_domains, LISTING_DOMAINS)
 LISTING_METHODS(list_regions, LISTING_REGIONS)
 LISTING_METHODS(get_stats, LISTING_DOMAIN_STATS)
 LISTING_METHODS(get_source_stats, LISTING_SOURCE_STATS)
+LISTING_METHODS(get_domain_metrics, LISTING_DOMAIN_METRICS)
+LISTING_METHODS(get_tenant_metrics, LISTING_TENANT_METRICS)
+
+static int method_get_daemon_metrics(sd_bus_message *m, void *userdata, sd_bus_error *error)
+{
+	_cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
+	struct iopf_control_error err = {};
+	struct conn *c = userdata;
+	struct iopf_control_stats *st;
+	uint64_t tenant;
+	int r;
+
+	r = get_tenant(c, m, &tenant, error);
+	if (r < 0)
+		return r;
+	st = malloc(sizeof(*st));
+	if (!st)
+		return -ENOMEM;
+	r = iopf_control_total_stats(c->bus->control, tenant, st, &err);
+	if (r < 0) {
+		free(st);
+		return reply_error(error, r, &err);
+	}
+	r = sd_bus_message_new_method_return(m, &reply);
+	if (r >= 0)
+		r = append_totals(reply, st, "tenants", iopf_control_n_tenants(c->bus->control));
+	free(st);
+	if (r < 0)
+		return r;
+	return sd_bus_send(NULL, reply, NULL);
+}
+
+/* --- properties: settings a tenant may want to know, read at call time --- */
+
+static int property_get(sd_bus *bus, const char *path, const char *interface,
+			const char *property, sd_bus_message *reply, void *userdata,
+			sd_bus_error *error)
+{
+	struct conn *c = userdata;
+	const struct conf *conf = c->bus->conf;
+
+	if (strcmp(property, "Version") == 0)
+		return sd_bus_message_append(reply, "s", IOPFD_VERSION);
+	if (strcmp(property, "Workers") == 0)
+		return sd_bus_message_append(reply, "u", c->bus->n_workers);
+	if (strcmp(property, "FaultAround") == 0)
+		return sd_bus_message_append(reply, "t", conf->fault_around);
+	if (strcmp(property, "ReadBatch") == 0)
+		return sd_bus_message_append(reply, "u", conf->read_batch);
+	if (strcmp(property, "MaxSources") == 0)
+		return sd_bus_message_append(reply, "u", conf->limits.max_sources);
+	if (strcmp(property, "MaxDomains") == 0)
+		return sd_bus_message_append(reply, "u", conf->limits.max_domains);
+	if (strcmp(property, "MaxRegions") == 0)
+		return sd_bus_message_append(reply, "u", conf->limits.max_regions);
+	if (strcmp(property, "MaxPinnedBytes") == 0)
+		return sd_bus_message_append(reply, "t", conf->limits.max_pinned_bytes);
+	if (strcmp(property, "LatencyBuckets") == 0) {
+		uint64_t bounds[IOPF_HIST_FINITE];
+
+		for (unsigned i = 0; i < IOPF_HIST_FINITE; i++)
+			bounds[i] = iopf_histogram_bound_ns(i);
+		return sd_bus_message_append_array(reply, 't', bounds, sizeof(bounds));
+	}
+	return sd_bus_error_setf(error, SD_BUS_ERROR_UNKNOWN_PROPERTY, "Unknown property %s",
+				 property);
+}
 
 static const sd_bus_vtable manager_vtable[] = {
 	SD_BUS_VTABLE_START(0),
@@ -550,6 +761,31 @@ static const sd_bus_vtable manager_vtable[] = {
 	SD_BUS_METHOD_WITH_ARGS("GetAllSourceStats", SD_BUS_NO_ARGS,
 				SD_BUS_RESULT("a(tta{st})", sources), method_get_source_stats_all,
 				SD_BUS_VTABLE_UNPRIVILEGED),
+	/* Metrics with latency histograms; tenant totals survive removals. */
+	SD_BUS_METHOD_WITH_ARGS("GetDomainMetrics", SD_BUS_NO_ARGS,
+				SD_BUS_RESULT("a(ttuua{st}(ttat))", domains),
+				method_get_domain_metrics, SD_BUS_VTABLE_UNPRIVILEGED),
+	SD_BUS_METHOD_WITH_ARGS("GetAllDomainMetrics", SD_BUS_NO_ARGS,
+				SD_BUS_RESULT("a(tttuua{st}(ttat))", domains),
+				method_get_domain_metrics_all, SD_BUS_VTABLE_UNPRIVILEGED),
+	SD_BUS_METHOD_WITH_ARGS("GetTenantMetrics", SD_BUS_NO_ARGS,
+				SD_BUS_RESULT("a(tuusa{st}(ttat))", tenants),
+				method_get_tenant_metrics, SD_BUS_VTABLE_UNPRIVILEGED),
+	SD_BUS_METHOD_WITH_ARGS("GetAllTenantMetrics", SD_BUS_NO_ARGS,
+				SD_BUS_RESULT("a(tuusa{st}(ttat))", tenants),
+				method_get_tenant_metrics_all, SD_BUS_VTABLE_UNPRIVILEGED),
+	SD_BUS_METHOD_WITH_ARGS("GetDaemonMetrics", SD_BUS_NO_ARGS,
+				SD_BUS_RESULT("a{st}", counters, "(ttat)", latency),
+				method_get_daemon_metrics, SD_BUS_VTABLE_UNPRIVILEGED),
+	SD_BUS_PROPERTY("Version", "s", property_get, 0, SD_BUS_VTABLE_PROPERTY_CONST),
+	SD_BUS_PROPERTY("Workers", "u", property_get, 0, SD_BUS_VTABLE_PROPERTY_CONST),
+	SD_BUS_PROPERTY("LatencyBuckets", "at", property_get, 0, SD_BUS_VTABLE_PROPERTY_CONST),
+	SD_BUS_PROPERTY("FaultAround", "t", property_get, 0, 0),
+	SD_BUS_PROPERTY("ReadBatch", "u", property_get, 0, 0),
+	SD_BUS_PROPERTY("MaxSources", "u", property_get, 0, 0),
+	SD_BUS_PROPERTY("MaxDomains", "u", property_get, 0, 0),
+	SD_BUS_PROPERTY("MaxRegions", "u", property_get, 0, 0),
+	SD_BUS_PROPERTY("MaxPinnedBytes", "t", property_get, 0, 0),
 	SD_BUS_VTABLE_END,
 };
 
@@ -606,20 +842,10 @@ static int on_conn_free(sd_event_source *s, void *userdata)
 static int on_p2p_disconnected(sd_bus_message *m, void *userdata, sd_bus_error *error)
 {
 	struct conn *c = userdata;
-	struct iopf_tenant_info ti = {};
-	char name[64] = "?";
-	int n, r;
+	int r;
 
 	if (c->tenant) {
-		/* the name dies with the tenant record */
-		if (iopf_control_tenant_info(c->bus->control, c->tenant, &ti) >= 0)
-			(void)snprintf(name, sizeof(name), "%s", ti.name);
-		n = iopf_control_tenant_remove(c->bus->control, c->tenant);
-		if (n > 0)
-			log_info("Tenant %" PRIu64 " (%s) disconnected, removing its %d objects.",
-				 c->tenant, name, n);
-		else
-			log_debug("Tenant %" PRIu64 " disconnected.", c->tenant);
+		tenant_gone(c->bus, c->tenant, "disconnected");
 		c->tenant = 0;
 	}
 	/* Not from inside the bus's own dispatch: free it on the next loop iteration. */
@@ -859,9 +1085,11 @@ fail:
 
 /* --- lifetime --- */
 
-int bus_new(sd_event *event, struct iopf_control *control, const char *socket_path, bool system_bus,
-	    struct bus **ret)
+int bus_new(sd_event *event, struct iopf_control *control, const struct conf *conf,
+	    unsigned n_workers, struct bus **ret)
 {
+	const char *socket_path = conf->control_socket;
+	bool system_bus = conf->system_bus;
 	struct bus *b;
 	int r;
 
@@ -870,6 +1098,8 @@ int bus_new(sd_event *event, struct iopf_control *control, const char *socket_pa
 		return log_oom();
 	b->event = sd_event_ref(event);
 	b->control = control;
+	b->conf = conf;
+	b->n_workers = n_workers;
 	b->listen_fd = -EBADF;
 	b->socket_path = strdup(socket_path);
 	if (!b->socket_path) {

@@ -13,20 +13,23 @@
 
 #include <systemd/sd-event.h>
 
+#include "conf.h"
 #include "control.h"
 
 struct bus;
 
 /*
  * bus_new() - serve @control on @event.
- * @socket_path: the peer-to-peer socket: created with mode 0666 (a socket-activated
- *               fd is used instead when systemd passes one).
- * @system_bus: also take IOPF_DBUS_NAME on the system bus; when the bus is not
- *              reachable or the name is refused, warn and serve the socket only.
+ * @conf: the running configuration (borrowed; properties read it at call time).
+ *   ControlSocket: the peer-to-peer socket, created with mode 0666 (a
+ *   socket-activated fd is used instead when systemd passes one).
+ *   SystemBus: also take IOPF_DBUS_NAME on the system bus; when the bus is not
+ *   reachable or the name is refused, warn and serve the socket only.
+ * @n_workers: for the Workers property.
  * Return: 0 or -errno (logged).
  */
-int bus_new(sd_event *event, struct iopf_control *control, const char *socket_path, bool system_bus,
-	    struct bus **ret);
+int bus_new(sd_event *event, struct iopf_control *control, const struct conf *conf,
+	    unsigned n_workers, struct bus **ret);
 
 /*
  * Drop every connection and unanswered request without calling the engine

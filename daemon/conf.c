@@ -1,7 +1,11 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
+#include <arpa/inet.h>
+#include <dirent.h>
 #include <fcntl.h>
+#include <fnmatch.h>
 #include <inttypes.h>
 #include <limits.h>
+#include <netinet/in.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
@@ -9,6 +13,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
+#include <syslog.h>
 
 #include <ini.h>
 
@@ -16,6 +21,7 @@
 #include "util.h"
 
 #define CONF_FILE_MAX (64 * 1024) /* far above any sane iopfd.conf */
+#define USEC_PER_SEC  UINT64_C(1000000)
 
 int conf_init(struct conf *conf)
 {
@@ -25,21 +31,33 @@ int conf_init(struct conf *conf)
 		.read_batch = IOPFD_READ_BATCH_DEFAULT,
 		.allow_simulator = false,
 		.system_bus = false,
+		.log_level = LOG_INFO,
+		.log_target = CONF_LOG_AUTO,
+		.summary_usec = IOPFD_SUMMARY_DEFAULT_USEC,
 		.limits =
 			{
 				.max_sources = IOPF_CONTROL_DEFAULT_MAX_SOURCES,
 				.max_domains = IOPF_CONTROL_DEFAULT_MAX_DOMAINS,
 				.max_regions = IOPF_CONTROL_DEFAULT_MAX_REGIONS,
+				.max_pinned_bytes = IOPF_CONTROL_DEFAULT_MAX_PINNED,
 			},
+		.metrics_per_domain = true,
 	};
 	conf->control_socket = strdup(IOPF_DEFAULT_SOCKET);
-	return conf->control_socket ? 0 : -ENOMEM;
+	conf->metrics_listen = strdup(IOPFD_METRICS_LISTEN);
+	if (!conf->control_socket || !conf->metrics_listen) {
+		conf_done(conf);
+		return -ENOMEM;
+	}
+	return 0;
 }
 
 void conf_done(struct conf *conf)
 {
 	free(conf->control_socket);
 	conf->control_socket = NULL;
+	free(conf->metrics_listen);
+	conf->metrics_listen = NULL;
 }
 
 _printf_(2, 3) static int bad(char **ret_error, const char *fmt, ...)
@@ -56,6 +74,8 @@ _printf_(2, 3) static int bad(char **ret_error, const char *fmt, ...)
 	}
 	return -EINVAL;
 }
+
+/* --- value parsers --- */
 
 /* Decimal (or 0x hex) without sign, spaces or trailing junk. */
 static int parse_u64(const char *s, uint64_t *ret)
@@ -88,15 +108,15 @@ static int parse_unsigned(const char *s, unsigned min, unsigned max, unsigned *r
 	return 0;
 }
 
-/* Bytes with an optional K, M or G (KiB, MiB, GiB) suffix, 1024-based. */
-static int parse_size(const char *s, uint64_t *ret)
+struct unit {
+	const char *suffix;
+	uint64_t factor;
+};
+
+/* A number followed by one of @units (longest suffixes first), or by nothing when @plain. */
+static int parse_with_unit(const char *s, const struct unit *units, size_t n_units,
+			   uint64_t plain, uint64_t *ret)
 {
-	static const struct {
-		const char *suffix;
-		unsigned shift;
-	} units[] = {
-		{"KiB", 10}, {"MiB", 20}, {"GiB", 30}, {"K", 10}, {"M", 20}, {"G", 30}, {"B", 0},
-	};
 	char num[32];
 	size_t len = s ? strlen(s) : 0;
 	uint64_t v;
@@ -104,7 +124,7 @@ static int parse_size(const char *s, uint64_t *ret)
 
 	if (len == 0 || len >= sizeof(num))
 		return -EINVAL;
-	for (size_t i = 0; i < ARRAY_SIZE(units); i++) {
+	for (size_t i = 0; i < n_units; i++) {
 		size_t sl = strlen(units[i].suffix);
 
 		if (len > sl && strcmp(s + len - sl, units[i].suffix) == 0) {
@@ -113,13 +133,44 @@ static int parse_size(const char *s, uint64_t *ret)
 			r = parse_u64(num, &v);
 			if (r < 0)
 				return r;
-			if (v > (UINT64_MAX >> units[i].shift))
+			if (v > UINT64_MAX / units[i].factor)
 				return -ERANGE;
-			*ret = v << units[i].shift;
+			*ret = v * units[i].factor;
 			return 0;
 		}
 	}
-	return parse_u64(s, ret);
+	if (!plain)
+		return -EINVAL;
+	r = parse_u64(s, &v);
+	if (r < 0)
+		return r;
+	if (v > UINT64_MAX / plain)
+		return -ERANGE;
+	*ret = v * plain;
+	return 0;
+}
+
+/* Bytes with an optional K, M, G or T (KiB...) suffix, 1024-based. */
+static int parse_size(const char *s, uint64_t *ret)
+{
+	static const struct unit units[] = {
+		{"KiB", UINT64_C(1) << 10}, {"MiB", UINT64_C(1) << 20}, {"GiB", UINT64_C(1) << 30},
+		{"TiB", UINT64_C(1) << 40}, {"K", UINT64_C(1) << 10},	{"M", UINT64_C(1) << 20},
+		{"G", UINT64_C(1) << 30},   {"T", UINT64_C(1) << 40},	{"B", 1},
+	};
+
+	return parse_with_unit(s, units, ARRAY_SIZE(units), 1, ret);
+}
+
+/* A duration: "10s", "500ms", "2min", "1h", "250us"; a bare number is seconds. */
+static int parse_duration(const char *s, uint64_t *ret_usec)
+{
+	static const struct unit units[] = {
+		{"min", 60 * USEC_PER_SEC}, {"ms", 1000}, {"us", 1},
+		{"s", USEC_PER_SEC},	    {"h", 3600 * USEC_PER_SEC},
+	};
+
+	return parse_with_unit(s, units, ARRAY_SIZE(units), USEC_PER_SEC, ret_usec);
 }
 
 static int parse_bool(const char *s, bool *ret)
@@ -136,6 +187,54 @@ static int parse_bool(const char *s, bool *ret)
 	return -EINVAL;
 }
 
+static const char *const level_names[] = {
+	[LOG_EMERG] = "emerg", [LOG_ALERT] = "alert",	  [LOG_CRIT] = "crit",
+	[LOG_ERR] = "err",     [LOG_WARNING] = "warning", [LOG_NOTICE] = "notice",
+	[LOG_INFO] = "info",   [LOG_DEBUG] = "debug",
+};
+
+static const char *const target_names[] = {
+	[CONF_LOG_AUTO] = "auto",
+	[CONF_LOG_JOURNAL] = "journal",
+	[CONF_LOG_CONSOLE] = "console",
+};
+
+/* --- value printers: the inverse of the parsers, exact --- */
+
+static void format_size(uint64_t v, char *buf, size_t size)
+{
+	static const char suffixes[] = "KMGT";
+	int i;
+
+	for (i = 3; i >= 0; i--) {
+		uint64_t f = UINT64_C(1) << (10 * (i + 1));
+
+		if (v >= f && v % f == 0) {
+			(void)snprintf(buf, size, "%" PRIu64 "%c", v / f, suffixes[i]);
+			return;
+		}
+	}
+	(void)snprintf(buf, size, "%" PRIu64, v);
+}
+
+static void format_duration(uint64_t usec, char *buf, size_t size)
+{
+	if (usec == 0)
+		(void)snprintf(buf, size, "0");
+	else if (usec % (3600 * USEC_PER_SEC) == 0)
+		(void)snprintf(buf, size, "%" PRIu64 "h", usec / (3600 * USEC_PER_SEC));
+	else if (usec % (60 * USEC_PER_SEC) == 0)
+		(void)snprintf(buf, size, "%" PRIu64 "min", usec / (60 * USEC_PER_SEC));
+	else if (usec % USEC_PER_SEC == 0)
+		(void)snprintf(buf, size, "%" PRIu64 "s", usec / USEC_PER_SEC);
+	else if (usec % 1000 == 0)
+		(void)snprintf(buf, size, "%" PRIu64 "ms", usec / 1000);
+	else
+		(void)snprintf(buf, size, "%" PRIu64 "us", usec);
+}
+
+/* --- keys --- */
+
 static int set_workers(struct conf *conf, const char *v, char **err)
 {
 	if (parse_unsigned(v, 0, IOPFD_WORKERS_MAX, &conf->workers) < 0)
@@ -143,21 +242,35 @@ static int set_workers(struct conf *conf, const char *v, char **err)
 	return 0;
 }
 
+static void get_workers(const struct conf *c, char *buf, size_t size)
+{
+	(void)snprintf(buf, size, "%u", c->workers);
+}
+
+static int set_string(char **field, const char *v)
+{
+	char *copy = strdup(v);
+
+	if (!copy)
+		return -ENOMEM;
+	free(*field);
+	*field = copy;
+	return 0;
+}
+
 static int set_socket(struct conf *conf, const char *v, char **err)
 {
-	char *copy;
-
 	if (v[0] != '/')
 		return bad(err, "not an absolute path");
 	if (strlen(v) >= sizeof(((struct sockaddr_un *)NULL)->sun_path))
 		return bad(err, "longer than a unix socket path may be (%zu bytes)",
 			   sizeof(((struct sockaddr_un *)NULL)->sun_path) - 1);
-	copy = strdup(v);
-	if (!copy)
-		return -ENOMEM;
-	free(conf->control_socket);
-	conf->control_socket = copy;
-	return 0;
+	return set_string(&conf->control_socket, v);
+}
+
+static void get_socket(const struct conf *c, char *buf, size_t size)
+{
+	(void)snprintf(buf, size, "%s", c->control_socket);
 }
 
 static int set_fault_around(struct conf *conf, const char *v, char **err)
@@ -174,11 +287,21 @@ static int set_fault_around(struct conf *conf, const char *v, char **err)
 	return 0;
 }
 
+static void get_fault_around(const struct conf *c, char *buf, size_t size)
+{
+	format_size(c->fault_around, buf, size);
+}
+
 static int set_read_batch(struct conf *conf, const char *v, char **err)
 {
 	if (parse_unsigned(v, 1, IOPFD_READ_BATCH_MAX, &conf->read_batch) < 0)
 		return bad(err, "not a number between 1 and %u", IOPFD_READ_BATCH_MAX);
 	return 0;
+}
+
+static void get_read_batch(const struct conf *c, char *buf, size_t size)
+{
+	(void)snprintf(buf, size, "%u", c->read_batch);
 }
 
 static int set_bool(bool *field, const char *v, char **err)
@@ -188,6 +311,82 @@ static int set_bool(bool *field, const char *v, char **err)
 	return 0;
 }
 
+static void format_bool(bool v, char *buf, size_t size)
+{
+	(void)snprintf(buf, size, "%s", v ? "yes" : "no");
+}
+
+static int set_allow_sim(struct conf *c, const char *v, char **err)
+{
+	return set_bool(&c->allow_simulator, v, err);
+}
+
+static void get_allow_sim(const struct conf *c, char *buf, size_t size)
+{
+	format_bool(c->allow_simulator, buf, size);
+}
+
+static int set_system_bus(struct conf *c, const char *v, char **err)
+{
+	return set_bool(&c->system_bus, v, err);
+}
+
+static void get_system_bus(const struct conf *c, char *buf, size_t size)
+{
+	format_bool(c->system_bus, buf, size);
+}
+
+static int set_log_level(struct conf *c, const char *v, char **err)
+{
+	/* Below err would hide the daemon's own failures. */
+	for (int i = LOG_ERR; i <= LOG_DEBUG; i++)
+		if (strcmp(v, level_names[i]) == 0) {
+			c->log_level = i;
+			return 0;
+		}
+	if (strcmp(v, "error") == 0) {
+		c->log_level = LOG_ERR;
+		return 0;
+	}
+	return bad(err, "not one of err, warning, notice, info, debug");
+}
+
+static void get_log_level(const struct conf *c, char *buf, size_t size)
+{
+	(void)snprintf(buf, size, "%s", level_names[c->log_level]);
+}
+
+static int set_log_target(struct conf *c, const char *v, char **err)
+{
+	for (size_t i = 0; i < ARRAY_SIZE(target_names); i++)
+		if (strcmp(v, target_names[i]) == 0) {
+			c->log_target = (enum conf_log_target)i;
+			return 0;
+		}
+	return bad(err, "not one of auto, journal, console");
+}
+
+static void get_log_target(const struct conf *c, char *buf, size_t size)
+{
+	(void)snprintf(buf, size, "%s", target_names[c->log_target]);
+}
+
+static int set_summary(struct conf *c, const char *v, char **err)
+{
+	uint64_t usec;
+
+	if (parse_duration(v, &usec) < 0 || (usec && usec < 100000) ||
+	    usec > IOPFD_SUMMARY_MAX_USEC)
+		return bad(err, "not 0 (off) or a duration between 100ms and 24h (e.g. 10s, 1min)");
+	c->summary_usec = usec;
+	return 0;
+}
+
+static void get_summary(const struct conf *c, char *buf, size_t size)
+{
+	format_duration(c->summary_usec, buf, size);
+}
+
 static int set_limit(unsigned *field, const char *v, char **err)
 {
 	if (parse_unsigned(v, 1, IOPF_CONTROL_LIMIT_MAX, field) < 0)
@@ -195,36 +394,199 @@ static int set_limit(unsigned *field, const char *v, char **err)
 	return 0;
 }
 
+static int set_max_sources(struct conf *c, const char *v, char **err)
+{
+	return set_limit(&c->limits.max_sources, v, err);
+}
+
+static void get_max_sources(const struct conf *c, char *buf, size_t size)
+{
+	(void)snprintf(buf, size, "%u", c->limits.max_sources);
+}
+
+static int set_max_domains(struct conf *c, const char *v, char **err)
+{
+	return set_limit(&c->limits.max_domains, v, err);
+}
+
+static void get_max_domains(const struct conf *c, char *buf, size_t size)
+{
+	(void)snprintf(buf, size, "%u", c->limits.max_domains);
+}
+
+static int set_max_regions(struct conf *c, const char *v, char **err)
+{
+	return set_limit(&c->limits.max_regions, v, err);
+}
+
+static void get_max_regions(const struct conf *c, char *buf, size_t size)
+{
+	(void)snprintf(buf, size, "%u", c->limits.max_regions);
+}
+
+static int set_max_pinned(struct conf *c, const char *v, char **err)
+{
+	uint64_t bytes;
+
+	if (strcmp(v, "infinity") == 0) {
+		c->limits.max_pinned_bytes = IOPF_CONTROL_PINNED_UNLIMITED;
+		return 0;
+	}
+	if (parse_size(v, &bytes) < 0 || bytes < IOPF_PAGE_SIZE ||
+	    bytes == IOPF_CONTROL_PINNED_UNLIMITED)
+		return bad(err,
+			   "not a size of at least %" PRIu64
+			   " bytes (K, M, G, T suffixes allowed) or \"infinity\"",
+			   IOPF_PAGE_SIZE);
+	c->limits.max_pinned_bytes = bytes;
+	return 0;
+}
+
+static void get_max_pinned(const struct conf *c, char *buf, size_t size)
+{
+	if (c->limits.max_pinned_bytes == IOPF_CONTROL_PINNED_UNLIMITED)
+		(void)snprintf(buf, size, "infinity");
+	else
+		format_size(c->limits.max_pinned_bytes, buf, size);
+}
+
+static int set_listen(struct conf *c, const char *v, char **err)
+{
+	struct sockaddr_storage ss;
+	socklen_t len;
+
+	if (conf_parse_listen(v, &ss, &len) < 0)
+		return bad(err, "not ADDRESS:PORT with an IP address (e.g. 127.0.0.1:9577, "
+				"[::1]:9577) and a port between 1 and 65535");
+	return set_string(&c->metrics_listen, v);
+}
+
+static void get_listen(const struct conf *c, char *buf, size_t size)
+{
+	(void)snprintf(buf, size, "%s", c->metrics_listen);
+}
+
+static int set_per_domain(struct conf *c, const char *v, char **err)
+{
+	return set_bool(&c->metrics_per_domain, v, err);
+}
+
+static void get_per_domain(const struct conf *c, char *buf, size_t size)
+{
+	format_bool(c->metrics_per_domain, buf, size);
+}
+
+struct conf_key {
+	const char *section, *name;
+	int (*set)(struct conf *c, const char *value, char **err);
+	void (*get)(const struct conf *c, char *buf, size_t size);
+	enum conf_apply apply;
+};
+
+static const struct conf_key keys[] = {
+	{"Daemon", "Workers", set_workers, get_workers, CONF_APPLY_RESTART},
+	{"Daemon", "ControlSocket", set_socket, get_socket, CONF_APPLY_RESTART},
+	{"Daemon", "FaultAround", set_fault_around, get_fault_around, CONF_APPLY_LIVE},
+	{"Daemon", "ReadBatch", set_read_batch, get_read_batch, CONF_APPLY_NEW},
+	{"Daemon", "AllowSimulator", set_allow_sim, get_allow_sim, CONF_APPLY_RESTART},
+	{"Daemon", "SystemBus", set_system_bus, get_system_bus, CONF_APPLY_RESTART},
+	{"Daemon", "LogLevel", set_log_level, get_log_level, CONF_APPLY_LIVE},
+	{"Daemon", "LogTarget", set_log_target, get_log_target, CONF_APPLY_LIVE},
+	{"Daemon", "RefusedSummaryInterval", set_summary, get_summary, CONF_APPLY_LIVE},
+	{"Limits", "MaxSources", set_max_sources, get_max_sources, CONF_APPLY_NEW},
+	{"Limits", "MaxDomains", set_max_domains, get_max_domains, CONF_APPLY_NEW},
+	{"Limits", "MaxRegions", set_max_regions, get_max_regions, CONF_APPLY_NEW},
+	{"Limits", "MaxPinnedBytes", set_max_pinned, get_max_pinned, CONF_APPLY_NEW},
+	{"Metrics", "Listen", set_listen, get_listen, CONF_APPLY_EXPORTER},
+	{"Metrics", "PerDomain", set_per_domain, get_per_domain, CONF_APPLY_EXPORTER},
+};
+
 int conf_set(struct conf *conf, const char *section, const char *key, const char *value,
 	     char **ret_error)
 {
 	*ret_error = NULL;
-	if (strcmp(section, "Daemon") == 0) {
-		if (strcmp(key, "Workers") == 0)
-			return set_workers(conf, value, ret_error);
-		if (strcmp(key, "ControlSocket") == 0)
-			return set_socket(conf, value, ret_error);
-		if (strcmp(key, "FaultAround") == 0)
-			return set_fault_around(conf, value, ret_error);
-		if (strcmp(key, "ReadBatch") == 0)
-			return set_read_batch(conf, value, ret_error);
-		if (strcmp(key, "AllowSimulator") == 0)
-			return set_bool(&conf->allow_simulator, value, ret_error);
-		if (strcmp(key, "SystemBus") == 0)
-			return set_bool(&conf->system_bus, value, ret_error);
-		return -ENOENT;
-	}
-	if (strcmp(section, "Limits") == 0) {
-		if (strcmp(key, "MaxSources") == 0)
-			return set_limit(&conf->limits.max_sources, value, ret_error);
-		if (strcmp(key, "MaxDomains") == 0)
-			return set_limit(&conf->limits.max_domains, value, ret_error);
-		if (strcmp(key, "MaxRegions") == 0)
-			return set_limit(&conf->limits.max_regions, value, ret_error);
-		return -ENOENT;
-	}
+	for (size_t i = 0; i < ARRAY_SIZE(keys); i++)
+		if (strcmp(section, keys[i].section) == 0 && strcmp(key, keys[i].name) == 0)
+			return keys[i].set(conf, value, ret_error);
 	return -ENOENT;
 }
+
+void conf_dump(const struct conf *conf, FILE *f)
+{
+	const char *section = NULL;
+	char buf[256];
+
+	for (size_t i = 0; i < ARRAY_SIZE(keys); i++) {
+		if (!section || strcmp(section, keys[i].section) != 0) {
+			fprintf(f, "%s[%s]\n", section ? "\n" : "", keys[i].section);
+			section = keys[i].section;
+		}
+		keys[i].get(conf, buf, sizeof(buf));
+		fprintf(f, "%s=%s\n", keys[i].name, buf);
+	}
+}
+
+void conf_diff(const struct conf *old, const struct conf *new, conf_change_fn fn, void *userdata)
+{
+	char a[256], b[256];
+
+	for (size_t i = 0; i < ARRAY_SIZE(keys); i++) {
+		keys[i].get(old, a, sizeof(a));
+		keys[i].get(new, b, sizeof(b));
+		if (strcmp(a, b) != 0)
+			fn(keys[i].section, keys[i].name, a, b, keys[i].apply, userdata);
+	}
+}
+
+int conf_parse_listen(const char *s, struct sockaddr_storage *ret, socklen_t *ret_len)
+{
+	char host[INET6_ADDRSTRLEN + 2];
+	const char *colon, *h = s;
+	size_t hlen;
+	unsigned port;
+
+	if (!s)
+		return -EINVAL;
+	colon = strrchr(s, ':');
+	if (!colon || colon == s)
+		return -EINVAL;
+	hlen = (size_t)(colon - s);
+	if (s[0] == '[') {
+		/* [v6]:port */
+		if (hlen < 3 || s[hlen - 1] != ']')
+			return -EINVAL;
+		h = s + 1;
+		hlen -= 2;
+	}
+	if (hlen >= sizeof(host))
+		return -EINVAL;
+	memcpy(host, h, hlen);
+	host[hlen] = '\0';
+	if (parse_unsigned(colon + 1, 1, 65535, &port) < 0 || colon[1] == '0')
+		return -EINVAL;
+
+	memset(ret, 0, sizeof(*ret));
+	if (s[0] != '[') {
+		struct sockaddr_in *in = (struct sockaddr_in *)ret;
+
+		if (inet_pton(AF_INET, host, &in->sin_addr) != 1)
+			return -EINVAL;
+		in->sin_family = AF_INET;
+		in->sin_port = htons((uint16_t)port);
+		*ret_len = sizeof(*in);
+	} else {
+		struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)ret;
+
+		if (inet_pton(AF_INET6, host, &in6->sin6_addr) != 1)
+			return -EINVAL;
+		in6->sin6_family = AF_INET6;
+		in6->sin6_port = htons((uint16_t)port);
+		*ret_len = sizeof(*in6);
+	}
+	return 0;
+}
+
+/* --- files --- */
 
 struct parse_state {
 	struct conf *conf;
@@ -323,16 +685,26 @@ int conf_load(struct conf *conf, const char *path, bool missing_ok, char **ret_e
 {
 	_cleanup_close_ int fd = -EBADF;
 	_cleanup_free_ char *text = NULL;
+	struct stat st;
 	size_t n = 0;
 	ssize_t k;
 
 	*ret_error = NULL;
-	fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+	/* O_NONBLOCK: a FIFO planted in place of the file must not hang the daemon */
+	fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
 	if (fd < 0) {
 		if (errno == ENOENT && missing_ok)
 			return 0;
 		(void)asprintf(ret_error, "%s: %s", path, strerror(errno));
 		return negative_errno();
+	}
+	if (fstat(fd, &st) < 0) {
+		(void)asprintf(ret_error, "%s: %s", path, strerror(errno));
+		return negative_errno();
+	}
+	if (!S_ISREG(st.st_mode)) {
+		(void)asprintf(ret_error, "%s: not a regular file", path);
+		return -EINVAL;
 	}
 	text = malloc(CONF_FILE_MAX + 1);
 	if (!text)
@@ -354,4 +726,50 @@ int conf_load(struct conf *conf, const char *path, bool missing_ok, char **ret_e
 		return -EINVAL;
 	}
 	return conf_parse_string(conf, text, path, ret_error);
+}
+
+static int dropin_filter(const struct dirent *de)
+{
+	/* "*.conf", no hidden files (editor and package manager leftovers) */
+	return de->d_name[0] != '.' && fnmatch("*.conf", de->d_name, 0) == 0;
+}
+
+int conf_load_all(struct conf *conf, const char *path, bool missing_ok, char **ret_error)
+{
+	_cleanup_free_ char *dir = NULL;
+	struct dirent **names = NULL;
+	int n, r;
+
+	r = conf_load(conf, path, missing_ok, ret_error);
+	if (r < 0)
+		return r;
+	if (asprintf(&dir, "%s.d", path) < 0) {
+		dir = NULL;
+		return -ENOMEM;
+	}
+	n = scandir(dir, &names, dropin_filter, alphasort);
+	if (n < 0) {
+		if (errno == ENOENT)
+			return 0;
+		r = negative_errno();
+		(void)asprintf(ret_error, "%s: %s", dir, strerror(-r));
+		return r;
+	}
+	if ((unsigned)n > IOPFD_DROPIN_MAX) {
+		(void)asprintf(ret_error, "%s: more than %u drop-ins", dir, IOPFD_DROPIN_MAX);
+		r = -E2BIG;
+	}
+	for (int i = 0; i < n; i++) {
+		_cleanup_free_ char *file = NULL;
+
+		if (r >= 0 && asprintf(&file, "%s/%s", dir, names[i]->d_name) < 0) {
+			file = NULL;
+			r = -ENOMEM;
+		}
+		if (r >= 0)
+			r = conf_load(conf, file, false, ret_error);
+		free(names[i]);
+	}
+	free(names);
+	return r;
 }

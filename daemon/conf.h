@@ -1,15 +1,19 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
- * iopfd.conf and the command-line options that override it. One parser per
- * key serves both, so "--workers=x" and "Workers=x" fail the same way.
+ * iopfd.conf, its drop-ins and the command-line options that override them.
+ * One parser per key serves all three, so "--workers=x" and "Workers=x" fail
+ * the same way. A table of keys drives parsing, printing (--dump-config),
+ * and reload (which keys changed, and whether they apply live).
  * Pure: no logging; errors come back as a message (the config fuzz target
- * and the unit tests call conf_parse_string()).
+ * and the unit tests call conf_parse_string()). iopf-exporter shares it.
  */
 #ifndef IOPFD_CONF_H
 #define IOPFD_CONF_H
 
 #include <stdbool.h>
 #include <stdint.h>
+#include <stdio.h>
+#include <sys/socket.h>
 
 #include "control.h"
 
@@ -19,15 +23,42 @@
 #define IOPFD_FAULT_AROUND_MAX	   (UINT64_C(1) << 30)
 #define IOPFD_READ_BATCH_DEFAULT   256u
 #define IOPFD_READ_BATCH_MAX	   65536u
+#define IOPFD_SUMMARY_DEFAULT_USEC (UINT64_C(10) * 1000000)
+#define IOPFD_SUMMARY_MAX_USEC	   (UINT64_C(86400) * 1000000)
+#define IOPFD_METRICS_LISTEN	   "127.0.0.1:9577"
+/* Drop-ins: FILE.d/ *.conf next to the main file, applied in name order after it. */
+#define IOPFD_DROPIN_MAX 128u
+
+enum conf_log_target {
+	CONF_LOG_AUTO,	  /* the journal when started by systemd, else stderr */
+	CONF_LOG_JOURNAL, /* structured entries through sd_journal_send() */
+	CONF_LOG_CONSOLE, /* plain lines on stderr */
+};
 
 struct conf {
+	/* [Daemon] */
 	unsigned workers;      /* 0: one per online CPU */
 	char *control_socket;  /* owned; absolute path */
 	uint64_t fault_around; /* power of two, >= IOPF_PAGE_SIZE */
 	unsigned read_batch;
 	bool allow_simulator;
 	bool system_bus;
+	int log_level; /* LOG_ERR..LOG_DEBUG */
+	enum conf_log_target log_target;
+	uint64_t summary_usec; /* refused-fault summaries: at most one per tenant per period; 0 off */
+	/* [Limits] */
 	struct iopf_control_limits limits;
+	/* [Metrics]: read by iopf-exporter; iopfd only validates them */
+	char *metrics_listen; /* owned; "ADDR:PORT" */
+	bool metrics_per_domain;
+};
+
+/* How a changed key takes effect on reload. */
+enum conf_apply {
+	CONF_APPLY_LIVE,     /* at once */
+	CONF_APPLY_NEW,	     /* for objects created from then on */
+	CONF_APPLY_RESTART,  /* only when iopfd restarts */
+	CONF_APPLY_EXPORTER, /* iopfd does not use it; iopf-exporter reads it when it starts */
 };
 
 /* Defaults. Return: 0 or -ENOMEM. */
@@ -51,10 +82,32 @@ int conf_set(struct conf *conf, const char *section, const char *key, const char
 int conf_parse_string(struct conf *conf, const char *text, const char *filename, char **ret_error);
 
 /*
- * conf_load() - read and parse @path. A missing file is fine when @missing_ok
- * (the default path): the defaults stay.
+ * conf_load() - read and parse @path alone. A missing file is fine when
+ * @missing_ok (the default path): the defaults stay. Anything but a regular
+ * file (a FIFO, a device, a directory) is refused without blocking.
  * Return: 0; -errno of open/read with *ret_error; -EINVAL as conf_parse_string().
  */
 int conf_load(struct conf *conf, const char *path, bool missing_ok, char **ret_error);
+
+/*
+ * conf_load_all() - @path, then every "*.conf" in "@path.d/" in name order
+ * (a missing directory is fine; at most IOPFD_DROPIN_MAX files).
+ * Return: as conf_load(); the message names the file that failed.
+ */
+int conf_load_all(struct conf *conf, const char *path, bool missing_ok, char **ret_error);
+
+/* Write every key with its value, as a configuration file would set it. */
+void conf_dump(const struct conf *conf, FILE *f);
+
+/* Called for each key whose value differs; values are formatted as conf_dump() does. */
+typedef void (*conf_change_fn)(const char *section, const char *key, const char *old_value,
+			       const char *new_value, enum conf_apply apply, void *userdata);
+void conf_diff(const struct conf *old, const struct conf *new, conf_change_fn fn, void *userdata);
+
+/*
+ * conf_parse_listen() - "127.0.0.1:9577" or "[::1]:9577" (IP literals only, port 1-65535).
+ * Return: 0 or -EINVAL.
+ */
+int conf_parse_listen(const char *s, struct sockaddr_storage *ret, socklen_t *ret_len);
 
 #endif /* IOPFD_CONF_H */

@@ -1,39 +1,98 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
- * Daemon logging: stderr, with "<N>" syslog-level prefixes when stderr is the
- * journal ($JOURNAL_STREAM), so journald keeps the levels. Every helper taking
- * an error sets errno from it, so "%m" works, and returns it as -errno, so
- * "return log_error_errno(r, "...: %m");" logs once and propagates.
+ * Daemon logging. Under systemd (INVOCATION_ID set, or stderr is the journal
+ * stream named by $JOURNAL_STREAM) entries go to the journal with structured
+ * fields: PRIORITY, ERRNO, CODE_*, SYSLOG_IDENTIFIER, and the identities of
+ * what they are about (IOPF_TENANT=, IOPF_SOURCE=, IOPF_DOMAIN=, IOPF_DEV_ID=,
+ * IOPF_PASID=, IOPF_REASON=, IOPF_EVENT=). Otherwise plain lines on stderr.
+ * Every helper taking an error sets errno from it, so "%m" works, and returns
+ * it as -errno, so "return log_error_errno(r, "...: %m");" logs once and
+ * propagates. Per-fault events are never logged: they go to metrics, and
+ * the manager logs rate-limited summaries.
  */
 #ifndef IOPFD_LOG_H
 #define IOPFD_LOG_H
 
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/uio.h>
 #include <syslog.h>
 
 #include "util.h"
 
-/* Messages above this syslog level are dropped; LOG_INFO unless $IOPFD_LOG_LEVEL says otherwise. */
+/* Messages above this syslog level are dropped; LOG_INFO unless told otherwise. */
 extern int log_max_level;
+
+enum log_target {
+	LOG_TARGET_AUTO,    /* journal under systemd, else console */
+	LOG_TARGET_JOURNAL,
+	LOG_TARGET_CONSOLE,
+};
 
 /* Parse "debug", "info", "notice", "warning", "err"/"error", "crit" or a digit. */
 int log_level_from_string(const char *s);
-void log_setup(void);
+/*
+ * log_setup() - choose where entries go and the level. $IOPFD_LOG_LEVEL, when
+ * valid, overrides @level (so a debug session needs no config change).
+ */
+void log_setup(enum log_target target, int level);
+/* Whether entries go to the journal now. */
+bool log_to_journal(void);
 
-_printf_(3, 4) int log_internal(int level, int error, const char *fmt, ...);
+/* What an entry is about; zero/NULL members are left out. */
+struct log_ids {
+	uint64_t tenant, source, domain;
+	bool has_dev_id, has_pasid;
+	uint32_t dev_id, pasid; /* pasid IOPF_PASID_NONE prints as "none" */
+	const char *reason;	/* "no_handler", ... */
+	const char *event;	/* a stable name for entries worth matching: "refused-summary" */
+};
 
-#define log_full_errno(level, error, ...) log_internal(level, error, __VA_ARGS__)
-#define log_error_errno(error, ...)	  log_internal(LOG_ERR, error, __VA_ARGS__)
-#define log_warning_errno(error, ...)	  log_internal(LOG_WARNING, error, __VA_ARGS__)
-#define log_notice_errno(error, ...)	  log_internal(LOG_NOTICE, error, __VA_ARGS__)
-#define log_info_errno(error, ...)	  log_internal(LOG_INFO, error, __VA_ARGS__)
-#define log_debug_errno(error, ...)	  log_internal(LOG_DEBUG, error, __VA_ARGS__)
-#define log_error(...)			  log_internal(LOG_ERR, 0, __VA_ARGS__)
-#define log_warning(...)		  log_internal(LOG_WARNING, 0, __VA_ARGS__)
-#define log_notice(...)			  log_internal(LOG_NOTICE, 0, __VA_ARGS__)
-#define log_info(...)			  log_internal(LOG_INFO, 0, __VA_ARGS__)
-#define log_debug(...)			  log_internal(LOG_DEBUG, 0, __VA_ARGS__)
+/* One journal entry, built without allocating (exposed for tests). */
+#define LOG_FIELDS_MAX 16
+struct log_entry {
+	struct iovec iov[LOG_FIELDS_MAX];
+	size_t n;
+	char message[1100];
+	char fields[LOG_FIELDS_MAX - 1][96];
+};
+void log_entry_build(struct log_entry *e, int level, int error, const struct log_ids *ids,
+		     const char *file, int line, const char *func, const char *message);
+
+_printf_(7, 8) int log_internal(int level, int error, const struct log_ids *ids, const char *file,
+				int line, const char *func, const char *fmt, ...);
+
+#define log_full_ids(level, error, ids, ...)                                                       \
+	log_internal(level, error, ids, __FILE__, __LINE__, __func__, __VA_ARGS__)
+#define log_full_errno(level, error, ...) log_full_ids(level, error, NULL, __VA_ARGS__)
+#define log_error_errno(error, ...)	  log_full_ids(LOG_ERR, error, NULL, __VA_ARGS__)
+#define log_warning_errno(error, ...)	  log_full_ids(LOG_WARNING, error, NULL, __VA_ARGS__)
+#define log_notice_errno(error, ...)	  log_full_ids(LOG_NOTICE, error, NULL, __VA_ARGS__)
+#define log_info_errno(error, ...)	  log_full_ids(LOG_INFO, error, NULL, __VA_ARGS__)
+#define log_debug_errno(error, ...)	  log_full_ids(LOG_DEBUG, error, NULL, __VA_ARGS__)
+#define log_error(...)			  log_full_ids(LOG_ERR, 0, NULL, __VA_ARGS__)
+#define log_warning(...)		  log_full_ids(LOG_WARNING, 0, NULL, __VA_ARGS__)
+#define log_notice(...)			  log_full_ids(LOG_NOTICE, 0, NULL, __VA_ARGS__)
+#define log_info(...)			  log_full_ids(LOG_INFO, 0, NULL, __VA_ARGS__)
+#define log_debug(...)			  log_full_ids(LOG_DEBUG, 0, NULL, __VA_ARGS__)
+/* An entry about one tenant: log_tenant(LOG_INFO, 3, "...", ...). */
+#define log_tenant(level, t, ...)                                                                  \
+	log_full_ids(level, 0, &(const struct log_ids){.tenant = (t)}, __VA_ARGS__)
 
 /* An out-of-memory error, logged. */
-#define log_oom() log_internal(LOG_ERR, ENOMEM, "Out of memory.")
+#define log_oom() log_full_ids(LOG_ERR, ENOMEM, NULL, "Out of memory.")
+
+/*
+ * At most @burst entries per @interval_usec; the first one let through after
+ * a suppression says how many were dropped (ratelimit_below() returns it).
+ */
+struct ratelimit {
+	uint64_t interval_usec, begin;
+	unsigned burst, n, suppressed;
+};
+#define RATELIMIT_INIT(usec, b) ((struct ratelimit){.interval_usec = (usec), .burst = (b)})
+/* Return: -1 to drop this entry, else the number dropped since the last one let through. */
+int ratelimit_below(struct ratelimit *rl);
 
 #endif /* IOPFD_LOG_H */

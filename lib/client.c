@@ -13,8 +13,11 @@
 #include <systemd/sd-bus.h>
 
 #include "error-map.h"
+#include "histogram.h"
 #include "iopf/client.h"
 #include "util.h"
+
+_Static_assert(IOPF_CLIENT_LATENCY_BUCKETS == IOPF_HIST_BUCKETS, "the histogram on the wire");
 
 #define _public_ __attribute__((visibility("default")))
 
@@ -395,4 +398,127 @@ _public_ int iopf_client_source_counter(struct iopf_client *c, uint64_t source_i
 					uint64_t *ret)
 {
 	return counter(c, "GetSourceStats", "(ta{st})", source_id, name, ret);
+}
+
+_public_ uint64_t iopf_client_latency_bound_ns(unsigned i)
+{
+	return iopf_histogram_bound_ns(i);
+}
+
+_public_ uint64_t iopf_client_latency_quantile_ns(const struct iopf_client_latency *l, double q)
+{
+	struct iopf_histogram h = {.count = l->count, .sum_ns = l->sum_ns};
+
+	memcpy(h.bucket, l->bucket, sizeof(h.bucket));
+	return iopf_histogram_quantile(&h, q);
+}
+
+/* Read a "(ttat)" histogram at the reply's position. */
+static int read_latency(sd_bus_message *reply, struct iopf_client_latency *ret)
+{
+	const void *buckets;
+	size_t size;
+	int r;
+
+	*ret = (struct iopf_client_latency){};
+	r = sd_bus_message_enter_container(reply, 'r', "ttat");
+	if (r < 0)
+		return r;
+	r = sd_bus_message_read(reply, "tt", &ret->count, &ret->sum_ns);
+	if (r < 0)
+		return r;
+	r = sd_bus_message_read_array(reply, 't', &buckets, &size);
+	if (r < 0)
+		return r;
+	memcpy(ret->bucket, buckets, size < sizeof(ret->bucket) ? size : sizeof(ret->bucket));
+	return sd_bus_message_exit_container(reply);
+}
+
+_public_ int iopf_client_domain_latency(struct iopf_client *c, uint64_t domain_id,
+					struct iopf_client_latency *ret)
+{
+	_cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
+	uint64_t id;
+	int r;
+
+	if (!ret)
+		return -EINVAL;
+	r = call_reply(c, "GetDomainMetrics", &reply, NULL);
+	if (r < 0)
+		return r;
+	r = sd_bus_message_enter_container(reply, 'a', "(ttuua{st}(ttat))");
+	if (r < 0)
+		return r;
+	while ((r = sd_bus_message_enter_container(reply, 'r', "ttuua{st}(ttat)")) > 0) {
+		r = sd_bus_message_read(reply, "t", &id);
+		if (r >= 0)
+			r = sd_bus_message_skip(reply, "tuua{st}");
+		if (r >= 0 && id == domain_id)
+			return read_latency(reply, ret) < 0 ? -EIO : 0;
+		if (r >= 0)
+			r = sd_bus_message_skip(reply, "(ttat)");
+		if (r >= 0)
+			r = sd_bus_message_exit_container(reply);
+		if (r < 0)
+			return r;
+	}
+	return r < 0 ? r : -ENOENT;
+}
+
+/* Position the reply of GetTenantMetrics at this client's a{st}. */
+static int tenant_row(struct iopf_client *c, sd_bus_message **ret_reply)
+{
+	_cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
+	int r;
+
+	r = call_reply(c, "GetTenantMetrics", &reply, NULL);
+	if (r < 0)
+		return r;
+	r = sd_bus_message_enter_container(reply, 'a', "(tuusa{st}(ttat))");
+	if (r < 0)
+		return r;
+	r = sd_bus_message_enter_container(reply, 'r', "tuusa{st}(ttat)");
+	if (r == 0)
+		return -ENOENT;
+	if (r >= 0)
+		r = sd_bus_message_skip(reply, "tuus");
+	if (r < 0)
+		return r;
+	*ret_reply = TAKE_PTR(reply);
+	return 0;
+}
+
+_public_ int iopf_client_tenant_counter(struct iopf_client *c, const char *name, uint64_t *ret)
+{
+	_cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
+	uint64_t v = 0;
+	int r;
+
+	if (!name || !ret)
+		return -EINVAL;
+	r = tenant_row(c, &reply);
+	if (r < 0)
+		return r;
+	r = read_counter(reply, name, &v);
+	if (r < 0)
+		return r;
+	if (r == 0)
+		return -ENOENT;
+	*ret = v;
+	return 0;
+}
+
+_public_ int iopf_client_tenant_latency(struct iopf_client *c, struct iopf_client_latency *ret)
+{
+	_cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
+	int r;
+
+	if (!ret)
+		return -EINVAL;
+	r = tenant_row(c, &reply);
+	if (r >= 0)
+		r = sd_bus_message_skip(reply, "a{st}");
+	if (r >= 0)
+		r = read_latency(reply, ret);
+	return r < 0 ? r : 0;
 }

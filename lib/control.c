@@ -16,12 +16,19 @@
 #include "control.h"
 #include "util.h"
 
+/* Counters and latency of removed objects, kept so totals never go backwards. */
+struct retired {
+	struct iopf_counters counters; /* bytes_mapped unused: it is a gauge */
+	struct iopf_histogram latency;
+};
+
 struct iopf_tenant {
 	uint64_t id;
 	uid_t uid;
 	gid_t gid;
 	pid_t pid;
 	char *name;		  /* owned */
+	struct retired retired;	  /* of its removed domains and sources */
 	struct iopf_tenant *next; /* owned by the list */
 };
 
@@ -31,6 +38,7 @@ struct iopf_control {
 	struct iopf_tenant *tenants; /* owned; newest first */
 	unsigned n_tenants;
 	uint64_t next_tenant_id;
+	struct retired retired; /* every removed object since start, gone tenants' too */
 };
 
 _printf_(3, 4) static int fail(struct iopf_control_error *err, int r, const char *fmt, ...)
@@ -50,6 +58,56 @@ static bool limit_ok(unsigned v)
 	return v >= 1 && v <= IOPF_CONTROL_LIMIT_MAX;
 }
 
+static bool limits_ok(const struct iopf_control_limits *l)
+{
+	return limit_ok(l->max_sources) && limit_ok(l->max_domains) &&
+	       limit_ok(l->max_regions) &&
+	       (l->max_pinned_bytes == 0 || l->max_pinned_bytes >= IOPF_PAGE_SIZE);
+}
+
+static void normalize_limits(struct iopf_control_limits *l)
+{
+	if (l->max_pinned_bytes == 0)
+		l->max_pinned_bytes = IOPF_CONTROL_PINNED_UNLIMITED;
+}
+
+/* dst += src; bytes_mapped is a gauge and is left alone. */
+static void counters_add(struct iopf_counters *dst, const struct iopf_counters *src)
+{
+	dst->faults += src->faults;
+	dst->groups += src->groups;
+	dst->success += src->success;
+	dst->invalid += src->invalid;
+	for (unsigned i = 0; i < _IOPF_REASON_MAX; i++)
+		dst->reasons[i] += src->reasons[i];
+	dst->stale += src->stale;
+	dst->pages_mapped += src->pages_mapped;
+	dst->maps += src->maps;
+	dst->coalesced += src->coalesced;
+}
+
+static struct iopf_tenant *tenant_find(struct iopf_control *c, uint64_t id)
+{
+	for (struct iopf_tenant *t = c->tenants; t; t = t->next)
+		if (t->id == id)
+			return t;
+	return NULL;
+}
+
+/* The engine finished removing a domain or source: keep its numbers. */
+static void on_retired(const struct iopf_engine_stats *st, void *userdata)
+{
+	struct iopf_control *c = userdata;
+	struct iopf_tenant *t = tenant_find(c, st->tenant);
+
+	counters_add(&c->retired.counters, st->counters);
+	iopf_histogram_merge(&c->retired.latency, st->latency);
+	if (t) { /* gone tenants only count in the daemon's totals */
+		counters_add(&t->retired.counters, st->counters);
+		iopf_histogram_merge(&t->retired.latency, st->latency);
+	}
+}
+
 int iopf_control_new(struct iopf_engine *engine, const struct iopf_control_limits *limits,
 		     struct iopf_control **ret)
 {
@@ -57,8 +115,7 @@ int iopf_control_new(struct iopf_engine *engine, const struct iopf_control_limit
 
 	if (!engine || !ret)
 		return -EINVAL;
-	if (limits && (!limit_ok(limits->max_sources) || !limit_ok(limits->max_domains) ||
-		       !limit_ok(limits->max_regions)))
+	if (limits && !limits_ok(limits))
 		return -EINVAL;
 
 	c = calloc(1, sizeof(*c));
@@ -73,8 +130,20 @@ int iopf_control_new(struct iopf_engine *engine, const struct iopf_control_limit
 			.max_sources = IOPF_CONTROL_DEFAULT_MAX_SOURCES,
 			.max_domains = IOPF_CONTROL_DEFAULT_MAX_DOMAINS,
 			.max_regions = IOPF_CONTROL_DEFAULT_MAX_REGIONS,
+			.max_pinned_bytes = IOPF_CONTROL_DEFAULT_MAX_PINNED,
 		};
+	normalize_limits(&c->limits);
+	iopf_engine_set_retired_fn(engine, on_retired, c);
 	*ret = c;
+	return 0;
+}
+
+int iopf_control_set_limits(struct iopf_control *c, const struct iopf_control_limits *limits)
+{
+	if (!limits || !limits_ok(limits))
+		return -EINVAL;
+	c->limits = *limits;
+	normalize_limits(&c->limits);
 	return 0;
 }
 
@@ -98,14 +167,6 @@ struct iopf_control *iopf_control_free(struct iopf_control *c)
 		tenant_free(t);
 	}
 	free(c);
-	return NULL;
-}
-
-static struct iopf_tenant *tenant_find(struct iopf_control *c, uint64_t id)
-{
-	for (struct iopf_tenant *t = c->tenants; t; t = t->next)
-		if (t->id == id)
-			return t;
 	return NULL;
 }
 
@@ -208,6 +269,15 @@ static int count_domain(const struct iopf_domain_info *i, void *userdata)
 static int count_region(const struct iopf_region_info *i, void *userdata)
 {
 	(*(unsigned *)userdata)++;
+	return 0;
+}
+
+static int sum_region_bytes(const struct iopf_region_info *i, void *userdata)
+{
+	uint64_t *sum = userdata;
+
+	/* each length fit a wrap-free range; saturate the sum all the same */
+	*sum = i->length > UINT64_MAX - *sum ? UINT64_MAX : *sum + i->length;
 	return 0;
 }
 
@@ -529,7 +599,7 @@ int iopf_control_add_region(struct iopf_control *c, uint64_t tenant, uint64_t do
 	char desc[128];
 	struct stat st;
 	unsigned n = 0;
-	uint64_t id;
+	uint64_t id, bytes = 0;
 	int r, flags;
 
 	if (!tenant_find(c, tenant))
@@ -589,6 +659,15 @@ int iopf_control_add_region(struct iopf_control *c, uint64_t tenant, uint64_t do
 	if (n >= c->limits.max_regions)
 		return fail(err, -EDQUOT, "tenant already has %u regions (MaxRegions=%u)", n,
 			    c->limits.max_regions);
+
+	(void)iopf_engine_foreach_region(c->engine, tenant, sum_region_bytes, &bytes);
+	if (c->limits.max_pinned_bytes != IOPF_CONTROL_PINNED_UNLIMITED &&
+	    (bytes > c->limits.max_pinned_bytes || length > c->limits.max_pinned_bytes - bytes))
+		return fail(err, -EDQUOT,
+			    "tenant's regions would cover %" PRIu64 " bytes, more than "
+			    "MaxPinnedBytes=%" PRIu64 " (what iopfd may pin for one tenant)",
+			    length > UINT64_MAX - bytes ? UINT64_MAX : bytes + length,
+			    c->limits.max_pinned_bytes);
 
 	(void)iopf_engine_foreach_region(c->engine, tenant, find_overlap, &ov);
 	if (ov.found)
@@ -733,6 +812,165 @@ int iopf_control_foreach_region(struct iopf_control *c, uint64_t tenant, bool al
 	if (r < 0)
 		return fail(err, r, "cannot list regions: %s", strerror(-r));
 	return 0;
+}
+
+/* --- statistics --- */
+
+struct stats_acc {
+	struct iopf_control *c;
+	struct iopf_control_stats *st;
+};
+
+static int acc_domain(const struct iopf_domain_info *i, void *userdata)
+{
+	struct stats_acc *a = userdata;
+
+	counters_add(&a->st->counters, &i->counters);
+	a->st->counters.bytes_mapped += i->counters.bytes_mapped;
+	(void)iopf_engine_domain_latency(a->c->engine, i->id, &a->st->latency);
+	a->st->domains++;
+	return 0;
+}
+
+static int acc_source(const struct iopf_source_info *i, void *userdata)
+{
+	struct stats_acc *a = userdata;
+
+	counters_add(&a->st->counters, &i->unrouted);
+	(void)iopf_engine_source_latency(a->c->engine, i->id, &a->st->latency);
+	a->st->sources++;
+	return 0;
+}
+
+static int acc_region(const struct iopf_region_info *i, void *userdata)
+{
+	struct stats_acc *a = userdata;
+
+	a->st->regions++;
+	return sum_region_bytes(i, &a->st->region_bytes);
+}
+
+static void acc_retiring(const struct iopf_engine_stats *es, void *userdata)
+{
+	struct stats_acc *a = userdata;
+
+	counters_add(&a->st->counters, es->counters);
+	a->st->counters.bytes_mapped += es->counters->bytes_mapped; /* still being unmapped */
+	iopf_histogram_merge(&a->st->latency, es->latency);
+}
+
+/* @filter: a tenant id, or 0 for everyone; @retired: what to start from. */
+static void collect_stats(struct iopf_control *c, uint64_t filter, const struct retired *retired,
+			  struct iopf_control_stats *ret)
+{
+	struct stats_acc a = {.c = c, .st = ret};
+
+	*ret = (struct iopf_control_stats){.counters = retired->counters};
+	ret->counters.bytes_mapped = 0;
+	iopf_histogram_merge(&ret->latency, &retired->latency);
+	(void)iopf_engine_foreach_domain(c->engine, filter, acc_domain, &a);
+	(void)iopf_engine_foreach_source(c->engine, filter, acc_source, &a);
+	(void)iopf_engine_foreach_region(c->engine, filter, acc_region, &a);
+	iopf_engine_foreach_retiring(c->engine, filter, acc_retiring, &a);
+}
+
+static void tenant_info_of(const struct iopf_tenant *t, struct iopf_tenant_info *ret)
+{
+	*ret = (struct iopf_tenant_info){
+		.id = t->id,
+		.uid = t->uid,
+		.gid = t->gid,
+		.pid = t->pid,
+		.name = t->name,
+	};
+}
+
+int iopf_control_tenant_stats(struct iopf_control *c, uint64_t caller, uint64_t tenant,
+			      struct iopf_control_stats *ret, struct iopf_control_error *err)
+{
+	struct iopf_tenant *me = tenant_find(c, caller), *t = tenant_find(c, tenant);
+
+	if (!me)
+		return fail(err, -ENOENT, "unknown tenant");
+	/* another's tenant id answers like one that does not exist */
+	if (!t || (t != me && me->uid != 0))
+		return fail(err, -ENOENT, "no tenant %" PRIu64, tenant);
+	collect_stats(c, t->id, &t->retired, ret);
+	return 0;
+}
+
+int iopf_control_foreach_tenant(struct iopf_control *c, uint64_t caller, bool all,
+				iopf_control_tenant_fn fn, void *userdata,
+				struct iopf_control_error *err)
+{
+	_cleanup_free_ struct iopf_tenant **v = NULL;
+	struct iopf_tenant *me = tenant_find(c, caller);
+	struct iopf_control_stats *st;
+	struct iopf_tenant_info ti;
+	size_t n = 0;
+	int r;
+
+	if (caller == 0 && all)
+		goto all; /* the daemon itself */
+	if (!me)
+		return fail(err, -ENOENT, "unknown tenant");
+	if (!all) {
+		st = malloc(sizeof(*st));
+		if (!st)
+			return fail(err, -ENOMEM, "out of memory");
+		collect_stats(c, me->id, &me->retired, st);
+		tenant_info_of(me, &ti);
+		r = fn(&ti, st, userdata);
+		free(st);
+		return r < 0 ? fail(err, r, "cannot list tenant: %s", strerror(-r)) : 0;
+	}
+	if (me->uid != 0)
+		return fail(err, -EPERM, "listing every tenant needs uid 0");
+all:
+	/* The list is newest first: walk a snapshot backwards for ascending ids. */
+	v = calloc(c->n_tenants ? c->n_tenants : 1, sizeof(*v));
+	st = malloc(sizeof(*st));
+	if (!v || !st) {
+		free(st);
+		return fail(err, -ENOMEM, "out of memory");
+	}
+	for (struct iopf_tenant *t = c->tenants; t && n < c->n_tenants; t = t->next)
+		v[n++] = t;
+	r = 0;
+	while (n > 0 && r >= 0) {
+		struct iopf_tenant *t = v[--n];
+
+		collect_stats(c, t->id, &t->retired, st);
+		tenant_info_of(t, &ti);
+		r = fn(&ti, st, userdata);
+	}
+	free(st);
+	return r < 0 ? fail(err, r, "cannot list tenants: %s", strerror(-r)) : 0;
+}
+
+int iopf_control_total_stats(struct iopf_control *c, uint64_t caller, struct iopf_control_stats *ret,
+			     struct iopf_control_error *err)
+{
+	struct iopf_tenant *me = tenant_find(c, caller);
+
+	if (caller != 0 && !me) /* 0: the daemon itself */
+		return fail(err, -ENOENT, "unknown tenant");
+	if (me && me->uid != 0)
+		return fail(err, -EPERM, "the daemon's totals need uid 0");
+	collect_stats(c, 0, &c->retired, ret);
+	return 0;
+}
+
+int iopf_control_domain_latency(struct iopf_control *c, uint64_t domain_id,
+				struct iopf_histogram *ret)
+{
+	return iopf_engine_domain_latency(c->engine, domain_id, ret);
+}
+
+int iopf_control_source_latency(struct iopf_control *c, uint64_t source_id,
+				struct iopf_histogram *ret)
+{
+	return iopf_engine_source_latency(c->engine, source_id, ret);
 }
 
 static const char *const reason_names[_IOPF_REASON_MAX] = {

@@ -20,18 +20,26 @@
 #include <sys/types.h>
 
 #include "engine.h"
+#include "histogram.h"
 
 struct iopf_control;
 
-/* Per-tenant limits; every value must be >= 1. */
+/*
+ * Per-tenant limits; every count must be >= 1. max_pinned_bytes bounds the sum
+ * of the tenant's region lengths, i.e. the most iopfd could ever pin for it,
+ * checked when a region is added (a fault never fails for it); 0 or UINT64_MAX: none.
+ */
 struct iopf_control_limits {
 	unsigned max_sources;
 	unsigned max_domains;
 	unsigned max_regions;
+	uint64_t max_pinned_bytes;
 };
 #define IOPF_CONTROL_DEFAULT_MAX_SOURCES 16u
 #define IOPF_CONTROL_DEFAULT_MAX_DOMAINS 256u
 #define IOPF_CONTROL_DEFAULT_MAX_REGIONS 4096u
+#define IOPF_CONTROL_DEFAULT_MAX_PINNED	 (UINT64_C(64) << 30)
+#define IOPF_CONTROL_PINNED_UNLIMITED	 UINT64_MAX
 #define IOPF_CONTROL_LIMIT_MAX		 1000000u
 
 /* The human-readable reason a request failed; set whenever a call returns < 0. */
@@ -41,6 +49,8 @@ struct iopf_control_error {
 
 /*
  * iopf_control_new() - create the registry in front of @engine (not owned).
+ * It takes the engine's retired-statistics callback (iopf_engine_set_retired_fn()),
+ * so free the engine before the registry.
  * Return: 0, -EINVAL (a limit out of range), -ENOMEM.
  */
 int iopf_control_new(struct iopf_engine *engine, const struct iopf_control_limits *limits,
@@ -50,6 +60,13 @@ int iopf_control_new(struct iopf_engine *engine, const struct iopf_control_limit
  * freed first and answers everything itself. NULL is fine. Returns NULL.
  */
 struct iopf_control *iopf_control_free(struct iopf_control *c);
+
+/*
+ * iopf_control_set_limits() - new limits (reload). They apply to later requests;
+ * what a tenant already has stays, even above them.
+ * Return: 0 or -EINVAL (out of range; nothing changed).
+ */
+int iopf_control_set_limits(struct iopf_control *c, const struct iopf_control_limits *limits);
 
 /* A tenant: one D-Bus connection (peer-to-peer) or one unique name (system bus). */
 struct iopf_tenant_info {
@@ -136,6 +153,53 @@ int iopf_control_foreach_domain(struct iopf_control *c, uint64_t tenant, bool al
 int iopf_control_foreach_region(struct iopf_control *c, uint64_t tenant, bool all,
 				iopf_engine_region_fn fn, void *userdata,
 				struct iopf_control_error *err);
+
+/*
+ * Statistics that never go backwards while their owner lives: a tenant's
+ * since it connected, the daemon's since it started. Counters of removed
+ * domains and sources are kept (folded in when the engine retires them);
+ * bytes_mapped is what is mapped now. The object counts and region_bytes
+ * (the sum of region lengths, what MaxPinnedBytes bounds) are current.
+ */
+struct iopf_control_stats {
+	struct iopf_counters counters;
+	struct iopf_histogram latency;
+	uint64_t sources, domains, regions, region_bytes;
+};
+
+/*
+ * iopf_control_tenant_stats() - @tenant's totals, asked by @caller: its own, or
+ * any tenant's when the caller is uid 0.
+ * Return: 0, -ENOENT (unknown tenant, or another's to a non-root caller).
+ */
+int iopf_control_tenant_stats(struct iopf_control *c, uint64_t caller, uint64_t tenant,
+			      struct iopf_control_stats *ret, struct iopf_control_error *err);
+/*
+ * iopf_control_foreach_tenant() - visit the caller alone, or with @all (uid 0
+ * only) every tenant, ascending id, with its totals. @caller 0 is the daemon
+ * itself (with @all only).
+ * Return: 0, -EPERM, -ENOENT (unknown caller), or fn's error.
+ */
+typedef int (*iopf_control_tenant_fn)(const struct iopf_tenant_info *t,
+				      const struct iopf_control_stats *st, void *userdata);
+int iopf_control_foreach_tenant(struct iopf_control *c, uint64_t caller, bool all,
+				iopf_control_tenant_fn fn, void *userdata,
+				struct iopf_control_error *err);
+/*
+ * The daemon's totals since it started, every tenant's, gone ones too.
+ * For uid 0 callers and @caller 0 (the daemon) only: -EPERM.
+ */
+int iopf_control_total_stats(struct iopf_control *c, uint64_t caller, struct iopf_control_stats *ret,
+			     struct iopf_control_error *err);
+/*
+ * Add the latency histogram of a domain (or of a source's unrouted groups) to
+ * @ret. No ownership check: for iopf_control_foreach_*() callbacks, which
+ * only visit what the caller may see. Return: 0 or -ENOENT.
+ */
+int iopf_control_domain_latency(struct iopf_control *c, uint64_t domain_id,
+				struct iopf_histogram *ret);
+int iopf_control_source_latency(struct iopf_control *c, uint64_t source_id,
+				struct iopf_histogram *ret);
 
 /* "resolved", "no_handler", ...; NULL when out of range. */
 const char *iopf_reason_to_string(enum iopf_reason reason);

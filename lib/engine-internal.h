@@ -21,6 +21,7 @@
 
 #include "backend.h"
 #include "engine.h"
+#include "histogram.h"
 #include "region.h"
 #include "response.h"
 #include "route.h"
@@ -33,6 +34,7 @@ enum iopf_cmd_type {
 	IOPF_CMD_REMOVE_DOMAIN,
 	IOPF_CMD_REMOVE_REGION,
 	IOPF_CMD_STOP,
+	IOPF_CMD_PING, /* liveness: the worker notes it ran its command queue */
 };
 
 /*
@@ -65,9 +67,12 @@ struct iopf_source {
 
 	/* written by the worker, loaded relaxed by the control thread */
 	struct iopf_counters unrouted;
+	struct iopf_histogram unrouted_latency; /* read to response of unrouted groups */
 	uint64_t io_errors;
 	uint64_t n_held_pub;
 	int broken_pub;
+
+	struct cds_list_head rnode; /* control: engine->retiring_sources while removal runs */
 
 	/* worker only */
 	struct cds_list_head wnode; /* the worker's list of live sources */
@@ -93,6 +98,8 @@ struct iopf_domain {
 	unsigned n_regions;
 	struct cds_list_head snode;      /* in source->domains */
 	struct iopf_counters counters;   /* written by the worker */
+	struct iopf_histogram latency;   /* written by the worker: fault read to response written */
+	struct cds_list_head rnode;      /* control: engine->retiring_domains while removal runs */
 	int hold;                        /* test hook: hold groups instead of answering */
 	struct iopf_cmd rm_cmd;
 	struct rcu_head rcu;
@@ -124,6 +131,12 @@ void iopf_engine_complete(struct iopf_engine *e, struct iopf_cmd *c);
 int iopf_worker_start(struct iopf_engine *e, unsigned index, struct iopf_worker **ret);
 /* Queue @c and kick the worker; never blocks on the worker. */
 void iopf_worker_send(struct iopf_worker *w, struct iopf_cmd *c);
+/*
+ * Liveness. iopf_worker_ping(): if the worker answered the previous ping, send
+ * it a new one and return true; else return false and send nothing (the old
+ * ping is still queued). Control thread only; never blocks.
+ */
+bool iopf_worker_ping(struct iopf_worker *w);
 /* Send STOP, join, free. NULL ok; returns NULL. */
 struct iopf_worker *iopf_worker_stop(struct iopf_worker *w);
 

@@ -46,6 +46,11 @@ struct iopf_engine {
 	int notify_fd; /* eventfd: completions are waiting */
 	pthread_mutex_t done_lock;
 	struct cds_list_head done; /* under done_lock */
+
+	/* removal started, completion not dispatched yet (for statistics) */
+	struct cds_list_head retiring_sources, retiring_domains;
+	iopf_engine_stats_fn retired_fn;
+	void *retired_userdata;
 };
 
 /*
@@ -125,7 +130,8 @@ struct iopf_route_table *iopf_engine_routes(struct iopf_engine *e)
 
 uint64_t iopf_engine_fault_around(struct iopf_engine *e)
 {
-	return e->cfg.fault_around;
+	/* workers read it on every fault; a reload may change it */
+	return __atomic_load_n(&e->cfg.fault_around, __ATOMIC_RELAXED);
 }
 
 void iopf_engine_complete(struct iopf_engine *e, struct iopf_cmd *c)
@@ -229,6 +235,8 @@ int iopf_engine_new(const struct iopf_engine_config *cfg, struct iopf_engine **r
 	e->notify_fd = -EBADF;
 	pthread_mutex_init(&e->done_lock, NULL);
 	CDS_INIT_LIST_HEAD(&e->done);
+	CDS_INIT_LIST_HEAD(&e->retiring_sources);
+	CDS_INIT_LIST_HEAD(&e->retiring_domains);
 
 	e->workers = calloc(e->cfg.n_workers, sizeof(*e->workers));
 	e->load = calloc(e->cfg.n_workers, sizeof(*e->load));
@@ -297,6 +305,60 @@ unsigned iopf_engine_n_workers(struct iopf_engine *e)
 	return e->cfg.n_workers;
 }
 
+/* Snapshot and hand over statistics another thread may still write. */
+static void emit_stats(iopf_engine_stats_fn fn, void *userdata, uint64_t tenant,
+		       uint64_t source_id, uint64_t domain_id, const struct iopf_counters *c,
+		       const struct iopf_histogram *h)
+{
+	struct iopf_counters cs;
+	struct iopf_histogram hs = {};
+
+	ctr_snapshot(c, &cs);
+	iopf_histogram_merge(&hs, h);
+	fn(&(struct iopf_engine_stats){
+		   .tenant = tenant,
+		   .source_id = source_id,
+		   .domain_id = domain_id,
+		   .counters = &cs,
+		   .latency = &hs,
+	   },
+	   userdata);
+}
+
+static void emit_domain(iopf_engine_stats_fn fn, void *userdata, const struct iopf_domain *d)
+{
+	emit_stats(fn, userdata, d->tenant, d->source->id, d->id, &d->counters, &d->latency);
+}
+
+static void emit_source(iopf_engine_stats_fn fn, void *userdata, const struct iopf_source *s)
+{
+	const struct iopf_domain *d;
+
+	emit_stats(fn, userdata, s->tenant, s->id, 0, &s->unrouted, &s->unrouted_latency);
+	cds_list_for_each_entry(d, &s->domains, snode)
+		emit_domain(fn, userdata, d);
+}
+
+void iopf_engine_foreach_retiring(struct iopf_engine *e, uint64_t tenant, iopf_engine_stats_fn fn,
+				  void *userdata)
+{
+	const struct iopf_source *s;
+	const struct iopf_domain *d;
+
+	cds_list_for_each_entry(s, &e->retiring_sources, rnode)
+		if (!tenant || s->tenant == tenant)
+			emit_source(fn, userdata, s);
+	cds_list_for_each_entry(d, &e->retiring_domains, rnode)
+		if (!tenant || d->tenant == tenant)
+			emit_domain(fn, userdata, d);
+}
+
+void iopf_engine_set_retired_fn(struct iopf_engine *e, iopf_engine_stats_fn fn, void *userdata)
+{
+	e->retired_fn = fn;
+	e->retired_userdata = userdata;
+}
+
 int iopf_engine_dispatch(struct iopf_engine *e)
 {
 	CDS_LIST_HEAD(todo);
@@ -312,6 +374,20 @@ int iopf_engine_dispatch(struct iopf_engine *e)
 
 	cds_list_for_each_entry_safe(c, tmp, &todo, node) {
 		cds_list_del(&c->node);
+		/* Final numbers first: the worker is done with the object. */
+		if (c->type == IOPF_CMD_REMOVE_SOURCE) {
+			struct iopf_source *s = c->obj;
+
+			cds_list_del(&s->rnode);
+			if (e->retired_fn)
+				emit_source(e->retired_fn, e->retired_userdata, s);
+		} else if (c->type == IOPF_CMD_REMOVE_DOMAIN) {
+			struct iopf_domain *d = c->obj;
+
+			cds_list_del(&d->rnode);
+			if (e->retired_fn)
+				emit_domain(e->retired_fn, e->retired_userdata, d);
+		}
 		if (c->done)
 			c->done(c->userdata, c->error);
 		switch (c->type) {
@@ -335,6 +411,7 @@ int iopf_engine_dispatch(struct iopf_engine *e)
 		}
 		case IOPF_CMD_ADD_SOURCE:
 		case IOPF_CMD_STOP:
+		case IOPF_CMD_PING:
 			break; /* never completed */
 		}
 		n++;
@@ -447,6 +524,7 @@ static int remove_source(struct iopf_engine *e, struct iopf_source *s, iopf_engi
 	cds_list_for_each_entry(d, &s->domains, snode)
 		forget_domain(e, d);
 	idvec_del(&e->sources, s->id);
+	cds_list_add_tail(&s->rnode, &e->retiring_sources);
 	e->load[s->worker]--;
 	s->rm_cmd = (struct iopf_cmd){
 		.type = IOPF_CMD_REMOVE_SOURCE, .obj = s, .done = done, .userdata = userdata,
@@ -513,6 +591,7 @@ int iopf_engine_remove_domain(struct iopf_engine *e, uint64_t domain_id,
 		return -ENOENT;
 	forget_domain(e, d);
 	cds_list_del(&d->snode);
+	cds_list_add_tail(&d->rnode, &e->retiring_domains);
 	d->rm_cmd = (struct iopf_cmd){
 		.type = IOPF_CMD_REMOVE_DOMAIN, .obj = d, .done = done, .userdata = userdata,
 	};
@@ -533,7 +612,7 @@ int iopf_engine_add_region(struct iopf_engine *e, uint64_t domain_id, int fd, ui
 	d = idvec_find(&e->domains, domain_id);
 	if (!d)
 		return -ENOENT;
-	rc = iopf_region_new(fd, offset, iova, length, access, &r);
+	rc = iopf_region_new(d->tenant, fd, offset, iova, length, access, &r);
 	if (rc < 0)
 		return rc;
 	er = calloc(1, sizeof(*er));
@@ -728,4 +807,55 @@ uint64_t __iopf_engine_held(struct iopf_engine *e, uint64_t source_id)
 	struct iopf_source *s = idvec_find(&e->sources, source_id);
 
 	return s ? ctr_get(&s->n_held_pub) : 0;
+}
+
+int iopf_engine_domain_latency(struct iopf_engine *e, uint64_t id, struct iopf_histogram *ret)
+{
+	struct iopf_domain *d = idvec_find(&e->domains, id);
+
+	if (!d)
+		return -ENOENT;
+	iopf_histogram_merge(ret, &d->latency);
+	return 0;
+}
+
+int iopf_engine_source_latency(struct iopf_engine *e, uint64_t id, struct iopf_histogram *ret)
+{
+	struct iopf_source *s = idvec_find(&e->sources, id);
+
+	if (!s)
+		return -ENOENT;
+	iopf_histogram_merge(ret, &s->unrouted_latency);
+	return 0;
+}
+
+int iopf_engine_ping(struct iopf_engine *e, unsigned *ret_late)
+{
+	int all = 1;
+
+	for (unsigned i = 0; i < e->cfg.n_workers; i++) {
+		if (iopf_worker_ping(e->workers[i]))
+			continue;
+		if (all && ret_late)
+			*ret_late = i;
+		all = 0;
+	}
+	return all;
+}
+
+int iopf_engine_set_fault_around(struct iopf_engine *e, uint64_t bytes)
+{
+	if (!is_power_of_2(bytes) || bytes < IOPF_PAGE_SIZE || bytes > MAX_FAULT_AROUND)
+		return -EINVAL;
+	__atomic_store_n(&e->cfg.fault_around, bytes, __ATOMIC_RELAXED);
+	return 0;
+}
+
+int iopf_engine_set_read_batch(struct iopf_engine *e, unsigned records)
+{
+	/* only source_new() reads it, on this thread */
+	if (records == 0 || records > IOPF_READ_MAX_RECORDS)
+		return -EINVAL;
+	e->cfg.read_batch = records;
+	return 0;
 }

@@ -16,6 +16,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "histogram.h"
 #include "iopf/iopf.h"
 
 struct iopf_engine;
@@ -133,5 +134,60 @@ int iopf_engine_foreach_domain(struct iopf_engine *e, uint64_t tenant, iopf_engi
 			       void *userdata);
 int iopf_engine_foreach_region(struct iopf_engine *e, uint64_t tenant, iopf_engine_region_fn fn,
 			       void *userdata);
+
+/*
+ * Fault latency: fault read to response written, per domain (and per source
+ * for unrouted groups), recorded by the owning worker without locks.
+ * iopf_engine_*_latency() add a snapshot to @ret (merge on read).
+ * Return: 0 or -ENOENT (no live object with that id).
+ */
+int iopf_engine_domain_latency(struct iopf_engine *e, uint64_t id, struct iopf_histogram *ret);
+int iopf_engine_source_latency(struct iopf_engine *e, uint64_t id, struct iopf_histogram *ret);
+
+/*
+ * Statistics of an object being removed, or its final ones once removed.
+ * @domain_id is 0 for a source's unrouted groups. Pointers live for the call.
+ */
+struct iopf_engine_stats {
+	uint64_t tenant, source_id, domain_id;
+	const struct iopf_counters *counters;
+	const struct iopf_histogram *latency;
+};
+typedef void (*iopf_engine_stats_fn)(const struct iopf_engine_stats *st, void *userdata);
+
+/*
+ * iopf_engine_foreach_retiring() - visit what @tenant (0: everyone) has in removal:
+ * domains unpublished but not yet retired by their worker, and sources likewise
+ * (their unrouted stats, then their domains). The listings skip these objects;
+ * statistics that must never go backwards (totals since start) add them, then
+ * take over their final numbers from the retired callback.
+ */
+void iopf_engine_foreach_retiring(struct iopf_engine *e, uint64_t tenant, iopf_engine_stats_fn fn,
+				  void *userdata);
+/*
+ * iopf_engine_set_retired_fn() - @fn gets the final statistics of every domain
+ * and source (unrouted) whose removal completed, once each, from
+ * iopf_engine_dispatch() or iopf_engine_free(), in the same call that stops
+ * iopf_engine_foreach_retiring() from showing it. @fn must not call the engine.
+ */
+void iopf_engine_set_retired_fn(struct iopf_engine *e, iopf_engine_stats_fn fn, void *userdata);
+
+/*
+ * iopf_engine_ping() - are the workers alive? A ping is a command each worker
+ * answers between two turns, so an answer proves its loop runs.
+ * Checks that every worker answered the previous ping and pings them again
+ * (a worker that did not answer keeps its old ping). Never blocks.
+ * @ret_late: the first worker that has not answered, when the result is 0.
+ * Return: 1 all answered, 0 some did not (yet).
+ */
+int iopf_engine_ping(struct iopf_engine *e, unsigned *ret_late);
+
+/*
+ * Settings that change while running (reload).
+ * iopf_engine_set_fault_around(): the window of every later fault. 0 or -EINVAL.
+ * iopf_engine_set_read_batch(): the read size of sources added later. 0 or -EINVAL.
+ */
+int iopf_engine_set_fault_around(struct iopf_engine *e, uint64_t bytes);
+int iopf_engine_set_read_batch(struct iopf_engine *e, unsigned records);
 
 #endif /* IOPF_ENGINE_H */

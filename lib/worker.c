@@ -58,6 +58,10 @@ struct iopf_worker {
 	sem_t started;
 	int start_error;
 	struct iopf_cmd stop_cmd;
+
+	/* liveness: pings sent (control thread), pings answered (worker; release) */
+	uint64_t ping_sent, pong;
+	struct iopf_cmd ping_cmd;
 };
 
 static struct io_uring_sqe *get_sqe(struct iopf_worker *w)
@@ -124,13 +128,14 @@ static int grow_buffer(struct iopf_source *s)
 	return 0;
 }
 
+/* @h, @t_read: the latency histogram to record in once written, and the read time (NULL, 0: none). */
 static void answer(struct iopf_source *s, uint32_t cookie, enum iopf_reason why,
-		   struct iopf_counters *c)
+		   struct iopf_counters *c, struct iopf_histogram *h, uint64_t t_read)
 {
-	iopf_response_add(&s->rb, cookie,
-			  why == IOPF_REASON_RESOLVED ? IOMMUFD_PAGE_RESP_SUCCESS
-						      : IOMMUFD_PAGE_RESP_INVALID,
-			  c);
+	iopf_response_add_timed(&s->rb, cookie,
+				why == IOPF_REASON_RESOLVED ? IOMMUFD_PAGE_RESP_SUCCESS
+							    : IOMMUFD_PAGE_RESP_INVALID,
+				c, h, t_read);
 	ctr_answer(c, why);
 }
 
@@ -177,8 +182,8 @@ static void forget_reissued(struct iopf_source *s, uint32_t cookie)
 		}
 }
 
-/* Caller holds the RCU read lock; rb has room for @n more responses. */
-static void handle_records(struct iopf_worker *w, struct iopf_source *s, size_t n)
+/* Caller holds the RCU read lock; rb has room for @n more responses read at @t_read. */
+static void handle_records(struct iopf_worker *w, struct iopf_source *s, size_t n, uint64_t t_read)
 {
 	struct iopf_route_table *routes = iopf_engine_routes(w->e);
 	struct iopf_group g;
@@ -188,6 +193,7 @@ static void handle_records(struct iopf_worker *w, struct iopf_source *s, size_t 
 		struct iopf_route_node *rn = iopf_route_lookup(routes, s->id, g.dev_id, g.pasid);
 		struct iopf_domain *d = rn ? caa_container_of(rn, struct iopf_domain, route) : NULL;
 		struct iopf_counters *c = d ? &d->counters : &s->unrouted;
+		struct iopf_histogram *h = d ? &d->latency : &s->unrouted_latency;
 		enum iopf_reason why;
 
 		if (s->n_held > 0)
@@ -203,7 +209,7 @@ static void handle_records(struct iopf_worker *w, struct iopf_source *s, size_t 
 			continue;
 		} else
 			why = resolve_group(w->e, s, d, &g);
-		answer(s, g.cookie, why, c);
+		answer(s, g.cookie, why, c, h, t_read);
 	}
 }
 
@@ -246,7 +252,7 @@ static void service_source(struct iopf_worker *w, struct iopf_source *s)
 		s->empty_turns = 0;
 		if (r % (ssize_t)rec)
 			ctr_add(&s->io_errors, 1); /* torn record: not kernel behaviour, skip it */
-		handle_records(w, s, (size_t)r / rec);
+		handle_records(w, s, (size_t)r / rec, iopf_response_now_ns());
 	}
 	flush(s);
 	rcu_read_unlock();
@@ -274,7 +280,8 @@ static void retire_held(struct iopf_source *s, struct iopf_domain *d)
 			s->held[j++] = *h;
 			continue;
 		}
-		answer(s, h->cookie, IOPF_REASON_RETIRED, &h->domain->counters);
+		/* its read time is not kept: a held group's latency is the tenant's */
+		answer(s, h->cookie, IOPF_REASON_RETIRED, &h->domain->counters, NULL, 0);
 		ctr_sub(&s->n_held_pub, 1);
 	}
 	s->n_held = j;
@@ -303,6 +310,7 @@ static void drain(struct iopf_source *s)
 	const size_t rec = sizeof(struct iommu_hwpt_pgfault);
 
 	for (unsigned reads = 0; reads < DRAIN_MAX_READS;) {
+		uint64_t t_read;
 		ssize_t r;
 		struct iopf_group g;
 		size_t pos = 0;
@@ -315,9 +323,11 @@ static void drain(struct iopf_source *s)
 		if (r <= 0)
 			break;
 		reads++;
+		t_read = iopf_response_now_ns();
 		while (iopf_fault_next_group(s->buf, (size_t)r / rec, &pos, &g)) {
 			ctr_add(&s->unrouted.faults, g.n);
-			answer(s, g.cookie, IOPF_REASON_RETIRED, &s->unrouted);
+			answer(s, g.cookie, IOPF_REASON_RETIRED, &s->unrouted, &s->unrouted_latency,
+			       t_read);
 		}
 	}
 	flush(s);
@@ -412,6 +422,11 @@ static void run_commands(struct iopf_worker *w)
 			break;
 		case IOPF_CMD_STOP:
 			w->stopping = true;
+			break;
+		case IOPF_CMD_PING:
+			/* the node is off every list now: the control thread may queue it again */
+			__atomic_store_n(&w->pong, __atomic_load_n(&w->ping_sent, __ATOMIC_RELAXED),
+					 __ATOMIC_RELEASE);
 			break;
 		}
 	}
@@ -563,6 +578,18 @@ void iopf_worker_send(struct iopf_worker *w, struct iopf_cmd *c)
 	cds_list_add_tail(&c->node, &w->cmds);
 	pthread_mutex_unlock(&w->lock);
 	(void)eventfd_write(w->cmd_fd, 1);
+}
+
+bool iopf_worker_ping(struct iopf_worker *w)
+{
+	uint64_t sent = __atomic_load_n(&w->ping_sent, __ATOMIC_RELAXED);
+
+	if (__atomic_load_n(&w->pong, __ATOMIC_ACQUIRE) != sent)
+		return false;
+	__atomic_store_n(&w->ping_sent, sent + 1, __ATOMIC_RELAXED);
+	w->ping_cmd = (struct iopf_cmd){ .type = IOPF_CMD_PING };
+	iopf_worker_send(w, &w->ping_cmd);
+	return true;
 }
 
 struct iopf_worker *iopf_worker_stop(struct iopf_worker *w)

@@ -6,25 +6,34 @@
  * none, so by default root (the operator) asks for every tenant's objects
  * through the List*All / Get*All methods; --mine asks for the caller's own
  * (useful through a tenant's address, or to check the daemon is alive).
+ *
+ * "stats" shows totals per tenant, per domain (with latency percentiles from
+ * the daemon's log-linear histograms) and unrouted faults per source; --watch
+ * refreshes it with rates, --json prints one object (per frame).
  */
 #include <getopt.h>
 #include <inttypes.h>
+#include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 
 #include <systemd/sd-bus.h>
 
+#include "iopf/client.h"
 #include "iopf/iopf.h"
 #include "util.h"
 
 static const char *arg_address;
 static bool arg_json;
-static int arg_all = -1; /* -1: uid 0 gets everything */
+static int arg_all = -1;	   /* -1: uid 0 gets everything */
+static double arg_watch;	   /* seconds between refreshes; 0: once */
+static unsigned arg_iterations; /* --watch frames; 0: until interrupted */
 
 /* --- an aligned text table --- */
 
-#define TABLE_MAX_COLS 16
+#define TABLE_MAX_COLS 24
 
 struct table {
 	unsigned n_cols;
@@ -435,7 +444,6 @@ static void table_counters(struct table *t, const struct counters *c)
 			table_add(t, "%s", bytes_str(c->col[i], bbuf));
 		else
 			table_add(t, "%" PRIu64, c->col[i]);
-	table_add(t, "%s", c->why[0] ? c->why : "-");
 }
 
 static void table_counter_header(struct table *t)
@@ -445,14 +453,243 @@ static void table_counter_header(struct table *t)
 
 	for (size_t i = 0; i < ARRAY_SIZE(names); i++)
 		table_add(t, "%s", names[i]);
-	table_add(t, "WHY-INVALID");
+}
+
+/* --- latency --- */
+
+/* The percentiles a table shows: the upper bound of the bucket holding each. */
+static const struct {
+	const char *header, *json;
+	double q;
+} percentiles[] = {
+	{"P50", "p50_ns", 0.50},
+	{"P99", "p99_ns", 0.99},
+	{"P99.9", "p999_ns", 0.999},
+};
+
+/* Bucket bounds are round (1, 2, ... 9 times a power of ten): print them exactly. */
+static const char *dur_str(uint64_t ns, char buf[static 24])
+{
+	if (ns == 0)
+		snprintf(buf, 24, "-");
+	else if (ns == UINT64_MAX)
+		snprintf(buf, 24, ">10s");
+	else if (ns % 1000000000 == 0)
+		snprintf(buf, 24, "%" PRIu64 "s", ns / 1000000000);
+	else if (ns % 1000000 == 0)
+		snprintf(buf, 24, "%" PRIu64 "ms", ns / 1000000);
+	else if (ns % 1000 == 0)
+		snprintf(buf, 24, "%" PRIu64 "us", ns / 1000);
+	else
+		snprintf(buf, 24, "%" PRIu64 "ns", ns);
+	return buf;
+}
+
+/* The bound of the highest non-empty bucket: what the slowest response stayed under. */
+static uint64_t latency_max_ns(const struct iopf_client_latency *l)
+{
+	for (unsigned i = IOPF_CLIENT_LATENCY_BUCKETS; i-- > 0;)
+		if (l->bucket[i])
+			return iopf_client_latency_bound_ns(i);
+	return 0;
+}
+
+static int read_latency(sd_bus_message *reply, struct iopf_client_latency *l)
+{
+	const void *buckets;
+	size_t size;
+	int r;
+
+	*l = (struct iopf_client_latency){};
+	r = sd_bus_message_enter_container(reply, 'r', "ttat");
+	if (r >= 0)
+		r = sd_bus_message_read(reply, "tt", &l->count, &l->sum_ns);
+	if (r >= 0)
+		r = sd_bus_message_read_array(reply, 't', &buckets, &size);
+	if (r < 0)
+		return r;
+	memcpy(l->bucket, buckets, size < sizeof(l->bucket) ? size : sizeof(l->bucket));
+	return sd_bus_message_exit_container(reply);
+}
+
+static void json_latency(const struct iopf_client_latency *l)
+{
+	bool first = true;
+
+	printf("{\"count\":%" PRIu64 ",\"sum_ns\":%" PRIu64, l->count, l->sum_ns);
+	for (size_t i = 0; i < ARRAY_SIZE(percentiles); i++) {
+		uint64_t v = iopf_client_latency_quantile_ns(l, percentiles[i].q);
+
+		printf(",\"%s\":", percentiles[i].json);
+		if (v == UINT64_MAX)
+			printf("null"); /* above 10 s */
+		else
+			printf("%" PRIu64, v);
+	}
+	/* non-empty buckets only; "le_ns" null is the overflow bucket */
+	printf(",\"buckets\":[");
+	for (unsigned i = 0; i < IOPF_CLIENT_LATENCY_BUCKETS; i++) {
+		uint64_t b = iopf_client_latency_bound_ns(i);
+
+		if (!l->bucket[i])
+			continue;
+		printf("%s{\"le_ns\":", first ? "" : ",");
+		if (b == UINT64_MAX)
+			printf("null");
+		else
+			printf("%" PRIu64, b);
+		printf(",\"count\":%" PRIu64 "}", l->bucket[i]);
+		first = false;
+	}
+	printf("]}");
+}
+
+static void table_latency_header(struct table *t)
+{
+	for (size_t i = 0; i < ARRAY_SIZE(percentiles); i++)
+		table_add(t, "%s", percentiles[i].header);
+}
+
+static void table_latency(struct table *t, const struct iopf_client_latency *l)
+{
+	char dbuf[24];
+
+	for (size_t i = 0; i < ARRAY_SIZE(percentiles); i++)
+		table_add(t, "%s", dur_str(iopf_client_latency_quantile_ns(l, percentiles[i].q), dbuf));
+}
+
+/* --- per-tenant totals, with rates between --watch frames --- */
+
+struct rate_prev {
+	uint64_t tenant, groups;
+};
+
+struct rates {
+	struct rate_prev *prev, *cur; /* owned */
+	size_t n_prev, n_cur, cap;
+	double elapsed; /* seconds since the previous frame; 0 on the first */
+};
+
+static double rate_of(struct rates *rt, uint64_t tenant, uint64_t groups)
+{
+	if (rt->n_cur < rt->cap)
+		rt->cur[rt->n_cur++] = (struct rate_prev){tenant, groups};
+	if (rt->elapsed <= 0)
+		return NAN;
+	for (size_t i = 0; i < rt->n_prev; i++)
+		if (rt->prev[i].tenant == tenant && rt->prev[i].groups <= groups)
+			return (double)(groups - rt->prev[i].groups) / rt->elapsed;
+	return NAN;
+}
+
+static int show_tenant_stats(struct ctx *x, struct rates *rt)
+{
+	_cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
+	struct table t = {.n_cols = 13 + (arg_watch > 0)};
+	struct iopf_client_latency l;
+	uint64_t tenant;
+	uint32_t uid, pid;
+	const char *name;
+	struct counters c;
+	bool first = true;
+	char dbuf[24];
+	int r;
+
+	r = call(x->bus, x->destination, x->all ? "GetAllTenantMetrics" : "GetTenantMetrics",
+		 &reply);
+	if (r < 0)
+		return r;
+	r = sd_bus_message_enter_container(reply, 'a', "(tuusa{st}(ttat))");
+	if (r < 0)
+		return parse_error(r);
+	if (arg_json)
+		json_key(x, "tenants"), printf("[");
+	else {
+		table_add(&t, "TENANT");
+		table_add(&t, "UID");
+		table_add(&t, "PID");
+		table_add(&t, "FAULTS");
+		table_add(&t, "GROUPS");
+		table_add(&t, "REFUSED");
+		table_add(&t, "STALE");
+		table_add(&t, "PINNED");
+		table_latency_header(&t);
+		table_add(&t, "MAX");
+		if (arg_watch > 0)
+			table_add(&t, "GROUPS/S");
+		table_add(&t, "NAME");
+	}
+	while ((r = sd_bus_message_enter_container(reply, 'r', "tuusa{st}(ttat)")) > 0) {
+		r = sd_bus_message_read(reply, "tuus", &tenant, &uid, &pid, &name);
+		if (r < 0)
+			break;
+		if (arg_json) {
+			printf("%s{\"tenant\":%" PRIu64 ",\"uid\":%" PRIu32 ",\"pid\":%" PRIu32
+			       ",\"name\":",
+			       first ? "" : ",", tenant, uid, pid);
+			json_string(name);
+			printf(",\"counters\":");
+		}
+		r = read_counters(reply, &c);
+		if (r >= 0)
+			r = read_latency(reply, &l);
+		if (r < 0)
+			break;
+		if (arg_json) {
+			printf(",\"latency\":");
+			json_latency(&l);
+			printf("}");
+		} else if (x->all && pid == (uint32_t)getpid()) {
+			/* this very connection: an observer, not worth a row */
+		} else {
+			char bbuf[32];
+			double rate = rate_of(rt, tenant, c.col[1]);
+
+			table_add(&t, "%" PRIu64, tenant);
+			table_add(&t, "%" PRIu32, uid);
+			table_add(&t, "%" PRIu32, pid);
+			table_add(&t, "%" PRIu64, c.col[0]);
+			table_add(&t, "%" PRIu64, c.col[1]);
+			table_add(&t, "%" PRIu64, c.col[3]);
+			table_add(&t, "%" PRIu64, c.col[4]);
+			table_add(&t, "%s", bytes_str(c.col[6], bbuf));
+			table_latency(&t, &l);
+			table_add(&t, "%s", dur_str(latency_max_ns(&l), dbuf));
+			if (arg_watch > 0) {
+				if (isnan(rate))
+					table_add(&t, "-");
+				else
+					table_add(&t, "%.0f", rate);
+			}
+			table_add(&t, "%s", name);
+		}
+		first = false;
+		r = sd_bus_message_exit_container(reply);
+		if (r < 0)
+			break;
+	}
+	if (r < 0) {
+		table_done(&t);
+		return parse_error(r);
+	}
+	if (arg_json)
+		printf("]");
+	else {
+		printf("Tenants (totals since each connected; latency: fault read to response "
+		       "written, bucket upper bounds):\n");
+		table_print(&t);
+	}
+	table_done(&t);
+	return 0;
 }
 
 static int show_domain_stats(struct ctx *x)
 {
 	_cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
-	const char *row = x->all ? "tttuua{st}" : "ttuua{st}";
-	struct table t = {.n_cols = (x->all ? 5 : 4) + ARRAY_SIZE(stat_columns) + 1};
+	const char *row = x->all ? "tttuua{st}(ttat)" : "ttuua{st}(ttat)";
+	struct table t = {.n_cols = (x->all ? 5 : 4) + ARRAY_SIZE(stat_columns) +
+				    ARRAY_SIZE(percentiles) + 1};
+	struct iopf_client_latency l;
 	uint64_t tenant = 0, id, source;
 	uint32_t dev, pasid;
 	struct counters c;
@@ -460,10 +697,12 @@ static int show_domain_stats(struct ctx *x)
 	char pbuf[16];
 	int r;
 
-	r = call(x->bus, x->destination, x->all ? "GetAllStats" : "GetStats", &reply);
+	r = call(x->bus, x->destination, x->all ? "GetAllDomainMetrics" : "GetDomainMetrics",
+		 &reply);
 	if (r < 0)
 		return r;
-	r = sd_bus_message_enter_container(reply, 'a', x->all ? "(tttuua{st})" : "(ttuua{st})");
+	r = sd_bus_message_enter_container(reply, 'a',
+					   x->all ? "(tttuua{st}(ttat))" : "(ttuua{st}(ttat))");
 	if (r < 0)
 		return parse_error(r);
 	if (arg_json)
@@ -476,6 +715,8 @@ static int show_domain_stats(struct ctx *x)
 		table_add(&t, "DEV");
 		table_add(&t, "PASID");
 		table_counter_header(&t);
+		table_latency_header(&t);
+		table_add(&t, "WHY-INVALID");
 	}
 	while ((r = sd_bus_message_enter_container(reply, 'r', row)) > 0) {
 		if (x->all)
@@ -496,9 +737,13 @@ static int show_domain_stats(struct ctx *x)
 			printf(",\"counters\":");
 		}
 		r = read_counters(reply, &c);
+		if (r >= 0)
+			r = read_latency(reply, &l);
 		if (r < 0)
 			break;
 		if (arg_json) {
+			printf(",\"latency\":");
+			json_latency(&l);
 			printf("}");
 		} else {
 			if (x->all)
@@ -508,6 +753,8 @@ static int show_domain_stats(struct ctx *x)
 			table_add(&t, "%" PRIu32, dev);
 			table_add(&t, "%s", pasid_str(pasid, pbuf));
 			table_counters(&t, &c);
+			table_latency(&t, &l);
+			table_add(&t, "%s", c.why[0] ? c.why : "-");
 		}
 		first = false;
 		r = sd_bus_message_exit_container(reply);
@@ -520,8 +767,10 @@ static int show_domain_stats(struct ctx *x)
 	}
 	if (arg_json)
 		printf("]");
-	else
+	else {
+		printf("\nDomains (live ones; counters since each was registered):\n");
 		table_print(&t);
+	}
 	table_done(&t);
 	return 0;
 }
@@ -549,6 +798,7 @@ static int show_source_stats(struct ctx *x)
 			table_add(&t, "TENANT");
 		table_add(&t, "SOURCE");
 		table_counter_header(&t);
+		table_add(&t, "WHY-INVALID");
 	}
 	while ((r = sd_bus_message_enter_container(reply, 'r', row)) > 0) {
 		if (x->all)
@@ -573,6 +823,7 @@ static int show_source_stats(struct ctx *x)
 				table_add(&t, "%" PRIu64, tenant);
 			table_add(&t, "%" PRIu64, id);
 			table_counters(&t, &c);
+			table_add(&t, "%s", c.why[0] ? c.why : "-");
 		}
 		first = false;
 		r = sd_bus_message_exit_container(reply);
@@ -593,6 +844,119 @@ static int show_source_stats(struct ctx *x)
 	return 0;
 }
 
+/* The daemon's totals since it started (root): one line, or a JSON section. */
+static int show_daemon_stats(struct ctx *x)
+{
+	_cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
+	struct iopf_client_latency l;
+	struct counters c;
+	char b[4][24];
+	int r;
+
+	r = call(x->bus, x->destination, "GetDaemonMetrics", &reply);
+	if (r < 0)
+		return r;
+	if (arg_json) {
+		json_key(x, "daemon");
+		printf("{\"counters\":");
+	}
+	r = read_counters(reply, &c);
+	if (r >= 0)
+		r = read_latency(reply, &l);
+	if (r < 0)
+		return parse_error(r);
+	if (arg_json) {
+		printf(",\"latency\":");
+		json_latency(&l);
+		printf("}");
+		return 0;
+	}
+	printf("\niopfd since start: %" PRIu64 " faults, %" PRIu64 " groups answered (%" PRIu64
+	       " refused, %" PRIu64 " stale); latency p50 %s, p99 %s, p99.9 %s, max %s\n",
+	       c.col[0], c.col[1], c.col[3], c.col[4],
+	       dur_str(iopf_client_latency_quantile_ns(&l, 0.5), b[0]),
+	       dur_str(iopf_client_latency_quantile_ns(&l, 0.99), b[1]),
+	       dur_str(iopf_client_latency_quantile_ns(&l, 0.999), b[2]),
+	       dur_str(latency_max_ns(&l), b[3]));
+	return 0;
+}
+
+static int show_stats(struct ctx *x, struct rates *rt)
+{
+	int r;
+
+	r = show_tenant_stats(x, rt);
+	if (r >= 0)
+		r = show_domain_stats(x);
+	if (r >= 0)
+		r = show_source_stats(x);
+	if (r >= 0 && x->all)
+		r = show_daemon_stats(x);
+	return r;
+}
+
+static double now_s(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* stats, once or every arg_watch seconds; with --json one object per frame (a line each). */
+static int watch_stats(struct ctx *x)
+{
+	struct rates rt = {.cap = 4096};
+	bool tty = isatty(STDOUT_FILENO);
+	double last = 0;
+	int r = 0;
+
+	rt.prev = calloc(rt.cap, sizeof(*rt.prev));
+	rt.cur = calloc(rt.cap, sizeof(*rt.cur));
+	if (!rt.prev || !rt.cur) {
+		free(rt.prev);
+		free(rt.cur);
+		return -ENOMEM;
+	}
+	for (unsigned frame = 0;; frame++) {
+		double now = now_s();
+
+		rt.elapsed = last > 0 ? now - last : 0;
+		last = now;
+		rt.n_cur = 0;
+		if (arg_watch > 0 && !arg_json) {
+			time_t wall = time(NULL);
+			char when[64];
+
+			strftime(when, sizeof(when), "%F %T", localtime(&wall));
+			if (tty)
+				printf("\033[H\033[2J"); /* home, clear */
+			printf("iopfctl stats every %gs, %s (Ctrl-C to stop)\n\n", arg_watch, when);
+		}
+		x->first_section = true;
+		if (arg_json)
+			printf("{");
+		r = show_stats(x, &rt);
+		if (arg_json && r >= 0)
+			printf("}\n");
+		fflush(stdout);
+		if (r < 0 || arg_watch <= 0)
+			break;
+		if (arg_iterations && frame + 1 >= arg_iterations)
+			break;
+		/* this frame's totals are the next one's baseline */
+		memcpy(rt.prev, rt.cur, rt.n_cur * sizeof(*rt.cur));
+		rt.n_prev = rt.n_cur;
+		struct timespec ts = {.tv_sec = (time_t)arg_watch,
+				      .tv_nsec = (long)((arg_watch - floor(arg_watch)) * 1e9)};
+		while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
+			;
+	}
+	free(rt.prev);
+	free(rt.cur);
+	return r;
+}
+
 /* --- main --- */
 
 static void help(void)
@@ -604,12 +968,15 @@ static void help(void)
 	       "  sources    fault sources\n"
 	       "  domains    domains (device, PASID handlers)\n"
 	       "  regions    memory regions\n"
-	       "  stats      fault statistics per domain, and unrouted faults per source\n\n"
+	       "  stats      per tenant and per domain: counters and fault latency\n"
+	       "             percentiles; unrouted faults per source; daemon totals (root)\n\n"
 	       "Options:\n"
 	       "  --address ADDR   D-Bus address, or \"system\" (default $%s or %s)\n"
 	       "  --json           JSON instead of tables\n"
 	       "  --all            every tenant's objects (uid 0; the default for root)\n"
 	       "  --mine           only this connection's objects (the default otherwise)\n"
+	       "  --watch[=SECS]   stats: refresh every SECS seconds (default 2), with rates\n"
+	       "  -n --iterations N  stats --watch: stop after N frames\n"
 	       "  -h --help        this help\n",
 	       IOPF_ADDRESS_ENV, IOPF_DEFAULT_ADDRESS);
 }
@@ -643,22 +1010,38 @@ static int connect_bus(const char *address, sd_bus **ret, const char **ret_desti
 	return 0;
 }
 
+static int parse_seconds(const char *s, double *ret)
+{
+	char *end;
+	double v;
+
+	errno = 0;
+	v = strtod(s, &end);
+	if (errno || end == s || *end || !(v >= 0.05 && v <= 3600))
+		return -EINVAL;
+	*ret = v;
+	return 0;
+}
+
 int main(int argc, char *argv[])
 {
-	enum { ARG_ADDRESS = 0x100, ARG_JSON, ARG_ALL, ARG_MINE };
+	enum { ARG_ADDRESS = 0x100, ARG_JSON, ARG_ALL, ARG_MINE, ARG_WATCH };
 	static const struct option options[] = {
 		{"address", required_argument, NULL, ARG_ADDRESS},
 		{"json", no_argument, NULL, ARG_JSON},
 		{"all", no_argument, NULL, ARG_ALL},
 		{"mine", no_argument, NULL, ARG_MINE},
+		{"watch", optional_argument, NULL, ARG_WATCH},
+		{"iterations", required_argument, NULL, 'n'},
 		{"help", no_argument, NULL, 'h'},
 		{},
 	};
 	struct ctx x = {.first_section = true};
 	const char *cmd;
+	char *end;
 	int c, r = 0;
 
-	while ((c = getopt_long(argc, argv, "h", options, NULL)) >= 0) {
+	while ((c = getopt_long(argc, argv, "hn:", options, NULL)) >= 0) {
 		switch (c) {
 		case ARG_ADDRESS:
 			arg_address = optarg;
@@ -671,6 +1054,23 @@ int main(int argc, char *argv[])
 			break;
 		case ARG_MINE:
 			arg_all = 0;
+			break;
+		case ARG_WATCH:
+			arg_watch = 2;
+			if (optarg && parse_seconds(optarg, &arg_watch) < 0) {
+				fprintf(stderr, "iopfctl: --watch=%s: not 0.05 to 3600 seconds\n",
+					optarg);
+				return EXIT_FAILURE;
+			}
+			break;
+		case 'n':
+			errno = 0;
+			arg_iterations = (unsigned)strtoul(optarg, &end, 10);
+			if (errno || *end || !*optarg || arg_iterations == 0) {
+				fprintf(stderr, "iopfctl: --iterations=%s: not a positive number\n",
+					optarg);
+				return EXIT_FAILURE;
+			}
 			break;
 		case 'h':
 			help();
@@ -690,12 +1090,20 @@ int main(int argc, char *argv[])
 		fprintf(stderr, "iopfctl: unknown command %s (see --help)\n", cmd);
 		return EXIT_FAILURE;
 	}
+	if (arg_watch > 0 && strcmp(cmd, "stats") != 0) {
+		fprintf(stderr, "iopfctl: --watch goes with stats\n");
+		return EXIT_FAILURE;
+	}
 	x.all = arg_all < 0 ? geteuid() == 0 : arg_all;
 
 	r = connect_bus(arg_address, &x.bus, &x.destination);
 	if (r < 0)
 		return EXIT_FAILURE;
 
+	if (strcmp(cmd, "stats") == 0) {
+		r = watch_stats(&x);
+		goto done;
+	}
 	if (arg_json)
 		printf("{");
 	if (strcmp(cmd, "list") == 0) {
@@ -712,15 +1120,11 @@ int main(int argc, char *argv[])
 		r = show_sources(&x);
 	else if (strcmp(cmd, "domains") == 0)
 		r = show_domains(&x);
-	else if (strcmp(cmd, "regions") == 0)
+	else
 		r = show_regions(&x);
-	else {
-		r = show_domain_stats(&x);
-		if (r >= 0)
-			r = show_source_stats(&x);
-	}
 	if (arg_json && r >= 0)
 		printf("}\n");
+done:
 	if (r >= 0 && !x.all && !arg_json && isatty(STDERR_FILENO))
 		fprintf(stderr, "(this connection's own objects only: a fresh connection has none; "
 				"root sees every tenant)\n");

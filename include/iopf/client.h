@@ -103,6 +103,35 @@ int iopf_client_domain_counter(struct iopf_client *c, uint64_t domain_id, const 
 int iopf_client_source_counter(struct iopf_client *c, uint64_t source_id, const char *name,
 			       uint64_t *ret);
 
+/*
+ * Fault latency, from the daemon reading a fault to writing its response, as
+ * a log-linear histogram: 1..9 us, 10..90 us, ..., 1..9 s, 10 s, then overflow.
+ * Bucket i counts latencies up to iopf_client_latency_bound_ns(i) (inclusive)
+ * and above the bound of bucket i-1; the last bucket is everything above 10 s.
+ */
+#define IOPF_CLIENT_LATENCY_BUCKETS 65
+struct iopf_client_latency {
+	uint64_t count;	 /* responses measured */
+	uint64_t sum_ns; /* their total latency */
+	uint64_t bucket[IOPF_CLIENT_LATENCY_BUCKETS]; /* not cumulative */
+};
+/* The upper bound of bucket @i in ns; UINT64_MAX for the last (overflow) bucket. */
+uint64_t iopf_client_latency_bound_ns(unsigned i);
+/* The upper bound of the bucket holding quantile @q (0..1); 0 when empty. */
+uint64_t iopf_client_latency_quantile_ns(const struct iopf_client_latency *l, double q);
+
+/* The latency of one of this client's domains. Return: 0, -ENOENT, -errno. */
+int iopf_client_domain_latency(struct iopf_client *c, uint64_t domain_id,
+			       struct iopf_client_latency *ret);
+
+/*
+ * This client's totals since it connected, removed objects included: the
+ * counter names above, and "sources", "domains", "regions", "region_bytes"
+ * (what it holds now). Return: 0, -ENOENT (no such counter), -errno.
+ */
+int iopf_client_tenant_counter(struct iopf_client *c, const char *name, uint64_t *ret);
+int iopf_client_tenant_latency(struct iopf_client *c, struct iopf_client_latency *ret);
+
 #ifdef __cplusplus
 }
 #endif

@@ -22,7 +22,9 @@ struct obj {
 	uint64_t iova, length, offset;
 	int fd1, fd2; /* owned */
 	bool sim;
+	bool retiring; /* removed; its retired callback runs at the next dispatch */
 	struct iopf_counters cnt;
+	struct iopf_histogram lat;
 };
 
 struct pending {
@@ -37,6 +39,9 @@ struct iopf_engine {
 	struct obj objs[FAKE_MAX_OBJECTS]; /* index = id - 1 */
 	struct pending pending[FAKE_MAX_OBJECTS];
 	unsigned n_pending;
+	iopf_engine_stats_fn retired_fn;
+	void *retired_userdata;
+	unsigned pings;
 };
 
 /* Test hooks are global: there is one engine per test process. */
@@ -125,6 +130,26 @@ int iopf_engine_dispatch(struct iopf_engine *e)
 	unsigned n = e->n_pending;
 
 	(void)!read(e->efd, &v, sizeof(v));
+	/* Everything removed so far retires now, like completions of the real engine. */
+	for (unsigned i = 0; i < e->next_id - 1; i++) {
+		struct obj *o = &e->objs[i];
+
+		if (!o->retiring)
+			continue;
+		o->retiring = false;
+		if (e->retired_fn && o->kind != OBJ_REGION) {
+			struct iopf_counters zero = {};
+
+			e->retired_fn(&(struct iopf_engine_stats){
+					      .tenant = o->tenant,
+					      .source_id = o->kind == OBJ_SOURCE ? o->id : o->parent,
+					      .domain_id = o->kind == OBJ_DOMAIN ? o->id : 0,
+					      .counters = o->kind == OBJ_DOMAIN ? &o->cnt : &zero,
+					      .latency = &o->lat,
+				      },
+				      e->retired_userdata);
+		}
+	}
 	/* Callbacks may queue new removals: run only what was queued before. */
 	struct pending run[FAKE_MAX_OBJECTS];
 	memcpy(run, e->pending, n * sizeof(run[0]));
@@ -283,10 +308,11 @@ static int queue_done(struct iopf_engine *e, iopf_engine_done_fn done, void *use
 {
 	uint64_t one = 1;
 
+	/* kick even without a callback: retirements wait for the next dispatch */
+	(void)!write(e->efd, &one, sizeof(one));
 	if (!done)
 		return 0;
 	e->pending[e->n_pending++] = (struct pending){done, userdata};
-	(void)!write(e->efd, &one, sizeof(one));
 	return 0;
 }
 
@@ -300,6 +326,7 @@ static void record_removed(enum fake_engine_op op, uint64_t id)
 static void cascade(struct iopf_engine *e, uint64_t id)
 {
 	obj_kill(&e->objs[id - 1]);
+	e->objs[id - 1].retiring = true;
 	for (unsigned i = 0; i < e->next_id - 1; i++)
 		if (e->objs[i].live && e->objs[i].parent == id && e->objs[i].kind != OBJ_SOURCE)
 			cascade(e, e->objs[i].id);
@@ -462,5 +489,95 @@ int iopf_engine_foreach_region(struct iopf_engine *e, uint64_t tenant, iopf_engi
 		if (r < 0)
 			return r;
 	}
+	return 0;
+}
+
+int __iopf_fake_engine_set_latency(uint64_t domain_id, const struct iopf_histogram *h)
+{
+	struct obj *o = the_engine ? obj_get(the_engine, domain_id, OBJ_DOMAIN) : NULL;
+
+	if (!o)
+		return -ENOENT;
+	o->lat = *h;
+	return 0;
+}
+
+int iopf_engine_domain_latency(struct iopf_engine *e, uint64_t id, struct iopf_histogram *ret)
+{
+	struct obj *o = obj_get(e, id, OBJ_DOMAIN);
+
+	if (!o)
+		return -ENOENT;
+	iopf_histogram_merge(ret, &o->lat);
+	return 0;
+}
+
+int iopf_engine_source_latency(struct iopf_engine *e, uint64_t id, struct iopf_histogram *ret)
+{
+	struct obj *o = obj_get(e, id, OBJ_SOURCE);
+
+	if (!o)
+		return -ENOENT;
+	iopf_histogram_merge(ret, &o->lat);
+	return 0;
+}
+
+void iopf_engine_foreach_retiring(struct iopf_engine *e, uint64_t tenant, iopf_engine_stats_fn fn,
+				  void *userdata)
+{
+	static const struct iopf_counters zero;
+
+	for (unsigned i = 0; i < e->next_id - 1; i++) {
+		const struct obj *o = &e->objs[i];
+
+		if (!o->retiring || o->kind == OBJ_REGION || (tenant && o->tenant != tenant))
+			continue;
+		fn(&(struct iopf_engine_stats){
+			   .tenant = o->tenant,
+			   .source_id = o->kind == OBJ_SOURCE ? o->id : o->parent,
+			   .domain_id = o->kind == OBJ_DOMAIN ? o->id : 0,
+			   .counters = o->kind == OBJ_DOMAIN ? &o->cnt : &zero,
+			   .latency = &o->lat,
+		   },
+		   userdata);
+	}
+}
+
+void iopf_engine_set_retired_fn(struct iopf_engine *e, iopf_engine_stats_fn fn, void *userdata)
+{
+	e->retired_fn = fn;
+	e->retired_userdata = userdata;
+}
+
+/*
+ * Workers that never hang, unless $IOPF_FAKE_STALL_AFTER_PINGS=N: from the
+ * Nth ping on, worker 0 stops answering (watchdog tests of the daemon).
+ */
+int iopf_engine_ping(struct iopf_engine *e, unsigned *ret_late)
+{
+	const char *env = getenv("IOPF_FAKE_STALL_AFTER_PINGS");
+
+	e->pings++;
+	if (env && e->pings >= strtoul(env, NULL, 10)) {
+		if (ret_late)
+			*ret_late = 0;
+		return 0;
+	}
+	return 1;
+}
+
+int iopf_engine_set_fault_around(struct iopf_engine *e, uint64_t bytes)
+{
+	if (!is_power_of_2(bytes) || bytes < IOPF_PAGE_SIZE || bytes > (UINT64_C(1) << 30))
+		return -EINVAL;
+	e->cfg.fault_around = bytes;
+	return 0;
+}
+
+int iopf_engine_set_read_batch(struct iopf_engine *e, unsigned records)
+{
+	if (records == 0 || records > 65536)
+		return -EINVAL;
+	e->cfg.read_batch = records;
 	return 0;
 }

@@ -30,5 +30,7 @@ unsigned __iopf_fake_engine_calls(enum fake_engine_op op);
 const uint64_t *__iopf_fake_engine_removed(enum fake_engine_op op, unsigned *n);
 /* Set the counters of a domain (stats tests). 0 or -ENOENT. */
 int __iopf_fake_engine_set_counters(uint64_t domain_id, const struct iopf_counters *cnt);
+/* Set the latency histogram of a domain. 0 or -ENOENT. */
+int __iopf_fake_engine_set_latency(uint64_t domain_id, const struct iopf_histogram *h);
 
 #endif /* IOPF_FAKE_ENGINE_H */

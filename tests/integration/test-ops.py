@@ -1,0 +1,830 @@
+#!/usr/bin/env python3
+# SPDX-License-Identifier: LGPL-2.1-or-later
+"""Operations tests: the units, sd_notify and the watchdog against a real
+NOTIFY_SOCKET listener, reload, socket activation, the system-bus policy,
+refused-fault summaries, the Prometheus endpoint (scraped and parsed with
+prometheus_client, as Prometheus would) and per-tenant metric visibility.
+
+Usage: test-ops.py CASE   (see CASES at the end). Exit 0 pass, 1 fail, 77 skip.
+Binaries come from the environment: IOPFD, IOPFD_FAKE, IOPFCTL, EXPORTER,
+OPS_TENANT; UNITS (the source units/ directory).
+
+Nothing asserts on timing: every wait is a bounded poll for a condition.
+"""
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import stat
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+
+WAIT = float(os.environ.get("OPS_TEST_WAIT", "30"))  # bound of every poll, seconds
+NOBODY = 65534
+
+
+class Skip(Exception):
+    pass
+
+
+def fail(msg):
+    raise AssertionError(msg)
+
+
+def env(name):
+    v = os.environ.get(name)
+    if not v:
+        raise Skip(f"${name} is not set")
+    return v
+
+
+def poll(cond, what, timeout=WAIT):
+    """Wait until cond() is true (bounded); returns its value."""
+    end = time.monotonic() + timeout
+    while True:
+        v = cond()
+        if v:
+            return v
+        if time.monotonic() > end:
+            fail(f"timed out waiting for {what}")
+        time.sleep(0.02)
+
+
+def sanitizer_clean(text):
+    for bad in ("AddressSanitizer", "LeakSanitizer", "ThreadSanitizer", "runtime error:"):
+        if bad in text:
+            fail(f"sanitizer report:\n{text[-4000:]}")
+
+
+class Daemon:
+    """One iopfd on a private socket; the log goes to a file."""
+
+    def __init__(self, tmp, conf="", args=(), env_extra=None, binary=None, socket_path=None,
+                 wrapper=None, workers=2):
+        self.tmp = tmp
+        self.sock = socket_path or os.path.join(tmp, "control")
+        self.conf = os.path.join(tmp, "iopfd.conf")
+        self.logpath = os.path.join(tmp, "iopfd.log")
+        with open(self.conf, "w") as f:
+            f.write(conf)
+        cmd = [binary or env("IOPFD"), "--config", self.conf, "--socket", self.sock,
+               "--no-system-bus", "--allow-simulator", *args]
+        if workers is not None:
+            cmd += ["--workers", str(workers)]
+        e = dict(os.environ)
+        e.pop("NOTIFY_SOCKET", None)
+        e.pop("INVOCATION_ID", None)
+        e.pop("JOURNAL_STREAM", None)
+        e.update(env_extra or {})
+        self.log = open(self.logpath, "w")
+        self.proc = subprocess.Popen((wrapper or []) + cmd, stdout=self.log, stderr=self.log,
+                                     env=e)
+
+    @property
+    def address(self):
+        return f"unix:path={self.sock}"
+
+    def wait_up(self):
+        def up():
+            if self.proc.poll() is not None:
+                fail(f"iopfd exited early ({self.proc.returncode}):\n{self.text()}")
+            s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            try:
+                s.connect(self.sock)
+                return True
+            except OSError:
+                return False
+            finally:
+                s.close()
+        poll(up, "iopfd to serve its socket")
+        return self
+
+    def text(self):
+        with open(self.logpath, errors="replace") as f:
+            return f.read()
+
+    def wait_log(self, pattern, what=None):
+        return poll(lambda: re.search(pattern, self.text()), what or f"log /{pattern}/")
+
+    def signal(self, sig):
+        self.proc.send_signal(sig)
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        try:
+            rc = self.proc.wait(timeout=WAIT)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+            fail("iopfd did not stop on SIGTERM")
+        self.log.close()
+        sanitizer_clean(self.text())
+        if rc != 0:
+            fail(f"iopfd exited {rc}:\n{self.text()[-3000:]}")
+
+
+class Tenant:
+    """tests/integration/ops-tenant: a scripted tenant, one JSON line per command."""
+
+    def __init__(self, address, uid=None):
+        cmd = [env("OPS_TENANT"), "--address", address]
+        if uid is not None:
+            cmd += ["--uid", str(uid)]
+        self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                     text=True, bufsize=1)
+        line = self.proc.stdout.readline()
+        if not line:
+            fail("ops-tenant did not start")
+        self.ids = json.loads(line)
+
+    def cmd(self, line):
+        self.proc.stdin.write(line + "\n")
+        self.proc.stdin.flush()
+        out = self.proc.stdout.readline()
+        if not out:
+            fail(f"ops-tenant died on '{line}'")
+        return json.loads(out)
+
+    def faults(self, good=0, nohandler=0, outside=0, perm=0):
+        r = self.cmd(f"faults {good} {nohandler} {outside} {perm}")
+        total = good + nohandler + outside + perm
+        if r.get("answered") != total or r["success"] != good:
+            fail(f"tenant saw {r}, expected {total} answers, {good} SUCCESS")
+        return r
+
+    def close(self):
+        if self.proc.poll() is None:
+            try:
+                self.proc.stdin.write("quit\n")
+                self.proc.stdin.close()
+            except BrokenPipeError:
+                pass
+        if self.proc.wait(timeout=WAIT) != 0:
+            fail(f"ops-tenant exited {self.proc.returncode}")
+
+
+class Notify:
+    """A NOTIFY_SOCKET listener, like the service manager's."""
+
+    def __init__(self, tmp):
+        self.path = os.path.join(tmp, "notify")
+        self.s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.s.bind(self.path)
+        self.s.settimeout(0.05)
+        self.msgs = []
+
+    def drain(self):
+        while True:
+            try:
+                self.msgs.append(self.s.recv(4096).decode())
+            except socket.timeout:
+                return
+
+    def wait(self, pred, what, after=-1):
+        """The first message past index @after that satisfies pred: (index, message)."""
+        def check():
+            self.drain()
+            for i, m in enumerate(self.msgs):
+                if i > after and pred(m):
+                    return (i, m)
+            return None
+        return poll(check, what)
+
+    def count(self, key):
+        self.drain()
+        return sum(1 for m in self.msgs if key in m.split("\n"))
+
+
+def run(cmd, check=True, **kw):
+    p = subprocess.run(cmd, capture_output=True, text=True, **kw)
+    if check and p.returncode != 0:
+        fail(f"{' '.join(cmd)} exited {p.returncode}:\n{p.stdout}\n{p.stderr}")
+    return p
+
+
+def busctl(address, *args, check=True, uid=None):
+    cmd = ["busctl", f"--address={address}", *args]
+    if uid is not None:
+        cmd = ["setpriv", f"--reuid={uid}", f"--regid={uid}", "--clear-groups"] + cmd
+    return run(cmd, check=check)
+
+
+def get_property(address, name):
+    out = busctl(address, "get-property", "org.iopfd", "/org/iopfd", "org.iopfd.Manager1",
+                 name).stdout.split()
+    return out[1]
+
+
+# --- units ---
+
+def render_units(tmp):
+    src = env("UNITS")
+    subst = {"@SBINDIR@/iopfd ": env("IOPFD") + " ",
+             "@SBINDIR@/iopf-exporter": env("EXPORTER"),
+             "@DOCDIR@": "/usr/share/doc/iopfd"}
+    out = []
+    for name, srcname in (("iopfd.service", "iopfd.service.in"), ("iopfd.socket", "iopfd.socket"),
+                          ("iopf-exporter.service", "iopf-exporter.service.in"),
+                          ("iopf-exporter.socket", "iopf-exporter.socket")):
+        with open(os.path.join(src, srcname)) as f:
+            text = f.read()
+        for k, v in subst.items():
+            text = text.replace(k, v)
+        if re.search(r"@[A-Z]+@", text):
+            fail(f"{srcname}: unsubstituted @VAR@")
+        path = os.path.join(tmp, name)
+        with open(path, "w") as f:
+            f.write(text)
+        out.append(path)
+    return out
+
+
+def case_units(tmp):
+    """systemd-analyze verify and security on the units, as installed (binaries from the build)."""
+    if not shutil.which("systemd-analyze"):
+        raise Skip("no systemd-analyze")
+    units = render_units(tmp)
+    p = run(["systemd-analyze", "verify", "--man=no", *units], check=False, cwd=tmp)
+    if p.returncode != 0 or p.stdout.strip() or p.stderr.strip():
+        fail(f"systemd-analyze verify:\n{p.stdout}{p.stderr}")
+    for unit, limit in (("iopfd.service", 2.0), ("iopf-exporter.service", 2.0)):
+        p = run(["systemd-analyze", "security", "--offline=yes", os.path.join(tmp, unit)],
+                check=False, cwd=tmp)
+        m = re.search(r"Overall exposure level for \S+: ([0-9.]+)", p.stdout)
+        if not m:
+            fail(f"no exposure level for {unit}:\n{p.stdout}{p.stderr}")
+        print(f"{unit}: exposure {m.group(1)}")
+        if float(m.group(1)) > limit:
+            fail(f"{unit}: exposure {m.group(1)} above {limit}:\n{p.stdout}")
+    # the unit's user exists nowhere here; the sysusers line must be well formed
+    with open(os.path.join(env("UNITS"), "iopfd.sysusers")) as f:
+        lines = [l for l in f if l.strip() and not l.startswith("#")]
+    if len(lines) != 1 or not lines[0].startswith("u iopfd "):
+        fail("iopfd.sysusers must create user iopfd")
+
+
+# --- the system bus: our policy in a private bus daemon ---
+
+BUS_CONF = """<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-BUS Bus Configuration 1.0//EN"
+ "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
+<busconfig>
+  <type>system</type>
+  <listen>unix:path={dir}/bus</listen>
+  <auth>EXTERNAL</auth>
+  <policy context="default">
+    <allow user="*"/>
+    <deny own="*"/>
+    <deny send_type="method_call"/>
+    <allow send_type="signal"/>
+    <allow send_requested_reply="true" send_type="method_return"/>
+    <allow send_requested_reply="true" send_type="error"/>
+    <allow receive_type="method_call"/>
+    <allow receive_type="method_return"/>
+    <allow receive_type="error"/>
+    <allow receive_type="signal"/>
+    <allow send_destination="org.freedesktop.DBus" send_interface="org.freedesktop.DBus"/>
+    <allow send_destination="org.freedesktop.DBus"
+           send_interface="org.freedesktop.DBus.Introspectable"/>
+    <allow send_destination="org.freedesktop.DBus"
+           send_interface="org.freedesktop.DBus.Properties"/>
+  </policy>
+  <include>{policy}</include>
+</busconfig>
+"""
+
+
+def case_system_bus(tmp):
+    """units/org.iopfd.conf in a system-like bus: root owns the name, anyone calls, only root
+    sees every tenant, and nobody else may own org.iopfd."""
+    if not shutil.which("dbus-daemon") or not shutil.which("setpriv"):
+        raise Skip("no dbus-daemon or setpriv")
+    os.chmod(tmp, 0o755)
+    conf = os.path.join(tmp, "bus.conf")
+    with open(conf, "w") as f:
+        f.write(BUS_CONF.format(dir=tmp, policy=os.path.join(env("UNITS"), "org.iopfd.conf")))
+    bus = subprocess.Popen(["dbus-daemon", f"--config-file={conf}", "--nofork", "--nopidfile",
+                            "--nosyslog"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                           text=True)
+    busaddr = f"unix:path={tmp}/bus"
+    d = None
+    try:
+        poll(lambda: os.path.exists(f"{tmp}/bus"), "the bus socket")
+        d = Daemon(tmp, args=["--system-bus"], env_extra={"DBUS_SYSTEM_BUS_ADDRESS": busaddr})
+        d.wait_up()
+        d.wait_log(r"Serving org\.iopfd on the system bus", "iopfd to own org.iopfd")
+        call = ["call", "org.iopfd", "/org/iopfd", "org.iopfd.Manager1"]
+        busctl(busaddr, *call, "ListSources")
+        busctl(busaddr, *call, "ListSources", uid=NOBODY)
+        busctl(busaddr, "get-property", "org.iopfd", "/org/iopfd", "org.iopfd.Manager1",
+               "Version", uid=NOBODY)
+        p = busctl(busaddr, *call, "GetAllTenantMetrics", uid=NOBODY, check=False)
+        if p.returncode == 0 or "uid 0" not in p.stderr:
+            fail(f"nobody read every tenant's metrics over the system bus: {p.stderr}")
+        busctl(busaddr, *call, "GetAllTenantMetrics")
+        # the policy lets nobody but iopfd's user and root own the name
+        own = ("import dbus,sys\n"
+               "b=dbus.bus.BusConnection(sys.argv[1])\n"
+               "try:\n b.request_name('org.iopfd.Test'); print('owned')\n"
+               "except dbus.exceptions.DBusException as e: print(e.get_dbus_name())\n")
+        if subprocess.run(["/usr/bin/python3", "-c", "import dbus"]).returncode == 0:
+            out = run(["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups",
+                       "/usr/bin/python3", "-c", own, busaddr]).stdout
+            if "AccessDenied" not in out:
+                fail(f"nobody could own a name: {out}")
+        d.stop()
+        d = None
+    finally:
+        if d:
+            d.proc.kill()
+        bus.terminate()
+        bus.wait(timeout=WAIT)
+
+
+# --- sd_notify and the watchdog ---
+
+def case_notify(tmp):
+    """READY=1 with STATUS, WATCHDOG=1 keep-alives while the workers answer, RELOADING=1 with
+    MONOTONIC_USEC then READY=1 on SIGHUP, STOPPING=1 on SIGTERM."""
+    n = Notify(tmp)
+    wrapper = ["sh", "-c", 'WATCHDOG_PID=$$ exec "$@"', "sh"]
+    d = Daemon(tmp, conf="[Daemon]\nFaultAround=64K\nWorkers=2\n", workers=None,
+               env_extra={"NOTIFY_SOCKET": n.path, "WATCHDOG_USEC": "200000"}, wrapper=wrapper)
+    d.wait_up()
+    i, ready = n.wait(lambda m: "READY=1" in m.split("\n"), "READY=1")
+    if "STATUS=Serving" not in ready:
+        fail(f"READY=1 came without a STATUS: {ready!r}")
+    poll(lambda: n.count("WATCHDOG=1") >= 3, "three watchdog keep-alives")
+
+    # reload: a live key changes, a restart-only key is reported and kept
+    with open(d.conf, "w") as f:
+        f.write("[Daemon]\nFaultAround=128K\nWorkers=7\n")
+    n.drain()
+    before = len(n.msgs) - 1
+    d.signal(signal.SIGHUP)
+    i, rel = n.wait(lambda m: "RELOADING=1" in m.split("\n"), "RELOADING=1", after=before)
+    if not re.search(r"^MONOTONIC_USEC=\d+$", rel, re.M):
+        fail(f"RELOADING=1 without MONOTONIC_USEC: {rel!r}")
+    n.wait(lambda m: "READY=1" in m.split("\n"), "READY=1 after reload", after=i)
+    if get_property(d.address, "FaultAround") != "131072":
+        fail("FaultAround did not change live")
+    if get_property(d.address, "Workers") != "2":
+        fail("Workers changed without a restart")
+    d.wait_log(r"Workers changed from 2 to 7, which only takes effect when iopfd restarts")
+    kept = n.count("WATCHDOG=1")
+    poll(lambda: n.count("WATCHDOG=1") > kept, "keep-alives after the reload")
+
+    d.stop()
+    n.wait(lambda m: "STOPPING=1" in m.split("\n"), "STOPPING=1")
+
+
+def case_watchdog_stall(tmp):
+    """A worker that stops answering its pings holds the keep-alive back (fake engine: worker 0
+    stops answering from the 3rd ping on)."""
+    n = Notify(tmp)
+    wrapper = ["sh", "-c", 'WATCHDOG_PID=$$ exec "$@"', "sh"]
+    d = Daemon(tmp, env_extra={"NOTIFY_SOCKET": n.path, "WATCHDOG_USEC": "100000",
+                               "IOPF_FAKE_STALL_AFTER_PINGS": "3"},
+               binary=env("IOPFD_FAKE"), wrapper=wrapper)
+    d.wait_up()
+    d.wait_log(r"Worker 0 has not run its command queue .* holding back the watchdog")
+    # ping 1 primes at start, ping 2 earns the one keep-alive, ping 3 on are unanswered
+    seen = n.count("WATCHDOG=1")
+    if seen != 1:
+        fail(f"{seen} keep-alives, expected exactly 1 before the stall")
+    # and none later: the stall is permanent; look again after more pings went unanswered
+    mark = d.text().count("\n")
+    with open(d.conf, "w") as f:
+        f.write("")
+    d.signal(signal.SIGHUP)  # something observable that takes several loop iterations
+    d.wait_log(r"Configuration reloaded")
+    if n.count("WATCHDOG=1") != 1:
+        fail("a keep-alive went out while a worker was stuck")
+    d.stop()
+
+
+# --- reload ---
+
+def case_reload(tmp):
+    """Limits change live on SIGHUP; a broken file keeps the running configuration; drop-ins."""
+    d = Daemon(tmp, conf="[Limits]\nMaxSources=4\n").wait_up()
+    t = Tenant(d.address)
+    if t.cmd("source")["error"] != 0:
+        fail("a second source under MaxSources=4 was refused")
+    # a drop-in lowers the limit: applies to what comes next, keeps what is there
+    os.mkdir(d.conf + ".d")
+    with open(os.path.join(d.conf + ".d", "50-limits.conf"), "w") as f:
+        f.write("[Limits]\nMaxSources=2\nMaxPinnedBytes=1M\n")
+    d.signal(signal.SIGHUP)
+    d.wait_log(r"MaxSources changed from 4 to 2")
+    poll(lambda: get_property(d.address, "MaxSources") == "2", "MaxSources=2")
+    r = t.cmd("source")
+    if r["error"] != -122 or "MaxSources=2" not in r["message"]:  # -EDQUOT: LimitExceeded
+        fail(f"third source: {r}")
+    r = t.cmd("region 1048576")  # 256K already registered
+    if r["error"] != -122 or "MaxPinnedBytes=1048576" not in r["message"]:
+        fail(f"region over MaxPinnedBytes: {r}")
+    if t.cmd("region 524288")["error"] != 0:
+        fail("a region within MaxPinnedBytes was refused")
+
+    # a broken drop-in: the reload fails, says where, and nothing changes
+    with open(os.path.join(d.conf + ".d", "60-typo.conf"), "w") as f:
+        f.write("[Limits]\nMaxSourcez=9\n")
+    d.signal(signal.SIGHUP)
+    d.wait_log(r"60-typo\.conf:2: unknown key MaxSourcez in section \[Limits\]")
+    d.wait_log(r"Reload failed; the running configuration stays as it was")
+    if get_property(d.address, "MaxSources") != "2":
+        fail("a failed reload changed the limits")
+    t.faults(good=3)  # still serving
+    t.close()
+    d.stop()
+
+
+# --- socket activation ---
+
+def case_socket_activation(tmp):
+    """iopfd started by systemd-socket-activate on the first connection uses the passed socket,
+    serves it, and leaves it to its owner on exit."""
+    if not shutil.which("systemd-socket-activate"):
+        raise Skip("no systemd-socket-activate")
+    sock = os.path.join(tmp, "activated")
+    logpath = os.path.join(tmp, "iopfd.log")
+    with open(logpath, "w") as log:
+        p = subprocess.Popen(["systemd-socket-activate", "-l", sock, env("IOPFD"),
+                              "--socket", os.path.join(tmp, "unused"), "--no-system-bus",
+                              "--allow-simulator", "--workers", "1", "--log-level", "debug"],
+                             stdout=log, stderr=log)
+        try:
+            poll(lambda: os.path.exists(sock), "the activation socket")
+            # the first connection starts iopfd, which then answers it
+            out = busctl(f"unix:path={sock}", "call", "org.iopfd", "/org/iopfd",
+                         "org.iopfd.Manager1", "ListSources").stdout
+            if not out.startswith("a(tus) 0"):
+                fail(f"ListSources through the activated socket: {out}")
+            t = Tenant(f"unix:path={sock}")
+            t.faults(good=2, nohandler=1)
+            t.close()
+            with open(logpath) as f:
+                text = f.read()
+            if "Using the socket passed by systemd" not in text:
+                fail(f"iopfd did not take the passed socket:\n{text}")
+            if os.path.exists(os.path.join(tmp, "unused")):
+                fail("iopfd made its own socket too")
+            p.send_signal(signal.SIGTERM)
+            if p.wait(timeout=WAIT) != 0:
+                fail(f"iopfd exited {p.returncode}")
+        finally:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+    with open(logpath) as f:
+        sanitizer_clean(f.read())
+    if not stat.S_ISSOCK(os.stat(sock).st_mode):
+        fail("iopfd removed a socket it did not create")
+
+
+# --- the Prometheus endpoint ---
+
+def exporter(tmp, address, per_domain=True, uid=None):
+    """iopf-exporter on a socket we pass it (socket activation), like iopf-exporter.socket."""
+    lsock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    lsock.bind(("127.0.0.1", 0))
+    lsock.listen(16)
+    port = lsock.getsockname()[1]
+    fd = lsock.fileno()
+    conf = os.path.join(tmp, "exporter.conf")  # empty: the defaults
+    open(conf, "w").close()
+    os.chmod(conf, 0o644)
+    cmd = ["sh", "-c", 'LISTEN_PID=$$ LISTEN_FDS=1 exec "$@"', "sh", env("EXPORTER"),
+           "--config", conf, "--address", address,
+           "--per-domain" if per_domain else "--no-per-domain"]
+    if uid is not None:
+        cmd = ["setpriv", f"--reuid={uid}", f"--regid={uid}", "--clear-groups"] + cmd
+    log = open(os.path.join(tmp, f"exporter-{port}.log"), "w")
+    p = subprocess.Popen(cmd, stdout=log, stderr=log, pass_fds=(3,),
+                         preexec_fn=lambda: os.dup2(fd, 3))
+    lsock.close()
+    return p, f"http://127.0.0.1:{port}"
+
+
+def http(url, method="GET", raw=None):
+    if raw is not None:
+        host, port = url.split("//")[1].split(":")
+        s = socket.create_connection((host, int(port)), timeout=WAIT)
+        s.sendall(raw)
+        data = b""
+        while True:
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+        s.close()
+        return data.decode(errors="replace")
+    req = urllib.request.Request(url, method=method)
+    try:
+        with urllib.request.urlopen(req, timeout=WAIT) as r:
+            return r.status, r.headers, r.read().decode()
+    except urllib.error.HTTPError as e:
+        return e.code, e.headers, e.read().decode()
+
+
+def scrape(base):
+    from prometheus_client.parser import text_string_to_metric_families
+    status, headers, body = http(base + "/metrics")
+    if status != 200 or not headers["Content-Type"].startswith("text/plain; version=0.0.4"):
+        fail(f"/metrics: {status} {headers['Content-Type']}")
+    fams = {f.name: f for f in text_string_to_metric_families(body)}
+    return fams, body
+
+
+def value(fams, family, sample, **labels):
+    for s in fams[family].samples:
+        if s.name == sample and all(s.labels.get(k) == str(v) for k, v in labels.items()):
+            return s.value
+    fail(f"no sample {sample}{labels} in {family}")
+
+
+def check_histogram(fam, **labels):
+    """Buckets cumulative and ending in +Inf == _count, as a Prometheus histogram must."""
+    if fam.type != "histogram":
+        fail(f"{fam.name} is a {fam.type}")
+    buckets = [(float(s.labels["le"]), s.value) for s in fam.samples
+               if s.name.endswith("_bucket") and all(s.labels.get(k) == str(v)
+                                                     for k, v in labels.items())]
+    count = [s.value for s in fam.samples if s.name.endswith("_count") and
+             all(s.labels.get(k) == str(v) for k, v in labels.items())]
+    if len(buckets) != 65 or buckets[-1][0] != float("inf") or buckets[0][0] != 1e-06:
+        fail(f"{fam.name}{labels}: buckets {buckets[:2]}...{buckets[-2:]}")
+    if buckets[-2][0] != 10.0:
+        fail(f"{fam.name}: the last finite bucket is {buckets[-2][0]}, not 10 s")
+    for (a, x), (b, y) in zip(buckets, buckets[1:]):
+        if not (a < b and x <= y):
+            fail(f"{fam.name}{labels}: not cumulative at le={b}")
+    if [buckets[-1][1]] != count:
+        fail(f"{fam.name}{labels}: +Inf {buckets[-1][1]} != count {count}")
+    return buckets[-1][1]
+
+
+def case_exporter(tmp):
+    """Scrape /metrics and parse it as Prometheus does; numbers match what the tenants did."""
+    try:
+        import prometheus_client.parser  # noqa: F401
+    except ImportError:
+        raise Skip("python3-prometheus-client is not installed")
+    d = Daemon(tmp).wait_up()
+    a = Tenant(d.address)
+    b = Tenant(d.address)
+    a.faults(good=20, nohandler=3, outside=4, perm=5)
+    b.faults(good=7)
+    p, base = exporter(tmp, d.address)
+    try:
+        fams, body = scrape(base)
+        if value(fams, "iopfd_up", "iopfd_up") != 1:
+            fail("iopfd_up is not 1")
+        ta = {"tenant": 1}
+        if value(fams, "iopfd_tenant_faults", "iopfd_tenant_faults_total", **ta) != 32:
+            fail("tenant 1 faults")
+        for code, n in (("success", 20), ("invalid", 12)):
+            if value(fams, "iopfd_tenant_responses", "iopfd_tenant_responses_total",
+                     code=code, **ta) != n:
+                fail(f"tenant 1 {code}")
+        for reason, n in (("resolved", 20), ("no_handler", 3), ("outside_region", 4),
+                          ("permission", 5), ("map_error", 0)):
+            if value(fams, "iopfd_tenant_responses_by_reason",
+                     "iopfd_tenant_responses_by_reason_total", reason=reason, **ta) != n:
+                fail(f"tenant 1 {reason}")
+        if value(fams, "iopfd_tenant_bytes_pinned", "iopfd_tenant_bytes_pinned", **ta) <= 0:
+            fail("tenant 1 pins nothing")
+        if value(fams, "iopfd_tenant_region_bytes", "iopfd_tenant_region_bytes", **ta) != 262144:
+            fail("tenant 1 region bytes")
+        if check_histogram(fams["iopfd_tenant_fault_latency_seconds"], **ta) != 32:
+            fail("tenant 1 latency count")
+        if check_histogram(fams["iopfd_tenant_fault_latency_seconds"], tenant=2) != 7:
+            fail("tenant 2 latency count")
+        dom = {"tenant": 1, "domain": a.ids["domain"], "dev_id": 1, "pasid": "none"}
+        if value(fams, "iopfd_domain_faults", "iopfd_domain_faults_total", **dom) != 29:
+            fail("domain faults (all but the 3 with no handler)")
+        check_histogram(fams["iopfd_domain_fault_latency_seconds"], **dom)
+        if value(fams, "iopfd_faults", "iopfd_faults_total") != 39:
+            fail("daemon faults")
+        check_histogram(fams["iopfd_fault_latency_seconds"])
+        if value(fams, "iopfd_tenants", "iopfd_tenants") != 2:
+            fail("the exporter counted itself as a tenant")
+
+        # totals since start survive a tenant leaving; its own series go
+        b.close()
+        poll(lambda: "tenant=\"2\"" not in scrape(base)[1], "tenant 2's series to go")
+        fams, _ = scrape(base)
+        if value(fams, "iopfd_faults", "iopfd_faults_total") != 39:
+            fail("the daemon's total went backwards when a tenant left")
+
+        # HTTP edges: HEAD, unknown paths, methods, junk, oversized requests
+        status, headers, body = http(base + "/metrics", method="HEAD")
+        if status != 200 or body:
+            fail("HEAD /metrics")
+        if http(base + "/nope")[0] != 404 or http(base + "/metrics", method="POST")[0] != 405:
+            fail("404/405")
+        if not http(base, raw=b"BLAH\r\n\r\n").startswith("HTTP/1.1 400"):
+            fail("junk request")
+        if not http(base, raw=b"GET /" + b"x" * 9000).startswith("HTTP/1.1 431"):
+            fail("oversized request")
+        scrape(base)  # still serving
+    finally:
+        p.terminate()
+        p.wait(timeout=WAIT)
+        a.close()
+    if p.returncode != 0:
+        fail(f"exporter exited {p.returncode}")
+    d.stop()
+
+    # iopfd gone: still an answer, iopfd_up 0
+    p, base = exporter(tmp, d.address)
+    try:
+        fams, _ = scrape(base)
+        if value(fams, "iopfd_up", "iopfd_up") != 0:
+            fail("iopfd_up should be 0 with iopfd down")
+    finally:
+        p.terminate()
+        p.wait(timeout=WAIT)
+
+
+def case_visibility(tmp):
+    """A tenant reads its own metrics; only uid 0 reads everyone's (D-Bus, iopfctl, exporter)."""
+    os.chmod(tmp, 0o755)
+    d = Daemon(tmp).wait_up()
+    root = Tenant(d.address)
+    other = Tenant(d.address, uid=NOBODY)
+    root.faults(good=5, perm=1)
+    other.faults(good=2, nohandler=2)
+    # each sees its own totals through its own connection
+    if other.cmd("counter faults")["value"] != 4 or root.cmd("counter faults")["value"] != 6:
+        fail("own fault counters")
+    if other.cmd("counter no_handler")["value"] != 2 or other.cmd("latency")["count"] != 4:
+        fail("own reasons and latency")
+    if other.cmd("domain-latency")["count"] != 2:
+        fail("own domain latency")
+    call = ["call", "org.iopfd", "/org/iopfd", "org.iopfd.Manager1"]
+    for m in ("GetAllTenantMetrics", "GetAllDomainMetrics", "GetDaemonMetrics"):
+        p = busctl(d.address, *call, m, uid=NOBODY, check=False)
+        if p.returncode == 0 or "uid 0" not in p.stderr:
+            fail(f"{m} as nobody: {p.stdout} {p.stderr}")
+    # a fresh connection as nobody: its own (empty) tenant only, never the others
+    out = busctl(d.address, *call, "GetTenantMetrics", uid=NOBODY).stdout
+    if not out.startswith("a(tuusa{st}(ttat)) 1 ") or " 65534 " not in out:
+        fail(f"GetTenantMetrics as nobody: {out}")
+    out = busctl(d.address, *call, "GetDomainMetrics", uid=NOBODY).stdout
+    if not out.startswith("a(ttuua{st}(ttat)) 0"):
+        fail(f"GetDomainMetrics as nobody shows domains: {out}")
+    # root sees both tenants
+    out = busctl(d.address, *call, "GetAllTenantMetrics").stdout
+    if not re.match(r"a\(tuusa\{st\}\(ttat\)\) 3 ", out):  # both tenants and busctl itself
+        fail(f"GetAllTenantMetrics as root: {out[:200]}")
+    # iopfctl: root gets the table of everyone, nobody only itself
+    ctl = env("IOPFCTL")
+    out = run([ctl, "--address", d.address, "--json", "stats"]).stdout
+    j = json.loads(out)
+    if sorted(t["uid"] for t in j["tenants"] if t["counters"]["faults"]) != [0, NOBODY]:
+        fail(f"iopfctl stats as root: {j['tenants']}")
+    if j["daemon"]["counters"]["faults"] != 10:
+        fail("iopfctl daemon totals")
+    out = run(["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups", ctl,
+               "--address", d.address, "--json", "stats"]).stdout
+    j = json.loads(out)
+    if len(j["tenants"]) != 1 or j["tenants"][0]["counters"]["faults"] != 0 or j["domains"] \
+            or "daemon" in j:
+        fail(f"iopfctl stats as nobody sees others: {j}")
+    # the table, percentiles and --watch frames
+    out = run([ctl, "--address", d.address, "stats"]).stdout
+    for word in ("TENANT", "P50", "P99", "P99.9", "WHY-INVALID", "permission=1", "since start"):
+        if word not in out:
+            fail(f"iopfctl stats table lacks {word}:\n{out}")
+    out = run([ctl, "--address", d.address, "stats", "--watch=0.1", "-n", "3"]).stdout
+    if out.count("iopfctl stats every 0.1s") != 3 or "GROUPS/S" not in out:
+        fail(f"iopfctl stats --watch:\n{out}")
+    out = run([ctl, "--address", d.address, "--json", "stats", "--watch=0.1", "-n", "2"]).stdout
+    frames = [json.loads(l) for l in out.splitlines()]
+    if len(frames) != 2 or frames[1]["daemon"]["latency"]["count"] != 10:
+        fail(f"iopfctl --json --watch frames: {out[:300]}")
+    # the exporter as nobody: refused the every-tenant views, says so, shows no tenant
+    try:
+        import prometheus_client.parser  # noqa: F401
+        p, base = exporter(tmp, d.address, uid=NOBODY)
+        try:
+            fams, body = scrape(base)
+            if value(fams, "iopfd_exporter_access_denied", "iopfd_exporter_access_denied") != 1 \
+                    or "iopfd_tenant_" in body:
+                fail(f"exporter as nobody:\n{body}")
+        finally:
+            p.terminate()
+            p.wait(timeout=WAIT)
+    except ImportError:
+        pass
+    root.close()
+    other.close()
+    d.stop()
+
+
+def case_summaries(tmp):
+    """Refused faults are not logged one by one, but summarized per tenant and period, with
+    the tenant, source, device, PASID and reason; a tenant that leaves says what it had."""
+    d = Daemon(tmp, conf="[Daemon]\nRefusedSummaryInterval=200ms\n").wait_up()
+    t = Tenant(d.address)
+    t.faults(good=50, outside=30, perm=7)
+    m = d.wait_log(r"Tenant 1 \(pid \d+ uid 0\): 37 fault groups refused in the last 0\.2s "
+                   r"\(outside_region 30, permission 7\); most on source \d+ dev_id 1 without "
+                   r"PASID\.")
+    t.faults(nohandler=4)
+    d.wait_log(r"Tenant 1 .*: 4 fault groups refused .*\(no_handler 4\); most on source \d+ for "
+               r"no registered domain")
+    text = d.text()
+    if text.count("fault groups refused") != 2:
+        fail(f"one summary per period with refusals, no more:\n{text}")
+    t.close()
+    d.wait_log(r"Tenant 1 \(pid \d+ uid 0\) disconnected, removing its 3 objects; it had 91 "
+               r"fault groups answered, 41 INVALID: no_handler 4, outside_region 30, "
+               r"permission 7\.")
+    d.stop()
+
+
+def case_check_config(tmp):
+    """--check-config and --dump-config with drop-ins; hostile files fail cleanly, with a place."""
+    iopfd = env("IOPFD")
+    conf = os.path.join(tmp, "iopfd.conf")
+    dropins = conf + ".d"
+    os.mkdir(dropins)
+    with open(conf, "w") as f:
+        f.write("[Daemon]\nWorkers=3\n[Metrics]\nListen=[::1]:9100\n")
+    with open(os.path.join(dropins, "10-a.conf"), "w") as f:
+        f.write("[Daemon]\nWorkers=5\n")
+    with open(os.path.join(dropins, "20-b.conf"), "w") as f:
+        f.write("[Limits]\nMaxPinnedBytes=infinity\n")
+    with open(os.path.join(dropins, ".hidden.conf"), "w") as f:
+        f.write("garbage\n")
+    with open(os.path.join(dropins, "30-c.conf.disabled"), "w") as f:
+        f.write("garbage\n")
+    p = run([iopfd, "--config", conf, "--check-config"])
+    if p.stdout != "configuration OK\n":
+        fail(p.stdout)
+    out = run([iopfd, "--config", conf, "--dump-config", "--workers", "9"]).stdout
+    for line in ("Workers=9", "MaxPinnedBytes=infinity", "Listen=[::1]:9100", "FaultAround=64K",
+                 "RefusedSummaryInterval=10s"):
+        if line not in out.splitlines():
+            fail(f"--dump-config lacks {line}:\n{out}")
+    # a FIFO where a drop-in should be must not hang us
+    os.mkfifo(os.path.join(dropins, "40-fifo.conf"))
+    p = run([iopfd, "--config", conf, "--check-config"], check=False, timeout=WAIT)
+    if p.returncode == 0 or "40-fifo.conf: not a regular file" not in p.stderr:
+        fail(f"FIFO drop-in: {p.returncode} {p.stderr}")
+    os.unlink(os.path.join(dropins, "40-fifo.conf"))
+    with open(os.path.join(dropins, "50-bad.conf"), "w") as f:
+        f.write("[Metrics]\nListen=localhost:9577\n")
+    p = run([iopfd, "--config", conf, "--check-config"], check=False)
+    if p.returncode == 0 or "50-bad.conf:2: Listen=localhost:9577: not ADDRESS:PORT" not in p.stderr:
+        fail(f"bad Listen: {p.stderr}")
+
+
+CASES = {
+    "units": case_units,
+    "system-bus": case_system_bus,
+    "notify": case_notify,
+    "watchdog-stall": case_watchdog_stall,
+    "reload": case_reload,
+    "socket-activation": case_socket_activation,
+    "exporter": case_exporter,
+    "visibility": case_visibility,
+    "summaries": case_summaries,
+    "check-config": case_check_config,
+}
+
+
+def main():
+    if len(sys.argv) != 2 or sys.argv[1] not in CASES:
+        print(f"usage: {sys.argv[0]} {'|'.join(CASES)}", file=sys.stderr)
+        return 2
+    tmp = tempfile.mkdtemp(prefix=f"iopfd-ops-{sys.argv[1]}-")
+    try:
+        CASES[sys.argv[1]](tmp)
+    except Skip as e:
+        print(f"SKIP: {e}")
+        return 77
+    except AssertionError as e:
+        print(f"FAIL: {e}")
+        for name in sorted(os.listdir(tmp)):
+            if name.endswith(".log"):
+                with open(os.path.join(tmp, name), errors="replace") as f:
+                    print(f"---- {name} (tail) ----\n{f.read()[-3000:]}")
+        return 1
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    print("ok")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

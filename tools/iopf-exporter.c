@@ -1,0 +1,867 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * iopf-exporter: iopfd's metrics in the Prometheus text exposition format
+ * (version 0.0.4), served over HTTP (GET /metrics) on 127.0.0.1:9577 by
+ * default ([Metrics] Listen= in iopfd.conf, or a socket systemd passes).
+ *
+ * A separate process on purpose: it holds no tenant fd and cannot touch the
+ * data plane. It asks iopfd over D-Bus, like iopfctl, on every scrape; every
+ * tenant's numbers need uid 0 (only root reads everyone's metrics). When
+ * iopfd is not there it still answers, with iopfd_up 0.
+ *
+ * Families: iopfd_* (the daemon since it started, monotonic across tenants
+ * coming and going), iopfd_tenant_* (per tenant since it connected) and,
+ * with [Metrics] PerDomain=yes, iopfd_domain_* (per live domain). Latency
+ * (fault read to response written) is a Prometheus histogram in seconds with
+ * iopfd's log-linear buckets, 1 us to 10 s.
+ */
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+
+#include <systemd/sd-bus.h>
+#include <systemd/sd-daemon.h>
+#include <systemd/sd-event.h>
+
+#include "conf.h"
+#include "iopf/client.h"
+#include "iopf/iopf.h"
+#include "util.h"
+
+#define REQUEST_MAX	 8192		      /* request line and headers */
+#define CONNECTIONS_MAX	 32
+#define IDLE_USEC	 (UINT64_C(10) * 1000000) /* a client gets this long per request */
+#define CALL_USEC	 (UINT64_C(5) * 1000000)  /* per D-Bus call to iopfd */
+#define LISTEN_FDS_MAX	 8
+
+static const char *arg_config;
+static const char *arg_listen;
+static const char *arg_address;
+static int arg_per_domain = -1;
+
+/* --- what iopfd reports --- */
+
+/* Counter names of iopfd's a{st} dictionaries that the exporter knows. */
+enum field {
+	F_FAULTS,
+	F_GROUPS,
+	F_SUCCESS,
+	F_INVALID,
+	F_STALE,
+	F_PAGES_MAPPED,
+	F_MAPS,
+	F_COALESCED,
+	F_BYTES_MAPPED,
+	F_SOURCES,
+	F_DOMAINS,
+	F_REGIONS,
+	F_REGION_BYTES,
+	F_TENANTS,
+	F_REASON0, /* then one per reason, in enum iopf_reason order */
+	_F_MAX = F_REASON0 + _IOPF_REASON_MAX,
+};
+
+static const char *const field_names[F_REASON0] = {
+	[F_FAULTS] = "faults",
+	[F_GROUPS] = "groups",
+	[F_SUCCESS] = "success",
+	[F_INVALID] = "invalid",
+	[F_STALE] = "stale",
+	[F_PAGES_MAPPED] = "pages_mapped",
+	[F_MAPS] = "maps",
+	[F_COALESCED] = "coalesced",
+	[F_BYTES_MAPPED] = "bytes_mapped",
+	[F_SOURCES] = "sources",
+	[F_DOMAINS] = "domains",
+	[F_REGIONS] = "regions",
+	[F_REGION_BYTES] = "region_bytes",
+	[F_TENANTS] = "tenants",
+};
+
+/* The reasons as iopfd names them (enum iopf_reason order). */
+static const char *const reason_names[_IOPF_REASON_MAX] = {
+	"resolved", "no_handler", "outside_region", "permission", "map_error", "bad_record",
+	"retired",
+};
+
+struct row {
+	char labels[160]; /* preformatted: tenant="3",uid="1000" */
+	uint64_t v[_F_MAX];
+	struct iopf_client_latency lat;
+};
+
+struct snapshot {
+	bool up;
+	char version[32];
+	uint32_t workers;
+	struct row daemon;
+	bool have_daemon; /* needs uid 0 */
+	struct row *tenants, *domains;
+	size_t n_tenants, n_domains;
+	unsigned denied; /* calls refused with AccessDenied */
+};
+
+static void snapshot_done(struct snapshot *s)
+{
+	free(s->tenants);
+	free(s->domains);
+	*s = (struct snapshot){};
+}
+
+static int push_row(struct row **v, size_t *n, struct row **ret)
+{
+	struct row *p = reallocarray(*v, *n + 1, sizeof(**v));
+
+	if (!p)
+		return -ENOMEM;
+	*v = p;
+	*ret = &p[(*n)++];
+	**ret = (struct row){};
+	return 0;
+}
+
+static int read_fields(sd_bus_message *m, struct row *row)
+{
+	const char *key;
+	uint64_t v;
+	int r;
+
+	r = sd_bus_message_enter_container(m, 'a', "{st}");
+	if (r < 0)
+		return r;
+	while ((r = sd_bus_message_read(m, "{st}", &key, &v)) > 0) {
+		for (unsigned i = 0; i < F_REASON0; i++)
+			if (strcmp(key, field_names[i]) == 0)
+				row->v[i] = v;
+		for (unsigned i = 0; i < _IOPF_REASON_MAX; i++)
+			if (strcmp(key, reason_names[i]) == 0)
+				row->v[F_REASON0 + i] = v;
+	}
+	if (r < 0)
+		return r;
+	return sd_bus_message_exit_container(m);
+}
+
+static int read_latency(sd_bus_message *m, struct iopf_client_latency *l)
+{
+	const void *buckets;
+	size_t size;
+	int r;
+
+	r = sd_bus_message_enter_container(m, 'r', "ttat");
+	if (r >= 0)
+		r = sd_bus_message_read(m, "tt", &l->count, &l->sum_ns);
+	if (r >= 0)
+		r = sd_bus_message_read_array(m, 't', &buckets, &size);
+	if (r < 0)
+		return r;
+	memcpy(l->bucket, buckets, size < sizeof(l->bucket) ? size : sizeof(l->bucket));
+	return sd_bus_message_exit_container(m);
+}
+
+struct daemon_link {
+	sd_bus *bus; /* owned; NULL until connected, dropped on failure */
+	char *address;
+	const char *destination;
+};
+
+static int link_connect(struct daemon_link *d)
+{
+	int r;
+
+	if (d->bus)
+		return 0;
+	if (strcmp(d->address, "system") == 0) {
+		d->destination = IOPF_DBUS_NAME;
+		r = sd_bus_open_system(&d->bus);
+	} else {
+		d->destination = NULL;
+		r = sd_bus_new(&d->bus);
+		if (r >= 0)
+			r = sd_bus_set_address(d->bus, d->address);
+		if (r >= 0)
+			r = sd_bus_start(d->bus);
+	}
+	if (r < 0)
+		d->bus = sd_bus_flush_close_unref(d->bus);
+	return r;
+}
+
+static int call(struct daemon_link *d, struct snapshot *s, const char *method,
+		sd_bus_message **ret)
+{
+	_cleanup_(sd_bus_message_unrefp) sd_bus_message *m = NULL;
+	sd_bus_error error = SD_BUS_ERROR_NULL;
+	int r;
+
+	r = sd_bus_message_new_method_call(d->bus, &m, d->destination, IOPF_DBUS_PATH,
+					   IOPF_DBUS_INTERFACE, method);
+	if (r >= 0)
+		r = sd_bus_call(d->bus, m, CALL_USEC, &error, ret);
+	if (r < 0 && sd_bus_error_has_name(&error, IOPF_ERROR_ACCESS_DENIED))
+		s->denied++;
+	sd_bus_error_free(&error);
+	return r;
+}
+
+/* A property of a fixed-size type ('u', 't'), or 's' into a malloc'ed string. */
+static int get_property(struct daemon_link *d, const char *name, char type, void *ret)
+{
+	sd_bus_error error = SD_BUS_ERROR_NULL;
+	int r;
+
+	if (type == 's')
+		r = sd_bus_get_property_string(d->bus, d->destination, IOPF_DBUS_PATH,
+					       IOPF_DBUS_INTERFACE, name, &error, ret);
+	else
+		r = sd_bus_get_property_trivial(d->bus, d->destination, IOPF_DBUS_PATH,
+						IOPF_DBUS_INTERFACE, name, &error, type, ret);
+	sd_bus_error_free(&error);
+	return r;
+}
+
+static int query_tenants(struct daemon_link *d, struct snapshot *s)
+{
+	_cleanup_(sd_bus_message_unrefp) sd_bus_message *m = NULL;
+	const char *name;
+	uint64_t tenant;
+	uint32_t uid, pid;
+	int r;
+
+	r = call(d, s, "GetAllTenantMetrics", &m);
+	if (r < 0)
+		return r;
+	r = sd_bus_message_enter_container(m, 'a', "(tuusa{st}(ttat))");
+	while (r >= 0 && (r = sd_bus_message_enter_container(m, 'r', "tuusa{st}(ttat)")) > 0) {
+		struct row *row;
+
+		r = sd_bus_message_read(m, "tuus", &tenant, &uid, &pid, &name);
+		if (r < 0)
+			break;
+		if (pid == (uint32_t)getpid()) {
+			/* our own connection is a tenant too: leave it out */
+			r = sd_bus_message_skip(m, "a{st}(ttat)");
+		} else {
+			r = push_row(&s->tenants, &s->n_tenants, &row);
+			if (r >= 0) {
+				(void)snprintf(row->labels, sizeof(row->labels),
+					       "tenant=\"%" PRIu64 "\",uid=\"%" PRIu32 "\"", tenant,
+					       uid);
+				r = read_fields(m, row);
+			}
+			if (r >= 0)
+				r = read_latency(m, &row->lat);
+		}
+		if (r >= 0)
+			r = sd_bus_message_exit_container(m);
+	}
+	return r;
+}
+
+static int query_domains(struct daemon_link *d, struct snapshot *s)
+{
+	_cleanup_(sd_bus_message_unrefp) sd_bus_message *m = NULL;
+	uint64_t tenant, id, source;
+	uint32_t dev, pasid;
+	int r;
+
+	r = call(d, s, "GetAllDomainMetrics", &m);
+	if (r < 0)
+		return r;
+	r = sd_bus_message_enter_container(m, 'a', "(tttuua{st}(ttat))");
+	while (r >= 0 && (r = sd_bus_message_enter_container(m, 'r', "tttuua{st}(ttat)")) > 0) {
+		struct row *row;
+		char pbuf[16];
+
+		r = sd_bus_message_read(m, "tttuu", &tenant, &id, &source, &dev, &pasid);
+		if (r >= 0)
+			r = push_row(&s->domains, &s->n_domains, &row);
+		if (r < 0)
+			break;
+		if (pasid == IOPF_PASID_NONE)
+			(void)snprintf(pbuf, sizeof(pbuf), "none");
+		else
+			(void)snprintf(pbuf, sizeof(pbuf), "%" PRIu32, pasid);
+		(void)snprintf(row->labels, sizeof(row->labels),
+			       "tenant=\"%" PRIu64 "\",domain=\"%" PRIu64 "\",source=\"%" PRIu64
+			       "\",dev_id=\"%" PRIu32 "\",pasid=\"%s\"",
+			       tenant, id, source, dev, pbuf);
+		r = read_fields(m, row);
+		if (r >= 0)
+			r = read_latency(m, &row->lat);
+		if (r >= 0)
+			r = sd_bus_message_exit_container(m);
+	}
+	return r;
+}
+
+static int query_daemon(struct daemon_link *d, struct snapshot *s)
+{
+	_cleanup_(sd_bus_message_unrefp) sd_bus_message *m = NULL;
+	int r;
+
+	r = call(d, s, "GetDaemonMetrics", &m);
+	if (r >= 0)
+		r = read_fields(m, &s->daemon);
+	if (r >= 0)
+		r = read_latency(m, &s->daemon.lat);
+	if (r >= 0)
+		s->have_daemon = true;
+	return r;
+}
+
+/* One scrape's worth of iopfd's numbers. Return: 0 (s->up says if iopfd answered). */
+static int query(struct daemon_link *d, bool per_domain, struct snapshot *s)
+{
+	char *version = NULL;
+	int r;
+
+	*s = (struct snapshot){};
+	r = link_connect(d);
+	if (r >= 0)
+		r = get_property(d, "Version", 's', &version);
+	if (r >= 0) {
+		(void)snprintf(s->version, sizeof(s->version), "%s", version);
+		free(version);
+		r = get_property(d, "Workers", 'u', &s->workers);
+	}
+	/* the operator views: AccessDenied unless we run as root */
+	if (r >= 0) {
+		r = query_daemon(d, s);
+		if (r >= 0)
+			r = query_tenants(d, s);
+		if (r >= 0 && per_domain)
+			r = query_domains(d, s);
+		if (r == -EACCES || r == -EPERM || s->denied)
+			r = 0; /* up, but only the public part */
+	}
+	if (r < 0) {
+		/* reconnect next time: iopfd may have restarted */
+		d->bus = sd_bus_flush_close_unref(d->bus);
+		snapshot_done(s);
+		return 0;
+	}
+	s->up = true;
+	return 0;
+}
+
+/* --- the exposition format --- */
+
+static void family(FILE *f, const char *name, const char *type, const char *help)
+{
+	fprintf(f, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+}
+
+/* name{labels,extra} value; either label part may be empty. */
+static void sample(FILE *f, const char *name, const char *labels, const char *extra, uint64_t v)
+{
+	bool l = labels && *labels, e = extra && *extra;
+
+	fprintf(f, "%s%s%s%s%s%s %" PRIu64 "\n", name, l || e ? "{" : "", l ? labels : "",
+		l && e ? "," : "", e ? extra : "", l || e ? "}" : "", v);
+}
+
+static void histogram(FILE *f, const char *name, const char *labels,
+		      const struct iopf_client_latency *lat)
+{
+	char bname[128], le[48];
+	uint64_t cum = 0;
+
+	(void)snprintf(bname, sizeof(bname), "%s_bucket", name);
+	for (unsigned i = 0; i < IOPF_CLIENT_LATENCY_BUCKETS; i++) {
+		uint64_t b = iopf_client_latency_bound_ns(i);
+
+		cum += lat->bucket[i];
+		if (b == UINT64_MAX)
+			(void)snprintf(le, sizeof(le), "le=\"+Inf\"");
+		else
+			(void)snprintf(le, sizeof(le), "le=\"%.9g\"", (double)b / 1e9);
+		sample(f, bname, labels, le, cum);
+	}
+	fprintf(f, "%s_sum%s%s%s %.9f\n", name, labels && *labels ? "{" : "",
+		labels ? labels : "", labels && *labels ? "}" : "", (double)lat->sum_ns / 1e9);
+	/* the +Inf bucket is the count: a snapshot is consistent by construction */
+	(void)snprintf(bname, sizeof(bname), "%s_count", name);
+	sample(f, bname, labels, NULL, cum);
+}
+
+/* The families every level has: daemon (one row), tenant and domain (many). */
+static void emit_level(FILE *f, const char *prefix, const struct row *rows, size_t n,
+		       bool objects)
+{
+	static const struct {
+		const char *suffix, *type, *help;
+		enum field field;
+	} simple[] = {
+		{"faults_total", "counter", "Fault records read.", F_FAULTS},
+		{"stale_responses_total", "counter",
+		 "Responses the kernel refused because it had answered the group itself (stale "
+		 "cookie).",
+		 F_STALE},
+		{"pages_mapped_total", "counter", "Pages iopfd mapped.", F_PAGES_MAPPED},
+		{"map_calls_total", "counter", "IOAS map calls.", F_MAPS},
+		{"coalesced_faults_total", "counter",
+		 "Faults on pages iopfd had already mapped, answered without a map.", F_COALESCED},
+		{"bytes_pinned", "gauge", "Bytes iopfd has mapped (and so pinned) now.",
+		 F_BYTES_MAPPED},
+	};
+	static const struct {
+		const char *suffix, *help;
+		enum field field;
+	} held[] = {
+		{"sources", "Fault sources registered now.", F_SOURCES},
+		{"domains", "Domains (device, PASID) registered now.", F_DOMAINS},
+		{"regions", "Memory regions registered now.", F_REGIONS},
+		{"region_bytes", "Bytes of registered regions: the most iopfd may pin (MaxPinnedBytes "
+				 "bounds it per tenant).",
+		 F_REGION_BYTES},
+	};
+	char name[96], extra[48];
+
+	for (size_t k = 0; k < ARRAY_SIZE(simple); k++) {
+		(void)snprintf(name, sizeof(name), "%s_%s", prefix, simple[k].suffix);
+		family(f, name, simple[k].type, simple[k].help);
+		for (size_t i = 0; i < n; i++)
+			sample(f, name, rows[i].labels, NULL, rows[i].v[simple[k].field]);
+	}
+
+	(void)snprintf(name, sizeof(name), "%s_responses_total", prefix);
+	family(f, name, "counter", "Fault groups answered, by response code.");
+	for (size_t i = 0; i < n; i++) {
+		sample(f, name, rows[i].labels, "code=\"success\"", rows[i].v[F_SUCCESS]);
+		sample(f, name, rows[i].labels, "code=\"invalid\"", rows[i].v[F_INVALID]);
+	}
+
+	(void)snprintf(name, sizeof(name), "%s_responses_by_reason_total", prefix);
+	family(f, name, "counter",
+	       "Fault groups answered, by reason: resolved (SUCCESS); no_handler (unknown "
+	       "device/PASID), outside_region, permission, map_error, bad_record, retired "
+	       "(INVALID).");
+	for (size_t i = 0; i < n; i++)
+		for (unsigned r = 0; r < _IOPF_REASON_MAX; r++) {
+			(void)snprintf(extra, sizeof(extra), "reason=\"%s\"", reason_names[r]);
+			sample(f, name, rows[i].labels, extra, rows[i].v[F_REASON0 + r]);
+		}
+
+	if (objects)
+		for (size_t k = 0; k < ARRAY_SIZE(held); k++) {
+			(void)snprintf(name, sizeof(name), "%s_%s", prefix, held[k].suffix);
+			family(f, name, "gauge", held[k].help);
+			for (size_t i = 0; i < n; i++)
+				sample(f, name, rows[i].labels, NULL, rows[i].v[held[k].field]);
+		}
+
+	(void)snprintf(name, sizeof(name), "%s_fault_latency_seconds", prefix);
+	family(f, name, "histogram",
+	       "Time from reading a fault group to writing its response, in seconds.");
+	for (size_t i = 0; i < n; i++)
+		histogram(f, name, rows[i].labels, &rows[i].lat);
+}
+
+static void expose(FILE *f, const struct snapshot *s, double scrape_seconds)
+{
+	family(f, "iopfd_up", "gauge", "Whether iopfd answered this scrape.");
+	sample(f, "iopfd_up", NULL, NULL, s->up);
+	if (s->up) {
+		char labels[64];
+
+		family(f, "iopfd_build_info", "gauge", "iopfd's version.");
+		(void)snprintf(labels, sizeof(labels), "version=\"%s\"", s->version);
+		sample(f, "iopfd_build_info", labels, NULL, 1);
+		family(f, "iopfd_workers", "gauge", "Fault worker threads.");
+		sample(f, "iopfd_workers", NULL, NULL, s->workers);
+		family(f, "iopfd_exporter_access_denied", "gauge",
+		       "1 when iopfd refused the every-tenant views (the exporter must run as "
+		       "root).");
+		sample(f, "iopfd_exporter_access_denied", NULL, NULL, s->denied > 0);
+	}
+	if (s->have_daemon) {
+		family(f, "iopfd_tenants", "gauge", "Tenants connected now.");
+		sample(f, "iopfd_tenants", NULL, NULL, s->n_tenants);
+		emit_level(f, "iopfd", &s->daemon, 1, true);
+	}
+	if (s->n_tenants)
+		emit_level(f, "iopfd_tenant", s->tenants, s->n_tenants, true);
+	if (s->n_domains)
+		emit_level(f, "iopfd_domain", s->domains, s->n_domains, false);
+	family(f, "iopfd_exporter_scrape_duration_seconds", "gauge",
+	       "How long asking iopfd took for this scrape.");
+	fprintf(f, "iopfd_exporter_scrape_duration_seconds %.6f\n", scrape_seconds);
+}
+
+/* --- HTTP --- */
+
+struct server;
+
+struct client {
+	struct server *srv;
+	int fd;			  /* owned */
+	sd_event_source *io;	  /* owned */
+	sd_event_source *timeout; /* owned */
+	char req[REQUEST_MAX + 1];
+	size_t req_len;
+	char *resp; /* owned; headers and body */
+	size_t resp_len, resp_off;
+	struct client *prev, *next;
+};
+
+struct server {
+	sd_event *event;
+	struct daemon_link daemon;
+	bool per_domain;
+	struct client *clients;
+	unsigned n_clients;
+};
+
+static struct client *client_free(struct client *c)
+{
+	if (!c)
+		return NULL;
+	if (c->prev)
+		c->prev->next = c->next;
+	else
+		c->srv->clients = c->next;
+	if (c->next)
+		c->next->prev = c->prev;
+	c->srv->n_clients--;
+	sd_event_source_disable_unref(c->io);
+	sd_event_source_disable_unref(c->timeout);
+	safe_close(c->fd);
+	free(c->resp);
+	free(c);
+	return NULL;
+}
+
+static double now_s(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static int respond(struct client *c, int status, const char *reason, const char *type,
+		   const char *body, size_t body_len, bool head)
+{
+	FILE *f;
+
+	f = open_memstream(&c->resp, &c->resp_len);
+	if (!f)
+		return -ENOMEM;
+	fprintf(f,
+		"HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n"
+		"Connection: close\r\n%s\r\n",
+		status, reason, type, body_len, status == 405 ? "Allow: GET, HEAD\r\n" : "");
+	if (!head)
+		fwrite(body, 1, body_len, f);
+	if (fclose(f) != 0)
+		return -ENOMEM;
+	c->resp_off = 0;
+	return 0;
+}
+
+static int respond_text(struct client *c, int status, const char *reason, const char *text,
+			bool head)
+{
+	return respond(c, status, reason, "text/plain; charset=utf-8", text, strlen(text), head);
+}
+
+static int serve_metrics(struct client *c, bool head)
+{
+	struct snapshot s;
+	char *body = NULL;
+	size_t len = 0;
+	double t0 = now_s();
+	FILE *f;
+	int r;
+
+	(void)query(&c->srv->daemon, c->srv->per_domain, &s);
+	f = open_memstream(&body, &len);
+	if (!f) {
+		snapshot_done(&s);
+		return -ENOMEM;
+	}
+	expose(f, &s, now_s() - t0);
+	snapshot_done(&s);
+	if (fclose(f) != 0) {
+		free(body);
+		return -ENOMEM;
+	}
+	r = respond(c, 200, "OK", "text/plain; version=0.0.4; charset=utf-8", body, len, head);
+	free(body);
+	return r;
+}
+
+/* The request line is all we look at: "GET /metrics HTTP/1.1". */
+static int handle_request(struct client *c)
+{
+	char method[8], path[256], version[16];
+	bool head;
+
+	if (sscanf(c->req, "%7s %255s %15s", method, path, version) != 3 ||
+	    strncmp(version, "HTTP/1.", 7) != 0)
+		return respond_text(c, 400, "Bad Request", "bad request\n", false);
+	head = strcmp(method, "HEAD") == 0;
+	if (!head && strcmp(method, "GET") != 0)
+		return respond_text(c, 405, "Method Not Allowed", "only GET and HEAD\n", false);
+	if (strcmp(path, "/metrics") == 0 || strncmp(path, "/metrics?", 9) == 0)
+		return serve_metrics(c, head);
+	if (strcmp(path, "/") == 0)
+		return respond_text(c, 200, "OK",
+				    "iopf-exporter: iopfd metrics at /metrics (Prometheus text "
+				    "format)\n",
+				    head);
+	return respond_text(c, 404, "Not Found", "not found; try /metrics\n", head);
+}
+
+static int on_client_io(sd_event_source *s, int fd, uint32_t revents, void *userdata)
+{
+	struct client *c = userdata;
+	ssize_t n;
+
+	if (!c->resp) {
+		n = read(fd, c->req + c->req_len, REQUEST_MAX - c->req_len);
+		if (n < 0 && (errno == EAGAIN || errno == EINTR))
+			return 0;
+		if (n <= 0) {
+			client_free(c);
+			return 0;
+		}
+		c->req_len += (size_t)n;
+		c->req[c->req_len] = '\0';
+		if (!strstr(c->req, "\r\n\r\n") && !strstr(c->req, "\n\n")) {
+			if (c->req_len < REQUEST_MAX)
+				return 0;
+			if (respond_text(c, 431, "Request Header Fields Too Large", "too large\n",
+					 false) < 0) {
+				client_free(c);
+				return 0;
+			}
+		} else if (handle_request(c) < 0) {
+			client_free(c);
+			return 0;
+		}
+		(void)sd_event_source_set_io_events(s, EPOLLOUT);
+	}
+	while (c->resp_off < c->resp_len) {
+		n = write(fd, c->resp + c->resp_off, c->resp_len - c->resp_off);
+		if (n < 0 && (errno == EAGAIN || errno == EINTR))
+			return 0;
+		if (n <= 0)
+			break;
+		c->resp_off += (size_t)n;
+	}
+	(void)shutdown(fd, SHUT_WR);
+	client_free(c);
+	return 0;
+}
+
+static int on_client_timeout(sd_event_source *s, uint64_t usec, void *userdata)
+{
+	client_free(userdata);
+	return 0;
+}
+
+static int on_accept(sd_event_source *s, int lfd, uint32_t revents, void *userdata)
+{
+	struct server *srv = userdata;
+	struct client *c;
+	int fd, r;
+
+	fd = accept4(lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+	if (fd < 0)
+		return 0;
+	if (srv->n_clients >= CONNECTIONS_MAX) {
+		safe_close(fd);
+		return 0;
+	}
+	c = calloc(1, sizeof(*c));
+	if (!c) {
+		safe_close(fd);
+		return 0;
+	}
+	c->srv = srv;
+	c->fd = fd;
+	c->next = srv->clients;
+	if (c->next)
+		c->next->prev = c;
+	srv->clients = c;
+	srv->n_clients++;
+	r = sd_event_add_io(srv->event, &c->io, fd, EPOLLIN, on_client_io, c);
+	if (r >= 0)
+		r = sd_event_add_time_relative(srv->event, &c->timeout, CLOCK_MONOTONIC, IDLE_USEC,
+					       0, on_client_timeout, c);
+	if (r < 0)
+		client_free(c);
+	return 0;
+}
+
+static int listen_on(const char *spec, int *ret_fd)
+{
+	struct sockaddr_storage ss;
+	_cleanup_close_ int fd = -EBADF;
+	socklen_t len;
+	int one = 1;
+
+	if (conf_parse_listen(spec, &ss, &len) < 0) {
+		fprintf(stderr, "iopf-exporter: Listen=%s: not ADDRESS:PORT\n", spec);
+		return -EINVAL;
+	}
+	fd = socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+	if (fd < 0)
+		return negative_errno();
+	(void)setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	if (bind(fd, (struct sockaddr *)&ss, len) < 0 || listen(fd, 64) < 0) {
+		int r = negative_errno();
+
+		fprintf(stderr, "iopf-exporter: cannot listen on %s: %s\n", spec, strerror(-r));
+		return r;
+	}
+	*ret_fd = TAKE_FD(fd);
+	return 0;
+}
+
+static void help(void)
+{
+	printf("Usage: iopf-exporter [OPTIONS]\n\n"
+	       "Serve iopfd's metrics for Prometheus at http://LISTEN/metrics.\n\n"
+	       "  --config FILE     iopfd's configuration (default %s):\n"
+	       "                    [Metrics] Listen=, PerDomain=; [Daemon] ControlSocket=\n"
+	       "  --listen ADDR:PORT  instead of [Metrics] Listen= (default %s)\n"
+	       "  --address ADDR    iopfd's D-Bus address, or \"system\"\n"
+	       "                    (default unix:path=ControlSocket)\n"
+	       "  --per-domain / --no-per-domain   per-domain series or not\n"
+	       "  -h --help\n\n"
+	       "A socket passed by systemd (iopf-exporter.socket) replaces --listen.\n"
+	       "Every tenant's numbers need uid 0; otherwise only iopfd_up and the like.\n",
+	       IOPFD_DEFAULT_CONFIG, IOPFD_METRICS_LISTEN);
+}
+
+static int parse_argv(int argc, char *argv[])
+{
+	enum { ARG_CONFIG = 0x100, ARG_LISTEN, ARG_ADDRESS, ARG_PER_DOMAIN, ARG_NO_PER_DOMAIN };
+	static const struct option options[] = {
+		{"config", required_argument, NULL, ARG_CONFIG},
+		{"listen", required_argument, NULL, ARG_LISTEN},
+		{"address", required_argument, NULL, ARG_ADDRESS},
+		{"per-domain", no_argument, NULL, ARG_PER_DOMAIN},
+		{"no-per-domain", no_argument, NULL, ARG_NO_PER_DOMAIN},
+		{"help", no_argument, NULL, 'h'},
+		{},
+	};
+	int c;
+
+	while ((c = getopt_long(argc, argv, "h", options, NULL)) >= 0)
+		switch (c) {
+		case ARG_CONFIG:
+			arg_config = optarg;
+			break;
+		case ARG_LISTEN:
+			arg_listen = optarg;
+			break;
+		case ARG_ADDRESS:
+			arg_address = optarg;
+			break;
+		case ARG_PER_DOMAIN:
+			arg_per_domain = 1;
+			break;
+		case ARG_NO_PER_DOMAIN:
+			arg_per_domain = 0;
+			break;
+		case 'h':
+			help();
+			return 0;
+		default:
+			return -EINVAL;
+		}
+	if (optind < argc) {
+		fprintf(stderr, "iopf-exporter: unexpected argument %s\n", argv[optind]);
+		return -EINVAL;
+	}
+	return 1;
+}
+
+int main(int argc, char *argv[])
+{
+	_cleanup_free_ char *why = NULL;
+	struct server srv = {};
+	struct conf conf;
+	sigset_t mask;
+	int fds[LISTEN_FDS_MAX], n_fds = 0, n, r;
+
+	r = parse_argv(argc, argv);
+	if (r <= 0)
+		return r < 0 ? EXIT_FAILURE : EXIT_SUCCESS;
+	if (conf_init(&conf) < 0)
+		return EXIT_FAILURE;
+	r = conf_load_all(&conf, arg_config ? arg_config : IOPFD_DEFAULT_CONFIG, !arg_config,
+			  &why);
+	if (r < 0) {
+		fprintf(stderr, "iopf-exporter: bad configuration: %s\n", why ? why : strerror(-r));
+		conf_done(&conf);
+		return EXIT_FAILURE;
+	}
+	srv.per_domain = arg_per_domain >= 0 ? arg_per_domain : conf.metrics_per_domain;
+	if (arg_address)
+		srv.daemon.address = strdup(arg_address);
+	else if (asprintf(&srv.daemon.address, "unix:path=%s", conf.control_socket) < 0)
+		srv.daemon.address = NULL;
+	if (!srv.daemon.address) {
+		conf_done(&conf);
+		return EXIT_FAILURE;
+	}
+
+	/* systemd's sockets, or our own */
+	n = sd_listen_fds(1);
+	for (int i = 0; i < n && n_fds < LISTEN_FDS_MAX; i++)
+		if (sd_is_socket(SD_LISTEN_FDS_START + i, AF_UNSPEC, SOCK_STREAM, 1) > 0) {
+			fds[n_fds++] = SD_LISTEN_FDS_START + i;
+			(void)fcntl(SD_LISTEN_FDS_START + i, F_SETFL, O_NONBLOCK);
+		}
+	if (n_fds == 0) {
+		r = listen_on(arg_listen ? arg_listen : conf.metrics_listen, &fds[0]);
+		if (r < 0) {
+			conf_done(&conf);
+			free(srv.daemon.address);
+			return EXIT_FAILURE;
+		}
+		n_fds = 1;
+	}
+	conf_done(&conf);
+
+	sigemptyset(&mask);
+	sigaddset(&mask, SIGTERM);
+	sigaddset(&mask, SIGINT);
+	(void)sigprocmask(SIG_BLOCK, &mask, NULL);
+	(void)signal(SIGPIPE, SIG_IGN);
+
+	r = sd_event_default(&srv.event);
+	if (r >= 0)
+		r = sd_event_add_signal(srv.event, NULL, SIGTERM, NULL, NULL);
+	if (r >= 0)
+		r = sd_event_add_signal(srv.event, NULL, SIGINT, NULL, NULL);
+	for (int i = 0; r >= 0 && i < n_fds; i++)
+		r = sd_event_add_io(srv.event, NULL, fds[i], EPOLLIN, on_accept, &srv);
+	if (r < 0) {
+		fprintf(stderr, "iopf-exporter: cannot set up the event loop: %s\n", strerror(-r));
+		return EXIT_FAILURE;
+	}
+	(void)sd_notify(false, "READY=1\nSTATUS=Serving /metrics");
+	r = sd_event_loop(srv.event);
+	(void)sd_notify(false, "STOPPING=1");
+
+	while (srv.clients)
+		client_free(srv.clients);
+	srv.daemon.bus = sd_bus_flush_close_unref(srv.daemon.bus);
+	free(srv.daemon.address);
+	sd_event_unref(srv.event);
+	for (int i = 0; i < n_fds; i++)
+		safe_close(fds[i]);
+	return r < 0 ? EXIT_FAILURE : EXIT_SUCCESS;
+}
