@@ -49,13 +49,13 @@ struct pending {
 };
 
 struct bus {
-	sd_event *event;		/* ref */
-	struct iopf_control *control;	/* not owned */
-	const struct conf *conf;	/* not owned; the running configuration (reload changes it) */
-	unsigned n_workers;
-	char *socket_path;		/* owned */
-	bool unlink_socket;		/* we created the socket node */
-	int listen_fd;			/* owned */
+	sd_event *event;	      /* ref */
+	struct iopf_control *control; /* not owned */
+	const struct conf *conf;      /* not owned; the running configuration (reload changes it) */
+	unsigned n_workers;	      /* for the Workers property */
+	char *socket_path;	      /* owned */
+	bool unlink_socket;	      /* we created the socket node */
+	int listen_fd;		      /* owned */
 	sd_event_source *listen_source; /* owned */
 	struct conn *conns;		/* peer-to-peer connections */
 	unsigned n_conns;
@@ -682,9 +682,8 @@ static int method_get_daemon_metrics(sd_bus_message *m, void *userdata, sd_bus_e
 
 /* --- properties: settings a tenant may want to know, read at call time --- */
 
-static int property_get(sd_bus *bus, const char *path, const char *interface,
-			const char *property, sd_bus_message *reply, void *userdata,
-			sd_bus_error *error)
+static int property_get(sd_bus *bus, const char *path, const char *interface, const char *property,
+			sd_bus_message *reply, void *userdata, sd_bus_error *error)
 {
 	struct conn *c = userdata;
 	const struct conf *conf = c->bus->conf;

@@ -114,8 +114,8 @@ struct unit {
 };
 
 /* A number followed by one of @units (longest suffixes first), or by nothing when @plain. */
-static int parse_with_unit(const char *s, const struct unit *units, size_t n_units,
-			   uint64_t plain, uint64_t *ret)
+static int parse_with_unit(const char *s, const struct unit *units, size_t n_units, uint64_t plain,
+			   uint64_t *ret)
 {
 	char num[32];
 	size_t len = s ? strlen(s) : 0;
@@ -166,8 +166,8 @@ static int parse_size(const char *s, uint64_t *ret)
 static int parse_duration(const char *s, uint64_t *ret_usec)
 {
 	static const struct unit units[] = {
-		{"min", 60 * USEC_PER_SEC}, {"ms", 1000}, {"us", 1},
-		{"s", USEC_PER_SEC},	    {"h", 3600 * USEC_PER_SEC},
+		{"min", 60 * USEC_PER_SEC}, {"ms", 1000}, {"us", 1}, {"s", USEC_PER_SEC},
+		{"h", 3600 * USEC_PER_SEC},
 	};
 
 	return parse_with_unit(s, units, ARRAY_SIZE(units), USEC_PER_SEC, ret_usec);

@@ -45,7 +45,8 @@ struct conf {
 	bool system_bus;
 	int log_level; /* LOG_ERR..LOG_DEBUG */
 	enum conf_log_target log_target;
-	uint64_t summary_usec; /* refused-fault summaries: at most one per tenant per period; 0 off */
+	uint64_t summary_usec; /* refused-fault summaries: at most one per tenant per period; 0 off
+				*/
 	/* [Limits] */
 	struct iopf_control_limits limits;
 	/* [Metrics]: read by iopf-exporter; iopfd only validates them */

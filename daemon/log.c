@@ -13,7 +13,7 @@
 #include "log.h"
 
 int log_max_level = LOG_INFO;
-static bool log_journal;      /* entries go to sd_journal_sendv() */
+static bool log_journal;       /* entries go to sd_journal_sendv() */
 static bool log_prefix_levels; /* stderr is a journal stream: "<N>" prefixes keep levels */
 
 int log_level_from_string(const char *s)
@@ -69,6 +69,9 @@ void log_setup(enum log_target target, int level)
 		log_journal = false;
 		break;
 	}
+	/* sd_journal_send() drops entries silently when journald is not there: keep them */
+	if (access(LOG_JOURNAL_SOCKET, F_OK) < 0)
+		log_journal = false;
 }
 
 bool log_to_journal(void)
@@ -185,7 +188,7 @@ int log_internal(int level, int error, const struct log_ids *ids, const char *fi
 		log_entry_build(&e, level, error, ids, file, line, func, buf);
 		if (sd_journal_sendv(e.iov, (int)e.n) >= 0)
 			goto out;
-		/* no journald (yet): do not lose it */
+		/* journald refused it (too big, gone): do not lose it */
 	}
 	to_stderr(level, buf);
 out:

@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
  * Daemon logging. Under systemd (INVOCATION_ID set, or stderr is the journal
- * stream named by $JOURNAL_STREAM) entries go to the journal with structured
+ * stream named by $JOURNAL_STREAM) and with journald listening, entries go
+ * to the journal with structured
  * fields: PRIORITY, ERRNO, CODE_*, SYSLOG_IDENTIFIER, and the identities of
  * what they are about (IOPF_TENANT=, IOPF_SOURCE=, IOPF_DOMAIN=, IOPF_DEV_ID=,
  * IOPF_PASID=, IOPF_REASON=, IOPF_EVENT=). Otherwise plain lines on stderr.
@@ -21,11 +22,14 @@
 
 #include "util.h"
 
+/* Where sd_journal_send() sends (fixed in libsystemd). */
+#define LOG_JOURNAL_SOCKET "/run/systemd/journal/socket"
+
 /* Messages above this syslog level are dropped; LOG_INFO unless told otherwise. */
 extern int log_max_level;
 
 enum log_target {
-	LOG_TARGET_AUTO,    /* journal under systemd, else console */
+	LOG_TARGET_AUTO, /* journal under systemd, else console */
 	LOG_TARGET_JOURNAL,
 	LOG_TARGET_CONSOLE,
 };

@@ -15,8 +15,8 @@
 #include "log.h"
 #include "manager.h"
 
-#define USEC_PER_SEC	     UINT64_C(1000000)
-#define STATUS_PERIOD_USEC   (10 * USEC_PER_SEC)
+#define USEC_PER_SEC	   UINT64_C(1000000)
+#define STATUS_PERIOD_USEC (10 * USEC_PER_SEC)
 /* Refused-fault summaries: tenants named per period; the rest are counted. */
 #define SUMMARY_TENANTS_MAX 16
 
@@ -35,16 +35,16 @@ struct snaps {
 };
 
 struct manager {
-	struct manager_args args; /* copy; the strings are argv's */
-	struct conf conf;	  /* running; reload updates what applies live */
-	sd_event *event;	  /* owned */
+	struct manager_args args;	/* copy; the strings are argv's */
+	struct conf conf;		/* running; reload updates what applies live */
+	sd_event *event;		/* owned */
 	struct iopf_engine *engine;	/* owned */
 	sd_event_source *engine_source; /* owned */
 	struct iopf_control *control;	/* owned */
 	struct bus *bus;		/* owned */
 
 	/* watchdog: keep-alives only while every worker answers its ping */
-	uint64_t watchdog_usec; /* 0: not asked for */
+	uint64_t watchdog_usec;		  /* 0: not asked for */
 	sd_event_source *watchdog_source; /* owned */
 	bool stalled;			  /* a worker missed a ping; said so once */
 	unsigned stalled_worker;
@@ -467,7 +467,8 @@ static void reload(struct manager *m)
 	struct conf fresh;
 	int r;
 
-	(void)sd_notifyf(false, "RELOADING=1\nSTATUS=Reloading the configuration\nMONOTONIC_USEC=%" PRIu64,
+	(void)sd_notifyf(false,
+			 "RELOADING=1\nSTATUS=Reloading the configuration\nMONOTONIC_USEC=%" PRIu64,
 			 now_usec(CLOCK_MONOTONIC));
 	log_info("Reloading the configuration.");
 	r = manager_load_config(&m->args, &fresh);
@@ -635,7 +636,8 @@ int manager_run(struct manager *m)
 	update_status(m, "READY=1\n", NULL);
 
 	r = sd_event_loop(m->event);
-	(void)sd_notify(false, "STOPPING=1\nSTATUS=Shutting down: answering held faults, unmapping");
+	(void)sd_notify(false,
+			"STOPPING=1\nSTATUS=Shutting down: answering held faults, unmapping");
 	if (r < 0)
 		return log_error_errno(r, "Event loop failed: %m");
 	log_info("Shutting down: answering every held fault and unmapping.");

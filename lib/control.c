@@ -60,8 +60,7 @@ static bool limit_ok(unsigned v)
 
 static bool limits_ok(const struct iopf_control_limits *l)
 {
-	return limit_ok(l->max_sources) && limit_ok(l->max_domains) &&
-	       limit_ok(l->max_regions) &&
+	return limit_ok(l->max_sources) && limit_ok(l->max_domains) && limit_ok(l->max_regions) &&
 	       (l->max_pinned_bytes == 0 || l->max_pinned_bytes >= IOPF_PAGE_SIZE);
 }
 
@@ -816,62 +815,114 @@ int iopf_control_foreach_region(struct iopf_control *c, uint64_t tenant, bool al
 
 /* --- statistics --- */
 
+struct tenant_stats {
+	struct iopf_tenant *t;
+	struct iopf_control_stats st;
+};
+
+/* Where each object's numbers go: all to @one, or to its tenant's entry of @v. */
 struct stats_acc {
 	struct iopf_control *c;
-	struct iopf_control_stats *st;
+	struct iopf_control_stats *one;
+	struct tenant_stats *v; /* ascending tenant id */
+	size_t n;
 };
+
+static struct iopf_control_stats *acc_pick(struct stats_acc *a, uint64_t tenant)
+{
+	size_t lo = 0, hi = a->n;
+
+	if (a->one)
+		return a->one;
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+
+		if (a->v[mid].t->id == tenant)
+			return &a->v[mid].st;
+		if (a->v[mid].t->id < tenant)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return NULL; /* an object of a tenant removed meanwhile */
+}
 
 static int acc_domain(const struct iopf_domain_info *i, void *userdata)
 {
 	struct stats_acc *a = userdata;
+	struct iopf_control_stats *st = acc_pick(a, i->tenant);
 
-	counters_add(&a->st->counters, &i->counters);
-	a->st->counters.bytes_mapped += i->counters.bytes_mapped;
-	(void)iopf_engine_domain_latency(a->c->engine, i->id, &a->st->latency);
-	a->st->domains++;
+	if (st) {
+		counters_add(&st->counters, &i->counters);
+		st->counters.bytes_mapped += i->counters.bytes_mapped;
+		(void)iopf_engine_domain_latency(a->c->engine, i->id, &st->latency);
+		st->domains++;
+	}
 	return 0;
 }
 
 static int acc_source(const struct iopf_source_info *i, void *userdata)
 {
 	struct stats_acc *a = userdata;
+	struct iopf_control_stats *st = acc_pick(a, i->tenant);
 
-	counters_add(&a->st->counters, &i->unrouted);
-	(void)iopf_engine_source_latency(a->c->engine, i->id, &a->st->latency);
-	a->st->sources++;
+	if (st) {
+		counters_add(&st->counters, &i->unrouted);
+		(void)iopf_engine_source_latency(a->c->engine, i->id, &st->latency);
+		st->sources++;
+	}
 	return 0;
 }
 
 static int acc_region(const struct iopf_region_info *i, void *userdata)
 {
 	struct stats_acc *a = userdata;
+	struct iopf_control_stats *st = acc_pick(a, i->tenant);
 
-	a->st->regions++;
-	return sum_region_bytes(i, &a->st->region_bytes);
+	if (!st)
+		return 0;
+	st->regions++;
+	return sum_region_bytes(i, &st->region_bytes);
 }
 
 static void acc_retiring(const struct iopf_engine_stats *es, void *userdata)
 {
 	struct stats_acc *a = userdata;
+	struct iopf_control_stats *st = acc_pick(a, es->tenant);
 
-	counters_add(&a->st->counters, es->counters);
-	a->st->counters.bytes_mapped += es->counters->bytes_mapped; /* still being unmapped */
-	iopf_histogram_merge(&a->st->latency, es->latency);
+	if (!st)
+		return;
+	counters_add(&st->counters, es->counters);
+	st->counters.bytes_mapped += es->counters->bytes_mapped; /* still being unmapped */
+	iopf_histogram_merge(&st->latency, es->latency);
+}
+
+static void stats_init(struct iopf_control_stats *st, const struct retired *retired)
+{
+	*st = (struct iopf_control_stats){.counters = retired->counters};
+	st->counters.bytes_mapped = 0;
+	iopf_histogram_merge(&st->latency, &retired->latency);
+}
+
+/* One pass over the engine's objects (@filter: a tenant id, or 0 for everyone). */
+static void collect(struct stats_acc *a, uint64_t filter)
+{
+	struct iopf_engine *e = a->c->engine;
+
+	(void)iopf_engine_foreach_domain(e, filter, acc_domain, a);
+	(void)iopf_engine_foreach_source(e, filter, acc_source, a);
+	(void)iopf_engine_foreach_region(e, filter, acc_region, a);
+	iopf_engine_foreach_retiring(e, filter, acc_retiring, a);
 }
 
 /* @filter: a tenant id, or 0 for everyone; @retired: what to start from. */
 static void collect_stats(struct iopf_control *c, uint64_t filter, const struct retired *retired,
 			  struct iopf_control_stats *ret)
 {
-	struct stats_acc a = {.c = c, .st = ret};
+	struct stats_acc a = {.c = c, .one = ret};
 
-	*ret = (struct iopf_control_stats){.counters = retired->counters};
-	ret->counters.bytes_mapped = 0;
-	iopf_histogram_merge(&ret->latency, &retired->latency);
-	(void)iopf_engine_foreach_domain(c->engine, filter, acc_domain, &a);
-	(void)iopf_engine_foreach_source(c->engine, filter, acc_source, &a);
-	(void)iopf_engine_foreach_region(c->engine, filter, acc_region, &a);
-	iopf_engine_foreach_retiring(c->engine, filter, acc_retiring, &a);
+	stats_init(ret, retired);
+	collect(&a, filter);
 }
 
 static void tenant_info_of(const struct iopf_tenant *t, struct iopf_tenant_info *ret)
@@ -903,11 +954,12 @@ int iopf_control_foreach_tenant(struct iopf_control *c, uint64_t caller, bool al
 				iopf_control_tenant_fn fn, void *userdata,
 				struct iopf_control_error *err)
 {
-	_cleanup_free_ struct iopf_tenant **v = NULL;
+	_cleanup_free_ struct tenant_stats *v = NULL;
 	struct iopf_tenant *me = tenant_find(c, caller);
 	struct iopf_control_stats *st;
 	struct iopf_tenant_info ti;
-	size_t n = 0;
+	struct stats_acc a = {.c = c};
+	size_t n;
 	int r;
 
 	if (caller == 0 && all)
@@ -927,29 +979,31 @@ int iopf_control_foreach_tenant(struct iopf_control *c, uint64_t caller, bool al
 	if (me->uid != 0)
 		return fail(err, -EPERM, "listing every tenant needs uid 0");
 all:
-	/* The list is newest first: walk a snapshot backwards for ascending ids. */
+	/*
+	 * Every tenant's totals in one pass over the objects, not one pass per
+	 * tenant. The list is newest first, so ids descend: fill backwards.
+	 */
 	v = calloc(c->n_tenants ? c->n_tenants : 1, sizeof(*v));
-	st = malloc(sizeof(*st));
-	if (!v || !st) {
-		free(st);
+	if (!v)
 		return fail(err, -ENOMEM, "out of memory");
+	n = c->n_tenants;
+	for (struct iopf_tenant *t = c->tenants; t && n > 0; t = t->next) {
+		v[--n].t = t;
+		stats_init(&v[n].st, &t->retired);
 	}
-	for (struct iopf_tenant *t = c->tenants; t && n < c->n_tenants; t = t->next)
-		v[n++] = t;
+	a.v = v;
+	a.n = c->n_tenants;
+	collect(&a, 0);
 	r = 0;
-	while (n > 0 && r >= 0) {
-		struct iopf_tenant *t = v[--n];
-
-		collect_stats(c, t->id, &t->retired, st);
-		tenant_info_of(t, &ti);
-		r = fn(&ti, st, userdata);
+	for (size_t i = 0; i < a.n && r >= 0; i++) {
+		tenant_info_of(v[i].t, &ti);
+		r = fn(&ti, &v[i].st, userdata);
 	}
-	free(st);
 	return r < 0 ? fail(err, r, "cannot list tenants: %s", strerror(-r)) : 0;
 }
 
-int iopf_control_total_stats(struct iopf_control *c, uint64_t caller, struct iopf_control_stats *ret,
-			     struct iopf_control_error *err)
+int iopf_control_total_stats(struct iopf_control *c, uint64_t caller,
+			     struct iopf_control_stats *ret, struct iopf_control_error *err)
 {
 	struct iopf_tenant *me = tenant_find(c, caller);
 

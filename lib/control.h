@@ -189,8 +189,8 @@ int iopf_control_foreach_tenant(struct iopf_control *c, uint64_t caller, bool al
  * The daemon's totals since it started, every tenant's, gone ones too.
  * For uid 0 callers and @caller 0 (the daemon) only: -EPERM.
  */
-int iopf_control_total_stats(struct iopf_control *c, uint64_t caller, struct iopf_control_stats *ret,
-			     struct iopf_control_error *err);
+int iopf_control_total_stats(struct iopf_control *c, uint64_t caller,
+			     struct iopf_control_stats *ret, struct iopf_control_error *err);
 /*
  * Add the latency histogram of a domain (or of a source's unrouted groups) to
  * @ret. No ownership check: for iopf_control_foreach_*() callbacks, which

@@ -128,7 +128,7 @@ static int grow_buffer(struct iopf_source *s)
 	return 0;
 }
 
-/* @h, @t_read: the latency histogram to record in once written, and the read time (NULL, 0: none). */
+/* @h: latency histogram to record in once written, from @t_read (NULL, 0: none). */
 static void answer(struct iopf_source *s, uint32_t cookie, enum iopf_reason why,
 		   struct iopf_counters *c, struct iopf_histogram *h, uint64_t t_read)
 {

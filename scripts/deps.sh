@@ -9,7 +9,8 @@ want=(meson ninja-build pkg-config gcc libc6-dev
 if [ "${1:-build}" = test ]; then
 	# the real-kernel suite: kernel source, its build tools, QEMU, busybox
 	want+=(linux-source-6.12 make bc bison flex libelf-dev libssl-dev cpio xz-utils
-	       qemu-system-x86 busybox-static clang libclang-rt-14-dev python3)
+	       qemu-system-x86 busybox-static clang libclang-rt-14-dev python3
+	       python3-prometheus-client python3-dbus)
 fi
 
 missing=()

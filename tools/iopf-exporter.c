@@ -34,11 +34,11 @@
 #include "iopf/iopf.h"
 #include "util.h"
 
-#define REQUEST_MAX	 8192		      /* request line and headers */
-#define CONNECTIONS_MAX	 32
-#define IDLE_USEC	 (UINT64_C(10) * 1000000) /* a client gets this long per request */
-#define CALL_USEC	 (UINT64_C(5) * 1000000)  /* per D-Bus call to iopfd */
-#define LISTEN_FDS_MAX	 8
+#define REQUEST_MAX	8192 /* request line and headers */
+#define CONNECTIONS_MAX 32
+#define IDLE_USEC	(UINT64_C(10) * 1000000) /* a client gets this long per request */
+#define CALL_USEC	(UINT64_C(5) * 1000000)	 /* per D-Bus call to iopfd */
+#define LISTEN_FDS_MAX	8
 
 static const char *arg_config;
 static const char *arg_listen;
@@ -86,8 +86,8 @@ static const char *const field_names[F_REASON0] = {
 
 /* The reasons as iopfd names them (enum iopf_reason order). */
 static const char *const reason_names[_IOPF_REASON_MAX] = {
-	"resolved", "no_handler", "outside_region", "permission", "map_error", "bad_record",
-	"retired",
+	"resolved",  "no_handler", "outside_region", "permission",
+	"map_error", "bad_record", "retired",
 };
 
 struct row {
@@ -193,8 +193,7 @@ static int link_connect(struct daemon_link *d)
 	return r;
 }
 
-static int call(struct daemon_link *d, struct snapshot *s, const char *method,
-		sd_bus_message **ret)
+static int call(struct daemon_link *d, struct snapshot *s, const char *method, sd_bus_message **ret)
 {
 	_cleanup_(sd_bus_message_unrefp) sd_bus_message *m = NULL;
 	sd_bus_error error = SD_BUS_ERROR_NULL;
@@ -316,8 +315,8 @@ static int query_daemon(struct daemon_link *d, struct snapshot *s)
 	return r;
 }
 
-/* One scrape's worth of iopfd's numbers. Return: 0 (s->up says if iopfd answered). */
-static int query(struct daemon_link *d, bool per_domain, struct snapshot *s)
+/* One try at a scrape's worth of iopfd's numbers. */
+static int query_once(struct daemon_link *d, bool per_domain, struct snapshot *s)
 {
 	char *version = NULL;
 	int r;
@@ -342,12 +341,22 @@ static int query(struct daemon_link *d, bool per_domain, struct snapshot *s)
 			r = 0; /* up, but only the public part */
 	}
 	if (r < 0) {
-		/* reconnect next time: iopfd may have restarted */
 		d->bus = sd_bus_flush_close_unref(d->bus);
 		snapshot_done(s);
-		return 0;
+		return r;
 	}
 	s->up = true;
+	return 0;
+}
+
+/* Return: 0 (s->up says if iopfd answered). */
+static int query(struct daemon_link *d, bool per_domain, struct snapshot *s)
+{
+	bool reused = d->bus;
+
+	/* a connection from an earlier scrape may be to an iopfd that restarted since */
+	if (query_once(d, per_domain, s) < 0 && reused)
+		(void)query_once(d, per_domain, s);
 	return 0;
 }
 
@@ -384,16 +393,15 @@ static void histogram(FILE *f, const char *name, const char *labels,
 			(void)snprintf(le, sizeof(le), "le=\"%.9g\"", (double)b / 1e9);
 		sample(f, bname, labels, le, cum);
 	}
-	fprintf(f, "%s_sum%s%s%s %.9f\n", name, labels && *labels ? "{" : "",
-		labels ? labels : "", labels && *labels ? "}" : "", (double)lat->sum_ns / 1e9);
+	fprintf(f, "%s_sum%s%s%s %.9f\n", name, labels && *labels ? "{" : "", labels ? labels : "",
+		labels && *labels ? "}" : "", (double)lat->sum_ns / 1e9);
 	/* the +Inf bucket is the count: a snapshot is consistent by construction */
 	(void)snprintf(bname, sizeof(bname), "%s_count", name);
 	sample(f, bname, labels, NULL, cum);
 }
 
 /* The families every level has: daemon (one row), tenant and domain (many). */
-static void emit_level(FILE *f, const char *prefix, const struct row *rows, size_t n,
-		       bool objects)
+static void emit_level(FILE *f, const char *prefix, const struct row *rows, size_t n, bool objects)
 {
 	static const struct {
 		const char *suffix, *type, *help;
@@ -418,8 +426,9 @@ static void emit_level(FILE *f, const char *prefix, const struct row *rows, size
 		{"sources", "Fault sources registered now.", F_SOURCES},
 		{"domains", "Domains (device, PASID) registered now.", F_DOMAINS},
 		{"regions", "Memory regions registered now.", F_REGIONS},
-		{"region_bytes", "Bytes of registered regions: the most iopfd may pin (MaxPinnedBytes "
-				 "bounds it per tenant).",
+		{"region_bytes",
+		 "Bytes of registered regions: the most iopfd may pin (MaxPinnedBytes "
+		 "bounds it per tenant).",
 		 F_REGION_BYTES},
 	};
 	char name[96], extra[48];
@@ -800,8 +809,7 @@ int main(int argc, char *argv[])
 		return r < 0 ? EXIT_FAILURE : EXIT_SUCCESS;
 	if (conf_init(&conf) < 0)
 		return EXIT_FAILURE;
-	r = conf_load_all(&conf, arg_config ? arg_config : IOPFD_DEFAULT_CONFIG, !arg_config,
-			  &why);
+	r = conf_load_all(&conf, arg_config ? arg_config : IOPFD_DEFAULT_CONFIG, !arg_config, &why);
 	if (r < 0) {
 		fprintf(stderr, "iopf-exporter: bad configuration: %s\n", why ? why : strerror(-r));
 		conf_done(&conf);

@@ -593,7 +593,8 @@ static void make_group(struct tenant *t, struct flight *fl, struct iopf_sim_grou
 			first = rnd_below(&t->rng, hot - n + 1);
 			break;
 		}
-		/* fall through */
+		/* the other 10% spread like PATTERN_RANDOM */
+		__attribute__((fallthrough));
 	case PATTERN_RANDOM:
 	default:
 		r = rnd_below(&t->rng, opt.regions);

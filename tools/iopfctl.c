@@ -27,8 +27,8 @@
 
 static const char *arg_address;
 static bool arg_json;
-static int arg_all = -1;	   /* -1: uid 0 gets everything */
-static double arg_watch;	   /* seconds between refreshes; 0: once */
+static int arg_all = -1;	/* -1: uid 0 gets everything */
+static double arg_watch;	/* seconds between refreshes; 0: once */
 static unsigned arg_iterations; /* --watch frames; 0: until interrupted */
 
 /* --- an aligned text table --- */
@@ -555,7 +555,8 @@ static void table_latency(struct table *t, const struct iopf_client_latency *l)
 	char dbuf[24];
 
 	for (size_t i = 0; i < ARRAY_SIZE(percentiles); i++)
-		table_add(t, "%s", dur_str(iopf_client_latency_quantile_ns(l, percentiles[i].q), dbuf));
+		table_add(t, "%s",
+			  dur_str(iopf_client_latency_quantile_ns(l, percentiles[i].q), dbuf));
 }
 
 /* --- per-tenant totals, with rates between --watch frames --- */

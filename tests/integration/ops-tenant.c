@@ -92,7 +92,8 @@ static int setup(const char *address)
 static int inject(uint32_t dev_id, uint64_t addr, uint32_t perm)
 {
 	struct iopf_sim_fault f = {.addr = addr, .perm = perm};
-	struct iopf_sim_group g = {.dev_id = dev_id, .pasid = IOPF_PASID_NONE, .n = 1, .faults = &f};
+	struct iopf_sim_group g = {
+		.dev_id = dev_id, .pasid = IOPF_PASID_NONE, .n = 1, .faults = &f};
 
 	return iopf_sim_inject(sim, &g, 1) == 1 ? 0 : -ENOSPC;
 }
@@ -213,8 +214,9 @@ int main(int argc, char *argv[])
 			return 2;
 		}
 	setvbuf(stdout, NULL, _IOLBF, 0);
-	if (uid >= 0 && (setgroups(0, NULL) < 0 || setresgid((gid_t)uid, (gid_t)uid, (gid_t)uid) < 0 ||
-			 setresuid((uid_t)uid, (uid_t)uid, (uid_t)uid) < 0)) {
+	if (uid >= 0 &&
+	    (setgroups(0, NULL) < 0 || setresgid((gid_t)uid, (gid_t)uid, (gid_t)uid) < 0 ||
+	     setresuid((uid_t)uid, (uid_t)uid, (uid_t)uid) < 0)) {
 		perror("ops-tenant: cannot change uid");
 		return 2;
 	}

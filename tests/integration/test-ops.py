@@ -27,6 +27,13 @@ import urllib.request
 
 WAIT = float(os.environ.get("OPS_TEST_WAIT", "30"))  # bound of every poll, seconds
 NOBODY = 65534
+CHILDREN = []  # every process a case starts; killed if the case fails half-way
+
+
+def spawn(*args, **kw):
+    p = subprocess.Popen(*args, **kw)
+    CHILDREN.append(p)
+    return p
 
 
 class Skip(Exception):
@@ -42,6 +49,12 @@ def env(name):
     if not v:
         raise Skip(f"${name} is not set")
     return v
+
+
+def need_root():
+    """Cases that act as another uid (setpriv) need to start as root."""
+    if os.geteuid() != 0:
+        raise Skip("needs root to act as another uid")
 
 
 def poll(cond, what, timeout=WAIT):
@@ -83,8 +96,7 @@ class Daemon:
         e.pop("JOURNAL_STREAM", None)
         e.update(env_extra or {})
         self.log = open(self.logpath, "w")
-        self.proc = subprocess.Popen((wrapper or []) + cmd, stdout=self.log, stderr=self.log,
-                                     env=e)
+        self.proc = spawn((wrapper or []) + cmd, stdout=self.log, stderr=self.log, env=e)
 
     @property
     def address(self):
@@ -137,8 +149,8 @@ class Tenant:
         cmd = [env("OPS_TENANT"), "--address", address]
         if uid is not None:
             cmd += ["--uid", str(uid)]
-        self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                     text=True, bufsize=1)
+        self.proc = spawn(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+                          bufsize=1)
         line = self.proc.stdout.readline()
         if not line:
             fail("ops-tenant did not start")
@@ -305,13 +317,13 @@ def case_system_bus(tmp):
     sees every tenant, and nobody else may own org.iopfd."""
     if not shutil.which("dbus-daemon") or not shutil.which("setpriv"):
         raise Skip("no dbus-daemon or setpriv")
+    need_root()
     os.chmod(tmp, 0o755)
     conf = os.path.join(tmp, "bus.conf")
     with open(conf, "w") as f:
         f.write(BUS_CONF.format(dir=tmp, policy=os.path.join(env("UNITS"), "org.iopfd.conf")))
-    bus = subprocess.Popen(["dbus-daemon", f"--config-file={conf}", "--nofork", "--nopidfile",
-                            "--nosyslog"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                           text=True)
+    bus = spawn(["dbus-daemon", f"--config-file={conf}", "--nofork", "--nopidfile",
+                 "--nosyslog"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     busaddr = f"unix:path={tmp}/bus"
     d = None
     try:
@@ -456,10 +468,10 @@ def case_socket_activation(tmp):
     sock = os.path.join(tmp, "activated")
     logpath = os.path.join(tmp, "iopfd.log")
     with open(logpath, "w") as log:
-        p = subprocess.Popen(["systemd-socket-activate", "-l", sock, env("IOPFD"),
-                              "--socket", os.path.join(tmp, "unused"), "--no-system-bus",
-                              "--allow-simulator", "--workers", "1", "--log-level", "debug"],
-                             stdout=log, stderr=log)
+        p = spawn(["systemd-socket-activate", "-l", sock, env("IOPFD"),
+                   "--socket", os.path.join(tmp, "unused"), "--no-system-bus",
+                   "--allow-simulator", "--workers", "1", "--log-level", "debug"],
+                  stdout=log, stderr=log)
         try:
             poll(lambda: os.path.exists(sock), "the activation socket")
             # the first connection starts iopfd, which then answers it
@@ -507,8 +519,7 @@ def exporter(tmp, address, per_domain=True, uid=None):
     if uid is not None:
         cmd = ["setpriv", f"--reuid={uid}", f"--regid={uid}", "--clear-groups"] + cmd
     log = open(os.path.join(tmp, f"exporter-{port}.log"), "w")
-    p = subprocess.Popen(cmd, stdout=log, stderr=log, pass_fds=(3,),
-                         preexec_fn=lambda: os.dup2(fd, 3))
+    p = spawn(cmd, stdout=log, stderr=log, pass_fds=(3,), preexec_fn=lambda: os.dup2(fd, 3))
     lsock.close()
     return p, f"http://127.0.0.1:{port}"
 
@@ -635,27 +646,39 @@ def case_exporter(tmp):
         if not http(base, raw=b"GET /" + b"x" * 9000).startswith("HTTP/1.1 431"):
             fail("oversized request")
         scrape(base)  # still serving
+
+        # iopfd gone: still an answer, iopfd_up 0; back: the exporter reconnects
+        a.close()
+        a = None
+        d.stop()
+        fams, _ = scrape(base)
+        if value(fams, "iopfd_up", "iopfd_up") != 0:
+            fail("iopfd_up should be 0 with iopfd down")
+        d = Daemon(tmp).wait_up()
+        fams, _ = scrape(base)
+        if value(fams, "iopfd_up", "iopfd_up") != 1:
+            fail("the exporter did not reconnect to a restarted iopfd")
+        if value(fams, "iopfd_faults", "iopfd_faults_total") != 0:
+            fail("a new iopfd starts from zero")
+        # restarted between two scrapes: the stale connection is retried at once
+        d.stop()
+        d = Daemon(tmp).wait_up()
+        fams, _ = scrape(base)
+        if value(fams, "iopfd_up", "iopfd_up") != 1:
+            fail("a scrape right after a restart said iopfd was down")
     finally:
         p.terminate()
         p.wait(timeout=WAIT)
-        a.close()
+        if a:
+            a.close()
     if p.returncode != 0:
         fail(f"exporter exited {p.returncode}")
     d.stop()
 
-    # iopfd gone: still an answer, iopfd_up 0
-    p, base = exporter(tmp, d.address)
-    try:
-        fams, _ = scrape(base)
-        if value(fams, "iopfd_up", "iopfd_up") != 0:
-            fail("iopfd_up should be 0 with iopfd down")
-    finally:
-        p.terminate()
-        p.wait(timeout=WAIT)
-
 
 def case_visibility(tmp):
     """A tenant reads its own metrics; only uid 0 reads everyone's (D-Bus, iopfctl, exporter)."""
+    need_root()
     os.chmod(tmp, 0o755)
     d = Daemon(tmp).wait_up()
     root = Tenant(d.address)
@@ -821,6 +844,10 @@ def main():
                     print(f"---- {name} (tail) ----\n{f.read()[-3000:]}")
         return 1
     finally:
+        for p in CHILDREN:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
         shutil.rmtree(tmp, ignore_errors=True)
     print("ok")
     return 0

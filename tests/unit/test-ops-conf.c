@@ -78,10 +78,12 @@ static void test_new_keys(void **state)
 	} good[] = {
 		{"[Daemon]\nRefusedSummaryInterval=0\n", 0, UINT64_C(64) << 30, LOG_INFO},
 		{"[Daemon]\nRefusedSummaryInterval=500ms\n", 500000, UINT64_C(64) << 30, LOG_INFO},
-		{"[Daemon]\nRefusedSummaryInterval=2min\n", 120000000, UINT64_C(64) << 30, LOG_INFO},
+		{"[Daemon]\nRefusedSummaryInterval=2min\n", 120000000, UINT64_C(64) << 30,
+		 LOG_INFO},
 		{"[Daemon]\nRefusedSummaryInterval=1h\n", 3600000000, UINT64_C(64) << 30, LOG_INFO},
 		{"[Daemon]\nRefusedSummaryInterval=30\n", 30000000, UINT64_C(64) << 30, LOG_INFO},
-		{"[Daemon]\nRefusedSummaryInterval=100000us\n", 100000, UINT64_C(64) << 30, LOG_INFO},
+		{"[Daemon]\nRefusedSummaryInterval=100000us\n", 100000, UINT64_C(64) << 30,
+		 LOG_INFO},
 		{"[Limits]\nMaxPinnedBytes=infinity\n", 10000000, UINT64_MAX, LOG_INFO},
 		{"[Limits]\nMaxPinnedBytes=1T\n", 10000000, UINT64_C(1) << 40, LOG_INFO},
 		{"[Limits]\nMaxPinnedBytes=4096\n", 10000000, 4096, LOG_INFO},
@@ -112,11 +114,13 @@ static void test_new_keys_bad(void **state)
 		{"[Daemon]\nRefusedSummaryInterval=-1s\n", "RefusedSummaryInterval=-1s"},
 		{"[Daemon]\nRefusedSummaryInterval=5x\n", "RefusedSummaryInterval=5x"},
 		{"[Daemon]\nRefusedSummaryInterval=s\n", "RefusedSummaryInterval=s"},
-		{"[Daemon]\nRefusedSummaryInterval=99999999999999999999h\n", "RefusedSummaryInterval="},
+		{"[Daemon]\nRefusedSummaryInterval=99999999999999999999h\n",
+		 "RefusedSummaryInterval="},
 		{"[Daemon]\nRefusedSummaryInterval=9999999999999h\n", "RefusedSummaryInterval="},
 		{"[Daemon]\nLogLevel=crit\n", "LogLevel=crit: not one of err"},
 		{"[Daemon]\nLogLevel=7\n", "LogLevel=7"},
-		{"[Daemon]\nLogTarget=syslog\n", "LogTarget=syslog: not one of auto, journal, console"},
+		{"[Daemon]\nLogTarget=syslog\n",
+		 "LogTarget=syslog: not one of auto, journal, console"},
 		{"[Limits]\nMaxPinnedBytes=0\n", "MaxPinnedBytes=0: not a size of at least 4096"},
 		{"[Limits]\nMaxPinnedBytes=4095\n", "MaxPinnedBytes=4095"},
 		{"[Limits]\nMaxPinnedBytes=lots\n", "MaxPinnedBytes=lots"},
@@ -134,13 +138,27 @@ static void test_new_keys_bad(void **state)
 
 static void test_listen(void **state)
 {
-	static const char *const good[] = {"127.0.0.1:9577", "0.0.0.0:1", "[::1]:65535",
-					   "[::]:80", "[fe80::1]:9100", "10.1.2.3:8080"};
+	static const char *const good[] = {"127.0.0.1:9577", "0.0.0.0:1",      "[::1]:65535",
+					   "[::]:80",	     "[fe80::1]:9100", "10.1.2.3:8080"};
 	static const char *const bad[] = {
-		"",	       ":9577",		"127.0.0.1",	"127.0.0.1:",	 "127.0.0.1:0",
-		"127.0.0.1:08", "127.0.0.1:65536", "127.0.0.1:-1",	"localhost:9577", "::1:9577",
-		"[::1]",       "[::1]9577",	"[127.0.0.1]:80", "[]:80",	 "1.2.3.4.5:80",
-		"127.0.0.1:0x50", "[::1]:80 ",	"127.0.0.1:80:80",
+		"",
+		":9577",
+		"127.0.0.1",
+		"127.0.0.1:",
+		"127.0.0.1:0",
+		"127.0.0.1:08",
+		"127.0.0.1:65536",
+		"127.0.0.1:-1",
+		"localhost:9577",
+		"::1:9577",
+		"[::1]",
+		"[::1]9577",
+		"[127.0.0.1]:80",
+		"[]:80",
+		"1.2.3.4.5:80",
+		"127.0.0.1:0x50",
+		"[::1]:80 ",
+		"127.0.0.1:80:80",
 	};
 	struct sockaddr_storage ss;
 	socklen_t len;
@@ -401,9 +419,11 @@ static void test_hostile_text(void **state)
 		{"[Daemon]\n=3\n", 0},
 		{"[Daemon]\nWorkers\n", 0},
 		{"[Dae\x01mon]\nWorkers=3\n", 0},
-		{"[Daemon]\nWork\xff" "ers=3\n", 0},
+		{"[Daemon]\nWork\xff"
+		 "ers=3\n",
+		 0},
 		{"[Daemon]\nControlSocket=/run/\xff\xfe\n", 1}, /* a path is bytes */
-		{"[Daemon]\nWorkers=\xd9\xa3\n", 0},		  /* an Arabic-Indic three */
+		{"[Daemon]\nWorkers=\xd9\xa3\n", 0},		/* an Arabic-Indic three */
 		{"[]\nWorkers=3\n", 0},
 		{"[Daemon]]\nWorkers=3\n", 1}, /* inih reads the name up to the first ']' */
 		{"[Daemon]\nWorkers=3\n[", 0},
@@ -432,11 +452,46 @@ static void test_hostile_text(void **state)
 static void test_random_sweep(void **state)
 {
 	static const char *const pieces[] = {
-		"[Daemon]\n", "[Limits]\n", "[Metrics]\n", "[X]\n", "Workers=", "FaultAround=",
-		"ReadBatch=", "MaxPinnedBytes=", "RefusedSummaryInterval=", "Listen=", "LogLevel=",
-		"ControlSocket=", "=", "\n", "#", ";", "[", "]", "0", "4K", "64K", "1G", "infinity",
-		"99999999999999999999", "-", "0x", "ms", "min", "[::1]:", "127.0.0.1:", "9577",
-		"/run/x", "yes", " ", "\t", "\r", "\xff", "debug", "\\", "\"",
+		"[Daemon]\n",
+		"[Limits]\n",
+		"[Metrics]\n",
+		"[X]\n",
+		"Workers=",
+		"FaultAround=",
+		"ReadBatch=",
+		"MaxPinnedBytes=",
+		"RefusedSummaryInterval=",
+		"Listen=",
+		"LogLevel=",
+		"ControlSocket=",
+		"=",
+		"\n",
+		"#",
+		";",
+		"[",
+		"]",
+		"0",
+		"4K",
+		"64K",
+		"1G",
+		"infinity",
+		"99999999999999999999",
+		"-",
+		"0x",
+		"ms",
+		"min",
+		"[::1]:",
+		"127.0.0.1:",
+		"9577",
+		"/run/x",
+		"yes",
+		" ",
+		"\t",
+		"\r",
+		"\xff",
+		"debug",
+		"\\",
+		"\"",
 	};
 	uint64_t seed = 0x9e3779b97f4a7c15;
 	char text[512];
@@ -465,14 +520,70 @@ static void test_random_sweep(void **state)
 	}
 }
 
+/*
+ * conf/iopfd.conf lists every key of the table, commented out at exactly its
+ * default as --dump-config prints it, in its section.
+ */
+static void test_shipped_conf_complete(void **state)
+{
+	const char *path = getenv("IOPFD_CONF");
+	_cleanup_free_ char *dump = NULL, *text = NULL, *err = NULL;
+	const char *section = NULL;
+	size_t len = 0;
+	struct conf c;
+	char *line, *save;
+	FILE *f;
+
+	if (!path)
+		skip();
+	f = fopen(path, "re");
+	assert_non_null(f);
+	text = calloc(1, 65536);
+	assert_int_equal(fread(text, 1, 65535, f) > 0, 1);
+	fclose(f);
+	/* the file itself is valid as shipped */
+	assert_int_equal(conf_init(&c), 0);
+	assert_int_equal(conf_parse_string(&c, text, path, &err), 0);
+
+	f = open_memstream(&dump, &len);
+	conf_dump(&c, f);
+	fclose(f);
+	conf_done(&c);
+	for (line = strtok_r(dump, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+		char want[300];
+		const char *at, *next;
+
+		if (line[0] == '[') {
+			snprintf(want, sizeof(want), "\n%s\n", line);
+			section = strstr(text, want);
+			if (!section)
+				fail_msg("%s has no %s", path, line);
+			continue;
+		}
+		snprintf(want, sizeof(want), "\n#%s\n", line);
+		at = strstr(text, want);
+		if (!at)
+			fail_msg("%s does not list \"#%s\"", path, line);
+		/* in the right section: after its header, before the next one */
+		next = section ? strstr(section + 1, "\n[") : NULL;
+		assert_true(section && at > section && (!next || at < next));
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_defaults),	 cmocka_unit_test(test_new_keys),
-		cmocka_unit_test(test_new_keys_bad),	 cmocka_unit_test(test_listen),
-		cmocka_unit_test(test_dump_round_trip), cmocka_unit_test(test_diff),
-		cmocka_unit_test(test_dropins),	 cmocka_unit_test(test_hostile_files),
-		cmocka_unit_test(test_hostile_text),	 cmocka_unit_test(test_random_sweep),
+		cmocka_unit_test(test_defaults),
+		cmocka_unit_test(test_new_keys),
+		cmocka_unit_test(test_new_keys_bad),
+		cmocka_unit_test(test_listen),
+		cmocka_unit_test(test_dump_round_trip),
+		cmocka_unit_test(test_diff),
+		cmocka_unit_test(test_dropins),
+		cmocka_unit_test(test_hostile_files),
+		cmocka_unit_test(test_hostile_text),
+		cmocka_unit_test(test_random_sweep),
+		cmocka_unit_test(test_shipped_conf_complete),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
