@@ -22,6 +22,18 @@ struct retired {
 	struct iopf_histogram latency;
 };
 
+/*
+ * What a tenant has registered, for its limits. Counting through the engine
+ * visits every object, which made registering n objects O(n^2); so the counts
+ * are kept here, bumped on each add, and recounted once after any removal
+ * (removals cascade in the engine: a source takes its domains and regions).
+ */
+struct usage {
+	unsigned sources, domains, regions;
+	uint64_t region_bytes; /* saturating */
+	bool valid;
+};
+
 struct iopf_tenant {
 	uint64_t id;
 	uid_t uid;
@@ -29,6 +41,7 @@ struct iopf_tenant {
 	pid_t pid;
 	char *name;		  /* owned */
 	struct retired retired;	  /* of its removed domains and sources */
+	struct usage usage;	  /* see struct usage */
 	struct iopf_tenant *next; /* owned by the list */
 };
 
@@ -280,6 +293,36 @@ static int sum_region_bytes(const struct iopf_region_info *i, void *userdata)
 	return 0;
 }
 
+static uint64_t add_sat(uint64_t a, uint64_t b)
+{
+	return b > UINT64_MAX - a ? UINT64_MAX : a + b;
+}
+
+/* The tenant's usage, recounted through the engine only after a removal. */
+static const struct usage *usage_get(struct iopf_control *c, struct iopf_tenant *t)
+{
+	if (!t->usage.valid) {
+		t->usage = (struct usage){ .valid = true };
+		(void)iopf_engine_foreach_source(c->engine, t->id, count_source,
+						 &t->usage.sources);
+		(void)iopf_engine_foreach_domain(c->engine, t->id, count_domain,
+						 &t->usage.domains);
+		(void)iopf_engine_foreach_region(c->engine, t->id, count_region,
+						 &t->usage.regions);
+		(void)iopf_engine_foreach_region(c->engine, t->id, sum_region_bytes,
+						 &t->usage.region_bytes);
+	}
+	return &t->usage;
+}
+
+static void usage_invalidate(struct iopf_control *c, uint64_t tenant)
+{
+	struct iopf_tenant *t = tenant_find(c, tenant);
+
+	if (t)
+		t->usage.valid = false;
+}
+
 /* Tenant teardown needs no reply: the tenant is gone. */
 static void teardown_done(void *userdata, int error)
 {
@@ -387,13 +430,14 @@ int iopf_control_register_source(struct iopf_control *c, uint64_t tenant, int fa
 				 struct iopf_control_error *err)
 {
 	_cleanup_close_ int fault_copy = -EBADF, iommu_copy = -EBADF;
+	struct iopf_tenant *t = tenant_find(c, tenant);
 	char d1[128], d2[128];
 	struct stat st;
-	unsigned n = 0;
+	unsigned n;
 	uint64_t id;
 	int r;
 
-	if (!tenant_find(c, tenant))
+	if (!t)
 		return fail(err, -ENOENT, "unknown tenant");
 	if (!fd_valid(fault_fd))
 		return fail(err, -EBADF, "fault_fd is not an open file descriptor");
@@ -412,7 +456,7 @@ int iopf_control_register_source(struct iopf_control *c, uint64_t tenant, int fa
 	if (ioas_id == 0)
 		return fail(err, -EINVAL, "ioas_id 0 is not an IOAS id");
 
-	(void)iopf_engine_foreach_source(c->engine, tenant, count_source, &n);
+	n = usage_get(c, t)->sources;
 	if (n >= c->limits.max_sources)
 		return fail(err, -EDQUOT, "tenant already has %u fault sources (MaxSources=%u)", n,
 			    c->limits.max_sources);
@@ -450,6 +494,7 @@ int iopf_control_register_source(struct iopf_control *c, uint64_t tenant, int fa
 	/* The engine owns the copies now. */
 	fault_copy = -EBADF;
 	iommu_copy = -EBADF;
+	t->usage.sources++;
 	*ret_source_id = id;
 	return 0;
 }
@@ -510,12 +555,13 @@ int iopf_control_register_domain(struct iopf_control *c, uint64_t tenant, uint64
 {
 	struct iopf_source_info si;
 	struct domain_key key = {.source_id = source_id, .dev_id = dev_id, .pasid = pasid};
+	struct iopf_tenant *t = tenant_find(c, tenant);
 	char pbuf[16];
-	unsigned n = 0;
+	unsigned n;
 	uint64_t id;
 	int r;
 
-	if (!tenant_find(c, tenant))
+	if (!t)
 		return fail(err, -ENOENT, "unknown tenant");
 	if (pasid != IOPF_PASID_NONE && pasid > IOPF_PASID_MAX)
 		return fail(err, -EINVAL,
@@ -526,18 +572,10 @@ int iopf_control_register_domain(struct iopf_control *c, uint64_t tenant, uint64
 	if (r < 0)
 		return r;
 
-	(void)iopf_engine_foreach_domain(c->engine, tenant, count_domain, &n);
+	n = usage_get(c, t)->domains;
 	if (n >= c->limits.max_domains)
 		return fail(err, -EDQUOT, "tenant already has %u domains (MaxDomains=%u)", n,
 			    c->limits.max_domains);
-
-	/* Keys are per source; sources belong to one tenant, so our own list suffices. */
-	(void)iopf_engine_foreach_domain(c->engine, tenant, find_domain_key, &key);
-	if (key.found)
-		return fail(err, -EEXIST,
-			    "source %" PRIu64 " already has domain %" PRIu64 " for dev_id %" PRIu32
-			    " pasid %s",
-			    source_id, key.found, dev_id, pasid_str(pasid, pbuf, sizeof(pbuf)));
 
 	r = iopf_engine_add_domain(c->engine, source_id, dev_id, pasid, &id);
 	switch (r) {
@@ -546,6 +584,14 @@ int iopf_control_register_domain(struct iopf_control *c, uint64_t tenant, uint64
 	case -ENOENT:
 		return fail(err, r, "no fault source %" PRIu64, source_id);
 	case -EEXIST:
+		/* Keys are per source and sources per tenant: our own list names the holder. */
+		(void)iopf_engine_foreach_domain(c->engine, tenant, find_domain_key, &key);
+		if (key.found)
+			return fail(err, r,
+				    "source %" PRIu64 " already has domain %" PRIu64
+				    " for dev_id %" PRIu32 " pasid %s",
+				    source_id, key.found, dev_id,
+				    pasid_str(pasid, pbuf, sizeof(pbuf)));
 		return fail(err, r,
 			    "source %" PRIu64 " already has a domain for dev_id %" PRIu32
 			    " pasid %s",
@@ -556,6 +602,7 @@ int iopf_control_register_domain(struct iopf_control *c, uint64_t tenant, uint64
 	default:
 		return fail(err, r, "cannot register domain: %s", strerror(-r));
 	}
+	t->usage.domains++;
 	*ret_domain_id = id;
 	return 0;
 }
@@ -594,14 +641,15 @@ int iopf_control_add_region(struct iopf_control *c, uint64_t tenant, uint64_t do
 			    uint64_t *ret_region_id, struct iopf_control_error *err)
 {
 	struct overlap ov = {.domain_id = domain_id, .iova = iova, .length = length};
+	struct iopf_tenant *t = tenant_find(c, tenant);
 	struct iopf_domain_info di;
+	const struct usage *u;
 	char desc[128];
 	struct stat st;
-	unsigned n = 0;
-	uint64_t id, bytes = 0;
+	uint64_t id, bytes;
 	int r, flags;
 
-	if (!tenant_find(c, tenant))
+	if (!t)
 		return fail(err, -ENOENT, "unknown tenant");
 
 	/* Arguments first: they need no state and say most precisely what is wrong. */
@@ -654,12 +702,12 @@ int iopf_control_add_region(struct iopf_control *c, uint64_t tenant, uint64_t do
 	if (r < 0)
 		return r;
 
-	(void)iopf_engine_foreach_region(c->engine, tenant, count_region, &n);
-	if (n >= c->limits.max_regions)
-		return fail(err, -EDQUOT, "tenant already has %u regions (MaxRegions=%u)", n,
-			    c->limits.max_regions);
+	u = usage_get(c, t);
+	if (u->regions >= c->limits.max_regions)
+		return fail(err, -EDQUOT, "tenant already has %u regions (MaxRegions=%u)",
+			    u->regions, c->limits.max_regions);
 
-	(void)iopf_engine_foreach_region(c->engine, tenant, sum_region_bytes, &bytes);
+	bytes = u->region_bytes;
 	if (c->limits.max_pinned_bytes != IOPF_CONTROL_PINNED_UNLIMITED &&
 	    (bytes > c->limits.max_pinned_bytes || length > c->limits.max_pinned_bytes - bytes))
 		return fail(err, -EDQUOT,
@@ -668,10 +716,6 @@ int iopf_control_add_region(struct iopf_control *c, uint64_t tenant, uint64_t do
 			    length > UINT64_MAX - bytes ? UINT64_MAX : bytes + length,
 			    c->limits.max_pinned_bytes);
 
-	(void)iopf_engine_foreach_region(c->engine, tenant, find_overlap, &ov);
-	if (ov.found)
-		return overlap_error(err, iova, length, &ov.hit);
-
 	r = iopf_engine_add_region(c->engine, domain_id, fd, offset, iova, length, access, &id);
 	switch (r) {
 	case 0:
@@ -679,6 +723,10 @@ int iopf_control_add_region(struct iopf_control *c, uint64_t tenant, uint64_t do
 	case -ENOENT:
 		return fail(err, r, "no domain %" PRIu64, domain_id);
 	case -EBUSY:
+		/* Name the region in the way; only the refusal pays for the search. */
+		(void)iopf_engine_foreach_region(c->engine, tenant, find_overlap, &ov);
+		if (ov.found)
+			return overlap_error(err, iova, length, &ov.hit);
 		return fail(err, r, "region 0x%" PRIx64 "+0x%" PRIx64 " overlaps another region",
 			    iova, length);
 	case -EBADF:
@@ -692,6 +740,8 @@ int iopf_control_add_region(struct iopf_control *c, uint64_t tenant, uint64_t do
 	default:
 		return fail(err, r, "cannot add region: %s", strerror(-r));
 	}
+	t->usage.regions++;
+	t->usage.region_bytes = add_sat(t->usage.region_bytes, length);
 	*ret_region_id = id;
 	return 0;
 }
@@ -714,6 +764,7 @@ int iopf_control_unregister_source(struct iopf_control *c, uint64_t tenant, uint
 	if (r < 0)
 		return r;
 	r = iopf_engine_remove_source(c->engine, source_id, done, userdata);
+	usage_invalidate(c, tenant);
 	if (r < 0)
 		return removal_error(err, r, "fault source", source_id);
 	return 0;
@@ -730,6 +781,7 @@ int iopf_control_unregister_domain(struct iopf_control *c, uint64_t tenant, uint
 	if (r < 0)
 		return r;
 	r = iopf_engine_remove_domain(c->engine, domain_id, done, userdata);
+	usage_invalidate(c, tenant);
 	if (r < 0)
 		return removal_error(err, r, "domain", domain_id);
 	return 0;
@@ -746,6 +798,7 @@ int iopf_control_remove_region(struct iopf_control *c, uint64_t tenant, uint64_t
 	if (r < 0)
 		return r;
 	r = iopf_engine_remove_region(c->engine, region_id, done, userdata);
+	usage_invalidate(c, tenant);
 	if (r < 0)
 		return removal_error(err, r, "region", region_id);
 	return 0;

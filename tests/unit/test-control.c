@@ -437,11 +437,12 @@ static void test_region_validation(void **state)
 		 "fd is open read-only but access 0x3 includes WRITE"},
 		{"write-only fd", R_MEM_WRONLY, 0, 0x1000000, 0x1000, IOPF_ACCESS_WRITE, 0, -EBADF,
 		 false, "write-only"},
-		{"overlap below", R_MEM, 0, 0x1fff000, 0x2000, RW, 0, -EBUSY, false,
+		/* overlaps: the engine refuses, the control plane names the region in the way */
+		{"overlap below", R_MEM, 0, 0x1fff000, 0x2000, RW, 0, -EBUSY, true,
 		 "region 0x1fff000+0x2000 overlaps region"},
-		{"overlap inside", R_MEM, 0, 0x2001000, 0x1000, RW, 0, -EBUSY, false,
+		{"overlap inside", R_MEM, 0, 0x2001000, 0x1000, RW, 0, -EBUSY, true,
 		 "[0x2000000, 0x2004000)"},
-		{"overlap around", R_MEM, 0, 0x1fff000, 0x6000, RW, 0, -EBUSY, false,
+		{"overlap around", R_MEM, 0, 0x1fff000, 0x6000, RW, 0, -EBUSY, true,
 		 "overlaps region"},
 		/* the engine's verdicts */
 		{"engine EBUSY", R_MEM, 0, 0x5000000, 0x1000, RW, -EBUSY, -EBUSY, true,
@@ -657,6 +658,15 @@ static void test_limits(void **state)
 	assert_int_equal(iopf_control_remove_region(f->control, f->a, reg, count_done, NULL, &err),
 			 0);
 	assert_true(add_region(f, f->a, dom, 0x9000000, 0x1000) > 0);
+
+	/* removing a source takes its domains and their regions' slots with it */
+	assert_int_equal(iopf_control_unregister_source(f->control, f->a, src[(MAX_DOMAINS - 1) %
+									     MAX_SOURCES],
+							 count_done, NULL, &err),
+			 0);
+	assert_true(add_region(f, f->a, add_domain(f, f->a, src[1], 200, IOPF_PASID_NONE),
+			       0xa000000, 0x1000) > 0);
+	assert_true(add_source(f, f->a) > 0);
 }
 
 /* ---- removal and teardown ---- */
