@@ -1,8 +1,6 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 #include "fault.h"
 
-#include "iopf/iopf.h"
-
 #define PV IOMMU_PGFAULT_FLAGS_PASID_VALID
 
 /*
@@ -21,8 +19,8 @@ static uint32_t known_flags(struct iommu_hwpt_pgfault *r)
 	return f;
 }
 
-bool iopf_fault_next_group(struct iommu_hwpt_pgfault *recs, size_t n, size_t *pos,
-			   struct iopf_group *ret)
+bool iopf_fault_cut_group(struct iommu_hwpt_pgfault *recs, size_t n, size_t *pos,
+			  struct iopf_group *ret)
 {
 	size_t i = *pos;
 	struct iommu_hwpt_pgfault *r;

@@ -9,6 +9,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "iopf/iopf.h"
 #include "iopf/uapi.h"
 
 /* One group: records [first, first + n) of the buffer, answered once with @cookie. */
@@ -23,6 +24,7 @@ struct iopf_group {
 
 /*
  * iopf_fault_next_group() - cut the next group out of a batch of records.
+ * (iopf_fault_cut_group() is the same for any shape, out of line.)
  * @recs: records as read; unknown flag bits are masked in place
  * @n: number of records
  * @pos: in: first record not yet consumed; out: advanced past the group
@@ -35,7 +37,38 @@ struct iopf_group {
  *
  * Return: true with @ret filled, false when the batch is exhausted.
  */
-bool iopf_fault_next_group(struct iommu_hwpt_pgfault *recs, size_t n, size_t *pos,
-			   struct iopf_group *ret);
+bool iopf_fault_cut_group(struct iommu_hwpt_pgfault *recs, size_t n, size_t *pos,
+			  struct iopf_group *ret);
+
+/*
+ * The shape nearly every group has, one clean record with LAST_PAGE, inline
+ * in the worker's loop; anything else (several records, leaked flag bits, a
+ * PASID out of range, a cut group) takes iopf_fault_cut_group().
+ */
+static inline bool iopf_fault_next_group(struct iommu_hwpt_pgfault *recs, size_t n, size_t *pos,
+					 struct iopf_group *ret)
+{
+	const struct iommu_hwpt_pgfault *r;
+	size_t i = *pos;
+
+	if (i >= n)
+		return false;
+	r = &recs[i];
+	if (r->flags == IOMMU_PGFAULT_FLAGS_LAST_PAGE ||
+	    (r->flags == (IOMMU_PGFAULT_FLAGS_LAST_PAGE | IOMMU_PGFAULT_FLAGS_PASID_VALID) &&
+	     r->pasid <= IOPF_PASID_MAX)) {
+		*ret = (struct iopf_group){
+			.first = i,
+			.n = 1,
+			.cookie = r->cookie,
+			.dev_id = r->dev_id,
+			.pasid = (r->flags & IOMMU_PGFAULT_FLAGS_PASID_VALID) ? r->pasid
+									   : IOPF_PASID_NONE,
+		};
+		*pos = i + 1;
+		return true;
+	}
+	return iopf_fault_cut_group(recs, n, pos, ret);
+}
 
 #endif /* IOPF_FAULT_H */

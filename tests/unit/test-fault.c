@@ -2,6 +2,8 @@
 /* Fault records -> groups, including every malformed shape. */
 #include "dp-test.h"
 
+#include <string.h>
+
 #include "fault.h"
 #include "iopf/iopf.h"
 
@@ -19,9 +21,27 @@ static struct iommu_hwpt_pgfault rec(uint32_t cookie, uint32_t flags, uint32_t d
 static void check(struct iommu_hwpt_pgfault *r, size_t n, const struct iopf_group *want,
 		  size_t n_want)
 {
-	struct iopf_group g;
-	size_t pos = 0, k = 0;
+	struct iommu_hwpt_pgfault *copy = n ? malloc(n * sizeof(*copy)) : NULL;
+	struct iopf_group g, g2;
+	size_t pos = 0, pos2 = 0, k = 0;
 
+	/* the inline fast path and the general cut agree on every shape */
+	if (n)
+		memcpy(copy, r, n * sizeof(*copy));
+	while (iopf_fault_cut_group(copy, n, &pos2, &g2)) {
+		assert_true(iopf_fault_next_group(r, n, &pos, &g));
+		assert_int_equal(pos, pos2);
+		assert_int_equal(g.first, g2.first);
+		assert_int_equal(g.n, g2.n);
+		assert_int_equal(g.cookie, g2.cookie);
+		assert_int_equal(g.dev_id, g2.dev_id);
+		assert_int_equal(g.pasid, g2.pasid);
+		assert_int_equal(g.bad, g2.bad);
+	}
+	assert_false(iopf_fault_next_group(r, n, &pos, &g));
+	assert_memory_equal(r, copy, n * sizeof(*copy));
+	free(copy);
+	pos = 0;
 	while (iopf_fault_next_group(r, n, &pos, &g)) {
 		assert_true(k < n_want);
 		assert_int_equal(g.first, want[k].first);
