@@ -13,11 +13,6 @@
 
 #define WORD_BITS 64u
 
-static bool bit_test(const uint64_t *map, uint64_t i)
-{
-	return map[i / WORD_BITS] & (UINT64_C(1) << (i % WORD_BITS));
-}
-
 static void bit_set(uint64_t *map, uint64_t i)
 {
 	map[i / WORD_BITS] |= UINT64_C(1) << (i % WORD_BITS);
@@ -326,11 +321,6 @@ struct iopf_region *iopf_region_free(struct iopf_region *r)
 	return NULL;
 }
 
-bool iopf_region_page_mapped(const struct iopf_region *r, uint64_t pg)
-{
-	return bit_test(r->mapped, pg);
-}
-
 void iopf_region_track(struct iopf_region *r, uint64_t first, uint64_t n)
 {
 	bits_assign(r->mapped, first, n, true);
@@ -484,9 +474,19 @@ int iopf_region_set_del(const struct iopf_region_set *old, const struct iopf_reg
 
 struct iopf_region *iopf_region_set_find(const struct iopf_region_set *s, uint64_t addr)
 {
-	size_t i = upper_bound(s, addr);
+	struct iopf_region *r;
+	size_t i;
 
-	if (i == 0)
+	if (!s)
 		return NULL;
-	return addr <= iopf_region_last(s->v[i - 1]) ? s->v[i - 1] : NULL;
+	/* hint < n always: sets never change size, and it starts at 0 */
+	r = s->v[s->hint];
+	if (addr - s->iova[s->hint] < r->length)
+		return r;
+	i = upper_bound(s, addr);
+	if (i == 0 || addr > iopf_region_last(s->v[i - 1]))
+		return NULL;
+	/* the set is not const, only its published layout is: see struct iopf_region_set */
+	((struct iopf_region_set *)s)->hint = i - 1;
+	return s->v[i - 1];
 }

@@ -78,7 +78,11 @@ static inline uint64_t iopf_region_last(const struct iopf_region *r)
 }
 
 /* Page-bitmap operations; worker only. Page numbers are relative to r->iova. */
-bool iopf_region_page_mapped(const struct iopf_region *r, uint64_t pg);
+static inline bool iopf_region_page_mapped(const struct iopf_region *r, uint64_t pg)
+{
+	/* inline: the resolver asks once per fault, and usually gets yes */
+	return r->mapped[pg / 64] & (UINT64_C(1) << (pg % 64));
+}
 /* Record one map call covering pages [first, first + n), all unmapped before. */
 void iopf_region_track(struct iopf_region *r, uint64_t first, uint64_t n);
 /* Forget the extent beginning at @first (n pages). */
@@ -99,6 +103,13 @@ int iopf_region_get_uptr(struct iopf_region *r, void **ret);
  */
 struct iopf_region_set {
 	size_t n;
+	/*
+	 * The index iopf_region_set_find() found last. Faults come in runs on one
+	 * region, and checking it first skips the search's chain of dependent
+	 * loads. The one field written after publication, and only by the
+	 * domain's worker: the only thread that searches a published set.
+	 */
+	size_t hint;
 	struct rcu_head rcu;
 	const uint64_t *iova; /* points just past v[n] */
 	struct iopf_region *v[];
@@ -110,7 +121,10 @@ int iopf_region_set_add(const struct iopf_region_set *old, struct iopf_region *r
 /* New set = @old - @r (NULL when empty). Return: 0; -ENOENT, -ENOMEM. */
 int iopf_region_set_del(const struct iopf_region_set *old, const struct iopf_region *r,
 			struct iopf_region_set **ret);
-/* The region containing @addr, by binary search; NULL if none. */
+/*
+ * The region containing @addr; NULL if none. The last region found, then a
+ * binary search. Updates the hint: the domain's worker only (see above).
+ */
 struct iopf_region *iopf_region_set_find(const struct iopf_region_set *s, uint64_t addr);
 
 static inline size_t iopf_region_set_size(const struct iopf_region_set *s)
