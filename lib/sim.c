@@ -19,10 +19,13 @@
  * hash of IO pages -> extent, so EEXIST and "unmap covers whole maps" are
  * checked page by page without walking every extent.
  *
- * Both sides hold one process-shared robust mutex for every operation, and
- * the doorbell eventfd is only touched under it, so its level cannot drift
- * from the queue. The daemon side validates the geometry once at open, keeps
- * a private copy, and never trusts an index it reads from the memfd again.
+ * Both sides hold one process-shared robust mutex for every operation. The
+ * doorbell is rung under it; the daemon's read drains it just after unlocking
+ * (a syscall under the lock is time the device side waits, and wakes) and
+ * then checks the queue again, ringing once more if a group came in between:
+ * once a call returns, the level matches the queue. The daemon side validates
+ * the geometry once at open, keeps a private copy, and never trusts an index
+ * it reads from the memfd again.
  *
  * Limit of that trust: the mutex itself is glibc's. A robust mutex carries
  * the owner's robust-list pointers, which glibc follows on unlock, so a tenant
@@ -331,6 +334,23 @@ static void doorbell_drain(struct sim_map *m)
 	(void)preadv2(m->efd, &iov, 1, -1, RWF_NOWAIT);
 }
 
+/*
+ * The daemon emptied the queue and has let go of the lock: drain, then look
+ * again. An inject after our unlock found the queue empty and rang; if the
+ * drain ate that ring, its group is still queued and we ring for it. (Not
+ * counted in the stats: they are written under the lock only.)
+ */
+static void doorbell_settle(struct sim_map *m)
+{
+	uint64_t one = 1;
+
+	doorbell_drain(m);
+	/* the drain is a syscall, a full barrier: a ring it ate was preceded by its inject */
+	if (__atomic_load_n(&m->hdr->pend_head, __ATOMIC_ACQUIRE) !=
+	    __atomic_load_n(&m->hdr->pend_tail, __ATOMIC_ACQUIRE))
+		(void)!write(m->efd, &one, sizeof(one));
+}
+
 /* ---- cookies (under the lock) ---- */
 
 static int cookie_alloc(struct sim_map *m, uint32_t *ret)
@@ -460,7 +480,7 @@ static ssize_t sim_fault_read(struct iopf_backend *b, void *buf, size_t len)
 	struct iopf_sim_shm_hdr *h = m->hdr;
 	uint8_t *out = buf;
 	uint32_t head0, head, tail;
-	bool drain;
+	bool drain = false;
 	size_t done = 0;
 	ssize_t rc = 0;
 	int r;
@@ -531,18 +551,17 @@ static ssize_t sim_fault_read(struct iopf_backend *b, void *buf, size_t len)
 	 * need not when the read just before it emptied it: only a ring could
 	 * have put the doorbell up since, a ring comes with a group (and a detach
 	 * that takes the group away drains again), so this read would not be
-	 * empty. That is the second read of every turn (servers read until 0),
-	 * and the syscall would sit under the lock. Any other empty read drains,
-	 * so a spurious ring by the tenant (it owns the eventfd too) costs one
-	 * wakeup at most.
+	 * empty. That is the second read of every turn (servers read until 0):
+	 * a syscall saved per turn. Any other empty read drains, so a spurious
+	 * ring by the tenant (it owns the eventfd too) costs one wakeup at most.
 	 */
 	drain = head == tail && (head != head0 || !sb->emptied);
-	if (drain)
-		doorbell_drain(m);
 	sb->emptied = drain && head != head0;
 	WRITE_ONCE(h->pend_head, head);
 out:
 	sim_unlock(m);
+	if (drain)
+		doorbell_settle(m);
 	return done ? (ssize_t)done : rc;
 }
 
