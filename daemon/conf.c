@@ -88,7 +88,7 @@ static int parse_u64(const char *s, uint64_t *ret)
 	errno = 0;
 	v = strtoull(s, &end, 0);
 	if (errno)
-		return -errno;
+		return errno > 0 ? -errno : -EINVAL; /* never 0: callers rely on *ret being set */
 	if (*end)
 		return -EINVAL;
 	*ret = v;

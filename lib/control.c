@@ -822,7 +822,7 @@ int iopf_control_foreach_source(struct iopf_control *c, uint64_t tenant, bool al
 				iopf_engine_source_fn fn, void *userdata,
 				struct iopf_control_error *err)
 {
-	uint64_t filter;
+	uint64_t filter = 0; /* gcc -O3 cannot see listing_tenant() set it */
 	int r;
 
 	r = listing_tenant(c, tenant, all, &filter, err);
@@ -838,7 +838,7 @@ int iopf_control_foreach_domain(struct iopf_control *c, uint64_t tenant, bool al
 				iopf_engine_domain_fn fn, void *userdata,
 				struct iopf_control_error *err)
 {
-	uint64_t filter;
+	uint64_t filter = 0; /* gcc -O3 cannot see listing_tenant() set it */
 	int r;
 
 	r = listing_tenant(c, tenant, all, &filter, err);
@@ -854,7 +854,7 @@ int iopf_control_foreach_region(struct iopf_control *c, uint64_t tenant, bool al
 				iopf_engine_region_fn fn, void *userdata,
 				struct iopf_control_error *err)
 {
-	uint64_t filter;
+	uint64_t filter = 0; /* gcc -O3 cannot see listing_tenant() set it */
 	int r;
 
 	r = listing_tenant(c, tenant, all, &filter, err);
