@@ -38,12 +38,7 @@ unsigned iopf_histogram_bucket_of(uint64_t ns)
 
 void iopf_histogram_record(struct iopf_histogram *h, uint64_t ns)
 {
-	unsigned b = iopf_histogram_bucket_of(ns);
-
-	/* one writer: plain read-modify-write, published with relaxed stores */
-	__atomic_store_n(&h->bucket[b], h->bucket[b] + 1, __ATOMIC_RELAXED);
-	__atomic_store_n(&h->sum_ns, h->sum_ns + ns, __ATOMIC_RELAXED);
-	__atomic_store_n(&h->count, h->count + 1, __ATOMIC_RELAXED);
+	iopf_histogram_record_in(h, iopf_histogram_bucket_of(ns), ns);
 }
 
 void iopf_histogram_merge(struct iopf_histogram *dst, const struct iopf_histogram *src)

@@ -201,17 +201,28 @@ static void compact(struct iopf_response_batch *rb)
 	rb->n_dropped = 0;
 }
 
-/* Entries [from, to) were just written: their latency ends now. */
+/*
+ * Entries [from, to) were just written: their latency ends now. Entries of one
+ * read share its time, so the bucket is found once per read, not per entry.
+ */
 static void record_latency(struct iopf_response_batch *rb, size_t from, size_t to)
 {
-	uint64_t now = 0;
+	uint64_t now = 0, t = 0, lat = 0;
+	unsigned b = 0;
 
 	for (size_t i = from; i < to; i++) {
 		if (!rb->hist[i])
 			continue;
-		if (!now)
+		if (!now) {
 			now = iopf_response_now_ns();
-		iopf_histogram_record(rb->hist[i], now > rb->t_read[i] ? now - rb->t_read[i] : 0);
+			t = rb->t_read[i] + 1; /* differs from it: forces the first bucket_of */
+		}
+		if (rb->t_read[i] != t) {
+			t = rb->t_read[i];
+			lat = now > t ? now - t : 0;
+			b = iopf_histogram_bucket_of(lat);
+		}
+		iopf_histogram_record_in(rb->hist[i], b, lat);
 	}
 }
 

@@ -321,6 +321,41 @@ static void test_dedupe_model(void **state)
 	}
 }
 
+/*
+ * Latency is recorded once an entry is accepted, in its own histogram, from its
+ * own read time: entries of several reads interleave across two histograms,
+ * one entry has none, and one is refused (stale: no latency). Read times lie
+ * seconds back so the buckets hold whatever the scheduler does meanwhile.
+ */
+static void test_latency_per_read(void **state)
+{
+	struct fx *x = *state;
+	struct iopf_histogram h[2] = {};
+	const uint64_t s = UINT64_C(1000000000), now = iopf_response_now_ns();
+	const uint64_t t_a = now - 5 * s - s / 2, t_b = now - 2 * s - s / 2;
+	const unsigned b5 = iopf_histogram_bucket_of(6 * s), b2 = iopf_histogram_bucket_of(3 * s);
+
+	assert_true(now > 6 * s);
+	deliver(x, 6);
+	assert_true(fake_auto_answer(x->f, x->cookies[3]));
+	iopf_response_add_timed(&x->rb, x->cookies[0], 0, &x->c[0], &h[0], t_a);
+	iopf_response_add_timed(&x->rb, x->cookies[1], 0, &x->c[0], &h[1], t_a);
+	iopf_response_add_timed(&x->rb, x->cookies[2], 0, &x->c[0], &h[0], t_b);
+	iopf_response_add_timed(&x->rb, x->cookies[3], 0, &x->c[1], &h[1], t_b);
+	iopf_response_add_timed(&x->rb, x->cookies[4], 0, &x->c[0], NULL, t_b);
+	iopf_response_add_timed(&x->rb, x->cookies[5], 0, &x->c[0], &h[1], t_a);
+	assert_int_equal(iopf_response_flush(&x->rb, x->b), 5);
+	assert_int_equal(x->c[1].stale, 1);
+
+	assert_int_equal(h[0].count, 2);
+	assert_int_equal(h[0].bucket[b5], 1);
+	assert_int_equal(h[0].bucket[b2], 1);
+	assert_int_equal(h[1].count, 2); /* cookies 1 and 5; 3 was refused */
+	assert_int_equal(h[1].bucket[b5], 2);
+	assert_true(h[1].sum_ns >= 2 * (now - t_a) && h[1].sum_ns < 2 * (now - t_a) + s);
+	assert_true(h[0].sum_ns >= (now - t_a) + (now - t_b));
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -335,6 +370,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_reserve_reindexes, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_reissued_big_cookie, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_dedupe_model, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_latency_per_read, setup, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
