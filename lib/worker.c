@@ -182,16 +182,43 @@ static void forget_reissued(struct iopf_source *s, uint32_t cookie)
 		}
 }
 
-/* Caller holds the RCU read lock; rb has room for @n more responses read at @t_read. */
-static void handle_records(struct iopf_worker *w, struct iopf_source *s, size_t n, uint64_t t_read)
+/*
+ * The last route looked up in this turn: groups come in runs from one device
+ * and PASID. Valid only inside the read section it was filled in: it holds
+ * what a lookup there returned, no more, so removal is unaffected.
+ */
+struct route_memo {
+	bool valid;
+	uint32_t dev_id, pasid;
+	struct iopf_domain *d;
+};
+
+static struct iopf_domain *route(struct iopf_worker *w, struct iopf_source *s,
+				 struct route_memo *m, uint32_t dev_id, uint32_t pasid)
 {
-	struct iopf_route_table *routes = iopf_engine_routes(w->e);
+	struct iopf_route_node *rn;
+
+	if (m->valid && m->dev_id == dev_id && m->pasid == pasid)
+		return m->d;
+	rn = iopf_route_lookup(iopf_engine_routes(w->e), s->id, dev_id, pasid);
+	*m = (struct route_memo){
+		.valid = true,
+		.dev_id = dev_id,
+		.pasid = pasid,
+		.d = rn ? caa_container_of(rn, struct iopf_domain, route) : NULL,
+	};
+	return m->d;
+}
+
+/* Caller holds the RCU read lock; rb has room for @n more responses read at @t_read. */
+static void handle_records(struct iopf_worker *w, struct iopf_source *s, struct route_memo *m,
+			   size_t n, uint64_t t_read)
+{
 	struct iopf_group g;
 	size_t pos = 0;
 
 	while (iopf_fault_next_group(s->buf, n, &pos, &g)) {
-		struct iopf_route_node *rn = iopf_route_lookup(routes, s->id, g.dev_id, g.pasid);
-		struct iopf_domain *d = rn ? caa_container_of(rn, struct iopf_domain, route) : NULL;
+		struct iopf_domain *d = route(w, s, m, g.dev_id, g.pasid);
 		struct iopf_counters *c = d ? &d->counters : &s->unrouted;
 		struct iopf_histogram *h = d ? &d->latency : &s->unrouted_latency;
 		enum iopf_reason why;
@@ -217,6 +244,7 @@ static void handle_records(struct iopf_worker *w, struct iopf_source *s, size_t 
 static void service_source(struct iopf_worker *w, struct iopf_source *s)
 {
 	const size_t rec = sizeof(struct iommu_hwpt_pgfault);
+	struct route_memo memo = {};
 	bool first = true, failed = false;
 
 	rcu_read_lock();
@@ -252,7 +280,7 @@ static void service_source(struct iopf_worker *w, struct iopf_source *s)
 		s->empty_turns = 0;
 		if (r % (ssize_t)rec)
 			ctr_add(&s->io_errors, 1); /* torn record: not kernel behaviour, skip it */
-		handle_records(w, s, (size_t)r / rec, iopf_response_now_ns());
+		handle_records(w, s, &memo, (size_t)r / rec, iopf_response_now_ns());
 	}
 	flush(s);
 	rcu_read_unlock();

@@ -241,9 +241,16 @@ static void test_pasid_routing(void **state)
 	fake_fault(x->f, 3, IOPF_PASID_NONE, BASE, IOMMU_PGFAULT_PERM_READ);
 	fake_fault(x->f, 3, 5, BASE + MiB, IOMMU_PGFAULT_PERM_READ);
 	fake_fault(x->f, 3, 5, BASE, IOMMU_PGFAULT_PERM_READ); /* not in the PASID domain */
-	WAIT_FOR(dgroups(x, x->dom) == 1 && dgroups(x, dp) == 2);
+	/* keys alternate and repeat within a read: each group still goes by its own key */
+	fake_fault(x->f, 9, IOPF_PASID_NONE, BASE, IOMMU_PGFAULT_PERM_READ);
+	fake_fault(x->f, 9, IOPF_PASID_NONE, BASE, IOMMU_PGFAULT_PERM_READ);
+	fake_fault(x->f, 3, 5, BASE + MiB, IOMMU_PGFAULT_PERM_READ);
+	fake_fault(x->f, 3, IOPF_PASID_NONE, BASE + MiB, IOMMU_PGFAULT_PERM_READ); /* outside */
+	fake_fault(x->f, 3, 5, BASE + MiB, IOMMU_PGFAULT_PERM_READ);
+	WAIT_FOR(dgroups(x, x->dom) == 2 && dgroups(x, dp) == 4 && unrouted_groups(x) == 2);
 	assert_int_equal(dinfo(x, x->dom).counters.success, 1);
-	assert_int_equal(dinfo(x, dp).counters.success, 1);
+	assert_int_equal(dinfo(x, x->dom).counters.reasons[IOPF_REASON_OUTSIDE_REGION], 1);
+	assert_int_equal(dinfo(x, dp).counters.success, 3);
 	assert_int_equal(dinfo(x, dp).counters.reasons[IOPF_REASON_OUTSIDE_REGION], 1);
 }
 
