@@ -13,27 +13,15 @@
 #include <urcu/rculfhash.h>
 #include <urcu/list.h>
 
-#if defined(__SANITIZE_THREAD__)
-#define IOPF_TSAN 1
-#elif defined(__has_feature)
-#if __has_feature(thread_sanitizer)
-#define IOPF_TSAN 1
-#endif
-#endif
-
 /*
- * Publish / read an RCU-protected pointer. liburcu's rcu_xchg_pointer() and
- * rcu_dereference() live in an uninstrumented library, so ThreadSanitizer
- * cannot see that they order the object's initialisation before the reader's
- * use. Under TSan the same orderings are spelt as compiler atomics (full
- * barrier exchange, acquire load), which it understands.
+ * Publish / read an RCU-protected pointer, as compiler atomics: a full-barrier
+ * exchange (what rcu_xchg_pointer() is) and an acquire load (rcu_dereference()
+ * is a consume load, which compilers promote to acquire). liburcu's own are
+ * out-of-line calls unless built with _LGPL_SOURCE, one per fault on the fault
+ * path, and live in an uninstrumented library, so ThreadSanitizer could not
+ * see them order the object's initialisation before the reader's use.
  */
-#ifdef IOPF_TSAN
 #define iopf_rcu_xchg_pointer(pp, v) __atomic_exchange_n((pp), (v), __ATOMIC_SEQ_CST)
 #define iopf_rcu_dereference(p) __atomic_load_n(&(p), __ATOMIC_ACQUIRE)
-#else
-#define iopf_rcu_xchg_pointer(pp, v) rcu_xchg_pointer((pp), (v))
-#define iopf_rcu_dereference(p) rcu_dereference(p)
-#endif
 
 #endif /* IOPF_RCU_H */
