@@ -11,7 +11,7 @@
 #include "iopf/iopf.h"
 
 #define MAX_COOKIE 4096
-#define MAX_SERIALS 65536
+#define FIRST_SERIALS 65536
 
 struct unit {
 	struct iommu_hwpt_pgfault *recs;
@@ -33,7 +33,8 @@ struct fake {
 
 	uint64_t cookie_serial[MAX_COOKIE + 1]; /* outstanding cookie -> serial, 0 = free */
 	uint64_t next_serial;
-	uint8_t *answered; /* per serial: times answered */
+	uint8_t *answered; /* per serial: times answered; n_serials entries */
+	size_t n_serials;
 	uint64_t delivered, reads, writes, unmaps, bad_unmaps;
 	int fail_write;
 	int fail_reads;
@@ -58,6 +59,21 @@ struct fake {
 				abort();                                           \
 		}                                                                  \
 	} while (0)
+
+/* The next group's serial; the answer counts grow with them (long churn runs). */
+static uint64_t new_serial(struct fake *f)
+{
+	uint64_t serial = ++f->next_serial;
+
+	if (serial >= f->n_serials) {
+		f->answered = realloc(f->answered, 2 * f->n_serials);
+		if (!f->answered)
+			abort();
+		memset(f->answered + f->n_serials, 0, f->n_serials);
+		f->n_serials *= 2;
+	}
+	return serial;
+}
 
 /* Keep the eventfd readable exactly while undelivered groups exist. Locked. */
 static void update_level(struct fake *f)
@@ -109,10 +125,10 @@ static ssize_t fake_read(struct iopf_backend *b, void *buf, size_t len)
 				uint32_t c = u->recs[i].cookie;
 
 				if (c && c <= MAX_COOKIE && !f->cookie_serial[c])
-					f->cookie_serial[c] = ++f->next_serial;
+					f->cookie_serial[c] = new_serial(f);
 			}
 		} else {
-			uint32_t c = alloc_cookie(f, ++f->next_serial);
+			uint32_t c = alloc_cookie(f, new_serial(f));
 
 			for (size_t i = 0; i < u->n; i++)
 				u->recs[i].cookie = c;
@@ -239,7 +255,8 @@ struct fake *fake_new(bool map_needs_uptr)
 		abort();
 	pthread_mutex_init(&f->lock, NULL);
 	f->efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-	f->answered = calloc(MAX_SERIALS, 1);
+	f->answered = calloc(FIRST_SERIALS, 1);
+	f->n_serials = FIRST_SERIALS;
 	if (f->efd < 0 || !f->answered)
 		abort();
 	f->map_needs_uptr = map_needs_uptr;
