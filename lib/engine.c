@@ -29,10 +29,21 @@
 /* Responses one source may queue per turn, in read batches. */
 #define TURN_BATCHES 4
 
-/* Live objects of one kind by ascending id; each object starts with its uint64_t id. */
+/*
+ * Objects of one kind by ascending id; each object starts with its uint64_t id.
+ * A removed object leaves its id with a NULL pointer, so the search still
+ * works; the dead are squeezed out once they are half the vector. Removing
+ * every domain of a tenant with 65,536 of them thus costs O(n log n), not
+ * the O(n^2) of moving the tail down at each removal.
+ */
+struct idvec_entry {
+	uint64_t id;
+	void *p; /* NULL: removed */
+};
+
 struct idvec {
-	void **v;
-	size_t n, cap;
+	struct idvec_entry *v;
+	size_t n, cap, dead;
 };
 
 struct iopf_engine {
@@ -65,7 +76,7 @@ static uint64_t id_of(const void *p)
 	return *(const uint64_t *)p;
 }
 
-/* Index of the first object whose id is > @id. */
+/* Index of the first entry whose id is > @id. */
 static size_t idvec_upper(const struct idvec *x, uint64_t id)
 {
 	size_t lo = 0, hi = x->n;
@@ -73,7 +84,7 @@ static size_t idvec_upper(const struct idvec *x, uint64_t id)
 	while (lo < hi) {
 		size_t mid = lo + (hi - lo) / 2;
 
-		if (id_of(x->v[mid]) <= id)
+		if (x->v[mid].id <= id)
 			lo = mid + 1;
 		else
 			hi = mid;
@@ -85,13 +96,13 @@ static void *idvec_find(const struct idvec *x, uint64_t id)
 {
 	size_t i = idvec_upper(x, id);
 
-	return i > 0 && id_of(x->v[i - 1]) == id ? x->v[i - 1] : NULL;
+	return i > 0 && x->v[i - 1].id == id ? x->v[i - 1].p : NULL;
 }
 
 static int idvec_reserve(struct idvec *x, size_t extra)
 {
+	struct idvec_entry *v;
 	size_t cap;
-	void **v;
 
 	if (x->n + extra <= x->cap)
 		return 0;
@@ -109,18 +120,30 @@ static int idvec_reserve(struct idvec *x, size_t extra)
 /* Ids only grow, so appending keeps the order. Room was reserved. */
 static void idvec_append(struct idvec *x, void *p)
 {
-	assert(x->n < x->cap && (x->n == 0 || id_of(x->v[x->n - 1]) < id_of(p)));
-	x->v[x->n++] = p;
+	assert(x->n < x->cap && (x->n == 0 || x->v[x->n - 1].id < id_of(p)));
+	x->v[x->n++] = (struct idvec_entry){ .id = id_of(p), .p = p };
 }
 
 static void idvec_del(struct idvec *x, uint64_t id)
 {
-	size_t i = idvec_upper(x, id);
+	size_t i = idvec_upper(x, id), j = 0;
 
-	if (i == 0 || id_of(x->v[i - 1]) != id)
+	if (i == 0 || x->v[i - 1].id != id || !x->v[i - 1].p)
 		return;
-	memmove(&x->v[i - 1], &x->v[i], (x->n - i) * sizeof(x->v[0]));
-	x->n--;
+	x->v[i - 1].p = NULL;
+	x->dead++;
+	/* the last entry is always live: the dead at the end just go */
+	while (x->n > 0 && !x->v[x->n - 1].p) {
+		x->n--;
+		x->dead--;
+	}
+	if (x->dead <= x->n / 2)
+		return;
+	for (i = 0; i < x->n; i++)
+		if (x->v[i].p)
+			x->v[j++] = x->v[i];
+	x->n = j;
+	x->dead = 0;
 }
 
 struct iopf_route_table *iopf_engine_routes(struct iopf_engine *e)
@@ -274,7 +297,7 @@ struct iopf_engine *iopf_engine_free(struct iopf_engine *e)
 
 	/* Retire everything through the workers: held groups answered, maps undone. */
 	while (e->sources.n > 0)
-		(void)remove_source(e, e->sources.v[e->sources.n - 1], NULL, NULL);
+		(void)remove_source(e, e->sources.v[e->sources.n - 1].p, NULL, NULL);
 	for (unsigned i = 0; e->workers && i < e->cfg.n_workers; i++)
 		e->workers[i] = iopf_worker_stop(e->workers[i]);
 	/* Workers are gone: every completion, earlier ones too, is queued now. */
@@ -756,9 +779,9 @@ int iopf_engine_region_info(struct iopf_engine *e, uint64_t id, struct iopf_regi
                                                                                   \
 			if (i >= (vec)->n)                                        \
 				return 0;                                         \
-			o = (vec)->v[i];                                          \
-			last = o->id;                                             \
-			if (tenant && tenant_of(o) != tenant)                     \
+			o = (vec)->v[i].p;                                        \
+			last = (vec)->v[i].id;                                    \
+			if (!o || (tenant && tenant_of(o) != tenant))             \
 				continue;                                         \
 			info_fn(o, &info);                                        \
 			r = fn(&info, userdata);                                  \

@@ -612,6 +612,68 @@ static void test_objects(void **state)
 	fake_free(f2);
 }
 
+struct id_list {
+	uint64_t ids[512];
+	unsigned n;
+};
+
+static int list_domain(const struct iopf_domain_info *i, void *userdata)
+{
+	struct id_list *l = userdata;
+
+	assert_true(l->n < sizeof(l->ids) / sizeof(l->ids[0]));
+	l->ids[l->n++] = i->id;
+	return 0;
+}
+
+/*
+ * Many domains removed in every order the index meets (oldest first, newest
+ * first, every third): each lookup and listing sees exactly the live ones, in
+ * id order, through every compaction of the index.
+ */
+static void test_many_objects(void **state)
+{
+	struct fixture *x = *state;
+	enum { N = 300 };
+	uint64_t ids[N];
+	bool live[N];
+	struct iopf_domain_info di;
+
+	for (unsigned i = 0; i < N; i++) {
+		assert_int_equal(iopf_engine_add_domain(x->e, x->src, 100 + i, IOPF_PASID_NONE,
+							&ids[i]), 0);
+		live[i] = true;
+	}
+	for (unsigned pass = 0; pass < 4; pass++) {
+		struct id_list l = {};
+		unsigned k = 0;
+
+		for (unsigned j = 0; j < N; j++) {
+			/* pass 0: every third; 1: oldest half; 2: newest first; 3: the rest */
+			unsigned i = pass == 2 ? N - 1 - j : j;
+			bool go = pass == 0 ? i % 3 == 0 : pass == 1 ? i < N / 2 : pass == 2 ? i >= N / 2 : true;
+
+			if (!live[i] || !go)
+				continue;
+			assert_int_equal(iopf_engine_remove_domain(x->e, ids[i], NULL, NULL), 0);
+			live[i] = false;
+			assert_int_equal(iopf_engine_domain_info(x->e, ids[i], &di), -ENOENT);
+			assert_int_equal(iopf_engine_remove_domain(x->e, ids[i], NULL, NULL), -ENOENT);
+		}
+		assert_int_equal(iopf_engine_foreach_domain(x->e, 0, list_domain, &l), 0);
+		assert_int_equal(l.ids[0], x->dom);
+		for (unsigned i = 0; i < N; i++) {
+			assert_int_equal(iopf_engine_domain_info(x->e, ids[i], &di), live[i] ? 0 : -ENOENT);
+			if (live[i])
+				assert_int_equal(l.ids[1 + k++], ids[i]);
+		}
+		assert_int_equal(l.n, 1 + k);
+	}
+	/* a new object after all that still lands in order */
+	assert_int_equal(iopf_engine_add_domain(x->e, x->src, 99, IOPF_PASID_NONE, &ids[0]), 0);
+	assert_int_equal(iopf_engine_domain_info(x->e, ids[0], &di), 0);
+}
+
 static void test_bad_config(void **state)
 {
 	struct iopf_engine *e = NULL;
@@ -821,6 +883,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_remove_region, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_free_with_state, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_objects, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_many_objects, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_churn, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_read_errors_break_source, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_write_error_drops_batch, setup, teardown),
