@@ -1282,6 +1282,41 @@ static void print_text(const char *name, const struct result *r)
 	printf("  violations %" PRIu64 "\n", r->violations);
 }
 
+/* bucket idx's largest value (ns); every sample counted in buckets 0..idx is <= it */
+static uint64_t hist_upper(unsigned idx)
+{
+	unsigned msb;
+
+	if (idx < HIST_SUB)
+		return idx;
+	msb = idx / HIST_SUB + 4;
+	return ((UINT64_C(1) << msb) | ((uint64_t)(idx % HIST_SUB) << (msb - 5))) +
+	       (UINT64_C(1) << (msb - 5)) - 1;
+}
+
+/*
+ * ,"lat_hist":[[upper_ns,cumulative],...]: the latency distribution, one pair
+ * per non-empty bucket, the bucket's upper bound (capped at the maximum) and
+ * the groups answered within it so far; the last count is every group.
+ */
+static void print_json_hist(const struct hist *h)
+{
+	uint64_t seen = 0, ub;
+	const char *sep = "";
+	unsigned i;
+
+	printf(",\"lat_hist\":[");
+	for (i = 0; i < HIST_BUCKETS; i++) {
+		if (!h->b[i])
+			continue;
+		seen += h->b[i];
+		ub = i == HIST_BUCKETS - 1 || hist_upper(i) > h->max ? h->max : hist_upper(i);
+		printf("%s[%" PRIu64 ",%" PRIu64 "]", sep, ub, seen);
+		sep = ",";
+	}
+	printf("]");
+}
+
 static void print_json_result(const char *name, const struct result *r)
 {
 	printf("\"%s\":{\"faults\":%" PRIu64 ",\"groups\":%" PRIu64 ",\"answered\":%" PRIu64
@@ -1290,11 +1325,13 @@ static void print_json_result(const char *name, const struct result *r)
 	       "\"groups_per_s\":%.1f,\"p50_ns\":%" PRIu64 ",\"p99_ns\":%" PRIu64
 	       ",\"p999_ns\":%" PRIu64 ",\"max_ns\":%" PRIu64 ",\"doorbells\":%" PRIu64
 	       ",\"reads\":%" PRIu64 ",\"maps\":%" PRIu64 ",\"bad_code\":%" PRIu64
-	       ",\"stale_cookie\":%" PRIu64 ",\"violations\":%" PRIu64 "}",
+	       ",\"stale_cookie\":%" PRIu64 ",\"violations\":%" PRIu64,
 	       name, r->inj_faults, r->inj_groups, r->answered, r->success, r->invalid, r->by_kernel,
 	       r->kernel_after_read, r->unanswered, secs(r), fps(r), gps(r), hist_pct(&r->lat, 50), hist_pct(&r->lat, 99),
 	       hist_pct(&r->lat, 99.9), r->lat.max, r->doorbells, r->reads, r->maps, r->bad_code,
 	       r->bad_cookie, r->violations);
+	print_json_hist(&r->lat);
+	printf("}");
 }
 
 static void print_json(const struct result *echo, const struct result *daemon)
