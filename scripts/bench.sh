@@ -3,9 +3,11 @@
 #
 # scripts/bench.sh: build iopfd for release and measure it against the raw
 # echo baseline (tools/iopf-echo) on the simulator transport, then write the
-# results to docs/benchmarks.md. One command:
+# results to docs/benchmarks.md and the plots to docs/bench/ (gnuplot, installed
+# with apt-get when missing). One command:
 #
 #   scripts/bench.sh [--workers N] [--reps N] [--scale N] [--quick]
+#                    [--loads LIST] [--tenant-sweep LIST] [--sweep-secs S]
 #                    [--build-dir DIR] [--no-build] [--out FILE]
 #
 # Scenarios (targets from the issue):
@@ -14,6 +16,13 @@
 #   paced       100k faults/s offered to the same tenants: p50 <= 1.3x, p99 <= 1.5x echo
 #   scale       N domains and N regions (N = 65,536) vs 1 domain and 16 regions,
 #               the same 4 GiB of IOVA faulted at random: throughput >= 50%
+# Sweeps (no targets; tables and plots):
+#   load        the paced scenario at each offered load of --loads (faults/s,
+#               comma-separated; 100000 is the paced scenario's own runs), plus
+#               saturation: latency CDFs, docs/bench/latency-{cdf,tail}.svg
+#   tenants     saturation with each tenant count of --tenant-sweep, 16 regions
+#               each: throughput against tenants, docs/bench/throughput-tenants.svg
+#               Sweep points run once, --sweep-secs each per server.
 # Each echo/iopfd pair runs in one iopf-sim --compare invocation, --reps times;
 # the report gives medians. Every response is checked; violations fail the run.
 # The CPU time of each server's fault threads is recorded too (schedstat), so
@@ -29,6 +38,9 @@ reps=3
 scale=65536
 quick=0
 do_build=1
+loads=25000,50000,100000,200000,400000,800000,1600000,3200000
+tenant_sweep=1,4,16,64,256
+sweep_secs=
 
 while [ $# -gt 0 ]; do
 	case "$1" in
@@ -36,10 +48,13 @@ while [ $# -gt 0 ]; do
 	--reps) reps=$2; shift 2 ;;
 	--scale) scale=$2; shift 2 ;;
 	--quick) quick=1; shift ;;
+	--loads) loads=$2; shift 2 ;;
+	--tenant-sweep) tenant_sweep=$2; shift 2 ;;
+	--sweep-secs) sweep_secs=$2; shift 2 ;;
 	--build-dir) build=$2; shift 2 ;;
 	--no-build) do_build=0; shift ;;
 	--out) out=$2; shift 2 ;;
-	-h|--help) sed -n '3,20p' "$0"; exit 0 ;;
+	-h|--help) sed -n '3,30p' "$0"; exit 0 ;;
 	*) echo "bench: unknown option $1" >&2; exit 2 ;;
 	esac
 done
@@ -47,22 +62,53 @@ done
 sat_faults=3000000
 paced_secs=10
 scale_faults=2000000
+def_sweep_secs=5
 if [ $quick -eq 1 ]; then
 	sat_faults=500000
 	paced_secs=3
 	scale_faults=300000
 	reps=1
+	def_sweep_secs=1.5
+fi
+sweep_secs=${sweep_secs:-$def_sweep_secs}
+IFS=, read -ra load_list <<< "$loads"
+IFS=, read -ra tenant_list <<< "$tenant_sweep"
+if [ ${#load_list[@]} -eq 0 ] || [ ${#tenant_list[@]} -eq 0 ]; then
+	echo "bench: --loads and --tenant-sweep need at least one value" >&2
+	exit 2
+fi
+for n in "${load_list[@]}" "${tenant_list[@]}"; do
+	[[ "$n" =~ ^[1-9][0-9]*$ ]] || { echo "bench: not a positive integer: $n" >&2; exit 2; }
+done
+mkdir -p "$(dirname "$out")"
+plots=$(cd "$(dirname "$out")" && pwd)/bench
+
+# gnuplot draws the plots: install it first, rather than fail after the runs
+if ! command -v gnuplot >/dev/null; then
+	echo "bench: installing gnuplot-nox" >&2
+	sudo=
+	[ "$(id -u)" -eq 0 ] || sudo=sudo
+	export DEBIAN_FRONTEND=noninteractive
+	if ! $sudo apt-get install -y -qq --no-install-recommends gnuplot-nox >/dev/null; then
+		$sudo apt-get update -qq
+		$sudo apt-get install -y -qq --no-install-recommends gnuplot-nox >/dev/null
+	fi
 fi
 
 if [ $do_build -eq 1 ]; then
 	# release, asserts compiled out (as packaged); the same build for both servers
+	# quiet, but a failure shows why
+	quietly() {
+		local log
+		log=$("$@" 2>&1) || { echo "$log" >&2; echo "bench: failed: $*" >&2; exit 1; }
+	}
 	if [ ! -d "$build" ]; then
-		meson setup "$build" "$root" --buildtype=release -Db_ndebug=true \
-			-Dkernel-tests=false >/dev/null
+		quietly meson setup "$build" "$root" --buildtype=release -Db_ndebug=true \
+			-Dkernel-tests=false
 	else
-		meson configure "$build" --buildtype=release -Db_ndebug=true >/dev/null
+		quietly meson configure "$build" --buildtype=release -Db_ndebug=true
 	fi
-	ninja -C "$build" daemon/iopfd tools/iopf-sim tools/iopf-echo >/dev/null
+	quietly ninja -C "$build" daemon/iopfd tools/iopf-sim tools/iopf-echo
 fi
 iopfd=$build/daemon/iopfd
 sim=$build/tools/iopf-sim
@@ -147,7 +193,7 @@ export BENCH_ECHO=$build/tools/iopf-echo
 sim_run() {
 	local name=$1 before after echo_ns
 	shift
-	echo "bench: $name: iopf-sim $*" >&2
+	echo "bench: [${SECONDS}s] $name: iopf-sim $*" >&2
 	export BENCH_ECHO_CPU=$tmp/echo-cpu
 	rm -f "$BENCH_ECHO_CPU"
 	before=$(thread_cpu "$dpid")
@@ -170,13 +216,22 @@ print(json.dumps(r))
 PY
 }
 
-common=(--tenants 64 --devices 1 --pasids 1 --regions 16 --region-size 1M --window 64)
+shape=(--devices 1 --pasids 1 --regions 16 --region-size 1M --window 64)
+common=(--tenants 64 "${shape[@]}")
 start_daemon
 for _ in $(seq "$reps"); do
 	sim_run saturation --compare "${common[@]}" --faults $sat_faults
 done
 for _ in $(seq "$reps"); do
 	sim_run paced --compare "${common[@]}" --rate 100000 --duration $paced_secs
+done
+for l in "${load_list[@]}"; do
+	# 100k is the paced scenario above
+	[ "$l" -eq 100000 ] && continue
+	sim_run "load-$l" --compare "${common[@]}" --rate "$l" --duration "$sweep_secs"
+done
+for n in "${tenant_list[@]}"; do
+	sim_run "tenants-$n" --compare --tenants "$n" "${shape[@]}" --duration "$sweep_secs"
 done
 # the same 4 GiB of IOVA either way, faulted at random, so the map work matches
 for _ in $(seq "$reps"); do
@@ -195,8 +250,10 @@ if [ -z "${IOPF_BENCH_COMMIT:-}" ] && [ -n "$(git -C "$root" status --porcelain 
 	commit="$commit (with uncommitted changes)"
 fi
 
-python3 - "$tmp" "$out" <<EOF
-import json, statistics, sys, os, platform, datetime
+mkdir -p "$plots"
+BENCH_LOADS=$loads BENCH_TENANTS=$tenant_sweep BENCH_PLOTS=$plots BENCH_QUICK=$quick \
+BENCH_SWEEP_SECS=$sweep_secs python3 - "$tmp" "$out" <<EOF
+import bisect, json, math, statistics, sys, os, platform, datetime
 
 tmp, out = sys.argv[1], sys.argv[2]
 def load(name):
@@ -222,8 +279,74 @@ p99_ratio = med([r["iopfd"]["p99_ns"] / r["echo"]["p99_ns"] for r in paced])
 base_fps, scale_fps = col(base, "iopfd", "faults_per_s"), col(scale, "iopfd", "faults_per_s")
 scale_ratio = scale_fps / base_fps
 scale_fault_secs = col(scale, "iopfd", "seconds")
-violations = sum(r[w]["violations"] for runs in (sat, paced, base, scale) for r in runs
+
+# the sweeps: offered loads (100k is the paced scenario), tenants at saturation
+load_list = [int(x) for x in os.environ["BENCH_LOADS"].split(",") if x]
+tenant_list = [int(x) for x in os.environ["BENCH_TENANTS"].split(",") if x]
+load_runs = [(l, paced if l == 100000 else load("load-%d" % l)) for l in load_list]
+tenant_runs = [(n, load("tenants-%d" % n)) for n in tenant_list]
+plots = os.environ["BENCH_PLOTS"]
+plots_rel = os.path.relpath(plots, os.path.dirname(os.path.abspath(out)))
+plots_root = os.path.relpath(plots, "${root}") if plots.startswith("${root}/") else plots
+sweep_secs = os.environ["BENCH_SWEEP_SECS"]
+
+violations = sum(r[w]["violations"] for runs in [sat, paced, base, scale] +
+                 [x[1] for x in load_runs + tenant_runs] for r in runs
                  for w in ("echo", "iopfd") if w in r)
+
+def short(l):
+    for div, unit in ((1e6, "M"), (1e3, "k")):
+        if l >= div:
+            return "%g%s" % (l / div, unit)
+    return str(l)
+
+def cdf(runs, who):
+    # the runs' histograms merged: [(upper bound us, fraction of groups answered within)]
+    hs = [r[who]["lat_hist"] for r in runs if r.get(who, {}).get("lat_hist")]
+    if not hs:
+        return []
+    ubs = [[u for u, _ in h] for h in hs]
+    total = sum(h[-1][1] for h in hs)
+    pts = []
+    for x in sorted(set(u for us in ubs for u in us)):
+        c = 0
+        for h, us in zip(hs, ubs):
+            i = bisect.bisect_right(us, x) - 1
+            if i >= 0:
+                c += h[i][1]
+        pts.append((x / 1e3, c / total))
+    # thinned for the plots: a point where latency, the fraction or the tail moved visibly
+    tail = lambda f: -math.log10(1 - f) if f < 1 else 9.0
+    keep = pts[:1]
+    for i, (x, f) in enumerate(pts[1:-1], 1):
+        kx, kf = keep[-1]
+        if (math.log10(x / kx) >= 0.02 or f - kf >= 0.01 or tail(f) - tail(kf) >= 0.02 or
+                pts[i + 1][1] - f >= 0.01):
+            keep.append((x, f))
+    return keep + pts[-1:] if len(pts) > 1 else keep
+
+# plot data, kept next to the plots (scripts/bench-plot.gp redraws them from it):
+# per panel an echo and an iopfd CDF block, the tenants sweep, and plot-vars.gp
+panels, lo, hi = [], float("inf"), 0.0
+with open(os.path.join(plots, "latency-cdf.dat"), "w") as f:
+    f.write("# latency CDFs: per panel (offered load), an echo block then an iopfd block\n")
+    f.write("# latency_us fraction_of_groups_answered_within\n")
+    for key, runs in [(short(l), r) for l, r in load_runs] + [("saturation", sat)]:
+        panels.append(key)
+        for who in ("echo", "iopfd"):
+            pts = cdf(runs, who) or [(1.0, 0.0)]
+            # blocks apart by two blank lines: gnuplot's index 2 * (panel - 1) (+ 1 for iopfd)
+            f.write("%s# %s %s\n" % ("\n\n" if len(panels) > 1 or who != "echo" else "", key, who))
+            for x, y in pts:
+                f.write("%.3f %.6f\n" % (x, y))
+            lo, hi = min(lo, max(pts[0][0], 0.1)), max(hi, pts[-1][0])
+with open(os.path.join(plots, "throughput-tenants.dat"), "w") as f:
+    f.write("# tenants echo_faults_per_s iopfd_faults_per_s (saturation, medians)\n")
+    for n, runs in tenant_runs:
+        f.write("%d %.0f %.0f\n" % (n, col(runs, "echo", "faults_per_s"), col(runs, "iopfd", "faults_per_s")))
+with open(os.path.join(plots, "plot-vars.gp"), "w") as f:
+    f.write('panels = "%s"\nxmin = %g\nxmax = %g\nworkers = %d\ntenant_regions = 16\n'
+            % (" ".join(panels), lo, hi, ${workers}))
 
 def cpu():
     try:
@@ -247,14 +370,16 @@ lines = [
     "iopfd against the raw echo baseline (\`tools/iopf-echo\`: same simulator transport, same",
     "read batch, answers SUCCESS without routing or mapping), driven by \`tools/iopf-sim\`,",
     "which checks every response (code, and for SUCCESS the mapping, prot and backing of",
-    "every page). Reproduce with \`scripts/bench.sh\` (it rewrites this file).",
+    "every page). Reproduce with \`scripts/bench.sh\` (it rewrites this file and the plots",
+    "in \`%s/\`)." % plots_rel,
     "",
     "- Date: %s" % datetime.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z"),
     "- Machine: %s, %d CPUs, Linux %s; load average %s; steal since boot %.1f%%"
     % (cpu(), os.cpu_count(), platform.release(), " ".join(open("/proc/loadavg").read().split()[:3]), steal()),
     "- Commit: ${commit}",
     "- Build: release (\`-O3\`, \`-Db_ndebug=true\`, no sanitizers); iopfd \`--workers ${workers}\`, iopf-echo \`--threads ${workers}\`",
-    "- Repetitions: ${reps} per scenario (medians; the scale run once)",
+    "- Repetitions: ${reps} per scenario (medians; the scale run once); sweep points once, %s s per server%s"
+    % (sweep_secs, " (\`--quick\`: short runs, rough figures)" if os.environ["BENCH_QUICK"] == "1" else ""),
     "- Violations over all runs: %d" % violations,
     "",
     "| Scenario | echo | iopfd | iopfd / echo | Target | Met |",
@@ -276,6 +401,52 @@ lines = [
     "The scale run took ${scale_secs} s: %.1f s of faults, the rest registering and then removing"
     " %d domains and %d regions over D-Bus (the control plane)." % (scale_fault_secs, scale_n, scale_n),
     "",
+    "## Latency against offered load",
+    "",
+    "The paced scenario (64 tenants x 16 regions, faults offered at a fixed rate) at each load,",
+    "and the closed-loop saturation run. The plot gives, per load, the fraction of groups",
+    "answered within each latency (every run's histogram merged; latency on a log scale).",
+    "Where a server cannot keep up (faults/s below the offered load) the injector is held",
+    "back by the window of 64 groups in flight per tenant and latency is queueing.",
+    "",
+    "![Latency CDF per offered load, iopfd and echo](%s/latency-cdf.svg)" % plots_rel,
+    "",
+    "The same distributions on a percentile axis, which stretches the tail:",
+    "",
+    "![Latency percentiles per offered load, iopfd and echo](%s/latency-tail.svg)" % plots_rel,
+    "",
+    "| Offered (faults/s) | echo faults/s | iopfd faults/s | echo p50 us | iopfd p50 us | echo p99 us | iopfd p99 us | echo p99.9 us | iopfd p99.9 us | p50 iopfd / echo | p99 iopfd / echo |",
+    "|---|---|---|---|---|---|---|---|---|---|---|",
+]
+def ratio(runs, key):
+    return med([r["iopfd"][key] / r["echo"][key] if r["echo"][key] else 0 for r in runs])
+for label, runs in [("%d" % l, r) for l, r in load_runs] + [("saturation", sat)]:
+    lines.append("| %s | %.0f | %.0f | %.1f | %.1f | %.1f | %.1f | %.1f | %.1f | %.2f | %.2f |" % (
+        label, col(runs, "echo", "faults_per_s"), col(runs, "iopfd", "faults_per_s"),
+        col(runs, "echo", "p50_ns") / 1e3, col(runs, "iopfd", "p50_ns") / 1e3,
+        col(runs, "echo", "p99_ns") / 1e3, col(runs, "iopfd", "p99_ns") / 1e3,
+        col(runs, "echo", "p999_ns") / 1e3, col(runs, "iopfd", "p999_ns") / 1e3,
+        ratio(runs, "p50_ns"), ratio(runs, "p99_ns")))
+lines += [
+    "",
+    "## Throughput against tenants",
+    "",
+    "Closed loop (saturation) with 1 to %d tenants, each with 16 regions and up to 64 groups" % max(tenant_list or [0]),
+    "in flight; iopfd \`--workers ${workers}\`, iopf-echo \`--threads ${workers}\`.",
+    "",
+    "![Throughput against number of tenants at saturation, iopfd and echo](%s/throughput-tenants.svg)" % plots_rel,
+    "",
+    "| Tenants | echo faults/s | iopfd faults/s | iopfd / echo | echo CPU ns/fault | iopfd CPU ns/fault | iopfd p50 us | iopfd p99 us |",
+    "|---|---|---|---|---|---|---|---|",
+]
+for n, runs in tenant_runs:
+    lines.append("| %d | %.0f | %.0f | %.2f | %.0f | %.0f | %.1f | %.1f |" % (
+        n, col(runs, "echo", "faults_per_s"), col(runs, "iopfd", "faults_per_s"),
+        ratio(runs, "faults_per_s"), med([cpu_per_fault(r["echo"]) for r in runs]),
+        med([cpu_per_fault(r["iopfd"]) for r in runs]),
+        col(runs, "iopfd", "p50_ns") / 1e3, col(runs, "iopfd", "p99_ns") / 1e3))
+lines += [
+    "",
     "## Notes",
     "",
     "- Latency is inject-to-answer: from the device queuing the group to the response being",
@@ -288,6 +459,8 @@ lines = [
     "  their threads other than the main one (schedstat) over the faults they answered.",
     "- On a shared or oversubscribed machine (high load or steal above), tails are host noise",
     "  that hits both servers; compare medians over several runs.",
+    "- The plots' data is kept next to them (\`%s/*.dat\`); redraw with" % plots_rel,
+    "  \`gnuplot -e \"dir='%s'\" scripts/bench-plot.gp\`." % plots_root,
     "",
     "## Details",
     "",
@@ -311,3 +484,5 @@ print("\n".join(lines[:30]))
 if violations:
     sys.exit(1)
 EOF
+gnuplot -e "dir='$plots'" "$root/scripts/bench-plot.gp"
+echo "bench: [${SECONDS}s] wrote $out and $plots/{latency-cdf,latency-tail,throughput-tenants}.svg" >&2
