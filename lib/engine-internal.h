@@ -78,6 +78,7 @@ struct iopf_source {
 	struct cds_list_head wnode; /* the worker's list of live sources */
 	bool poll_armed, cancel_pending, retiring, broken;
 	unsigned empty_turns;            /* readable turns whose first read gave 0 */
+	bool scattered;                  /* the last read's faults went to many domains */
 	unsigned error_turns;            /* turns in a row whose read failed hard */
 	struct iommu_hwpt_pgfault *buf; /* owned; read buffer */
 	size_t buf_cap;                 /* records */

@@ -204,3 +204,11 @@ struct iopf_route_node *iopf_route_lookup(struct iopf_route_table *rt, uint64_t 
 			return n;
 	}
 }
+
+void iopf_route_prefetch(struct iopf_route_table *rt, uint64_t source, uint32_t dev_id,
+			 uint32_t pasid)
+{
+	const struct tab *t = __atomic_load_n(&rt->tab, __ATOMIC_ACQUIRE);
+
+	__builtin_prefetch(&t->slot[key_hash(source, dev_id, pasid) >> t->shift]);
+}

@@ -39,5 +39,12 @@ void iopf_route_del(struct iopf_route_table *t, struct iopf_route_node *n);
 /* Caller holds rcu_read_lock(). Return: the node or NULL. */
 struct iopf_route_node *iopf_route_lookup(struct iopf_route_table *t, uint64_t source,
 					  uint32_t dev_id, uint32_t pasid);
+/*
+ * Start loading the slot a lookup of this key reads first, so that lookups
+ * of several keys overlap their cache misses. A hint: any key will do.
+ * Caller holds rcu_read_lock().
+ */
+void iopf_route_prefetch(struct iopf_route_table *t, uint64_t source, uint32_t dev_id,
+			 uint32_t pasid);
 
 #endif /* IOPF_ROUTE_H */

@@ -39,6 +39,8 @@
  * Transient errors (the kernel's ENOMEM) get this many chances.
  */
 #define ERROR_TURNS_BROKEN 16
+/* Records whose cache misses are taken together when faults scatter over domains. */
+#define PREFETCH_CHUNK 16
 
 struct iopf_worker {
 	struct iopf_engine *e;
@@ -191,6 +193,7 @@ struct route_memo {
 	bool valid;
 	uint32_t dev_id, pasid;
 	struct iopf_domain *d;
+	size_t lookups; /* misses so far: how scattered the turn's faults are */
 };
 
 static struct iopf_domain *route(struct iopf_worker *w, struct iopf_source *s,
@@ -201,24 +204,77 @@ static struct iopf_domain *route(struct iopf_worker *w, struct iopf_source *s,
 	if (m->valid && m->dev_id == dev_id && m->pasid == pasid)
 		return m->d;
 	rn = iopf_route_lookup(iopf_engine_routes(w->e), s->id, dev_id, pasid);
-	*m = (struct route_memo){
-		.valid = true,
-		.dev_id = dev_id,
-		.pasid = pasid,
-		.d = rn ? caa_container_of(rn, struct iopf_domain, route) : NULL,
-	};
+	m->valid = true;
+	m->dev_id = dev_id;
+	m->pasid = pasid;
+	m->d = rn ? caa_container_of(rn, struct iopf_domain, route) : NULL;
+	m->lookups++;
 	return m->d;
+}
+
+static uint32_t rec_pasid(const struct iommu_hwpt_pgfault *r)
+{
+	return (r->flags & IOMMU_PGFAULT_FLAGS_PASID_VALID) ? r->pasid : IOPF_PASID_NONE;
+}
+
+/*
+ * Records [from, to) of a read whose faults scatter over many domains. Each
+ * step of resolving such a fault misses the cache, and each step's address
+ * comes from the one before: route slot, domain, region set, region, page
+ * bitmap. Taking a chunk of records one step at a time issues the misses of
+ * the chunk together, so they overlap instead of queueing one behind another.
+ * Hints only: nothing is checked or kept here; handle_records() does the work.
+ * Caller holds the RCU read lock.
+ */
+static void prefetch_records(struct iopf_worker *w, struct iopf_source *s, size_t from,
+			     size_t to)
+{
+	struct iopf_route_table *routes = iopf_engine_routes(w->e);
+	const struct iommu_hwpt_pgfault *rec = &s->buf[from];
+	const struct iopf_region_set *set[PREFETCH_CHUNK];
+	size_t n = to - from;
+
+	assert(n <= PREFETCH_CHUNK);
+	for (size_t i = 0; i < n; i++)
+		iopf_route_prefetch(routes, s->id, rec[i].dev_id, rec_pasid(&rec[i]));
+	for (size_t i = 0; i < n; i++) {
+		struct iopf_route_node *rn =
+			iopf_route_lookup(routes, s->id, rec[i].dev_id, rec_pasid(&rec[i]));
+		struct iopf_domain *d = rn ? caa_container_of(rn, struct iopf_domain, route) : NULL;
+
+		set[i] = d ? iopf_rcu_dereference(d->regions) : NULL;
+		if (!d)
+			continue;
+		__builtin_prefetch(set[i]);
+		__builtin_prefetch(&d->counters.reasons[IOPF_REASON_RESOLVED], 1);
+		__builtin_prefetch(&d->latency.count, 1);
+	}
+	for (size_t i = 0; i < n; i++)
+		if (set[i])
+			__builtin_prefetch(set[i]->v[set[i]->hint]);
+	for (size_t i = 0; i < n; i++) {
+		struct iopf_region *r = set[i] ? iopf_region_set_find(set[i], rec[i].addr) : NULL;
+
+		if (r)
+			__builtin_prefetch(&r->mapped[(rec[i].addr - r->iova) / IOPF_PAGE_SIZE / 64]);
+	}
 }
 
 /* Caller holds the RCU read lock; rb has room for @n more responses read at @t_read. */
 static void handle_records(struct iopf_worker *w, struct iopf_source *s, struct route_memo *m,
 			   size_t n, uint64_t t_read)
 {
+	size_t pos = 0, fetched = 0;
 	struct iopf_group g;
-	size_t pos = 0;
 
 	while (iopf_fault_next_group(s->buf, n, &pos, &g)) {
-		struct iopf_domain *d = route(w, s, m, g.dev_id, g.pasid);
+		struct iopf_domain *d;
+
+		if (s->scattered && g.first >= fetched) {
+			fetched = g.first + PREFETCH_CHUNK < n ? g.first + PREFETCH_CHUNK : n;
+			prefetch_records(w, s, g.first, fetched);
+		}
+		d = route(w, s, m, g.dev_id, g.pasid);
 		struct iopf_counters *c = d ? &d->counters : &s->unrouted;
 		struct iopf_histogram *h = d ? &d->latency : &s->unrouted_latency;
 		enum iopf_reason why;
@@ -246,6 +302,7 @@ static void service_source(struct iopf_worker *w, struct iopf_source *s)
 	const size_t rec = sizeof(struct iommu_hwpt_pgfault);
 	struct route_memo memo = {};
 	bool first = true, failed = false;
+	size_t n, lookups;
 
 	rcu_read_lock();
 	/* Stop when a full read could produce more responses than there is room for. */
@@ -280,7 +337,11 @@ static void service_source(struct iopf_worker *w, struct iopf_source *s)
 		s->empty_turns = 0;
 		if (r % (ssize_t)rec)
 			ctr_add(&s->io_errors, 1); /* torn record: not kernel behaviour, skip it */
-		handle_records(w, s, &memo, (size_t)r / rec, iopf_response_now_ns());
+		n = (size_t)r / rec;
+		lookups = memo.lookups;
+		handle_records(w, s, &memo, n, iopf_response_now_ns());
+		/* a route lookup for more than one record in four: prefetch for the next read */
+		s->scattered = (memo.lookups - lookups) * 4 > n;
 	}
 	flush(s);
 	rcu_read_unlock();
