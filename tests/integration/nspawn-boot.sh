@@ -1,17 +1,18 @@
 #!/bin/bash
 # SPDX-License-Identifier: LGPL-2.1-or-later
 #
-# The installed units, started by a real systemd: boot a debootstrapped Debian 12
-# with systemd-nspawn, install iopfd into it, let a check service run the
-# simulator against iopfd.socket (direct socket and system bus), scrape the
-# exporter, reload, read the journal's structured fields, stop iopfd with
-# SIGSTOP and watch systemd's watchdog restart it, then power off.
-# Not part of "meson test" (it needs a root filesystem and about a minute).
+# The installed units, started by a real systemd: boot a debootstrapped Debian 12 with
+# systemd-nspawn, install iopfd into it, let a check service run the simulator against
+# iopfd.socket (direct socket and system bus), check the sandbox the service really got,
+# scrape the exporter, reload, read the journal's structured fields, stop iopfd with
+# SIGSTOP and watch systemd's watchdog restart it, stop it cleanly, start it again by
+# D-Bus activation, then power off.
+# "meson test --suite nspawn" runs it through nspawn-test.sh, on an overlay over the root
+# that mkroot.sh caches.
 #
 # Usage: tests/integration/nspawn-boot.sh ROOT BUILD
-#   ROOT   a Debian 12 tree, e.g. from
-#          debootstrap --variant=minbase --include=systemd,systemd-sysv,dbus,procps,\
-#             liburing2,liburcu8,libinih1,curl bookworm ROOT http://deb.debian.org/debian
+#   ROOT   a Debian 12 tree (tests/integration/mkroot.sh makes one); it is changed:
+#          iopfd is installed into it
 #   BUILD  a build configured with --prefix=/usr --sysconfdir=/etc
 # Prints the check's log and exits 0 when every check passed.
 set -euo pipefail
@@ -53,6 +54,20 @@ check iopf-sim --address unix:path=/run/iopfd/control --tenants 4 --bad 10 --fau
 	--rate 15000
 check systemctl is-active --quiet iopfd.service
 check test "$(show iopfd.service User)" = iopfd
+# the sandbox the process really got from this systemd
+pid=$(show iopfd.service MainPID)
+check test "$(stat -c %U /proc/$pid)" = iopfd
+check grep -q '^CapEff:[[:space:]]*0*$' /proc/$pid/status
+check grep -q '^CapBnd:[[:space:]]*0*$' /proc/$pid/status
+check grep -q '^NoNewPrivs:[[:space:]]*1$' /proc/$pid/status
+check grep -q '^Seccomp:[[:space:]]*2$' /proc/$pid/status
+# LimitMEMLOCK= takes effect only where the container may raise a hard limit
+memlock=$(awk '/^Max locked memory/ { print $5 }' /proc/$pid/limits)
+if (( (16#$(awk '/^CapBnd:/ { print $2 }' /proc/1/status) >> 24) & 1 )); then
+	check test "$memlock" = "$(show iopfd.service LimitMEMLOCK)"
+else
+	echo "NOTE: no CAP_SYS_RESOURCE here, so LimitMEMLOCK=$(show iopfd.service LimitMEMLOCK) is capped at the container's $memlock"
+fi
 check iopf-sim --address system --tenants 2 --bad 5 --faults 20000
 iopfctl --address system stats
 check sh -c 'iopfctl --address system --json stats | grep -q "\"daemon\""'
@@ -88,8 +103,24 @@ journalctl -u iopfd.service --no-pager | grep -i watchdog | tail -n 3
 # and it serves again
 check iopf-sim --address unix:path=/run/iopfd/control --tenants 1 --faults 1000
 
+# a clean stop (STOPPING=1, held faults answered, exit 0) ...
+check systemctl stop iopfd.service
+check test "$(show iopfd.service Result)" = success
+check test "$(show iopfd.service ExecMainStatus)" = 0
+# ... and D-Bus activation: a system-bus client starts it through org.iopfd.service
+check iopf-sim --address system --tenants 1 --faults 1000
+check systemctl is-active --quiet iopfd.service
+
 systemd-analyze security iopfd.service iopf-exporter.service --no-pager > $out/security.txt 2>&1
 grep -h "Overall exposure" $out/security.txt
+# the limit test-ops.py applies to the --offline score
+exposure_at_most() {
+	awk -v unit="$1" -v max="$2" '$0 ~ "Overall exposure level for " unit ":" {
+		for (i = 1; i <= NF; i++) if ($i ~ /^[0-9.]+$/) { v = $i; found = 1 }
+	} END { exit !(found && v + 0 <= max + 0) }' $out/security.txt
+}
+check exposure_at_most iopfd.service 2.0
+check exposure_at_most iopf-exporter.service 2.0
 echo "RESULT: $([ $failed = 0 ] && echo PASS || echo FAIL)"
 systemctl poweroff --no-block
 EOF
@@ -112,8 +143,28 @@ rm -rf "$root/var/tmp/iopfd-check"
 
 # --keep-unit --register=no: no systemd-machined here. The check powers off;
 # the timeout only turns a hang into a failure.
+console=$(mktemp)
+trap 'rm -f "$console"' EXIT
+nspawn_rc=0
 timeout -k 10 300 systemd-nspawn -q --keep-unit --register=no -D "$root" \
-	--private-network -b >/dev/null 2>&1 || true
+	--private-network --setenv=SYSTEMD_COLORS=0 -b >"$console" 2>&1 </dev/null || nspawn_rc=$?
 
-cat "$root/var/tmp/iopfd-check/log" 2>/dev/null || { echo "nspawn-boot: the check never ran"; exit 1; }
-grep -q '^RESULT: PASS' "$root/var/tmp/iopfd-check/log"
+# What went wrong, when something did: the end of the console and the container's journal.
+diagnose() {
+	echo "nspawn-boot: systemd-nspawn exited $nspawn_rc; the end of its console:"
+	tail -n 40 "$console" | sed 's/^/  | /'
+	if [ -d "$root/var/log/journal" ]; then
+		echo "nspawn-boot: the container's journal, warnings and worse:"
+		journalctl -D "$root/var/log/journal" -p warning --no-pager -n 60 2>&1 | sed 's/^/  | /'
+	fi
+}
+
+if ! cat "$root/var/tmp/iopfd-check/log" 2>/dev/null; then
+	echo "nspawn-boot: the check never ran"
+	diagnose
+	exit 1
+fi
+if ! grep -q '^RESULT: PASS' "$root/var/tmp/iopfd-check/log"; then
+	diagnose
+	exit 1
+fi
