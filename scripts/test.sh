@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The whole test suite, from a fresh Debian 12 machine: installs what it needs,
-# builds, and runs the unit, integration and real-kernel (QEMU) suites, then the
-# unit and integration suites again under ASan+UBSan and the concurrency tests
-# under TSan. Ends with one line "tests: N passed, N failed".
+# builds, and runs the unit, integration, real-kernel (QEMU) and nspawn (the
+# installed units under a booted systemd) suites, then the unit and integration
+# suites again under ASan+UBSan and the concurrency tests under TSan. Ends with
+# one line "tests: N passed, N failed".
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -46,7 +47,7 @@ PY
 	[ "$rc" -eq 0 ] || echo "test.sh: failures in $dir" >&2
 }
 
-echo "== build and test (unit, integration, kernel)"
+echo "== build and test (unit, integration, kernel, nspawn)"
 setup build -Dtests=enabled -Dwerror=true
 run build
 
