@@ -1497,37 +1497,49 @@ int iopf_sim_detach_delivered(struct iopf_sim *s, uint32_t dev_id, uint32_t pasi
 	return detach(s, dev_id, pasid, true);
 }
 
-int iopf_sim_lookup(struct iopf_sim *s, uint32_t ioas_id, uint64_t iova,
-		    struct iopf_sim_mapping *ret)
+int iopf_sim_lookup_many(struct iopf_sim *s, uint32_t ioas_id, const uint64_t *iova, size_t n,
+			 struct iopf_sim_mapping *ret, int *ret_rc)
 {
 	struct sim_map *m = &s->m;
-	const struct sim_extent *e;
-	int64_t at, idx;
-	uint64_t page = ALIGN_DOWN(iova, IOPF_SIM_PAGE_SIZE);
 	int r;
 
-	if (ioas_id < 1 || ioas_id > m->n_ioas)
-		return -ENOENT;
+	if (ioas_id < 1 || ioas_id > m->n_ioas) {
+		for (size_t i = 0; i < n; i++)
+			ret_rc[i] = -ENOENT;
+		return 0;
+	}
 	r = sim_lock(m);
 	if (r < 0)
 		return r;
-	at = page_find(m, page_key(ioas_id - 1, page));
-	idx = at < 0 ? -ENOENT : page_extent(m, ioas_id - 1, at);
-	if (idx < 0) {
-		sim_unlock(m);
-		return -ENOENT;
+	for (size_t i = 0; i < n; i++) {
+		uint64_t page = ALIGN_DOWN(iova[i], IOPF_SIM_PAGE_SIZE);
+		int64_t at = page_find(m, page_key(ioas_id - 1, page));
+		int64_t idx = at < 0 ? -ENOENT : page_extent(m, ioas_id - 1, at);
+		const struct sim_extent *e;
+
+		ret_rc[i] = idx < 0 ? -ENOENT : 0;
+		if (idx < 0)
+			continue;
+		e = &m->ext[idx];
+		ret[i] = (struct iopf_sim_mapping){
+			.map_iova = e->iova,
+			.map_length = e->length,
+			.prot = e->prot,
+			.st_dev = e->st_dev,
+			.st_ino = e->st_ino,
+			.offset = e->offset + (page - e->iova),
+		};
 	}
-	e = &m->ext[idx];
-	*ret = (struct iopf_sim_mapping){
-		.map_iova = e->iova,
-		.map_length = e->length,
-		.prot = e->prot,
-		.st_dev = e->st_dev,
-		.st_ino = e->st_ino,
-		.offset = e->offset + (page - e->iova),
-	};
 	sim_unlock(m);
 	return 0;
+}
+
+int iopf_sim_lookup(struct iopf_sim *s, uint32_t ioas_id, uint64_t iova,
+		    struct iopf_sim_mapping *ret)
+{
+	int rc, r = iopf_sim_lookup_many(s, ioas_id, &iova, 1, ret, &rc);
+
+	return r < 0 ? r : rc;
 }
 
 uint32_t iopf_sim_peek_delivered(const struct iopf_sim *s)

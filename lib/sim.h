@@ -151,6 +151,13 @@ struct iopf_sim_mapping {
 /* Look up the page holding @iova. Return: 0, -ENOENT (not mapped, no such IOAS), -errno. */
 int iopf_sim_lookup(struct iopf_sim *s, uint32_t ioas_id, uint64_t iova,
 		    struct iopf_sim_mapping *ret);
+/*
+ * The same for @n pages under one lock: ret_rc[i] is 0 with ret[i] filled, or
+ * -ENOENT. A checker's batch costs one lock round trip, not one per page.
+ * Return: 0, or -errno when the lock could not be taken (nothing filled).
+ */
+int iopf_sim_lookup_many(struct iopf_sim *s, uint32_t ioas_id, const uint64_t *iova, size_t n,
+			 struct iopf_sim_mapping *ret, int *ret_rc);
 
 /* Event counters, kept in the shared header. */
 struct iopf_sim_stats {

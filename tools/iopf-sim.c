@@ -691,7 +691,26 @@ static uint32_t allowed_prot(uint32_t access)
 	return p;
 }
 
-static void check_answer(struct tenant *t, struct injector *in, const struct iopf_sim_answer *a)
+/*
+ * The group of answer @a if check_answer() will check its pages against the
+ * IOMMU (a SUCCESS not expected to be INVALID, of a group that wants it), else NULL.
+ */
+static const struct flight *map_check_of(const struct tenant *t, const struct iopf_sim_answer *a)
+{
+	const struct flight *fl;
+
+	if (a->tag >= opt.window || a->by_kernel || a->code != IOMMUFD_PAGE_RESP_SUCCESS)
+		return NULL;
+	fl = &t->fl[a->tag];
+	return fl->busy && fl->check_map && fl->expect != EXPECT_INVALID ? fl : NULL;
+}
+
+/*
+ * @mp, @rc: what the IOMMU holds for each page of the group, when
+ * map_check_of() names it (looked up for a whole harvest under one lock).
+ */
+static void check_answer(struct tenant *t, struct injector *in, const struct iopf_sim_answer *a,
+			 const struct iopf_sim_mapping *mp, const int *rc)
 {
 	struct result *res = &in->res;
 	struct flight *fl;
@@ -731,29 +750,27 @@ static void check_answer(struct tenant *t, struct injector *in, const struct iop
 		violation(res, "tenant %u dev %u pasid %#x addr %#" PRIx64 ": SUCCESS, expected INVALID",
 			  t->idx, dm->dev_id, dm->pasid, fl->addr[0]);
 	} else if (fl->check_map && a->code == IOMMUFD_PAGE_RESP_SUCCESS) {
-		for (i = 0; i < fl->n; i++) {
+		for (i = 0; i < fl->n; i++, mp++, rc++) {
 			const struct region *rg = &dm->regions[fl->region[i]];
 			const struct stat *st = &t->dev_st[dm->dev_idx];
 			uint64_t page = fl->addr[i] & ~(IOPF_PAGE_SIZE - 1);
-			struct iopf_sim_mapping mp;
 			uint32_t need = needed_prot(fl->perm[i]), allow = allowed_prot(rg->access);
-			int r = iopf_sim_lookup(t->sim, t->ioas, page, &mp);
 
-			if (r < 0) {
+			if (*rc < 0) {
 				violation(res, "tenant %u dev %u pasid %#x: SUCCESS but page %#" PRIx64
 					  " is not mapped", t->idx, dm->dev_id, dm->pasid, page);
 				break;
 			}
-			if ((mp.prot & need) != need || (mp.prot & ~allow)) {
+			if ((mp->prot & need) != need || (mp->prot & ~allow)) {
 				violation(res, "tenant %u page %#" PRIx64 ": prot %#x, fault needs %#x, region allows %#x",
-					  t->idx, page, mp.prot, need, allow);
+					  t->idx, page, mp->prot, need, allow);
 				break;
 			}
-			if (mp.st_ino != (uint64_t)st->st_ino || mp.st_dev != (uint64_t)st->st_dev ||
-			    mp.offset != rg->offset + (page - rg->iova)) {
+			if (mp->st_ino != (uint64_t)st->st_ino || mp->st_dev != (uint64_t)st->st_dev ||
+			    mp->offset != rg->offset + (page - rg->iova)) {
 				violation(res, "tenant %u page %#" PRIx64 ": backed by ino %" PRIu64 " offset %#"
 					  PRIx64 ", expected ino %" PRIu64 " offset %#" PRIx64, t->idx, page,
-					  mp.st_ino, mp.offset, (uint64_t)st->st_ino,
+					  mp->st_ino, mp->offset, (uint64_t)st->st_ino,
 					  rg->offset + (page - rg->iova));
 				break;
 			}
@@ -764,19 +781,41 @@ static void check_answer(struct tenant *t, struct injector *in, const struct iop
 	t->inflight--;
 }
 
+#define HARVEST_MAX 256u
+
 static int harvest(struct tenant *t, struct injector *in)
 {
-	struct iopf_sim_answer a[256];
-	int n, i, total = 0;
+	static __thread uint64_t pages[HARVEST_MAX * SIM_MAX_GROUP_RECS];
+	static __thread struct iopf_sim_mapping mp[HARVEST_MAX * SIM_MAX_GROUP_RECS];
+	static __thread int rc[HARVEST_MAX * SIM_MAX_GROUP_RECS];
+	struct iopf_sim_answer a[HARVEST_MAX];
+	size_t at[HARVEST_MAX];
+	int n, i, r, total = 0;
 
 	do {
+		size_t np = 0;
+
 		n = iopf_sim_harvest(t->sim, a, ARRAY_SIZE(a));
 		if (n < 0) {
 			violation(&in->res, "tenant %u: harvest: %s", t->idx, strerror(-n));
 			return 0;
 		}
+		/* every page a SUCCESS claims, looked up in one go */
+		for (i = 0; i < n; i++) {
+			const struct flight *fl = map_check_of(t, &a[i]);
+
+			at[i] = np;
+			for (unsigned k = 0; fl && k < fl->n; k++)
+				pages[np++] = fl->addr[k];
+		}
+		r = np ? iopf_sim_lookup_many(t->sim, t->ioas, pages, np, mp, rc) : 0;
+		if (r < 0) {
+			violation(&in->res, "tenant %u: lookup: %s", t->idx, strerror(-r));
+			for (size_t k = 0; k < np; k++)
+				rc[k] = r;
+		}
 		for (i = 0; i < n; i++)
-			check_answer(t, in, &a[i]);
+			check_answer(t, in, &a[i], &mp[at[i]], &rc[at[i]]);
 		total += n;
 	} while (n == (int)ARRAY_SIZE(a));
 	return total;

@@ -805,6 +805,32 @@ static void test_map_lookup(void **state)
 	assert_int_equal(counts(fx).pages_mapped, 5);
 	assert_int_equal(counts(fx).maps, 2);
 	assert_int_equal(counts(fx).stats.map_eexist, 2);
+
+	/* many at once: each page answered as alone, whatever its neighbours */
+	{
+		const uint64_t iova[] = { 0x104000, 0xff000, 0x100fff, 0x104abc, 0x105000 };
+		struct iopf_sim_mapping many[5];
+		int rc[5];
+
+		assert_int_equal(iopf_sim_lookup_many(fx->s, 1, iova, 5, many, rc), 0);
+		for (unsigned i = 0; i < 5; i++) {
+			assert_int_equal(rc[i], iopf_sim_lookup(fx->s, 1, iova[i], &mp));
+			if (rc[i] < 0)
+				continue;
+			assert_int_equal(many[i].map_iova, mp.map_iova);
+			assert_int_equal(many[i].map_length, mp.map_length);
+			assert_int_equal(many[i].prot, mp.prot);
+			assert_int_equal(many[i].st_dev, mp.st_dev);
+			assert_int_equal(many[i].st_ino, mp.st_ino);
+			assert_int_equal(many[i].offset, mp.offset);
+		}
+		assert_int_equal(rc[1], -ENOENT);
+		assert_int_equal(rc[2], 0);
+		assert_int_equal(many[2].offset, 2 * PG);
+		assert_int_equal(iopf_sim_lookup_many(fx->s, 3, iova, 5, many, rc), 0);
+		for (unsigned i = 0; i < 5; i++)
+			assert_int_equal(rc[i], -ENOENT);
+	}
 	close(fd);
 }
 
