@@ -95,6 +95,19 @@ static uint64_t source_tag(struct iopf_source *s)
 }
 
 /*
+ * Poll a live source again, after each turn (and once when it arrives): no
+ * walk over every source per loop. Level semantics: a one-shot poll on a
+ * still-readable fd fires at once, so nothing that came in meanwhile is missed.
+ */
+static void arm_source(struct iopf_worker *w, struct iopf_source *s)
+{
+	if (s->poll_armed || s->broken || s->retiring)
+		return;
+	arm_poll(w, s->backend->poll_fd, source_tag(s));
+	s->poll_armed = true;
+}
+
+/*
  * Cancel a source's pending poll. ASYNC_CANCEL, not POLL_REMOVE: a poll whose
  * wakeup is being processed makes POLL_REMOVE fail with EALREADY and do
  * nothing, and if the fd is no longer readable by then the poll silently
@@ -498,6 +511,7 @@ static void run_commands(struct iopf_worker *w)
 			struct iopf_source *s = c->obj;
 
 			cds_list_add_tail(&s->wnode, &w->sources);
+			arm_source(w, s);
 			break;
 		}
 		case IOPF_CMD_REMOVE_SOURCE:
@@ -556,8 +570,11 @@ static void reap(struct iopf_worker *w, bool *ret_cmds)
 			ctr_add(&s->io_errors, 1);
 			s->broken = true;
 			__atomic_store_n(&s->broken_pub, 1, __ATOMIC_RELAXED);
-		} else if (res & POLLIN)
-			service_source(w, s);
+		} else {
+			if (res & POLLIN)
+				service_source(w, s);
+			arm_source(w, s);
+		}
 	}
 }
 
@@ -582,7 +599,6 @@ static int ring_init(struct iopf_worker *w)
 static void *worker_main(void *arg)
 {
 	struct iopf_worker *w = arg;
-	struct iopf_source *s;
 	int r;
 
 	rcu_register_thread();
@@ -600,13 +616,6 @@ static void *worker_main(void *arg)
 		if (!w->cmd_armed && !w->stopping) {
 			arm_poll(w, w->cmd_fd, TAG_CMD);
 			w->cmd_armed = true;
-		}
-		cds_list_for_each_entry(s, &w->sources, wnode) {
-			/* Level semantics: a one-shot poll on a still-readable fd fires at once. */
-			if (!s->poll_armed && !s->broken) {
-				arm_poll(w, s->backend->poll_fd, source_tag(s));
-				s->poll_armed = true;
-			}
 		}
 
 		r = io_uring_submit_and_wait(&w->ring, 1);
