@@ -201,6 +201,9 @@ static int call(struct daemon_link *d, struct snapshot *s, const char *method, s
 
 	r = sd_bus_message_new_method_call(d->bus, &m, d->destination, IOPF_DBUS_PATH,
 					   IOPF_DBUS_INTERFACE, method);
+	/* a scrape reports a stopped iopfd (iopfd_up 0); it must not start it */
+	if (r >= 0)
+		r = sd_bus_message_set_auto_start(m, 0);
 	if (r >= 0)
 		r = sd_bus_call(d->bus, m, CALL_USEC, &error, ret);
 	if (r < 0 && sd_bus_error_has_name(&error, IOPF_ERROR_ACCESS_DENIED))
@@ -209,20 +212,37 @@ static int call(struct daemon_link *d, struct snapshot *s, const char *method, s
 	return r;
 }
 
-/* A property of a fixed-size type ('u', 't'), or 's' into a malloc'ed string. */
+/*
+ * A property of a fixed-size type ('u', 't'), or 's' into a malloc'ed string.
+ * Spelt out rather than sd_bus_get_property_*(), which cannot turn auto-start off.
+ */
 static int get_property(struct daemon_link *d, const char *name, char type, void *ret)
 {
+	_cleanup_(sd_bus_message_unrefp) sd_bus_message *m = NULL, *reply = NULL;
 	sd_bus_error error = SD_BUS_ERROR_NULL;
+	const char sig[2] = { type, '\0' };
+	const char *str;
 	int r;
 
-	if (type == 's')
-		r = sd_bus_get_property_string(d->bus, d->destination, IOPF_DBUS_PATH,
-					       IOPF_DBUS_INTERFACE, name, &error, ret);
-	else
-		r = sd_bus_get_property_trivial(d->bus, d->destination, IOPF_DBUS_PATH,
-						IOPF_DBUS_INTERFACE, name, &error, type, ret);
+	r = sd_bus_message_new_method_call(d->bus, &m, d->destination, IOPF_DBUS_PATH,
+					   "org.freedesktop.DBus.Properties", "Get");
+	if (r >= 0)
+		r = sd_bus_message_set_auto_start(m, 0);
+	if (r >= 0)
+		r = sd_bus_message_append(m, "ss", IOPF_DBUS_INTERFACE, name);
+	if (r >= 0)
+		r = sd_bus_call(d->bus, m, CALL_USEC, &error, &reply);
 	sd_bus_error_free(&error);
-	return r;
+	if (r >= 0)
+		r = sd_bus_message_enter_container(reply, 'v', sig);
+	if (r < 0)
+		return r;
+	if (type != 's')
+		return sd_bus_message_read_basic(reply, type, ret) > 0 ? 0 : -EBADMSG;
+	if (sd_bus_message_read_basic(reply, 's', &str) <= 0)
+		return -EBADMSG;
+	*(char **)ret = strdup(str);
+	return *(char **)ret ? 0 : -ENOMEM;
 }
 
 static int query_tenants(struct daemon_link *d, struct snapshot *s)

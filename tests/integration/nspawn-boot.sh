@@ -107,6 +107,12 @@ check iopf-sim --address unix:path=/run/iopfd/control --tenants 1 --faults 1000
 check systemctl stop iopfd.service
 check test "$(show iopfd.service Result)" = success
 check test "$(show iopfd.service ExecMainStatus)" = 0
+# ... stopped with its socket, a scrape reports it down and does not start it (with
+# iopfd.socket listening, a scrape is a client like any other and starts it) ...
+check systemctl stop iopfd.socket
+curl -sf http://127.0.0.1:9577/metrics > $out/metrics-stopped.txt
+check grep -q '^iopfd_up 0$' $out/metrics-stopped.txt
+check test "$(systemctl is-active iopfd.service)" != active
 # ... and D-Bus activation: a system-bus client starts it through org.iopfd.service
 check iopf-sim --address system --tenants 1 --faults 1000
 check systemctl is-active --quiet iopfd.service
