@@ -37,4 +37,4 @@ echo "iopfd $("$build/daemon/iopfd" --version) serving 8 simulated tenants" \
 	"(2 devices x 2 PASIDs x 8 regions each, random pages, 5% bad requests)"
 "$build/tools/iopf-sim" --address "unix:path=$run/control" --compare \
 	--tenants 8 --devices 2 --pasids 2 --regions 8 --region-size 4M \
-	--pattern random --group 2 --bad 5 --faults 400000 "$@"
+	--pattern random --group 2 --bad 5 --faults 4000000 "$@"
