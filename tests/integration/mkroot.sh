@@ -18,6 +18,7 @@ set -euo pipefail
 
 # Bump when the way the root is made changes (not for comments).
 RECIPE=1
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 SUITE=bookworm
 VARIANT=minbase
 # What nspawn-boot.sh's check needs besides the build: systemd as init, the system bus,
@@ -52,13 +53,8 @@ if [ "$print_key" = 1 ]; then
 fi
 
 if [ -z "$cache" ]; then
-	if [ -n "${XDG_CACHE_HOME:-}" ]; then
-		cache=$XDG_CACHE_HOME/iopfd/nspawn
-	elif mkdir -p /var/cache/iopfd/nspawn 2>/dev/null && [ -w /var/cache/iopfd/nspawn ]; then
-		cache=/var/cache/iopfd/nspawn
-	else
-		cache=${HOME:?}/.cache/iopfd/nspawn
-	fi
+	. "$here/../cache-dir.sh"
+	cache=$(iopf_cache_dir nspawn)
 fi
 out=$cache/$key
 mkdir -p "$cache" || die "cannot create cache dir $cache"

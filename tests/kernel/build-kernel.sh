@@ -38,13 +38,8 @@ while [ $# -gt 0 ]; do
 done
 
 if [ -z "$cache" ]; then
-	if [ -n "${XDG_CACHE_HOME:-}" ]; then
-		cache=$XDG_CACHE_HOME/iopfd/kernel
-	elif mkdir -p /var/cache/iopfd/kernel 2>/dev/null && [ -w /var/cache/iopfd/kernel ]; then
-		cache=/var/cache/iopfd/kernel
-	else
-		cache=${HOME:?}/.cache/iopfd/kernel
-	fi
+	. "$here/../cache-dir.sh"
+	cache=$(iopf_cache_dir kernel)
 fi
 
 for tool in make gcc tar xz flex bison bc flock sha256sum; do
