@@ -153,7 +153,7 @@ struct iopf_route_table *iopf_engine_routes(struct iopf_engine *e)
 
 uint64_t iopf_engine_fault_around(struct iopf_engine *e)
 {
-	/* workers read it on every fault; a reload may change it */
+	/* workers read it once a turn; a reload may change it */
 	return __atomic_load_n(&e->cfg.fault_around, __ATOMIC_RELAXED);
 }
 

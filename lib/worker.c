@@ -161,18 +161,14 @@ static void flush(struct iopf_source *s)
 }
 
 /* Caller holds the RCU read lock. */
-static enum iopf_reason resolve_group(struct iopf_engine *e, struct iopf_source *s,
+static enum iopf_reason resolve_group(const struct iopf_resolver *rs, struct iopf_source *s,
 				      struct iopf_domain *d, const struct iopf_group *g)
 {
-	const struct iopf_resolver rs = {
-		.backend = s->backend,
-		.fault_around = iopf_engine_fault_around(e),
-	};
 	const struct iopf_region_set *set = iopf_rcu_dereference(d->regions);
 
 	for (size_t i = g->first; i < g->first + g->n; i++) {
 		enum iopf_reason why =
-			iopf_resolve_fault(&rs, set, s->buf[i].addr, s->buf[i].perm, &d->counters);
+			iopf_resolve_fault(rs, set, s->buf[i].addr, s->buf[i].perm, &d->counters);
 
 		/* The device drops the whole group on INVALID: stop mapping for it. */
 		if (why != IOPF_REASON_RESOLVED)
@@ -273,9 +269,13 @@ static void prefetch_records(struct iopf_worker *w, struct iopf_source *s, size_
 	}
 }
 
-/* Caller holds the RCU read lock; rb has room for @n more responses read at @t_read. */
-static void handle_records(struct iopf_worker *w, struct iopf_source *s, struct route_memo *m,
-			   size_t n, uint64_t t_read)
+/*
+ * Caller holds the RCU read lock; rb has room for @n more responses read at @t_read.
+ * @rs, @m: the turn's resolver and route memo.
+ */
+static void handle_records(struct iopf_worker *w, struct iopf_source *s,
+			   const struct iopf_resolver *rs, struct route_memo *m, size_t n,
+			   uint64_t t_read)
 {
 	size_t pos = 0, fetched = 0;
 	struct iopf_group g;
@@ -304,7 +304,7 @@ static void handle_records(struct iopf_worker *w, struct iopf_source *s, struct 
 			ctr_add(&s->n_held_pub, 1);
 			continue;
 		} else
-			why = resolve_group(w->e, s, d, &g);
+			why = resolve_group(rs, s, d, &g);
 		answer(s, g.cookie, why, c, h, t_read);
 	}
 }
@@ -313,6 +313,11 @@ static void handle_records(struct iopf_worker *w, struct iopf_source *s, struct 
 static void service_source(struct iopf_worker *w, struct iopf_source *s)
 {
 	const size_t rec = sizeof(struct iommu_hwpt_pgfault);
+	/* a reload may change the window: read it once a turn, not once a fault */
+	const struct iopf_resolver rs = {
+		.backend = s->backend,
+		.fault_around = iopf_engine_fault_around(w->e),
+	};
 	struct route_memo memo = {};
 	bool first = true, failed = false;
 	size_t n, lookups;
@@ -352,7 +357,7 @@ static void service_source(struct iopf_worker *w, struct iopf_source *s)
 			ctr_add(&s->io_errors, 1); /* torn record: not kernel behaviour, skip it */
 		n = (size_t)r / rec;
 		lookups = memo.lookups;
-		handle_records(w, s, &memo, n, iopf_response_now_ns());
+		handle_records(w, s, &rs, &memo, n, iopf_response_now_ns());
 		/* a route lookup for more than one record in four: prefetch for the next read */
 		s->scattered = (memo.lookups - lookups) * 4 > n;
 		/*
