@@ -360,15 +360,6 @@ static void service_source(struct iopf_worker *w, struct iopf_source *s)
 		handle_records(w, s, &rs, &memo, n, iopf_response_now_ns());
 		/* a route lookup for more than one record in four: prefetch for the next read */
 		s->scattered = (memo.lookups - lookups) * 4 > n;
-		/*
-		 * A read that did not fill the buffer took every whole group that fit:
-		 * the queue is empty, or holds a group too big for what was left. Either
-		 * way the read that would follow is wasted (it returns 0, or the group
-		 * fits a whole buffer next turn), and the poll is level-triggered, so
-		 * whatever is still queued fires it again at once.
-		 */
-		if ((size_t)r < s->buf_cap * rec)
-			break;
 	}
 	flush(s);
 	rcu_read_unlock();
