@@ -318,7 +318,11 @@ static void format_bool(bool v, char *buf, size_t size)
 
 static int set_allow_sim(struct conf *c, const char *v, char **err)
 {
-	return set_bool(&c->allow_simulator, v, err);
+	int r = set_bool(&c->allow_simulator, v, err);
+
+	if (r >= 0 && c->allow_simulator && !HAVE_SIMULATOR)
+		return bad(err, "iopfd was built without the simulator (-Dsimulator=disabled)");
+	return r;
 }
 
 static void get_allow_sim(const struct conf *c, char *buf, size_t size)

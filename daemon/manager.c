@@ -14,6 +14,9 @@
 #include "engine.h"
 #include "log.h"
 #include "manager.h"
+#if HAVE_SIMULATOR
+#include "sim.h"
+#endif
 
 #define USEC_PER_SEC	   UINT64_C(1000000)
 #define STATUS_PERIOD_USEC (10 * USEC_PER_SEC)
@@ -554,7 +557,9 @@ int manager_new(const struct manager_args *a, struct conf *conf, struct manager 
 		.n_workers = conf->workers,
 		.fault_around = conf->fault_around,
 		.read_batch = conf->read_batch,
-		.allow_sim = conf->allow_simulator,
+#if HAVE_SIMULATOR
+		.sim_open = conf->allow_simulator ? iopf_sim_backend_open : NULL,
+#endif
 	};
 	struct manager *m;
 	int r;

@@ -21,7 +21,7 @@
 #include <unistd.h>
 
 #include "backend.h"
-#include "iopf/uapi.h"
+#include "uapi.h"
 #include "sim.h"
 #include "util.h"
 

@@ -5,7 +5,7 @@
  * Each tenant registers with iopfd exactly as a real one would (its own
  * D-Bus connection through libiopf-client: a fault source, domains for
  * several devices and PASIDs, regions backed by memfds), except that its
- * "iommufd" is a simulator context (lib/sim.h). The injector threads then
+ * "iommufd" is a simulator context (lib/sim/include/sim.h). The injector threads then
  * raise page-request groups and check every answer: one per group, the
  * expected code, and for SUCCESS that every page of the group is mapped in
  * the simulated IOMMU with a sound prot and the right backing (inode,
@@ -40,7 +40,7 @@
 
 #include "iopf/client.h"
 #include "iopf/iopf.h"
-#include "iopf/uapi.h"
+#include "uapi.h"
 #include "sim.h"
 #include "util.h"
 

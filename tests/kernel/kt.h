@@ -13,7 +13,7 @@
 #include <stdint.h>
 #include <sys/types.h>
 
-#include "iopf/uapi.h"
+#include "uapi.h"
 #include "mock.h"
 
 #define KT_MAX_DEV 4

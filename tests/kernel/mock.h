@@ -13,7 +13,7 @@
 #include <stdint.h>
 #include <linux/types.h>
 
-#include "iopf/uapi.h"
+#include "uapi.h"
 
 /* IOMMU_TEST_CMD operation numbers (6.12). */
 enum mock_op {

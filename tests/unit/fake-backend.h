@@ -18,7 +18,7 @@
 #include <stdint.h>
 
 #include "backend.h"
-#include "iopf/uapi.h"
+#include "uapi.h"
 
 struct fake;
 

@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
-/* A single-threaded in-memory stand-in for lib/engine.c; see fake-engine.h. */
+/* A single-threaded in-memory stand-in for lib/dataplane/engine.c; see fake-engine.h. */
 #include <fcntl.h>
 #include <stdio.h>
 #include <string.h>
@@ -219,7 +219,7 @@ int iopf_engine_add_source(struct iopf_engine *e, uint64_t tenant, int fault_fd,
 		sim = true;
 	else
 		return -EBADF;
-	if (sim && !e->cfg.allow_sim)
+	if (sim && !e->cfg.sim_open)
 		return -EOPNOTSUPP;
 	o = obj_new(e, OBJ_SOURCE);
 	if (!o)

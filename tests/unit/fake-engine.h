@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
- * An in-memory engine behind lib/engine.h for control-plane tests: no threads,
+ * An in-memory engine behind lib/dataplane/include/engine.h for control-plane tests: no threads,
  * no kernel. Objects cascade like the real engine's (removing a source takes
  * its domains and their regions). Done callbacks are queued and run from
  * iopf_engine_dispatch(), kicked through an eventfd so a daemon event loop works.

@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
- * lib/control.c against the in-memory engine (fake-engine.c, linked in place
- * of lib/engine.c): validation tables, ownership, limits, teardown.
+ * lib/control/control.c against the in-memory engine (fake-engine.c, linked in place
+ * of lib/dataplane/engine.c): validation tables, ownership, limits, teardown.
  */
 #include <dirent.h>
 #include <fcntl.h>
@@ -20,6 +20,7 @@
 #include "control.h"
 #include "error-map.h"
 #include "fake-engine.h"
+#include "sim.h"
 #include "util.h"
 
 #define MAX_SOURCES 2
@@ -66,7 +67,7 @@ static unsigned open_fds(void)
 
 static int setup(void **state)
 {
-	struct iopf_engine_config cfg = {.n_workers = 1, .allow_sim = true};
+	struct iopf_engine_config cfg = {.n_workers = 1, .sim_open = iopf_sim_backend_open};
 	struct iopf_control_limits limits = {MAX_SOURCES, MAX_DOMAINS, MAX_REGIONS};
 	struct fixture *f = calloc(1, sizeof(*f));
 

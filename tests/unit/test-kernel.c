@@ -26,12 +26,12 @@ static void test_identify(void **state)
 	efd = eventfd(0, EFD_CLOEXEC);
 	mfd = test_memfd(4096);
 
-	assert_int_equal(iopf_backend_open(p[0], p[1], 1, false, &b), -ENOTTY);
-	assert_int_equal(iopf_backend_open(-1, p[1], 1, false, &b), -EBADF);
-	assert_int_equal(iopf_backend_open(p[0], 1000, 1, false, &b), -EBADF);
+	assert_int_equal(iopf_backend_open(p[0], p[1], 1, NULL, &b), -ENOTTY);
+	assert_int_equal(iopf_backend_open(-1, p[1], 1, NULL, &b), -EBADF);
+	assert_int_equal(iopf_backend_open(p[0], 1000, 1, NULL, &b), -EBADF);
 	/* a simulator pair is refused by policy */
-	assert_int_equal(iopf_backend_open(efd, mfd, 1, false, &b), -EOPNOTSUPP);
-	assert_int_equal(iopf_backend_open(mfd, efd, 1, false, &b), -ENOTTY);
+	assert_int_equal(iopf_backend_open(efd, mfd, 1, NULL, &b), -EOPNOTSUPP);
+	assert_int_equal(iopf_backend_open(mfd, efd, 1, NULL, &b), -ENOTTY);
 	assert_null(b);
 	/* nothing was taken */
 	assert_true(is_open(p[0]) && is_open(p[1]) && is_open(efd) && is_open(mfd));

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
- * lib/control.c, the operations side, against the in-memory engine: live
+ * lib/control/control.c, the operations side, against the in-memory engine: live
  * limits and MaxPinnedBytes, totals that survive removals, who may read
  * whose metrics.
  */
@@ -17,6 +17,7 @@
 
 #include "control.h"
 #include "fake-engine.h"
+#include "sim.h"
 #include "util.h"
 
 #define KiB (UINT64_C(1) << 10)
@@ -31,7 +32,7 @@ struct fixture {
 
 static int setup(void **state)
 {
-	struct iopf_engine_config cfg = {.n_workers = 1, .allow_sim = true};
+	struct iopf_engine_config cfg = {.n_workers = 1, .sim_open = iopf_sim_backend_open};
 	struct iopf_control_limits limits = {
 		.max_sources = 4,
 		.max_domains = 4,

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
- * lib/histogram.c as the metrics use it: every bucket edge, quantiles at
+ * lib/shared/histogram.c as the metrics use it: every bucket edge, quantiles at
  * exact ranks, and one writer per histogram read concurrently by a merging
  * reader (in the TSan suite too): snapshots are self-consistent and never go
  * backwards, and the final merge is exact.

@@ -8,7 +8,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#include "iopf/uapi.h"
+#include "uapi.h"
 #include "region.h"
 #include "util.h"
 

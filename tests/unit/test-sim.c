@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
  * The simulator against the fault-fd and IOAS semantics of KERNEL-UAPI.md:
- * device side (lib/sim.h) in the test, daemon side through the backend ops.
+ * device side (lib/sim/include/sim.h) in the test, daemon side through the backend ops.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -25,7 +25,7 @@
 
 #include "backend.h"
 #include "iopf/iopf.h"
-#include "iopf/uapi.h"
+#include "uapi.h"
 #include "sim.h"
 #include "util.h"
 
@@ -53,7 +53,7 @@ static int backend_open_dup(struct iopf_sim *s, uint32_t ioas_id, struct iopf_ba
 	return r;
 }
 
-/* What iopf_backend_close() does, without depending on lib/kernel.c. */
+/* What iopf_backend_close() does, without depending on lib/dataplane/kernel.c. */
 static void backend_close(struct iopf_backend *b)
 {
 	if (!b)

@@ -12,7 +12,7 @@
 
 #include "backend.h"
 #include "iopf/iopf.h"
-#include "iopf/uapi.h"
+#include "uapi.h"
 #include "util.h"
 
 #define FAULT_FD_LINK "anon_inode:[iommufd-pgfault]"
@@ -156,7 +156,7 @@ static bool is_iommufd(int fd, const char *link)
 	return strcmp(link, IOMMUFD_PATH) == 0 && fstat(fd, &st) == 0 && S_ISCHR(st.st_mode);
 }
 
-int iopf_backend_open(int fault_fd, int iommufd, uint32_t ioas_id, bool allow_sim,
+int iopf_backend_open(int fault_fd, int iommufd, uint32_t ioas_id, iopf_backend_open_fn sim_open,
 		      struct iopf_backend **ret)
 {
 	char flink[PATH_MAX], ilink[PATH_MAX];
@@ -174,8 +174,8 @@ int iopf_backend_open(int fault_fd, int iommufd, uint32_t ioas_id, bool allow_si
 			return -ENOTTY;
 		return iopf_kernel_backend_open(fault_fd, iommufd, ioas_id, ret);
 	}
-	if (allow_sim)
-		return iopf_sim_backend_open(fault_fd, iommufd, ioas_id, ret);
+	if (sim_open)
+		return sim_open(fault_fd, iommufd, ioas_id, ret);
 	/* A sim pair (doorbell eventfd + context memfd) is refused by policy, not by kind. */
 	if (strcmp(flink, "anon_inode:[eventfd]") == 0 && strncmp(ilink, "/memfd:", 7) == 0)
 		return -EOPNOTSUPP;

@@ -8,7 +8,7 @@
 #include <sys/mman.h>
 #include <sys/stat.h>
 
-#include "iopf/uapi.h"
+#include "uapi.h"
 #include "util.h"
 
 #define WORD_BITS 64u

@@ -2,7 +2,7 @@
 /*
  * The kernel boundary: every fault-fd read/write and every IOAS map/unmap goes
  * through a backend. "kernel" talks to a real iommufd; "sim" to the simulated
- * fault queue and IOMMU (lib/sim.c); unit tests plug in fakes.
+ * fault queue and IOMMU (lib/sim/sim.c); unit tests plug in fakes.
  */
 #ifndef IOPF_BACKEND_H
 #define IOPF_BACKEND_H
@@ -10,6 +10,8 @@
 #include <stdbool.h>
 #include <stdint.h>
 #include <sys/types.h>
+
+#include "engine.h" /* iopf_backend_open_fn */
 
 struct iopf_backend;
 
@@ -50,13 +52,14 @@ struct iopf_backend {
  * iopf_backend_open() - identify the fds a tenant handed over and wrap them.
  * @fault_fd: "anon_inode:[iommufd-pgfault]" (kernel) or a sim doorbell eventfd
  * @iommufd: /dev/iommu (kernel) or a sim context memfd
- * @allow_sim: accept simulator fds (they share memory with the tenant: test use only)
+ * @sim_open: opens simulator fds (they share memory with the tenant: test use only),
+ *            or NULL to refuse them
  *
  * Takes ownership of both fds only on success.
  * Return: 0, -EBADF/-ENOTTY for fds of the wrong kind, -EOPNOTSUPP for a sim fd
- * when !allow_sim, -ENOMEM.
+ * when !sim_open, -ENOMEM.
  */
-int iopf_backend_open(int fault_fd, int iommufd, uint32_t ioas_id, bool allow_sim,
+int iopf_backend_open(int fault_fd, int iommufd, uint32_t ioas_id, iopf_backend_open_fn sim_open,
 		      struct iopf_backend **ret);
 
 /* Close the fds, destroy, free. NULL is fine. Returns NULL. */
@@ -65,8 +68,5 @@ struct iopf_backend *iopf_backend_close(struct iopf_backend *b);
 /* The real-kernel backend; exported for the kernel harness and tests. */
 int iopf_kernel_backend_open(int fault_fd, int iommufd, uint32_t ioas_id,
 			     struct iopf_backend **ret);
-/* The simulator backend (lib/sim.c). */
-int iopf_sim_backend_open(int fault_fd, int iommufd, uint32_t ioas_id,
-			  struct iopf_backend **ret);
 
 #endif /* IOPF_BACKEND_H */

@@ -6,7 +6,7 @@
  * A simulated "iommufd" is a sealed memfd named "iopf-sim"; its fault fd is
  * an eventfd used as a level doorbell (non-zero exactly while undelivered
  * groups exist). A tenant hands both to iopfd like real fds; the daemon wraps
- * them with iopf_sim_backend_open() (lib/backend.h). This header is the
+ * them with iopf_sim_backend_open() (below). This header is the
  * device side: create a context, inject page requests, harvest answers,
  * detach a device, and inspect the simulated IOMMU.
  *
@@ -21,7 +21,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "iopf/uapi.h"
+#include "uapi.h"
 
 #define IOPF_SIM_MEMFD_NAME "iopf-sim"
 #define IOPF_SIM_PAGE_SIZE UINT64_C(4096)
@@ -37,6 +37,15 @@
 #define IOPF_SIM_MAX_MAPS (UINT32_C(1) << 22)
 
 struct iopf_sim;
+struct iopf_backend;
+
+/*
+ * iopf_sim_backend_open() - the daemon side: wrap a tenant's doorbell eventfd and
+ * context memfd as a fault source (an iopf_backend_open_fn, lib/dataplane/include/engine.h).
+ * Return: 0, -EBADF for fds that are not a simulator context, -ENOMEM.
+ */
+int iopf_sim_backend_open(int fault_fd, int iommufd, uint32_t ioas_id,
+			  struct iopf_backend **ret);
 
 struct iopf_sim_config {
 	uint32_t queue_depth; /* groups in flight (queued + read + answered, not harvested); 0: 1024 */
@@ -208,7 +217,7 @@ void *__iopf_sim_shm(struct iopf_sim *s, size_t *ret_size);
 
 /*
  * The shared layout, version 1, for tests. Everything below the header is at
- * offsets computed from the header's geometry; see lib/sim.c.
+ * offsets computed from the header's geometry; see lib/sim/sim.c.
  */
 struct iopf_sim_shm_hdr {
 	uint64_t magic;

@@ -518,7 +518,7 @@ int iopf_engine_add_source(struct iopf_engine *e, uint64_t tenant, int fault_fd,
 	r = source_new(e, &s);
 	if (r < 0)
 		return r;
-	r = iopf_backend_open(fault_fd, iommufd, ioas_id, e->cfg.allow_sim, &b);
+	r = iopf_backend_open(fault_fd, iommufd, ioas_id, e->cfg.sim_open, &b);
 	if (r < 0) {
 		source_destroy(s);
 		return r;

@@ -20,12 +20,20 @@
 #include "iopf/iopf.h"
 
 struct iopf_engine;
+struct iopf_backend;
+
+/*
+ * Opens a fault source of a kind other than the kernel's (the simulator's
+ * iopf_sim_backend_open()); same contract as iopf_kernel_backend_open().
+ */
+typedef int (*iopf_backend_open_fn)(int fault_fd, int iommufd, uint32_t ioas_id,
+				    struct iopf_backend **ret);
 
 struct iopf_engine_config {
 	unsigned n_workers;     /* 0: one per online CPU */
 	uint64_t fault_around;  /* window bytes: power of two >= IOPF_PAGE_SIZE; default 64 KiB */
 	unsigned read_batch;    /* records per fault-fd read; default 256 */
-	bool allow_sim;         /* accept simulator fault sources */
+	iopf_backend_open_fn sim_open; /* accept simulator fault sources with it; NULL: refuse */
 };
 
 /* Counters of one domain, or of a source's faults that found no domain. */

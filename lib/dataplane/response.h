@@ -13,7 +13,7 @@
 #include "backend.h"
 #include "engine.h"
 #include "histogram.h"
-#include "iopf/uapi.h"
+#include "uapi.h"
 
 /* big cookie -> entry of the current batch; stale once gen moves on, so never cleared per turn */
 struct iopf_response_slot {

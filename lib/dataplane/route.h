@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
  * The routing table: (source id, dev_id, pasid) -> domain, an RCU-published
- * open-addressed hash (lib/route.c). Workers look up inside an RCU read
+ * open-addressed hash (lib/dataplane/route.c). Workers look up inside an RCU read
  * section and take no lock; only the control thread adds and removes (it must
  * be a registered RCU thread: a resize frees the old array with call_rcu).
  * The node is embedded in the domain, which stays allocated for a grace period

@@ -10,7 +10,7 @@
 #include <stdint.h>
 
 #include "iopf/iopf.h"
-#include "iopf/uapi.h"
+#include "uapi.h"
 
 /* One group: records [first, first + n) of the buffer, answered once with @cookie. */
 struct iopf_group {
