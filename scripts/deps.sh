@@ -7,9 +7,10 @@ want=(meson ninja-build pkg-config gcc libc6-dev
       liburing-dev liburcu-dev libsystemd-dev libinih-dev libcmocka-dev
       dbus systemd)
 if [ "${1:-build}" = test ]; then
-	# the real-kernel suite: kernel source, its build tools, QEMU, busybox;
+	# the real-kernel suite: kernel source (6.12; 7.2 is fetched by tests/kernel/fetch-source.sh),
+	# its build tools (rsync: make headers_install), QEMU, busybox;
 	# debootstrap and systemd-nspawn for the nspawn suite (the units under a booted systemd)
-	want+=(linux-source-6.12 make bc bison flex libelf-dev libssl-dev cpio xz-utils
+	want+=(linux-source-6.12 make bc bison flex libelf-dev libssl-dev cpio xz-utils rsync
 	       qemu-system-x86 busybox-static clang libclang-rt-14-dev python3
 	       python3-prometheus-client python3-dbus
 	       debootstrap debian-archive-keyring systemd-container)
