@@ -48,6 +48,7 @@ static inline void ctr_snapshot(const struct iopf_counters *c, struct iopf_count
 	ret->maps = ctr_get(&c->maps);
 	ret->coalesced = ctr_get(&c->coalesced);
 	ret->bytes_mapped = ctr_get(&c->bytes_mapped);
+	ret->masked_flags = ctr_get(&c->masked_flags);
 }
 
 #endif /* IOPF_COUNTERS_H */

@@ -4,17 +4,20 @@
 #define PV IOMMU_PGFAULT_FLAGS_PASID_VALID
 
 /*
- * Mask the flag bits drivers may leak. Written back only when something
- * changes: a store on every record makes the wider loads that follow wait
- * for it (a store-forwarding stall), and leaked bits are rare.
+ * Mask the flag bits drivers may leak (the kernel copies its internal request
+ * flags to user space as they are, e.g. "response needs PASID", bit 2), and
+ * count the record in @masked. Written back only when something changes: a
+ * store on every record makes the wider loads that follow wait for it (a
+ * store-forwarding stall), and leaked bits are rare.
  */
-static uint32_t known_flags(struct iommu_hwpt_pgfault *r)
+static uint32_t known_flags(struct iommu_hwpt_pgfault *r, uint32_t *masked)
 {
 	uint32_t f = r->flags;
 
 	if (f & ~(uint32_t)IOPF_PGFAULT_KNOWN_FLAGS) {
 		f &= IOPF_PGFAULT_KNOWN_FLAGS;
 		r->flags = f;
+		(*masked)++;
 	}
 	return f;
 }
@@ -24,14 +27,14 @@ bool iopf_fault_cut_group(struct iommu_hwpt_pgfault *recs, size_t n, size_t *pos
 {
 	size_t i = *pos;
 	struct iommu_hwpt_pgfault *r;
-	uint32_t flags, pv;
+	uint32_t flags, pv, masked = 0;
 	bool bad;
 
 	if (i >= n)
 		return false;
 
 	r = &recs[i];
-	flags = known_flags(r);
+	flags = known_flags(r, &masked);
 	pv = flags & PV;
 	/* PASID_VALID with a value beyond 20 bits could alias IOPF_PASID_NONE. */
 	bad = pv && r->pasid > IOPF_PASID_MAX;
@@ -52,12 +55,13 @@ bool iopf_fault_cut_group(struct iommu_hwpt_pgfault *recs, size_t n, size_t *pos
 			break;
 		}
 		r = &recs[i];
-		flags = known_flags(r);
+		flags = known_flags(r, &masked);
 		if (r->dev_id != ret->dev_id || (flags & PV) != pv || (pv && r->pasid != ret->pasid))
 			bad = true;
 	}
 
 	ret->n = i + 1 - ret->first;
+	ret->masked = masked;
 	ret->bad = bad;
 	*pos = i + 1;
 	return true;

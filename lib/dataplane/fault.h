@@ -19,13 +19,16 @@ struct iopf_group {
 	uint32_t cookie;
 	uint32_t dev_id;
 	uint32_t pasid; /* IOPF_PASID_NONE when PASID_VALID is clear */
+	uint32_t masked; /* records whose flags had bits the uAPI does not define */
 	bool bad;       /* malformed: answer INVALID, reason BAD_RECORD */
 };
 
 /*
  * iopf_fault_next_group() - cut the next group out of a batch of records.
  * (iopf_fault_cut_group() is the same for any shape, out of line.)
- * @recs: records as read; unknown flag bits are masked in place
+ * @recs: records as read; flag bits the uAPI does not define are masked in
+ *        place (real drivers pass internal bits through; 6.12 and 7.2 copy
+ *        them unmasked) and counted in @ret->masked
  * @n: number of records
  * @pos: in: first record not yet consumed; out: advanced past the group
  * @ret: the group

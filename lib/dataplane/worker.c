@@ -295,6 +295,8 @@ static void handle_records(struct iopf_worker *w, struct iopf_source *s,
 		if (s->n_held > 0)
 			forget_reissued(s, g.cookie);
 		ctr_add(&c->faults, g.n);
+		if (g.masked)
+			ctr_add(&c->masked_flags, g.masked);
 		if (g.bad)
 			why = IOPF_REASON_BAD_RECORD;
 		else if (!d)

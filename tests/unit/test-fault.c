@@ -17,7 +17,11 @@ static struct iommu_hwpt_pgfault rec(uint32_t cookie, uint32_t flags, uint32_t d
 	};
 }
 
-/* Cut every group of @r and compare with the expected (first, n, cookie, bad) list. */
+/*
+ * Cut every group of @r and compare with the expected (first, n, cookie, masked, bad)
+ * list. Cutting masks undefined flag bits in place: a second pass over the same
+ * records finds the same groups with nothing left to mask.
+ */
 static void check(struct iommu_hwpt_pgfault *r, size_t n, const struct iopf_group *want,
 		  size_t n_want)
 {
@@ -36,17 +40,24 @@ static void check(struct iommu_hwpt_pgfault *r, size_t n, const struct iopf_grou
 		assert_int_equal(g.cookie, g2.cookie);
 		assert_int_equal(g.dev_id, g2.dev_id);
 		assert_int_equal(g.pasid, g2.pasid);
+		assert_int_equal(g.masked, g2.masked);
 		assert_int_equal(g.bad, g2.bad);
+		assert_true(k < n_want);
+		assert_int_equal(g.masked, want[k].masked);
+		k++;
 	}
 	assert_false(iopf_fault_next_group(r, n, &pos, &g));
+	assert_int_equal(k, n_want);
 	assert_memory_equal(r, copy, n * sizeof(*copy));
 	free(copy);
 	pos = 0;
+	k = 0;
 	while (iopf_fault_next_group(r, n, &pos, &g)) {
 		assert_true(k < n_want);
 		assert_int_equal(g.first, want[k].first);
 		assert_int_equal(g.n, want[k].n);
 		assert_int_equal(g.cookie, want[k].cookie);
+		assert_int_equal(g.masked, 0);
 		assert_int_equal(g.bad, want[k].bad);
 		k++;
 	}
@@ -86,16 +97,73 @@ static void test_whole_groups(void **state)
 	assert_int_equal(g.pasid, 9);
 }
 
+/* A multi-record group: every record's undefined bits masked and counted. */
 static void test_unknown_flags_masked(void **state)
 {
 	struct iommu_hwpt_pgfault r[] = {
-		rec(5, 0x4, 3, 0), rec(5, LAST | 0x4 | 0x80000000u, 3, 0),
+		rec(5, 0x4, 3, 0), rec(5, 0, 3, 0), rec(5, LAST | 0x4 | 0x80000000u, 3, 0),
 	};
-	const struct iopf_group want[] = { { .first = 0, .n = 2, .cookie = 5 } };
+	const struct iopf_group want[] = { { .first = 0, .n = 3, .cookie = 5, .masked = 2 } };
 
-	check(r, 2, want, 1);
+	check(r, 3, want, 1);
 	assert_int_equal(r[0].flags, 0);
+	assert_int_equal(r[1].flags, 0);
+	assert_int_equal(r[2].flags, LAST);
+}
+
+/*
+ * One-record groups, the shape the kernel delivers nearly always: a leaked bit
+ * (bit 2, "response needs PASID") leaves the inline path, is masked and counted,
+ * and the group keeps its key; clean records beside it count nothing.
+ */
+static void test_unknown_flags_one_record(void **state)
+{
+	struct iommu_hwpt_pgfault r[] = {
+		rec(1, LAST, 3, 0),
+		rec(2, LAST | 0x4, 3, 0),
+		rec(3, LAST | PV | 0x4, 3, 9),
+		rec(4, LAST | PV, 3, 9),
+		rec(5, LAST | PV | 0x40000000u, 4, 0x12345),
+	};
+	const struct iopf_group want[] = {
+		{ .first = 0, .n = 1, .cookie = 1 },
+		{ .first = 1, .n = 1, .cookie = 2, .masked = 1 },
+		{ .first = 2, .n = 1, .cookie = 3, .masked = 1 },
+		{ .first = 3, .n = 1, .cookie = 4 },
+		{ .first = 4, .n = 1, .cookie = 5, .masked = 1 },
+	};
+	struct iopf_group g;
+	size_t pos;
+
+	check(r, 5, want, 5);
 	assert_int_equal(r[1].flags, LAST);
+	assert_int_equal(r[2].flags, LAST | PV);
+	assert_int_equal(r[4].flags, LAST | PV);
+	/* masked in place already: the second pass sees clean records */
+	pos = 2;
+	assert_true(iopf_fault_next_group(r, 5, &pos, &g));
+	assert_int_equal(g.pasid, 9);
+	assert_int_equal(g.masked, 0);
+	pos = 4;
+	assert_true(iopf_fault_next_group(r, 5, &pos, &g));
+	assert_int_equal(g.dev_id, 4);
+	assert_int_equal(g.pasid, 0x12345);
+	assert_false(g.bad);
+}
+
+/* A leaked bit does not hide a malformed group, and is still counted there. */
+static void test_unknown_flags_bad_group(void **state)
+{
+	struct iommu_hwpt_pgfault r[] = {
+		rec(6, PV | 0x4, 3, 1), rec(6, LAST | PV | 0x4, 3, 2), /* PASID changes */
+		rec(7, LAST | PV | 0x4, 3, IOPF_PASID_MAX + 1),      /* PASID out of range */
+	};
+	const struct iopf_group want[] = {
+		{ .first = 0, .n = 2, .cookie = 6, .masked = 2, .bad = true },
+		{ .first = 2, .n = 1, .cookie = 7, .masked = 1, .bad = true },
+	};
+
+	check(r, 3, want, 2);
 }
 
 static void test_cookie_changes_early(void **state)
@@ -169,6 +237,8 @@ int main(void)
 		cmocka_unit_test(test_empty),
 		cmocka_unit_test(test_whole_groups),
 		cmocka_unit_test(test_unknown_flags_masked),
+		cmocka_unit_test(test_unknown_flags_one_record),
+		cmocka_unit_test(test_unknown_flags_bad_group),
 		cmocka_unit_test(test_cookie_changes_early),
 		cmocka_unit_test(test_batch_ends_mid_group),
 		cmocka_unit_test(test_mixed_keys),

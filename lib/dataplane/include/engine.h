@@ -48,6 +48,7 @@ struct iopf_counters {
 	uint64_t maps;                     /* map calls */
 	uint64_t coalesced;                /* faults found already mapped by the daemon */
 	uint64_t bytes_mapped;             /* currently mapped by the daemon */
+	uint64_t masked_flags;             /* records with flag bits the uAPI lacks (masked) */
 };
 
 typedef void (*iopf_engine_done_fn)(void *userdata, int error);
