@@ -2,7 +2,7 @@
 /*
  * A fake kernel behind the backend ops table, for data-plane tests.
  *
- * The fault queue follows KERNEL-UAPI.md: whole groups FIFO, cookies assigned
+ * The fault queue follows docs/kernel-uapi.md: whole groups FIFO, cookies assigned
  * at read time (lowest free from 1, reused once answered), EINVAL when not even
  * the first group fits, writes processed in order stopping at the first bad
  * entry. The poll fd is an eventfd kept readable exactly while undelivered

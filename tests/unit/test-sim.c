@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
- * The simulator against the fault-fd and IOAS semantics of KERNEL-UAPI.md:
+ * The simulator against the fault-fd and IOAS semantics of docs/kernel-uapi.md:
  * device side (lib/sim/include/sim.h) in the test, daemon side through the backend ops.
  */
 #include <errno.h>

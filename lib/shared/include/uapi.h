@@ -154,7 +154,7 @@ struct iopf_iommu_ioas_map_file {
 };
 #define IOPF_IOMMU_IOAS_MAP_FILE _IO(IOMMUFD_TYPE, IOPF_IOMMUFD_CMD_IOAS_MAP_FILE)
 
-/* The layout we depend on, as KERNEL-UAPI.md gives it. */
+/* The layout we depend on, as docs/kernel-uapi.md gives it. */
 _Static_assert(sizeof(struct iommu_hwpt_pgfault) == 40, "pgfault record size");
 _Static_assert(offsetof(struct iommu_hwpt_pgfault, flags) == 0, "pgfault.flags");
 _Static_assert(offsetof(struct iommu_hwpt_pgfault, dev_id) == 4, "pgfault.dev_id");

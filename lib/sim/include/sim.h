@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
  * The simulator: a fault queue and an IOMMU in shared memory that behave like
- * an iommufd fault object and an IOAS (see /work/shared/KERNEL-UAPI.md).
+ * an iommufd fault object and an IOAS (see docs/kernel-uapi.md).
  *
  * A simulated "iommufd" is a sealed memfd named "iopf-sim"; its fault fd is
  * an eventfd used as a level doorbell (non-zero exactly while undelivered
