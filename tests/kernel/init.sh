@@ -2,10 +2,12 @@
 # SPDX-License-Identifier: LGPL-2.1-or-later
 #
 # /init of the real-kernel suite's initramfs. Mounts the pseudo filesystems, runs the
-# steps named on the kernel command line (ktest.steps=a,b,...) and reports each on the
-# serial console:
+# steps named on the kernel command line (ktest.steps=a,b,...) once per hwpt layout
+# (ktest.layouts=nested,paging, or "auto": every layout the kernel offers) and reports
+# each on the serial console:
 #   KTEST-BEGIN ...            the guest is up
-#   KTEST-RESULT <step> PASS|FAIL|SKIP rc=<n> ms=<n>
+#   KTEST-LAYOUTS <layout>...  what the kernel offers (iopf-kbare layouts probes it)
+#   KTEST-RESULT <step>/<layout> PASS|FAIL|SKIP rc=<n> ms=<n>
 #   KTEST-METRIC name=... k=v  figures (bare loop, hand-off, load)
 #   KTEST-DMESG-BEGIN/END      the kernel log, for the runner's WARNING/BUG scan
 #   KTEST-END status=<n>       0 only if every step passed
@@ -31,6 +33,9 @@ arg() { # arg NAME DEFAULT: ktest.NAME=value from the kernel command line
 	echo "${v:-$2}"
 }
 STEPS=$(arg steps arrive)
+LAYOUTS=$(arg layouts auto)
+# steps that exist only where PASIDs attach to a paging fault hwpt
+PAGING_ONLY=" pasid-kernel pasid pasid-none "
 FAULTS=$(arg faults 10000)
 WINDOW=$(arg window 65536)          # iopfd's fault-around for the scenarios
 LOAD_WINDOW=$(arg load_window 4096) # for the load and the bare loop: one map per fault
@@ -52,6 +57,12 @@ DAEMON_KEY=
 now_ms() { awk '{ printf "%d\n", $1 * 1000 }' /proc/uptime; }
 
 echo "KTEST-BEGIN kernel=$(uname -r) cpus=$(grep -c ^processor /proc/cpuinfo) steps=$STEPS"
+# why a layout is not offered is logged by the probe; show it
+probe=$(iopf-kbare layouts)
+echo "$probe" | grep -v '^KTEST-LAYOUTS' | sed 's/^/ktest: probe: /'
+OFFERED=$(echo "$probe" | sed -n 's/^KTEST-LAYOUTS *//p')
+echo "KTEST-LAYOUTS $OFFERED"
+[ "$LAYOUTS" = auto ] && LAYOUTS=$(echo "$OFFERED" | tr ' ' ',')
 
 # start_daemon WINDOW [PIN]: an iopfd with that fault-around window and CPU pinning
 # (restarted, cleanly, if the running one differs).
@@ -97,7 +108,7 @@ run_tenant() {
 	shift 2
 	start_daemon "$window" "$pin" || return 1
 	timeout -s KILL "$STEP_TIMEOUT" $pin iopf-ktenant "$@" --window "$window" \
-		--address "$ADDRESS" --daemon-pid "$DAEMON_PID"
+		--layout "$LAYOUT" --address "$ADDRESS" --daemon-pid "$DAEMON_PID"
 	rc=$?
 	if ! daemon_alive; then
 		echo "ktest: iopfd is gone after '$1'"
@@ -106,16 +117,20 @@ run_tenant() {
 	return $rc
 }
 
+# run_step STEP: in layout $LAYOUT
 run_step() {
 	name=$1
 	t0=$(now_ms)
+	echo "ktest: step $name ($LAYOUT)"
 	case $name in
-	arrive) timeout -s KILL "$STEP_TIMEOUT" iopf-kbare arrive ;;
-	bare) timeout -s KILL "$STEP_TIMEOUT" $PIN iopf-kbare bare --faults "$FAULTS" \
-		--window "$LOAD_WINDOW" ;;
+	arrive|pasid-kernel) timeout -s KILL "$STEP_TIMEOUT" iopf-kbare "$name" --layout "$LAYOUT" ;;
+	bare) timeout -s KILL "$STEP_TIMEOUT" $PIN iopf-kbare bare --layout "$LAYOUT" \
+		--faults "$FAULTS" --window "$LOAD_WINDOW" ;;
 	handoff-poll|handoff-uring|handoff-process)
-		timeout -s KILL "$STEP_TIMEOUT" $PIN iopf-kbare "$name" --faults "$HANDOFF_FAULTS" ;;
-	regions|outside|unknown|collide|teardown|faultaround) run_tenant "$WINDOW" "" "$name" ;;
+		timeout -s KILL "$STEP_TIMEOUT" $PIN iopf-kbare "$name" --layout "$LAYOUT" \
+			--faults "$HANDOFF_FAULTS" ;;
+	regions|outside|unknown|collide|teardown|faultaround|mapfile|pasid|pasid-none)
+		run_tenant "$WINDOW" "" "$name" ;;
 	load) run_tenant "$LOAD_WINDOW" "$PIN" load --faults "$FAULTS" --tenants "$TENANTS" \
 		--inflight "$INFLIGHT" ;;
 	stop) stop_daemon ;;
@@ -128,7 +143,7 @@ run_step() {
 	77) res=SKIP ;;
 	*) res=FAIL ;;
 	esac
-	echo "KTEST-RESULT $name $res rc=$rc ms=$ms"
+	echo "KTEST-RESULT $name/$LAYOUT $res rc=$rc ms=$ms"
 	[ $rc -eq 0 ]
 }
 
@@ -156,8 +171,14 @@ stop_daemon() {
 }
 
 status=0
-for s in $(echo "$STEPS" | tr ',' ' '); do
-	run_step "$s" || status=1
+[ -n "$LAYOUTS" ] || { echo "ktest: the kernel offers no layout"; status=1; }
+for LAYOUT in $(echo "$LAYOUTS" | tr ',' ' '); do
+	for s in $(echo "$STEPS" | tr ',' ' '); do
+		case $PAGING_ONLY in
+		*" $s "*) [ "$LAYOUT" = paging ] || continue ;;
+		esac
+		run_step "$s" || status=1
+	done
 done
 if [ -n "$DAEMON_PID" ]; then
 	echo "ktest: iopfd still running at the end; stopping it"

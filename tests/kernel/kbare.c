@@ -2,14 +2,22 @@
 /*
  * iopf-kbare: the real-kernel suite's steps that need no daemon.
  *
- *   iopf-kbare arrive
+ *   iopf-kbare layouts
+ *	Print "KTEST-LAYOUTS <name>..." with the hwpt layouts this kernel offers (kt.h).
+ *   iopf-kbare arrive [--layout L]
  *	A triggered fault must ARRIVE on the fault fd, with the fields the mock was given,
  *	and be answerable exactly once. A kernel without IOMMU_IOPF fails here instead of
  *	letting every later step pass vacuously.
- *   iopf-kbare bare [--faults N] [--window BYTES]
+ *   iopf-kbare pasid-kernel [--layout paging]
+ *	What a fault server relies on when PASIDs attach and detach under it: detaching or
+ *	replacing one PASID answers INVALID exactly that attach's groups (read or not) and
+ *	no other; a fault on a PASID with nothing attached never reaches the queue.
+ *   iopf-kbare bare [--layout L] [--faults N] [--window BYTES]
  *	The "no daemon" reference: trigger, poll, read, IOAS_MAP the fault-around window on
  *	a miss, MD_CHECK_MAP the page, write the response; one fault at a time. Prints
  *	faults/s and latency percentiles as a KTEST-METRIC line.
+ *   iopf-kbare handoff-poll|handoff-uring|handoff-process [--layout L] [--faults N]
+ *	The same work done by a second thread or process woken by poll(2) or io_uring.
  *
  * Exit: 0 pass, 1 fail, 77 skip (a prerequisite is absent), 2 usage.
  */
@@ -34,6 +42,30 @@
 
 #define ARRIVE_TIMEOUT_MS 2000
 #define IOVA_BASE	  MOCK_APERTURE_START
+#define QUIET_MS	  200 /* how long a fault that must not arrive is given */
+
+static enum kt_layout layout = KT_LAYOUT_NESTED;
+
+/* A world in the step's layout, with these PASIDs of device 0 attached (PAGING). */
+static int world_open(struct kt_world *w, unsigned n_dev, const uint32_t *pasids, size_t n)
+{
+	int r = kt_world_open(w, n_dev, layout);
+
+	if (r < 0) {
+		kt_fail("cannot build the mock world (%s): %s", kt_layout_name(layout),
+			strerror(-r));
+		return r;
+	}
+	for (size_t i = 0; i < n; i++) {
+		r = kt_world_attach_pasid(w, 0, pasids[i]);
+		if (r < 0) {
+			kt_fail("PASID_ATTACH(pasid %#x): %s", pasids[i], strerror(-r));
+			kt_world_close(w);
+			return r;
+		}
+	}
+	return 0;
+}
 
 static int expect_nothing_pending(const struct kt_world *w, const char *when)
 {
@@ -177,13 +209,14 @@ static int step_arrive(void)
 		 .offset = 0xfff},
 	};
 	struct kt_world w;
-	int r;
 
-	r = kt_world_open(&w, 2);
-	if (r < 0) {
-		kt_fail("cannot build the mock world: %s", strerror(-r));
+	if (world_open(&w, 2, NULL, 0) < 0)
 		return 1;
-	}
+	for (unsigned i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
+		if (kt_world_attach_pasid(&w, cases[i].dev, cases[i].pasid) < 0) {
+			kt_fail("PASID_ATTACH(pasid %#x)", cases[i].pasid);
+			goto out;
+		}
 	kt_log("fault hwpt %u is %s (parent %u), devices %u and %u, fault queue %u",
 	       w.fault_hwpt_id, w.nested ? "NESTED" : "PAGING", w.parent_hwpt_id, w.dev[0].idev_id,
 	       w.dev[1].idev_id, w.fault_id);
@@ -201,6 +234,177 @@ out:
 	return kt_failures() ? 1 : 0;
 }
 
+/* ------------------------------------------------------------ pasid-kernel */
+
+struct pk_fault {
+	uint32_t pasid, grpid;
+	struct iommu_hwpt_pgfault rec; /* once read */
+};
+
+static int pk_trigger(const struct kt_world *w, struct pk_fault *f, uint32_t pasid,
+		      uint32_t grpid)
+{
+	int r;
+
+	*f = (struct pk_fault){.pasid = pasid, .grpid = grpid};
+	r = kt_trigger(w, w->dev[0].idev_id, pasid, grpid, IOMMU_PGFAULT_PERM_READ,
+		       IOVA_BASE + (uint64_t)grpid * 4096);
+	if (r < 0)
+		kt_fail("TRIGGER_IOPF(pasid %#x, grp %u): %s", pasid, grpid, strerror(-r));
+	return r;
+}
+
+/*
+ * Read exactly the groups @want, in this order, in one read with room for @room (>= n)
+ * records: room > n also proves that nothing else is queued.
+ */
+static int pk_read(const struct kt_world *w, struct pk_fault **want, size_t n, size_t room,
+		   const char *when)
+{
+	struct iommu_hwpt_pgfault rec[8];
+	ssize_t got = kt_fault_read(w->fault_fd, rec, room < 8 ? room : 8);
+
+	if (got != (ssize_t)n) {
+		kt_fail("%s: read %zd groups, wanted %zu", when, got, n);
+		for (ssize_t i = 0; i < got; i++)
+			kt_log("  got pasid %#x grp %u", rec[i].pasid, rec[i].grpid);
+		return -1;
+	}
+	for (size_t i = 0; i < n; i++) {
+		if (rec[i].pasid != want[i]->pasid || rec[i].grpid != want[i]->grpid ||
+		    rec[i].dev_id != w->dev[0].idev_id) {
+			kt_fail("%s: record %zu is pasid %#x grp %u, wanted pasid %#x grp %u", when,
+				i, rec[i].pasid, rec[i].grpid, want[i]->pasid, want[i]->grpid);
+			return -1;
+		}
+		want[i]->rec = rec[i];
+	}
+	return 0;
+}
+
+/* Answer @f; @auto_answered: the kernel must already have answered it (EINVAL). */
+static int pk_respond(const struct kt_world *w, const struct pk_fault *f, bool auto_answered,
+		      const char *when)
+{
+	int r = kt_fault_respond(w->fault_fd, f->rec.cookie, IOMMUFD_PAGE_RESP_SUCCESS);
+
+	if (auto_answered && r != -EINVAL) {
+		kt_fail("%s: pasid %#x grp %u (cookie %u) was not answered by the kernel (%s)",
+			when, f->pasid, f->grpid, f->rec.cookie, r ? strerror(-r) : "accepted");
+		return -1;
+	}
+	if (!auto_answered && r != 0) {
+		kt_fail("%s: pasid %#x grp %u (cookie %u) was answered behind our back (%s)", when,
+			f->pasid, f->grpid, f->rec.cookie, strerror(-r));
+		return -1;
+	}
+	return 0;
+}
+
+static int pk_quiet(const struct kt_world *w, const char *when)
+{
+	int r = kt_fault_readable(w->fault_fd, QUIET_MS);
+
+	if (r != 0) {
+		kt_fail("%s: a group is queued (%d)", when, r);
+		return -1;
+	}
+	return 0;
+}
+
+static int step_pasid_kernel(void)
+{
+	static const uint32_t pasids[] = {7, 8};
+	struct pk_fault f[12];
+	struct kt_world w;
+	uint32_t hwpt_b;
+	int r;
+
+	if (layout != KT_LAYOUT_PAGING) {
+		kt_fail("pasid-kernel needs --layout paging");
+		return 1;
+	}
+	if (world_open(&w, 1, pasids, 2) < 0)
+		return 1;
+	r = kt_world_fault_hwpt(&w, &hwpt_b);
+	if (r < 0) {
+		kt_fail("a second paging fault hwpt: %s", strerror(-r));
+		goto out;
+	}
+
+	/* 1. Detach PASID 7 with groups of it read (unanswered) and queued. */
+	if (pk_trigger(&w, &f[0], 0, 1) < 0 || pk_trigger(&w, &f[1], 7, 2) < 0 ||
+	    pk_trigger(&w, &f[2], 8, 3) < 0 || pk_trigger(&w, &f[3], 7, 4) < 0 ||
+	    pk_trigger(&w, &f[4], 8, 5) < 0 || pk_trigger(&w, &f[5], 0, 6) < 0)
+		goto out;
+	if (pk_read(&w, (struct pk_fault *[]){&f[0], &f[1], &f[2]}, 3, 3, "before detach") < 0)
+		goto out;
+	r = kt_world_detach_pasid(&w, 0, 7);
+	if (r < 0) {
+		kt_fail("PASID_DETACH(7): %s", strerror(-r));
+		goto out;
+	}
+	/* before reading more: a freed cookie is reissued at the next read */
+	if (pk_respond(&w, &f[1], true, "read group of the detached PASID") < 0 ||
+	    pk_read(&w, (struct pk_fault *[]){&f[4], &f[5]}, 2, 8,
+		    "after detach (the queued group of PASID 7 must be gone)") < 0 ||
+	    pk_respond(&w, &f[0], false, "RID group across the detach") < 0 ||
+	    pk_respond(&w, &f[2], false, "PASID 8 group across the detach") < 0 ||
+	    pk_respond(&w, &f[4], false, "queued PASID 8 group") < 0 ||
+	    pk_respond(&w, &f[5], false, "queued RID group") < 0)
+		goto out;
+	if (kt_world_check_pasid(&w, 0, 7, 0) < 0) {
+		kt_fail("PASID 7 still attached after PASID_DETACH");
+		goto out;
+	}
+	kt_log("detach of PASID 7: its read and its queued group answered by the kernel; "
+	       "the RID's and PASID 8's untouched");
+
+	/* 2. Replace PASID 8's hwpt with groups of it read and queued. */
+	if (pk_trigger(&w, &f[6], 8, 7) < 0 || pk_trigger(&w, &f[7], 0, 8) < 0 ||
+	    pk_read(&w, (struct pk_fault *[]){&f[6], &f[7]}, 2, 8, "before replace") < 0 ||
+	    pk_trigger(&w, &f[8], 8, 9) < 0)
+		goto out;
+	r = kt_world_replace_pasid(&w, 0, 8, hwpt_b);
+	if (r < 0) {
+		kt_fail("PASID_REPLACE(8 -> hwpt %u): %s", hwpt_b, strerror(-r));
+		goto out;
+	}
+	if (pk_respond(&w, &f[6], true, "read group of the replaced attach") < 0 ||
+	    pk_quiet(&w, "after replace (the queued group of PASID 8 must be gone)") < 0 ||
+	    pk_respond(&w, &f[7], false, "RID group across the replace") < 0)
+		goto out;
+	if (kt_world_check_pasid(&w, 0, 8, hwpt_b) < 0) {
+		kt_fail("PASID 8 is not on hwpt %u after PASID_REPLACE", hwpt_b);
+		goto out;
+	}
+	if (pk_trigger(&w, &f[9], 8, 10) < 0 ||
+	    pk_read(&w, (struct pk_fault *[]){&f[9]}, 1, 8, "PASID 8 through its new hwpt") < 0 ||
+	    pk_respond(&w, &f[9], false, "PASID 8 through its new hwpt") < 0)
+		goto out;
+	kt_log("replace of PASID 8: its old attach's groups answered by the kernel; new faults "
+	       "come through hwpt %u to the same queue",
+	       hwpt_b);
+
+	/* 3. Faults of a PASID with nothing attached never reach the queue. */
+	if (pk_trigger(&w, &f[10], 9, 11) < 0 || pk_trigger(&w, &f[10], 7, 12) < 0 ||
+	    pk_quiet(&w, "a fault on PASIDs with nothing attached") < 0 ||
+	    pk_trigger(&w, &f[11], 0, 13) < 0 ||
+	    pk_read(&w, (struct pk_fault *[]){&f[11]}, 1, 8, "the RID fault raised after them") < 0 ||
+	    pk_respond(&w, &f[11], false, "the RID fault raised after them") < 0)
+		goto out;
+	kt_log("faults on PASIDs 9 (never attached) and 7 (detached) never reached the queue");
+	if (kt_fault_probe_outstanding(w.fault_fd, 32) != 0)
+		kt_fail("a cookie is still outstanding at the end");
+	(void)expect_nothing_pending(&w, "at the end");
+out:
+	kt_world_close(&w);
+	return kt_failures() ? 1 : 0;
+}
+
+/* The PASIDs the bare loop and the hand-off raise faults on (1 + i % 4). */
+static const uint32_t bare_pasids[] = {1, 2, 3, 4};
+
 static int step_bare(unsigned n_faults, uint64_t window)
 {
 	struct kt_world w;
@@ -211,11 +415,8 @@ static int step_bare(unsigned n_faults, uint64_t window)
 	int r, ret = 1;
 
 	size = (size + window - 1) / window * window;
-	r = kt_world_open(&w, 1);
-	if (r < 0) {
-		kt_fail("cannot build the mock world: %s", strerror(-r));
+	if (world_open(&w, 1, bare_pasids, 4) < 0)
 		return 1;
-	}
 	r = kt_mem_open(&mem, size);
 	if (r < 0) {
 		kt_fail("memfd of %" PRIu64 " bytes: %s", size, strerror(-r));
@@ -280,11 +481,12 @@ static int step_bare(unsigned n_faults, uint64_t window)
 		kt_fail("a cookie is still outstanding after the loop");
 		goto out_mem;
 	}
-	printf("KTEST-METRIC name=bare faults=%u seconds=%.3f fps=%.0f p50_us=%.1f p90_us=%.1f "
+	printf("KTEST-METRIC name=bare layout=%s faults=%u seconds=%.3f fps=%.0f p50_us=%.1f p90_us=%.1f "
 	       "p99_us=%.1f max_us=%.1f maps=%" PRIu64 " window=%" PRIu64 "\n",
-	       n_faults, (double)elapsed / 1e9, n_faults / ((double)elapsed / 1e9),
-	       kt_lat_pct(&lat, 0.50) / 1e3, kt_lat_pct(&lat, 0.90) / 1e3,
-	       kt_lat_pct(&lat, 0.99) / 1e3, kt_lat_pct(&lat, 1.0) / 1e3, maps, window);
+	       kt_layout_name(layout), n_faults, (double)elapsed / 1e9,
+	       n_faults / ((double)elapsed / 1e9), kt_lat_pct(&lat, 0.50) / 1e3,
+	       kt_lat_pct(&lat, 0.90) / 1e3, kt_lat_pct(&lat, 0.99) / 1e3,
+	       kt_lat_pct(&lat, 1.0) / 1e3, maps, window);
 	fflush(stdout);
 	ret = 0;
 out_mem:
@@ -394,11 +596,8 @@ static int step_handoff(unsigned n_faults, bool uring, bool process)
 	pthread_t th;
 	int r, ret = 1;
 
-	r = kt_world_open(&w, 1);
-	if (r < 0) {
-		kt_fail("cannot build the mock world: %s", strerror(-r));
+	if (world_open(&w, 1, bare_pasids, 4) < 0)
 		return 1;
-	}
 	r = kt_mem_open(&mem, (uint64_t)n_faults * 4096);
 	if (r < 0) {
 		kt_fail("memfd: %s", strerror(-r));
@@ -451,9 +650,9 @@ static int step_handoff(unsigned n_faults, bool uring, bool process)
 		kt_fail("server thread: %s", strerror(-h.error));
 	if (kt_failures())
 		goto out_mem;
-	printf("KTEST-METRIC name=%s faults=%u seconds=%.3f fps=%.0f p50_us=%.1f p90_us=%.1f "
-	       "p99_us=%.1f max_us=%.1f maps=%u window=4096\n",
-	       name, n_faults, (double)elapsed / 1e9, n_faults / ((double)elapsed / 1e9),
+	printf("KTEST-METRIC name=%s layout=%s faults=%u seconds=%.3f fps=%.0f p50_us=%.1f "
+	       "p90_us=%.1f p99_us=%.1f max_us=%.1f maps=%u window=4096\n",
+	       name, kt_layout_name(layout), n_faults, (double)elapsed / 1e9, n_faults / ((double)elapsed / 1e9),
 	       kt_lat_pct(&lat, 0.50) / 1e3, kt_lat_pct(&lat, 0.90) / 1e3,
 	       kt_lat_pct(&lat, 0.99) / 1e3, kt_lat_pct(&lat, 1.0) / 1e3, n_faults);
 	fflush(stdout);
@@ -469,9 +668,11 @@ out_world:
 static int usage(void)
 {
 	fprintf(stderr,
-		"usage: iopf-kbare arrive\n"
-		"       iopf-kbare bare [--faults N] [--window BYTES]\n"
-		"       iopf-kbare handoff-poll|handoff-uring|handoff-process [--faults N]\n");
+		"usage: iopf-kbare layouts\n"
+		"       iopf-kbare arrive|pasid-kernel [--layout nested|paging]\n"
+		"       iopf-kbare bare [--layout L] [--faults N] [--window BYTES]\n"
+		"       iopf-kbare handoff-poll|handoff-uring|handoff-process [--layout L] "
+		"[--faults N]\n");
 	return 2;
 }
 
@@ -479,6 +680,7 @@ int main(int argc, char **argv)
 {
 	static const struct option opts[] = {{"faults", required_argument, NULL, 'n'},
 					     {"window", required_argument, NULL, 'w'},
+					     {"layout", required_argument, NULL, 'l'},
 					     {}};
 	unsigned long n_faults = 10000;
 	unsigned long long window = 65536;
@@ -497,6 +699,10 @@ int main(int argc, char **argv)
 		case 'w':
 			window = strtoull(optarg, NULL, 0);
 			break;
+		case 'l':
+			if (kt_layout_parse(optarg, &layout) < 0)
+				return usage();
+			break;
 		default:
 			return usage();
 		}
@@ -505,8 +711,21 @@ int main(int argc, char **argv)
 		return usage();
 
 	kt_set_name(step);
+	if (strcmp(step, "layouts") == 0) {
+		unsigned mask = kt_layouts_probe();
+
+		printf("KTEST-LAYOUTS");
+		for (unsigned l = 0; l < _KT_LAYOUT_MAX; l++)
+			if (mask & (1u << l))
+				printf(" %s", kt_layout_name(l));
+		printf("\n");
+		fflush(stdout);
+		return mask ? 0 : 1;
+	}
 	if (strcmp(step, "arrive") == 0)
 		return step_arrive();
+	if (strcmp(step, "pasid-kernel") == 0)
+		return step_pasid_kernel();
 	if (strcmp(step, "bare") == 0)
 		return step_bare((unsigned)n_faults, window);
 	if (strcmp(step, "handoff-poll") == 0)

@@ -11,7 +11,9 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
+#include <sys/sysmacros.h>
 #include <time.h>
 #include <unistd.h>
 #include <linux/kcmp.h>
@@ -95,11 +97,17 @@ int kt_ioas_alloc(int iommufd, uint32_t *ret_ioas)
 	return 0;
 }
 
-int kt_mock_domain(int iommufd, uint32_t ioas_id, struct kt_dev *ret)
+int kt_mock_domain(int iommufd, uint32_t ioas_id, uint32_t dev_flags, struct kt_dev *ret)
 {
-	struct mock_cmd cmd = {.size = sizeof(cmd), .op = MOCK_OP_MOCK_DOMAIN, .id = ioas_id};
+	struct mock_cmd cmd = {
+		.size = sizeof(cmd),
+		.op = dev_flags ? MOCK_OP_MOCK_DOMAIN_FLAGS : MOCK_OP_MOCK_DOMAIN,
+		.id = ioas_id,
+	};
 	int r;
 
+	if (dev_flags)
+		cmd.mock_domain_flags.dev_flags = dev_flags;
 	r = xioctl(iommufd, MOCK_CMD, &cmd);
 	if (r < 0)
 		return r;
@@ -221,8 +229,131 @@ int kt_trigger(const struct kt_world *w, uint32_t idev_id, uint32_t pasid, uint3
 	return xioctl(w->iommufd, MOCK_CMD, &cmd);
 }
 
+const char *kt_layout_name(enum kt_layout l)
+{
+	switch (l) {
+	case KT_LAYOUT_NESTED:
+		return "nested";
+	case KT_LAYOUT_PAGING:
+		return "paging";
+	case _KT_LAYOUT_MAX:
+		break;
+	}
+	return "?";
+}
+
+int kt_layout_parse(const char *name, enum kt_layout *ret)
+{
+	for (unsigned l = 0; l < _KT_LAYOUT_MAX; l++)
+		if (strcmp(name, kt_layout_name(l)) == 0) {
+			*ret = l;
+			return 0;
+		}
+	return -EINVAL;
+}
+
+static int pasid_cmd(const struct kt_world *w, unsigned op, unsigned dev, uint32_t pasid,
+		     uint32_t hwpt_id)
+{
+	struct mock_cmd cmd = {.size = sizeof(cmd), .op = op, .id = w->dev[dev].stdev_id};
+
+	if (op == MOCK_OP_PASID_DETACH) {
+		cmd.pasid_detach.pasid = pasid;
+	} else if (op == MOCK_OP_PASID_CHECK_HWPT) {
+		cmd.pasid_check.pasid = pasid;
+		cmd.pasid_check.hwpt_id = hwpt_id;
+	} else {
+		cmd.pasid_attach.pasid = pasid;
+		cmd.pasid_attach.pt_id = hwpt_id;
+	}
+	return xioctl(w->iommufd, MOCK_CMD, &cmd);
+}
+
+static struct kt_attached *attached_find(struct kt_world *w, unsigned dev, uint32_t pasid)
+{
+	for (unsigned i = 0; i < w->n_attached; i++)
+		if (w->attached[i].dev == dev && w->attached[i].pasid == pasid)
+			return &w->attached[i];
+	return NULL;
+}
+
+int kt_world_attach_pasid(struct kt_world *w, unsigned dev, uint32_t pasid)
+{
+	int r;
+
+	if (w->layout != KT_LAYOUT_PAGING || pasid == 0)
+		return 0;
+	if (dev >= w->n_dev)
+		return -EINVAL;
+	if (attached_find(w, dev, pasid))
+		return 0;
+	if (w->n_attached == KT_MAX_ATTACHED)
+		return -ENOSPC;
+	r = pasid_cmd(w, MOCK_OP_PASID_ATTACH, dev, pasid, w->fault_hwpt_id);
+	if (r < 0)
+		return r;
+	w->attached[w->n_attached++] =
+		(struct kt_attached){.dev = dev, .pasid = pasid, .hwpt_id = w->fault_hwpt_id};
+	return 0;
+}
+
+int kt_world_detach_pasid(struct kt_world *w, unsigned dev, uint32_t pasid)
+{
+	struct kt_attached *a = attached_find(w, dev, pasid);
+	int r;
+
+	if (!a)
+		return 0;
+	r = pasid_cmd(w, MOCK_OP_PASID_DETACH, dev, pasid, 0);
+	if (r < 0)
+		return r;
+	*a = w->attached[--w->n_attached];
+	return 0;
+}
+
+int kt_world_replace_pasid(struct kt_world *w, unsigned dev, uint32_t pasid, uint32_t hwpt_id)
+{
+	struct kt_attached *a = attached_find(w, dev, pasid);
+	int r;
+
+	if (!a)
+		return -ENOENT;
+	r = pasid_cmd(w, MOCK_OP_PASID_REPLACE, dev, pasid, hwpt_id);
+	if (r < 0)
+		return r;
+	a->hwpt_id = hwpt_id;
+	return 0;
+}
+
+int kt_world_check_pasid(const struct kt_world *w, unsigned dev, uint32_t pasid,
+			 uint32_t hwpt_id)
+{
+	if (w->layout != KT_LAYOUT_PAGING || dev >= w->n_dev)
+		return -EINVAL;
+	return pasid_cmd(w, MOCK_OP_PASID_CHECK_HWPT, dev, pasid, hwpt_id);
+}
+
+int kt_world_fault_hwpt(struct kt_world *w, uint32_t *ret_hwpt)
+{
+	if (w->layout != KT_LAYOUT_PAGING)
+		return -EINVAL;
+	return kt_hwpt_alloc(w->iommufd, IOMMU_HWPT_FAULT_ID_VALID | KT_HWPT_ALLOC_PASID,
+			     w->dev[0].idev_id, w->ioas_id, IOMMU_HWPT_DATA_NONE, NULL, 0,
+			     w->fault_id, ret_hwpt);
+}
+
 void kt_world_close(struct kt_world *w)
 {
+	/* PASIDs first: destroying a mock device detaches only its RID. */
+	while (w->n_attached > 0) {
+		struct kt_attached *a = &w->attached[w->n_attached - 1];
+		int r = pasid_cmd(w, MOCK_OP_PASID_DETACH, a->dev, a->pasid, 0);
+
+		if (r < 0)
+			kt_log("PASID_DETACH(dev %u, pasid %#x): %s", w->dev[a->dev].idev_id,
+			       a->pasid, strerror(-r));
+		w->n_attached--;
+	}
 	/* Closing the iommufd destroys every object in it (unless iopfd still holds a dup). */
 	if (w->fault_fd >= 0)
 		close(w->fault_fd);
@@ -231,14 +362,52 @@ void kt_world_close(struct kt_world *w)
 	*w = (struct kt_world){.iommufd = -1, .fault_fd = -1};
 }
 
-int kt_world_open(struct kt_world *w, unsigned n_dev)
+/* NESTED: a NEST_PARENT paging hwpt on the IOAS and a nested fault hwpt on it. */
+static int fault_hwpt_nested(struct kt_world *w)
 {
 	static const struct mock_hwpt_data data = {.iotlb = MOCK_IOTLB_DEFAULT};
 	int r;
 
+	r = kt_hwpt_alloc(w->iommufd, IOMMU_HWPT_ALLOC_NEST_PARENT, w->dev[0].idev_id, w->ioas_id,
+			  IOMMU_HWPT_DATA_NONE, NULL, 0, 0, &w->parent_hwpt_id);
+	if (r < 0) {
+		kt_log("HWPT_ALLOC(NEST_PARENT): %s", strerror(-r));
+		return r;
+	}
+	r = kt_hwpt_alloc(w->iommufd, IOMMU_HWPT_FAULT_ID_VALID, w->dev[0].idev_id,
+			  w->parent_hwpt_id, MOCK_HWPT_DATA_TYPE, &data, sizeof(data), w->fault_id,
+			  &w->fault_hwpt_id);
+	if (r < 0) {
+		kt_log("HWPT_ALLOC(nested, FAULT_ID_VALID): %s", strerror(-r));
+		return r;
+	}
+	w->check_hwpt_id = w->parent_hwpt_id;
+	return 0;
+}
+
+/* PAGING: one PASID-capable paging hwpt on the IOAS that carries the fault queue. */
+static int fault_hwpt_paging(struct kt_world *w)
+{
+	int r = kt_world_fault_hwpt(w, &w->fault_hwpt_id);
+
+	if (r < 0) {
+		kt_log("HWPT_ALLOC(paging, FAULT_ID_VALID | ALLOC_PASID): %s", strerror(-r));
+		return r;
+	}
+	w->check_hwpt_id = w->fault_hwpt_id;
+	return 0;
+}
+
+int kt_world_open(struct kt_world *w, unsigned n_dev, enum kt_layout layout)
+{
+	const uint32_t dev_flags = layout == KT_LAYOUT_PAGING ? MOCK_FLAGS_DEVICE_PASID : 0;
+	int r;
+
 	*w = (struct kt_world){.iommufd = -1, .fault_fd = -1};
-	if (n_dev == 0 || n_dev > KT_MAX_DEV)
+	if (n_dev == 0 || n_dev > KT_MAX_DEV || layout >= _KT_LAYOUT_MAX)
 		return -EINVAL;
+	w->layout = layout;
+	w->nested = layout == KT_LAYOUT_NESTED;
 
 	w->iommufd = open("/dev/iommu", O_RDWR | O_CLOEXEC);
 	if (w->iommufd < 0) {
@@ -252,9 +421,10 @@ int kt_world_open(struct kt_world *w, unsigned n_dev)
 		goto fail;
 	}
 	for (unsigned i = 0; i < n_dev; i++) {
-		r = kt_mock_domain(w->iommufd, w->ioas_id, &w->dev[i]);
+		r = kt_mock_domain(w->iommufd, w->ioas_id, dev_flags, &w->dev[i]);
 		if (r < 0) {
-			kt_log("MOCK_DOMAIN: %s (is CONFIG_IOMMUFD_TEST on?)", strerror(-r));
+			kt_log("MOCK_DOMAIN%s: %s%s", dev_flags ? "_FLAGS(DEVICE_PASID)" : "",
+			       strerror(-r), dev_flags ? "" : " (is CONFIG_IOMMUFD_TEST on?)");
 			goto fail;
 		}
 		w->n_dev++;
@@ -264,33 +434,9 @@ int kt_world_open(struct kt_world *w, unsigned n_dev)
 		kt_log("FAULT_QUEUE_ALLOC: %s", strerror(-r));
 		goto fail;
 	}
-
-	/* Kernels with "Enable PRI when doing iommufd_hwpt_alloc" take a paging fault hwpt. */
-	r = kt_hwpt_alloc(w->iommufd, IOMMU_HWPT_FAULT_ID_VALID, w->dev[0].idev_id, w->ioas_id,
-			  IOMMU_HWPT_DATA_NONE, NULL, 0, w->fault_id, &w->fault_hwpt_id);
-	if (r == 0) {
-		w->check_hwpt_id = w->fault_hwpt_id;
-	} else if (r == -EOPNOTSUPP) {
-		/* 6.12: only a nested hwpt may carry a fault queue. */
-		r = kt_hwpt_alloc(w->iommufd, IOMMU_HWPT_ALLOC_NEST_PARENT, w->dev[0].idev_id,
-				  w->ioas_id, IOMMU_HWPT_DATA_NONE, NULL, 0, 0, &w->parent_hwpt_id);
-		if (r < 0) {
-			kt_log("HWPT_ALLOC(NEST_PARENT): %s", strerror(-r));
-			goto fail;
-		}
-		r = kt_hwpt_alloc(w->iommufd, IOMMU_HWPT_FAULT_ID_VALID, w->dev[0].idev_id,
-				  w->parent_hwpt_id, MOCK_HWPT_DATA_TYPE, &data, sizeof(data),
-				  w->fault_id, &w->fault_hwpt_id);
-		if (r < 0) {
-			kt_log("HWPT_ALLOC(nested, FAULT_ID_VALID): %s", strerror(-r));
-			goto fail;
-		}
-		w->check_hwpt_id = w->parent_hwpt_id;
-		w->nested = true;
-	} else {
-		kt_log("HWPT_ALLOC(paging, FAULT_ID_VALID): %s", strerror(-r));
+	r = w->nested ? fault_hwpt_nested(w) : fault_hwpt_paging(w);
+	if (r < 0)
 		goto fail;
-	}
 
 	for (unsigned i = 0; i < w->n_dev; i++) {
 		r = kt_mock_replace(w->iommufd, w->dev[i].stdev_id, w->fault_hwpt_id);
@@ -305,6 +451,70 @@ int kt_world_open(struct kt_world *w, unsigned n_dev)
 fail:
 	kt_world_close(w);
 	return r;
+}
+
+/*
+ * A layout is there when a world can be built in it and, for PAGING, a PASID attached
+ * (a kernel with paging fault hwpts but no PASID attach cannot serve PASID faults there).
+ * The failed attempt logs why; that is the answer, not a failure.
+ */
+unsigned kt_layouts_probe(void)
+{
+	unsigned mask = 0;
+
+	for (unsigned l = 0; l < _KT_LAYOUT_MAX; l++) {
+		struct kt_world w;
+
+		if (kt_world_open(&w, 1, l) < 0)
+			continue;
+		if (l != KT_LAYOUT_PAGING || kt_world_attach_pasid(&w, 0, 1) == 0)
+			mask |= 1u << l;
+		kt_world_close(&w);
+	}
+	return mask;
+}
+
+bool kt_has_map_file(const struct kt_world *w)
+{
+	struct iopf_iommu_ioas_map_file cmd = {
+		.size = sizeof(cmd),
+		.flags = IOMMU_IOAS_MAP_FIXED_IOVA | IOMMU_IOAS_MAP_READABLE,
+		.ioas_id = w->ioas_id,
+		.fd = -1,
+		.length = 4096,
+		.iova = MOCK_APERTURE_START,
+	};
+	int r = xioctl(w->iommufd, IOPF_IOMMU_IOAS_MAP_FILE, &cmd);
+
+	return r != -ENOTTY && r != -EOPNOTSUPP;
+}
+
+int kt_pid_maps_file(pid_t pid, int fd)
+{
+	char path[64], line[512];
+	struct stat st;
+	int n = 0;
+	FILE *f;
+
+	if (fstat(fd, &st) < 0)
+		return -errno;
+	snprintf(path, sizeof(path), "/proc/%d/maps", (int)pid);
+	f = fopen(path, "re");
+	if (!f)
+		return -errno;
+	/* start-end perms offset major:minor inode [path] */
+	while (fgets(line, sizeof(line), f)) {
+		unsigned maj, min;
+		unsigned long long ino;
+
+		if (sscanf(line, "%*s %*s %*s %x:%x %llu", &maj, &min, &ino) != 3)
+			continue;
+		if (ino == (unsigned long long)st.st_ino && maj == major(st.st_dev) &&
+		    min == minor(st.st_dev))
+			n++;
+	}
+	fclose(f);
+	return n;
 }
 
 int kt_mem_open(struct kt_mem *m, size_t size)

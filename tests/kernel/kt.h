@@ -16,7 +16,30 @@
 #include "uapi.h"
 #include "mock.h"
 
-#define KT_MAX_DEV 4
+#define KT_MAX_DEV	 4
+#define KT_MAX_ATTACHED 32 /* PASID attachments one world keeps track of */
+
+/*
+ * How a world carries its fault queue. Which ones a kernel offers is probed
+ * (kt_layouts_probe()), never read off its version.
+ *  NESTED: the fault hwpt is NESTED on a NEST_PARENT paging hwpt; the RID is attached to
+ *	it and the mock routes every PASID's faults to the RID's nested domain (6.12 on).
+ *  PAGING: the fault hwpt is a PAGING hwpt on the IOAS (FAULT_ID_VALID, ALLOC_PASID),
+ *	attached to the RID and to each PASID in use (devices made with
+ *	MOCK_FLAGS_DEVICE_PASID); a PASID with nothing attached has no handler: its faults
+ *	are answered by the kernel and never reach the queue.
+ */
+enum kt_layout {
+	KT_LAYOUT_NESTED,
+	KT_LAYOUT_PAGING,
+	_KT_LAYOUT_MAX,
+};
+
+const char *kt_layout_name(enum kt_layout l);
+/* Return: 0 and *ret, or -EINVAL for a name that is no layout. */
+int kt_layout_parse(const char *name, enum kt_layout *ret);
+/* Bit (1 << layout) set for each layout this kernel can build a world in. */
+unsigned kt_layouts_probe(void);
 
 /* A mock device bound to a tenant's iommufd. */
 struct kt_dev {
@@ -25,7 +48,14 @@ struct kt_dev {
 	uint32_t mock_hwpt_id; /* the paging hwpt MOCK_DOMAIN attached it to first */
 };
 
-/* One tenant's iommufd world; every device is attached to fault_hwpt_id. */
+/* A PASID of a device attached to a hwpt (PAGING layout). */
+struct kt_attached {
+	unsigned dev;
+	uint32_t pasid;
+	uint32_t hwpt_id;
+};
+
+/* One tenant's iommufd world; every device's RID is attached to fault_hwpt_id. */
 struct kt_world {
 	int iommufd;
 	uint32_t ioas_id;
@@ -34,9 +64,12 @@ struct kt_world {
 	uint32_t parent_hwpt_id; /* NEST_PARENT under the nested fault hwpt; 0 in paging mode */
 	uint32_t fault_hwpt_id;
 	uint32_t check_hwpt_id; /* the paging hwpt MD_CHECK_MAP reads */
-	bool nested;		/* 6.12: fault hwpt is NESTED; later kernels: PAGING */
+	enum kt_layout layout;
+	bool nested;		/* layout == KT_LAYOUT_NESTED */
 	unsigned n_dev;
 	struct kt_dev dev[KT_MAX_DEV];
+	unsigned n_attached;	/* PASIDs attached; kt_world_close() detaches them first */
+	struct kt_attached attached[KT_MAX_ATTACHED];
 };
 
 /* Memory a tenant backs its IOVA with: a memfd and the tenant's own shared mapping. */
@@ -57,16 +90,36 @@ void kt_skip(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
 uint64_t kt_now_ns(void);
 
-/* World. kt_world_open() builds all of it; kt_world_close() copes with half-built ones. */
-int kt_world_open(struct kt_world *w, unsigned n_dev);
+/*
+ * World. kt_world_open() builds all of it in @layout; kt_world_close() copes with
+ * half-built ones, and detaches every PASID before the devices can go (a mock device
+ * destroyed with a PASID still attached makes the kernel WARN).
+ */
+int kt_world_open(struct kt_world *w, unsigned n_dev, enum kt_layout layout);
 void kt_world_close(struct kt_world *w);
+/*
+ * Attach PASID @pasid of device @dev (an index) to the fault hwpt, so that its faults
+ * reach the queue. Nothing to do in the NESTED layout (the RID's nested hwpt takes every
+ * PASID's faults), nor when it is attached already. Return: 0 or -errno.
+ */
+int kt_world_attach_pasid(struct kt_world *w, unsigned dev, uint32_t pasid);
+/* Detach it (the kernel answers INVALID what it held of that attach). 0 when not attached. */
+int kt_world_detach_pasid(struct kt_world *w, unsigned dev, uint32_t pasid);
+/* PAGING layout: move an attached PASID to @hwpt_id (PASID_REPLACE). */
+int kt_world_replace_pasid(struct kt_world *w, unsigned dev, uint32_t pasid, uint32_t hwpt_id);
+/* PAGING layout: 0 when @pasid of @dev is attached to @hwpt_id (0: to nothing), else -EINVAL. */
+int kt_world_check_pasid(const struct kt_world *w, unsigned dev, uint32_t pasid,
+			 uint32_t hwpt_id);
+/* PAGING layout: one more PASID-capable paging fault hwpt on the world's IOAS and queue. */
+int kt_world_fault_hwpt(struct kt_world *w, uint32_t *ret_hwpt);
 
 int kt_mem_open(struct kt_mem *m, size_t size);
 void kt_mem_close(struct kt_mem *m);
 
 /* Raw ioctls. */
 int kt_ioas_alloc(int iommufd, uint32_t *ret_ioas);
-int kt_mock_domain(int iommufd, uint32_t ioas_id, struct kt_dev *ret);
+/* dev_flags: 0 (MOCK_DOMAIN), or MOCK_DOMAIN_FLAGS with these flags. */
+int kt_mock_domain(int iommufd, uint32_t ioas_id, uint32_t dev_flags, struct kt_dev *ret);
 int kt_mock_replace(int iommufd, uint32_t stdev_id, uint32_t pt_id);
 int kt_fault_alloc(int iommufd, uint32_t *ret_fault_id, int *ret_fault_fd);
 int kt_hwpt_alloc(int iommufd, uint32_t flags, uint32_t dev_id, uint32_t pt_id, uint32_t data_type,
@@ -92,6 +145,14 @@ int kt_fault_respond(int fault_fd, uint32_t cookie, uint32_t code);
  * answer on this fault fd. Return: the number of cookies that were outstanding.
  */
 int kt_fault_probe_outstanding(int fault_fd, uint32_t max);
+
+/*
+ * The kernel has IOMMU_IOAS_MAP_FILE: asked with fd -1 it fails with EBADF (any error but
+ * ENOTTY/EOPNOTSUPP), where an older one does not know the ioctl. The daemon probes the same.
+ */
+bool kt_has_map_file(const struct kt_world *w);
+/* Mappings of @fd's file (same device and inode) in /proc/@pid/maps: a count, or -errno. */
+int kt_pid_maps_file(pid_t pid, int fd);
 
 /* 1 when process @pid has an fd for the same open file as our @fd (kcmp), 0 if not. */
 int kt_pid_holds_file(pid_t pid, int fd);

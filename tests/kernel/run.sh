@@ -1,23 +1,33 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: LGPL-2.1-or-later
 #
-# The real-kernel suite: build (or reuse) the cached test kernel, pack an initramfs with
-# the daemon and the test programs, boot it under QEMU (TCG) with a hard timeout, and
-# judge the guest's console: every planned step must report PASS, the guest must reach
-# its end marker, and the kernel log must hold no WARNING/BUG/Oops/Call Trace.
+# The real-kernel suite: build (or reuse) the cached test kernel of --version, check our
+# uAPI and mock definitions against that kernel's headers, pack an initramfs with the
+# daemon and the test programs, boot it under QEMU (TCG) with a hard timeout, and judge
+# the guest's console: every planned step must report PASS in every planned hwpt layout,
+# the guest must reach its end marker, and the kernel log must hold no
+# WARNING/BUG/Oops/Call Trace.
 #
 # Usage: run.sh --daemon IOPFD --kbare IOPF-KBARE --tenant IOPF-KTENANT
-#               [--cache DIR] [--steps a,b,...] [--faults N] [--window BYTES]
+#               [--version V] [--layouts auto|nested,paging] [--cache DIR]
+#               [--steps a,b,...] [--faults N] [--window BYTES]
 #               [--tenants N] [--inflight N] [--workers N] [--smp N]
 #               [--append KERNEL-ARGS] [--timeout SECONDS] [--jobs N] [--keep DIR]
+# --version: the kernel (default 6.12: Debian 12's own; others are fetched from Debian's
+# archive, see fetch-source.sh). --layouts: the layouts that must run (default auto: each
+# one the guest's probe finds); steps in PAGING_ONLY run in the paging layout only.
 # Exit: 0 all passed, 1 failure, 77 a prerequisite (qemu, busybox-static, kernel source)
-# is absent.
+# is absent; with IOPF_KTEST_REQUIRE=1 (scripts/test.sh) an absent one is a failure.
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 
-ALL_STEPS=arrive,bare,handoff-process,regions,outside,unknown,collide,teardown,faultaround,load,stop
+ALL_STEPS=arrive,pasid-kernel,bare,handoff-process,regions,outside,unknown,collide,teardown
+ALL_STEPS+=,faultaround,mapfile,pasid,pasid-none,load,stop
+PAGING_ONLY=" pasid-kernel pasid pasid-none "
 daemon='' kbare='' tenant='' cache='' keep=''
+version=6.12
+layouts=auto
 steps=${IOPF_KTEST_STEPS:-$ALL_STEPS}
 faults=10000
 window=65536
@@ -29,7 +39,14 @@ extra_append=''
 guest_timeout=300
 jobs=
 
-skip() { echo "kernel-tests: SKIP: $*"; exit 77; }
+skip() {
+	if [ "${IOPF_KTEST_REQUIRE:-0}" = 1 ]; then
+		echo "kernel-tests: FAIL (IOPF_KTEST_REQUIRE=1): $*"
+		exit 1
+	fi
+	echo "kernel-tests: SKIP: $*"
+	exit 77
+}
 die() { echo "kernel-tests: FAIL: $*"; exit 1; }
 
 while [ $# -gt 0 ]; do
@@ -37,6 +54,8 @@ while [ $# -gt 0 ]; do
 	--daemon) daemon=$2; shift 2 ;;
 	--kbare) kbare=$2; shift 2 ;;
 	--tenant) tenant=$2; shift 2 ;;
+	--version) version=$2; shift 2 ;;
+	--layouts) layouts=$2; shift 2 ;;
 	--cache) cache=$2; shift 2 ;;
 	--steps) steps=$2; shift 2 ;;
 	--faults) faults=$2; shift 2 ;;
@@ -49,7 +68,7 @@ while [ $# -gt 0 ]; do
 	--timeout) guest_timeout=$2; shift 2 ;;
 	--jobs) jobs=$2; shift 2 ;;
 	--keep) keep=$2; shift 2 ;;
-	-h|--help) sed -n '3,14p' "$0"; exit 0 ;;
+	-h|--help) sed -n '3,22p' "$0"; exit 0 ;;
 	*) die "unknown argument '$1'" ;;
 	esac
 done
@@ -76,8 +95,7 @@ busybox=$(command -v busybox || true)
 if ldd "$busybox" >/dev/null 2>&1; then
 	skip "$busybox is not static (apt-get install busybox-static)"
 fi
-[ -r "${IOPF_KERNEL_SOURCE:-/usr/src/linux-source-6.12.tar.xz}" ] ||
-	skip "no kernel source (apt-get install linux-source-6.12)"
+command -v "${CC:-cc}" >/dev/null || skip "no C compiler for the uAPI check"
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/iopf-ktest.XXXXXX")
 cleanup() {
@@ -90,19 +108,36 @@ trap cleanup EXIT
 
 # 1. the kernel (cached; the first run builds it, a few minutes)
 t0=$(date +%s)
-kargs=()
+kargs=(--version "$version")
 [ -n "$cache" ] && kargs+=(--cache "$cache")
 [ -n "$jobs" ] && kargs+=(--jobs "$jobs")
-kernel=$("$here/build-kernel.sh" "${kargs[@]}") || die "kernel build failed (see above)"
+rc=0
+kernel=$("$here/build-kernel.sh" "${kargs[@]}") || rc=$?
+[ "$rc" = 77 ] && skip "no linux-source-$version (see above)"
+[ "$rc" = 0 ] || die "kernel build failed (see above)"
 t1=$(date +%s)
-echo "kernel-tests: kernel $kernel ($((t1 - t0)) s)"
+kdir=$(dirname "$kernel")
+echo "kernel-tests: kernel $version: $kernel ($((t1 - t0)) s; built in $(cat "$kdir/build-seconds" 2>/dev/null || echo '?') s)"
+
+# 1b. our uAPI and mock definitions against that kernel's own headers (compiled, not run)
+[ -d "$kdir/headers/include" ] && [ -r "$kdir/selftest/iommufd_test.h" ] ||
+	die "$kdir lacks headers/ or selftest/ (a cache entry from an older build-kernel.sh?)"
+cdefs=(-DHAVE_LINUX_IOMMUFD_FAULT_QUEUE=1)
+grep -q IOMMU_TEST_OP_PASID_ATTACH "$kdir/selftest/iommufd_test.h" && cdefs+=(-DKT_CHECK_PASID)
+grep -q IOMMU_HWPT_ALLOC_PASID "$kdir/headers/include/linux/iommufd.h" &&
+	cdefs+=(-DKT_CHECK_HWPT_PASID)
+"${CC:-cc}" -std=gnu17 -fsyntax-only -Wall -Werror "${cdefs[@]}" -I "$kdir/headers/include" \
+	-I "$kdir/selftest" -I "$here" -I "$here/../../lib/shared/include" "$here/uapi-check.c" ||
+	die "our uAPI/mock definitions disagree with the $version kernel's headers (see above)"
+echo "kernel-tests: uAPI and mock definitions match the $version kernel's headers"
 
 # 2. the initramfs
 "$here/mkinitramfs.sh" "$work/initramfs.cpio" "${progs[@]}" || die "initramfs build failed"
 
 # 3. boot, with a hard timeout on the whole guest
 console=$work/console.log
-append="console=ttyS0 panic=-1 printk.time=1 ktest.steps=$steps ktest.faults=$faults"
+append="console=ttyS0 panic=-1 printk.time=1 ktest.steps=$steps ktest.layouts=$layouts"
+append+=" ktest.faults=$faults"
 append+=" ktest.window=$window ktest.tenants=$tenants ktest.workers=$workers"
 append+=" ktest.inflight=$inflight $extra_append"
 echo "kernel-tests: booting (TCG, timeout ${guest_timeout}s): $append"
@@ -136,13 +171,33 @@ if ! grep -q '^KTEST-END ' "$console.clean"; then
 	fail=1
 fi
 
-for s in $(echo "$steps" | tr ',' ' '); do
-	line=$(grep -aE "^KTEST-RESULT $s " "$console.clean" | tail -n 1 || true)
-	case $line in
-	*" PASS "*) report "PASS $s (${line##* })" ;;
-	"") report "FAIL $s: no result"; fail=1 ;;
-	*) report "FAIL $s: ${line#KTEST-RESULT }"; fail=1 ;;
-	esac
+# The plan: each layout asked for (or, with auto, each one the guest offered), each step.
+offered=$(sed -n 's/^KTEST-LAYOUTS *//p' "$console.clean" | head -n 1)
+report "the kernel offers layouts: ${offered:-none}"
+if [ "$layouts" = auto ]; then
+	plan=$offered
+	[ -n "$plan" ] || { report "FAIL: no layout offered"; fail=1; }
+else
+	plan=$(echo "$layouts" | tr ',' ' ')
+	for l in $plan; do
+		case " $offered " in
+		*" $l "*) ;;
+		*) report "FAIL: layout $l is required but the kernel does not offer it"; fail=1 ;;
+		esac
+	done
+fi
+for l in $plan; do
+	for s in $(echo "$steps" | tr ',' ' '); do
+		case $PAGING_ONLY in
+		*" $s "*) [ "$l" = paging ] || continue ;;
+		esac
+		line=$(grep -aE "^KTEST-RESULT $s/$l " "$console.clean" | tail -n 1 || true)
+		case $line in
+		*" PASS "*) report "PASS $s/$l (${line##* })" ;;
+		"") report "FAIL $s/$l: no result"; fail=1 ;;
+		*) report "FAIL $s/$l: ${line#KTEST-RESULT }"; fail=1 ;;
+		esac
+	done
 done
 
 # The kernel log: the dmesg the guest printed, and the console as a whole (it carries
@@ -162,31 +217,34 @@ fi
 
 # Figures: the bare loop and the daemon under load, side by side.
 grep -a '^KTEST-METRIC ' "$console.clean" | sed 's/^KTEST-METRIC /kernel-tests: metric /' || true
-metric() { # metric NAME KEY
-	grep -a "^KTEST-METRIC name=$1 " "$console.clean" | tail -n 1 |
-		tr ' ' '\n' | sed -n "s/^$2=//p"
+metric() { # metric NAME LAYOUT KEY
+	grep -a "^KTEST-METRIC name=$1 layout=$2 " "$console.clean" | tail -n 1 |
+		tr ' ' '\n' | sed -n "s/^$3=//p"
 }
-# compare REF: the load against a reference measured in the same guest run
+# compare REF LAYOUT: the load against a reference measured in the same guest run
 compare() {
 	local rf lf r50 l50 r99 l99
-	rf=$(metric "$1" fps) lf=$(metric load fps)
-	r50=$(metric "$1" p50_us) l50=$(metric load p50_us)
-	r99=$(metric "$1" p99_us) l99=$(metric load p99_us)
+	rf=$(metric "$1" "$2" fps) lf=$(metric load "$2" fps)
+	r50=$(metric "$1" "$2" p50_us) l50=$(metric load "$2" p50_us)
+	r99=$(metric "$1" "$2" p99_us) l99=$(metric load "$2" p99_us)
 	[ -n "$rf" ] && [ -n "$lf" ] || return 0
-	awk -v name="$1" -v rf="$rf" -v lf="$lf" -v r50="$r50" -v l50="$l50" -v r99="$r99" \
-	    -v l99="$l99" 'BEGIN {
-		printf "kernel-tests: load vs %s: %.0f vs %.0f faults/s (x%.2f), ", name, lf, rf, lf / rf
+	awk -v name="$1" -v l="$2" -v rf="$rf" -v lf="$lf" -v r50="$r50" -v l50="$l50" \
+	    -v r99="$r99" -v l99="$l99" 'BEGIN {
+		printf "kernel-tests: %s: load vs %s: %.0f vs %.0f faults/s (x%.2f), ", l, name, lf,
+			rf, lf / rf
 		printf "p50 %.1f vs %.1f us (x%.2f), p99 %.1f vs %.1f us (x%.2f)\n",
 			l50, r50, (r50 > 0 ? l50 / r50 : 0), l99, r99, (r99 > 0 ? l99 / r99 : 0)
 	}'
 }
-compare bare
-compare handoff-process
+for l in $plan; do
+	compare bare "$l"
+	compare handoff-process "$l"
+done
 
 report "guest run ${guest_secs}s (kernel $(grep -ao 'KTEST-BEGIN kernel=[^ ]*' "$console.clean" | head -n1 | cut -d= -f2))"
 if [ $fail -ne 0 ]; then
 	report "FAILED"
 	exit 1
 fi
-report "all steps passed: $steps"
+report "all steps passed in layouts $(echo $plan | tr ' ' ','): $steps"
 exit 0
