@@ -16,6 +16,9 @@
 # else /var/cache/iopfd/kernel when writable, else ~/.cache/iopfd/kernel.
 set -euo pipefail
 
+# The whole script is one compound command, read before it runs: a build takes minutes,
+# and bash would otherwise read an edited or checked-out script from a stale offset.
+{
 # Bump when the way the kernel is built changes (not for comments).
 RECIPE=2
 
@@ -159,3 +162,5 @@ fi
 mv "$stage" "$out"
 log "built $out/bzImage in $(cat "$out/build-seconds") s"
 echo "$out/bzImage"
+exit 0
+}
