@@ -7,7 +7,8 @@
  *   iopf-kbare arrive [--layout L]
  *	A triggered fault must ARRIVE on the fault fd, with the fields the mock was given,
  *	and be answerable exactly once. A kernel without IOMMU_IOPF fails here instead of
- *	letting every later step pass vacuously.
+ *	letting every later step pass vacuously. Also: FIFO batches, and the reads the queue
+ *	refuses (EINVAL when the first group does not fit, ESPIPE for a torn count).
  *   iopf-kbare pasid-kernel [--layout paging]
  *	What a fault server relies on when PASIDs attach and detach under it: detaching or
  *	replacing one PASID answers INVALID exactly that attach's groups (read or not) and
@@ -194,6 +195,52 @@ static int arrive_batch(const struct kt_world *w)
 	return 0;
 }
 
+/*
+ * Reads the queue refuses, and what stays queued: a buffer too small for the first group
+ * is EINVAL, not 0, and the group stays for a read that fits; a count that is no multiple
+ * of the record size is ESPIPE. Then the group is read and answered as usual.
+ */
+static int arrive_sizes(const struct kt_world *w)
+{
+	struct iommu_hwpt_pgfault rec[2];
+	ssize_t n;
+	int r;
+
+	r = kt_trigger(w, w->dev[0].idev_id, 0, 77, IOMMU_PGFAULT_PERM_READ, IOVA_BASE + 0x20000);
+	if (r < 0) {
+		kt_fail("TRIGGER_IOPF: %s", strerror(-r));
+		return -1;
+	}
+	n = read(w->fault_fd, rec, 0);
+	if (n != -1 || errno != EINVAL) {
+		kt_fail("a read with no room for the first group gave %zd (%s), not EINVAL", n,
+			n < 0 ? strerror(errno) : "no error");
+		return -1;
+	}
+	n = read(w->fault_fd, rec, sizeof(rec[0]) - 1);
+	if (n != -1 || errno != ESPIPE) {
+		kt_fail("a read of %zu bytes gave %zd (%s), not ESPIPE", sizeof(rec[0]) - 1, n,
+			n < 0 ? strerror(errno) : "no error");
+		return -1;
+	}
+	if (kt_fault_readable(w->fault_fd, 0) != 1) {
+		kt_fail("the group did not stay queued after the refused reads");
+		return -1;
+	}
+	n = kt_fault_read(w->fault_fd, rec, 2);
+	if (n != 1 || rec[0].grpid != 77) {
+		kt_fail("the read after the refused ones returned %zd records", n);
+		return -1;
+	}
+	r = kt_fault_respond(w->fault_fd, rec[0].cookie, IOMMUFD_PAGE_RESP_INVALID);
+	if (r < 0) {
+		kt_fail("response to cookie %u: %s", rec[0].cookie, strerror(-r));
+		return -1;
+	}
+	kt_log("no room for the first group: EINVAL, and it stays queued; a torn count: ESPIPE");
+	return 0;
+}
+
 static int step_arrive(void)
 {
 	static const struct arrive_case cases[] = {
@@ -226,7 +273,7 @@ static int step_arrive(void)
 	for (unsigned i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
 		if (arrive_one(&w, &cases[i], i + 1, IOVA_BASE + i * 4096 + cases[i].offset) < 0)
 			goto out;
-	if (arrive_batch(&w) < 0)
+	if (arrive_batch(&w) < 0 || arrive_sizes(&w) < 0)
 		goto out;
 	(void)expect_nothing_pending(&w, "at the end");
 out:
