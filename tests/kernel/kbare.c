@@ -8,7 +8,8 @@
  *	A triggered fault must ARRIVE on the fault fd, with the fields the mock was given,
  *	and be answerable exactly once. A kernel without IOMMU_IOPF fails here instead of
  *	letting every later step pass vacuously. Also: FIFO batches, and the reads the queue
- *	refuses (EINVAL when the first group does not fit, ESPIPE for a torn count).
+ *	refuses (EINVAL when the first group does not fit, ESPIPE for a torn count) and
+ *	the response write's (EINVAL for a bad code; a short write at a bad entry).
  *   iopf-kbare pasid-kernel [--layout paging]
  *	What a fault server relies on when PASIDs attach and detach under it: detaching or
  *	replacing one PASID answers INVALID exactly that attach's groups (read or not) and
@@ -241,6 +242,54 @@ static int arrive_sizes(const struct kt_world *w)
 	return 0;
 }
 
+/*
+ * The response write: a bad code is refused first (EINVAL, nothing taken), and a batch
+ * stops at its first bad entry with a short write, the entries before it taken.
+ */
+static int arrive_write(const struct kt_world *w)
+{
+	struct iommu_hwpt_pgfault rec[4];
+	struct iommu_hwpt_page_response resp[3];
+	ssize_t n;
+
+	for (uint32_t i = 0; i < 2; i++)
+		if (kt_trigger(w, w->dev[0].idev_id, 0, 80 + i, IOMMU_PGFAULT_PERM_READ,
+			       IOVA_BASE + 0x30000 + i * 4096) < 0) {
+			kt_fail("TRIGGER_IOPF failed");
+			return -1;
+		}
+	n = kt_fault_read(w->fault_fd, rec, 4);
+	if (n != 2) {
+		kt_fail("read %zd groups, wanted 2", n);
+		return -1;
+	}
+	resp[0] = (struct iommu_hwpt_page_response){.cookie = rec[0].cookie, .code = 2};
+	n = write(w->fault_fd, resp, sizeof(resp[0]));
+	if (n != -1 || errno != EINVAL) {
+		kt_fail("a response with code 2 gave %zd (%s), not EINVAL", n,
+			n < 0 ? strerror(errno) : "no error");
+		return -1;
+	}
+	resp[0].code = IOMMUFD_PAGE_RESP_SUCCESS;
+	resp[1] = (struct iommu_hwpt_page_response){.cookie = rec[0].cookie + rec[1].cookie + 100,
+						    .code = IOMMUFD_PAGE_RESP_SUCCESS};
+	resp[2] = (struct iommu_hwpt_page_response){.cookie = rec[1].cookie,
+						    .code = IOMMUFD_PAGE_RESP_SUCCESS};
+	n = write(w->fault_fd, resp, sizeof(resp));
+	if (n != (ssize_t)sizeof(resp[0])) {
+		kt_fail("a batch with a bad second entry wrote %zd (%s), not %zu", n,
+			n < 0 ? strerror(errno) : "bytes", sizeof(resp[0]));
+		return -1;
+	}
+	if (kt_fault_respond(w->fault_fd, rec[1].cookie, IOMMUFD_PAGE_RESP_SUCCESS) < 0 ||
+	    kt_fault_probe_outstanding(w->fault_fd, 16) != 0) {
+		kt_fail("the entry after the bad one was not left for a second write");
+		return -1;
+	}
+	kt_log("bad code: EINVAL, nothing taken; a bad entry in a batch: short write before it");
+	return 0;
+}
+
 static int step_arrive(void)
 {
 	static const struct arrive_case cases[] = {
@@ -273,7 +322,7 @@ static int step_arrive(void)
 	for (unsigned i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
 		if (arrive_one(&w, &cases[i], i + 1, IOVA_BASE + i * 4096 + cases[i].offset) < 0)
 			goto out;
-	if (arrive_batch(&w) < 0 || arrive_sizes(&w) < 0)
+	if (arrive_batch(&w) < 0 || arrive_sizes(&w) < 0 || arrive_write(&w) < 0)
 		goto out;
 	(void)expect_nothing_pending(&w, "at the end");
 out:
