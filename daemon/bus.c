@@ -17,7 +17,7 @@
 #include <systemd/sd-id128.h>
 
 #include "bus.h"
-#include "error-map.h"
+#include "wire.h"
 #include "log.h"
 
 /* The socket is world-connectable; bound how many connections one daemon holds. */
@@ -295,7 +295,7 @@ static int method_register_source(sd_bus_message *m, void *userdata, sd_bus_erro
 	uint32_t ioas_id;
 	int r;
 
-	r = sd_bus_message_read(m, "hhu", &fault_fd, &iommufd, &ioas_id);
+	r = sd_bus_message_read(m, IOPF_WIRE_REGISTER_SOURCE_IN, &fault_fd, &iommufd, &ioas_id);
 	if (r < 0)
 		return r;
 	r = get_tenant(c, m, &tenant, error);
@@ -329,7 +329,7 @@ static int method_register_domain(sd_bus_message *m, void *userdata, sd_bus_erro
 	uint32_t dev_id, pasid;
 	int r;
 
-	r = sd_bus_message_read(m, "tuu", &source_id, &dev_id, &pasid);
+	r = sd_bus_message_read(m, IOPF_WIRE_REGISTER_DOMAIN_IN, &source_id, &dev_id, &pasid);
 	if (r < 0)
 		return r;
 	r = get_tenant(c, m, &tenant, error);
@@ -370,7 +370,7 @@ static int method_add_region(sd_bus_message *m, void *userdata, sd_bus_error *er
 	uint32_t access;
 	int fd, r;
 
-	r = sd_bus_message_read(m, "thtttu", &domain_id, &fd, &offset, &iova, &length, &access);
+	r = sd_bus_message_read(m, IOPF_WIRE_ADD_REGION_IN, &domain_id, &fd, &offset, &iova, &length, &access);
 	if (r < 0)
 		return r;
 	r = get_tenant(c, m, &tenant, error);
@@ -462,9 +462,9 @@ static int append_source(const struct iopf_source_info *i, void *userdata)
 	struct listing *l = userdata;
 
 	if (l->all)
-		return sd_bus_message_append(l->reply, "(ttus)", i->tenant, i->id, i->ioas_id,
+		return sd_bus_message_append(l->reply, IOPF_WIRE_SOURCE_ALL, i->tenant, i->id, i->ioas_id,
 					     i->backend);
-	return sd_bus_message_append(l->reply, "(tus)", i->id, i->ioas_id, i->backend);
+	return sd_bus_message_append(l->reply, IOPF_WIRE_SOURCE, i->id, i->ioas_id, i->backend);
 }
 
 static int append_domain(const struct iopf_domain_info *i, void *userdata)
@@ -472,9 +472,9 @@ static int append_domain(const struct iopf_domain_info *i, void *userdata)
 	struct listing *l = userdata;
 
 	if (l->all)
-		return sd_bus_message_append(l->reply, "(tttuu)", i->tenant, i->id, i->source_id,
+		return sd_bus_message_append(l->reply, IOPF_WIRE_DOMAIN_ALL, i->tenant, i->id, i->source_id,
 					     i->dev_id, i->pasid);
-	return sd_bus_message_append(l->reply, "(ttuu)", i->id, i->source_id, i->dev_id, i->pasid);
+	return sd_bus_message_append(l->reply, IOPF_WIRE_DOMAIN, i->id, i->source_id, i->dev_id, i->pasid);
 }
 
 static int append_region(const struct iopf_region_info *i, void *userdata)
@@ -482,9 +482,9 @@ static int append_region(const struct iopf_region_info *i, void *userdata)
 	struct listing *l = userdata;
 
 	if (l->all)
-		return sd_bus_message_append(l->reply, "(tttttu)", i->tenant, i->id, i->domain_id,
+		return sd_bus_message_append(l->reply, IOPF_WIRE_REGION_ALL, i->tenant, i->id, i->domain_id,
 					     i->iova, i->length, i->access);
-	return sd_bus_message_append(l->reply, "(ttttu)", i->id, i->domain_id, i->iova, i->length,
+	return sd_bus_message_append(l->reply, IOPF_WIRE_REGION, i->id, i->domain_id, i->iova, i->length,
 				     i->access);
 }
 
@@ -577,13 +577,13 @@ static int list_objects(sd_bus_message *m, struct conn *c, enum listing_kind kin
 			sd_bus_error *error)
 {
 	static const char *const row[][2] = {
-		[LISTING_SOURCES] = {"(tus)", "(ttus)"},
-		[LISTING_DOMAINS] = {"(ttuu)", "(tttuu)"},
-		[LISTING_REGIONS] = {"(ttttu)", "(tttttu)"},
-		[LISTING_DOMAIN_STATS] = {"(ttuua{st})", "(tttuua{st})"},
-		[LISTING_SOURCE_STATS] = {"(ta{st})", "(tta{st})"},
-		[LISTING_DOMAIN_METRICS] = {"(ttuua{st}(ttat))", "(tttuua{st}(ttat))"},
-		[LISTING_TENANT_METRICS] = {"(tuusa{st}(ttat))", "(tuusa{st}(ttat))"},
+		[LISTING_SOURCES] = {IOPF_WIRE_SOURCE, IOPF_WIRE_SOURCE_ALL},
+		[LISTING_DOMAINS] = {IOPF_WIRE_DOMAIN, IOPF_WIRE_DOMAIN_ALL},
+		[LISTING_REGIONS] = {IOPF_WIRE_REGION, IOPF_WIRE_REGION_ALL},
+		[LISTING_DOMAIN_STATS] = {IOPF_WIRE_STATS, IOPF_WIRE_STATS_ALL},
+		[LISTING_SOURCE_STATS] = {IOPF_WIRE_SOURCE_STATS, IOPF_WIRE_SOURCE_STATS_ALL},
+		[LISTING_DOMAIN_METRICS] = {IOPF_WIRE_DOMAIN_METRICS, IOPF_WIRE_DOMAIN_METRICS_ALL},
+		[LISTING_TENANT_METRICS] = {IOPF_WIRE_TENANT_METRICS, IOPF_WIRE_TENANT_METRICS},
 	};
 	_cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
 	struct iopf_control_error err = {};
@@ -734,47 +734,47 @@ static const sd_bus_vtable manager_vtable[] = {
 				SD_BUS_VTABLE_UNPRIVILEGED),
 	SD_BUS_METHOD_WITH_ARGS("RemoveRegion", SD_BUS_ARGS("t", region_id), SD_BUS_NO_RESULT,
 				method_remove_region, SD_BUS_VTABLE_UNPRIVILEGED),
-	SD_BUS_METHOD_WITH_ARGS("ListSources", SD_BUS_NO_ARGS, SD_BUS_RESULT("a(tus)", sources),
+	SD_BUS_METHOD_WITH_ARGS("ListSources", SD_BUS_NO_ARGS, SD_BUS_RESULT("a" IOPF_WIRE_SOURCE, sources),
 				method_list_sources, SD_BUS_VTABLE_UNPRIVILEGED),
-	SD_BUS_METHOD_WITH_ARGS("ListDomains", SD_BUS_NO_ARGS, SD_BUS_RESULT("a(ttuu)", domains),
+	SD_BUS_METHOD_WITH_ARGS("ListDomains", SD_BUS_NO_ARGS, SD_BUS_RESULT("a" IOPF_WIRE_DOMAIN, domains),
 				method_list_domains, SD_BUS_VTABLE_UNPRIVILEGED),
-	SD_BUS_METHOD_WITH_ARGS("ListRegions", SD_BUS_NO_ARGS, SD_BUS_RESULT("a(ttttu)", regions),
+	SD_BUS_METHOD_WITH_ARGS("ListRegions", SD_BUS_NO_ARGS, SD_BUS_RESULT("a" IOPF_WIRE_REGION, regions),
 				method_list_regions, SD_BUS_VTABLE_UNPRIVILEGED),
-	SD_BUS_METHOD_WITH_ARGS("GetStats", SD_BUS_NO_ARGS, SD_BUS_RESULT("a(ttuua{st})", domains),
+	SD_BUS_METHOD_WITH_ARGS("GetStats", SD_BUS_NO_ARGS, SD_BUS_RESULT("a" IOPF_WIRE_STATS, domains),
 				method_get_stats, SD_BUS_VTABLE_UNPRIVILEGED),
 	SD_BUS_METHOD_WITH_ARGS("GetSourceStats", SD_BUS_NO_ARGS,
-				SD_BUS_RESULT("a(ta{st})", sources), method_get_source_stats,
+				SD_BUS_RESULT("a" IOPF_WIRE_SOURCE_STATS, sources), method_get_source_stats,
 				SD_BUS_VTABLE_UNPRIVILEGED),
 	/* Operator views across tenants: uid 0 only (checked in lib/control). */
-	SD_BUS_METHOD_WITH_ARGS("ListAllSources", SD_BUS_NO_ARGS, SD_BUS_RESULT("a(ttus)", sources),
+	SD_BUS_METHOD_WITH_ARGS("ListAllSources", SD_BUS_NO_ARGS, SD_BUS_RESULT("a" IOPF_WIRE_SOURCE_ALL, sources),
 				method_list_sources_all, SD_BUS_VTABLE_UNPRIVILEGED),
 	SD_BUS_METHOD_WITH_ARGS("ListAllDomains", SD_BUS_NO_ARGS,
-				SD_BUS_RESULT("a(tttuu)", domains), method_list_domains_all,
+				SD_BUS_RESULT("a" IOPF_WIRE_DOMAIN_ALL, domains), method_list_domains_all,
 				SD_BUS_VTABLE_UNPRIVILEGED),
 	SD_BUS_METHOD_WITH_ARGS("ListAllRegions", SD_BUS_NO_ARGS,
-				SD_BUS_RESULT("a(tttttu)", regions), method_list_regions_all,
+				SD_BUS_RESULT("a" IOPF_WIRE_REGION_ALL, regions), method_list_regions_all,
 				SD_BUS_VTABLE_UNPRIVILEGED),
 	SD_BUS_METHOD_WITH_ARGS("GetAllStats", SD_BUS_NO_ARGS,
-				SD_BUS_RESULT("a(tttuua{st})", domains), method_get_stats_all,
+				SD_BUS_RESULT("a" IOPF_WIRE_STATS_ALL, domains), method_get_stats_all,
 				SD_BUS_VTABLE_UNPRIVILEGED),
 	SD_BUS_METHOD_WITH_ARGS("GetAllSourceStats", SD_BUS_NO_ARGS,
-				SD_BUS_RESULT("a(tta{st})", sources), method_get_source_stats_all,
+				SD_BUS_RESULT("a" IOPF_WIRE_SOURCE_STATS_ALL, sources), method_get_source_stats_all,
 				SD_BUS_VTABLE_UNPRIVILEGED),
 	/* Metrics with latency histograms; tenant totals survive removals. */
 	SD_BUS_METHOD_WITH_ARGS("GetDomainMetrics", SD_BUS_NO_ARGS,
-				SD_BUS_RESULT("a(ttuua{st}(ttat))", domains),
+				SD_BUS_RESULT("a" IOPF_WIRE_DOMAIN_METRICS, domains),
 				method_get_domain_metrics, SD_BUS_VTABLE_UNPRIVILEGED),
 	SD_BUS_METHOD_WITH_ARGS("GetAllDomainMetrics", SD_BUS_NO_ARGS,
-				SD_BUS_RESULT("a(tttuua{st}(ttat))", domains),
+				SD_BUS_RESULT("a" IOPF_WIRE_DOMAIN_METRICS_ALL, domains),
 				method_get_domain_metrics_all, SD_BUS_VTABLE_UNPRIVILEGED),
 	SD_BUS_METHOD_WITH_ARGS("GetTenantMetrics", SD_BUS_NO_ARGS,
-				SD_BUS_RESULT("a(tuusa{st}(ttat))", tenants),
+				SD_BUS_RESULT("a" IOPF_WIRE_TENANT_METRICS, tenants),
 				method_get_tenant_metrics, SD_BUS_VTABLE_UNPRIVILEGED),
 	SD_BUS_METHOD_WITH_ARGS("GetAllTenantMetrics", SD_BUS_NO_ARGS,
-				SD_BUS_RESULT("a(tuusa{st}(ttat))", tenants),
+				SD_BUS_RESULT("a" IOPF_WIRE_TENANT_METRICS, tenants),
 				method_get_tenant_metrics_all, SD_BUS_VTABLE_UNPRIVILEGED),
 	SD_BUS_METHOD_WITH_ARGS("GetDaemonMetrics", SD_BUS_NO_ARGS,
-				SD_BUS_RESULT("a{st}", counters, "(ttat)", latency),
+				SD_BUS_RESULT(IOPF_WIRE_COUNTERS, counters, IOPF_WIRE_HISTOGRAM, latency),
 				method_get_daemon_metrics, SD_BUS_VTABLE_UNPRIVILEGED),
 	SD_BUS_PROPERTY("Version", "s", property_get, 0, SD_BUS_VTABLE_PROPERTY_CONST),
 	SD_BUS_PROPERTY("Workers", "u", property_get, 0, SD_BUS_VTABLE_PROPERTY_CONST),

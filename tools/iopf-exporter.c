@@ -33,6 +33,7 @@
 #include "iopf/client.h"
 #include "iopf/iopf.h"
 #include "util.h"
+#include "wire.h"
 
 #define REQUEST_MAX	8192 /* request line and headers */
 #define CONNECTIONS_MAX 32
@@ -256,7 +257,7 @@ static int query_tenants(struct daemon_link *d, struct snapshot *s)
 	r = call(d, s, "GetAllTenantMetrics", &m);
 	if (r < 0)
 		return r;
-	r = sd_bus_message_enter_container(m, 'a', "(tuusa{st}(ttat))");
+	r = sd_bus_message_enter_container(m, 'a', IOPF_WIRE_TENANT_METRICS);
 	while (r >= 0 && (r = sd_bus_message_enter_container(m, 'r', "tuusa{st}(ttat)")) > 0) {
 		struct row *row;
 
@@ -293,7 +294,7 @@ static int query_domains(struct daemon_link *d, struct snapshot *s)
 	r = call(d, s, "GetAllDomainMetrics", &m);
 	if (r < 0)
 		return r;
-	r = sd_bus_message_enter_container(m, 'a', "(tttuua{st}(ttat))");
+	r = sd_bus_message_enter_container(m, 'a', IOPF_WIRE_DOMAIN_METRICS_ALL);
 	while (r >= 0 && (r = sd_bus_message_enter_container(m, 'r', "tttuua{st}(ttat)")) > 0) {
 		struct row *row;
 		char pbuf[16];

@@ -24,6 +24,7 @@
 #include "iopf/client.h"
 #include "iopf/iopf.h"
 #include "util.h"
+#include "wire.h"
 
 static const char *arg_address;
 static bool arg_json;
@@ -202,7 +203,7 @@ static int show_sources(struct ctx *x)
 	r = call(x->bus, x->destination, x->all ? "ListAllSources" : "ListSources", &reply);
 	if (r < 0)
 		return r;
-	r = sd_bus_message_enter_container(reply, 'a', x->all ? "(ttus)" : "(tus)");
+	r = sd_bus_message_enter_container(reply, 'a', x->all ? IOPF_WIRE_SOURCE_ALL : IOPF_WIRE_SOURCE);
 	if (r < 0)
 		return parse_error(r);
 	if (arg_json)
@@ -216,9 +217,9 @@ static int show_sources(struct ctx *x)
 	}
 	for (;;) {
 		if (x->all)
-			r = sd_bus_message_read(reply, "(ttus)", &tenant, &id, &ioas, &backend);
+			r = sd_bus_message_read(reply, IOPF_WIRE_SOURCE_ALL, &tenant, &id, &ioas, &backend);
 		else
-			r = sd_bus_message_read(reply, "(tus)", &id, &ioas, &backend);
+			r = sd_bus_message_read(reply, IOPF_WIRE_SOURCE, &id, &ioas, &backend);
 		if (r <= 0)
 			break;
 		if (arg_json) {
@@ -262,7 +263,7 @@ static int show_domains(struct ctx *x)
 	r = call(x->bus, x->destination, x->all ? "ListAllDomains" : "ListDomains", &reply);
 	if (r < 0)
 		return r;
-	r = sd_bus_message_enter_container(reply, 'a', x->all ? "(tttuu)" : "(ttuu)");
+	r = sd_bus_message_enter_container(reply, 'a', x->all ? IOPF_WIRE_DOMAIN_ALL : IOPF_WIRE_DOMAIN);
 	if (r < 0)
 		return parse_error(r);
 	if (arg_json)
@@ -277,10 +278,10 @@ static int show_domains(struct ctx *x)
 	}
 	for (;;) {
 		if (x->all)
-			r = sd_bus_message_read(reply, "(tttuu)", &tenant, &id, &source, &dev,
+			r = sd_bus_message_read(reply, IOPF_WIRE_DOMAIN_ALL, &tenant, &id, &source, &dev,
 						&pasid);
 		else
-			r = sd_bus_message_read(reply, "(ttuu)", &id, &source, &dev, &pasid);
+			r = sd_bus_message_read(reply, IOPF_WIRE_DOMAIN, &id, &source, &dev, &pasid);
 		if (r <= 0)
 			break;
 		if (arg_json) {
@@ -327,7 +328,7 @@ static int show_regions(struct ctx *x)
 	r = call(x->bus, x->destination, x->all ? "ListAllRegions" : "ListRegions", &reply);
 	if (r < 0)
 		return r;
-	r = sd_bus_message_enter_container(reply, 'a', x->all ? "(tttttu)" : "(ttttu)");
+	r = sd_bus_message_enter_container(reply, 'a', x->all ? IOPF_WIRE_REGION_ALL : IOPF_WIRE_REGION);
 	if (r < 0)
 		return parse_error(r);
 	if (arg_json)
@@ -344,10 +345,10 @@ static int show_regions(struct ctx *x)
 	}
 	for (;;) {
 		if (x->all)
-			r = sd_bus_message_read(reply, "(tttttu)", &tenant, &id, &domain, &iova,
+			r = sd_bus_message_read(reply, IOPF_WIRE_REGION_ALL, &tenant, &id, &domain, &iova,
 						&length, &access);
 		else
-			r = sd_bus_message_read(reply, "(ttttu)", &id, &domain, &iova, &length,
+			r = sd_bus_message_read(reply, IOPF_WIRE_REGION, &id, &domain, &iova, &length,
 						&access);
 		if (r <= 0)
 			break;
@@ -600,7 +601,7 @@ static int show_tenant_stats(struct ctx *x, struct rates *rt)
 		 &reply);
 	if (r < 0)
 		return r;
-	r = sd_bus_message_enter_container(reply, 'a', "(tuusa{st}(ttat))");
+	r = sd_bus_message_enter_container(reply, 'a', IOPF_WIRE_TENANT_METRICS);
 	if (r < 0)
 		return parse_error(r);
 	if (arg_json)
@@ -703,7 +704,7 @@ static int show_domain_stats(struct ctx *x)
 	if (r < 0)
 		return r;
 	r = sd_bus_message_enter_container(reply, 'a',
-					   x->all ? "(tttuua{st}(ttat))" : "(ttuua{st}(ttat))");
+					   x->all ? IOPF_WIRE_DOMAIN_METRICS_ALL : IOPF_WIRE_DOMAIN_METRICS);
 	if (r < 0)
 		return parse_error(r);
 	if (arg_json)
@@ -789,7 +790,7 @@ static int show_source_stats(struct ctx *x)
 	r = call(x->bus, x->destination, x->all ? "GetAllSourceStats" : "GetSourceStats", &reply);
 	if (r < 0)
 		return r;
-	r = sd_bus_message_enter_container(reply, 'a', x->all ? "(tta{st})" : "(ta{st})");
+	r = sd_bus_message_enter_container(reply, 'a', x->all ? IOPF_WIRE_SOURCE_STATS_ALL : IOPF_WIRE_SOURCE_STATS);
 	if (r < 0)
 		return parse_error(r);
 	if (arg_json)

@@ -12,7 +12,7 @@
 
 #include <systemd/sd-bus.h>
 
-#include "error-map.h"
+#include "wire.h"
 #include "histogram.h"
 #include "iopf/client.h"
 #include "util.h"
@@ -175,7 +175,7 @@ _public_ int iopf_client_register_source(struct iopf_client *c, int fault_fd, in
 	/* sd-bus refuses negative fds itself; say so before a round trip */
 	if (fault_fd < 0 || iommufd < 0)
 		return -EBADF;
-	return call(c, "RegisterSource", ret_source_id, "hhu", fault_fd, iommufd, ioas_id);
+	return call(c, "RegisterSource", ret_source_id, IOPF_WIRE_REGISTER_SOURCE_IN, fault_fd, iommufd, ioas_id);
 }
 
 _public_ int iopf_client_unregister_source(struct iopf_client *c, uint64_t source_id)
@@ -188,7 +188,7 @@ _public_ int iopf_client_register_domain(struct iopf_client *c, uint64_t source_
 {
 	if (!ret_domain_id)
 		return -EINVAL;
-	return call(c, "RegisterDomain", ret_domain_id, "tuu", source_id, dev_id, pasid);
+	return call(c, "RegisterDomain", ret_domain_id, IOPF_WIRE_REGISTER_DOMAIN_IN, source_id, dev_id, pasid);
 }
 
 _public_ int iopf_client_unregister_domain(struct iopf_client *c, uint64_t domain_id)
@@ -204,7 +204,7 @@ _public_ int iopf_client_add_region(struct iopf_client *c, uint64_t domain_id, i
 		return -EINVAL;
 	if (fd < 0)
 		return -EBADF;
-	return call(c, "AddRegion", ret_region_id, "thtttu", domain_id, fd, offset, iova, length,
+	return call(c, "AddRegion", ret_region_id, IOPF_WIRE_ADD_REGION_IN, domain_id, fd, offset, iova, length,
 		    access);
 }
 
@@ -243,9 +243,9 @@ _public_ int iopf_client_list_sources(struct iopf_client *c, struct iopf_client_
 	r = call_reply(c, "ListSources", &reply, NULL);
 	if (r < 0)
 		return r;
-	r = sd_bus_message_enter_container(reply, 'a', "(tus)");
+	r = sd_bus_message_enter_container(reply, 'a', IOPF_WIRE_SOURCE);
 	while (r >= 0 &&
-	       (r = sd_bus_message_read(reply, "(tus)", &x.id, &x.ioas_id, &backend)) > 0) {
+	       (r = sd_bus_message_read(reply, IOPF_WIRE_SOURCE, &x.id, &x.ioas_id, &backend)) > 0) {
 		(void)snprintf(x.backend, sizeof(x.backend), "%s", backend);
 		r = grow((void **)&arr, &cap, n, sizeof(*arr));
 		if (r < 0)
@@ -273,8 +273,8 @@ _public_ int iopf_client_list_domains(struct iopf_client *c, struct iopf_client_
 	r = call_reply(c, "ListDomains", &reply, NULL);
 	if (r < 0)
 		return r;
-	r = sd_bus_message_enter_container(reply, 'a', "(ttuu)");
-	while (r >= 0 && (r = sd_bus_message_read(reply, "(ttuu)", &x.id, &x.source_id, &x.dev_id,
+	r = sd_bus_message_enter_container(reply, 'a', IOPF_WIRE_DOMAIN);
+	while (r >= 0 && (r = sd_bus_message_read(reply, IOPF_WIRE_DOMAIN, &x.id, &x.source_id, &x.dev_id,
 						  &x.pasid)) > 0) {
 		r = grow((void **)&arr, &cap, n, sizeof(*arr));
 		if (r < 0)
@@ -302,8 +302,8 @@ _public_ int iopf_client_list_regions(struct iopf_client *c, struct iopf_client_
 	r = call_reply(c, "ListRegions", &reply, NULL);
 	if (r < 0)
 		return r;
-	r = sd_bus_message_enter_container(reply, 'a', "(ttttu)");
-	while (r >= 0 && (r = sd_bus_message_read(reply, "(ttttu)", &x.id, &x.domain_id, &x.iova,
+	r = sd_bus_message_enter_container(reply, 'a', IOPF_WIRE_REGION);
+	while (r >= 0 && (r = sd_bus_message_read(reply, IOPF_WIRE_REGION, &x.id, &x.domain_id, &x.iova,
 						  &x.length, &x.access)) > 0) {
 		r = grow((void **)&arr, &cap, n, sizeof(*arr));
 		if (r < 0)
@@ -350,7 +350,7 @@ static int counter(struct iopf_client *c, const char *method, const char *row, u
 
 	if (!name || !ret)
 		return -EINVAL;
-	/* "(ttuua{st})" -> "ttuua{st}" for entering a struct */
+	/* IOPF_WIRE_STATS -> "ttuua{st}" for entering a struct */
 	memcpy(contents, row + 1, len - 2);
 	contents[len - 2] = '\0';
 	r = call_reply(c, method, &reply, NULL);
@@ -378,7 +378,7 @@ static int counter(struct iopf_client *c, const char *method, const char *row, u
 			*ret = v;
 			return 0;
 		}
-		r = sd_bus_message_skip(reply, "a{st}");
+		r = sd_bus_message_skip(reply, IOPF_WIRE_COUNTERS);
 		if (r < 0)
 			return r;
 		r = sd_bus_message_exit_container(reply);
@@ -391,13 +391,13 @@ static int counter(struct iopf_client *c, const char *method, const char *row, u
 _public_ int iopf_client_domain_counter(struct iopf_client *c, uint64_t domain_id, const char *name,
 					uint64_t *ret)
 {
-	return counter(c, "GetStats", "(ttuua{st})", domain_id, name, ret);
+	return counter(c, "GetStats", IOPF_WIRE_STATS, domain_id, name, ret);
 }
 
 _public_ int iopf_client_source_counter(struct iopf_client *c, uint64_t source_id, const char *name,
 					uint64_t *ret)
 {
-	return counter(c, "GetSourceStats", "(ta{st})", source_id, name, ret);
+	return counter(c, "GetSourceStats", IOPF_WIRE_SOURCE_STATS, source_id, name, ret);
 }
 
 _public_ uint64_t iopf_client_latency_bound_ns(unsigned i)
@@ -413,7 +413,7 @@ _public_ uint64_t iopf_client_latency_quantile_ns(const struct iopf_client_laten
 	return iopf_histogram_quantile(&h, q);
 }
 
-/* Read a "(ttat)" histogram at the reply's position. */
+/* Read a IOPF_WIRE_HISTOGRAM histogram at the reply's position. */
 static int read_latency(sd_bus_message *reply, struct iopf_client_latency *ret)
 {
 	const void *buckets;
@@ -446,7 +446,7 @@ _public_ int iopf_client_domain_latency(struct iopf_client *c, uint64_t domain_i
 	r = call_reply(c, "GetDomainMetrics", &reply, NULL);
 	if (r < 0)
 		return r;
-	r = sd_bus_message_enter_container(reply, 'a', "(ttuua{st}(ttat))");
+	r = sd_bus_message_enter_container(reply, 'a', IOPF_WIRE_DOMAIN_METRICS);
 	if (r < 0)
 		return r;
 	while ((r = sd_bus_message_enter_container(reply, 'r', "ttuua{st}(ttat)")) > 0) {
@@ -456,7 +456,7 @@ _public_ int iopf_client_domain_latency(struct iopf_client *c, uint64_t domain_i
 		if (r >= 0 && id == domain_id)
 			return read_latency(reply, ret) < 0 ? -EIO : 0;
 		if (r >= 0)
-			r = sd_bus_message_skip(reply, "(ttat)");
+			r = sd_bus_message_skip(reply, IOPF_WIRE_HISTOGRAM);
 		if (r >= 0)
 			r = sd_bus_message_exit_container(reply);
 		if (r < 0)
@@ -474,7 +474,7 @@ static int tenant_row(struct iopf_client *c, sd_bus_message **ret_reply)
 	r = call_reply(c, "GetTenantMetrics", &reply, NULL);
 	if (r < 0)
 		return r;
-	r = sd_bus_message_enter_container(reply, 'a', "(tuusa{st}(ttat))");
+	r = sd_bus_message_enter_container(reply, 'a', IOPF_WIRE_TENANT_METRICS);
 	if (r < 0)
 		return r;
 	r = sd_bus_message_enter_container(reply, 'r', "tuusa{st}(ttat)");
@@ -517,7 +517,7 @@ _public_ int iopf_client_tenant_latency(struct iopf_client *c, struct iopf_clien
 		return -EINVAL;
 	r = tenant_row(c, &reply);
 	if (r >= 0)
-		r = sd_bus_message_skip(reply, "a{st}");
+		r = sd_bus_message_skip(reply, IOPF_WIRE_COUNTERS);
 	if (r >= 0)
 		r = read_latency(reply, ret);
 	return r < 0 ? r : 0;

@@ -30,6 +30,7 @@
 #include "iopf/client.h"
 #include "sim.h"
 #include "util.h"
+#include "wire.h"
 
 #define TEST_TIMEOUT_S 120 /* the whole program; meson has its own */
 #define MAX_SOURCES    3
@@ -243,7 +244,7 @@ static unsigned count_all(struct daemon *d, const char *method, const char *row)
 static bool wait_all_sources(struct daemon *d, unsigned want)
 {
 	for (int i = 0; i < 500; i++) {
-		if (count_all(d, "ListAllSources", "(ttus)") == want)
+		if (count_all(d, "ListAllSources", IOPF_WIRE_SOURCE_ALL) == want)
 			return true;
 		usleep(10000);
 	}
@@ -266,9 +267,9 @@ static void test_introspect_busctl(void **state)
 	p = popen(cmd, "r");
 	assert_non_null(p);
 	while (fgets(line, sizeof(line), p)) {
-		seen[0] |= strstr(line, ".RegisterSource") && strstr(line, "hhu");
-		seen[1] |= strstr(line, ".AddRegion") && strstr(line, "thtttu");
-		seen[2] |= strstr(line, ".GetStats") && strstr(line, "a(ttuua{st})");
+		seen[0] |= strstr(line, ".RegisterSource") && strstr(line, IOPF_WIRE_REGISTER_SOURCE_IN);
+		seen[1] |= strstr(line, ".AddRegion") && strstr(line, IOPF_WIRE_ADD_REGION_IN);
+		seen[2] |= strstr(line, ".GetStats") && strstr(line, "a" IOPF_WIRE_STATS);
 	}
 	assert_int_equal(pclose(p), 0);
 	assert_true(seen[0] && seen[1] && seen[2]);
@@ -649,15 +650,15 @@ static void test_disconnect_teardown(void **state)
 	assert_int_equal(
 		iopf_client_add_region(b, domb, mem, 0, 0x1000000, 0x10000, IOPF_ACCESS_READ, &id),
 		0);
-	assert_int_equal(count_all(d, "ListAllSources", "(ttus)"), 2);
-	assert_int_equal(count_all(d, "ListAllDomains", "(tttuu)"), 2);
-	assert_int_equal(count_all(d, "ListAllRegions", "(tttttu)"), 2);
+	assert_int_equal(count_all(d, "ListAllSources", IOPF_WIRE_SOURCE_ALL), 2);
+	assert_int_equal(count_all(d, "ListAllDomains", IOPF_WIRE_DOMAIN_ALL), 2);
+	assert_int_equal(count_all(d, "ListAllRegions", IOPF_WIRE_REGION_ALL), 2);
 
 	/* a goes away without unregistering anything */
 	a = iopf_client_free(a);
 	assert_true(wait_all_sources(d, 1));
-	assert_int_equal(count_all(d, "ListAllDomains", "(tttuu)"), 1);
-	assert_int_equal(count_all(d, "ListAllRegions", "(tttttu)"), 1);
+	assert_int_equal(count_all(d, "ListAllDomains", IOPF_WIRE_DOMAIN_ALL), 1);
+	assert_int_equal(count_all(d, "ListAllRegions", IOPF_WIRE_REGION_ALL), 1);
 
 	/* b is untouched and keeps working */
 	assert_int_equal(iopf_client_list_regions(b, &lr, &n), 0);
@@ -669,7 +670,7 @@ static void test_disconnect_teardown(void **state)
 	/* a's sim fds were closed by the daemon: the sim itself is still ours */
 	b = iopf_client_free(b);
 	assert_true(wait_all_sources(d, 0));
-	assert_int_equal(count_all(d, "ListAllRegions", "(tttttu)"), 0);
+	assert_int_equal(count_all(d, "ListAllRegions", IOPF_WIRE_REGION_ALL), 0);
 	close(mem);
 	iopf_sim_free(sa);
 	iopf_sim_free(sb);
@@ -791,7 +792,7 @@ static void test_bad_peers(void **state)
 		assert_true(sd_bus_negotiate_fds(bus, 1) >= 0);
 		assert_true(sd_bus_start(bus) >= 0);
 		assert_true(sd_bus_call_method(bus, NULL, "/org/iopfd", "org.iopfd.Manager1",
-					       "RegisterSource", &error, &reply, "hhu",
+					       "RegisterSource", &error, &reply, IOPF_WIRE_REGISTER_SOURCE_IN,
 					       iopf_sim_fault_fd(s), iopf_sim_iommufd(s),
 					       iopf_sim_ioas_id(s, 0)) >= 0);
 		assert_true(sd_bus_message_read(reply, "t", &id) > 0);
@@ -818,7 +819,7 @@ static void test_all_views_need_root(void **state)
 
 	if (geteuid() == 0) {
 		/* as root, the All views answer; as nobody, AccessDenied */
-		assert_int_equal(count_all(d, "ListAllSources", "(ttus)"), 0);
+		assert_int_equal(count_all(d, "ListAllSources", IOPF_WIRE_SOURCE_ALL), 0);
 		snprintf(cmd, sizeof(cmd),
 			 "setpriv --reuid=65534 --regid=65534 --clear-groups busctl --address=%s "
 			 "call org.iopfd /org/iopfd org.iopfd.Manager1 ListAllSources 2>&1 | "
@@ -933,10 +934,10 @@ static void test_system_bus(void **state)
 
 	/* a leaves the bus: its objects go, the socket's operator view shows it */
 	if (geteuid() == 0) {
-		assert_int_equal(count_all(d, "ListAllRegions", "(tttttu)"), 1);
+		assert_int_equal(count_all(d, "ListAllRegions", IOPF_WIRE_REGION_ALL), 1);
 		a = iopf_client_free(a);
 		assert_true(wait_all_sources(d, 0));
-		assert_int_equal(count_all(d, "ListAllRegions", "(tttttu)"), 0);
+		assert_int_equal(count_all(d, "ListAllRegions", IOPF_WIRE_REGION_ALL), 0);
 	}
 	/* b still works */
 	assert_true(source_of(b, s) > 0);

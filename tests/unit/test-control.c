@@ -18,7 +18,7 @@
 #include <cmocka.h>
 
 #include "control.h"
-#include "error-map.h"
+#include "wire.h"
 #include "fake-engine.h"
 #include "sim.h"
 #include "util.h"

@@ -1,0 +1,89 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * The D-Bus wire, in one place: every method's argument and row signature
+ * (docs/dbus-api.md describes the fields) and the one table between -errno
+ * values and the error names of iopf.h. The daemon (daemon/bus.c) serves
+ * these, and libiopf-client, iopfctl, iopf-exporter and the tests read them.
+ * The daemon maps a failed call's errno to a name; the client maps it back.
+ */
+#ifndef IOPF_WIRE_H
+#define IOPF_WIRE_H
+
+#include <errno.h>
+#include <string.h>
+
+#include "iopf/iopf.h"
+
+/* Arguments of the calls that create and remove objects; each create returns a "t" id. */
+#define IOPF_WIRE_REGISTER_SOURCE_IN "hhu" /* fault fd, iommufd, ioas_id */
+#define IOPF_WIRE_REGISTER_DOMAIN_IN "tuu" /* source_id, dev_id, pasid */
+#define IOPF_WIRE_ADD_REGION_IN "thtttu" /* domain_id, fd, offset, iova, length, access */
+#define IOPF_WIRE_ID "t"
+
+/*
+ * Rows of the list and statistics calls: "a" ROW. The operator's "All" variants
+ * put the owning tenant's id first. Counters are a name -> value dictionary,
+ * histograms are (count, sum_ns, per-bucket counts) over the LatencyBuckets property.
+ */
+#define IOPF_WIRE_COUNTERS "a{st}"
+#define IOPF_WIRE_HISTOGRAM "(ttat)"
+#define IOPF_WIRE_SOURCE "(tus)"      /* id, ioas_id, backend */
+#define IOPF_WIRE_SOURCE_ALL "(ttus)" /* tenant, id, ioas_id, backend */
+#define IOPF_WIRE_DOMAIN "(ttuu)"     /* id, source_id, dev_id, pasid */
+#define IOPF_WIRE_DOMAIN_ALL "(tttuu)"
+#define IOPF_WIRE_REGION "(ttttu)"    /* id, domain_id, iova, length, access */
+#define IOPF_WIRE_REGION_ALL "(tttttu)"
+#define IOPF_WIRE_STATS "(ttuu" IOPF_WIRE_COUNTERS ")"   /* domain id, source, dev, pasid */
+#define IOPF_WIRE_STATS_ALL "(tttuu" IOPF_WIRE_COUNTERS ")"
+#define IOPF_WIRE_SOURCE_STATS "(t" IOPF_WIRE_COUNTERS ")" /* faults with no domain */
+#define IOPF_WIRE_SOURCE_STATS_ALL "(tt" IOPF_WIRE_COUNTERS ")"
+#define IOPF_WIRE_DOMAIN_METRICS "(ttuu" IOPF_WIRE_COUNTERS IOPF_WIRE_HISTOGRAM ")"
+#define IOPF_WIRE_DOMAIN_METRICS_ALL "(tttuu" IOPF_WIRE_COUNTERS IOPF_WIRE_HISTOGRAM ")"
+#define IOPF_WIRE_TENANT_METRICS "(tuus" IOPF_WIRE_COUNTERS IOPF_WIRE_HISTOGRAM ")" /* id, uid, pid, name */
+
+struct iopf_error_map_entry {
+	int error; /* positive errno */
+	const char *name;
+};
+
+/* Name -> errno takes the first row with that name, so list the canonical errno first. */
+static const struct iopf_error_map_entry iopf_error_map[] = {
+	{EINVAL, IOPF_ERROR_INVALID_ARGUMENT},
+	{ERANGE, IOPF_ERROR_INVALID_ARGUMENT},
+	{EOVERFLOW, IOPF_ERROR_INVALID_ARGUMENT},
+	{ENOENT, IOPF_ERROR_NO_SUCH_OBJECT},
+	{EBUSY, IOPF_ERROR_OVERLAP},
+	{EEXIST, IOPF_ERROR_EXISTS},
+	{EDQUOT, IOPF_ERROR_LIMIT},
+	{EBADF, IOPF_ERROR_BAD_FD},
+	{ENOTTY, IOPF_ERROR_BAD_FD}, /* an ioctl the fd does not know: wrong fd kind */
+	{ENODEV, IOPF_ERROR_BAD_FD}, /* mmap of an fd that cannot be mapped */
+	{EOPNOTSUPP, IOPF_ERROR_NOT_SUPPORTED},
+	{EPERM, IOPF_ERROR_ACCESS_DENIED},
+	{EACCES, IOPF_ERROR_ACCESS_DENIED},
+	{EIO, IOPF_ERROR_INTERNAL},
+};
+
+/* Any errno (sign ignored) -> an IOPF_ERROR_* name; unknown ones are Internal. */
+static inline const char *iopf_error_to_name(int error)
+{
+	if (error < 0)
+		error = -error;
+	for (size_t i = 0; i < sizeof(iopf_error_map) / sizeof(iopf_error_map[0]); i++)
+		if (iopf_error_map[i].error == error)
+			return iopf_error_map[i].name;
+	return IOPF_ERROR_INTERNAL;
+}
+
+/* An IOPF_ERROR_* name -> positive errno, or 0 when it is not one of ours. */
+static inline int iopf_error_from_name(const char *name)
+{
+	if (!name)
+		return 0;
+	for (size_t i = 0; i < sizeof(iopf_error_map) / sizeof(iopf_error_map[0]); i++)
+		if (strcmp(iopf_error_map[i].name, name) == 0)
+			return iopf_error_map[i].error;
+	return 0;
+}
+
+#endif /* IOPF_WIRE_H */
