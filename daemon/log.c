@@ -11,6 +11,7 @@
 
 #include "iopf/iopf.h"
 #include "log.h"
+#include "time-util.h"
 
 int log_max_level = LOG_INFO;
 static bool log_journal;       /* entries go to sd_journal_sendv() */
@@ -196,17 +197,9 @@ out:
 	return -error;
 }
 
-static uint64_t now_usec(void)
-{
-	struct timespec ts;
-
-	(void)clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000 + (uint64_t)ts.tv_nsec / 1000;
-}
-
 int ratelimit_below(struct ratelimit *rl)
 {
-	uint64_t now = now_usec();
+	uint64_t now = mono_ns() / NSEC_PER_USEC;
 	int dropped;
 
 	if (rl->begin == 0 || now - rl->begin >= rl->interval_usec) {

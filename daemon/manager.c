@@ -16,6 +16,7 @@
 #include "manager.h"
 #if HAVE_SIMULATOR
 #include "sim.h"
+#include "time-util.h"
 #endif
 
 #define USEC_PER_SEC	   UINT64_C(1000000)
@@ -56,14 +57,6 @@ struct manager {
 	struct snaps last;		 /* at the last summary, by (domain, id) ascending */
 	sd_event_source *status_source;	 /* owned; only under a service manager */
 };
-
-static uint64_t now_usec(clockid_t clock)
-{
-	struct timespec ts;
-
-	(void)clock_gettime(clock, &ts);
-	return (uint64_t)ts.tv_sec * USEC_PER_SEC + (uint64_t)ts.tv_nsec / 1000;
-}
 
 static enum log_target log_target_of(enum conf_log_target t)
 {
@@ -472,7 +465,7 @@ static void reload(struct manager *m)
 
 	(void)sd_notifyf(false,
 			 "RELOADING=1\nSTATUS=Reloading the configuration\nMONOTONIC_USEC=%" PRIu64,
-			 now_usec(CLOCK_MONOTONIC));
+			 now_ns(CLOCK_MONOTONIC) / NSEC_PER_USEC);
 	log_info("Reloading the configuration.");
 	r = manager_load_config(&m->args, &fresh);
 	if (r < 0) {

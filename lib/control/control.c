@@ -15,6 +15,7 @@
 
 #include "control.h"
 #include "util.h"
+#include "fd-util.h"
 
 /* Counters and latency of removed objects, kept so totals never go backwards. */
 struct retired {
@@ -373,58 +374,6 @@ int iopf_control_tenant_remove(struct iopf_control *c, uint64_t tenant)
 	return n > INT_MAX ? INT_MAX : (int)n;
 }
 
-/* "pipe:[1234]", "/dev/null", "anon_inode:[eventfd]"...: what an fd is, for messages. */
-static const char *describe_fd(int fd, char *buf, size_t size)
-{
-	char path[64];
-	struct stat st;
-	ssize_t n;
-
-	(void)snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
-	n = readlink(path, buf, size - 1);
-	if (n > 0) {
-		buf[n] = '\0';
-		return buf;
-	}
-	if (fstat(fd, &st) < 0)
-		return "not an open fd";
-	switch (st.st_mode & S_IFMT) {
-	case S_IFREG:
-		return "a regular file";
-	case S_IFDIR:
-		return "a directory";
-	case S_IFCHR:
-		return "a character device";
-	case S_IFBLK:
-		return "a block device";
-	case S_IFIFO:
-		return "a pipe";
-	case S_IFSOCK:
-		return "a socket";
-	default:
-		return "an anonymous inode";
-	}
-}
-
-static bool fd_valid(int fd)
-{
-	return fd >= 0 && fcntl(fd, F_GETFD) >= 0;
-}
-
-/* True when /proc tells us @fd is an anonymous inode; also when /proc cannot tell. */
-static bool maybe_anon_inode(int fd)
-{
-	char path[64], target[128];
-	ssize_t n;
-
-	(void)snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
-	n = readlink(path, target, sizeof(target) - 1);
-	if (n <= 0)
-		return true;
-	target[n] = '\0';
-	return strncmp(target, "anon_inode:", strlen("anon_inode:")) == 0;
-}
-
 int iopf_control_register_source(struct iopf_control *c, uint64_t tenant, int fault_fd, int iommufd,
 				 uint32_t ioas_id, uint64_t *ret_source_id,
 				 struct iopf_control_error *err)
@@ -439,18 +388,18 @@ int iopf_control_register_source(struct iopf_control *c, uint64_t tenant, int fa
 
 	if (!t)
 		return fail(err, -ENOENT, "unknown tenant");
-	if (!fd_valid(fault_fd))
+	if (!fd_is_open(fault_fd))
 		return fail(err, -EBADF, "fault_fd is not an open file descriptor");
-	if (!fd_valid(iommufd))
+	if (!fd_is_open(iommufd))
 		return fail(err, -EBADF, "iommufd is not an open file descriptor");
 	/* A fault queue (or a simulator doorbell) is always an anonymous inode. */
-	if (!maybe_anon_inode(fault_fd))
+	if (!fd_maybe_anon_inode(fault_fd))
 		return fail(err, -EBADF, "fault_fd is not an iommufd fault queue (it is %s)",
-			    describe_fd(fault_fd, d1, sizeof(d1)));
+			    fd_describe(fault_fd, d1, sizeof(d1)));
 	/* /dev/iommu is a character device; a simulator context is a memfd. */
 	if (fstat(iommufd, &st) < 0 || (!S_ISCHR(st.st_mode) && !S_ISREG(st.st_mode)))
 		return fail(err, -EBADF, "iommufd is not an iommufd (it is %s)",
-			    describe_fd(iommufd, d2, sizeof(d2)));
+			    fd_describe(iommufd, d2, sizeof(d2)));
 
 	/* iommufd object ids (and simulator IOAS ids) start at 1 */
 	if (ioas_id == 0)
@@ -479,8 +428,8 @@ int iopf_control_register_source(struct iopf_control *c, uint64_t tenant, int fa
 		return fail(err, -EBADF,
 			    "fault_fd (%s) and iommufd (%s) are not an iommufd fault queue and "
 			    "its iommufd",
-			    describe_fd(fault_fd, d1, sizeof(d1)),
-			    describe_fd(iommufd, d2, sizeof(d2)));
+			    fd_describe(fault_fd, d1, sizeof(d1)),
+			    fd_describe(iommufd, d2, sizeof(d2)));
 	case -EOPNOTSUPP:
 		return fail(err, r,
 			    "this fault source is not supported (simulator fds need iopfd "
@@ -679,11 +628,11 @@ int iopf_control_add_region(struct iopf_control *c, uint64_t tenant, uint64_t do
 		return fail(err, -EINVAL, "offset 0x%" PRIx64 "+0x%" PRIx64 " wraps around", offset,
 			    length);
 
-	if (!fd_valid(fd))
+	if (!fd_is_open(fd))
 		return fail(err, -EBADF, "fd is not an open file descriptor");
 	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode))
 		return fail(err, -EBADF, "fd is not a memfd or regular file (it is %s)",
-			    describe_fd(fd, desc, sizeof(desc)));
+			    fd_describe(fd, desc, sizeof(desc)));
 	flags = fcntl(fd, F_GETFL);
 	if (flags < 0)
 		return fail(err, -EBADF, "fd is not an open file descriptor");
@@ -733,7 +682,7 @@ int iopf_control_add_region(struct iopf_control *c, uint64_t tenant, uint64_t do
 	case -ENODEV:
 	case -EACCES:
 		return fail(err, -EBADF, "fd (%s) cannot back a region: %s",
-			    describe_fd(fd, desc, sizeof(desc)), strerror(-r));
+			    fd_describe(fd, desc, sizeof(desc)), strerror(-r));
 	case -EINVAL:
 		return fail(err, r, "region 0x%" PRIx64 "+0x%" PRIx64 " refused by the engine",
 			    iova, length);

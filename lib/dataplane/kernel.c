@@ -14,6 +14,7 @@
 #include "iopf/iopf.h"
 #include "uapi.h"
 #include "util.h"
+#include "fd-util.h"
 
 #define FAULT_FD_LINK "anon_inode:[iommufd-pgfault]"
 #define IOMMUFD_PATH "/dev/iommu"
@@ -130,22 +131,6 @@ int iopf_kernel_backend_open(int fault_fd, int iommufd, uint32_t ioas_id,
 		.poll_fd = fault_fd,
 	};
 	*ret = b;
-	return 0;
-}
-
-/* What /proc/self/fd/N points at. Return: 0, or -EBADF when @fd is not open. */
-static int fd_link(int fd, char *buf, size_t size)
-{
-	char path[64];
-	ssize_t n;
-
-	if (fd < 0)
-		return -EBADF;
-	(void)snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
-	n = readlink(path, buf, size - 1);
-	if (n < 0)
-		return errno == ENOENT ? -EBADF : negative_errno();
-	buf[n] = '\0';
 	return 0;
 }
 

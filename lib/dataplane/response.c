@@ -7,6 +7,7 @@
 
 #include "counters.h"
 #include "util.h"
+#include "time-util.h"
 
 /* EINTR/EAGAIN retries of one write before the batch counts as failed. */
 #define WRITE_RETRIES 3
@@ -142,14 +143,6 @@ int iopf_response_batch_reserve(struct iopf_response_batch *rb, size_t cap)
 	return 0;
 }
 
-uint64_t iopf_response_now_ns(void)
-{
-	struct timespec ts;
-
-	(void)clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * UINT64_C(1000000000) + (uint64_t)ts.tv_nsec;
-}
-
 void iopf_response_add(struct iopf_response_batch *rb, uint32_t cookie, uint32_t code,
 		       struct iopf_counters *ctr)
 {
@@ -214,7 +207,7 @@ static void record_latency(struct iopf_response_batch *rb, size_t from, size_t t
 		if (!rb->hist[i])
 			continue;
 		if (!now) {
-			now = iopf_response_now_ns();
+			now = mono_ns();
 			t = rb->t_read[i] + 1; /* differs from it: forces the first bucket_of */
 		}
 		if (rb->t_read[i] != t) {

@@ -67,9 +67,6 @@ void iopf_response_add_timed(struct iopf_response_batch *rb, uint32_t cookie, ui
 			     struct iopf_counters *ctr, struct iopf_histogram *hist,
 			     uint64_t t_read_ns);
 
-/* CLOCK_MONOTONIC in ns: the clock of fault latencies. */
-uint64_t iopf_response_now_ns(void);
-
 /*
  * iopf_response_flush() - write every queued response, each cookie at most once.
  *

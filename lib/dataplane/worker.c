@@ -20,6 +20,7 @@
 #include "fault.h"
 #include "resolve.h"
 #include "util.h"
+#include "time-util.h"
 
 /*
  * user_data: a source's poll carries the source's (8-byte aligned) address,
@@ -359,7 +360,7 @@ static void service_source(struct iopf_worker *w, struct iopf_source *s)
 			ctr_add(&s->io_errors, 1); /* torn record: not kernel behaviour, skip it */
 		n = (size_t)r / rec;
 		lookups = memo.lookups;
-		handle_records(w, s, &rs, &memo, n, iopf_response_now_ns());
+		handle_records(w, s, &rs, &memo, n, mono_ns());
 		/* a route lookup for more than one record in four: prefetch for the next read */
 		s->scattered = (memo.lookups - lookups) * 4 > n;
 	}
@@ -432,7 +433,7 @@ static void drain(struct iopf_source *s)
 		if (r <= 0)
 			break;
 		reads++;
-		t_read = iopf_response_now_ns();
+		t_read = mono_ns();
 		while (iopf_fault_next_group(s->buf, (size_t)r / rec, &pos, &g)) {
 			ctr_add(&s->unrouted.faults, g.n);
 			answer(s, g.cookie, IOPF_REASON_RETIRED, &s->unrouted, &s->unrouted_latency,

@@ -53,6 +53,8 @@
 #include "iopf/iopf.h"
 #include "sim.h"
 #include "util.h"
+#include "time-util.h"
+#include "fd-util.h"
 
 #define SIM_MAGIC UINT64_C(0x316d69732d66706f) /* "opf-sim1", little endian */
 #define SIM_VERSION 1u
@@ -146,14 +148,6 @@ static uint64_t lock_timeout_ns = SIM_DEFAULT_LOCK_TIMEOUT_NS;
 void __iopf_sim_set_lock_timeout(uint64_t ns)
 {
 	lock_timeout_ns = ns ? ns : SIM_DEFAULT_LOCK_TIMEOUT_NS;
-}
-
-static uint64_t now_ns(void)
-{
-	struct timespec ts;
-
-	(void)clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * UINT64_C(1000000000) + (uint64_t)ts.tv_nsec;
 }
 
 /* ---- geometry ---- */
@@ -290,7 +284,7 @@ static int sim_lock(struct sim_map *m)
 
 	r = pthread_mutex_trylock(m->mutex);
 	if (r == EBUSY) {
-		deadline = now_ns() + lock_timeout_ns;
+		deadline = mono_ns() + lock_timeout_ns;
 		ts.tv_sec = (time_t)(deadline / UINT64_C(1000000000));
 		ts.tv_nsec = (long)(deadline % UINT64_C(1000000000));
 		r = pthread_mutex_clocklock(m->mutex, CLOCK_MONOTONIC, &ts);
@@ -581,7 +575,7 @@ static ssize_t sim_fault_write(struct iopf_backend *b, const void *buf, size_t l
 	if (!len)
 		return 0;
 
-	now = now_ns();
+	now = mono_ns();
 	r = sim_lock(m);
 	if (r < 0)
 		return r;
@@ -968,22 +962,6 @@ static const struct iopf_backend_ops sim_ops = {
 	.map_needs_uptr = false,
 };
 
-/* /proc/self/fd/N must read exactly @want. */
-static int fd_link_is(int fd, const char *want)
-{
-	char path[64], link[128];
-	ssize_t n;
-
-	if (fd < 0)
-		return -EBADF;
-	(void)snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
-	n = readlink(path, link, sizeof(link) - 1);
-	if (n < 0)
-		return negative_errno() == -ENOENT ? -EBADF : negative_errno();
-	link[n] = '\0';
-	return strcmp(link, want) == 0 ? 0 : -EBADF;
-}
-
 int iopf_sim_backend_open(int fault_fd, int iommufd, uint32_t ioas_id,
 			  struct iopf_backend **ret)
 {
@@ -994,12 +972,9 @@ int iopf_sim_backend_open(int fault_fd, int iommufd, uint32_t ioas_id,
 	void *base;
 	int seals, r;
 
-	r = fd_link_is(fault_fd, "anon_inode:[eventfd]");
-	if (r < 0)
-		return r;
-	r = fd_link_is(iommufd, "/memfd:" IOPF_SIM_MEMFD_NAME " (deleted)");
-	if (r < 0)
-		return r;
+	if (!fd_link_is(fault_fd, "anon_inode:[eventfd]") ||
+	    !fd_link_is(iommufd, "/memfd:" IOPF_SIM_MEMFD_NAME " (deleted)"))
+		return -EBADF;
 	/* without these seals the tenant could truncate the file under our mapping (SIGBUS) */
 	seals = fcntl(iommufd, F_GET_SEALS);
 	if (seals < 0 || (seals & (F_SEAL_SHRINK | F_SEAL_GROW)) != (F_SEAL_SHRINK | F_SEAL_GROW))
@@ -1244,7 +1219,7 @@ static bool queue_empty(const struct sim_map *m)
 int iopf_sim_inject(struct iopf_sim *s, const struct iopf_sim_group *g, unsigned n)
 {
 	struct sim_map *m = &s->m;
-	uint64_t now = now_ns();
+	uint64_t now = mono_ns();
 	unsigned k;
 	bool was_empty;
 	int r, rc = 0;
@@ -1294,7 +1269,7 @@ int iopf_sim_inject_raw(struct iopf_sim *s, const struct iommu_hwpt_pgfault *rec
 {
 	struct sim_map *m = &s->m;
 	struct sim_slot *slot;
-	uint64_t now = now_ns();
+	uint64_t now = mono_ns();
 	bool was_empty;
 	uint32_t i;
 	int r;
@@ -1423,7 +1398,7 @@ static int detach(struct iopf_sim *s, uint32_t dev_id, uint32_t pasid, bool only
 {
 	struct sim_map *m = &s->m;
 	struct iopf_sim_shm_hdr *h = m->hdr;
-	uint64_t now = now_ns();
+	uint64_t now = mono_ns();
 	uint32_t head, tail, keep, w;
 	int r, n = 0;
 

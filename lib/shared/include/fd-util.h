@@ -1,0 +1,26 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * What an fd is, in one place: the /proc/self/fd link that says its kind
+ * ("anon_inode:[iommufd-pgfault]", "/dev/iommu", "/memfd:iopf-sim (deleted)"),
+ * a description for error messages, and reopening it with other flags.
+ */
+#ifndef IOPF_FD_UTIL_H
+#define IOPF_FD_UTIL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+/* The link target of @fd into @buf. Return: 0, -EBADF when @fd is not open, or -errno. */
+int fd_link(int fd, char *buf, size_t size);
+/* True when @fd is open and its link target is exactly @want. */
+bool fd_link_is(int fd, const char *want);
+/* True when @fd is an open file descriptor. */
+bool fd_is_open(int fd);
+/* True when /proc says @fd is an anonymous inode, and also when /proc cannot tell. */
+bool fd_maybe_anon_inode(int fd);
+/* "pipe:[1234]", "/dev/null", "a socket"...: what @fd is, for messages; never NULL. */
+const char *fd_describe(int fd, char *buf, size_t size);
+/* open(2) of /proc/self/fd/N: the same file with other access @flags (O_CLOEXEC added). */
+int fd_reopen(int fd, int flags);
+
+#endif /* IOPF_FD_UTIL_H */
