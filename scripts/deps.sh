@@ -11,7 +11,7 @@ if [ "${1:-build}" = test ]; then
 	# its build tools (rsync: make headers_install), QEMU, busybox;
 	# debootstrap and systemd-nspawn for the nspawn suite (the units under a booted systemd)
 	want+=(linux-source-6.12 make bc bison flex libelf-dev libssl-dev cpio xz-utils rsync
-	       qemu-system-x86 busybox-static clang libclang-rt-14-dev python3
+	       qemu-system-x86 busybox-static clang clang-format libclang-rt-14-dev python3
 	       python3-prometheus-client python3-dbus
 	       debootstrap debian-archive-keyring systemd-container)
 fi

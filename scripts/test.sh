@@ -64,5 +64,9 @@ setup build-tsan -Dtests=enabled -Dkernel-tests=false -Db_sanitize=thread -Db_lu
 	-Dbuildtype=debug
 TSAN_OPTIONS="halt_on_error=1 suppressions=$PWD/tests/tsan.supp" run build-tsan --suite concurrency
 
+echo "== clang (build with -Werror, unit)"
+CC=clang setup build-clang -Dtests=enabled -Dkernel-tests=false -Dwerror=true
+run build-clang --suite unit
+
 echo "tests: $total_pass passed, $total_fail failed"
 [ "$total_fail" -eq 0 ]
