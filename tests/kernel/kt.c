@@ -28,7 +28,8 @@ void kt_set_name(const char *name)
 	log_name = name;
 }
 
-static void vlog(const char *tag, const char *fmt, va_list ap)
+__attribute__((format(printf, 2, 0))) static void vlog(const char *tag, const char *fmt,
+							va_list ap)
 {
 	char buf[1024];
 
