@@ -30,6 +30,7 @@
 #include <systemd/sd-event.h>
 
 #include "conf.h"
+#include "histogram.h"
 #include "iopf/client.h"
 #include "iopf/iopf.h"
 #include "util.h"
@@ -94,7 +95,7 @@ static const char *const reason_names[_IOPF_REASON_MAX] = {
 struct row {
 	char labels[160]; /* preformatted: tenant="3",uid="1000" */
 	uint64_t v[_F_MAX];
-	struct iopf_client_latency lat;
+	struct iopf_histogram lat;
 };
 
 struct snapshot {
@@ -149,7 +150,7 @@ static int read_fields(sd_bus_message *m, struct row *row)
 	return sd_bus_message_exit_container(m);
 }
 
-static int read_latency(sd_bus_message *m, struct iopf_client_latency *l)
+static int read_latency(sd_bus_message *m, struct iopf_histogram *l)
 {
 	const void *buckets;
 	size_t size;
@@ -398,14 +399,14 @@ static void sample(FILE *f, const char *name, const char *labels, const char *ex
 }
 
 static void histogram(FILE *f, const char *name, const char *labels,
-		      const struct iopf_client_latency *lat)
+		      const struct iopf_histogram *lat)
 {
 	char bname[128], le[48];
 	uint64_t cum = 0;
 
 	(void)snprintf(bname, sizeof(bname), "%s_bucket", name);
-	for (unsigned i = 0; i < IOPF_CLIENT_LATENCY_BUCKETS; i++) {
-		uint64_t b = iopf_client_latency_bound_ns(i);
+	for (unsigned i = 0; i < IOPF_HIST_BUCKETS; i++) {
+		uint64_t b = iopf_histogram_bound_ns(i);
 
 		cum += lat->bucket[i];
 		if (b == UINT64_MAX)

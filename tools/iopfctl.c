@@ -21,6 +21,7 @@
 
 #include <systemd/sd-bus.h>
 
+#include "histogram.h"
 #include "iopf/client.h"
 #include "iopf/iopf.h"
 #include "util.h"
@@ -487,21 +488,21 @@ static const char *dur_str(uint64_t ns, char buf[static 24])
 }
 
 /* The bound of the highest non-empty bucket: what the slowest response stayed under. */
-static uint64_t latency_max_ns(const struct iopf_client_latency *l)
+static uint64_t latency_max_ns(const struct iopf_histogram *l)
 {
-	for (unsigned i = IOPF_CLIENT_LATENCY_BUCKETS; i-- > 0;)
+	for (unsigned i = IOPF_HIST_BUCKETS; i-- > 0;)
 		if (l->bucket[i])
-			return iopf_client_latency_bound_ns(i);
+			return iopf_histogram_bound_ns(i);
 	return 0;
 }
 
-static int read_latency(sd_bus_message *reply, struct iopf_client_latency *l)
+static int read_latency(sd_bus_message *reply, struct iopf_histogram *l)
 {
 	const void *buckets;
 	size_t size;
 	int r;
 
-	*l = (struct iopf_client_latency){};
+	*l = (struct iopf_histogram){};
 	r = sd_bus_message_enter_container(reply, 'r', "ttat");
 	if (r >= 0)
 		r = sd_bus_message_read(reply, "tt", &l->count, &l->sum_ns);
@@ -513,13 +514,13 @@ static int read_latency(sd_bus_message *reply, struct iopf_client_latency *l)
 	return sd_bus_message_exit_container(reply);
 }
 
-static void json_latency(const struct iopf_client_latency *l)
+static void json_latency(const struct iopf_histogram *l)
 {
 	bool first = true;
 
 	printf("{\"count\":%" PRIu64 ",\"sum_ns\":%" PRIu64, l->count, l->sum_ns);
 	for (size_t i = 0; i < ARRAY_SIZE(percentiles); i++) {
-		uint64_t v = iopf_client_latency_quantile_ns(l, percentiles[i].q);
+		uint64_t v = iopf_histogram_quantile(l, percentiles[i].q);
 
 		printf(",\"%s\":", percentiles[i].json);
 		if (v == UINT64_MAX)
@@ -529,8 +530,8 @@ static void json_latency(const struct iopf_client_latency *l)
 	}
 	/* non-empty buckets only; "le_ns" null is the overflow bucket */
 	printf(",\"buckets\":[");
-	for (unsigned i = 0; i < IOPF_CLIENT_LATENCY_BUCKETS; i++) {
-		uint64_t b = iopf_client_latency_bound_ns(i);
+	for (unsigned i = 0; i < IOPF_HIST_BUCKETS; i++) {
+		uint64_t b = iopf_histogram_bound_ns(i);
 
 		if (!l->bucket[i])
 			continue;
@@ -551,13 +552,13 @@ static void table_latency_header(struct table *t)
 		table_add(t, "%s", percentiles[i].header);
 }
 
-static void table_latency(struct table *t, const struct iopf_client_latency *l)
+static void table_latency(struct table *t, const struct iopf_histogram *l)
 {
 	char dbuf[24];
 
 	for (size_t i = 0; i < ARRAY_SIZE(percentiles); i++)
 		table_add(t, "%s",
-			  dur_str(iopf_client_latency_quantile_ns(l, percentiles[i].q), dbuf));
+			  dur_str(iopf_histogram_quantile(l, percentiles[i].q), dbuf));
 }
 
 /* --- per-tenant totals, with rates between --watch frames --- */
@@ -588,7 +589,7 @@ static int show_tenant_stats(struct ctx *x, struct rates *rt)
 {
 	_cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
 	struct table t = {.n_cols = 13 + (arg_watch > 0)};
-	struct iopf_client_latency l;
+	struct iopf_histogram l;
 	uint64_t tenant;
 	uint32_t uid, pid;
 	const char *name;
@@ -691,7 +692,7 @@ static int show_domain_stats(struct ctx *x)
 	const char *row = x->all ? "tttuua{st}(ttat)" : "ttuua{st}(ttat)";
 	struct table t = {.n_cols = (x->all ? 5 : 4) + ARRAY_SIZE(stat_columns) +
 				    ARRAY_SIZE(percentiles) + 1};
-	struct iopf_client_latency l;
+	struct iopf_histogram l;
 	uint64_t tenant = 0, id, source;
 	uint32_t dev, pasid;
 	struct counters c;
@@ -850,7 +851,7 @@ static int show_source_stats(struct ctx *x)
 static int show_daemon_stats(struct ctx *x)
 {
 	_cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
-	struct iopf_client_latency l;
+	struct iopf_histogram l;
 	struct counters c;
 	char b[4][24];
 	int r;
@@ -876,9 +877,9 @@ static int show_daemon_stats(struct ctx *x)
 	printf("\niopfd since start: %" PRIu64 " faults, %" PRIu64 " groups answered (%" PRIu64
 	       " refused, %" PRIu64 " stale); latency p50 %s, p99 %s, p99.9 %s, max %s\n",
 	       c.col[0], c.col[1], c.col[3], c.col[4],
-	       dur_str(iopf_client_latency_quantile_ns(&l, 0.5), b[0]),
-	       dur_str(iopf_client_latency_quantile_ns(&l, 0.99), b[1]),
-	       dur_str(iopf_client_latency_quantile_ns(&l, 0.999), b[2]),
+	       dur_str(iopf_histogram_quantile(&l, 0.5), b[0]),
+	       dur_str(iopf_histogram_quantile(&l, 0.99), b[1]),
+	       dur_str(iopf_histogram_quantile(&l, 0.999), b[2]),
 	       dur_str(latency_max_ns(&l), b[3]));
 	return 0;
 }

@@ -15,7 +15,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "iopf/iopf.h"
+#include <iopf/iopf.h>
 
 #ifdef __cplusplus
 extern "C" {
@@ -65,11 +65,18 @@ int iopf_client_add_region(struct iopf_client *c, uint64_t domain_id, int fd, ui
 			   uint64_t *ret_region_id);
 int iopf_client_remove_region(struct iopf_client *c, uint64_t region_id);
 
-/* The caller's own objects, ascending id (what this connection registered). */
+/*
+ * The caller's own objects, ascending id (what this connection registered).
+ * These structs may grow: later versions only append fields. The list calls
+ * are macros that pass the size of the struct the caller was compiled with,
+ * and the library fills exactly that much of each element (an older caller
+ * keeps getting the fields it knows; appended ones it does not know are left
+ * out), so never allocate or index these with a size of your own.
+ */
 struct iopf_client_source {
 	uint64_t id;
 	uint32_t ioas_id;
-	char backend[16]; /* "kernel", "sim" */
+	const char *backend; /* "kernel", "sim"; valid as long as the array */
 };
 struct iopf_client_domain {
 	uint64_t id, source_id;
@@ -81,15 +88,23 @@ struct iopf_client_region {
 };
 
 /*
- * List this client's objects into a malloc'ed array (free() it; NULL when empty).
- * Return: 0 or -errno.
+ * List this client's objects into a malloc'ed array of @*ret_n elements of
+ * @size bytes (one block: free() it; NULL when empty). Call them through the
+ * macros below, which pass sizeof the caller's struct as @size.
+ * Return: 0, -EINVAL (@size smaller than the first version of the struct), -errno.
  */
-int iopf_client_list_sources(struct iopf_client *c, struct iopf_client_source **ret,
-			     size_t *ret_n);
-int iopf_client_list_domains(struct iopf_client *c, struct iopf_client_domain **ret,
-			     size_t *ret_n);
-int iopf_client_list_regions(struct iopf_client *c, struct iopf_client_region **ret,
-			     size_t *ret_n);
+int iopf_client_list_sources_sized(struct iopf_client *c, size_t size,
+				   struct iopf_client_source **ret, size_t *ret_n);
+int iopf_client_list_domains_sized(struct iopf_client *c, size_t size,
+				   struct iopf_client_domain **ret, size_t *ret_n);
+int iopf_client_list_regions_sized(struct iopf_client *c, size_t size,
+				   struct iopf_client_region **ret, size_t *ret_n);
+#define iopf_client_list_sources(c, ret, ret_n) \
+	iopf_client_list_sources_sized((c), sizeof(**(ret)), (ret), (ret_n))
+#define iopf_client_list_domains(c, ret, ret_n) \
+	iopf_client_list_domains_sized((c), sizeof(**(ret)), (ret), (ret_n))
+#define iopf_client_list_regions(c, ret, ret_n) \
+	iopf_client_list_regions_sized((c), sizeof(**(ret)), (ret), (ret_n))
 
 /*
  * One statistics counter of a domain (GetStats) or of a source's unrouted
@@ -104,25 +119,31 @@ int iopf_client_source_counter(struct iopf_client *c, uint64_t source_id, const 
 			       uint64_t *ret);
 
 /*
- * Fault latency, from the daemon reading a fault to writing its response, as
- * a log-linear histogram: 1..9 us, 10..90 us, ..., 1..9 s, 10 s, then overflow.
- * Bucket i counts latencies up to iopf_client_latency_bound_ns(i) (inclusive)
- * and above the bound of bucket i-1; the last bucket is everything above 10 s.
+ * Fault latency, from the daemon reading a fault to writing its response: a
+ * snapshot of a histogram, opaque because its buckets are the daemon's to
+ * choose. Today they are log-linear: 1..9 us, 10..90 us, ..., 1..9 s, 10 s,
+ * then overflow. Bucket i counts latencies up to
+ * iopf_client_latency_bound_ns(l, i) (inclusive) and above the bound of bucket
+ * i-1; the last bucket is everything above the last finite bound.
  */
-#define IOPF_CLIENT_LATENCY_BUCKETS 65
-struct iopf_client_latency {
-	uint64_t count;	 /* responses measured */
-	uint64_t sum_ns; /* their total latency */
-	uint64_t bucket[IOPF_CLIENT_LATENCY_BUCKETS]; /* not cumulative */
-};
-/* The upper bound of bucket @i in ns; UINT64_MAX for the last (overflow) bucket. */
-uint64_t iopf_client_latency_bound_ns(unsigned i);
-/* The upper bound of the bucket holding quantile @q (0..1); 0 when empty. */
-uint64_t iopf_client_latency_quantile_ns(const struct iopf_client_latency *l, double q);
+struct iopf_client_latency;
 
 /* The latency of one of this client's domains. Return: 0, -ENOENT, -errno. */
 int iopf_client_domain_latency(struct iopf_client *c, uint64_t domain_id,
-			       struct iopf_client_latency *ret);
+			       struct iopf_client_latency **ret);
+/* Free a snapshot. NULL is fine. Returns NULL. */
+struct iopf_client_latency *iopf_client_latency_free(struct iopf_client_latency *l);
+/* Responses measured, and their total latency in ns. */
+uint64_t iopf_client_latency_count(const struct iopf_client_latency *l);
+uint64_t iopf_client_latency_sum_ns(const struct iopf_client_latency *l);
+/* The number of buckets of the snapshot (the last one is the overflow). */
+unsigned iopf_client_latency_buckets(const struct iopf_client_latency *l);
+/* The count of bucket @i (not cumulative); 0 beyond the last. */
+uint64_t iopf_client_latency_bucket(const struct iopf_client_latency *l, unsigned i);
+/* The upper bound of bucket @i in ns; UINT64_MAX for the overflow bucket and beyond. */
+uint64_t iopf_client_latency_bound_ns(const struct iopf_client_latency *l, unsigned i);
+/* The upper bound of the bucket holding quantile @q (0..1); 0 when empty. */
+uint64_t iopf_client_latency_quantile_ns(const struct iopf_client_latency *l, double q);
 
 /*
  * This client's totals since it connected, removed objects included: the
@@ -130,7 +151,7 @@ int iopf_client_domain_latency(struct iopf_client *c, uint64_t domain_id,
  * (what it holds now). Return: 0, -ENOENT (no such counter), -errno.
  */
 int iopf_client_tenant_counter(struct iopf_client *c, const char *name, uint64_t *ret);
-int iopf_client_tenant_latency(struct iopf_client *c, struct iopf_client_latency *ret);
+int iopf_client_tenant_latency(struct iopf_client *c, struct iopf_client_latency **ret);
 
 #ifdef __cplusplus
 }

@@ -17,8 +17,6 @@
 #include "iopf/client.h"
 #include "util.h"
 
-_Static_assert(IOPF_CLIENT_LATENCY_BUCKETS == IOPF_HIST_BUCKETS, "the histogram on the wire");
-
 #define _public_ __attribute__((visibility("default")))
 
 struct iopf_client {
@@ -228,17 +226,65 @@ static int grow(void **arr, size_t *cap, size_t n, size_t size)
 	return 0;
 }
 
-_public_ int iopf_client_list_sources(struct iopf_client *c, struct iopf_client_source **ret,
-				      size_t *ret_n)
+/*
+ * The caller's array: @n elements of the caller's @size, each the first @size
+ * bytes of ours (@own, of @own_size; zero beyond when the caller's is larger),
+ * then @extra bytes for strings, in one block. NULL when it cannot be allocated.
+ */
+static void *pack(const void *own, size_t n, size_t own_size, size_t size, size_t extra,
+		  char **ret_extra)
+{
+	size_t total;
+	char *p;
+
+	if (__builtin_mul_overflow(n, size, &total) || __builtin_add_overflow(total, extra, &total))
+		return NULL;
+	p = calloc(1, total ? total : 1);
+	if (!p)
+		return NULL;
+	for (size_t i = 0; i < n; i++)
+		memcpy(p + i * size, (const char *)own + i * own_size,
+		       size < own_size ? size : own_size);
+	*ret_extra = p + n * size;
+	return p;
+}
+
+/* The size of each struct as LIBIOPF_CLIENT_0 has it: what a caller must pass at least. */
+#define SOURCE_SIZE_0 (offsetof(struct iopf_client_source, backend) + sizeof(const char *))
+#define DOMAIN_SIZE_0 (offsetof(struct iopf_client_domain, pasid) + sizeof(uint32_t))
+#define REGION_SIZE_0 (offsetof(struct iopf_client_region, access) + sizeof(uint32_t))
+
+/* Hand @n elements of @arr (of @own_size) over as the caller's array of @size ones. */
+static int list_done(void *arr, size_t n, size_t own_size, size_t size, void **ret, size_t *ret_n)
+{
+	char *extra;
+	void *out;
+
+	if (n == 0) {
+		*ret = NULL;
+		*ret_n = 0;
+		return 0;
+	}
+	out = pack(arr, n, own_size, size, 0, &extra);
+	if (!out)
+		return -ENOMEM;
+	*ret = out;
+	*ret_n = n;
+	return 0;
+}
+
+_public_ int iopf_client_list_sources_sized(struct iopf_client *c, size_t size,
+					    struct iopf_client_source **ret, size_t *ret_n)
 {
 	_cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
 	_cleanup_free_ struct iopf_client_source *arr = NULL;
-	size_t n = 0, cap = 0;
+	size_t n = 0, cap = 0, extra = 0;
 	struct iopf_client_source x = {};
 	const char *backend;
+	char *out, *str;
 	int r;
 
-	if (!ret || !ret_n)
+	if (!ret || !ret_n || size < SOURCE_SIZE_0)
 		return -EINVAL;
 	r = call_reply(c, "ListSources", &reply, NULL);
 	if (r < 0)
@@ -246,21 +292,35 @@ _public_ int iopf_client_list_sources(struct iopf_client *c, struct iopf_client_
 	r = sd_bus_message_enter_container(reply, 'a', IOPF_WIRE_SOURCE);
 	while (r >= 0 &&
 	       (r = sd_bus_message_read(reply, IOPF_WIRE_SOURCE, &x.id, &x.ioas_id, &backend)) > 0) {
-		(void)snprintf(x.backend, sizeof(x.backend), "%s", backend);
 		r = grow((void **)&arr, &cap, n, sizeof(*arr));
 		if (r < 0)
 			return r;
+		/* for now a pointer into the reply; copied behind the array below */
+		x.backend = backend;
+		extra += strlen(backend) + 1;
 		arr[n++] = x;
 	}
 	if (r < 0)
 		return r;
-	*ret = TAKE_PTR(arr);
+	if (n == 0)
+		return list_done(arr, 0, sizeof(*arr), size, (void **)ret, ret_n);
+	out = pack(arr, n, sizeof(*arr), size, extra, &str);
+	if (!out)
+		return -ENOMEM;
+	for (size_t i = 0; i < n; i++) {
+		struct iopf_client_source *o = (struct iopf_client_source *)(out + i * size);
+		size_t len = strlen(arr[i].backend) + 1;
+
+		o->backend = memcpy(str, arr[i].backend, len);
+		str += len;
+	}
+	*ret = (struct iopf_client_source *)out;
 	*ret_n = n;
 	return 0;
 }
 
-_public_ int iopf_client_list_domains(struct iopf_client *c, struct iopf_client_domain **ret,
-				      size_t *ret_n)
+_public_ int iopf_client_list_domains_sized(struct iopf_client *c, size_t size,
+					    struct iopf_client_domain **ret, size_t *ret_n)
 {
 	_cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
 	_cleanup_free_ struct iopf_client_domain *arr = NULL;
@@ -268,7 +328,7 @@ _public_ int iopf_client_list_domains(struct iopf_client *c, struct iopf_client_
 	struct iopf_client_domain x = {};
 	int r;
 
-	if (!ret || !ret_n)
+	if (!ret || !ret_n || size < DOMAIN_SIZE_0)
 		return -EINVAL;
 	r = call_reply(c, "ListDomains", &reply, NULL);
 	if (r < 0)
@@ -283,13 +343,11 @@ _public_ int iopf_client_list_domains(struct iopf_client *c, struct iopf_client_
 	}
 	if (r < 0)
 		return r;
-	*ret = TAKE_PTR(arr);
-	*ret_n = n;
-	return 0;
+	return list_done(arr, n, sizeof(*arr), size, (void **)ret, ret_n);
 }
 
-_public_ int iopf_client_list_regions(struct iopf_client *c, struct iopf_client_region **ret,
-				      size_t *ret_n)
+_public_ int iopf_client_list_regions_sized(struct iopf_client *c, size_t size,
+					    struct iopf_client_region **ret, size_t *ret_n)
 {
 	_cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
 	_cleanup_free_ struct iopf_client_region *arr = NULL;
@@ -297,7 +355,7 @@ _public_ int iopf_client_list_regions(struct iopf_client *c, struct iopf_client_
 	struct iopf_client_region x = {};
 	int r;
 
-	if (!ret || !ret_n)
+	if (!ret || !ret_n || size < REGION_SIZE_0)
 		return -EINVAL;
 	r = call_reply(c, "ListRegions", &reply, NULL);
 	if (r < 0)
@@ -312,9 +370,7 @@ _public_ int iopf_client_list_regions(struct iopf_client *c, struct iopf_client_
 	}
 	if (r < 0)
 		return r;
-	*ret = TAKE_PTR(arr);
-	*ret_n = n;
-	return 0;
+	return list_done(arr, n, sizeof(*arr), size, (void **)ret, ret_n);
 }
 
 /* Find @name in the a{st} the reply is positioned at. 1 found, 0 not, -errno. */
@@ -400,42 +456,83 @@ _public_ int iopf_client_source_counter(struct iopf_client *c, uint64_t source_i
 	return counter(c, "GetSourceStats", IOPF_WIRE_SOURCE_STATS, source_id, name, ret);
 }
 
-_public_ uint64_t iopf_client_latency_bound_ns(unsigned i)
+/* A snapshot of a histogram on the wire; its buckets are the library's own layout. */
+struct iopf_client_latency {
+	struct iopf_histogram h;
+};
+
+_public_ struct iopf_client_latency *iopf_client_latency_free(struct iopf_client_latency *l)
+{
+	free(l);
+	return NULL;
+}
+
+_public_ uint64_t iopf_client_latency_count(const struct iopf_client_latency *l)
+{
+	return l ? l->h.count : 0;
+}
+
+_public_ uint64_t iopf_client_latency_sum_ns(const struct iopf_client_latency *l)
+{
+	return l ? l->h.sum_ns : 0;
+}
+
+_public_ unsigned iopf_client_latency_buckets(const struct iopf_client_latency *l)
+{
+	return l ? IOPF_HIST_BUCKETS : 0;
+}
+
+_public_ uint64_t iopf_client_latency_bucket(const struct iopf_client_latency *l, unsigned i)
+{
+	return l && i < IOPF_HIST_BUCKETS ? l->h.bucket[i] : 0;
+}
+
+_public_ uint64_t iopf_client_latency_bound_ns(const struct iopf_client_latency *l, unsigned i)
 {
 	return iopf_histogram_bound_ns(i);
 }
 
 _public_ uint64_t iopf_client_latency_quantile_ns(const struct iopf_client_latency *l, double q)
 {
-	struct iopf_histogram h = {.count = l->count, .sum_ns = l->sum_ns};
-
-	memcpy(h.bucket, l->bucket, sizeof(h.bucket));
-	return iopf_histogram_quantile(&h, q);
+	return l ? iopf_histogram_quantile(&l->h, q) : 0;
 }
 
-/* Read a IOPF_WIRE_HISTOGRAM histogram at the reply's position. */
-static int read_latency(sd_bus_message *reply, struct iopf_client_latency *ret)
+/*
+ * Read a IOPF_WIRE_HISTOGRAM histogram at the reply's position into a new
+ * snapshot. -EPROTO when the daemon's buckets are not the ones this library
+ * knows: bounds would be wrong, so say so rather than guess.
+ */
+static int read_latency(sd_bus_message *reply, struct iopf_client_latency **ret)
 {
+	_cleanup_free_ struct iopf_client_latency *l = NULL;
 	const void *buckets;
 	size_t size;
 	int r;
 
-	*ret = (struct iopf_client_latency){};
+	l = calloc(1, sizeof(*l));
+	if (!l)
+		return -ENOMEM;
 	r = sd_bus_message_enter_container(reply, 'r', "ttat");
 	if (r < 0)
 		return r;
-	r = sd_bus_message_read(reply, "tt", &ret->count, &ret->sum_ns);
+	r = sd_bus_message_read(reply, "tt", &l->h.count, &l->h.sum_ns);
 	if (r < 0)
 		return r;
 	r = sd_bus_message_read_array(reply, 't', &buckets, &size);
 	if (r < 0)
 		return r;
-	memcpy(ret->bucket, buckets, size < sizeof(ret->bucket) ? size : sizeof(ret->bucket));
-	return sd_bus_message_exit_container(reply);
+	if (size != sizeof(l->h.bucket))
+		return -EPROTO;
+	memcpy(l->h.bucket, buckets, size);
+	r = sd_bus_message_exit_container(reply);
+	if (r < 0)
+		return r;
+	*ret = TAKE_PTR(l);
+	return 0;
 }
 
 _public_ int iopf_client_domain_latency(struct iopf_client *c, uint64_t domain_id,
-					struct iopf_client_latency *ret)
+					struct iopf_client_latency **ret)
 {
 	_cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
 	uint64_t id;
@@ -454,7 +551,7 @@ _public_ int iopf_client_domain_latency(struct iopf_client *c, uint64_t domain_i
 		if (r >= 0)
 			r = sd_bus_message_skip(reply, "tuua{st}");
 		if (r >= 0 && id == domain_id)
-			return read_latency(reply, ret) < 0 ? -EIO : 0;
+			return read_latency(reply, ret);
 		if (r >= 0)
 			r = sd_bus_message_skip(reply, IOPF_WIRE_HISTOGRAM);
 		if (r >= 0)
@@ -508,7 +605,7 @@ _public_ int iopf_client_tenant_counter(struct iopf_client *c, const char *name,
 	return 0;
 }
 
-_public_ int iopf_client_tenant_latency(struct iopf_client *c, struct iopf_client_latency *ret)
+_public_ int iopf_client_tenant_latency(struct iopf_client *c, struct iopf_client_latency **ret)
 {
 	_cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
 	int r;

@@ -176,7 +176,7 @@ static void cmd_counter(const char *name)
 
 static void cmd_latency(bool domain)
 {
-	struct iopf_client_latency l;
+	struct iopf_client_latency *l = NULL;
 	int r = domain ? iopf_client_domain_latency(client, domain_id, &l)
 		       : iopf_client_tenant_latency(client, &l);
 	uint64_t sum = 0;
@@ -185,9 +185,11 @@ static void cmd_latency(bool domain)
 		json_error(r);
 		return;
 	}
-	for (unsigned i = 0; i < IOPF_CLIENT_LATENCY_BUCKETS; i++)
-		sum += l.bucket[i];
-	printf("{\"count\":%" PRIu64 ",\"bucket_sum\":%" PRIu64 "}\n", l.count, sum);
+	for (unsigned i = 0; i < iopf_client_latency_buckets(l); i++)
+		sum += iopf_client_latency_bucket(l, i);
+	printf("{\"count\":%" PRIu64 ",\"bucket_sum\":%" PRIu64 "}\n", iopf_client_latency_count(l),
+	       sum);
+	iopf_client_latency_free(l);
 }
 
 int main(int argc, char *argv[])
