@@ -14,8 +14,9 @@
 #include <sys/stat.h>
 
 #include "control.h"
-#include "util.h"
 #include "fd-util.h"
+#include "idmap.h"
+#include "util.h"
 
 /* Counters and latency of removed objects, kept so totals never go backwards. */
 struct retired {
@@ -23,16 +24,39 @@ struct retired {
 	struct iopf_histogram latency;
 };
 
-/*
- * What a tenant has registered, for its limits. Counting through the engine
- * visits every object, which made registering n objects O(n^2); so the counts
- * are kept here, bumped on each add, and recounted once after any removal
- * (removals cascade in the engine: a source takes its domains and regions).
- */
+/* What a tenant holds, for its limits: kept exact on every add and removal. */
 struct usage {
 	unsigned sources, domains, regions;
-	uint64_t region_bytes; /* saturating */
-	bool valid;
+	uint64_t region_bytes; /* saturating; recounted when a removal meets a saturated sum */
+};
+
+enum cobj_kind {
+	COBJ_SOURCE,
+	COBJ_DOMAIN,
+	COBJ_REGION,
+	_COBJ_KIND_MAX,
+};
+
+/*
+ * An object a tenant registered, as the registry tracks it. The engine keeps
+ * the object itself; this is its owner, its place in the tree (removing a
+ * source removes its domains, a domain its regions) and what it counts
+ * against the limits, so neither a limit check nor a teardown walks other
+ * tenants' objects.
+ */
+struct cobj {
+	uint64_t id; /* the engine's */
+	enum cobj_kind kind;
+	struct iopf_tenant *tenant;
+	struct cobj *parent;		  /* a domain's source, a region's domain */
+	struct cobj *children;		  /* a source's domains, a domain's regions */
+	struct cobj *sib_prev, *sib_next; /* among the parent's children */
+	struct cobj *prev, *next;	  /* the tenant's objects of this kind, oldest first */
+	uint64_t length;		  /* a region's */
+};
+
+struct cobj_list {
+	struct cobj *head, *tail;
 };
 
 struct iopf_tenant {
@@ -40,10 +64,11 @@ struct iopf_tenant {
 	uid_t uid;
 	gid_t gid;
 	pid_t pid;
-	char *name;		  /* owned */
-	struct retired retired;	  /* of its removed domains and sources */
-	struct usage usage;	  /* see struct usage */
-	struct iopf_tenant *next; /* owned by the list */
+	char *name;		/* owned */
+	struct retired retired; /* of its removed domains and sources */
+	struct usage usage;
+	struct cobj_list objs[_COBJ_KIND_MAX]; /* owned; ascending engine id */
+	struct iopf_tenant *prev, *next;       /* c->tenants, newest first */
 };
 
 struct iopf_control {
@@ -51,6 +76,8 @@ struct iopf_control {
 	struct iopf_control_limits limits;
 	struct iopf_tenant *tenants; /* owned; newest first */
 	unsigned n_tenants;
+	struct iopf_idmap tenant_ids; /* id -> tenant */
+	struct iopf_idmap objects;    /* engine id -> struct cobj */
 	uint64_t next_tenant_id;
 	struct retired retired; /* every removed object since start, gone tenants' too */
 };
@@ -101,10 +128,7 @@ static void counters_add(struct iopf_counters *dst, const struct iopf_counters *
 
 static struct iopf_tenant *tenant_find(struct iopf_control *c, uint64_t id)
 {
-	for (struct iopf_tenant *t = c->tenants; t; t = t->next)
-		if (t->id == id)
-			return t;
-	return NULL;
+	return iopf_idmap_get(&c->tenant_ids, id);
 }
 
 /* The engine finished removing a domain or source: keep its numbers. */
@@ -169,6 +193,17 @@ static struct iopf_tenant *tenant_free(struct iopf_tenant *t)
 	return NULL;
 }
 
+static void cobj_list_free(struct cobj_list *l)
+{
+	while (l->head) {
+		struct cobj *o = l->head;
+
+		l->head = o->next;
+		free(o);
+	}
+	l->tail = NULL;
+}
+
 struct iopf_control *iopf_control_free(struct iopf_control *c)
 {
 	if (!c)
@@ -177,8 +212,12 @@ struct iopf_control *iopf_control_free(struct iopf_control *c)
 		struct iopf_tenant *t = c->tenants;
 
 		c->tenants = t->next;
+		for (unsigned k = 0; k < _COBJ_KIND_MAX; k++)
+			cobj_list_free(&t->objs[k]);
 		tenant_free(t);
 	}
+	iopf_idmap_done(&c->tenant_ids);
+	iopf_idmap_done(&c->objects);
 	free(c);
 	return NULL;
 }
@@ -187,6 +226,7 @@ int iopf_control_tenant_add(struct iopf_control *c, const char *name, uid_t uid,
 			    pid_t pid, uint64_t *ret_tenant)
 {
 	struct iopf_tenant *t;
+	int r;
 
 	if (!c || !name || !*name || !ret_tenant)
 		return -EINVAL;
@@ -199,11 +239,19 @@ int iopf_control_tenant_add(struct iopf_control *c, const char *name, uid_t uid,
 		tenant_free(t);
 		return -ENOMEM;
 	}
-	t->id = c->next_tenant_id++;
+	t->id = c->next_tenant_id;
+	r = iopf_idmap_put(&c->tenant_ids, t->id, t);
+	if (r < 0) {
+		tenant_free(t);
+		return r;
+	}
+	c->next_tenant_id++;
 	t->uid = uid;
 	t->gid = gid;
 	t->pid = pid;
 	t->next = c->tenants;
+	if (c->tenants)
+		c->tenants->prev = t;
 	c->tenants = t;
 	c->n_tenants++;
 	*ret_tenant = t->id;
@@ -231,97 +279,130 @@ unsigned iopf_control_n_tenants(struct iopf_control *c)
 	return c ? c->n_tenants : 0;
 }
 
-/* Object ids of one tenant, snapshot before removal (the engine's lists change under us). */
-struct id_list {
-	uint64_t *ids;
-	size_t n, cap;
-};
-
-static int id_list_push(struct id_list *l, uint64_t id)
-{
-	if (l->n == l->cap) {
-		size_t cap = l->cap ? l->cap * 2 : 16;
-		uint64_t *ids = reallocarray(l->ids, cap, sizeof(*ids));
-
-		if (!ids)
-			return -ENOMEM;
-		l->ids = ids;
-		l->cap = cap;
-	}
-	l->ids[l->n++] = id;
-	return 0;
-}
-
-static int collect_source(const struct iopf_source_info *i, void *userdata)
-{
-	return id_list_push(userdata, i->id);
-}
-
-static int collect_domain(const struct iopf_domain_info *i, void *userdata)
-{
-	return id_list_push(userdata, i->id);
-}
-
-static int collect_region(const struct iopf_region_info *i, void *userdata)
-{
-	return id_list_push(userdata, i->id);
-}
-
-static int count_source(const struct iopf_source_info *i, void *userdata)
-{
-	(*(unsigned *)userdata)++;
-	return 0;
-}
-
-static int count_domain(const struct iopf_domain_info *i, void *userdata)
-{
-	(*(unsigned *)userdata)++;
-	return 0;
-}
-
-static int count_region(const struct iopf_region_info *i, void *userdata)
-{
-	(*(unsigned *)userdata)++;
-	return 0;
-}
-
-static int sum_region_bytes(const struct iopf_region_info *i, void *userdata)
-{
-	uint64_t *sum = userdata;
-
-	/* each length fit a wrap-free range; saturate the sum all the same */
-	*sum = i->length > UINT64_MAX - *sum ? UINT64_MAX : *sum + i->length;
-	return 0;
-}
-
 static uint64_t add_sat(uint64_t a, uint64_t b)
 {
 	return b > UINT64_MAX - a ? UINT64_MAX : a + b;
 }
 
-/* The tenant's usage, recounted through the engine only after a removal. */
-static const struct usage *usage_get(struct iopf_control *c, struct iopf_tenant *t)
+static struct cobj *cobj_find(struct iopf_control *c, enum cobj_kind kind, uint64_t tenant,
+			      uint64_t id)
 {
-	if (!t->usage.valid) {
-		t->usage = (struct usage){ .valid = true };
-		(void)iopf_engine_foreach_source(c->engine, t->id, count_source,
-						 &t->usage.sources);
-		(void)iopf_engine_foreach_domain(c->engine, t->id, count_domain,
-						 &t->usage.domains);
-		(void)iopf_engine_foreach_region(c->engine, t->id, count_region,
-						 &t->usage.regions);
-		(void)iopf_engine_foreach_region(c->engine, t->id, sum_region_bytes,
-						 &t->usage.region_bytes);
-	}
-	return &t->usage;
+	struct cobj *o = iopf_idmap_get(&c->objects, id);
+
+	/* Someone else's object answers exactly like a missing one. */
+	return o && o->kind == kind && o->tenant->id == tenant ? o : NULL;
 }
 
-static void usage_invalidate(struct iopf_control *c, uint64_t tenant)
+static void usage_count(struct usage *u, const struct cobj *o, int sign)
 {
-	struct iopf_tenant *t = tenant_find(c, tenant);
+	switch (o->kind) {
+	case COBJ_SOURCE:
+		u->sources += sign;
+		break;
+	case COBJ_DOMAIN:
+		u->domains += sign;
+		break;
+	case COBJ_REGION:
+		u->regions += sign;
+		if (sign > 0)
+			u->region_bytes = add_sat(u->region_bytes, o->length);
+		else if (u->region_bytes != UINT64_MAX)
+			u->region_bytes -= o->length;
+		break;
+	case _COBJ_KIND_MAX:
+		break;
+	}
+}
 
-	if (t)
-		t->usage.valid = false;
+/* A saturated sum cannot be taken apart: count it again from the regions left. */
+static void usage_recount_bytes(struct usage *u, const struct cobj_list *regions)
+{
+	if (u->region_bytes != UINT64_MAX)
+		return;
+	u->region_bytes = 0;
+	for (const struct cobj *o = regions->head; o; o = o->next)
+		u->region_bytes = add_sat(u->region_bytes, o->length);
+}
+
+/*
+ * An object record, allocated and with room in the map before the engine is
+ * asked, so tracking what the engine created cannot fail. NULL: out of memory.
+ */
+static struct cobj *cobj_new(struct iopf_control *c)
+{
+	if (iopf_idmap_reserve(&c->objects, 1) < 0)
+		return NULL;
+	return calloc(1, sizeof(struct cobj));
+}
+
+/* Track @o, what the engine just created for @t under @parent (NULL for a source). */
+static void cobj_link(struct iopf_control *c, struct cobj *o, struct iopf_tenant *t,
+		      enum cobj_kind kind, uint64_t id, struct cobj *parent, uint64_t length)
+{
+	struct cobj_list *l = &t->objs[kind];
+
+	*o = (struct cobj){.id = id, .kind = kind, .tenant = t, .parent = parent, .length = length};
+	/* room was reserved, and the engine never hands out an id twice */
+	(void)iopf_idmap_put(&c->objects, id, o);
+	/* engine ids only grow: appending keeps the list ascending */
+	o->prev = l->tail;
+	if (l->tail)
+		l->tail->next = o;
+	else
+		l->head = o;
+	l->tail = o;
+	if (parent) {
+		o->sib_next = parent->children;
+		if (parent->children)
+			parent->children->sib_prev = o;
+		parent->children = o;
+	}
+	usage_count(&t->usage, o, +1);
+}
+
+/* Forget @o and everything under it (the engine removed them together). */
+static unsigned cobj_drop(struct iopf_control *c, struct cobj *o)
+{
+	struct iopf_tenant *t = o->tenant;
+	struct cobj_list *l = &t->objs[o->kind];
+	unsigned n = 1;
+
+	while (o->children)
+		n += cobj_drop(c, o->children);
+	if (o->parent) {
+		if (o->sib_prev)
+			o->sib_prev->sib_next = o->sib_next;
+		else
+			o->parent->children = o->sib_next;
+		if (o->sib_next)
+			o->sib_next->sib_prev = o->sib_prev;
+	}
+	if (o->prev)
+		o->prev->next = o->next;
+	else
+		l->head = o->next;
+	if (o->next)
+		o->next->prev = o->prev;
+	else
+		l->tail = o->prev;
+	(void)iopf_idmap_remove(&c->objects, o->id);
+	usage_count(&t->usage, o, -1);
+	if (o->kind == COBJ_REGION)
+		usage_recount_bytes(&t->usage, &t->objs[COBJ_REGION]);
+	free(o);
+	return n;
+}
+
+/* Forget @o alone: its children stay, without a parent (the engine kept them). */
+static void cobj_orphan_children(struct cobj *o)
+{
+	while (o->children) {
+		struct cobj *k = o->children;
+
+		o->children = k->sib_next;
+		k->parent = NULL;
+		k->sib_prev = k->sib_next = NULL;
+	}
 }
 
 /* Tenant teardown needs no reply: the tenant is gone. */
@@ -329,46 +410,44 @@ static void teardown_done(void *userdata, int error)
 {
 }
 
+typedef int (*remove_engine_fn)(struct iopf_engine *e, uint64_t id, iopf_engine_done_fn done,
+				void *userdata);
+
+static const remove_engine_fn removers[_COBJ_KIND_MAX] = {
+	[COBJ_SOURCE] = iopf_engine_remove_source,
+	[COBJ_DOMAIN] = iopf_engine_remove_domain,
+	[COBJ_REGION] = iopf_engine_remove_region,
+};
+
 int iopf_control_tenant_remove(struct iopf_control *c, uint64_t tenant)
 {
-	struct id_list ids = {};
-	struct iopf_tenant **pp, *t = NULL;
+	struct iopf_tenant *t = iopf_idmap_remove(&c->tenant_ids, tenant);
 	unsigned n = 0;
 
-	for (pp = &c->tenants; *pp; pp = &(*pp)->next)
-		if ((*pp)->id == tenant) {
-			t = *pp;
-			break;
-		}
 	if (!t)
 		return -ENOENT;
-
-	(void)iopf_engine_foreach_region(c->engine, tenant, count_region, &n);
-	(void)iopf_engine_foreach_domain(c->engine, tenant, count_domain, &n);
 
 	/*
 	 * Sources first: removing one takes its domains and regions with it,
 	 * and the worker answers the source's faults and unmaps in one pass.
-	 * Then sweep whatever is still listed (nothing, with a cascading
-	 * engine). Ids are snapshot before removing: the lists change under us.
+	 * What the engine would not remove with its parent is swept on its own.
+	 * Only the tenant's own objects are visited.
 	 */
-	(void)iopf_engine_foreach_source(c->engine, tenant, collect_source, &ids);
-	n += ids.n;
-	for (size_t i = 0; i < ids.n; i++)
-		(void)iopf_engine_remove_source(c->engine, ids.ids[i], teardown_done, NULL);
+	for (unsigned k = 0; k < _COBJ_KIND_MAX; k++)
+		while (t->objs[k].head) {
+			struct cobj *o = t->objs[k].head;
 
-	ids.n = 0;
-	(void)iopf_engine_foreach_domain(c->engine, tenant, collect_domain, &ids);
-	for (size_t i = 0; i < ids.n; i++)
-		(void)iopf_engine_remove_domain(c->engine, ids.ids[i], teardown_done, NULL);
+			if (removers[k](c->engine, o->id, teardown_done, NULL) < 0)
+				cobj_orphan_children(o);
+			n += cobj_drop(c, o);
+		}
 
-	ids.n = 0;
-	(void)iopf_engine_foreach_region(c->engine, tenant, collect_region, &ids);
-	for (size_t i = 0; i < ids.n; i++)
-		(void)iopf_engine_remove_region(c->engine, ids.ids[i], teardown_done, NULL);
-	free(ids.ids);
-
-	*pp = t->next;
+	if (t->prev)
+		t->prev->next = t->next;
+	else
+		c->tenants = t->next;
+	if (t->next)
+		t->next->prev = t->prev;
 	c->n_tenants--;
 	tenant_free(t);
 	return n > INT_MAX ? INT_MAX : (int)n;
@@ -380,6 +459,7 @@ int iopf_control_register_source(struct iopf_control *c, uint64_t tenant, int fa
 {
 	_cleanup_close_ int fault_copy = -EBADF, iommu_copy = -EBADF;
 	struct iopf_tenant *t = tenant_find(c, tenant);
+	_cleanup_free_ struct cobj *o = NULL;
 	char d1[128], d2[128];
 	struct stat st;
 	unsigned n;
@@ -405,10 +485,13 @@ int iopf_control_register_source(struct iopf_control *c, uint64_t tenant, int fa
 	if (ioas_id == 0)
 		return fail(err, -EINVAL, "ioas_id 0 is not an IOAS id");
 
-	n = usage_get(c, t)->sources;
+	n = t->usage.sources;
 	if (n >= c->limits.max_sources)
 		return fail(err, -EDQUOT, "tenant already has %u fault sources (MaxSources=%u)", n,
 			    c->limits.max_sources);
+	o = cobj_new(c);
+	if (!o)
+		return fail(err, -ENOMEM, "out of memory");
 
 	/* The caller's fds belong to its transport message; the engine keeps copies. */
 	fault_copy = fcntl(fault_fd, F_DUPFD_CLOEXEC, 3);
@@ -443,33 +526,26 @@ int iopf_control_register_source(struct iopf_control *c, uint64_t tenant, int fa
 	/* The engine owns the copies now. */
 	fault_copy = -EBADF;
 	iommu_copy = -EBADF;
-	t->usage.sources++;
+	cobj_link(c, TAKE_PTR(o), t, COBJ_SOURCE, id, NULL, 0);
 	*ret_source_id = id;
 	return 0;
 }
 
-static int source_lookup(struct iopf_control *c, uint64_t tenant, uint64_t id,
-			 struct iopf_source_info *ret, struct iopf_control_error *err)
-{
-	/* Someone else's object answers exactly like a missing one. */
-	if (iopf_engine_source_info(c->engine, id, ret) < 0 || ret->tenant != tenant)
-		return fail(err, -ENOENT, "no fault source %" PRIu64, id);
-	return 0;
-}
+static const char *const cobj_names[_COBJ_KIND_MAX] = {
+	[COBJ_SOURCE] = "fault source",
+	[COBJ_DOMAIN] = "domain",
+	[COBJ_REGION] = "region",
+};
 
-static int domain_lookup(struct iopf_control *c, uint64_t tenant, uint64_t id,
-			 struct iopf_domain_info *ret, struct iopf_control_error *err)
+/* @tenant's object @id of @kind; another tenant's answers exactly like a missing one. */
+static int cobj_lookup(struct iopf_control *c, enum cobj_kind kind, uint64_t tenant, uint64_t id,
+		       struct cobj **ret, struct iopf_control_error *err)
 {
-	if (iopf_engine_domain_info(c->engine, id, ret) < 0 || ret->tenant != tenant)
-		return fail(err, -ENOENT, "no domain %" PRIu64, id);
-	return 0;
-}
+	struct cobj *o = cobj_find(c, kind, tenant, id);
 
-static int region_lookup(struct iopf_control *c, uint64_t tenant, uint64_t id,
-			 struct iopf_region_info *ret, struct iopf_control_error *err)
-{
-	if (iopf_engine_region_info(c->engine, id, ret) < 0 || ret->tenant != tenant)
-		return fail(err, -ENOENT, "no region %" PRIu64, id);
+	if (!o)
+		return fail(err, -ENOENT, "no %s %" PRIu64, cobj_names[kind], id);
+	*ret = o;
 	return 0;
 }
 
@@ -481,20 +557,16 @@ static const char *pasid_str(uint32_t pasid, char *buf, size_t size)
 	return buf;
 }
 
-struct domain_key {
-	uint64_t source_id;
-	uint32_t dev_id, pasid;
-	uint64_t found;
-};
-
-static int find_domain_key(const struct iopf_domain_info *i, void *userdata)
+/* The source's domain for (dev_id, pasid): its own domains only are visited. */
+static uint64_t find_domain_key(struct iopf_control *c, const struct cobj *src, uint32_t dev_id,
+				uint32_t pasid)
 {
-	struct domain_key *k = userdata;
+	struct iopf_domain_info i;
 
-	if (i->source_id == k->source_id && i->dev_id == k->dev_id && i->pasid == k->pasid) {
-		k->found = i->id;
-		return -EEXIST; /* stop */
-	}
+	for (const struct cobj *d = src->children; d; d = d->sib_next)
+		if (iopf_engine_domain_info(c->engine, d->id, &i) >= 0 && i.dev_id == dev_id &&
+		    i.pasid == pasid)
+			return d->id;
 	return 0;
 }
 
@@ -502,12 +574,12 @@ int iopf_control_register_domain(struct iopf_control *c, uint64_t tenant, uint64
 				 uint32_t dev_id, uint32_t pasid, uint64_t *ret_domain_id,
 				 struct iopf_control_error *err)
 {
-	struct iopf_source_info si;
-	struct domain_key key = {.source_id = source_id, .dev_id = dev_id, .pasid = pasid};
 	struct iopf_tenant *t = tenant_find(c, tenant);
+	_cleanup_free_ struct cobj *o = NULL;
+	struct cobj *src;
 	char pbuf[16];
+	uint64_t id, holder;
 	unsigned n;
-	uint64_t id;
 	int r;
 
 	if (!t)
@@ -517,14 +589,17 @@ int iopf_control_register_domain(struct iopf_control *c, uint64_t tenant, uint64
 			    "pasid 0x%" PRIx32 " is out of range (0..0x%" PRIx32
 			    ", or 0xffffffff for no PASID)",
 			    pasid, IOPF_PASID_MAX);
-	r = source_lookup(c, tenant, source_id, &si, err);
+	r = cobj_lookup(c, COBJ_SOURCE, tenant, source_id, &src, err);
 	if (r < 0)
 		return r;
 
-	n = usage_get(c, t)->domains;
+	n = t->usage.domains;
 	if (n >= c->limits.max_domains)
 		return fail(err, -EDQUOT, "tenant already has %u domains (MaxDomains=%u)", n,
 			    c->limits.max_domains);
+	o = cobj_new(c);
+	if (!o)
+		return fail(err, -ENOMEM, "out of memory");
 
 	r = iopf_engine_add_domain(c->engine, source_id, dev_id, pasid, &id);
 	switch (r) {
@@ -534,12 +609,12 @@ int iopf_control_register_domain(struct iopf_control *c, uint64_t tenant, uint64
 		return fail(err, r, "no fault source %" PRIu64, source_id);
 	case -EEXIST:
 		/* Keys are per source and sources per tenant: our own list names the holder. */
-		(void)iopf_engine_foreach_domain(c->engine, tenant, find_domain_key, &key);
-		if (key.found)
+		holder = find_domain_key(c, src, dev_id, pasid);
+		if (holder)
 			return fail(err, r,
 				    "source %" PRIu64 " already has domain %" PRIu64
 				    " for dev_id %" PRIu32 " pasid %s",
-				    source_id, key.found, dev_id,
+				    source_id, holder, dev_id,
 				    pasid_str(pasid, pbuf, sizeof(pbuf)));
 		return fail(err, r,
 			    "source %" PRIu64 " already has a domain for dev_id %" PRIu32
@@ -551,7 +626,7 @@ int iopf_control_register_domain(struct iopf_control *c, uint64_t tenant, uint64
 	default:
 		return fail(err, r, "cannot register domain: %s", strerror(-r));
 	}
-	t->usage.domains++;
+	cobj_link(c, TAKE_PTR(o), t, COBJ_DOMAIN, id, src, 0);
 	*ret_domain_id = id;
 	return 0;
 }
@@ -591,8 +666,10 @@ int iopf_control_add_region(struct iopf_control *c, uint64_t tenant, uint64_t do
 {
 	struct overlap ov = {.domain_id = domain_id, .iova = iova, .length = length};
 	struct iopf_tenant *t = tenant_find(c, tenant);
-	struct iopf_domain_info di;
+	_cleanup_free_ struct cobj *o = NULL;
+	struct iopf_region_info ri;
 	const struct usage *u;
+	struct cobj *dom;
 	char desc[128];
 	struct stat st;
 	uint64_t id, bytes;
@@ -647,11 +724,11 @@ int iopf_control_add_region(struct iopf_control *c, uint64_t tenant, uint64_t do
 			    " ends beyond the fd's size 0x%" PRIx64,
 			    offset, length, (uint64_t)st.st_size);
 
-	r = domain_lookup(c, tenant, domain_id, &di, err);
+	r = cobj_lookup(c, COBJ_DOMAIN, tenant, domain_id, &dom, err);
 	if (r < 0)
 		return r;
 
-	u = usage_get(c, t);
+	u = &t->usage;
 	if (u->regions >= c->limits.max_regions)
 		return fail(err, -EDQUOT, "tenant already has %u regions (MaxRegions=%u)",
 			    u->regions, c->limits.max_regions);
@@ -664,6 +741,9 @@ int iopf_control_add_region(struct iopf_control *c, uint64_t tenant, uint64_t do
 			    "MaxPinnedBytes=%" PRIu64 " (what iopfd may pin for one tenant)",
 			    length > UINT64_MAX - bytes ? UINT64_MAX : bytes + length,
 			    c->limits.max_pinned_bytes);
+	o = cobj_new(c);
+	if (!o)
+		return fail(err, -ENOMEM, "out of memory");
 
 	r = iopf_engine_add_region(c->engine, domain_id, fd, offset, iova, length, access, &id);
 	switch (r) {
@@ -673,7 +753,9 @@ int iopf_control_add_region(struct iopf_control *c, uint64_t tenant, uint64_t do
 		return fail(err, r, "no domain %" PRIu64, domain_id);
 	case -EBUSY:
 		/* Name the region in the way; only the refusal pays for the search. */
-		(void)iopf_engine_foreach_region(c->engine, tenant, find_overlap, &ov);
+		for (const struct cobj *k = dom->children; k && !ov.found; k = k->sib_next)
+			if (iopf_engine_region_info(c->engine, k->id, &ri) >= 0)
+				(void)find_overlap(&ri, &ov);
 		if (ov.found)
 			return overlap_error(err, iova, length, &ov.hit);
 		return fail(err, r, "region 0x%" PRIx64 "+0x%" PRIx64 " overlaps another region",
@@ -689,81 +771,129 @@ int iopf_control_add_region(struct iopf_control *c, uint64_t tenant, uint64_t do
 	default:
 		return fail(err, r, "cannot add region: %s", strerror(-r));
 	}
-	t->usage.regions++;
-	t->usage.region_bytes = add_sat(t->usage.region_bytes, length);
+	cobj_link(c, TAKE_PTR(o), t, COBJ_REGION, id, dom, length);
 	*ret_region_id = id;
 	return 0;
 }
 
-static int removal_error(struct iopf_control_error *err, int r, const char *what, uint64_t id)
+static int remove_object(struct iopf_control *c, enum cobj_kind kind, uint64_t tenant, uint64_t id,
+			 iopf_engine_done_fn done, void *userdata, struct iopf_control_error *err)
 {
-	if (r == -ENOENT)
-		return fail(err, r, "no %s %" PRIu64, what, id);
-	return fail(err, r, "cannot remove %s %" PRIu64 ": %s", what, id, strerror(-r));
+	struct cobj *o;
+	int r;
+
+	r = cobj_lookup(c, kind, tenant, id, &o, err);
+	if (r < 0)
+		return r;
+	r = removers[kind](c->engine, id, done, userdata);
+	if (r == -ENOENT) {
+		/* gone from the engine already: nothing left to count */
+		(void)cobj_drop(c, o);
+		return fail(err, r, "no %s %" PRIu64, cobj_names[kind], id);
+	}
+	if (r < 0)
+		return fail(err, r, "cannot remove %s %" PRIu64 ": %s", cobj_names[kind], id,
+			    strerror(-r));
+	/* unpublished at once, with everything under it */
+	(void)cobj_drop(c, o);
+	return 0;
 }
 
 int iopf_control_unregister_source(struct iopf_control *c, uint64_t tenant, uint64_t source_id,
 				   iopf_engine_done_fn done, void *userdata,
 				   struct iopf_control_error *err)
 {
-	struct iopf_source_info i;
-	int r;
-
-	r = source_lookup(c, tenant, source_id, &i, err);
-	if (r < 0)
-		return r;
-	r = iopf_engine_remove_source(c->engine, source_id, done, userdata);
-	usage_invalidate(c, tenant);
-	if (r < 0)
-		return removal_error(err, r, "fault source", source_id);
-	return 0;
+	return remove_object(c, COBJ_SOURCE, tenant, source_id, done, userdata, err);
 }
 
 int iopf_control_unregister_domain(struct iopf_control *c, uint64_t tenant, uint64_t domain_id,
 				   iopf_engine_done_fn done, void *userdata,
 				   struct iopf_control_error *err)
 {
-	struct iopf_domain_info i;
-	int r;
-
-	r = domain_lookup(c, tenant, domain_id, &i, err);
-	if (r < 0)
-		return r;
-	r = iopf_engine_remove_domain(c->engine, domain_id, done, userdata);
-	usage_invalidate(c, tenant);
-	if (r < 0)
-		return removal_error(err, r, "domain", domain_id);
-	return 0;
+	return remove_object(c, COBJ_DOMAIN, tenant, domain_id, done, userdata, err);
 }
 
 int iopf_control_remove_region(struct iopf_control *c, uint64_t tenant, uint64_t region_id,
 			       iopf_engine_done_fn done, void *userdata,
 			       struct iopf_control_error *err)
 {
-	struct iopf_region_info i;
-	int r;
+	return remove_object(c, COBJ_REGION, tenant, region_id, done, userdata, err);
+}
 
-	r = region_lookup(c, tenant, region_id, &i, err);
-	if (r < 0)
-		return r;
-	r = iopf_engine_remove_region(c->engine, region_id, done, userdata);
-	usage_invalidate(c, tenant);
-	if (r < 0)
-		return removal_error(err, r, "region", region_id);
+/* Typed callbacks for visiting objects; only the one for the kind visited is called. */
+struct visitor {
+	iopf_engine_source_fn source;
+	iopf_engine_domain_fn domain;
+	iopf_engine_region_fn region;
+	void *userdata;
+};
+
+static int visit_one(struct iopf_control *c, const struct cobj *o, const struct visitor *v)
+{
+	union {
+		struct iopf_source_info s;
+		struct iopf_domain_info d;
+		struct iopf_region_info r;
+	} i;
+
+	switch (o->kind) {
+	case COBJ_SOURCE:
+		if (iopf_engine_source_info(c->engine, o->id, &i.s) < 0)
+			return 0;
+		return v->source(&i.s, v->userdata);
+	case COBJ_DOMAIN:
+		if (iopf_engine_domain_info(c->engine, o->id, &i.d) < 0)
+			return 0;
+		return v->domain(&i.d, v->userdata);
+	case COBJ_REGION:
+		if (iopf_engine_region_info(c->engine, o->id, &i.r) < 0)
+			return 0;
+		return v->region(&i.r, v->userdata);
+	case _COBJ_KIND_MAX:
+		break;
+	}
 	return 0;
 }
 
-/* The engine's filter value for a listing: 0 visits every tenant. */
-static int listing_tenant(struct iopf_control *c, uint64_t tenant, bool all, uint64_t *ret,
-			  struct iopf_control_error *err)
+/*
+ * Visit @t's objects of @kind, ascending id, without walking anyone else's.
+ * A callback may add objects; one that removes the next object ends the walk.
+ */
+static int visit_own(struct iopf_control *c, struct iopf_tenant *t, enum cobj_kind kind,
+		     const struct visitor *v)
+{
+	for (const struct cobj *o = t->objs[kind].head; o;) {
+		uint64_t next = o->next ? o->next->id : 0;
+		int r = visit_one(c, o, v);
+
+		if (r < 0)
+			return r;
+		o = next ? iopf_idmap_get(&c->objects, next) : NULL;
+	}
+	return 0;
+}
+
+/* @tenant's objects of @kind, or with @all (uid 0 only) every tenant's. */
+static int list_objects(struct iopf_control *c, uint64_t tenant, bool all, enum cobj_kind kind,
+			const struct visitor *v, struct iopf_control_error *err)
 {
 	struct iopf_tenant *t = tenant_find(c, tenant);
+	int r;
 
 	if (!t)
 		return fail(err, -ENOENT, "unknown tenant");
 	if (all && t->uid != 0)
 		return fail(err, -EPERM, "listing every tenant's objects needs uid 0");
-	*ret = all ? 0 : tenant;
+	if (!all)
+		r = visit_own(c, t, kind, v);
+	else if (kind == COBJ_SOURCE)
+		r = iopf_engine_foreach_source(c->engine, 0, v->source, v->userdata);
+	else if (kind == COBJ_DOMAIN)
+		r = iopf_engine_foreach_domain(c->engine, 0, v->domain, v->userdata);
+	else
+		r = iopf_engine_foreach_region(c->engine, 0, v->region, v->userdata);
+	if (r < 0)
+		return fail(err, r, "cannot list %ss: %s", cobj_names[kind], strerror(-r));
 	return 0;
 }
 
@@ -771,48 +901,24 @@ int iopf_control_foreach_source(struct iopf_control *c, uint64_t tenant, bool al
 				iopf_engine_source_fn fn, void *userdata,
 				struct iopf_control_error *err)
 {
-	uint64_t filter = 0; /* gcc -O3 cannot see listing_tenant() set it */
-	int r;
-
-	r = listing_tenant(c, tenant, all, &filter, err);
-	if (r < 0)
-		return r;
-	r = iopf_engine_foreach_source(c->engine, filter, fn, userdata);
-	if (r < 0)
-		return fail(err, r, "cannot list fault sources: %s", strerror(-r));
-	return 0;
+	return list_objects(c, tenant, all, COBJ_SOURCE,
+			    &(const struct visitor){.source = fn, .userdata = userdata}, err);
 }
 
 int iopf_control_foreach_domain(struct iopf_control *c, uint64_t tenant, bool all,
 				iopf_engine_domain_fn fn, void *userdata,
 				struct iopf_control_error *err)
 {
-	uint64_t filter = 0; /* gcc -O3 cannot see listing_tenant() set it */
-	int r;
-
-	r = listing_tenant(c, tenant, all, &filter, err);
-	if (r < 0)
-		return r;
-	r = iopf_engine_foreach_domain(c->engine, filter, fn, userdata);
-	if (r < 0)
-		return fail(err, r, "cannot list domains: %s", strerror(-r));
-	return 0;
+	return list_objects(c, tenant, all, COBJ_DOMAIN,
+			    &(const struct visitor){.domain = fn, .userdata = userdata}, err);
 }
 
 int iopf_control_foreach_region(struct iopf_control *c, uint64_t tenant, bool all,
 				iopf_engine_region_fn fn, void *userdata,
 				struct iopf_control_error *err)
 {
-	uint64_t filter = 0; /* gcc -O3 cannot see listing_tenant() set it */
-	int r;
-
-	r = listing_tenant(c, tenant, all, &filter, err);
-	if (r < 0)
-		return r;
-	r = iopf_engine_foreach_region(c->engine, filter, fn, userdata);
-	if (r < 0)
-		return fail(err, r, "cannot list regions: %s", strerror(-r));
-	return 0;
+	return list_objects(c, tenant, all, COBJ_REGION,
+			    &(const struct visitor){.region = fn, .userdata = userdata}, err);
 }
 
 /* --- statistics --- */
@@ -884,7 +990,8 @@ static int acc_region(const struct iopf_region_info *i, void *userdata)
 	if (!st)
 		return 0;
 	st->regions++;
-	return sum_region_bytes(i, &st->region_bytes);
+	st->region_bytes = add_sat(st->region_bytes, i->length);
+	return 0;
 }
 
 static void acc_retiring(const struct iopf_engine_stats *es, void *userdata)
@@ -917,14 +1024,24 @@ static void collect(struct stats_acc *a, uint64_t filter)
 	iopf_engine_foreach_retiring(e, filter, acc_retiring, a);
 }
 
-/* @filter: a tenant id, or 0 for everyone; @retired: what to start from. */
-static void collect_stats(struct iopf_control *c, uint64_t filter, const struct retired *retired,
+/* @t's totals, from its own objects only; @t NULL: everyone's, the daemon's totals. */
+static void collect_stats(struct iopf_control *c, struct iopf_tenant *t,
 			  struct iopf_control_stats *ret)
 {
 	struct stats_acc a = {.c = c, .one = ret};
+	const struct visitor v = {.source = acc_source, .domain = acc_domain, .userdata = &a};
 
-	stats_init(ret, retired);
-	collect(&a, filter);
+	if (!t) {
+		stats_init(ret, &c->retired);
+		collect(&a, 0);
+		return;
+	}
+	stats_init(ret, &t->retired);
+	(void)visit_own(c, t, COBJ_DOMAIN, &v);
+	(void)visit_own(c, t, COBJ_SOURCE, &v);
+	ret->regions = t->usage.regions;
+	ret->region_bytes = t->usage.region_bytes;
+	iopf_engine_foreach_retiring(c->engine, t->id, acc_retiring, &a);
 }
 
 static void tenant_info_of(const struct iopf_tenant *t, struct iopf_tenant_info *ret)
@@ -948,7 +1065,7 @@ int iopf_control_tenant_stats(struct iopf_control *c, uint64_t caller, uint64_t 
 	/* another's tenant id answers like one that does not exist */
 	if (!t || (t != me && me->uid != 0))
 		return fail(err, -ENOENT, "no tenant %" PRIu64, tenant);
-	collect_stats(c, t->id, &t->retired, ret);
+	collect_stats(c, t, ret);
 	return 0;
 }
 
@@ -972,7 +1089,7 @@ int iopf_control_foreach_tenant(struct iopf_control *c, uint64_t caller, bool al
 		st = malloc(sizeof(*st));
 		if (!st)
 			return fail(err, -ENOMEM, "out of memory");
-		collect_stats(c, me->id, &me->retired, st);
+		collect_stats(c, me, st);
 		tenant_info_of(me, &ti);
 		r = fn(&ti, st, userdata);
 		free(st);
@@ -1013,7 +1130,7 @@ int iopf_control_total_stats(struct iopf_control *c, uint64_t caller,
 		return fail(err, -ENOENT, "unknown tenant");
 	if (me && me->uid != 0)
 		return fail(err, -EPERM, "the daemon's totals need uid 0");
-	collect_stats(c, 0, &c->retired, ret);
+	collect_stats(c, NULL, ret);
 	return 0;
 }
 
