@@ -12,7 +12,7 @@ if [ "${1:-build}" = test ]; then
 	# debootstrap and systemd-nspawn for the nspawn suite (the units under a booted systemd)
 	want+=(linux-source-6.12 make bc bison flex libelf-dev libssl-dev cpio xz-utils rsync
 	       qemu-system-x86 busybox-static clang clang-format libclang-rt-14-dev python3
-	       python3-prometheus-client python3-dbus
+	       python3-prometheus-client python3-dbus g++
 	       debootstrap debian-archive-keyring systemd-container)
 fi
 
