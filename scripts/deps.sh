@@ -3,7 +3,7 @@
 # Usage: scripts/deps.sh [build|test]
 set -euo pipefail
 
-want=(meson ninja-build pkg-config gcc libc6-dev
+want=(meson ninja-build pkg-config gcc libc6-dev scdoc
       liburing-dev liburcu-dev libsystemd-dev libinih-dev libcmocka-dev
       dbus systemd)
 if [ "${1:-build}" = test ]; then
