@@ -13,7 +13,7 @@ if [ "${1:-build}" = test ]; then
 	want+=(linux-source-6.12 make bc bison flex libelf-dev libssl-dev cpio xz-utils rsync
 	       qemu-system-x86 busybox-static clang clang-format libclang-rt-14-dev python3
 	       python3-prometheus-client python3-dbus g++
-	       debootstrap debian-archive-keyring systemd-container)
+	       debootstrap debian-archive-keyring systemd-container debhelper dpkg-dev lintian)
 fi
 
 missing=()

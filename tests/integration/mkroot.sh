@@ -21,9 +21,10 @@ RECIPE=1
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 SUITE=bookworm
 VARIANT=minbase
-# What nspawn-boot.sh's check needs besides the build: systemd as init, the system bus,
-# the runtime libraries of iopfd and its tools, curl for the exporter, ps for a look.
-PACKAGES=(systemd systemd-sysv dbus procps liburing2 liburcu8 libinih1 curl)
+# What nspawn-boot.sh's check needs besides the packages it installs: systemd as init,
+# the system bus, every runtime dependency of the iopfd packages (dpkg -i finds them here:
+# the container has no network), curl for the exporter, ps for a look.
+PACKAGES=(systemd systemd-sysv dbus procps liburing2 liburcu8 libinih1 libsystemd0 curl)
 
 cache=${IOPF_NSPAWN_CACHE:-}
 mirror=${IOPF_DEBIAN_MIRROR:-}

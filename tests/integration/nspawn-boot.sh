@@ -1,30 +1,40 @@
 #!/bin/bash
 # SPDX-License-Identifier: LGPL-2.1-or-later
 #
-# The installed units, started by a real systemd: boot a debootstrapped Debian 12 with
-# systemd-nspawn, install iopfd into it, let a check service run the simulator against
-# iopfd.socket (direct socket and system bus), check the sandbox the service really got,
-# scrape the exporter, reload, read the journal's structured fields, stop iopfd with
-# SIGSTOP and watch systemd's watchdog restart it, stop it cleanly, start it again by
-# D-Bus activation, then power off.
+# The Debian packages under a real systemd: boot a debootstrapped Debian 12 with
+# systemd-nspawn, and in it let a check service install the packages with dpkg (their
+# maintainer scripts run against the running systemd: the sysusers users, a
+# daemon-reload, iopfd.socket and iopf-exporter.socket enabled and started), check what
+# they installed, run the simulator against iopfd.socket (direct socket and system bus),
+# check the sandbox the service really got, scrape the exporter, reload, read the
+# journal's structured fields, stop iopfd with SIGSTOP and watch systemd's watchdog
+# restart it, stop it cleanly, start it again by D-Bus activation, remove the packages
+# and purge them, then power off.
 # "meson test --suite nspawn" runs it through nspawn-test.sh, on an overlay over the root
-# that mkroot.sh caches.
+# that mkroot.sh caches, with the packages it builds.
 #
-# Usage: tests/integration/nspawn-boot.sh ROOT BUILD
-#   ROOT   a Debian 12 tree (tests/integration/mkroot.sh makes one); it is changed:
-#          iopfd is installed into it
-#   BUILD  a build configured with --prefix=/usr --sysconfdir=/etc
+# Usage: tests/integration/nspawn-boot.sh ROOT DEBS
+#   ROOT   a Debian 12 tree (tests/integration/mkroot.sh makes one, with the packages'
+#          dependencies); it is changed: the packages are installed into it
+#   DEBS   a directory with iopfd, prometheus-iopfd-exporter, libiopf-client0 and
+#          libiopf-client-dev .debs, and iopf-sim from the same build
 # Prints the check's log and exits 0 when every check passed.
 set -euo pipefail
 
 root=$(realpath "$1")
-build=$(realpath "$2")
+debs=$(realpath "$2")
 [ -x "$root/lib/systemd/systemd" ] || { echo "nspawn-boot: $root has no systemd" >&2; exit 77; }
 command -v systemd-nspawn >/dev/null || { echo "nspawn-boot: no systemd-nspawn" >&2; exit 77; }
+for p in iopfd prometheus-iopfd-exporter libiopf-client0 libiopf-client-dev; do
+	compgen -G "$debs/${p}_*.deb" >/dev/null || { echo "nspawn-boot: no $p .deb in $debs" >&2; exit 1; }
+done
 
-DESTDIR=$root meson install -C "$build" --no-rebuild --quiet
-install -m 0755 "$build/tools/iopf-sim" "$root/usr/local/bin/iopf-sim"
-systemd-sysusers --root="$root" >/dev/null
+# The check installs them itself, once systemd runs, so that the maintainer scripts meet
+# a running service manager as on a real host.
+rm -rf "$root/var/tmp/iopfd-debs"
+mkdir -p "$root/var/tmp/iopfd-debs"
+cp "$debs"/*.deb "$root/var/tmp/iopfd-debs/"
+install -m 0755 "$debs/iopf-sim" "$root/usr/local/bin/iopf-sim"
 
 # the simulator needs --allow-simulator; a short watchdog makes the restart quick
 mkdir -p "$root/etc/systemd/system/iopfd.service.d"
@@ -44,6 +54,50 @@ exec > $out/log 2>&1
 failed=0
 check() { if "$@"; then echo "PASS: $*"; else echo "FAIL: $*"; failed=1; fi; }
 show() { systemctl show "$1" -p "$2" --value; }
+
+# The packages, installed as an operator would: their users do not exist yet, nor do
+# their units; dpkg -i takes their dependencies from the root (no network here).
+check test -z "$(getent passwd iopfd iopf-exporter)"
+check test "$(systemctl is-enabled iopfd.socket 2>&1)" != enabled
+since=$(date '+%Y-%m-%d %H:%M:%S')
+sleep 1
+check dpkg -i /var/tmp/iopfd-debs/iopfd_*.deb /var/tmp/iopfd-debs/prometheus-iopfd-exporter_*.deb \
+	/var/tmp/iopfd-debs/libiopf-client0_*.deb /var/tmp/iopfd-debs/libiopf-client-dev_*.deb
+for p in iopfd prometheus-iopfd-exporter libiopf-client0 libiopf-client-dev; do
+	check sh -c "dpkg-query -W -f='\${Status}' $p | grep -qx 'install ok installed'"
+done
+# what the maintainer scripts did: sysusers made the users ...
+check sh -c 'getent passwd iopfd | grep -q ":/usr/sbin/nologin$"'
+check sh -c 'getent passwd iopf-exporter | grep -q ":/usr/sbin/nologin$"'
+check test "$(id -u iopfd)" -lt 1000
+# ... systemd was reloaded and knows the packaged units, without a pending reload ...
+check sh -c "journalctl -b _PID=1 --since '$since' --no-pager | grep -q 'Reloading'"
+for u in iopfd.service iopfd.socket iopf-exporter.service iopf-exporter.socket; do
+	check test "$(show $u LoadState)" = loaded
+	check test "$(show $u NeedDaemonReload)" = no
+	check test "$(show $u FragmentPath)" = /lib/systemd/system/$u
+done
+# ... the sockets are enabled and listening, and iopfd itself waits for its first client
+check test "$(systemctl is-enabled iopfd.socket)" = enabled
+check test "$(systemctl is-enabled iopf-exporter.socket)" = enabled
+check test "$(systemctl is-enabled iopfd.service)" = disabled
+check test "$(systemctl is-active iopfd.service)" = inactive
+check test -S /run/iopfd/control
+# and the files: configuration as a conffile, the D-Bus policy, man pages, the library
+check sh -c "dpkg-query -W -f='\${Conffiles}' iopfd | grep -q ' /etc/iopfd/iopfd.conf '"
+check test -d /etc/iopfd/iopfd.conf.d
+check test -f /usr/share/dbus-1/system.d/org.iopfd.conf
+check test -f /usr/share/dbus-1/system-services/org.iopfd.service
+for m in man8/iopfd.8 man5/iopfd.conf.5 man5/org.iopfd.5 man1/iopfctl.1 man8/iopf-exporter.8 \
+	man3/libiopf-client.3; do
+	check test -f /usr/share/man/$m.gz
+done
+check test -f /usr/share/doc/iopfd/operations.md
+check sh -c 'test -L /usr/lib/*/libiopf-client.so.0'
+check test -f /usr/include/iopf/client.h
+check sh -c 'ldd /usr/local/bin/iopf-sim | grep -Eq "libiopf-client\.so\.0 => /(usr/)?lib/"'
+# the drop-in the harness wrote before the package existed is in effect
+check sh -c "systemctl show iopfd.service -p DropInPaths --value | grep -q nspawn-check.conf"
 
 check systemctl is-active --quiet iopfd.socket iopf-exporter.socket dbus.service
 # summaries every second, so a paced run of a few seconds shows some
@@ -127,6 +181,19 @@ exposure_at_most() {
 }
 check exposure_at_most iopfd.service 2.0
 check exposure_at_most iopf-exporter.service 2.0
+
+# removal stops what runs, purge takes the configuration and the unit state with it
+check systemctl start iopfd.socket iopfd.service
+check dpkg -r iopfd prometheus-iopfd-exporter libiopf-client-dev libiopf-client0
+check test "$(systemctl is-active iopfd.service)" != active
+check test "$(systemctl is-active iopfd.socket)" != active
+check test "$(systemctl is-active iopf-exporter.socket)" != active
+check test ! -e /usr/sbin/iopfd
+check test -f /etc/iopfd/iopfd.conf
+check dpkg -P iopfd prometheus-iopfd-exporter
+check test ! -e /etc/iopfd/iopfd.conf
+check test ! -e /etc/systemd/system/sockets.target.wants/iopfd.socket
+check test ! -e /etc/systemd/system/sockets.target.wants/iopf-exporter.socket
 echo "RESULT: $([ $failed = 0 ] && echo PASS || echo FAIL)"
 systemctl poweroff --no-block
 EOF
@@ -143,8 +210,7 @@ ExecStart=/usr/local/bin/iopfd-nspawn-check
 WantedBy=multi-user.target
 EOF
 
-systemctl --root="$root" enable iopfd.socket iopf-exporter.socket iopfd-nspawn-check.service \
-	>/dev/null 2>&1
+systemctl --root="$root" enable iopfd-nspawn-check.service >/dev/null 2>&1
 rm -rf "$root/var/tmp/iopfd-check"
 
 # --keep-unit --register=no: no systemd-machined here. The check powers off;

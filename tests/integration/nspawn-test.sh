@@ -1,11 +1,14 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: LGPL-2.1-or-later
 #
-# The nspawn suite (meson test --suite nspawn): the installed units started by a real
-# systemd. Gets the cached Debian 12 root (mkroot.sh; the first run builds it, about a
-# minute), configures and builds the source tree for --prefix=/usr --sysconfdir=/etc in
-# WORKDIR/build-usr, lays a writable overlay over the root (the cache is never changed;
-# a copy when overlayfs is unavailable) and runs nspawn-boot.sh on it.
+# The nspawn suite (meson test --suite nspawn): the Debian packages, installed and
+# started by a real systemd. Gets the cached Debian 12 root (mkroot.sh; the first run
+# builds it, about a minute), builds the packages of the source tree (debian/) with
+# dpkg-buildpackage in a temporary copy of it and checks them with lintian (cached in
+# WORKDIR/debs under a hash of the tree, so an unchanged tree builds them once), lays a
+# writable overlay over the root (the cache is never changed; a copy when overlayfs is
+# unavailable) and runs nspawn-boot.sh on it, which installs them with dpkg inside the
+# booted container.
 #
 # Usage: nspawn-test.sh SOURCE-DIR WORKDIR
 # Exit: 0 every check passed; 1 a failure, including a missing prerequisite that
@@ -15,7 +18,7 @@
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-[ $# -eq 2 ] || { sed -n '3,14p' "$0" >&2; exit 1; }
+[ $# -eq 2 ] || { sed -n '3,17p' "$0" >&2; exit 1; }
 src=$(realpath "$1")
 mkdir -p "$2"
 workdir=$(realpath "$2")
@@ -44,26 +47,59 @@ need debootstrap debootstrap
 need systemd-nspawn systemd-container
 need systemctl systemd
 need systemd-sysusers systemd
-need meson meson
-need ninja ninja-build
+need dpkg-buildpackage dpkg-dev
+need dpkg-checkbuilddeps dpkg-dev
+need dh debhelper
+need lintian lintian
 
 t0=$(now)
 root=$("$here/mkroot.sh") || die "no root file system (mkroot.sh failed, see above)"
 t1=$(now)
 echo "nspawn: root $root ($((t1 - t0)) s)"
 
-# The build the units are installed from: the same tree, configured for /usr.
-usr=$workdir/build-usr
-if [ ! -f "$usr/build.ninja" ]; then
-	rm -rf "$usr"
-	meson setup "$usr" "$src" --prefix=/usr --sysconfdir=/etc --wrap-mode=nodownload \
-		-Dtests=disabled -Dkernel-tests=false >"$workdir/setup.log" 2>&1 ||
-		{ cat "$workdir/setup.log"; die "meson setup of $usr failed"; }
+# The packages: the tree as it is now (tracked and untracked files, not what git ignores)
+# copied out and built with dpkg-buildpackage there, so the source tree gets no obj-*/ or
+# debian/ outputs; cached by a hash of that copy. With them: iopf-sim from the same
+# build (the simulator is built but not packaged) and lintian's verdict.
+snapshot=$workdir/tree.tar
+if git -C "$src" rev-parse --is-inside-work-tree >/dev/null 2>&1; then
+	git -C "$src" ls-files -z --cached --others --exclude-standard |
+		tar -C "$src" --null -T - --ignore-failed-read --sort=name --mtime=@0 --owner=0 \
+			--group=0 --numeric-owner -cf "$snapshot" 2>"$workdir/tar.log" ||
+		{ cat "$workdir/tar.log"; die "cannot copy the tree $src"; }
+else
+	tar -C "$src" --exclude-vcs --exclude='./build*' --exclude='./obj-*' --sort=name \
+		--mtime=@0 --owner=0 --group=0 --numeric-owner -cf "$snapshot" . ||
+		die "cannot copy the tree $src"
 fi
-ninja -C "$usr" >"$workdir/build.log" 2>&1 ||
-	{ tail -n 40 "$workdir/build.log"; die "building $usr failed"; }
+hash=$(sha256sum "$snapshot" | cut -c1-16)
+debs=$workdir/debs/$hash
+if [ ! -e "$debs/complete" ]; then
+	rm -rf "$workdir/debs" "$workdir"/pkgsrc.*
+	pkg=$(mktemp -d "$workdir/pkgsrc.XXXXXX")
+	mkdir "$pkg/iopfd"
+	tar -C "$pkg/iopfd" -xmf "$snapshot" # -m: the real time, not the hash's epoch
+	if ! unmet=$(cd "$pkg/iopfd" && dpkg-checkbuilddeps 2>&1); then
+		die "${unmet#dpkg-checkbuilddeps: error: } (scripts/deps.sh test installs them)"
+	fi
+	(cd "$pkg/iopfd" && dpkg-buildpackage -us -uc -b -jauto) >"$workdir/dpkg-buildpackage.log" 2>&1 ||
+		{ tail -n 40 "$workdir/dpkg-buildpackage.log"; die "dpkg-buildpackage failed"; }
+	# errors and warnings fail; info tags are for reading (overrides say why)
+	lintian --fail-on error,warning "$pkg"/*.changes >"$workdir/lintian.log" 2>&1 ||
+		{ cat "$workdir/lintian.log"; die "lintian reports errors or warnings"; }
+	mkdir -p "$debs.tmp"
+	cp "$pkg"/*.deb "$workdir/lintian.log" "$debs.tmp/"
+	rm -f "$debs.tmp"/*-dbgsym_*.deb
+	install -m 0755 "$pkg"/iopfd/obj-*/tools/iopf-sim "$debs.tmp/iopf-sim" ||
+		die "the package build made no iopf-sim (-Dsimulator=disabled?)"
+	: >"$debs.tmp/complete"
+	mv "$debs.tmp" "$debs"
+	rm -rf "$pkg"
+fi
+rm -f "$snapshot"
 t2=$(now)
-echo "nspawn: build $usr, prefix /usr ($((t2 - t1)) s)"
+echo "nspawn: packages $(cd "$debs" && echo *.deb) ($((t2 - t1)) s)"
+sed 's/^/nspawn: lintian: /' "$debs/lintian.log"
 
 # A writable layer over the cached root, in a mount namespace of this test's own: the
 # overlay is gone when the test ends, however it ends.
@@ -73,7 +109,7 @@ mkdir -p "$run/upper" "$run/work" "$run/root"
 rc=0
 # shellcheck disable=SC2016 # the inner script expands its own arguments
 unshare --mount --propagation private bash -euo pipefail -c '
-	lower=$1 run=$2 boot=$3 usr=$4
+	lower=$1 run=$2 boot=$3 debs=$4
 	case $lower$run in
 	*[,:]*) err="a path with a comma or colon" ;;
 	*) err=$(mount -t overlay iopfd-nspawn \
@@ -85,8 +121,8 @@ unshare --mount --propagation private bash -euo pipefail -c '
 		echo "nspawn: no overlay ($err), copying the root"
 		cp -a "$lower/." "$run/root/"
 	fi
-	exec "$boot" "$run/root" "$usr"
-' nspawn-overlay "$root" "$run" "$here/nspawn-boot.sh" "$usr" || rc=$?
+	exec "$boot" "$run/root" "$debs"
+' nspawn-overlay "$root" "$run" "$here/nspawn-boot.sh" "$debs" || rc=$?
 t3=$(now)
 echo "nspawn: boot and checks $((t3 - t2)) s; total $((t3 - t0)) s"
 
