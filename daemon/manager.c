@@ -14,9 +14,9 @@
 #include "engine.h"
 #include "log.h"
 #include "manager.h"
+#include "time-util.h"
 #if HAVE_SIMULATOR
 #include "sim.h"
-#include "time-util.h"
 #endif
 
 #define USEC_PER_SEC	   UINT64_C(1000000)
