@@ -219,6 +219,21 @@ def main():
             else:
                 print(f'ok: {h} keeps to the iopf namespace')
 
+        # the tree sees the same enumerators as tenants, plus its own counts and nothing else
+        def enumerators(extra):
+            p = subprocess.run([*cc, '-std=c11', *inc, *extra, '-E', '-P', '-x', 'c', '-'],
+                               input=''.join(f'#include <{h}>\n' for h in a.headers),
+                               capture_output=True, text=True)
+            return [e for body in re.findall(r'\benum\b[^{;]*\{([^}]*)\}', p.stdout)
+                    for e in re.findall(r'(?:^|,)\s*([A-Za-z_]\w*)', body)]
+        tenant, tree = enumerators([]), enumerators(['-DIOPF_BUILDING_IOPFD=1'])
+        extra = [e for e in tree if e not in tenant]
+        if [e for e in tree if e in tenant] != tenant or extra != ['_IOPF_REASON_MAX']:
+            fail('the tree and tenants must see the same enumerators but _IOPF_REASON_MAX',
+                 f'tree only: {extra}; tenants: {tenant}')
+        else:
+            print(f'ok: tenants see all {len(tenant)} enumerators, the tree also _IOPF_REASON_MAX')
+
         # iopfd's own count of reasons is not for tenants
         all_inc = ''.join(f'#include <{h}>\n' for h in a.headers)
         rc, log = compile_src(cc, all_inc + 'int n = _IOPF_REASON_MAX;\n', '.c', tmp,
