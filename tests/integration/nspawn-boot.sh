@@ -93,6 +93,7 @@ for m in man8/iopfd.8 man5/iopfd.conf.5 man5/org.iopfd.5 man1/iopfctl.1 man8/iop
 	check test -f /usr/share/man/$m.gz
 done
 check test -f /usr/share/doc/iopfd/operations.md
+check test -f /usr/share/bash-completion/completions/iopfctl
 check sh -c 'test -L /usr/lib/*/libiopf-client.so.0'
 check test -f /usr/include/iopf/client.h
 check sh -c 'ldd /usr/local/bin/iopf-sim | grep -Eq "libiopf-client\.so\.0 => /(usr/)?lib/"'
