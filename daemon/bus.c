@@ -7,6 +7,7 @@
  */
 #include <fcntl.h>
 #include <inttypes.h>
+#include <poll.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -22,13 +23,34 @@
 
 /* The socket is world-connectable; bound how many connections one daemon holds. */
 #define BUS_CONNECTIONS_MAX 4096u
+/* Messages one connection may process before the others get their turn. */
+#define CONN_BURST 16u
+/* Connections with work left that one turn of the ready queue serves. */
+#define READY_BATCH 32u
 
+struct pending;
+
+/*
+ * A peer-to-peer connection is not attached to the event loop the sd-bus way
+ * (sd_bus_attach_event() adds an I/O, a timer and a prepare callback per
+ * connection, and sd-event runs every prepare callback on every loop pass:
+ * with n connections each pass cost O(n), and n closing at once cost O(n^2)).
+ * Instead one edge-triggered I/O source per connection runs sd_bus_process()
+ * when the socket has news, and a connection that still has work after its
+ * burst waits in the bus's ready queue, so a loop pass costs O(1) whatever
+ * the number of connections.
+ */
 struct conn {
 	struct bus *bus;
 	sd_bus *sdbus;		      /* owned */
 	bool system;		      /* the system bus connection: tenants by sender */
 	uint64_t tenant;	      /* peer-to-peer: this connection's tenant; 0 once gone */
-	sd_event_source *free_source; /* owned; frees the connection after Disconnected */
+	sd_event_source *io;	      /* peer-to-peer: owned; the socket, edge-triggered */
+	uint32_t io_events;	      /* what io watches now */
+	bool queued;		      /* on bus->ready_head */
+	struct conn *ready_prev, *ready_next;
+	struct pending *pending;      /* its removals waiting for the engine */
+	sd_event_source *free_source; /* system bus: owned; frees it after Disconnected */
 	struct conn *prev, *next;     /* bus->conns */
 };
 
@@ -43,9 +65,10 @@ struct sys_tenant {
 /* An Unregister/Remove call waiting for the engine's done callback. */
 struct pending {
 	struct bus *bus;
-	sd_bus_message *m; /* owned ref; its bus may be closed meanwhile */
+	struct conn *conn; /* the caller's connection; NULL once it is gone */
+	sd_bus_message *m; /* owned ref */
 	char what[64];	   /* "domain 7", for the error reply */
-	struct pending *prev, *next;
+	struct pending *prev, *next; /* conn->pending, or bus->orphans */
 };
 
 struct bus {
@@ -59,9 +82,11 @@ struct bus {
 	sd_event_source *listen_source; /* owned */
 	struct conn *conns;		/* peer-to-peer connections */
 	unsigned n_conns;
+	struct conn *ready_head, *ready_tail; /* connections with work left, oldest first */
+	sd_event_source *ready_source;	      /* owned; enabled while the queue is not empty */
 	struct conn *system; /* owned; NULL without the system bus */
 	struct sys_tenant *sys_tenants;
-	struct pending *pending;
+	struct pending *orphans; /* removals whose connection went away meanwhile */
 };
 
 #define LIST_PREPEND(head, item)                                                                   \
@@ -226,17 +251,27 @@ static struct pending *pending_free(struct pending *p)
 {
 	if (!p)
 		return NULL;
-	LIST_REMOVE(p->bus->pending, p);
+	if (p->conn)
+		LIST_REMOVE(p->conn->pending, p);
+	else
+		LIST_REMOVE(p->bus->orphans, p);
 	sd_bus_message_unref(p->m);
 	free(p);
 	return NULL;
 }
 
+static void conn_update_events(struct conn *c);
+
 static void removal_done(void *userdata, int error)
 {
 	struct pending *p = userdata;
+	struct conn *c = p->conn;
 	int r;
 
+	if (!c) { /* nobody to answer */
+		pending_free(p);
+		return;
+	}
 	if (error < 0)
 		r = sd_bus_reply_method_errorf(p->m, iopf_error_to_name(error),
 					       "cannot remove %s: %s", p->what, strerror(-error));
@@ -246,6 +281,8 @@ static void removal_done(void *userdata, int error)
 		log_debug_errno(r, "Cannot answer the removal of %s (caller gone?), ignoring: %m",
 				p->what);
 	pending_free(p);
+	if (!c->system)
+		conn_update_events(c); /* what did not fit the socket waits for EPOLLOUT */
 }
 
 typedef int (*remove_fn)(struct iopf_control *c, uint64_t tenant, uint64_t id,
@@ -270,9 +307,10 @@ static int remove_object(sd_bus_message *m, struct conn *c, const char *what, re
 	if (!p)
 		return -ENOMEM;
 	p->bus = c->bus;
+	p->conn = c;
 	p->m = sd_bus_message_ref(m);
 	(void)snprintf(p->what, sizeof(p->what), "%s %" PRIu64, what, id);
-	LIST_PREPEND(c->bus->pending, p);
+	LIST_PREPEND(c->pending, p);
 
 	r = fn(c->bus->control, tenant, id, removal_done, p, &err);
 	if (r < 0) {
@@ -810,6 +848,43 @@ static const sd_bus_vtable hello_vtable[] = {
 	SD_BUS_VTABLE_END,
 };
 
+static void ready_remove(struct conn *c)
+{
+	struct bus *b = c->bus;
+
+	if (!c->queued)
+		return;
+	if (c->ready_prev)
+		c->ready_prev->ready_next = c->ready_next;
+	else
+		b->ready_head = c->ready_next;
+	if (c->ready_next)
+		c->ready_next->ready_prev = c->ready_prev;
+	else
+		b->ready_tail = c->ready_prev;
+	c->ready_prev = c->ready_next = NULL;
+	c->queued = false;
+	if (!b->ready_head)
+		(void)sd_event_source_set_enabled(b->ready_source, SD_EVENT_OFF);
+}
+
+/* @c has work left: it gets another turn after every connection queued before it. */
+static void ready_push(struct conn *c)
+{
+	struct bus *b = c->bus;
+
+	if (c->queued)
+		return;
+	c->ready_prev = b->ready_tail;
+	if (b->ready_tail)
+		b->ready_tail->ready_next = c;
+	else
+		b->ready_head = c;
+	b->ready_tail = c;
+	c->queued = true;
+	(void)sd_event_source_set_enabled(b->ready_source, SD_EVENT_ON);
+}
+
 static struct conn *conn_free(struct conn *c)
 {
 	if (!c)
@@ -817,7 +892,17 @@ static struct conn *conn_free(struct conn *c)
 	if (c->bus && !c->system) {
 		LIST_REMOVE(c->bus->conns, c);
 		c->bus->n_conns--;
+		ready_remove(c);
 	}
+	/* removals still running answer nobody */
+	while (c->pending) {
+		struct pending *p = c->pending;
+
+		LIST_REMOVE(c->pending, p);
+		p->conn = NULL;
+		LIST_PREPEND(c->bus->orphans, p);
+	}
+	c->io = sd_event_source_disable_unref(c->io);
 	sd_event_source_disable_unref(c->free_source);
 	if (c->sdbus) {
 		(void)sd_bus_detach_event(c->sdbus);
@@ -838,21 +923,72 @@ static int on_conn_free(sd_event_source *s, void *userdata)
 	return 0;
 }
 
-static int on_p2p_disconnected(sd_bus_message *m, void *userdata, sd_bus_error *error)
+/* Watch for writability only while sd-bus has output queued. */
+static void conn_update_events(struct conn *c)
 {
-	struct conn *c = userdata;
-	int r;
+	int ev = sd_bus_get_events(c->sdbus);
+	uint32_t want = EPOLLIN | EPOLLET;
 
+	if (ev > 0 && (ev & POLLOUT))
+		want |= EPOLLOUT;
+	if (want == c->io_events)
+		return;
+	if (sd_event_source_set_io_events(c->io, want) >= 0)
+		c->io_events = want;
+}
+
+/* The peer hung up or broke the protocol: its objects go, then the connection. */
+static void conn_gone(struct conn *c)
+{
 	if (c->tenant) {
 		tenant_gone(c->bus, c->tenant, "disconnected");
 		c->tenant = 0;
 	}
-	/* Not from inside the bus's own dispatch: free it on the next loop iteration. */
-	if (!c->free_source) {
-		r = sd_event_add_defer(c->bus->event, &c->free_source, on_conn_free, c);
-		if (r < 0)
-			log_warning_errno(r,
-					  "Cannot schedule freeing a connection, leaking it: %m");
+	conn_free(c);
+}
+
+/*
+ * Let sd-bus read, dispatch and write until it has nothing left to do (it
+ * read and wrote until EAGAIN, as the edge-triggered source needs) or the
+ * burst is used up (then the connection queues for another turn).
+ */
+static void conn_run(struct conn *c)
+{
+	int r = 0;
+
+	for (unsigned i = 0; i < CONN_BURST; i++) {
+		r = sd_bus_process(c->sdbus, NULL);
+		if (r <= 0)
+			break;
+	}
+	if (r < 0 || sd_bus_is_open(c->sdbus) <= 0) {
+		if (r < 0 && r != -ECONNRESET && r != -ENOTCONN && r != -EPIPE)
+			log_debug_errno(r, "Connection of tenant %" PRIu64 " failed: %m", c->tenant);
+		conn_gone(c);
+		return;
+	}
+	if (r > 0)
+		ready_push(c);
+	else
+		ready_remove(c);
+	conn_update_events(c);
+}
+
+static int on_conn_io(sd_event_source *s, int fd, uint32_t revents, void *userdata)
+{
+	conn_run(userdata);
+	return 0;
+}
+
+static int on_ready(sd_event_source *s, void *userdata)
+{
+	struct bus *b = userdata;
+
+	for (unsigned i = 0; i < READY_BATCH && b->ready_head; i++) {
+		struct conn *c = b->ready_head;
+
+		ready_remove(c); /* conn_run() queues it again if it still has work */
+		conn_run(c);
 	}
 	return 0;
 }
@@ -892,15 +1028,11 @@ static int conn_setup(struct conn *c, int fd)
 				     "org.freedesktop.DBus", hello_vtable, c);
 	if (r < 0)
 		return r;
-	r = sd_bus_match_signal(c->sdbus, NULL, NULL, "/org/freedesktop/DBus/Local",
-				"org.freedesktop.DBus.Local", "Disconnected", on_p2p_disconnected,
-				c);
-	if (r < 0)
-		return r;
 	r = sd_bus_start(c->sdbus);
 	if (r < 0)
 		return r;
-	return sd_bus_attach_event(c->sdbus, c->bus->event, SD_EVENT_PRIORITY_NORMAL);
+	c->io_events = EPOLLIN | EPOLLET;
+	return sd_event_add_io(c->bus->event, &c->io, fd, c->io_events, on_conn_io, c);
 }
 
 static int on_connection(sd_event_source *s, int listen_fd, uint32_t revents, void *userdata)
@@ -954,6 +1086,8 @@ static int on_connection(sd_event_source *s, int listen_fd, uint32_t revents, vo
 		return 0;
 	}
 	log_debug("Tenant %" PRIu64 " (%s) connected.", c->tenant, name);
+	/* sd_bus_start() may have read the whole handshake already: answer it now */
+	conn_run(c);
 	return 0;
 }
 
@@ -1120,6 +1254,13 @@ int bus_new(sd_event *event, struct iopf_control *control, const struct conf *co
 		log_error_errno(r, "Cannot watch %s: %m", socket_path);
 		goto fail;
 	}
+	r = sd_event_add_defer(event, &b->ready_source, on_ready, b);
+	if (r >= 0)
+		r = sd_event_source_set_enabled(b->ready_source, SD_EVENT_OFF);
+	if (r < 0) {
+		log_error_errno(r, "Cannot set up the connection queue: %m");
+		goto fail;
+	}
 	*ret = b;
 	return 0;
 fail:
@@ -1143,8 +1284,6 @@ struct bus *bus_free(struct bus *b)
 	if (!b)
 		return NULL;
 	bus_stop(b);
-	while (b->pending)
-		pending_free(b->pending);
 	while (b->conns)
 		conn_free(b->conns);
 	while (b->sys_tenants) {
@@ -1154,6 +1293,9 @@ struct bus *bus_free(struct bus *b)
 		sys_tenant_free(t);
 	}
 	b->system = conn_free(b->system);
+	while (b->orphans)
+		pending_free(b->orphans);
+	b->ready_source = sd_event_source_disable_unref(b->ready_source);
 	safe_close(b->listen_fd);
 	if (b->unlink_socket)
 		(void)unlink(b->socket_path);
