@@ -8,6 +8,7 @@
 #include <fcntl.h>
 #include <inttypes.h>
 #include <poll.h>
+#include <stdarg.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -18,11 +19,10 @@
 #include <systemd/sd-id128.h>
 
 #include "bus.h"
-#include "wire.h"
 #include "log.h"
+#include "parse.h" /* USEC_PER_SEC */
+#include "wire.h"
 
-/* The socket is world-connectable; bound how many connections one daemon holds. */
-#define BUS_CONNECTIONS_MAX 4096u
 /* Messages one connection may process before the others get their turn. */
 #define CONN_BURST 16u
 /* Connections with work left that one turn of the ready queue serves. */
@@ -45,6 +45,10 @@ struct conn {
 	sd_bus *sdbus;		      /* owned */
 	bool system;		      /* the system bus connection: tenants by sender */
 	uint64_t tenant;	      /* peer-to-peer: this connection's tenant; 0 once gone */
+	uid_t uid;		      /* peer-to-peer: SO_PEERCRED at accept */
+	bool authed;		      /* the handshake is done */
+	uint64_t auth_deadline;	      /* CLOCK_MONOTONIC usec; until then on bus->auth_head */
+	struct conn *auth_prev, *auth_next;
 	sd_event_source *io;	      /* peer-to-peer: owned; the socket, edge-triggered */
 	uint32_t io_events;	      /* what io watches now */
 	bool queued;		      /* on bus->ready_head */
@@ -84,6 +88,10 @@ struct bus {
 	unsigned n_conns;
 	struct conn *ready_head, *ready_tail; /* connections with work left, oldest first */
 	sd_event_source *ready_source;	      /* owned; enabled while the queue is not empty */
+	/* connections still in the handshake, oldest (first deadline) first */
+	struct conn *auth_head, *auth_tail;
+	sd_event_source *auth_timer; /* owned; armed for auth_head's deadline */
+	struct ratelimit refused_rl; /* admission refusals logged */
 	struct conn *system; /* owned; NULL without the system bus */
 	struct sys_tenant *sys_tenants;
 	struct pending *orphans; /* removals whose connection went away meanwhile */
@@ -885,6 +893,77 @@ static void ready_push(struct conn *c)
 	(void)sd_event_source_set_enabled(b->ready_source, SD_EVENT_ON);
 }
 
+static void auth_arm(struct bus *b)
+{
+	if (!b->auth_head) {
+		(void)sd_event_source_set_enabled(b->auth_timer, SD_EVENT_OFF);
+		return;
+	}
+	(void)sd_event_source_set_time(b->auth_timer, b->auth_head->auth_deadline);
+	(void)sd_event_source_set_enabled(b->auth_timer, SD_EVENT_ONESHOT);
+}
+
+/* The handshake is over (or the connection is): off the deadline list. */
+static void auth_remove(struct conn *c)
+{
+	struct bus *b = c->bus;
+	bool head = b->auth_head == c;
+
+	if (!c->auth_deadline)
+		return;
+	if (c->auth_prev)
+		c->auth_prev->auth_next = c->auth_next;
+	else
+		b->auth_head = c->auth_next;
+	if (c->auth_next)
+		c->auth_next->auth_prev = c->auth_prev;
+	else
+		b->auth_tail = c->auth_prev;
+	c->auth_prev = c->auth_next = NULL;
+	c->auth_deadline = 0;
+	if (head)
+		auth_arm(b);
+}
+
+/*
+ * Every connection waits with the same timeout, so appending keeps the list
+ * in deadline order and one timer serves all (a reload that shortens the
+ * timeout leaves the older ones their old deadline).
+ */
+static void auth_push(struct conn *c)
+{
+	struct bus *b = c->bus;
+	uint64_t now = 0;
+
+	(void)sd_event_now(b->event, CLOCK_MONOTONIC, &now);
+	c->auth_deadline = now + b->conf->auth_timeout_usec;
+	c->auth_prev = b->auth_tail;
+	if (b->auth_tail)
+		b->auth_tail->auth_next = c;
+	else
+		b->auth_head = c;
+	b->auth_tail = c;
+	if (b->auth_head == c)
+		auth_arm(b);
+}
+
+_printf_(2, 3) static void log_refused(struct bus *b, const char *fmt, ...)
+{
+	int dropped = ratelimit_below(&b->refused_rl);
+	char msg[256];
+	va_list ap;
+
+	if (dropped < 0)
+		return;
+	va_start(ap, fmt);
+	(void)vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	if (dropped > 0)
+		log_notice("%s (%d similar messages suppressed)", msg, dropped);
+	else
+		log_notice("%s", msg);
+}
+
 static struct conn *conn_free(struct conn *c)
 {
 	if (!c)
@@ -893,6 +972,7 @@ static struct conn *conn_free(struct conn *c)
 		LIST_REMOVE(c->bus->conns, c);
 		c->bus->n_conns--;
 		ready_remove(c);
+		auth_remove(c);
 	}
 	/* removals still running answer nobody */
 	while (c->pending) {
@@ -967,6 +1047,10 @@ static void conn_run(struct conn *c)
 		conn_gone(c);
 		return;
 	}
+	if (!c->authed && sd_bus_is_ready(c->sdbus) > 0) {
+		c->authed = true;
+		auth_remove(c);
+	}
 	if (r > 0)
 		ready_push(c);
 	else
@@ -977,6 +1061,23 @@ static void conn_run(struct conn *c)
 static int on_conn_io(sd_event_source *s, int fd, uint32_t revents, void *userdata)
 {
 	conn_run(userdata);
+	return 0;
+}
+
+static int on_auth_timer(sd_event_source *s, uint64_t usec, void *userdata)
+{
+	struct bus *b = userdata;
+
+	while (b->auth_head && b->auth_head->auth_deadline <= usec) {
+		struct conn *c = b->auth_head;
+
+		log_refused(b,
+			    "Closing a connection of uid %u: no D-Bus handshake within "
+			    "AuthTimeout=%" PRIu64 "ms.",
+			    (unsigned)c->uid, b->conf->auth_timeout_usec / 1000);
+		conn_gone(c);
+	}
+	auth_arm(b);
 	return 0;
 }
 
@@ -1035,6 +1136,39 @@ static int conn_setup(struct conn *c, int fd)
 	return sd_event_add_io(c->bus->event, &c->io, fd, c->io_events, on_conn_io, c);
 }
 
+/*
+ * Admission, by the peer's uid: one uid may hold MaxConnectionsPerUser
+ * connections, and the last ReservedConnections of MaxConnections are kept
+ * for uid 0, so no user can lock out the others or the operator.
+ */
+static bool admit(struct bus *b, uid_t uid)
+{
+	const struct conf *conf = b->conf;
+	unsigned max = conf->max_connections, reserved = conf->reserved_connections, mine;
+
+	if (b->n_conns >= max) {
+		log_refused(b, "Refusing a connection of uid %u: %u connections already "
+			    "(MaxConnections=%u).", (unsigned)uid, b->n_conns, max);
+		return false;
+	}
+	if (uid == 0)
+		return true;
+	if (b->n_conns + reserved >= max) {
+		log_refused(b, "Refusing a connection of uid %u: the last %u connections are "
+			    "reserved for uid 0 (ReservedConnections=%u).",
+			    (unsigned)uid, max - b->n_conns, reserved);
+		return false;
+	}
+	mine = iopf_control_user_tenants(b->control, uid);
+	if (mine >= conf->max_connections_per_user) {
+		log_refused(b, "Refusing a connection of uid %u: it has %u already "
+			    "(MaxConnectionsPerUser=%u).", (unsigned)uid, mine,
+			    conf->max_connections_per_user);
+		return false;
+	}
+	return true;
+}
+
 static int on_connection(sd_event_source *s, int listen_fd, uint32_t revents, void *userdata)
 {
 	struct bus *b = userdata;
@@ -1052,19 +1186,18 @@ static int on_connection(sd_event_source *s, int listen_fd, uint32_t revents, vo
 		log_warning_errno(errno, "Cannot accept a connection, ignoring: %m");
 		return 0;
 	}
-	if (b->n_conns >= BUS_CONNECTIONS_MAX) {
-		log_warning("Refusing a connection: %u connections already.", b->n_conns);
-		return 0;
-	}
 	if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) < 0) {
 		log_warning_errno(errno, "Cannot get peer credentials, dropping connection: %m");
 		return 0;
 	}
+	if (!admit(b, cred.uid))
+		return 0;
 
 	c = calloc(1, sizeof(*c));
 	if (!c)
 		return log_oom(), 0;
 	c->bus = b;
+	c->uid = cred.uid;
 	LIST_PREPEND(b->conns, c);
 	b->n_conns++;
 
@@ -1086,6 +1219,7 @@ static int on_connection(sd_event_source *s, int listen_fd, uint32_t revents, vo
 		return 0;
 	}
 	log_debug("Tenant %" PRIu64 " (%s) connected.", c->tenant, name);
+	auth_push(c);
 	/* sd_bus_start() may have read the whole handshake already: answer it now */
 	conn_run(c);
 	return 0;
@@ -1234,6 +1368,7 @@ int bus_new(sd_event *event, struct iopf_control *control, const struct conf *co
 	b->conf = conf;
 	b->n_workers = n_workers;
 	b->listen_fd = -EBADF;
+	b->refused_rl = RATELIMIT_INIT(10 * USEC_PER_SEC, 10);
 	b->socket_path = strdup(socket_path);
 	if (!b->socket_path) {
 		bus_free(b);
@@ -1257,6 +1392,11 @@ int bus_new(sd_event *event, struct iopf_control *control, const struct conf *co
 	r = sd_event_add_defer(event, &b->ready_source, on_ready, b);
 	if (r >= 0)
 		r = sd_event_source_set_enabled(b->ready_source, SD_EVENT_OFF);
+	if (r >= 0)
+		r = sd_event_add_time(event, &b->auth_timer, CLOCK_MONOTONIC, 0, 0, on_auth_timer,
+				      b);
+	if (r >= 0)
+		r = sd_event_source_set_enabled(b->auth_timer, SD_EVENT_OFF);
 	if (r < 0) {
 		log_error_errno(r, "Cannot set up the connection queue: %m");
 		goto fail;
@@ -1296,6 +1436,7 @@ struct bus *bus_free(struct bus *b)
 	while (b->orphans)
 		pending_free(b->orphans);
 	b->ready_source = sd_event_source_disable_unref(b->ready_source);
+	b->auth_timer = sd_event_source_disable_unref(b->auth_timer);
 	safe_close(b->listen_fd);
 	if (b->unlink_socket)
 		(void)unlink(b->socket_path);

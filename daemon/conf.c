@@ -41,6 +41,10 @@ int conf_init(struct conf *conf)
 				.max_regions = IOPF_CONTROL_DEFAULT_MAX_REGIONS,
 				.max_pinned_bytes = IOPF_CONTROL_DEFAULT_MAX_PINNED,
 			},
+		.max_connections = IOPFD_CONNECTIONS_DEFAULT,
+		.max_connections_per_user = IOPFD_CONNECTIONS_PER_USER_DEFAULT,
+		.reserved_connections = IOPFD_RESERVED_CONNECTIONS_DEFAULT,
+		.auth_timeout_usec = IOPFD_AUTH_TIMEOUT_DEFAULT_USEC,
 		.metrics_per_domain = true,
 	};
 	conf->control_socket = strdup(IOPF_DEFAULT_SOCKET);
@@ -342,6 +346,59 @@ static void get_max_pinned(const struct conf *c, char *buf, size_t size)
 		format_size(c->limits.max_pinned_bytes, buf, size);
 }
 
+static int set_connections(unsigned *field, unsigned min, const char *v, char **err)
+{
+	if (parse_unsigned(v, min, IOPFD_CONNECTIONS_MAX, field) < 0)
+		return bad(err, "not a number between %u and %u", min, IOPFD_CONNECTIONS_MAX);
+	return 0;
+}
+
+static int set_max_connections(struct conf *c, const char *v, char **err)
+{
+	return set_connections(&c->max_connections, 1, v, err);
+}
+
+static void get_max_connections(const struct conf *c, char *buf, size_t size)
+{
+	(void)snprintf(buf, size, "%u", c->max_connections);
+}
+
+static int set_max_connections_per_user(struct conf *c, const char *v, char **err)
+{
+	return set_connections(&c->max_connections_per_user, 1, v, err);
+}
+
+static void get_max_connections_per_user(const struct conf *c, char *buf, size_t size)
+{
+	(void)snprintf(buf, size, "%u", c->max_connections_per_user);
+}
+
+static int set_reserved_connections(struct conf *c, const char *v, char **err)
+{
+	return set_connections(&c->reserved_connections, 0, v, err);
+}
+
+static void get_reserved_connections(const struct conf *c, char *buf, size_t size)
+{
+	(void)snprintf(buf, size, "%u", c->reserved_connections);
+}
+
+static int set_auth_timeout(struct conf *c, const char *v, char **err)
+{
+	uint64_t usec;
+
+	if (parse_duration(v, &usec) < 0 || usec < IOPFD_AUTH_TIMEOUT_MIN_USEC ||
+	    usec > IOPFD_AUTH_TIMEOUT_MAX_USEC)
+		return bad(err, "not a duration between 100ms and 10min (e.g. 5s)");
+	c->auth_timeout_usec = usec;
+	return 0;
+}
+
+static void get_auth_timeout(const struct conf *c, char *buf, size_t size)
+{
+	format_duration(c->auth_timeout_usec, buf, size);
+}
+
 static int set_listen(struct conf *c, const char *v, char **err)
 {
 	struct sockaddr_storage ss;
@@ -389,6 +446,12 @@ static const struct conf_key keys[] = {
 	{"Limits", "MaxDomains", set_max_domains, get_max_domains, CONF_APPLY_NEW},
 	{"Limits", "MaxRegions", set_max_regions, get_max_regions, CONF_APPLY_NEW},
 	{"Limits", "MaxPinnedBytes", set_max_pinned, get_max_pinned, CONF_APPLY_NEW},
+	{"Limits", "MaxConnections", set_max_connections, get_max_connections, CONF_APPLY_NEW},
+	{"Limits", "MaxConnectionsPerUser", set_max_connections_per_user,
+	 get_max_connections_per_user, CONF_APPLY_NEW},
+	{"Limits", "ReservedConnections", set_reserved_connections, get_reserved_connections,
+	 CONF_APPLY_NEW},
+	{"Limits", "AuthTimeout", set_auth_timeout, get_auth_timeout, CONF_APPLY_NEW},
 	{"Metrics", "Listen", set_listen, get_listen, CONF_APPLY_EXPORTER},
 	{"Metrics", "PerDomain", set_per_domain, get_per_domain, CONF_APPLY_EXPORTER},
 };

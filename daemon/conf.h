@@ -26,6 +26,14 @@
 #define IOPFD_SUMMARY_DEFAULT_USEC (UINT64_C(10) * 1000000)
 #define IOPFD_SUMMARY_MAX_USEC	   (UINT64_C(86400) * 1000000)
 #define IOPFD_METRICS_LISTEN	   "127.0.0.1:9577"
+/* Admission on the control socket; see [Limits] in conf/iopfd.conf. */
+#define IOPFD_CONNECTIONS_DEFAULT	   4096u
+#define IOPFD_CONNECTIONS_PER_USER_DEFAULT 256u
+#define IOPFD_RESERVED_CONNECTIONS_DEFAULT 16u
+#define IOPFD_CONNECTIONS_MAX		   1000000u
+#define IOPFD_AUTH_TIMEOUT_DEFAULT_USEC	   (UINT64_C(5) * 1000000)
+#define IOPFD_AUTH_TIMEOUT_MIN_USEC	   (UINT64_C(100) * 1000)
+#define IOPFD_AUTH_TIMEOUT_MAX_USEC	   (UINT64_C(600) * 1000000)
 /* Drop-ins: FILE.d/ *.conf next to the main file, applied in name order after it. */
 #define IOPFD_DROPIN_MAX 128u
 
@@ -49,6 +57,10 @@ struct conf {
 				*/
 	/* [Limits] */
 	struct iopf_control_limits limits;
+	unsigned max_connections;	   /* peer-to-peer connections in all */
+	unsigned max_connections_per_user; /* of one uid; uid 0 is not capped */
+	unsigned reserved_connections;	   /* of max_connections, for uid 0 only */
+	uint64_t auth_timeout_usec;	   /* to finish the SASL handshake */
 	/* [Metrics]: read by iopf-exporter; iopfd only validates them */
 	char *metrics_listen; /* owned; "ADDR:PORT" */
 	bool metrics_per_domain;

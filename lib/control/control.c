@@ -59,12 +59,20 @@ struct cobj_list {
 	struct cobj *head, *tail;
 };
 
+/* Everything the tenants of one uid hold: the per-user limits count against it. */
+struct iopf_user {
+	uid_t uid;
+	unsigned n_tenants; /* freed when the last one goes */
+	struct usage usage;
+};
+
 struct iopf_tenant {
 	uint64_t id;
 	uid_t uid;
 	gid_t gid;
 	pid_t pid;
 	char *name;		/* owned */
+	struct iopf_user *user; /* its uid's record */
 	struct retired retired; /* of its removed domains and sources */
 	struct usage usage;
 	struct cobj_list objs[_COBJ_KIND_MAX]; /* owned; ascending engine id */
@@ -77,6 +85,7 @@ struct iopf_control {
 	struct iopf_tenant *tenants; /* owned; newest first */
 	unsigned n_tenants;
 	struct iopf_idmap tenant_ids; /* id -> tenant */
+	struct iopf_idmap users;      /* uid + 1 -> struct iopf_user (owned) */
 	struct iopf_idmap objects;    /* engine id -> struct cobj */
 	uint64_t next_tenant_id;
 	struct retired retired; /* every removed object since start, gone tenants' too */
@@ -184,9 +193,46 @@ int iopf_control_set_limits(struct iopf_control *c, const struct iopf_control_li
 	return 0;
 }
 
-static struct iopf_tenant *tenant_free(struct iopf_tenant *t)
+/* uid 0 is a valid key too: the map's keys start at 1. */
+static uint64_t user_key(uid_t uid)
+{
+	return (uint64_t)uid + 1;
+}
+
+static struct iopf_user *user_get(struct iopf_control *c, uid_t uid)
+{
+	struct iopf_user *u = iopf_idmap_get(&c->users, user_key(uid));
+
+	if (u)
+		return u;
+	u = calloc(1, sizeof(*u));
+	if (!u)
+		return NULL;
+	u->uid = uid;
+	if (iopf_idmap_put(&c->users, user_key(uid), u) < 0) {
+		free(u);
+		return NULL;
+	}
+	return u;
+}
+
+static void user_unref(struct iopf_control *c, struct iopf_user *u)
+{
+	if (u && --u->n_tenants == 0)
+		free(iopf_idmap_remove(&c->users, user_key(u->uid)));
+}
+
+unsigned iopf_control_user_tenants(struct iopf_control *c, uid_t uid)
+{
+	struct iopf_user *u = iopf_idmap_get(&c->users, user_key(uid));
+
+	return u ? u->n_tenants : 0;
+}
+
+static struct iopf_tenant *tenant_free(struct iopf_control *c, struct iopf_tenant *t)
 {
 	if (t) {
+		user_unref(c, t->user);
 		free(t->name);
 		free(t);
 	}
@@ -214,9 +260,10 @@ struct iopf_control *iopf_control_free(struct iopf_control *c)
 		c->tenants = t->next;
 		for (unsigned k = 0; k < _COBJ_KIND_MAX; k++)
 			cobj_list_free(&t->objs[k]);
-		tenant_free(t);
+		tenant_free(c, t);
 	}
 	iopf_idmap_done(&c->tenant_ids);
+	iopf_idmap_done(&c->users);
 	iopf_idmap_done(&c->objects);
 	free(c);
 	return NULL;
@@ -234,15 +281,18 @@ int iopf_control_tenant_add(struct iopf_control *c, const char *name, uid_t uid,
 	t = calloc(1, sizeof(*t));
 	if (!t)
 		return -ENOMEM;
+	t->user = user_get(c, uid);
+	if (t->user)
+		t->user->n_tenants++;
 	t->name = strdup(name);
-	if (!t->name) {
-		tenant_free(t);
+	if (!t->name || !t->user) {
+		tenant_free(c, t);
 		return -ENOMEM;
 	}
 	t->id = c->next_tenant_id;
 	r = iopf_idmap_put(&c->tenant_ids, t->id, t);
 	if (r < 0) {
-		tenant_free(t);
+		tenant_free(c, t);
 		return r;
 	}
 	c->next_tenant_id++;
@@ -449,7 +499,7 @@ int iopf_control_tenant_remove(struct iopf_control *c, uint64_t tenant)
 	if (t->next)
 		t->next->prev = t->prev;
 	c->n_tenants--;
-	tenant_free(t);
+	tenant_free(c, t);
 	return n > INT_MAX ? INT_MAX : (int)n;
 }
 

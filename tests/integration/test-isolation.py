@@ -41,7 +41,7 @@ ATTACKER = 4242  # a uid with no other use on the host
 NOBODY = ops.NOBODY
 KEEPALIVE_MAX_GAP = 1.0  # seconds: the one timed bound (issue 10)
 EDQUOT = -122  # LimitExceeded through libiopf-client
-CONN_KEYS = False  # the daemon knows [Limits] MaxConnectionsPerUser=
+CONN_KEYS = True  # the daemon knows [Limits] MaxConnectionsPerUser=
 
 
 def figure(text):
@@ -435,8 +435,81 @@ def case_churn(tmp, n=3000, rounds=2):
     ka.close()
 
 
+def case_admission(tmp):
+    """One uid cannot take every connection slot, with idle authenticated connections or
+    with silent ones; several uids together cannot lock out root."""
+    per_user, total, reserved = 256, 700, 16
+    t0 = time.monotonic()
+    d, ka = start(tmp, conf=f"[Limits]\nMaxConnections={total}\nMaxConnectionsPerUser={per_user}\n"
+                  f"ReservedConnections={reserved}\n")
+    since = ka.mark()
+    h = Honest(d)
+    bg = Background(h)
+
+    # idle authenticated connections: the uid gets its share, no more
+    idle = Attack("hold", d.sock, 1000, "auth")
+    held = idle.line()
+    figure(f"one uid asking for 1000 authenticated connections: {held[1]} held, "
+           f"{held[3]} refused")
+    if (held[1], held[3]) != (str(per_user), str(1000 - per_user)):
+        fail(f"uid {ATTACKER} got {held}, wanted exactly MaxConnectionsPerUser={per_user}")
+    # another honest tenant of another uid still gets in and is served
+    h2 = Honest(d, uid=NOBODY + 1 if NOBODY + 1 != ATTACKER else NOBODY - 1)
+    h2.serve()
+
+    # silent connections (never a byte) are closed after AuthTimeout, freeing the slots
+    silent = Attack("hold", d.sock, 300, "silent", uid=ATTACKER + 1)
+    silent.line()
+    # connections are accepted in order: once root's call is answered, all 300 were seen
+    n = daemon_counter(d, "tenants")
+    silent.say("alive")
+    alive = int(silent.line()[1])
+    if alive != per_user or n != 2 + 2 * per_user + 1:
+        fail(f"{alive} silent connections alive, {n} tenants: wanted {per_user} admitted")
+
+    def silent_alive():
+        silent.say("alive")
+        return int(silent.line()[1]) == 0
+    poll(silent_alive, "the silent connections closed after AuthTimeout")
+    figure(f"{per_user} silent connections of one uid closed after AuthTimeout=5s")
+    silent.say("close")
+    silent.end()
+
+    # many uids together fill everything but the reserve: root still gets in
+    gang = [Attack("hold", d.sock, per_user, "auth", uid=ATTACKER + 2 + i) for i in range(2)]
+    for g in gang:
+        g.line()
+    n = daemon_counter(d, "tenants")  # root's own call: one of the reserved
+    figure(f"{n} connections held, {total - n} left for uid 0 only")
+    if n + reserved < total - 1:
+        fail(f"only {n} of {total} connections in use: the gang was refused too early")
+    late = Attack("hold", d.sock, 5, "auth", uid=ATTACKER + 9)
+    held = late.line()
+    if held[1] != "0":
+        fail(f"a new uid got {held} of the connections reserved for uid 0")
+    for _ in range(5):  # uid 0 gets in, again and again
+        daemon_counter(d, "tenants")
+    h2.serve()  # and the tenants already in are served
+    for a in [idle, late] + gang:
+        a.say("close")
+        a.end()
+    bg.join()
+    ka.check(since, "admission")
+    # about 800 refusals, logged at most 10 per 10 s
+    lines = len(re.findall(r"Refusing a connection|Closing a connection", d.text()))
+    allowed = 10 * (int((time.monotonic() - t0) / 10) + 2)
+    figure(f"admission: {lines} log lines for about 800 refused or closed connections")
+    if lines > allowed:
+        fail(f"{lines} log lines about refused connections, more than the rate limit's {allowed}")
+    h2.close()
+    h.close()
+    d.stop()
+    ka.close()
+
+
 CASES = {
     "churn": case_churn,
+    "admission": case_admission,
 }
 
 

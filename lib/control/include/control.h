@@ -90,6 +90,8 @@ int iopf_control_tenant_add(struct iopf_control *c, const char *name, uid_t uid,
  * Return: the number of objects whose removal started, or -ENOENT.
  */
 int iopf_control_tenant_remove(struct iopf_control *c, uint64_t tenant);
+/* Tenants of @uid now (its connections, and its unique names on the system bus). */
+unsigned iopf_control_user_tenants(struct iopf_control *c, uid_t uid);
 /* 0 or -ENOENT; @ret->name lives as long as the tenant. */
 int iopf_control_tenant_info(struct iopf_control *c, uint64_t tenant, struct iopf_tenant_info *ret);
 unsigned iopf_control_n_tenants(struct iopf_control *c);
