@@ -750,6 +750,16 @@ static int property_get(sd_bus *bus, const char *path, const char *interface, co
 		return sd_bus_message_append(reply, "u", conf->limits.max_regions);
 	if (strcmp(property, "MaxPinnedBytes") == 0)
 		return sd_bus_message_append(reply, "t", conf->limits.max_pinned_bytes);
+	if (strcmp(property, "MaxSourcesPerUser") == 0)
+		return sd_bus_message_append(reply, "u", conf->limits.max_sources_per_user);
+	if (strcmp(property, "MaxDomainsPerUser") == 0)
+		return sd_bus_message_append(reply, "u", conf->limits.max_domains_per_user);
+	if (strcmp(property, "MaxRegionsPerUser") == 0)
+		return sd_bus_message_append(reply, "u", conf->limits.max_regions_per_user);
+	if (strcmp(property, "MaxPinnedBytesPerUser") == 0)
+		return sd_bus_message_append(reply, "t", conf->limits.max_pinned_bytes_per_user);
+	if (strcmp(property, "MaxFdsPerUser") == 0)
+		return sd_bus_message_append(reply, "u", conf->limits.max_fds_per_user);
 	if (strcmp(property, "LatencyBuckets") == 0) {
 		uint64_t bounds[IOPF_HIST_FINITE];
 
@@ -831,6 +841,11 @@ static const sd_bus_vtable manager_vtable[] = {
 	SD_BUS_PROPERTY("MaxDomains", "u", property_get, 0, 0),
 	SD_BUS_PROPERTY("MaxRegions", "u", property_get, 0, 0),
 	SD_BUS_PROPERTY("MaxPinnedBytes", "t", property_get, 0, 0),
+	SD_BUS_PROPERTY("MaxSourcesPerUser", "u", property_get, 0, 0),
+	SD_BUS_PROPERTY("MaxDomainsPerUser", "u", property_get, 0, 0),
+	SD_BUS_PROPERTY("MaxRegionsPerUser", "u", property_get, 0, 0),
+	SD_BUS_PROPERTY("MaxPinnedBytesPerUser", "t", property_get, 0, 0),
+	SD_BUS_PROPERTY("MaxFdsPerUser", "u", property_get, 0, 0),
 	SD_BUS_VTABLE_END,
 };
 

@@ -40,6 +40,12 @@ int conf_init(struct conf *conf)
 				.max_domains = IOPF_CONTROL_DEFAULT_MAX_DOMAINS,
 				.max_regions = IOPF_CONTROL_DEFAULT_MAX_REGIONS,
 				.max_pinned_bytes = IOPF_CONTROL_DEFAULT_MAX_PINNED,
+				.max_sources_per_user = IOPF_CONTROL_DEFAULT_MAX_SOURCES_PER_USER,
+				.max_domains_per_user = IOPF_CONTROL_DEFAULT_MAX_DOMAINS_PER_USER,
+				.max_regions_per_user = IOPF_CONTROL_DEFAULT_MAX_REGIONS_PER_USER,
+				.max_pinned_bytes_per_user =
+					IOPF_CONTROL_DEFAULT_MAX_PINNED_PER_USER,
+				.max_fds_per_user = IOPF_CONTROL_DEFAULT_MAX_FDS_PER_USER,
 			},
 		.max_connections = IOPFD_CONNECTIONS_DEFAULT,
 		.max_connections_per_user = IOPFD_CONNECTIONS_PER_USER_DEFAULT,
@@ -320,12 +326,12 @@ static void get_max_regions(const struct conf *c, char *buf, size_t size)
 	(void)snprintf(buf, size, "%u", c->limits.max_regions);
 }
 
-static int set_max_pinned(struct conf *c, const char *v, char **err)
+static int set_pinned(uint64_t *field, const char *v, char **err)
 {
 	uint64_t bytes;
 
 	if (strcmp(v, "infinity") == 0) {
-		c->limits.max_pinned_bytes = IOPF_CONTROL_PINNED_UNLIMITED;
+		*field = IOPF_CONTROL_PINNED_UNLIMITED;
 		return 0;
 	}
 	if (parse_size(v, &bytes) < 0 || bytes < IOPF_PAGE_SIZE ||
@@ -334,16 +340,81 @@ static int set_max_pinned(struct conf *c, const char *v, char **err)
 			   "not a size of at least %" PRIu64
 			   " bytes (K, M, G, T suffixes allowed) or \"infinity\"",
 			   IOPF_PAGE_SIZE);
-	c->limits.max_pinned_bytes = bytes;
+	*field = bytes;
 	return 0;
+}
+
+static void format_pinned(uint64_t v, char *buf, size_t size)
+{
+	if (v == IOPF_CONTROL_PINNED_UNLIMITED)
+		(void)snprintf(buf, size, "infinity");
+	else
+		format_size(v, buf, size);
+}
+
+static int set_max_pinned(struct conf *c, const char *v, char **err)
+{
+	return set_pinned(&c->limits.max_pinned_bytes, v, err);
 }
 
 static void get_max_pinned(const struct conf *c, char *buf, size_t size)
 {
-	if (c->limits.max_pinned_bytes == IOPF_CONTROL_PINNED_UNLIMITED)
-		(void)snprintf(buf, size, "infinity");
-	else
-		format_size(c->limits.max_pinned_bytes, buf, size);
+	format_pinned(c->limits.max_pinned_bytes, buf, size);
+}
+
+static int set_max_sources_per_user(struct conf *c, const char *v, char **err)
+{
+	return set_limit(&c->limits.max_sources_per_user, v, err);
+}
+
+static void get_max_sources_per_user(const struct conf *c, char *buf, size_t size)
+{
+	(void)snprintf(buf, size, "%u", c->limits.max_sources_per_user);
+}
+
+static int set_max_domains_per_user(struct conf *c, const char *v, char **err)
+{
+	return set_limit(&c->limits.max_domains_per_user, v, err);
+}
+
+static void get_max_domains_per_user(const struct conf *c, char *buf, size_t size)
+{
+	(void)snprintf(buf, size, "%u", c->limits.max_domains_per_user);
+}
+
+static int set_max_regions_per_user(struct conf *c, const char *v, char **err)
+{
+	return set_limit(&c->limits.max_regions_per_user, v, err);
+}
+
+static void get_max_regions_per_user(const struct conf *c, char *buf, size_t size)
+{
+	(void)snprintf(buf, size, "%u", c->limits.max_regions_per_user);
+}
+
+static int set_max_pinned_per_user(struct conf *c, const char *v, char **err)
+{
+	return set_pinned(&c->limits.max_pinned_bytes_per_user, v, err);
+}
+
+static void get_max_pinned_per_user(const struct conf *c, char *buf, size_t size)
+{
+	format_pinned(c->limits.max_pinned_bytes_per_user, buf, size);
+}
+
+static int set_max_fds_per_user(struct conf *c, const char *v, char **err)
+{
+	/* a source holds two: as many sources and regions as one uid may have */
+	if (parse_unsigned(v, IOPF_CONTROL_SOURCE_FDS, 2 * IOPF_CONTROL_LIMIT_MAX,
+			   &c->limits.max_fds_per_user) < 0)
+		return bad(err, "not a number between %u and %u", IOPF_CONTROL_SOURCE_FDS,
+			   2 * IOPF_CONTROL_LIMIT_MAX);
+	return 0;
+}
+
+static void get_max_fds_per_user(const struct conf *c, char *buf, size_t size)
+{
+	(void)snprintf(buf, size, "%u", c->limits.max_fds_per_user);
 }
 
 static int set_connections(unsigned *field, unsigned min, const char *v, char **err)
@@ -446,6 +517,15 @@ static const struct conf_key keys[] = {
 	{"Limits", "MaxDomains", set_max_domains, get_max_domains, CONF_APPLY_NEW},
 	{"Limits", "MaxRegions", set_max_regions, get_max_regions, CONF_APPLY_NEW},
 	{"Limits", "MaxPinnedBytes", set_max_pinned, get_max_pinned, CONF_APPLY_NEW},
+	{"Limits", "MaxSourcesPerUser", set_max_sources_per_user, get_max_sources_per_user,
+	 CONF_APPLY_NEW},
+	{"Limits", "MaxDomainsPerUser", set_max_domains_per_user, get_max_domains_per_user,
+	 CONF_APPLY_NEW},
+	{"Limits", "MaxRegionsPerUser", set_max_regions_per_user, get_max_regions_per_user,
+	 CONF_APPLY_NEW},
+	{"Limits", "MaxPinnedBytesPerUser", set_max_pinned_per_user, get_max_pinned_per_user,
+	 CONF_APPLY_NEW},
+	{"Limits", "MaxFdsPerUser", set_max_fds_per_user, get_max_fds_per_user, CONF_APPLY_NEW},
 	{"Limits", "MaxConnections", set_max_connections, get_max_connections, CONF_APPLY_NEW},
 	{"Limits", "MaxConnectionsPerUser", set_max_connections_per_user,
 	 get_max_connections_per_user, CONF_APPLY_NEW},

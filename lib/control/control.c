@@ -24,10 +24,11 @@ struct retired {
 	struct iopf_histogram latency;
 };
 
-/* What a tenant holds, for its limits: kept exact on every add and removal. */
+/* What a tenant (or a uid's tenants) holds, for the limits: exact on every add and removal. */
 struct usage {
 	unsigned sources, domains, regions;
-	uint64_t region_bytes; /* saturating; recounted when a removal meets a saturated sum */
+	unsigned fds;	       /* the engine keeps open for them */
+	uint64_t region_bytes; /* saturating; a tenant's is recounted when a removal meets it */
 };
 
 enum cobj_kind {
@@ -108,16 +109,37 @@ static bool limit_ok(unsigned v)
 	return v >= 1 && v <= IOPF_CONTROL_LIMIT_MAX;
 }
 
+/* 0 is fine for the per-user limits: none. */
+static bool user_limit_ok(unsigned v)
+{
+	return v <= IOPF_CONTROL_LIMIT_MAX;
+}
+
 static bool limits_ok(const struct iopf_control_limits *l)
 {
 	return limit_ok(l->max_sources) && limit_ok(l->max_domains) && limit_ok(l->max_regions) &&
-	       (l->max_pinned_bytes == 0 || l->max_pinned_bytes >= IOPF_PAGE_SIZE);
+	       (l->max_pinned_bytes == 0 || l->max_pinned_bytes >= IOPF_PAGE_SIZE) &&
+	       user_limit_ok(l->max_sources_per_user) && user_limit_ok(l->max_domains_per_user) &&
+	       user_limit_ok(l->max_regions_per_user) &&
+	       (l->max_pinned_bytes_per_user == 0 ||
+		l->max_pinned_bytes_per_user >= IOPF_PAGE_SIZE) &&
+	       l->max_fds_per_user <= 2 * IOPF_CONTROL_LIMIT_MAX;
 }
 
 static void normalize_limits(struct iopf_control_limits *l)
 {
 	if (l->max_pinned_bytes == 0)
 		l->max_pinned_bytes = IOPF_CONTROL_PINNED_UNLIMITED;
+	if (l->max_pinned_bytes_per_user == 0)
+		l->max_pinned_bytes_per_user = IOPF_CONTROL_PINNED_UNLIMITED;
+	if (l->max_sources_per_user == 0)
+		l->max_sources_per_user = UINT_MAX;
+	if (l->max_domains_per_user == 0)
+		l->max_domains_per_user = UINT_MAX;
+	if (l->max_regions_per_user == 0)
+		l->max_regions_per_user = UINT_MAX;
+	if (l->max_fds_per_user == 0)
+		l->max_fds_per_user = UINT_MAX;
 }
 
 /* dst += src; bytes_mapped is a gauge and is left alone. */
@@ -177,6 +199,11 @@ int iopf_control_new(struct iopf_engine *engine, const struct iopf_control_limit
 			.max_domains = IOPF_CONTROL_DEFAULT_MAX_DOMAINS,
 			.max_regions = IOPF_CONTROL_DEFAULT_MAX_REGIONS,
 			.max_pinned_bytes = IOPF_CONTROL_DEFAULT_MAX_PINNED,
+			.max_sources_per_user = IOPF_CONTROL_DEFAULT_MAX_SOURCES_PER_USER,
+			.max_domains_per_user = IOPF_CONTROL_DEFAULT_MAX_DOMAINS_PER_USER,
+			.max_regions_per_user = IOPF_CONTROL_DEFAULT_MAX_REGIONS_PER_USER,
+			.max_pinned_bytes_per_user = IOPF_CONTROL_DEFAULT_MAX_PINNED_PER_USER,
+			.max_fds_per_user = IOPF_CONTROL_DEFAULT_MAX_FDS_PER_USER,
 		};
 	normalize_limits(&c->limits);
 	iopf_engine_set_retired_fn(engine, on_retired, c);
@@ -348,12 +375,14 @@ static void usage_count(struct usage *u, const struct cobj *o, int sign)
 	switch (o->kind) {
 	case COBJ_SOURCE:
 		u->sources += sign;
+		u->fds += sign * (int)IOPF_CONTROL_SOURCE_FDS;
 		break;
 	case COBJ_DOMAIN:
 		u->domains += sign;
 		break;
 	case COBJ_REGION:
 		u->regions += sign;
+		u->fds += sign * (int)IOPF_CONTROL_REGION_FDS;
 		if (sign > 0)
 			u->region_bytes = add_sat(u->region_bytes, o->length);
 		else if (u->region_bytes != UINT64_MAX)
@@ -408,6 +437,7 @@ static void cobj_link(struct iopf_control *c, struct cobj *o, struct iopf_tenant
 		parent->children = o;
 	}
 	usage_count(&t->usage, o, +1);
+	usage_count(&t->user->usage, o, +1);
 }
 
 /* Forget @o and everything under it (the engine removed them together). */
@@ -437,6 +467,7 @@ static unsigned cobj_drop(struct iopf_control *c, struct cobj *o)
 		l->tail = o->prev;
 	(void)iopf_idmap_remove(&c->objects, o->id);
 	usage_count(&t->usage, o, -1);
+	usage_count(&t->user->usage, o, -1);
 	if (o->kind == COBJ_REGION)
 		usage_recount_bytes(&t->usage, &t->objs[COBJ_REGION]);
 	free(o);
@@ -453,6 +484,59 @@ static void cobj_orphan_children(struct cobj *o)
 		k->parent = NULL;
 		k->sib_prev = k->sib_next = NULL;
 	}
+}
+
+/*
+ * The per-user limits, for @n more objects of @kind covering @bytes (regions):
+ * the sum over every tenant of the uid, so more connections do not buy more.
+ */
+static int user_check(struct iopf_control *c, const struct iopf_tenant *t, enum cobj_kind kind,
+		      unsigned n, uint64_t bytes, struct iopf_control_error *err)
+{
+	const struct iopf_control_limits *l = &c->limits;
+	const struct iopf_user *u = t->user;
+	unsigned uid = (unsigned)u->uid, fds = 0;
+
+	switch (kind) {
+	case COBJ_SOURCE:
+		if ((uint64_t)u->usage.sources + n > l->max_sources_per_user)
+			return fail(err, -EDQUOT,
+				    "uid %u already has %u fault sources over its %u tenants "
+				    "(MaxSourcesPerUser=%u)",
+				    uid, u->usage.sources, u->n_tenants, l->max_sources_per_user);
+		fds = IOPF_CONTROL_SOURCE_FDS;
+		break;
+	case COBJ_DOMAIN:
+		if ((uint64_t)u->usage.domains + n > l->max_domains_per_user)
+			return fail(err, -EDQUOT,
+				    "uid %u already has %u domains over its %u tenants "
+				    "(MaxDomainsPerUser=%u)",
+				    uid, u->usage.domains, u->n_tenants, l->max_domains_per_user);
+		break;
+	case COBJ_REGION:
+		if ((uint64_t)u->usage.regions + n > l->max_regions_per_user)
+			return fail(err, -EDQUOT,
+				    "uid %u already has %u regions over its %u tenants "
+				    "(MaxRegionsPerUser=%u)",
+				    uid, u->usage.regions, u->n_tenants, l->max_regions_per_user);
+		if (l->max_pinned_bytes_per_user != IOPF_CONTROL_PINNED_UNLIMITED &&
+		    add_sat(u->usage.region_bytes, bytes) > l->max_pinned_bytes_per_user)
+			return fail(err, -EDQUOT,
+				    "uid %u's regions would cover %" PRIu64 " bytes, more than "
+				    "MaxPinnedBytesPerUser=%" PRIu64,
+				    uid, add_sat(u->usage.region_bytes, bytes),
+				    l->max_pinned_bytes_per_user);
+		fds = IOPF_CONTROL_REGION_FDS;
+		break;
+	case _COBJ_KIND_MAX:
+		break;
+	}
+	if ((uint64_t)u->usage.fds + (uint64_t)n * fds > l->max_fds_per_user)
+		return fail(err, -EDQUOT,
+			    "uid %u's tenants would hold %" PRIu64 " file descriptors in iopfd, "
+			    "more than MaxFdsPerUser=%u",
+			    uid, (uint64_t)u->usage.fds + (uint64_t)n * fds, l->max_fds_per_user);
+	return 0;
 }
 
 /* Tenant teardown needs no reply: the tenant is gone. */
@@ -539,6 +623,9 @@ int iopf_control_register_source(struct iopf_control *c, uint64_t tenant, int fa
 	if (n >= c->limits.max_sources)
 		return fail(err, -EDQUOT, "tenant already has %u fault sources (MaxSources=%u)", n,
 			    c->limits.max_sources);
+	r = user_check(c, t, COBJ_SOURCE, 1, 0, err);
+	if (r < 0)
+		return r;
 	o = cobj_new(c);
 	if (!o)
 		return fail(err, -ENOMEM, "out of memory");
@@ -647,6 +734,9 @@ int iopf_control_register_domain(struct iopf_control *c, uint64_t tenant, uint64
 	if (n >= c->limits.max_domains)
 		return fail(err, -EDQUOT, "tenant already has %u domains (MaxDomains=%u)", n,
 			    c->limits.max_domains);
+	r = user_check(c, t, COBJ_DOMAIN, 1, 0, err);
+	if (r < 0)
+		return r;
 	o = cobj_new(c);
 	if (!o)
 		return fail(err, -ENOMEM, "out of memory");
@@ -791,6 +881,9 @@ int iopf_control_add_region(struct iopf_control *c, uint64_t tenant, uint64_t do
 			    "MaxPinnedBytes=%" PRIu64 " (what iopfd may pin for one tenant)",
 			    length > UINT64_MAX - bytes ? UINT64_MAX : bytes + length,
 			    c->limits.max_pinned_bytes);
+	r = user_check(c, t, COBJ_REGION, 1, length, err);
+	if (r < 0)
+		return r;
 	o = cobj_new(c);
 	if (!o)
 		return fail(err, -ENOMEM, "out of memory");

@@ -507,9 +507,90 @@ def case_admission(tmp):
     ka.close()
 
 
+def exhaust(tenants, cmd, limit=100000):
+    """Send @cmd round-robin until every tenant is refused; returns (successes, refusals)."""
+    ok, refused, live = 0, {}, list(tenants)
+    while live and ok < limit:
+        for t in list(live):
+            r = t.cmd(cmd)
+            if r.get("error") == 0:
+                ok += 1
+            else:
+                refused[t] = r
+                live.remove(t)
+    return ok, list(refused.values())
+
+
+def expect_refused(refusals, key):
+    for r in refusals:
+        if r.get("error") != EDQUOT or key not in r.get("message", ""):
+            fail(f"refused with {r}, wanted LimitExceeded naming {key}")
+
+
+def case_budgets(tmp):
+    """Per-uid budgets: sources, regions, pinned bytes and held fds summed over all of a
+    uid's connections; the honest uid's budget is untouched, and a uid that leaves gets its
+    budget back."""
+    d, ka = start(tmp, conf="[Limits]\nMaxSources=4\nMaxSourcesPerUser=8\n"
+                  "MaxRegionsPerUser=100\nMaxPinnedBytesPerUser=64M\n")
+    since = ka.mark()
+    h = Honest(d)
+    bg_h = Honest(d)  # a second honest connection, served in the background
+    bg = Background(bg_h)
+    att = [ops.Tenant(d.address, uid=ATTACKER) for _ in range(4)]  # 1 source, 1 region each
+
+    ok, refused = exhaust(att, "source")
+    figure(f"4 connections of one uid: {4 + ok} fault sources in all (MaxSources=4 each)")
+    if ok != 4:
+        fail(f"the attacker registered {4 + ok} sources, wanted MaxSourcesPerUser=8")
+    expect_refused(refused, "MaxSourcesPerUser=8")
+    h.call("source")
+
+    if att[0].cmd("region 33554432")["error"] != 0:
+        fail("a 32M region within MaxPinnedBytesPerUser was refused")
+    r = att[1].cmd("region 33554432")
+    expect_refused([r], "MaxPinnedBytesPerUser=67108864")
+    h.call("region 33554432")  # another uid's bytes do not count
+
+    ok, refused = exhaust(att, "region 4096")
+    figure(f"4 connections of one uid: {5 + ok} regions in all (MaxRegionsPerUser=100)")
+    if ok != 100 - 5:
+        fail(f"the attacker added {5 + ok} regions, wanted MaxRegionsPerUser=100")
+    expect_refused(refused, "MaxRegionsPerUser=100")
+    h.call("region 4096")
+
+    # held fds: 8 sources hold 16, 100 regions 100
+    with open(d.conf, "a") as f:
+        f.write("MaxRegionsPerUser=1000\nMaxFdsPerUser=150\n")
+    d.signal(signal.SIGHUP)
+    d.wait_log(r"MaxFdsPerUser changed from 65536 to 150")
+    ok, refused = exhaust(att, "region 4096")
+    figure(f"one uid's tenants hold {116 + ok} fds in iopfd (MaxFdsPerUser=150)")
+    if ok != 150 - 116:
+        fail(f"the attacker got {116 + ok} fds held, wanted MaxFdsPerUser=150")
+    expect_refused(refused, "MaxFdsPerUser=150")
+    h.call("region 4096")
+
+    # the budget is the uid's, not the connections': it comes back when they go
+    for t in att:
+        t.close()
+    again = ops.Tenant(d.address, uid=ATTACKER)
+    ok, refused = exhaust([again], "source")
+    if ok != 3:
+        fail(f"a returning uid registered {1 + ok} sources, wanted its MaxSources=4 again")
+    again.close()
+    bg.join()
+    ka.check(since, "budgets")
+    bg_h.close()
+    h.close()
+    d.stop()
+    ka.close()
+
+
 CASES = {
     "churn": case_churn,
     "admission": case_admission,
+    "budgets": case_budgets,
 }
 
 

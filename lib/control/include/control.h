@@ -28,18 +28,36 @@ struct iopf_control;
  * Per-tenant limits; every count must be >= 1. max_pinned_bytes bounds the sum
  * of the tenant's region lengths, i.e. the most iopfd could ever pin for it,
  * checked when a region is added (a fault never fails for it); 0 or UINT64_MAX: none.
+ * The per-user ones bound the sum over every tenant of one uid, so opening more
+ * connections does not multiply what one user may make iopfd hold; 0: none.
+ * max_fds_per_user counts the fds the engine keeps open: two per source (its
+ * copies of the fault fd and the iommufd), one per region.
  */
 struct iopf_control_limits {
 	unsigned max_sources;
 	unsigned max_domains;
 	unsigned max_regions;
 	uint64_t max_pinned_bytes;
+	unsigned max_sources_per_user;
+	unsigned max_domains_per_user;
+	unsigned max_regions_per_user;
+	uint64_t max_pinned_bytes_per_user;
+	unsigned max_fds_per_user;
 };
 #define IOPF_CONTROL_DEFAULT_MAX_SOURCES 16u
 #define IOPF_CONTROL_DEFAULT_MAX_DOMAINS 256u
 #define IOPF_CONTROL_DEFAULT_MAX_REGIONS 4096u
 #define IOPF_CONTROL_DEFAULT_MAX_PINNED	 (UINT64_C(64) << 30)
 #define IOPF_CONTROL_PINNED_UNLIMITED	 UINT64_MAX
+/* Per uid: what a host's worth of one user's VMMs needs, far below what the daemon can hold. */
+#define IOPF_CONTROL_DEFAULT_MAX_SOURCES_PER_USER 256u
+#define IOPF_CONTROL_DEFAULT_MAX_DOMAINS_PER_USER 4096u
+#define IOPF_CONTROL_DEFAULT_MAX_REGIONS_PER_USER 65536u
+#define IOPF_CONTROL_DEFAULT_MAX_PINNED_PER_USER  (UINT64_C(256) << 30)
+#define IOPF_CONTROL_DEFAULT_MAX_FDS_PER_USER	  65536u
+/* Fds the engine holds for one object. */
+#define IOPF_CONTROL_SOURCE_FDS 2u
+#define IOPF_CONTROL_REGION_FDS 1u
 #define IOPF_CONTROL_LIMIT_MAX		 1000000u
 
 /* The human-readable reason a request failed; set whenever a call returns < 0. */
@@ -100,7 +118,8 @@ unsigned iopf_control_n_tenants(struct iopf_control *c);
  * iopf_control_register_source() - serve @tenant's fault queue.
  * Borrows @fault_fd and @iommufd: the engine gets F_DUPFD_CLOEXEC copies.
  * Return: 0; -EBADF (not a fault queue / iommufd), -EOPNOTSUPP (simulator
- * fds without --allow-simulator), -EINVAL, -EDQUOT (MaxSources), -ENOMEM.
+ * fds without --allow-simulator), -EINVAL, -EDQUOT (MaxSources, a per-user
+ * limit), -ENOMEM.
  */
 int iopf_control_register_source(struct iopf_control *c, uint64_t tenant, int fault_fd, int iommufd,
 				 uint32_t ioas_id, uint64_t *ret_source_id,
@@ -109,7 +128,7 @@ int iopf_control_register_source(struct iopf_control *c, uint64_t tenant, int fa
 /*
  * iopf_control_register_domain() - handler for (source, dev_id, pasid).
  * Return: 0; -ENOENT (no such source of this tenant), -EINVAL (pasid),
- * -EEXIST (key taken), -EDQUOT (MaxDomains), -ENOMEM.
+ * -EEXIST (key taken), -EDQUOT (MaxDomains, MaxDomainsPerUser), -ENOMEM.
  */
 int iopf_control_register_domain(struct iopf_control *c, uint64_t tenant, uint64_t source_id,
 				 uint32_t dev_id, uint32_t pasid, uint64_t *ret_domain_id,
@@ -120,7 +139,8 @@ int iopf_control_register_domain(struct iopf_control *c, uint64_t tenant, uint64
  * (borrowed) at @offset. Checks fd kind and open mode, access bits, zero
  * length, page alignment, wrap-around, the fd's size and overlap with the
  * domain's other regions before calling the engine.
- * Return: 0; -ENOENT, -EINVAL, -EBADF, -EBUSY (overlap), -EDQUOT (MaxRegions), -ENOMEM.
+ * Return: 0; -ENOENT, -EINVAL, -EBADF, -EBUSY (overlap), -EDQUOT (MaxRegions,
+ * MaxPinnedBytes, a per-user limit), -ENOMEM.
  */
 int iopf_control_add_region(struct iopf_control *c, uint64_t tenant, uint64_t domain_id, int fd,
 			    uint64_t offset, uint64_t iova, uint64_t length, uint32_t access,
