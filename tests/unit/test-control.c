@@ -1,7 +1,9 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
- * lib/control/control.c against the in-memory engine (fake-engine.c, linked in place
- * of lib/dataplane/engine.c): validation tables, ownership, limits, teardown.
+ * lib/control/control.c against the in-memory engine (tests/fakes/fake-engine.c, linked
+ * in place of lib/dataplane/engine.c): validation tables, ownership, limits, teardown;
+ * then the operations side: live limits and MaxPinnedBytes, totals that survive
+ * removals, who may read whose metrics.
  */
 #include <dirent.h>
 #include <fcntl.h>
@@ -23,6 +25,8 @@
 #include "sim.h"
 #include "util.h"
 
+#define KiB	    (UINT64_C(1) << 10)
+#define MiB	    (UINT64_C(1) << 20)
 #define MAX_SOURCES 2
 #define MAX_DOMAINS 3
 #define MAX_REGIONS 4
@@ -92,8 +96,9 @@ static int teardown(void **state)
 {
 	struct fixture *f = *state;
 
-	iopf_control_free(f->control);
+	/* the engine first: the registry takes its retired statistics */
 	iopf_engine_free(f->engine);
+	iopf_control_free(f->control);
 	close(f->fault_fd);
 	close(f->iommufd);
 	close(f->mem);
@@ -859,11 +864,245 @@ static void test_error_map(void **state)
 	}
 }
 
+/* ---- operations: live limits, totals, visibility ---- */
+
+static int try_region(struct fixture *f, uint64_t tenant, uint64_t dom, uint64_t iova, uint64_t len,
+		  struct iopf_control_error *err)
+{
+	uint64_t id;
+
+	return iopf_control_add_region(f->control, tenant, dom, f->mem, 0, iova, len,
+				       IOPF_ACCESS_READ, &id, err);
+}
+
+static void dispatch(struct fixture *f)
+{
+	(void)iopf_engine_dispatch(f->engine);
+}
+
+static void noop_done(void *userdata, int error)
+{
+}
+
+/* MaxPinnedBytes bounds the sum of a tenant's region lengths, at AddRegion. */
+static void test_max_pinned(void **state)
+{
+	struct fixture *f = *state;
+	struct iopf_control_error err = {};
+	uint64_t d = add_domain(f, f->a, add_source(f, f->a), 1, IOPF_PASID_NONE);
+	uint64_t d2 = add_domain(f, f->b, add_source(f, f->b), 1, IOPF_PASID_NONE);
+
+	assert_int_equal(try_region(f, f->a, d, 16 * MiB, 128 * KiB, &err), 0);
+	assert_int_equal(try_region(f, f->a, d, 32 * MiB, 128 * KiB, &err), 0);
+	assert_int_equal(try_region(f, f->a, d, 48 * MiB, 4 * KiB, &err), -EDQUOT);
+	assert_string_equal(err.message,
+			    "tenant's regions would cover 266240 bytes, more than "
+			    "MaxPinnedBytes=262144 (what iopfd may pin for one tenant)");
+	/* per tenant: b has its own budget */
+	assert_int_equal(try_region(f, f->b, d2, 16 * MiB, 256 * KiB, &err), 0);
+
+	/* what counts against it is in the tenant's totals */
+	{
+		struct iopf_control_stats st;
+
+		assert_int_equal(iopf_control_tenant_stats(f->control, f->a, f->a, &st, &err), 0);
+		assert_int_equal(st.region_bytes, 256 * KiB);
+		assert_int_equal(st.regions, 2);
+	}
+}
+
+/* A reload changes the limits for what comes next; what is there stays. */
+static void test_set_limits(void **state)
+{
+	struct fixture *f = *state;
+	struct iopf_control_error err = {};
+	struct iopf_control_limits l = {
+		.max_sources = 1, .max_domains = 4, .max_regions = 8, .max_pinned_bytes = 0};
+	uint64_t s = add_source(f, f->a), id;
+
+	assert_int_equal(iopf_control_register_source(f->control, f->a, f->fault_fd, f->iommufd, 1,
+						      &id, &err),
+			 0);
+	assert_int_equal(iopf_control_set_limits(f->control, &l), 0);
+	assert_int_equal(iopf_control_register_source(f->control, f->a, f->fault_fd, f->iommufd, 1,
+						      &id, &err),
+			 -EDQUOT);
+	assert_string_equal(err.message, "tenant already has 2 fault sources (MaxSources=1)");
+	/* max_pinned_bytes 0: none */
+	assert_int_equal(try_region(f, f->a, add_domain(f, f->a, s, 1, IOPF_PASID_NONE), 16 * MiB,
+				    MiB, &err),
+			 0);
+
+	/* out of range: refused, nothing changes */
+	l.max_domains = 0;
+	assert_int_equal(iopf_control_set_limits(f->control, &l), -EINVAL);
+	l.max_domains = 4;
+	l.max_pinned_bytes = 100;
+	assert_int_equal(iopf_control_set_limits(f->control, &l), -EINVAL);
+	assert_int_equal(iopf_control_set_limits(f->control, NULL), -EINVAL);
+	assert_int_equal(iopf_control_register_source(f->control, f->b, f->fault_fd, f->iommufd, 1,
+						      &id, &err),
+			 0);
+	assert_int_equal(iopf_control_register_source(f->control, f->b, f->fault_fd, f->iommufd, 1,
+						      &id, &err),
+			 -EDQUOT);
+}
+
+static struct iopf_counters counters(uint64_t faults, uint64_t bad)
+{
+	struct iopf_counters c = {.faults = faults, .groups = faults};
+
+	c.success = faults - bad;
+	c.invalid = bad;
+	c.reasons[IOPF_REASON_RESOLVED] = faults - bad;
+	c.reasons[IOPF_REASON_PERMISSION] = bad;
+	c.bytes_mapped = 8192;
+	return c;
+}
+
+static struct iopf_histogram latency(uint64_t n)
+{
+	struct iopf_histogram h = {};
+
+	for (uint64_t i = 0; i < n; i++)
+		iopf_histogram_record(&h, 1500 * (i + 1));
+	return h;
+}
+
+/* Tenant and daemon totals keep the numbers of removed domains and of gone tenants. */
+static void test_totals_survive_removal(void **state)
+{
+	struct fixture *f = *state;
+	struct iopf_control_error err = {};
+	struct iopf_control_stats st;
+	uint64_t s = add_source(f, f->a);
+	uint64_t d1 = add_domain(f, f->a, s, 1, IOPF_PASID_NONE);
+	uint64_t d2 = add_domain(f, f->a, s, 2, IOPF_PASID_NONE);
+	uint64_t db = add_domain(f, f->b, add_source(f, f->b), 1, IOPF_PASID_NONE);
+	struct iopf_counters c1 = counters(10, 2), c2 = counters(5, 1), cb = counters(7, 0);
+	struct iopf_histogram h1 = latency(10), h2 = latency(5), hb = latency(7);
+
+	assert_int_equal(__iopf_fake_engine_set_counters(d1, &c1), 0);
+	assert_int_equal(__iopf_fake_engine_set_counters(d2, &c2), 0);
+	assert_int_equal(__iopf_fake_engine_set_counters(db, &cb), 0);
+	assert_int_equal(__iopf_fake_engine_set_latency(d1, &h1), 0);
+	assert_int_equal(__iopf_fake_engine_set_latency(d2, &h2), 0);
+	assert_int_equal(__iopf_fake_engine_set_latency(db, &hb), 0);
+
+	assert_int_equal(iopf_control_tenant_stats(f->control, f->a, f->a, &st, &err), 0);
+	assert_int_equal(st.counters.faults, 15);
+	assert_int_equal(st.counters.reasons[IOPF_REASON_PERMISSION], 3);
+	assert_int_equal(st.counters.bytes_mapped, 16384);
+	assert_int_equal(st.latency.count, 15);
+	assert_int_equal(st.domains, 2);
+	assert_int_equal(st.sources, 1);
+
+	/* in removal: gone from listings, still in totals; then folded in, still there */
+	assert_int_equal(
+		iopf_control_unregister_domain(f->control, f->a, d1, noop_done, NULL, &err), 0);
+	assert_int_equal(iopf_control_tenant_stats(f->control, f->a, f->a, &st, &err), 0);
+	assert_int_equal(st.counters.faults, 15);
+	assert_int_equal(st.latency.count, 15);
+	assert_int_equal(st.domains, 1);
+	dispatch(f);
+	assert_int_equal(iopf_control_tenant_stats(f->control, f->a, f->a, &st, &err), 0);
+	assert_int_equal(st.counters.faults, 15);
+	assert_int_equal(st.latency.count, 15);
+	assert_int_equal(st.latency.sum_ns, h1.sum_ns + h2.sum_ns);
+	assert_int_equal(st.counters.bytes_mapped, 8192); /* a gauge: only what is live */
+
+	/* the daemon: everyone, and gone tenants too */
+	assert_int_equal(iopf_control_total_stats(f->control, f->root, &st, &err), 0);
+	assert_int_equal(st.counters.faults, 22);
+	assert_int_equal(iopf_control_tenant_remove(f->control, f->b), 2);
+	assert_int_equal(iopf_control_total_stats(f->control, 0, &st, &err), 0);
+	assert_int_equal(st.counters.faults, 22); /* in removal */
+	dispatch(f);
+	assert_int_equal(iopf_control_total_stats(f->control, 0, &st, &err), 0);
+	assert_int_equal(st.counters.faults, 22); /* folded into the daemon's totals */
+	assert_int_equal(st.latency.count, 22);
+	assert_int_equal(st.domains, 1);
+}
+
+struct seen_tenants {
+	uint64_t ids[8];
+	unsigned n;
+};
+
+static int collect_tenants(const struct iopf_tenant_info *t, const struct iopf_control_stats *st,
+		   void *userdata)
+{
+	struct seen_tenants *s = userdata;
+
+	assert_true(s->n < 8);
+	s->ids[s->n++] = t->id;
+	return 0;
+}
+
+/* A tenant reads its own metrics; only uid 0 (or the daemon itself) reads everyone's. */
+static void test_visibility(void **state)
+{
+	struct fixture *f = *state;
+	struct iopf_control_error err = {};
+	struct iopf_control_stats st;
+	struct seen_tenants s = {};
+
+	assert_int_equal(iopf_control_foreach_tenant(f->control, f->a, false, collect_tenants, &s, &err),
+			 0);
+	assert_int_equal(s.n, 1);
+	assert_int_equal(s.ids[0], f->a);
+	assert_int_equal(iopf_control_foreach_tenant(f->control, f->a, true, collect_tenants, &s, &err),
+			 -EPERM);
+	assert_int_equal(iopf_control_total_stats(f->control, f->a, &st, &err), -EPERM);
+	assert_int_equal(iopf_control_tenant_stats(f->control, f->a, f->b, &st, &err), -ENOENT);
+	assert_string_equal(err.message, "no tenant 2");
+	assert_int_equal(iopf_control_tenant_stats(f->control, f->a, 99, &st, &err), -ENOENT);
+	assert_string_equal(err.message, "no tenant 99"); /* the same answer: ids leak nothing */
+	assert_int_equal(iopf_control_tenant_stats(f->control, 99, f->a, &st, &err), -ENOENT);
+
+	/* root, and the daemon itself, see everyone in ascending order */
+	s.n = 0;
+	assert_int_equal(iopf_control_foreach_tenant(f->control, f->root, true, collect_tenants, &s, &err),
+			 0);
+	assert_int_equal(s.n, 3);
+	assert_true(s.ids[0] == f->a && s.ids[1] == f->b && s.ids[2] == f->root);
+	s.n = 0;
+	assert_int_equal(iopf_control_foreach_tenant(f->control, 0, true, collect_tenants, &s, &err), 0);
+	assert_int_equal(s.n, 3);
+	assert_int_equal(iopf_control_foreach_tenant(f->control, 0, false, collect_tenants, &s, &err),
+			 -ENOENT);
+	assert_int_equal(iopf_control_tenant_stats(f->control, f->root, f->b, &st, &err), 0);
+}
+
+static int stop_early(const struct iopf_tenant_info *t, const struct iopf_control_stats *st,
+		      void *userdata)
+{
+	return -ENOBUFS;
+}
+
+static void test_foreach_error(void **state)
+{
+	struct fixture *f = *state;
+	struct iopf_control_error err = {};
+
+	assert_int_equal(
+		iopf_control_foreach_tenant(f->control, f->root, true, stop_early, NULL, &err),
+		-ENOBUFS);
+	assert_non_null(strstr(err.message, "cannot list tenants"));
+}
+
 int main(void)
 {
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
 	/* room for every success of the region table */
 	static struct iopf_control_limits roomy = {1, 1, 100};
+	/* operations: room for several objects, a small pinning budget */
+	static struct iopf_control_limits ops = {
+		.max_sources = 4,
+		.max_domains = 4,
+		.max_regions = 8,
+		.max_pinned_bytes = 256 * KiB,
+	};
 	const struct CMUnitTest tests[] = {
 		T(test_tenants),
 		T(test_new_limits),
@@ -880,6 +1119,13 @@ int main(void)
 		T(test_teardown_sweeps),
 		T(test_counter_fields),
 		T(test_error_map),
+#define O(fn) cmocka_unit_test_prestate_setup_teardown(fn, setup, teardown, &ops)
+		O(test_max_pinned),
+		O(test_set_limits),
+		O(test_totals_survive_removal),
+		O(test_visibility),
+		O(test_foreach_error),
+#undef O
 	};
 #undef T
 
