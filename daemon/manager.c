@@ -1,9 +1,12 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 #include <inttypes.h>
 #include <signal.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 #include <time.h>
 
 #include <systemd/sd-daemon.h>
@@ -49,6 +52,7 @@ struct manager {
 
 	/* watchdog: keep-alives only while every worker answers its ping */
 	uint64_t watchdog_usec;		  /* 0: not asked for */
+	int notify_fd;			  /* owned; connected to $NOTIFY_SOCKET, or -EBADF */
 	sd_event_source *watchdog_source; /* owned */
 	bool stalled;			  /* a worker missed a ping; said so once */
 	unsigned stalled_worker;
@@ -137,6 +141,43 @@ static int on_status_timer(sd_event_source *s, uint64_t usec, void *userdata)
 /* --- watchdog --- */
 
 /*
+ * sd_notify() opens a socket for every message, so a daemon out of fds would
+ * miss its keep-alives and be killed for it: the watchdog keeps one socket,
+ * connected once. NULL/unsupported addresses fall back to sd_notify().
+ */
+static int notify_socket_open(void)
+{
+	const char *path = getenv("NOTIFY_SOCKET");
+	struct sockaddr_un sa = {.sun_family = AF_UNIX};
+	_cleanup_close_ int fd = -EBADF;
+	size_t len;
+
+	if (!path || (path[0] != '/' && path[0] != '@'))
+		return -EAFNOSUPPORT;
+	len = strlen(path);
+	if (len >= sizeof(sa.sun_path))
+		return -ENAMETOOLONG;
+	memcpy(sa.sun_path, path, len);
+	if (path[0] == '@')
+		sa.sun_path[0] = '\0';
+	fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+	if (fd < 0)
+		return -errno;
+	if (connect(fd, (struct sockaddr *)&sa, offsetof(struct sockaddr_un, sun_path) + len) < 0)
+		return -errno;
+	return TAKE_FD(fd);
+}
+
+static void notify_keepalive(struct manager *m)
+{
+	static const char msg[] = "WATCHDOG=1";
+
+	if (m->notify_fd >= 0 && send(m->notify_fd, msg, sizeof(msg) - 1, MSG_NOSIGNAL) >= 0)
+		return;
+	(void)sd_notify(false, msg);
+}
+
+/*
  * Every quarter period: if every worker answered the ping sent last time,
  * send WATCHDOG=1 and ping again. A worker stuck in a turn (or dead) holds
  * the keep-alive back, and systemd restarts us after WatchdogSec.
@@ -147,7 +188,7 @@ static int on_watchdog_timer(sd_event_source *s, uint64_t usec, void *userdata)
 	unsigned late = 0;
 
 	if (iopf_engine_ping(m->engine, &late) == 1) {
-		(void)sd_notify(false, "WATCHDOG=1");
+		notify_keepalive(m);
 		if (m->stalled)
 			log_notice("Worker %u answers again; watchdog keep-alives resume.",
 				   m->stalled_worker);
@@ -177,6 +218,9 @@ static int watchdog_setup(struct manager *m)
 	if (usec < 4000) /* a ping round trip must fit a quarter */
 		usec = 4000;
 	m->watchdog_usec = usec;
+	m->notify_fd = notify_socket_open();
+	if (m->notify_fd < 0)
+		log_debug_errno(m->notify_fd, "Keep-alives go through sd_notify(): %m");
 	(void)iopf_engine_ping(m->engine, NULL); /* the first keep-alive waits for its answers */
 	r = sd_event_add_time_relative(m->event, &m->watchdog_source, CLOCK_MONOTONIC, usec / 4, 0,
 				       on_watchdog_timer, m);
@@ -538,6 +582,7 @@ struct manager *manager_free(struct manager *m)
 	m->control = iopf_control_free(m->control);
 	m->bus = bus_free(m->bus);
 	m->event = sd_event_unref(m->event);
+	m->notify_fd = safe_close(m->notify_fd);
 	free(m->last.v);
 	conf_done(&m->conf);
 	free(m);
@@ -563,6 +608,7 @@ int manager_new(const struct manager_args *a, struct conf *conf, struct manager 
 		return log_oom();
 	}
 	m->args = *a;
+	m->notify_fd = -EBADF;
 	m->conf = *conf;
 	*conf = (struct conf){};
 
