@@ -5,11 +5,14 @@
  * the system bus a tenant is a unique name, tracked with sd_bus_track so its
  * objects go when the name does.
  */
+#include <dirent.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <limits.h>
 #include <poll.h>
 #include <stdarg.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -27,6 +30,12 @@
 #define CONN_BURST 16u
 /* Connections with work left that one turn of the ready queue serves. */
 #define READY_BATCH 32u
+/* File descriptors one peer-to-peer connection holds. */
+#define CONN_FDS 1u
+/* After EMFILE, accept() rests this long (or until a connection closes). */
+#define ACCEPT_PAUSE_USEC (USEC_PER_SEC)
+/* The real count of open fds is taken at most this often, when the estimate says short. */
+#define FD_RECOUNT_USEC (USEC_PER_SEC / 4)
 
 struct pending;
 
@@ -92,6 +101,14 @@ struct bus {
 	struct conn *auth_head, *auth_tail;
 	sd_event_source *auth_timer; /* owned; armed for auth_head's deadline */
 	struct ratelimit refused_rl; /* admission refusals logged */
+	/* fds: what iopfd holds besides tenants' objects and connections, and how far off */
+	unsigned fd_base;
+	int fd_drift;		      /* the real count minus the estimate, at the last recount */
+	uint64_t fd_recounted;	      /* CLOCK_MONOTONIC usec of the last recount */
+	struct ratelimit fd_rl;	      /* "short of fds" logged */
+	struct ratelimit accept_rl;   /* accept() failures logged */
+	sd_event_source *accept_timer; /* owned; resumes accepting after EMFILE */
+	bool accept_paused;
 	struct conn *system; /* owned; NULL without the system bus */
 	struct sys_tenant *sys_tenants;
 	struct pending *orphans; /* removals whose connection went away meanwhile */
@@ -871,6 +888,106 @@ static const sd_bus_vtable hello_vtable[] = {
 	SD_BUS_VTABLE_END,
 };
 
+/* --- file descriptors --- */
+
+/* Open fds of this process, for real: O(n), so only when the estimate says short. */
+static int count_open_fds(void)
+{
+	DIR *d = opendir("/proc/self/fd");
+	struct dirent *de;
+	int n = 0;
+
+	if (!d)
+		return -errno;
+	while ((de = readdir(d)))
+		if (de->d_name[0] != '.')
+			n++;
+	closedir(d);
+	return n - 1; /* the directory's own */
+}
+
+static unsigned fds_estimate(struct bus *b)
+{
+	return b->fd_base + b->n_conns * CONN_FDS + (b->system ? 1 : 0) +
+	       iopf_control_held_fds(b->control);
+}
+
+static int64_t fd_limit(void)
+{
+	struct rlimit rl;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) < 0 || rl.rlim_cur == RLIM_INFINITY)
+		return INT_MAX;
+	return (int64_t)rl.rlim_cur;
+}
+
+/*
+ * Can iopfd open @need more fds and still keep @reserve free? The estimate
+ * (what iopfd held at start, plus each connection and object, plus the drift
+ * the last recount found) is cheap; when it says no, a real count decides, at
+ * most every FD_RECOUNT_USEC, so a refusal is never made on a stale guess.
+ */
+static bool fds_available(struct bus *b, unsigned need, unsigned reserve)
+{
+	int64_t limit = fd_limit(), used = (int64_t)fds_estimate(b) + b->fd_drift;
+	uint64_t now = 0;
+	int real;
+
+	if (used + need + reserve <= limit)
+		return true;
+	(void)sd_event_now(b->event, CLOCK_MONOTONIC, &now);
+	if (now - b->fd_recounted >= FD_RECOUNT_USEC && (real = count_open_fds()) >= 0) {
+		b->fd_recounted = now;
+		b->fd_drift = real - (int)fds_estimate(b);
+		used = real;
+	}
+	if (used + need + reserve <= limit)
+		return true;
+	if (ratelimit_below(&b->fd_rl) >= 0)
+		log_warning("Short of file descriptors: %" PRIi64 " open of RLIMIT_NOFILE=%" PRIi64
+			    ", %u kept free (FdReserve=%u); refusing new objects and connections "
+			    "of users other than root.",
+			    used, limit, reserve, b->conf->fd_reserve);
+	return false;
+}
+
+/* For the registry, before it lets the engine hold more fds. */
+static int check_fds(void *userdata, unsigned need)
+{
+	struct bus *b = userdata;
+
+	return fds_available(b, need, b->conf->fd_reserve) ? 0 : -EMFILE;
+}
+
+static void accept_resume(struct bus *b)
+{
+	if (!b->accept_paused || !b->listen_source)
+		return;
+	b->accept_paused = false;
+	(void)sd_event_source_set_enabled(b->accept_timer, SD_EVENT_OFF);
+	(void)sd_event_source_set_enabled(b->listen_source, SD_EVENT_ON);
+}
+
+/* accept() ran out of fds: rest instead of spinning on a socket that stays readable. */
+static void accept_pause(struct bus *b, int error)
+{
+	if (ratelimit_below(&b->accept_rl) >= 0)
+		log_warning_errno(error,
+				  "Cannot accept connections (RLIMIT_NOFILE=%" PRIi64 "): %m; "
+				  "pausing for %" PRIu64 " ms or until a connection closes.",
+				  fd_limit(), ACCEPT_PAUSE_USEC / 1000);
+	b->accept_paused = true;
+	(void)sd_event_source_set_enabled(b->listen_source, SD_EVENT_OFF);
+	(void)sd_event_source_set_time_relative(b->accept_timer, ACCEPT_PAUSE_USEC);
+	(void)sd_event_source_set_enabled(b->accept_timer, SD_EVENT_ONESHOT);
+}
+
+static int on_accept_timer(sd_event_source *s, uint64_t usec, void *userdata)
+{
+	accept_resume(userdata);
+	return 0;
+}
+
 static void ready_remove(struct conn *c)
 {
 	struct bus *b = c->bus;
@@ -988,6 +1105,7 @@ static struct conn *conn_free(struct conn *c)
 		c->bus->n_conns--;
 		ready_remove(c);
 		auth_remove(c);
+		accept_resume(c->bus); /* an fd came free */
 	}
 	/* removals still running answer nobody */
 	while (c->pending) {
@@ -1166,6 +1284,12 @@ static bool admit(struct bus *b, uid_t uid)
 			    "(MaxConnections=%u).", (unsigned)uid, b->n_conns, max);
 		return false;
 	}
+	/* the operator may dip into half the fd reserve, others into none of it */
+	if (!fds_available(b, CONN_FDS, uid == 0 ? conf->fd_reserve / 2 : conf->fd_reserve)) {
+		log_refused(b, "Refusing a connection of uid %u: short of file descriptors.",
+			    (unsigned)uid);
+		return false;
+	}
 	if (uid == 0)
 		return true;
 	if (b->n_conns + reserved >= max) {
@@ -1198,6 +1322,10 @@ static int on_connection(sd_event_source *s, int listen_fd, uint32_t revents, vo
 	if (fd < 0) {
 		if (errno == EAGAIN || errno == EINTR || errno == ECONNABORTED)
 			return 0;
+		if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
+			accept_pause(b, errno);
+			return 0;
+		}
 		log_warning_errno(errno, "Cannot accept a connection, ignoring: %m");
 		return 0;
 	}
@@ -1384,6 +1512,8 @@ int bus_new(sd_event *event, struct iopf_control *control, const struct conf *co
 	b->n_workers = n_workers;
 	b->listen_fd = -EBADF;
 	b->refused_rl = RATELIMIT_INIT(10 * USEC_PER_SEC, 10);
+	b->fd_rl = RATELIMIT_INIT(10 * USEC_PER_SEC, 5);
+	b->accept_rl = RATELIMIT_INIT(10 * USEC_PER_SEC, 5);
 	b->socket_path = strdup(socket_path);
 	if (!b->socket_path) {
 		bus_free(b);
@@ -1412,10 +1542,19 @@ int bus_new(sd_event *event, struct iopf_control *control, const struct conf *co
 				      b);
 	if (r >= 0)
 		r = sd_event_source_set_enabled(b->auth_timer, SD_EVENT_OFF);
+	if (r >= 0)
+		r = sd_event_add_time_relative(event, &b->accept_timer, CLOCK_MONOTONIC,
+					       ACCEPT_PAUSE_USEC, 0, on_accept_timer, b);
+	if (r >= 0)
+		r = sd_event_source_set_enabled(b->accept_timer, SD_EVENT_OFF);
 	if (r < 0) {
 		log_error_errno(r, "Cannot set up the connection queue: %m");
 		goto fail;
 	}
+	/* what iopfd holds before any tenant: the base of the fd estimate */
+	r = count_open_fds();
+	b->fd_base = r > 0 ? (unsigned)r - (b->system ? 1 : 0) : 0;
+	iopf_control_set_fd_check(control, check_fds, b);
 	*ret = b;
 	return 0;
 fail:
@@ -1452,6 +1591,7 @@ struct bus *bus_free(struct bus *b)
 		pending_free(b->orphans);
 	b->ready_source = sd_event_source_disable_unref(b->ready_source);
 	b->auth_timer = sd_event_source_disable_unref(b->auth_timer);
+	b->accept_timer = sd_event_source_disable_unref(b->accept_timer);
 	safe_close(b->listen_fd);
 	if (b->unlink_socket)
 		(void)unlink(b->socket_path);

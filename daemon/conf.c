@@ -51,6 +51,7 @@ int conf_init(struct conf *conf)
 		.max_connections_per_user = IOPFD_CONNECTIONS_PER_USER_DEFAULT,
 		.reserved_connections = IOPFD_RESERVED_CONNECTIONS_DEFAULT,
 		.auth_timeout_usec = IOPFD_AUTH_TIMEOUT_DEFAULT_USEC,
+		.fd_reserve = IOPFD_FD_RESERVE_DEFAULT,
 		.metrics_per_domain = true,
 	};
 	conf->control_socket = strdup(IOPF_DEFAULT_SOCKET);
@@ -470,6 +471,16 @@ static void get_auth_timeout(const struct conf *c, char *buf, size_t size)
 	format_duration(c->auth_timeout_usec, buf, size);
 }
 
+static int set_fd_reserve(struct conf *c, const char *v, char **err)
+{
+	return set_connections(&c->fd_reserve, IOPFD_FD_RESERVE_MIN, v, err);
+}
+
+static void get_fd_reserve(const struct conf *c, char *buf, size_t size)
+{
+	(void)snprintf(buf, size, "%u", c->fd_reserve);
+}
+
 static int set_listen(struct conf *c, const char *v, char **err)
 {
 	struct sockaddr_storage ss;
@@ -532,6 +543,7 @@ static const struct conf_key keys[] = {
 	{"Limits", "ReservedConnections", set_reserved_connections, get_reserved_connections,
 	 CONF_APPLY_NEW},
 	{"Limits", "AuthTimeout", set_auth_timeout, get_auth_timeout, CONF_APPLY_NEW},
+	{"Limits", "FdReserve", set_fd_reserve, get_fd_reserve, CONF_APPLY_LIVE},
 	{"Metrics", "Listen", set_listen, get_listen, CONF_APPLY_EXPORTER},
 	{"Metrics", "PerDomain", set_per_domain, get_per_domain, CONF_APPLY_EXPORTER},
 };

@@ -34,6 +34,9 @@
 #define IOPFD_AUTH_TIMEOUT_DEFAULT_USEC	   (UINT64_C(5) * 1000000)
 #define IOPFD_AUTH_TIMEOUT_MIN_USEC	   (UINT64_C(100) * 1000)
 #define IOPFD_AUTH_TIMEOUT_MAX_USEC	   (UINT64_C(600) * 1000000)
+/* File descriptors kept free for accepting, fds arriving with calls, logging. */
+#define IOPFD_FD_RESERVE_DEFAULT 256u
+#define IOPFD_FD_RESERVE_MIN	 16u
 /* Drop-ins: FILE.d/ *.conf next to the main file, applied in name order after it. */
 #define IOPFD_DROPIN_MAX 128u
 
@@ -61,6 +64,7 @@ struct conf {
 	unsigned max_connections_per_user; /* of one uid; uid 0 is not capped */
 	unsigned reserved_connections;	   /* of max_connections, for uid 0 only */
 	uint64_t auth_timeout_usec;	   /* to finish the SASL handshake */
+	unsigned fd_reserve;		   /* of RLIMIT_NOFILE, never spent on tenants' objects */
 	/* [Metrics]: read by iopf-exporter; iopfd only validates them */
 	char *metrics_listen; /* owned; "ADDR:PORT" */
 	bool metrics_per_domain;

@@ -8,6 +8,7 @@
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/resource.h>
 
 #include "conf.h"
 #include "log.h"
@@ -44,6 +45,23 @@ static int add_override(struct manager_args *a, const char *option, const char *
 		return log_error_errno(E2BIG, "Too many options.");
 	a->overrides[a->n_overrides++] = (struct manager_override){option, section, key, value};
 	return 0;
+}
+
+/*
+ * Every tenant's fault fd, iommufd and region memfds are held open: take all
+ * the fds the hard limit allows (the unit sets LimitNOFILE=); what iopfd keeps
+ * free of them is [Limits] FdReserve=. iopfd uses no select(), so the soft
+ * limit of 1024 has no reason to stay.
+ */
+static void raise_nofile(void)
+{
+	struct rlimit rl;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) < 0 || rl.rlim_cur >= rl.rlim_max)
+		return;
+	rl.rlim_cur = rl.rlim_max;
+	if (setrlimit(RLIMIT_NOFILE, &rl) < 0)
+		log_warning_errno(errno, "Cannot raise RLIMIT_NOFILE to its hard limit, ignoring: %m");
 }
 
 enum action {
@@ -191,6 +209,7 @@ static int run(int argc, char *argv[])
 	}
 	/* A tenant that hangs up mid-reply must not kill us. */
 	(void)signal(SIGPIPE, SIG_IGN);
+	raise_nofile();
 
 	r = manager_new(&args, &conf, &m);
 	if (r < 0)

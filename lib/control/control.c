@@ -90,6 +90,10 @@ struct iopf_control {
 	struct iopf_idmap objects;    /* engine id -> struct cobj */
 	uint64_t next_tenant_id;
 	struct retired retired; /* every removed object since start, gone tenants' too */
+	struct usage usage;	/* everyone's */
+	unsigned fds_removing;	/* of objects being removed: open until the engine is done */
+	iopf_control_fd_check_fn fd_check;
+	void *fd_check_userdata;
 };
 
 _printf_(3, 4) static int fail(struct iopf_control_error *err, int r, const char *fmt, ...)
@@ -438,6 +442,7 @@ static void cobj_link(struct iopf_control *c, struct cobj *o, struct iopf_tenant
 	}
 	usage_count(&t->usage, o, +1);
 	usage_count(&t->user->usage, o, +1);
+	usage_count(&c->usage, o, +1);
 }
 
 /* Forget @o and everything under it (the engine removed them together). */
@@ -468,6 +473,7 @@ static unsigned cobj_drop(struct iopf_control *c, struct cobj *o)
 	(void)iopf_idmap_remove(&c->objects, o->id);
 	usage_count(&t->usage, o, -1);
 	usage_count(&t->user->usage, o, -1);
+	usage_count(&c->usage, o, -1);
 	if (o->kind == COBJ_REGION)
 		usage_recount_bytes(&t->usage, &t->objs[COBJ_REGION]);
 	free(o);
@@ -539,6 +545,28 @@ static int user_check(struct iopf_control *c, const struct iopf_tenant *t, enum 
 	return 0;
 }
 
+/* The daemon-wide check: can iopfd hold @need more fds for tenants? */
+static int fd_check(struct iopf_control *c, unsigned need, const char *what,
+		    struct iopf_control_error *err)
+{
+	if (c->fd_check && c->fd_check(c->fd_check_userdata, need) < 0)
+		return fail(err, -EDQUOT, "iopfd is short of file descriptors: no new %s for now",
+			    what);
+	return 0;
+}
+
+void iopf_control_set_fd_check(struct iopf_control *c, iopf_control_fd_check_fn fn,
+			       void *userdata)
+{
+	c->fd_check = fn;
+	c->fd_check_userdata = userdata;
+}
+
+unsigned iopf_control_held_fds(struct iopf_control *c)
+{
+	return c->usage.fds + c->fds_removing;
+}
+
 /* Tenant teardown needs no reply: the tenant is gone. */
 static void teardown_done(void *userdata, int error)
 {
@@ -552,6 +580,55 @@ static const remove_engine_fn removers[_COBJ_KIND_MAX] = {
 	[COBJ_DOMAIN] = iopf_engine_remove_domain,
 	[COBJ_REGION] = iopf_engine_remove_region,
 };
+
+/* The fds the engine holds for @o and everything under it. */
+static unsigned cobj_fds(const struct cobj *o)
+{
+	unsigned n = o->kind == COBJ_SOURCE	? IOPF_CONTROL_SOURCE_FDS
+		     : o->kind == COBJ_REGION ? IOPF_CONTROL_REGION_FDS
+					      : 0;
+
+	for (const struct cobj *k = o->children; k; k = k->sib_next)
+		n += cobj_fds(k);
+	return n;
+}
+
+/* A removal in the engine: its fds stay counted until the engine is done with it. */
+struct removal {
+	struct iopf_control *c;
+	unsigned fds;
+	iopf_engine_done_fn done; /* NULL: nobody to tell */
+	void *userdata;
+};
+
+static void removal_done(void *userdata, int error)
+{
+	struct removal *rm = userdata;
+
+	rm->c->fds_removing -= rm->fds;
+	if (rm->done)
+		rm->done(rm->userdata, error);
+	free(rm);
+}
+
+/* Remove @o in the engine, which takes what is under it along (@fds in all). */
+static int engine_remove(struct iopf_control *c, const struct cobj *o, unsigned fds,
+			 iopf_engine_done_fn done, void *userdata)
+{
+	struct removal *rm = malloc(sizeof(*rm));
+	int r;
+
+	if (!rm) /* then its fds count as closed at once */
+		return removers[o->kind](c->engine, o->id, done ? done : teardown_done, userdata);
+	*rm = (struct removal){.c = c, .fds = fds, .done = done, .userdata = userdata};
+	r = removers[o->kind](c->engine, o->id, removal_done, rm);
+	if (r < 0) {
+		free(rm);
+		return r;
+	}
+	c->fds_removing += fds;
+	return 0;
+}
 
 int iopf_control_tenant_remove(struct iopf_control *c, uint64_t tenant)
 {
@@ -571,7 +648,7 @@ int iopf_control_tenant_remove(struct iopf_control *c, uint64_t tenant)
 		while (t->objs[k].head) {
 			struct cobj *o = t->objs[k].head;
 
-			if (removers[k](c->engine, o->id, teardown_done, NULL) < 0)
+			if (engine_remove(c, o, cobj_fds(o), NULL, NULL) < 0)
 				cobj_orphan_children(o);
 			n += cobj_drop(c, o);
 		}
@@ -624,6 +701,8 @@ int iopf_control_register_source(struct iopf_control *c, uint64_t tenant, int fa
 		return fail(err, -EDQUOT, "tenant already has %u fault sources (MaxSources=%u)", n,
 			    c->limits.max_sources);
 	r = user_check(c, t, COBJ_SOURCE, 1, 0, err);
+	if (r >= 0)
+		r = fd_check(c, IOPF_CONTROL_SOURCE_FDS, "fault sources", err);
 	if (r < 0)
 		return r;
 	o = cobj_new(c);
@@ -882,6 +961,8 @@ int iopf_control_add_region(struct iopf_control *c, uint64_t tenant, uint64_t do
 			    length > UINT64_MAX - bytes ? UINT64_MAX : bytes + length,
 			    c->limits.max_pinned_bytes);
 	r = user_check(c, t, COBJ_REGION, 1, length, err);
+	if (r >= 0)
+		r = fd_check(c, IOPF_CONTROL_REGION_FDS, "regions", err);
 	if (r < 0)
 		return r;
 	o = cobj_new(c);
@@ -928,7 +1009,7 @@ static int remove_object(struct iopf_control *c, enum cobj_kind kind, uint64_t t
 	r = cobj_lookup(c, kind, tenant, id, &o, err);
 	if (r < 0)
 		return r;
-	r = removers[kind](c->engine, id, done, userdata);
+	r = engine_remove(c, o, cobj_fds(o), done, userdata);
 	if (r == -ENOENT) {
 		/* gone from the engine already: nothing left to count */
 		(void)cobj_drop(c, o);

@@ -587,10 +587,94 @@ def case_budgets(tmp):
     ka.close()
 
 
+def log_count(d, pattern):
+    return len(re.findall(pattern, d.text()))
+
+
+def case_fds(tmp, nofile=1024, reserve=256, per_user=600):
+    """Regions on distinct memfds cannot exhaust the daemon's fds: one uid stops at
+    MaxFdsPerUser, several together at the FdReserve, with LimitExceeded; the honest tenant
+    is refused new objects at worst, never disconnected, and is served throughout. When
+    accept() does hit EMFILE (the limit lowered under the daemon) it rests, not spins."""
+    d, ka = start(tmp, nofile=nofile,
+                  conf=f"[Limits]\nFdReserve={reserve}\nMaxFdsPerUser={per_user}\n")
+    pid = d.proc.pid
+    since = ka.mark()
+    h = Honest(d)
+    bg_h = Honest(d)
+    bg = Background(bg_h)
+
+    # one uid: stopped by its own budget, with room left for everyone else
+    a1 = ops.Tenant(d.address, uid=ATTACKER)
+    ok, refused = exhaust([a1], "region 4096")
+    expect_refused(refused, f"MaxFdsPerUser={per_user}")
+    figure(f"one uid: {3 + ok} fds held for it, then LimitExceeded; iopfd holds "
+           f"{n_fds(pid)} of {nofile}")
+    h.call("region 4096")
+
+    # a second uid takes the rest: the daemon refuses before it runs out
+    a2 = ops.Tenant(d.address, uid=ATTACKER + 1)
+    ok2, refused = exhaust([a2], "region 4096")
+    expect_refused(refused, "short of file descriptors")
+    held = n_fds(pid)
+    figure(f"two uids: refused at {held} fds open of RLIMIT_NOFILE={nofile} "
+           f"(FdReserve={reserve})")
+    if held > nofile - reserve + 16:
+        fail(f"iopfd holds {held} fds, into its reserve of {reserve} (limit {nofile})")
+    # the honest tenant: refused new objects, not disconnected, still served
+    h.call("region 4096", want=EDQUOT)
+    h.call("source", want=EDQUOT)
+    h.serve()
+    daemon_counter(d, "tenants")  # root still gets in
+    late = Attack("hold", d.sock, 50, "auth", uid=ATTACKER + 2)
+    got = late.line()
+    figure(f"a new uid asking for 50 connections while short: {got[1]} held")
+    late.say("close")
+    late.end()
+
+    bg.join()  # the daemon's CPU below is accept()'s alone
+    ka.check(since, "fds: exhausting them")
+
+    # the limit lowered under the daemon to its lowest free fd: accept() fails with EMFILE
+    since = ka.mark()
+    open_fds = {int(x) for x in os.listdir(f"/proc/{pid}/fd")}
+    lowest_free = min(set(range(len(open_fds) + 1)) - open_fds)
+    subprocess.run(["prlimit", f"--pid={pid}", f"--nofile={lowest_free}:{nofile}"], check=True)
+    before = log_count(d, r"Cannot accept connections")
+    cpu0, t0 = cpu_seconds(pid), time.monotonic()
+    waiting = [socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) for _ in range(100)]
+    for w in waiting:
+        w.connect(d.sock)
+    poll(lambda: log_count(d, r"Cannot accept connections") > before, "accept() to rest")
+    time.sleep(2)
+    cpu = (cpu_seconds(pid) - cpu0) / (time.monotonic() - t0)
+    lines = log_count(d, r"Cannot accept connections") - before
+    figure(f"accept() at EMFILE with 100 connections waiting: {cpu * 100:.0f}% CPU, "
+           f"{lines} log lines over {time.monotonic() - t0:.1f} s")
+    if lines > 5 * (int((time.monotonic() - t0) / 10) + 2):
+        fail(f"{lines} log lines about accept() at EMFILE: not rate-limited")
+    h.serve()  # existing tenants go on being served
+    subprocess.run(["prlimit", f"--pid={pid}", f"--nofile={nofile}:{nofile}"], check=True)
+    for w in waiting:
+        w.close()
+    poll(lambda: daemon_counter(d, "tenants") >= 1, "accepting again")
+
+    for t in (a1, a2):
+        t.close()
+    h.call("region 4096")  # the fds came back
+    bg_h.serve()
+    ka.check(since, "fds: accept() at EMFILE")
+    bg_h.close()
+    h.close()
+    d.stop()
+    ka.close()
+
+
 CASES = {
     "churn": case_churn,
     "admission": case_admission,
     "budgets": case_budgets,
+    "fds": case_fds,
 }
 
 

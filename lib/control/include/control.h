@@ -86,6 +86,18 @@ struct iopf_control *iopf_control_free(struct iopf_control *c);
  */
 int iopf_control_set_limits(struct iopf_control *c, const struct iopf_control_limits *limits);
 
+/*
+ * iopf_control_set_fd_check() - ask @fn before each request that makes the
+ * engine hold @need more fds (a source's two, a region's one); when it returns
+ * < 0 the request fails with -EDQUOT, so the daemon refuses before it runs out.
+ * NULL: no check.
+ */
+typedef int (*iopf_control_fd_check_fn)(void *userdata, unsigned need);
+void iopf_control_set_fd_check(struct iopf_control *c, iopf_control_fd_check_fn fn,
+			       void *userdata);
+/* Fds the engine holds for tenants' objects now, those still being removed included. */
+unsigned iopf_control_held_fds(struct iopf_control *c);
+
 /* A tenant: one D-Bus connection (peer-to-peer) or one unique name (system bus). */
 struct iopf_tenant_info {
 	uint64_t id;
