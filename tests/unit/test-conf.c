@@ -2,8 +2,8 @@
 /*
  * daemon/conf.c: every key, its bounds, and errors that name file:line and key;
  * the operations keys, exact printing (dump, diff, reload), drop-ins, and
- * hostile input: junk, binary, oversized and special files, and a seeded random
- * sweep that must only ever parse or fail with a message.
+ * hostile input: junk, binary, oversized and special files. Arbitrary contents
+ * are tests/fuzz/fuzz-conf.c's.
  */
 #include <fcntl.h>
 #include <netinet/in.h>
@@ -651,81 +651,6 @@ static void test_hostile_text(void **state)
 }
 
 /*
- * A seeded sweep of mutated configurations: every outcome is "parsed" or
- * "-EINVAL with a FILE:LINE message"; never a crash, a leak (ASan) or a hang.
- */
-static void test_random_sweep(void **state)
-{
-	static const char *const pieces[] = {
-		"[Daemon]\n",
-		"[Limits]\n",
-		"[Metrics]\n",
-		"[X]\n",
-		"Workers=",
-		"FaultAround=",
-		"ReadBatch=",
-		"MaxPinnedBytes=",
-		"RefusedSummaryInterval=",
-		"Listen=",
-		"LogLevel=",
-		"ControlSocket=",
-		"=",
-		"\n",
-		"#",
-		";",
-		"[",
-		"]",
-		"0",
-		"4K",
-		"64K",
-		"1G",
-		"infinity",
-		"99999999999999999999",
-		"-",
-		"0x",
-		"ms",
-		"min",
-		"[::1]:",
-		"127.0.0.1:",
-		"9577",
-		"/run/x",
-		"yes",
-		" ",
-		"\t",
-		"\r",
-		"\xff",
-		"debug",
-		"\\",
-		"\"",
-	};
-	uint64_t seed = 0x9e3779b97f4a7c15;
-	char text[512];
-
-	for (unsigned round = 0; round < 20000; round++) {
-		_cleanup_free_ char *err = NULL;
-		size_t len = 0;
-		struct conf c;
-		int r;
-
-		while (len < sizeof(text) - 32) {
-			const char *p;
-
-			seed ^= seed << 13, seed ^= seed >> 7, seed ^= seed << 17;
-			if (seed % 23 == 0)
-				break;
-			p = pieces[(seed >> 8) % ARRAY_SIZE(pieces)];
-			memcpy(text + len, p, strlen(p));
-			len += strlen(p);
-		}
-		text[len] = '\0';
-		r = parse(&c, text, &err);
-		if (r != 0 && (r != -EINVAL || !err || strncmp(err, "t.conf:", 7) != 0))
-			fail_msg("round %u: r=%d err=%s\n%s", round, r, err ? err : "(null)", text);
-		conf_done(&c);
-	}
-}
-
-/*
  * conf/iopfd.conf lists every key of the table, commented out at exactly its
  * default as --dump-config prints it, in its section.
  */
@@ -793,7 +718,6 @@ int main(void)
 		cmocka_unit_test(test_dropins),
 		cmocka_unit_test(test_hostile_files),
 		cmocka_unit_test(test_hostile_text),
-		cmocka_unit_test(test_random_sweep),
 		cmocka_unit_test(test_shipped_conf_complete),
 	};
 

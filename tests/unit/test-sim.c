@@ -26,6 +26,7 @@
 #include "backend.h"
 #include "iopf/iopf.h"
 #include "uapi.h"
+#include "sim-backend.h"
 #include "sim.h"
 #include "util.h"
 
@@ -38,40 +39,13 @@ struct fx {
 	struct iopf_backend *b;
 };
 
-static int backend_open_dup(struct iopf_sim *s, uint32_t ioas_id, struct iopf_backend **ret)
-{
-	int f = fcntl(iopf_sim_fault_fd(s), F_DUPFD_CLOEXEC, 3);
-	int m = fcntl(iopf_sim_iommufd(s), F_DUPFD_CLOEXEC, 3);
-	int r;
-
-	assert_true(f >= 0 && m >= 0);
-	r = iopf_sim_backend_open(f, m, ioas_id, ret);
-	if (r < 0) {
-		close(f);
-		close(m);
-	}
-	return r;
-}
-
-/* What iopf_backend_close() does, without depending on lib/dataplane/kernel.c. */
-static void backend_close(struct iopf_backend *b)
-{
-	if (!b)
-		return;
-	if (b->ops->destroy)
-		b->ops->destroy(b);
-	safe_close(b->fault_fd);
-	safe_close(b->iommufd);
-	free(b);
-}
-
 static int setup_cfg(void **state, const struct iopf_sim_config *cfg)
 {
 	struct fx *fx = calloc(1, sizeof(*fx));
 
 	assert_non_null(fx);
 	assert_int_equal(iopf_sim_new(cfg, &fx->s), 0);
-	assert_int_equal(backend_open_dup(fx->s, 1, &fx->b), 0);
+	assert_int_equal(sim_backend_open_dup(fx->s, 1, &fx->b), 0);
 	*state = fx;
 	return 0;
 }
@@ -88,7 +62,7 @@ static int teardown(void **state)
 {
 	struct fx *fx = *state;
 
-	backend_close(fx->b);
+	sim_backend_close(fx->b);
 	iopf_sim_free(fx->s);
 	free(fx);
 	__iopf_sim_set_lock_timeout(0);
@@ -168,16 +142,16 @@ static void test_open_rejects_wrong_fds(void **state)
 	assert_true(fcntl(efd, F_GETFD) >= 0 && fcntl(p[0], F_GETFD) >= 0);
 
 	/* an IOAS the context does not have */
-	assert_int_equal(backend_open_dup(fx->s, 0, &b), -ENOENT);
-	assert_int_equal(backend_open_dup(fx->s, 3, &b), -ENOENT);
+	assert_int_equal(sim_backend_open_dup(fx->s, 0, &b), -ENOENT);
+	assert_int_equal(sim_backend_open_dup(fx->s, 3, &b), -ENOENT);
 	assert_int_equal(counts(fx).backends, 1);
-	assert_int_equal(backend_open_dup(fx->s, 2, &b), 0);
+	assert_int_equal(sim_backend_open_dup(fx->s, 2, &b), 0);
 	assert_int_equal(counts(fx).backends, 2);
 	assert_string_equal(b->ops->name, "sim");
 	assert_false(b->ops->map_needs_uptr);
 	assert_int_equal(b->poll_fd, b->fault_fd);
 	assert_int_equal(b->ioas_id, 2);
-	backend_close(b);
+	sim_backend_close(b);
 	assert_int_equal(counts(fx).backends, 1);
 
 	close(efd);
@@ -194,36 +168,36 @@ static void test_open_rejects_bad_header(void **state)
 	struct iopf_backend *b = NULL;
 
 	h->magic ^= 1;
-	assert_int_equal(backend_open_dup(fx->s, 1, &b), -EBADF);
+	assert_int_equal(sim_backend_open_dup(fx->s, 1, &b), -EBADF);
 	*h = saved;
 	h->version = 2;
-	assert_int_equal(backend_open_dup(fx->s, 1, &b), -EBADF);
+	assert_int_equal(sim_backend_open_dup(fx->s, 1, &b), -EBADF);
 	*h = saved;
 	h->hdr_size = 8;
-	assert_int_equal(backend_open_dup(fx->s, 1, &b), -EBADF);
+	assert_int_equal(sim_backend_open_dup(fx->s, 1, &b), -EBADF);
 	*h = saved;
 	/* geometry that no longer matches the file size */
 	h->queue_depth = 32;
-	assert_int_equal(backend_open_dup(fx->s, 1, &b), -EBADF);
+	assert_int_equal(sim_backend_open_dup(fx->s, 1, &b), -EBADF);
 	*h = saved;
 	h->queue_depth = 17; /* not a power of two */
-	assert_int_equal(backend_open_dup(fx->s, 1, &b), -EBADF);
+	assert_int_equal(sim_backend_open_dup(fx->s, 1, &b), -EBADF);
 	*h = saved;
 	h->max_group = 0;
-	assert_int_equal(backend_open_dup(fx->s, 1, &b), -EBADF);
+	assert_int_equal(sim_backend_open_dup(fx->s, 1, &b), -EBADF);
 	*h = saved;
 	h->iommu_pages = UINT32_MAX;
-	assert_int_equal(backend_open_dup(fx->s, 1, &b), -EBADF);
+	assert_int_equal(sim_backend_open_dup(fx->s, 1, &b), -EBADF);
 	*h = saved;
 	h->page_buckets = 64; /* less than twice the pages */
-	assert_int_equal(backend_open_dup(fx->s, 1, &b), -EBADF);
+	assert_int_equal(sim_backend_open_dup(fx->s, 1, &b), -EBADF);
 	*h = saved;
 	h->total_size += 64;
-	assert_int_equal(backend_open_dup(fx->s, 1, &b), -EBADF);
+	assert_int_equal(sim_backend_open_dup(fx->s, 1, &b), -EBADF);
 	*h = saved;
 	assert_null(b);
-	assert_int_equal(backend_open_dup(fx->s, 1, &b), 0);
-	backend_close(b);
+	assert_int_equal(sim_backend_open_dup(fx->s, 1, &b), 0);
+	sim_backend_close(b);
 }
 
 static void test_new_limits(void **state)
@@ -979,7 +953,7 @@ static void test_iommu_churn(void **state)
 	teardown((void **)&fx);
 }
 
-/* ---- hostile shared memory ---- */
+/* ---- hostile shared memory (and tests/fuzz/fuzz-sim-shm.c) ---- */
 
 static void test_hostile_indices(void **state)
 {
@@ -1020,45 +994,6 @@ static void test_hostile_indices(void **state)
 	assert_int_equal(bmap(fx, 0x1000, PG, RW, fd, 0), -ENOSPC);
 	h->n_pages_mapped = 0xfffffff0;
 	assert_int_equal(bmap(fx, 0x1000, PG, RW, fd, 0), -ENOMEM);
-	close(fd);
-}
-
-static void test_hostile_scribble(void **state)
-{
-	struct fx *fx = *state;
-	size_t size, mutex_end = ALIGN_UP(sizeof(struct iopf_sim_shm_hdr), 64) + sizeof(pthread_mutex_t);
-	uint8_t *shm = __iopf_sim_shm(fx->s, &size);
-	struct iommu_hwpt_pgfault rec[16];
-	struct iommu_hwpt_page_response resp[8];
-	int fd = make_backing(16 * PG);
-	unsigned round, i;
-
-	/* random bytes everywhere but the mutex, then every daemon-side operation */
-	srand(7);
-	for (round = 0; round < 300; round++) {
-		size_t n = (size_t)(rand() % 64) + 1;
-
-		for (i = 0; i < n; i++) {
-			size_t at = (size_t)rand() % size;
-
-			if (at >= ALIGN_UP(sizeof(struct iopf_sim_shm_hdr), 64) && at < mutex_end)
-				continue;
-			shm[at] = (uint8_t)rand();
-		}
-		if (round % 50 == 0)
-			for (i = offsetof(struct iopf_sim_shm_hdr, pend_head);
-			     i < sizeof(struct iopf_sim_shm_hdr); i++) /* the mutable header too */
-				shm[i] = (uint8_t)rand();
-		(void)bread(fx, rec, sizeof(rec));
-		(void)bread(fx, rec, REC);
-		for (i = 0; i < 8; i++)
-			resp[i] = (struct iommu_hwpt_page_response){ .cookie = (uint32_t)rand() % 20,
-								     .code = (uint32_t)rand() % 2 };
-		(void)bwrite(fx, resp, sizeof(resp));
-		(void)bmap(fx, (uint64_t)(rand() % 32) * PG, PG * (1 + rand() % 4), RW, fd, 0);
-		(void)bunmap(fx, (uint64_t)(rand() % 32) * PG, PG * (1 + rand() % 8));
-		(void)bunmap(fx, 0, -PG);
-	}
 	close(fd);
 }
 
@@ -1272,7 +1207,6 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_map_capacity, setup, teardown),
 		cmocka_unit_test(test_iommu_churn),
 		cmocka_unit_test_setup_teardown(test_hostile_indices, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_hostile_scribble, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_lock_owner_died, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_lock_timeout, setup, teardown),
 		cmocka_unit_test(test_model_random),
