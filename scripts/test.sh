@@ -2,7 +2,8 @@
 # The whole test suite, from a fresh Debian 12 machine: installs what it needs,
 # builds, and runs the unit, integration, real-kernel (QEMU: Linux 6.12, then 7.2) and nspawn (the
 # installed units under a booted systemd) suites, then the unit and integration
-# suites again under ASan+UBSan and the concurrency tests under TSan. Ends with
+# suites again under ASan+UBSan and the concurrency tests under TSan, a clang
+# build, then each libFuzzer target of tests/fuzz/ for a bounded time. Ends with
 # one line "tests: N passed, N failed".
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -67,6 +68,17 @@ TSAN_OPTIONS="halt_on_error=1 suppressions=$PWD/tests/tsan.supp" run build-tsan 
 echo "== clang (build with -Werror, unit)"
 CC=clang setup build-clang -Dtests=enabled -Dkernel-tests=false -Dwerror=true
 run build-clang --suite unit
+
+echo "== fuzz (libFuzzer, each target 20 s over its corpus)"
+# tests/fuzz/run.sh counts a target as one test; a crash fails it
+fuzz_out=$(tests/fuzz/run.sh 20 build-fuzz) || echo "test.sh: failures in build-fuzz" >&2
+echo "$fuzz_out"
+if [[ $fuzz_out =~ fuzz:\ ([0-9]+)\ passed,\ ([0-9]+)\ failed ]]; then
+	total_pass=$((total_pass + BASH_REMATCH[1]))
+	total_fail=$((total_fail + BASH_REMATCH[2]))
+else
+	total_fail=$((total_fail + 1)) # it did not get to run its targets
+fi
 
 echo "tests: $total_pass passed, $total_fail failed"
 [ "$total_fail" -eq 0 ]
