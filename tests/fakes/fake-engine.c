@@ -7,6 +7,7 @@
 #include <sys/stat.h>
 
 #include "fake-engine.h"
+#include "fd-util.h"
 #include "util.h"
 
 #define FAKE_MAX_OBJECTS 4096
@@ -186,19 +187,6 @@ static struct obj *obj_get(struct iopf_engine *e, uint64_t id, enum obj_kind kin
 	return &e->objs[id - 1];
 }
 
-static bool fd_named(int fd, const char *name)
-{
-	char path[64], target[128];
-	ssize_t n;
-
-	snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
-	n = readlink(path, target, sizeof(target) - 1);
-	if (n <= 0)
-		return false;
-	target[n] = '\0';
-	return strcmp(target, name) == 0;
-}
-
 int iopf_engine_add_source(struct iopf_engine *e, uint64_t tenant, int fault_fd, int iommufd,
 			   uint32_t ioas_id, uint64_t *ret_source_id)
 {
@@ -212,10 +200,10 @@ int iopf_engine_add_source(struct iopf_engine *e, uint64_t tenant, int fault_fd,
 	if (fstat(iommufd, &st) < 0)
 		return -EBADF;
 	/* kernel: a pgfault anon inode + a char device; simulator: an eventfd + a memfd */
-	if (fd_named(fault_fd, "anon_inode:[iommufd-pgfault]") && S_ISCHR(st.st_mode))
+	if (fd_link_is(fault_fd, "anon_inode:[iommufd-pgfault]") && S_ISCHR(st.st_mode))
 		sim = false;
-	else if (fd_named(fault_fd, "anon_inode:[eventfd]") &&
-		 fd_named(iommufd, "/memfd:iopf-sim (deleted)"))
+	else if (fd_link_is(fault_fd, "anon_inode:[eventfd]") &&
+		 fd_link_is(iommufd, "/memfd:iopf-sim (deleted)"))
 		sim = true;
 	else
 		return -EBADF;

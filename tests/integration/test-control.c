@@ -27,6 +27,7 @@
 
 #include <systemd/sd-bus.h>
 
+#include "fd-util.h"
 #include "iopf/client.h"
 #include "sim.h"
 #include "util.h"
@@ -424,7 +425,6 @@ enum region_fd { RFD_MEM, RFD_MEM_RDONLY, RFD_PIPE, RFD_DEVNULL, RFD_SOCKET, RFD
 
 static int make_region_fd(enum region_fd k, int *extra)
 {
-	char path[64];
 	int p[2], fd;
 
 	switch (k) {
@@ -432,9 +432,8 @@ static int make_region_fd(enum region_fd k, int *extra)
 		return memfd(MEM_SIZE);
 	case RFD_MEM_RDONLY:
 		fd = memfd(MEM_SIZE);
-		snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
 		*extra = fd;
-		return open(path, O_RDONLY | O_CLOEXEC);
+		return fd_reopen(fd, O_RDONLY);
 	case RFD_PIPE:
 		assert_int_equal(pipe2(p, O_CLOEXEC), 0);
 		*extra = p[1];
@@ -795,10 +794,10 @@ static void test_bad_peers(void **state)
 					       "RegisterSource", &error, &reply, IOPF_WIRE_REGISTER_SOURCE_IN,
 					       iopf_sim_fault_fd(s), iopf_sim_iommufd(s),
 					       iopf_sim_ioas_id(s, 0)) >= 0);
-		assert_true(sd_bus_message_read(reply, "t", &id) > 0);
+		assert_true(sd_bus_message_read(reply, IOPF_WIRE_ID, &id) > 0);
 		assert_true(sd_bus_call_method_async(bus, NULL, NULL, "/org/iopfd",
 						     "org.iopfd.Manager1", "UnregisterSource", NULL,
-						     NULL, "t", id) >= 0);
+						     NULL, IOPF_WIRE_ID, id) >= 0);
 		sd_bus_flush_close_unref(bus);
 	}
 	if (geteuid() == 0)

@@ -5,7 +5,6 @@
  * then the operations side: live limits and MaxPinnedBytes, totals that survive
  * removals, who may read whose metrics.
  */
-#include <dirent.h>
 #include <fcntl.h>
 #include <inttypes.h>
 #include <setjmp.h>
@@ -22,6 +21,8 @@
 #include "control.h"
 #include "wire.h"
 #include "fake-engine.h"
+#include "fd-util.h"
+#include "proc-fds.h"
 #include "sim.h"
 #include "util.h"
 
@@ -55,18 +56,6 @@ static int memfd(uint64_t size)
 	assert_true(fd >= 0);
 	assert_int_equal(ftruncate(fd, (off_t)size), 0);
 	return fd;
-}
-
-static unsigned open_fds(void)
-{
-	DIR *d = opendir("/proc/self/fd");
-	unsigned n = 0;
-
-	assert_non_null(d);
-	while (readdir(d))
-		n++;
-	closedir(d);
-	return n;
 }
 
 static int setup(void **state)
@@ -278,7 +267,7 @@ static void test_source_validation(void **state)
 
 	for (size_t i = 0; i < ARRAY_SIZE(cases); i++) {
 		struct iopf_control_error err = {};
-		unsigned calls = __iopf_fake_engine_calls(FAKE_ADD_SOURCE), fds = open_fds();
+		unsigned calls = __iopf_fake_engine_calls(FAKE_ADD_SOURCE), fds = proc_fds_count();
 		int e1 = -EBADF, e2 = -EBADF;
 		int fault = make_fd(f, cases[i].fault, &e1),
 		    iommu = make_fd(f, cases[i].iommu, &e2);
@@ -302,19 +291,19 @@ static void test_source_validation(void **state)
 			safe_close(iommu);
 		safe_close(e1);
 		safe_close(e2);
-		assert_int_equal(open_fds(), fds);
+		assert_int_equal(proc_fds_count(), fds);
 	}
 }
 
 static void test_source_fds_are_copies(void **state)
 {
 	struct fixture *f = *state;
-	unsigned fds = open_fds();
+	unsigned fds = proc_fds_count();
 	uint64_t id = add_source(f, f->a);
 	struct iopf_source_info si;
 
 	/* the engine holds two CLOEXEC copies; ours stay open */
-	assert_int_equal(open_fds(), fds + 2);
+	assert_int_equal(proc_fds_count(), fds + 2);
 	assert_true(fcntl(f->fault_fd, F_GETFD) >= 0);
 	assert_int_equal(iopf_engine_source_info(f->engine, id, &si), 0);
 	assert_int_equal(si.tenant, f->a);
@@ -370,7 +359,6 @@ enum rfd { R_MEM, R_MEM_RDONLY, R_MEM_WRONLY, R_PIPE, R_DEVNULL, R_SOCKET, R_CLO
 
 static int make_region_fd(enum rfd k, int *extra)
 {
-	char path[64];
 	int p[2], fd;
 
 	switch (k) {
@@ -379,9 +367,8 @@ static int make_region_fd(enum rfd k, int *extra)
 	case R_MEM_RDONLY:
 	case R_MEM_WRONLY:
 		fd = memfd(MEM_SIZE);
-		snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
 		*extra = fd;
-		return open(path, (k == R_MEM_RDONLY ? O_RDONLY : O_WRONLY) | O_CLOEXEC);
+		return fd_reopen(fd, k == R_MEM_RDONLY ? O_RDONLY : O_WRONLY);
 	case R_PIPE:
 		assert_int_equal(pipe2(p, O_CLOEXEC), 0);
 		*extra = p[1];

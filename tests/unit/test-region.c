@@ -8,6 +8,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "fd-util.h"
 #include "uapi.h"
 #include "region.h"
 #include "util.h"
@@ -99,11 +100,8 @@ static void test_prot(void **state)
 /* Another open file description of @fd's file, with @flags. */
 static int reopen(int fd, int flags)
 {
-	char path[64];
-	int r;
+	int r = fd_reopen(fd, flags);
 
-	snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
-	r = open(path, flags | O_CLOEXEC);
 	assert_true(r >= 0);
 	return r;
 }
