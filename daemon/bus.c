@@ -30,24 +30,61 @@
 #define CONN_BURST 16u
 /* Connections with work left that one turn of the ready queue serves. */
 #define READY_BATCH 32u
-/* File descriptors one peer-to-peer connection holds. */
-#define CONN_FDS 1u
+/* File descriptors one peer-to-peer connection holds: the peer's socket and a socketpair. */
+#define CONN_FDS 3u
+/* Fds one message may carry (the kernel's SCM_MAX_FD). */
+#define IN_FDS_MAX 253u
+/* The SASL handshake, in bytes. */
+#define AUTH_BYTES_MAX (16u * 1024)
+#define IN_SET_DISCONNECT(r) ((r) == -ECONNRESET || (r) == -ENOTCONN || (r) == -EPIPE)
 /* After EMFILE, accept() rests this long (or until a connection closes). */
 #define ACCEPT_PAUSE_USEC (USEC_PER_SEC)
 /* The real count of open fds is taken at most this often, when the estimate says short. */
 #define FD_RECOUNT_USEC (USEC_PER_SEC / 4)
 
 struct pending;
+struct conn;
+
+enum deadline_kind {
+	DEADLINE_AUTH, /* the D-Bus handshake: AuthTimeout= */
+	DEADLINE_IN,   /* a message begun must arrive whole: IOTimeout= */
+	DEADLINE_OUT,  /* replies waiting for the peer must move: IOTimeout= */
+	_DEADLINE_MAX,
+};
+
+struct deadline {
+	struct conn *conn;
+	uint64_t at; /* CLOCK_MONOTONIC usec; 0: not queued */
+	struct deadline *prev, *next;
+};
+
+/* Connections waiting for one kind of deadline, in deadline order, and its one timer. */
+struct deadline_queue {
+	struct deadline *head, *tail;
+	sd_event_source *timer; /* owned; armed for head */
+};
+
+struct xbuf {
+	uint8_t *p; /* owned */
+	size_t len, cap;
+	size_t off; /* sent so far */
+};
 
 /*
  * A peer-to-peer connection is not attached to the event loop the sd-bus way
  * (sd_bus_attach_event() adds an I/O, a timer and a prepare callback per
  * connection, and sd-event runs every prepare callback on every loop pass:
  * with n connections each pass cost O(n), and n closing at once cost O(n^2)).
- * Instead one edge-triggered I/O source per connection runs sd_bus_process()
- * when the socket has news, and a connection that still has work after its
- * burst waits in the bus's ready queue, so a loop pass costs O(1) whatever
- * the number of connections.
+ * Instead one edge-triggered I/O source per connection runs it when the
+ * socket has news, and a connection that still has work after its burst
+ * waits in the bus's ready queue, so a loop pass costs O(1) whatever the
+ * number of connections.
+ *
+ * sd-bus has no bound on what it buffers per connection (a message up to
+ * 128 MiB being read, any number of replies queued), so it does not read the
+ * peer's socket: iopfd frames the peer's messages itself and hands sd-bus one
+ * at a time over a socketpair, and takes whatever sd-bus writes into its own
+ * buffer at once; both buffers are charged to the peer's uid.
  */
 struct conn {
 	struct bus *bus;
@@ -56,10 +93,19 @@ struct conn {
 	uint64_t tenant;	      /* peer-to-peer: this connection's tenant; 0 once gone */
 	uid_t uid;		      /* peer-to-peer: SO_PEERCRED at accept */
 	bool authed;		      /* the handshake is done */
-	uint64_t auth_deadline;	      /* CLOCK_MONOTONIC usec; until then on bus->auth_head */
-	struct conn *auth_prev, *auth_next;
+	int sock;		      /* peer-to-peer: owned; the peer's socket */
+	int pair;		      /* peer-to-peer: owned; our end of sd-bus's socketpair */
 	sd_event_source *io;	      /* peer-to-peer: owned; the socket, edge-triggered */
 	uint32_t io_events;	      /* what io watches now */
+	bool in_auth;		      /* still forwarding the SASL lines */
+	size_t auth_bytes;	      /* forwarded so far */
+	struct xbuf in;		      /* the message being read */
+	uint64_t in_need;	      /* its size, once its header is in; 0 before */
+	int in_fds[IN_FDS_MAX];	      /* owned; the fds that came with it */
+	unsigned n_in_fds;
+	struct xbuf out;	      /* what sd-bus wrote and the peer has not taken */
+	uint64_t charged;	      /* in.cap + out.cap, charged to the uid */
+	struct deadline deadlines[_DEADLINE_MAX];
 	bool queued;		      /* on bus->ready_head */
 	struct conn *ready_prev, *ready_next;
 	struct pending *pending;      /* its removals waiting for the engine */
@@ -97,10 +143,8 @@ struct bus {
 	unsigned n_conns;
 	struct conn *ready_head, *ready_tail; /* connections with work left, oldest first */
 	sd_event_source *ready_source;	      /* owned; enabled while the queue is not empty */
-	/* connections still in the handshake, oldest (first deadline) first */
-	struct conn *auth_head, *auth_tail;
-	sd_event_source *auth_timer; /* owned; armed for auth_head's deadline */
-	struct ratelimit refused_rl; /* admission refusals logged */
+	struct deadline_queue deadlines[_DEADLINE_MAX];
+	struct ratelimit refused_rl; /* admission refusals and drops logged */
 	/* fds: what iopfd holds besides tenants' objects and connections, and how far off */
 	unsigned fd_base;
 	int fd_drift;		      /* the real count minus the estimate, at the last recount */
@@ -285,7 +329,7 @@ static struct pending *pending_free(struct pending *p)
 	return NULL;
 }
 
-static void conn_update_events(struct conn *c);
+static void ready_push(struct conn *c);
 
 static void removal_done(void *userdata, int error)
 {
@@ -307,7 +351,7 @@ static void removal_done(void *userdata, int error)
 				p->what);
 	pending_free(p);
 	if (!c->system)
-		conn_update_events(c); /* what did not fit the socket waits for EPOLLOUT */
+		ready_push(c); /* the reply is in sd-bus's socket: its turn takes it to the peer */
 }
 
 typedef int (*remove_fn)(struct iopf_control *c, uint64_t tenant, uint64_t id,
@@ -988,6 +1032,138 @@ static int on_accept_timer(sd_event_source *s, uint64_t usec, void *userdata)
 	return 0;
 }
 
+/* --- deadlines: one FIFO and one timer per kind, every entry with the same timeout --- */
+
+static void deadline_arm(struct bus *b, enum deadline_kind k)
+{
+	struct deadline_queue *q = &b->deadlines[k];
+
+	if (!q->head) {
+		(void)sd_event_source_set_enabled(q->timer, SD_EVENT_OFF);
+		return;
+	}
+	(void)sd_event_source_set_time(q->timer, q->head->at);
+	(void)sd_event_source_set_enabled(q->timer, SD_EVENT_ONESHOT);
+}
+
+static void deadline_stop(struct conn *c, enum deadline_kind k)
+{
+	struct deadline_queue *q = &c->bus->deadlines[k];
+	struct deadline *d = &c->deadlines[k];
+	bool head = q->head == d;
+
+	if (!d->at)
+		return;
+	if (d->prev)
+		d->prev->next = d->next;
+	else
+		q->head = d->next;
+	if (d->next)
+		d->next->prev = d->prev;
+	else
+		q->tail = d->prev;
+	d->prev = d->next = NULL;
+	d->at = 0;
+	if (head)
+		deadline_arm(c->bus, k);
+}
+
+/*
+ * (Re)start @c's deadline of kind @k. Every entry of a kind waits the same
+ * timeout, so appending keeps the queue in deadline order and one timer
+ * serves all (a reload that shortens a timeout leaves the older entries their
+ * old deadline).
+ */
+static void deadline_start(struct conn *c, enum deadline_kind k)
+{
+	static const size_t timeouts[_DEADLINE_MAX] = {
+		[DEADLINE_AUTH] = offsetof(struct conf, auth_timeout_usec),
+		[DEADLINE_IN] = offsetof(struct conf, io_timeout_usec),
+		[DEADLINE_OUT] = offsetof(struct conf, io_timeout_usec),
+	};
+	struct bus *b = c->bus;
+	struct deadline_queue *q = &b->deadlines[k];
+	struct deadline *d = &c->deadlines[k];
+	uint64_t now = 0;
+
+	deadline_stop(c, k);
+	(void)sd_event_now(b->event, CLOCK_MONOTONIC, &now);
+	d->at = now + *(const uint64_t *)((const char *)b->conf + timeouts[k]);
+	d->prev = q->tail;
+	if (q->tail)
+		q->tail->next = d;
+	else
+		q->head = d;
+	q->tail = d;
+	if (q->head == d)
+		deadline_arm(b, k);
+}
+
+_printf_(2, 3) static void log_refused(struct bus *b, const char *fmt, ...)
+{
+	int dropped = ratelimit_below(&b->refused_rl);
+	char msg[256];
+	va_list ap;
+
+	if (dropped < 0)
+		return;
+	va_start(ap, fmt);
+	(void)vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	if (dropped > 0)
+		log_notice("%s (%d similar messages suppressed)", msg, dropped);
+	else
+		log_notice("%s", msg);
+}
+
+/* --- buffers, charged to the peer's uid --- */
+
+static void buf_charge(struct conn *c, int64_t delta)
+{
+	c->charged += (uint64_t)delta;
+	if (c->tenant)
+		(void)iopf_control_buffered_add(c->bus->control, c->tenant, delta);
+}
+
+/* Room for @want bytes in @x, unless the peer's uid would then hold too much. */
+static int buf_reserve(struct conn *c, struct xbuf *x, size_t want)
+{
+	size_t cap = x->cap ? x->cap : 4096;
+	uint64_t total;
+	uint8_t *p;
+
+	if (want <= x->cap)
+		return 0;
+	while (cap < want)
+		cap *= 2;
+	total = c->tenant ? iopf_control_buffered_add(c->bus->control, c->tenant, 0) : 0;
+	if (c->uid != 0 && total - x->cap + cap > c->bus->conf->max_buffered_per_user) {
+		log_refused(c->bus,
+			    "Closing a connection of uid %u: its connections would make iopfd "
+			    "buffer %" PRIu64 " bytes, more than MaxBufferedBytesPerUser=%" PRIu64 ".",
+			    (unsigned)c->uid, total - x->cap + cap,
+			    c->bus->conf->max_buffered_per_user);
+		return -ENOBUFS;
+	}
+	p = realloc(x->p, cap);
+	if (!p)
+		return -ENOMEM;
+	x->p = p;
+	buf_charge(c, (int64_t)cap - (int64_t)x->cap);
+	x->cap = cap;
+	return 0;
+}
+
+/* An emptied buffer is given back: an idle connection holds nothing. */
+static void buf_free(struct conn *c, struct xbuf *x)
+{
+	buf_charge(c, -(int64_t)x->cap);
+	free(x->p);
+	*x = (struct xbuf){};
+}
+
+/* --- the ready queue --- */
+
 static void ready_remove(struct conn *c)
 {
 	struct bus *b = c->bus;
@@ -1025,76 +1201,7 @@ static void ready_push(struct conn *c)
 	(void)sd_event_source_set_enabled(b->ready_source, SD_EVENT_ON);
 }
 
-static void auth_arm(struct bus *b)
-{
-	if (!b->auth_head) {
-		(void)sd_event_source_set_enabled(b->auth_timer, SD_EVENT_OFF);
-		return;
-	}
-	(void)sd_event_source_set_time(b->auth_timer, b->auth_head->auth_deadline);
-	(void)sd_event_source_set_enabled(b->auth_timer, SD_EVENT_ONESHOT);
-}
-
-/* The handshake is over (or the connection is): off the deadline list. */
-static void auth_remove(struct conn *c)
-{
-	struct bus *b = c->bus;
-	bool head = b->auth_head == c;
-
-	if (!c->auth_deadline)
-		return;
-	if (c->auth_prev)
-		c->auth_prev->auth_next = c->auth_next;
-	else
-		b->auth_head = c->auth_next;
-	if (c->auth_next)
-		c->auth_next->auth_prev = c->auth_prev;
-	else
-		b->auth_tail = c->auth_prev;
-	c->auth_prev = c->auth_next = NULL;
-	c->auth_deadline = 0;
-	if (head)
-		auth_arm(b);
-}
-
-/*
- * Every connection waits with the same timeout, so appending keeps the list
- * in deadline order and one timer serves all (a reload that shortens the
- * timeout leaves the older ones their old deadline).
- */
-static void auth_push(struct conn *c)
-{
-	struct bus *b = c->bus;
-	uint64_t now = 0;
-
-	(void)sd_event_now(b->event, CLOCK_MONOTONIC, &now);
-	c->auth_deadline = now + b->conf->auth_timeout_usec;
-	c->auth_prev = b->auth_tail;
-	if (b->auth_tail)
-		b->auth_tail->auth_next = c;
-	else
-		b->auth_head = c;
-	b->auth_tail = c;
-	if (b->auth_head == c)
-		auth_arm(b);
-}
-
-_printf_(2, 3) static void log_refused(struct bus *b, const char *fmt, ...)
-{
-	int dropped = ratelimit_below(&b->refused_rl);
-	char msg[256];
-	va_list ap;
-
-	if (dropped < 0)
-		return;
-	va_start(ap, fmt);
-	(void)vsnprintf(msg, sizeof(msg), fmt, ap);
-	va_end(ap);
-	if (dropped > 0)
-		log_notice("%s (%d similar messages suppressed)", msg, dropped);
-	else
-		log_notice("%s", msg);
-}
+/* --- connections --- */
 
 static struct conn *conn_free(struct conn *c)
 {
@@ -1104,8 +1211,9 @@ static struct conn *conn_free(struct conn *c)
 		LIST_REMOVE(c->bus->conns, c);
 		c->bus->n_conns--;
 		ready_remove(c);
-		auth_remove(c);
-		accept_resume(c->bus); /* an fd came free */
+		for (unsigned k = 0; k < _DEADLINE_MAX; k++)
+			deadline_stop(c, k);
+		accept_resume(c->bus); /* fds came free */
 	}
 	/* removals still running answer nobody */
 	while (c->pending) {
@@ -1122,6 +1230,12 @@ static struct conn *conn_free(struct conn *c)
 		/* No flush: a peer that does not read must not stall the daemon. */
 		sd_bus_close_unref(c->sdbus);
 	}
+	for (unsigned i = 0; i < c->n_in_fds; i++)
+		safe_close(c->in_fds[i]);
+	buf_free(c, &c->in);
+	buf_free(c, &c->out);
+	safe_close(c->pair);
+	safe_close(c->sock);
 	free(c);
 	return NULL;
 }
@@ -1136,53 +1250,334 @@ static int on_conn_free(sd_event_source *s, void *userdata)
 	return 0;
 }
 
-/* Watch for writability only while sd-bus has output queued. */
+/* The peer hung up, broke the protocol or a limit: its objects go, then the connection. */
+static void conn_gone(struct conn *c)
+{
+	uint64_t tenant = c->tenant;
+
+	/* what the uid was charged goes before the tenant does */
+	buf_free(c, &c->in);
+	buf_free(c, &c->out);
+	c->tenant = 0;
+	if (tenant)
+		tenant_gone(c->bus, tenant, "disconnected");
+	conn_free(c);
+}
+
+/*
+ * The SASL lines go to sd-bus as they come, complete lines only (peeked
+ * first), up to and including BEGIN: from there on the stream is messages.
+ * Return: 1 progress, 0 nothing to read, -errno to drop the connection.
+ */
+static int conn_read_auth(struct conn *c)
+{
+	char buf[1024];
+	size_t start = c->auth_bytes ? 0 : 1, take = 0; /* the stream opens with a NUL byte */
+	bool begin = false;
+	ssize_t k;
+
+	k = recv(c->sock, buf, sizeof(buf), MSG_PEEK | MSG_DONTWAIT);
+	if (k == 0)
+		return -ECONNRESET;
+	if (k < 0)
+		return errno == EAGAIN || errno == EINTR ? 0 : -errno;
+	for (size_t i = start; i + 1 < (size_t)k && !begin; i++) {
+		if (buf[i] != '\r' || buf[i + 1] != '\n')
+			continue;
+		begin = i - start == 5 && memcmp(buf + start, "BEGIN", 5) == 0;
+		take = start = i + 2;
+	}
+	if (!take)
+		return (size_t)k == sizeof(buf) ? -EBADMSG : 0; /* a line too long, or half a one */
+	if (c->auth_bytes + take > AUTH_BYTES_MAX)
+		return -EBADMSG;
+	/* no cmsg buffer: fds sent during the handshake are a protocol error anyway */
+	k = recv(c->sock, buf, take, MSG_DONTWAIT);
+	if (k != (ssize_t)take)
+		return k < 0 ? -errno : -EIO;
+	k = send(c->pair, buf, take, MSG_DONTWAIT | MSG_NOSIGNAL);
+	if (k != (ssize_t)take) /* sd-bus drains its end at every turn: this always fits */
+		return k < 0 ? -errno : -EIO;
+	c->auth_bytes += take;
+	c->in_auth = !begin;
+	return 1;
+}
+
+/* Total size of a D-Bus message from its fixed 16-byte header. */
+static int message_size(const uint8_t h[static 16], uint64_t *ret)
+{
+	uint32_t body, fields;
+
+	if (h[3] != 1) /* protocol version */
+		return -EBADMSG;
+	if (h[0] == 'l') {
+		body = (uint32_t)h[4] | (uint32_t)h[5] << 8 | (uint32_t)h[6] << 16 |
+		       (uint32_t)h[7] << 24;
+		fields = (uint32_t)h[12] | (uint32_t)h[13] << 8 | (uint32_t)h[14] << 16 |
+			 (uint32_t)h[15] << 24;
+	} else if (h[0] == 'B') {
+		body = (uint32_t)h[7] | (uint32_t)h[6] << 8 | (uint32_t)h[5] << 16 |
+		       (uint32_t)h[4] << 24;
+		fields = (uint32_t)h[15] | (uint32_t)h[14] << 8 | (uint32_t)h[13] << 16 |
+			 (uint32_t)h[12] << 24;
+	} else
+		return -EBADMSG;
+	*ret = 16 + ALIGN_UP((uint64_t)fields, 8) + body;
+	return 0;
+}
+
+/*
+ * Read the next message from the peer, never past its end (the header says
+ * where that is), so the fds that arrive meanwhile are its own, as sd-bus
+ * would have it. A message larger than MaxMessageSize is refused at its
+ * header; one begun must be whole within IOTimeout.
+ * Return: 1 progress, 0 nothing to read, -errno to drop the connection.
+ */
+static int conn_read_message(struct conn *c)
+{
+	union {
+		struct cmsghdr h;
+		uint8_t buf[CMSG_SPACE(sizeof(int) * IN_FDS_MAX)];
+	} control;
+	size_t need = c->in_need ? c->in_need : 16;
+	struct iovec iov;
+	struct msghdr mh = {
+		.msg_iov = &iov,
+		.msg_iovlen = 1,
+		.msg_control = &control,
+		.msg_controllen = sizeof(control),
+	};
+	struct cmsghdr *cmsg;
+	bool overflow = false;
+	ssize_t k;
+	int r;
+
+	r = buf_reserve(c, &c->in, need);
+	if (r < 0)
+		return r;
+	iov = (struct iovec){c->in.p + c->in.len, need - c->in.len};
+	k = recvmsg(c->sock, &mh, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
+	if (k == 0)
+		return -ECONNRESET;
+	if (k < 0)
+		return errno == EAGAIN || errno == EINTR ? 0 : -errno;
+	for (cmsg = CMSG_FIRSTHDR(&mh); cmsg; cmsg = CMSG_NXTHDR(&mh, cmsg)) {
+		size_t n = (cmsg->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+		const int *fds = (const int *)CMSG_DATA(cmsg);
+
+		if (cmsg->cmsg_level != SOL_SOCKET || cmsg->cmsg_type != SCM_RIGHTS)
+			continue;
+		for (size_t i = 0; i < n; i++) {
+			int fd;
+
+			memcpy(&fd, fds + i, sizeof(fd));
+			if (c->n_in_fds < IN_FDS_MAX)
+				c->in_fds[c->n_in_fds++] = fd;
+			else {
+				safe_close(fd);
+				overflow = true;
+			}
+		}
+	}
+	/* lost fds (iopfd short of them, or more than a message may carry) break the message */
+	if (overflow || (mh.msg_flags & MSG_CTRUNC))
+		return -EBADMSG;
+	if (c->in.len == 0)
+		deadline_start(c, DEADLINE_IN);
+	c->in.len += (size_t)k;
+	if (!c->in_need && c->in.len == 16) {
+		uint64_t size;
+
+		r = message_size(c->in.p, &size);
+		if (r < 0)
+			return r;
+		if (size > c->bus->conf->max_message_size) {
+			log_refused(c->bus,
+				    "Closing a connection of uid %u: a message of %" PRIu64
+				    " bytes, more than MaxMessageSize=%" PRIu64 ".",
+				    (unsigned)c->uid, size, c->bus->conf->max_message_size);
+			return -EMSGSIZE;
+		}
+		c->in_need = size;
+	}
+	return 1;
+}
+
+/* The message read goes to sd-bus, with its fds. Return: 1 done, 0 not yet, -errno. */
+static int conn_forward(struct conn *c)
+{
+	while (c->in.off < c->in.len) {
+		union {
+			struct cmsghdr h;
+			uint8_t buf[CMSG_SPACE(sizeof(int) * IN_FDS_MAX)];
+		} control;
+		struct iovec iov = {c->in.p + c->in.off, c->in.len - c->in.off};
+		struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1};
+		ssize_t k;
+
+		if (c->in.off == 0 && c->n_in_fds) {
+			mh.msg_control = &control;
+			mh.msg_controllen = CMSG_SPACE(sizeof(int) * c->n_in_fds);
+			memset(&control, 0, sizeof(control));
+			CMSG_FIRSTHDR(&mh)->cmsg_level = SOL_SOCKET;
+			CMSG_FIRSTHDR(&mh)->cmsg_type = SCM_RIGHTS;
+			CMSG_FIRSTHDR(&mh)->cmsg_len = CMSG_LEN(sizeof(int) * c->n_in_fds);
+			memcpy(CMSG_DATA(CMSG_FIRSTHDR(&mh)), c->in_fds,
+			       sizeof(int) * c->n_in_fds);
+		}
+		k = sendmsg(c->pair, &mh, MSG_DONTWAIT | MSG_NOSIGNAL);
+		if (k < 0)
+			return errno == EAGAIN || errno == EINTR ? 0 : -errno;
+		if (c->in.off == 0) { /* in flight: sd-bus gets its own copies */
+			for (unsigned i = 0; i < c->n_in_fds; i++)
+				safe_close(c->in_fds[i]);
+			c->n_in_fds = 0;
+		}
+		c->in.off += (size_t)k;
+	}
+	buf_free(c, &c->in);
+	c->in_need = 0;
+	deadline_stop(c, DEADLINE_IN);
+	return 1;
+}
+
+/* What sd-bus wrote goes to our buffer, so nothing of it is queued where we cannot see. */
+static int conn_drain(struct conn *c)
+{
+	bool progress = false;
+	uint8_t chunk[16 * 1024];
+
+	for (;;) {
+		ssize_t k = recv(c->pair, chunk, sizeof(chunk), MSG_DONTWAIT);
+		int r;
+
+		if (k == 0)
+			return -ECONNRESET;
+		if (k < 0) {
+			if (errno != EAGAIN && errno != EINTR)
+				return -errno;
+			break;
+		}
+		r = buf_reserve(c, &c->out, c->out.len + (size_t)k);
+		if (r < 0)
+			return r;
+		memcpy(c->out.p + c->out.len, chunk, (size_t)k);
+		c->out.len += (size_t)k;
+		progress = true;
+	}
+	if (c->uid != 0 && c->out.len - c->out.off > c->bus->conf->max_queued_bytes) {
+		log_refused(c->bus,
+			    "Closing a connection of uid %u: %zu bytes of replies not taken, more "
+			    "than MaxQueuedBytes=%" PRIu64 ".",
+			    (unsigned)c->uid, c->out.len - c->out.off,
+			    c->bus->conf->max_queued_bytes);
+		return -ENOBUFS;
+	}
+	return progress;
+}
+
+/* Replies to the peer, as far as it takes them; waiting ones must move within IOTimeout. */
+static int conn_flush(struct conn *c)
+{
+	bool progress = false;
+
+	while (c->out.off < c->out.len) {
+		ssize_t k = send(c->sock, c->out.p + c->out.off, c->out.len - c->out.off,
+				 MSG_DONTWAIT | MSG_NOSIGNAL);
+
+		if (k < 0) {
+			if (errno != EAGAIN && errno != EINTR)
+				return -errno;
+			break;
+		}
+		c->out.off += (size_t)k;
+		progress = true;
+	}
+	if (c->out.off == c->out.len) {
+		buf_free(c, &c->out);
+		deadline_stop(c, DEADLINE_OUT);
+	} else if (progress || !c->deadlines[DEADLINE_OUT].at)
+		deadline_start(c, DEADLINE_OUT);
+	return progress;
+}
+
+/* Watch for writability only while replies wait for the peer. */
 static void conn_update_events(struct conn *c)
 {
-	int ev = sd_bus_get_events(c->sdbus);
-	uint32_t want = EPOLLIN | EPOLLET;
+	uint32_t want = EPOLLIN | EPOLLET | (c->out.len ? EPOLLOUT : 0);
 
-	if (ev > 0 && (ev & POLLOUT))
-		want |= EPOLLOUT;
 	if (want == c->io_events)
 		return;
 	if (sd_event_source_set_io_events(c->io, want) >= 0)
 		c->io_events = want;
 }
 
-/* The peer hung up or broke the protocol: its objects go, then the connection. */
-static void conn_gone(struct conn *c)
+/* One step of everything a connection may do. Return: > 0 progress, 0 none, -errno. */
+static int conn_step(struct conn *c)
 {
-	if (c->tenant) {
-		tenant_gone(c->bus, c->tenant, "disconnected");
-		c->tenant = 0;
+	uint64_t queued = 0;
+	int r, progress = 0;
+
+	if (c->in_need && c->in.len == c->in_need) {
+		r = conn_forward(c);
+		if (r < 0)
+			return r;
+		progress |= r;
 	}
-	conn_free(c);
+	/* sd-bus reads what was forwarded, dispatches, answers into its socket */
+	for (unsigned i = 0; i < CONN_BURST; i++) {
+		r = sd_bus_process(c->sdbus, NULL);
+		if (r < 0)
+			return r;
+		if (r == 0)
+			break;
+		progress = 1;
+	}
+	if (sd_bus_is_open(c->sdbus) <= 0)
+		return -ENOTCONN;
+	r = conn_drain(c);
+	if (r >= 0)
+		r = conn_flush(c);
+	if (r < 0)
+		return r;
+	progress |= r;
+	/*
+	 * The next message only once the last one is with sd-bus and the peer took
+	 * its replies: a peer that does not read stops being read, so what it can
+	 * make iopfd hold is one message and the replies to it.
+	 */
+	(void)sd_bus_get_n_queued_write(c->sdbus, &queued);
+	if (!c->out.len && !queued && !(c->in_need && c->in.len == c->in_need)) {
+		r = c->in_auth ? conn_read_auth(c) : conn_read_message(c);
+		if (r < 0)
+			return r;
+		progress |= r;
+	}
+	return progress;
 }
 
 /*
- * Let sd-bus read, dispatch and write until it has nothing left to do (it
- * read and wrote until EAGAIN, as the edge-triggered source needs) or the
- * burst is used up (then the connection queues for another turn).
+ * Run @c until everything it could do hit EAGAIN (as the edge-triggered
+ * source needs) or its burst is used up (then it queues for another turn).
  */
 static void conn_run(struct conn *c)
 {
 	int r = 0;
 
 	for (unsigned i = 0; i < CONN_BURST; i++) {
-		r = sd_bus_process(c->sdbus, NULL);
+		r = conn_step(c);
 		if (r <= 0)
 			break;
 	}
-	if (r < 0 || sd_bus_is_open(c->sdbus) <= 0) {
-		if (r < 0 && r != -ECONNRESET && r != -ENOTCONN && r != -EPIPE)
+	if (r < 0) {
+		if (!IN_SET_DISCONNECT(r))
 			log_debug_errno(r, "Connection of tenant %" PRIu64 " failed: %m", c->tenant);
 		conn_gone(c);
 		return;
 	}
 	if (!c->authed && sd_bus_is_ready(c->sdbus) > 0) {
 		c->authed = true;
-		auth_remove(c);
+		deadline_stop(c, DEADLINE_AUTH);
 	}
 	if (r > 0)
 		ready_push(c);
@@ -1197,20 +1592,32 @@ static int on_conn_io(sd_event_source *s, int fd, uint32_t revents, void *userda
 	return 0;
 }
 
-static int on_auth_timer(sd_event_source *s, uint64_t usec, void *userdata)
+static int on_deadline(sd_event_source *s, uint64_t usec, void *userdata)
 {
+	static const char *const why[_DEADLINE_MAX] = {
+		[DEADLINE_AUTH] = "no D-Bus handshake within AuthTimeout=",
+		[DEADLINE_IN] = "a message not sent whole within IOTimeout=",
+		[DEADLINE_OUT] = "replies not taken for IOTimeout=",
+	};
 	struct bus *b = userdata;
 
-	while (b->auth_head && b->auth_head->auth_deadline <= usec) {
-		struct conn *c = b->auth_head;
+	for (unsigned k = 0; k < _DEADLINE_MAX; k++) {
+		struct deadline_queue *q = &b->deadlines[k];
 
-		log_refused(b,
-			    "Closing a connection of uid %u: no D-Bus handshake within "
-			    "AuthTimeout=%" PRIu64 "ms.",
-			    (unsigned)c->uid, b->conf->auth_timeout_usec / 1000);
-		conn_gone(c);
+		if (q->timer != s)
+			continue;
+		while (q->head && q->head->at <= usec) {
+			struct conn *c = q->head->conn;
+
+			log_refused(b, "Closing a connection of uid %u: %s%" PRIu64 "ms.",
+				    (unsigned)c->uid, why[k],
+				    (k == DEADLINE_AUTH ? b->conf->auth_timeout_usec
+							: b->conf->io_timeout_usec) /
+					    1000);
+			conn_gone(c);
+		}
+		deadline_arm(b, k);
 	}
-	auth_arm(b);
 	return 0;
 }
 
@@ -1227,23 +1634,38 @@ static int on_ready(sd_event_source *s, void *userdata)
 	return 0;
 }
 
-/* Takes @fd (closed on failure too). */
+/*
+ * Takes @fd, the peer's socket (closed on failure too). sd-bus gets one end
+ * of a socketpair and never sees the peer's socket: iopfd reads the peer
+ * itself, one message at a time, and takes whatever sd-bus writes at once,
+ * so what a peer makes iopfd hold is bounded and charged to its uid.
+ */
 static int conn_setup(struct conn *c, int fd)
 {
-	_cleanup_close_ int owned = fd;
+	int pair[2] = {-EBADF, -EBADF};
 	sd_id128_t id;
 	int r;
 
+	c->sock = fd;
+	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, pair) < 0)
+		return -errno;
+	c->pair = pair[0];
 	r = sd_id128_randomize(&id);
-	if (r < 0)
+	if (r < 0) {
+		safe_close(pair[1]);
 		return r;
+	}
 	r = sd_bus_new(&c->sdbus);
-	if (r < 0)
+	if (r < 0) {
+		safe_close(pair[1]);
 		return r;
-	r = sd_bus_set_fd(c->sdbus, fd, fd);
-	if (r < 0)
+	}
+	r = sd_bus_set_fd(c->sdbus, pair[1], pair[1]);
+	if (r < 0) {
+		safe_close(pair[1]);
 		return r;
-	owned = -EBADF; /* the bus closes it when freed */
+	}
+	/* the bus closes pair[1] when freed */
 	r = sd_bus_set_server(c->sdbus, 1, id);
 	if (r < 0)
 		return r;
@@ -1265,8 +1687,9 @@ static int conn_setup(struct conn *c, int fd)
 	r = sd_bus_start(c->sdbus);
 	if (r < 0)
 		return r;
+	c->in_auth = true;
 	c->io_events = EPOLLIN | EPOLLET;
-	return sd_event_add_io(c->bus->event, &c->io, fd, c->io_events, on_conn_io, c);
+	return sd_event_add_io(c->bus->event, &c->io, c->sock, c->io_events, on_conn_io, c);
 }
 
 /*
@@ -1335,12 +1758,18 @@ static int on_connection(sd_event_source *s, int listen_fd, uint32_t revents, vo
 	}
 	if (!admit(b, cred.uid))
 		return 0;
+	/* a peer that hung up already (a liveness probe) is not worth a tenant */
+	if (recv(fd, name, 1, MSG_PEEK | MSG_DONTWAIT) == 0)
+		return 0;
 
 	c = calloc(1, sizeof(*c));
 	if (!c)
 		return log_oom(), 0;
 	c->bus = b;
 	c->uid = cred.uid;
+	c->sock = c->pair = -EBADF;
+	for (unsigned k = 0; k < _DEADLINE_MAX; k++)
+		c->deadlines[k].conn = c;
 	LIST_PREPEND(b->conns, c);
 	b->n_conns++;
 
@@ -1362,8 +1791,8 @@ static int on_connection(sd_event_source *s, int listen_fd, uint32_t revents, vo
 		return 0;
 	}
 	log_debug("Tenant %" PRIu64 " (%s) connected.", c->tenant, name);
-	auth_push(c);
-	/* sd_bus_start() may have read the whole handshake already: answer it now */
+	deadline_start(c, DEADLINE_AUTH);
+	/* the handshake may be waiting already */
 	conn_run(c);
 	return 0;
 }
@@ -1463,6 +1892,7 @@ static int system_bus_setup(struct bus *b)
 		return log_oom();
 	c->bus = b;
 	c->system = true;
+	c->sock = c->pair = -EBADF;
 	b->system = c;
 
 	r = sd_bus_open_system(&c->sdbus);
@@ -1537,11 +1967,12 @@ int bus_new(sd_event *event, struct iopf_control *control, const struct conf *co
 	r = sd_event_add_defer(event, &b->ready_source, on_ready, b);
 	if (r >= 0)
 		r = sd_event_source_set_enabled(b->ready_source, SD_EVENT_OFF);
-	if (r >= 0)
-		r = sd_event_add_time(event, &b->auth_timer, CLOCK_MONOTONIC, 0, 0, on_auth_timer,
-				      b);
-	if (r >= 0)
-		r = sd_event_source_set_enabled(b->auth_timer, SD_EVENT_OFF);
+	for (unsigned k = 0; r >= 0 && k < _DEADLINE_MAX; k++) {
+		r = sd_event_add_time(event, &b->deadlines[k].timer, CLOCK_MONOTONIC, 0, 0,
+				      on_deadline, b);
+		if (r >= 0)
+			r = sd_event_source_set_enabled(b->deadlines[k].timer, SD_EVENT_OFF);
+	}
 	if (r >= 0)
 		r = sd_event_add_time_relative(event, &b->accept_timer, CLOCK_MONOTONIC,
 					       ACCEPT_PAUSE_USEC, 0, on_accept_timer, b);
@@ -1590,7 +2021,8 @@ struct bus *bus_free(struct bus *b)
 	while (b->orphans)
 		pending_free(b->orphans);
 	b->ready_source = sd_event_source_disable_unref(b->ready_source);
-	b->auth_timer = sd_event_source_disable_unref(b->auth_timer);
+	for (unsigned k = 0; k < _DEADLINE_MAX; k++)
+		b->deadlines[k].timer = sd_event_source_disable_unref(b->deadlines[k].timer);
 	b->accept_timer = sd_event_source_disable_unref(b->accept_timer);
 	safe_close(b->listen_fd);
 	if (b->unlink_socket)

@@ -52,6 +52,10 @@ int conf_init(struct conf *conf)
 		.reserved_connections = IOPFD_RESERVED_CONNECTIONS_DEFAULT,
 		.auth_timeout_usec = IOPFD_AUTH_TIMEOUT_DEFAULT_USEC,
 		.fd_reserve = IOPFD_FD_RESERVE_DEFAULT,
+		.max_message_size = IOPFD_MESSAGE_SIZE_DEFAULT,
+		.max_queued_bytes = IOPFD_QUEUED_BYTES_DEFAULT,
+		.max_buffered_per_user = IOPFD_BUFFERED_PER_USER_DEFAULT,
+		.io_timeout_usec = IOPFD_IO_TIMEOUT_DEFAULT_USEC,
 		.metrics_per_domain = true,
 	};
 	conf->control_socket = strdup(IOPF_DEFAULT_SOCKET);
@@ -481,6 +485,68 @@ static void get_fd_reserve(const struct conf *c, char *buf, size_t size)
 	(void)snprintf(buf, size, "%u", c->fd_reserve);
 }
 
+static int set_bytes(uint64_t *field, uint64_t min, uint64_t max, const char *v, char **err)
+{
+	char a[32], b[32];
+	uint64_t bytes;
+
+	if (parse_size(v, &bytes) < 0 || bytes < min || bytes > max) {
+		format_size(min, a, sizeof(a));
+		format_size(max, b, sizeof(b));
+		return bad(err, "not a size between %s and %s (K, M, G, T suffixes allowed)", a,
+			   b);
+	}
+	*field = bytes;
+	return 0;
+}
+
+static int set_max_message_size(struct conf *c, const char *v, char **err)
+{
+	return set_bytes(&c->max_message_size, IOPFD_MESSAGE_SIZE_MIN, IOPFD_MESSAGE_SIZE_MAX, v,
+			 err);
+}
+
+static void get_max_message_size(const struct conf *c, char *buf, size_t size)
+{
+	format_size(c->max_message_size, buf, size);
+}
+
+static int set_max_queued_bytes(struct conf *c, const char *v, char **err)
+{
+	return set_bytes(&c->max_queued_bytes, IOPFD_BUFFER_MIN, IOPFD_BUFFER_MAX, v, err);
+}
+
+static void get_max_queued_bytes(const struct conf *c, char *buf, size_t size)
+{
+	format_size(c->max_queued_bytes, buf, size);
+}
+
+static int set_max_buffered_per_user(struct conf *c, const char *v, char **err)
+{
+	return set_bytes(&c->max_buffered_per_user, IOPFD_BUFFER_MIN, IOPFD_BUFFER_MAX, v, err);
+}
+
+static void get_max_buffered_per_user(const struct conf *c, char *buf, size_t size)
+{
+	format_size(c->max_buffered_per_user, buf, size);
+}
+
+static int set_io_timeout(struct conf *c, const char *v, char **err)
+{
+	uint64_t usec;
+
+	if (parse_duration(v, &usec) < 0 || usec < IOPFD_AUTH_TIMEOUT_MIN_USEC ||
+	    usec > IOPFD_AUTH_TIMEOUT_MAX_USEC)
+		return bad(err, "not a duration between 100ms and 10min (e.g. 10s)");
+	c->io_timeout_usec = usec;
+	return 0;
+}
+
+static void get_io_timeout(const struct conf *c, char *buf, size_t size)
+{
+	format_duration(c->io_timeout_usec, buf, size);
+}
+
 static int set_listen(struct conf *c, const char *v, char **err)
 {
 	struct sockaddr_storage ss;
@@ -544,6 +610,11 @@ static const struct conf_key keys[] = {
 	 CONF_APPLY_NEW},
 	{"Limits", "AuthTimeout", set_auth_timeout, get_auth_timeout, CONF_APPLY_NEW},
 	{"Limits", "FdReserve", set_fd_reserve, get_fd_reserve, CONF_APPLY_LIVE},
+	{"Limits", "MaxMessageSize", set_max_message_size, get_max_message_size, CONF_APPLY_LIVE},
+	{"Limits", "MaxQueuedBytes", set_max_queued_bytes, get_max_queued_bytes, CONF_APPLY_LIVE},
+	{"Limits", "MaxBufferedBytesPerUser", set_max_buffered_per_user, get_max_buffered_per_user,
+	 CONF_APPLY_LIVE},
+	{"Limits", "IOTimeout", set_io_timeout, get_io_timeout, CONF_APPLY_LIVE},
 	{"Metrics", "Listen", set_listen, get_listen, CONF_APPLY_EXPORTER},
 	{"Metrics", "PerDomain", set_per_domain, get_per_domain, CONF_APPLY_EXPORTER},
 };

@@ -34,6 +34,15 @@
 #define IOPFD_AUTH_TIMEOUT_DEFAULT_USEC	   (UINT64_C(5) * 1000000)
 #define IOPFD_AUTH_TIMEOUT_MIN_USEC	   (UINT64_C(100) * 1000)
 #define IOPFD_AUTH_TIMEOUT_MAX_USEC	   (UINT64_C(600) * 1000000)
+/* What the transport buffers for one connection and one uid; see conf/iopfd.conf. */
+#define IOPFD_MESSAGE_SIZE_DEFAULT	   (UINT64_C(1) << 20)
+#define IOPFD_MESSAGE_SIZE_MIN		   (UINT64_C(4) << 10)
+#define IOPFD_MESSAGE_SIZE_MAX		   (UINT64_C(128) << 20) /* the D-Bus specification's */
+#define IOPFD_QUEUED_BYTES_DEFAULT	   (UINT64_C(8) << 20)
+#define IOPFD_BUFFERED_PER_USER_DEFAULT	   (UINT64_C(32) << 20)
+#define IOPFD_BUFFER_MIN		   (UINT64_C(64) << 10)
+#define IOPFD_BUFFER_MAX		   (UINT64_C(1) << 40)
+#define IOPFD_IO_TIMEOUT_DEFAULT_USEC	   (UINT64_C(10) * 1000000)
 /* File descriptors kept free for accepting, fds arriving with calls, logging. */
 #define IOPFD_FD_RESERVE_DEFAULT 256u
 #define IOPFD_FD_RESERVE_MIN	 16u
@@ -65,6 +74,10 @@ struct conf {
 	unsigned reserved_connections;	   /* of max_connections, for uid 0 only */
 	uint64_t auth_timeout_usec;	   /* to finish the SASL handshake */
 	unsigned fd_reserve;		   /* of RLIMIT_NOFILE, never spent on tenants' objects */
+	uint64_t max_message_size;	   /* a message a peer sends */
+	uint64_t max_queued_bytes;	   /* replies a peer has not taken; uid 0: no cap */
+	uint64_t max_buffered_per_user;	   /* both, over a uid's connections; uid 0: no cap */
+	uint64_t io_timeout_usec;	   /* a message to arrive whole, replies to move */
 	/* [Metrics]: read by iopf-exporter; iopfd only validates them */
 	char *metrics_listen; /* owned; "ADDR:PORT" */
 	bool metrics_per_domain;

@@ -65,6 +65,7 @@ struct iopf_user {
 	uid_t uid;
 	unsigned n_tenants; /* freed when the last one goes */
 	struct usage usage;
+	uint64_t buffered; /* bytes the daemon's transport holds for its tenants */
 };
 
 struct iopf_tenant {
@@ -251,6 +252,17 @@ static void user_unref(struct iopf_control *c, struct iopf_user *u)
 {
 	if (u && --u->n_tenants == 0)
 		free(iopf_idmap_remove(&c->users, user_key(u->uid)));
+}
+
+uint64_t iopf_control_buffered_add(struct iopf_control *c, uint64_t tenant, int64_t delta)
+{
+	struct iopf_tenant *t = tenant_find(c, tenant);
+
+	if (!t)
+		return 0;
+	/* the transport releases exactly what it charged: no wrap either way */
+	t->user->buffered += (uint64_t)delta;
+	return t->user->buffered;
 }
 
 unsigned iopf_control_user_tenants(struct iopf_control *c, uid_t uid)

@@ -262,20 +262,13 @@ def raw_connect(path, auth=True, timeout=10):
 
 
 def is_closed(s, timeout=0.0):
-    """True when the daemon closed @s (EOF or reset), reading and discarding any data."""
-    s.setblocking(False)
+    """True when the daemon closed @s. Reads nothing: a peer that does not read stays one."""
     pl = select.poll()
-    pl.register(s, select.POLLIN)
-    try:
-        while True:
-            if not pl.poll(timeout * 1000):
-                return False
-            if not s.recv(65536):
-                return True
-    except (ConnectionResetError, BrokenPipeError):
-        return True
-    except BlockingIOError:
-        return False
+    pl.register(s, select.POLLIN | select.POLLRDHUP)
+    for _, ev in pl.poll(timeout * 1000):
+        if ev & (select.POLLHUP | select.POLLRDHUP | select.POLLERR):
+            return True
+    return False
 
 
 # --- attack processes: this script again, as uid ATTACKER ---
@@ -337,24 +330,39 @@ def attack_hold(path, n, auth):
     os._exit(0)  # every socket at once
 
 
-def attack_noread(path, n_calls, member):
-    """Pipeline n_calls method calls on one connection and never read a reply."""
-    s = raw_connect(path)
+def attack_noread(path, n_conns, n_calls, member):
+    """On each of n_conns connections, pipeline up to n_calls method calls and never read
+    a reply: sends go on, without blocking, for as long as the daemon takes them."""
     iface = "org.freedesktop.DBus.Introspectable" if member == "Introspect" else \
         "org.iopfd.Manager1"
-    batch = b"".join(method_call(i + 1, member, iface=iface) for i in range(1000))
-    sent = 0
-    s.settimeout(10)
-    try:
-        for _ in range(int(n_calls) // 1000):
-            s.sendall(batch)
-            sent += 1000
-    except (socket.timeout, OSError):
-        pass
-    print(f"sent {sent}", flush=True)
+    call = method_call(1, member, iface=iface)
+    data = call * int(n_calls)
+    socks, offs = [], []
+    for _ in range(int(n_conns)):
+        try:
+            s = raw_connect(path)
+        except (OSError, ConnectionError):
+            continue
+        s.setblocking(False)
+        socks.append(s)
+        offs.append(0)
+    for _ in range(20):  # until the daemon stops taking calls (or closes the connection)
+        moved = False
+        for i, s in enumerate(socks):
+            try:
+                while offs[i] < len(data):
+                    offs[i] += s.send(data[offs[i]:offs[i] + (1 << 20)])
+                    moved = True
+            except (BlockingIOError, OSError):
+                pass
+        if not moved:
+            break
+        time.sleep(0.1)
+    print(f"sent {sum(offs) // len(call)}", flush=True)
     for line in sys.stdin:
         if line.startswith("closed"):
-            print(f"closed {int(is_closed(s, 0.1))}", flush=True)
+            print(f"closed {sum(1 for s in socks if is_closed(s))} of {len(socks)}",
+                  flush=True)
         elif line.startswith("end"):
             break
     os._exit(0)
@@ -365,8 +373,11 @@ def attack_huge(path, n_conns, claim, send):
     them and stall."""
     socks, sent = [], 0
     for i in range(int(n_conns)):
-        s = raw_connect(path)
-        s.settimeout(5)
+        try:
+            s = raw_connect(path)
+        except (OSError, ConnectionError):
+            continue  # refused: the uid's budget is spent
+        s.settimeout(1)
         try:
             s.sendall(method_call(1, "AddRegion", sig="ay", body_len=int(claim)))
             chunk = b"\0" * (1 << 20)
@@ -381,7 +392,8 @@ def attack_huge(path, n_conns, claim, send):
     print(f"sent {sent}", flush=True)
     for line in sys.stdin:
         if line.startswith("closed"):
-            print(f"closed {sum(1 for s in socks if is_closed(s, 0.05))}", flush=True)
+            print(f"closed {sum(1 for s in socks if is_closed(s))} of {len(socks)}",
+                  flush=True)
         elif line.startswith("end"):
             break
     os._exit(0)
@@ -670,11 +682,77 @@ def case_fds(tmp, nofile=1024, reserve=256, per_user=600):
     ka.close()
 
 
+def peak_rss_reset(pid):
+    """Start a new VmHWM window (the kernel's peak RSS) for the daemon."""
+    with open(f"/proc/{pid}/clear_refs", "w") as f:
+        f.write("5")
+
+
+def peak_rss_kib(pid):
+    with open(f"/proc/{pid}/status") as f:
+        return int(re.search(r"^VmHWM:\s+(\d+) kB", f.read(), re.M).group(1))
+
+
+def case_memory(tmp):
+    """A tenant that never reads its replies, and unfinished huge messages, cannot make
+    the daemon hold more than a bounded amount: the peak RSS stays within a few MiB of
+    the budgets, and the offenders are closed."""
+    budget = 32 << 20
+    d, ka = start(tmp, conf=f"[Limits]\nIOTimeout=2s\nMaxBufferedBytesPerUser={budget >> 20}M\n"
+                  "MaxConnectionsPerUser=256\n")
+    pid = d.proc.pid
+    since = ka.mark()
+    h = Honest(d)
+    bg_h = Honest(d)
+    bg = Background(bg_h)
+
+    def attack(what, kind, *args, limit_kib):
+        base = rss_kib(pid)
+        peak_rss_reset(pid)
+        a = Attack(kind, d.sock, *args)
+        sent = a.line()
+
+        def closed():
+            a.say("closed")
+            got = a.line()
+            return got[1] == got[3]
+        poll(closed, f"{what}: the offenders closed")
+        peak = peak_rss_kib(pid)
+        figure(f"{what}: {sent[1]} sent; RSS {base} KiB, peak {peak} KiB "
+               f"(+{(peak - base) / 1024:.1f} MiB)")
+        if peak - base > limit_kib:
+            fail(f"{what}: the daemon grew {peak - base} KiB, more than {limit_kib} KiB")
+        a.say("end")
+        a.end()
+
+    # 100000 calls never read, their replies 6 KB each: 600 MB unbounded
+    attack("no-read, 1 connection x 100000 Introspect", "noread", 1, 100000, "Introspect",
+           limit_kib=16 << 10)
+    # the same over 64 connections: what they can make iopfd hold is the uid's budget
+    attack("no-read, 64 connections x 20000 Introspect", "noread", 64, 20000, "Introspect",
+           limit_kib=(budget >> 10) + (16 << 10))
+    # messages claiming 100 MB, 99 MB of each sent: refused at the header
+    attack("huge, 4 x 100 MB messages", "huge", 4, 100_000_000, 99_000_000,
+           limit_kib=16 << 10)
+    # messages within MaxMessageSize left unfinished on 64 connections: the uid's budget,
+    # then IOTimeout
+    attack("unfinished, 64 x 1 MB messages", "huge", 64, 1_000_000, 900_000,
+           limit_kib=(budget >> 10) + (16 << 10))
+    h.serve()
+    bg.join()
+    ka.check(since, "memory")
+    bg_h.close()
+    h.close()
+    d.stop()
+    ka.close()
+
+
 CASES = {
     "churn": case_churn,
     "admission": case_admission,
     "budgets": case_budgets,
     "fds": case_fds,
+    "memory": case_memory,
 }
 
 

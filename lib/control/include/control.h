@@ -120,6 +120,13 @@ int iopf_control_tenant_add(struct iopf_control *c, const char *name, uid_t uid,
  * Return: the number of objects whose removal started, or -ENOENT.
  */
 int iopf_control_tenant_remove(struct iopf_control *c, uint64_t tenant);
+/*
+ * iopf_control_buffered_add() - memory the daemon's transport holds for
+ * @tenant (messages being read, replies the peer has not taken yet), summed
+ * per uid: add @delta (negative to release what was charged) and return the
+ * uid's total, so the transport can bound it per user. 0 for an unknown tenant.
+ */
+uint64_t iopf_control_buffered_add(struct iopf_control *c, uint64_t tenant, int64_t delta);
 /* Tenants of @uid now (its connections, and its unique names on the system bus). */
 unsigned iopf_control_user_tenants(struct iopf_control *c, uid_t uid);
 /* 0 or -ENOENT; @ret->name lives as long as the tenant. */
