@@ -20,20 +20,15 @@
  * - when everything is freed, no fd is left open.
  */
 #include <errno.h>
-#include <fcntl.h>
 #include <string.h>
-#include <sys/eventfd.h>
-#include <sys/mman.h>
-#include <sys/socket.h>
 #include <sys/stat.h>
-#include <unistd.h>
 
 #include "control.h"
 #include "fake-engine.h"
-#include "fd-util.h"
 #include "fuzz.h"
 #include "proc-fds.h"
 #include "sim.h"
+#include "test-fds.h"
 #include "util.h"
 #include "wire.h"
 
@@ -65,42 +60,27 @@ struct model {
 static const uid_t tenant_uid[N_TENANTS] = {1000, 1000, 1001, 0};
 
 /* The fds a caller can pass, made once: the right kinds, the wrong ones, closed ones. */
-static int fds[16];
-static unsigned n_fds;
+static int fds[_TFD_MAX];
 static struct iopf_sim *sim; /* lives as long as the process: its fds are in the table */
 
 static void fds_init(void)
 {
-	struct iopf_sim *s;
-	int mem, p[2], sv[2];
+	struct test_fds kinds = {.mem_size = MEM_SIZE};
 
-	fuzz_check(iopf_sim_new(&(struct iopf_sim_config){.n_ioas = 2}, &s) == 0, "sim");
-	mem = memfd_create("region", MFD_CLOEXEC);
-	fuzz_check(mem >= 0 && ftruncate(mem, (off_t)MEM_SIZE) == 0, "memfd: %m");
-	fuzz_check(pipe2(p, O_CLOEXEC) == 0 &&
-			   socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) == 0,
-		   "pipe: %m");
-	fds[n_fds++] = iopf_sim_fault_fd(s); /* the simulator's doorbell and context */
-	fds[n_fds++] = iopf_sim_iommufd(s);
-	fds[n_fds++] = mem;
-	fds[n_fds++] = fd_reopen(mem, O_RDONLY);
-	fds[n_fds++] = fd_reopen(mem, O_WRONLY);
-	fds[n_fds++] = fd_reopen(mem, O_PATH);
-	fds[n_fds++] = eventfd(0, EFD_CLOEXEC); /* a stray eventfd */
-	fds[n_fds++] = p[0];
-	fds[n_fds++] = sv[0];
-	fds[n_fds++] = open("/dev/null", O_RDWR | O_CLOEXEC); /* a char device, not iommufd */
-	fds[n_fds++] = open("/", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	fds[n_fds++] = -1;
-	fds[n_fds++] = 1000; /* not open */
-	for (unsigned i = 0; i < n_fds - 2; i++)
-		fuzz_check(fds[i] >= 0, "fd %u: %m", i);
-	sim = s;
+	fuzz_check(iopf_sim_new(&(struct iopf_sim_config){.n_ioas = 2}, &sim) == 0, "sim");
+	kinds.sim_fault = iopf_sim_fault_fd(sim);
+	kinds.sim_iommu = iopf_sim_iommufd(sim);
+	for (unsigned k = 0; k < _TFD_MAX; k++) {
+		int extra = -EBADF; /* kept open: a pipe's other end, a reopened memfd */
+
+		fds[k] = test_fd(&kinds, k, &extra);
+		fuzz_check(fds[k] >= 0 || k == TFD_NEG, "fd kind %u: %m", k);
+	}
 }
 
 static int pick_fd(struct fuzz_in *in)
 {
-	return fds[fuzz_u8(in) % n_fds];
+	return fds[fuzz_u8(in) % _TFD_MAX];
 }
 
 static void check_refusal(int r, const struct iopf_control_error *err, const char *what)
@@ -441,7 +421,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	struct fuzz_in in = {data, size};
 	unsigned before;
 
-	if (!n_fds)
+	if (!sim)
 		fds_init();
 	before = proc_fds_count();
 	memset(&m, 0, sizeof(m));

@@ -4,37 +4,26 @@
 #define DP_TEST_H
 
 #include <errno.h>
-#include <stdarg.h>
 #include <stddef.h>
-#include <setjmp.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <sys/mman.h>
 #include <unistd.h>
 
-#include <cmocka.h>
-
-/* A memfd of @size bytes. */
-static inline int test_memfd(uint64_t size)
-{
-	int fd = memfd_create("iopf-test", MFD_CLOEXEC);
-
-	assert_true(fd >= 0);
-	assert_int_equal(ftruncate(fd, (off_t)size), 0);
-	return fd;
-}
+#include "test-fds.h"
+#include "unit-test.h"
 
 /*
  * Wait for a condition another thread makes true: poll it with a generous
  * bound (10 s). No test asserts on timing; the bound only turns a hang into a
  * failure.
  */
-#define WAIT_FOR(cond)                                              \
-	do {                                                        \
-		unsigned _i;                                        \
-		for (_i = 0; !(cond) && _i < 10000; _i++)           \
-			usleep(1000);                               \
-		assert_true(cond);                                  \
+#define WAIT_FOR(cond)                                                                             \
+	do {                                                                                       \
+		unsigned _i;                                                                       \
+		for (_i = 0; !(cond) && _i < 10000; _i++)                                          \
+			usleep(1000);                                                              \
+		assert_true(cond);                                                                 \
 	} while (0)
 
 #endif /* DP_TEST_H */

@@ -8,9 +8,7 @@
 #include <fcntl.h>
 #include <inttypes.h>
 #include <poll.h>
-#include <setjmp.h>
 #include <signal.h>
-#include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -23,13 +21,13 @@
 #include <sys/un.h>
 #include <sys/wait.h>
 #include <time.h>
-#include <cmocka.h>
-
+#include "unit-test.h"
 #include <systemd/sd-bus.h>
 
 #include "fd-util.h"
 #include "iopf/client.h"
 #include "sim.h"
+#include "test-fds.h"
 #include "util.h"
 #include "wire.h"
 
@@ -178,10 +176,9 @@ static struct iopf_sim *sim_new(void)
 
 static int memfd(uint64_t size)
 {
-	int fd = memfd_create("iopf-test-region", MFD_CLOEXEC);
+	int fd = test_memfd(size);
 
 	assert_true(fd >= 0);
-	assert_int_equal(ftruncate(fd, (off_t)size), 0);
 	return fd;
 }
 
@@ -287,63 +284,34 @@ static void test_introspect_busctl(void **state)
 	assert_int_not_equal(pclose(p), 0);
 }
 
-enum fd_kind { FD_SIM_FAULT, FD_SIM_IOMMU, FD_PIPE, FD_DEVNULL, FD_SOCKET, FD_EVENTFD, FD_MEMFD };
-
-static int make_fd(enum fd_kind k, struct iopf_sim *s, int *extra)
-{
-	int p[2];
-
-	switch (k) {
-	case FD_SIM_FAULT:
-		return dup(iopf_sim_fault_fd(s));
-	case FD_SIM_IOMMU:
-		return dup(iopf_sim_iommufd(s));
-	case FD_PIPE:
-		assert_int_equal(pipe2(p, O_CLOEXEC), 0);
-		*extra = p[1];
-		return p[0];
-	case FD_DEVNULL:
-		return open("/dev/null", O_RDWR | O_CLOEXEC);
-	case FD_SOCKET:
-		assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, p), 0);
-		*extra = p[1];
-		return p[0];
-	case FD_EVENTFD:
-		return eventfd(0, EFD_CLOEXEC);
-	case FD_MEMFD:
-		return memfd(4096);
-	}
-	return -EBADF;
-}
-
 static void test_source_fd_kinds(void **state)
 {
 	static const struct {
 		const char *what;
-		enum fd_kind fault, iommu;
+		enum test_fd fault, iommu;
 		uint32_t ioas; /* 0: the sim's first */
 		int error;
 		const char *name, *msg;
 	} cases[] = {
-		{"pipe as fault_fd", FD_PIPE, FD_SIM_IOMMU, 0, -EBADF, IOPF_ERROR_BAD_FD,
+		{"pipe as fault_fd", TFD_PIPE, TFD_SIM_IOMMU, 0, -EBADF, IOPF_ERROR_BAD_FD,
 		 "fault_fd is not an iommufd fault queue (it is pipe:"},
-		{"/dev/null as fault_fd", FD_DEVNULL, FD_SIM_IOMMU, 0, -EBADF, IOPF_ERROR_BAD_FD,
+		{"/dev/null as fault_fd", TFD_DEVNULL, TFD_SIM_IOMMU, 0, -EBADF, IOPF_ERROR_BAD_FD,
 		 "fault_fd is not an iommufd fault queue (it is /dev/null)"},
-		{"socket as fault_fd", FD_SOCKET, FD_SIM_IOMMU, 0, -EBADF, IOPF_ERROR_BAD_FD,
+		{"socket as fault_fd", TFD_SOCKET, TFD_SIM_IOMMU, 0, -EBADF, IOPF_ERROR_BAD_FD,
 		 "fault_fd is not an iommufd fault queue (it is socket:"},
-		{"memfd as fault_fd", FD_MEMFD, FD_SIM_IOMMU, 0, -EBADF, IOPF_ERROR_BAD_FD,
+		{"memfd as fault_fd", TFD_MEM, TFD_SIM_IOMMU, 0, -EBADF, IOPF_ERROR_BAD_FD,
 		 "fault_fd is not an iommufd fault queue"},
-		{"pipe as iommufd", FD_SIM_FAULT, FD_PIPE, 0, -EBADF, IOPF_ERROR_BAD_FD,
+		{"pipe as iommufd", TFD_SIM_FAULT, TFD_PIPE, 0, -EBADF, IOPF_ERROR_BAD_FD,
 		 "iommufd is not an iommufd (it is pipe:"},
-		{"socket as iommufd", FD_SIM_FAULT, FD_SOCKET, 0, -EBADF, IOPF_ERROR_BAD_FD,
+		{"socket as iommufd", TFD_SIM_FAULT, TFD_SOCKET, 0, -EBADF, IOPF_ERROR_BAD_FD,
 		 "iommufd is not an iommufd (it is socket:"},
-		{"/dev/null as iommufd", FD_SIM_FAULT, FD_DEVNULL, 0, -EBADF, IOPF_ERROR_BAD_FD,
+		{"/dev/null as iommufd", TFD_SIM_FAULT, TFD_DEVNULL, 0, -EBADF, IOPF_ERROR_BAD_FD,
 		 "are not an iommufd fault queue and its iommufd"},
-		{"plain memfd as iommufd", FD_SIM_FAULT, FD_MEMFD, 0, -EBADF, IOPF_ERROR_BAD_FD,
+		{"plain memfd as iommufd", TFD_SIM_FAULT, TFD_MEM, 0, -EBADF, IOPF_ERROR_BAD_FD,
 		 "are not an iommufd fault queue and its iommufd"},
-		{"stray eventfd as fault_fd", FD_EVENTFD, FD_MEMFD, 0, -EBADF, IOPF_ERROR_BAD_FD,
+		{"stray eventfd as fault_fd", TFD_EVENTFD, TFD_MEM, 0, -EBADF, IOPF_ERROR_BAD_FD,
 		 "are not an iommufd fault queue and its iommufd"},
-		{"ioas 0", FD_SIM_FAULT, FD_SIM_IOMMU, UINT32_MAX, -EINVAL,
+		{"ioas 0", TFD_SIM_FAULT, TFD_SIM_IOMMU, UINT32_MAX, -EINVAL,
 		 IOPF_ERROR_INVALID_ARGUMENT, "ioas_id 0 is not an IOAS id"},
 	};
 	struct daemon *d = *state;
@@ -353,10 +321,12 @@ static void test_source_fd_kinds(void **state)
 	size_t n = 0;
 	struct iopf_client_source *list = NULL;
 
+	const struct test_fds kinds = {iopf_sim_fault_fd(s), iopf_sim_iommufd(s), 4096};
+
 	for (size_t i = 0; i < ARRAY_SIZE(cases); i++) {
 		int e1 = -EBADF, e2 = -EBADF;
-		int f = make_fd(cases[i].fault, s, &e1);
-		int m = make_fd(cases[i].iommu, s, &e2);
+		int f = test_fd(&kinds, cases[i].fault, &e1);
+		int m = test_fd(&kinds, cases[i].iommu, &e2);
 		uint32_t ioas = cases[i].ioas == UINT32_MAX ? 0 : iopf_sim_ioas_id(s, 0);
 		int r;
 
@@ -421,77 +391,48 @@ static void test_domain_args(void **state)
 	iopf_sim_free(s);
 }
 
-enum region_fd { RFD_MEM, RFD_MEM_RDONLY, RFD_PIPE, RFD_DEVNULL, RFD_SOCKET, RFD_DIR };
-
-static int make_region_fd(enum region_fd k, int *extra)
-{
-	int p[2], fd;
-
-	switch (k) {
-	case RFD_MEM:
-		return memfd(MEM_SIZE);
-	case RFD_MEM_RDONLY:
-		fd = memfd(MEM_SIZE);
-		*extra = fd;
-		return fd_reopen(fd, O_RDONLY);
-	case RFD_PIPE:
-		assert_int_equal(pipe2(p, O_CLOEXEC), 0);
-		*extra = p[1];
-		return p[0];
-	case RFD_DEVNULL:
-		return open("/dev/null", O_RDWR | O_CLOEXEC);
-	case RFD_SOCKET:
-		assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, p), 0);
-		*extra = p[1];
-		return p[0];
-	case RFD_DIR:
-		return open("/", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	}
-	return -EBADF;
-}
-
 static void test_region_args(void **state)
 {
 	enum { RW = IOPF_ACCESS_READ | IOPF_ACCESS_WRITE };
 	static const struct {
 		const char *what;
-		enum region_fd fd;
+		enum test_fd fd;
 		uint64_t offset, iova, length;
 		uint32_t access;
 		int error;
 		const char *name, *msg;
 	} cases[] = {
-		{"unaligned iova", RFD_MEM, 0, 0x1000800, 0x1000, RW, -EINVAL,
+		{"unaligned iova", TFD_MEM, 0, 0x1000800, 0x1000, RW, -EINVAL,
 		 IOPF_ERROR_INVALID_ARGUMENT, "iova 0x1000800 must be 4096-aligned"},
-		{"unaligned length", RFD_MEM, 0, 0x1000000, 0x1800, RW, -EINVAL,
+		{"unaligned length", TFD_MEM, 0, 0x1000000, 0x1800, RW, -EINVAL,
 		 IOPF_ERROR_INVALID_ARGUMENT, "length 0x1800 must be a multiple of 4096"},
-		{"unaligned offset", RFD_MEM, 0x10, 0x1000000, 0x1000, RW, -EINVAL,
+		{"unaligned offset", TFD_MEM, 0x10, 0x1000000, 0x1000, RW, -EINVAL,
 		 IOPF_ERROR_INVALID_ARGUMENT, "offset 0x10 must be 4096-aligned"},
-		{"zero length", RFD_MEM, 0, 0x1000000, 0, RW, -EINVAL, IOPF_ERROR_INVALID_ARGUMENT,
+		{"zero length", TFD_MEM, 0, 0x1000000, 0, RW, -EINVAL, IOPF_ERROR_INVALID_ARGUMENT,
 		 "length must not be 0"},
-		{"iova wraps", RFD_MEM, 0, UINT64_MAX - 0xfff, 0x2000, RW, -EINVAL,
+		{"iova wraps", TFD_MEM, 0, UINT64_MAX - 0xfff, 0x2000, RW, -EINVAL,
 		 IOPF_ERROR_INVALID_ARGUMENT, "wraps around the IOVA space"},
-		{"iova ends at 2^64", RFD_MEM, 0, UINT64_MAX - 0xfff, 0x1000, RW, -EINVAL,
+		{"iova ends at 2^64", TFD_MEM, 0, UINT64_MAX - 0xfff, 0x1000, RW, -EINVAL,
 		 IOPF_ERROR_INVALID_ARGUMENT, "wraps around"},
-		{"offset wraps", RFD_MEM, UINT64_MAX - 0xfff, 0x1000000, 0x2000, RW, -EINVAL,
+		{"offset wraps", TFD_MEM, UINT64_MAX - 0xfff, 0x1000000, 0x2000, RW, -EINVAL,
 		 IOPF_ERROR_INVALID_ARGUMENT, "wraps around"},
-		{"beyond the end of the fd", RFD_MEM, MEM_SIZE - 0x1000, 0x1000000, 0x2000, RW,
+		{"beyond the end of the fd", TFD_MEM, MEM_SIZE - 0x1000, 0x1000000, 0x2000, RW,
 		 -EINVAL, IOPF_ERROR_INVALID_ARGUMENT, "ends beyond the fd's size 0x100000"},
-		{"no access bits", RFD_MEM, 0, 0x1000000, 0x1000, 0, -EINVAL,
+		{"no access bits", TFD_MEM, 0, 0x1000000, 0x1000, 0, -EINVAL,
 		 IOPF_ERROR_INVALID_ARGUMENT, "access 0x0 must be a non-empty subset"},
-		{"unknown access bit", RFD_MEM, 0, 0x1000000, 0x1000, 0x10 | RW, -EINVAL,
+		{"unknown access bit", TFD_MEM, 0, 0x1000000, 0x1000, 0x10 | RW, -EINVAL,
 		 IOPF_ERROR_INVALID_ARGUMENT, "access 0x13 must be a non-empty subset"},
-		{"pipe", RFD_PIPE, 0, 0x1000000, 0x1000, RW, -EBADF, IOPF_ERROR_BAD_FD,
+		{"pipe", TFD_PIPE, 0, 0x1000000, 0x1000, RW, -EBADF, IOPF_ERROR_BAD_FD,
 		 "fd is not a memfd or regular file (it is pipe:"},
-		{"/dev/null", RFD_DEVNULL, 0, 0x1000000, 0x1000, RW, -EBADF, IOPF_ERROR_BAD_FD,
+		{"/dev/null", TFD_DEVNULL, 0, 0x1000000, 0x1000, RW, -EBADF, IOPF_ERROR_BAD_FD,
 		 "(it is /dev/null)"},
-		{"socket", RFD_SOCKET, 0, 0x1000000, 0x1000, RW, -EBADF, IOPF_ERROR_BAD_FD,
+		{"socket", TFD_SOCKET, 0, 0x1000000, 0x1000, RW, -EBADF, IOPF_ERROR_BAD_FD,
 		 "(it is socket:"},
-		{"directory", RFD_DIR, 0, 0x1000000, 0x1000, IOPF_ACCESS_READ, -EBADF,
+		{"directory", TFD_DIR, 0, 0x1000000, 0x1000, IOPF_ACCESS_READ, -EBADF,
 		 IOPF_ERROR_BAD_FD, "fd is not a memfd or regular file"},
-		{"read-only fd, writable region", RFD_MEM_RDONLY, 0, 0x1000000, 0x1000, RW, -EBADF,
+		{"read-only fd, writable region", TFD_MEM_RDONLY, 0, 0x1000000, 0x1000, RW, -EBADF,
 		 IOPF_ERROR_BAD_FD, "read-only but access 0x3 includes WRITE"},
-		{"overlap", RFD_MEM, 0, 0x2001000, 0x2000, RW, -EBUSY, IOPF_ERROR_OVERLAP,
+		{"overlap", TFD_MEM, 0, 0x2001000, 0x2000, RW, -EBUSY, IOPF_ERROR_OVERLAP,
 		 "region 0x2001000+0x2000 overlaps region"},
 	};
 	struct daemon *d = *state;
@@ -501,13 +442,14 @@ static void test_region_args(void **state)
 	struct iopf_client_region *list = NULL;
 	size_t n = 0;
 	int mem = memfd(MEM_SIZE), r;
+	const struct test_fds kinds = {iopf_sim_fault_fd(s), iopf_sim_iommufd(s), MEM_SIZE};
 	char want[128];
 
 	/* [0x2000000, 0x2002000) is taken: the overlap case collides with it */
 	assert_int_equal(iopf_client_add_region(c, dom, mem, 0, 0x2000000, 0x2000, RW, &first), 0);
 
 	for (size_t i = 0; i < ARRAY_SIZE(cases); i++) {
-		int extra = -EBADF, fd = make_region_fd(cases[i].fd, &extra);
+		int extra = -EBADF, fd = test_fd(&kinds, cases[i].fd, &extra);
 
 		print_message("  %s\n", cases[i].what);
 		r = iopf_client_add_region(c, dom, fd, cases[i].offset, cases[i].iova,
@@ -1171,19 +1113,19 @@ static void on_alarm(int sig)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test_setup_teardown(test_introspect_busctl, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_source_fd_kinds, setup, teardown),
+		TEST(test_introspect_busctl),
+		TEST(test_source_fd_kinds),
 		cmocka_unit_test(test_simulator_refused),
-		cmocka_unit_test_setup_teardown(test_domain_args, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_region_args, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_unknown_ids, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_ownership, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_disconnect_teardown, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_limits, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_removal, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_bad_peers, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_all_views_need_root, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_iopfctl, setup, teardown),
+		TEST(test_domain_args),
+		TEST(test_region_args),
+		TEST(test_unknown_ids),
+		TEST(test_ownership),
+		TEST(test_disconnect_teardown),
+		TEST(test_limits),
+		TEST(test_removal),
+		TEST(test_bad_peers),
+		TEST(test_all_views_need_root),
+		TEST(test_iopfctl),
 		cmocka_unit_test(test_sd_notify),
 		cmocka_unit_test_setup_teardown(test_system_bus, setup_system_bus,
 						teardown_system_bus),

@@ -7,15 +7,13 @@
  */
 #include <fcntl.h>
 #include <netinet/in.h>
-#include <setjmp.h>
-#include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <syslog.h>
-#include <cmocka.h>
+#include "unit-test.h"
 
 #include "conf.h"
 #include "util.h"

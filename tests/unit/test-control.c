@@ -7,8 +7,6 @@
  */
 #include <fcntl.h>
 #include <inttypes.h>
-#include <setjmp.h>
-#include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -16,13 +14,14 @@
 #include <sys/eventfd.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
-#include <cmocka.h>
+#include "unit-test.h"
 
 #include "control.h"
 #include "wire.h"
 #include "fake-engine.h"
 #include "fd-util.h"
 #include "proc-fds.h"
+#include "test-fds.h"
 #include "sim.h"
 #include "util.h"
 
@@ -49,15 +48,6 @@ static int sim_iommufd(void)
 	return fd;
 }
 
-static int memfd(uint64_t size)
-{
-	int fd = memfd_create("region", MFD_CLOEXEC);
-
-	assert_true(fd >= 0);
-	assert_int_equal(ftruncate(fd, (off_t)size), 0);
-	return fd;
-}
-
 static int setup(void **state)
 {
 	struct iopf_engine_config cfg = {.n_workers = 1, .sim_open = iopf_sim_backend_open};
@@ -76,7 +66,8 @@ static int setup(void **state)
 	assert_int_equal(iopf_control_tenant_add(f->control, "pid 1 uid 0", 0, 0, 1, &f->root), 0);
 	f->fault_fd = eventfd(0, EFD_CLOEXEC);
 	f->iommufd = sim_iommufd();
-	f->mem = memfd(MEM_SIZE);
+	f->mem = test_memfd(MEM_SIZE);
+	assert_true(f->mem >= 0);
 	*state = f;
 	return 0;
 }
@@ -192,85 +183,55 @@ static void test_new_limits(void **state)
 
 /* ---- RegisterSource ---- */
 
-enum fd_kind { K_SIM_FAULT, K_SIM_IOMMU, K_PIPE, K_DEVNULL, K_SOCKET, K_MEMFD, K_CLOSED, K_NEG };
-
-static int make_fd(struct fixture *f, enum fd_kind k, int *extra)
-{
-	int p[2];
-
-	switch (k) {
-	case K_SIM_FAULT:
-		return dup(f->fault_fd);
-	case K_SIM_IOMMU:
-		return dup(f->iommufd);
-	case K_PIPE:
-		assert_int_equal(pipe2(p, O_CLOEXEC), 0);
-		*extra = p[1];
-		return p[0];
-	case K_DEVNULL:
-		return open("/dev/null", O_RDWR | O_CLOEXEC);
-	case K_SOCKET:
-		assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, p), 0);
-		*extra = p[1];
-		return p[0];
-	case K_MEMFD:
-		return memfd(4096);
-	case K_CLOSED:
-		return 1000; /* nothing is open that high in this test */
-	case K_NEG:
-		return -1;
-	}
-	return -1;
-}
-
 static void test_source_validation(void **state)
 {
 	static const struct {
 		const char *what;
-		enum fd_kind fault, iommu;
+		enum test_fd fault, iommu;
 		uint32_t ioas;
 		int inject; /* the engine's answer, when it gets asked */
 		int error;
 		bool engine_called;
 		const char *msg;
 	} cases[] = {
-		{"pipe fault_fd", K_PIPE, K_SIM_IOMMU, 1, 0, -EBADF, false,
+		{"pipe fault_fd", TFD_PIPE, TFD_SIM_IOMMU, 1, 0, -EBADF, false,
 		 "fault_fd is not an iommufd fault queue (it is pipe:["},
-		{"/dev/null fault_fd", K_DEVNULL, K_SIM_IOMMU, 1, 0, -EBADF, false, "/dev/null"},
-		{"socket fault_fd", K_SOCKET, K_SIM_IOMMU, 1, 0, -EBADF, false, "socket:["},
-		{"memfd fault_fd", K_MEMFD, K_SIM_IOMMU, 1, 0, -EBADF, false, "/memfd:region"},
-		{"closed fault_fd", K_CLOSED, K_SIM_IOMMU, 1, 0, -EBADF, false,
+		{"/dev/null fault_fd", TFD_DEVNULL, TFD_SIM_IOMMU, 1, 0, -EBADF, false, "/dev/null"},
+		{"socket fault_fd", TFD_SOCKET, TFD_SIM_IOMMU, 1, 0, -EBADF, false, "socket:["},
+		{"memfd fault_fd", TFD_MEM, TFD_SIM_IOMMU, 1, 0, -EBADF, false, "/memfd:iopf-test"},
+		{"closed fault_fd", TFD_CLOSED, TFD_SIM_IOMMU, 1, 0, -EBADF, false,
 		 "fault_fd is not an open file descriptor"},
-		{"negative fault_fd", K_NEG, K_SIM_IOMMU, 1, 0, -EBADF, false,
+		{"negative fault_fd", TFD_NEG, TFD_SIM_IOMMU, 1, 0, -EBADF, false,
 		 "fault_fd is not an open"},
-		{"pipe iommufd", K_SIM_FAULT, K_PIPE, 1, 0, -EBADF, false,
+		{"pipe iommufd", TFD_SIM_FAULT, TFD_PIPE, 1, 0, -EBADF, false,
 		 "iommufd is not an iommufd (it is pipe:["},
-		{"socket iommufd", K_SIM_FAULT, K_SOCKET, 1, 0, -EBADF, false, "(it is socket:["},
-		{"closed iommufd", K_SIM_FAULT, K_CLOSED, 1, 0, -EBADF, false,
+		{"socket iommufd", TFD_SIM_FAULT, TFD_SOCKET, 1, 0, -EBADF, false, "(it is socket:["},
+		{"closed iommufd", TFD_SIM_FAULT, TFD_CLOSED, 1, 0, -EBADF, false,
 		 "iommufd is not an open file descriptor"},
-		{"ioas 0", K_SIM_FAULT, K_SIM_IOMMU, 0, 0, -EINVAL, false, "ioas_id 0"},
+		{"ioas 0", TFD_SIM_FAULT, TFD_SIM_IOMMU, 0, 0, -EINVAL, false, "ioas_id 0"},
 		/* the engine's own verdicts, each with its own message */
-		{"/dev/null iommufd", K_SIM_FAULT, K_DEVNULL, 1, 0, -EBADF, true,
+		{"/dev/null iommufd", TFD_SIM_FAULT, TFD_DEVNULL, 1, 0, -EBADF, true,
 		 "are not an iommufd fault queue and its iommufd"},
-		{"plain memfd iommufd", K_SIM_FAULT, K_MEMFD, 1, 0, -EBADF, true,
+		{"plain memfd iommufd", TFD_SIM_FAULT, TFD_MEM, 1, 0, -EBADF, true,
 		 "are not an iommufd fault queue"},
-		{"engine ENOTTY", K_SIM_FAULT, K_SIM_IOMMU, 1, -ENOTTY, -EBADF, true,
+		{"engine ENOTTY", TFD_SIM_FAULT, TFD_SIM_IOMMU, 1, -ENOTTY, -EBADF, true,
 		 "are not an iommufd fault queue"},
-		{"engine EOPNOTSUPP", K_SIM_FAULT, K_SIM_IOMMU, 1, -EOPNOTSUPP, -EOPNOTSUPP, true,
+		{"engine EOPNOTSUPP", TFD_SIM_FAULT, TFD_SIM_IOMMU, 1, -EOPNOTSUPP, -EOPNOTSUPP, true,
 		 "--allow-simulator"},
-		{"engine EINVAL", K_SIM_FAULT, K_SIM_IOMMU, 7, -EINVAL, -EINVAL, true,
+		{"engine EINVAL", TFD_SIM_FAULT, TFD_SIM_IOMMU, 7, -EINVAL, -EINVAL, true,
 		 "ioas_id 7 is not usable"},
-		{"engine ENOMEM", K_SIM_FAULT, K_SIM_IOMMU, 1, -ENOMEM, -ENOMEM, true,
+		{"engine ENOMEM", TFD_SIM_FAULT, TFD_SIM_IOMMU, 1, -ENOMEM, -ENOMEM, true,
 		 "cannot serve fault source"},
 	};
 	struct fixture *f = *state;
+	const struct test_fds kinds = {f->fault_fd, f->iommufd, 4096};
 
 	for (size_t i = 0; i < ARRAY_SIZE(cases); i++) {
 		struct iopf_control_error err = {};
 		unsigned calls = __iopf_fake_engine_calls(FAKE_ADD_SOURCE), fds = proc_fds_count();
 		int e1 = -EBADF, e2 = -EBADF;
-		int fault = make_fd(f, cases[i].fault, &e1),
-		    iommu = make_fd(f, cases[i].iommu, &e2);
+		int fault = test_fd(&kinds, cases[i].fault, &e1),
+		    iommu = test_fd(&kinds, cases[i].iommu, &e2);
 		uint64_t id = 0;
 		int r;
 
@@ -355,41 +316,11 @@ static void test_domain_validation(void **state)
 
 /* ---- AddRegion: one table ---- */
 
-enum rfd { R_MEM, R_MEM_RDONLY, R_MEM_WRONLY, R_PIPE, R_DEVNULL, R_SOCKET, R_CLOSED };
-
-static int make_region_fd(enum rfd k, int *extra)
-{
-	int p[2], fd;
-
-	switch (k) {
-	case R_MEM:
-		return memfd(MEM_SIZE);
-	case R_MEM_RDONLY:
-	case R_MEM_WRONLY:
-		fd = memfd(MEM_SIZE);
-		*extra = fd;
-		return fd_reopen(fd, k == R_MEM_RDONLY ? O_RDONLY : O_WRONLY);
-	case R_PIPE:
-		assert_int_equal(pipe2(p, O_CLOEXEC), 0);
-		*extra = p[1];
-		return p[0];
-	case R_DEVNULL:
-		return open("/dev/null", O_RDWR | O_CLOEXEC);
-	case R_SOCKET:
-		assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, p), 0);
-		*extra = p[1];
-		return p[0];
-	case R_CLOSED:
-		return 1000;
-	}
-	return -1;
-}
-
 static void test_region_validation(void **state)
 {
 	static const struct {
 		const char *what;
-		enum rfd fd;
+		enum test_fd fd;
 		uint64_t offset, iova, length;
 		uint32_t access;
 		int inject;
@@ -397,64 +328,65 @@ static void test_region_validation(void **state)
 		bool engine_called;
 		const char *msg;
 	} cases[] = {
-		{"unaligned iova", R_MEM, 0, 0x1000001, 0x1000, RW, 0, -EINVAL, false,
+		{"unaligned iova", TFD_MEM, 0, 0x1000001, 0x1000, RW, 0, -EINVAL, false,
 		 "iova 0x1000001 must be 4096-aligned"},
-		{"unaligned length", R_MEM, 0, 0x1000000, 0xfff, RW, 0, -EINVAL, false,
+		{"unaligned length", TFD_MEM, 0, 0x1000000, 0xfff, RW, 0, -EINVAL, false,
 		 "length 0xfff must be a multiple of 4096"},
-		{"unaligned offset", R_MEM, 0x800, 0x1000000, 0x1000, RW, 0, -EINVAL, false,
+		{"unaligned offset", TFD_MEM, 0x800, 0x1000000, 0x1000, RW, 0, -EINVAL, false,
 		 "offset 0x800 must be 4096-aligned"},
-		{"zero length", R_MEM, 0, 0x1000000, 0, RW, 0, -EINVAL, false,
+		{"zero length", TFD_MEM, 0, 0x1000000, 0, RW, 0, -EINVAL, false,
 		 "length must not be 0"},
-		{"iova wraps", R_MEM, 0, 0xfffffffffffff000, 0x2000, RW, 0, -EINVAL, false,
+		{"iova wraps", TFD_MEM, 0, 0xfffffffffffff000, 0x2000, RW, 0, -EINVAL, false,
 		 "region 0xfffffffffffff000+0x2000 wraps around the IOVA space"},
-		{"iova ends at 2^64", R_MEM, 0, 0xfffffffffffff000, 0x1000, RW, 0, -EINVAL, false,
+		{"iova ends at 2^64", TFD_MEM, 0, 0xfffffffffffff000, 0x1000, RW, 0, -EINVAL, false,
 		 "wraps around the IOVA space"},
-		{"offset wraps", R_MEM, 0xfffffffffffff000, 0x1000000, 0x2000, RW, 0, -EINVAL,
+		{"offset wraps", TFD_MEM, 0xfffffffffffff000, 0x1000000, 0x2000, RW, 0, -EINVAL,
 		 false, "offset 0xfffffffffffff000+0x2000 wraps around"},
-		{"past the end of the fd", R_MEM, 0xff000, 0x1000000, 0x2000, RW, 0, -EINVAL, false,
+		{"past the end of the fd", TFD_MEM, 0xff000, 0x1000000, 0x2000, RW, 0, -EINVAL, false,
 		 "fd range 0xff000+0x2000 ends beyond the fd's size 0x100000"},
-		{"access 0", R_MEM, 0, 0x1000000, 0x1000, 0, 0, -EINVAL, false,
+		{"access 0", TFD_MEM, 0, 0x1000000, 0x1000, 0, 0, -EINVAL, false,
 		 "access 0x0 must be a non-empty subset of READ|WRITE|EXEC|PRIV (0xf)"},
-		{"access 0x10", R_MEM, 0, 0x1000000, 0x1000, 0x10, 0, -EINVAL, false,
+		{"access 0x10", TFD_MEM, 0, 0x1000000, 0x1000, 0x10, 0, -EINVAL, false,
 		 "access 0x10 must be"},
-		{"access ~0", R_MEM, 0, 0x1000000, 0x1000, UINT32_MAX, 0, -EINVAL, false,
+		{"access ~0", TFD_MEM, 0, 0x1000000, 0x1000, UINT32_MAX, 0, -EINVAL, false,
 		 "access 0xffffffff"},
-		{"pipe", R_PIPE, 0, 0x1000000, 0x1000, RW, 0, -EBADF, false,
+		{"pipe", TFD_PIPE, 0, 0x1000000, 0x1000, RW, 0, -EBADF, false,
 		 "fd is not a memfd or regular file (it is pipe:["},
-		{"/dev/null", R_DEVNULL, 0, 0x1000000, 0x1000, RW, 0, -EBADF, false,
+		{"/dev/null", TFD_DEVNULL, 0, 0x1000000, 0x1000, RW, 0, -EBADF, false,
 		 "(it is /dev/null)"},
-		{"socket", R_SOCKET, 0, 0x1000000, 0x1000, RW, 0, -EBADF, false, "(it is socket:["},
-		{"closed fd", R_CLOSED, 0, 0x1000000, 0x1000, RW, 0, -EBADF, false,
+		{"socket", TFD_SOCKET, 0, 0x1000000, 0x1000, RW, 0, -EBADF, false, "(it is socket:["},
+		{"closed fd", TFD_CLOSED, 0, 0x1000000, 0x1000, RW, 0, -EBADF, false,
 		 "fd is not an open file descriptor"},
-		{"read-only fd, WRITE", R_MEM_RDONLY, 0, 0x1000000, 0x1000, RW, 0, -EBADF, false,
+		{"read-only fd, WRITE", TFD_MEM_RDONLY, 0, 0x1000000, 0x1000, RW, 0, -EBADF, false,
 		 "fd is open read-only but access 0x3 includes WRITE"},
-		{"write-only fd", R_MEM_WRONLY, 0, 0x1000000, 0x1000, IOPF_ACCESS_WRITE, 0, -EBADF,
+		{"write-only fd", TFD_MEM_WRONLY, 0, 0x1000000, 0x1000, IOPF_ACCESS_WRITE, 0, -EBADF,
 		 false, "write-only"},
 		/* overlaps: the engine refuses, the control plane names the region in the way */
-		{"overlap below", R_MEM, 0, 0x1fff000, 0x2000, RW, 0, -EBUSY, true,
+		{"overlap below", TFD_MEM, 0, 0x1fff000, 0x2000, RW, 0, -EBUSY, true,
 		 "region 0x1fff000+0x2000 overlaps region"},
-		{"overlap inside", R_MEM, 0, 0x2001000, 0x1000, RW, 0, -EBUSY, true,
+		{"overlap inside", TFD_MEM, 0, 0x2001000, 0x1000, RW, 0, -EBUSY, true,
 		 "[0x2000000, 0x2004000)"},
-		{"overlap around", R_MEM, 0, 0x1fff000, 0x6000, RW, 0, -EBUSY, true,
+		{"overlap around", TFD_MEM, 0, 0x1fff000, 0x6000, RW, 0, -EBUSY, true,
 		 "overlaps region"},
 		/* the engine's verdicts */
-		{"engine EBUSY", R_MEM, 0, 0x5000000, 0x1000, RW, -EBUSY, -EBUSY, true,
+		{"engine EBUSY", TFD_MEM, 0, 0x5000000, 0x1000, RW, -EBUSY, -EBUSY, true,
 		 "overlaps another region"},
-		{"engine ENODEV", R_MEM, 0, 0x5000000, 0x1000, RW, -ENODEV, -EBADF, true,
+		{"engine ENODEV", TFD_MEM, 0, 0x5000000, 0x1000, RW, -ENODEV, -EBADF, true,
 		 "cannot back a region"},
-		{"engine EINVAL", R_MEM, 0, 0x5000000, 0x1000, RW, -EINVAL, -EINVAL, true,
+		{"engine EINVAL", TFD_MEM, 0, 0x5000000, 0x1000, RW, -EINVAL, -EINVAL, true,
 		 "refused by the engine"},
-		{"engine ENOMEM", R_MEM, 0, 0x5000000, 0x1000, RW, -ENOMEM, -ENOMEM, true,
+		{"engine ENOMEM", TFD_MEM, 0, 0x5000000, 0x1000, RW, -ENOMEM, -ENOMEM, true,
 		 "cannot add region"},
 		/* read-only regions from read-only fds are fine */
-		{"read-only fd, READ", R_MEM_RDONLY, 0, 0x6000000, 0x1000, IOPF_ACCESS_READ, 0, 0,
+		{"read-only fd, READ", TFD_MEM_RDONLY, 0, 0x6000000, 0x1000, IOPF_ACCESS_READ, 0, 0,
 		 true, NULL},
-		{"adjacent below", R_MEM, 0, 0x1ffe000, 0x2000, RW, 0, 0, true, NULL},
-		{"adjacent above, PRIV only", R_MEM, 0, 0x2004000, 0x1000, IOPF_ACCESS_PRIV, 0, 0,
+		{"adjacent below", TFD_MEM, 0, 0x1ffe000, 0x2000, RW, 0, 0, true, NULL},
+		{"adjacent above, PRIV only", TFD_MEM, 0, 0x2004000, 0x1000, IOPF_ACCESS_PRIV, 0, 0,
 		 true, NULL},
-		{"the whole fd", R_MEM, 0, 0x7000000, MEM_SIZE, IOPF_ACCESS_ALL, 0, 0, true, NULL},
+		{"the whole fd", TFD_MEM, 0, 0x7000000, MEM_SIZE, IOPF_ACCESS_ALL, 0, 0, true, NULL},
 	};
 	struct fixture *f = *state;
+	const struct test_fds kinds = {f->fault_fd, f->iommufd, MEM_SIZE};
 	uint64_t src = add_source(f, f->a);
 	uint64_t dom = add_domain(f, f->a, src, 1, IOPF_PASID_NONE);
 
@@ -463,7 +395,7 @@ static void test_region_validation(void **state)
 	for (size_t i = 0; i < ARRAY_SIZE(cases); i++) {
 		struct iopf_control_error err = {};
 		unsigned calls = __iopf_fake_engine_calls(FAKE_ADD_REGION);
-		int extra = -EBADF, fd = make_region_fd(cases[i].fd, &extra);
+		int extra = -EBADF, fd = test_fd(&kinds, cases[i].fd, &extra);
 		uint64_t id = 0;
 		int r;
 
@@ -1080,7 +1012,6 @@ static void test_foreach_error(void **state)
 
 int main(void)
 {
-#define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
 	/* room for every success of the region table */
 	static struct iopf_control_limits roomy = {1, 1, 100};
 	/* operations: room for several objects, a small pinning budget */
@@ -1091,21 +1022,21 @@ int main(void)
 		.max_pinned_bytes = 256 * KiB,
 	};
 	const struct CMUnitTest tests[] = {
-		T(test_tenants),
-		T(test_new_limits),
-		T(test_source_validation),
-		T(test_source_fds_are_copies),
-		T(test_domain_validation),
+		TEST(test_tenants),
+		TEST(test_new_limits),
+		TEST(test_source_validation),
+		TEST(test_source_fds_are_copies),
+		TEST(test_domain_validation),
 		cmocka_unit_test_prestate_setup_teardown(test_region_validation, setup, teardown,
 							 &roomy),
-		T(test_ownership),
-		T(test_all_listing),
-		T(test_limits),
-		T(test_async_removal),
-		T(test_teardown),
-		T(test_teardown_sweeps),
-		T(test_counter_fields),
-		T(test_error_map),
+		TEST(test_ownership),
+		TEST(test_all_listing),
+		TEST(test_limits),
+		TEST(test_async_removal),
+		TEST(test_teardown),
+		TEST(test_teardown_sweeps),
+		TEST(test_counter_fields),
+		TEST(test_error_map),
 #define O(fn) cmocka_unit_test_prestate_setup_teardown(fn, setup, teardown, &ops)
 		O(test_max_pinned),
 		O(test_set_limits),
@@ -1114,7 +1045,6 @@ int main(void)
 		O(test_foreach_error),
 #undef O
 	};
-#undef T
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -7,12 +7,10 @@
  * exact.
  */
 #include <pthread.h>
-#include <setjmp.h>
-#include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <string.h>
-#include <cmocka.h>
+#include "unit-test.h"
 
 #include "histogram.h"
 

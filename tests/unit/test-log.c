@@ -4,14 +4,12 @@
  * entry, stderr formats and the rate limiter.
  */
 #include <fcntl.h>
-#include <setjmp.h>
-#include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <cmocka.h>
+#include "unit-test.h"
 
 #include "iopf/iopf.h"
 #include "log.h"

@@ -259,12 +259,12 @@ static void test_uptr(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test_setup_teardown(test_permission_and_outside, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_window_clipping, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_no_remap_and_coalesce, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_eexist, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_map_error, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_uptr, setup_uptr, teardown),
+		TEST(test_permission_and_outside),
+		TEST(test_window_clipping),
+		TEST(test_no_remap_and_coalesce),
+		TEST(test_eexist),
+		TEST(test_map_error),
+		TEST_WITH(test_uptr, setup_uptr),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

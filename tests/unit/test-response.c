@@ -360,18 +360,18 @@ static void test_latency_per_read(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test_setup_teardown(test_one_write, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_short_write, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_first_entry_refused, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_all_stale, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_last_entry_refused, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_hard_error_drops, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_reserve_keeps_entries, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_reissued_cookie_in_batch, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_reserve_reindexes, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_reissued_big_cookie, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_dedupe_model, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_latency_per_read, setup, teardown),
+		TEST(test_one_write),
+		TEST(test_short_write),
+		TEST(test_first_entry_refused),
+		TEST(test_all_stale),
+		TEST(test_last_entry_refused),
+		TEST(test_hard_error_drops),
+		TEST(test_reserve_keeps_entries),
+		TEST(test_reissued_cookie_in_batch),
+		TEST(test_reserve_reindexes),
+		TEST(test_reissued_big_cookie),
+		TEST(test_dedupe_model),
+		TEST(test_latency_per_read),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

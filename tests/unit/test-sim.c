@@ -7,9 +7,7 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <pthread.h>
-#include <setjmp.h>
 #include <signal.h>
-#include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -21,7 +19,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include <cmocka.h>
+#include "unit-test.h"
 
 #include "backend.h"
 #include "iopf/iopf.h"
@@ -1183,32 +1181,32 @@ static void test_model_random(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test_setup_teardown(test_open_rejects_wrong_fds, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_open_rejects_bad_header, setup, teardown),
+		TEST(test_open_rejects_wrong_fds),
+		TEST(test_open_rejects_bad_header),
 		cmocka_unit_test(test_new_limits),
-		cmocka_unit_test_setup_teardown(test_read_counts_and_empty, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_read_records, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_read_whole_groups_fifo, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_read_raw_records_pass_through, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_cookie_lowest_free_and_reuse, setup, teardown),
+		TEST(test_read_counts_and_empty),
+		TEST(test_read_records),
+		TEST(test_read_whole_groups_fifo),
+		TEST(test_read_raw_records_pass_through),
+		TEST(test_cookie_lowest_free_and_reuse),
 		cmocka_unit_test(test_cookie_reuse_crosses_words),
-		cmocka_unit_test_setup_teardown(test_write_semantics, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_harvest, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_wait_wakes, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_queue_full_and_bad_groups, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_doorbell_level, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_doorbell_races, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_doorbell_blocking_eventfd, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_detach_auto_invalid, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_detach_delivered_only, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_map_lookup, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_map_validation, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_unmap_exact_extents, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_map_capacity, setup, teardown),
+		TEST(test_write_semantics),
+		TEST(test_harvest),
+		TEST(test_wait_wakes),
+		TEST(test_queue_full_and_bad_groups),
+		TEST(test_doorbell_level),
+		TEST(test_doorbell_races),
+		TEST(test_doorbell_blocking_eventfd),
+		TEST(test_detach_auto_invalid),
+		TEST(test_detach_delivered_only),
+		TEST(test_map_lookup),
+		TEST(test_map_validation),
+		TEST(test_unmap_exact_extents),
+		TEST(test_map_capacity),
 		cmocka_unit_test(test_iommu_churn),
-		cmocka_unit_test_setup_teardown(test_hostile_indices, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_lock_owner_died, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_lock_timeout, setup, teardown),
+		TEST(test_hostile_indices),
+		TEST(test_lock_owner_died),
+		TEST(test_lock_timeout),
 		cmocka_unit_test(test_model_random),
 	};
 
