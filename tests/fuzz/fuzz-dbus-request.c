@@ -23,6 +23,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "control-count.h"
 #include "control.h"
 #include "fake-engine.h"
 #include "fuzz.h"
@@ -343,24 +344,6 @@ static void op_limits(struct model *m, struct fuzz_in *in)
 	m->fd_budget = fuzz_u8(in) % 4;
 }
 
-static int count_source(const struct iopf_source_info *i, void *userdata)
-{
-	(*(unsigned *)userdata)++;
-	return 0;
-}
-
-static int count_domain(const struct iopf_domain_info *i, void *userdata)
-{
-	(*(unsigned *)userdata)++;
-	return 0;
-}
-
-static int count_region(const struct iopf_region_info *i, void *userdata)
-{
-	(*(unsigned *)userdata)++;
-	return 0;
-}
-
 static void check_counts(struct model *m, unsigned t)
 {
 	struct iopf_control_error err = {};
@@ -380,20 +363,15 @@ static void check_counts(struct model *m, unsigned t)
 		   (unsigned long long)st.regions, (unsigned long long)st.region_bytes,
 		   count(m, false, t, K_SOURCE, NULL), count(m, false, t, K_DOMAIN, NULL),
 		   count(m, false, t, K_REGION, NULL));
-	fuzz_check(iopf_control_foreach_source(m->c, m->tenant_id[t], false, count_source,
-					       &n[K_SOURCE], &err) == 0 &&
-			   iopf_control_foreach_domain(m->c, m->tenant_id[t], false, count_domain,
-						       &n[K_DOMAIN], &err) == 0 &&
-			   iopf_control_foreach_region(m->c, m->tenant_id[t], false, count_region,
-						       &n[K_REGION], &err) == 0,
-		   "listing: %s", err.message);
+	for (enum control_kind k = CONTROL_SOURCES; k <= CONTROL_REGIONS; k++)
+		fuzz_check(control_count(m->c, k, m->tenant_id[t], false, &n[k], &err) == 0,
+			   "listing: %s", err.message);
 	fuzz_check(n[K_SOURCE] == st.sources && n[K_DOMAIN] == st.domains &&
 			   n[K_REGION] == st.regions,
 		   "tenant %u lists %u/%u/%u objects", t, n[K_SOURCE], n[K_DOMAIN], n[K_REGION]);
 	/* only root lists everyone */
-	fuzz_check(iopf_control_foreach_source(m->c, m->tenant_id[t], true, count_source,
-					       &n[K_SOURCE],
-					       &err) == (tenant_uid[t] == 0 ? 0 : -EPERM),
+	fuzz_check(control_count(m->c, CONTROL_SOURCES, m->tenant_id[t], true, &n[K_SOURCE],
+				 &err) == (tenant_uid[t] == 0 ? 0 : -EPERM),
 		   "listing all as uid %u", (unsigned)tenant_uid[t]);
 }
 

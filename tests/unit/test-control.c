@@ -16,6 +16,7 @@
 #include <sys/socket.h>
 #include "unit-test.h"
 
+#include "control-count.h"
 #include "control.h"
 #include "wire.h"
 #include "fake-engine.h"
@@ -418,55 +419,18 @@ static void test_region_validation(void **state)
 
 /* ---- ownership ---- */
 
-static int count_source_cb(const struct iopf_source_info *i, void *u)
-{
-	(*(unsigned *)u)++;
-	return 0;
-}
-
-static int count_domain_cb(const struct iopf_domain_info *i, void *u)
-{
-	(*(unsigned *)u)++;
-	return 0;
-}
-
-static int count_region_cb(const struct iopf_region_info *i, void *u)
-{
-	(*(unsigned *)u)++;
-	return 0;
-}
-
-static unsigned n_sources(struct fixture *f, uint64_t tenant, bool all)
+static unsigned n_objects(struct fixture *f, enum control_kind k, uint64_t tenant, bool all)
 {
 	struct iopf_control_error err = {};
 	unsigned n = 0;
 
-	assert_int_equal(
-		iopf_control_foreach_source(f->control, tenant, all, count_source_cb, &n, &err), 0);
+	assert_int_equal(control_count(f->control, k, tenant, all, &n, &err), 0);
 	return n;
 }
 
-static unsigned n_domains(struct fixture *f, uint64_t tenant)
-{
-	struct iopf_control_error err = {};
-	unsigned n = 0;
-
-	assert_int_equal(
-		iopf_control_foreach_domain(f->control, tenant, false, count_domain_cb, &n, &err),
-		0);
-	return n;
-}
-
-static unsigned n_regions(struct fixture *f, uint64_t tenant)
-{
-	struct iopf_control_error err = {};
-	unsigned n = 0;
-
-	assert_int_equal(
-		iopf_control_foreach_region(f->control, tenant, false, count_region_cb, &n, &err),
-		0);
-	return n;
-}
+#define n_sources(f, tenant, all) n_objects(f, CONTROL_SOURCES, tenant, all)
+#define n_domains(f, tenant)	  n_objects(f, CONTROL_DOMAINS, tenant, false)
+#define n_regions(f, tenant)	  n_objects(f, CONTROL_REGIONS, tenant, false)
 
 static unsigned done_calls;
 static int done_error;
@@ -540,12 +504,12 @@ static void test_all_listing(void **state)
 	add_source(f, f->b);
 	assert_int_equal(n_sources(f, f->root, false), 0);
 	assert_int_equal(n_sources(f, f->root, true), 2);
-	expect(iopf_control_foreach_source(f->control, f->a, true, count_source_cb, &n, &err),
-	       -EPERM, &err, "needs uid 0");
-	expect(iopf_control_foreach_domain(f->control, f->b, true, count_domain_cb, &n, &err),
-	       -EPERM, &err, "needs uid 0");
-	expect(iopf_control_foreach_region(f->control, 4242, false, count_region_cb, &n, &err),
-	       -ENOENT, &err, "unknown tenant");
+	expect(control_count(f->control, CONTROL_SOURCES, f->a, true, &n, &err), -EPERM, &err,
+	       "needs uid 0");
+	expect(control_count(f->control, CONTROL_DOMAINS, f->b, true, &n, &err), -EPERM, &err,
+	       "needs uid 0");
+	expect(control_count(f->control, CONTROL_REGIONS, 4242, false, &n, &err), -ENOENT, &err,
+	       "unknown tenant");
 	assert_int_equal(n, 0);
 }
 
