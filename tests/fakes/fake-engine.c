@@ -352,7 +352,7 @@ int iopf_engine_remove_region(struct iopf_engine *e, uint64_t region_id, iopf_en
 	return remove_obj(e, FAKE_REMOVE_REGION, OBJ_REGION, region_id, done, userdata);
 }
 
-static void fill_source(const struct obj *o, struct iopf_source_info *i)
+static void fill_source(struct iopf_engine *e, const struct obj *o, struct iopf_source_info *i)
 {
 	*i = (struct iopf_source_info){.id = o->id,
 				       .tenant = o->tenant,
@@ -376,7 +376,7 @@ static void fill_domain(struct iopf_engine *e, const struct obj *o, struct iopf_
 				       .counters = o->cnt};
 }
 
-static void fill_region(const struct obj *o, struct iopf_region_info *i)
+static void fill_region(struct iopf_engine *e, const struct obj *o, struct iopf_region_info *i)
 {
 	*i = (struct iopf_region_info){.id = o->id,
 				       .domain_id = o->parent,
@@ -387,39 +387,50 @@ static void fill_region(const struct obj *o, struct iopf_region_info *i)
 				       .access = o->a};
 }
 
-int iopf_engine_source_info(struct iopf_engine *e, uint64_t id, struct iopf_source_info *ret)
+/* iopf_engine_<name>_info() and iopf_engine_foreach_<name>() of one object kind. */
+#define INFO_AND_FOREACH(name, KIND)                                                               \
+	int iopf_engine_##name##_info(struct iopf_engine *e, uint64_t id,                          \
+				      struct iopf_##name##_info *ret)                              \
+	{                                                                                          \
+		struct obj *o = obj_get(e, id, KIND);                                              \
+                                                                                                   \
+		if (!o)                                                                            \
+			return -ENOENT;                                                            \
+		fill_##name(e, o, ret);                                                            \
+		return 0;                                                                          \
+	}                                                                                          \
+	int iopf_engine_foreach_##name(struct iopf_engine *e, uint64_t tenant,                     \
+				       iopf_engine_##name##_fn fn, void *userdata)                 \
+	{                                                                                          \
+		struct iopf_##name##_info i;                                                       \
+		int r;                                                                             \
+                                                                                                   \
+		for (unsigned k = 0; k < e->next_id - 1; k++) {                                    \
+			const struct obj *o = &e->objs[k];                                         \
+                                                                                                   \
+			if (!o->live || o->kind != KIND || (tenant && o->tenant != tenant))        \
+				continue;                                                          \
+			fill_##name(e, o, &i);                                                     \
+			r = fn(&i, userdata);                                                      \
+			if (r < 0)                                                                 \
+				return r;                                                          \
+		}                                                                                  \
+		return 0;                                                                          \
+	}
+INFO_AND_FOREACH(source, OBJ_SOURCE)
+INFO_AND_FOREACH(domain, OBJ_DOMAIN)
+INFO_AND_FOREACH(region, OBJ_REGION)
+#undef INFO_AND_FOREACH
+
+/* The domain @id of the one engine, for the statistics hooks. */
+static struct obj *hooked_domain(uint64_t id)
 {
-	struct obj *o = obj_get(e, id, OBJ_SOURCE);
-
-	if (!o)
-		return -ENOENT;
-	fill_source(o, ret);
-	return 0;
-}
-
-int iopf_engine_domain_info(struct iopf_engine *e, uint64_t id, struct iopf_domain_info *ret)
-{
-	struct obj *o = obj_get(e, id, OBJ_DOMAIN);
-
-	if (!o)
-		return -ENOENT;
-	fill_domain(e, o, ret);
-	return 0;
-}
-
-int iopf_engine_region_info(struct iopf_engine *e, uint64_t id, struct iopf_region_info *ret)
-{
-	struct obj *o = obj_get(e, id, OBJ_REGION);
-
-	if (!o)
-		return -ENOENT;
-	fill_region(o, ret);
-	return 0;
+	return the_engine ? obj_get(the_engine, id, OBJ_DOMAIN) : NULL;
 }
 
 int __iopf_fake_engine_set_counters(uint64_t domain_id, const struct iopf_counters *cnt)
 {
-	struct obj *o = the_engine ? obj_get(the_engine, domain_id, OBJ_DOMAIN) : NULL;
+	struct obj *o = hooked_domain(domain_id);
 
 	if (!o)
 		return -ENOENT;
@@ -427,62 +438,9 @@ int __iopf_fake_engine_set_counters(uint64_t domain_id, const struct iopf_counte
 	return 0;
 }
 
-#define FOREACH(e, k, tenant)                                                                      \
-	for (unsigned _i = 0; _i < (e)->next_id - 1; _i++)                                         \
-		if ((e)->objs[_i].live && (e)->objs[_i].kind == (k) &&                             \
-		    ((tenant) == 0 || (e)->objs[_i].tenant == (tenant)))
-
-int iopf_engine_foreach_source(struct iopf_engine *e, uint64_t tenant, iopf_engine_source_fn fn,
-			       void *userdata)
-{
-	struct iopf_source_info i;
-	int r;
-
-	FOREACH(e, OBJ_SOURCE, tenant)
-	{
-		fill_source(&e->objs[_i], &i);
-		r = fn(&i, userdata);
-		if (r < 0)
-			return r;
-	}
-	return 0;
-}
-
-int iopf_engine_foreach_domain(struct iopf_engine *e, uint64_t tenant, iopf_engine_domain_fn fn,
-			       void *userdata)
-{
-	struct iopf_domain_info i;
-	int r;
-
-	FOREACH(e, OBJ_DOMAIN, tenant)
-	{
-		fill_domain(e, &e->objs[_i], &i);
-		r = fn(&i, userdata);
-		if (r < 0)
-			return r;
-	}
-	return 0;
-}
-
-int iopf_engine_foreach_region(struct iopf_engine *e, uint64_t tenant, iopf_engine_region_fn fn,
-			       void *userdata)
-{
-	struct iopf_region_info i;
-	int r;
-
-	FOREACH(e, OBJ_REGION, tenant)
-	{
-		fill_region(&e->objs[_i], &i);
-		r = fn(&i, userdata);
-		if (r < 0)
-			return r;
-	}
-	return 0;
-}
-
 int __iopf_fake_engine_set_latency(uint64_t domain_id, const struct iopf_histogram *h)
 {
-	struct obj *o = the_engine ? obj_get(the_engine, domain_id, OBJ_DOMAIN) : NULL;
+	struct obj *o = hooked_domain(domain_id);
 
 	if (!o)
 		return -ENOENT;
@@ -490,9 +448,10 @@ int __iopf_fake_engine_set_latency(uint64_t domain_id, const struct iopf_histogr
 	return 0;
 }
 
-int iopf_engine_domain_latency(struct iopf_engine *e, uint64_t id, struct iopf_histogram *ret)
+static int merge_latency(struct iopf_engine *e, uint64_t id, enum obj_kind kind,
+			 struct iopf_histogram *ret)
 {
-	struct obj *o = obj_get(e, id, OBJ_DOMAIN);
+	struct obj *o = obj_get(e, id, kind);
 
 	if (!o)
 		return -ENOENT;
@@ -500,14 +459,14 @@ int iopf_engine_domain_latency(struct iopf_engine *e, uint64_t id, struct iopf_h
 	return 0;
 }
 
+int iopf_engine_domain_latency(struct iopf_engine *e, uint64_t id, struct iopf_histogram *ret)
+{
+	return merge_latency(e, id, OBJ_DOMAIN, ret);
+}
+
 int iopf_engine_source_latency(struct iopf_engine *e, uint64_t id, struct iopf_histogram *ret)
 {
-	struct obj *o = obj_get(e, id, OBJ_SOURCE);
-
-	if (!o)
-		return -ENOENT;
-	iopf_histogram_merge(ret, &o->lat);
-	return 0;
+	return merge_latency(e, id, OBJ_SOURCE, ret);
 }
 
 void iopf_engine_foreach_retiring(struct iopf_engine *e, uint64_t tenant, iopf_engine_stats_fn fn,
