@@ -141,14 +141,15 @@ int iopf_engine_dispatch(struct iopf_engine *e)
 		if (e->retired_fn && o->kind != OBJ_REGION) {
 			struct iopf_counters zero = {};
 
-			e->retired_fn(&(struct iopf_engine_stats){
-					      .tenant = o->tenant,
-					      .source_id = o->kind == OBJ_SOURCE ? o->id : o->parent,
-					      .domain_id = o->kind == OBJ_DOMAIN ? o->id : 0,
-					      .counters = o->kind == OBJ_DOMAIN ? &o->cnt : &zero,
-					      .latency = &o->lat,
-				      },
-				      e->retired_userdata);
+			e->retired_fn(
+				&(struct iopf_engine_stats){
+					.tenant = o->tenant,
+					.source_id = o->kind == OBJ_SOURCE ? o->id : o->parent,
+					.domain_id = o->kind == OBJ_DOMAIN ? o->id : 0,
+					.counters = o->kind == OBJ_DOMAIN ? &o->cnt : &zero,
+					.latency = &o->lat,
+				},
+				e->retired_userdata);
 		}
 	}
 	/* Callbacks may queue new removals: run only what was queued before. */
@@ -422,30 +423,28 @@ INFO_AND_FOREACH(domain, OBJ_DOMAIN)
 INFO_AND_FOREACH(region, OBJ_REGION)
 #undef INFO_AND_FOREACH
 
-/* The domain @id of the one engine, for the statistics hooks. */
-static struct obj *hooked_domain(uint64_t id)
+/* The statistics hooks: set what the domain @id of the one engine reports (NULL: keep). */
+static int set_hooked(uint64_t id, const struct iopf_counters *cnt, const struct iopf_histogram *h)
 {
-	return the_engine ? obj_get(the_engine, id, OBJ_DOMAIN) : NULL;
+	struct obj *o = the_engine ? obj_get(the_engine, id, OBJ_DOMAIN) : NULL;
+
+	if (!o)
+		return -ENOENT;
+	if (cnt)
+		o->cnt = *cnt;
+	if (h)
+		o->lat = *h;
+	return 0;
 }
 
 int __iopf_fake_engine_set_counters(uint64_t domain_id, const struct iopf_counters *cnt)
 {
-	struct obj *o = hooked_domain(domain_id);
-
-	if (!o)
-		return -ENOENT;
-	o->cnt = *cnt;
-	return 0;
+	return set_hooked(domain_id, cnt, NULL);
 }
 
 int __iopf_fake_engine_set_latency(uint64_t domain_id, const struct iopf_histogram *h)
 {
-	struct obj *o = hooked_domain(domain_id);
-
-	if (!o)
-		return -ENOENT;
-	o->lat = *h;
-	return 0;
+	return set_hooked(domain_id, NULL, h);
 }
 
 static int merge_latency(struct iopf_engine *e, uint64_t id, enum obj_kind kind,
@@ -479,14 +478,15 @@ void iopf_engine_foreach_retiring(struct iopf_engine *e, uint64_t tenant, iopf_e
 
 		if (!o->retiring || o->kind == OBJ_REGION || (tenant && o->tenant != tenant))
 			continue;
-		fn(&(struct iopf_engine_stats){
-			   .tenant = o->tenant,
-			   .source_id = o->kind == OBJ_SOURCE ? o->id : o->parent,
-			   .domain_id = o->kind == OBJ_DOMAIN ? o->id : 0,
-			   .counters = o->kind == OBJ_DOMAIN ? &o->cnt : &zero,
-			   .latency = &o->lat,
-		   },
-		   userdata);
+		fn(
+			&(struct iopf_engine_stats){
+				.tenant = o->tenant,
+				.source_id = o->kind == OBJ_SOURCE ? o->id : o->parent,
+				.domain_id = o->kind == OBJ_DOMAIN ? o->id : 0,
+				.counters = o->kind == OBJ_DOMAIN ? &o->cnt : &zero,
+				.latency = &o->lat,
+			},
+			userdata);
 	}
 }
 

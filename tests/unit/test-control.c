@@ -87,42 +87,42 @@ static int teardown(void **state)
 	return 0;
 }
 
-static uint64_t add_source(struct fixture *f, uint64_t tenant)
+/*
+ * A new object of @tenant that must be accepted: a source on the fixture's fds, a domain
+ * (@a dev_id, @b pasid) on source @parent, a region [@a, @a + @b) of f->mem in domain @parent.
+ */
+static uint64_t add(struct fixture *f, enum control_kind k, uint64_t tenant, uint64_t parent,
+		    uint64_t a, uint64_t b)
 {
 	struct iopf_control_error err = {};
 	uint64_t id = 0;
-	int r = iopf_control_register_source(f->control, tenant, f->fault_fd, f->iommufd, 1, &id,
-					     &err);
+	int r = -EINVAL;
 
+	switch (k) {
+	case CONTROL_SOURCES:
+		r = iopf_control_register_source(f->control, tenant, f->fault_fd, f->iommufd, 1,
+						 &id, &err);
+		break;
+	case CONTROL_DOMAINS:
+		r = iopf_control_register_domain(f->control, tenant, parent, (uint32_t)a,
+						 (uint32_t)b, &id, &err);
+		break;
+	case CONTROL_REGIONS:
+		r = iopf_control_add_region(f->control, tenant, parent, f->mem, 0, a, b, RW, &id,
+					    &err);
+		break;
+	}
 	if (r < 0)
-		fail_msg("register_source: %s", err.message);
+		fail_msg("adding a %s: %s", (const char *[]){"source", "domain", "region"}[k],
+			 err.message);
 	return id;
 }
 
-static uint64_t add_domain(struct fixture *f, uint64_t tenant, uint64_t source, uint32_t dev,
-			   uint32_t pasid)
-{
-	struct iopf_control_error err = {};
-	uint64_t id = 0;
-	int r = iopf_control_register_domain(f->control, tenant, source, dev, pasid, &id, &err);
-
-	if (r < 0)
-		fail_msg("register_domain: %s", err.message);
-	return id;
-}
-
-static uint64_t add_region(struct fixture *f, uint64_t tenant, uint64_t domain, uint64_t iova,
-			   uint64_t length)
-{
-	struct iopf_control_error err = {};
-	uint64_t id = 0;
-	int r = iopf_control_add_region(f->control, tenant, domain, f->mem, 0, iova, length, RW,
-					&id, &err);
-
-	if (r < 0)
-		fail_msg("add_region: %s", err.message);
-	return id;
-}
+#define add_source(f, tenant) add(f, CONTROL_SOURCES, tenant, 0, 0, 0)
+#define add_domain(f, tenant, source, dev, pasid)                                                  \
+	add(f, CONTROL_DOMAINS, tenant, source, dev, pasid)
+#define add_region(f, tenant, domain, iova, length)                                                \
+	add(f, CONTROL_REGIONS, tenant, domain, iova, length)
 
 static void expect(int r, int error, const struct iopf_control_error *err, const char *substring)
 {
@@ -197,7 +197,8 @@ static void test_source_validation(void **state)
 	} cases[] = {
 		{"pipe fault_fd", TFD_PIPE, TFD_SIM_IOMMU, 1, 0, -EBADF, false,
 		 "fault_fd is not an iommufd fault queue (it is pipe:["},
-		{"/dev/null fault_fd", TFD_DEVNULL, TFD_SIM_IOMMU, 1, 0, -EBADF, false, "/dev/null"},
+		{"/dev/null fault_fd", TFD_DEVNULL, TFD_SIM_IOMMU, 1, 0, -EBADF, false,
+		 "/dev/null"},
 		{"socket fault_fd", TFD_SOCKET, TFD_SIM_IOMMU, 1, 0, -EBADF, false, "socket:["},
 		{"memfd fault_fd", TFD_MEM, TFD_SIM_IOMMU, 1, 0, -EBADF, false, "/memfd:iopf-test"},
 		{"closed fault_fd", TFD_CLOSED, TFD_SIM_IOMMU, 1, 0, -EBADF, false,
@@ -206,7 +207,8 @@ static void test_source_validation(void **state)
 		 "fault_fd is not an open"},
 		{"pipe iommufd", TFD_SIM_FAULT, TFD_PIPE, 1, 0, -EBADF, false,
 		 "iommufd is not an iommufd (it is pipe:["},
-		{"socket iommufd", TFD_SIM_FAULT, TFD_SOCKET, 1, 0, -EBADF, false, "(it is socket:["},
+		{"socket iommufd", TFD_SIM_FAULT, TFD_SOCKET, 1, 0, -EBADF, false,
+		 "(it is socket:["},
 		{"closed iommufd", TFD_SIM_FAULT, TFD_CLOSED, 1, 0, -EBADF, false,
 		 "iommufd is not an open file descriptor"},
 		{"ioas 0", TFD_SIM_FAULT, TFD_SIM_IOMMU, 0, 0, -EINVAL, false, "ioas_id 0"},
@@ -217,8 +219,8 @@ static void test_source_validation(void **state)
 		 "are not an iommufd fault queue"},
 		{"engine ENOTTY", TFD_SIM_FAULT, TFD_SIM_IOMMU, 1, -ENOTTY, -EBADF, true,
 		 "are not an iommufd fault queue"},
-		{"engine EOPNOTSUPP", TFD_SIM_FAULT, TFD_SIM_IOMMU, 1, -EOPNOTSUPP, -EOPNOTSUPP, true,
-		 "--allow-simulator"},
+		{"engine EOPNOTSUPP", TFD_SIM_FAULT, TFD_SIM_IOMMU, 1, -EOPNOTSUPP, -EOPNOTSUPP,
+		 true, "--allow-simulator"},
 		{"engine EINVAL", TFD_SIM_FAULT, TFD_SIM_IOMMU, 7, -EINVAL, -EINVAL, true,
 		 "ioas_id 7 is not usable"},
 		{"engine ENOMEM", TFD_SIM_FAULT, TFD_SIM_IOMMU, 1, -ENOMEM, -ENOMEM, true,
@@ -343,8 +345,8 @@ static void test_region_validation(void **state)
 		 "wraps around the IOVA space"},
 		{"offset wraps", TFD_MEM, 0xfffffffffffff000, 0x1000000, 0x2000, RW, 0, -EINVAL,
 		 false, "offset 0xfffffffffffff000+0x2000 wraps around"},
-		{"past the end of the fd", TFD_MEM, 0xff000, 0x1000000, 0x2000, RW, 0, -EINVAL, false,
-		 "fd range 0xff000+0x2000 ends beyond the fd's size 0x100000"},
+		{"past the end of the fd", TFD_MEM, 0xff000, 0x1000000, 0x2000, RW, 0, -EINVAL,
+		 false, "fd range 0xff000+0x2000 ends beyond the fd's size 0x100000"},
 		{"access 0", TFD_MEM, 0, 0x1000000, 0x1000, 0, 0, -EINVAL, false,
 		 "access 0x0 must be a non-empty subset of READ|WRITE|EXEC|PRIV (0xf)"},
 		{"access 0x10", TFD_MEM, 0, 0x1000000, 0x1000, 0x10, 0, -EINVAL, false,
@@ -355,13 +357,14 @@ static void test_region_validation(void **state)
 		 "fd is not a memfd or regular file (it is pipe:["},
 		{"/dev/null", TFD_DEVNULL, 0, 0x1000000, 0x1000, RW, 0, -EBADF, false,
 		 "(it is /dev/null)"},
-		{"socket", TFD_SOCKET, 0, 0x1000000, 0x1000, RW, 0, -EBADF, false, "(it is socket:["},
+		{"socket", TFD_SOCKET, 0, 0x1000000, 0x1000, RW, 0, -EBADF, false,
+		 "(it is socket:["},
 		{"closed fd", TFD_CLOSED, 0, 0x1000000, 0x1000, RW, 0, -EBADF, false,
 		 "fd is not an open file descriptor"},
 		{"read-only fd, WRITE", TFD_MEM_RDONLY, 0, 0x1000000, 0x1000, RW, 0, -EBADF, false,
 		 "fd is open read-only but access 0x3 includes WRITE"},
-		{"write-only fd", TFD_MEM_WRONLY, 0, 0x1000000, 0x1000, IOPF_ACCESS_WRITE, 0, -EBADF,
-		 false, "write-only"},
+		{"write-only fd", TFD_MEM_WRONLY, 0, 0x1000000, 0x1000, IOPF_ACCESS_WRITE, 0,
+		 -EBADF, false, "write-only"},
 		/* overlaps: the engine refuses, the control plane names the region in the way */
 		{"overlap below", TFD_MEM, 0, 0x1fff000, 0x2000, RW, 0, -EBUSY, true,
 		 "region 0x1fff000+0x2000 overlaps region"},
@@ -384,7 +387,8 @@ static void test_region_validation(void **state)
 		{"adjacent below", TFD_MEM, 0, 0x1ffe000, 0x2000, RW, 0, 0, true, NULL},
 		{"adjacent above, PRIV only", TFD_MEM, 0, 0x2004000, 0x1000, IOPF_ACCESS_PRIV, 0, 0,
 		 true, NULL},
-		{"the whole fd", TFD_MEM, 0, 0x7000000, MEM_SIZE, IOPF_ACCESS_ALL, 0, 0, true, NULL},
+		{"the whole fd", TFD_MEM, 0, 0x7000000, MEM_SIZE, IOPF_ACCESS_ALL, 0, 0, true,
+		 NULL},
 	};
 	struct fixture *f = *state;
 	const struct test_fds kinds = {f->fault_fd, f->iommufd, MEM_SIZE};
@@ -549,9 +553,9 @@ static void test_limits(void **state)
 	assert_true(add_region(f, f->a, dom, 0x9000000, 0x1000) > 0);
 
 	/* removing a source takes its domains and their regions' slots with it */
-	assert_int_equal(iopf_control_unregister_source(f->control, f->a, src[(MAX_DOMAINS - 1) %
-									     MAX_SOURCES],
-							 count_done, NULL, &err),
+	assert_int_equal(iopf_control_unregister_source(f->control, f->a,
+							src[(MAX_DOMAINS - 1) % MAX_SOURCES],
+							count_done, NULL, &err),
 			 0);
 	assert_true(add_region(f, f->a, add_domain(f, f->a, src[1], 200, IOPF_PASID_NONE),
 			       0xa000000, 0x1000) > 0);
@@ -750,7 +754,7 @@ static void test_error_map(void **state)
 /* ---- operations: live limits, totals, visibility ---- */
 
 static int try_region(struct fixture *f, uint64_t tenant, uint64_t dom, uint64_t iova, uint64_t len,
-		  struct iopf_control_error *err)
+		      struct iopf_control_error *err)
 {
 	uint64_t id;
 
@@ -913,7 +917,7 @@ struct seen_tenants {
 };
 
 static int collect_tenants(const struct iopf_tenant_info *t, const struct iopf_control_stats *st,
-		   void *userdata)
+			   void *userdata)
 {
 	struct seen_tenants *s = userdata;
 
@@ -930,12 +934,13 @@ static void test_visibility(void **state)
 	struct iopf_control_stats st;
 	struct seen_tenants s = {};
 
-	assert_int_equal(iopf_control_foreach_tenant(f->control, f->a, false, collect_tenants, &s, &err),
-			 0);
+	assert_int_equal(
+		iopf_control_foreach_tenant(f->control, f->a, false, collect_tenants, &s, &err), 0);
 	assert_int_equal(s.n, 1);
 	assert_int_equal(s.ids[0], f->a);
-	assert_int_equal(iopf_control_foreach_tenant(f->control, f->a, true, collect_tenants, &s, &err),
-			 -EPERM);
+	assert_int_equal(
+		iopf_control_foreach_tenant(f->control, f->a, true, collect_tenants, &s, &err),
+		-EPERM);
 	assert_int_equal(iopf_control_total_stats(f->control, f->a, &st, &err), -EPERM);
 	assert_int_equal(iopf_control_tenant_stats(f->control, f->a, f->b, &st, &err), -ENOENT);
 	assert_string_equal(err.message, "no tenant 2");
@@ -945,15 +950,18 @@ static void test_visibility(void **state)
 
 	/* root, and the daemon itself, see everyone in ascending order */
 	s.n = 0;
-	assert_int_equal(iopf_control_foreach_tenant(f->control, f->root, true, collect_tenants, &s, &err),
-			 0);
+	assert_int_equal(
+		iopf_control_foreach_tenant(f->control, f->root, true, collect_tenants, &s, &err),
+		0);
 	assert_int_equal(s.n, 3);
 	assert_true(s.ids[0] == f->a && s.ids[1] == f->b && s.ids[2] == f->root);
 	s.n = 0;
-	assert_int_equal(iopf_control_foreach_tenant(f->control, 0, true, collect_tenants, &s, &err), 0);
+	assert_int_equal(
+		iopf_control_foreach_tenant(f->control, 0, true, collect_tenants, &s, &err), 0);
 	assert_int_equal(s.n, 3);
-	assert_int_equal(iopf_control_foreach_tenant(f->control, 0, false, collect_tenants, &s, &err),
-			 -ENOENT);
+	assert_int_equal(
+		iopf_control_foreach_tenant(f->control, 0, false, collect_tenants, &s, &err),
+		-ENOENT);
 	assert_int_equal(iopf_control_tenant_stats(f->control, f->root, f->b, &st, &err), 0);
 }
 
