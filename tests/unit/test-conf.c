@@ -698,26 +698,11 @@ static void test_shipped_conf_complete(void **state)
 	}
 }
 
-int main(void)
-{
-	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_defaults),
-		cmocka_unit_test(test_good),
-		cmocka_unit_test(test_bad),
-		cmocka_unit_test(test_long_line),
-		cmocka_unit_test(test_socket_too_long),
-		cmocka_unit_test(test_load),
-		cmocka_unit_test(test_shipped_conf),
-		cmocka_unit_test(test_new_keys),
-		cmocka_unit_test(test_new_keys_bad),
-		cmocka_unit_test(test_listen),
-		cmocka_unit_test(test_dump_round_trip),
-		cmocka_unit_test(test_diff),
-		cmocka_unit_test(test_dropins),
-		cmocka_unit_test(test_hostile_files),
-		cmocka_unit_test(test_hostile_text),
-		cmocka_unit_test(test_shipped_conf_complete),
-	};
-
-	return cmocka_run_group_tests(tests, NULL, NULL);
-}
+TEST_MAIN(cmocka_unit_test(test_defaults), cmocka_unit_test(test_good), cmocka_unit_test(test_bad),
+	  cmocka_unit_test(test_long_line), cmocka_unit_test(test_socket_too_long),
+	  cmocka_unit_test(test_load), cmocka_unit_test(test_shipped_conf),
+	  cmocka_unit_test(test_new_keys), cmocka_unit_test(test_new_keys_bad),
+	  cmocka_unit_test(test_listen), cmocka_unit_test(test_dump_round_trip),
+	  cmocka_unit_test(test_diff), cmocka_unit_test(test_dropins),
+	  cmocka_unit_test(test_hostile_files), cmocka_unit_test(test_hostile_text),
+	  cmocka_unit_test(test_shipped_conf_complete));

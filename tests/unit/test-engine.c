@@ -1160,34 +1160,15 @@ static void test_live_settings(void **state)
 	assert_int_equal(pages_mapped(x), 25);
 }
 
-int main(void)
-{
-	const struct CMUnitTest tests[] = {
-		TEST(test_resolve_one),
-		TEST_WITH(test_uptr_backend, setup_uptr),
-		TEST(test_no_handler_and_reasons),
-		TEST(test_pasid_routing),
-		TEST_WITH(test_multi_record_group_and_grow, setup_small_batch),
-		TEST(test_malformed_raw),
-		TEST(test_many_faults_two_sources),
-		TEST(test_remove_domain_with_held),
-		TEST(test_remove_source_with_held),
-		TEST(test_remove_region),
-		TEST(test_free_with_state),
-		TEST(test_objects),
-		TEST(test_many_objects),
-		TEST(test_churn),
-		TEST(test_read_errors_break_source),
-		TEST(test_write_error_drops_batch),
-		TEST(test_held_cookie_reissued),
-		cmocka_unit_test(test_bad_config),
-		TEST(test_add_source_fd_kinds),
-		TEST_WITH(test_latency_recorded, setup_ops),
-		TEST_WITH(test_retiring_then_retired, setup_ops),
-		TEST_WITH(test_retired_at_free, setup_ops),
-		cmocka_unit_test(test_ping),
-		TEST_WITH(test_live_settings, setup_ops),
-	};
-
-	return cmocka_run_group_tests(tests, NULL, NULL);
-}
+TEST_MAIN(TEST(test_resolve_one), TEST_WITH(test_uptr_backend, setup_uptr),
+	  TEST(test_no_handler_and_reasons), TEST(test_pasid_routing),
+	  TEST_WITH(test_multi_record_group_and_grow, setup_small_batch), TEST(test_malformed_raw),
+	  TEST(test_many_faults_two_sources), TEST(test_remove_domain_with_held),
+	  TEST(test_remove_source_with_held), TEST(test_remove_region), TEST(test_free_with_state),
+	  TEST(test_objects), TEST(test_many_objects), TEST(test_churn),
+	  TEST(test_read_errors_break_source), TEST(test_write_error_drops_batch),
+	  TEST(test_held_cookie_reissued), cmocka_unit_test(test_bad_config),
+	  TEST(test_add_source_fd_kinds), TEST_WITH(test_latency_recorded, setup_ops),
+	  TEST_WITH(test_retiring_then_retired, setup_ops),
+	  TEST_WITH(test_retired_at_free, setup_ops), cmocka_unit_test(test_ping),
+	  TEST_WITH(test_live_settings, setup_ops));

@@ -155,11 +155,4 @@ static void test_fail_nth(void **state)
 	close(memfd);
 }
 
-int main(void)
-{
-	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_fail_nth),
-	};
-
-	return cmocka_run_group_tests(tests, NULL, NULL);
-}
+TEST_MAIN(cmocka_unit_test(test_fail_nth));

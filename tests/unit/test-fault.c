@@ -231,19 +231,9 @@ static void test_pasid_out_of_range(void **state)
 	check(r, 3, want, 3);
 }
 
-int main(void)
-{
-	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_empty),
-		cmocka_unit_test(test_whole_groups),
-		cmocka_unit_test(test_unknown_flags_masked),
-		cmocka_unit_test(test_unknown_flags_one_record),
-		cmocka_unit_test(test_unknown_flags_bad_group),
-		cmocka_unit_test(test_cookie_changes_early),
-		cmocka_unit_test(test_batch_ends_mid_group),
-		cmocka_unit_test(test_mixed_keys),
-		cmocka_unit_test(test_pasid_out_of_range),
-	};
-
-	return cmocka_run_group_tests(tests, NULL, NULL);
-}
+TEST_MAIN(cmocka_unit_test(test_empty), cmocka_unit_test(test_whole_groups),
+	  cmocka_unit_test(test_unknown_flags_masked),
+	  cmocka_unit_test(test_unknown_flags_one_record),
+	  cmocka_unit_test(test_unknown_flags_bad_group),
+	  cmocka_unit_test(test_cookie_changes_early), cmocka_unit_test(test_batch_ends_mid_group),
+	  cmocka_unit_test(test_mixed_keys), cmocka_unit_test(test_pasid_out_of_range));

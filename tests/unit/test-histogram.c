@@ -183,16 +183,6 @@ static void test_concurrent_merge(void **state)
 	assert_true(m.bucket[IOPF_HIST_BUCKETS - 1] > 0); /* some above 10 s */
 }
 
-int main(void)
-{
-	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_bounds),
-		cmocka_unit_test(test_bucket_of),
-		cmocka_unit_test(test_quantile_and_merge),
-		cmocka_unit_test(test_every_edge),
-		cmocka_unit_test(test_quantile_ranks),
-		cmocka_unit_test(test_concurrent_merge),
-	};
-
-	return cmocka_run_group_tests(tests, NULL, NULL);
-}
+TEST_MAIN(cmocka_unit_test(test_bounds), cmocka_unit_test(test_bucket_of),
+	  cmocka_unit_test(test_quantile_and_merge), cmocka_unit_test(test_every_edge),
+	  cmocka_unit_test(test_quantile_ranks), cmocka_unit_test(test_concurrent_merge));

@@ -67,12 +67,4 @@ static void test_kernel_backend_fallbacks(void **state)
 	assert_false(is_open(mfd));
 }
 
-int main(void)
-{
-	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_identify),
-		cmocka_unit_test(test_kernel_backend_fallbacks),
-	};
-
-	return cmocka_run_group_tests(tests, NULL, NULL);
-}
+TEST_MAIN(cmocka_unit_test(test_identify), cmocka_unit_test(test_kernel_backend_fallbacks));

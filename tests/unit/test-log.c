@@ -200,13 +200,6 @@ static void test_ratelimit(void **state)
 	assert_int_equal(ratelimit_below(&rl), 0);
 }
 
-int main(void)
-{
-	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_entry_fields), cmocka_unit_test(test_entry_hostile),
-		cmocka_unit_test(test_target),	     cmocka_unit_test(test_console_format),
-		cmocka_unit_test(test_ratelimit),
-	};
-
-	return cmocka_run_group_tests(tests, NULL, NULL);
-}
+TEST_MAIN(cmocka_unit_test(test_entry_fields), cmocka_unit_test(test_entry_hostile),
+	  cmocka_unit_test(test_target), cmocka_unit_test(test_console_format),
+	  cmocka_unit_test(test_ratelimit));

@@ -427,20 +427,9 @@ static int group_teardown(void **state)
 	return 0;
 }
 
-int main(void)
-{
-	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_new_validation),
-		cmocka_unit_test(test_prot),
-		cmocka_unit_test(test_files_shared),
-		cmocka_unit_test(test_files_many),
-		cmocka_unit_test(test_files_threads),
-		cmocka_unit_test(test_set_overlap),
-		cmocka_unit_test(test_set_find),
-		cmocka_unit_test(test_set_find_sizes),
-		cmocka_unit_test(test_bitmaps),
-		cmocka_unit_test(test_uptr),
-	};
-
-	return cmocka_run_group_tests(tests, group_setup, group_teardown);
-}
+TEST_MAIN_GROUP(group_setup, group_teardown, cmocka_unit_test(test_new_validation),
+		cmocka_unit_test(test_prot), cmocka_unit_test(test_files_shared),
+		cmocka_unit_test(test_files_many), cmocka_unit_test(test_files_threads),
+		cmocka_unit_test(test_set_overlap), cmocka_unit_test(test_set_find),
+		cmocka_unit_test(test_set_find_sizes), cmocka_unit_test(test_bitmaps),
+		cmocka_unit_test(test_uptr));

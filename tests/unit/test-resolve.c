@@ -256,16 +256,6 @@ static void test_uptr(void **state)
 	assert_int_equal(iopf_resolve_unmap_region(x->b, r, &x->c), 0);
 }
 
-int main(void)
-{
-	const struct CMUnitTest tests[] = {
-		TEST(test_permission_and_outside),
-		TEST(test_window_clipping),
-		TEST(test_no_remap_and_coalesce),
-		TEST(test_eexist),
-		TEST(test_map_error),
-		TEST_WITH(test_uptr, setup_uptr),
-	};
-
-	return cmocka_run_group_tests(tests, NULL, NULL);
-}
+TEST_MAIN(TEST(test_permission_and_outside), TEST(test_window_clipping),
+	  TEST(test_no_remap_and_coalesce), TEST(test_eexist), TEST(test_map_error),
+	  TEST_WITH(test_uptr, setup_uptr));

@@ -357,22 +357,8 @@ static void test_latency_per_read(void **state)
 	assert_true(h[0].sum_ns >= (now - t_a) + (now - t_b));
 }
 
-int main(void)
-{
-	const struct CMUnitTest tests[] = {
-		TEST(test_one_write),
-		TEST(test_short_write),
-		TEST(test_first_entry_refused),
-		TEST(test_all_stale),
-		TEST(test_last_entry_refused),
-		TEST(test_hard_error_drops),
-		TEST(test_reserve_keeps_entries),
-		TEST(test_reissued_cookie_in_batch),
-		TEST(test_reserve_reindexes),
-		TEST(test_reissued_big_cookie),
-		TEST(test_dedupe_model),
-		TEST(test_latency_per_read),
-	};
-
-	return cmocka_run_group_tests(tests, NULL, NULL);
-}
+TEST_MAIN(TEST(test_one_write), TEST(test_short_write), TEST(test_first_entry_refused),
+	  TEST(test_all_stale), TEST(test_last_entry_refused), TEST(test_hard_error_drops),
+	  TEST(test_reserve_keeps_entries), TEST(test_reissued_cookie_in_batch),
+	  TEST(test_reserve_reindexes), TEST(test_reissued_big_cookie), TEST(test_dedupe_model),
+	  TEST(test_latency_per_read));

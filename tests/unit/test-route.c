@@ -194,13 +194,5 @@ static int group_teardown(void **state)
 	return 0;
 }
 
-int main(void)
-{
-	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_add_lookup_remove),
-		cmocka_unit_test(test_many),
-		cmocka_unit_test(test_concurrent_readers),
-	};
-
-	return cmocka_run_group_tests(tests, group_setup, group_teardown);
-}
+TEST_MAIN_GROUP(group_setup, group_teardown, cmocka_unit_test(test_add_lookup_remove),
+		cmocka_unit_test(test_many), cmocka_unit_test(test_concurrent_readers));

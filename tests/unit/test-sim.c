@@ -1178,37 +1178,15 @@ static void test_model_random(void **state)
 	teardown((void **)&fx);
 }
 
-int main(void)
-{
-	const struct CMUnitTest tests[] = {
-		TEST(test_open_rejects_wrong_fds),
-		TEST(test_open_rejects_bad_header),
-		cmocka_unit_test(test_new_limits),
-		TEST(test_read_counts_and_empty),
-		TEST(test_read_records),
-		TEST(test_read_whole_groups_fifo),
-		TEST(test_read_raw_records_pass_through),
-		TEST(test_cookie_lowest_free_and_reuse),
-		cmocka_unit_test(test_cookie_reuse_crosses_words),
-		TEST(test_write_semantics),
-		TEST(test_harvest),
-		TEST(test_wait_wakes),
-		TEST(test_queue_full_and_bad_groups),
-		TEST(test_doorbell_level),
-		TEST(test_doorbell_races),
-		TEST(test_doorbell_blocking_eventfd),
-		TEST(test_detach_auto_invalid),
-		TEST(test_detach_delivered_only),
-		TEST(test_map_lookup),
-		TEST(test_map_validation),
-		TEST(test_unmap_exact_extents),
-		TEST(test_map_capacity),
-		cmocka_unit_test(test_iommu_churn),
-		TEST(test_hostile_indices),
-		TEST(test_lock_owner_died),
-		TEST(test_lock_timeout),
-		cmocka_unit_test(test_model_random),
-	};
-
-	return cmocka_run_group_tests(tests, NULL, NULL);
-}
+TEST_MAIN(TEST(test_open_rejects_wrong_fds), TEST(test_open_rejects_bad_header),
+	  cmocka_unit_test(test_new_limits), TEST(test_read_counts_and_empty),
+	  TEST(test_read_records), TEST(test_read_whole_groups_fifo),
+	  TEST(test_read_raw_records_pass_through), TEST(test_cookie_lowest_free_and_reuse),
+	  cmocka_unit_test(test_cookie_reuse_crosses_words), TEST(test_write_semantics),
+	  TEST(test_harvest), TEST(test_wait_wakes), TEST(test_queue_full_and_bad_groups),
+	  TEST(test_doorbell_level), TEST(test_doorbell_races),
+	  TEST(test_doorbell_blocking_eventfd), TEST(test_detach_auto_invalid),
+	  TEST(test_detach_delivered_only), TEST(test_map_lookup), TEST(test_map_validation),
+	  TEST(test_unmap_exact_extents), TEST(test_map_capacity),
+	  cmocka_unit_test(test_iommu_churn), TEST(test_hostile_indices),
+	  TEST(test_lock_owner_died), TEST(test_lock_timeout), cmocka_unit_test(test_model_random));
