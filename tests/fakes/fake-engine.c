@@ -167,15 +167,23 @@ unsigned iopf_engine_n_workers(struct iopf_engine *e)
 	return e->cfg.n_workers ? e->cfg.n_workers : 1;
 }
 
-static struct obj *obj_new(struct iopf_engine *e, enum obj_kind kind)
+/* A live object of @tenant under @parent; its id goes to *@ret_id. NULL: the table is full. */
+static struct obj *obj_new(struct iopf_engine *e, enum obj_kind kind, uint64_t tenant,
+			   uint64_t parent, uint64_t *ret_id)
 {
 	struct obj *o;
 
 	if (e->next_id > FAKE_MAX_OBJECTS)
 		return NULL;
 	o = &e->objs[e->next_id - 1];
-	*o = (struct obj){
-		.live = true, .kind = kind, .id = e->next_id++, .fd1 = -EBADF, .fd2 = -EBADF};
+	*o = (struct obj){.live = true,
+			  .kind = kind,
+			  .id = e->next_id++,
+			  .tenant = tenant,
+			  .parent = parent,
+			  .fd1 = -EBADF,
+			  .fd2 = -EBADF};
+	*ret_id = o->id;
 	return o;
 }
 
@@ -210,15 +218,13 @@ int iopf_engine_add_source(struct iopf_engine *e, uint64_t tenant, int fault_fd,
 		return -EBADF;
 	if (sim && !e->cfg.sim_open)
 		return -EOPNOTSUPP;
-	o = obj_new(e, OBJ_SOURCE);
+	o = obj_new(e, OBJ_SOURCE, tenant, 0, ret_source_id);
 	if (!o)
 		return -ENOMEM;
-	o->tenant = tenant;
 	o->a = ioas_id;
 	o->fd1 = fault_fd;
 	o->fd2 = iommufd;
 	o->sim = sim;
-	*ret_source_id = o->id;
 	return 0;
 }
 
@@ -242,14 +248,11 @@ int iopf_engine_add_domain(struct iopf_engine *e, uint64_t source_id, uint32_t d
 		    d->b == pasid)
 			return -EEXIST;
 	}
-	o = obj_new(e, OBJ_DOMAIN);
+	o = obj_new(e, OBJ_DOMAIN, s->tenant, source_id, ret_domain_id);
 	if (!o)
 		return -ENOMEM;
-	o->tenant = s->tenant;
-	o->parent = source_id;
 	o->a = dev_id;
 	o->b = pasid;
-	*ret_domain_id = o->id;
 	return 0;
 }
 
@@ -279,17 +282,14 @@ int iopf_engine_add_region(struct iopf_engine *e, uint64_t domain_id, int fd, ui
 		    iova < x->iova + x->length && x->iova < iova + length)
 			return -EBUSY;
 	}
-	o = obj_new(e, OBJ_REGION);
+	o = obj_new(e, OBJ_REGION, d->tenant, domain_id, ret_region_id);
 	if (!o)
 		return -ENOMEM;
 	o->fd1 = fcntl(fd, F_DUPFD_CLOEXEC, 3);
-	o->tenant = d->tenant;
-	o->parent = domain_id;
 	o->iova = iova;
 	o->length = length;
 	o->offset = offset;
 	o->a = access;
-	*ret_region_id = o->id;
 	return 0;
 }
 
