@@ -17,6 +17,7 @@
 #include <string.h>
 
 #include "backend.h"
+#include "fault-group.h"
 #include "fault.h"
 #include "fuzz.h"
 #include "response.h"
@@ -68,13 +69,6 @@ static bool whole(const struct iommu_hwpt_pgfault *r, const struct iopf_group *g
 	return true;
 }
 
-static bool same_group(const struct iopf_group *a, const struct iopf_group *b)
-{
-	return a->first == b->first && a->n == b->n && a->cookie == b->cookie &&
-	       a->dev_id == b->dev_id && a->pasid == b->pasid && a->masked == b->masked &&
-	       a->bad == b->bad;
-}
-
 /* Cut every group of @r (masking in place); returns the count, groups in @g. */
 static size_t cut_all(struct iommu_hwpt_pgfault *r, size_t n, struct iopf_group *g)
 {
@@ -87,7 +81,7 @@ static size_t cut_all(struct iommu_hwpt_pgfault *r, size_t n, struct iopf_group 
 	while (iopf_fault_cut_group(copy, n, &pos2, &g2)) {
 		fuzz_check(k < n, "more groups than records");
 		fuzz_check(iopf_fault_next_group(r, n, &pos, &g[k]), "fast path ended early");
-		fuzz_check(pos == pos2 && same_group(&g[k], &g2),
+		fuzz_check(pos == pos2 && fault_group_equal(&g[k], &g2),
 			   "fast path and cut disagree at record %zu", g2.first);
 		k++;
 	}

@@ -4,6 +4,7 @@
 
 #include <string.h>
 
+#include "fault-group.h"
 #include "fault.h"
 #include "iopf/iopf.h"
 
@@ -35,13 +36,7 @@ static void check(struct iommu_hwpt_pgfault *r, size_t n, const struct iopf_grou
 	while (iopf_fault_cut_group(copy, n, &pos2, &g2)) {
 		assert_true(iopf_fault_next_group(r, n, &pos, &g));
 		assert_int_equal(pos, pos2);
-		assert_int_equal(g.first, g2.first);
-		assert_int_equal(g.n, g2.n);
-		assert_int_equal(g.cookie, g2.cookie);
-		assert_int_equal(g.dev_id, g2.dev_id);
-		assert_int_equal(g.pasid, g2.pasid);
-		assert_int_equal(g.masked, g2.masked);
-		assert_int_equal(g.bad, g2.bad);
+		assert_true(fault_group_equal(&g, &g2));
 		assert_true(k < n_want);
 		assert_int_equal(g.masked, want[k].masked);
 		k++;
