@@ -228,17 +228,26 @@ int iopf_engine_add_source(struct iopf_engine *e, uint64_t tenant, int fault_fd,
 	return 0;
 }
 
+/* The scripted failure of @op, if any, then the live parent (@id, @kind) into *@ret. */
+static int add_under(struct iopf_engine *e, enum fake_engine_op op, uint64_t id, enum obj_kind kind,
+		     struct obj **ret)
+{
+	int r = hook(op);
+
+	if (r < 0)
+		return r;
+	*ret = obj_get(e, id, kind);
+	return *ret ? 0 : -ENOENT;
+}
+
 int iopf_engine_add_domain(struct iopf_engine *e, uint64_t source_id, uint32_t dev_id,
 			   uint32_t pasid, uint64_t *ret_domain_id)
 {
 	struct obj *s, *o;
-	int r = hook(FAKE_ADD_DOMAIN);
+	int r = add_under(e, FAKE_ADD_DOMAIN, source_id, OBJ_SOURCE, &s);
 
 	if (r < 0)
 		return r;
-	s = obj_get(e, source_id, OBJ_SOURCE);
-	if (!s)
-		return -ENOENT;
 	if (pasid != IOPF_PASID_NONE && pasid > IOPF_PASID_MAX)
 		return -EINVAL;
 	for (unsigned i = 0; i < e->next_id - 1; i++) {
@@ -261,13 +270,10 @@ int iopf_engine_add_region(struct iopf_engine *e, uint64_t domain_id, int fd, ui
 {
 	struct obj *d, *o;
 	struct stat st;
-	int r = hook(FAKE_ADD_REGION);
+	int r = add_under(e, FAKE_ADD_REGION, domain_id, OBJ_DOMAIN, &d);
 
 	if (r < 0)
 		return r;
-	d = obj_get(e, domain_id, OBJ_DOMAIN);
-	if (!d)
-		return -ENOENT;
 	if (!length || !IS_ALIGNED(iova | offset | length, IOPF_PAGE_SIZE) ||
 	    iova + length < iova || !access || (access & ~IOPF_ACCESS_ALL))
 		return -EINVAL;

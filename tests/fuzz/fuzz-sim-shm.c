@@ -30,13 +30,7 @@
 #define PG   IOPF_SIM_PAGE_SIZE
 #define RW   (IOMMU_IOAS_MAP_READABLE | IOMMU_IOAS_MAP_WRITEABLE)
 
-static const struct iopf_sim_config cfg = {
-	.queue_depth = 16,
-	.max_group = 8,
-	.n_ioas = 2,
-	.iommu_pages = 64,
-	.iommu_maps = 8,
-};
+static const struct iopf_sim_config cfg = SIM_TEST_CONFIG;
 
 static bool one_of(long long r, const int *allowed, size_t n)
 {

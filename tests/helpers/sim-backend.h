@@ -16,6 +16,12 @@
 #include "sim.h"
 #include "util.h"
 
+/* A small context: queue and IOMMU tables fill up within a few operations. */
+#define SIM_TEST_CONFIG                                                                            \
+	{                                                                                          \
+		.queue_depth = 16, .max_group = 8, .n_ioas = 2, .iommu_pages = 64, .iommu_maps = 8 \
+	}
+
 /* iopf_sim_backend_open() on F_DUPFD_CLOEXEC copies of @s's fds; the copies go on failure. */
 static inline int sim_backend_open_dup(struct iopf_sim *s, uint32_t ioas_id,
 				       struct iopf_backend **ret)

@@ -50,9 +50,8 @@ static int setup_cfg(void **state, const struct iopf_sim_config *cfg)
 
 static int setup(void **state)
 {
-	const struct iopf_sim_config cfg = {
-		.queue_depth = 16, .max_group = 8, .n_ioas = 2, .iommu_pages = 64, .iommu_maps = 8,
-	};
+	const struct iopf_sim_config cfg = SIM_TEST_CONFIG;
+
 	return setup_cfg(state, &cfg);
 }
 
