@@ -6,6 +6,7 @@
 #include "iopf/iopf.h"
 #include "response.h"
 #include "time-util.h"
+#include "util.h"
 
 struct fx {
 	struct fake *f;
@@ -86,69 +87,49 @@ static void test_one_write(void **state)
 	assert_int_equal(fake_writes(x->f), 1);
 }
 
-static void test_short_write(void **state)
+/*
+ * The kernel answered some cookies itself (detach) and refuses their entries: each
+ * refusal ends a write, the entry is counted stale and skipped, the rest resubmitted.
+ */
+static void test_refused_entries(void **state)
 {
-	struct fx *x = *state;
-	const unsigned want[] = { 0, 1, 3, 5 };
+	static const struct {
+		const char *what;
+		unsigned n;		  /* groups delivered and queued */
+		unsigned auto_mask;	  /* bit i: the kernel answered group i itself */
+		int accepted;		  /* what the flush returns */
+		uint64_t writes;	  /* write calls it took */
+		unsigned want[6], n_want; /* the answer log, as group indexes */
+		uint64_t stale[2];	  /* per counter: even groups, odd groups */
+	} cases[] = {
+		/* [0..5] stops at 2; [3..5] stops at 4; [5] */
+		{"short writes", 6, 1u << 2 | 1u << 4, 4, 3, {0, 1, 3, 5}, 4, {2, 0}},
+		/* EINVAL for [0..3], EINVAL for [1..3], then [2..3] */
+		{"first entry refused", 4, 1u << 0 | 1u << 1, 2, 3, {2, 3}, 2, {1, 1}},
+		{"all stale", 3, 7, 0, 3, {}, 0, {2, 1}},
+		/* nothing left after the refused entry */
+		{"last entry refused", 4, 1u << 3, 3, 1, {0, 1, 2}, 3, {0, 1}},
+	};
 
-	deliver(x, 6);
-	/* detached: the kernel answered 2 and 4 itself */
-	assert_true(fake_auto_answer(x->f, x->cookies[2]));
-	assert_true(fake_auto_answer(x->f, x->cookies[4]));
-	queue_all(x, 6);
-	assert_int_equal(iopf_response_flush(&x->rb, x->b), 4);
-	/* [0..5] stops at 2; [3..5] stops at 4; [5] */
-	assert_int_equal(fake_writes(x->f), 3);
-	expect_answers(x, want, 4);
-	assert_int_equal(x->c[0].stale, 2);
-	assert_int_equal(x->c[1].stale, 0);
-	assert_true(fake_all_answered_once(x->f));
-	assert_int_equal(fake_outstanding(x->f), 0);
-}
+	for (size_t i = 0; i < ARRAY_SIZE(cases); i++) {
+		struct fx *x;
 
-static void test_first_entry_refused(void **state)
-{
-	struct fx *x = *state;
-	const unsigned want[] = { 2, 3 };
-
-	deliver(x, 4);
-	assert_true(fake_auto_answer(x->f, x->cookies[0]));
-	assert_true(fake_auto_answer(x->f, x->cookies[1]));
-	queue_all(x, 4);
-	/* EINVAL for [0..3], EINVAL for [1..3], then [2..3] */
-	assert_int_equal(iopf_response_flush(&x->rb, x->b), 2);
-	assert_int_equal(fake_writes(x->f), 3);
-	expect_answers(x, want, 2);
-	assert_int_equal(x->c[0].stale, 1);
-	assert_int_equal(x->c[1].stale, 1);
-}
-
-static void test_all_stale(void **state)
-{
-	struct fx *x = *state;
-
-	deliver(x, 3);
-	for (int i = 0; i < 3; i++)
-		assert_true(fake_auto_answer(x->f, x->cookies[i]));
-	queue_all(x, 3);
-	assert_int_equal(iopf_response_flush(&x->rb, x->b), 0);
-	assert_int_equal(fake_writes(x->f), 3);
-	expect_answers(x, NULL, 0);
-	assert_int_equal(x->c[0].stale + x->c[1].stale, 3);
-}
-
-static void test_last_entry_refused(void **state)
-{
-	struct fx *x = *state;
-	const unsigned want[] = { 0, 1, 2 };
-
-	deliver(x, 4);
-	assert_true(fake_auto_answer(x->f, x->cookies[3]));
-	queue_all(x, 4);
-	assert_int_equal(iopf_response_flush(&x->rb, x->b), 3);
-	assert_int_equal(fake_writes(x->f), 1); /* nothing left after the refused entry */
-	expect_answers(x, want, 3);
-	assert_int_equal(x->c[1].stale, 1);
+		print_message("  %s\n", cases[i].what);
+		setup((void **)&x);
+		deliver(x, cases[i].n);
+		for (unsigned k = 0; k < cases[i].n; k++)
+			if (cases[i].auto_mask & (1u << k))
+				assert_true(fake_auto_answer(x->f, x->cookies[k]));
+		queue_all(x, cases[i].n);
+		assert_int_equal(iopf_response_flush(&x->rb, x->b), cases[i].accepted);
+		assert_int_equal(fake_writes(x->f), cases[i].writes);
+		expect_answers(x, cases[i].want, cases[i].n_want);
+		assert_int_equal(x->c[0].stale, cases[i].stale[0]);
+		assert_int_equal(x->c[1].stale, cases[i].stale[1]);
+		assert_true(fake_all_answered_once(x->f));
+		assert_int_equal(fake_outstanding(x->f), 0);
+		teardown((void **)&x);
+	}
 }
 
 static void test_hard_error_drops(void **state)
@@ -357,8 +338,7 @@ static void test_latency_per_read(void **state)
 	assert_true(h[0].sum_ns >= (now - t_a) + (now - t_b));
 }
 
-TEST_MAIN(TEST(test_one_write), TEST(test_short_write), TEST(test_first_entry_refused),
-	  TEST(test_all_stale), TEST(test_last_entry_refused), TEST(test_hard_error_drops),
+TEST_MAIN(TEST(test_one_write), cmocka_unit_test(test_refused_entries), TEST(test_hard_error_drops),
 	  TEST(test_reserve_keeps_entries), TEST(test_reissued_cookie_in_batch),
 	  TEST(test_reserve_reindexes), TEST(test_reissued_big_cookie), TEST(test_dedupe_model),
 	  TEST(test_latency_per_read));
