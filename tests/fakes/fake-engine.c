@@ -125,6 +125,23 @@ int iopf_engine_get_fd(struct iopf_engine *e)
 	return e->efd;
 }
 
+/* A source's or a domain's statistics, as the engine hands them over (a source's counters: none).
+ */
+static void report_stats(const struct obj *o, iopf_engine_stats_fn fn, void *userdata)
+{
+	static const struct iopf_counters zero;
+
+	fn(
+		&(struct iopf_engine_stats){
+			.tenant = o->tenant,
+			.source_id = o->kind == OBJ_SOURCE ? o->id : o->parent,
+			.domain_id = o->kind == OBJ_DOMAIN ? o->id : 0,
+			.counters = o->kind == OBJ_DOMAIN ? &o->cnt : &zero,
+			.latency = &o->lat,
+		},
+		userdata);
+}
+
 int iopf_engine_dispatch(struct iopf_engine *e)
 {
 	uint64_t v;
@@ -138,19 +155,8 @@ int iopf_engine_dispatch(struct iopf_engine *e)
 		if (!o->retiring)
 			continue;
 		o->retiring = false;
-		if (e->retired_fn && o->kind != OBJ_REGION) {
-			struct iopf_counters zero = {};
-
-			e->retired_fn(
-				&(struct iopf_engine_stats){
-					.tenant = o->tenant,
-					.source_id = o->kind == OBJ_SOURCE ? o->id : o->parent,
-					.domain_id = o->kind == OBJ_DOMAIN ? o->id : 0,
-					.counters = o->kind == OBJ_DOMAIN ? &o->cnt : &zero,
-					.latency = &o->lat,
-				},
-				e->retired_userdata);
-		}
+		if (e->retired_fn && o->kind != OBJ_REGION)
+			report_stats(o, e->retired_fn, e->retired_userdata);
 	}
 	/* Callbacks may queue new removals: run only what was queued before. */
 	struct pending run[FAKE_MAX_OBJECTS];
@@ -477,22 +483,11 @@ int iopf_engine_source_latency(struct iopf_engine *e, uint64_t id, struct iopf_h
 void iopf_engine_foreach_retiring(struct iopf_engine *e, uint64_t tenant, iopf_engine_stats_fn fn,
 				  void *userdata)
 {
-	static const struct iopf_counters zero;
-
 	for (unsigned i = 0; i < e->next_id - 1; i++) {
 		const struct obj *o = &e->objs[i];
 
-		if (!o->retiring || o->kind == OBJ_REGION || (tenant && o->tenant != tenant))
-			continue;
-		fn(
-			&(struct iopf_engine_stats){
-				.tenant = o->tenant,
-				.source_id = o->kind == OBJ_SOURCE ? o->id : o->parent,
-				.domain_id = o->kind == OBJ_DOMAIN ? o->id : 0,
-				.counters = o->kind == OBJ_DOMAIN ? &o->cnt : &zero,
-				.latency = &o->lat,
-			},
-			userdata);
+		if (o->retiring && o->kind != OBJ_REGION && (!tenant || o->tenant == tenant))
+			report_stats(o, fn, userdata);
 	}
 }
 
