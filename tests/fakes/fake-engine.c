@@ -112,7 +112,9 @@ struct iopf_engine *iopf_engine_free(struct iopf_engine *e)
 	for (unsigned i = 0; i < e->next_id - 1; i++)
 		if (e->objs[i].live)
 			obj_kill(&e->objs[i]);
-	/* The real engine answers everything; queued callbacks are dropped like its are. */
+	/* Like the real engine's, a removal still pending gets its callback from free. */
+	for (unsigned i = 0; i < e->n_pending; i++)
+		e->pending[i].done(e->pending[i].userdata, 0);
 	safe_close(e->efd);
 	if (the_engine == e)
 		the_engine = NULL;
