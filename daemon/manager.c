@@ -278,6 +278,15 @@ static int snap_source(const struct iopf_source_info *i, void *userdata)
 	return snaps_push(userdata, &x);
 }
 
+static int cmp_snap(const void *a, const void *b)
+{
+	const struct snap *x = a, *y = b;
+
+	if (x->domain != y->domain)
+		return x->domain < y->domain ? -1 : 1;
+	return x->id < y->id ? -1 : x->id > y->id;
+}
+
 static const struct snap *snaps_find(const struct snaps *s, bool domain, uint64_t id)
 {
 	size_t lo = 0, hi = s->n;
@@ -370,9 +379,13 @@ static void summarize(struct manager *m)
 	_cleanup_free_ struct tenant_delta *deltas = NULL;
 	size_t n_deltas = 0, named = 0, more = 0;
 
-	if (iopf_engine_foreach_source(m->engine, 0, snap_source, &cur) < 0 ||
-	    iopf_engine_foreach_domain(m->engine, 0, snap_domain, &cur) < 0)
+	/* the registry's view (tenant 0: the daemon's), with the ids tenants are shown */
+	if (iopf_control_foreach_source(m->control, 0, true, snap_source, &cur, NULL) < 0 ||
+	    iopf_control_foreach_domain(m->control, 0, true, snap_domain, &cur, NULL) < 0)
 		goto out;
+	/* ids are not in order: snaps_find() needs them sorted */
+	if (cur.n > 1)
+		qsort(cur.v, cur.n, sizeof(*cur.v), cmp_snap);
 	deltas = calloc(cur.n ? cur.n : 1, sizeof(*deltas));
 	if (!deltas)
 		goto out;
@@ -640,6 +653,8 @@ int manager_new(const struct manager_args *a, struct conf *conf, struct manager 
 		goto fail;
 	}
 	r = iopf_control_new(m->engine, &m->conf.limits, &m->control);
+	if (r >= 0)
+		r = iopf_control_hide_ids(m->control); /* ids must not count others' objects */
 	if (r < 0) {
 		log_error_errno(r, "Cannot create the tenant registry: %m");
 		goto fail;

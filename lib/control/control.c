@@ -11,10 +11,12 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/random.h>
 #include <sys/stat.h>
 
 #include "control.h"
 #include "fd-util.h"
+#include "idhide.h"
 #include "idmap.h"
 #include "util.h"
 
@@ -95,6 +97,9 @@ struct iopf_control {
 	unsigned fds_removing;	/* of objects being removed: open until the engine is done */
 	iopf_control_fd_check_fn fd_check;
 	void *fd_check_userdata;
+	/* with hide_ids, callers see keyed permutations of the engine's and our ids */
+	bool hide_ids;
+	struct iopf_idkey object_key, tenant_key;
 };
 
 _printf_(3, 4) static int fail(struct iopf_control_error *err, int r, const char *fmt, ...)
@@ -165,6 +170,39 @@ static void counters_add(struct iopf_counters *dst, const struct iopf_counters *
 static struct iopf_tenant *tenant_find(struct iopf_control *c, uint64_t id)
 {
 	return iopf_idmap_get(&c->tenant_ids, id);
+}
+
+/* The id a caller sees for the engine's object @id, and back. */
+static uint64_t shown_id(const struct iopf_control *c, uint64_t id)
+{
+	return c->hide_ids ? iopf_idhide(&c->object_key, id) : id;
+}
+
+static uint64_t real_id(const struct iopf_control *c, uint64_t shown)
+{
+	return c->hide_ids ? iopf_idreveal(&c->object_key, shown) : shown;
+}
+
+static uint64_t shown_tenant(const struct iopf_control *c, uint64_t id)
+{
+	return c->hide_ids ? iopf_idhide(&c->tenant_key, id) : id;
+}
+
+/* The tenant a caller names by the id it was given. */
+static struct iopf_tenant *tenant_get(struct iopf_control *c, uint64_t shown)
+{
+	return tenant_find(c, c->hide_ids ? iopf_idreveal(&c->tenant_key, shown) : shown);
+}
+
+int iopf_control_hide_ids(struct iopf_control *c)
+{
+	if (c->n_tenants || c->usage.sources || c->usage.domains || c->usage.regions)
+		return -EBUSY; /* ids handed out already would change */
+	if (getrandom(&c->object_key, sizeof(c->object_key), 0) != sizeof(c->object_key) ||
+	    getrandom(&c->tenant_key, sizeof(c->tenant_key), 0) != sizeof(c->tenant_key))
+		return negative_errno();
+	c->hide_ids = true;
+	return 0;
 }
 
 /* The engine finished removing a domain or source: keep its numbers. */
@@ -256,7 +294,7 @@ static void user_unref(struct iopf_control *c, struct iopf_user *u)
 
 uint64_t iopf_control_buffered_add(struct iopf_control *c, uint64_t tenant, int64_t delta)
 {
-	struct iopf_tenant *t = tenant_find(c, tenant);
+	struct iopf_tenant *t = tenant_get(c, tenant);
 
 	if (!t)
 		return 0;
@@ -347,18 +385,18 @@ int iopf_control_tenant_add(struct iopf_control *c, const char *name, uid_t uid,
 		c->tenants->prev = t;
 	c->tenants = t;
 	c->n_tenants++;
-	*ret_tenant = t->id;
+	*ret_tenant = shown_tenant(c, t->id);
 	return 0;
 }
 
 int iopf_control_tenant_info(struct iopf_control *c, uint64_t tenant, struct iopf_tenant_info *ret)
 {
-	struct iopf_tenant *t = tenant_find(c, tenant);
+	struct iopf_tenant *t = tenant_get(c, tenant);
 
 	if (!t)
 		return -ENOENT;
 	*ret = (struct iopf_tenant_info){
-		.id = t->id,
+		.id = tenant,
 		.uid = t->uid,
 		.gid = t->gid,
 		.pid = t->pid,
@@ -377,13 +415,13 @@ static uint64_t add_sat(uint64_t a, uint64_t b)
 	return b > UINT64_MAX - a ? UINT64_MAX : a + b;
 }
 
-static struct cobj *cobj_find(struct iopf_control *c, enum cobj_kind kind, uint64_t tenant,
-			      uint64_t id)
+/* @t's object of @kind by the id @t was shown; someone else's is not found. */
+static struct cobj *cobj_find(struct iopf_control *c, enum cobj_kind kind,
+			      const struct iopf_tenant *t, uint64_t shown)
 {
-	struct cobj *o = iopf_idmap_get(&c->objects, id);
+	struct cobj *o = iopf_idmap_get(&c->objects, real_id(c, shown));
 
-	/* Someone else's object answers exactly like a missing one. */
-	return o && o->kind == kind && o->tenant->id == tenant ? o : NULL;
+	return o && o->kind == kind && o->tenant == t ? o : NULL;
 }
 
 static void usage_count(struct usage *u, const struct cobj *o, int sign)
@@ -644,11 +682,12 @@ static int engine_remove(struct iopf_control *c, const struct cobj *o, unsigned 
 
 int iopf_control_tenant_remove(struct iopf_control *c, uint64_t tenant)
 {
-	struct iopf_tenant *t = iopf_idmap_remove(&c->tenant_ids, tenant);
+	struct iopf_tenant *t = tenant_get(c, tenant);
 	unsigned n = 0;
 
 	if (!t)
 		return -ENOENT;
+	(void)iopf_idmap_remove(&c->tenant_ids, t->id);
 
 	/*
 	 * Sources first: removing one takes its domains and regions with it,
@@ -681,7 +720,7 @@ int iopf_control_register_source(struct iopf_control *c, uint64_t tenant, int fa
 				 struct iopf_control_error *err)
 {
 	_cleanup_close_ int fault_copy = -EBADF, iommu_copy = -EBADF;
-	struct iopf_tenant *t = tenant_find(c, tenant);
+	struct iopf_tenant *t = tenant_get(c, tenant);
 	_cleanup_free_ struct cobj *o = NULL;
 	char d1[128], d2[128];
 	struct stat st;
@@ -730,7 +769,7 @@ int iopf_control_register_source(struct iopf_control *c, uint64_t tenant, int fa
 	if (iommu_copy < 0)
 		return fail(err, negative_errno(), "cannot duplicate iommufd: %s", strerror(errno));
 
-	r = iopf_engine_add_source(c->engine, tenant, fault_copy, iommu_copy, ioas_id, &id);
+	r = iopf_engine_add_source(c->engine, t->id, fault_copy, iommu_copy, ioas_id, &id);
 	switch (r) {
 	case 0:
 		break;
@@ -755,7 +794,7 @@ int iopf_control_register_source(struct iopf_control *c, uint64_t tenant, int fa
 	fault_copy = -EBADF;
 	iommu_copy = -EBADF;
 	cobj_link(c, TAKE_PTR(o), t, COBJ_SOURCE, id, NULL, 0);
-	*ret_source_id = id;
+	*ret_source_id = shown_id(c, id);
 	return 0;
 }
 
@@ -765,11 +804,11 @@ static const char *const cobj_names[_COBJ_KIND_MAX] = {
 	[COBJ_REGION] = "region",
 };
 
-/* @tenant's object @id of @kind; another tenant's answers exactly like a missing one. */
-static int cobj_lookup(struct iopf_control *c, enum cobj_kind kind, uint64_t tenant, uint64_t id,
-		       struct cobj **ret, struct iopf_control_error *err)
+/* @t's object @id of @kind; another tenant's answers exactly like a missing one. */
+static int cobj_lookup(struct iopf_control *c, enum cobj_kind kind, const struct iopf_tenant *t,
+		       uint64_t id, struct cobj **ret, struct iopf_control_error *err)
 {
-	struct cobj *o = cobj_find(c, kind, tenant, id);
+	struct cobj *o = cobj_find(c, kind, t, id);
 
 	if (!o)
 		return fail(err, -ENOENT, "no %s %" PRIu64, cobj_names[kind], id);
@@ -802,7 +841,7 @@ int iopf_control_register_domain(struct iopf_control *c, uint64_t tenant, uint64
 				 uint32_t dev_id, uint32_t pasid, uint64_t *ret_domain_id,
 				 struct iopf_control_error *err)
 {
-	struct iopf_tenant *t = tenant_find(c, tenant);
+	struct iopf_tenant *t = tenant_get(c, tenant);
 	_cleanup_free_ struct cobj *o = NULL;
 	struct cobj *src;
 	char pbuf[16];
@@ -817,7 +856,7 @@ int iopf_control_register_domain(struct iopf_control *c, uint64_t tenant, uint64
 			    "pasid 0x%" PRIx32 " is out of range (0..0x%" PRIx32
 			    ", or 0xffffffff for no PASID)",
 			    pasid, IOPF_PASID_MAX);
-	r = cobj_lookup(c, COBJ_SOURCE, tenant, source_id, &src, err);
+	r = cobj_lookup(c, COBJ_SOURCE, t, source_id, &src, err);
 	if (r < 0)
 		return r;
 
@@ -832,7 +871,7 @@ int iopf_control_register_domain(struct iopf_control *c, uint64_t tenant, uint64
 	if (!o)
 		return fail(err, -ENOMEM, "out of memory");
 
-	r = iopf_engine_add_domain(c->engine, source_id, dev_id, pasid, &id);
+	r = iopf_engine_add_domain(c->engine, src->id, dev_id, pasid, &id);
 	switch (r) {
 	case 0:
 		break;
@@ -845,7 +884,7 @@ int iopf_control_register_domain(struct iopf_control *c, uint64_t tenant, uint64
 			return fail(err, r,
 				    "source %" PRIu64 " already has domain %" PRIu64
 				    " for dev_id %" PRIu32 " pasid %s",
-				    source_id, holder, dev_id,
+				    source_id, shown_id(c, holder), dev_id,
 				    pasid_str(pasid, pbuf, sizeof(pbuf)));
 		return fail(err, r,
 			    "source %" PRIu64 " already has a domain for dev_id %" PRIu32
@@ -858,7 +897,7 @@ int iopf_control_register_domain(struct iopf_control *c, uint64_t tenant, uint64
 		return fail(err, r, "cannot register domain: %s", strerror(-r));
 	}
 	cobj_link(c, TAKE_PTR(o), t, COBJ_DOMAIN, id, src, 0);
-	*ret_domain_id = id;
+	*ret_domain_id = shown_id(c, id);
 	return 0;
 }
 
@@ -896,7 +935,7 @@ int iopf_control_add_region(struct iopf_control *c, uint64_t tenant, uint64_t do
 			    uint64_t *ret_region_id, struct iopf_control_error *err)
 {
 	struct overlap ov = {.domain_id = domain_id, .iova = iova, .length = length};
-	struct iopf_tenant *t = tenant_find(c, tenant);
+	struct iopf_tenant *t = tenant_get(c, tenant);
 	_cleanup_free_ struct cobj *o = NULL;
 	struct iopf_region_info ri;
 	const struct usage *u;
@@ -955,7 +994,7 @@ int iopf_control_add_region(struct iopf_control *c, uint64_t tenant, uint64_t do
 			    " ends beyond the fd's size 0x%" PRIx64,
 			    offset, length, (uint64_t)st.st_size);
 
-	r = cobj_lookup(c, COBJ_DOMAIN, tenant, domain_id, &dom, err);
+	r = cobj_lookup(c, COBJ_DOMAIN, t, domain_id, &dom, err);
 	if (r < 0)
 		return r;
 
@@ -981,7 +1020,7 @@ int iopf_control_add_region(struct iopf_control *c, uint64_t tenant, uint64_t do
 	if (!o)
 		return fail(err, -ENOMEM, "out of memory");
 
-	r = iopf_engine_add_region(c->engine, domain_id, fd, offset, iova, length, access, &id);
+	r = iopf_engine_add_region(c->engine, dom->id, fd, offset, iova, length, access, &id);
 	switch (r) {
 	case 0:
 		break;
@@ -989,9 +1028,11 @@ int iopf_control_add_region(struct iopf_control *c, uint64_t tenant, uint64_t do
 		return fail(err, r, "no domain %" PRIu64, domain_id);
 	case -EBUSY:
 		/* Name the region in the way; only the refusal pays for the search. */
+		ov.domain_id = dom->id; /* the engine's id, as its region infos have it */
 		for (const struct cobj *k = dom->children; k && !ov.found; k = k->sib_next)
 			if (iopf_engine_region_info(c->engine, k->id, &ri) >= 0)
 				(void)find_overlap(&ri, &ov);
+		ov.hit.id = shown_id(c, ov.hit.id);
 		if (ov.found)
 			return overlap_error(err, iova, length, &ov.hit);
 		return fail(err, r, "region 0x%" PRIx64 "+0x%" PRIx64 " overlaps another region",
@@ -1008,17 +1049,20 @@ int iopf_control_add_region(struct iopf_control *c, uint64_t tenant, uint64_t do
 		return fail(err, r, "cannot add region: %s", strerror(-r));
 	}
 	cobj_link(c, TAKE_PTR(o), t, COBJ_REGION, id, dom, length);
-	*ret_region_id = id;
+	*ret_region_id = shown_id(c, id);
 	return 0;
 }
 
 static int remove_object(struct iopf_control *c, enum cobj_kind kind, uint64_t tenant, uint64_t id,
 			 iopf_engine_done_fn done, void *userdata, struct iopf_control_error *err)
 {
+	struct iopf_tenant *t = tenant_get(c, tenant);
 	struct cobj *o;
 	int r;
 
-	r = cobj_lookup(c, kind, tenant, id, &o, err);
+	if (!t)
+		return fail(err, -ENOENT, "unknown tenant");
+	r = cobj_lookup(c, kind, t, id, &o, err);
 	if (r < 0)
 		return r;
 	r = engine_remove(c, o, cobj_fds(o), done, userdata);
@@ -1109,25 +1153,73 @@ static int visit_own(struct iopf_control *c, struct iopf_tenant *t, enum cobj_ki
 	return 0;
 }
 
-/* @tenant's objects of @kind, or with @all (uid 0 only) every tenant's. */
+/* A caller's callbacks get the ids the caller was shown. */
+struct shower {
+	struct iopf_control *c;
+	const struct visitor *v;
+};
+
+static int show_source(const struct iopf_source_info *i, void *userdata)
+{
+	const struct shower *sh = userdata;
+	struct iopf_source_info x = *i;
+
+	x.id = shown_id(sh->c, i->id);
+	x.tenant = shown_tenant(sh->c, i->tenant);
+	return sh->v->source(&x, sh->v->userdata);
+}
+
+static int show_domain(const struct iopf_domain_info *i, void *userdata)
+{
+	const struct shower *sh = userdata;
+	struct iopf_domain_info x = *i;
+
+	x.id = shown_id(sh->c, i->id);
+	x.source_id = shown_id(sh->c, i->source_id);
+	x.tenant = shown_tenant(sh->c, i->tenant);
+	return sh->v->domain(&x, sh->v->userdata);
+}
+
+static int show_region(const struct iopf_region_info *i, void *userdata)
+{
+	const struct shower *sh = userdata;
+	struct iopf_region_info x = *i;
+
+	x.id = shown_id(sh->c, i->id);
+	x.domain_id = shown_id(sh->c, i->domain_id);
+	x.tenant = shown_tenant(sh->c, i->tenant);
+	return sh->v->region(&x, sh->v->userdata);
+}
+
+/*
+ * @tenant's objects of @kind, or with @all (uid 0 only) every tenant's; @tenant
+ * 0 with @all is the daemon itself.
+ */
 static int list_objects(struct iopf_control *c, uint64_t tenant, bool all, enum cobj_kind kind,
 			const struct visitor *v, struct iopf_control_error *err)
 {
-	struct iopf_tenant *t = tenant_find(c, tenant);
+	struct iopf_tenant *t = tenant ? tenant_get(c, tenant) : NULL;
+	const struct shower sh = {.c = c, .v = v};
+	const struct visitor shown = {
+		.source = show_source,
+		.domain = show_domain,
+		.region = show_region,
+		.userdata = (void *)&sh,
+	};
 	int r;
 
-	if (!t)
+	if (!t && !(tenant == 0 && all))
 		return fail(err, -ENOENT, "unknown tenant");
-	if (all && t->uid != 0)
+	if (all && t && t->uid != 0)
 		return fail(err, -EPERM, "listing every tenant's objects needs uid 0");
 	if (!all)
-		r = visit_own(c, t, kind, v);
+		r = visit_own(c, t, kind, &shown);
 	else if (kind == COBJ_SOURCE)
-		r = iopf_engine_foreach_source(c->engine, 0, v->source, v->userdata);
+		r = iopf_engine_foreach_source(c->engine, 0, show_source, (void *)&sh);
 	else if (kind == COBJ_DOMAIN)
-		r = iopf_engine_foreach_domain(c->engine, 0, v->domain, v->userdata);
+		r = iopf_engine_foreach_domain(c->engine, 0, show_domain, (void *)&sh);
 	else
-		r = iopf_engine_foreach_region(c->engine, 0, v->region, v->userdata);
+		r = iopf_engine_foreach_region(c->engine, 0, show_region, (void *)&sh);
 	if (r < 0)
 		return fail(err, r, "cannot list %ss: %s", cobj_names[kind], strerror(-r));
 	return 0;
@@ -1280,10 +1372,11 @@ static void collect_stats(struct iopf_control *c, struct iopf_tenant *t,
 	iopf_engine_foreach_retiring(c->engine, t->id, acc_retiring, &a);
 }
 
-static void tenant_info_of(const struct iopf_tenant *t, struct iopf_tenant_info *ret)
+static void tenant_info_of(const struct iopf_control *c, const struct iopf_tenant *t,
+			   struct iopf_tenant_info *ret)
 {
 	*ret = (struct iopf_tenant_info){
-		.id = t->id,
+		.id = shown_tenant(c, t->id),
 		.uid = t->uid,
 		.gid = t->gid,
 		.pid = t->pid,
@@ -1294,7 +1387,7 @@ static void tenant_info_of(const struct iopf_tenant *t, struct iopf_tenant_info 
 int iopf_control_tenant_stats(struct iopf_control *c, uint64_t caller, uint64_t tenant,
 			      struct iopf_control_stats *ret, struct iopf_control_error *err)
 {
-	struct iopf_tenant *me = tenant_find(c, caller), *t = tenant_find(c, tenant);
+	struct iopf_tenant *me = tenant_get(c, caller), *t = tenant_get(c, tenant);
 
 	if (!me)
 		return fail(err, -ENOENT, "unknown tenant");
@@ -1310,7 +1403,7 @@ int iopf_control_foreach_tenant(struct iopf_control *c, uint64_t caller, bool al
 				struct iopf_control_error *err)
 {
 	_cleanup_free_ struct tenant_stats *v = NULL;
-	struct iopf_tenant *me = tenant_find(c, caller);
+	struct iopf_tenant *me = tenant_get(c, caller);
 	struct iopf_control_stats *st;
 	struct iopf_tenant_info ti;
 	struct stats_acc a = {.c = c};
@@ -1326,7 +1419,7 @@ int iopf_control_foreach_tenant(struct iopf_control *c, uint64_t caller, bool al
 		if (!st)
 			return fail(err, -ENOMEM, "out of memory");
 		collect_stats(c, me, st);
-		tenant_info_of(me, &ti);
+		tenant_info_of(c, me, &ti);
 		r = fn(&ti, st, userdata);
 		free(st);
 		return r < 0 ? fail(err, r, "cannot list tenant: %s", strerror(-r)) : 0;
@@ -1351,7 +1444,7 @@ all:
 	collect(&a, 0);
 	r = 0;
 	for (size_t i = 0; i < a.n && r >= 0; i++) {
-		tenant_info_of(v[i].t, &ti);
+		tenant_info_of(c, v[i].t, &ti);
 		r = fn(&ti, &v[i].st, userdata);
 	}
 	return r < 0 ? fail(err, r, "cannot list tenants: %s", strerror(-r)) : 0;
@@ -1360,7 +1453,7 @@ all:
 int iopf_control_total_stats(struct iopf_control *c, uint64_t caller,
 			     struct iopf_control_stats *ret, struct iopf_control_error *err)
 {
-	struct iopf_tenant *me = tenant_find(c, caller);
+	struct iopf_tenant *me = tenant_get(c, caller);
 
 	if (caller != 0 && !me) /* 0: the daemon itself */
 		return fail(err, -ENOENT, "unknown tenant");
@@ -1373,13 +1466,13 @@ int iopf_control_total_stats(struct iopf_control *c, uint64_t caller,
 int iopf_control_domain_latency(struct iopf_control *c, uint64_t domain_id,
 				struct iopf_histogram *ret)
 {
-	return iopf_engine_domain_latency(c->engine, domain_id, ret);
+	return iopf_engine_domain_latency(c->engine, real_id(c, domain_id), ret);
 }
 
 int iopf_control_source_latency(struct iopf_control *c, uint64_t source_id,
 				struct iopf_histogram *ret)
 {
-	return iopf_engine_source_latency(c->engine, source_id, ret);
+	return iopf_engine_source_latency(c->engine, real_id(c, source_id), ret);
 }
 
 static const char *const reason_names[_IOPF_REASON_MAX] = {

@@ -8,6 +8,7 @@
 #include <fcntl.h>
 #include <inttypes.h>
 #include <poll.h>
+#include <regex.h>
 #include <signal.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -381,7 +382,7 @@ static void test_domain_args(void **state)
 	expect_error(c, r, -ENOENT, IOPF_ERROR_NO_SUCH_OBJECT, "no fault source");
 
 	dom = domain_of(c, src, 1, IOPF_PASID_NONE);
-	assert_true(domain_of(c, src, 1, IOPF_PASID_MAX) > dom);
+	assert_true(domain_of(c, src, 1, IOPF_PASID_MAX) != dom); /* ids say nothing of order */
 	r = iopf_client_register_domain(c, src, 1, IOPF_PASID_NONE, &id);
 	expect_error(c, r, -EEXIST, IOPF_ERROR_EXISTS, "already has domain");
 	/* a successful call clears the last error */
@@ -946,6 +947,20 @@ static size_t column_start(const char *line, unsigned col)
 	return (size_t)(p - line);
 }
 
+/* Where the extended regular expression @re first matches in @s, or NULL. */
+static char *find_re(char *s, const char *re)
+{
+	regmatch_t m;
+	regex_t r;
+	int ok;
+
+	if (regcomp(&r, re, REG_EXTENDED) != 0)
+		return NULL;
+	ok = regexec(&r, s, 1, &m, 0) == 0;
+	regfree(&r);
+	return ok ? s + m.rm_so : NULL;
+}
+
 static void test_iopfctl(void **state)
 {
 	struct daemon *d = *state;
@@ -963,11 +978,12 @@ static void test_iopfctl(void **state)
 
 	assert_int_equal(run(out, sizeof(out), "'%s' --address %s list", iopfctl_path(), d->addr),
 			 0);
-	assert_non_null(strstr(out, "TENANT SOURCE IOAS BACKEND"));
+	/* ids are wide (they reveal nothing), so are their columns */
+	assert_non_null(find_re(out, "TENANT +SOURCE +IOAS +BACKEND"));
 	assert_non_null(strstr(out, "sim"));
 	assert_non_null(strstr(out, "0x5")); /* the pasid */
 	/* aligned columns: the region row's IOVA sits under the IOVA header */
-	hdr = strstr(out, "TENANT REGION");
+	hdr = find_re(out, "TENANT +REGION");
 	assert_non_null(hdr);
 	row = strchr(hdr, '\n') + 1;
 	assert_int_equal(column_start(hdr, 3), column_start(row, 3));

@@ -747,12 +747,90 @@ def case_memory(tmp):
     ka.close()
 
 
+def iopfctl_json(d, *args, uid=None):
+    import json
+    cmd = [env("IOPFCTL"), "--address", d.address, "--json", *args]
+    if uid is not None:
+        cmd = ["setpriv", f"--reuid={uid}", f"--regid={uid}", "--clear-groups"] + cmd
+    return json.loads(ops.run(cmd).stdout)
+
+
+def call_as(d, uid, *args):
+    """busctl as @uid on the control socket: (exit code, stdout + stderr)."""
+    p = ops.busctl(d.address, "call", "org.iopfd", "/org/iopfd", "org.iopfd.Manager1", *args,
+                   uid=uid, check=False)
+    return p.returncode, p.stdout + p.stderr
+
+
+def case_ids(tmp):
+    """Ids reveal nothing: one tenant's consecutive objects (and connections) get ids far
+    apart whatever the others did in between, another tenant's id is answered like one that
+    never existed, and every id is unique across the daemon."""
+    d, ka = start(tmp)
+    since = ka.mark()
+    h = Honest(d)
+    bg_h = Honest(d)
+    bg = Background(bg_h)
+    att = ops.Tenant(d.address, uid=ATTACKER)
+
+    def attacker_regions():  # the operator's view, in the order they were added
+        return [r["id"] for r in iopfctl_json(d, "list")["regions"]
+                if r["domain"] == att.ids["domain"]]
+
+    for _ in range(20):
+        att.cmd("region 4096")
+    first = attacker_regions()
+    for _ in range(500):  # the others' activity a counter would give away
+        h.call("region 4096")
+    for _ in range(20):
+        att.cmd("region 4096")
+    ids = attacker_regions()
+    if ids[:len(first)] != first or len(ids) != 41:
+        fail(f"the attacker's regions changed ids or went missing: {first} then {ids}")
+    # with a counter consecutive ids differ by 1, and by 501 across the honest burst
+    gaps = [abs(b - a) for a, b in zip(ids, ids[1:])]
+    figure(f"ids of one tenant's consecutive regions: smallest gap {min(gaps)}, "
+           f"first ids {ids[:3]}")
+    if min(gaps) < 1 << 20 or max(ids) >= 1 << 53:
+        fail(f"consecutive region ids {ids} are close or beyond 2^53: they count")
+    # connections: the tenant ids of two in a row are as far apart
+    tenants = []
+    for _ in range(8):
+        rc, out = call_as(d, ATTACKER, "GetTenantMetrics")
+        tenants.append(int(out.split()[2]))
+    if min(abs(b - a) for a, b in zip(tenants, tenants[1:])) < 1 << 20:
+        fail(f"tenant ids of consecutive connections are close: {tenants}")
+
+    # another tenant's object answers exactly like one that never existed
+    honest_region = h.t.ids["region"]
+    rc, theirs = call_as(d, ATTACKER, "RemoveRegion", "t", str(honest_region))
+    rc2, ghost = call_as(d, ATTACKER, "RemoveRegion", "t", str(honest_region ^ 0x5a5a5a))
+    if rc == 0 or theirs.replace(str(honest_region), "X") != \
+            ghost.replace(str(honest_region ^ 0x5a5a5a), "X"):
+        fail(f"another tenant's region answered differently: {theirs!r} vs {ghost!r}")
+    # unique across the daemon, in the operator's views
+    every = iopfctl_json(d, "list")
+    all_ids = [o["id"] for kind in ("sources", "domains", "regions") for o in every[kind]]
+    figure(f"operator view: {len(all_ids)} ids, {len(set(all_ids))} distinct")
+    if len(set(all_ids)) != len(all_ids) or len(every["regions"]) < 541:
+        fail("ids in the operator's view are not unique")
+    h.serve()
+    att.close()
+    bg.join()
+    ka.check(since, "ids")
+    bg_h.close()
+    h.close()
+    d.stop()
+    ka.close()
+
+
 CASES = {
     "churn": case_churn,
     "admission": case_admission,
     "budgets": case_budgets,
     "fds": case_fds,
     "memory": case_memory,
+    "ids": case_ids,
 }
 
 

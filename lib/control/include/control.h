@@ -7,7 +7,9 @@
  *
  * Ownership is the engine's `tenant` field on each object. A tenant sees only
  * its own objects: another tenant's id fails exactly like an id that never
- * existed (-ENOENT, same message), so ids leak nothing.
+ * existed (-ENOENT, same message). After iopf_control_hide_ids() the ids
+ * callers see (objects' and tenants') are keyed permutations of the counters
+ * behind them, so they reveal nothing of how many others came before.
  *
  * All calls are made from the control thread (the one that calls the engine).
  */
@@ -78,6 +80,15 @@ int iopf_control_new(struct iopf_engine *engine, const struct iopf_control_limit
  * freed first and answers everything itself. NULL is fine. Returns NULL.
  */
 struct iopf_control *iopf_control_free(struct iopf_control *c);
+
+/*
+ * iopf_control_hide_ids() - from now on every id going in or out of the
+ * registry (tenants, sources, domains, regions) is a keyed permutation of the
+ * counter behind it: unique, never 0, below 2^53, and unpredictable without
+ * the key (random, drawn here). Without it ids are the counters themselves.
+ * Return: 0, -EBUSY (ids were handed out already), -errno of getrandom().
+ */
+int iopf_control_hide_ids(struct iopf_control *c);
 
 /*
  * iopf_control_set_limits() - new limits (reload). They apply to later requests;
@@ -182,8 +193,9 @@ int iopf_control_remove_region(struct iopf_control *c, uint64_t tenant, uint64_t
 			       struct iopf_control_error *err);
 
 /*
- * Visit @tenant's live objects, ascending id; with @all every tenant's, which
- * only a uid 0 tenant may ask for. Return: 0, -EPERM, or fn's error.
+ * Visit @tenant's live objects, oldest first; with @all every tenant's, which
+ * only a uid 0 tenant (or @tenant 0, the daemon itself) may ask for.
+ * Return: 0, -EPERM, or fn's error.
  */
 int iopf_control_foreach_source(struct iopf_control *c, uint64_t tenant, bool all,
 				iopf_engine_source_fn fn, void *userdata,
@@ -217,7 +229,7 @@ int iopf_control_tenant_stats(struct iopf_control *c, uint64_t caller, uint64_t 
 			      struct iopf_control_stats *ret, struct iopf_control_error *err);
 /*
  * iopf_control_foreach_tenant() - visit the caller alone, or with @all (uid 0
- * only) every tenant, ascending id, with its totals. @caller 0 is the daemon
+ * only) every tenant, oldest first, with its totals. @caller 0 is the daemon
  * itself (with @all only).
  * Return: 0, -EPERM, -ENOENT (unknown caller), or fn's error.
  */
