@@ -1121,7 +1121,7 @@ _printf_(2, 3) static void log_refused(struct bus *b, const char *fmt, ...)
 static void buf_charge(struct conn *c, int64_t delta)
 {
 	c->charged += (uint64_t)delta;
-	if (c->tenant)
+	if (c->tenant && c->bus->control)
 		(void)iopf_control_buffered_add(c->bus->control, c->tenant, delta);
 }
 
@@ -2008,6 +2008,7 @@ struct bus *bus_free(struct bus *b)
 {
 	if (!b)
 		return NULL;
+	b->control = NULL; /* freed already (the manager frees it first): nothing to charge */
 	bus_stop(b);
 	while (b->conns)
 		conn_free(b->conns);
