@@ -120,14 +120,19 @@ class KeepAlive:
 
 def start(tmp, conf="", nofile=None, args=(), binary=None):
     """iopfd with a watchdog of 400 ms (a keep-alive every 100 ms), optionally under a
-    RLIMIT_NOFILE of @nofile (soft and hard). Returns (daemon, keepalive)."""
+    RLIMIT_NOFILE of @nofile (soft and hard). Returns (daemon, keepalive). Under
+    AddressSanitizer, freed memory goes back at once (no quarantine), so RSS means what
+    the daemon holds."""
     ka = KeepAlive(tmp)
     wrapper = []
     if nofile:
         wrapper = ["prlimit", f"--nofile={nofile}:{nofile}", "--"]
     wrapper += ["sh", "-c", 'WATCHDOG_PID=$$ exec "$@"', "sh"]
+    asan = os.environ.get("ASAN_OPTIONS", "")
+    asan += (":" if asan else "") + "quarantine_size_mb=0:thread_local_quarantine_size_kb=0"
     d = ops.Daemon(tmp, conf=conf, args=args, binary=binary, wrapper=wrapper,
-                   env_extra={"NOTIFY_SOCKET": ka.path, "WATCHDOG_USEC": "400000"})
+                   env_extra={"NOTIFY_SOCKET": ka.path, "WATCHDOG_USEC": "400000",
+                              "ASAN_OPTIONS": asan})
     os.chmod(tmp, 0o755)  # other uids reach the socket
     d.wait_up()
     ka.mark()
