@@ -1522,6 +1522,12 @@ uint32_t iopf_sim_peek_delivered(const struct iopf_sim *s)
 	return __atomic_load_n(&s->m.hdr->n_delivered, __ATOMIC_RELAXED);
 }
 
+bool iopf_sim_peek_answered(const struct iopf_sim *s)
+{
+	return __atomic_load_n(&s->m.hdr->done_head, __ATOMIC_ACQUIRE) !=
+	       __atomic_load_n(&s->m.hdr->done_tail, __ATOMIC_ACQUIRE);
+}
+
 int iopf_sim_get_counts(struct iopf_sim *s, struct iopf_sim_counts *ret)
 {
 	struct sim_map *m = &s->m;

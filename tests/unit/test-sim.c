@@ -435,10 +435,13 @@ static void test_harvest(void **state)
 	unsigned i;
 
 	assert_int_equal(iopf_sim_harvest(fx->s, a, 8), 0);
+	assert_false(iopf_sim_peek_answered(fx->s));
 	for (i = 0; i < 3; i++)
 		inject(fx, 1, i == 2 ? 5 : IOPF_PASID_NONE, 2, i * 0x10000, 100 + i);
 	assert_int_equal(bread(fx, rec, sizeof(rec)), 6 * REC);
+	assert_false(iopf_sim_peek_answered(fx->s)); /* read, not answered */
 	assert_int_equal(respond(fx, 3, 0), RESP);
+	assert_true(iopf_sim_peek_answered(fx->s));
 	assert_int_equal(respond(fx, 1, 1), RESP);
 	assert_int_equal(iopf_sim_wait(fx->s, 0), 1);
 	/* answer order, one entry per group */
@@ -456,6 +459,7 @@ static void test_harvest(void **state)
 	assert_int_equal(a[0].code, 1);
 	assert_int_equal(a[0].pasid, IOPF_PASID_NONE);
 	assert_int_equal(iopf_sim_harvest(fx->s, a, 8), 0);
+	assert_false(iopf_sim_peek_answered(fx->s));
 	assert_int_equal(iopf_sim_wait(fx->s, 1000), 0);
 	assert_int_equal(counts(fx).free, 16 - 1);
 }

@@ -205,6 +205,12 @@ struct iopf_sim_counts {
  * for pollers, which would starve the daemon if they hammered the lock.
  */
 uint32_t iopf_sim_peek_delivered(const struct iopf_sim *s);
+/*
+ * Whether answers may wait to be harvested, without the lock: a racy hint (an
+ * answer published just now may be missed) that lets a checker skip the lock
+ * of a context with nothing for it. Return: true if the answered FIFO looked non-empty.
+ */
+bool iopf_sim_peek_answered(const struct iopf_sim *s);
 
 /* Return: 0 or -errno (lock). */
 int iopf_sim_get_counts(struct iopf_sim *s, struct iopf_sim_counts *ret);
