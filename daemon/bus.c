@@ -24,6 +24,7 @@
 #include "bus.h"
 #include "log.h"
 #include "parse.h" /* USEC_PER_SEC */
+#include "time-util.h"
 #include "wire.h"
 
 /* Messages one connection may process before the others get their turn. */
@@ -135,6 +136,7 @@ struct bus {
 	struct iopf_control *control; /* not owned */
 	const struct conf *conf;      /* not owned; the running configuration (reload changes it) */
 	unsigned n_workers;	      /* for the Workers property */
+	uint64_t started_realtime_us, started_monotonic_us; /* StartTimestamp* properties */
 	char *socket_path;	      /* owned */
 	bool unlink_socket;	      /* we created the socket node */
 	int listen_fd;		      /* owned */
@@ -613,6 +615,24 @@ static int append_domain_stats(const struct iopf_domain_info *i, void *userdata)
 	return r;
 }
 
+/* A source's unrouted counters, then its health: io_errors, broken (1: no longer polled). */
+static int append_source_counters(sd_bus_message *reply, const struct iopf_source_info *i)
+{
+	struct iopf_counter_field f[IOPF_COUNTER_FIELDS_MAX];
+	size_t n = iopf_counters_to_fields(&i->unrouted, f);
+	int r;
+
+	r = sd_bus_message_open_container(reply, 'a', "{st}");
+	for (size_t k = 0; r >= 0 && k < n; k++)
+		r = sd_bus_message_append(reply, "{st}", f[k].name, f[k].value);
+	if (r >= 0)
+		r = sd_bus_message_append(reply, "{st}{st}", "io_errors", i->io_errors, "broken",
+					  (uint64_t)i->broken);
+	if (r >= 0)
+		r = sd_bus_message_close_container(reply);
+	return r;
+}
+
 static int append_source_stats(const struct iopf_source_info *i, void *userdata)
 {
 	struct listing *l = userdata;
@@ -624,7 +644,7 @@ static int append_source_stats(const struct iopf_source_info *i, void *userdata)
 	if (r >= 0)
 		r = sd_bus_message_append(l->reply, "t", i->id);
 	if (r >= 0)
-		r = append_counters(l->reply, &i->unrouted);
+		r = append_source_counters(l->reply, i);
 	if (r >= 0)
 		r = sd_bus_message_close_container(l->reply);
 	return r;
@@ -799,6 +819,10 @@ static int property_get(sd_bus *bus, const char *path, const char *interface, co
 		return sd_bus_message_append(reply, "s", IOPFD_VERSION);
 	if (strcmp(property, "Workers") == 0)
 		return sd_bus_message_append(reply, "u", c->bus->n_workers);
+	if (strcmp(property, "StartTimestamp") == 0)
+		return sd_bus_message_append(reply, "t", c->bus->started_realtime_us);
+	if (strcmp(property, "StartTimestampMonotonic") == 0)
+		return sd_bus_message_append(reply, "t", c->bus->started_monotonic_us);
 	if (strcmp(property, "FaultAround") == 0)
 		return sd_bus_message_append(reply, "t", conf->fault_around);
 	if (strcmp(property, "ReadBatch") == 0)
@@ -895,6 +919,9 @@ static const sd_bus_vtable manager_vtable[] = {
 				method_get_daemon_metrics, SD_BUS_VTABLE_UNPRIVILEGED),
 	SD_BUS_PROPERTY("Version", "s", property_get, 0, SD_BUS_VTABLE_PROPERTY_CONST),
 	SD_BUS_PROPERTY("Workers", "u", property_get, 0, SD_BUS_VTABLE_PROPERTY_CONST),
+	SD_BUS_PROPERTY("StartTimestamp", "t", property_get, 0, SD_BUS_VTABLE_PROPERTY_CONST),
+	SD_BUS_PROPERTY("StartTimestampMonotonic", "t", property_get, 0,
+			SD_BUS_VTABLE_PROPERTY_CONST),
 	SD_BUS_PROPERTY("LatencyBuckets", "at", property_get, 0, SD_BUS_VTABLE_PROPERTY_CONST),
 	SD_BUS_PROPERTY("FaultAround", "t", property_get, 0, 0),
 	SD_BUS_PROPERTY("ReadBatch", "u", property_get, 0, 0),
@@ -1940,6 +1967,8 @@ int bus_new(sd_event *event, struct iopf_control *control, const struct conf *co
 	b->control = control;
 	b->conf = conf;
 	b->n_workers = n_workers;
+	b->started_realtime_us = now_ns(CLOCK_REALTIME) / NSEC_PER_USEC;
+	b->started_monotonic_us = now_ns(CLOCK_MONOTONIC) / NSEC_PER_USEC;
 	b->listen_fd = -EBADF;
 	b->refused_rl = RATELIMIT_INIT(10 * USEC_PER_SEC, 10);
 	b->fd_rl = RATELIMIT_INIT(10 * USEC_PER_SEC, 5);
