@@ -63,7 +63,30 @@ size_t iopf_state_block_size(size_t size);
  * Return: 0 or -EINVAL (refuse the state).
  */
 int iopf_state_claim(struct iopf_state *s, uint64_t off, size_t size);
-/* Every block not claimed is free now (and returns its memory). 0 or -ENOMEM. */
+/* Every block not claimed is free now (and returns its memory). 0, -EINVAL, -ENOMEM. */
 int iopf_state_seal(struct iopf_state *s);
+
+/*
+ * Records: small blobs under a non-zero key (the owner's kind and id) that a
+ * restarted iopfd finds again. Each sits in a block of its own, listed in a
+ * table of (key, offset) slots: a record is written whole before its slot
+ * names it and unlisted before its block is reused, so a crash at any point
+ * leaves either the old record or the new one, never a torn one.
+ *
+ * iopf_state_put(): insert or replace the record under @key (sealed arenas).
+ * Return: 0, -EINVAL (key 0, or longer than IOPF_STATE_RECORD_MAX), -ENOMEM, -ENOSPC.
+ * iopf_state_del(): 0 or -ENOENT.
+ * iopf_state_foreach_record(): after iopf_state_adopt(), before the claims of the
+ * owners: check every record (place, size, checksum), claim its block and visit it.
+ * @fn's < 0 stops the walk and is returned. Return: 0, -EINVAL (refuse the
+ * state), -ENOMEM.
+ */
+#define IOPF_STATE_RECORD_MAX 4096u
+int iopf_state_put(struct iopf_state *s, uint64_t key, const void *data, size_t len);
+int iopf_state_del(struct iopf_state *s, uint64_t key);
+typedef int (*iopf_state_record_fn)(uint64_t key, const void *data, size_t len, void *userdata);
+int iopf_state_foreach_record(struct iopf_state *s, iopf_state_record_fn fn, void *userdata);
+/* Records listed now. */
+size_t iopf_state_n_records(const struct iopf_state *s);
 
 #endif /* IOPF_STATE_H */

@@ -125,5 +125,106 @@ static void test_adopt_refuses(void **state)
 	iopf_state_free(t);
 }
 
-TEST_MAIN(cmocka_unit_test(test_alloc_aligned_zeroed_distinct),
+struct seen {
+	unsigned n;
+	uint64_t sum;
+};
+
+static int visit(uint64_t key, const void *data, size_t len, void *userdata)
+{
+	struct seen *seen = userdata;
+	uint64_t v;
+
+	assert_int_equal(len, sizeof(v));
+	memcpy(&v, data, sizeof(v));
+	assert_int_equal(v, key * 3);
+	seen->n++;
+	seen->sum += key;
+	return 0;
+}
+
+/* Records survive the process: inserted, replaced, deleted, then found again whole. */
+static void test_records(void **state)
+{
+	struct seen seen = {};
+	struct iopf_state *s, *t;
+	uint64_t v, sum = 0, off;
+	int fd;
+
+	(void)state;
+	assert_int_equal(iopf_state_new(&s), 0);
+	for (uint64_t k = 1; k <= 1000; k++) {
+		v = k; /* replaced below */
+		assert_int_equal(iopf_state_put(s, k, &v, sizeof(v)), 0);
+	}
+	for (uint64_t k = 1; k <= 1000; k++) {
+		v = k * 3;
+		assert_int_equal(iopf_state_put(s, k, &v, sizeof(v)), 0);
+		if (k % 3 == 0)
+			assert_int_equal(iopf_state_del(s, k), 0);
+		else
+			sum += k;
+	}
+	assert_int_equal(iopf_state_del(s, 3), -ENOENT);
+	assert_int_equal(iopf_state_put(s, 0, &v, sizeof(v)), -EINVAL);
+	assert_int_equal(iopf_state_n_records(s), 667);
+	fd = fcntl(iopf_state_fd(s), F_DUPFD_CLOEXEC, 3);
+	iopf_state_free(s);
+
+	assert_int_equal(iopf_state_adopt(fd, &t), 0);
+	assert_int_equal(iopf_state_foreach_record(t, visit, &seen), 0);
+	assert_int_equal(seen.n, 667);
+	assert_int_equal(seen.sum, sum);
+	assert_int_equal(iopf_state_seal(t), 0);
+	/* the adopted table goes on working */
+	v = 3 * 3;
+	assert_int_equal(iopf_state_put(t, 3, &v, sizeof(v)), 0);
+	assert_int_equal(iopf_state_del(t, 1), 0);
+	assert_int_equal(iopf_state_n_records(t), 667);
+	/* new blocks never land on a record */
+	for (int i = 0; i < 200; i++)
+		assert_int_equal(iopf_state_alloc(t, 64, &off), 0);
+	fd = fcntl(iopf_state_fd(t), F_DUPFD_CLOEXEC, 3);
+	iopf_state_free(t);
+	seen = (struct seen){};
+	assert_int_equal(iopf_state_adopt(fd, &t), 0);
+	assert_int_equal(iopf_state_foreach_record(t, visit, &seen), 0);
+	assert_int_equal(seen.n, 667);
+	assert_int_equal(seen.sum, sum - 1 + 3);
+	iopf_state_free(t);
+}
+
+static int find_value(uint64_t key, const void *data, size_t len, void *userdata)
+{
+	(void)key;
+	*(const void **)userdata = data;
+	(void)len;
+	return 0;
+}
+
+/* A record whose bytes changed behind the arena's back refuses the whole state. */
+static void test_records_corrupt(void **state)
+{
+	struct iopf_state *s, *t;
+	const void *where = NULL;
+	uint64_t v = 42;
+	int fd;
+
+	(void)state;
+	assert_int_equal(iopf_state_new(&s), 0);
+	assert_int_equal(iopf_state_put(s, 7, &v, sizeof(v)), 0);
+	fd = fcntl(iopf_state_fd(s), F_DUPFD_CLOEXEC, 3);
+	iopf_state_free(s);
+	assert_int_equal(iopf_state_adopt(fd, &t), 0);
+	assert_int_equal(iopf_state_foreach_record(t, find_value, &where), 0);
+	((uint8_t *)where)[0] ^= 1;
+	fd = fcntl(iopf_state_fd(t), F_DUPFD_CLOEXEC, 3);
+	iopf_state_free(t);
+	assert_int_equal(iopf_state_adopt(fd, &t), 0);
+	assert_int_equal(iopf_state_foreach_record(t, find_value, &where), -EINVAL);
+	iopf_state_free(t);
+}
+
+TEST_MAIN(cmocka_unit_test(test_records), cmocka_unit_test(test_records_corrupt),
+	  cmocka_unit_test(test_alloc_aligned_zeroed_distinct),
 	  cmocka_unit_test(test_adopt_claim_seal), cmocka_unit_test(test_adopt_refuses))
