@@ -79,12 +79,13 @@ struct opts {
 	uint64_t seed;
 	uint32_t queue_depth;
 	double drain_timeout;
+	unsigned check_every; /* check the mapping of one SUCCESS group in N */
 };
 
 static struct opts opt = {
 	.tenants = 1, .devices = 2, .pasids = 1, .regions = 4, .group = 1, .window = 64,
 	.injectors = 1, .echo_threads = 1, .region_size = 1 << 20, .pattern = PATTERN_SEQ,
-	.faults = 100000, .seed = 1, .drain_timeout = 30,
+	.faults = 100000, .seed = 1, .drain_timeout = 30, .check_every = 1,
 };
 
 enum expect { EXPECT_SUCCESS, EXPECT_INVALID, EXPECT_EITHER };
@@ -101,23 +102,30 @@ struct domain {
 	uint64_t id;
 	uint64_t base;
 	bool gone;       /* unregistered on purpose: faults on it must be INVALID */
-	uint64_t cursor; /* seq pattern: next page index */
+	unsigned cur_r;  /* seq pattern: next region and page in it */
+	uint64_t cur_first;
 	struct region *regions;
 };
 
-/* One group in flight; its index is the sim tag. */
+/* One record of a group in flight. */
+struct rec {
+	uint64_t addr;
+	int32_t region; /* -1: outside every region */
+	uint32_t perm;
+};
+
+/*
+ * One group in flight; its index is the sim tag. Small, and its records apart
+ * (tenant.recs, opt.group per flight): the checker touches one line per answer.
+ */
 struct flight {
 	uint32_t dom;
 	uint8_t expect;
+	uint8_t n;
+	bool busy;
 	bool check_map;   /* SUCCESS must have mapped every page */
 	bool kernel_ok;   /* an INVALID by the "kernel" (detach) is fine, even after delivery */
 	bool undelivered_kernel_ok; /* ... but only if the daemon never read it */
-	uint8_t n;
-	int32_t region[SIM_MAX_GROUP_RECS];
-	uint64_t addr[SIM_MAX_GROUP_RECS];
-	uint32_t perm[SIM_MAX_GROUP_RECS];
-	uint64_t t_inject;
-	bool busy;
 };
 
 enum tenant_state { TENANT_LIVE, TENANT_RELEASING, TENANT_DONE };
@@ -136,18 +144,25 @@ struct tenant {
 	unsigned n_dom;
 	struct region *reg;
 	struct flight *fl;
+	struct rec *recs;           /* opt.group per flight */
 	uint32_t *free_fl;
 	unsigned n_free;
 	unsigned inflight;
 	enum tenant_state state;
 	uint64_t release_deadline;
 	uint64_t rng;
+	uint64_t map_candidates;    /* SUCCESS answers whose pages could be checked */
 	unsigned last_dom;
 	/* the last group's pages, for --dup */
 	bool have_last;
 	unsigned dup_dom, dup_r;
 	uint64_t dup_first;
 };
+
+static struct rec *flight_recs(const struct tenant *t, const struct flight *fl)
+{
+	return &t->recs[(size_t)(fl - t->fl) * opt.group];
+}
 
 struct hist {
 	uint64_t b[HIST_BUCKETS];
@@ -160,6 +175,7 @@ struct result {
 	uint64_t kernel_after_read; /* auto-answered after iopfd read them: stale cookies exercised */
 	uint64_t violations;
 	uint64_t unanswered;
+	uint64_t map_checked;       /* SUCCESS groups whose every page was checked in the IOMMU */
 	uint64_t t_first, t_last; /* first injection, last answer */
 	struct hist lat;
 	/* summed sim counters */
@@ -204,7 +220,8 @@ static uint64_t rnd(uint64_t *s)
 
 static unsigned rnd_below(uint64_t *s, unsigned n)
 {
-	return n ? (unsigned)(rnd(s) % n) : 0;
+	/* the high half scaled to [0, n): a multiply, not a division */
+	return (unsigned)(((rnd(s) >> 32) * n) >> 32);
 }
 
 _printf_(2, 3) static void violation(struct result *res, const char *fmt, ...)
@@ -287,6 +304,7 @@ static void result_merge(struct result *a, const struct result *b)
 	a->kernel_after_read += b->kernel_after_read;
 	a->violations += b->violations;
 	a->unanswered += b->unanswered;
+	a->map_checked += b->map_checked;
 	if (b->t_first && (!a->t_first || b->t_first < a->t_first))
 		a->t_first = b->t_first;
 	if (b->t_last > a->t_last)
@@ -340,8 +358,9 @@ static int tenant_setup(struct tenant *t, unsigned idx)
 	t->dom = calloc(t->n_dom, sizeof(*t->dom));
 	t->reg = calloc((size_t)t->n_dom * opt.regions, sizeof(*t->reg));
 	t->fl = calloc(opt.window, sizeof(*t->fl));
+	t->recs = calloc((size_t)opt.window * opt.group, sizeof(*t->recs));
 	t->free_fl = calloc(opt.window, sizeof(*t->free_fl));
-	if (!t->dev_fd || !t->dev_st || !t->dom || !t->reg || !t->fl || !t->free_fl)
+	if (!t->dev_fd || !t->dev_st || !t->dom || !t->reg || !t->fl || !t->recs || !t->free_fl)
 		return -ENOMEM;
 	for (k = 0; k < opt.window; k++)
 		t->free_fl[k] = opt.window - 1 - k;
@@ -400,6 +419,7 @@ static void tenant_fini(struct tenant *t)
 	free(t->dom);
 	free(t->reg);
 	free(t->fl);
+	free(t->recs);
 	free(t->free_fl);
 	memset(t, 0, sizeof(*t));
 }
@@ -555,6 +575,7 @@ static void make_group(struct tenant *t, struct flight *fl, struct iopf_sim_grou
 		       struct iopf_sim_fault *f)
 {
 	unsigned n = opt.group, d, r, i, bad = 0, bad_at = 0, pages = (unsigned)(opt.region_size / IOPF_PAGE_SIZE);
+	struct rec *rec = flight_recs(t, fl);
 	struct domain *dm;
 	struct region *rg;
 	uint64_t first;
@@ -563,7 +584,7 @@ static void make_group(struct tenant *t, struct flight *fl, struct iopf_sim_grou
 	if (opt.dup_pct && t->have_last && rnd_below(&t->rng, 100) < opt.dup_pct)
 		dup = true;
 	if (opt.pattern == PATTERN_SEQ)
-		d = t->last_dom = (t->last_dom + 1) % t->n_dom;
+		d = t->last_dom = t->last_dom + 1 >= t->n_dom ? 0 : t->last_dom + 1;
 	else
 		d = rnd_below(&t->rng, t->n_dom);
 	if (dup)
@@ -574,16 +595,17 @@ static void make_group(struct tenant *t, struct flight *fl, struct iopf_sim_grou
 	if (n > pages)
 		n = pages;
 	switch (opt.pattern) {
-	case PATTERN_SEQ: {
-		uint64_t cur = dm->cursor % ((uint64_t)opt.regions * pages);
-
-		r = (unsigned)(cur / pages);
-		first = cur % pages;
-		if (first + n > pages)
-			first = 0, r = (r + 1) % opt.regions;
-		dm->cursor = (uint64_t)r * pages + first + n;
+	case PATTERN_SEQ:
+		/* no division on the hot path: wrap by comparing */
+		r = dm->cur_r;
+		first = dm->cur_first;
+		if (first + n > pages) {
+			first = 0;
+			r = r + 1 == opt.regions ? 0 : r + 1;
+		}
+		dm->cur_r = r;
+		dm->cur_first = first + n;
 		break;
-	}
 	case PATTERN_HOT:
 		/* 90% of the faults on the first tenth of region 0 */
 		if (rnd_below(&t->rng, 10) < 9) {
@@ -612,17 +634,22 @@ static void make_group(struct tenant *t, struct flight *fl, struct iopf_sim_grou
 	t->dup_first = first;
 	rg = &dm->regions[r];
 
-	*fl = (struct flight){ .dom = d, .n = (uint8_t)n, .busy = true, .expect = EXPECT_SUCCESS,
-			       .check_map = true };
+	/* field by field: a compound literal would clear the whole flight first */
+	fl->dom = d;
+	fl->n = (uint8_t)n;
+	fl->busy = true;
+	fl->expect = EXPECT_SUCCESS;
+	fl->check_map = true;
+	fl->kernel_ok = fl->undelivered_kernel_ok = false;
 	for (i = 0; i < n; i++) {
 		uint32_t perm = IOMMU_PGFAULT_PERM_READ;
 
 		if ((rg->access & IOPF_ACCESS_WRITE) && rnd_below(&t->rng, 2))
 			perm |= IOMMU_PGFAULT_PERM_WRITE;
-		fl->region[i] = (int32_t)r;
+		rec[i].region = (int32_t)r;
 		/* devices report unaligned addresses; the daemon must align them */
-		fl->addr[i] = rg->iova + (first + i) * IOPF_PAGE_SIZE + (rnd(&t->rng) & 0xff8);
-		fl->perm[i] = perm;
+		rec[i].addr = rg->iova + (first + i) * IOPF_PAGE_SIZE + (rnd(&t->rng) & 0xff8);
+		rec[i].perm = perm;
 	}
 	*g = (struct iopf_sim_group){ .dev_id = dm->dev_id, .pasid = dm->pasid,
 				      .grpid = (uint32_t)(rnd(&t->rng) & 0x1ff), .n = n, .faults = f };
@@ -642,15 +669,15 @@ static void make_group(struct tenant *t, struct flight *fl, struct iopf_sim_grou
 		break;
 	case 2: /* more access than the region allows */
 		if (rg->access & IOPF_ACCESS_WRITE)
-			fl->perm[bad_at] |= IOMMU_PGFAULT_PERM_EXEC;
+			rec[bad_at].perm |= IOMMU_PGFAULT_PERM_EXEC;
 		else
-			fl->perm[bad_at] |= IOMMU_PGFAULT_PERM_WRITE;
+			rec[bad_at].perm |= IOMMU_PGFAULT_PERM_WRITE;
 		fl->check_map = false;
 		fl->expect = EXPECT_INVALID;
 		break;
 	case 3: /* in the gap after the region: inside the domain's slice, in no region */
-		fl->addr[bad_at] = rg->iova + rg->length + rnd_below(&t->rng, pages) * IOPF_PAGE_SIZE;
-		fl->region[bad_at] = -1;
+		rec[bad_at].addr = rg->iova + rg->length + rnd_below(&t->rng, pages) * IOPF_PAGE_SIZE;
+		rec[bad_at].region = -1;
 		fl->check_map = false;
 		fl->expect = EXPECT_INVALID;
 		break;
@@ -666,7 +693,7 @@ static void make_group(struct tenant *t, struct flight *fl, struct iopf_sim_grou
 		fl->check_map = false;
 	}
 	for (i = 0; i < n; i++)
-		f[i] = (struct iopf_sim_fault){ .addr = fl->addr[i], .perm = fl->perm[i] };
+		f[i] = (struct iopf_sim_fault){ .addr = rec[i].addr, .perm = rec[i].perm };
 }
 
 static uint32_t needed_prot(uint32_t perm)
@@ -693,26 +720,31 @@ static uint32_t allowed_prot(uint32_t access)
 
 /*
  * The group of answer @a if check_answer() will check its pages against the
- * IOMMU (a SUCCESS not expected to be INVALID, of a group that wants it), else NULL.
+ * IOMMU (a SUCCESS not expected to be INVALID, of a group that wants it, and
+ * with --check-every N one such group in N), else NULL.
  */
-static const struct flight *map_check_of(const struct tenant *t, const struct iopf_sim_answer *a)
+static const struct flight *map_check_of(struct tenant *t, const struct iopf_sim_answer *a)
 {
 	const struct flight *fl;
 
 	if (a->tag >= opt.window || a->by_kernel || a->code != IOMMUFD_PAGE_RESP_SUCCESS)
 		return NULL;
 	fl = &t->fl[a->tag];
-	return fl->busy && fl->check_map && fl->expect != EXPECT_INVALID ? fl : NULL;
+	if (!fl->busy || !fl->check_map || fl->expect == EXPECT_INVALID)
+		return NULL;
+	return t->map_candidates++ % opt.check_every == 0 ? fl : NULL;
 }
 
 /*
- * @mp, @rc: what the IOMMU holds for each page of the group, when
- * map_check_of() names it (looked up for a whole harvest under one lock).
+ * @mp, @rc: what the IOMMU holds for each page of the group when map_check_of()
+ * named it (looked up for a whole harvest under one lock), else NULL. Code,
+ * record count and exactly-once are checked for every answer.
  */
 static void check_answer(struct tenant *t, struct injector *in, const struct iopf_sim_answer *a,
 			 const struct iopf_sim_mapping *mp, const int *rc)
 {
 	struct result *res = &in->res;
+	const struct rec *rec;
 	struct flight *fl;
 	struct domain *dm;
 	unsigned i;
@@ -722,6 +754,7 @@ static void check_answer(struct tenant *t, struct injector *in, const struct iop
 		return;
 	}
 	fl = &t->fl[a->tag];
+	rec = flight_recs(t, fl);
 	dm = &t->dom[fl->dom];
 	res->answered++;
 	res->t_last = a->t_answer > res->t_last ? a->t_answer : res->t_last;
@@ -745,16 +778,17 @@ static void check_answer(struct tenant *t, struct injector *in, const struct iop
 				  t->idx, dm->dev_id, dm->pasid, a->cookie ? "read by iopfd" : "never read");
 	} else if (fl->expect == EXPECT_SUCCESS && a->code != IOMMUFD_PAGE_RESP_SUCCESS) {
 		violation(res, "tenant %u dev %u pasid %#x addr %#" PRIx64 ": INVALID, expected SUCCESS",
-			  t->idx, dm->dev_id, dm->pasid, fl->addr[0]);
+			  t->idx, dm->dev_id, dm->pasid, rec[0].addr);
 	} else if (fl->expect == EXPECT_INVALID && a->code != IOMMUFD_PAGE_RESP_INVALID) {
 		violation(res, "tenant %u dev %u pasid %#x addr %#" PRIx64 ": SUCCESS, expected INVALID",
-			  t->idx, dm->dev_id, dm->pasid, fl->addr[0]);
-	} else if (fl->check_map && a->code == IOMMUFD_PAGE_RESP_SUCCESS) {
+			  t->idx, dm->dev_id, dm->pasid, rec[0].addr);
+	} else if (mp) {
+		res->map_checked++;
 		for (i = 0; i < fl->n; i++, mp++, rc++) {
-			const struct region *rg = &dm->regions[fl->region[i]];
+			const struct region *rg = &dm->regions[rec[i].region];
 			const struct stat *st = &t->dev_st[dm->dev_idx];
-			uint64_t page = fl->addr[i] & ~(IOPF_PAGE_SIZE - 1);
-			uint32_t need = needed_prot(fl->perm[i]), allow = allowed_prot(rg->access);
+			uint64_t page = rec[i].addr & ~(IOPF_PAGE_SIZE - 1);
+			uint32_t need = needed_prot(rec[i].perm), allow = allowed_prot(rg->access);
 
 			if (*rc < 0) {
 				violation(res, "tenant %u dev %u pasid %#x: SUCCESS but page %#" PRIx64
@@ -790,8 +824,12 @@ static int harvest(struct tenant *t, struct injector *in)
 	static __thread int rc[HARVEST_MAX * SIM_MAX_GROUP_RECS];
 	struct iopf_sim_answer a[HARVEST_MAX];
 	size_t at[HARVEST_MAX];
+	bool checked[HARVEST_MAX];
 	int n, i, r, total = 0;
 
+	/* nothing answered: no lock (a miss is picked up on the next pass) */
+	if (!iopf_sim_peek_answered(t->sim))
+		return 0;
 	do {
 		size_t np = 0;
 
@@ -805,8 +843,9 @@ static int harvest(struct tenant *t, struct injector *in)
 			const struct flight *fl = map_check_of(t, &a[i]);
 
 			at[i] = np;
+			checked[i] = fl;
 			for (unsigned k = 0; fl && k < fl->n; k++)
-				pages[np++] = fl->addr[k];
+				pages[np++] = flight_recs(t, fl)[k].addr;
 		}
 		r = np ? iopf_sim_lookup_many(t->sim, t->ioas, pages, np, mp, rc) : 0;
 		if (r < 0) {
@@ -815,7 +854,7 @@ static int harvest(struct tenant *t, struct injector *in)
 				rc[k] = r;
 		}
 		for (i = 0; i < n; i++)
-			check_answer(t, in, &a[i], &mp[at[i]], &rc[at[i]]);
+			check_answer(t, in, &a[i], checked[i] ? &mp[at[i]] : NULL, &rc[at[i]]);
 		total += n;
 	} while (n == (int)ARRAY_SIZE(a));
 	return total;
@@ -1318,6 +1357,8 @@ static void print_text(const char *name, const struct result *r)
 	       r->doorbells, r->reads,
 	       r->reads ? (double)r->delivered_records / (double)r->reads : 0.0, r->maps,
 	       r->bad_code, r->bad_cookie);
+	printf("  checked    every answer's code; the pages of %" PRIu64 " SUCCESS groups "
+	       "(1 in %u)\n", r->map_checked, opt.check_every);
 	printf("  violations %" PRIu64 "\n", r->violations);
 }
 
@@ -1364,11 +1405,11 @@ static void print_json_result(const char *name, const struct result *r)
 	       "\"groups_per_s\":%.1f,\"p50_ns\":%" PRIu64 ",\"p99_ns\":%" PRIu64
 	       ",\"p999_ns\":%" PRIu64 ",\"max_ns\":%" PRIu64 ",\"doorbells\":%" PRIu64
 	       ",\"reads\":%" PRIu64 ",\"maps\":%" PRIu64 ",\"bad_code\":%" PRIu64
-	       ",\"stale_cookie\":%" PRIu64 ",\"violations\":%" PRIu64,
+	       ",\"stale_cookie\":%" PRIu64 ",\"map_checked\":%" PRIu64 ",\"violations\":%" PRIu64,
 	       name, r->inj_faults, r->inj_groups, r->answered, r->success, r->invalid, r->by_kernel,
 	       r->kernel_after_read, r->unanswered, secs(r), fps(r), gps(r), hist_pct(&r->lat, 50), hist_pct(&r->lat, 99),
 	       hist_pct(&r->lat, 99.9), r->lat.max, r->doorbells, r->reads, r->maps, r->bad_code,
-	       r->bad_cookie, r->violations);
+	       r->bad_cookie, r->map_checked, r->violations);
 	print_json_hist(&r->lat);
 	printf("}");
 }
@@ -1377,12 +1418,13 @@ static void print_json(const struct result *echo, const struct result *daemon)
 {
 	printf("{\"config\":{\"tenants\":%u,\"devices\":%u,\"pasids\":%u,\"regions\":%u,"
 	       "\"domains_total\":%u,\"regions_total\":%u,\"region_size\":%" PRIu64 ",\"group\":%u,"
-	       "\"pattern\":\"%s\",\"rate\":%.0f,\"window\":%u,\"bad_pct\":%u,\"event\":\"%s\"}",
+	       "\"pattern\":\"%s\",\"rate\":%.0f,\"window\":%u,\"bad_pct\":%u,\"event\":\"%s\","
+	       "\"check_every\":%u}",
 	       opt.tenants, opt.devices, opt.pasids, opt.regions,
 	       opt.tenants * opt.devices * (opt.pasids ? opt.pasids : 1),
 	       opt.tenants * opt.devices * (opt.pasids ? opt.pasids : 1) * opt.regions,
 	       opt.region_size, opt.group, pattern_name(opt.pattern), opt.rate, opt.window,
-	       opt.bad_pct, event_name(opt.event));
+	       opt.bad_pct, event_name(opt.event), opt.check_every);
 	if (echo) {
 		printf(",");
 		print_json_result("echo", echo);
@@ -1432,6 +1474,8 @@ static void help(void)
 	       "  --echo-path PATH     the iopf-echo binary (next to this one)\n"
 	       "  --echo-threads N     iopf-echo worker threads (1)\n"
 	       "  --drain-timeout SECS how long to wait for outstanding answers (30)\n"
+	       "  --check-every N      check the IOMMU pages of one SUCCESS group in N; codes and\n"
+	       "                       exactly-once are checked for every group (1: all)\n"
 	       "  --seed N             (1)\n"
 	       "  --json               one JSON object on stdout\n"
 	       "  -v --verbose\n"
@@ -1469,6 +1513,7 @@ static int parse_argv(int argc, char *argv[])
 		O_ADDRESS = 0x100, O_TENANTS, O_DEVICES, O_PASIDS, O_REGIONS, O_REGION_SIZE, O_PATTERN,
 		O_GROUP, O_FAULTS, O_DURATION, O_RATE, O_WINDOW, O_BAD, O_DUP, O_EVENT, O_INJECTORS,
 		O_QDEPTH, O_ECHO, O_ECHO_STRICT, O_COMPARE, O_ECHO_PATH, O_ECHO_THREADS, O_DRAIN, O_SEED, O_JSON,
+		O_CHECK_EVERY,
 	};
 	static const struct option options[] = {
 		{ "address", required_argument, NULL, O_ADDRESS },
@@ -1496,6 +1541,7 @@ static int parse_argv(int argc, char *argv[])
 		{ "drain-timeout", required_argument, NULL, O_DRAIN },
 		{ "seed", required_argument, NULL, O_SEED },
 		{ "json", no_argument, NULL, O_JSON },
+		{ "check-every", required_argument, NULL, O_CHECK_EVERY },
 		{ "verbose", no_argument, NULL, 'v' },
 		{ "help", no_argument, NULL, 'h' },
 		{}
@@ -1601,6 +1647,9 @@ static int parse_argv(int argc, char *argv[])
 		case O_JSON:
 			opt.json = true;
 			break;
+		case O_CHECK_EVERY:
+			opt.check_every = (unsigned)strtoul(optarg, NULL, 0);
+			break;
 		case 'v':
 			opt.verbose = true;
 			break;
@@ -1614,7 +1663,7 @@ static int parse_argv(int argc, char *argv[])
 	if (optind < argc)
 		return -EINVAL;
 	if (!opt.tenants || !opt.devices || !opt.regions || !opt.group || !opt.window ||
-	    !opt.injectors || !opt.echo_threads)
+	    !opt.injectors || !opt.echo_threads || !opt.check_every)
 		return -EINVAL;
 	if (opt.group > SIM_MAX_GROUP_RECS || opt.group > IOPF_SIM_MAX_GROUP)
 		return -EINVAL;

@@ -26,8 +26,6 @@
 #define MAX_FAULT_AROUND (UINT64_C(1) << 30)
 #define DEFAULT_READ_BATCH 256
 #define MAX_WORKERS 1024
-/* Responses one source may queue per turn, in read batches. */
-#define TURN_BATCHES 4
 
 /*
  * Objects of one kind by ascending id; each object starts with its uint64_t id.
@@ -445,7 +443,6 @@ int iopf_engine_dispatch(struct iopf_engine *e)
 static int source_new(struct iopf_engine *e, struct iopf_source **ret)
 {
 	struct iopf_source *s;
-	size_t turn = (size_t)e->cfg.read_batch * TURN_BATCHES;
 
 	s = calloc(1, sizeof(*s));
 	if (!s)
@@ -455,9 +452,8 @@ static int source_new(struct iopf_engine *e, struct iopf_source **ret)
 	s->held_cap = IOPF_HELD_MAX;
 	s->buf = calloc(s->buf_cap, sizeof(*s->buf));
 	s->held = calloc(s->held_cap, sizeof(*s->held));
-	/* Room for a whole turn, and for answering every held group at once. */
-	if (!s->buf || !s->held ||
-	    iopf_response_batch_init(&s->rb, turn > IOPF_HELD_MAX ? turn : IOPF_HELD_MAX) < 0) {
+	/* Room for the answers of one read, and for answering every held group at once. */
+	if (!s->buf || !s->held || iopf_response_batch_init(&s->rb, s->buf_cap + IOPF_HELD_MAX) < 0) {
 		source_destroy(s);
 		return -ENOMEM;
 	}

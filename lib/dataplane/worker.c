@@ -2,9 +2,10 @@
 /*
  * Fault workers. Each is a thread with one io_uring ring that waits on one-shot
  * POLL_ADDs: one per live source (its backend's poll_fd) and one on the
- * command eventfd. A ready source gets a turn: read whole groups in batches,
- * route, resolve, then write all responses with one write. Commands (add and
- * remove) run between turns, outside any RCU read section.
+ * command eventfd. A ready source gets a turn of a few reads; each read's
+ * whole groups are routed, resolved and answered with one write before the
+ * next read. Commands (add and remove) run between turns, outside any RCU
+ * read section.
  */
 #include <poll.h>
 #include <pthread.h>
@@ -42,6 +43,8 @@
 #define ERROR_TURNS_BROKEN 16
 /* Records whose cache misses are taken together when faults scatter over domains. */
 #define PREFETCH_CHUNK 16
+/* Reads of one source per turn before the worker looks at its other sources. */
+#define TURN_READS 4
 
 struct iopf_worker {
 	struct iopf_engine *e;
@@ -133,7 +136,7 @@ static int grow_buffer(struct iopf_source *s)
 	if (s->buf_cap >= IOPF_READ_MAX_RECORDS)
 		return -E2BIG;
 	cap = s->buf_cap * 2 < IOPF_READ_MAX_RECORDS ? s->buf_cap * 2 : IOPF_READ_MAX_RECORDS;
-	r = iopf_response_batch_reserve(&s->rb, s->rb.n + cap);
+	r = iopf_response_batch_reserve(&s->rb, cap + IOPF_HELD_MAX);
 	if (r < 0)
 		return r;
 	buf = realloc(s->buf, cap * sizeof(*buf));
@@ -312,7 +315,13 @@ static void handle_records(struct iopf_worker *w, struct iopf_source *s,
 	}
 }
 
-/* One turn of a ready source. */
+/*
+ * One turn of a ready source: at most TURN_READS reads, each answered with
+ * one write before the next read, so between two reads every group of the
+ * earlier one is answered or held and s->buf holds exactly the last read's
+ * records until they are. The bound keeps one busy source from starving the
+ * others on this worker: a source still readable is polled again at once.
+ */
 static void service_source(struct iopf_worker *w, struct iopf_source *s)
 {
 	const size_t rec = sizeof(struct iommu_hwpt_pgfault);
@@ -322,12 +331,11 @@ static void service_source(struct iopf_worker *w, struct iopf_source *s)
 		.fault_around = iopf_engine_fault_around(w->e),
 	};
 	struct route_memo memo = {};
-	bool first = true, failed = false;
+	bool failed = false;
 	size_t n, lookups;
 
 	rcu_read_lock();
-	/* Stop when a full read could produce more responses than there is room for. */
-	while (s->rb.n + s->buf_cap <= s->rb.cap) {
+	for (unsigned reads = 0; reads < TURN_READS;) {
 		ssize_t r = s->backend->ops->fault_read(s->backend, s->buf, s->buf_cap * rec);
 
 		if (r == -EINVAL) {
@@ -348,13 +356,13 @@ static void service_source(struct iopf_worker *w, struct iopf_source *s)
 			 * Readable yet nothing delivered: later kernels return 0 when the
 			 * first group does not fit. Grow after a few such turns in a row.
 			 */
-			if (first && ++s->empty_turns >= EMPTY_TURNS_GROW) {
+			if (reads == 0 && ++s->empty_turns >= EMPTY_TURNS_GROW) {
 				s->empty_turns = 0;
 				(void)grow_buffer(s);
 			}
 			break;
 		}
-		first = false;
+		reads++;
 		s->empty_turns = 0;
 		if (r % (ssize_t)rec)
 			ctr_add(&s->io_errors, 1); /* torn record: not kernel behaviour, skip it */
@@ -363,8 +371,8 @@ static void service_source(struct iopf_worker *w, struct iopf_source *s)
 		handle_records(w, s, &rs, &memo, n, mono_ns());
 		/* a route lookup for more than one record in four: prefetch for the next read */
 		s->scattered = (memo.lookups - lookups) * 4 > n;
+		flush(s);
 	}
-	flush(s);
 	rcu_read_unlock();
 
 	if (failed) {
@@ -425,8 +433,6 @@ static void drain(struct iopf_source *s)
 		struct iopf_group g;
 		size_t pos = 0;
 
-		if (s->rb.n + s->buf_cap > s->rb.cap)
-			flush(s);
 		r = s->backend->ops->fault_read(s->backend, s->buf, s->buf_cap * rec);
 		if (r == -EINVAL && grow_buffer(s) == 0)
 			continue;
@@ -439,8 +445,8 @@ static void drain(struct iopf_source *s)
 			answer(s, g.cookie, IOPF_REASON_RETIRED, &s->unrouted, &s->unrouted_latency,
 			       t_read);
 		}
+		flush(s);
 	}
-	flush(s);
 }
 
 static void finish_source(struct iopf_worker *w, struct iopf_source *s)
