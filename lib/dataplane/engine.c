@@ -453,7 +453,8 @@ static int source_new(struct iopf_engine *e, struct iopf_source **ret)
 	s->buf = calloc(s->buf_cap, sizeof(*s->buf));
 	s->held = calloc(s->held_cap, sizeof(*s->held));
 	/* Room for the answers of one read, and for answering every held group at once. */
-	if (!s->buf || !s->held || iopf_response_batch_init(&s->rb, s->buf_cap + IOPF_HELD_MAX) < 0) {
+	if (!s->buf || !s->held ||
+	    iopf_response_batch_init(&s->rb, s->buf_cap + IOPF_HELD_MAX) < 0) {
 		source_destroy(s);
 		return -ENOMEM;
 	}
