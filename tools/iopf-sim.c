@@ -119,6 +119,7 @@ struct rec {
  * (tenant.recs, opt.group per flight): the checker touches one line per answer.
  */
 struct flight {
+	uint64_t t_sched; /* when it was due (paced); 0: closed loop, measured from the inject */
 	uint32_t dom;
 	uint8_t expect;
 	uint8_t n;
@@ -149,6 +150,7 @@ struct tenant {
 	unsigned n_free;
 	unsigned inflight;
 	enum tenant_state state;
+	bool active;                /* on its injector's list of tenants with groups in flight */
 	uint64_t release_deadline;
 	uint64_t rng;
 	uint64_t map_candidates;    /* SUCCESS answers whose pages could be checked */
@@ -177,7 +179,10 @@ struct result {
 	uint64_t unanswered;
 	uint64_t map_checked;       /* SUCCESS groups whose every page was checked in the IOMMU */
 	uint64_t t_first, t_last; /* first injection, last answer */
-	struct hist lat;
+	struct hist lat;  /* answer - scheduled time (the inject time, closed loop): the headline */
+	struct hist svc;  /* answer - actual inject time */
+	struct hist late; /* actual inject - scheduled time: how late the injector ran (paced) */
+	uint64_t behind;  /* paced groups injected more than one schedule period late */
 	/* summed sim counters */
 	uint64_t doorbells, reads, delivered_groups, delivered_records, bad_code, bad_cookie,
 		corrupt, maps;
@@ -190,6 +195,16 @@ struct injector {
 	unsigned n_t;
 	uint64_t quota;  /* groups to inject; UINT64_MAX with a duration */
 	double rate;     /* groups/s, 0 = closed loop */
+	/* paced: group i is due at t0 + i / rate, on tenant i mod n_t */
+	uint64_t t0;
+	uint64_t next;   /* the next scheduled group */
+	unsigned rr;     /* its tenant */
+	/* tenants with groups in flight: the only ones harvested */
+	struct tenant **act;
+	unsigned n_act;
+	unsigned inflight;
+	bool releasing;  /* a tenant left mid-run: watch it let go */
+	uint64_t drain_deadline;
 	struct result res;
 	unsigned events_done;
 };
@@ -291,9 +306,19 @@ static uint64_t hist_pct(const struct hist *h, double pct)
 	return h->max;
 }
 
-static void result_merge(struct result *a, const struct result *b)
+static void hist_merge(struct hist *a, const struct hist *b)
 {
 	unsigned i;
+
+	for (i = 0; i < HIST_BUCKETS; i++)
+		a->b[i] += b->b[i];
+	a->n += b->n;
+	if (b->max > a->max)
+		a->max = b->max;
+}
+
+static void result_merge(struct result *a, const struct result *b)
+{
 
 	a->inj_groups += b->inj_groups;
 	a->inj_faults += b->inj_faults;
@@ -309,11 +334,10 @@ static void result_merge(struct result *a, const struct result *b)
 		a->t_first = b->t_first;
 	if (b->t_last > a->t_last)
 		a->t_last = b->t_last;
-	for (i = 0; i < HIST_BUCKETS; i++)
-		a->lat.b[i] += b->lat.b[i];
-	a->lat.n += b->lat.n;
-	if (b->lat.max > a->lat.max)
-		a->lat.max = b->lat.max;
+	a->behind += b->behind;
+	hist_merge(&a->lat, &b->lat);
+	hist_merge(&a->svc, &b->svc);
+	hist_merge(&a->late, &b->late);
 }
 
 /* ---- layout ---- */
@@ -747,6 +771,7 @@ static void check_answer(struct tenant *t, struct injector *in, const struct iop
 	const struct rec *rec;
 	struct flight *fl;
 	struct domain *dm;
+	uint64_t sched;
 	unsigned i;
 
 	if (a->tag >= opt.window || !t->fl[a->tag].busy) {
@@ -758,7 +783,12 @@ static void check_answer(struct tenant *t, struct injector *in, const struct iop
 	dm = &t->dom[fl->dom];
 	res->answered++;
 	res->t_last = a->t_answer > res->t_last ? a->t_answer : res->t_last;
-	hist_add(&res->lat, a->t_answer - a->t_inject);
+	/* from when it was due, so that a late injector is not a fast server */
+	sched = fl->t_sched && fl->t_sched <= a->t_inject ? fl->t_sched : a->t_inject;
+	hist_add(&res->lat, a->t_answer - sched);
+	hist_add(&res->svc, a->t_answer - a->t_inject);
+	if (fl->t_sched)
+		hist_add(&res->late, a->t_inject - sched);
 	if (a->code == IOMMUFD_PAGE_RESP_SUCCESS)
 		res->success++;
 	else
@@ -813,6 +843,7 @@ static void check_answer(struct tenant *t, struct injector *in, const struct iop
 	fl->busy = false;
 	t->free_fl[t->n_free++] = (uint32_t)a->tag;
 	t->inflight--;
+	in->inflight--;
 }
 
 #define HARVEST_MAX 256u
@@ -860,7 +891,12 @@ static int harvest(struct tenant *t, struct injector *in)
 	return total;
 }
 
-static int inject(struct tenant *t, struct injector *in, unsigned max)
+/*
+ * Inject up to @max groups on @t in one call; @sched: their scheduled times
+ * (paced), or NULL (closed loop). Return: groups injected (0 when the window
+ * or the queue is full).
+ */
+static int inject(struct tenant *t, struct injector *in, unsigned max, const uint64_t *sched)
 {
 	struct iopf_sim_group g[64];
 	static __thread struct iopf_sim_fault f[64][SIM_MAX_GROUP_RECS];
@@ -874,6 +910,7 @@ static int inject(struct tenant *t, struct injector *in, unsigned max)
 		uint32_t tag = t->free_fl[--t->n_free];
 
 		make_group(t, &t->fl[tag], &g[n], f[n]);
+		t->fl[tag].t_sched = sched ? sched[n] : 0;
 		g[n].tag = tag;
 		tags[n] = tag;
 		n++;
@@ -892,9 +929,14 @@ static int inject(struct tenant *t, struct injector *in, unsigned max)
 		in->res.inj_faults += g[i].n;
 		t->inflight++;
 	}
+	in->inflight += (unsigned)r;
 	in->res.inj_groups += (uint64_t)r;
+	if (r && !t->active) {
+		t->active = true;
+		in->act[in->n_act++] = t;
+	}
 	if (r && !in->res.t_first)
-		in->res.t_first = now_ns();
+		in->res.t_first = sched ? sched[0] : now_ns();
 	return r;
 }
 
@@ -936,7 +978,7 @@ static int detach_caught(struct tenant *t, struct injector *in)
 		/* keep iopfd busy with this tenant (a full window is fine too) */
 		harvest(t, in);
 		if (in->res.inj_groups < in->quota)
-			(void)inject(t, in, 64);
+			(void)inject(t, in, 64, NULL);
 		/* poll until iopfd has taken some of it off the queue */
 		deadline = now_ns() + NSEC / 500;
 		while (now_ns() < deadline) {
@@ -1013,6 +1055,7 @@ static void run_event(struct injector *in)
 				violation(&in->res, "UnregisterSource: %s", strerror(-r));
 		}
 		t->state = TENANT_RELEASING;
+		in->releasing = true;
 		t->release_deadline = now_ns() + (uint64_t)(opt.drain_timeout * 1e9);
 		if (opt.verbose)
 			fprintf(stderr, "iopf-sim: tenant 0 gone with %u groups in flight\n", t->inflight);
@@ -1042,83 +1085,176 @@ static void check_released(struct tenant *t, struct injector *in)
 	t->state = TENANT_DONE;
 }
 
+/* ---- the injector's steps ---- */
+
+/* At its share of the run's marks, injector 0 sets the mid-run event off. */
+static void event_step(struct injector *in, uint64_t now)
+{
+	/* detach repeats (each one a chance to catch groups between read and answer); the rest end tenant 0 */
+	unsigned n_events = opt.event == EVENT_DETACH ? 9 : 1, k1, parts;
+
+	if (in->idx != 0 || opt.event == EVENT_NONE || in->events_done >= n_events)
+		return;
+	k1 = in->events_done + 1;
+	parts = n_events + 1;
+	if (run_end_by ? now >= run_start + (run_end_by - run_start) / parts * k1 :
+			 in->res.inj_groups >= in->quota / parts * k1)
+		run_event(in);
+}
+
+/* Check the answers of every tenant with groups in flight. Return: answers taken. */
+static int harvest_step(struct injector *in)
+{
+	int progress = 0;
+	unsigned k;
+
+	for (k = 0; k < in->n_act; k++) {
+		struct tenant *t = in->act[k];
+
+		progress += harvest(t, in);
+		if (!t->inflight) {
+			t->active = false;
+			in->act[k--] = in->act[--in->n_act];
+		}
+	}
+	for (k = 0; in->releasing && k < in->n_t; k++)
+		check_released(in->t[k], in);
+	return progress;
+}
+
+/* Injected all it should (or the duration is over), and nothing left in flight or too late. */
+static bool drain_step(struct injector *in, uint64_t now)
+{
+	unsigned k;
+
+	if (!in->inflight)
+		return true;
+	if (!in->drain_deadline)
+		in->drain_deadline = now + (uint64_t)(opt.drain_timeout * 1e9);
+	if (now <= in->drain_deadline)
+		return false;
+	for (k = 0; k < in->n_t; k++)
+		if (in->t[k]->inflight)
+			violation(&in->res, "tenant %u: %u groups never answered", in->t[k]->idx,
+				  in->t[k]->inflight);
+	in->res.unanswered += in->inflight;
+	return true;
+}
+
+/* Closed loop: fill every live tenant's window. Return: groups injected. */
+static int inject_closed_step(struct injector *in)
+{
+	uint64_t allowed = in->quota - in->res.inj_groups;
+	int progress = 0;
+	unsigned k;
+
+	for (k = 0; k < in->n_t && allowed; k++) {
+		struct tenant *t = in->t[(in->rr + k) % in->n_t];
+		int r;
+
+		if (t->state != TENANT_LIVE)
+			continue;
+		r = inject(t, in, allowed < 64 ? (unsigned)allowed : 64, NULL);
+		allowed -= (uint64_t)r;
+		progress += r;
+	}
+	in->rr = in->rr + 1 >= in->n_t ? 0 : in->rr + 1;
+	return progress;
+}
+
+static uint64_t sched_at(const struct injector *in, uint64_t i)
+{
+	return in->t0 + (uint64_t)((double)i * 1e9 / in->rate);
+}
+
+/*
+ * Paced: every group whose scheduled time has come, each on its own tenant in
+ * turn (so each rings that tenant's doorbell when it is due). Only overdue
+ * groups for the same tenant go in one call, which with several tenants never
+ * happens. A full window holds the schedule back: the groups behind it wait,
+ * and their latency counts from when they were due. Return: groups injected.
+ */
+static int inject_paced_step(struct injector *in)
+{
+	uint64_t period = (uint64_t)(1e9 / in->rate), sched[64];
+	unsigned skipped = 0;
+	int progress = 0;
+
+	while (in->res.inj_groups < in->quota && skipped < in->n_t) {
+		struct tenant *t = in->t[in->rr];
+		uint64_t now = now_ns(), left = in->quota - in->res.inj_groups;
+		unsigned k = 0, max = in->n_t == 1 ? ARRAY_SIZE(sched) : 1, j;
+		int r;
+
+		if (sched_at(in, in->next) > now)
+			break;
+		if (t->state != TENANT_LIVE) {
+			/* a tenant gone mid-run: its turn goes to the next */
+			in->rr = in->rr + 1 >= in->n_t ? 0 : in->rr + 1;
+			skipped++;
+			continue;
+		}
+		while (k < max && k < left && (sched[k] = sched_at(in, in->next + k)) <= now)
+			k++;
+		r = inject(t, in, k, sched);
+		if (r <= 0)
+			break;
+		for (j = 0; j < (unsigned)r; j++)
+			in->res.behind += now - sched[j] > period;
+		in->next += (uint64_t)r;
+		in->rr = in->rr + 1 >= in->n_t ? 0 : in->rr + 1;
+		skipped = 0;
+		progress += r;
+	}
+	return progress;
+}
+
+/* Nothing to do now: sleep until the next group is due, or an answer may be. */
+static void idle_step(struct injector *in, bool stop)
+{
+	struct timespec ts = { 0, 20000 };
+
+	if (in->rate > 0 && !stop) {
+		uint64_t due = sched_at(in, in->next), now = now_ns();
+
+		if (due <= now) {
+			/* due but the window is full: wait for answers */
+			ts.tv_nsec = 5000;
+		} else {
+			if (due - now < 2000)
+				return;
+			/* absolute: the time it takes to get here does not push the schedule */
+			if (due - now > 200000)
+				due = now + 200000;
+			ts.tv_sec = (time_t)(due / NSEC);
+			ts.tv_nsec = (long)(due % NSEC);
+			(void)clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, NULL);
+			return;
+		}
+	} else if (in->n_t == 1) {
+		(void)iopf_sim_wait(in->t[0]->sim, 1000000);
+		return;
+	}
+	nanosleep(&ts, NULL);
+}
+
 static void *injector_run(void *arg)
 {
 	struct injector *in = arg;
-	/* detach repeats (each one a chance to catch groups between read and answer); the rest end tenant 0 */
-	unsigned n_events = opt.event == EVENT_DETACH ? 9 : 1;
-	uint64_t drain_deadline = 0;
-	unsigned rr = 0, k;
 
 	for (;;) {
-		uint64_t now = now_ns(), allowed = UINT64_MAX;
+		uint64_t now = now_ns();
 		bool stop = in->res.inj_groups >= in->quota || (run_end_by && now >= run_end_by);
-		unsigned busy = 0;
-		int progress = 0;
+		int progress;
 
-		if (in->idx == 0 && in->events_done < n_events && opt.event != EVENT_NONE) {
-			unsigned k1 = in->events_done + 1, parts = n_events + 1;
-
-			if (run_end_by ? now >= run_start + (run_end_by - run_start) / parts * k1 :
-					 in->res.inj_groups >= in->quota / parts * k1)
-				run_event(in);
-		}
-
-		for (k = 0; k < in->n_t; k++) {
-			progress += harvest(in->t[k], in);
-			check_released(in->t[k], in);
-			busy += in->t[k]->inflight;
-		}
-		if (stop) {
-			if (!busy)
-				break;
-			if (!drain_deadline)
-				drain_deadline = now + (uint64_t)(opt.drain_timeout * 1e9);
-			if (now > drain_deadline) {
-				for (k = 0; k < in->n_t; k++)
-					if (in->t[k]->inflight)
-						violation(&in->res, "tenant %u: %u groups never answered",
-							  in->t[k]->idx, in->t[k]->inflight);
-				in->res.unanswered += busy;
-				break;
-			}
-		} else {
-			if (in->rate > 0) {
-				uint64_t due = (uint64_t)((double)(now - run_start) * in->rate / 1e9) + 1;
-
-				allowed = due > in->res.inj_groups ? due - in->res.inj_groups : 0;
-			}
-			if (allowed > in->quota - in->res.inj_groups)
-				allowed = in->quota - in->res.inj_groups;
-			for (k = 0; k < in->n_t && allowed; k++) {
-				struct tenant *t = in->t[(rr + k) % in->n_t];
-				int r;
-
-				if (t->state != TENANT_LIVE)
-					continue;
-				r = inject(t, in, allowed < 64 ? (unsigned)allowed : 64);
-				allowed -= (uint64_t)r;
-				progress += r;
-			}
-			rr++;
-		}
-		if (progress)
-			continue;
-		/* idle: wait for an answer (one tenant) or a little while (many) */
-		if (in->rate > 0 && !stop) {
-			uint64_t next = run_start + (uint64_t)((double)(in->res.inj_groups + 1) * 1e9 / in->rate);
-			uint64_t d = next > now ? next - now : 0;
-			struct timespec ts = { 0, (long)(d > 200000 ? 200000 : d) };
-
-			if (d > 2000)
-				nanosleep(&ts, NULL);
-		} else if (in->n_t == 1) {
-			(void)iopf_sim_wait(in->t[0]->sim, 1000000);
-		} else {
-			struct timespec ts = { 0, 20000 };
-
-			nanosleep(&ts, NULL);
-		}
+		event_step(in, now);
+		progress = harvest_step(in);
+		if (stop && drain_step(in, now))
+			break;
+		if (!stop)
+			progress += in->rate > 0 ? inject_paced_step(in) : inject_closed_step(in);
+		if (!progress)
+			idle_step(in, stop);
 	}
 	return NULL;
 }
@@ -1149,138 +1285,208 @@ static int wait_all_released(struct result *res)
 	return 0;
 }
 
-static int run(enum target target, struct result *out)
+static int tenants_new(void)
 {
-	struct injector *inj;
-	struct result res = {};
-	pid_t echo = -1;
-	unsigned i, k;
-	uint64_t groups_total;
-	int rc = 0;
+	unsigned i;
+	int rc;
 
-	is_echo = target == TARGET_ECHO;
-	bad_cookie_expected = opt.event == EVENT_DETACH;
-	violation_logs = 0;
 	tenants = calloc(opt.tenants, sizeof(*tenants));
-	inj = calloc(opt.injectors, sizeof(*inj));
-	if (!tenants || !inj)
+	if (!tenants)
 		return -ENOMEM;
 	for (i = 0; i < opt.tenants; i++) {
 		rc = tenant_setup(&tenants[i], i);
 		if (rc < 0) {
 			fprintf(stderr, "iopf-sim: tenant %u: %s\n", i, strerror(-rc));
-			goto out;
+			return rc;
 		}
 	}
+	return 0;
+}
+
+static void tenants_free(void)
+{
+	unsigned i;
+
+	for (i = 0; tenants && i < opt.tenants; i++)
+		tenant_fini(&tenants[i]);
+	free(tenants);
+	tenants = NULL;
+}
+
+/* Start iopf-echo on the tenants' contexts (*ret_echo), or register every tenant with iopfd. */
+static int target_start(pid_t *ret_echo)
+{
+	unsigned i;
+	int rc;
 
 	if (is_echo) {
-		echo = echo_spawn();
-		if (echo < 0) {
-			rc = (int)echo;
-			goto out;
-		}
-	} else {
-		/* the killable tenant first, while we are single-threaded and connectionless */
-		if (opt.event == EVENT_KILL) {
-			rc = tenant_spawn_child(&tenants[0]);
-			if (rc < 0) {
-				fprintf(stderr, "iopf-sim: tenant 0 (child) failed to register\n");
-				goto out;
-			}
-		}
-		for (i = opt.event == EVENT_KILL ? 1 : 0; i < opt.tenants; i++) {
-			rc = iopf_client_connect(opt.address, &tenants[i].client);
-			if (rc < 0) {
-				fprintf(stderr, "iopf-sim: connect to %s: %s\n",
-					opt.address ?: "$" IOPF_ADDRESS_ENV, strerror(-rc));
-				goto out;
-			}
-			rc = tenant_register(&tenants[i], tenants[i].client);
-			if (rc < 0)
-				goto out;
+		*ret_echo = echo_spawn();
+		return *ret_echo < 0 ? (int)*ret_echo : 0;
+	}
+	/* the killable tenant first, while we are single-threaded and connectionless */
+	if (opt.event == EVENT_KILL) {
+		rc = tenant_spawn_child(&tenants[0]);
+		if (rc < 0) {
+			fprintf(stderr, "iopf-sim: tenant 0 (child) failed to register\n");
+			return rc;
 		}
 	}
+	for (i = opt.event == EVENT_KILL ? 1 : 0; i < opt.tenants; i++) {
+		rc = iopf_client_connect(opt.address, &tenants[i].client);
+		if (rc < 0) {
+			fprintf(stderr, "iopf-sim: connect to %s: %s\n",
+				opt.address ?: "$" IOPF_ADDRESS_ENV, strerror(-rc));
+			return rc;
+		}
+		rc = tenant_register(&tenants[i], tenants[i].client);
+		if (rc < 0)
+			return rc;
+	}
+	return 0;
+}
 
-	groups_total = opt.duration > 0 ? UINT64_MAX : (opt.faults + opt.group - 1) / opt.group;
+static void echo_stop(pid_t *echo)
+{
+	if (*echo > 0) {
+		kill(*echo, SIGTERM);
+		waitpid(*echo, NULL, 0);
+		*echo = -1;
+	}
+}
+
+/* Every tenant leaves; iopfd must let go of each context with nothing unanswered. */
+static void target_stop(pid_t *echo, struct result *res)
+{
+	unsigned i;
+
+	echo_stop(echo);
+	if (is_echo)
+		return;
+	for (i = 0; i < opt.tenants; i++) {
+		tenants[i].client = iopf_client_free(tenants[i].client);
+		if (tenants[i].child > 0) {
+			kill(tenants[i].child, SIGKILL);
+			waitpid(tenants[i].child, NULL, 0);
+			tenants[i].child = -1;
+		}
+	}
+	wait_all_released(res);
+}
+
+/* Tenants dealt round robin to the injectors, each with its share of the faults and the rate. */
+static int injectors_new(struct injector **ret)
+{
+	uint64_t groups_total = opt.duration > 0 ? UINT64_MAX : (opt.faults + opt.group - 1) / opt.group;
+	double group_rate = opt.rate / opt.group;
+	struct injector *inj = calloc(opt.injectors, sizeof(*inj));
+	unsigned i, k;
+
+	if (!inj)
+		return -ENOMEM;
+	*ret = inj;
 	for (i = 0; i < opt.injectors; i++) {
 		struct injector *in = &inj[i];
 		unsigned n = 0;
 
 		in->idx = i;
 		in->t = calloc(opt.tenants, sizeof(*in->t));
-		if (!in->t) {
-			rc = -ENOMEM;
-			goto out;
-		}
+		in->act = calloc(opt.tenants, sizeof(*in->act));
+		if (!in->t || !in->act)
+			return -ENOMEM;
 		for (k = i; k < opt.tenants; k += opt.injectors)
 			in->t[n++] = &tenants[k];
 		in->n_t = n;
-		in->quota = groups_total == UINT64_MAX ? UINT64_MAX :
-							 groups_total * n / opt.tenants;
-		in->rate = opt.rate / opt.group * n / opt.tenants;
+		in->quota = groups_total == UINT64_MAX ? UINT64_MAX : groups_total * n / opt.tenants;
+		in->rate = group_rate * n / opt.tenants;
 	}
+	return 0;
+}
+
+static void injectors_free(struct injector *inj)
+{
+	unsigned i;
+
+	for (i = 0; inj && i < opt.injectors; i++) {
+		free(inj[i].t);
+		free(inj[i].act);
+	}
+	free(inj);
+}
+
+static void injectors_run(struct injector *inj, struct result *res)
+{
+	double group_rate = opt.rate / opt.group;
+	unsigned i;
+
 	run_start = now_ns();
 	run_end_by = opt.duration > 0 ? run_start + (uint64_t)(opt.duration * 1e9) : 0;
-	for (i = 0; i < opt.injectors; i++)
+	for (i = 0; i < opt.injectors; i++) {
+		/* the schedules interleave: together, one group every 1 / rate */
+		inj[i].t0 = run_start + (group_rate > 0 ? (uint64_t)(i * 1e9 / group_rate) : 0);
 		if (inj[i].n_t)
 			pthread_create(&inj[i].thread, NULL, injector_run, &inj[i]);
+	}
 	for (i = 0; i < opt.injectors; i++)
 		if (inj[i].n_t) {
 			pthread_join(inj[i].thread, NULL);
-			result_merge(&res, &inj[i].res);
+			result_merge(res, &inj[i].res);
 		}
+}
 
-	/* every tenant leaves; iopfd must let go of each context with nothing unanswered */
-	if (is_echo) {
-		kill(echo, SIGTERM);
-		waitpid(echo, NULL, 0);
-		echo = -1;
-	} else {
-		for (i = 0; i < opt.tenants; i++) {
-			tenants[i].client = iopf_client_free(tenants[i].client);
-			if (tenants[i].child > 0) {
-				kill(tenants[i].child, SIGKILL);
-				waitpid(tenants[i].child, NULL, 0);
-				tenants[i].child = -1;
-			}
-		}
-		wait_all_released(&res);
-	}
+/* The simulator's own counters, summed over the tenants, and what they say about the server. */
+static void sim_totals(struct result *res)
+{
+	unsigned i;
+
 	for (i = 0; i < opt.tenants; i++) {
 		struct iopf_sim_counts c;
 
 		if (iopf_sim_get_counts(tenants[i].sim, &c) < 0)
 			continue;
-		res.doorbells += c.stats.doorbells;
-		res.reads += c.stats.reads;
-		res.delivered_groups += c.stats.delivered_groups;
-		res.delivered_records += c.stats.delivered_records;
-		res.bad_code += c.stats.bad_code;
-		res.bad_cookie += c.stats.bad_cookie;
-		res.corrupt += c.stats.corrupt;
-		res.maps += c.stats.maps;
+		res->doorbells += c.stats.doorbells;
+		res->reads += c.stats.reads;
+		res->delivered_groups += c.stats.delivered_groups;
+		res->delivered_records += c.stats.delivered_records;
+		res->bad_code += c.stats.bad_code;
+		res->bad_cookie += c.stats.bad_cookie;
+		res->corrupt += c.stats.corrupt;
+		res->maps += c.stats.maps;
 	}
-	if (res.bad_code)
-		violation(&res, "%" PRIu64 " responses with a code other than SUCCESS/INVALID",
-			  res.bad_code);
-	if (res.bad_cookie && !bad_cookie_expected)
-		violation(&res, "%" PRIu64 " responses for cookies not outstanding (double answers)",
-			  res.bad_cookie);
-	if (res.corrupt)
-		violation(&res, "%" PRIu64 " inconsistencies in the shared queue", res.corrupt);
-	*out = res;
-out:
-	if (echo > 0) {
-		kill(echo, SIGTERM);
-		waitpid(echo, NULL, 0);
+	if (res->bad_code)
+		violation(res, "%" PRIu64 " responses with a code other than SUCCESS/INVALID",
+			  res->bad_code);
+	if (res->bad_cookie && !bad_cookie_expected)
+		violation(res, "%" PRIu64 " responses for cookies not outstanding (double answers)",
+			  res->bad_cookie);
+	if (res->corrupt)
+		violation(res, "%" PRIu64 " inconsistencies in the shared queue", res->corrupt);
+}
+
+/* One run against @target: set up, inject and check, tear down. */
+static int run(enum target target, struct result *out)
+{
+	struct injector *inj = NULL;
+	struct result res = {};
+	pid_t echo = -1;
+	int rc;
+
+	is_echo = target == TARGET_ECHO;
+	bad_cookie_expected = opt.event == EVENT_DETACH;
+	violation_logs = 0;
+	rc = tenants_new();
+	if (rc >= 0)
+		rc = target_start(&echo);
+	if (rc >= 0)
+		rc = injectors_new(&inj);
+	if (rc >= 0) {
+		injectors_run(inj, &res);
+		target_stop(&echo, &res);
+		sim_totals(&res);
+		*out = res;
 	}
-	for (i = 0; i < opt.injectors; i++)
-		free(inj[i].t);
-	free(inj);
-	for (i = 0; i < opt.tenants; i++)
-		tenant_fini(&tenants[i]);
-	free(tenants);
-	tenants = NULL;
+	echo_stop(&echo);
+	injectors_free(inj);
+	tenants_free();
 	return rc;
 }
 
@@ -1349,9 +1555,19 @@ static void print_text(const char *name, const struct result *r)
 	       r->answered, r->success, r->invalid, r->by_kernel, r->kernel_after_read,
 	       r->unanswered);
 	printf("  throughput %.0f faults/s, %.0f groups/s\n", fps(r), gps(r));
-	printf("  latency    p50 %.1f us, p99 %.1f us, p99.9 %.1f us, max %.1f us\n",
+	printf("  latency    p50 %.1f us, p99 %.1f us, p99.9 %.1f us, max %.1f us (%s)\n",
 	       hist_pct(&r->lat, 50) / 1e3, hist_pct(&r->lat, 99) / 1e3,
-	       hist_pct(&r->lat, 99.9) / 1e3, r->lat.max / 1e3);
+	       hist_pct(&r->lat, 99.9) / 1e3, r->lat.max / 1e3,
+	       opt.rate > 0 ? "from each group's scheduled time" : "from inject");
+	if (opt.rate > 0) {
+		printf("  service    p50 %.1f us, p99 %.1f us, p99.9 %.1f us (from the actual inject)\n",
+		       hist_pct(&r->svc, 50) / 1e3, hist_pct(&r->svc, 99) / 1e3,
+		       hist_pct(&r->svc, 99.9) / 1e3);
+		printf("  injector   late by p50 %.1f us, p99 %.1f us, max %.1f us; %" PRIu64
+		       " groups more than one period late\n",
+		       hist_pct(&r->late, 50) / 1e3, hist_pct(&r->late, 99) / 1e3,
+		       r->late.max / 1e3, r->behind);
+	}
 	printf("  transport  %" PRIu64 " doorbells, %" PRIu64 " reads, %.1f records/read, %" PRIu64
 	       " maps, rejected responses: %" PRIu64 " bad code, %" PRIu64 " stale cookie\n",
 	       r->doorbells, r->reads,
@@ -1410,6 +1626,11 @@ static void print_json_result(const char *name, const struct result *r)
 	       r->kernel_after_read, r->unanswered, secs(r), fps(r), gps(r), hist_pct(&r->lat, 50), hist_pct(&r->lat, 99),
 	       hist_pct(&r->lat, 99.9), r->lat.max, r->doorbells, r->reads, r->maps, r->bad_code,
 	       r->bad_cookie, r->map_checked, r->violations);
+	printf(",\"inject_p50_ns\":%" PRIu64 ",\"inject_p99_ns\":%" PRIu64
+	       ",\"inject_p999_ns\":%" PRIu64 ",\"late_p50_ns\":%" PRIu64 ",\"late_p99_ns\":%" PRIu64
+	       ",\"late_max_ns\":%" PRIu64 ",\"behind\":%" PRIu64,
+	       hist_pct(&r->svc, 50), hist_pct(&r->svc, 99), hist_pct(&r->svc, 99.9),
+	       hist_pct(&r->late, 50), hist_pct(&r->late, 99), r->late.max, r->behind);
 	print_json_hist(&r->lat);
 	printf("}");
 }
@@ -1418,12 +1639,13 @@ static void print_json(const struct result *echo, const struct result *daemon)
 {
 	printf("{\"config\":{\"tenants\":%u,\"devices\":%u,\"pasids\":%u,\"regions\":%u,"
 	       "\"domains_total\":%u,\"regions_total\":%u,\"region_size\":%" PRIu64 ",\"group\":%u,"
-	       "\"pattern\":\"%s\",\"rate\":%.0f,\"window\":%u,\"bad_pct\":%u,\"event\":\"%s\","
+	       "\"pattern\":\"%s\",\"rate\":%.0f,\"latency_from\":\"%s\",\"window\":%u,\"bad_pct\":%u,\"event\":\"%s\","
 	       "\"check_every\":%u}",
 	       opt.tenants, opt.devices, opt.pasids, opt.regions,
 	       opt.tenants * opt.devices * (opt.pasids ? opt.pasids : 1),
 	       opt.tenants * opt.devices * (opt.pasids ? opt.pasids : 1) * opt.regions,
-	       opt.region_size, opt.group, pattern_name(opt.pattern), opt.rate, opt.window,
+	       opt.region_size, opt.group, pattern_name(opt.pattern), opt.rate,
+	       opt.rate > 0 ? "schedule" : "inject", opt.window,
 	       opt.bad_pct, event_name(opt.event), opt.check_every);
 	if (echo) {
 		printf(",");
