@@ -150,7 +150,7 @@ struct tenant {
 	unsigned n_free;
 	unsigned inflight;
 	enum tenant_state state;
-	bool active;                /* on its injector's list of tenants with groups in flight */
+	bool active; /* on its injector's list of tenants with groups in flight */
 	uint64_t release_deadline;
 	uint64_t rng;
 	uint64_t map_candidates;    /* SUCCESS answers whose pages could be checked */
@@ -197,13 +197,13 @@ struct injector {
 	double rate;     /* groups/s, 0 = closed loop */
 	/* paced: group i is due at t0 + i / rate, on tenant i mod n_t */
 	uint64_t t0;
-	uint64_t next;   /* the next scheduled group */
-	unsigned rr;     /* its tenant */
+	uint64_t next; /* the next scheduled group */
+	unsigned rr;   /* its tenant */
 	/* tenants with groups in flight: the only ones harvested */
 	struct tenant **act;
 	unsigned n_act;
 	unsigned inflight;
-	bool releasing;  /* a tenant left mid-run: watch it let go */
+	bool releasing; /* a tenant left mid-run: watch it let go */
 	uint64_t drain_deadline;
 	struct result res;
 	unsigned events_done;
@@ -1097,8 +1097,8 @@ static void event_step(struct injector *in, uint64_t now)
 		return;
 	k1 = in->events_done + 1;
 	parts = n_events + 1;
-	if (run_end_by ? now >= run_start + (run_end_by - run_start) / parts * k1 :
-			 in->res.inj_groups >= in->quota / parts * k1)
+	if (run_end_by ? now >= run_start + (run_end_by - run_start) / parts * k1
+		       : in->res.inj_groups >= in->quota / parts * k1)
 		run_event(in);
 }
 
@@ -1212,7 +1212,7 @@ static int inject_paced_step(struct injector *in)
 /* Nothing to do now: sleep until the next group is due, or an answer may be. */
 static void idle_step(struct injector *in, bool stop)
 {
-	struct timespec ts = { 0, 20000 };
+	struct timespec ts = {0, 20000};
 
 	if (in->rate > 0 && !stop) {
 		uint64_t due = sched_at(in, in->next), now = now_ns();
@@ -1376,7 +1376,8 @@ static void target_stop(pid_t *echo, struct result *res)
 /* Tenants dealt round robin to the injectors, each with its share of the faults and the rate. */
 static int injectors_new(struct injector **ret)
 {
-	uint64_t groups_total = opt.duration > 0 ? UINT64_MAX : (opt.faults + opt.group - 1) / opt.group;
+	uint64_t groups_total =
+		opt.duration > 0 ? UINT64_MAX : (opt.faults + opt.group - 1) / opt.group;
 	double group_rate = opt.rate / opt.group;
 	struct injector *inj = calloc(opt.injectors, sizeof(*inj));
 	unsigned i, k;
@@ -1396,7 +1397,8 @@ static int injectors_new(struct injector **ret)
 		for (k = i; k < opt.tenants; k += opt.injectors)
 			in->t[n++] = &tenants[k];
 		in->n_t = n;
-		in->quota = groups_total == UINT64_MAX ? UINT64_MAX : groups_total * n / opt.tenants;
+		in->quota =
+			groups_total == UINT64_MAX ? UINT64_MAX : groups_total * n / opt.tenants;
 		in->rate = group_rate * n / opt.tenants;
 	}
 	return 0;
@@ -1560,7 +1562,8 @@ static void print_text(const char *name, const struct result *r)
 	       hist_pct(&r->lat, 99.9) / 1e3, r->lat.max / 1e3,
 	       opt.rate > 0 ? "from each group's scheduled time" : "from inject");
 	if (opt.rate > 0) {
-		printf("  service    p50 %.1f us, p99 %.1f us, p99.9 %.1f us (from the actual inject)\n",
+		printf("  service    p50 %.1f us, p99 %.1f us, p99.9 %.1f us (from the actual "
+		       "inject)\n",
 		       hist_pct(&r->svc, 50) / 1e3, hist_pct(&r->svc, 99) / 1e3,
 		       hist_pct(&r->svc, 99.9) / 1e3);
 		printf("  injector   late by p50 %.1f us, p99 %.1f us, max %.1f us; %" PRIu64
@@ -1627,8 +1630,8 @@ static void print_json_result(const char *name, const struct result *r)
 	       hist_pct(&r->lat, 99.9), r->lat.max, r->doorbells, r->reads, r->maps, r->bad_code,
 	       r->bad_cookie, r->map_checked, r->violations);
 	printf(",\"inject_p50_ns\":%" PRIu64 ",\"inject_p99_ns\":%" PRIu64
-	       ",\"inject_p999_ns\":%" PRIu64 ",\"late_p50_ns\":%" PRIu64 ",\"late_p99_ns\":%" PRIu64
-	       ",\"late_max_ns\":%" PRIu64 ",\"behind\":%" PRIu64,
+	       ",\"inject_p999_ns\":%" PRIu64 ",\"late_p50_ns\":%" PRIu64
+	       ",\"late_p99_ns\":%" PRIu64 ",\"late_max_ns\":%" PRIu64 ",\"behind\":%" PRIu64,
 	       hist_pct(&r->svc, 50), hist_pct(&r->svc, 99), hist_pct(&r->svc, 99.9),
 	       hist_pct(&r->late, 50), hist_pct(&r->late, 99), r->late.max, r->behind);
 	print_json_hist(&r->lat);
@@ -1639,14 +1642,15 @@ static void print_json(const struct result *echo, const struct result *daemon)
 {
 	printf("{\"config\":{\"tenants\":%u,\"devices\":%u,\"pasids\":%u,\"regions\":%u,"
 	       "\"domains_total\":%u,\"regions_total\":%u,\"region_size\":%" PRIu64 ",\"group\":%u,"
-	       "\"pattern\":\"%s\",\"rate\":%.0f,\"latency_from\":\"%s\",\"window\":%u,\"bad_pct\":%u,\"event\":\"%s\","
+	       "\"pattern\":\"%s\",\"rate\":%.0f,\"latency_from\":\"%s\",\"window\":%u,\"bad_pct\":"
+	       "%u,\"event\":\"%s\","
 	       "\"check_every\":%u}",
 	       opt.tenants, opt.devices, opt.pasids, opt.regions,
 	       opt.tenants * opt.devices * (opt.pasids ? opt.pasids : 1),
 	       opt.tenants * opt.devices * (opt.pasids ? opt.pasids : 1) * opt.regions,
 	       opt.region_size, opt.group, pattern_name(opt.pattern), opt.rate,
-	       opt.rate > 0 ? "schedule" : "inject", opt.window,
-	       opt.bad_pct, event_name(opt.event), opt.check_every);
+	       opt.rate > 0 ? "schedule" : "inject", opt.window, opt.bad_pct, event_name(opt.event),
+	       opt.check_every);
 	if (echo) {
 		printf(",");
 		print_json_result("echo", echo);
