@@ -438,7 +438,7 @@ static void emit_level(FILE *f, const char *prefix, const struct row *rows, size
 		{"map_calls_total", "counter", "IOAS map calls.", F_MAPS},
 		{"coalesced_faults_total", "counter",
 		 "Faults on pages iopfd had already mapped, answered without a map.", F_COALESCED},
-		{"bytes_pinned", "gauge", "Bytes iopfd has mapped (and so pinned) now.",
+		{"pinned_bytes", "gauge", "Bytes iopfd has mapped (and so pinned) now.",
 		 F_BYTES_MAPPED},
 	};
 	static const struct {
@@ -469,7 +469,7 @@ static void emit_level(FILE *f, const char *prefix, const struct row *rows, size
 		sample(f, name, rows[i].labels, "code=\"invalid\"", rows[i].v[F_INVALID]);
 	}
 
-	(void)snprintf(name, sizeof(name), "%s_responses_by_reason_total", prefix);
+	(void)snprintf(name, sizeof(name), "%s_response_reasons_total", prefix);
 	family(f, name, "counter",
 	       "Fault groups answered, by reason: resolved (SUCCESS); no_handler (unknown "
 	       "device/PASID), outside_region, permission, map_error, bad_record, retired "

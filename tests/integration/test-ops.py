@@ -611,10 +611,10 @@ def case_exporter(tmp):
                 fail(f"tenant 1 {code}")
         for reason, n in (("resolved", 20), ("no_handler", 3), ("outside_region", 4),
                           ("permission", 5), ("map_error", 0)):
-            if value(fams, "iopfd_tenant_responses_by_reason",
-                     "iopfd_tenant_responses_by_reason_total", reason=reason, **ta) != n:
+            if value(fams, "iopfd_tenant_response_reasons",
+                     "iopfd_tenant_response_reasons_total", reason=reason, **ta) != n:
                 fail(f"tenant 1 {reason}")
-        if value(fams, "iopfd_tenant_bytes_pinned", "iopfd_tenant_bytes_pinned", **ta) <= 0:
+        if value(fams, "iopfd_tenant_pinned_bytes", "iopfd_tenant_pinned_bytes", **ta) <= 0:
             fail("tenant 1 pins nothing")
         if value(fams, "iopfd_tenant_region_bytes", "iopfd_tenant_region_bytes", **ta) != 262144:
             fail("tenant 1 region bytes")
