@@ -10,10 +10,11 @@
  * iopfd is not there it still answers, with iopfd_up 0.
  *
  * Families: iopfd_* (the daemon since it started, monotonic across tenants
- * coming and going), iopfd_tenant_* (per tenant since it connected) and,
- * with [Metrics] PerDomain=yes, iopfd_domain_* (per live domain). Latency
- * (fault read to response written) is a Prometheus histogram in seconds with
- * iopfd's log-linear buckets, 1 us to 10 s.
+ * coming and going), iopfd_tenant_* (per tenant: its uid, summed over its
+ * connections, see tenant_labels()) and, with --per-domain, iopfd_domain_*
+ * (per live domain). Names follow Prometheus': base units (seconds, bytes)
+ * last, counters in _total. Latency (fault read to response written) is a
+ * histogram in seconds with 20 buckets made from iopfd's 65 finer ones.
  */
 #include <arpa/inet.h>
 #include <fcntl.h>
@@ -93,10 +94,32 @@ static const char *const reason_names[_IOPF_REASON_MAX] = {
 };
 
 struct row {
-	char labels[160]; /* preformatted: tenant="3",uid="1000" */
+	char labels[256]; /* preformatted: uid="1000" (tenant_labels()), then a domain's */
+	uint64_t tenant;  /* iopfd's id of the tenant (its connection) */
+	uint32_t uid;
+	unsigned connections; /* tenants behind the row (aggregated rows) */
 	uint64_t v[_F_MAX];
 	struct iopf_histogram lat;
 };
+
+/* What a tenant's counter fields hold now rather than since it connected. */
+static bool field_is_gauge(unsigned f)
+{
+	return f == F_BYTES_MAPPED || f == F_SOURCES || f == F_DOMAINS || f == F_REGIONS ||
+	       f == F_REGION_BYTES || f == F_TENANTS;
+}
+
+/*
+ * The labels of a tenant's series (iopfd_tenant_*, and the first ones of
+ * iopfd_domain_*): what names a tenant across reconnects, never the id of its
+ * connection. Today that is its uid. Should iopfd report a tenant's name or
+ * unit some day, this is the one function to change: the exporter groups
+ * tenants by the string it makes.
+ */
+static void tenant_labels(const struct row *tenant, char *buf, size_t size)
+{
+	(void)snprintf(buf, size, "uid=\"%" PRIu32 "\"", tenant->uid);
+}
 
 struct snapshot {
 	bool up;
@@ -104,8 +127,9 @@ struct snapshot {
 	uint32_t workers;
 	struct row daemon;
 	bool have_daemon; /* needs uid 0 */
-	struct row *tenants, *domains;
+	struct row *tenants, *domains; /* tenants by id */
 	size_t n_tenants, n_domains;
+	bool have_tenants; /* needs uid 0 */
 	unsigned denied; /* calls refused with AccessDenied */
 };
 
@@ -247,6 +271,20 @@ static int get_property(struct daemon_link *d, const char *name, char type, void
 	return *(char **)ret ? 0 : -ENOMEM;
 }
 
+static int cmp_tenant(const void *a, const void *b)
+{
+	const struct row *x = a, *y = b;
+
+	return x->tenant < y->tenant ? -1 : x->tenant > y->tenant;
+}
+
+static const struct row *find_tenant(const struct row *v, size_t n, uint64_t tenant)
+{
+	const struct row key = {.tenant = tenant};
+
+	return bsearch(&key, v, n, sizeof(*v), cmp_tenant);
+}
+
 static int query_tenants(struct daemon_link *d, struct snapshot *s)
 {
 	_cleanup_(sd_bus_message_unrefp) sd_bus_message *m = NULL;
@@ -271,9 +309,10 @@ static int query_tenants(struct daemon_link *d, struct snapshot *s)
 		} else {
 			r = push_row(&s->tenants, &s->n_tenants, &row);
 			if (r >= 0) {
-				(void)snprintf(row->labels, sizeof(row->labels),
-					       "tenant=\"%" PRIu64 "\",uid=\"%" PRIu32 "\"", tenant,
-					       uid);
+				row->tenant = tenant;
+				row->uid = uid;
+				row->connections = 1;
+				tenant_labels(row, row->labels, sizeof(row->labels));
 				r = read_fields(m, row);
 			}
 			if (r >= 0)
@@ -282,7 +321,11 @@ static int query_tenants(struct daemon_link *d, struct snapshot *s)
 		if (r >= 0)
 			r = sd_bus_message_exit_container(m);
 	}
-	return r;
+	if (r < 0)
+		return r;
+	qsort(s->tenants, s->n_tenants, sizeof(*s->tenants), cmp_tenant);
+	s->have_tenants = true;
+	return 0;
 }
 
 static int query_domains(struct daemon_link *d, struct snapshot *s)
@@ -297,12 +340,22 @@ static int query_domains(struct daemon_link *d, struct snapshot *s)
 		return r;
 	r = sd_bus_message_enter_container(m, 'a', IOPF_WIRE_DOMAIN_METRICS_ALL);
 	while (r >= 0 && (r = sd_bus_message_enter_container(m, 'r', "tttuua{st}(ttat)")) > 0) {
+		const struct row *owner;
 		struct row *row;
 		char pbuf[16];
 
 		r = sd_bus_message_read(m, "tttuu", &tenant, &id, &source, &dev, &pasid);
-		if (r >= 0)
-			r = push_row(&s->domains, &s->n_domains, &row);
+		if (r < 0)
+			break;
+		/* a tenant that came or went between the two calls: next scrape */
+		owner = find_tenant(s->tenants, s->n_tenants, tenant);
+		if (!owner) {
+			r = sd_bus_message_skip(m, "a{st}(ttat)");
+			if (r >= 0)
+				r = sd_bus_message_exit_container(m);
+			continue;
+		}
+		r = push_row(&s->domains, &s->n_domains, &row);
 		if (r < 0)
 			break;
 		if (pasid == IOPF_PASID_NONE)
@@ -310,9 +363,9 @@ static int query_domains(struct daemon_link *d, struct snapshot *s)
 		else
 			(void)snprintf(pbuf, sizeof(pbuf), "%" PRIu32, pasid);
 		(void)snprintf(row->labels, sizeof(row->labels),
-			       "tenant=\"%" PRIu64 "\",domain=\"%" PRIu64 "\",source=\"%" PRIu64
+			       "%.128s,domain=\"%" PRIu64 "\",source=\"%" PRIu64
 			       "\",dev_id=\"%" PRIu32 "\",pasid=\"%s\"",
-			       tenant, id, source, dev, pbuf);
+			       owner->labels, id, source, dev, pbuf);
 		r = read_fields(m, row);
 		if (r >= 0)
 			r = read_latency(m, &row->lat);
@@ -382,6 +435,144 @@ static int query(struct daemon_link *d, bool per_domain, struct snapshot *s)
 	return 0;
 }
 
+/* --- tenants as Prometheus sees them --- */
+
+/*
+ * iopfd counts per connection, but a series must outlive a reconnect: the
+ * exporter sums every tenant with the same labels (tenant_labels()), and keeps
+ * the counters of those gone, as last scraped, so that the sums never go
+ * backwards while it runs, across iopfd restarts too. What a tenant did
+ * between its last scrape and its disconnect is in iopfd_* only. A label set
+ * stays an hour after its last tenant left (gauges 0), up to SUMS_MAX of them.
+ */
+#define SUMS_MAX	4096
+#define SUM_RETAIN_USEC (UINT64_C(3600) * 1000000)
+
+struct tenant_sum {
+	struct row gone;    /* labels; the counters of its tenants gone since */
+	uint64_t seen_usec; /* when one of its tenants was last there */
+};
+
+struct tenant_book {
+	struct row *last; /* the tenants of the previous scrape, by id */
+	size_t n_last;
+	struct tenant_sum *sums; /* by labels */
+	size_t n_sums;
+};
+
+static void book_done(struct tenant_book *b)
+{
+	free(b->last);
+	free(b->sums);
+	*b = (struct tenant_book){};
+}
+
+static int cmp_sum(const void *a, const void *b)
+{
+	return strcmp(((const struct tenant_sum *)a)->gone.labels,
+		      ((const struct tenant_sum *)b)->gone.labels);
+}
+
+static struct tenant_sum *sum_get(struct tenant_book *b, const char *labels)
+{
+	struct tenant_sum key, *p;
+	size_t lo = 0, hi = b->n_sums;
+
+	(void)snprintf(key.gone.labels, sizeof(key.gone.labels), "%s", labels);
+	p = bsearch(&key, b->sums, b->n_sums, sizeof(*b->sums), cmp_sum);
+	if (p || b->n_sums >= SUMS_MAX)
+		return p;
+	p = reallocarray(b->sums, b->n_sums + 1, sizeof(*b->sums));
+	if (!p)
+		return NULL;
+	b->sums = p;
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+
+		if (strcmp(p[mid].gone.labels, labels) < 0)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	memmove(&p[lo + 1], &p[lo], (b->n_sums - lo) * sizeof(*p));
+	b->n_sums++;
+	p[lo] = (struct tenant_sum){};
+	memcpy(p[lo].gone.labels, key.gone.labels, sizeof(key.gone.labels));
+	return &p[lo];
+}
+
+/* @dst += @src: the counters and the latency, and the gauges too with @gauges. */
+static void row_add(struct row *dst, const struct row *src, bool gauges)
+{
+	for (unsigned f = 0; f < _F_MAX; f++)
+		if (gauges || !field_is_gauge(f))
+			dst->v[f] += src->v[f];
+	for (unsigned i = 0; i < IOPF_HIST_BUCKETS; i++)
+		dst->lat.bucket[i] += src->lat.bucket[i];
+	dst->lat.count += src->lat.count;
+	dst->lat.sum_ns += src->lat.sum_ns;
+	if (gauges)
+		dst->connections += src->connections;
+}
+
+/*
+ * book_update() - fold a scrape's tenants (s->have_tenants) into @b and make
+ * the rows to export: one per label set, in label order.
+ * Return: 0, -ENOMEM.
+ */
+static int book_update(struct tenant_book *b, const struct snapshot *s, uint64_t now,
+		       struct row **ret, size_t *ret_n)
+{
+	struct row *last, *out;
+	size_t n = 0;
+
+	for (size_t i = 0; i < b->n_last; i++)
+		if (!find_tenant(s->tenants, s->n_tenants, b->last[i].tenant)) {
+			struct tenant_sum *sum = sum_get(b, b->last[i].labels);
+
+			if (sum) { /* else too many label sets: forgotten */
+				row_add(&sum->gone, &b->last[i], false);
+				sum->seen_usec = now;
+			}
+		}
+	for (size_t i = 0; i < s->n_tenants; i++) {
+		struct tenant_sum *sum = sum_get(b, s->tenants[i].labels);
+
+		if (sum)
+			sum->seen_usec = now;
+	}
+	for (size_t i = 0; i < b->n_sums; i++)
+		if (now - b->sums[i].seen_usec <= SUM_RETAIN_USEC)
+			b->sums[n++] = b->sums[i];
+	b->n_sums = n;
+
+	last = malloc((s->n_tenants ? s->n_tenants : 1) * sizeof(*last));
+	out = calloc(b->n_sums ? b->n_sums : 1, sizeof(*out));
+	if (!last || !out) {
+		free(last);
+		free(out);
+		return -ENOMEM;
+	}
+	memcpy(last, s->tenants, s->n_tenants * sizeof(*last));
+	free(b->last);
+	b->last = last;
+	b->n_last = s->n_tenants;
+
+	for (size_t i = 0; i < b->n_sums; i++)
+		out[i] = b->sums[i].gone;
+	for (size_t i = 0; i < s->n_tenants; i++) {
+		struct tenant_sum key, *sum;
+
+		memcpy(key.gone.labels, s->tenants[i].labels, sizeof(key.gone.labels));
+		sum = bsearch(&key, b->sums, b->n_sums, sizeof(*b->sums), cmp_sum);
+		if (sum)
+			row_add(&out[sum - b->sums], &s->tenants[i], true);
+	}
+	*ret = out;
+	*ret_n = b->n_sums;
+	return 0;
+}
+
 /* --- the exposition format --- */
 
 static void family(FILE *f, const char *name, const char *type, const char *help)
@@ -398,23 +589,37 @@ static void sample(FILE *f, const char *name, const char *labels, const char *ex
 		l && e ? "," : "", e ? extra : "", l || e ? "}" : "", v);
 }
 
+/*
+ * The buckets Prometheus gets: 1-2-5 per decade from 1 us to 0.5 s, then 1 s and
+ * +Inf, 20 series a histogram. iopfd keeps its finer log-linear ones (1..9 per
+ * decade up to 10 s) for iopfctl and the benchmarks; each bound here is one of
+ * theirs, so a coarse bucket, the sum of the fine buckets up to its bound, is
+ * exact. (Were a bound between two fine ones, it would count up to the fine
+ * bound below it.) Seconds to 10 s fall in +Inf.
+ */
+static const uint64_t coarse_ns[] = {
+	1000,	  2000,	     5000,	10000,	   20000,      50000,	 100000,
+	200000,	  500000,    1000000,	2000000,   5000000,    10000000, 20000000,
+	50000000, 100000000, 200000000, 500000000, 1000000000,
+};
+
 static void histogram(FILE *f, const char *name, const char *labels,
 		      const struct iopf_histogram *lat)
 {
 	char bname[128], le[48];
 	uint64_t cum = 0;
+	unsigned i = 0;
 
 	(void)snprintf(bname, sizeof(bname), "%s_bucket", name);
-	for (unsigned i = 0; i < IOPF_HIST_BUCKETS; i++) {
-		uint64_t b = iopf_histogram_bound_ns(i);
-
-		cum += lat->bucket[i];
-		if (b == UINT64_MAX)
-			(void)snprintf(le, sizeof(le), "le=\"+Inf\"");
-		else
-			(void)snprintf(le, sizeof(le), "le=\"%.9g\"", (double)b / 1e9);
+	for (size_t k = 0; k < ARRAY_SIZE(coarse_ns); k++) {
+		for (; i < IOPF_HIST_BUCKETS && iopf_histogram_bound_ns(i) <= coarse_ns[k]; i++)
+			cum += lat->bucket[i];
+		(void)snprintf(le, sizeof(le), "le=\"%.9g\"", (double)coarse_ns[k] / 1e9);
 		sample(f, bname, labels, le, cum);
 	}
+	for (; i < IOPF_HIST_BUCKETS; i++)
+		cum += lat->bucket[i];
+	sample(f, bname, labels, "le=\"+Inf\"", cum);
 	fprintf(f, "%s_sum%s%s%s %.9f\n", name, labels && *labels ? "{" : "", labels ? labels : "",
 		labels && *labels ? "}" : "", (double)lat->sum_ns / 1e9);
 	/* the +Inf bucket is the count: a snapshot is consistent by construction */
@@ -495,7 +700,8 @@ static void emit_level(FILE *f, const char *prefix, const struct row *rows, size
 		histogram(f, name, rows[i].labels, &rows[i].lat);
 }
 
-static void expose(FILE *f, const struct snapshot *s, double scrape_seconds)
+static void expose(FILE *f, const struct snapshot *s, const struct row *tenants, size_t n_tenants,
+		   double scrape_seconds)
 {
 	family(f, "iopfd_up", "gauge", "Whether iopfd answered this scrape.");
 	sample(f, "iopfd_up", NULL, NULL, s->up);
@@ -517,8 +723,15 @@ static void expose(FILE *f, const struct snapshot *s, double scrape_seconds)
 		sample(f, "iopfd_tenants", NULL, NULL, s->n_tenants);
 		emit_level(f, "iopfd", &s->daemon, 1, true);
 	}
-	if (s->n_tenants)
-		emit_level(f, "iopfd_tenant", s->tenants, s->n_tenants, true);
+	if (n_tenants) {
+		family(f, "iopfd_tenant_connections", "gauge",
+		       "Connections of the tenant now; its counters stay an hour after the last "
+		       "one closed.");
+		for (size_t i = 0; i < n_tenants; i++)
+			sample(f, "iopfd_tenant_connections", tenants[i].labels, NULL,
+			       tenants[i].connections);
+		emit_level(f, "iopfd_tenant", tenants, n_tenants, true);
+	}
 	if (s->n_domains)
 		emit_level(f, "iopfd_domain", s->domains, s->n_domains, false);
 	family(f, "iopfd_exporter_scrape_duration_seconds", "gauge",
@@ -545,6 +758,7 @@ struct client {
 struct server {
 	sd_event *event;
 	struct daemon_link daemon;
+	struct tenant_book book;
 	bool per_domain;
 	struct client *clients;
 	unsigned n_clients;
@@ -606,6 +820,8 @@ static int respond_text(struct client *c, int status, const char *reason, const 
 static int serve_metrics(struct client *c, bool head)
 {
 	struct snapshot s;
+	_cleanup_free_ struct row *tenants = NULL;
+	size_t n_tenants = 0;
 	char *body = NULL;
 	size_t len = 0;
 	double t0 = now_s();
@@ -613,12 +829,17 @@ static int serve_metrics(struct client *c, bool head)
 	int r;
 
 	(void)query(&c->srv->daemon, c->srv->per_domain, &s);
+	if (s.have_tenants &&
+	    book_update(&c->srv->book, &s, (uint64_t)(t0 * 1e6), &tenants, &n_tenants) < 0) {
+		snapshot_done(&s);
+		return -ENOMEM;
+	}
 	f = open_memstream(&body, &len);
 	if (!f) {
 		snapshot_done(&s);
 		return -ENOMEM;
 	}
-	expose(f, &s, now_s() - t0);
+	expose(f, &s, tenants, n_tenants, now_s() - t0);
 	snapshot_done(&s);
 	if (fclose(f) != 0) {
 		free(body);
@@ -764,10 +985,11 @@ static void help(void)
 	       "Serve iopfd's metrics for Prometheus at http://LISTEN/metrics.\n\n"
 	       "  --config FILE     iopfd's configuration (default %s):\n"
 	       "                    [Metrics] Listen=, PerDomain=; [Daemon] ControlSocket=\n"
+	       "                    (PerDomain= only when set there: off by default)\n"
 	       "  --listen ADDR:PORT  instead of [Metrics] Listen= (default %s)\n"
 	       "  --address ADDR    iopfd's D-Bus address, or \"system\"\n"
 	       "                    (default unix:path=ControlSocket)\n"
-	       "  --per-domain / --no-per-domain   per-domain series or not\n"
+	       "  --per-domain      per-domain series too (default off; --no-per-domain)\n"
 	       "  -h --help\n\n"
 	       "A socket passed by systemd (iopf-exporter.socket) replaces --listen.\n"
 	       "Every tenant's numbers need uid 0; otherwise only iopfd_up and the like.\n",
@@ -776,7 +998,13 @@ static void help(void)
 
 static int parse_argv(int argc, char *argv[])
 {
-	enum { ARG_CONFIG = 0x100, ARG_LISTEN, ARG_ADDRESS, ARG_PER_DOMAIN, ARG_NO_PER_DOMAIN };
+	enum {
+		ARG_CONFIG = 0x100,
+		ARG_LISTEN,
+		ARG_ADDRESS,
+		ARG_PER_DOMAIN,
+		ARG_NO_PER_DOMAIN,
+	};
 	static const struct option options[] = {
 		{"config", required_argument, NULL, ARG_CONFIG},
 		{"listen", required_argument, NULL, ARG_LISTEN},
@@ -831,6 +1059,12 @@ int main(int argc, char *argv[])
 		return r < 0 ? EXIT_FAILURE : EXIT_SUCCESS;
 	if (conf_init(&conf) < 0)
 		return EXIT_FAILURE;
+	/*
+	 * Per-domain series are one per live domain, ids no dashboard knows: the
+	 * exporter's default is off, whatever iopfd.conf's default says; an explicit
+	 * PerDomain=yes there, or --per-domain, turns them on.
+	 */
+	conf.metrics_per_domain = false;
 	r = conf_load_all(&conf, arg_config ? arg_config : IOPFD_DEFAULT_CONFIG, !arg_config, &why);
 	if (r < 0) {
 		fprintf(stderr, "iopf-exporter: bad configuration: %s\n", why ? why : strerror(-r));
@@ -889,6 +1123,7 @@ int main(int argc, char *argv[])
 	while (srv.clients)
 		client_free(srv.clients);
 	srv.daemon.bus = sd_bus_flush_close_unref(srv.daemon.bus);
+	book_done(&srv.book);
 	free(srv.daemon.address);
 	sd_event_unref(srv.event);
 	for (int i = 0; i < n_fds; i++)

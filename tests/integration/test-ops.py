@@ -503,8 +503,9 @@ def case_socket_activation(tmp):
 
 # --- the Prometheus endpoint ---
 
-def exporter(tmp, address, per_domain=True, uid=None):
-    """iopf-exporter on a socket we pass it (socket activation), like iopf-exporter.socket."""
+def exporter(tmp, address, per_domain=False, uid=None):
+    """iopf-exporter on a socket we pass it (socket activation), like iopf-exporter.socket;
+    per-domain series with @per_domain, else its default (none)."""
     lsock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     lsock.bind(("127.0.0.1", 0))
     lsock.listen(16)
@@ -514,8 +515,7 @@ def exporter(tmp, address, per_domain=True, uid=None):
     open(conf, "w").close()
     os.chmod(conf, 0o644)
     cmd = ["sh", "-c", 'LISTEN_PID=$$ LISTEN_FDS=1 exec "$@"', "sh", env("EXPORTER"),
-           "--config", conf, "--address", address,
-           "--per-domain" if per_domain else "--no-per-domain"]
+           "--config", conf, "--address", address] + (["--per-domain"] if per_domain else [])
     if uid is not None:
         cmd = ["setpriv", f"--reuid={uid}", f"--regid={uid}", "--clear-groups"] + cmd
     log = open(os.path.join(tmp, f"exporter-{port}.log"), "w")
@@ -524,7 +524,13 @@ def exporter(tmp, address, per_domain=True, uid=None):
     return p, f"http://127.0.0.1:{port}"
 
 
-def http(url, method="GET", raw=None):
+def stop_exporter(p):
+    p.terminate()
+    if p.wait(timeout=WAIT) != 0:
+        fail(f"exporter exited {p.returncode}")
+
+
+def http(url, method="GET", raw=None, headers=None):
     if raw is not None:
         host, port = url.split("//")[1].split(":")
         s = socket.create_connection((host, int(port)), timeout=WAIT)
@@ -537,10 +543,11 @@ def http(url, method="GET", raw=None):
             data += chunk
         s.close()
         return data.decode(errors="replace")
-    req = urllib.request.Request(url, method=method)
+    req = urllib.request.Request(url, method=method, headers=headers or {})
     try:
         with urllib.request.urlopen(req, timeout=WAIT) as r:
-            return r.status, r.headers, r.read().decode()
+            body = r.read()
+            return r.status, r.headers, body if headers else body.decode()
     except urllib.error.HTTPError as e:
         return e.code, e.headers, e.read().decode()
 
@@ -561,83 +568,191 @@ def value(fams, family, sample, **labels):
     fail(f"no sample {sample}{labels} in {family}")
 
 
-def check_histogram(fam, **labels):
-    """Buckets cumulative and ending in +Inf == _count, as a Prometheus histogram must."""
+SNAKE = r"[a-z][a-z0-9]*(_[a-z0-9]+)*"
+
+
+def check_names(body):
+    """Prometheus naming: every family has # HELP and # TYPE; names and label names
+    snake_case; counters and only counters end in _total; base units, last."""
+    helps = re.findall(r"^# HELP (\S+) \S", body, re.M)
+    types = dict(re.findall(r"^# TYPE (\S+) (\S+)$", body, re.M))
+    if sorted(helps) != sorted(types) or len(set(helps)) != len(helps):
+        fail(f"# HELP and # TYPE differ: {sorted(set(helps) ^ set(types))}")
+    for name, typ in types.items():
+        if not re.fullmatch(SNAKE, name) or not name.startswith("iopfd_"):
+            fail(f"{name}: not iopfd_snake_case")
+        if typ not in ("counter", "gauge", "histogram"):
+            fail(f"{name}: type {typ}")
+        if (typ == "counter") != name.endswith("_total"):
+            fail(f"{name}: a {typ}; counters, and only they, end in _total")
+        if re.search(r"_(seconds|bytes)_(?!total$)", name):
+            fail(f"{name}: a unit before a word: units go last")
+        if re.search(r"_(milli|micro|nano)?(second|sec|ms|us|ns|kib|mib|kb|mb|byte|pages?)s?"
+                     r"_(?!total$)", name) and "pages_mapped" not in name:
+            fail(f"{name}: a unit that is not last or not a base unit")
+        if typ == "histogram" and not name.endswith("_seconds"):
+            fail(f"{name}: a histogram not in seconds")
+    for line in body.splitlines():
+        if not line or line.startswith("#"):
+            continue
+        m = re.fullmatch(r"([a-z_0-9]+)(?:\{(.*)\})? (\S+)", line)
+        if not m:
+            fail(f"bad sample line: {line}")
+        name = m.group(1)
+        base = re.sub(r"_(bucket|sum|count)$", "", name)
+        if name not in types and not (base in types and types[base] == "histogram"):
+            fail(f"{name}: a sample of no family")
+        for label in re.findall(r'([^,={}]+)="', m.group(2) or ""):
+            if not re.fullmatch(SNAKE, label):
+                fail(f"{line}: label {label} not snake_case")
+
+
+def fine_histogram(rows):
+    """Sum of iopfd's (count, sum_ns, buckets) histograms."""
+    n = len(rows[0][2])
+    return (sum(r[0] for r in rows), sum(r[1] for r in rows),
+            [sum(r[2][i] for r in rows) for i in range(n)])
+
+
+def check_histogram(fam, fine=None, bounds=None, **labels):
+    """Buckets cumulative, at most 20 and ending in +Inf == _count, as a Prometheus histogram
+    must; with @fine (iopfd's own histogram, bucket upper bounds @bounds in ns), each coarse
+    bucket's count is exactly the fine buckets' up to its bound."""
     if fam.type != "histogram":
         fail(f"{fam.name} is a {fam.type}")
+
+    def mine(s):
+        return all(s.labels.get(k) == str(v) for k, v in labels.items())
     buckets = [(float(s.labels["le"]), s.value) for s in fam.samples
-               if s.name.endswith("_bucket") and all(s.labels.get(k) == str(v)
-                                                     for k, v in labels.items())]
-    count = [s.value for s in fam.samples if s.name.endswith("_count") and
-             all(s.labels.get(k) == str(v) for k, v in labels.items())]
-    if len(buckets) != 65 or buckets[-1][0] != float("inf") or buckets[0][0] != 1e-06:
-        fail(f"{fam.name}{labels}: buckets {buckets[:2]}...{buckets[-2:]}")
-    if buckets[-2][0] != 10.0:
-        fail(f"{fam.name}: the last finite bucket is {buckets[-2][0]}, not 10 s")
+               if s.name.endswith("_bucket") and mine(s)]
+    count = [s.value for s in fam.samples if s.name.endswith("_count") and mine(s)]
+    total = [s.value for s in fam.samples if s.name.endswith("_sum") and mine(s)]
+    if not 12 <= len(buckets) <= 20 or buckets[-1][0] != float("inf") \
+            or buckets[0][0] != 1e-06 or buckets[-2][0] != 1.0:
+        fail(f"{fam.name}{labels}: {len(buckets)} buckets {buckets[:2]}...{buckets[-2:]}")
     for (a, x), (b, y) in zip(buckets, buckets[1:]):
         if not (a < b and x <= y):
             fail(f"{fam.name}{labels}: not cumulative at le={b}")
     if [buckets[-1][1]] != count:
         fail(f"{fam.name}{labels}: +Inf {buckets[-1][1]} != count {count}")
+    if fine is not None:
+        n, sum_ns, fb = fine
+        if count != [n] or sum(fb) != n or abs(total[0] - sum_ns / 1e9) > 1e-9:
+            fail(f"{fam.name}{labels}: count {count} sum {total} vs iopfd's {n} {sum_ns}")
+        for le, v in buckets[:-1]:
+            ns = round(le * 1e9)
+            if ns not in bounds:
+                fail(f"{fam.name}: le={le} is no bound of iopfd's buckets")
+            if v != sum(c for c, b in zip(fb, bounds + [float("inf")]) if b <= ns):
+                fail(f"{fam.name}{labels}: le={le} {v} is not iopfd's count")
     return buckets[-1][1]
 
 
+def busctl_data(address, *args):
+    return json.loads(busctl(address, "--json=short", *args).stdout)["data"]
+
+
 def case_exporter(tmp):
-    """Scrape /metrics and parse it as Prometheus does; numbers match what the tenants did."""
+    """Scrape /metrics and parse it as Prometheus does: names as Prometheus wants them,
+    numbers match what the tenants did, per uid across connections; histograms re-bucketed
+    exactly from iopfd's; per-domain series only with --per-domain."""
     try:
         import prometheus_client.parser  # noqa: F401
     except ImportError:
         raise Skip("python3-prometheus-client is not installed")
+    need_root()  # tenants of two uids
+    os.chmod(tmp, 0o755)
     d = Daemon(tmp).wait_up()
     a = Tenant(d.address)
-    b = Tenant(d.address)
+    b = Tenant(d.address, uid=NOBODY)
+    c = Tenant(d.address)
     a.faults(good=20, nohandler=3, outside=4, perm=5)
     b.faults(good=7)
+    c.faults(good=6, outside=1)
     p, base = exporter(tmp, d.address)
     try:
         fams, body = scrape(base)
+        check_names(body)
         if value(fams, "iopfd_up", "iopfd_up") != 1:
             fail("iopfd_up is not 1")
-        # tenant ids reveal nothing, not even their order: each tenant by its domain's series
-        tenant_of = {s.labels["domain"]: s.labels["tenant"]
-                     for s in fams["iopfd_domain_faults"].samples}
-        ta = {"tenant": tenant_of[str(a.ids["domain"])]}
-        tb = tenant_of[str(b.ids["domain"])]
-        if value(fams, "iopfd_tenant_faults", "iopfd_tenant_faults_total", **ta) != 32:
-            fail("tenant 1 faults")
-        for code, n in (("success", 20), ("invalid", 12)):
-            if value(fams, "iopfd_tenant_responses", "iopfd_tenant_responses_total",
-                     code=code, **ta) != n:
-                fail(f"tenant 1 {code}")
-        for reason, n in (("resolved", 20), ("no_handler", 3), ("outside_region", 4),
+        if "iopfd_domain_" in body:
+            fail("per-domain series without --per-domain")
+        if "tenant=" in body:
+            fail("a tenant labelled by its connection")
+        # a tenant is its uid: a and c add up
+        root, nobody = {"uid": 0}, {"uid": NOBODY}
+        tv = lambda fam, **kw: value(fams, "iopfd_tenant_" + fam,  # noqa: E731
+                                     "iopfd_tenant_" + fam + ("_total" if kw.pop("c", 1) else ""),
+                                     **kw)
+        if tv("connections", c=0, **root) != 2 or tv("connections", c=0, **nobody) != 1:
+            fail("connections per uid")
+        if tv("faults", **root) != 39 or tv("faults", **nobody) != 7:
+            fail("faults per uid")
+        for code, n in (("success", 26), ("invalid", 13)):
+            if tv("responses", code=code, **root) != n:
+                fail(f"uid 0 {code}")
+        for reason, n in (("resolved", 26), ("no_handler", 3), ("outside_region", 5),
                           ("permission", 5), ("map_error", 0)):
-            if value(fams, "iopfd_tenant_response_reasons",
-                     "iopfd_tenant_response_reasons_total", reason=reason, **ta) != n:
-                fail(f"tenant 1 {reason}")
-        if value(fams, "iopfd_tenant_pinned_bytes", "iopfd_tenant_pinned_bytes", **ta) <= 0:
-            fail("tenant 1 pins nothing")
-        if value(fams, "iopfd_tenant_region_bytes", "iopfd_tenant_region_bytes", **ta) != 262144:
-            fail("tenant 1 region bytes")
-        if check_histogram(fams["iopfd_tenant_fault_latency_seconds"], **ta) != 32:
-            fail("tenant 1 latency count")
-        if check_histogram(fams["iopfd_tenant_fault_latency_seconds"], tenant=tb) != 7:
-            fail("tenant 2 latency count")
-        dom = {**ta, "domain": a.ids["domain"], "dev_id": 1, "pasid": "none"}
-        if value(fams, "iopfd_domain_faults", "iopfd_domain_faults_total", **dom) != 29:
-            fail("domain faults (all but the 3 with no handler)")
-        check_histogram(fams["iopfd_domain_fault_latency_seconds"], **dom)
-        if value(fams, "iopfd_faults", "iopfd_faults_total") != 39:
+            if tv("response_reasons", reason=reason, **root) != n:
+                fail(f"uid 0 {reason}")
+        if tv("pinned_bytes", c=0, **root) <= 0:
+            fail("uid 0 pins nothing")
+        if tv("region_bytes", c=0, **root) != 2 * 262144:
+            fail("uid 0 region bytes")
+        # every histogram, bucket by bucket, against iopfd's own
+        bounds = busctl_data(d.address, "get-property", "org.iopfd", "/org/iopfd",
+                             "org.iopfd.Manager1", "LatencyBuckets")
+        call = ["call", "org.iopfd", "/org/iopfd", "org.iopfd.Manager1"]
+        rows = busctl_data(d.address, *call, "GetAllTenantMetrics")[0]
+        for labels, n in ((root, 39), (nobody, 7)):
+            fine = fine_histogram([r[5] for r in rows if r[1] == labels["uid"]])
+            if check_histogram(fams["iopfd_tenant_fault_latency_seconds"], fine, bounds,
+                               **labels) != n:
+                fail(f"{labels} latency count")
+        fine = fine_histogram([busctl_data(d.address, *call, "GetDaemonMetrics")[1]])
+        if check_histogram(fams["iopfd_fault_latency_seconds"], fine, bounds) != 46:
+            fail("daemon latency count")
+        if value(fams, "iopfd_faults", "iopfd_faults_total") != 46:
             fail("daemon faults")
-        check_histogram(fams["iopfd_fault_latency_seconds"])
-        if value(fams, "iopfd_tenants", "iopfd_tenants") != 2:
+        if value(fams, "iopfd_tenants", "iopfd_tenants") != 3:
             fail("the exporter counted itself as a tenant")
 
-        # totals since start survive a tenant leaving; its own series go
-        b.close()
-        poll(lambda: f"tenant=\"{tb}\"" not in scrape(base)[1], "tenant 2's series to go")
+        # a connection of uid 0 goes: uid 0's counters stay; the departed's latency too
+        c.close()
+        poll(lambda: 'iopfd_tenant_connections{uid="0"} 1\n' in scrape(base)[1],
+             "uid 0 down to one connection")
+        fams, body = scrape(base)
+        if tv("faults", **root) != 39 or check_histogram(
+                fams["iopfd_tenant_fault_latency_seconds"], **root) != 39:
+            fail("uid 0's counters went backwards when one of its tenants left")
+        a.faults(good=1)
         fams, _ = scrape(base)
-        if value(fams, "iopfd_faults", "iopfd_faults_total") != 39:
-            fail("the daemon's total went backwards when a tenant left")
+        if tv("faults", **root) != 40:
+            fail("uid 0 after a fault more")
+        # totals since start survive a tenant leaving; a uid's series stay, at 0 connections
+        b.close()
+        poll(lambda: f'iopfd_tenant_connections{{uid="{NOBODY}"}} 0\n' in scrape(base)[1],
+             "uid 65534's last connection to go")
+        fams, _ = scrape(base)
+        if value(fams, "iopfd_faults", "iopfd_faults_total") != 47 or tv("faults", **nobody) != 7:
+            fail("totals went backwards when a tenant left")
+    finally:
+        stop_exporter(p)
+
+    # --per-domain: one series set per live domain, its tenant by its uid
+    p, base = exporter(tmp, d.address, per_domain=True)
+    try:
+        fams, body = scrape(base)
+        check_names(body)
+        dom = {"uid": 0, "domain": a.ids["domain"], "dev_id": 1, "pasid": "none"}
+        if value(fams, "iopfd_domain_faults", "iopfd_domain_faults_total", **dom) != 30:
+            fail("domain faults (all but the 3 with no handler)")
+        rows = busctl_data(d.address, *call, "GetAllDomainMetrics")[0]
+        fine = fine_histogram([r[6] for r in rows if r[1] == a.ids["domain"]])
+        check_histogram(fams["iopfd_domain_fault_latency_seconds"], fine, bounds, **dom)
+        if {s.labels["domain"] for s in fams["iopfd_domain_faults"].samples} != \
+                {str(a.ids["domain"])}:
+            fail("domains of tenants that left, or none")
 
         # HTTP edges: HEAD, unknown paths, methods, junk, oversized requests
         status, headers, body = http(base + "/metrics", method="HEAD")
@@ -659,11 +774,13 @@ def case_exporter(tmp):
         if value(fams, "iopfd_up", "iopfd_up") != 0:
             fail("iopfd_up should be 0 with iopfd down")
         d = Daemon(tmp).wait_up()
-        fams, _ = scrape(base)
+        fams, body = scrape(base)
         if value(fams, "iopfd_up", "iopfd_up") != 1:
             fail("the exporter did not reconnect to a restarted iopfd")
         if value(fams, "iopfd_faults", "iopfd_faults_total") != 0:
             fail("a new iopfd starts from zero")
+        if tv("faults", **root) != 33:  # a's, as this exporter saw it: c left before it began
+            fail("uid 0's counters did not outlive iopfd's restart")
         # restarted between two scrapes: the stale connection is retried at once
         d.stop()
         d = Daemon(tmp).wait_up()
@@ -671,12 +788,9 @@ def case_exporter(tmp):
         if value(fams, "iopfd_up", "iopfd_up") != 1:
             fail("a scrape right after a restart said iopfd was down")
     finally:
-        p.terminate()
-        p.wait(timeout=WAIT)
+        stop_exporter(p)
         if a:
             a.close()
-    if p.returncode != 0:
-        fail(f"exporter exited {p.returncode}")
     d.stop()
 
 
