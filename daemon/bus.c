@@ -22,6 +22,7 @@
 #include <systemd/sd-id128.h>
 
 #include "bus.h"
+#include "fdstore.h"
 #include "log.h"
 #include "parse.h" /* USEC_PER_SEC */
 #include "time-util.h"
@@ -1853,23 +1854,20 @@ static int socket_path_prepare(const char *path)
 	return 0;
 }
 
-static int bus_listen(struct bus *b, const char *path)
+static int bus_listen(struct bus *b, struct fdstore *store, const char *path)
 {
 	struct sockaddr_un sa = {.sun_family = AF_UNIX};
 	_cleanup_close_ int fd = -EBADF;
-	int n, r;
+	int r;
 
 	/* Socket activation: systemd made the socket, permissions are its business. */
-	n = sd_listen_fds(1);
-	if (n == 1 && sd_is_socket_unix(SD_LISTEN_FDS_START, SOCK_STREAM, 1, NULL, 0) > 0) {
-		b->listen_fd = SD_LISTEN_FDS_START;
-		(void)fcntl(b->listen_fd, F_SETFD, FD_CLOEXEC);
+	fd = fdstore_take_socket(store);
+	if (fd >= 0) {
+		b->listen_fd = TAKE_FD(fd);
 		(void)fcntl(b->listen_fd, F_SETFL, O_NONBLOCK);
 		log_debug("Using the socket passed by systemd.");
 		return 0;
 	}
-	if (n > 0)
-		log_warning("Ignoring %d unexpected file descriptors passed by systemd.", n);
 
 	if (strlen(path) >= sizeof(sa.sun_path))
 		return log_error_errno(ENAMETOOLONG, "Socket path %s is too long.", path);
@@ -1953,7 +1951,7 @@ fail:
 /* --- lifetime --- */
 
 int bus_new(sd_event *event, struct iopf_control *control, const struct conf *conf,
-	    unsigned n_workers, struct bus **ret)
+	    unsigned n_workers, struct fdstore *store, struct bus **ret)
 {
 	const char *socket_path = conf->control_socket;
 	bool system_bus = conf->system_bus;
@@ -1985,7 +1983,7 @@ int bus_new(sd_event *event, struct iopf_control *control, const struct conf *co
 		if (r < 0)
 			goto fail;
 	}
-	r = bus_listen(b, socket_path);
+	r = bus_listen(b, store, socket_path);
 	if (r < 0)
 		goto fail;
 	r = sd_event_add_io(event, &b->listen_source, b->listen_fd, EPOLLIN, on_connection, b);

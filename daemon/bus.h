@@ -26,10 +26,12 @@ struct bus;
  *   SystemBus: also take IOPF_DBUS_NAME on the system bus; when the bus is not
  *   reachable or the name is refused, warn and serve the socket only.
  * @n_workers: for the Workers property.
+ * @store: the fds systemd passed; the activation socket is taken from there.
  * Return: 0 or -errno (logged).
  */
+struct fdstore;
 int bus_new(sd_event *event, struct iopf_control *control, const struct conf *conf,
-	    unsigned n_workers, struct bus **ret);
+	    unsigned n_workers, struct fdstore *store, struct bus **ret);
 
 /*
  * Drop every connection and unanswered request without calling the engine

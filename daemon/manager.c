@@ -16,6 +16,7 @@
 #include "control.h"
 #include "engine.h"
 #include "log.h"
+#include "fdstore.h"
 #include "manager.h"
 #include "time-util.h"
 #if HAVE_SIMULATOR
@@ -49,6 +50,7 @@ struct manager {
 	sd_event_source *engine_source; /* owned */
 	struct iopf_control *control;	/* owned */
 	struct bus *bus;		/* owned */
+	struct fdstore *store;		/* owned; what systemd keeps for us across restarts */
 
 	/* watchdog: keep-alives only while every worker answers its ping */
 	uint64_t watchdog_usec;		  /* 0: not asked for */
@@ -594,6 +596,7 @@ struct manager *manager_free(struct manager *m)
 	m->engine = iopf_engine_free(m->engine);
 	m->control = iopf_control_free(m->control);
 	m->bus = bus_free(m->bus);
+	m->store = fdstore_free(m->store);
 	m->event = sd_event_unref(m->event);
 	m->notify_fd = safe_close(m->notify_fd);
 	free(m->last.v);
@@ -625,6 +628,11 @@ int manager_new(const struct manager_args *a, struct conf *conf, struct manager 
 	m->conf = *conf;
 	*conf = (struct conf){};
 
+	r = fdstore_new(&m->store);
+	if (r < 0) {
+		log_oom();
+		goto fail;
+	}
 	r = sd_event_default(&m->event);
 	if (r < 0) {
 		log_error_errno(r, "Cannot create the event loop: %m");
@@ -659,7 +667,8 @@ int manager_new(const struct manager_args *a, struct conf *conf, struct manager 
 		log_error_errno(r, "Cannot create the tenant registry: %m");
 		goto fail;
 	}
-	r = bus_new(m->event, m->control, &m->conf, iopf_engine_n_workers(m->engine), &m->bus);
+	r = bus_new(m->event, m->control, &m->conf, iopf_engine_n_workers(m->engine), m->store,
+		    &m->bus);
 	if (r < 0)
 		goto fail;
 
