@@ -14,7 +14,8 @@
  * connections, see tenant_labels()) and, with --per-domain, iopfd_domain_*
  * (per live domain). Names follow Prometheus': base units (seconds, bytes)
  * last, counters in _total. Latency (fault read to response written) is a
- * histogram in seconds with 20 buckets made from iopfd's 65 finer ones.
+ * histogram in seconds with 20 buckets made from iopfd's 65 finer ones. The
+ * body is gzip'ed when the scraper asks for it.
  */
 #include <arpa/inet.h>
 #include <fcntl.h>
@@ -29,6 +30,7 @@
 #include <systemd/sd-bus.h>
 #include <systemd/sd-daemon.h>
 #include <systemd/sd-event.h>
+#include <zlib.h>
 
 #include "conf.h"
 #include "histogram.h"
@@ -791,8 +793,9 @@ static double now_s(void)
 	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
+/* @headers: more header lines, each ending in CRLF, or "". */
 static int respond(struct client *c, int status, const char *reason, const char *type,
-		   const char *body, size_t body_len, bool head)
+		   const char *headers, const char *body, size_t body_len, bool head)
 {
 	FILE *f;
 
@@ -801,8 +804,9 @@ static int respond(struct client *c, int status, const char *reason, const char 
 		return -ENOMEM;
 	fprintf(f,
 		"HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n"
-		"Connection: close\r\n%s\r\n",
-		status, reason, type, body_len, status == 405 ? "Allow: GET, HEAD\r\n" : "");
+		"Connection: close\r\n%s%s\r\n",
+		status, reason, type, body_len, status == 405 ? "Allow: GET, HEAD\r\n" : "",
+		headers);
 	if (!head)
 		fwrite(body, 1, body_len, f);
 	if (fclose(f) != 0)
@@ -814,7 +818,82 @@ static int respond(struct client *c, int status, const char *reason, const char 
 static int respond_text(struct client *c, int status, const char *reason, const char *text,
 			bool head)
 {
-	return respond(c, status, reason, "text/plain; charset=utf-8", text, strlen(text), head);
+	return respond(c, status, reason, "text/plain; charset=utf-8", "", text, strlen(text),
+		       head);
+}
+
+/*
+ * Whether the request's Accept-Encoding takes gzip: "gzip" (or "x-gzip"), or
+ * "*" when gzip is not named, with a q-value above 0.
+ */
+static bool accepts_gzip(const char *req)
+{
+	static const char header[] = "\naccept-encoding:";
+	int gzip = -1, any = -1; /* -1 not named, else whether q > 0 */
+	const char *p = req;
+
+	while ((p = strchr(p, '\n'))) {
+		const char *end;
+
+		if (strncasecmp(p, header, sizeof(header) - 1) != 0) {
+			p++;
+			continue;
+		}
+		p += sizeof(header) - 1;
+		end = p + strcspn(p, "\r\n");
+		while (p < end) {
+			size_t tok, elem = strcspn(p, ",\r\n");
+			const char *q, *stop = p + elem;
+			bool yes = true;
+
+			p += strspn(p, " \t");
+			tok = strcspn(p, " \t;,\r\n");
+			q = strstr(p, "q=");
+			if (q && q < stop)
+				yes = strtod(q + 2, NULL) > 0;
+			if ((tok == 4 && strncasecmp(p, "gzip", 4) == 0) ||
+			    (tok == 6 && strncasecmp(p, "x-gzip", 6) == 0))
+				gzip = yes;
+			else if (tok == 1 && *p == '*')
+				any = yes;
+			p = stop < end ? stop + 1 : end;
+		}
+	}
+	return gzip >= 0 ? gzip : any > 0;
+}
+
+/* @in compressed into a malloc'ed gzip stream. Return: 0, -ENOMEM, -EIO. */
+static int gzip_body(const char *in, size_t len, char **ret, size_t *ret_len)
+{
+	z_stream z = {};
+	char *out;
+	uLong cap;
+	int r;
+
+	if (len > UINT32_MAX)
+		return -EIO;
+	if (deflateInit2(&z, Z_DEFAULT_COMPRESSION, Z_DEFLATED, 15 + 16 /* gzip header */, 8,
+			 Z_DEFAULT_STRATEGY) != Z_OK)
+		return -ENOMEM;
+	cap = deflateBound(&z, len);
+	out = malloc(cap);
+	if (!out) {
+		deflateEnd(&z);
+		return -ENOMEM;
+	}
+	z.next_in = (Bytef *)in;
+	z.avail_in = (uInt)len;
+	z.next_out = (Bytef *)out;
+	z.avail_out = (uInt)cap;
+	r = deflate(&z, Z_FINISH);
+	*ret_len = z.total_out;
+	deflateEnd(&z);
+	if (r != Z_STREAM_END) {
+		free(out);
+		return -EIO;
+	}
+	*ret = out;
+	return 0;
 }
 
 static int serve_metrics(struct client *c, bool head)
@@ -822,8 +901,9 @@ static int serve_metrics(struct client *c, bool head)
 	struct snapshot s;
 	_cleanup_free_ struct row *tenants = NULL;
 	size_t n_tenants = 0;
-	char *body = NULL;
-	size_t len = 0;
+	char *body = NULL, *z;
+	size_t len = 0, zlen;
+	bool gz = false;
 	double t0 = now_s();
 	FILE *f;
 	int r;
@@ -845,12 +925,22 @@ static int serve_metrics(struct client *c, bool head)
 		free(body);
 		return -ENOMEM;
 	}
-	r = respond(c, 200, "OK", "text/plain; version=0.0.4; charset=utf-8", body, len, head);
+	/* plain when gzip fails: the scraper takes either */
+	if (accepts_gzip(c->req) && gzip_body(body, len, &z, &zlen) >= 0) {
+		free(body);
+		body = z;
+		len = zlen;
+		gz = true;
+	}
+	r = respond(c, 200, "OK", "text/plain; version=0.0.4; charset=utf-8",
+		    gz ? "Content-Encoding: gzip\r\nVary: Accept-Encoding\r\n"
+		       : "Vary: Accept-Encoding\r\n",
+		    body, len, head);
 	free(body);
 	return r;
 }
 
-/* The request line is all we look at: "GET /metrics HTTP/1.1". */
+/* The request line ("GET /metrics HTTP/1.1") and Accept-Encoding are all we look at. */
 static int handle_request(struct client *c)
 {
 	char method[8], path[256], version[16];

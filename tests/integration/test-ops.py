@@ -652,10 +652,29 @@ def busctl_data(address, *args):
     return json.loads(busctl(address, "--json=short", *args).stdout)["data"]
 
 
+def fetch_gzip(base, accept):
+    """/metrics with Accept-Encoding: @accept: (Content-Encoding, body as text)."""
+    import gzip
+    status, headers, body = http(base + "/metrics", headers={"Accept-Encoding": accept})
+    if status != 200 or "Accept-Encoding" not in (headers.get("Vary") or ""):
+        fail(f"/metrics with Accept-Encoding {accept}: {status} {dict(headers)}")
+    enc = headers.get("Content-Encoding")
+    if enc == "gzip":
+        body = gzip.decompress(body)
+    elif enc is not None:
+        fail(f"Content-Encoding {enc}")
+    return enc, body.decode()
+
+
+def steady(body):
+    """The body without the one line that differs from scrape to scrape."""
+    return re.sub(r"^iopfd_exporter_scrape_duration_seconds \S+\n", "", body, flags=re.M)
+
+
 def case_exporter(tmp):
     """Scrape /metrics and parse it as Prometheus does: names as Prometheus wants them,
     numbers match what the tenants did, per uid across connections; histograms re-bucketed
-    exactly from iopfd's; per-domain series only with --per-domain."""
+    exactly from iopfd's; per-domain series only with --per-domain; gzip on request."""
     try:
         import prometheus_client.parser  # noqa: F401
     except ImportError:
@@ -716,6 +735,21 @@ def case_exporter(tmp):
             fail("daemon faults")
         if value(fams, "iopfd_tenants", "iopfd_tenants") != 3:
             fail("the exporter counted itself as a tenant")
+
+        # gzip when asked, the same text; plain otherwise
+        plain = steady(scrape(base)[1])
+        for accept in ("gzip", "deflate, gzip;q=0.5", "*"):
+            enc, text = fetch_gzip(base, accept)
+            if enc != "gzip" or steady(text) != plain:
+                fail(f"Accept-Encoding: {accept}: {enc}, same text {steady(text) == plain}")
+        for accept in ("identity", "gzip;q=0", "deflate", "*;q=0"):
+            enc, text = fetch_gzip(base, accept)
+            if enc is not None or steady(text) != plain:
+                fail(f"Accept-Encoding: {accept}: {enc}")
+        status, headers, body = http(base + "/metrics", method="HEAD",
+                                     headers={"Accept-Encoding": "gzip"})
+        if status != 200 or body or headers["Content-Encoding"] != "gzip":
+            fail("HEAD /metrics with gzip")
 
         # a connection of uid 0 goes: uid 0's counters stay; the departed's latency too
         c.close()
