@@ -1080,7 +1080,8 @@ static void help(void)
 	       "  --address ADDR    iopfd's D-Bus address, or \"system\"\n"
 	       "                    (default unix:path=ControlSocket)\n"
 	       "  --per-domain      per-domain series too (default off; --no-per-domain)\n"
-	       "  -h --help\n\n"
+	       "  -h --help\n"
+	       "  --version\n\n"
 	       "A socket passed by systemd (iopf-exporter.socket) replaces --listen.\n"
 	       "Every tenant's numbers need uid 0; otherwise only iopfd_up and the like.\n",
 	       IOPFD_DEFAULT_CONFIG, IOPFD_METRICS_LISTEN);
@@ -1094,6 +1095,7 @@ static int parse_argv(int argc, char *argv[])
 		ARG_ADDRESS,
 		ARG_PER_DOMAIN,
 		ARG_NO_PER_DOMAIN,
+		ARG_VERSION,
 	};
 	static const struct option options[] = {
 		{"config", required_argument, NULL, ARG_CONFIG},
@@ -1102,6 +1104,7 @@ static int parse_argv(int argc, char *argv[])
 		{"per-domain", no_argument, NULL, ARG_PER_DOMAIN},
 		{"no-per-domain", no_argument, NULL, ARG_NO_PER_DOMAIN},
 		{"help", no_argument, NULL, 'h'},
+		{"version", no_argument, NULL, ARG_VERSION},
 		{},
 	};
 	int c;
@@ -1125,6 +1128,9 @@ static int parse_argv(int argc, char *argv[])
 			break;
 		case 'h':
 			help();
+			return 0;
+		case ARG_VERSION:
+			printf("iopf-exporter %s\n", IOPFD_VERSION);
 			return 0;
 		default:
 			return -EINVAL;

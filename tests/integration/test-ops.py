@@ -681,6 +681,9 @@ def case_exporter(tmp):
         raise Skip("python3-prometheus-client is not installed")
     need_root()  # tenants of two uids
     os.chmod(tmp, 0o755)
+    p = run([env("EXPORTER"), "--version"])
+    if not re.fullmatch(r"iopf-exporter \d+\.\d+\S*\n", p.stdout):
+        fail(f"--version: {p.stdout!r}")
     d = Daemon(tmp).wait_up()
     a = Tenant(d.address)
     b = Tenant(d.address, uid=NOBODY)
