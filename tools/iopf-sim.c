@@ -40,6 +40,7 @@
 
 #include "iopf/client.h"
 #include "iopf/iopf.h"
+#include "parse.h"
 #include "uapi.h"
 #include "sim.h"
 #include "util.h"
@@ -66,6 +67,8 @@ struct opts {
 	const char *echo_path;
 	enum target target;
 	bool compare;
+	bool floor; /* measure the physical floor first */
+	uint64_t floor_faults;
 	unsigned tenants, devices, pasids, regions, group, window, injectors, echo_threads;
 	uint64_t region_size;
 	enum pattern pattern;
@@ -83,9 +86,21 @@ struct opts {
 };
 
 static struct opts opt = {
-	.tenants = 1, .devices = 2, .pasids = 1, .regions = 4, .group = 1, .window = 64,
-	.injectors = 1, .echo_threads = 1, .region_size = 1 << 20, .pattern = PATTERN_SEQ,
-	.faults = 100000, .seed = 1, .drain_timeout = 30, .check_every = 1,
+	.tenants = 1,
+	.devices = 2,
+	.pasids = 1,
+	.regions = 4,
+	.group = 1,
+	.window = 64,
+	.injectors = 1,
+	.echo_threads = 1,
+	.region_size = 1 << 20,
+	.pattern = PATTERN_SEQ,
+	.faults = 100000,
+	.seed = 1,
+	.drain_timeout = 30,
+	.check_every = 1,
+	.floor_faults = 20000,
 };
 
 enum expect { EXPECT_SUCCESS, EXPECT_INVALID, EXPECT_EITHER };
@@ -1541,6 +1556,8 @@ static double gps(const struct result *r)
 	return secs(r) > 0 ? (double)r->answered / secs(r) : 0;
 }
 
+static void print_text_body(const struct result *r, bool paced);
+
 static void print_text(const char *name, const struct result *r)
 {
 	printf("%s: tenants=%u devices=%u pasids=%u regions=%u (domains=%u, regions total=%u) "
@@ -1549,6 +1566,11 @@ static void print_text(const char *name, const struct result *r)
 	       opt.tenants * opt.devices * (opt.pasids ? opt.pasids : 1),
 	       opt.tenants * opt.devices * (opt.pasids ? opt.pasids : 1) * opt.regions, opt.group,
 	       pattern_name(opt.pattern), opt.rate, opt.window, opt.bad_pct, event_name(opt.event));
+	print_text_body(r, opt.rate > 0);
+}
+
+static void print_text_body(const struct result *r, bool paced)
+{
 	printf("  injected   %" PRIu64 " faults in %" PRIu64 " groups, %.3f s\n", r->inj_faults,
 	       r->inj_groups, secs(r));
 	printf("  answered   %" PRIu64 " groups: success %" PRIu64 ", invalid %" PRIu64
@@ -1560,8 +1582,8 @@ static void print_text(const char *name, const struct result *r)
 	printf("  latency    p50 %.1f us, p99 %.1f us, p99.9 %.1f us, max %.1f us (%s)\n",
 	       hist_pct(&r->lat, 50) / 1e3, hist_pct(&r->lat, 99) / 1e3,
 	       hist_pct(&r->lat, 99.9) / 1e3, r->lat.max / 1e3,
-	       opt.rate > 0 ? "from each group's scheduled time" : "from inject");
-	if (opt.rate > 0) {
+	       paced ? "from each group's scheduled time" : "from inject");
+	if (paced) {
 		printf("  service    p50 %.1f us, p99 %.1f us, p99.9 %.1f us (from the actual "
 		       "inject)\n",
 		       hist_pct(&r->svc, 50) / 1e3, hist_pct(&r->svc, 99) / 1e3,
@@ -1638,7 +1660,16 @@ static void print_json_result(const char *name, const struct result *r)
 	printf("}");
 }
 
-static void print_json(const struct result *echo, const struct result *daemon)
+/* @a's percentile over @b's, 0 without @b */
+static double pct_ratio(const struct result *a, const struct result *b, double pct)
+{
+	uint64_t d = hist_pct(&b->lat, pct);
+
+	return d ? (double)hist_pct(&a->lat, pct) / (double)d : 0;
+}
+
+static void print_json(const struct result *floor, const struct result *echo,
+		       const struct result *daemon)
 {
 	printf("{\"config\":{\"tenants\":%u,\"devices\":%u,\"pasids\":%u,\"regions\":%u,"
 	       "\"domains_total\":%u,\"regions_total\":%u,\"region_size\":%" PRIu64 ",\"group\":%u,"
@@ -1651,6 +1682,10 @@ static void print_json(const struct result *echo, const struct result *daemon)
 	       opt.region_size, opt.group, pattern_name(opt.pattern), opt.rate,
 	       opt.rate > 0 ? "schedule" : "inject", opt.window, opt.bad_pct, event_name(opt.event),
 	       opt.check_every);
+	if (floor) {
+		printf(",");
+		print_json_result("floor", floor);
+	}
 	if (echo) {
 		printf(",");
 		print_json_result("echo", echo);
@@ -1659,235 +1694,216 @@ static void print_json(const struct result *echo, const struct result *daemon)
 		printf(",");
 		print_json_result("iopfd", daemon);
 	}
+	printf(",\"ratio\":{");
 	if (echo && daemon)
-		printf(",\"ratio\":{\"throughput\":%.3f,\"p50\":%.3f,\"p99\":%.3f}",
-		       fps(echo) > 0 ? fps(daemon) / fps(echo) : 0,
-		       hist_pct(&echo->lat, 50) ? (double)hist_pct(&daemon->lat, 50) / (double)hist_pct(&echo->lat, 50) : 0,
-		       hist_pct(&echo->lat, 99) ? (double)hist_pct(&daemon->lat, 99) / (double)hist_pct(&echo->lat, 99) : 0);
-	printf("}\n");
+		printf("\"throughput\":%.3f,\"p50\":%.3f,\"p99\":%.3f%s",
+		       fps(echo) > 0 ? fps(daemon) / fps(echo) : 0, pct_ratio(daemon, echo, 50),
+		       pct_ratio(daemon, echo, 99), floor ? "," : "");
+	if (floor)
+		printf("\"iopfd_floor_p50\":%.3f,\"iopfd_floor_p99\":%.3f,\"echo_floor_p50\":%.3f,"
+		       "\"echo_floor_p99\":%.3f",
+		       daemon ? pct_ratio(daemon, floor, 50) : 0,
+		       daemon ? pct_ratio(daemon, floor, 99) : 0,
+		       echo ? pct_ratio(echo, floor, 50) : 0,
+		       echo ? pct_ratio(echo, floor, 99) : 0);
+	printf("}}\n");
 }
 
 /* ---- arguments ---- */
 
-static void help(void)
-{
-	printf("Usage: iopf-sim [OPTIONS]\n\n"
-	       "Simulated accelerator and tenants for iopfd: inject page requests, check every answer.\n\n"
-	       "  --address ADDR       iopfd's D-Bus address (default $" IOPF_ADDRESS_ENV ")\n"
-	       "  --tenants N          tenants, each its own connection and fault queue (1)\n"
-	       "  --devices N          devices per tenant; dev_ids 1..N in every tenant (2)\n"
-	       "  --pasids N           PASID domains per device, 0 = one no-PASID domain (1)\n"
-	       "  --regions N          regions per domain (4)\n"
-	       "  --region-size BYTES  (1M; K/M/G suffixes)\n"
-	       "  --pattern P          seq | random | hot (seq)\n"
-	       "  --group N            records per page-request group (1)\n"
-	       "  --faults N           faults to inject (100000)\n"
-	       "  --duration SECS      inject for this long instead\n"
-	       "  --rate R             offered faults/s, 0 = saturation (closed loop) (0)\n"
-	       "  --window N           groups in flight per tenant (64)\n"
-	       "  --bad PCT            groups that must be answered INVALID: unknown PASID/device,\n"
-	       "                       permission mismatch, outside every region (0)\n"
-	       "  --dup PCT            groups repeating the previous group's pages (0)\n"
-	       "  --event E            mid-run, on tenant 0: close | kill | unregister-source |\n"
-	       "                       unregister-domain | detach (none); detach repeats 9 times,\n"
-	       "                       each while iopfd holds groups it read (stale cookies)\n"
-	       "  --injectors N        injector threads (1)\n"
-	       "  --queue-depth N      sim queue depth per tenant (2 x window)\n"
-	       "  --echo               run against iopf-echo instead of iopfd\n"
-	       "  --compare            run against iopf-echo, then iopfd, and print the ratios\n"
-	       "  --echo-strict        checker self-test: iopf-echo judged as iopfd (must fail)\n"
+enum arg_kind { ARG_UNSIGNED, ARG_U64, ARG_DOUBLE, ARG_SIZE, ARG_STRING, ARG_FLAG, ARG_CALL };
 
-	       "  --echo-path PATH     the iopf-echo binary (next to this one)\n"
-	       "  --echo-threads N     iopf-echo worker threads (1)\n"
-	       "  --drain-timeout SECS how long to wait for outstanding answers (30)\n"
-	       "  --check-every N      check the IOMMU pages of one SUCCESS group in N; codes and\n"
-	       "                       exactly-once are checked for every group (1: all)\n"
-	       "  --seed N             (1)\n"
-	       "  --json               one JSON object on stdout\n"
-	       "  -v --verbose\n"
-	       "Exit status: 0 no violations, 1 violations, 2 setup failure, 77 a detach run\n"
-	       "that never caught iopfd holding a read group (nothing stale was tested).\n");
+/* One command-line option: its name, where its value goes, and its help. */
+struct arg {
+	const char *name;
+	const char *metavar; /* NULL: takes no value */
+	enum arg_kind kind;
+	void *ptr;		    /* unsigned, uint64_t, double, const char * or bool */
+	int (*call)(const char *v); /* ARG_CALL */
+	const char *help;	    /* continuation lines start with \n */
+};
+
+static const char *const pattern_names[] = {
+	[PATTERN_SEQ] = "seq", [PATTERN_RANDOM] = "random", [PATTERN_HOT] = "hot"};
+static const char *const event_names[] = {
+	[EVENT_NONE] = "none",
+	[EVENT_CLOSE] = "close",
+	[EVENT_KILL] = "kill",
+	[EVENT_UNREG_SOURCE] = "unregister-source",
+	[EVENT_UNREG_DOMAIN] = "unregister-domain",
+	[EVENT_DETACH] = "detach",
+};
+
+static int choice(const char *v, const char *const *names, size_t n)
+{
+	size_t i;
+
+	for (i = 0; i < n; i++)
+		if (!strcmp(v, names[i]))
+			return (int)i;
+	return -EINVAL;
 }
 
-static int parse_size(const char *s, uint64_t *ret)
+static int set_pattern(const char *v)
 {
-	char *end;
-	unsigned long long v = strtoull(s, &end, 0);
+	int r = choice(v, pattern_names, ARRAY_SIZE(pattern_names));
 
-	switch (*end) {
-	case 'K': case 'k':
-		v <<= 10, end++;
-		break;
-	case 'M': case 'm':
-		v <<= 20, end++;
-		break;
-	case 'G': case 'g':
-		v <<= 30, end++;
-		break;
-	default:
-		break;
-	}
-	if (*end || !v)
-		return -EINVAL;
-	*ret = v;
+	if (r >= 0)
+		opt.pattern = (enum pattern)r;
+	return r;
+}
+
+static int set_event(const char *v)
+{
+	int r = choice(v, event_names, ARRAY_SIZE(event_names));
+
+	if (r >= 0)
+		opt.event = (enum event)r;
+	return r;
+}
+
+static int set_echo(const char *v)
+{
+	(void)v;
+	opt.target = TARGET_ECHO;
 	return 0;
 }
 
-static int parse_argv(int argc, char *argv[])
+static int set_echo_strict(const char *v)
 {
-	enum {
-		O_ADDRESS = 0x100, O_TENANTS, O_DEVICES, O_PASIDS, O_REGIONS, O_REGION_SIZE, O_PATTERN,
-		O_GROUP, O_FAULTS, O_DURATION, O_RATE, O_WINDOW, O_BAD, O_DUP, O_EVENT, O_INJECTORS,
-		O_QDEPTH, O_ECHO, O_ECHO_STRICT, O_COMPARE, O_ECHO_PATH, O_ECHO_THREADS, O_DRAIN, O_SEED, O_JSON,
-		O_CHECK_EVERY,
-	};
-	static const struct option options[] = {
-		{ "address", required_argument, NULL, O_ADDRESS },
-		{ "tenants", required_argument, NULL, O_TENANTS },
-		{ "devices", required_argument, NULL, O_DEVICES },
-		{ "pasids", required_argument, NULL, O_PASIDS },
-		{ "regions", required_argument, NULL, O_REGIONS },
-		{ "region-size", required_argument, NULL, O_REGION_SIZE },
-		{ "pattern", required_argument, NULL, O_PATTERN },
-		{ "group", required_argument, NULL, O_GROUP },
-		{ "faults", required_argument, NULL, O_FAULTS },
-		{ "duration", required_argument, NULL, O_DURATION },
-		{ "rate", required_argument, NULL, O_RATE },
-		{ "window", required_argument, NULL, O_WINDOW },
-		{ "bad", required_argument, NULL, O_BAD },
-		{ "dup", required_argument, NULL, O_DUP },
-		{ "event", required_argument, NULL, O_EVENT },
-		{ "injectors", required_argument, NULL, O_INJECTORS },
-		{ "queue-depth", required_argument, NULL, O_QDEPTH },
-		{ "echo", no_argument, NULL, O_ECHO },
-		{ "echo-strict", no_argument, NULL, O_ECHO_STRICT },
-		{ "compare", no_argument, NULL, O_COMPARE },
-		{ "echo-path", required_argument, NULL, O_ECHO_PATH },
-		{ "echo-threads", required_argument, NULL, O_ECHO_THREADS },
-		{ "drain-timeout", required_argument, NULL, O_DRAIN },
-		{ "seed", required_argument, NULL, O_SEED },
-		{ "json", no_argument, NULL, O_JSON },
-		{ "check-every", required_argument, NULL, O_CHECK_EVERY },
-		{ "verbose", no_argument, NULL, 'v' },
-		{ "help", no_argument, NULL, 'h' },
-		{}
-	};
-	int c;
+	(void)v;
+	opt.target = TARGET_ECHO;
+	opt.echo_strict = true;
+	return 0;
+}
 
-	while ((c = getopt_long(argc, argv, "hv", options, NULL)) >= 0) {
-		switch (c) {
-		case O_ADDRESS:
-			opt.address = optarg;
-			break;
-		case O_TENANTS:
-			opt.tenants = (unsigned)strtoul(optarg, NULL, 0);
-			break;
-		case O_DEVICES:
-			opt.devices = (unsigned)strtoul(optarg, NULL, 0);
-			break;
-		case O_PASIDS:
-			opt.pasids = (unsigned)strtoul(optarg, NULL, 0);
-			break;
-		case O_REGIONS:
-			opt.regions = (unsigned)strtoul(optarg, NULL, 0);
-			break;
-		case O_REGION_SIZE:
-			if (parse_size(optarg, &opt.region_size) < 0)
-				return -EINVAL;
-			break;
-		case O_PATTERN:
-			if (!strcmp(optarg, "seq"))
-				opt.pattern = PATTERN_SEQ;
-			else if (!strcmp(optarg, "random"))
-				opt.pattern = PATTERN_RANDOM;
-			else if (!strcmp(optarg, "hot"))
-				opt.pattern = PATTERN_HOT;
-			else
-				return -EINVAL;
-			break;
-		case O_GROUP:
-			opt.group = (unsigned)strtoul(optarg, NULL, 0);
-			break;
-		case O_FAULTS:
-			opt.faults = strtoull(optarg, NULL, 0);
-			break;
-		case O_DURATION:
-			opt.duration = strtod(optarg, NULL);
-			break;
-		case O_RATE:
-			opt.rate = strtod(optarg, NULL);
-			break;
-		case O_WINDOW:
-			opt.window = (unsigned)strtoul(optarg, NULL, 0);
-			break;
-		case O_BAD:
-			opt.bad_pct = (unsigned)strtoul(optarg, NULL, 0);
-			break;
-		case O_DUP:
-			opt.dup_pct = (unsigned)strtoul(optarg, NULL, 0);
-			break;
-		case O_EVENT:
-			if (!strcmp(optarg, "none"))
-				opt.event = EVENT_NONE;
-			else if (!strcmp(optarg, "close"))
-				opt.event = EVENT_CLOSE;
-			else if (!strcmp(optarg, "kill"))
-				opt.event = EVENT_KILL;
-			else if (!strcmp(optarg, "unregister-source"))
-				opt.event = EVENT_UNREG_SOURCE;
-			else if (!strcmp(optarg, "unregister-domain"))
-				opt.event = EVENT_UNREG_DOMAIN;
-			else if (!strcmp(optarg, "detach"))
-				opt.event = EVENT_DETACH;
-			else
-				return -EINVAL;
-			break;
-		case O_INJECTORS:
-			opt.injectors = (unsigned)strtoul(optarg, NULL, 0);
-			break;
-		case O_QDEPTH:
-			opt.queue_depth = (uint32_t)strtoul(optarg, NULL, 0);
-			break;
-		case O_ECHO:
-			opt.target = TARGET_ECHO;
-			break;
-		case O_ECHO_STRICT:
-			opt.target = TARGET_ECHO;
-			opt.echo_strict = true;
-			break;
-		case O_COMPARE:
-			opt.compare = true;
-			break;
-		case O_ECHO_PATH:
-			opt.echo_path = optarg;
-			break;
-		case O_ECHO_THREADS:
-			opt.echo_threads = (unsigned)strtoul(optarg, NULL, 0);
-			break;
-		case O_DRAIN:
-			opt.drain_timeout = strtod(optarg, NULL);
-			break;
-		case O_SEED:
-			opt.seed = strtoull(optarg, NULL, 0);
-			break;
-		case O_JSON:
-			opt.json = true;
-			break;
-		case O_CHECK_EVERY:
-			opt.check_every = (unsigned)strtoul(optarg, NULL, 0);
-			break;
-		case 'v':
-			opt.verbose = true;
-			break;
-		case 'h':
-			help();
-			exit(EXIT_SUCCESS);
-		default:
-			return -EINVAL;
+static void help(void);
+
+static int show_help(const char *v)
+{
+	(void)v;
+	help();
+	exit(EXIT_SUCCESS);
+}
+
+static int show_version(const char *v)
+{
+	(void)v;
+	printf("iopf-sim %s\n", IOPFD_VERSION);
+	exit(EXIT_SUCCESS);
+}
+
+static const struct arg args[] = {
+	{"address", "ADDR", ARG_STRING, &opt.address, NULL,
+	 "iopfd's D-Bus address (default $" IOPF_ADDRESS_ENV ")"},
+	{"tenants", "N", ARG_UNSIGNED, &opt.tenants, NULL,
+	 "tenants, each its own connection and fault queue (1)"},
+	{"devices", "N", ARG_UNSIGNED, &opt.devices, NULL,
+	 "devices per tenant; dev_ids 1..N in every tenant (2)"},
+	{"pasids", "N", ARG_UNSIGNED, &opt.pasids, NULL,
+	 "PASID domains per device, 0 = one no-PASID domain (1)"},
+	{"regions", "N", ARG_UNSIGNED, &opt.regions, NULL, "regions per domain (4)"},
+	{"region-size", "BYTES", ARG_SIZE, &opt.region_size, NULL, "(1M; K/M/G suffixes)"},
+	{"pattern", "P", ARG_CALL, NULL, set_pattern, "seq | random | hot (seq)"},
+	{"group", "N", ARG_UNSIGNED, &opt.group, NULL, "records per page-request group (1)"},
+	{"faults", "N", ARG_U64, &opt.faults, NULL, "faults to inject (100000)"},
+	{"duration", "SECS", ARG_DOUBLE, &opt.duration, NULL, "inject for this long instead"},
+	{"rate", "R", ARG_DOUBLE, &opt.rate, NULL,
+	 "offered faults/s, 0 = saturation (closed loop) (0); paced: group i\n"
+	 "is due at start + i / rate, latency counts from then"},
+	{"window", "N", ARG_UNSIGNED, &opt.window, NULL, "groups in flight per tenant (64)"},
+	{"bad", "PCT", ARG_UNSIGNED, &opt.bad_pct, NULL,
+	 "groups that must be answered INVALID: unknown PASID/device,\n"
+	 "permission mismatch, outside every region (0)"},
+	{"dup", "PCT", ARG_UNSIGNED, &opt.dup_pct, NULL,
+	 "groups repeating the previous group's pages (0)"},
+	{"event", "E", ARG_CALL, NULL, set_event,
+	 "mid-run, on tenant 0: close | kill | unregister-source |\n"
+	 "unregister-domain | detach (none); detach repeats 9 times,\n"
+	 "each while iopfd holds groups it read (stale cookies)"},
+	{"injectors", "N", ARG_UNSIGNED, &opt.injectors, NULL, "injector threads (1)"},
+	{"queue-depth", "N", ARG_UNSIGNED, &opt.queue_depth, NULL,
+	 "sim queue depth per tenant (2 x window)"},
+	{"echo", NULL, ARG_CALL, NULL, set_echo, "run against iopf-echo instead of iopfd"},
+	{"compare", NULL, ARG_FLAG, &opt.compare, NULL,
+	 "run against iopf-echo, then iopfd, and print the ratios"},
+	{"floor", NULL, ARG_FLAG, &opt.floor, NULL,
+	 "first measure the physical floor: one tenant, one group at a\n"
+	 "time, iopf-echo asleep on the doorbell between them"},
+	{"floor-faults", "N", ARG_U64, &opt.floor_faults, NULL, "ping-pongs of the floor (20000)"},
+	{"echo-strict", NULL, ARG_CALL, NULL, set_echo_strict,
+	 "checker self-test: iopf-echo judged as iopfd (must fail)"},
+	{"echo-path", "PATH", ARG_STRING, &opt.echo_path, NULL,
+	 "the iopf-echo binary (next to this one)"},
+	{"echo-threads", "N", ARG_UNSIGNED, &opt.echo_threads, NULL,
+	 "iopf-echo worker threads (1)"},
+	{"drain-timeout", "SECS", ARG_DOUBLE, &opt.drain_timeout, NULL,
+	 "how long to wait for outstanding answers (30)"},
+	{"check-every", "N", ARG_UNSIGNED, &opt.check_every, NULL,
+	 "check the IOMMU pages of one SUCCESS group in N; codes and\n"
+	 "exactly-once are checked for every group (1: all)"},
+	{"seed", "N", ARG_U64, &opt.seed, NULL, "(1)"},
+	{"json", NULL, ARG_FLAG, &opt.json, NULL, "one JSON object on stdout"},
+	{"verbose", NULL, ARG_FLAG, &opt.verbose, NULL, "-v: say what happens mid-run"},
+	{"version", NULL, ARG_CALL, NULL, show_version, "print the version and exit"},
+	{"help", NULL, ARG_CALL, NULL, show_help, "-h: this help"},
+};
+
+static void help(void)
+{
+	size_t i;
+
+	printf("Usage: iopf-sim [OPTIONS]\n\n"
+	       "Simulated accelerator and tenants for iopfd: inject page requests, check every "
+	       "answer.\n\n");
+	for (i = 0; i < ARRAY_SIZE(args); i++) {
+		const char *h = args[i].help, *nl;
+		int w = printf("  --%s%s%s", args[i].name, args[i].metavar ? " " : "",
+			       args[i].metavar ?: "");
+
+		for (;; h = nl + 1) {
+			nl = strchr(h, '\n');
+			printf("%*s%.*s\n", w < 23 ? 23 - w : 1, "",
+			       nl ? (int)(nl - h) : (int)strlen(h), h);
+			if (!nl)
+				break;
+			w = 0;
 		}
 	}
-	if (optind < argc)
-		return -EINVAL;
+	printf("Exit status: 0 no violations, 1 violations, 2 setup failure, 77 a detach run\n"
+	       "that never caught iopfd holding a read group (nothing stale was tested).\n");
+}
+
+static int arg_set(const struct arg *a, const char *v)
+{
+	char *end;
+
+	switch (a->kind) {
+	case ARG_UNSIGNED:
+		return parse_unsigned(v, 0, UINT_MAX, a->ptr);
+	case ARG_U64:
+		return parse_u64(v, a->ptr);
+	case ARG_SIZE:
+		return parse_size(v, a->ptr);
+	case ARG_DOUBLE:
+		errno = 0;
+		*(double *)a->ptr = strtod(v, &end);
+		return errno || end == v || *end ? -EINVAL : 0;
+	case ARG_STRING:
+		*(const char **)a->ptr = v;
+		return 0;
+	case ARG_FLAG:
+		*(bool *)a->ptr = true;
+		return 0;
+	case ARG_CALL:
+		return a->call(v);
+	}
+	return -EINVAL;
+}
+
+/* What no combination of options may be. */
+static int opts_check(void)
+{
 	if (!opt.tenants || !opt.devices || !opt.regions || !opt.group || !opt.window ||
 	    !opt.injectors || !opt.echo_threads || !opt.check_every)
 		return -EINVAL;
@@ -1914,11 +1930,84 @@ static int parse_argv(int argc, char *argv[])
 	return 0;
 }
 
+static int parse_argv(int argc, char *argv[])
+{
+	struct option options[ARRAY_SIZE(args) + 1] = {};
+	size_t i;
+	int c;
+
+	for (i = 0; i < ARRAY_SIZE(args); i++)
+		options[i] = (struct option){args[i].name,
+					     args[i].metavar ? required_argument : no_argument,
+					     NULL, 0x100 + (int)i};
+	while ((c = getopt_long(argc, argv, "hv", options, NULL)) >= 0) {
+		const struct arg *a = NULL;
+
+		if (c == 'h' || c == 'v') {
+			for (i = 0; i < ARRAY_SIZE(args); i++)
+				if (!strcmp(args[i].name, c == 'h' ? "help" : "verbose"))
+					a = &args[i];
+		} else if (c >= 0x100 && c < 0x100 + (int)ARRAY_SIZE(args)) {
+			a = &args[c - 0x100];
+		}
+		if (!a)
+			return -EINVAL;
+		if (arg_set(a, optarg) < 0) {
+			fprintf(stderr, "iopf-sim: --%s: invalid value %s\n", a->name, optarg);
+			return -EINVAL;
+		}
+	}
+	if (optind < argc)
+		return -EINVAL;
+	return opts_check();
+}
+
+/*
+ * The physical floor of the same run: one tenant, one group in flight, closed
+ * loop, so iopf-echo sleeps on the doorbell before each group and the injector
+ * on the answer after it. No server answers sooner than this.
+ */
+static int run_floor(struct result *out)
+{
+	struct opts saved = opt;
+	int r;
+
+	opt.tenants = opt.injectors = opt.window = opt.echo_threads = 1;
+	opt.queue_depth = 0;
+	opt.rate = opt.duration = 0;
+	opt.faults = opt.floor_faults * opt.group;
+	opt.bad_pct = opt.dup_pct = 0;
+	opt.event = EVENT_NONE;
+	r = run(TARGET_ECHO, out);
+	opt = saved;
+	return r;
+}
+
+static void print_text_all(const struct result *floor, const struct result *echo,
+			   const struct result *daemon)
+{
+	if (floor) {
+		printf("floor: 1 tenant, 1 group in flight, iopf-echo asleep between groups\n");
+		print_text_body(floor, false);
+	}
+	if (echo)
+		print_text("echo", echo);
+	if (daemon)
+		print_text("iopfd", daemon);
+	if (echo && daemon)
+		printf("ratio: throughput %.3f, p50 %.3f, p99 %.3f (iopfd / echo)\n",
+		       fps(echo) > 0 ? fps(daemon) / fps(echo) : 0, pct_ratio(daemon, echo, 50),
+		       pct_ratio(daemon, echo, 99));
+	if (floor && (echo || daemon))
+		printf("floor ratio: p50 %.3f, p99 %.3f (%s / floor)\n",
+		       pct_ratio(daemon ?: echo, floor, 50), pct_ratio(daemon ?: echo, floor, 99),
+		       daemon ? "iopfd" : "echo");
+}
+
 int main(int argc, char *argv[])
 {
-	struct result echo = {}, daemon = {};
-	bool have_echo = false, have_daemon = false;
-	int r;
+	struct result floor = {}, echo = {}, daemon = {};
+	bool have_floor = false, have_echo = false, have_daemon = false;
 
 	if (parse_argv(argc, argv) < 0) {
 		fprintf(stderr, "iopf-sim: invalid arguments (see --help)\n");
@@ -1929,36 +2018,34 @@ int main(int argc, char *argv[])
 	/* paced injection sleeps in tens of microseconds; the default 50 us slack would blur it */
 	(void)prctl(PR_SET_TIMERSLACK, 1000UL);
 
+	if (opt.floor) {
+		if (run_floor(&floor) < 0)
+			return 2;
+		have_floor = true;
+	}
 	if (opt.compare || opt.target == TARGET_ECHO) {
-		r = run(TARGET_ECHO, &echo);
-		if (r < 0)
+		if (run(TARGET_ECHO, &echo) < 0)
 			return 2;
 		have_echo = true;
 	}
 	if (opt.compare || opt.target == TARGET_IOPFD) {
-		r = run(TARGET_IOPFD, &daemon);
-		if (r < 0)
+		if (run(TARGET_IOPFD, &daemon) < 0)
 			return 2;
 		have_daemon = true;
 	}
-	if (opt.json) {
-		print_json(have_echo ? &echo : NULL, have_daemon ? &daemon : NULL);
-	} else {
-		if (have_echo)
-			print_text("echo", &echo);
-		if (have_daemon)
-			print_text("iopfd", &daemon);
-		if (have_echo && have_daemon)
-			printf("ratio: throughput %.3f, p50 %.3f, p99 %.3f (iopfd / echo)\n",
-			       fps(&echo) > 0 ? fps(&daemon) / fps(&echo) : 0,
-			       hist_pct(&echo.lat, 50) ? (double)hist_pct(&daemon.lat, 50) / (double)hist_pct(&echo.lat, 50) : 0,
-			       hist_pct(&echo.lat, 99) ? (double)hist_pct(&daemon.lat, 99) / (double)hist_pct(&echo.lat, 99) : 0);
-	}
-	if (echo.violations + daemon.violations)
+	if (opt.json)
+		print_json(have_floor ? &floor : NULL, have_echo ? &echo : NULL,
+			   have_daemon ? &daemon : NULL);
+	else
+		print_text_all(have_floor ? &floor : NULL, have_echo ? &echo : NULL,
+			       have_daemon ? &daemon : NULL);
+	if (floor.violations + echo.violations + daemon.violations)
 		return 1;
 	/* a detach run that never caught iopfd holding a group tested nothing special: skip */
 	if (have_daemon && opt.event == EVENT_DETACH && !daemon.kernel_after_read) {
-		fprintf(stderr, "iopf-sim: iopfd was never caught holding a read group; stale cookies untested\n");
+		fprintf(stderr,
+			"iopf-sim: iopfd was never caught holding a read group; stale cookies "
+			"untested\n");
 		return 77;
 	}
 	return 0;
