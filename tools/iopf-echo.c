@@ -153,6 +153,7 @@ static void help(void)
 	       "  --batch N        records per read (default 256)\n"
 	       "  --ready-fd FD    write one byte there once every source is open, then close it\n"
 	       "  -h --help        this help\n"
+	       "  --version        print the version and exit\n"
 	       "Stops on SIGTERM or SIGINT and prints the groups it answered on stderr.\n");
 }
 
@@ -164,6 +165,7 @@ int main(int argc, char *argv[])
 		{ "batch", required_argument, NULL, 'b' },
 		{ "ready-fd", required_argument, NULL, 'r' },
 		{ "help", no_argument, NULL, 'h' },
+		{ "version", no_argument, NULL, 'V' },
 		{}
 	};
 	static struct iopf_backend *sources[ECHO_MAX_SOURCES];
@@ -201,6 +203,9 @@ int main(int argc, char *argv[])
 			break;
 		case 'h':
 			help();
+			return EXIT_SUCCESS;
+		case 'V':
+			printf("iopf-echo %s\n", IOPFD_VERSION);
 			return EXIT_SUCCESS;
 		default:
 			return EXIT_FAILURE;
