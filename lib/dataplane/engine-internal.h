@@ -16,6 +16,7 @@
 
 #include <stdbool.h>
 #include <stdint.h>
+#include <linux/time_types.h>
 
 #include "rcu.h"
 
@@ -69,6 +70,8 @@ struct iopf_source {
 	struct iopf_counters unrouted;
 	struct iopf_histogram unrouted_latency; /* read to response of unrouted groups */
 	uint64_t io_errors;
+	uint64_t write_errors; /* response writes that failed hard (their entries wait) */
+	uint64_t retries;      /* turns run by the backoff timer */
 	uint64_t n_held_pub;
 	int broken_pub;
 
@@ -76,7 +79,14 @@ struct iopf_source {
 
 	/* worker only */
 	struct cds_list_head wnode; /* the worker's list of live sources */
-	bool poll_armed, cancel_pending, retiring, broken;
+	bool poll_armed, timer_armed, retiring, broken;
+	unsigned cancels_pending; /* ASYNC_CANCELs of its poll or timer in flight */
+	/*
+	 * Not 0: waiting on the timer, not the poll, because responses wait for a
+	 * write that failed (nothing is read until they are written) or reads fail.
+	 */
+	uint64_t backoff_ns;
+	struct __kernel_timespec backoff_ts; /* the armed timer's; read at submission */
 	unsigned empty_turns;            /* readable turns whose first read gave 0 */
 	bool scattered;                  /* the last read's faults went to many domains */
 	unsigned error_turns;            /* turns in a row whose read failed hard */

@@ -220,24 +220,57 @@ static void record_latency(struct iopf_response_batch *rb, size_t from, size_t t
 }
 
 /*
- * Empty the batch: clear the bits of its small cookies (a dropped entry's
- * cookie is also a live entry's); the hash forgets by moving to a new generation.
+ * Forget entries [0, @done) and keep the rest, in order, at the front: clear
+ * the bits of the forgotten small cookies (a dropped entry's cookie is also a
+ * live entry's, and compact() ran, so none of them is a kept entry's); the
+ * hash forgets by moving to a new generation, then re-learns the kept ones.
  */
-static void reset(struct iopf_response_batch *rb)
+static void forget_head(struct iopf_response_batch *rb, size_t done)
 {
-	for (size_t i = 0; i < rb->n; i++) {
+	size_t keep = rb->n - done;
+
+	for (size_t i = 0; i < done; i++) {
 		uint32_t cookie = rb->resp[i].cookie;
 
 		if (cookie < rb->seen_bits)
 			rb->seen[cookie / 64] &= ~(UINT64_C(1) << (cookie % 64));
 	}
-	rb->n = 0;
+	if (keep > 0 && done > 0) {
+		memmove(rb->resp, rb->resp + done, keep * sizeof(*rb->resp));
+		memmove(rb->ctr, rb->ctr + done, keep * sizeof(*rb->ctr));
+		memmove(rb->hist, rb->hist + done, keep * sizeof(*rb->hist));
+		memmove(rb->t_read, rb->t_read + done, keep * sizeof(*rb->t_read));
+	}
+	rb->n = keep;
 	rb->n_dropped = 0;
 	if (++rb->gen == 0) {
 		/* wrapped after 2^32 batches: old stamps could look current again */
 		memset(rb->index, 0, (rb->index_mask + 1) * sizeof(*rb->index));
 		rb->gen = 1;
 	}
+	for (size_t i = 0; i < keep; i++)
+		if (rb->resp[i].cookie >= rb->seen_bits)
+			(void)big_put(rb, rb->resp[i].cookie, i);
+}
+
+size_t iopf_response_discard(struct iopf_response_batch *rb)
+{
+	size_t n;
+
+	compact(rb);
+	n = rb->n;
+	forget_head(rb, n);
+	return n;
+}
+
+void iopf_response_rehome(struct iopf_response_batch *rb, const struct iopf_counters *from,
+			  struct iopf_counters *to)
+{
+	for (size_t i = 0; i < rb->n; i++)
+		if (rb->ctr[i] == from) {
+			rb->ctr[i] = to;
+			rb->hist[i] = NULL;
+		}
 }
 
 int iopf_response_flush(struct iopf_response_batch *rb, struct iopf_backend *b)
@@ -269,18 +302,33 @@ int iopf_response_flush(struct iopf_response_batch *rb, struct iopf_backend *b)
 			i++;
 			continue;
 		}
-		if (w == -EINVAL) {
-			/* The first entry was refused: count it and go on with the rest. */
+		if (w == -EINVAL || w == -ENOENT) {
+			/*
+			 * The first entry was refused (EINVAL; ENOENT tolerated too): count
+			 * it and go on with the rest.
+			 */
 			ctr_add(&rb->ctr[i]->stale, 1);
 			i++;
 			continue;
 		}
 		if ((w == -EINTR || w == -EAGAIN) && retries++ < WRITE_RETRIES)
 			continue;
-		/* ESPIPE/EFAULT are our bugs; a zero or torn count is not kernel behaviour. */
+		if (w > 0) {
+			/*
+			 * A torn or oversized count (not kernel behaviour): what it may
+			 * have covered is never written again; the rest waits.
+			 */
+			size_t k = (size_t)w >= left * sz ? left : ((size_t)w + sz - 1) / sz;
+
+			i += k;
+		}
+		/*
+		 * ESPIPE/EFAULT are our bugs; a zero or torn count is not kernel
+		 * behaviour. Entries from i on stay queued for a later flush.
+		 */
 		r = w < 0 ? (int)w : -EIO;
 		break;
 	}
-	reset(rb);
+	forget_head(rb, r < 0 ? i : rb->n);
 	return r < 0 ? r : (int)accepted;
 }

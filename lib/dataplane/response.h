@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
- * Page responses of one source, batched over a worker turn and written with
- * one write(2), with the kernel's "stop at the first bad entry" rule handled.
+ * Page responses of one source, batched over one read and written with one
+ * write(2), with the kernel's "stop at the first bad entry" rule handled.
  */
 #ifndef IOPF_RESPONSE_H
 #define IOPF_RESPONSE_H
@@ -73,18 +73,31 @@ void iopf_response_add_timed(struct iopf_response_batch *rb, uint32_t cookie, ui
  * The kernel processes entries in order and stops at the first one it refuses
  * (cookie no longer outstanding: the group was auto-answered on detach),
  * returning the bytes consumed, or -EINVAL when it refused the very first. That
- * entry is counted 'stale' on its counters and skipped; the rest is resubmitted.
- * Any other error (ESPIPE/EFAULT: our bug; a torn count) drops what is left of
- * the batch, after retrying EINTR/EAGAIN a few times at once. Keeping it for a
- * later turn would be worse than dropping it: once a later read has run, a
- * cookie the kernel auto-answered meanwhile may have been re-issued to a new
- * group, and our stale response would answer that group instead. A dropped
- * group stalls its device until the hwpt is detached or the source removed
- * (the kernel then answers it INVALID); the caller counts the error.
- * The batch is empty afterwards.
+ * entry is counted 'stale' on its counters, skipped and never retried; the
+ * rest is resubmitted. Any other error (ESPIPE/EFAULT: our bug; a torn count;
+ * EINTR/EAGAIN once retried a few times at once) stops the flush: the entries
+ * not written yet stay queued, in order, for a later flush. That is safe only
+ * because the caller reads nothing from the fd until they are written: only a
+ * read re-issues a cookie, so a cookie the kernel auto-answered meanwhile is
+ * refused (stale) on the retry instead of answering a new group.
  *
- * Return: entries the kernel accepted, or -errno of a hard error (batch dropped).
+ * Return: entries the kernel accepted (the batch is empty), or -errno of a
+ * hard error (the unwritten entries are still queued).
  */
 int iopf_response_flush(struct iopf_response_batch *rb, struct iopf_backend *b);
+
+/*
+ * iopf_response_discard() - forget every queued entry without writing it (a
+ * write that keeps failing at teardown). Return: how many were queued.
+ */
+size_t iopf_response_discard(struct iopf_response_batch *rb);
+
+/*
+ * iopf_response_rehome() - entries counted on @from (a domain going away while
+ * they wait for a retried write) count their stale refusals on @to from now on,
+ * and record no latency.
+ */
+void iopf_response_rehome(struct iopf_response_batch *rb, const struct iopf_counters *from,
+			  struct iopf_counters *to);
 
 #endif /* IOPF_RESPONSE_H */

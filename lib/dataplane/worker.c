@@ -25,10 +25,13 @@
 
 /*
  * user_data: a source's poll carries the source's (8-byte aligned) address,
- * the cancel of that poll the address | 1, the command eventfd's poll TAG_CMD.
+ * its backoff timer the address | TAG_TIMER, the cancel of either that value
+ * | TAG_CANCEL; the command eventfd's poll TAG_CMD (no source lives at 0).
  */
 #define TAG_CMD UINT64_C(2)
-#define TAG_CANCEL_BIT UINT64_C(1)
+#define TAG_CANCEL UINT64_C(1)
+#define TAG_TIMER  UINT64_C(2)
+#define TAG_KINDS  UINT64_C(7)
 
 #define RING_ENTRIES 64
 /* Reads of the last drain of a removed source: a device may fault forever. */
@@ -45,6 +48,9 @@
 #define PREFETCH_CHUNK 16
 /* Reads of one source per turn before the worker looks at its other sources. */
 #define TURN_READS 4
+/* Retries of a failed response write (or read): 10 ms, doubling, at most 10 s apart. */
+#define BACKOFF_MIN_NS (UINT64_C(10) * 1000 * 1000)
+#define BACKOFF_MAX_NS (UINT64_C(10) * 1000 * 1000 * 1000)
 
 struct iopf_worker {
 	struct iopf_engine *e;
@@ -98,32 +104,67 @@ static uint64_t source_tag(struct iopf_source *s)
 	return (uint64_t)(uintptr_t)s;
 }
 
+static void arm_timer(struct iopf_worker *w, struct iopf_source *s)
+{
+	struct io_uring_sqe *sqe;
+
+	if (s->timer_armed)
+		return;
+	sqe = get_sqe(w);
+	s->backoff_ts = (struct __kernel_timespec){
+		.tv_sec = (long long)(s->backoff_ns / 1000000000),
+		.tv_nsec = (long long)(s->backoff_ns % 1000000000),
+	};
+	io_uring_prep_timeout(sqe, &s->backoff_ts, 0, 0);
+	io_uring_sqe_set_data64(sqe, source_tag(s) | TAG_TIMER);
+	s->timer_armed = true;
+}
+
 /*
- * Poll a live source again, after each turn (and once when it arrives): no
- * walk over every source per loop. Level semantics: a one-shot poll on a
- * still-readable fd fires at once, so nothing that came in meanwhile is missed.
+ * Wait for the source again, after each turn (and once when it arrives): no
+ * walk over every source per loop. Normally its poll. Level semantics: a
+ * one-shot poll on a still-readable fd fires at once, so nothing that came in
+ * meanwhile is missed. In backoff the timer instead: a poll would not fire for
+ * responses that wait for a write, and would spin on a read that fails.
  */
 static void arm_source(struct iopf_worker *w, struct iopf_source *s)
 {
-	if (s->poll_armed || s->broken || s->retiring)
+	if (s->retiring)
+		return;
+	if (s->backoff_ns) {
+		arm_timer(w, s);
+		return;
+	}
+	if (s->poll_armed || s->broken)
 		return;
 	arm_poll(w, s->backend->poll_fd, source_tag(s));
 	s->poll_armed = true;
 }
 
+/* The next, longer wait of a source whose write (or read) failed. */
+static void back_off(struct iopf_source *s)
+{
+	if (!s->backoff_ns)
+		s->backoff_ns = BACKOFF_MIN_NS;
+	else
+		s->backoff_ns =
+			s->backoff_ns >= BACKOFF_MAX_NS / 2 ? BACKOFF_MAX_NS : 2 * s->backoff_ns;
+}
+
 /*
- * Cancel a source's pending poll. ASYNC_CANCEL, not POLL_REMOVE: a poll whose
- * wakeup is being processed makes POLL_REMOVE fail with EALREADY and do
- * nothing, and if the fd is no longer readable by then the poll silently
- * re-arms and never completes. ASYNC_CANCEL marks it cancelled either way.
+ * Cancel a source's pending poll (@kind 0) or timer (TAG_TIMER). ASYNC_CANCEL,
+ * not POLL_REMOVE: a poll whose wakeup is being processed makes POLL_REMOVE
+ * fail with EALREADY and do nothing, and if the fd is no longer readable by
+ * then the poll silently re-arms and never completes. ASYNC_CANCEL marks it
+ * cancelled either way.
  */
-static void cancel_poll(struct iopf_worker *w, struct iopf_source *s)
+static void cancel_wait(struct iopf_worker *w, struct iopf_source *s, uint64_t kind)
 {
 	struct io_uring_sqe *sqe = get_sqe(w);
 
-	io_uring_prep_cancel64(sqe, source_tag(s), 0);
-	io_uring_sqe_set_data64(sqe, source_tag(s) | TAG_CANCEL_BIT);
-	s->cancel_pending = true;
+	io_uring_prep_cancel64(sqe, source_tag(s) | kind, 0);
+	io_uring_sqe_set_data64(sqe, source_tag(s) | kind | TAG_CANCEL);
+	s->cancels_pending++;
 }
 
 /* Grow the read buffer (and the response room it implies). Rare; may allocate. */
@@ -158,10 +199,23 @@ static void answer(struct iopf_source *s, uint32_t cookie, enum iopf_reason why,
 	ctr_answer(c, why);
 }
 
-static void flush(struct iopf_source *s)
+/*
+ * Write the queued responses. Return: 0, or -errno with the unwritten ones
+ * still queued: then nothing may be read from the source until they are
+ * written (see iopf_response_flush()).
+ */
+static int flush(struct iopf_source *s)
 {
-	if (s->rb.n > 0 && iopf_response_flush(&s->rb, s->backend) < 0)
-		ctr_add(&s->io_errors, 1);
+	int r;
+
+	if (s->rb.n == 0)
+		return 0;
+	r = iopf_response_flush(&s->rb, s->backend);
+	if (r >= 0)
+		return 0;
+	ctr_add(&s->io_errors, 1);
+	ctr_add(&s->write_errors, 1);
+	return r;
 }
 
 /* Caller holds the RCU read lock. */
@@ -334,6 +388,13 @@ static void service_source(struct iopf_worker *w, struct iopf_source *s)
 	bool failed = false;
 	size_t n, lookups;
 
+	/* Responses of an earlier read wait for a write: no read before they are written. */
+	if (flush(s) < 0) {
+		back_off(s);
+		return;
+	}
+	s->backoff_ns = 0;
+
 	rcu_read_lock();
 	for (unsigned reads = 0; reads < TURN_READS;) {
 		ssize_t r = s->backend->ops->fault_read(s->backend, s->buf, s->buf_cap * rec);
@@ -371,7 +432,10 @@ static void service_source(struct iopf_worker *w, struct iopf_source *s)
 		handle_records(w, s, &rs, &memo, n, mono_ns());
 		/* a route lookup for more than one record in four: prefetch for the next read */
 		s->scattered = (memo.lookups - lookups) * 4 > n;
-		flush(s);
+		if (flush(s) < 0) {
+			back_off(s);
+			break;
+		}
 	}
 	rcu_read_unlock();
 
@@ -387,7 +451,7 @@ static void service_source(struct iopf_worker *w, struct iopf_source *s)
 }
 
 /* Answer INVALID RETIRED every held group of @d (NULL: all of them). */
-static void retire_held(struct iopf_source *s, struct iopf_domain *d)
+static void retire_held(struct iopf_worker *w, struct iopf_source *s, struct iopf_domain *d)
 {
 	size_t j = 0;
 
@@ -403,7 +467,11 @@ static void retire_held(struct iopf_source *s, struct iopf_domain *d)
 		ctr_sub(&s->n_held_pub, 1);
 	}
 	s->n_held = j;
-	flush(s);
+	if (flush(s) < 0) {
+		/* between turns: retried on the timer, like a turn's failed write */
+		back_off(s);
+		arm_timer(w, s);
+	}
 }
 
 /* Unmap what the daemon mapped for @d; the domain is unpublished and frozen. */
@@ -422,11 +490,19 @@ static int unmap_domain(struct iopf_source *s, struct iopf_domain *d)
 	return ret;
 }
 
-/* Read until empty (bounded), answering everything INVALID RETIRED. */
+/*
+ * Write what waits, then read until empty (bounded), answering everything
+ * INVALID RETIRED, one write per read. A write that fails now ends the drain:
+ * what it held is lost (counted), and nothing more is read.
+ */
 static void drain(struct iopf_source *s)
 {
 	const size_t rec = sizeof(struct iommu_hwpt_pgfault);
 
+	if (flush(s) < 0) {
+		(void)iopf_response_discard(&s->rb);
+		return;
+	}
 	for (unsigned reads = 0; reads < DRAIN_MAX_READS;) {
 		uint64_t t_read;
 		ssize_t r;
@@ -445,7 +521,10 @@ static void drain(struct iopf_source *s)
 			answer(s, g.cookie, IOPF_REASON_RETIRED, &s->unrouted, &s->unrouted_latency,
 			       t_read);
 		}
-		flush(s);
+		if (flush(s) < 0) {
+			(void)iopf_response_discard(&s->rb);
+			return;
+		}
 	}
 }
 
@@ -455,10 +534,10 @@ static void finish_source(struct iopf_worker *w, struct iopf_source *s)
 	iopf_engine_complete(w->e, &s->rm_cmd);
 }
 
-/* Both the poll's and the cancel's CQE name the source: free it after the last. */
+/* The poll's, the timer's and the cancels' CQEs name the source: free it after the last. */
 static void maybe_finish(struct iopf_worker *w, struct iopf_source *s)
 {
-	if (!s->retiring || s->poll_armed || s->cancel_pending)
+	if (!s->retiring || s->poll_armed || s->timer_armed || s->cancels_pending)
 		return;
 	s->retiring = false;
 	w->n_retiring--;
@@ -470,7 +549,7 @@ static void retire_source(struct iopf_worker *w, struct iopf_source *s)
 	struct iopf_domain *d;
 	int r;
 
-	retire_held(s, NULL);
+	retire_held(w, s, NULL);
 	cds_list_for_each_entry(d, &s->domains, snode) {
 		r = unmap_domain(s, d);
 		if (r < 0 && s->rm_cmd.error == 0)
@@ -479,9 +558,12 @@ static void retire_source(struct iopf_worker *w, struct iopf_source *s)
 	drain(s);
 	cds_list_del(&s->wnode);
 
-	if (s->poll_armed) {
-		/* The pending poll names this source: finish when its CQE is reaped. */
-		cancel_poll(w, s);
+	if (s->poll_armed || s->timer_armed) {
+		/* A pending poll or timer names this source: finish when its CQEs are reaped. */
+		if (s->poll_armed)
+			cancel_wait(w, s, 0);
+		if (s->timer_armed)
+			cancel_wait(w, s, TAG_TIMER);
 		s->retiring = true;
 		w->n_retiring++;
 		return;
@@ -493,7 +575,9 @@ static void retire_domain(struct iopf_worker *w, struct iopf_domain *d)
 {
 	struct iopf_source *s = d->source;
 
-	retire_held(s, d);
+	retire_held(w, s, d);
+	/* responses waiting for a write outlive the domain: count them on the source */
+	iopf_response_rehome(&s->rb, &d->counters, &s->unrouted);
 	d->rm_cmd.error = unmap_domain(s, d);
 	iopf_engine_complete(w->e, &d->rm_cmd);
 }
@@ -564,18 +648,31 @@ static void reap(struct iopf_worker *w, bool *ret_cmds)
 			*ret_cmds = true;
 			continue;
 		}
-		if (tag & TAG_CANCEL_BIT) {
-			s = (struct iopf_source *)(uintptr_t)(tag & ~TAG_CANCEL_BIT);
-			s->cancel_pending = false;
+		s = (struct iopf_source *)(uintptr_t)(tag & ~TAG_KINDS);
+		if (tag & TAG_CANCEL) {
+			uint64_t kind = tag & TAG_TIMER;
+
+			s->cancels_pending--;
 			/* Still armed after a failed cancel: ask again. */
-			if (res < 0 && res != -ENOENT && s->poll_armed)
-				cancel_poll(w, s);
+			if (res < 0 && res != -ENOENT && (kind ? s->timer_armed : s->poll_armed))
+				cancel_wait(w, s, kind);
 			else
 				maybe_finish(w, s);
 			continue;
 		}
+		if (tag & TAG_TIMER) {
+			s->timer_armed = false;
+			if (s->retiring)
+				maybe_finish(w, s);
+			else {
+				/* -ETIME: the backoff is over; retry what failed */
+				ctr_add(&s->retries, 1);
+				service_source(w, s);
+				arm_source(w, s);
+			}
+			continue;
+		}
 
-		s = (struct iopf_source *)(uintptr_t)tag;
 		s->poll_armed = false;
 		if (s->retiring)
 			maybe_finish(w, s);

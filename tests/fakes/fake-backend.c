@@ -36,7 +36,8 @@ struct fake {
 	uint8_t *answered; /* per serial: times answered; n_serials entries */
 	size_t n_serials;
 	uint64_t delivered, reads, writes, unmaps, bad_unmaps;
-	int fail_write;
+	uint64_t reads_unanswered;	  /* reads while a delivered group was unanswered */
+	int fail_write, fail_writes_left; /* left: -1 forever */
 	int fail_reads;
 
 	struct fake_answer *log;
@@ -109,6 +110,11 @@ static ssize_t fake_read(struct iopf_backend *b, void *buf, size_t len)
 		return -ESPIPE;
 	pthread_mutex_lock(&f->lock);
 	f->reads++;
+	for (uint32_t c = 1; c <= MAX_COOKIE; c++)
+		if (f->cookie_serial[c]) {
+			f->reads_unanswered++;
+			break;
+		}
 	if (f->fail_reads) {
 		r = -f->fail_reads;
 		pthread_mutex_unlock(&f->lock);
@@ -159,9 +165,10 @@ static ssize_t fake_write(struct iopf_backend *b, const void *buf, size_t len)
 		return -ESPIPE;
 	pthread_mutex_lock(&f->lock);
 	f->writes++;
-	if (f->fail_write) {
+	if (f->fail_writes_left != 0) {
 		r = -f->fail_write;
-		f->fail_write = 0;
+		if (f->fail_writes_left > 0)
+			f->fail_writes_left--;
 		pthread_mutex_unlock(&f->lock);
 		return r;
 	}
@@ -384,11 +391,17 @@ void fake_fail_reads(struct fake *f, int err)
 	pthread_mutex_unlock(&f->lock);
 }
 
-void fake_fail_next_write(struct fake *f, int err)
+void fake_fail_writes(struct fake *f, int err, int count)
 {
 	pthread_mutex_lock(&f->lock);
 	f->fail_write = err;
+	f->fail_writes_left = err ? count : 0;
 	pthread_mutex_unlock(&f->lock);
+}
+
+void fake_fail_next_write(struct fake *f, int err)
+{
+	fake_fail_writes(f, err, 1);
 }
 
 void fake_fail_map(struct fake *f, uint64_t iova, int err, int count)
@@ -424,6 +437,7 @@ GETTER(fake_reads, uint64_t, f->reads)
 GETTER(fake_writes, uint64_t, f->writes)
 GETTER(fake_bad_unmaps, uint64_t, f->bad_unmaps)
 GETTER(fake_unmaps, uint64_t, f->unmaps)
+GETTER(fake_reads_unanswered, uint64_t, f->reads_unanswered)
 
 size_t fake_outstanding(struct fake *f)
 {

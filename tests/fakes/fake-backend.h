@@ -62,6 +62,8 @@ bool fake_auto_answer(struct fake *f, uint32_t cookie);
 void fake_fail_reads(struct fake *f, int err);
 /* The next write fails with -err, consuming nothing. */
 void fake_fail_next_write(struct fake *f, int err);
+/* The next @count writes (-1: every one; err 0: none) fail with -err, consuming nothing. */
+void fake_fail_writes(struct fake *f, int err, int count);
 /* Map calls whose range holds @iova fail with -err (@count times; -1 forever). */
 void fake_fail_map(struct fake *f, uint64_t iova, int err, int count);
 /* Pretend the tenant mapped [iova, iova + length). */
@@ -72,6 +74,8 @@ size_t fake_outstanding(struct fake *f); /* delivered, not answered */
 uint64_t fake_delivered(struct fake *f); /* groups delivered so far */
 uint64_t fake_reads(struct fake *f);     /* fault_read calls */
 uint64_t fake_writes(struct fake *f);    /* fault_write calls */
+/* fault_read calls made while some delivered group was not answered yet */
+uint64_t fake_reads_unanswered(struct fake *f);
 /* Copy of the answer log (malloc'd); returns the count. */
 size_t fake_answers(struct fake *f, struct fake_answer **ret);
 size_t fake_map_calls(struct fake *f, struct fake_map_call **ret);

@@ -758,26 +758,106 @@ static void test_read_errors_break_source(void **state)
 	assert_true(fake_all_answered_once(x->f));
 }
 
-/* A hard write error drops that batch (counted), and the source keeps serving. */
-static void test_write_error_drops_batch(void **state)
+static struct iopf_source_info sinfo(struct fixture *x)
+{
+	struct iopf_source_info i;
+
+	assert_int_equal(iopf_engine_source_info(x->e, x->src, &i), 0);
+	return i;
+}
+
+/*
+ * A write that fails hard N times loses nothing: the responses wait and are
+ * retried on the backoff timer, nothing is read from the source meanwhile (a
+ * fault queued during the failures is delivered only after), each group is
+ * answered once.
+ */
+static void test_write_error_retried(void **state)
 {
 	struct fixture *x = *state;
+	struct fake_answer *ans;
 	struct iopf_source_info si;
+
+	add_region(x, x->dom, BASE, MiB, R);
+	fake_fail_writes(x->f, EIO, 3);
+	fake_fault(x->f, 3, IOPF_PASID_NONE, BASE, IOMMU_PGFAULT_PERM_READ);
+	WAIT_FOR(sinfo(x).write_errors >= 1);
+	fake_fault(x->f, 3, IOPF_PASID_NONE, BASE + MiB / 2, IOMMU_PGFAULT_PERM_READ);
+	WAIT_FOR(dgroups(x, x->dom) == 2);
+	settle(x->f);
+	si = sinfo(x);
+	assert_int_equal(si.write_errors, 3);
+	assert_int_equal(si.io_errors, 3);
+	assert_true(si.retries >= 3);
+	assert_false(si.broken);
+	assert_int_equal(fake_writes(x->f), 5); /* three failed, then one per read */
+	assert_int_equal(fake_reads_unanswered(x->f), 0);
+	assert_int_equal(fake_answers(x->f, &ans), 2);
+	assert_int_equal(ans[0].serial, 1);
+	assert_int_equal(ans[0].code, IOMMUFD_PAGE_RESP_SUCCESS);
+	assert_int_equal(ans[1].serial, 2);
+	free(ans);
+	assert_int_equal(dinfo(x, x->dom).counters.stale, 0);
+}
+
+/*
+ * While a response waits, the kernel answers its group itself (detach): the
+ * retry is refused, counted stale and never written again.
+ */
+static void test_write_retry_stale(void **state)
+{
+	struct fixture *x = *state;
 	struct fake_answer *ans;
 
 	add_region(x, x->dom, BASE, MiB, R);
-	fake_fail_next_write(x->f, EIO);
+	fake_fail_writes(x->f, EIO, -1);
 	fake_fault(x->f, 3, IOPF_PASID_NONE, BASE, IOMMU_PGFAULT_PERM_READ);
-	WAIT_FOR(iopf_engine_source_info(x->e, x->src, &si) == 0 && si.io_errors == 1);
-	assert_int_equal(fake_outstanding(x->f), 1); /* never resubmitted on a later turn */
+	WAIT_FOR(sinfo(x).write_errors >= 1);
+	assert_true(fake_auto_answer(x->f, 1));
+	fake_fail_writes(x->f, 0, 0);
+	WAIT_FOR(dinfo(x, x->dom).counters.stale == 1);
+	assert_int_equal(fake_answers(x->f, &ans), 0);
+	free(ans);
+	/* the source serves again: cookie 1 is re-issued to the next group */
 	fake_fault(x->f, 3, IOPF_PASID_NONE, BASE, IOMMU_PGFAULT_PERM_READ);
 	WAIT_FOR(dgroups(x, x->dom) == 2);
-	WAIT_FOR(fake_outstanding(x->f) == 1);
+	settle(x->f);
 	assert_int_equal(fake_answers(x->f, &ans), 1);
+	assert_int_equal(ans[0].serial, 2);
 	free(ans);
-	/* what the kernel does on detach; lets teardown check the rest */
-	for (uint32_t c = 1; c < 4; c++)
-		(void)fake_auto_answer(x->f, c);
+	assert_int_equal(dinfo(x, x->dom).counters.stale, 1);
+}
+
+/*
+ * Responses still waiting when their domain, then their source, is removed:
+ * the domain goes (its waiting responses count on the source from then on),
+ * and the source's removal writes them before its drain reads anything.
+ */
+static void test_write_pending_at_removal(void **state)
+{
+	struct fixture *x = *state;
+	struct fake_answer *ans;
+
+	add_region(x, x->dom, BASE, MiB, R);
+	fake_fail_writes(x->f, EIO, -1);
+	fake_fault(x->f, 3, IOPF_PASID_NONE, BASE, IOMMU_PGFAULT_PERM_READ);
+	WAIT_FOR(sinfo(x).write_errors >= 1);
+	fake_fault(x->f, 3, IOPF_PASID_NONE, BASE, IOMMU_PGFAULT_PERM_READ); /* stays queued */
+	assert_int_equal(iopf_engine_remove_domain(x->e, x->dom, on_done, x), 0);
+	wait_done(x, 1);
+	assert_int_equal(fake_pending(x->f), 1);
+	fake_fail_writes(x->f, 0, 0);
+	assert_int_equal(iopf_engine_remove_source(x->e, x->src, on_done, x), 0);
+	wait_done(x, 2);
+	assert_int_equal(fake_pending(x->f), 0);
+	assert_int_equal(fake_outstanding(x->f), 0);
+	assert_int_equal(fake_reads_unanswered(x->f), 0);
+	assert_int_equal(fake_answers(x->f, &ans), 2);
+	assert_int_equal(ans[0].serial, 1);
+	assert_int_equal(ans[0].code, IOMMUFD_PAGE_RESP_SUCCESS);
+	assert_int_equal(ans[1].serial, 2);
+	assert_int_equal(ans[1].code, IOMMUFD_PAGE_RESP_INVALID); /* drained: retired */
+	free(ans);
 }
 
 /*
@@ -1166,7 +1246,8 @@ TEST_MAIN(TEST(test_resolve_one), TEST_WITH(test_uptr_backend, setup_uptr),
 	  TEST(test_many_faults_two_sources), TEST(test_remove_domain_with_held),
 	  TEST(test_remove_source_with_held), TEST(test_remove_region), TEST(test_free_with_state),
 	  TEST(test_objects), TEST(test_many_objects), TEST(test_churn),
-	  TEST(test_read_errors_break_source), TEST(test_write_error_drops_batch),
+	  TEST(test_read_errors_break_source), TEST(test_write_error_retried),
+	  TEST(test_write_retry_stale), TEST(test_write_pending_at_removal),
 	  TEST(test_held_cookie_reissued), cmocka_unit_test(test_bad_config),
 	  TEST(test_add_source_fd_kinds), TEST_WITH(test_latency_recorded, setup_ops),
 	  TEST_WITH(test_retiring_then_retired, setup_ops),

@@ -132,23 +132,72 @@ static void test_refused_entries(void **state)
 	}
 }
 
-static void test_hard_error_drops(void **state)
+/*
+ * A hard error keeps what was not written, for a later flush; an entry
+ * auto-answered meanwhile is refused then (stale), never retried again.
+ */
+static void test_hard_error_keeps(void **state)
+{
+	struct fx *x = *state;
+	/* cookies are reused: the second round's are the first round's numbers */
+	const unsigned want[] = { 0, 2 }, more[] = { 0, 2, 0, 2, 4, 5 };
+
+	deliver(x, 3);
+	queue_all(x, 3);
+	fake_fail_next_write(x->f, EIO);
+	assert_int_equal(iopf_response_flush(&x->rb, x->b), -EIO);
+	assert_int_equal(x->rb.n, 3);
+	expect_answers(x, NULL, 0);
+	assert_int_equal(x->c[0].stale + x->c[1].stale, 0);
+	/* the kernel answers one itself (detach); the retry skips it as stale */
+	assert_true(fake_auto_answer(x->f, x->cookies[1]));
+	fake_fail_writes(x->f, EIO, 2);
+	assert_int_equal(iopf_response_flush(&x->rb, x->b), -EIO);
+	assert_int_equal(iopf_response_flush(&x->rb, x->b), -EIO);
+	assert_int_equal(x->rb.n, 3);
+	assert_int_equal(iopf_response_flush(&x->rb, x->b), 2);
+	assert_int_equal(x->rb.n, 0);
+	assert_int_equal(x->c[1].stale, 1);
+	expect_answers(x, want, 2);
+	assert_int_equal(fake_outstanding(x->f), 0);
+
+	/* kept entries stay indexed: a duplicate queued after the failure still drops */
+	deliver(x, 6);
+	queue_all(x, 6);
+	assert_true(fake_auto_answer(x->f, x->cookies[3]));
+	assert_true(fake_auto_answer(x->f, x->cookies[1]));
+	fake_fail_writes(x->f, EIO, 1);
+	assert_int_equal(iopf_response_flush(&x->rb, x->b), -EIO);
+	assert_int_equal(x->rb.n, 6);
+	iopf_response_add(&x->rb, x->cookies[5], 1, &x->c[1]); /* the old entry drops */
+	assert_int_equal(x->c[1].stale, 2);
+	/* 0 taken, 1 refused, 2 taken, 3 refused, 4 and the new 5 taken */
+	assert_int_equal(iopf_response_flush(&x->rb, x->b), 4);
+	assert_int_equal(x->c[1].stale, 4);
+	expect_answers(x, more, 6);
+	assert_int_equal(fake_outstanding(x->f), 0);
+}
+
+/* EINTR is retried at once, with nothing read in between; discard forgets everything. */
+static void test_eintr_and_discard(void **state)
 {
 	struct fx *x = *state;
 	const unsigned want[] = { 0, 1, 2 };
 
 	deliver(x, 3);
 	queue_all(x, 3);
-	fake_fail_next_write(x->f, EIO);
-	assert_int_equal(iopf_response_flush(&x->rb, x->b), -EIO);
-	assert_int_equal(x->rb.n, 0);
-	expect_answers(x, NULL, 0);
-	assert_int_equal(x->c[0].stale + x->c[1].stale, 0);
-	/* EINTR is retried at once, with nothing read in between */
-	queue_all(x, 3);
 	fake_fail_next_write(x->f, EINTR);
 	assert_int_equal(iopf_response_flush(&x->rb, x->b), 3);
 	expect_answers(x, want, 3);
+
+	deliver(x, 2);
+	queue_all(x, 2);
+	assert_int_equal(iopf_response_discard(&x->rb), 2);
+	assert_int_equal(x->rb.n, 0);
+	/* the index forgot them: the same cookies queue again without a stale count */
+	queue_all(x, 2);
+	assert_int_equal(x->c[0].stale + x->c[1].stale, 0);
+	assert_int_equal(iopf_response_flush(&x->rb, x->b), 2);
 }
 
 static void test_reserve_keeps_entries(void **state)
@@ -298,8 +347,9 @@ static void test_dedupe_model(void **state)
 					assert_int_equal(x->rb.resp[i].cookie, last_of[k++]);
 			assert_int_equal(k, live);
 		}
-		fake_fail_next_write(x->f, EIO); /* drop the batch: nothing is outstanding */
+		fake_fail_next_write(x->f, EIO); /* nothing is outstanding: discard the batch */
 		assert_int_equal(iopf_response_flush(&x->rb, x->b), -EIO);
+		assert_int_equal(iopf_response_discard(&x->rb), live);
 	}
 }
 
@@ -338,7 +388,8 @@ static void test_latency_per_read(void **state)
 	assert_true(h[0].sum_ns >= (now - t_a) + (now - t_b));
 }
 
-TEST_MAIN(TEST(test_one_write), cmocka_unit_test(test_refused_entries), TEST(test_hard_error_drops),
+TEST_MAIN(TEST(test_one_write), cmocka_unit_test(test_refused_entries), TEST(test_hard_error_keeps),
+	  TEST(test_eintr_and_discard),
 	  TEST(test_reserve_keeps_entries), TEST(test_reissued_cookie_in_batch),
 	  TEST(test_reserve_reindexes), TEST(test_reissued_big_cookie), TEST(test_dedupe_model),
 	  TEST(test_latency_per_read));

@@ -112,7 +112,9 @@ struct iopf_source_info {
 	unsigned worker;
 	const char *backend;     /* "kernel", "sim" */
 	struct iopf_counters unrouted; /* groups with no domain */
-	uint64_t io_errors;      /* fault-fd reads/writes that failed hard (a batch was dropped) */
+	uint64_t io_errors;      /* fault-fd reads/writes that failed hard, torn reads */
+	uint64_t write_errors;   /* of those, response writes: their responses wait for a retry */
+	uint64_t retries;        /* turns run after a backoff (a failed write or read) */
 	bool broken;             /* reads kept failing: no longer polled; only removal helps */
 };
 struct iopf_domain_info {
