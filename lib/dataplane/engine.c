@@ -14,6 +14,7 @@
  *     workers' hash lookups may still be walking through its route node.
  */
 #include <pthread.h>
+#include <sched.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
@@ -227,8 +228,12 @@ static int check_config(const struct iopf_engine_config *in, struct iopf_engine_
 	if (c.read_batch > IOPF_READ_MAX_RECORDS)
 		return -EINVAL;
 	if (c.n_workers == 0) {
-		long n = sysconf(_SC_NPROCESSORS_ONLN);
+		/* the CPUs this process may run on (taskset, CPUAffinity=), not all online ones */
+		cpu_set_t set;
+		int n = sched_getaffinity(0, sizeof(set), &set) == 0 ? CPU_COUNT(&set) : 0;
 
+		if (n <= 0)
+			n = (int)sysconf(_SC_NPROCESSORS_ONLN);
 		c.n_workers = n > 0 ? (unsigned)(n < MAX_WORKERS ? n : MAX_WORKERS) : 1;
 	}
 	if (c.n_workers > MAX_WORKERS)

@@ -30,7 +30,7 @@ typedef int (*iopf_backend_open_fn)(int fault_fd, int iommufd, uint32_t ioas_id,
 				    struct iopf_backend **ret);
 
 struct iopf_engine_config {
-	unsigned n_workers;     /* 0: one per online CPU */
+	unsigned n_workers;     /* 0: one per CPU the process may run on (its affinity) */
 	uint64_t fault_around;  /* window bytes: power of two >= IOPF_PAGE_SIZE; default 64 KiB */
 	unsigned read_batch;    /* records per fault-fd read; default 256 */
 	iopf_backend_open_fn sim_open; /* accept simulator fault sources with it; NULL: refuse */
