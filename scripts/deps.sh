@@ -5,6 +5,7 @@ set -euo pipefail
 
 want=(meson ninja-build pkg-config gcc libc6-dev scdoc
       liburing-dev liburcu-dev libsystemd-dev libinih-dev libcmocka-dev zlib1g-dev
+      libsmartcols-dev libjson-c-dev
       dbus systemd)
 if [ "${1:-build}" = test ]; then
 	# the real-kernel suite: kernel source (6.12; 7.2 is fetched by tests/kernel/fetch-source.sh),

@@ -10,6 +10,8 @@
 #define IOPF_WIRE_H
 
 #include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "iopf/iopf.h"
@@ -84,6 +86,33 @@ static inline int iopf_error_from_name(const char *name)
 		if (strcmp(iopf_error_map[i].name, name) == 0)
 			return iopf_error_map[i].error;
 	return 0;
+}
+
+/*
+ * The D-Bus address of the unix socket at @path: "unix:path=" and the path, every
+ * byte but [-0-9A-Za-z_/.*] %-escaped as the D-Bus specification's addresses ask.
+ * Return: a malloc'ed string, or NULL when out of memory.
+ */
+static inline char *iopf_wire_path_address(const char *path)
+{
+	static const char prefix[] = "unix:path=";
+	size_t len = strlen(path);
+	char *a = malloc(sizeof(prefix) + 3 * len), *p;
+
+	if (!a)
+		return NULL;
+	p = a + sprintf(a, "%s", prefix);
+	for (; *path; path++) {
+		unsigned char ch = (unsigned char)*path;
+
+		if ((ch >= '0' && ch <= '9') || (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
+		    strchr("-_/.*", ch))
+			*p++ = (char)ch;
+		else
+			p += sprintf(p, "%%%02x", ch);
+	}
+	*p = '\0';
+	return a;
 }
 
 #endif /* IOPF_WIRE_H */
