@@ -128,11 +128,11 @@ struct snapshot {
 	char version[32];
 	uint32_t workers;
 	struct row daemon;
-	bool have_daemon; /* needs uid 0 */
+	bool have_daemon;	       /* needs uid 0 */
 	struct row *tenants, *domains; /* tenants by id */
 	size_t n_tenants, n_domains;
 	bool have_tenants; /* needs uid 0 */
-	unsigned denied; /* calls refused with AccessDenied */
+	unsigned denied;   /* calls refused with AccessDenied */
 };
 
 static void snapshot_done(struct snapshot *s)
@@ -248,7 +248,7 @@ static int get_property(struct daemon_link *d, const char *name, char type, void
 {
 	_cleanup_(sd_bus_message_unrefp) sd_bus_message *m = NULL, *reply = NULL;
 	sd_bus_error error = SD_BUS_ERROR_NULL;
-	const char sig[2] = { type, '\0' };
+	const char sig[2] = {type, '\0'};
 	const char *str;
 	int r;
 
