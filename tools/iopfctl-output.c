@@ -490,13 +490,15 @@ int listing_show(struct ctx *x, const struct listing *l, struct json_object *fra
 	struct row row = {};
 	int r;
 
-	r = ctl_call(x, NULL, x->all && l->method_all ? l->method_all : l->method, &reply, NULL);
-	if (r < 0)
-		return r;
-	row.v = calloc(l->n_columns, sizeof(*row.v));
-	if (!row.v)
-		return -ENOMEM;
 	r = output_begin(x, l, &o);
+	if (r < 0 || o.n_shown == 0) { /* -o named none of its columns: leave it out */
+		output_done(&o);
+		return r;
+	}
+	r = ctl_call(x, NULL, x->all && l->method_all ? l->method_all : l->method, &reply, NULL);
+	row.v = r >= 0 ? calloc(l->n_columns, sizeof(*row.v)) : NULL;
+	if (r >= 0 && !row.v)
+		r = -ENOMEM;
 	if (r >= 0) {
 		r = read_rows(x, l, reply, &o, &row);
 		if (r < 0)
@@ -504,7 +506,8 @@ int listing_show(struct ctx *x, const struct listing *l, struct json_object *fra
 	}
 	if (r >= 0)
 		r = output_end(x, &o, frame);
-	row_clear(l, &row);
+	if (row.v)
+		row_clear(l, &row);
 	free(row.v);
 	output_done(&o);
 	return r;
