@@ -25,8 +25,9 @@ struct iopf_client;
 
 /*
  * iopf_client_connect() - connect to iopfd.
- * @address: a D-Bus address ("unix:path=/run/iopfd/control"), "system" for the
- *           system bus, or NULL for $IOPFD_ADDRESS, else IOPF_DEFAULT_ADDRESS.
+ * @address: a D-Bus address ("unix:path=/run/iopfd/control"), the path of the
+ *           socket ("/run/iopfd/control": anything without a ':'), "system"
+ *           for the system bus, or NULL for $IOPFD_ADDRESS, else IOPF_DEFAULT_ADDRESS.
  * Return: 0, or -errno (-ECONNREFUSED, -ENOENT when the daemon is not there).
  */
 int iopf_client_connect(const char *address, struct iopf_client **ret);
@@ -152,6 +153,30 @@ uint64_t iopf_client_latency_quantile_ns(const struct iopf_client_latency *l, do
  */
 int iopf_client_tenant_counter(struct iopf_client *c, const char *name, uint64_t *ret);
 int iopf_client_tenant_latency(struct iopf_client *c, struct iopf_client_latency **ret);
+
+/*
+ * What iopfd says about itself: properties anyone may read. The struct may grow
+ * like the list structs above: call it through the macro, which passes the
+ * size the caller was compiled with; free() the result (one block).
+ */
+struct iopf_client_daemon_info {
+	const char *version;	       /* iopfd's version; valid as long as the struct */
+	uint32_t workers;	       /* fault worker threads */
+	uint64_t start_realtime_usec;  /* when it started serving (CLOCK_REALTIME); 0: not told */
+	uint64_t start_monotonic_usec; /* the same on CLOCK_MONOTONIC: uptime is now minus this */
+};
+
+/* Return: 0, -EINVAL (@size smaller than the first version of the struct), -errno. */
+int iopf_client_daemon_info_sized(struct iopf_client *c, size_t size,
+				  struct iopf_client_daemon_info **ret);
+#define iopf_client_daemon_info(c, ret) iopf_client_daemon_info_sized((c), sizeof(**(ret)), (ret))
+
+/*
+ * A numeric setting of the running configuration, by its property name:
+ * "FaultAround", "ReadBatch", "MaxSources", "MaxPinnedBytes", ... (org.iopfd(5)).
+ * Return: 0, -ENOENT (no such numeric property), -errno.
+ */
+int iopf_client_setting(struct iopf_client *c, const char *name, uint64_t *ret);
 
 #ifdef __cplusplus
 }

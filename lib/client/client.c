@@ -27,6 +27,7 @@ struct iopf_client {
 
 _public_ int iopf_client_connect(const char *address, struct iopf_client **ret)
 {
+	_cleanup_free_ char *path_address = NULL;
 	struct iopf_client *c;
 	int r;
 
@@ -36,6 +37,14 @@ _public_ int iopf_client_connect(const char *address, struct iopf_client **ret)
 		address = getenv(IOPF_ADDRESS_ENV);
 	if (!address || !*address)
 		address = IOPF_DEFAULT_ADDRESS;
+
+	/* a D-Bus address has a transport ("unix:"); without one it is a socket path */
+	if (strcmp(address, "system") != 0 && !strchr(address, ':')) {
+		path_address = iopf_wire_path_address(address);
+		if (!path_address)
+			return -ENOMEM;
+		address = path_address;
+	}
 
 	c = calloc(1, sizeof(*c));
 	if (!c)
@@ -618,4 +627,100 @@ _public_ int iopf_client_tenant_latency(struct iopf_client *c, struct iopf_clien
 	if (r >= 0)
 		r = read_latency(reply, ret);
 	return r < 0 ? r : 0;
+}
+
+/* Call org.freedesktop.DBus.Properties @method on the manager. */
+static int properties_call(struct iopf_client *c, const char *method, sd_bus_message **ret,
+			   const char *name)
+{
+	sd_bus_error error = SD_BUS_ERROR_NULL;
+	int r;
+
+	if (!c)
+		return -EINVAL;
+	r = name ? sd_bus_call_method(c->bus, c->destination, IOPF_DBUS_PATH,
+				      "org.freedesktop.DBus.Properties", method, &error, ret, "ss",
+				      IOPF_DBUS_INTERFACE, name)
+		 : sd_bus_call_method(c->bus, c->destination, IOPF_DBUS_PATH,
+				      "org.freedesktop.DBus.Properties", method, &error, ret, "s",
+				      IOPF_DBUS_INTERFACE);
+	if (r < 0)
+		return call_failed(c, &error, r);
+	sd_bus_error_free(&c->error);
+	return 0;
+}
+
+/* The size of the struct as LIBIOPF_CLIENT_0 has it. */
+#define DAEMON_INFO_SIZE_0 (offsetof(struct iopf_client_daemon_info, start_monotonic_usec) + 8)
+
+_public_ int iopf_client_daemon_info_sized(struct iopf_client *c, size_t size,
+					   struct iopf_client_daemon_info **ret)
+{
+	_cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
+	struct iopf_client_daemon_info x = {};
+	const char *name, *version = "";
+	char *out, *str;
+	int r;
+
+	if (!ret || size < DAEMON_INFO_SIZE_0)
+		return -EINVAL;
+	r = properties_call(c, "GetAll", &reply, NULL);
+	if (r < 0)
+		return r;
+	r = sd_bus_message_enter_container(reply, 'a', "{sv}");
+	while (r >= 0 && (r = sd_bus_message_enter_container(reply, 'e', "sv")) > 0) {
+		r = sd_bus_message_read(reply, "s", &name);
+		if (r < 0)
+			return r;
+		if (strcmp(name, "Version") == 0)
+			r = sd_bus_message_read(reply, "v", "s", &version);
+		else if (strcmp(name, "Workers") == 0)
+			r = sd_bus_message_read(reply, "v", "u", &x.workers);
+		else if (strcmp(name, "StartTimestamp") == 0)
+			r = sd_bus_message_read(reply, "v", "t", &x.start_realtime_usec);
+		else if (strcmp(name, "StartTimestampMonotonic") == 0)
+			r = sd_bus_message_read(reply, "v", "t", &x.start_monotonic_usec);
+		else
+			r = sd_bus_message_skip(reply, "v");
+		if (r >= 0)
+			r = sd_bus_message_exit_container(reply);
+	}
+	if (r < 0)
+		return r;
+	out = pack(&x, 1, sizeof(x), size, strlen(version) + 1, &str);
+	if (!out)
+		return -ENOMEM;
+	((struct iopf_client_daemon_info *)out)->version = strcpy(str, version);
+	*ret = (struct iopf_client_daemon_info *)out;
+	return 0;
+}
+
+_public_ int iopf_client_setting(struct iopf_client *c, const char *name, uint64_t *ret)
+{
+	_cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
+	const char *contents;
+	uint32_t u;
+	char type;
+	int r;
+
+	if (!name || !ret)
+		return -EINVAL;
+	r = properties_call(c, "Get", &reply, name);
+	if (r == -EBADR || r == -ENXIO)
+		return -ENOENT; /* UnknownProperty */
+	if (r < 0)
+		return r;
+	r = sd_bus_message_peek_type(reply, &type, &contents);
+	if (r < 0)
+		return r;
+	if (strcmp(contents, "t") == 0)
+		return sd_bus_message_read(reply, "v", "t", ret) < 0 ? -EPROTO : 0;
+	if (strcmp(contents, "u") == 0) {
+		r = sd_bus_message_read(reply, "v", "u", &u);
+		if (r < 0)
+			return r;
+		*ret = u;
+		return 0;
+	}
+	return -ENOENT; /* not a number */
 }
