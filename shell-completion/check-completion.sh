@@ -41,7 +41,12 @@ for o in $(grep -oE -- '--[a-z][a-z-]*' <<<"$help" | sort -u); do
 	has "$o" "$o"
 	has "$o" stats "${o:0:4}"
 done
-expect "system unix:path=/run/iopfd/control" --address ""
-expect "stats" --address system stat
+expect "system unix:path=/run/iopfd/control /run/iopfd/control" --address ""
+expect "stats status" --address system stat
+expect "stats" --address /run/iopfd/control stats
+expect "status" -o id --no-legend statu
+expect "pretty short off" --json=
+expect "short" --json=s
+expect "" -o 
 [ "$failed" = 0 ] && echo PASS
 exit "$failed"
