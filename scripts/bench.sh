@@ -150,8 +150,9 @@ scale_pasids=$((scale / scale_dev))
 
 start_daemon() {
 	# one user runs every tenant (up to 1024, 16 regions each): raise its budgets too
+	# (MaxFdsPerUser: the scale run alone holds more than the default)
 	local n=$((scale > 16384 ? scale : 16384))
-	printf '[Limits]\nMaxSources=2048\nMaxDomains=%d\nMaxRegions=%d\nMaxSourcesPerUser=2048\nMaxDomainsPerUser=%d\nMaxRegionsPerUser=%d\nMaxConnections=4096\nMaxConnectionsPerUser=4096\nMaxFdsPerUser=65536\n' \
+	printf '[Limits]\nMaxSources=2048\nMaxDomains=%d\nMaxRegions=%d\nMaxSourcesPerUser=2048\nMaxDomainsPerUser=%d\nMaxRegionsPerUser=%d\nMaxConnections=4096\nMaxConnectionsPerUser=4096\nMaxFdsPerUser=2000000\n' \
 		"$n" "$n" "$n" "$n" > "$tmp/iopfd.conf"
 	"$iopfd" --socket "$tmp/ctl" --workers "$workers" --allow-simulator --no-system-bus \
 		--config "$tmp/iopfd.conf" > "$tmp/iopfd.log" 2>&1 &
@@ -217,15 +218,19 @@ sim_run() {
 		exit 1
 	fi
 	after=$(thread_cpu "$dpid")
-	echo_ns=$(cat "$BENCH_ECHO_CPU" 2>/dev/null || echo 0)
+	# one line per echo run: the floor's first (--floor), the echo baseline's last
+	echo_ns=$(cat "$BENCH_ECHO_CPU" 2>/dev/null | tr '\n' ' ' || true)
 	python3 - "$tmp/run.json" "$before" "$after" "$echo_ns" >> "$tmp/$name.jsonl" <<'PY'
 import json, sys
 run, before, after, echo_ns = sys.argv[1:5]
 r = json.loads(open(run).read())
 b = dict(l.split() for l in before.splitlines())
 r["iopfd"]["cpu_ns"] = sum(int(ns) - int(b.get(t, 0)) for t, ns in (l.split() for l in after.splitlines()))
+echo_ns = [int(x) for x in echo_ns.split()] or [0]
 if "echo" in r:
-    r["echo"]["cpu_ns"] = int(echo_ns)
+    r["echo"]["cpu_ns"] = echo_ns[-1]
+if "floor" in r:
+    r["floor"]["cpu_ns"] = echo_ns[0]
 print(json.dumps(r))
 PY
 }
