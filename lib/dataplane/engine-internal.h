@@ -22,6 +22,7 @@
 
 #include "backend.h"
 #include "engine.h"
+#include "fault.h"
 #include "histogram.h"
 #include "region.h"
 #include "response.h"
@@ -87,11 +88,9 @@ struct iopf_source {
 	 */
 	uint64_t backoff_ns;
 	struct __kernel_timespec backoff_ts; /* the armed timer's; read at submission */
-	unsigned empty_turns;            /* readable turns whose first read gave 0 */
 	bool scattered;                  /* the last read's faults went to many domains */
 	unsigned error_turns;            /* turns in a row whose read failed hard */
-	struct iommu_hwpt_pgfault *buf; /* owned; read buffer */
-	size_t buf_cap;                 /* records */
+	struct iopf_fault_buf buf;      /* owned; the last read's records */
 	struct iopf_response_batch rb;
 	struct iopf_held *held;         /* owned; held_cap entries */
 	size_t n_held, held_cap;

@@ -185,7 +185,7 @@ static void source_destroy(struct iopf_source *s)
 	cds_list_for_each_entry_safe(d, tmp, &s->domains, snode)
 		domain_destroy(d);
 	iopf_backend_close(s->backend); /* NULL once its worker retired it */
-	free(s->buf);
+	iopf_fault_buf_fini(&s->buf);
 	iopf_response_batch_fini(&s->rb);
 	free(s->held);
 	free(s);
@@ -453,13 +453,11 @@ static int source_new(struct iopf_engine *e, struct iopf_source **ret)
 	if (!s)
 		return -ENOMEM;
 	CDS_INIT_LIST_HEAD(&s->domains);
-	s->buf_cap = e->cfg.read_batch;
 	s->held_cap = IOPF_HELD_MAX;
-	s->buf = calloc(s->buf_cap, sizeof(*s->buf));
 	s->held = calloc(s->held_cap, sizeof(*s->held));
 	/* Room for the answers of one read, and for answering every held group at once. */
-	if (!s->buf || !s->held ||
-	    iopf_response_batch_init(&s->rb, s->buf_cap + IOPF_HELD_MAX) < 0) {
+	if (iopf_fault_buf_init(&s->buf, e->cfg.read_batch, IOPF_READ_MAX_RECORDS) < 0 ||
+	    !s->held || iopf_response_batch_init(&s->rb, s->buf.cap + IOPF_HELD_MAX) < 0) {
 		source_destroy(s);
 		return -ENOMEM;
 	}

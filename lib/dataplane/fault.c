@@ -1,7 +1,91 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 #include "fault.h"
 
+#include <errno.h>
+#include <stdlib.h>
+
 #define PV IOMMU_PGFAULT_FLAGS_PASID_VALID
+/* Polled-readable reads in a row giving 0 that mean "the first group does not fit". */
+#define EMPTY_READS_GROW 2
+
+/*
+ * The one place the read buffer is allocated: (re)size it to @cap records,
+ * keeping what it holds.
+ */
+static int fault_buf_grow(struct iopf_fault_buf *fb, size_t cap)
+{
+	struct iommu_hwpt_pgfault *recs = realloc(fb->recs, cap * sizeof(*recs));
+
+	if (!recs)
+		return -ENOMEM;
+	fb->recs = recs;
+	fb->cap = cap;
+	return 0;
+}
+
+int iopf_fault_buf_init(struct iopf_fault_buf *fb, size_t cap, size_t max)
+{
+	*fb = (struct iopf_fault_buf){ .max = max };
+	return fault_buf_grow(fb, cap);
+}
+
+void iopf_fault_buf_fini(struct iopf_fault_buf *fb)
+{
+	free(fb->recs);
+	*fb = (struct iopf_fault_buf){};
+}
+
+/* Double the buffer (room in @rb first). Rare; allocates. Return: 0 or -errno. */
+static int grow(struct iopf_fault_buf *fb, struct iopf_response_batch *rb, size_t rb_extra)
+{
+	size_t cap;
+	int r;
+
+	if (fb->cap >= fb->max)
+		return -E2BIG;
+	cap = fb->cap * 2 < fb->max ? fb->cap * 2 : fb->max;
+	r = iopf_response_batch_reserve(rb, cap + rb_extra);
+	if (r < 0)
+		return r;
+	return fault_buf_grow(fb, cap);
+}
+
+ssize_t iopf_fault_read(struct iopf_fault_buf *fb, struct iopf_backend *b,
+			struct iopf_response_batch *rb, size_t rb_extra, bool polled)
+{
+	const size_t rec = sizeof(struct iommu_hwpt_pgfault);
+
+	for (;;) {
+		ssize_t r = b->ops->fault_read(b, fb->recs, fb->cap * rec);
+		int g;
+
+		fb->n = 0;
+		fb->torn = false;
+		if (r == -EINVAL) {
+			/* Not even the first group fits (6.12 and 7.2): grow, never drop. */
+			g = grow(fb, rb, rb_extra);
+			if (g < 0)
+				return g;
+			continue;
+		}
+		if (r == -EINTR || r == -EAGAIN)
+			return 0;
+		if (r < 0)
+			return r;
+		if (r == 0) {
+			/* Readable yet nothing: not the kernel (see fault.h); grow, defensively. */
+			if (polled && ++fb->empty_reads >= EMPTY_READS_GROW) {
+				fb->empty_reads = 0;
+				(void)grow(fb, rb, rb_extra);
+			}
+			return 0;
+		}
+		fb->empty_reads = 0;
+		fb->torn = r % (ssize_t)rec != 0;
+		fb->n = (size_t)r / rec;
+		return (ssize_t)fb->n;
+	}
+}
 
 /*
  * Mask the flag bits drivers may leak (the kernel copies its internal request

@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
- * Fault records -> fault groups. Pure logic over a buffer the worker read.
+ * Reading fault records, with the kernel's quirks, and cutting them into
+ * fault groups (pure logic over the buffer read).
  */
 #ifndef IOPF_FAULT_H
 #define IOPF_FAULT_H
@@ -8,9 +9,51 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
+#include "backend.h"
 #include "iopf/iopf.h"
+#include "response.h"
 #include "uapi.h"
+
+/*
+ * A source's read buffer: between two reads it holds exactly the records of
+ * the last one (the worker answers them before it reads again).
+ */
+struct iopf_fault_buf {
+	struct iommu_hwpt_pgfault *recs; /* owned; see fault_buf_grow() in fault.c */
+	size_t cap;                      /* records recs holds */
+	size_t max;                      /* cap grows (doubling) up to this for a huge group */
+	size_t n;                        /* records the last read delivered */
+	bool torn;                       /* the last read's byte count was not whole records */
+	unsigned empty_reads;            /* polled-readable reads in a row that gave 0 */
+};
+
+/* @cap records now, growing up to @max. Return: 0 or -ENOMEM. */
+int iopf_fault_buf_init(struct iopf_fault_buf *fb, size_t cap, size_t max);
+void iopf_fault_buf_fini(struct iopf_fault_buf *fb);
+
+/*
+ * iopf_fault_read() - read whole groups from @b into @fb.
+ * @rb: the batch that answers what is read: whenever the buffer grows, @rb
+ *      is first given room for its new capacity + @rb_extra responses, so
+ *      everything read can be answered without allocating
+ * @polled: the fd polled readable and nothing was read since
+ *
+ * When not even the first queued group fits, the kernel fails the read with
+ * EINVAL and keeps the group (6.12 and 7.2 alike): the buffer grows and the
+ * read is repeated, never dropping the group, up to @fb->max records. The
+ * kernel returns 0 only when nothing is queued; 0 right after the fd polled
+ * readable is not kernel behaviour, but a backend that did that would never
+ * deliver the group: after a few such reads in a row the buffer grows too.
+ *
+ * Return: records read (> 0; @fb->torn when the count had a partial record
+ * at the end, which is ignored), 0 for nothing now (EINTR and EAGAIN too), or
+ * -errno: the read's error, -E2BIG when a group does not fit @fb->max
+ * records, -ENOMEM.
+ */
+ssize_t iopf_fault_read(struct iopf_fault_buf *fb, struct iopf_backend *b,
+			struct iopf_response_batch *rb, size_t rb_extra, bool polled);
 
 /* One group: records [first, first + n) of the buffer, answered once with @cookie. */
 struct iopf_group {

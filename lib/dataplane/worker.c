@@ -36,8 +36,6 @@
 #define RING_ENTRIES 64
 /* Reads of the last drain of a removed source: a device may fault forever. */
 #define DRAIN_MAX_READS 64
-/* Empty POLLIN turns in a row that mean "the first group does not fit" (post-6.12). */
-#define EMPTY_TURNS_GROW 2
 /*
  * Turns in a row whose read failed hard before the source stops being polled:
  * the poll is level-triggered, so a persistent error would spin the worker.
@@ -167,27 +165,6 @@ static void cancel_wait(struct iopf_worker *w, struct iopf_source *s, uint64_t k
 	s->cancels_pending++;
 }
 
-/* Grow the read buffer (and the response room it implies). Rare; may allocate. */
-static int grow_buffer(struct iopf_source *s)
-{
-	struct iommu_hwpt_pgfault *buf;
-	size_t cap;
-	int r;
-
-	if (s->buf_cap >= IOPF_READ_MAX_RECORDS)
-		return -E2BIG;
-	cap = s->buf_cap * 2 < IOPF_READ_MAX_RECORDS ? s->buf_cap * 2 : IOPF_READ_MAX_RECORDS;
-	r = iopf_response_batch_reserve(&s->rb, cap + IOPF_HELD_MAX);
-	if (r < 0)
-		return r;
-	buf = realloc(s->buf, cap * sizeof(*buf));
-	if (!buf)
-		return -ENOMEM;
-	s->buf = buf;
-	s->buf_cap = cap;
-	return 0;
-}
-
 /* @h: latency histogram to record in once written, from @t_read (NULL, 0: none). */
 static void answer(struct iopf_source *s, uint32_t cookie, enum iopf_reason why,
 		   struct iopf_counters *c, struct iopf_histogram *h, uint64_t t_read)
@@ -226,7 +203,8 @@ static enum iopf_reason resolve_group(const struct iopf_resolver *rs, struct iop
 
 	for (size_t i = g->first; i < g->first + g->n; i++) {
 		enum iopf_reason why =
-			iopf_resolve_fault(rs, set, s->buf[i].addr, s->buf[i].perm, &d->counters);
+			iopf_resolve_fault(rs, set, s->buf.recs[i].addr, s->buf.recs[i].perm,
+					   &d->counters);
 
 		/* The device drops the whole group on INVALID: stop mapping for it. */
 		if (why != IOPF_REASON_RESOLVED)
@@ -297,7 +275,7 @@ static void prefetch_records(struct iopf_worker *w, struct iopf_source *s, size_
 			     size_t to)
 {
 	struct iopf_route_table *routes = iopf_engine_routes(w->e);
-	const struct iommu_hwpt_pgfault *rec = &s->buf[from];
+	const struct iommu_hwpt_pgfault *rec = &s->buf.recs[from];
 	const struct iopf_region_set *set[PREFETCH_CHUNK];
 	size_t n = to - from;
 
@@ -338,7 +316,7 @@ static void handle_records(struct iopf_worker *w, struct iopf_source *s,
 	size_t pos = 0, fetched = 0;
 	struct iopf_group g;
 
-	while (iopf_fault_next_group(s->buf, n, &pos, &g)) {
+	while (iopf_fault_next_group(s->buf.recs, n, &pos, &g)) {
 		struct iopf_domain *d;
 
 		if (s->scattered && g.first >= fetched) {
@@ -370,15 +348,14 @@ static void handle_records(struct iopf_worker *w, struct iopf_source *s,
 }
 
 /*
- * One turn of a ready source: at most TURN_READS reads, each answered with
+ * One turn of a source, @polled readable or woken by its backoff timer: at most TURN_READS reads, each answered with
  * one write before the next read, so between two reads every group of the
  * earlier one is answered or held and s->buf holds exactly the last read's
  * records until they are. The bound keeps one busy source from starving the
  * others on this worker: a source still readable is polled again at once.
  */
-static void service_source(struct iopf_worker *w, struct iopf_source *s)
+static void service_source(struct iopf_worker *w, struct iopf_source *s, bool polled)
 {
-	const size_t rec = sizeof(struct iommu_hwpt_pgfault);
 	/* a reload may change the window: read it once a turn, not once a fault */
 	const struct iopf_resolver rs = {
 		.backend = s->backend,
@@ -396,38 +373,19 @@ static void service_source(struct iopf_worker *w, struct iopf_source *s)
 	s->backoff_ns = 0;
 
 	rcu_read_lock();
-	for (unsigned reads = 0; reads < TURN_READS;) {
-		ssize_t r = s->backend->ops->fault_read(s->backend, s->buf, s->buf_cap * rec);
+	for (unsigned reads = 0; reads < TURN_READS; reads++) {
+		ssize_t r = iopf_fault_read(&s->buf, s->backend, &s->rb, IOPF_HELD_MAX,
+					    polled && reads == 0);
 
-		if (r == -EINVAL) {
-			/* 6.12: not even the first group fits. Grow, never drop. */
-			if (grow_buffer(s) == 0)
-				continue;
-			failed = true;
-			break;
-		}
-		if (r == -EINTR || r == -EAGAIN)
-			break;
+		if (s->buf.torn)
+			ctr_add(&s->io_errors, 1); /* torn record: not kernel behaviour, skip it */
 		if (r < 0) {
 			failed = true;
 			break;
 		}
-		if (r == 0) {
-			/*
-			 * Readable yet nothing delivered: later kernels return 0 when the
-			 * first group does not fit. Grow after a few such turns in a row.
-			 */
-			if (reads == 0 && ++s->empty_turns >= EMPTY_TURNS_GROW) {
-				s->empty_turns = 0;
-				(void)grow_buffer(s);
-			}
+		if (r == 0)
 			break;
-		}
-		reads++;
-		s->empty_turns = 0;
-		if (r % (ssize_t)rec)
-			ctr_add(&s->io_errors, 1); /* torn record: not kernel behaviour, skip it */
-		n = (size_t)r / rec;
+		n = (size_t)r;
 		lookups = memo.lookups;
 		handle_records(w, s, &rs, &memo, n, mono_ns());
 		/* a route lookup for more than one record in four: prefetch for the next read */
@@ -497,26 +455,20 @@ static int unmap_domain(struct iopf_source *s, struct iopf_domain *d)
  */
 static void drain(struct iopf_source *s)
 {
-	const size_t rec = sizeof(struct iommu_hwpt_pgfault);
-
 	if (flush(s) < 0) {
 		(void)iopf_response_discard(&s->rb);
 		return;
 	}
-	for (unsigned reads = 0; reads < DRAIN_MAX_READS;) {
+	for (unsigned reads = 0; reads < DRAIN_MAX_READS; reads++) {
+		ssize_t r = iopf_fault_read(&s->buf, s->backend, &s->rb, IOPF_HELD_MAX, false);
 		uint64_t t_read;
-		ssize_t r;
 		struct iopf_group g;
 		size_t pos = 0;
 
-		r = s->backend->ops->fault_read(s->backend, s->buf, s->buf_cap * rec);
-		if (r == -EINVAL && grow_buffer(s) == 0)
-			continue;
 		if (r <= 0)
 			break;
-		reads++;
 		t_read = mono_ns();
-		while (iopf_fault_next_group(s->buf, (size_t)r / rec, &pos, &g)) {
+		while (iopf_fault_next_group(s->buf.recs, (size_t)r, &pos, &g)) {
 			ctr_add(&s->unrouted.faults, g.n);
 			answer(s, g.cookie, IOPF_REASON_RETIRED, &s->unrouted, &s->unrouted_latency,
 			       t_read);
@@ -667,7 +619,7 @@ static void reap(struct iopf_worker *w, bool *ret_cmds)
 			else {
 				/* -ETIME: the backoff is over; retry what failed */
 				ctr_add(&s->retries, 1);
-				service_source(w, s);
+				service_source(w, s, false);
 				arm_source(w, s);
 			}
 			continue;
@@ -683,7 +635,7 @@ static void reap(struct iopf_worker *w, bool *ret_cmds)
 			__atomic_store_n(&s->broken_pub, 1, __ATOMIC_RELAXED);
 		} else {
 			if (res & POLLIN)
-				service_source(w, s);
+				service_source(w, s, true);
 			arm_source(w, s);
 		}
 	}

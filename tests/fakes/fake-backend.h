@@ -53,7 +53,10 @@ void fake_inject(struct fake *f, const struct iommu_hwpt_pgfault *recs, size_t n
 void fake_fault(struct fake *f, uint32_t dev_id, uint32_t pasid, uint64_t addr, uint32_t perm);
 /* Queue raw records delivered as one read, cookies kept (malformed input). */
 void fake_inject_raw(struct fake *f, const struct iommu_hwpt_pgfault *recs, size_t n);
-/* Later kernels: a read that cannot fit the first group returns 0, not EINVAL. */
+/*
+ * A read that cannot fit the first group returns 0, not EINVAL: no kernel does
+ * this (6.12 and 7.2 both fail with EINVAL); the data plane copes defensively.
+ */
 void fake_set_too_small_returns_zero(struct fake *f, bool zero);
 
 /* The kernel answers an outstanding cookie itself (detach). Return: false if not outstanding. */

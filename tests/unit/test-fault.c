@@ -1,9 +1,13 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
-/* Fault records -> groups, including every malformed shape. */
+/*
+ * Fault records -> groups, including every malformed shape; reading them
+ * (buffer growth) against the fake kernel.
+ */
 #include "dp-test.h"
 
 #include <string.h>
 
+#include "fake-backend.h"
 #include "fault-group.h"
 #include "fault.h"
 #include "iopf/iopf.h"
@@ -226,9 +230,76 @@ static void test_pasid_out_of_range(void **state)
 	check(r, 3, want, 3);
 }
 
+/* A group of @n records with LAST_PAGE on the last. */
+static void inject_group(struct fake *f, size_t n)
+{
+	struct iommu_hwpt_pgfault r[16] = {};
+
+	assert_true(n <= 16);
+	for (size_t i = 0; i < n; i++) {
+		r[i].dev_id = 3;
+		r[i].flags = i + 1 == n ? LAST : 0;
+	}
+	fake_inject(f, r, n);
+}
+
+/*
+ * EINVAL (the first group does not fit): the buffer doubles, response room
+ * first, and the read is repeated; never beyond max. A backend returning 0
+ * instead grows only after two polled reads in a row, never when not polled.
+ */
+static void test_read_grows(void **state)
+{
+	struct fake *f = fake_new(false);
+	struct iopf_backend *b = fake_backend(f);
+	struct iopf_response_batch rb;
+	struct iopf_fault_buf fb;
+
+	(void)state;
+	assert_int_equal(iopf_response_batch_init(&rb, 1), 0);
+	assert_int_equal(iopf_fault_buf_init(&fb, 1, 8), 0);
+	assert_int_equal(iopf_fault_read(&fb, b, &rb, 10, true), 0); /* nothing queued */
+	inject_group(f, 3);
+	assert_int_equal(iopf_fault_read(&fb, b, &rb, 10, false), 3);
+	assert_int_equal(fb.cap, 4);
+	assert_int_equal(fb.n, 3);
+	assert_false(fb.torn);
+	assert_true(rb.cap >= 4 + 10);
+	assert_true(fb.recs[2].flags & LAST);
+	assert_int_equal(fb.recs[0].cookie, fb.recs[2].cookie);
+
+	inject_group(f, 9); /* bigger than max: stays queued */
+	assert_int_equal(iopf_fault_read(&fb, b, &rb, 10, true), -E2BIG);
+	assert_int_equal(fb.cap, 8);
+	assert_int_equal(fb.n, 0);
+	assert_int_equal(fake_pending(f), 1);
+	iopf_backend_close(b);
+	fake_free(f);
+
+	f = fake_new(false);
+	b = fake_backend(f);
+	fake_set_too_small_returns_zero(f, true);
+	inject_group(f, 12);
+	assert_int_equal(iopf_fault_read(&fb, b, &rb, 10, false), 0);
+	assert_int_equal(iopf_fault_read(&fb, b, &rb, 10, false), 0);
+	assert_int_equal(fb.cap, 8);
+	assert_int_equal(iopf_fault_read(&fb, b, &rb, 10, true), 0);
+	assert_int_equal(fb.cap, 8);
+	fb.max = 16;
+	assert_int_equal(iopf_fault_read(&fb, b, &rb, 10, true), 0);
+	assert_int_equal(fb.cap, 16);
+	assert_true(rb.cap >= 16 + 10);
+	assert_int_equal(iopf_fault_read(&fb, b, &rb, 10, true), 12);
+	iopf_backend_close(b);
+	fake_free(f);
+	iopf_fault_buf_fini(&fb);
+	iopf_response_batch_fini(&rb);
+}
+
 TEST_MAIN(cmocka_unit_test(test_empty), cmocka_unit_test(test_whole_groups),
 	  cmocka_unit_test(test_unknown_flags_masked),
 	  cmocka_unit_test(test_unknown_flags_one_record),
 	  cmocka_unit_test(test_unknown_flags_bad_group),
 	  cmocka_unit_test(test_cookie_changes_early), cmocka_unit_test(test_batch_ends_mid_group),
-	  cmocka_unit_test(test_mixed_keys), cmocka_unit_test(test_pasid_out_of_range));
+	  cmocka_unit_test(test_mixed_keys), cmocka_unit_test(test_pasid_out_of_range),
+	  cmocka_unit_test(test_read_grows));
