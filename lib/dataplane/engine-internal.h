@@ -24,6 +24,7 @@
 #include "engine.h"
 #include "fault.h"
 #include "histogram.h"
+#include "mailbox.h"
 #include "region.h"
 #include "response.h"
 #include "route.h"
@@ -44,7 +45,7 @@ enum iopf_cmd_type {
  * Embedded in the object it concerns, so removal cannot fail for want of memory.
  */
 struct iopf_cmd {
-	struct cds_list_head node; /* worker queue, then engine completion list */
+	struct cds_list_head node; /* worker's mailbox, then the engine's done mailbox */
 	enum iopf_cmd_type type;
 	void *obj;
 	iopf_engine_done_fn done;
@@ -130,15 +131,18 @@ struct iopf_eregion {
 /* Groups one source may hold across turns. */
 #define IOPF_HELD_MAX 256u
 
-/* engine.c, for workers */
-struct iopf_route_table *iopf_engine_routes(struct iopf_engine *e);
-uint64_t iopf_engine_fault_around(struct iopf_engine *e);
-/* Hand a finished removal back to the control thread (any thread). */
-void iopf_engine_complete(struct iopf_engine *e, struct iopf_cmd *c);
-
-/* worker.c, for the engine */
-/* Start worker @index; returns once its ring is up. Return: 0 or -errno. */
-int iopf_worker_start(struct iopf_engine *e, unsigned index, struct iopf_worker **ret);
+/*
+ * worker.c, for the engine. A worker knows nothing of engine.c: it is handed
+ * what it needs at start.
+ */
+struct iopf_worker_config {
+	unsigned index;
+	struct iopf_route_table *routes;  /* looked up under the RCU read lock */
+	const uint64_t *fault_around;     /* window bytes; loaded relaxed once a turn */
+	struct iopf_mailbox *done;        /* finished removals (struct iopf_cmd) go here */
+};
+/* Start a worker; returns once its ring is up. Return: 0 or -errno. */
+int iopf_worker_start(const struct iopf_worker_config *cfg, struct iopf_worker **ret);
 /* Queue @c and kick the worker; never blocks on the worker. */
 void iopf_worker_send(struct iopf_worker *w, struct iopf_cmd *c);
 /*

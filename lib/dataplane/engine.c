@@ -17,7 +17,6 @@
 #include <sched.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/eventfd.h>
 
 #include "counters.h"
 #include "engine-internal.h"
@@ -53,9 +52,7 @@ struct iopf_engine {
 	uint64_t next_id;
 	struct idvec sources, domains, regions;
 
-	int notify_fd; /* eventfd: completions are waiting */
-	pthread_mutex_t done_lock;
-	struct cds_list_head done; /* under done_lock */
+	struct iopf_mailbox done; /* finished removals, posted by the workers */
 
 	/* removal started, completion not dispatched yet (for statistics) */
 	struct cds_list_head retiring_sources, retiring_domains;
@@ -145,25 +142,6 @@ static void idvec_del(struct idvec *x, uint64_t id)
 	x->dead = 0;
 }
 
-struct iopf_route_table *iopf_engine_routes(struct iopf_engine *e)
-{
-	return e->routes;
-}
-
-uint64_t iopf_engine_fault_around(struct iopf_engine *e)
-{
-	/* workers read it once a turn; a reload may change it */
-	return __atomic_load_n(&e->cfg.fault_around, __ATOMIC_RELAXED);
-}
-
-void iopf_engine_complete(struct iopf_engine *e, struct iopf_cmd *c)
-{
-	pthread_mutex_lock(&e->done_lock);
-	cds_list_add_tail(&c->node, &e->done);
-	pthread_mutex_unlock(&e->done_lock);
-	(void)eventfd_write(e->notify_fd, 1);
-}
-
 /* Object destructors; they run after a grace period, on the call_rcu thread. */
 
 static void domain_destroy(struct iopf_domain *d)
@@ -251,6 +229,8 @@ int iopf_engine_new(const struct iopf_engine_config *cfg, struct iopf_engine **r
 	if (!e)
 		return -ENOMEM;
 	r = check_config(cfg, &e->cfg);
+	if (r == 0)
+		r = iopf_mailbox_init(&e->done);
 	if (r < 0) {
 		free(e);
 		return r;
@@ -258,9 +238,6 @@ int iopf_engine_new(const struct iopf_engine_config *cfg, struct iopf_engine **r
 	if (rcu_registrations++ == 0)
 		rcu_register_thread();
 	e->next_id = 1;
-	e->notify_fd = -EBADF;
-	pthread_mutex_init(&e->done_lock, NULL);
-	CDS_INIT_LIST_HEAD(&e->done);
 	CDS_INIT_LIST_HEAD(&e->retiring_sources);
 	CDS_INIT_LIST_HEAD(&e->retiring_domains);
 
@@ -273,13 +250,15 @@ int iopf_engine_new(const struct iopf_engine_config *cfg, struct iopf_engine **r
 	r = iopf_route_table_new(&e->routes);
 	if (r < 0)
 		goto fail;
-	e->notify_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-	if (e->notify_fd < 0) {
-		r = negative_errno();
-		goto fail;
-	}
 	for (unsigned i = 0; i < e->cfg.n_workers; i++) {
-		r = iopf_worker_start(e, i, &e->workers[i]);
+		const struct iopf_worker_config wc = {
+			.index = i,
+			.routes = e->routes,
+			.fault_around = &e->cfg.fault_around,
+			.done = &e->done,
+		};
+
+		r = iopf_worker_start(&wc, &e->workers[i]);
 		if (r < 0)
 			goto fail;
 	}
@@ -308,8 +287,7 @@ struct iopf_engine *iopf_engine_free(struct iopf_engine *e)
 	rcu_barrier();
 
 	e->routes = iopf_route_table_free(e->routes);
-	safe_close(e->notify_fd);
-	pthread_mutex_destroy(&e->done_lock);
+	iopf_mailbox_fini(&e->done);
 	free(e->workers);
 	free(e->load);
 	free(e->sources.v);
@@ -323,7 +301,7 @@ struct iopf_engine *iopf_engine_free(struct iopf_engine *e)
 
 int iopf_engine_get_fd(struct iopf_engine *e)
 {
-	return e->notify_fd;
+	return iopf_mailbox_fd(&e->done);
 }
 
 unsigned iopf_engine_n_workers(struct iopf_engine *e)
@@ -389,14 +367,9 @@ int iopf_engine_dispatch(struct iopf_engine *e)
 {
 	CDS_LIST_HEAD(todo);
 	struct iopf_cmd *c, *tmp;
-	uint64_t v;
 	int n = 0;
 
-	(void)!read(e->notify_fd, &v, sizeof(v)); /* reset; EAGAIN is fine */
-	pthread_mutex_lock(&e->done_lock);
-	cds_list_splice(&e->done, &todo);
-	CDS_INIT_LIST_HEAD(&e->done);
-	pthread_mutex_unlock(&e->done_lock);
+	iopf_mailbox_take_all(&e->done, &todo);
 
 	cds_list_for_each_entry_safe(c, tmp, &todo, node) {
 		cds_list_del(&c->node);

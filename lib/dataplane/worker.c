@@ -12,7 +12,6 @@
 #include <semaphore.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/eventfd.h>
 
 #include <liburing.h>
 
@@ -51,14 +50,10 @@
 #define BACKOFF_MAX_NS (UINT64_C(10) * 1000 * 1000 * 1000)
 
 struct iopf_worker {
-	struct iopf_engine *e;
-	unsigned index;
+	struct iopf_worker_config cfg;
 	pthread_t thread;
 	struct io_uring ring;
-	int cmd_fd; /* owned; eventfd the control thread kicks */
-
-	pthread_mutex_t lock;
-	struct cds_list_head cmds; /* under lock */
+	struct iopf_mailbox cmds; /* from the control thread */
 
 	/* worker thread only */
 	struct cds_list_head sources;
@@ -248,7 +243,7 @@ static struct iopf_domain *route(struct iopf_worker *w, struct iopf_source *s,
 
 	if (m->valid && m->dev_id == dev_id && m->pasid == pasid)
 		return m->d;
-	rn = iopf_route_lookup(iopf_engine_routes(w->e), s->id, dev_id, pasid);
+	rn = iopf_route_lookup(w->cfg.routes, s->id, dev_id, pasid);
 	m->valid = true;
 	m->dev_id = dev_id;
 	m->pasid = pasid;
@@ -274,7 +269,7 @@ static uint32_t rec_pasid(const struct iommu_hwpt_pgfault *r)
 static void prefetch_records(struct iopf_worker *w, struct iopf_source *s, size_t from,
 			     size_t to)
 {
-	struct iopf_route_table *routes = iopf_engine_routes(w->e);
+	struct iopf_route_table *routes = w->cfg.routes;
 	const struct iommu_hwpt_pgfault *rec = &s->buf.recs[from];
 	const struct iopf_region_set *set[PREFETCH_CHUNK];
 	size_t n = to - from;
@@ -359,7 +354,7 @@ static void service_source(struct iopf_worker *w, struct iopf_source *s, bool po
 	/* a reload may change the window: read it once a turn, not once a fault */
 	const struct iopf_resolver rs = {
 		.backend = s->backend,
-		.fault_around = iopf_engine_fault_around(w->e),
+		.fault_around = __atomic_load_n(w->cfg.fault_around, __ATOMIC_RELAXED),
 	};
 	struct route_memo memo = {};
 	bool failed = false;
@@ -483,7 +478,7 @@ static void drain(struct iopf_source *s)
 static void finish_source(struct iopf_worker *w, struct iopf_source *s)
 {
 	s->backend = iopf_backend_close(s->backend);
-	iopf_engine_complete(w->e, &s->rm_cmd);
+	iopf_mailbox_post(w->cfg.done, &s->rm_cmd.node);
 }
 
 /* The poll's, the timer's and the cancels' CQEs name the source: free it after the last. */
@@ -531,7 +526,7 @@ static void retire_domain(struct iopf_worker *w, struct iopf_domain *d)
 	/* responses waiting for a write outlive the domain: count them on the source */
 	iopf_response_rehome(&s->rb, &d->counters, &s->unrouted);
 	d->rm_cmd.error = unmap_domain(s, d);
-	iopf_engine_complete(w->e, &d->rm_cmd);
+	iopf_mailbox_post(w->cfg.done, &d->rm_cmd.node);
 }
 
 static void retire_region(struct iopf_worker *w, struct iopf_eregion *er)
@@ -539,20 +534,15 @@ static void retire_region(struct iopf_worker *w, struct iopf_eregion *er)
 	struct iopf_domain *d = er->domain;
 
 	er->rm_cmd.error = iopf_resolve_unmap_region(d->source->backend, er->r, &d->counters);
-	iopf_engine_complete(w->e, &er->rm_cmd);
+	iopf_mailbox_post(w->cfg.done, &er->rm_cmd.node);
 }
 
 static void run_commands(struct iopf_worker *w)
 {
 	CDS_LIST_HEAD(todo);
 	struct iopf_cmd *c, *tmp;
-	uint64_t v;
 
-	(void)!read(w->cmd_fd, &v, sizeof(v)); /* reset the kick; EAGAIN is fine */
-	pthread_mutex_lock(&w->lock);
-	cds_list_splice(&w->cmds, &todo);
-	CDS_INIT_LIST_HEAD(&w->cmds);
-	pthread_mutex_unlock(&w->lock);
+	iopf_mailbox_take_all(&w->cmds, &todo);
 
 	cds_list_for_each_entry_safe(c, tmp, &todo, node) {
 		cds_list_del(&c->node);
@@ -677,7 +667,7 @@ static void *worker_main(void *arg)
 		bool cmds = false;
 
 		if (!w->cmd_armed && !w->stopping) {
-			arm_poll(w, w->cmd_fd, TAG_CMD);
+			arm_poll(w, iopf_mailbox_fd(&w->cmds), TAG_CMD);
 			w->cmd_armed = true;
 		}
 
@@ -694,7 +684,7 @@ static void *worker_main(void *arg)
 	return NULL;
 }
 
-int iopf_worker_start(struct iopf_engine *e, unsigned index, struct iopf_worker **ret)
+int iopf_worker_start(const struct iopf_worker_config *cfg, struct iopf_worker **ret)
 {
 	struct iopf_worker *w;
 	int r;
@@ -702,17 +692,14 @@ int iopf_worker_start(struct iopf_engine *e, unsigned index, struct iopf_worker 
 	w = calloc(1, sizeof(*w));
 	if (!w)
 		return -ENOMEM;
-	w->e = e;
-	w->index = index;
-	CDS_INIT_LIST_HEAD(&w->cmds);
-	CDS_INIT_LIST_HEAD(&w->sources);
-	pthread_mutex_init(&w->lock, NULL);
-	sem_init(&w->started, 0, 0);
-	w->cmd_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-	if (w->cmd_fd < 0) {
-		r = negative_errno();
-		goto fail;
+	w->cfg = *cfg;
+	r = iopf_mailbox_init(&w->cmds);
+	if (r < 0) {
+		free(w);
+		return r;
 	}
+	CDS_INIT_LIST_HEAD(&w->sources);
+	sem_init(&w->started, 0, 0);
 	r = -pthread_create(&w->thread, NULL, worker_main, w);
 	if (r < 0)
 		goto fail;
@@ -726,19 +713,15 @@ int iopf_worker_start(struct iopf_engine *e, unsigned index, struct iopf_worker 
 	*ret = w;
 	return 0;
 fail:
-	safe_close(w->cmd_fd);
+	iopf_mailbox_fini(&w->cmds);
 	sem_destroy(&w->started);
-	pthread_mutex_destroy(&w->lock);
 	free(w);
 	return r;
 }
 
 void iopf_worker_send(struct iopf_worker *w, struct iopf_cmd *c)
 {
-	pthread_mutex_lock(&w->lock);
-	cds_list_add_tail(&c->node, &w->cmds);
-	pthread_mutex_unlock(&w->lock);
-	(void)eventfd_write(w->cmd_fd, 1);
+	iopf_mailbox_post(&w->cmds, &c->node);
 }
 
 bool iopf_worker_ping(struct iopf_worker *w)
@@ -760,9 +743,8 @@ struct iopf_worker *iopf_worker_stop(struct iopf_worker *w)
 	w->stop_cmd.type = IOPF_CMD_STOP;
 	iopf_worker_send(w, &w->stop_cmd);
 	(void)pthread_join(w->thread, NULL);
-	safe_close(w->cmd_fd);
+	iopf_mailbox_fini(&w->cmds);
 	sem_destroy(&w->started);
-	pthread_mutex_destroy(&w->lock);
 	free(w);
 	return NULL;
 }
