@@ -53,6 +53,19 @@ struct iopf_cmd {
 	int error; /* set by the worker: first unmap error, or 0 */
 };
 
+/*
+ * How a domain's groups are handled, the one branch the fault path takes per
+ * routed group. RESOLVE: map from the domain's regions and answer at once.
+ * HOLD: keep the group in the source's held table and answer it later. That
+ * is the seam a tenant-forwarded handler (an in-flight table answered when
+ * the tenant replies) will use; today only the test hook
+ * __iopf_engine_set_hold() sets it.
+ */
+enum iopf_handler_kind {
+	IOPF_HANDLER_RESOLVE,
+	IOPF_HANDLER_HOLD,
+};
+
 /* A group answered later (tenant-forwarded handlers); today only the test hook holds. */
 struct iopf_held {
 	uint32_t cookie;
@@ -93,8 +106,14 @@ struct iopf_source {
 	unsigned error_turns;            /* turns in a row whose read failed hard */
 	struct iopf_fault_buf buf;      /* owned; the last read's records */
 	struct iopf_response_batch rb;
-	struct iopf_held *held;         /* owned; held_cap entries */
-	size_t n_held, held_cap;
+	/*
+	 * Owned; IOPF_HELD_MAX entries. NULL until a domain of the source first
+	 * holds: the control thread allocates it then, before it publishes the
+	 * domain's handler kind (release), and never changes it again.
+	 */
+	struct iopf_held *held;
+	size_t n_held;
+	size_t held_room; /* responses rb keeps room for, for held groups: 0 until one is held */
 
 	struct rcu_head rcu;
 };
@@ -111,7 +130,7 @@ struct iopf_domain {
 	struct iopf_counters counters;   /* written by the worker */
 	struct iopf_histogram latency;   /* written by the worker: fault read to response written */
 	struct cds_list_head rnode;      /* control: engine->retiring_domains while removal runs */
-	int hold;                        /* test hook: hold groups instead of answering */
+	int handler;                     /* enum iopf_handler_kind: control stores (release) */
 	struct iopf_cmd rm_cmd;
 	struct rcu_head rcu;
 };

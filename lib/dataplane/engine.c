@@ -426,11 +426,9 @@ static int source_new(struct iopf_engine *e, struct iopf_source **ret)
 	if (!s)
 		return -ENOMEM;
 	CDS_INIT_LIST_HEAD(&s->domains);
-	s->held_cap = IOPF_HELD_MAX;
-	s->held = calloc(s->held_cap, sizeof(*s->held));
-	/* Room for the answers of one read, and for answering every held group at once. */
+	/* Room for the answers of one read (held groups get theirs when there are some). */
 	if (iopf_fault_buf_init(&s->buf, e->cfg.read_batch, IOPF_READ_MAX_RECORDS) < 0 ||
-	    !s->held || iopf_response_batch_init(&s->rb, s->buf.cap + IOPF_HELD_MAX) < 0) {
+	    iopf_response_batch_init(&s->rb, s->buf.cap) < 0) {
 		source_destroy(s);
 		return -ENOMEM;
 	}
@@ -796,7 +794,14 @@ int __iopf_engine_set_hold(struct iopf_engine *e, uint64_t domain_id, bool hold)
 
 	if (!d)
 		return -ENOENT;
-	__atomic_store_n(&d->hold, hold, __ATOMIC_RELAXED);
+	/* a held table only for sources that hold: the worker may use it once it sees HOLD */
+	if (hold && !d->source->held) {
+		d->source->held = calloc(IOPF_HELD_MAX, sizeof(*d->source->held));
+		if (!d->source->held)
+			return -ENOMEM;
+	}
+	__atomic_store_n(&d->handler, hold ? IOPF_HANDLER_HOLD : IOPF_HANDLER_RESOLVE,
+			 __ATOMIC_RELEASE);
 	return 0;
 }
 

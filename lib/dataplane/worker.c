@@ -225,6 +225,27 @@ static void forget_reissued(struct iopf_source *s, uint32_t cookie)
 }
 
 /*
+ * A group of a domain whose handler answers later (IOPF_HANDLER_HOLD): keep it
+ * in the held table. The first time, give the response batch room to answer
+ * every held group besides a full read. Out of line: production never holds.
+ * Return: false when it cannot be held (table full, no memory): resolve it.
+ */
+static __attribute__((noinline)) bool hold_group(struct iopf_source *s, struct iopf_domain *d,
+						 uint32_t cookie)
+{
+	if (s->n_held >= IOPF_HELD_MAX)
+		return false;
+	if (!s->held_room) {
+		if (iopf_response_batch_reserve(&s->rb, s->buf.cap + IOPF_HELD_MAX) < 0)
+			return false;
+		s->held_room = IOPF_HELD_MAX;
+	}
+	s->held[s->n_held++] = (struct iopf_held){ .cookie = cookie, .domain = d };
+	ctr_add(&s->n_held_pub, 1);
+	return true;
+}
+
+/*
  * The last route looked up in this turn: groups come in runs from one device
  * and PASID. Valid only inside the read section it was filled in: it holds
  * what a lookup there returned, no more, so removal is unaffected.
@@ -332,11 +353,12 @@ static void handle_records(struct iopf_worker *w, struct iopf_source *s,
 			why = IOPF_REASON_BAD_RECORD;
 		else if (!d)
 			why = IOPF_REASON_NO_HANDLER;
-		else if (__atomic_load_n(&d->hold, __ATOMIC_RELAXED) && s->n_held < s->held_cap) {
-			s->held[s->n_held++] = (struct iopf_held){ .cookie = g.cookie, .domain = d };
-			ctr_add(&s->n_held_pub, 1);
+		else if (__builtin_expect(__atomic_load_n(&d->handler, __ATOMIC_ACQUIRE) !=
+						  IOPF_HANDLER_RESOLVE,
+					  0) &&
+			 hold_group(s, d, g.cookie))
 			continue;
-		} else
+		else
 			why = resolve_group(rs, s, d, &g);
 		answer(s, g.cookie, why, c, h, t_read);
 	}
@@ -369,7 +391,7 @@ static void service_source(struct iopf_worker *w, struct iopf_source *s, bool po
 
 	rcu_read_lock();
 	for (unsigned reads = 0; reads < TURN_READS; reads++) {
-		ssize_t r = iopf_fault_read(&s->buf, s->backend, &s->rb, IOPF_HELD_MAX,
+		ssize_t r = iopf_fault_read(&s->buf, s->backend, &s->rb, s->held_room,
 					    polled && reads == 0);
 
 		if (s->buf.torn)
@@ -455,7 +477,7 @@ static void drain(struct iopf_source *s)
 		return;
 	}
 	for (unsigned reads = 0; reads < DRAIN_MAX_READS; reads++) {
-		ssize_t r = iopf_fault_read(&s->buf, s->backend, &s->rb, IOPF_HELD_MAX, false);
+		ssize_t r = iopf_fault_read(&s->buf, s->backend, &s->rb, s->held_room, false);
 		uint64_t t_read;
 		struct iopf_group g;
 		size_t pos = 0;
