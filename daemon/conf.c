@@ -27,8 +27,8 @@ int conf_init(struct conf *conf)
 {
 	*conf = (struct conf){
 		.workers = 0,
-		.fault_around = IOPFD_FAULT_AROUND_DEFAULT,
-		.read_batch = IOPFD_READ_BATCH_DEFAULT,
+		.fault_around = IOPF_FAULT_AROUND_DEFAULT,
+		.read_batch = IOPF_READ_BATCH_DEFAULT,
 		.allow_simulator = false,
 		.system_bus = false,
 		.log_level = LOG_INFO,
@@ -140,8 +140,8 @@ static void format_duration(uint64_t usec, char *buf, size_t size)
 
 static int set_workers(struct conf *conf, const char *v, char **err)
 {
-	if (parse_unsigned(v, 0, IOPFD_WORKERS_MAX, &conf->workers) < 0)
-		return bad(err, "not a number between 0 (one per CPU) and %u", IOPFD_WORKERS_MAX);
+	if (parse_unsigned(v, 0, IOPF_WORKERS_MAX, &conf->workers) < 0)
+		return bad(err, "not a number between 0 (one per CPU) and %u", IOPF_WORKERS_MAX);
 	return 0;
 }
 
@@ -180,12 +180,12 @@ static int set_fault_around(struct conf *conf, const char *v, char **err)
 {
 	uint64_t bytes;
 
-	if (parse_size(v, &bytes) < 0 || !is_power_of_2(bytes) || bytes < IOPF_PAGE_SIZE ||
-	    bytes > IOPFD_FAULT_AROUND_MAX)
+	if (parse_size(v, &bytes) < 0 || !is_power_of_2(bytes) || bytes < IOPF_FAULT_AROUND_MIN ||
+	    bytes > IOPF_FAULT_AROUND_MAX)
 		return bad(err,
 			   "not a power of two between %" PRIu64 " and %" PRIu64
 			   " bytes (K, M, G suffixes allowed)",
-			   IOPF_PAGE_SIZE, IOPFD_FAULT_AROUND_MAX);
+			   IOPF_FAULT_AROUND_MIN, IOPF_FAULT_AROUND_MAX);
 	conf->fault_around = bytes;
 	return 0;
 }
@@ -197,8 +197,8 @@ static void get_fault_around(const struct conf *c, char *buf, size_t size)
 
 static int set_read_batch(struct conf *conf, const char *v, char **err)
 {
-	if (parse_unsigned(v, 1, IOPFD_READ_BATCH_MAX, &conf->read_batch) < 0)
-		return bad(err, "not a number between 1 and %u", IOPFD_READ_BATCH_MAX);
+	if (parse_unsigned(v, 1, IOPF_READ_BATCH_MAX, &conf->read_batch) < 0)
+		return bad(err, "not a number between 1 and %u", IOPF_READ_BATCH_MAX);
 	return 0;
 }
 

@@ -18,11 +18,7 @@
 #include "control.h"
 
 #define IOPFD_DEFAULT_CONFIG	   IOPFD_SYSCONFDIR "/iopfd/iopfd.conf"
-#define IOPFD_WORKERS_MAX	   1024u
-#define IOPFD_FAULT_AROUND_DEFAULT (UINT64_C(64) << 10)
-#define IOPFD_FAULT_AROUND_MAX	   (UINT64_C(1) << 30)
-#define IOPFD_READ_BATCH_DEFAULT   256u
-#define IOPFD_READ_BATCH_MAX	   65536u
+/* Workers, FaultAround and ReadBatch: the engine's own limits (engine-limits.h, via control.h). */
 #define IOPFD_SUMMARY_DEFAULT_USEC (UINT64_C(10) * 1000000)
 #define IOPFD_SUMMARY_MAX_USEC	   (UINT64_C(86400) * 1000000)
 #define IOPFD_METRICS_LISTEN	   "127.0.0.1:9577"

@@ -145,11 +145,6 @@ struct iopf_eregion {
 	struct rcu_head rcu;
 };
 
-/* The read buffer grows (doubling) up to this many records for a huge group. */
-#define IOPF_READ_MAX_RECORDS 65536u
-/* Groups one source may hold across turns. */
-#define IOPF_HELD_MAX 256u
-
 /*
  * worker.c, for the engine. A worker knows nothing of engine.c: it is handed
  * what it needs at start.

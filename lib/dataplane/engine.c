@@ -22,11 +22,6 @@
 #include "engine-internal.h"
 #include "util.h"
 
-#define DEFAULT_FAULT_AROUND (64 * 1024)
-#define MAX_FAULT_AROUND (UINT64_C(1) << 30)
-#define DEFAULT_READ_BATCH 256
-#define MAX_WORKERS 1024
-
 /*
  * Objects of one kind by ascending id; each object starts with its uint64_t id.
  * A removed object leaves its id with a NULL pointer, so the search still
@@ -197,13 +192,13 @@ static int check_config(const struct iopf_engine_config *in, struct iopf_engine_
 	struct iopf_engine_config c = *in;
 
 	if (c.fault_around == 0)
-		c.fault_around = DEFAULT_FAULT_AROUND;
-	if (!is_power_of_2(c.fault_around) || c.fault_around < IOPF_PAGE_SIZE ||
-	    c.fault_around > MAX_FAULT_AROUND)
+		c.fault_around = IOPF_FAULT_AROUND_DEFAULT;
+	if (!is_power_of_2(c.fault_around) || c.fault_around < IOPF_FAULT_AROUND_MIN ||
+	    c.fault_around > IOPF_FAULT_AROUND_MAX)
 		return -EINVAL;
 	if (c.read_batch == 0)
-		c.read_batch = DEFAULT_READ_BATCH;
-	if (c.read_batch > IOPF_READ_MAX_RECORDS)
+		c.read_batch = IOPF_READ_BATCH_DEFAULT;
+	if (c.read_batch > IOPF_READ_BATCH_MAX)
 		return -EINVAL;
 	if (c.n_workers == 0) {
 		/* the CPUs this process may run on (taskset, CPUAffinity=), not all online ones */
@@ -212,9 +207,10 @@ static int check_config(const struct iopf_engine_config *in, struct iopf_engine_
 
 		if (n <= 0)
 			n = (int)sysconf(_SC_NPROCESSORS_ONLN);
-		c.n_workers = n > 0 ? (unsigned)(n < MAX_WORKERS ? n : MAX_WORKERS) : 1;
+		c.n_workers = n > 0 ? ((unsigned)n < IOPF_WORKERS_MAX ? (unsigned)n : IOPF_WORKERS_MAX)
+				    : 1;
 	}
-	if (c.n_workers > MAX_WORKERS)
+	if (c.n_workers > IOPF_WORKERS_MAX)
 		return -EINVAL;
 	*ret = c;
 	return 0;
@@ -848,7 +844,7 @@ int iopf_engine_ping(struct iopf_engine *e, unsigned *ret_late)
 
 int iopf_engine_set_fault_around(struct iopf_engine *e, uint64_t bytes)
 {
-	if (!is_power_of_2(bytes) || bytes < IOPF_PAGE_SIZE || bytes > MAX_FAULT_AROUND)
+	if (!is_power_of_2(bytes) || bytes < IOPF_FAULT_AROUND_MIN || bytes > IOPF_FAULT_AROUND_MAX)
 		return -EINVAL;
 	__atomic_store_n(&e->cfg.fault_around, bytes, __ATOMIC_RELAXED);
 	return 0;
@@ -857,7 +853,7 @@ int iopf_engine_set_fault_around(struct iopf_engine *e, uint64_t bytes)
 int iopf_engine_set_read_batch(struct iopf_engine *e, unsigned records)
 {
 	/* only source_new() reads it, on this thread */
-	if (records == 0 || records > IOPF_READ_MAX_RECORDS)
+	if (records == 0 || records > IOPF_READ_BATCH_MAX)
 		return -EINVAL;
 	e->cfg.read_batch = records;
 	return 0;

@@ -33,8 +33,6 @@
 #define TAG_KINDS  UINT64_C(7)
 
 #define RING_ENTRIES 64
-/* Reads of the last drain of a removed source: a device may fault forever. */
-#define DRAIN_MAX_READS 64
 /*
  * Turns in a row whose read failed hard before the source stops being polled:
  * the poll is level-triggered, so a persistent error would spin the worker.
@@ -43,11 +41,6 @@
 #define ERROR_TURNS_BROKEN 16
 /* Records whose cache misses are taken together when faults scatter over domains. */
 #define PREFETCH_CHUNK 16
-/* Reads of one source per turn before the worker looks at its other sources. */
-#define TURN_READS 4
-/* Retries of a failed response write (or read): 10 ms, doubling, at most 10 s apart. */
-#define BACKOFF_MIN_NS (UINT64_C(10) * 1000 * 1000)
-#define BACKOFF_MAX_NS (UINT64_C(10) * 1000 * 1000 * 1000)
 
 struct iopf_worker {
 	struct iopf_worker_config cfg;
@@ -138,10 +131,10 @@ static void arm_source(struct iopf_worker *w, struct iopf_source *s)
 static void back_off(struct iopf_source *s)
 {
 	if (!s->backoff_ns)
-		s->backoff_ns = BACKOFF_MIN_NS;
+		s->backoff_ns = IOPF_BACKOFF_MIN_NS;
 	else
 		s->backoff_ns =
-			s->backoff_ns >= BACKOFF_MAX_NS / 2 ? BACKOFF_MAX_NS : 2 * s->backoff_ns;
+			s->backoff_ns >= IOPF_BACKOFF_MAX_NS / 2 ? IOPF_BACKOFF_MAX_NS : 2 * s->backoff_ns;
 }
 
 /*
@@ -365,7 +358,7 @@ static void handle_records(struct iopf_worker *w, struct iopf_source *s,
 }
 
 /*
- * One turn of a source, @polled readable or woken by its backoff timer: at most TURN_READS reads, each answered with
+ * One turn of a source, @polled readable or woken by its backoff timer: at most IOPF_TURN_READS reads, each answered with
  * one write before the next read, so between two reads every group of the
  * earlier one is answered or held and s->buf holds exactly the last read's
  * records until they are. The bound keeps one busy source from starving the
@@ -390,7 +383,7 @@ static void service_source(struct iopf_worker *w, struct iopf_source *s, bool po
 	s->backoff_ns = 0;
 
 	rcu_read_lock();
-	for (unsigned reads = 0; reads < TURN_READS; reads++) {
+	for (unsigned reads = 0; reads < IOPF_TURN_READS; reads++) {
 		ssize_t r = iopf_fault_read(&s->buf, s->backend, &s->rb, s->held_room,
 					    polled && reads == 0);
 
@@ -476,7 +469,7 @@ static void drain(struct iopf_source *s)
 		(void)iopf_response_discard(&s->rb);
 		return;
 	}
-	for (unsigned reads = 0; reads < DRAIN_MAX_READS; reads++) {
+	for (unsigned reads = 0; reads < IOPF_DRAIN_MAX_READS; reads++) {
 		ssize_t r = iopf_fault_read(&s->buf, s->backend, &s->rb, s->held_room, false);
 		uint64_t t_read;
 		struct iopf_group g;

@@ -16,6 +16,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "engine-limits.h"
 #include "histogram.h"
 #include "iopf/iopf.h"
 
@@ -32,7 +33,7 @@ typedef int (*iopf_backend_open_fn)(int fault_fd, int iommufd, uint32_t ioas_id,
 struct iopf_engine_config {
 	unsigned n_workers;     /* 0: one per CPU the process may run on (its affinity) */
 	uint64_t fault_around;  /* window bytes: power of two >= IOPF_PAGE_SIZE; default 64 KiB */
-	unsigned read_batch;    /* records per fault-fd read; default 256 */
+	unsigned read_batch;    /* records per fault-fd read; default 256 (engine-limits.h) */
 	iopf_backend_open_fn sim_open; /* accept simulator fault sources with it; NULL: refuse */
 };
 

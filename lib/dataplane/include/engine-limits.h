@@ -1,0 +1,43 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * The engine's limits and defaults, in one place: the engine checks its
+ * config and sizes its buffers with these, and the daemon's configuration
+ * (daemon/conf.c) validates the same keys against the same numbers.
+ * Included by engine.h.
+ */
+#ifndef IOPF_ENGINE_LIMITS_H
+#define IOPF_ENGINE_LIMITS_H
+
+#include <stdint.h>
+
+#include "iopf/iopf.h"
+
+/* Worker threads (Workers=); 0 in the config means one per CPU, capped at this. */
+#define IOPF_WORKERS_MAX 1024u
+
+/* Fault-around window (FaultAround=): a power of two in [MIN, MAX]. */
+#define IOPF_FAULT_AROUND_DEFAULT (UINT64_C(64) << 10)
+#define IOPF_FAULT_AROUND_MIN     IOPF_PAGE_SIZE
+#define IOPF_FAULT_AROUND_MAX     (UINT64_C(1) << 30)
+
+/*
+ * Records per fault-fd read (ReadBatch=). The read buffer starts there and
+ * grows (doubling) up to IOPF_READ_MAX_RECORDS for a group that does not fit.
+ */
+#define IOPF_READ_BATCH_DEFAULT 256u
+#define IOPF_READ_MAX_RECORDS   65536u
+#define IOPF_READ_BATCH_MAX     IOPF_READ_MAX_RECORDS
+
+/* Groups one source may hold across turns (IOPF_HANDLER_HOLD). */
+#define IOPF_HELD_MAX 256u
+
+/* Reads of one source per worker turn, each answered before the next. */
+#define IOPF_TURN_READS 4u
+/* Reads of the last drain of a removed source: a device may fault forever. */
+#define IOPF_DRAIN_MAX_READS 64u
+
+/* Retries of a failed response write or fault read: MIN, doubling, at most MAX apart. */
+#define IOPF_BACKOFF_MIN_NS (UINT64_C(10) * 1000 * 1000)
+#define IOPF_BACKOFF_MAX_NS (UINT64_C(10) * 1000 * 1000 * 1000)
+
+#endif /* IOPF_ENGINE_LIMITS_H */
