@@ -948,32 +948,39 @@ int iopf_control_add_region(struct iopf_control *c, uint64_t tenant, uint64_t do
 	if (!t)
 		return fail(err, -ENOENT, "unknown tenant");
 
-	/* Arguments first: they need no state and say most precisely what is wrong. */
-	if (access == 0 || (access & ~(uint32_t)IOPF_ACCESS_ALL))
+	/*
+	 * Arguments first: they need no state and say most precisely what is wrong.
+	 * The engine's own check decides; this only explains it.
+	 */
+	switch (iopf_region_check_args(offset, iova, length, access)) {
+	case IOPF_REGION_ARGS_OK:
+		break;
+	case IOPF_REGION_BAD_ACCESS:
 		return fail(err, -EINVAL,
 			    "access 0x%" PRIx32
 			    " must be a non-empty subset of READ|WRITE|EXEC|PRIV"
 			    " (0x%x)",
 			    access, IOPF_ACCESS_ALL);
-	if (length == 0)
+	case IOPF_REGION_EMPTY:
 		return fail(err, -EINVAL, "length must not be 0");
-	if (!IS_ALIGNED(iova, IOPF_PAGE_SIZE))
+	case IOPF_REGION_IOVA_UNALIGNED:
 		return fail(err, -EINVAL, "iova 0x%" PRIx64 " must be %" PRIu64 "-aligned", iova,
 			    IOPF_PAGE_SIZE);
-	if (!IS_ALIGNED(length, IOPF_PAGE_SIZE))
+	case IOPF_REGION_LENGTH_UNALIGNED:
 		return fail(err, -EINVAL, "length 0x%" PRIx64 " must be a multiple of %" PRIu64,
 			    length, IOPF_PAGE_SIZE);
-	if (!IS_ALIGNED(offset, IOPF_PAGE_SIZE))
+	case IOPF_REGION_OFFSET_UNALIGNED:
 		return fail(err, -EINVAL, "offset 0x%" PRIx64 " must be %" PRIu64 "-aligned",
 			    offset, IOPF_PAGE_SIZE);
-	/* Exclusive ends must be representable: a range ending at 2^64 counts as wrapping. */
-	if (length > UINT64_MAX - iova)
+	case IOPF_REGION_IOVA_WRAPS:
+		/* exclusive ends must be representable: ending at 2^64 counts as wrapping */
 		return fail(err, -EINVAL,
 			    "region 0x%" PRIx64 "+0x%" PRIx64 " wraps around the IOVA space", iova,
 			    length);
-	if (length > UINT64_MAX - offset)
+	case IOPF_REGION_OFFSET_WRAPS:
 		return fail(err, -EINVAL, "offset 0x%" PRIx64 "+0x%" PRIx64 " wraps around", offset,
 			    length);
+	}
 
 	if (!fd_is_open(fd))
 		return fail(err, -EBADF, "fd is not an open file descriptor");

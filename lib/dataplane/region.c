@@ -265,13 +265,7 @@ int iopf_region_new(uint64_t tenant, int fd, uint64_t offset, uint64_t iova, uin
 	size_t words;
 	int accmode, rc;
 
-	if (length == 0 || !IS_ALIGNED(iova, IOPF_PAGE_SIZE) || !IS_ALIGNED(offset, IOPF_PAGE_SIZE) ||
-	    !IS_ALIGNED(length, IOPF_PAGE_SIZE))
-		return -EINVAL;
-	/* last byte must not wrap; an end of exactly 2^64 is fine */
-	if (iova + (length - 1) < iova || offset + (length - 1) < offset)
-		return -EINVAL;
-	if (access == 0 || (access & ~(uint32_t)IOPF_ACCESS_ALL))
+	if (iopf_region_check_args(offset, iova, length, access) != IOPF_REGION_ARGS_OK)
 		return -EINVAL;
 	if (fd < 0)
 		return -EBADF;

@@ -16,6 +16,7 @@
 
 #include "rcu.h"
 
+#include "engine.h"
 #include "iopf/iopf.h"
 
 /* An open file shared by a tenant's regions on one backing object; opaque. */
@@ -49,8 +50,7 @@ struct iopf_region {
  * iopf_region_new() - validate and build a region of @tenant backed by @fd.
  * @access: non-zero subset of IOPF_ACCESS_ALL
  *
- * iova, offset and length must be page aligned, length > 0, neither range may
- * wrap. @fd must be a regular file (memfd included) opened for reading, and for
+ * The arguments must pass iopf_region_check_args() (engine.h). @fd must be a regular file (memfd included) opened for reading, and for
  * writing too when @access has WRITE, with offset + length <= its size.
  *
  * The region keeps an fd of its own on the file, shared with every other live

@@ -343,6 +343,8 @@ static void test_region_validation(void **state)
 		 "region 0xfffffffffffff000+0x2000 wraps around the IOVA space"},
 		{"iova ends at 2^64", TFD_MEM, 0, 0xfffffffffffff000, 0x1000, RW, 0, -EINVAL, false,
 		 "wraps around the IOVA space"},
+		{"iova ends one page below 2^64", TFD_MEM, 0,
+		 0xffffffffffffe000, 0x1000, RW, 0, 0, true, NULL},
 		{"offset wraps", TFD_MEM, 0xfffffffffffff000, 0x1000000, 0x2000, RW, 0, -EINVAL,
 		 false, "offset 0xfffffffffffff000+0x2000 wraps around"},
 		{"past the end of the fd", TFD_MEM, 0xff000, 0x1000000, 0x2000, RW, 0, -EINVAL,

@@ -40,11 +40,18 @@ static void test_new_validation(void **state)
 	assert_int_equal(iopf_region_new(TENANT, memfd, 0, 0, PG + 1, R, &r), -EINVAL);
 	assert_int_equal(iopf_region_new(TENANT, memfd, 0, 0, PG, 0, &r), -EINVAL);
 	assert_int_equal(iopf_region_new(TENANT, memfd, 0, 0, PG, 0x10, &r), -EINVAL);
-	/* the last page of the IOVA space is fine, one more wraps */
-	assert_int_equal(iopf_region_new(TENANT, memfd, 0, UINT64_MAX - PG + 1, PG, R, &r), 0);
+	/*
+	 * Exclusive ends must be representable, as control checks too
+	 * (iopf_region_check_args()): the page below the last is fine, a region
+	 * ending at exactly 2^64 is refused, and so is one that wraps further.
+	 */
+	assert_int_equal(iopf_region_new(TENANT, memfd, 0, UINT64_MAX - 2 * PG + 1, PG, R, &r), 0);
 	assert_int_equal(r->n_pages, 1);
 	iopf_region_free(r);
+	assert_int_equal(iopf_region_new(TENANT, memfd, 0, UINT64_MAX - PG + 1, PG, R, &r), -EINVAL);
 	assert_int_equal(iopf_region_new(TENANT, memfd, 0, UINT64_MAX - PG + 1, 2 * PG, R, &r), -EINVAL);
+	assert_int_equal(iopf_region_check_args(0, UINT64_MAX - PG + 1, PG, R), IOPF_REGION_IOVA_WRAPS);
+	assert_int_equal(iopf_region_check_args(0, UINT64_MAX - 2 * PG + 1, PG, R), IOPF_REGION_ARGS_OK);
 	/* beyond the file */
 	assert_int_equal(iopf_region_new(TENANT, memfd, PG, 0, 1024 * PG, R, &r), -EINVAL);
 	assert_int_equal(iopf_region_new(TENANT, memfd, 0, 0, 1024 * PG, R | W, &r), 0);
@@ -286,7 +293,7 @@ static void test_set_find(void **state)
 {
 	struct iopf_region *v[4] = {
 		mk(0x10000, PG), mk(0x12000, 2 * PG), mk(0x100000, 16 * PG),
-		mk(UINT64_MAX - PG + 1, PG),
+		mk(UINT64_MAX - 2 * PG + 1, PG), /* the highest region there can be */
 	};
 	struct iopf_region_set *s = NULL, *n;
 
@@ -308,9 +315,11 @@ static void test_set_find(void **state)
 	assert_null(iopf_region_set_find(s, 0x14000));
 	assert_ptr_equal(iopf_region_set_find(s, 0x10ffff), v[2]);
 	assert_null(iopf_region_set_find(s, 0x110000));
-	assert_null(iopf_region_set_find(s, UINT64_MAX - PG));
-	assert_ptr_equal(iopf_region_set_find(s, UINT64_MAX - PG + 1), v[3]);
-	assert_ptr_equal(iopf_region_set_find(s, UINT64_MAX), v[3]);
+	assert_null(iopf_region_set_find(s, UINT64_MAX - 2 * PG));
+	assert_ptr_equal(iopf_region_set_find(s, UINT64_MAX - 2 * PG + 1), v[3]);
+	assert_ptr_equal(iopf_region_set_find(s, UINT64_MAX - PG), v[3]);
+	assert_null(iopf_region_set_find(s, UINT64_MAX - PG + 1));
+	assert_null(iopf_region_set_find(s, UINT64_MAX));
 	free(s);
 	for (int k = 0; k < 4; k++)
 		iopf_region_free(v[k]);

@@ -92,11 +92,53 @@ int iopf_engine_add_domain(struct iopf_engine *e, uint64_t source_id, uint32_t d
 int iopf_engine_remove_domain(struct iopf_engine *e, uint64_t domain_id,
 			      iopf_engine_done_fn done, void *userdata);
 
+/* What iopf_region_check_args() found wrong, in the order it checks. */
+enum iopf_region_arg_error {
+	IOPF_REGION_ARGS_OK,
+	IOPF_REGION_BAD_ACCESS,         /* 0, or bits outside IOPF_ACCESS_ALL */
+	IOPF_REGION_EMPTY,              /* length 0 */
+	IOPF_REGION_IOVA_UNALIGNED,
+	IOPF_REGION_LENGTH_UNALIGNED,
+	IOPF_REGION_OFFSET_UNALIGNED,
+	IOPF_REGION_IOVA_WRAPS,         /* iova + length > 2^64 - 1 */
+	IOPF_REGION_OFFSET_WRAPS,       /* offset + length > 2^64 - 1 */
+};
+
+/*
+ * iopf_region_check_args() - the one check of a region's arguments, made by
+ * the control plane (which explains the error) and by the engine alike.
+ * iova, offset and length page aligned, length > 0, access a non-zero subset
+ * of IOPF_ACCESS_ALL, and both exclusive ends representable: a range ending at
+ * exactly 2^64 (the last page of the IOVA space) is refused, so iova + length
+ * never wraps anywhere it is computed (listings, overlap messages, clients).
+ */
+static inline enum iopf_region_arg_error iopf_region_check_args(uint64_t offset, uint64_t iova,
+								 uint64_t length, uint32_t access)
+{
+	const uint64_t page_mask = IOPF_PAGE_SIZE - 1;
+
+	if (access == 0 || (access & ~(uint32_t)IOPF_ACCESS_ALL))
+		return IOPF_REGION_BAD_ACCESS;
+	if (length == 0)
+		return IOPF_REGION_EMPTY;
+	if (iova & page_mask)
+		return IOPF_REGION_IOVA_UNALIGNED;
+	if (length & page_mask)
+		return IOPF_REGION_LENGTH_UNALIGNED;
+	if (offset & page_mask)
+		return IOPF_REGION_OFFSET_UNALIGNED;
+	if (length > UINT64_MAX - iova)
+		return IOPF_REGION_IOVA_WRAPS;
+	if (length > UINT64_MAX - offset)
+		return IOPF_REGION_OFFSET_WRAPS;
+	return IOPF_REGION_ARGS_OK;
+}
+
 /*
  * iopf_engine_add_region() - back [iova, iova+length) of a domain with @fd at @offset.
- * Does not take @fd: it keeps its own dup. iova, offset and length must be page
- * aligned, length > 0, no wrap, @fd mappable (a regular file or memfd) with
- * offset+length inside it, access a non-zero subset of IOPF_ACCESS_ALL.
+ * Does not take @fd: it keeps its own dup. The arguments must pass
+ * iopf_region_check_args(); @fd mappable (a regular file or memfd) with
+ * offset+length inside it.
  * Return: 0; -ENOENT (no such domain), -EINVAL, -EBADF, -EBUSY (overlaps a region
  * of the domain), -ENOMEM.
  */
