@@ -92,7 +92,7 @@ static const char *const field_names[F_REASON0] = {
 /* The reasons as iopfd names them (enum iopf_reason order). */
 static const char *const reason_names[_IOPF_REASON_MAX] = {
 	"resolved",  "no_handler", "outside_region", "permission",
-	"map_error", "bad_record", "retired",
+	"map_error", "bad_record", "retired",        "mapped_elsewhere",
 };
 
 struct row {

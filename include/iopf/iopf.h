@@ -32,6 +32,8 @@ enum iopf_reason {
 	IOPF_REASON_MAP_ERROR,      /* INVALID: the IOAS map failed */
 	IOPF_REASON_BAD_RECORD,     /* INVALID: malformed group (missing LAST_PAGE, mixed keys) */
 	IOPF_REASON_RETIRED,        /* INVALID: the handler or source went away with the group held */
+	/* INVALID: a WRITE to a page someone else mapped (another domain of the IOAS, the tenant) */
+	IOPF_REASON_MAPPED_ELSEWHERE,
 	/*
 	 * New reasons go above this comment, and may come in any release: size
 	 * nothing by this enum outside iopfd (counters are read by name, see

@@ -1490,6 +1490,7 @@ static const char *const reason_names[_IOPF_REASON_MAX] = {
 	[IOPF_REASON_MAP_ERROR] = "map_error",
 	[IOPF_REASON_BAD_RECORD] = "bad_record",
 	[IOPF_REASON_RETIRED] = "retired",
+	[IOPF_REASON_MAPPED_ELSEWHERE] = "mapped_elsewhere",
 };
 
 const char *iopf_reason_to_string(enum iopf_reason reason)

@@ -4,6 +4,21 @@
 #include "counters.h"
 #include "util.h"
 
+/*
+ * The faulting page is mapped already, and not by this region (its bitmap
+ * says it is not ours): by a region of another domain of the source, whose
+ * IOAS they share, or by the tenant itself. Nothing here knows that mapping's
+ * access, and a device told SUCCESS for a WRITE it cannot do would fault
+ * again at once, forever. So only a fault that asks no WRITE resolves;
+ * a WRITE is INVALID, reason MAPPED_ELSEWHERE. (A WRITE to a page this
+ * region mapped is found in its bitmap and resolves without a map call: the
+ * permission check already said the region allows it.)
+ */
+static enum iopf_reason mapped_elsewhere(uint32_t perm)
+{
+	return (perm & IOPF_ACCESS_WRITE) ? IOPF_REASON_MAPPED_ELSEWHERE : IOPF_REASON_RESOLVED;
+}
+
 /* One map call for pages [first, first + n) of @r; tracked on success. */
 static int map_run(struct iopf_backend *b, struct iopf_region *r, uint64_t first, uint64_t n,
 		   struct iopf_counters *c)
@@ -80,7 +95,7 @@ enum iopf_reason iopf_resolve_fault(const struct iopf_resolver *rs,
 		if (h_n > 1)
 			rc = map_run(rs->backend, r, pg, 1, c);
 		if (rc == -EEXIST)
-			return IOPF_REASON_RESOLVED;
+			return mapped_elsewhere(perm);
 		return rc < 0 ? IOPF_REASON_MAP_ERROR : IOPF_REASON_RESOLVED;
 	}
 

@@ -28,9 +28,11 @@ struct iopf_resolver {
  * has not mapped yet, one map call per run, clipped to the region. A page the
  * daemon already mapped resolves at once ('coalesced'). EEXIST means someone
  * else mapped part of a run: the faulting page alone is retried, and EEXIST on
- * it counts as resolved (that mapping is not ours and is not tracked).
+ * it resolves a fault that asks no WRITE (that mapping is not ours and is not
+ * tracked); a WRITE is MAPPED_ELSEWHERE, since that mapping's access is unknown.
  *
- * Return: IOPF_REASON_RESOLVED, _OUTSIDE_REGION, _PERMISSION or _MAP_ERROR.
+ * Return: IOPF_REASON_RESOLVED, _OUTSIDE_REGION, _PERMISSION, _MAP_ERROR or
+ * _MAPPED_ELSEWHERE.
  */
 enum iopf_reason iopf_resolve_fault(const struct iopf_resolver *rs,
 				    const struct iopf_region_set *set, uint64_t addr,

@@ -117,6 +117,7 @@ static const char *const reason_name[_IOPF_REASON_MAX] = {
 	[IOPF_REASON_MAP_ERROR] = "map_error",
 	[IOPF_REASON_BAD_RECORD] = "bad_record",
 	[IOPF_REASON_RETIRED] = "retired",
+	[IOPF_REASON_MAPPED_ELSEWHERE] = "mapped_elsewhere",
 };
 
 static void ctrs_set(struct ctrs *c, const char *name, uint64_t v)

@@ -197,6 +197,30 @@ static void test_eexist(void **state)
 	assert_int_equal(fake_unmaps(x->f), 1);
 	assert_int_equal(fake_mappings(x->f, &m), 0);
 	free(m);
+
+	/*
+	 * A WRITE to a page mapped elsewhere (the region allows WRITE) is not
+	 * resolved: that mapping's access is unknown. READ and EXEC are. Nothing
+	 * is tracked either way.
+	 */
+	struct iopf_region *rw = region(x, BASE + 64 * PG, 64 * PG, R | W | X);
+	fake_premap(x->f, BASE + 70 * PG, PG); /* e.g. another domain's read-only region */
+	assert_int_equal(fault(x, BASE + 70 * PG, IOMMU_PGFAULT_PERM_WRITE),
+			 IOPF_REASON_MAPPED_ELSEWHERE);
+	assert_int_equal(fault(x, BASE + 70 * PG, IOMMU_PGFAULT_PERM_READ | IOMMU_PGFAULT_PERM_WRITE),
+			 IOPF_REASON_MAPPED_ELSEWHERE);
+	assert_int_equal(fault(x, BASE + 70 * PG, IOMMU_PGFAULT_PERM_READ), IOPF_REASON_RESOLVED);
+	assert_int_equal(fault(x, BASE + 70 * PG, IOMMU_PGFAULT_PERM_EXEC), IOPF_REASON_RESOLVED);
+	assert_false(iopf_region_page_mapped(rw, 6));
+	/* a WRITE to a page the region mapped itself: mapped once, then coalesced */
+	assert_int_equal(fault(x, BASE + 66 * PG, IOMMU_PGFAULT_PERM_WRITE), IOPF_REASON_RESOLVED);
+	assert_true(iopf_region_page_mapped(rw, 2));
+	assert_int_equal(x->c.coalesced, 0);
+	assert_int_equal(fault(x, BASE + 66 * PG, IOMMU_PGFAULT_PERM_WRITE), IOPF_REASON_RESOLVED);
+	assert_int_equal(x->c.coalesced, 1);
+	assert_int_equal(iopf_resolve_unmap_region(x->b, rw, &x->c), 0);
+	assert_int_equal(fake_mappings(x->f, &m), 0);
+	free(m);
 }
 
 static void test_map_error(void **state)
