@@ -86,6 +86,7 @@ struct iopf_source {
 	struct iopf_histogram unrouted_latency; /* read to response of unrouted groups */
 	uint64_t io_errors;
 	uint64_t write_errors; /* response writes that failed hard (their entries wait) */
+	uint64_t read_errors;  /* fault reads (and polls) that failed hard */
 	uint64_t retries;      /* turns run by the backoff timer */
 	uint64_t n_held_pub;
 	int broken_pub;
@@ -103,7 +104,6 @@ struct iopf_source {
 	uint64_t backoff_ns;
 	struct __kernel_timespec backoff_ts; /* the armed timer's; read at submission */
 	bool scattered;                  /* the last read's faults went to many domains */
-	unsigned error_turns;            /* turns in a row whose read failed hard */
 	struct iopf_fault_buf buf;      /* owned; the last read's records */
 	struct iopf_response_batch rb;
 	/*

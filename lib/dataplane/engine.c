@@ -668,6 +668,7 @@ static void source_info(const struct iopf_source *s, struct iopf_source_info *re
 		.backend = s->backend->ops->name,
 		.io_errors = ctr_get(&s->io_errors),
 		.write_errors = ctr_get(&s->write_errors),
+		.read_errors = ctr_get(&s->read_errors),
 		.retries = ctr_get(&s->retries),
 		.broken = __atomic_load_n(&s->broken_pub, __ATOMIC_RELAXED),
 	};

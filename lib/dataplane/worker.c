@@ -33,12 +33,6 @@
 #define TAG_KINDS  UINT64_C(7)
 
 #define RING_ENTRIES 64
-/*
- * Turns in a row whose read failed hard before the source stops being polled:
- * the poll is level-triggered, so a persistent error would spin the worker.
- * Transient errors (the kernel's ENOMEM) get this many chances.
- */
-#define ERROR_TURNS_BROKEN 16
 /* Records whose cache misses are taken together when faults scatter over domains. */
 #define PREFETCH_CHUNK 16
 
@@ -121,7 +115,7 @@ static void arm_source(struct iopf_worker *w, struct iopf_source *s)
 		arm_timer(w, s);
 		return;
 	}
-	if (s->poll_armed || s->broken)
+	if (s->poll_armed)
 		return;
 	arm_poll(w, s->backend->poll_fd, source_tag(s));
 	s->poll_armed = true;
@@ -135,6 +129,28 @@ static void back_off(struct iopf_source *s)
 	else
 		s->backoff_ns =
 			s->backoff_ns >= IOPF_BACKOFF_MAX_NS / 2 ? IOPF_BACKOFF_MAX_NS : 2 * s->backoff_ns;
+}
+
+static void set_broken(struct iopf_source *s, bool broken)
+{
+	if (s->broken == broken)
+		return;
+	s->broken = broken;
+	__atomic_store_n(&s->broken_pub, broken, __ATOMIC_RELAXED);
+}
+
+/*
+ * A read (or the poll) failed hard. The poll is level-triggered, so polling
+ * again would spin on a persistent error: wait on the backoff timer instead
+ * and read again then, for as long as it takes (a transient ENOMEM heals
+ * after one retry). Broken, and counted, until a read works again.
+ */
+static void read_failed(struct iopf_source *s)
+{
+	ctr_add(&s->io_errors, 1);
+	ctr_add(&s->read_errors, 1);
+	set_broken(s, true);
+	back_off(s);
 }
 
 /*
@@ -380,7 +396,6 @@ static void service_source(struct iopf_worker *w, struct iopf_source *s, bool po
 		back_off(s);
 		return;
 	}
-	s->backoff_ns = 0;
 
 	rcu_read_lock();
 	for (unsigned reads = 0; reads < IOPF_TURN_READS; reads++) {
@@ -407,15 +422,13 @@ static void service_source(struct iopf_worker *w, struct iopf_source *s, bool po
 	}
 	rcu_read_unlock();
 
-	if (failed) {
-		ctr_add(&s->io_errors, 1);
-		if (++s->error_turns >= ERROR_TURNS_BROKEN) {
-			/* Stop polling; the control plane sees it in the source info. */
-			s->broken = true;
-			__atomic_store_n(&s->broken_pub, 1, __ATOMIC_RELAXED);
-		}
-	} else
-		s->error_turns = 0;
+	if (failed)
+		read_failed(s);
+	else {
+		set_broken(s, false);
+		if (s->rb.n == 0)
+			s->backoff_ns = 0; /* all is well again: back to the poll */
+	}
 }
 
 /* Answer INVALID RETIRED every held group of @d (NULL: all of them). */
@@ -634,10 +647,9 @@ static void reap(struct iopf_worker *w, bool *ret_cmds)
 		if (s->retiring)
 			maybe_finish(w, s);
 		else if (res < 0) {
-			/* The poll itself failed: stop, or a level poll would spin. */
-			ctr_add(&s->io_errors, 1);
-			s->broken = true;
-			__atomic_store_n(&s->broken_pub, 1, __ATOMIC_RELAXED);
+			/* The poll itself failed: like a read, retried on the timer. */
+			read_failed(s);
+			arm_source(w, s);
 		} else {
 			if (res & POLLIN)
 				service_source(w, s, true);

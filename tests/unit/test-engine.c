@@ -741,18 +741,42 @@ static bool source_broken(struct fixture *x)
 	return i.broken;
 }
 
-/* A read error that persists stops polling (no spin); removal still works. */
-static void test_read_errors_break_source(void **state)
+static struct iopf_source_info sinfo(struct fixture *x);
+
+/*
+ * A read error that persists makes the source broken and is retried on the
+ * backoff timer, never by spinning on the level poll: one read per retry.
+ * Once reads work again the source heals and serves what was queued.
+ */
+static void test_read_errors_retried(void **state)
 {
 	struct fixture *x = *state;
 	struct iopf_source_info si;
 
 	fake_fail_reads(x->f, EIO);
 	fake_fault(x->f, 3, IOPF_PASID_NONE, BASE, IOMMU_PGFAULT_PERM_READ);
+	WAIT_FOR(source_broken(x) && sinfo(x).read_errors >= 3);
+	fake_fail_reads(x->f, 0);
+	WAIT_FOR(dgroups(x, x->dom) == 1);
+	WAIT_FOR(!source_broken(x));
+	si = sinfo(x);
+	assert_true(si.read_errors >= 3);
+	assert_int_equal(si.io_errors, si.read_errors);
+	assert_int_equal(si.write_errors, 0);
+	/* the polled read and each retry but the last failed; that one read the group, then 0 */
+	assert_int_equal(si.retries, si.read_errors);
+	assert_int_equal(fake_reads(x->f), si.retries + 2);
+	assert_int_equal(dinfo(x, x->dom).counters.reasons[IOPF_REASON_OUTSIDE_REGION], 1);
+}
+
+/* A source broken when it is removed: the drain at removal answers what is queued. */
+static void test_read_errors_break_source(void **state)
+{
+	struct fixture *x = *state;
+
+	fake_fail_reads(x->f, EIO);
+	fake_fault(x->f, 3, IOPF_PASID_NONE, BASE, IOMMU_PGFAULT_PERM_READ);
 	WAIT_FOR(source_broken(x));
-	assert_int_equal(iopf_engine_source_info(x->e, x->src, &si), 0);
-	assert_int_equal(si.io_errors, 16);
-	assert_int_equal(fake_reads(x->f), 16);
 	/* the group is still queued; once reads work the drain at removal answers it */
 	fake_fail_reads(x->f, 0);
 	assert_int_equal(iopf_engine_remove_source(x->e, x->src, on_done, x), 0);
@@ -1249,7 +1273,8 @@ TEST_MAIN(TEST(test_resolve_one), TEST_WITH(test_uptr_backend, setup_uptr),
 	  TEST(test_many_faults_two_sources), TEST(test_remove_domain_with_held),
 	  TEST(test_remove_source_with_held), TEST(test_remove_region), TEST(test_free_with_state),
 	  TEST(test_objects), TEST(test_many_objects), TEST(test_churn),
-	  TEST(test_read_errors_break_source), TEST(test_write_error_retried),
+	  TEST(test_read_errors_break_source),
+	  TEST(test_read_errors_retried), TEST(test_write_error_retried),
 	  TEST(test_write_retry_stale), TEST(test_write_pending_at_removal),
 	  TEST(test_held_cookie_reissued), cmocka_unit_test(test_bad_config),
 	  TEST(test_add_source_fd_kinds), TEST_WITH(test_latency_recorded, setup_ops),

@@ -157,8 +157,9 @@ struct iopf_source_info {
 	struct iopf_counters unrouted; /* groups with no domain */
 	uint64_t io_errors;      /* fault-fd reads/writes that failed hard, torn reads */
 	uint64_t write_errors;   /* of those, response writes: their responses wait for a retry */
+	uint64_t read_errors;    /* of those, fault reads (or polls): retried after a backoff */
 	uint64_t retries;        /* turns run after a backoff (a failed write or read) */
-	bool broken;             /* reads kept failing: no longer polled; only removal helps */
+	bool broken;             /* the last read failed: retried from 10 ms, doubling to 10 s */
 };
 struct iopf_domain_info {
 	uint64_t id, source_id, tenant;
