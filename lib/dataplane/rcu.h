@@ -10,7 +10,6 @@
 #define URCU_API_MAP
 #endif
 #include <urcu/urcu-memb.h>
-#include <urcu/rculfhash.h>
 #include <urcu/list.h>
 
 /*
