@@ -23,6 +23,7 @@
 #include "backend.h"
 #include "engine.h"
 #include "fault.h"
+#include "persist.h"
 #include "histogram.h"
 #include "mailbox.h"
 #include "region.h"
@@ -88,6 +89,7 @@ struct iopf_source {
 	uint64_t write_errors; /* response writes that failed hard (their entries wait) */
 	uint64_t read_errors;  /* fault reads (and polls) that failed hard */
 	uint64_t retries;      /* turns run by the backoff timer */
+	uint64_t recovered;    /* journal records answered after a restart */
 	uint64_t n_held_pub;
 	int broken_pub;
 
@@ -105,6 +107,10 @@ struct iopf_source {
 	struct __kernel_timespec backoff_ts; /* the armed timer's; read at submission */
 	bool scattered;                  /* the last read's faults went to many domains */
 	struct iopf_fault_buf buf;      /* owned; the last read's records */
+	struct iopf_journal journal;    /* owned; buf.recs are its slots (persist.h) */
+	size_t journal_n;               /* slots of the last read waiting for their responses */
+	struct iopf_persist_source prec; /* its record; rewritten when the buffer grows */
+	bool recover;                   /* restored: answer the journal before the first read */
 	struct iopf_response_batch rb;
 	/*
 	 * Owned; IOPF_HELD_MAX entries. NULL until a domain of the source first
@@ -140,6 +146,8 @@ struct iopf_eregion {
 	uint64_t id; /* first */
 	struct iopf_domain *domain;
 	struct iopf_region *r;      /* owned */
+	struct iopf_state *state;   /* the arena its page bitmaps live in */
+	uint64_t bits_off;          /* their block */
 	struct cds_list_head dnode; /* in domain->eregions */
 	struct iopf_cmd rm_cmd;
 	struct rcu_head rcu;

@@ -13,13 +13,16 @@
  *     runs the done callback and call_rcu()-frees the object, because other
  *     workers' hash lookups may still be walking through its route node.
  */
+#include <inttypes.h>
 #include <pthread.h>
+#include <stdio.h>
 #include <sched.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "counters.h"
 #include "engine-internal.h"
+#include "resolve.h"
 #include "util.h"
 
 /*
@@ -46,6 +49,7 @@ struct iopf_engine {
 	struct iopf_route_table *routes;
 	uint64_t next_id;
 	struct idvec sources, domains, regions;
+	struct iopf_state *state; /* owned; what outlives the process (persist.h) */
 
 	struct iopf_mailbox done; /* finished removals, posted by the workers */
 
@@ -139,14 +143,21 @@ static void idvec_del(struct idvec *x, uint64_t id)
 
 /* Object destructors; they run after a grace period, on the call_rcu thread. */
 
+static void eregion_destroy(struct iopf_eregion *er)
+{
+	uint64_t n_pages = er->r->n_pages;
+
+	iopf_region_free(er->r);
+	iopf_state_release(er->state, er->bits_off, iopf_persist_bits_size(n_pages));
+	free(er);
+}
+
 static void domain_destroy(struct iopf_domain *d)
 {
 	struct iopf_eregion *er, *tmp;
 
-	cds_list_for_each_entry_safe(er, tmp, &d->eregions, dnode) {
-		iopf_region_free(er->r);
-		free(er);
-	}
+	cds_list_for_each_entry_safe(er, tmp, &d->eregions, dnode)
+		eregion_destroy(er);
 	free(d->regions); /* the array only; its regions were just freed */
 	free(d);
 }
@@ -159,6 +170,7 @@ static void source_destroy(struct iopf_source *s)
 		domain_destroy(d);
 	iopf_backend_close(s->backend); /* NULL once its worker retired it */
 	iopf_fault_buf_fini(&s->buf);
+	iopf_journal_free(&s->journal);
 	iopf_response_batch_fini(&s->rb);
 	free(s->held);
 	free(s);
@@ -176,10 +188,7 @@ static void domain_free_rcu(struct rcu_head *h)
 
 static void eregion_free_rcu(struct rcu_head *h)
 {
-	struct iopf_eregion *er = caa_container_of(h, struct iopf_eregion, rcu);
-
-	iopf_region_free(er->r);
-	free(er);
+	eregion_destroy(caa_container_of(h, struct iopf_eregion, rcu));
 }
 
 static void region_set_free_rcu(struct rcu_head *h)
@@ -216,6 +225,134 @@ static int check_config(const struct iopf_engine_config *in, struct iopf_engine_
 	return 0;
 }
 
+/* ---- what outlives the process (persist.h) ---- */
+
+static void fd_name(char *buf, size_t size, char kind, uint64_t id, const char *what)
+{
+	(void)snprintf(buf, size, "%c%" PRIu64 "%s", kind, id, what);
+}
+
+/* Best effort: an fd the store refused only means that object does not survive a crash. */
+static void keep_fd(struct iopf_engine *e, char kind, uint64_t id, const char *what, int fd)
+{
+	char name[32];
+
+	if (!e->cfg.fd_store.keep)
+		return;
+	fd_name(name, sizeof(name), kind, id, what);
+	(void)e->cfg.fd_store.keep(e->cfg.fd_store.userdata, name, fd);
+}
+
+static void drop_fd(struct iopf_engine *e, char kind, uint64_t id, const char *what)
+{
+	char name[32];
+
+	if (!e->cfg.fd_store.drop)
+		return;
+	fd_name(name, sizeof(name), kind, id, what);
+	e->cfg.fd_store.drop(e->cfg.fd_store.userdata, name);
+}
+
+static uint32_t backend_kind(const struct iopf_backend *b)
+{
+	if (strcmp(b->ops->name, "kernel") == 0)
+		return IOPF_PERSIST_BACKEND_KERNEL;
+	if (strcmp(b->ops->name, "sim") == 0)
+		return IOPF_PERSIST_BACKEND_SIM;
+	return 0; /* test fakes: recorded, never restored */
+}
+
+/*
+ * Records are best effort too: without room in the arena an object still
+ * serves, it only would not survive a crash. The journal itself is always
+ * there (the read buffer cannot exist without it).
+ */
+static void persist_source(struct iopf_engine *e, struct iopf_source *s)
+{
+	(void)iopf_state_put(e->state, IOPF_PERSIST_KEY(IOPF_PERSIST_SOURCE, s->id), &s->prec,
+			     sizeof(s->prec));
+}
+
+static void persist_domain(struct iopf_engine *e, const struct iopf_domain *d)
+{
+	struct iopf_persist_domain rec = {
+		.version = IOPF_PERSIST_VERSION,
+		.dev_id = d->route.dev_id,
+		.id = d->id,
+		.source_id = d->source->id,
+		.tenant = d->tenant,
+		.pasid = d->route.pasid,
+	};
+
+	(void)iopf_state_put(e->state, IOPF_PERSIST_KEY(IOPF_PERSIST_DOMAIN, d->id), &rec,
+			     sizeof(rec));
+}
+
+static void persist_region(struct iopf_engine *e, const struct iopf_eregion *er)
+{
+	const struct iopf_region *r = er->r;
+	struct iopf_persist_region rec = {
+		.version = IOPF_PERSIST_VERSION,
+		.access = r->access,
+		.id = er->id,
+		.domain_id = er->domain->id,
+		.tenant = r->tenant,
+		.iova = r->iova,
+		.length = r->length,
+		.offset = r->offset,
+		.bits_off = er->bits_off,
+	};
+
+	(void)iopf_state_put(e->state, IOPF_PERSIST_KEY(IOPF_PERSIST_REGION, er->id), &rec,
+			     sizeof(rec));
+}
+
+/* A region's removal completed: it no longer needs to survive anything. */
+static void forget_region_state(struct iopf_engine *e, const struct iopf_eregion *er)
+{
+	(void)iopf_state_del(e->state, IOPF_PERSIST_KEY(IOPF_PERSIST_REGION, er->id));
+	drop_fd(e, 'r', er->id, "");
+}
+
+static void forget_domain_state(struct iopf_engine *e, const struct iopf_domain *d)
+{
+	const struct iopf_eregion *er;
+
+	cds_list_for_each_entry(er, &d->eregions, dnode)
+		forget_region_state(e, er);
+	(void)iopf_state_del(e->state, IOPF_PERSIST_KEY(IOPF_PERSIST_DOMAIN, d->id));
+}
+
+static void forget_source_state(struct iopf_engine *e, const struct iopf_source *s)
+{
+	const struct iopf_domain *d;
+
+	cds_list_for_each_entry(d, &s->domains, snode)
+		forget_domain_state(e, d);
+	(void)iopf_state_del(e->state, IOPF_PERSIST_KEY(IOPF_PERSIST_SOURCE, s->id));
+	drop_fd(e, 's', s->id, "f");
+	drop_fd(e, 's', s->id, "i");
+}
+
+int iopf_engine_state_fd(struct iopf_engine *e)
+{
+	return iopf_state_fd(e->state);
+}
+
+int iopf_engine_record_put(struct iopf_engine *e, uint64_t key, const void *data, size_t len)
+{
+	if (IOPF_ENGINE_RECORD_KIND(key) < IOPF_PERSIST_FOREIGN)
+		return -EINVAL;
+	return iopf_state_put(e->state, key, data, len);
+}
+
+int iopf_engine_record_del(struct iopf_engine *e, uint64_t key)
+{
+	if (IOPF_ENGINE_RECORD_KIND(key) < IOPF_PERSIST_FOREIGN)
+		return -EINVAL;
+	return iopf_state_del(e->state, key);
+}
+
 int iopf_engine_new(const struct iopf_engine_config *cfg, struct iopf_engine **ret)
 {
 	struct iopf_engine *e;
@@ -244,6 +381,9 @@ int iopf_engine_new(const struct iopf_engine_config *cfg, struct iopf_engine **r
 		goto fail;
 	}
 	r = iopf_route_table_new(&e->routes);
+	if (r < 0)
+		goto fail;
+	r = cfg->state_fd > 0 ? iopf_state_adopt(cfg->state_fd, &e->state) : iopf_state_new(&e->state);
 	if (r < 0)
 		goto fail;
 	for (unsigned i = 0; i < e->cfg.n_workers; i++) {
@@ -284,6 +424,7 @@ struct iopf_engine *iopf_engine_free(struct iopf_engine *e)
 
 	e->routes = iopf_route_table_free(e->routes);
 	iopf_mailbox_fini(&e->done);
+	e->state = iopf_state_free(e->state);
 	free(e->workers);
 	free(e->load);
 	free(e->sources.v);
@@ -389,18 +530,21 @@ int iopf_engine_dispatch(struct iopf_engine *e)
 		case IOPF_CMD_REMOVE_SOURCE: {
 			struct iopf_source *s = c->obj;
 
+			forget_source_state(e, s);
 			call_rcu(&s->rcu, source_free_rcu);
 			break;
 		}
 		case IOPF_CMD_REMOVE_DOMAIN: {
 			struct iopf_domain *d = c->obj;
 
+			forget_domain_state(e, d);
 			call_rcu(&d->rcu, domain_free_rcu);
 			break;
 		}
 		case IOPF_CMD_REMOVE_REGION: {
 			struct iopf_eregion *er = c->obj;
 
+			forget_region_state(e, er);
 			call_rcu(&er->rcu, eregion_free_rcu);
 			break;
 		}
@@ -414,17 +558,43 @@ int iopf_engine_dispatch(struct iopf_engine *e)
 	return n;
 }
 
-static int source_new(struct iopf_engine *e, struct iopf_source **ret)
+/* The read buffer's growth (iopf_fault_buf): a bigger journal, named in the source's record. */
+static int source_grow_journal(void *userdata, size_t cap, struct iommu_hwpt_pgfault **ret_recs)
+{
+	struct iopf_source *s = userdata;
+	int r = iopf_journal_grow(&s->journal, cap, &s->prec);
+
+	if (r < 0)
+		return r;
+	*ret_recs = s->journal.rec;
+	return 0;
+}
+
+/* @journal: an earlier run's (taken over, also on failure), or NULL for a new one. */
+static int source_new(struct iopf_engine *e, struct iopf_journal *journal,
+		      struct iopf_source **ret)
 {
 	struct iopf_source *s;
 
 	s = calloc(1, sizeof(*s));
-	if (!s)
+	if (!s) {
+		if (journal)
+			iopf_journal_free(journal);
 		return -ENOMEM;
+	}
 	CDS_INIT_LIST_HEAD(&s->domains);
+	if (journal)
+		s->journal = *journal;
+	/* the id it will get: nothing else takes one on this thread before source_attach() */
+	else if (iopf_journal_new(e->state, e->next_id, e->cfg.read_batch, &s->journal) < 0) {
+		source_destroy(s);
+		return -ENOMEM;
+	}
+	/* the read buffer is the journal's slots; it grows through the journal too */
+	iopf_fault_buf_init_at(&s->buf, s->journal.rec, s->journal.cap, IOPF_READ_MAX_RECORDS,
+			       source_grow_journal, s);
 	/* Room for the answers of one read (held groups get theirs when there are some). */
-	if (iopf_fault_buf_init(&s->buf, e->cfg.read_batch, IOPF_READ_MAX_RECORDS) < 0 ||
-	    iopf_response_batch_init(&s->rb, s->buf.cap) < 0) {
+	if (iopf_response_batch_init(&s->rb, s->buf.cap) < 0) {
 		source_destroy(s);
 		return -ENOMEM;
 	}
@@ -432,9 +602,8 @@ static int source_new(struct iopf_engine *e, struct iopf_source **ret)
 	return 0;
 }
 
-/* Cannot fail: memory and the index slot were reserved. */
-static void source_attach(struct iopf_engine *e, struct iopf_source *s, uint64_t tenant,
-			  struct iopf_backend *b)
+static void source_place(struct iopf_engine *e, struct iopf_source *s, uint64_t id,
+			 uint64_t tenant, struct iopf_backend *b)
 {
 	unsigned best = 0;
 
@@ -444,14 +613,33 @@ static void source_attach(struct iopf_engine *e, struct iopf_source *s, uint64_t
 			best = i;
 	e->load[best]++;
 
-	s->id = e->next_id++;
+	s->id = id;
 	s->tenant = tenant;
 	s->backend = b;
 	s->ioas_id = b->ioas_id;
 	s->worker = best;
 	idvec_append(&e->sources, s);
 	s->add_cmd = (struct iopf_cmd){ .type = IOPF_CMD_ADD_SOURCE, .obj = s };
-	iopf_worker_send(e->workers[best], &s->add_cmd);
+}
+
+/* Cannot fail: memory and the index slot were reserved. */
+static void source_attach(struct iopf_engine *e, struct iopf_source *s, uint64_t tenant,
+			  struct iopf_backend *b)
+{
+	source_place(e, s, e->next_id++, tenant, b);
+	s->prec = (struct iopf_persist_source){
+		.version = IOPF_PERSIST_VERSION,
+		.backend = backend_kind(b),
+		.id = s->id,
+		.tenant = tenant,
+		.ioas_id = b->ioas_id,
+		.journal_cap = (uint32_t)s->journal.cap,
+		.journal_off = s->journal.off,
+	};
+	persist_source(e, s);
+	keep_fd(e, 's', s->id, "f", b->fault_fd);
+	keep_fd(e, 's', s->id, "i", b->iommufd);
+	iopf_worker_send(e->workers[s->worker], &s->add_cmd);
 }
 
 int __iopf_engine_add_backend(struct iopf_engine *e, uint64_t tenant, struct iopf_backend *b,
@@ -463,7 +651,7 @@ int __iopf_engine_add_backend(struct iopf_engine *e, uint64_t tenant, struct iop
 	r = idvec_reserve(&e->sources, 1);
 	if (r < 0)
 		return r;
-	r = source_new(e, &s);
+	r = source_new(e, NULL, &s);
 	if (r < 0)
 		return r;
 	source_attach(e, s, tenant, b);
@@ -482,7 +670,7 @@ int iopf_engine_add_source(struct iopf_engine *e, uint64_t tenant, int fault_fd,
 	r = idvec_reserve(&e->sources, 1);
 	if (r < 0)
 		return r;
-	r = source_new(e, &s);
+	r = source_new(e, NULL, &s);
 	if (r < 0)
 		return r;
 	r = iopf_backend_open(fault_fd, iommufd, ioas_id, e->cfg.sim_open, &b);
@@ -533,6 +721,9 @@ int iopf_engine_remove_source(struct iopf_engine *e, uint64_t source_id,
 	return remove_source(e, s, done, userdata);
 }
 
+static int domain_new(struct iopf_engine *e, struct iopf_source *s, uint64_t id, uint32_t dev_id,
+		      uint32_t pasid, struct iopf_domain **ret);
+
 int iopf_engine_add_domain(struct iopf_engine *e, uint64_t source_id, uint32_t dev_id,
 			   uint32_t pasid, uint64_t *ret_domain_id)
 {
@@ -545,6 +736,22 @@ int iopf_engine_add_domain(struct iopf_engine *e, uint64_t source_id, uint32_t d
 	s = idvec_find(&e->sources, source_id);
 	if (!s)
 		return -ENOENT;
+	r = domain_new(e, s, e->next_id, dev_id, pasid, &d);
+	if (r < 0)
+		return r;
+	e->next_id++;
+	persist_domain(e, d);
+	*ret_domain_id = d->id;
+	return 0;
+}
+
+/* Build and publish domain @id of @s. Return: 0, -EEXIST (key taken), -ENOMEM. */
+static int domain_new(struct iopf_engine *e, struct iopf_source *s, uint64_t id, uint32_t dev_id,
+		      uint32_t pasid, struct iopf_domain **ret)
+{
+	struct iopf_domain *d;
+	int r;
+
 	r = idvec_reserve(&e->domains, 1);
 	if (r < 0)
 		return r;
@@ -553,7 +760,7 @@ int iopf_engine_add_domain(struct iopf_engine *e, uint64_t source_id, uint32_t d
 		return -ENOMEM;
 
 	/* Complete before it is published: a worker may find it at once. */
-	d->id = e->next_id;
+	d->id = id;
 	d->tenant = s->tenant;
 	d->source = s;
 	CDS_INIT_LIST_HEAD(&d->eregions);
@@ -565,10 +772,9 @@ int iopf_engine_add_domain(struct iopf_engine *e, uint64_t source_id, uint32_t d
 		free(d);
 		return r;
 	}
-	e->next_id++;
 	cds_list_add_tail(&d->snode, &s->domains);
 	idvec_append(&e->domains, d);
-	*ret_domain_id = d->id;
+	*ret = d;
 	return 0;
 }
 
@@ -589,35 +795,45 @@ int iopf_engine_remove_domain(struct iopf_engine *e, uint64_t domain_id,
 	return 0;
 }
 
-int iopf_engine_add_region(struct iopf_engine *e, uint64_t domain_id, int fd, uint64_t offset,
-			   uint64_t iova, uint64_t length, uint32_t access,
-			   uint64_t *ret_region_id)
+/*
+ * Build and publish region @id of @d. @bits_off: its bitmaps' block, which it
+ * takes over (also on failure). Return: 0; -EINVAL, -EBADF, -EBUSY, -ENOMEM.
+ */
+static int region_new(struct iopf_engine *e, struct iopf_domain *d, uint64_t id, int fd,
+		      uint64_t offset, uint64_t iova, uint64_t length, uint32_t access,
+		      uint64_t bits_off, struct iopf_eregion **ret)
 {
 	struct iopf_region_set *set, *old;
 	struct iopf_eregion *er;
-	struct iopf_domain *d;
 	struct iopf_region *r;
 	int rc;
 
-	d = idvec_find(&e->domains, domain_id);
-	if (!d)
-		return -ENOENT;
-	rc = iopf_region_new(d->tenant, fd, offset, iova, length, access, &r);
-	if (rc < 0)
+	rc = iopf_region_new_bits(d->tenant, fd, offset, iova, length, access,
+				  iopf_state_at(e->state, bits_off), &r);
+	if (rc < 0) {
+		iopf_state_release(e->state, bits_off,
+				   iopf_persist_bits_size(length / IOPF_PAGE_SIZE));
 		return rc;
+	}
 	er = calloc(1, sizeof(*er));
-	rc = er ? idvec_reserve(&e->regions, 1) : -ENOMEM;
+	if (!er) {
+		iopf_region_free(r);
+		iopf_state_release(e->state, bits_off, iopf_persist_bits_size(r->n_pages));
+		return -ENOMEM;
+	}
+	er->r = r;
+	er->state = e->state;
+	er->bits_off = bits_off;
+	rc = idvec_reserve(&e->regions, 1);
 	if (rc == 0)
 		rc = iopf_region_set_add(d->regions, r, &set); /* -EBUSY on overlap */
 	if (rc < 0) {
-		free(er);
-		iopf_region_free(r);
+		eregion_destroy(er);
 		return rc;
 	}
 
-	er->id = e->next_id++;
+	er->id = id;
 	er->domain = d;
-	er->r = r;
 	r->id = er->id;
 	r->domain_id = d->id;
 	r->tenant = d->tenant;
@@ -627,6 +843,34 @@ int iopf_engine_add_region(struct iopf_engine *e, uint64_t domain_id, int fd, ui
 	cds_list_add_tail(&er->dnode, &d->eregions);
 	d->n_regions++;
 	idvec_append(&e->regions, er);
+	*ret = er;
+	return 0;
+}
+
+int iopf_engine_add_region(struct iopf_engine *e, uint64_t domain_id, int fd, uint64_t offset,
+			   uint64_t iova, uint64_t length, uint32_t access,
+			   uint64_t *ret_region_id)
+{
+	struct iopf_eregion *er;
+	struct iopf_domain *d;
+	uint64_t bits_off;
+	int rc;
+
+	d = idvec_find(&e->domains, domain_id);
+	if (!d)
+		return -ENOENT;
+	/* the bitmaps live in the arena, so a restarted iopfd knows what this one mapped */
+	if (length == 0 || length % IOPF_PAGE_SIZE)
+		return -EINVAL;
+	rc = iopf_state_alloc(e->state, iopf_persist_bits_size(length / IOPF_PAGE_SIZE), &bits_off);
+	if (rc < 0)
+		return rc == -EINVAL ? -EINVAL : -ENOMEM;
+	rc = region_new(e, d, e->next_id, fd, offset, iova, length, access, bits_off, &er);
+	if (rc < 0)
+		return rc;
+	e->next_id++;
+	persist_region(e, er);
+	keep_fd(e, 'r', er->id, "", er->r->fd);
 	*ret_region_id = er->id;
 	return 0;
 }
@@ -670,6 +914,7 @@ static void source_info(const struct iopf_source *s, struct iopf_source_info *re
 		.write_errors = ctr_get(&s->write_errors),
 		.read_errors = ctr_get(&s->read_errors),
 		.retries = ctr_get(&s->retries),
+		.recovered = ctr_get(&s->recovered),
 		.broken = __atomic_load_n(&s->broken_pub, __ATOMIC_RELAXED),
 	};
 	ctr_snapshot(&s->unrouted, &ret->unrouted);
@@ -858,4 +1103,338 @@ int iopf_engine_set_read_batch(struct iopf_engine *e, unsigned records)
 		return -EINVAL;
 	e->cfg.read_batch = records;
 	return 0;
+}
+
+/* ---- restore (iopf_engine_restore()) ---- */
+
+/* The records of one kind, as the arena gave them. */
+struct recvec {
+	void *v;
+	size_t n, cap, size;
+};
+
+struct restore {
+	struct iopf_engine *e;
+	iopf_engine_take_fd_fn take_fd;
+	iopf_engine_record_fn foreign;
+	void *userdata;
+	struct recvec src, dom, reg;
+	uint64_t max_id;
+};
+
+static int recvec_push(struct recvec *x, const void *data)
+{
+	if (x->n == x->cap) {
+		size_t cap = x->cap ? x->cap * 2 : 64;
+		void *v = realloc(x->v, cap * x->size);
+
+		if (!v)
+			return -ENOMEM;
+		x->v = v;
+		x->cap = cap;
+	}
+	memcpy((char *)x->v + x->n++ * x->size, data, x->size);
+	return 0;
+}
+
+/* Every record is checked for what can be checked alone: kind, size, version, id. */
+static int collect(uint64_t key, const void *data, size_t len, void *userdata)
+{
+	struct restore *x = userdata;
+	unsigned kind = IOPF_PERSIST_KIND(key);
+	uint64_t id = IOPF_PERSIST_ID(key);
+	struct recvec *v;
+	uint64_t rec_id;
+	uint32_t version;
+
+	if (kind >= IOPF_PERSIST_FOREIGN)
+		return x->foreign ? x->foreign(x->userdata, key, data, len) : 0;
+	v = kind == IOPF_PERSIST_SOURCE ? &x->src
+	    : kind == IOPF_PERSIST_DOMAIN ? &x->dom
+	    : kind == IOPF_PERSIST_REGION ? &x->reg
+					  : NULL;
+	if (!v || len != v->size)
+		return -EINVAL;
+	memcpy(&version, data, sizeof(version));
+	/* every record has its id right after two 32-bit words */
+	memcpy(&rec_id, (const char *)data + 8, sizeof(rec_id));
+	if (version != IOPF_PERSIST_VERSION || rec_id != id || id == 0 || id >= UINT64_C(1) << 52)
+		return -EINVAL;
+	if (id > x->max_id)
+		x->max_id = id;
+	return recvec_push(v, data);
+}
+
+static int cmp_id(const void *a, const void *b)
+{
+	uint64_t x, y;
+
+	memcpy(&x, (const char *)a + 8, sizeof(x));
+	memcpy(&y, (const char *)b + 8, sizeof(y));
+	return x < y ? -1 : x > y;
+}
+
+static int take_named_fd(struct restore *x, char kind, uint64_t id, const char *what)
+{
+	char name[32];
+
+	fd_name(name, sizeof(name), kind, id, what);
+	return x->take_fd ? x->take_fd(x->userdata, name) : -ENOENT;
+}
+
+/* A source whose fds did not come back: forget it (its blocks were claimed) and its names. */
+static void drop_source(struct restore *x, struct iopf_persist_source *rec,
+			struct iopf_journal *journal)
+{
+	struct iopf_engine *e = x->e;
+
+	(void)iopf_state_del(e->state, IOPF_PERSIST_KEY(IOPF_PERSIST_SOURCE, rec->id));
+	iopf_journal_free(journal);
+	drop_fd(e, 's', rec->id, "f");
+	drop_fd(e, 's', rec->id, "i");
+}
+
+static int restore_source(struct restore *x, struct iopf_persist_source *rec,
+			  struct iopf_journal *journal, unsigned *ret_dropped)
+{
+	struct iopf_engine *e = x->e;
+	_cleanup_close_ int fault_fd = take_named_fd(x, 's', rec->id, "f");
+	_cleanup_close_ int iommufd = take_named_fd(x, 's', rec->id, "i");
+	struct iopf_backend *b;
+	struct iopf_source *s;
+	int r;
+
+	if (fault_fd < 0 || iommufd < 0 ||
+	    iopf_backend_open(fault_fd, iommufd, rec->ioas_id, e->cfg.sim_open, &b) < 0) {
+		drop_source(x, rec, journal);
+		(*ret_dropped)++;
+		return 0;
+	}
+	TAKE_FD(fault_fd);
+	TAKE_FD(iommufd);
+	r = idvec_reserve(&e->sources, 1);
+	if (r < 0) {
+		iopf_backend_close(b);
+		iopf_journal_free(journal);
+		return r;
+	}
+	r = source_new(e, journal, &s);
+	if (r < 0) {
+		iopf_backend_close(b);
+		return r;
+	}
+	source_place(e, s, rec->id, rec->tenant, b);
+	s->prec = *rec;
+	s->recover = true;
+	return 0;
+}
+
+static void drop_region(struct restore *x, const struct iopf_persist_region *rec, int fd)
+{
+	struct iopf_engine *e = x->e;
+
+	safe_close(fd);
+	(void)iopf_state_del(e->state, IOPF_PERSIST_KEY(IOPF_PERSIST_REGION, rec->id));
+	iopf_state_release(e->state, rec->bits_off,
+			   iopf_persist_bits_size(rec->length / IOPF_PAGE_SIZE));
+	drop_fd(e, 'r', rec->id, "");
+}
+
+/* Claim the journals' and bitmaps' blocks: any that is out of place refuses the arena. */
+static int restore_claim(struct restore *x, struct iopf_journal *journals)
+{
+	struct iopf_persist_source *src = x->src.v;
+	struct iopf_persist_region *reg = x->reg.v;
+	int r;
+
+	for (size_t i = 0; i < x->src.n; i++) {
+		if (src[i].journal_cap == 0 || src[i].journal_cap > IOPF_READ_MAX_RECORDS)
+			return -EINVAL;
+		r = iopf_journal_adopt(x->e->state, src[i].id, src[i].journal_off,
+				       src[i].journal_cap, &journals[i]);
+		if (r < 0)
+			return r;
+	}
+	for (size_t i = 0; i < x->reg.n; i++) {
+		if (reg[i].length == 0 || reg[i].length % IOPF_PAGE_SIZE)
+			return -EINVAL;
+		r = iopf_state_claim(x->e->state, reg[i].bits_off,
+				     iopf_persist_bits_size(reg[i].length / IOPF_PAGE_SIZE));
+		if (r < 0)
+			return r;
+	}
+	return iopf_state_seal(x->e->state);
+}
+
+static int restore_build(struct restore *x, struct iopf_journal *journals,
+			 struct iopf_engine_restored *st)
+{
+	struct iopf_engine *e = x->e;
+	struct iopf_persist_source *src = x->src.v;
+	struct iopf_persist_domain *dom = x->dom.v;
+	struct iopf_persist_region *reg = x->reg.v;
+	size_t i = 0;
+	int r = 0;
+
+	for (; i < x->src.n && r >= 0; i++)
+		r = restore_source(x, &src[i], &journals[i], &st->dropped);
+	/* the journals not handed to a source yet are freed by the caller */
+	for (size_t j = 0; j < i; j++)
+		journals[j] = (struct iopf_journal){};
+	for (size_t j = 0; j < x->dom.n && r >= 0; j++) {
+		struct iopf_source *s = idvec_find(&e->sources, dom[j].source_id);
+		struct iopf_domain *d;
+
+		if (!s || (dom[j].pasid > IOPF_PASID_MAX && dom[j].pasid != IOPF_PASID_NONE) ||
+		    dom[j].tenant != s->tenant ||
+		    domain_new(e, s, dom[j].id, dom[j].dev_id, dom[j].pasid, &d) < 0) {
+			(void)iopf_state_del(e->state,
+					     IOPF_PERSIST_KEY(IOPF_PERSIST_DOMAIN, dom[j].id));
+			st->dropped++;
+		}
+	}
+	for (size_t j = 0; j < x->reg.n && r >= 0; j++) {
+		struct iopf_domain *d = idvec_find(&e->domains, reg[j].domain_id);
+		int fd = take_named_fd(x, 'r', reg[j].id, "");
+		struct iopf_eregion *er;
+
+		if (!d || fd < 0 || reg[j].tenant != d->tenant) {
+			drop_region(x, &reg[j], fd);
+			st->dropped++;
+			continue;
+		}
+		/* the region keeps its own fd on the file; region_new() frees the block on failure */
+		r = region_new(e, d, reg[j].id, fd, reg[j].offset, reg[j].iova, reg[j].length,
+			       reg[j].access, reg[j].bits_off, &er);
+		safe_close(fd);
+		if (r == -ENOMEM)
+			break;
+		if (r < 0) {
+			(void)iopf_state_del(e->state,
+					     IOPF_PERSIST_KEY(IOPF_PERSIST_REGION, reg[j].id));
+			drop_fd(e, 'r', reg[j].id, "");
+			st->dropped++;
+			r = 0;
+		}
+	}
+	return r;
+}
+
+/* Whether a region of @s other than @self tracks any page of [iova, iova+length). */
+static bool others_track(struct iopf_source *s, const struct iopf_region *self, uint64_t iova,
+			 uint64_t length)
+{
+	struct iopf_domain *d;
+	struct iopf_eregion *er;
+
+	cds_list_for_each_entry(d, &s->domains, snode)
+		cds_list_for_each_entry(er, &d->eregions, dnode) {
+			const struct iopf_region *r = er->r;
+			uint64_t from, to;
+
+			if (r == self || iova > iopf_region_last(r) || iova + length - 1 < r->iova)
+				continue;
+			from = (iova > r->iova ? iova - r->iova : 0) / IOPF_PAGE_SIZE;
+			to = (iova + length - 1 < iopf_region_last(r) ? iova + length - r->iova
+								     : r->length) /
+			     IOPF_PAGE_SIZE;
+			for (uint64_t pg = from; pg < to; pg++)
+				if (iopf_region_page_mapped(r, pg))
+					return true;
+		}
+	return false;
+}
+
+/*
+ * A map call the dead process had in flight: settle it before the source goes
+ * live (its worker does not know it yet, so this thread may use its backend).
+ * Tracked: it was made and recorded. Not tracked: map it again. Refused as
+ * already there: either that call was made, or something else sits there. If
+ * another of the source's regions tracks a page of it, the call must have
+ * failed: leave it. Otherwise nothing of iopfd's is there but that call, or a
+ * mapping the tenant made itself in its own region: either way it is tracked
+ * as iopfd's, to be unmapped with the region.
+ */
+static void readopt_intent(struct iopf_source *s, struct iopf_engine_restored *st)
+{
+	uint64_t iova, length;
+	struct iopf_domain *d;
+	struct iopf_eregion *er;
+
+	if (!iopf_journal_intent(&s->journal, &iova, &length))
+		return;
+	cds_list_for_each_entry(d, &s->domains, snode)
+		cds_list_for_each_entry(er, &d->eregions, dnode) {
+			if (iova < er->r->iova || iova - er->r->iova >= er->r->length)
+				continue;
+			if (iopf_resolve_readopt(s->backend, er->r, iova, length, &d->counters) ==
+			    -EEXIST) {
+				if (others_track(s, er->r, iova, length))
+					st->uncertain++;
+				else
+					iopf_resolve_adopt_extent(er->r, iova, length, &d->counters);
+			}
+			goto done;
+		}
+done:
+	iopf_journal_set_intent(&s->journal, 0, 0);
+}
+
+int iopf_engine_restore(struct iopf_engine *e, iopf_engine_take_fd_fn take_fd,
+			iopf_engine_record_fn foreign, void *userdata,
+			struct iopf_engine_restored *ret)
+{
+	struct restore x = {
+		.e = e, .take_fd = take_fd, .foreign = foreign, .userdata = userdata,
+		.src.size = sizeof(struct iopf_persist_source),
+		.dom.size = sizeof(struct iopf_persist_domain),
+		.reg.size = sizeof(struct iopf_persist_region),
+	};
+	struct iopf_engine_restored st = {};
+	struct iopf_journal *journals = NULL;
+	struct iopf_source *s;
+	int r;
+
+	if (!e->cfg.state_fd || e->sources.n || e->next_id != 1)
+		return -EBUSY; /* a new arena, or objects already: nothing to restore into */
+	r = iopf_state_foreach_record(e->state, collect, &x);
+	if (r < 0)
+		goto out;
+	qsort(x.src.v, x.src.n, x.src.size, cmp_id);
+	qsort(x.dom.v, x.dom.n, x.dom.size, cmp_id);
+	qsort(x.reg.v, x.reg.n, x.reg.size, cmp_id);
+	journals = calloc(x.src.n + 1, sizeof(*journals));
+	if (!journals) {
+		r = -ENOMEM;
+		goto out;
+	}
+	r = restore_claim(&x, journals);
+	if (r < 0)
+		goto out;
+	e->next_id = x.max_id + 1;
+	r = restore_build(&x, journals, &st);
+	if (r < 0)
+		goto out;
+
+	/* everything is in place: only now may a source read */
+	for (size_t i = 0; i < e->sources.n; i++) {
+		s = e->sources.v[i].p;
+		readopt_intent(s, &st);
+		st.pending += iopf_journal_pending(&s->journal);
+		iopf_worker_send(e->workers[s->worker], &s->add_cmd);
+	}
+	st.sources = (unsigned)e->sources.n;
+	st.domains = (unsigned)e->domains.n;
+	st.regions = (unsigned)e->regions.n;
+	if (ret)
+		*ret = st;
+out:
+	for (size_t i = 0; journals && i < x.src.n; i++)
+		if (journals[i].state && r < 0)
+			iopf_journal_free(&journals[i]);
+	free(journals);
+	free(x.src.v);
+	free(x.dom.v);
+	free(x.reg.v);
+	return r;
 }

@@ -14,10 +14,18 @@
  */
 static int fault_buf_grow(struct iopf_fault_buf *fb, size_t cap)
 {
-	struct iommu_hwpt_pgfault *recs = realloc(fb->recs, cap * sizeof(*recs));
+	struct iommu_hwpt_pgfault *recs;
 
-	if (!recs)
-		return -ENOMEM;
+	if (fb->grow) {
+		int r = fb->grow(fb->grow_userdata, cap, &recs);
+
+		if (r < 0)
+			return r;
+	} else {
+		recs = realloc(fb->recs, cap * sizeof(*recs));
+		if (!recs)
+			return -ENOMEM;
+	}
 	fb->recs = recs;
 	fb->cap = cap;
 	return 0;
@@ -29,9 +37,20 @@ int iopf_fault_buf_init(struct iopf_fault_buf *fb, size_t cap, size_t max)
 	return fault_buf_grow(fb, cap);
 }
 
+void iopf_fault_buf_init_at(struct iopf_fault_buf *fb, struct iommu_hwpt_pgfault *recs, size_t cap,
+			    size_t max,
+			    int (*grow)(void *userdata, size_t cap, struct iommu_hwpt_pgfault **ret_recs),
+			    void *userdata)
+{
+	*fb = (struct iopf_fault_buf){
+		.recs = recs, .cap = cap, .max = max, .grow = grow, .grow_userdata = userdata,
+	};
+}
+
 void iopf_fault_buf_fini(struct iopf_fault_buf *fb)
 {
-	free(fb->recs);
+	if (!fb->grow)
+		free(fb->recs);
 	*fb = (struct iopf_fault_buf){};
 }
 

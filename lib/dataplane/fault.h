@@ -27,10 +27,18 @@ struct iopf_fault_buf {
 	size_t n;                        /* records the last read delivered */
 	bool torn;                       /* the last read's byte count was not whole records */
 	unsigned empty_reads;            /* polled-readable reads in a row that gave 0 */
+	/* NULL: recs is allocated here. Else the owner's: it grows there (the source's journal) */
+	int (*grow)(void *userdata, size_t cap, struct iommu_hwpt_pgfault **ret_recs);
+	void *grow_userdata;
 };
 
 /* @cap records now, growing up to @max. Return: 0 or -ENOMEM. */
 int iopf_fault_buf_init(struct iopf_fault_buf *fb, size_t cap, size_t max);
+/* The same on the owner's @recs (@cap of them), which @grow replaces by a bigger one. */
+void iopf_fault_buf_init_at(struct iopf_fault_buf *fb, struct iommu_hwpt_pgfault *recs, size_t cap,
+			    size_t max,
+			    int (*grow)(void *userdata, size_t cap, struct iommu_hwpt_pgfault **ret_recs),
+			    void *userdata);
 void iopf_fault_buf_fini(struct iopf_fault_buf *fb);
 
 /*

@@ -258,6 +258,12 @@ static uint32_t region_prot(uint32_t access)
 int iopf_region_new(uint64_t tenant, int fd, uint64_t offset, uint64_t iova, uint64_t length,
 		    uint32_t access, struct iopf_region **ret)
 {
+	return iopf_region_new_bits(tenant, fd, offset, iova, length, access, NULL, ret);
+}
+
+int iopf_region_new_bits(uint64_t tenant, int fd, uint64_t offset, uint64_t iova, uint64_t length,
+			 uint32_t access, uint64_t *bits, struct iopf_region **ret)
+{
 	_cleanup_free_ struct iopf_region *r = NULL;
 	_cleanup_free_ uint64_t *mapped = NULL, *start = NULL;
 	struct iopf_region_file *file;
@@ -275,10 +281,14 @@ int iopf_region_new(uint64_t tenant, int fd, uint64_t offset, uint64_t iova, uin
 
 	words = (length / IOPF_PAGE_SIZE + WORD_BITS - 1) / WORD_BITS;
 	/* Large calloc()s come from fresh anonymous mmaps: untouched words cost nothing. */
-	mapped = calloc(words, sizeof(uint64_t));
-	start = calloc(words, sizeof(uint64_t));
+	if (!bits) {
+		mapped = calloc(words, sizeof(uint64_t));
+		start = calloc(words, sizeof(uint64_t));
+		if (!mapped || !start)
+			return -ENOMEM;
+	}
 	r = calloc(1, sizeof(*r));
-	if (!mapped || !start || !r)
+	if (!r)
 		return -ENOMEM;
 
 	rc = file_get(tenant, fd, &st, accmode, &file);
@@ -295,8 +305,9 @@ int iopf_region_new(uint64_t tenant, int fd, uint64_t offset, uint64_t iova, uin
 		.fd = file->fd,
 		.file = file,
 		.n_pages = length / IOPF_PAGE_SIZE,
-		.mapped = TAKE_PTR(mapped),
-		.start = TAKE_PTR(start),
+		.mapped = bits ? bits : TAKE_PTR(mapped),
+		.start = bits ? bits + words : TAKE_PTR(start),
+		.bits_borrowed = bits != NULL,
 	};
 	*ret = TAKE_PTR(r);
 	return 0;
@@ -309,8 +320,10 @@ struct iopf_region *iopf_region_free(struct iopf_region *r)
 	if (r->uptr)
 		(void)munmap(r->uptr, r->length);
 	file_put(r->file);
-	free(r->mapped);
-	free(r->start);
+	if (!r->bits_borrowed) {
+		free(r->mapped);
+		free(r->start);
+	}
 	free(r);
 	return NULL;
 }

@@ -38,8 +38,9 @@ struct iopf_region {
 	 * calls; an extent runs over the following mapped pages up to the next
 	 * start bit or hole, which is exactly what IOAS_UNMAP must be given.
 	 */
-	uint64_t *mapped;  /* owned */
-	uint64_t *start;   /* owned */
+	uint64_t *mapped;  /* owned unless bits_borrowed */
+	uint64_t *start;   /* owned unless bits_borrowed */
+	bool bits_borrowed; /* both live in the caller's block (the state arena) */
 	void *uptr;        /* lazy MAP_SHARED view for IOAS_MAP; owned, munmapped on free */
 	uint64_t bytes_mapped; /* worker writes, others load relaxed */
 
@@ -64,6 +65,13 @@ struct iopf_region {
  */
 int iopf_region_new(uint64_t tenant, int fd, uint64_t offset, uint64_t iova, uint64_t length,
 		    uint32_t access, struct iopf_region **ret);
+/*
+ * The same with the page bitmaps in @bits, the caller's: room for both (mapped,
+ * then start: iopf_persist_bits_size() bytes), zeroed or as an earlier run
+ * left them, which the caller keeps and frees itself.
+ */
+int iopf_region_new_bits(uint64_t tenant, int fd, uint64_t offset, uint64_t iova, uint64_t length,
+			 uint32_t access, uint64_t *bits, struct iopf_region **ret);
 /*
  * Drops the file reference (the fd closes with the last region using it),
  * unmaps the view, frees. Does not touch the IOAS. Any thread. NULL ok, returns NULL.

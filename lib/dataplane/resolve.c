@@ -19,9 +19,13 @@ static enum iopf_reason mapped_elsewhere(uint32_t perm)
 	return (perm & IOPF_ACCESS_WRITE) ? IOPF_REASON_MAPPED_ELSEWHERE : IOPF_REASON_RESOLVED;
 }
 
-/* One map call for pages [first, first + n) of @r; tracked on success. */
-static int map_run(struct iopf_backend *b, struct iopf_region *r, uint64_t first, uint64_t n,
-		   struct iopf_counters *c)
+/*
+ * One map call for pages [first, first + n) of @r; tracked on success. With
+ * @j, the call is written down in the source's journal while it runs, so a
+ * restarted iopfd knows to look at that extent (iopf_resolve_readopt()).
+ */
+int iopf_resolve_map_run(struct iopf_backend *b, struct iopf_journal *j, struct iopf_region *r,
+			 uint64_t first, uint64_t n, struct iopf_counters *c)
 {
 	uint64_t off = first * IOPF_PAGE_SIZE, len = n * IOPF_PAGE_SIZE;
 	struct iopf_map_req req = {
@@ -41,11 +45,17 @@ static int map_run(struct iopf_backend *b, struct iopf_region *r, uint64_t first
 			return rc;
 		req.uptr = (uint8_t *)base + off;
 	}
+	if (j)
+		iopf_journal_set_intent(j, req.iova, len);
 	rc = b->ops->map(b, &req);
-	if (rc < 0)
+	if (rc < 0) {
+		if (j)
+			iopf_journal_set_intent(j, 0, 0);
 		return rc;
-
+	}
 	iopf_region_track(r, first, n);
+	if (j)
+		iopf_journal_set_intent(j, 0, 0);
 	ctr_add(&r->bytes_mapped, len);
 	ctr_add(&c->maps, 1);
 	ctr_add(&c->pages_mapped, n);
@@ -89,11 +99,11 @@ enum iopf_reason iopf_resolve_fault(const struct iopf_resolver *rs,
 			break;
 		pos = h_first + h_n;
 	}
-	rc = map_run(rs->backend, r, h_first, h_n, c);
+	rc = iopf_resolve_map_run(rs->backend, rs->journal, r, h_first, h_n, c);
 	if (rc < 0) {
 		/* Someone else mapped part of the run, or the run is too much: just the page. */
 		if (h_n > 1)
-			rc = map_run(rs->backend, r, pg, 1, c);
+			rc = iopf_resolve_map_run(rs->backend, rs->journal, r, pg, 1, c);
 		if (rc == -EEXIST)
 			return mapped_elsewhere(perm);
 		return rc < 0 ? IOPF_REASON_MAP_ERROR : IOPF_REASON_RESOLVED;
@@ -103,7 +113,7 @@ enum iopf_reason iopf_resolve_fault(const struct iopf_resolver *rs,
 	pos = from;
 	while (iopf_region_next_hole(r, pos, to, &h_first, &h_n)) {
 		/* A failure here is not this fault's problem; a later fault retries. */
-		(void)map_run(rs->backend, r, h_first, h_n, c);
+		(void)iopf_resolve_map_run(rs->backend, rs->journal, r, h_first, h_n, c);
 		pos = h_first + h_n;
 	}
 	return IOPF_REASON_RESOLVED;
@@ -130,4 +140,31 @@ int iopf_resolve_unmap_region(struct iopf_backend *b, struct iopf_region *r,
 		pos = first + n;
 	}
 	return ret;
+}
+
+int iopf_resolve_readopt(struct iopf_backend *b, struct iopf_region *r, uint64_t iova,
+			 uint64_t length, struct iopf_counters *c)
+{
+	uint64_t first, n;
+
+	if (iova < r->iova || length == 0 || length > r->length || iova - r->iova > r->length - length ||
+	    (iova - r->iova) % IOPF_PAGE_SIZE || length % IOPF_PAGE_SIZE)
+		return -EINVAL;
+	first = (iova - r->iova) / IOPF_PAGE_SIZE;
+	n = length / IOPF_PAGE_SIZE;
+	for (uint64_t i = 0; i < n; i++)
+		if (iopf_region_page_mapped(r, first + i))
+			return 0; /* the map was tracked: the crash came after */
+	/* not tracked: map it again; what is already there cannot be told apart */
+	return iopf_resolve_map_run(b, NULL, r, first, n, c);
+}
+
+void iopf_resolve_adopt_extent(struct iopf_region *r, uint64_t iova, uint64_t length,
+			       struct iopf_counters *c)
+{
+	iopf_region_track(r, (iova - r->iova) / IOPF_PAGE_SIZE, length / IOPF_PAGE_SIZE);
+	ctr_add(&r->bytes_mapped, length);
+	ctr_add(&c->maps, 1);
+	ctr_add(&c->pages_mapped, length / IOPF_PAGE_SIZE);
+	ctr_add(&c->bytes_mapped, length);
 }

@@ -11,10 +11,12 @@
 
 #include "backend.h"
 #include "engine.h"
+#include "persist.h"
 #include "region.h"
 
 struct iopf_resolver {
 	struct iopf_backend *backend;
+	struct iopf_journal *journal; /* the source's: map calls are written down there; or NULL */
 	uint64_t fault_around; /* window bytes, power of two >= IOPF_PAGE_SIZE */
 };
 
@@ -45,5 +47,23 @@ enum iopf_reason iopf_resolve_fault(const struct iopf_resolver *rs,
  */
 int iopf_resolve_unmap_region(struct iopf_backend *b, struct iopf_region *r,
 			      struct iopf_counters *c);
+
+/* One map call of pages [first, first + n) of @r, tracked on success (and in @j while it runs). */
+int iopf_resolve_map_run(struct iopf_backend *b, struct iopf_journal *j, struct iopf_region *r,
+			 uint64_t first, uint64_t n, struct iopf_counters *c);
+/*
+ * iopf_resolve_readopt() - a restarted iopfd found the map call of
+ * [iova, iova+length) of @r unfinished in a journal: the dead process may or
+ * may not have made it. Tracked: nothing to do. Otherwise map it again: 0 means
+ * it was not there and now is, tracked; -EEXIST that something is there which
+ * may be that call's or another's, so it is left alone (never unmapped: it
+ * could be someone else's). Return: 0, -EEXIST, -EINVAL, or the map's -errno.
+ */
+int iopf_resolve_readopt(struct iopf_backend *b, struct iopf_region *r, uint64_t iova,
+			 uint64_t length, struct iopf_counters *c);
+
+/* Track [iova, iova+length) of @r as one of the daemon's map calls (checked by the caller). */
+void iopf_resolve_adopt_extent(struct iopf_region *r, uint64_t iova, uint64_t length,
+			       struct iopf_counters *c);
 
 #endif /* IOPF_RESOLVE_H */

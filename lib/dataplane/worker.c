@@ -189,14 +189,24 @@ static int flush(struct iopf_source *s)
 {
 	int r;
 
-	if (s->rb.n == 0)
-		return 0;
-	r = iopf_response_flush(&s->rb, s->backend);
-	if (r >= 0)
-		return 0;
-	ctr_add(&s->io_errors, 1);
-	ctr_add(&s->write_errors, 1);
-	return r;
+	if (s->rb.n > 0) {
+		r = iopf_response_flush(&s->rb, s->backend);
+		if (r < 0) {
+			ctr_add(&s->io_errors, 1);
+			ctr_add(&s->write_errors, 1);
+			return r;
+		}
+	}
+	/* every group of the last read is answered (or held): its journal slots are free */
+	iopf_journal_clear(&s->journal, s->journal_n);
+	s->journal_n = 0;
+	return 0;
+}
+
+/* The slots the last read filled, a torn last record included: answered before the next. */
+static void journal_read(struct iopf_source *s)
+{
+	s->journal_n = s->buf.n + s->buf.torn;
 }
 
 /* Caller holds the RCU read lock. */
@@ -385,6 +395,7 @@ static void service_source(struct iopf_worker *w, struct iopf_source *s, bool po
 	/* a reload may change the window: read it once a turn, not once a fault */
 	const struct iopf_resolver rs = {
 		.backend = s->backend,
+		.journal = &s->journal,
 		.fault_around = __atomic_load_n(w->cfg.fault_around, __ATOMIC_RELAXED),
 	};
 	struct route_memo memo = {};
@@ -411,6 +422,7 @@ static void service_source(struct iopf_worker *w, struct iopf_source *s, bool po
 		if (r == 0)
 			break;
 		n = (size_t)r;
+		journal_read(s);
 		lookups = memo.lookups;
 		handle_records(w, s, &rs, &memo, n, mono_ns());
 		/* a route lookup for more than one record in four: prefetch for the next read */
@@ -429,6 +441,36 @@ static void service_source(struct iopf_worker *w, struct iopf_source *s, bool po
 		if (s->rb.n == 0)
 			s->backoff_ns = 0; /* all is well again: back to the poll */
 	}
+}
+
+/*
+ * A restored source (iopf_engine_restore()), before its first read: answer what
+ * the dead process read and had not answered, resolved again against the
+ * domains and regions restored with it. A group it answered after all, just
+ * before it died, meets the kernel's refusal (counted stale) and nothing
+ * else: a cookie is handed out again only by a read, and none happened since.
+ */
+static void recover_source(struct iopf_worker *w, struct iopf_source *s)
+{
+	const struct iopf_resolver rs = {
+		.backend = s->backend,
+		.journal = &s->journal,
+		.fault_around = __atomic_load_n(w->cfg.fault_around, __ATOMIC_RELAXED),
+	};
+	struct route_memo memo = {};
+	size_t n = iopf_journal_pending(&s->journal);
+
+	s->recover = false;
+	if (n == 0)
+		return;
+	s->journal_n = n;
+	rcu_read_lock();
+	handle_records(w, s, &rs, &memo, n, mono_ns());
+	rcu_read_unlock();
+	if (flush(s) < 0)
+		back_off(s); /* arm_source() then waits on the timer, not the poll */
+	/* once their answers are written (or wait for a retry): what a watcher can wait for */
+	ctr_add(&s->recovered, n);
 }
 
 /* Answer INVALID RETIRED every held group of @d (NULL: all of them). */
@@ -490,6 +532,7 @@ static void drain(struct iopf_source *s)
 
 		if (r <= 0)
 			break;
+		journal_read(s);
 		t_read = mono_ns();
 		while (iopf_fault_next_group(s->buf.recs, (size_t)r, &pos, &g)) {
 			ctr_add(&s->unrouted.faults, g.n);
@@ -579,6 +622,8 @@ static void run_commands(struct iopf_worker *w)
 			struct iopf_source *s = c->obj;
 
 			cds_list_add_tail(&s->wnode, &w->sources);
+			if (s->recover)
+				recover_source(w, s);
 			arm_source(w, s);
 			break;
 		}

@@ -30,11 +30,30 @@ struct iopf_backend;
 typedef int (*iopf_backend_open_fn)(int fault_fd, int iommufd, uint32_t ioas_id,
 				    struct iopf_backend **ret);
 
+/*
+ * Where the engine keeps the fds it must not lose with the process (systemd's
+ * fd store, in the daemon): @keep gets a copy of each fd it takes over, under a
+ * name unique in the engine, @drop the name once the object is gone. Either
+ * may be NULL. Names: "s<id>f" and "s<id>i" (a source's fault fd and iommufd),
+ * "r<id>" (a region's memory fd), in decimal.
+ */
+struct iopf_engine_fd_store {
+	int (*keep)(void *userdata, const char *name, int fd);
+	void (*drop)(void *userdata, const char *name);
+	void *userdata;
+};
+
 struct iopf_engine_config {
 	unsigned n_workers;     /* 0: one per CPU the process may run on (its affinity) */
 	uint64_t fault_around;  /* window bytes: power of two >= IOPF_PAGE_SIZE; default 64 KiB */
 	unsigned read_batch;    /* records per fault-fd read; default 256 (engine-limits.h) */
 	iopf_backend_open_fn sim_open; /* accept simulator fault sources with it; NULL: refuse */
+	/*
+	 * > 0: the state arena (a memfd) of an earlier run, taken over on success;
+	 * iopf_engine_restore() must come next. Otherwise a new one.
+	 */
+	int state_fd;
+	struct iopf_engine_fd_store fd_store;
 };
 
 /* Counters of one domain, or of a source's faults that found no domain. */
@@ -66,6 +85,47 @@ int iopf_engine_new(const struct iopf_engine_config *cfg, struct iopf_engine **r
  * back into the engine). NULL ok.
  */
 struct iopf_engine *iopf_engine_free(struct iopf_engine *e);
+
+/*
+ * The state arena's memfd: what a restarted iopfd needs (journals, object
+ * records, page bitmaps). Not a copy; keep it where a restart finds it.
+ */
+int iopf_engine_state_fd(struct iopf_engine *e);
+
+/*
+ * iopf_engine_restore() - after iopf_engine_new() on an earlier run's arena:
+ * build every source, domain and region it records again, with their ids,
+ * around the fds @take_fd gives back by name (-ENOENT: none; the object and
+ * what hangs off it are dropped, and so are sources whose fds are no longer
+ * a fault queue). Records of the control plane go to @foreign. Only then do
+ * the sources go live, each of them answering the groups the dead process
+ * had read and not answered (resolved again, now that their domains are
+ * there) before reading anything new.
+ * Return: 0; -EINVAL: the arena is not trustworthy (nothing was built: free
+ * the engine, start on a new arena); -ENOMEM; @foreign's error.
+ */
+typedef int (*iopf_engine_take_fd_fn)(void *userdata, const char *name);
+typedef int (*iopf_engine_record_fn)(void *userdata, uint64_t key, const void *data, size_t len);
+struct iopf_engine_restored {
+	unsigned sources, domains, regions; /* built again */
+	unsigned dropped;                   /* objects whose fds were missing or wrong */
+	uint64_t pending;                   /* journaled records, answered before any read */
+	unsigned uncertain; /* map calls in flight at the crash, found blocked by another region's */
+};
+int iopf_engine_restore(struct iopf_engine *e, iopf_engine_take_fd_fn take_fd,
+			iopf_engine_record_fn foreign, void *userdata,
+			struct iopf_engine_restored *ret);
+
+/*
+ * Records of the control plane in the arena, restored through
+ * iopf_engine_restore()'s @foreign. @key: IOPF_ENGINE_RECORD_KEY(kind, id),
+ * kind 0x80..0xff. Return: 0, -EINVAL, -ENOMEM, -ENOSPC; del: 0 or -ENOENT.
+ */
+#define IOPF_ENGINE_RECORD_KEY(kind, id) (((uint64_t)(kind) << 56) | (id))
+#define IOPF_ENGINE_RECORD_KIND(key)	 ((unsigned)((key) >> 56))
+#define IOPF_ENGINE_RECORD_MAX		 4096u
+int iopf_engine_record_put(struct iopf_engine *e, uint64_t key, const void *data, size_t len);
+int iopf_engine_record_del(struct iopf_engine *e, uint64_t key);
 
 /* The control loop watches this fd for POLLIN and then calls iopf_engine_dispatch(). */
 int iopf_engine_get_fd(struct iopf_engine *e);
@@ -159,6 +219,7 @@ struct iopf_source_info {
 	uint64_t write_errors;   /* of those, response writes: their responses wait for a retry */
 	uint64_t read_errors;    /* of those, fault reads (or polls): retried after a backoff */
 	uint64_t retries;        /* turns run after a backoff (a failed write or read) */
+	uint64_t recovered;      /* records a dead iopfd had read, answered by this one */
 	bool broken;             /* the last read failed: retried from 10 ms, doubling to 10 s */
 };
 struct iopf_domain_info {
