@@ -80,6 +80,7 @@ struct iopf_tenant {
 	struct retired retired; /* of its removed domains and sources */
 	struct usage usage;
 	struct cobj_list objs[_COBJ_KIND_MAX]; /* owned; ascending engine id */
+	bool persisted; /* its record is in the engine's arena: it registered something */
 	struct iopf_tenant *prev, *next;       /* c->tenants, newest first */
 };
 
@@ -194,6 +195,61 @@ static struct iopf_tenant *tenant_get(struct iopf_control *c, uint64_t shown)
 	return tenant_find(c, c->hide_ids ? iopf_idreveal(&c->tenant_key, shown) : shown);
 }
 
+/*
+ * What of the registry outlives the process, as records in the engine's arena
+ * (iopf_engine_record_put()): the id keys, and each tenant that registered
+ * something. Which objects are whose, the engine's own records say.
+ */
+enum {
+	RECORD_TENANT = 0x80,
+	RECORD_KEYS = 0x81,
+};
+#define RECORD_VERSION 1u
+
+struct tenant_record {
+	uint32_t version;
+	uint32_t uid, gid, pid;
+	char name[64];
+};
+
+struct keys_record {
+	uint32_t version;
+	uint32_t hide_ids;
+	struct iopf_idkey object_key, tenant_key;
+};
+
+static void persist_keys(struct iopf_control *c)
+{
+	struct keys_record rec = {
+		.version = RECORD_VERSION,
+		.hide_ids = c->hide_ids,
+		.object_key = c->object_key,
+		.tenant_key = c->tenant_key,
+	};
+
+	/* best effort, as the engine's own records: only a restart would miss it */
+	(void)iopf_engine_record_put(c->engine, IOPF_ENGINE_RECORD_KEY(RECORD_KEYS, 1), &rec,
+				     sizeof(rec));
+}
+
+/* A tenant becomes one a restart must know once it registers its first object. */
+static void persist_tenant(struct iopf_control *c, struct iopf_tenant *t)
+{
+	struct tenant_record rec = {
+		.version = RECORD_VERSION,
+		.uid = t->uid,
+		.gid = t->gid,
+		.pid = (uint32_t)t->pid,
+	};
+
+	if (t->persisted)
+		return;
+	(void)snprintf(rec.name, sizeof(rec.name), "%s", t->name);
+	t->persisted = iopf_engine_record_put(c->engine,
+					      IOPF_ENGINE_RECORD_KEY(RECORD_TENANT, t->id), &rec,
+					      sizeof(rec)) == 0;
+}
+
 int iopf_control_hide_ids(struct iopf_control *c)
 {
 	if (c->n_tenants || c->usage.sources || c->usage.domains || c->usage.regions)
@@ -202,6 +258,7 @@ int iopf_control_hide_ids(struct iopf_control *c)
 	    getrandom(&c->tenant_key, sizeof(c->tenant_key), 0) != sizeof(c->tenant_key))
 		return negative_errno();
 	c->hide_ids = true;
+	persist_keys(c);
 	return 0;
 }
 
@@ -350,6 +407,9 @@ struct iopf_control *iopf_control_free(struct iopf_control *c)
 	return NULL;
 }
 
+static int tenant_new(struct iopf_control *c, uint64_t id, const char *name, uid_t uid, gid_t gid,
+		      pid_t pid, struct iopf_tenant **ret);
+
 int iopf_control_tenant_add(struct iopf_control *c, const char *name, uid_t uid, gid_t gid,
 			    pid_t pid, uint64_t *ret_tenant)
 {
@@ -358,6 +418,19 @@ int iopf_control_tenant_add(struct iopf_control *c, const char *name, uid_t uid,
 
 	if (!c || !name || !*name || !ret_tenant)
 		return -EINVAL;
+	r = tenant_new(c, c->next_tenant_id, name, uid, gid, pid, &t);
+	if (r < 0)
+		return r;
+	c->next_tenant_id++;
+	*ret_tenant = shown_tenant(c, t->id);
+	return 0;
+}
+
+static int tenant_new(struct iopf_control *c, uint64_t id, const char *name, uid_t uid, gid_t gid,
+		      pid_t pid, struct iopf_tenant **ret)
+{
+	struct iopf_tenant *t;
+	int r;
 
 	t = calloc(1, sizeof(*t));
 	if (!t)
@@ -370,13 +443,12 @@ int iopf_control_tenant_add(struct iopf_control *c, const char *name, uid_t uid,
 		tenant_free(c, t);
 		return -ENOMEM;
 	}
-	t->id = c->next_tenant_id;
+	t->id = id;
 	r = iopf_idmap_put(&c->tenant_ids, t->id, t);
 	if (r < 0) {
 		tenant_free(c, t);
 		return r;
 	}
-	c->next_tenant_id++;
 	t->uid = uid;
 	t->gid = gid;
 	t->pid = pid;
@@ -385,7 +457,7 @@ int iopf_control_tenant_add(struct iopf_control *c, const char *name, uid_t uid,
 		c->tenants->prev = t;
 	c->tenants = t;
 	c->n_tenants++;
-	*ret_tenant = shown_tenant(c, t->id);
+	*ret = t;
 	return 0;
 }
 
@@ -704,6 +776,9 @@ int iopf_control_tenant_remove(struct iopf_control *c, uint64_t tenant)
 			n += cobj_drop(c, o);
 		}
 
+	if (t->persisted)
+		(void)iopf_engine_record_del(c->engine,
+					     IOPF_ENGINE_RECORD_KEY(RECORD_TENANT, t->id));
 	if (t->prev)
 		t->prev->next = t->next;
 	else
@@ -794,6 +869,7 @@ int iopf_control_register_source(struct iopf_control *c, uint64_t tenant, int fa
 	fault_copy = -EBADF;
 	iommu_copy = -EBADF;
 	cobj_link(c, TAKE_PTR(o), t, COBJ_SOURCE, id, NULL, 0);
+	persist_tenant(c, t);
 	*ret_source_id = shown_id(c, id);
 	return 0;
 }
@@ -1518,4 +1594,139 @@ size_t iopf_counters_to_fields(const struct iopf_counters *cnt, struct iopf_coun
 	for (unsigned i = 0; i < _IOPF_REASON_MAX; i++)
 		fields[n++] = (struct iopf_counter_field){reason_names[i], cnt->reasons[i]};
 	return n;
+}
+
+/* ---- restore (iopf_control_restore()) ---- */
+
+struct restoring {
+	struct iopf_control *c;
+	uint64_t *orphan_ids; /* sources whose tenant did not come back */
+	size_t n_orphans, orphans_cap;
+};
+
+static int restore_record(void *userdata, uint64_t key, const void *data, size_t len)
+{
+	struct restoring *x = userdata;
+	struct iopf_control *c = x->c;
+	uint64_t id = key & ((UINT64_C(1) << 56) - 1);
+
+	switch (IOPF_ENGINE_RECORD_KIND(key)) {
+	case RECORD_KEYS: {
+		struct keys_record rec;
+
+		if (len != sizeof(rec))
+			return -EINVAL;
+		memcpy(&rec, data, sizeof(rec));
+		if (rec.version != RECORD_VERSION || rec.hide_ids > 1)
+			return -EINVAL;
+		c->hide_ids = rec.hide_ids;
+		c->object_key = rec.object_key;
+		c->tenant_key = rec.tenant_key;
+		return 0;
+	}
+	case RECORD_TENANT: {
+		struct tenant_record rec;
+		struct iopf_tenant *t;
+		int r;
+
+		if (len != sizeof(rec))
+			return -EINVAL;
+		memcpy(&rec, data, sizeof(rec));
+		rec.name[sizeof(rec.name) - 1] = 0;
+		if (rec.version != RECORD_VERSION || id == 0 || !rec.name[0] || tenant_find(c, id))
+			return -EINVAL;
+		r = tenant_new(c, id, rec.name, rec.uid, rec.gid, (pid_t)rec.pid, &t);
+		if (r < 0)
+			return r;
+		t->persisted = true;
+		if (id >= c->next_tenant_id)
+			c->next_tenant_id = id + 1;
+		return 0;
+	}
+	default:
+		return -EINVAL; /* a kind this version does not know: not our arena */
+	}
+}
+
+static int orphan(struct restoring *x, uint64_t id)
+{
+	if (x->n_orphans == x->orphans_cap) {
+		size_t cap = x->orphans_cap ? x->orphans_cap * 2 : 16;
+		uint64_t *v = realloc(x->orphan_ids, cap * sizeof(*v));
+
+		if (!v)
+			return -ENOMEM;
+		x->orphan_ids = v;
+		x->orphans_cap = cap;
+	}
+	x->orphan_ids[x->n_orphans++] = id;
+	return 0;
+}
+
+/* Track an object the engine restored: its tenant is its owner again. */
+static int adopt(struct restoring *x, enum cobj_kind kind, uint64_t id, uint64_t tenant,
+		 uint64_t parent_id, uint64_t length)
+{
+	struct iopf_control *c = x->c;
+	struct iopf_tenant *t = tenant_find(c, tenant);
+	struct cobj *parent = parent_id ? iopf_idmap_get(&c->objects, parent_id) : NULL;
+	struct cobj *o;
+
+	if (!t || (parent_id && !parent))
+		/* a source without its tenant goes; what hangs off it goes with it */
+		return kind == COBJ_SOURCE ? orphan(x, id) : 0;
+	o = cobj_new(c);
+	if (!o)
+		return -ENOMEM;
+	cobj_link(c, o, t, kind, id, parent, length);
+	return 0;
+}
+
+static int adopt_source(const struct iopf_source_info *i, void *userdata)
+{
+	return adopt(userdata, COBJ_SOURCE, i->id, i->tenant, 0, 0);
+}
+
+static int adopt_domain(const struct iopf_domain_info *i, void *userdata)
+{
+	return adopt(userdata, COBJ_DOMAIN, i->id, i->tenant, i->source_id, 0);
+}
+
+static int adopt_region(const struct iopf_region_info *i, void *userdata)
+{
+	return adopt(userdata, COBJ_REGION, i->id, i->tenant, i->domain_id, i->length);
+}
+
+int iopf_control_restore(struct iopf_control *c, iopf_engine_take_fd_fn take_fd, void *userdata,
+			 struct iopf_engine_restored *ret)
+{
+	struct restoring x = { .c = c };
+	struct iopf_tenant *t, *next;
+	int r;
+
+	if (c->n_tenants || c->usage.sources)
+		return -EBUSY;
+	r = iopf_engine_restore(c->engine, take_fd, restore_record, &x, ret);
+	if (r < 0)
+		goto out;
+	r = iopf_engine_foreach_source(c->engine, 0, adopt_source, &x);
+	if (r >= 0)
+		r = iopf_engine_foreach_domain(c->engine, 0, adopt_domain, &x);
+	if (r >= 0)
+		r = iopf_engine_foreach_region(c->engine, 0, adopt_region, &x);
+	if (r < 0)
+		goto out;
+	for (size_t i = 0; i < x.n_orphans; i++)
+		(void)iopf_engine_remove_source(c->engine, x.orphan_ids[i], NULL, NULL);
+	/* a tenant with nothing left is no tenant */
+	for (t = c->tenants; t; t = next) {
+		next = t->next;
+		if (!t->objs[COBJ_SOURCE].head)
+			(void)iopf_control_tenant_remove(c, shown_tenant(c, t->id));
+	}
+	if (c->hide_ids)
+		persist_keys(c);
+out:
+	free(x.orphan_ids);
+	return r;
 }

@@ -109,6 +109,20 @@ void iopf_control_set_fd_check(struct iopf_control *c, iopf_control_fd_check_fn 
 /* Fds the engine holds for tenants' objects now, those still being removed included. */
 unsigned iopf_control_held_fds(struct iopf_control *c);
 
+/*
+ * iopf_control_restore() - after a crash or restart: on an engine created on
+ * the arena the dead process left (iopf_engine_config.state_fd), bring back
+ * the tenants that had registered something, with their ids and id keys, and
+ * their objects (iopf_engine_restore(), fds by name from @take_fd). Sources
+ * whose tenant is gone are removed. Call it first, instead of
+ * iopf_control_hide_ids(). The restored tenants have no connection: the
+ * daemon gives each back to its process (by pid) or removes it.
+ * Return: 0; -EINVAL (refuse the arena: free the engine and registry, start
+ * anew), -EBUSY (tenants already), -ENOMEM.
+ */
+int iopf_control_restore(struct iopf_control *c, iopf_engine_take_fd_fn take_fd, void *userdata,
+			 struct iopf_engine_restored *ret);
+
 /* A tenant: one D-Bus connection (peer-to-peer) or one unique name (system bus). */
 struct iopf_tenant_info {
 	uint64_t id;
