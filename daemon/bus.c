@@ -15,6 +15,7 @@
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/un.h>
 
 #include <systemd/sd-bus.h>
@@ -32,8 +33,8 @@
 #define CONN_BURST 16u
 /* Connections with work left that one turn of the ready queue serves. */
 #define READY_BATCH 32u
-/* File descriptors one peer-to-peer connection holds: the peer's socket and a socketpair. */
-#define CONN_FDS 3u
+/* File descriptors one peer-to-peer connection holds: the peer's socket, a socketpair, a pidfd. */
+#define CONN_FDS 4u
 /* Fds one message may carry (the kernel's SCM_MAX_FD). */
 #define IN_FDS_MAX 253u
 /* The SASL handshake, in bytes. */
@@ -111,6 +112,8 @@ struct conn {
 	bool queued;		      /* on bus->ready_head */
 	struct conn *ready_prev, *ready_next;
 	struct pending *pending;      /* its removals waiting for the engine */
+	int pidfd;                    /* peer-to-peer: owned; the peer process, or -EBADF */
+	bool pidfd_kept;              /* in the fd store as "t<tenant>": its tenant survives us */
 	sd_event_source *free_source; /* system bus: owned; frees it after Disconnected */
 	struct conn *prev, *next;     /* bus->conns */
 };
@@ -159,6 +162,23 @@ struct bus {
 	struct conn *system; /* owned; NULL without the system bus */
 	struct sys_tenant *sys_tenants;
 	struct pending *orphans; /* removals whose connection went away meanwhile */
+	struct fdstore *store;   /* not owned; what survives a restart */
+	struct waiting *waiting; /* restored tenants whose process has not come back yet */
+};
+
+/*
+ * A tenant restored after iopfd restarted (iopf_control_restore()): its objects
+ * serve on without a connection. When its process connects again (same pid
+ * and uid) the connection takes it over; when the process exits, it goes.
+ */
+struct waiting {
+	struct bus *bus;
+	uint64_t tenant;
+	pid_t pid;
+	uid_t uid;
+	int pidfd;                    /* owned */
+	sd_event_source *exit_source; /* owned */
+	struct waiting *prev, *next;
 };
 
 #define LIST_PREPEND(head, item)                                                                   \
@@ -185,6 +205,150 @@ static int reply_error(sd_bus_error *error, int r, const struct iopf_control_err
 {
 	return sd_bus_error_set(error, iopf_error_to_name(r),
 				err && err->message[0] ? err->message : strerror(-r));
+}
+
+/* --- tenants that survive a restart --- */
+
+static void tenant_store_name(uint64_t tenant, char *buf, size_t size)
+{
+	(void)snprintf(buf, size, "t%" PRIu64, tenant);
+}
+
+/*
+ * Keep the peer's pidfd in the fd store once its tenant has registered
+ * something: after a restart it tells whether the process still runs.
+ */
+static void tenant_keep(struct conn *c, uint64_t tenant)
+{
+	char name[32];
+	int r;
+
+	if (c->pidfd_kept || c->pidfd < 0)
+		return;
+	tenant_store_name(tenant, name, sizeof(name));
+	r = fdstore_push(c->bus->store, name, c->pidfd);
+	if (r < 0)
+		log_warning_errno(r, "Cannot keep tenant %" PRIu64 "'s process in the fd store, "
+				  "its objects will not survive a restart of iopfd: %m", tenant);
+	else
+		c->pidfd_kept = true;
+}
+
+static void tenant_unkeep(struct bus *b, uint64_t tenant)
+{
+	char name[32];
+
+	tenant_store_name(tenant, name, sizeof(name));
+	(void)fdstore_remove(b->store, name);
+}
+
+static void tenant_gone(struct bus *b, uint64_t tenant, const char *how);
+
+static struct waiting *waiting_free(struct waiting *w)
+{
+	if (!w)
+		return NULL;
+	LIST_REMOVE(w->bus->waiting, w);
+	sd_event_source_disable_unref(w->exit_source);
+	safe_close(w->pidfd);
+	free(w);
+	return NULL;
+}
+
+static int on_waiting_exit(sd_event_source *s, int fd, uint32_t revents, void *userdata)
+{
+	struct waiting *w = userdata;
+	struct bus *b = w->bus;
+	uint64_t tenant = w->tenant;
+
+	(void)s;
+	(void)fd;
+	(void)revents;
+	waiting_free(w);
+	tenant_gone(b, tenant, "exited while iopfd restarted");
+	tenant_unkeep(b, tenant);
+	return 0;
+}
+
+/* The restored tenant of a connection from @pid as @uid, taken off the waiting list. */
+static struct waiting *waiting_take(struct bus *b, pid_t pid, uid_t uid)
+{
+	for (struct waiting *w = b->waiting; w; w = w->next)
+		if (w->pid == pid && w->uid == uid)
+			return w;
+	return NULL;
+}
+
+struct adopting {
+	uint64_t *ids;
+	size_t n, cap;
+};
+
+static int collect_tenant(const struct iopf_tenant_info *t, const struct iopf_control_stats *st,
+			  void *userdata)
+{
+	struct adopting *a = userdata;
+
+	(void)st;
+	if (a->n == a->cap) {
+		size_t cap = a->cap ? a->cap * 2 : 16;
+		uint64_t *v = realloc(a->ids, cap * sizeof(*v));
+
+		if (!v)
+			return -ENOMEM;
+		a->ids = v;
+		a->cap = cap;
+	}
+	a->ids[a->n++] = t->id;
+	return 0;
+}
+
+/* Whether the process behind @pidfd still runs (a pidfd polls readable once it exited). */
+static bool pidfd_alive(int pidfd)
+{
+	struct pollfd p = {.fd = pidfd, .events = POLLIN};
+
+	return poll(&p, 1, 0) == 0;
+}
+
+int bus_adopt_tenants(struct bus *b)
+{
+	struct adopting a = {};
+	unsigned kept = 0, gone = 0;
+	int r;
+
+	r = iopf_control_foreach_tenant(b->control, 0, true, collect_tenant, &a, NULL);
+	for (size_t i = 0; r >= 0 && i < a.n; i++) {
+		struct iopf_tenant_info ti;
+		struct waiting *w;
+		char name[32];
+		int pidfd;
+
+		tenant_store_name(a.ids[i], name, sizeof(name));
+		pidfd = fdstore_take(b->store, name);
+		if (iopf_control_tenant_info(b->control, a.ids[i], &ti) < 0 || pidfd < 0 ||
+		    !pidfd_alive(pidfd) || !(w = calloc(1, sizeof(*w)))) {
+			safe_close(pidfd);
+			tenant_gone(b, a.ids[i], pidfd < 0 ? "did not come back (no process known)"
+							   : "exited while iopfd restarted");
+			tenant_unkeep(b, a.ids[i]);
+			gone++;
+			continue;
+		}
+		*w = (struct waiting){.bus = b, .tenant = a.ids[i], .pid = ti.pid, .uid = ti.uid,
+				      .pidfd = pidfd};
+		LIST_PREPEND(b->waiting, w);
+		r = sd_event_add_io(b->event, &w->exit_source, pidfd, EPOLLIN, on_waiting_exit, w);
+		if (r < 0)
+			log_error_errno(r, "Cannot watch the process of tenant %" PRIu64 ": %m",
+					a.ids[i]);
+		kept++;
+	}
+	free(a.ids);
+	if (kept || gone)
+		log_info("Tenants of the process before: %u serve on until their process exits or "
+			 "connects again, %u gone.", kept, gone);
+	return r < 0 ? log_error_errno(r, "Cannot adopt the restored tenants: %m") : 0;
 }
 
 /*
@@ -422,6 +586,8 @@ static int method_register_source(sd_bus_message *m, void *userdata, sd_bus_erro
 	log_full_ids(LOG_INFO, 0, &ids,
 		     "Tenant %" PRIu64 ": fault source %" PRIu64 " registered (IOAS %" PRIu32 ").",
 		     tenant, id, ioas_id);
+	if (!c->system)
+		tenant_keep(c, tenant);
 	return sd_bus_reply_method_return(m, "t", id);
 }
 
@@ -980,7 +1146,11 @@ static int count_open_fds(void)
 
 static unsigned fds_estimate(struct bus *b)
 {
-	return b->fd_base + b->n_conns * CONN_FDS + (b->system ? 1 : 0) +
+	unsigned waiting = 0;
+
+	for (const struct waiting *w = b->waiting; w; w = w->next)
+		waiting++;
+	return b->fd_base + b->n_conns * CONN_FDS + waiting + (b->system ? 1 : 0) +
 	       iopf_control_held_fds(b->control);
 }
 
@@ -1260,6 +1430,7 @@ static struct conn *conn_free(struct conn *c)
 	}
 	for (unsigned i = 0; i < c->n_in_fds; i++)
 		safe_close(c->in_fds[i]);
+	safe_close(c->pidfd);
 	buf_free(c, &c->in);
 	buf_free(c, &c->out);
 	safe_close(c->pair);
@@ -1289,6 +1460,8 @@ static void conn_gone(struct conn *c)
 	c->tenant = 0;
 	if (tenant)
 		tenant_gone(c->bus, tenant, "disconnected");
+	if (c->pidfd_kept)
+		tenant_unkeep(c->bus, tenant);
 	conn_free(c);
 }
 
@@ -1765,6 +1938,7 @@ static int on_connection(sd_event_source *s, int listen_fd, uint32_t revents, vo
 	_cleanup_close_ int fd = -EBADF;
 	struct ucred cred = {};
 	socklen_t len = sizeof(cred);
+	struct waiting *w;
 	char name[64];
 	struct conn *c;
 	int r;
@@ -1796,6 +1970,10 @@ static int on_connection(sd_event_source *s, int listen_fd, uint32_t revents, vo
 	c->bus = b;
 	c->uid = cred.uid;
 	c->sock = c->pair = -EBADF;
+	/* the process, not just a pid that could be reused: it outlives iopfd in the fd store */
+	c->pidfd = (int)syscall(SYS_pidfd_open, cred.pid, 0);
+	if (c->pidfd < 0)
+		c->pidfd = -EBADF;
 	for (unsigned k = 0; k < _DEADLINE_MAX; k++)
 		c->deadlines[k].conn = c;
 	LIST_PREPEND(b->conns, c);
@@ -1812,7 +1990,20 @@ static int on_connection(sd_event_source *s, int listen_fd, uint32_t revents, vo
 	}
 
 	(void)snprintf(name, sizeof(name), "pid %d uid %u", (int)cred.pid, (unsigned)cred.uid);
-	r = iopf_control_tenant_add(b->control, name, cred.uid, cred.gid, cred.pid, &c->tenant);
+	w = waiting_take(b, cred.pid, cred.uid);
+	if (w) {
+		/* its process is back: the connection owns the tenant again, as before the restart */
+		c->tenant = w->tenant;
+		c->pidfd_kept = true;
+		safe_close(c->pidfd);
+		c->pidfd = TAKE_FD(w->pidfd);
+		waiting_free(w);
+		log_info("Tenant %" PRIu64 " (%s) connected again after iopfd restarted.", c->tenant,
+			 name);
+		r = 0;
+	} else
+		r = iopf_control_tenant_add(b->control, name, cred.uid, cred.gid, cred.pid,
+					    &c->tenant);
 	if (r < 0) {
 		log_warning_errno(r, "Cannot record tenant %s, dropping connection: %m", name);
 		conn_free(c);
@@ -1964,6 +2155,7 @@ int bus_new(sd_event *event, struct iopf_control *control, const struct conf *co
 	b->event = sd_event_ref(event);
 	b->control = control;
 	b->conf = conf;
+	b->store = store;
 	b->n_workers = n_workers;
 	b->started_realtime_us = now_ns(CLOCK_REALTIME) / NSEC_PER_USEC;
 	b->started_monotonic_us = now_ns(CLOCK_MONOTONIC) / NSEC_PER_USEC;
@@ -2046,6 +2238,8 @@ struct bus *bus_free(struct bus *b)
 		sys_tenant_free(t);
 	}
 	b->system = conn_free(b->system);
+	while (b->waiting)
+		waiting_free(b->waiting);
 	while (b->orphans)
 		pending_free(b->orphans);
 	b->ready_source = sd_event_source_disable_unref(b->ready_source);

@@ -42,6 +42,14 @@ struct bus *bus_free(struct bus *b);
 /* Stop accepting connections and calls; pending removals may still be answered. */
 void bus_stop(struct bus *b);
 
+/*
+ * bus_adopt_tenants() - after iopf_control_restore(): each restored tenant
+ * serves on while its process (the pidfd kept as "t<tenant>" in the fd store)
+ * runs, until the process connects again and takes it over; tenants whose
+ * process is gone are removed. Return: 0 or -errno (logged).
+ */
+int bus_adopt_tenants(struct bus *b);
+
 /* Connected peer-to-peer clients (tests, status). */
 unsigned bus_n_connections(struct bus *b);
 

@@ -51,6 +51,7 @@ struct manager {
 	struct iopf_control *control;	/* owned */
 	struct bus *bus;		/* owned */
 	struct fdstore *store;		/* owned; what systemd keeps for us across restarts */
+	bool restored;			/* carried on from the process before */
 
 	/* watchdog: keep-alives only while every worker answers its ping */
 	uint64_t watchdog_usec;		  /* 0: not asked for */
@@ -605,9 +606,147 @@ struct manager *manager_free(struct manager *m)
 	return NULL;
 }
 
+/* ---- surviving a restart: the fd store (daemon/fdstore.h, docs/design.md) ---- */
+
+static int store_keep(void *userdata, const char *name, int fd)
+{
+	return fdstore_push(userdata, name, fd);
+}
+
+static void store_drop(void *userdata, const char *name)
+{
+	(void)fdstore_remove(userdata, name);
+}
+
+static int store_take(void *userdata, const char *name)
+{
+	return fdstore_take(userdata, name);
+}
+
+struct sweeping {
+	struct manager *m;
+	iopf_backend_open_fn sim_open;
+	unsigned sources, answered;
+};
+
+static void sweep_one(const char *name, int fd, void *userdata)
+{
+	struct sweeping *x = userdata;
+	char iommu_name[40];
+	unsigned answered;
+	size_t len = strlen(name);
+	int iommufd;
+
+	(void)fd;
+	/* a source's pair: "s<id>f" and "s<id>i" */
+	if (name[0] != 's' || len < 3 || len >= sizeof(iommu_name) || name[len - 1] != 'f')
+		return;
+	memcpy(iommu_name, name, len - 1);
+	iommu_name[len - 1] = 'i';
+	iommu_name[len] = 0;
+	iommufd = fdstore_take(x->m->store, iommu_name);
+	fd = fdstore_take(x->m->store, name);
+	if (iopf_engine_sweep(fd, iommufd, x->sim_open, &answered) >= 0) {
+		x->sources++;
+		x->answered += answered;
+	}
+	(void)fdstore_remove(x->m->store, name);
+	(void)fdstore_remove(x->m->store, iommu_name);
+}
+
+/* The state was refused: answer what its fault queues hold, forget everything it kept. */
+static void sweep_stored(struct manager *m, iopf_backend_open_fn sim_open)
+{
+	struct sweeping x = {.m = m, .sim_open = sim_open};
+
+	fdstore_foreach_passed(m->store, sweep_one, &x);
+	log_notice("Answered INVALID %u fault groups on %u fault queues the process before had "
+		   "read from.", x.answered, x.sources);
+}
+
+static void forget_passed(const char *name, int fd, void *userdata)
+{
+	struct manager *m = userdata;
+
+	(void)fd;
+	log_debug("Dropping \"%s\" from the fd store: nothing of the process before needs it.",
+		  name);
+	(void)fdstore_remove(m->store, name);
+}
+
+/*
+ * The engine and the registry: on the state the process before left in the
+ * fd store when there is one, else new.
+ */
+static int registry_start(struct manager *m, struct iopf_engine_config *ecfg)
+{
+	struct iopf_engine_restored st = {};
+	int state_fd = fdstore_take(m->store, "state"), r;
+
+	if (state_fd >= 0) {
+		ecfg->state_fd = state_fd; /* taken */
+		r = iopf_engine_new(ecfg, &m->engine);
+		if (r >= 0)
+			r = iopf_control_new(m->engine, &m->conf.limits, &m->control);
+		if (r >= 0)
+			r = iopf_control_restore(m->control, store_take, m->store, &st);
+		if (r >= 0) {
+			log_info("Carrying on from the process before: %u fault sources, %u domains, "
+				 "%u regions; %" PRIu64 " fault records it had read are answered "
+				 "before anything else (%u objects dropped, %u map calls left alone).",
+				 st.sources, st.domains, st.regions, st.pending, st.dropped,
+				 st.uncertain);
+			m->restored = true;
+			fdstore_foreach_passed(m->store, forget_passed, m);
+			return 0;
+		}
+		m->control = iopf_control_free(m->control);
+		m->engine = iopf_engine_free(m->engine);
+		if (r != -EINVAL)
+			return log_error_errno(r, "Cannot carry on from the process before: %m");
+		log_error("Refusing the state the process before left in the fd store: it is not "
+			  "an iopfd state of this version, or it is damaged. Starting anew; tenants "
+			  "register again.");
+		(void)fdstore_remove(m->store, "state");
+		sweep_stored(m, ecfg->sim_open);
+		fdstore_foreach_passed(m->store, forget_passed, m);
+	}
+	ecfg->state_fd = 0;
+	r = iopf_engine_new(ecfg, &m->engine);
+	if (r < 0)
+		return log_error_errno(r, "Cannot start the fault engine: %m");
+	r = iopf_control_new(m->engine, &m->conf.limits, &m->control);
+	if (r >= 0)
+		r = iopf_control_hide_ids(m->control); /* ids must not count others' objects */
+	if (r < 0)
+		return log_error_errno(r, "Cannot create the tenant registry: %m");
+	r = fdstore_push(m->store, "state", iopf_engine_state_fd(m->engine));
+	if (r < 0)
+		log_warning_errno(r, "Cannot keep the state in the fd store; a crash of iopfd "
+				  "will lose the faults it holds: %m");
+	return 0;
+}
+
+/*
+ * SIGUSR2: hand over to the next iopfd (an upgrade) without tearing anything
+ * down: exit as if killed, with EXIT_HANDOVER, which the unit restarts on
+ * (RestartForceExitStatus=) while systemd keeps the fd store. The next process
+ * carries on from the state and journals exactly as after a crash.
+ */
+static int on_sigusr2(sd_event_source *s, const struct signalfd_siginfo *si, void *userdata)
+{
+	(void)s;
+	(void)si;
+	(void)userdata;
+	(void)sd_notify(false, "STOPPING=1\nSTATUS=Handing over to the next iopfd");
+	log_notice("Handing over to the next iopfd: exiting with everything left in the fd store.");
+	_exit(IOPFD_EXIT_HANDOVER);
+}
+
 int manager_new(const struct manager_args *a, struct conf *conf, struct manager **ret)
 {
 	struct iopf_engine_config ecfg = {
+		.fd_store = {.keep = store_keep, .drop = store_drop},
 		.n_workers = conf->workers,
 		.fault_around = conf->fault_around,
 		.read_batch = conf->read_batch,
@@ -625,6 +764,7 @@ int manager_new(const struct manager_args *a, struct conf *conf, struct manager 
 	}
 	m->args = *a;
 	m->notify_fd = -EBADF;
+	ecfg.fd_store.userdata = NULL; /* set once the store is there */
 	m->conf = *conf;
 	*conf = (struct conf){};
 
@@ -633,6 +773,7 @@ int manager_new(const struct manager_args *a, struct conf *conf, struct manager 
 		log_oom();
 		goto fail;
 	}
+	ecfg.fd_store.userdata = m->store;
 	r = sd_event_default(&m->event);
 	if (r < 0) {
 		log_error_errno(r, "Cannot create the event loop: %m");
@@ -644,31 +785,26 @@ int manager_new(const struct manager_args *a, struct conf *conf, struct manager 
 		r = sd_event_add_signal(m->event, NULL, SIGINT, NULL, NULL);
 	if (r >= 0)
 		r = sd_event_add_signal(m->event, NULL, SIGHUP, on_sighup, m);
+	if (r >= 0)
+		r = sd_event_add_signal(m->event, NULL, SIGUSR2, on_sigusr2, m);
 	if (r < 0) {
 		log_error_errno(r, "Cannot watch signals: %m");
 		goto fail;
 	}
 
-	r = iopf_engine_new(&ecfg, &m->engine);
-	if (r < 0) {
-		log_error_errno(r, "Cannot start the fault engine: %m");
+	r = registry_start(m, &ecfg);
+	if (r < 0)
 		goto fail;
-	}
 	r = sd_event_add_io(m->event, &m->engine_source, iopf_engine_get_fd(m->engine), EPOLLIN,
 			    on_engine_fd, m);
 	if (r < 0) {
 		log_error_errno(r, "Cannot watch the engine: %m");
 		goto fail;
 	}
-	r = iopf_control_new(m->engine, &m->conf.limits, &m->control);
-	if (r >= 0)
-		r = iopf_control_hide_ids(m->control); /* ids must not count others' objects */
-	if (r < 0) {
-		log_error_errno(r, "Cannot create the tenant registry: %m");
-		goto fail;
-	}
 	r = bus_new(m->event, m->control, &m->conf, iopf_engine_n_workers(m->engine), m->store,
 		    &m->bus);
+	if (r >= 0 && m->restored)
+		r = bus_adopt_tenants(m->bus);
 	if (r < 0)
 		goto fail;
 

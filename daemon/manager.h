@@ -13,6 +13,9 @@
 
 struct manager;
 
+/* The exit status of a handover (SIGUSR2): the unit restarts on it, keeping the fd store. */
+#define IOPFD_EXIT_HANDOVER 75
+
 /* Where the configuration comes from: kept for reloads. */
 struct manager_args {
 	const char *config; /* NULL: the default path, a missing file is fine */

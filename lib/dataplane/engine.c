@@ -359,12 +359,17 @@ int iopf_engine_new(const struct iopf_engine_config *cfg, struct iopf_engine **r
 	int r;
 
 	e = calloc(1, sizeof(*e));
-	if (!e)
+	if (!e) {
+		if (cfg->state_fd > 0)
+			(void)close(cfg->state_fd); /* taken over, also on failure */
 		return -ENOMEM;
+	}
 	r = check_config(cfg, &e->cfg);
 	if (r == 0)
 		r = iopf_mailbox_init(&e->done);
 	if (r < 0) {
+		if (cfg->state_fd > 0)
+			(void)close(cfg->state_fd);
 		free(e);
 		return r;
 	}
@@ -376,16 +381,18 @@ int iopf_engine_new(const struct iopf_engine_config *cfg, struct iopf_engine **r
 
 	e->workers = calloc(e->cfg.n_workers, sizeof(*e->workers));
 	e->load = calloc(e->cfg.n_workers, sizeof(*e->load));
-	if (!e->workers || !e->load) {
-		r = -ENOMEM;
+	r = e->workers && e->load ? iopf_route_table_new(&e->routes) : -ENOMEM;
+	if (r < 0) {
+		if (cfg->state_fd > 0)
+			(void)close(cfg->state_fd);
 		goto fail;
 	}
-	r = iopf_route_table_new(&e->routes);
-	if (r < 0)
-		goto fail;
 	r = cfg->state_fd > 0 ? iopf_state_adopt(cfg->state_fd, &e->state) : iopf_state_new(&e->state);
-	if (r < 0)
+	if (r < 0) {
+		if (cfg->state_fd > 0)
+			(void)close(cfg->state_fd);
 		goto fail;
+	}
 	for (unsigned i = 0; i < e->cfg.n_workers; i++) {
 		const struct iopf_worker_config wc = {
 			.index = i,
@@ -1437,4 +1444,36 @@ out:
 	free(x.dom.v);
 	free(x.reg.v);
 	return r;
+}
+
+int iopf_engine_sweep(int fault_fd, int iommufd, iopf_backend_open_fn sim_open,
+		      unsigned *ret_answered)
+{
+	struct iopf_backend *b;
+	unsigned answered = 0;
+	int r;
+
+	r = iopf_backend_open(fault_fd, iommufd, 1, sim_open, &b);
+	if (r < 0) {
+		safe_close(fault_fd);
+		safe_close(iommufd);
+		return r;
+	}
+	/*
+	 * Cookies are the lowest free ids of the queue's table, so those a dead
+	 * process held are below what it could hold at once: a read's worth per
+	 * source. Nothing was read since, so none of them is anyone else's now.
+	 */
+	for (uint32_t cookie = 0; cookie < IOPF_ENGINE_SWEEP_COOKIES; cookie++) {
+		struct iommu_hwpt_page_response resp = {
+			.cookie = cookie,
+			.code = IOMMUFD_PAGE_RESP_INVALID,
+		};
+
+		if (b->ops->fault_write(b, &resp, sizeof(resp)) == (ssize_t)sizeof(resp))
+			answered++;
+	}
+	iopf_backend_close(b);
+	*ret_answered = answered;
+	return 0;
 }

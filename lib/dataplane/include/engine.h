@@ -49,8 +49,8 @@ struct iopf_engine_config {
 	unsigned read_batch;    /* records per fault-fd read; default 256 (engine-limits.h) */
 	iopf_backend_open_fn sim_open; /* accept simulator fault sources with it; NULL: refuse */
 	/*
-	 * > 0: the state arena (a memfd) of an earlier run, taken over on success;
-	 * iopf_engine_restore() must come next. Otherwise a new one.
+	 * > 0: the state arena (a memfd) of an earlier run, taken over (also on
+	 * failure); iopf_engine_restore() must come next. Otherwise a new one.
 	 */
 	int state_fd;
 	struct iopf_engine_fd_store fd_store;
@@ -115,6 +115,18 @@ struct iopf_engine_restored {
 int iopf_engine_restore(struct iopf_engine *e, iopf_engine_take_fd_fn take_fd,
 			iopf_engine_record_fn foreign, void *userdata,
 			struct iopf_engine_restored *ret);
+
+/*
+ * iopf_engine_sweep() - when an earlier run's arena is refused, the groups it
+ * had read are still waiting on their fault queue and no one knows their
+ * cookies: answer INVALID every cookie that can be outstanding (those below
+ * IOPF_ENGINE_SWEEP_COOKIES), before anything reads the queue. A cookie not
+ * outstanding is refused by the queue and costs nothing. Takes both fds.
+ * Return: 0 with @ret_answered, or the backend's error (fds closed).
+ */
+#define IOPF_ENGINE_SWEEP_COOKIES 65536u
+int iopf_engine_sweep(int fault_fd, int iommufd, iopf_backend_open_fn sim_open,
+		      unsigned *ret_answered);
 
 /*
  * Records of the control plane in the arena, restored through
