@@ -39,6 +39,7 @@
 #include <linux/futex.h>
 #include <pthread.h>
 #include <stdio.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
@@ -276,6 +277,51 @@ static struct sim_slot *slot_at(const struct sim_map *m, uint32_t idx)
 
 /* ---- the lock ---- */
 
+
+/*
+ * A process died holding the lock, in the middle of a read or a write. The
+ * kernel's fault queue cannot be seen half-way through either (a process
+ * dies only between system calls), so neither may this one: a read that had
+ * not advanced pend_head is undone (its groups are queued again, their
+ * cookies freed), an answer that made it into the done FIFO is completed,
+ * and the cookie bits and the delivered count are made to agree with the
+ * slots. The dead reader's copies of undone groups carry cookies that are
+ * free now: answering them is refused, as for any stale cookie.
+ */
+static void sim_repair(struct sim_map *m)
+{
+	struct iopf_sim_shm_hdr *h = m->hdr;
+	uint32_t delivered = 0;
+
+	if (h->pend_tail - h->pend_head <= m->depth)
+		for (uint32_t pos = h->pend_head; pos != h->pend_tail; pos++) {
+			uint32_t idx = m->pend[pos & m->mask];
+
+			if (idx < m->depth && slot_at(m, idx)->state == SIM_SLOT_DELIVERED)
+				slot_at(m, idx)->state = SIM_SLOT_QUEUED;
+		}
+	if (h->done_tail - h->done_head <= m->depth)
+		for (uint32_t pos = h->done_head; pos != h->done_tail; pos++) {
+			uint32_t idx = m->done[pos & m->mask];
+
+			if (idx < m->depth && slot_at(m, idx)->state == SIM_SLOT_DELIVERED)
+				slot_at(m, idx)->state = SIM_SLOT_ANSWERED;
+		}
+	for (uint32_t c = 1; c <= m->depth; c++) {
+		uint64_t bit = UINT64_C(1) << ((c - 1) % 64);
+		uint32_t idx = m->cookie_slot[c - 1];
+		bool held = idx < m->depth && slot_at(m, idx)->state == SIM_SLOT_DELIVERED &&
+			    slot_at(m, idx)->cookie == c;
+
+		if ((m->cookie_bits[(c - 1) / 64] & bit) && !held)
+			m->cookie_bits[(c - 1) / 64] &= ~bit;
+	}
+	for (uint32_t idx = 0; idx < m->depth; idx++)
+		delivered += slot_at(m, idx)->state == SIM_SLOT_DELIVERED;
+	h->n_delivered = delivered;
+	h->cookie_hint = 0;
+}
+
 static int sim_lock(struct sim_map *m)
 {
 	struct timespec ts;
@@ -292,7 +338,8 @@ static int sim_lock(struct sim_map *m)
 	if (r == 0)
 		return 0;
 	if (r == EOWNERDEAD) {
-		/* The holder died mid-update; every reader bounds-checks what it finds, so go on. */
+		/* The holder died mid-update: put the queue back as the kernel's would be. */
+		sim_repair(m);
 		(void)pthread_mutex_consistent(m->mutex);
 		m->hdr->stats.owner_died++;
 		return 0;
@@ -413,12 +460,13 @@ static void answer(struct sim_map *m, uint32_t idx, uint32_t code, bool by_kerne
 	struct sim_slot *slot = slot_at(m, idx);
 	uint32_t tail = READ_ONCE(m->hdr->done_tail);
 
-	slot->state = SIM_SLOT_ANSWERED;
+	/* in this order, so that sim_repair() can finish an answer cut short */
 	slot->code = code;
 	slot->by_kernel = by_kernel;
 	slot->t_answer = now;
 	m->done[tail & m->mask] = idx;
 	WRITE_ONCE(m->hdr->done_tail, tail + 1);
+	slot->state = SIM_SLOT_ANSWERED;
 }
 
 static void answers_published(struct sim_map *m)
@@ -529,9 +577,16 @@ static ssize_t sim_fault_read(struct iopf_backend *b, void *buf, size_t len)
 		}
 		m->cookie_slot[cookie - 1] = idx;
 		rec = (struct iommu_hwpt_pgfault *)(out + done);
-		memcpy(rec, slot->rec, (size_t)n * SIM_REC_SIZE);
-		for (i = 0; i < n; i++)
-			rec[i].cookie = cookie;
+		/*
+		 * The cookie last, record by record: a reader killed half-way leaves
+		 * whole records behind it and, at most, one without its cookie (the
+		 * kernel's copy is never seen half-done; this one is, by whoever
+		 * reads the dead process's buffer).
+		 */
+		for (i = 0; i < n; i++) {
+			memcpy(&rec[i], &slot->rec[i], offsetof(struct iommu_hwpt_pgfault, cookie));
+			__atomic_store_n(&rec[i].cookie, cookie, __ATOMIC_RELEASE);
+		}
 		slot->cookie = cookie;
 		slot->state = SIM_SLOT_DELIVERED;
 		h->n_delivered++;
@@ -601,8 +656,9 @@ static ssize_t sim_fault_write(struct iopf_backend *b, const void *buf, size_t l
 			rc = -EIO;
 			break;
 		}
-		cookie_free(m, resp.cookie);
+		/* answered first: cut short after it, the cookie bit is freed by sim_repair() */
 		answer(m, (uint32_t)r, resp.code, false, now);
+		cookie_free(m, resp.cookie);
 		h->n_delivered--;
 		h->stats.answers++;
 		if (resp.code == IOMMUFD_PAGE_RESP_INVALID)
