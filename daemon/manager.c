@@ -697,7 +697,6 @@ static int registry_start(struct manager *m, struct iopf_engine_config *ecfg)
 				 st.sources, st.domains, st.regions, st.pending, st.dropped,
 				 st.uncertain);
 			m->restored = true;
-			fdstore_foreach_passed(m->store, forget_passed, m);
 			return 0;
 		}
 		m->control = iopf_control_free(m->control);
@@ -807,6 +806,8 @@ int manager_new(const struct manager_args *a, struct conf *conf, struct manager 
 		r = bus_adopt_tenants(m->bus);
 	if (r < 0)
 		goto fail;
+	/* what nothing took is of no use to anyone now */
+	fdstore_foreach_passed(m->store, forget_passed, m);
 
 	r = watchdog_setup(m);
 	if (r >= 0)

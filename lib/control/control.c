@@ -1600,6 +1600,8 @@ size_t iopf_counters_to_fields(const struct iopf_counters *cnt, struct iopf_coun
 
 struct restoring {
 	struct iopf_control *c;
+	iopf_engine_take_fd_fn take_fd;
+	void *take_fd_userdata;
 	uint64_t *orphan_ids; /* sources whose tenant did not come back */
 	size_t n_orphans, orphans_cap;
 };
@@ -1646,6 +1648,13 @@ static int restore_record(void *userdata, uint64_t key, const void *data, size_t
 	default:
 		return -EINVAL; /* a kind this version does not know: not our arena */
 	}
+}
+
+static int restore_take_fd(void *userdata, const char *name)
+{
+	struct restoring *x = userdata;
+
+	return x->take_fd ? x->take_fd(x->take_fd_userdata, name) : -ENOENT;
 }
 
 static int orphan(struct restoring *x, uint64_t id)
@@ -1700,13 +1709,13 @@ static int adopt_region(const struct iopf_region_info *i, void *userdata)
 int iopf_control_restore(struct iopf_control *c, iopf_engine_take_fd_fn take_fd, void *userdata,
 			 struct iopf_engine_restored *ret)
 {
-	struct restoring x = { .c = c };
+	struct restoring x = { .c = c, .take_fd = take_fd, .take_fd_userdata = userdata };
 	struct iopf_tenant *t, *next;
 	int r;
 
 	if (c->n_tenants || c->usage.sources)
 		return -EBUSY;
-	r = iopf_engine_restore(c->engine, take_fd, restore_record, &x, ret);
+	r = iopf_engine_restore(c->engine, restore_take_fd, restore_record, &x, ret);
 	if (r < 0)
 		goto out;
 	r = iopf_engine_foreach_source(c->engine, 0, adopt_source, &x);

@@ -12,6 +12,10 @@
  *   domain-latency                      its domain's: {"count":N}
  *   source                              register one more source: {"error":E,"message":M}
  *   region BYTES                        add a region that size: {"error":E,"message":M}
+ *   reconnect                           a new connection (iopfd restarted): {"error":E,...}
+ *   unregister                          remove its source: {"error":E,"message":M}
+ *   simcounts                           the simulator's view: answers, refused answers,
+ *                                       groups read and not answered, maps held
  *   quit                                (or end of input) disconnect and exit
  */
 #include <getopt.h>
@@ -31,6 +35,7 @@
 #define WAIT_NS	     (UINT64_C(10) * 1000000000)
 
 static struct iopf_client *client;
+static const char *address;
 static struct iopf_sim *sim;
 static uint64_t source_id, domain_id, region_id, next_iova = UINT64_C(1) << 30;
 static unsigned next_page;
@@ -46,7 +51,7 @@ static int new_memfd(uint64_t size)
 
 static void json_error(int r)
 {
-	const char *m = iopf_client_last_error(client);
+	const char *m = client ? iopf_client_last_error(client) : NULL;
 
 	printf("{\"error\":%d,\"message\":\"", r);
 	for (; m && *m; m++)
@@ -57,7 +62,7 @@ static void json_error(int r)
 	printf("\"}\n");
 }
 
-static int setup(const char *address)
+static int setup(void)
 {
 	struct iopf_sim_config cfg = {.queue_depth = 4096};
 	_cleanup_close_ int mem = -EBADF;
@@ -192,6 +197,28 @@ static void cmd_latency(bool domain)
 	iopf_client_latency_free(l);
 }
 
+static void cmd_reconnect(void)
+{
+	client = iopf_client_free(client);
+	json_error(iopf_client_connect(address, &client));
+}
+
+static void cmd_simcounts(void)
+{
+	struct iopf_sim_counts n;
+	int r = iopf_sim_get_counts(sim, &n);
+
+	if (r < 0) {
+		printf("{\"error\":%d}\n", r);
+		return;
+	}
+	printf("{\"answers\":%" PRIu64 ",\"bad_cookie\":%" PRIu64 ",\"injected\":%" PRIu64
+	       ",\"queued\":%u,\"delivered\":%u,\"maps\":%u,\"pages_mapped\":%u,"
+	       "\"backends\":%u}\n",
+	       n.stats.answers, n.stats.bad_cookie, n.stats.injected_groups, n.queued, n.delivered,
+	       n.maps, n.pages_mapped, n.backends);
+}
+
 int main(int argc, char *argv[])
 {
 	static const struct option options[] = {
@@ -199,7 +226,6 @@ int main(int argc, char *argv[])
 		{"uid", required_argument, NULL, 'u'},
 		{},
 	};
-	const char *address = NULL;
 	long uid = -1;
 	char line[256];
 	int c;
@@ -222,7 +248,7 @@ int main(int argc, char *argv[])
 		perror("ops-tenant: cannot change uid");
 		return 2;
 	}
-	if (setup(address) < 0)
+	if (setup() < 0)
 		return 1;
 
 	while (fgets(line, sizeof(line), stdin)) {
@@ -242,6 +268,12 @@ int main(int argc, char *argv[])
 			cmd_source();
 		else if (sscanf(line, "region %llu", &bytes) == 1)
 			cmd_region(bytes);
+		else if (strncmp(line, "reconnect", 9) == 0)
+			cmd_reconnect();
+		else if (strncmp(line, "unregister", 10) == 0)
+			json_error(client ? iopf_client_unregister_source(client, source_id) : -ENOTCONN);
+		else if (strncmp(line, "simcounts", 9) == 0)
+			cmd_simcounts();
 		else if (strncmp(line, "quit", 4) == 0)
 			break;
 		else
