@@ -81,6 +81,8 @@ struct iopf_tenant {
 	struct usage usage;
 	struct cobj_list objs[_COBJ_KIND_MAX]; /* owned; ascending engine id */
 	bool persisted; /* its record is in the engine's arena: it registered something */
+	bool registered; /* it registered a source once: a tenant, not an observer */
+	char *label;	 /* owned; what it calls itself (SetName, its unit), or NULL */
 	struct iopf_tenant *prev, *next;       /* c->tenants, newest first */
 };
 
@@ -89,6 +91,7 @@ struct iopf_control {
 	struct iopf_control_limits limits;
 	struct iopf_tenant *tenants; /* owned; newest first */
 	unsigned n_tenants;
+	unsigned n_registered;	      /* of them, those that registered something */
 	struct iopf_idmap tenant_ids; /* id -> tenant */
 	struct iopf_idmap users;      /* uid + 1 -> struct iopf_user (owned) */
 	struct iopf_idmap objects;    /* engine id -> struct cobj */
@@ -372,6 +375,7 @@ static struct iopf_tenant *tenant_free(struct iopf_control *c, struct iopf_tenan
 	if (t) {
 		user_unref(c, t->user);
 		free(t->name);
+		free(t->label);
 		free(t);
 	}
 	return NULL;
@@ -473,6 +477,8 @@ int iopf_control_tenant_info(struct iopf_control *c, uint64_t tenant, struct iop
 		.gid = t->gid,
 		.pid = t->pid,
 		.name = t->name,
+		.label = t->label,
+		.registered = t->registered,
 	};
 	return 0;
 }
@@ -480,6 +486,35 @@ int iopf_control_tenant_info(struct iopf_control *c, uint64_t tenant, struct iop
 unsigned iopf_control_n_tenants(struct iopf_control *c)
 {
 	return c ? c->n_tenants : 0;
+}
+
+unsigned iopf_control_n_registered_tenants(struct iopf_control *c)
+{
+	return c ? c->n_registered : 0;
+}
+
+int iopf_control_tenant_set_label(struct iopf_control *c, uint64_t tenant, const char *label)
+{
+	struct iopf_tenant *t = tenant_get(c, tenant);
+	char *copy = NULL;
+
+	if (!t)
+		return -ENOENT;
+	if (label && *label) {
+		size_t n = strlen(label);
+
+		if (n > IOPF_CONTROL_LABEL_MAX)
+			return -EINVAL;
+		for (size_t i = 0; i < n; i++)
+			if ((unsigned char)label[i] < 0x20 || label[i] == 0x7f)
+				return -EINVAL;
+		copy = strdup(label);
+		if (!copy)
+			return -ENOMEM;
+	}
+	free(t->label);
+	t->label = copy;
+	return 0;
 }
 
 static uint64_t add_sat(uint64_t a, uint64_t b)
@@ -786,6 +821,8 @@ int iopf_control_tenant_remove(struct iopf_control *c, uint64_t tenant)
 	if (t->next)
 		t->next->prev = t->prev;
 	c->n_tenants--;
+	if (t->registered)
+		c->n_registered--;
 	tenant_free(c, t);
 	return n > INT_MAX ? INT_MAX : (int)n;
 }
@@ -870,6 +907,10 @@ int iopf_control_register_source(struct iopf_control *c, uint64_t tenant, int fa
 	iommu_copy = -EBADF;
 	cobj_link(c, TAKE_PTR(o), t, COBJ_SOURCE, id, NULL, 0);
 	persist_tenant(c, t);
+	if (!t->registered) {
+		t->registered = true;
+		c->n_registered++;
+	}
 	*ret_source_id = shown_id(c, id);
 	return 0;
 }
@@ -1464,6 +1505,8 @@ static void tenant_info_of(const struct iopf_control *c, const struct iopf_tenan
 		.gid = t->gid,
 		.pid = t->pid,
 		.name = t->name,
+		.label = t->label,
+		.registered = t->registered,
 	};
 }
 
@@ -1641,6 +1684,8 @@ static int restore_record(void *userdata, uint64_t key, const void *data, size_t
 		if (r < 0)
 			return r;
 		t->persisted = true;
+		t->registered = true;
+		c->n_registered++;
 		if (id >= c->next_tenant_id)
 			c->next_tenant_id = id + 1;
 		return 0;

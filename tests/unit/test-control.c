@@ -163,6 +163,40 @@ static void test_tenants(void **state)
 			 -ENOENT);
 }
 
+/* Only a tenant that registered a source counts; a label is checked and kept. */
+static void test_registered_and_label(void **state)
+{
+	struct fixture *f = *state;
+	struct iopf_tenant_info ti;
+	char big[IOPF_CONTROL_LABEL_MAX + 2];
+
+	assert_int_equal(iopf_control_n_registered_tenants(f->control), 0);
+	assert_int_equal(iopf_control_tenant_info(f->control, f->a, &ti), 0);
+	assert_false(ti.registered);
+	assert_null(ti.label);
+	add_source(f, f->a);
+	assert_int_equal(iopf_control_n_registered_tenants(f->control), 1);
+	assert_int_equal(iopf_control_tenant_info(f->control, f->a, &ti), 0);
+	assert_true(ti.registered);
+
+	assert_int_equal(iopf_control_tenant_set_label(f->control, f->a, "vm-7.service"), 0);
+	assert_int_equal(iopf_control_tenant_info(f->control, f->a, &ti), 0);
+	assert_string_equal(ti.label, "vm-7.service");
+	assert_int_equal(iopf_control_tenant_set_label(f->control, f->a, "a\nb"), -EINVAL);
+	memset(big, 'x', sizeof(big) - 1);
+	big[sizeof(big) - 1] = 0;
+	assert_int_equal(iopf_control_tenant_set_label(f->control, f->a, big), -EINVAL);
+	big[IOPF_CONTROL_LABEL_MAX] = 0;
+	assert_int_equal(iopf_control_tenant_set_label(f->control, f->a, big), 0);
+	assert_int_equal(iopf_control_tenant_set_label(f->control, 4242, "x"), -ENOENT);
+	assert_int_equal(iopf_control_tenant_set_label(f->control, f->a, NULL), 0);
+	assert_int_equal(iopf_control_tenant_info(f->control, f->a, &ti), 0);
+	assert_null(ti.label);
+
+	assert_true(iopf_control_tenant_remove(f->control, f->a) >= 0);
+	assert_int_equal(iopf_control_n_registered_tenants(f->control), 0);
+}
+
 static void test_new_limits(void **state)
 {
 	static const struct iopf_control_limits bad[] = {
@@ -997,6 +1031,7 @@ int main(void)
 	};
 	const struct CMUnitTest tests[] = {
 		TEST(test_tenants),
+		TEST(test_registered_and_label),
 		TEST(test_new_limits),
 		TEST(test_source_validation),
 		TEST(test_source_fds_are_copies),

@@ -129,7 +129,9 @@ struct iopf_tenant_info {
 	uid_t uid;
 	gid_t gid;
 	pid_t pid;
-	const char *name; /* for logs: the unique name or "pid N" */
+	const char *name;  /* for logs: the unique name or "pid N uid M" */
+	const char *label; /* what it calls itself (its unit, SetName), or NULL */
+	bool registered;   /* it registered a source once (observers never do) */
 };
 
 /*
@@ -157,6 +159,21 @@ unsigned iopf_control_user_tenants(struct iopf_control *c, uid_t uid);
 /* 0 or -ENOENT; @ret->name lives as long as the tenant. */
 int iopf_control_tenant_info(struct iopf_control *c, uint64_t tenant, struct iopf_tenant_info *ret);
 unsigned iopf_control_n_tenants(struct iopf_control *c);
+/*
+ * Tenants that registered a source at least once (restored ones included):
+ * what listings and counts show. A connection that only reads (iopfctl, the
+ * exporter) stays a tenant inside, for the per-uid accounting, but is no
+ * tenant to operators.
+ */
+unsigned iopf_control_n_registered_tenants(struct iopf_control *c);
+/*
+ * iopf_control_tenant_set_label() - what the tenant is called in listings
+ * and logs (struct iopf_tenant_info.label): up to IOPF_CONTROL_LABEL_MAX
+ * bytes, no control characters; NULL or "" forgets it.
+ * Return: 0, -ENOENT, -EINVAL, -ENOMEM.
+ */
+#define IOPF_CONTROL_LABEL_MAX 64u
+int iopf_control_tenant_set_label(struct iopf_control *c, uint64_t tenant, const char *label);
 
 /*
  * iopf_control_register_source() - serve @tenant's fault queue.
