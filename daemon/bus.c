@@ -270,13 +270,22 @@ static int on_waiting_exit(sd_event_source *s, int fd, uint32_t revents, void *u
 	return 0;
 }
 
-/* The restored tenant of a connection from @pid as @uid, taken off the waiting list. */
+/*
+ * The restored tenant of a connection from @pid as @uid. Only when that
+ * process had one tenant: a process with several cannot say which one a new
+ * connection is (they serve on until it exits).
+ */
 static struct waiting *waiting_take(struct bus *b, pid_t pid, uid_t uid)
 {
+	struct waiting *found = NULL;
+
 	for (struct waiting *w = b->waiting; w; w = w->next)
-		if (w->pid == pid && w->uid == uid)
-			return w;
-	return NULL;
+		if (w->pid == pid && w->uid == uid) {
+			if (found)
+				return NULL;
+			found = w;
+		}
+	return found;
 }
 
 struct adopting {
