@@ -825,7 +825,8 @@ static int region_new(struct iopf_engine *e, struct iopf_domain *d, uint64_t id,
 	er = calloc(1, sizeof(*er));
 	if (!er) {
 		iopf_region_free(r);
-		iopf_state_release(e->state, bits_off, iopf_persist_bits_size(r->n_pages));
+		iopf_state_release(e->state, bits_off,
+				   iopf_persist_bits_size(length / IOPF_PAGE_SIZE));
 		return -ENOMEM;
 	}
 	er->r = r;
@@ -1407,9 +1408,12 @@ int iopf_engine_restore(struct iopf_engine *e, iopf_engine_take_fd_fn take_fd,
 	r = iopf_state_foreach_record(e->state, collect, &x);
 	if (r < 0)
 		goto out;
-	qsort(x.src.v, x.src.n, x.src.size, cmp_id);
-	qsort(x.dom.v, x.dom.n, x.dom.size, cmp_id);
-	qsort(x.reg.v, x.reg.n, x.reg.size, cmp_id);
+	if (x.src.n)
+		qsort(x.src.v, x.src.n, x.src.size, cmp_id);
+	if (x.dom.n)
+		qsort(x.dom.v, x.dom.n, x.dom.size, cmp_id);
+	if (x.reg.n)
+		qsort(x.reg.v, x.reg.n, x.reg.size, cmp_id);
 	journals = calloc(x.src.n + 1, sizeof(*journals));
 	if (!journals) {
 		r = -ENOMEM;

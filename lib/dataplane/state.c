@@ -372,7 +372,8 @@ int iopf_state_seal(struct iopf_state *s)
 
 	if (s->sealed)
 		return 0;
-	qsort(s->claims, s->n_claims, sizeof(*s->claims), claim_cmp);
+	if (s->n_claims)
+		qsort(s->claims, s->n_claims, sizeof(*s->claims), claim_cmp);
 	for (size_t i = 0; i < s->n_claims; i++)
 		if (s->claims[i].off < at)
 			return -EINVAL; /* two owners claim one block */
