@@ -158,6 +158,30 @@ journalctl -u iopfd.service --no-pager | grep -i watchdog | tail -n 3
 # and it serves again
 check iopf-sim --address unix:path=/run/iopfd/control --tenants 1 --faults 1000
 
+# a crash under load: SIGKILL, systemd restarts it with the fd store, and the
+# load finishes with every group answered (0 unanswered), no tenant registering again
+before=$(show iopfd.service NRestarts)
+iopf-sim --address unix:path=/run/iopfd/control --tenants 4 --faults 300000 --rate 100000 \
+	--restarts > $out/sim-kill.txt 2>&1 &
+simpid=$!
+sleep 1
+check systemctl kill --signal=SIGKILL --kill-who=main iopfd.service
+check wait $simpid
+check test "$(show iopfd.service NRestarts)" -gt "$before"
+check grep -q 'unanswered 0' $out/sim-kill.txt
+check sh -c "journalctl -u iopfd.service --no-pager | grep -q 'Carrying on from the process before: 4 fault sources'"
+# an upgrade: the package's handover (SIGUSR2, exit 75), under load
+iopf-sim --address unix:path=/run/iopfd/control --tenants 2 --faults 200000 --rate 100000 \
+	--restarts > $out/sim-handover.txt 2>&1 &
+simpid=$!
+sleep 1
+check systemctl kill --signal=SIGUSR2 --kill-who=main iopfd.service
+check wait $simpid
+check grep -q 'unanswered 0' $out/sim-handover.txt
+check sh -c "journalctl -u iopfd.service --no-pager | grep -q 'Handing over to the next iopfd'"
+check systemctl is-active --quiet iopfd.service
+tail -n 4 $out/sim-kill.txt $out/sim-handover.txt
+
 # a clean stop (STOPPING=1, held faults answered, exit 0) ...
 check systemctl stop iopfd.service
 check test "$(show iopfd.service Result)" = success
