@@ -284,7 +284,7 @@ static const struct row *find_tenant(const struct row *v, size_t n, uint64_t ten
 {
 	const struct row key = {.tenant = tenant};
 
-	return bsearch(&key, v, n, sizeof(*v), cmp_tenant);
+	return n ? bsearch(&key, v, n, sizeof(*v), cmp_tenant) : NULL;
 }
 
 static int query_tenants(struct daemon_link *d, struct snapshot *s)
@@ -325,7 +325,8 @@ static int query_tenants(struct daemon_link *d, struct snapshot *s)
 	}
 	if (r < 0)
 		return r;
-	qsort(s->tenants, s->n_tenants, sizeof(*s->tenants), cmp_tenant);
+	if (s->n_tenants)
+		qsort(s->tenants, s->n_tenants, sizeof(*s->tenants), cmp_tenant);
 	s->have_tenants = true;
 	return 0;
 }
@@ -481,7 +482,8 @@ static struct tenant_sum *sum_get(struct tenant_book *b, const char *labels)
 	size_t lo = 0, hi = b->n_sums;
 
 	(void)snprintf(key.gone.labels, sizeof(key.gone.labels), "%s", labels);
-	p = bsearch(&key, b->sums, b->n_sums, sizeof(*b->sums), cmp_sum);
+	/* bsearch() must not be handed NULL, even for no elements */
+	p = b->n_sums ? bsearch(&key, b->sums, b->n_sums, sizeof(*b->sums), cmp_sum) : NULL;
 	if (p || b->n_sums >= SUMS_MAX)
 		return p;
 	p = reallocarray(b->sums, b->n_sums + 1, sizeof(*b->sums));
@@ -555,7 +557,8 @@ static int book_update(struct tenant_book *b, const struct snapshot *s, uint64_t
 		free(out);
 		return -ENOMEM;
 	}
-	memcpy(last, s->tenants, s->n_tenants * sizeof(*last));
+	if (s->n_tenants)
+		memcpy(last, s->tenants, s->n_tenants * sizeof(*last));
 	free(b->last);
 	b->last = last;
 	b->n_last = s->n_tenants;
@@ -566,7 +569,8 @@ static int book_update(struct tenant_book *b, const struct snapshot *s, uint64_t
 		struct tenant_sum key, *sum;
 
 		memcpy(key.gone.labels, s->tenants[i].labels, sizeof(key.gone.labels));
-		sum = bsearch(&key, b->sums, b->n_sums, sizeof(*b->sums), cmp_sum);
+		sum = b->n_sums ? bsearch(&key, b->sums, b->n_sums, sizeof(*b->sums), cmp_sum)
+				: NULL;
 		if (sum)
 			row_add(&out[sum - b->sums], &s->tenants[i], true);
 	}
