@@ -18,6 +18,7 @@
 #include "fd-util.h"
 #include "idhide.h"
 #include "idmap.h"
+#include "u64vec.h"
 #include "util.h"
 
 /* Counters and latency of removed objects, kept so totals never go backwards. */
@@ -1645,8 +1646,7 @@ struct restoring {
 	struct iopf_control *c;
 	iopf_engine_take_fd_fn take_fd;
 	void *take_fd_userdata;
-	uint64_t *orphan_ids; /* sources whose tenant did not come back */
-	size_t n_orphans, orphans_cap;
+	struct u64vec orphans; /* sources whose tenant did not come back */
 };
 
 static int restore_record(void *userdata, uint64_t key, const void *data, size_t len)
@@ -1702,21 +1702,6 @@ static int restore_take_fd(void *userdata, const char *name)
 	return x->take_fd ? x->take_fd(x->take_fd_userdata, name) : -ENOENT;
 }
 
-static int orphan(struct restoring *x, uint64_t id)
-{
-	if (x->n_orphans == x->orphans_cap) {
-		size_t cap = x->orphans_cap ? x->orphans_cap * 2 : 16;
-		uint64_t *v = realloc(x->orphan_ids, cap * sizeof(*v));
-
-		if (!v)
-			return -ENOMEM;
-		x->orphan_ids = v;
-		x->orphans_cap = cap;
-	}
-	x->orphan_ids[x->n_orphans++] = id;
-	return 0;
-}
-
 /* Track an object the engine restored: its tenant is its owner again. */
 static int adopt(struct restoring *x, enum cobj_kind kind, uint64_t id, uint64_t tenant,
 		 uint64_t parent_id, uint64_t length)
@@ -1728,7 +1713,7 @@ static int adopt(struct restoring *x, enum cobj_kind kind, uint64_t id, uint64_t
 
 	if (!t || (parent_id && !parent))
 		/* a source without its tenant goes; what hangs off it goes with it */
-		return kind == COBJ_SOURCE ? orphan(x, id) : 0;
+		return kind == COBJ_SOURCE ? u64vec_push(&x->orphans, id) : 0;
 	o = cobj_new(c);
 	if (!o)
 		return -ENOMEM;
@@ -1770,8 +1755,8 @@ int iopf_control_restore(struct iopf_control *c, iopf_engine_take_fd_fn take_fd,
 		r = iopf_engine_foreach_region(c->engine, 0, adopt_region, &x);
 	if (r < 0)
 		goto out;
-	for (size_t i = 0; i < x.n_orphans; i++)
-		(void)iopf_engine_remove_source(c->engine, x.orphan_ids[i], NULL, NULL);
+	for (size_t i = 0; i < x.orphans.n; i++)
+		(void)iopf_engine_remove_source(c->engine, x.orphans.v[i], NULL, NULL);
 	/* a tenant with nothing left is no tenant */
 	for (t = c->tenants; t; t = next) {
 		next = t->next;
@@ -1781,6 +1766,6 @@ int iopf_control_restore(struct iopf_control *c, iopf_engine_take_fd_fn take_fd,
 	if (c->hide_ids)
 		persist_keys(c);
 out:
-	free(x.orphan_ids);
+	u64vec_done(&x.orphans);
 	return r;
 }

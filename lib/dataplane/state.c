@@ -15,6 +15,7 @@
 #include <sys/stat.h>
 
 #include "state.h"
+#include "u64vec.h"
 #include "util.h"
 
 #define STATE_MAGIC   "iopfdST1"
@@ -55,11 +56,6 @@ struct record {
 /* index: slot + 1; 0 empty; TOMB deleted */
 #define TOMB UINT32_MAX
 
-struct offsets {
-	uint64_t *v;
-	size_t n, cap;
-};
-
 struct claim {
 	uint64_t off, size;
 };
@@ -70,7 +66,7 @@ struct iopf_state {
 	uint64_t file_size;
 	pthread_mutex_t lock;
 	bool sealed;
-	struct offsets free[MAX_SHIFT + 1];
+	struct u64vec free[MAX_SHIFT + 1];
 	struct claim *claims; /* until sealed */
 	size_t n_claims, claims_cap;
 	/* records: a private index from key to slot, and the free slots */
@@ -99,21 +95,6 @@ size_t iopf_state_block_size(size_t size)
 	return size > IOPF_STATE_MAX_BYTES ? 0 : (size_t)1 << shift_of(size);
 }
 
-static int push(struct offsets *o, uint64_t off)
-{
-	if (o->n == o->cap) {
-		size_t cap = o->cap ? o->cap * 2 : 16;
-		uint64_t *v = realloc(o->v, cap * sizeof(*v));
-
-		if (!v)
-			return -ENOMEM;
-		o->v = v;
-		o->cap = cap;
-	}
-	o->v[o->n++] = off;
-	return 0;
-}
-
 static void punch(struct iopf_state *s, uint64_t off, uint64_t len)
 {
 	/* Only memory, never correctness: a failed punch leaves zeroable pages behind. */
@@ -132,7 +113,7 @@ static int free_range(struct iopf_state *s, uint64_t from, uint64_t to)
 		while (k < MAX_SHIFT && IS_ALIGNED(from, UINT64_C(1) << (k + 1)) &&
 		       from + (UINT64_C(1) << (k + 1)) <= to)
 			k++;
-		r = push(&s->free[k], from);
+		r = u64vec_push(&s->free[k], from);
 		if (r < 0)
 			return r;
 		from += UINT64_C(1) << k;
@@ -232,7 +213,7 @@ struct iopf_state *iopf_state_free(struct iopf_state *s)
 	(void)munmap(s->base, IOPF_STATE_MAX_BYTES);
 	safe_close(s->fd);
 	for (size_t k = 0; k < ARRAY_SIZE(s->free); k++)
-		free(s->free[k].v);
+		u64vec_done(&s->free[k]);
 	free(s->claims);
 	free(s->index);
 	free(s->free_slots);
@@ -326,7 +307,7 @@ static void release_locked(struct iopf_state *s, uint64_t off, size_t size)
 
 	punch(s, off, UINT64_C(1) << k);
 	/* without room in the free list the block is lost to the address space only */
-	(void)push(&s->free[k], off);
+	(void)u64vec_push(&s->free[k], off);
 }
 
 void iopf_state_release(struct iopf_state *s, uint64_t off, size_t size)

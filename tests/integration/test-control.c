@@ -1054,7 +1054,6 @@ static void test_sd_notify(void **state)
 	struct sockaddr_un sa = {.sun_family = AF_UNIX};
 	struct daemon d = {};
 	struct timeval tv = {.tv_sec = 5};
-	ssize_t n;
 	int fd;
 
 	assert_non_null(mkdtemp(dir));
