@@ -83,7 +83,8 @@ struct iopf_tenant {
 	struct cobj_list objs[_COBJ_KIND_MAX]; /* owned; ascending engine id */
 	bool persisted; /* its record is in the engine's arena: it registered something */
 	bool registered; /* it registered a source once: a tenant, not an observer */
-	char *label;	 /* owned; what it calls itself (SetName, its unit), or NULL */
+	char *label;	 /* owned; what it calls itself (SetName), or NULL */
+	char *unit;	 /* owned; its process's systemd unit, or NULL */
 	struct iopf_tenant *prev, *next;       /* c->tenants, newest first */
 };
 
@@ -377,6 +378,7 @@ static struct iopf_tenant *tenant_free(struct iopf_control *c, struct iopf_tenan
 		user_unref(c, t->user);
 		free(t->name);
 		free(t->label);
+		free(t->unit);
 		free(t);
 	}
 	return NULL;
@@ -479,6 +481,7 @@ int iopf_control_tenant_info(struct iopf_control *c, uint64_t tenant, struct iop
 		.pid = t->pid,
 		.name = t->name,
 		.label = t->label,
+		.unit = t->unit,
 		.registered = t->registered,
 	};
 	return 0;
@@ -494,13 +497,10 @@ unsigned iopf_control_n_registered_tenants(struct iopf_control *c)
 	return c ? c->n_registered : 0;
 }
 
-int iopf_control_tenant_set_label(struct iopf_control *c, uint64_t tenant, const char *label)
+static int set_text(char **where, const char *label)
 {
-	struct iopf_tenant *t = tenant_get(c, tenant);
 	char *copy = NULL;
 
-	if (!t)
-		return -ENOENT;
 	if (label && *label) {
 		size_t n = strlen(label);
 
@@ -513,9 +513,23 @@ int iopf_control_tenant_set_label(struct iopf_control *c, uint64_t tenant, const
 		if (!copy)
 			return -ENOMEM;
 	}
-	free(t->label);
-	t->label = copy;
+	free(*where);
+	*where = copy;
 	return 0;
+}
+
+int iopf_control_tenant_set_label(struct iopf_control *c, uint64_t tenant, const char *label)
+{
+	struct iopf_tenant *t = tenant_get(c, tenant);
+
+	return t ? set_text(&t->label, label) : -ENOENT;
+}
+
+int iopf_control_tenant_set_unit(struct iopf_control *c, uint64_t tenant, const char *unit)
+{
+	struct iopf_tenant *t = tenant_get(c, tenant);
+
+	return t ? set_text(&t->unit, unit) : -ENOENT;
 }
 
 static uint64_t add_sat(uint64_t a, uint64_t b)
@@ -1507,6 +1521,7 @@ static void tenant_info_of(const struct iopf_control *c, const struct iopf_tenan
 		.pid = t->pid,
 		.name = t->name,
 		.label = t->label,
+		.unit = t->unit,
 		.registered = t->registered,
 	};
 }

@@ -130,7 +130,8 @@ struct iopf_tenant_info {
 	gid_t gid;
 	pid_t pid;
 	const char *name;  /* for logs: the unique name or "pid N uid M" */
-	const char *label; /* what it calls itself (its unit, SetName), or NULL */
+	const char *label; /* what it calls itself (SetName), or NULL */
+	const char *unit;  /* its process's systemd unit, or NULL */
 	bool registered;   /* it registered a source once (observers never do) */
 };
 
@@ -167,13 +168,15 @@ unsigned iopf_control_n_tenants(struct iopf_control *c);
  */
 unsigned iopf_control_n_registered_tenants(struct iopf_control *c);
 /*
- * iopf_control_tenant_set_label() - what the tenant is called in listings
+ * iopf_control_tenant_set_label() - what the tenant calls itself, for listings
  * and logs (struct iopf_tenant_info.label): up to IOPF_CONTROL_LABEL_MAX
  * bytes, no control characters; NULL or "" forgets it.
  * Return: 0, -ENOENT, -EINVAL, -ENOMEM.
  */
 #define IOPF_CONTROL_LABEL_MAX 64u
 int iopf_control_tenant_set_label(struct iopf_control *c, uint64_t tenant, const char *label);
+/* The same for its systemd unit (struct iopf_tenant_info.unit). */
+int iopf_control_tenant_set_unit(struct iopf_control *c, uint64_t tenant, const char *unit);
 
 /*
  * iopf_control_register_source() - serve @tenant's fault queue.
