@@ -15,24 +15,51 @@
 
 int log_max_level = LOG_INFO;
 static bool log_journal;       /* entries go to sd_journal_sendv() */
+static bool log_null;	       /* entries go nowhere */
 static bool log_prefix_levels; /* stderr is a journal stream: "<N>" prefixes keep levels */
+static enum log_target log_target_chosen = LOG_TARGET_AUTO;
+
+static const char *const level_names[] = {
+	[LOG_EMERG] = "emerg", [LOG_ALERT] = "alert",	  [LOG_CRIT] = "crit",
+	[LOG_ERR] = "err",     [LOG_WARNING] = "warning", [LOG_NOTICE] = "notice",
+	[LOG_INFO] = "info",   [LOG_DEBUG] = "debug",
+};
+
+static const char *const target_names[_LOG_TARGET_MAX] = {
+	[LOG_TARGET_AUTO] = "auto",
+	[LOG_TARGET_JOURNAL] = "journal",
+	[LOG_TARGET_CONSOLE] = "console",
+	[LOG_TARGET_NULL] = "null",
+};
+
+const char *log_level_to_string(int level)
+{
+	return level >= 0 && level < (int)ARRAY_SIZE(level_names) ? level_names[level] : NULL;
+}
+
+const char *log_target_to_string(enum log_target target)
+{
+	return (unsigned)target < _LOG_TARGET_MAX ? target_names[target] : NULL;
+}
+
+int log_target_from_string(const char *s)
+{
+	for (int i = 0; s && i < _LOG_TARGET_MAX; i++)
+		if (strcmp(s, target_names[i]) == 0)
+			return i;
+	return -EINVAL;
+}
 
 int log_level_from_string(const char *s)
 {
-	static const char *const names[] = {
-		[LOG_EMERG] = "emerg", [LOG_ALERT] = "alert",	  [LOG_CRIT] = "crit",
-		[LOG_ERR] = "err",     [LOG_WARNING] = "warning", [LOG_NOTICE] = "notice",
-		[LOG_INFO] = "info",   [LOG_DEBUG] = "debug",
-	};
-
 	if (!s)
 		return -EINVAL;
 	if (s[0] >= '0' && s[0] <= '7' && s[1] == '\0')
 		return s[0] - '0';
 	if (strcmp(s, "error") == 0)
 		return LOG_ERR;
-	for (int i = 0; i < (int)ARRAY_SIZE(names); i++)
-		if (strcmp(s, names[i]) == 0)
+	for (int i = 0; i < (int)ARRAY_SIZE(level_names); i++)
+		if (strcmp(s, level_names[i]) == 0)
 			return i;
 	return -EINVAL;
 }
@@ -51,13 +78,13 @@ static bool stderr_is_journal(void)
 	return (unsigned long long)st.st_dev == dev && (unsigned long long)st.st_ino == ino;
 }
 
-void log_setup(enum log_target target, int level)
+void log_set_target(enum log_target target)
 {
-	int env = log_level_from_string(getenv("IOPFD_LOG_LEVEL"));
 	bool stream = stderr_is_journal();
 
-	log_max_level = env >= 0 ? env : level;
+	log_target_chosen = target;
 	log_prefix_levels = stream;
+	log_null = false;
 	switch (target) {
 	case LOG_TARGET_AUTO:
 		/* started by systemd (even with stderr elsewhere), or stderr is the journal */
@@ -69,10 +96,34 @@ void log_setup(enum log_target target, int level)
 	case LOG_TARGET_CONSOLE:
 		log_journal = false;
 		break;
+	case LOG_TARGET_NULL:
+	case _LOG_TARGET_MAX:
+		log_journal = false;
+		log_null = true;
+		break;
 	}
 	/* sd_journal_send() drops entries silently when journald is not there: keep them */
 	if (access(LOG_JOURNAL_SOCKET, F_OK) < 0)
 		log_journal = false;
+}
+
+enum log_target log_get_target(void)
+{
+	return log_target_chosen;
+}
+
+void log_set_max_level(int level)
+{
+	if (level >= LOG_EMERG && level <= LOG_DEBUG)
+		log_max_level = level;
+}
+
+void log_setup(enum log_target target, int level)
+{
+	int env = log_level_from_string(getenv("IOPFD_LOG_LEVEL"));
+
+	log_max_level = env >= 0 ? env : level;
+	log_set_target(target);
 }
 
 bool log_to_journal(void)
@@ -112,7 +163,7 @@ static const char *one_line(const char *s, char *buf, size_t size)
 void log_entry_build(struct log_entry *e, int level, int error, const struct log_ids *ids,
 		     const char *file, int line, const char *func, const char *message)
 {
-	char reason[48];
+	char reason[48], unit[112];
 	size_t k = 0;
 	int n;
 
@@ -134,8 +185,18 @@ void log_entry_build(struct log_entry *e, int level, int error, const struct log
 	}
 	if (!ids)
 		return;
+	if (ids->message_id)
+		field(e, &k, "MESSAGE_ID=%s", ids->message_id);
 	if (ids->tenant)
 		field(e, &k, "IOPF_TENANT=%" PRIu64, ids->tenant);
+	if (ids->has_peer) {
+		field(e, &k, "IOPF_TENANT_UID=%" PRIu32, ids->uid);
+		field(e, &k, "IOPF_TENANT_PID=%" PRIu32, ids->pid);
+	}
+	if (ids->unit)
+		field(e, &k, "IOPF_TENANT_UNIT=%s", one_line(ids->unit, unit, sizeof(unit)));
+	if (ids->name)
+		field(e, &k, "IOPF_TENANT_NAME=%s", one_line(ids->name, unit, sizeof(unit)));
 	if (ids->source)
 		field(e, &k, "IOPF_SOURCE=%" PRIu64, ids->source);
 	if (ids->domain)
@@ -175,7 +236,7 @@ int log_internal(int level, int error, const struct log_ids *ids, const char *fi
 
 	if (error < 0)
 		error = -error;
-	if (level > log_max_level)
+	if (level > log_max_level || log_null)
 		goto out;
 
 	errno = error; /* for %m */

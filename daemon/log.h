@@ -3,9 +3,12 @@
  * Daemon logging. Under systemd (INVOCATION_ID set, or stderr is the journal
  * stream named by $JOURNAL_STREAM) and with journald listening, entries go
  * to the journal with structured
- * fields: PRIORITY, ERRNO, CODE_*, SYSLOG_IDENTIFIER, and the identities of
- * what they are about (IOPF_TENANT=, IOPF_SOURCE=, IOPF_DOMAIN=, IOPF_DEV_ID=,
- * IOPF_PASID=, IOPF_REASON=, IOPF_EVENT=). Otherwise plain lines on stderr.
+ * fields: PRIORITY, ERRNO, CODE_*, SYSLOG_IDENTIFIER, MESSAGE_ID (entries an
+ * operator must act on, explained in catalog/iopfd.catalog), and the
+ * identities of what they are about (IOPF_TENANT=, IOPF_TENANT_UID=,
+ * IOPF_TENANT_PID=, IOPF_TENANT_UNIT=, IOPF_TENANT_NAME=, IOPF_SOURCE=,
+ * IOPF_DOMAIN=, IOPF_DEV_ID=, IOPF_PASID=, IOPF_REASON=, IOPF_EVENT=).
+ * Otherwise plain lines on stderr.
  * Every helper taking an error sets errno from it, so "%m" works, and returns
  * it as -errno, so "return log_error_errno(r, "...: %m");" logs once and
  * propagates. Per-fault events are never logged: they go to metrics, and
@@ -32,7 +35,21 @@ enum log_target {
 	LOG_TARGET_AUTO, /* journal under systemd, else console */
 	LOG_TARGET_JOURNAL,
 	LOG_TARGET_CONSOLE,
+	LOG_TARGET_NULL, /* nothing (org.freedesktop.LogControl1's "null") */
+	_LOG_TARGET_MAX,
 };
+
+/*
+ * MESSAGE_IDs of the entries an operator must act on; each has an entry in
+ * catalog/iopfd.catalog (journalctl -x shows it). Never change one.
+ */
+#define IOPF_MESSAGE_STATE_REFUSED	"a4d84d69cfe047c284d73488d560de4e"
+#define IOPF_MESSAGE_STATE_NOT_KEPT	"a76dd07b2d634daa94c66223cdaa80ba"
+#define IOPF_MESSAGE_TENANTS_RESTORED	"521dd6476a764e2d9e5354139924c6ac"
+#define IOPF_MESSAGE_TENANT_NOT_KEPT	"8b26db95815a4727b4de0c9830e43add"
+#define IOPF_MESSAGE_FDS_SHORT		"a7b3a66917aa44da8089e3319cdaa5e5"
+#define IOPF_MESSAGE_CONNECTION_REFUSED "4c644db24aa24cc29017f47c33ca002f"
+#define IOPF_MESSAGE_MAP_ERRORS		"7893000c4bf045d082df4265c4e55adc"
 
 /* Parse "debug", "info", "notice", "warning", "err"/"error", "crit" or a digit. */
 int log_level_from_string(const char *s);
@@ -43,6 +60,15 @@ int log_level_from_string(const char *s);
 void log_setup(enum log_target target, int level);
 /* Whether entries go to the journal now. */
 bool log_to_journal(void);
+/* At run time (org.freedesktop.LogControl1): the level, and where entries go. */
+void log_set_max_level(int level);
+void log_set_target(enum log_target target);
+enum log_target log_get_target(void);
+/* "auto", "journal", "console", "null"; and back (-EINVAL for anything else). */
+const char *log_target_to_string(enum log_target target);
+int log_target_from_string(const char *s);
+/* "emerg" ... "debug"; NULL out of range. */
+const char *log_level_to_string(int level);
 
 /* What an entry is about; zero/NULL members are left out. */
 struct log_ids {
@@ -51,15 +77,20 @@ struct log_ids {
 	uint32_t dev_id, pasid; /* pasid IOPF_PASID_NONE prints as "none" */
 	const char *reason;	/* "no_handler", ... */
 	const char *event;	/* a stable name for entries worth matching: "refused-summary" */
+	const char *message_id; /* IOPF_MESSAGE_* */
+	/* the tenant's process, its systemd unit and the name it gave (NULL: none) */
+	bool has_peer;
+	uint32_t uid, pid;
+	const char *unit, *name;
 };
 
 /* One journal entry, built without allocating (exposed for tests). */
-#define LOG_FIELDS_MAX 16
+#define LOG_FIELDS_MAX 24
 struct log_entry {
 	struct iovec iov[LOG_FIELDS_MAX];
 	size_t n;
 	char message[1100];
-	char fields[LOG_FIELDS_MAX - 1][96];
+	char fields[LOG_FIELDS_MAX - 1][128];
 };
 void log_entry_build(struct log_entry *e, int level, int error, const struct log_ids *ids,
 		     const char *file, int line, const char *func, const char *message);
