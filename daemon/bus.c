@@ -21,6 +21,7 @@
 #include <systemd/sd-bus.h>
 #include <systemd/sd-daemon.h>
 #include <systemd/sd-id128.h>
+#include <systemd/sd-login.h>
 
 #include "bus.h"
 #include "fdstore.h"
@@ -44,6 +45,9 @@
 #define ACCEPT_PAUSE_USEC (USEC_PER_SEC)
 /* The real count of open fds is taken at most this often, when the estimate says short. */
 #define FD_RECOUNT_USEC (USEC_PER_SEC / 4)
+/* org.freedesktop.LogControl1, as systemd defines it (systemctl service-log-level). */
+#define LOG_CONTROL_PATH      "/org/freedesktop/LogControl1"
+#define LOG_CONTROL_INTERFACE "org.freedesktop.LogControl1"
 
 struct pending;
 struct conn;
@@ -115,7 +119,17 @@ struct conn {
 	int pidfd;                    /* peer-to-peer: owned; the peer process, or -EBADF */
 	bool pidfd_kept;              /* in the fd store as "t<tenant>": its tenant survives us */
 	sd_event_source *free_source; /* system bus: owned; frees it after Disconnected */
+	bool subscribed;	      /* peer-to-peer: on bus->subscribers (Subscribe()) */
 	struct conn *prev, *next;     /* bus->conns */
+};
+
+/* An operator that called Subscribe(): it gets TenantAdded and TenantRemoved. */
+struct subscriber {
+	struct bus *bus;
+	struct conn *conn;   /* the connection it is on (the system bus's, or its own) */
+	char *name;	     /* system bus: owned; its unique name, the signals' destination */
+	sd_bus_track *track; /* system bus: owned; empties when the name leaves the bus */
+	struct subscriber *prev, *next;
 };
 
 struct sys_tenant {
@@ -132,6 +146,10 @@ struct pending {
 	struct conn *conn; /* the caller's connection; NULL once it is gone */
 	sd_bus_message *m; /* owned ref */
 	char what[64];	   /* "domain 7", for the error reply */
+	uint64_t tenant, id;
+	const char *signal; /* "SourceRemoved", "DomainRemoved" or NULL, sent once done */
+	uint64_t *domains;  /* owned; a source's domains, which go with it */
+	size_t n_domains;
 	struct pending *prev, *next; /* conn->pending, or bus->orphans */
 };
 
@@ -164,6 +182,8 @@ struct bus {
 	struct pending *orphans; /* removals whose connection went away meanwhile */
 	struct fdstore *store;   /* not owned; what survives a restart */
 	struct waiting *waiting; /* restored tenants whose process has not come back yet */
+	struct subscriber *subscribers;
+	uint64_t announced[16]; /* live_props[] as last announced (PropertiesChanged) */
 };
 
 /*
@@ -207,6 +227,81 @@ static int reply_error(sd_bus_error *error, int r, const struct iopf_control_err
 				err && err->message[0] ? err->message : strerror(-r));
 }
 
+/* The caller's uid: the peer's on the socket, the sender's on the system bus. */
+static int caller_uid(struct conn *c, sd_bus_message *m, uid_t *ret)
+{
+	_cleanup_(sd_bus_creds_unrefp) sd_bus_creds *creds = NULL;
+	int r;
+
+	if (!c->system) {
+		*ret = c->uid;
+		return 0;
+	}
+	if (!m)
+		return -EPERM;
+	r = sd_bus_query_sender_creds(m, SD_BUS_CREDS_EUID | SD_BUS_CREDS_AUGMENT, &creds);
+	if (r >= 0)
+		r = sd_bus_creds_get_euid(creds, ret);
+	return r;
+}
+
+static int need_root(struct conn *c, sd_bus_message *m, sd_bus_error *error)
+{
+	uid_t uid = (uid_t)-1;
+
+	if (caller_uid(c, m, &uid) < 0 || uid != 0)
+		return sd_bus_error_set(error, SD_BUS_ERROR_ACCESS_DENIED, "needs uid 0");
+	return 0;
+}
+
+/* What a journal entry about @tenant carries: its process, unit and name. */
+static struct log_ids tenant_ids(struct bus *b, uint64_t tenant)
+{
+	struct log_ids ids = {.tenant = tenant};
+	struct iopf_tenant_info ti;
+
+	if (b->control && iopf_control_tenant_info(b->control, tenant, &ti) >= 0) {
+		ids.has_peer = true;
+		ids.uid = (uint32_t)ti.uid;
+		ids.pid = (uint32_t)ti.pid;
+		ids.unit = ti.unit;
+		ids.name = ti.label;
+	}
+	return ids;
+}
+
+/* How the tenant is shown: the name it gave, else its unit, else "pid N uid M". */
+static const char *tenant_display(const struct iopf_tenant_info *ti)
+{
+	return ti->label ? ti->label : ti->unit ? ti->unit : ti->name;
+}
+
+/* For logs: "vm7.service, pid 12 uid 0", or the connection's name alone. */
+static void tenant_describe(struct bus *b, uint64_t tenant, char *buf, size_t size)
+{
+	struct iopf_tenant_info ti;
+
+	if (!b->control || iopf_control_tenant_info(b->control, tenant, &ti) < 0)
+		(void)snprintf(buf, size, "?");
+	else if (ti.label || ti.unit)
+		(void)snprintf(buf, size, "%s, %s", tenant_display(&ti), ti.name);
+	else
+		(void)snprintf(buf, size, "%s", ti.name);
+}
+
+/* The systemd unit of the tenant's process (its user unit if it runs in one), best effort. */
+static void tenant_find_unit(struct bus *b, uint64_t tenant, pid_t pid)
+{
+	char *unit = NULL;
+
+	if (pid <= 0)
+		return;
+	if (sd_pid_get_user_unit(pid, &unit) < 0 && sd_pid_get_unit(pid, &unit) < 0)
+		return;
+	(void)iopf_control_tenant_set_unit(b->control, tenant, unit);
+	free(unit);
+}
+
 /* --- tenants that survive a restart --- */
 
 static void tenant_store_name(uint64_t tenant, char *buf, size_t size)
@@ -227,10 +322,15 @@ static void tenant_keep(struct conn *c, uint64_t tenant)
 		return;
 	tenant_store_name(tenant, name, sizeof(name));
 	r = fdstore_push(c->bus->store, name, c->pidfd);
-	if (r < 0)
-		log_warning_errno(r, "Cannot keep tenant %" PRIu64 "'s process in the fd store, "
-				  "its objects will not survive a restart of iopfd: %m", tenant);
-	else
+	if (r < 0) {
+		struct log_ids ids = tenant_ids(c->bus, tenant);
+
+		ids.message_id = IOPF_MESSAGE_TENANT_NOT_KEPT;
+		log_full_ids(LOG_WARNING, r, &ids,
+			     "Cannot keep tenant %" PRIu64 "'s process in the fd store, its "
+			     "objects will not survive a restart of iopfd: %m",
+			     tenant);
+	} else
 		c->pidfd_kept = true;
 }
 
@@ -346,6 +446,7 @@ int bus_adopt_tenants(struct bus *b)
 		}
 		*w = (struct waiting){.bus = b, .tenant = a.ids[i], .pid = ti.pid, .uid = ti.uid,
 				      .pidfd = pidfd};
+		tenant_find_unit(b, a.ids[i], ti.pid);
 		LIST_PREPEND(b->waiting, w);
 		r = sd_event_add_io(b->event, &w->exit_source, pidfd, EPOLLIN, on_waiting_exit, w);
 		if (r < 0)
@@ -355,8 +456,11 @@ int bus_adopt_tenants(struct bus *b)
 	}
 	free(a.ids);
 	if (kept || gone)
-		log_info("Tenants of the process before: %u serve on until their process exits or "
-			 "connects again, %u gone.", kept, gone);
+		log_full_ids(LOG_NOTICE, 0,
+			     &(const struct log_ids){.message_id = IOPF_MESSAGE_TENANTS_RESTORED},
+			     "Tenants of the process before: %u serve on until their process exits "
+			     "or connects again, %u gone.",
+			     kept, gone);
 	return r < 0 ? log_error_errno(r, "Cannot adopt the restored tenants: %m") : 0;
 }
 
@@ -364,17 +468,27 @@ int bus_adopt_tenants(struct bus *b)
  * A tenant went away: remove its objects, and say what it had, so a tenant that
  * leaves between two refused-fault summaries still shows up in the log.
  */
+static void operators_signal(struct bus *b, const char *member, uint64_t tenant, const char *name);
+
 static void tenant_gone(struct bus *b, uint64_t tenant, const char *how)
 {
 	struct iopf_tenant_info ti = {};
 	struct iopf_control_stats *st = malloc(sizeof(*st));
-	char name[64] = "?", refused[200] = "";
-	bool have = false;
+	struct log_ids ids = tenant_ids(b, tenant);
+	char name[160] = "?", unit[IOPF_CONTROL_LABEL_MAX + 1] = "",
+	     label[IOPF_CONTROL_LABEL_MAX + 1] = "", refused[200] = "";
+	bool have = false, registered = false;
 	size_t len = 0;
 	int n;
 
+	/* all of it dies with the tenant */
+	tenant_describe(b, tenant, name, sizeof(name));
 	if (iopf_control_tenant_info(b->control, tenant, &ti) >= 0)
-		(void)snprintf(name, sizeof(name), "%s", ti.name); /* dies with the tenant */
+		registered = ti.registered;
+	if (ids.unit)
+		ids.unit = strncpy(unit, ids.unit, sizeof(unit) - 1);
+	if (ids.name)
+		ids.name = strncpy(label, ids.name, sizeof(label) - 1);
 	if (st && iopf_control_tenant_stats(b->control, tenant, tenant, st, NULL) >= 0) {
 		have = true;
 		for (unsigned r = 0; r < _IOPF_REASON_MAX; r++) {
@@ -387,11 +501,12 @@ static void tenant_gone(struct bus *b, uint64_t tenant, const char *how)
 		}
 	}
 	n = iopf_control_tenant_remove(b->control, tenant);
+	if (registered)
+		operators_signal(b, "TenantRemoved", tenant, NULL);
 	if (n <= 0 && (!have || !st->counters.groups))
-		log_full_ids(LOG_DEBUG, 0, &(const struct log_ids){.tenant = tenant},
-			     "Tenant %" PRIu64 " (%s) %s.", tenant, name, how);
+		log_full_ids(LOG_DEBUG, 0, &ids, "Tenant %" PRIu64 " (%s) %s.", tenant, name, how);
 	else
-		log_full_ids(LOG_INFO, 0, &(const struct log_ids){.tenant = tenant},
+		log_full_ids(LOG_INFO, 0, &ids,
 			     "Tenant %" PRIu64 " (%s) %s, removing its %d objects; it had %" PRIu64
 			     " fault groups answered, %" PRIu64 " INVALID%s.",
 			     tenant, name, how, n > 0 ? n : 0, have ? st->counters.groups : 0,
@@ -474,6 +589,7 @@ static int sys_tenant_get(struct conn *c, sd_bus_message *m, uint64_t *ret, sd_b
 		return sd_bus_error_set_errnof(error, r, "Cannot track caller %s: %m", sender);
 	}
 	LIST_PREPEND(b->sys_tenants, t);
+	tenant_find_unit(b, t->tenant, pid);
 	log_debug("Tenant %s (pid %d uid %d) appeared on the system bus.", sender, (int)pid,
 		  (int)uid);
 	*ret = t->tenant;
@@ -501,11 +617,96 @@ static struct pending *pending_free(struct pending *p)
 	else
 		LIST_REMOVE(p->bus->orphans, p);
 	sd_bus_message_unref(p->m);
+	free(p->domains);
 	free(p);
 	return NULL;
 }
 
 static void ready_push(struct conn *c);
+
+/* --- signals --- */
+
+static struct sys_tenant *sys_tenant_find(struct bus *b, uint64_t tenant)
+{
+	for (struct sys_tenant *t = b->sys_tenants; t; t = t->next)
+		if (t->tenant == tenant)
+			return t;
+	return NULL;
+}
+
+/* @member(@id) about one of @tenant's objects, to @tenant alone: no one else learns its ids. */
+static void tenant_signal(struct conn *c, uint64_t tenant, const char *member, uint64_t id)
+{
+	_cleanup_(sd_bus_message_unrefp) sd_bus_message *m = NULL;
+	const char *dest = NULL;
+	int r;
+
+	if (c->system) {
+		struct sys_tenant *t = sys_tenant_find(c->bus, tenant);
+
+		if (!t)
+			return;
+		dest = t->name; /* unicast: a broadcast would tell everyone */
+	} else if (c->tenant != tenant || sd_bus_is_ready(c->sdbus) <= 0)
+		return;
+	r = sd_bus_message_new_signal(c->sdbus, &m, IOPF_DBUS_PATH, IOPF_DBUS_INTERFACE, member);
+	if (r >= 0 && dest)
+		r = sd_bus_message_set_destination(m, dest);
+	if (r >= 0)
+		r = sd_bus_message_append(m, "t", id);
+	if (r >= 0)
+		r = sd_bus_send(c->sdbus, m, NULL);
+	if (r < 0)
+		log_debug_errno(r, "Cannot send %s to tenant %" PRIu64 ", ignoring: %m", member,
+				tenant);
+	else if (!c->system)
+		ready_push(c);
+}
+
+static struct subscriber *subscriber_free(struct subscriber *s)
+{
+	if (!s)
+		return NULL;
+	LIST_REMOVE(s->bus->subscribers, s);
+	if (s->conn && !s->conn->system)
+		s->conn->subscribed = false;
+	sd_bus_track_unref(s->track);
+	free(s->name);
+	free(s);
+	return NULL;
+}
+
+static int on_subscriber_gone(sd_bus_track *track, void *userdata)
+{
+	subscriber_free(userdata);
+	return 0;
+}
+
+/* TenantAdded(t, s) or TenantRemoved(t) (@name NULL) to every subscribed operator. */
+static void operators_signal(struct bus *b, const char *member, uint64_t tenant, const char *name)
+{
+	for (struct subscriber *s = b->subscribers; s; s = s->next) {
+		_cleanup_(sd_bus_message_unrefp) sd_bus_message *m = NULL;
+		struct conn *c = s->conn;
+		int r;
+
+		if (!c->system && sd_bus_is_ready(c->sdbus) <= 0)
+			continue;
+		r = sd_bus_message_new_signal(c->sdbus, &m, IOPF_DBUS_PATH, IOPF_DBUS_INTERFACE,
+					      member);
+		if (r >= 0 && s->name)
+			r = sd_bus_message_set_destination(m, s->name);
+		if (r >= 0)
+			r = name ? sd_bus_message_append(m, "ts", tenant, name)
+				 : sd_bus_message_append(m, "t", tenant);
+		if (r >= 0)
+			r = sd_bus_send(c->sdbus, m, NULL);
+		if (r < 0)
+			log_debug_errno(r, "Cannot send %s to a subscriber, ignoring: %m", member);
+		else if (!c->system)
+			ready_push(c);
+	}
+}
 
 static void removal_done(void *userdata, int error)
 {
@@ -520,8 +721,13 @@ static void removal_done(void *userdata, int error)
 	if (error < 0)
 		r = sd_bus_reply_method_errorf(p->m, iopf_error_to_name(error),
 					       "cannot remove %s: %s", p->what, strerror(-error));
-	else
+	else {
+		for (size_t i = 0; i < p->n_domains; i++)
+			tenant_signal(c, p->tenant, "DomainRemoved", p->domains[i]);
+		if (p->signal)
+			tenant_signal(c, p->tenant, p->signal, p->id);
 		r = sd_bus_reply_method_return(p->m, NULL);
+	}
 	if (r < 0)
 		log_debug_errno(r, "Cannot answer the removal of %s (caller gone?), ignoring: %m",
 				p->what);
@@ -532,6 +738,22 @@ static void removal_done(void *userdata, int error)
 
 typedef int (*remove_fn)(struct iopf_control *c, uint64_t tenant, uint64_t id,
 			 iopf_engine_done_fn done, void *userdata, struct iopf_control_error *err);
+
+/* The domains of the source a removal takes with it: they get DomainRemoved too. */
+static int collect_domain(const struct iopf_domain_info *i, void *userdata)
+{
+	struct pending *p = userdata;
+	uint64_t *v;
+
+	if (i->source_id != p->id)
+		return 0;
+	v = realloc(p->domains, (p->n_domains + 1) * sizeof(*v));
+	if (!v)
+		return -ENOMEM;
+	p->domains = v;
+	p->domains[p->n_domains++] = i->id;
+	return 0;
+}
 
 static int remove_object(sd_bus_message *m, struct conn *c, const char *what, remove_fn fn,
 			 sd_bus_error *error)
@@ -555,7 +777,17 @@ static int remove_object(sd_bus_message *m, struct conn *c, const char *what, re
 	p->conn = c;
 	p->m = sd_bus_message_ref(m);
 	(void)snprintf(p->what, sizeof(p->what), "%s %" PRIu64, what, id);
+	p->tenant = tenant;
+	p->id = id;
 	LIST_PREPEND(c->pending, p);
+	if (fn == iopf_control_unregister_source) {
+		p->signal = "SourceRemoved";
+		/* best effort: without memory only the source's own signal goes */
+		if (iopf_control_foreach_domain(c->bus->control, tenant, false, collect_domain, p,
+						NULL) < 0)
+			p->n_domains = 0;
+	} else if (fn == iopf_control_unregister_domain)
+		p->signal = "DomainRemoved";
 
 	r = fn(c->bus->control, tenant, id, removal_done, p, &err);
 	if (r < 0) {
@@ -575,6 +807,8 @@ static int method_register_source(sd_bus_message *m, void *userdata, sd_bus_erro
 	struct log_ids ids;
 	int fault_fd, iommufd;
 	uint64_t tenant, id;
+	struct iopf_tenant_info ti;
+	bool was_registered;
 	uint32_t ioas_id;
 	int r;
 
@@ -584,6 +818,8 @@ static int method_register_source(sd_bus_message *m, void *userdata, sd_bus_erro
 	r = get_tenant(c, m, &tenant, error);
 	if (r < 0)
 		return r;
+	was_registered =
+		iopf_control_tenant_info(c->bus->control, tenant, &ti) >= 0 && ti.registered;
 	/* The message owns fault_fd and iommufd; control hands the engine copies. */
 	r = iopf_control_register_source(c->bus->control, tenant, fault_fd, iommufd, ioas_id, &id,
 					 &err);
@@ -591,13 +827,19 @@ static int method_register_source(sd_bus_message *m, void *userdata, sd_bus_erro
 		log_debug("Tenant %" PRIu64 ": RegisterSource refused: %s", tenant, err.message);
 		return reply_error(error, r, &err);
 	}
-	ids = (struct log_ids){.tenant = tenant, .source = id};
+	ids = tenant_ids(c->bus, tenant);
+	ids.source = id;
 	log_full_ids(LOG_INFO, 0, &ids,
 		     "Tenant %" PRIu64 ": fault source %" PRIu64 " registered (IOAS %" PRIu32 ").",
 		     tenant, id, ioas_id);
 	if (!c->system)
 		tenant_keep(c, tenant);
-	return sd_bus_reply_method_return(m, "t", id);
+	/* the reply first: a client learns the id before any signal names it */
+	r = sd_bus_reply_method_return(m, "t", id);
+	tenant_signal(c, tenant, "SourceAdded", id);
+	if (!was_registered && iopf_control_tenant_info(c->bus->control, tenant, &ti) >= 0)
+		operators_signal(c->bus, "TenantAdded", tenant, tenant_display(&ti));
+	return r;
 }
 
 static int method_unregister_source(sd_bus_message *m, void *userdata, sd_bus_error *error)
@@ -639,7 +881,9 @@ static int method_register_domain(sd_bus_message *m, void *userdata, sd_bus_erro
 		     "Tenant %" PRIu64 ": domain %" PRIu64 " registered (source %" PRIu64
 		     " dev_id %" PRIu32 " pasid 0x%" PRIx32 ").",
 		     tenant, id, source_id, dev_id, pasid);
-	return sd_bus_reply_method_return(m, "t", id);
+	r = sd_bus_reply_method_return(m, "t", id);
+	tenant_signal(c, tenant, "DomainAdded", id);
+	return r;
 }
 
 static int method_unregister_domain(sd_bus_message *m, void *userdata, sd_bus_error *error)
@@ -676,6 +920,70 @@ static int method_add_region(sd_bus_message *m, void *userdata, sd_bus_error *er
 static int method_remove_region(sd_bus_message *m, void *userdata, sd_bus_error *error)
 {
 	return remove_object(m, userdata, "region", iopf_control_remove_region, error);
+}
+
+static int method_set_name(sd_bus_message *m, void *userdata, sd_bus_error *error)
+{
+	struct conn *c = userdata;
+	struct log_ids ids;
+	const char *name;
+	uint64_t tenant;
+	int r;
+
+	r = sd_bus_message_read(m, "s", &name);
+	if (r < 0)
+		return r;
+	r = get_tenant(c, m, &tenant, error);
+	if (r < 0)
+		return r;
+	r = iopf_control_tenant_set_label(c->bus->control, tenant, name);
+	if (r == -EINVAL)
+		return sd_bus_error_setf(error, SD_BUS_ERROR_INVALID_ARGS,
+					 "a name is at most %u bytes, without control characters",
+					 IOPF_CONTROL_LABEL_MAX);
+	if (r < 0)
+		return r;
+	ids = tenant_ids(c->bus, tenant);
+	log_full_ids(LOG_DEBUG, 0, &ids, "Tenant %" PRIu64 " is called \"%s\" now.", tenant, name);
+	return sd_bus_reply_method_return(m, NULL);
+}
+
+static int method_subscribe(sd_bus_message *m, void *userdata, sd_bus_error *error)
+{
+	struct conn *c = userdata;
+	struct bus *b = c->bus;
+	const char *sender = sd_bus_message_get_sender(m);
+	struct subscriber *s;
+	int r;
+
+	r = need_root(c, m, error);
+	if (r < 0)
+		return r;
+	for (s = b->subscribers; s; s = s->next)
+		if (c->system ? s->name && sender && strcmp(s->name, sender) == 0 : s->conn == c)
+			return sd_bus_reply_method_return(m, NULL); /* once is enough */
+	if (c->system && !sender)
+		return sd_bus_error_set(error, SD_BUS_ERROR_ACCESS_DENIED,
+					"caller has no bus name");
+	s = calloc(1, sizeof(*s));
+	if (!s)
+		return -ENOMEM;
+	s->bus = b;
+	s->conn = c;
+	LIST_PREPEND(b->subscribers, s);
+	if (c->system) {
+		s->name = strdup(sender);
+		r = s->name ? sd_bus_track_new(c->sdbus, &s->track, on_subscriber_gone, s)
+			    : -ENOMEM;
+		if (r >= 0)
+			r = sd_bus_track_add_name(s->track, sender);
+		if (r < 0) {
+			subscriber_free(s);
+			return r;
+		}
+	} else
+		c->subscribed = true;
+	return sd_bus_reply_method_return(m, NULL);
 }
 
 /* Listings: one reply builder per kind; the "All" variants put the owning tenant first. */
@@ -716,7 +1024,7 @@ static int append_histogram(sd_bus_message *reply, const struct iopf_histogram *
 
 /* Totals: the counters, then what the tenant (or daemon) holds now. */
 static int append_totals(sd_bus_message *reply, const struct iopf_control_stats *st,
-			 const char *extra_name, uint64_t extra)
+			 const struct iopf_counter_field *extra, size_t n_extra)
 {
 	struct iopf_counter_field f[IOPF_COUNTER_FIELDS_MAX];
 	size_t n = iopf_counters_to_fields(&st->counters, f);
@@ -733,8 +1041,8 @@ static int append_totals(sd_bus_message *reply, const struct iopf_control_stats 
 		r = sd_bus_message_append(reply, "{st}", "regions", st->regions);
 	if (r >= 0)
 		r = sd_bus_message_append(reply, "{st}", "region_bytes", st->region_bytes);
-	if (r >= 0 && extra_name)
-		r = sd_bus_message_append(reply, "{st}", extra_name, extra);
+	for (size_t i = 0; r >= 0 && i < n_extra; i++)
+		r = sd_bus_message_append(reply, "{st}", extra[i].name, extra[i].value);
 	if (r >= 0)
 		r = sd_bus_message_close_container(reply);
 	if (r >= 0)
@@ -855,10 +1163,13 @@ static int append_tenant_metrics(const struct iopf_tenant_info *t,
 	struct listing *l = userdata;
 	int r;
 
+	/* a connection that never registered anything is an observer, not a tenant */
+	if (l->all && !t->registered)
+		return 0;
 	r = sd_bus_message_open_container(l->reply, 'r', "tuusa{st}(ttat)");
 	if (r >= 0)
 		r = sd_bus_message_append(l->reply, "tuus", t->id, (uint32_t)t->uid,
-					  (uint32_t)t->pid, t->name);
+					  (uint32_t)t->pid, t->label ? t->label : t->name);
 	if (r >= 0)
 		r = append_totals(l->reply, st, NULL, 0);
 	if (r >= 0)
@@ -975,8 +1286,15 @@ static int method_get_daemon_metrics(sd_bus_message *m, void *userdata, sd_bus_e
 		return reply_error(error, r, &err);
 	}
 	r = sd_bus_message_new_method_return(m, &reply);
-	if (r >= 0)
-		r = append_totals(reply, st, "tenants", iopf_control_n_tenants(c->bus->control));
+	if (r >= 0) {
+		/* tenants registered something; connections (and bus names) may be observers */
+		const struct iopf_counter_field extra[] = {
+			{"tenants", iopf_control_n_registered_tenants(c->bus->control)},
+			{"connections", iopf_control_n_tenants(c->bus->control)},
+		};
+
+		r = append_totals(reply, st, extra, ARRAY_SIZE(extra));
+	}
 	free(st);
 	if (r < 0)
 		return r;
@@ -1032,6 +1350,146 @@ static int property_get(sd_bus *bus, const char *path, const char *interface, co
 				 property);
 }
 
+/*
+ * The properties a reload may change, each announced with PropertiesChanged
+ * when it does (bus_reloaded()).
+ */
+#define LIVE_PROP(name, member)                                                                    \
+	{                                                                                          \
+		name, offsetof(struct conf, member), sizeof(((struct conf *)NULL)->member)         \
+	}
+static const struct {
+	const char *name;
+	size_t offset, size;
+} live_props[] = {
+	LIVE_PROP("FaultAround", fault_around),
+	LIVE_PROP("ReadBatch", read_batch),
+	LIVE_PROP("MaxSources", limits.max_sources),
+	LIVE_PROP("MaxDomains", limits.max_domains),
+	LIVE_PROP("MaxRegions", limits.max_regions),
+	LIVE_PROP("MaxPinnedBytes", limits.max_pinned_bytes),
+	LIVE_PROP("MaxSourcesPerUser", limits.max_sources_per_user),
+	LIVE_PROP("MaxDomainsPerUser", limits.max_domains_per_user),
+	LIVE_PROP("MaxRegionsPerUser", limits.max_regions_per_user),
+	LIVE_PROP("MaxPinnedBytesPerUser", limits.max_pinned_bytes_per_user),
+	LIVE_PROP("MaxFdsPerUser", limits.max_fds_per_user),
+};
+#undef LIVE_PROP
+
+static uint64_t live_value(const struct conf *conf, size_t i)
+{
+	const char *p = (const char *)conf + live_props[i].offset;
+	uint64_t v64;
+	uint32_t v32;
+
+	if (live_props[i].size == sizeof(v64)) {
+		memcpy(&v64, p, sizeof(v64));
+		return v64;
+	}
+	memcpy(&v32, p, sizeof(v32));
+	return v32;
+}
+
+static void live_snapshot(struct bus *b)
+{
+	_Static_assert(ARRAY_SIZE(live_props) <= ARRAY_SIZE(b->announced), "room for live_props");
+	for (size_t i = 0; i < ARRAY_SIZE(live_props); i++)
+		b->announced[i] = live_value(b->conf, i);
+}
+
+void bus_reloaded(struct bus *b)
+{
+	const char *changed[ARRAY_SIZE(live_props) + 1] = {};
+	size_t n = 0;
+
+	if (!b)
+		return;
+	for (size_t i = 0; i < ARRAY_SIZE(live_props); i++) {
+		uint64_t v = live_value(b->conf, i);
+
+		if (v != b->announced[i])
+			changed[n++] = live_props[i].name;
+		b->announced[i] = v;
+	}
+	if (!n)
+		return;
+	if (b->system)
+		(void)sd_bus_emit_properties_changed_strv(b->system->sdbus, IOPF_DBUS_PATH,
+							  IOPF_DBUS_INTERFACE, (char **)changed);
+	for (struct conn *c = b->conns; c; c = c->next) {
+		if (sd_bus_is_ready(c->sdbus) <= 0)
+			continue;
+		if (sd_bus_emit_properties_changed_strv(c->sdbus, IOPF_DBUS_PATH,
+							IOPF_DBUS_INTERFACE, (char **)changed) >= 0)
+			ready_push(c);
+	}
+}
+
+/* --- org.freedesktop.LogControl1: root only (the bus policy and here) --- */
+
+static int log_control_get(sd_bus *bus, const char *path, const char *interface,
+			   const char *property, sd_bus_message *reply, void *userdata,
+			   sd_bus_error *error)
+{
+	struct conn *c = userdata;
+	int r;
+
+	r = need_root(c, sd_bus_get_current_message(bus), error);
+	if (r < 0)
+		return r;
+	if (strcmp(property, "LogLevel") == 0)
+		return sd_bus_message_append(reply, "s", log_level_to_string(log_max_level));
+	if (strcmp(property, "LogTarget") == 0)
+		return sd_bus_message_append(reply, "s", log_target_to_string(log_get_target()));
+	if (strcmp(property, "SyslogIdentifier") == 0)
+		return sd_bus_message_append(reply, "s", "iopfd");
+	return sd_bus_error_setf(error, SD_BUS_ERROR_UNKNOWN_PROPERTY, "Unknown property %s",
+				 property);
+}
+
+static int log_control_set(sd_bus *bus, const char *path, const char *interface,
+			   const char *property, sd_bus_message *value, void *userdata,
+			   sd_bus_error *error)
+{
+	struct conn *c = userdata;
+	const char *v;
+	int r, k;
+
+	r = need_root(c, sd_bus_get_current_message(bus), error);
+	if (r < 0)
+		return r;
+	r = sd_bus_message_read(value, "s", &v);
+	if (r < 0)
+		return r;
+	if (strcmp(property, "LogLevel") == 0) {
+		k = log_level_from_string(v);
+		if (k < 0)
+			return sd_bus_error_setf(error, SD_BUS_ERROR_INVALID_ARGS,
+						 "not a log level: %s", v);
+		log_set_max_level(k);
+	} else {
+		k = log_target_from_string(v);
+		if (k < 0)
+			return sd_bus_error_setf(error, SD_BUS_ERROR_INVALID_ARGS,
+						 "not a log target iopfd has (auto, journal, "
+						 "console, null): %s",
+						 v);
+		log_set_target((enum log_target)k);
+	}
+	log_info("%s set to %s over D-Bus (until the next reload).", property, v);
+	return 1;
+}
+
+static const sd_bus_vtable log_control_vtable[] = {
+	SD_BUS_VTABLE_START(0),
+	SD_BUS_WRITABLE_PROPERTY("LogLevel", "s", log_control_get, log_control_set, 0,
+				 SD_BUS_VTABLE_UNPRIVILEGED),
+	SD_BUS_WRITABLE_PROPERTY("LogTarget", "s", log_control_get, log_control_set, 0,
+				 SD_BUS_VTABLE_UNPRIVILEGED),
+	SD_BUS_PROPERTY("SyslogIdentifier", "s", log_control_get, 0, SD_BUS_VTABLE_PROPERTY_CONST),
+	SD_BUS_VTABLE_END,
+};
+
 static const sd_bus_vtable manager_vtable[] = {
 	SD_BUS_VTABLE_START(0),
 	SD_BUS_METHOD_WITH_ARGS(
@@ -1051,32 +1509,50 @@ static const sd_bus_vtable manager_vtable[] = {
 				SD_BUS_VTABLE_UNPRIVILEGED),
 	SD_BUS_METHOD_WITH_ARGS("RemoveRegion", SD_BUS_ARGS("t", region_id), SD_BUS_NO_RESULT,
 				method_remove_region, SD_BUS_VTABLE_UNPRIVILEGED),
-	SD_BUS_METHOD_WITH_ARGS("ListSources", SD_BUS_NO_ARGS, SD_BUS_RESULT("a" IOPF_WIRE_SOURCE, sources),
-				method_list_sources, SD_BUS_VTABLE_UNPRIVILEGED),
-	SD_BUS_METHOD_WITH_ARGS("ListDomains", SD_BUS_NO_ARGS, SD_BUS_RESULT("a" IOPF_WIRE_DOMAIN, domains),
-				method_list_domains, SD_BUS_VTABLE_UNPRIVILEGED),
-	SD_BUS_METHOD_WITH_ARGS("ListRegions", SD_BUS_NO_ARGS, SD_BUS_RESULT("a" IOPF_WIRE_REGION, regions),
-				method_list_regions, SD_BUS_VTABLE_UNPRIVILEGED),
-	SD_BUS_METHOD_WITH_ARGS("GetStats", SD_BUS_NO_ARGS, SD_BUS_RESULT("a" IOPF_WIRE_STATS, domains),
-				method_get_stats, SD_BUS_VTABLE_UNPRIVILEGED),
-	SD_BUS_METHOD_WITH_ARGS("GetSourceStats", SD_BUS_NO_ARGS,
-				SD_BUS_RESULT("a" IOPF_WIRE_SOURCE_STATS, sources), method_get_source_stats,
+	SD_BUS_METHOD_WITH_ARGS("SetName", SD_BUS_ARGS("s", name), SD_BUS_NO_RESULT,
+				method_set_name, SD_BUS_VTABLE_UNPRIVILEGED),
+	/* TenantAdded/TenantRemoved from now on: uid 0 only (checked here). */
+	SD_BUS_METHOD_WITH_ARGS("Subscribe", SD_BUS_NO_ARGS, SD_BUS_NO_RESULT, method_subscribe,
 				SD_BUS_VTABLE_UNPRIVILEGED),
+	/* to the owning tenant alone */
+	SD_BUS_SIGNAL_WITH_ARGS("SourceAdded", SD_BUS_ARGS("t", source_id), 0),
+	SD_BUS_SIGNAL_WITH_ARGS("SourceRemoved", SD_BUS_ARGS("t", source_id), 0),
+	SD_BUS_SIGNAL_WITH_ARGS("DomainAdded", SD_BUS_ARGS("t", domain_id), 0),
+	SD_BUS_SIGNAL_WITH_ARGS("DomainRemoved", SD_BUS_ARGS("t", domain_id), 0),
+	/* to subscribers */
+	SD_BUS_SIGNAL_WITH_ARGS("TenantAdded", SD_BUS_ARGS("t", tenant, "s", name), 0),
+	SD_BUS_SIGNAL_WITH_ARGS("TenantRemoved", SD_BUS_ARGS("t", tenant), 0),
+	SD_BUS_METHOD_WITH_ARGS("ListSources", SD_BUS_NO_ARGS,
+				SD_BUS_RESULT("a" IOPF_WIRE_SOURCE, sources), method_list_sources,
+				SD_BUS_VTABLE_UNPRIVILEGED),
+	SD_BUS_METHOD_WITH_ARGS("ListDomains", SD_BUS_NO_ARGS,
+				SD_BUS_RESULT("a" IOPF_WIRE_DOMAIN, domains), method_list_domains,
+				SD_BUS_VTABLE_UNPRIVILEGED),
+	SD_BUS_METHOD_WITH_ARGS("ListRegions", SD_BUS_NO_ARGS,
+				SD_BUS_RESULT("a" IOPF_WIRE_REGION, regions), method_list_regions,
+				SD_BUS_VTABLE_UNPRIVILEGED),
+	SD_BUS_METHOD_WITH_ARGS("GetStats", SD_BUS_NO_ARGS,
+				SD_BUS_RESULT("a" IOPF_WIRE_STATS, domains), method_get_stats,
+				SD_BUS_VTABLE_UNPRIVILEGED),
+	SD_BUS_METHOD_WITH_ARGS("GetSourceStats", SD_BUS_NO_ARGS,
+				SD_BUS_RESULT("a" IOPF_WIRE_SOURCE_STATS, sources),
+				method_get_source_stats, SD_BUS_VTABLE_UNPRIVILEGED),
 	/* Operator views across tenants: uid 0 only (checked in lib/control). */
-	SD_BUS_METHOD_WITH_ARGS("ListAllSources", SD_BUS_NO_ARGS, SD_BUS_RESULT("a" IOPF_WIRE_SOURCE_ALL, sources),
+	SD_BUS_METHOD_WITH_ARGS("ListAllSources", SD_BUS_NO_ARGS,
+				SD_BUS_RESULT("a" IOPF_WIRE_SOURCE_ALL, sources),
 				method_list_sources_all, SD_BUS_VTABLE_UNPRIVILEGED),
 	SD_BUS_METHOD_WITH_ARGS("ListAllDomains", SD_BUS_NO_ARGS,
-				SD_BUS_RESULT("a" IOPF_WIRE_DOMAIN_ALL, domains), method_list_domains_all,
-				SD_BUS_VTABLE_UNPRIVILEGED),
+				SD_BUS_RESULT("a" IOPF_WIRE_DOMAIN_ALL, domains),
+				method_list_domains_all, SD_BUS_VTABLE_UNPRIVILEGED),
 	SD_BUS_METHOD_WITH_ARGS("ListAllRegions", SD_BUS_NO_ARGS,
-				SD_BUS_RESULT("a" IOPF_WIRE_REGION_ALL, regions), method_list_regions_all,
-				SD_BUS_VTABLE_UNPRIVILEGED),
+				SD_BUS_RESULT("a" IOPF_WIRE_REGION_ALL, regions),
+				method_list_regions_all, SD_BUS_VTABLE_UNPRIVILEGED),
 	SD_BUS_METHOD_WITH_ARGS("GetAllStats", SD_BUS_NO_ARGS,
-				SD_BUS_RESULT("a" IOPF_WIRE_STATS_ALL, domains), method_get_stats_all,
-				SD_BUS_VTABLE_UNPRIVILEGED),
+				SD_BUS_RESULT("a" IOPF_WIRE_STATS_ALL, domains),
+				method_get_stats_all, SD_BUS_VTABLE_UNPRIVILEGED),
 	SD_BUS_METHOD_WITH_ARGS("GetAllSourceStats", SD_BUS_NO_ARGS,
-				SD_BUS_RESULT("a" IOPF_WIRE_SOURCE_STATS_ALL, sources), method_get_source_stats_all,
-				SD_BUS_VTABLE_UNPRIVILEGED),
+				SD_BUS_RESULT("a" IOPF_WIRE_SOURCE_STATS_ALL, sources),
+				method_get_source_stats_all, SD_BUS_VTABLE_UNPRIVILEGED),
 	/* Metrics with latency histograms; tenant totals survive removals. */
 	SD_BUS_METHOD_WITH_ARGS("GetDomainMetrics", SD_BUS_NO_ARGS,
 				SD_BUS_RESULT("a" IOPF_WIRE_DOMAIN_METRICS, domains),
@@ -1090,26 +1566,32 @@ static const sd_bus_vtable manager_vtable[] = {
 	SD_BUS_METHOD_WITH_ARGS("GetAllTenantMetrics", SD_BUS_NO_ARGS,
 				SD_BUS_RESULT("a" IOPF_WIRE_TENANT_METRICS, tenants),
 				method_get_tenant_metrics_all, SD_BUS_VTABLE_UNPRIVILEGED),
-	SD_BUS_METHOD_WITH_ARGS("GetDaemonMetrics", SD_BUS_NO_ARGS,
-				SD_BUS_RESULT(IOPF_WIRE_COUNTERS, counters, IOPF_WIRE_HISTOGRAM, latency),
-				method_get_daemon_metrics, SD_BUS_VTABLE_UNPRIVILEGED),
+	SD_BUS_METHOD_WITH_ARGS(
+		"GetDaemonMetrics", SD_BUS_NO_ARGS,
+		SD_BUS_RESULT(IOPF_WIRE_COUNTERS, counters, IOPF_WIRE_HISTOGRAM, latency),
+		method_get_daemon_metrics, SD_BUS_VTABLE_UNPRIVILEGED),
 	SD_BUS_PROPERTY("Version", "s", property_get, 0, SD_BUS_VTABLE_PROPERTY_CONST),
 	SD_BUS_PROPERTY("Workers", "u", property_get, 0, SD_BUS_VTABLE_PROPERTY_CONST),
 	SD_BUS_PROPERTY("StartTimestamp", "t", property_get, 0, SD_BUS_VTABLE_PROPERTY_CONST),
 	SD_BUS_PROPERTY("StartTimestampMonotonic", "t", property_get, 0,
 			SD_BUS_VTABLE_PROPERTY_CONST),
 	SD_BUS_PROPERTY("LatencyBuckets", "at", property_get, 0, SD_BUS_VTABLE_PROPERTY_CONST),
-	SD_BUS_PROPERTY("FaultAround", "t", property_get, 0, 0),
-	SD_BUS_PROPERTY("ReadBatch", "u", property_get, 0, 0),
-	SD_BUS_PROPERTY("MaxSources", "u", property_get, 0, 0),
-	SD_BUS_PROPERTY("MaxDomains", "u", property_get, 0, 0),
-	SD_BUS_PROPERTY("MaxRegions", "u", property_get, 0, 0),
-	SD_BUS_PROPERTY("MaxPinnedBytes", "t", property_get, 0, 0),
-	SD_BUS_PROPERTY("MaxSourcesPerUser", "u", property_get, 0, 0),
-	SD_BUS_PROPERTY("MaxDomainsPerUser", "u", property_get, 0, 0),
-	SD_BUS_PROPERTY("MaxRegionsPerUser", "u", property_get, 0, 0),
-	SD_BUS_PROPERTY("MaxPinnedBytesPerUser", "t", property_get, 0, 0),
-	SD_BUS_PROPERTY("MaxFdsPerUser", "u", property_get, 0, 0),
+	SD_BUS_PROPERTY("FaultAround", "t", property_get, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
+	SD_BUS_PROPERTY("ReadBatch", "u", property_get, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
+	SD_BUS_PROPERTY("MaxSources", "u", property_get, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
+	SD_BUS_PROPERTY("MaxDomains", "u", property_get, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
+	SD_BUS_PROPERTY("MaxRegions", "u", property_get, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
+	SD_BUS_PROPERTY("MaxPinnedBytes", "t", property_get, 0,
+			SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
+	SD_BUS_PROPERTY("MaxSourcesPerUser", "u", property_get, 0,
+			SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
+	SD_BUS_PROPERTY("MaxDomainsPerUser", "u", property_get, 0,
+			SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
+	SD_BUS_PROPERTY("MaxRegionsPerUser", "u", property_get, 0,
+			SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
+	SD_BUS_PROPERTY("MaxPinnedBytesPerUser", "t", property_get, 0,
+			SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
+	SD_BUS_PROPERTY("MaxFdsPerUser", "u", property_get, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
 	SD_BUS_VTABLE_END,
 };
 
@@ -1195,10 +1677,12 @@ static bool fds_available(struct bus *b, unsigned need, unsigned reserve)
 	if (used + need + reserve <= limit)
 		return true;
 	if (ratelimit_below(&b->fd_rl) >= 0)
-		log_warning("Short of file descriptors: %" PRIi64 " open of RLIMIT_NOFILE=%" PRIi64
-			    ", %u kept free (FdReserve=%u); refusing new objects and connections "
-			    "of users other than root.",
-			    used, limit, reserve, b->conf->fd_reserve);
+		log_full_ids(LOG_WARNING, 0,
+			     &(const struct log_ids){.message_id = IOPF_MESSAGE_FDS_SHORT},
+			     "Short of file descriptors: %" PRIi64 " open of RLIMIT_NOFILE=%" PRIi64
+			     ", %u kept free (FdReserve=%u); refusing new objects and connections "
+			     "of users other than root.",
+			     used, limit, reserve, b->conf->fd_reserve);
 	return false;
 }
 
@@ -1317,10 +1801,9 @@ _printf_(2, 3) static void log_refused(struct bus *b, const char *fmt, ...)
 	va_start(ap, fmt);
 	(void)vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
-	if (dropped > 0)
-		log_notice("%s (%d similar messages suppressed)", msg, dropped);
-	else
-		log_notice("%s", msg);
+	log_full_ids(LOG_NOTICE, 0,
+		     &(const struct log_ids){.message_id = IOPF_MESSAGE_CONNECTION_REFUSED},
+		     dropped > 0 ? "%s (%d similar messages suppressed)" : "%s", msg, dropped);
 }
 
 /* --- buffers, charged to the peer's uid --- */
@@ -1422,6 +1905,12 @@ static struct conn *conn_free(struct conn *c)
 			deadline_stop(c, k);
 		accept_resume(c->bus); /* fds came free */
 	}
+	if (c->subscribed)
+		for (struct subscriber *s = c->bus->subscribers; s; s = s->next)
+			if (s->conn == c) {
+				subscriber_free(s);
+				break;
+			}
 	/* removals still running answer nobody */
 	while (c->pending) {
 		struct pending *p = c->pending;
@@ -1894,6 +2383,10 @@ static int conn_setup(struct conn *c, int fd)
 				     "org.freedesktop.DBus", hello_vtable, c);
 	if (r < 0)
 		return r;
+	r = sd_bus_add_object_vtable(c->sdbus, NULL, LOG_CONTROL_PATH, LOG_CONTROL_INTERFACE,
+				     log_control_vtable, c);
+	if (r < 0)
+		return r;
 	r = sd_bus_start(c->sdbus);
 	if (r < 0)
 		return r;
@@ -2018,6 +2511,8 @@ static int on_connection(sd_event_source *s, int listen_fd, uint32_t revents, vo
 		conn_free(c);
 		return 0;
 	}
+	if (!w)
+		tenant_find_unit(b, c->tenant, cred.pid);
 	log_debug("Tenant %" PRIu64 " (%s) connected.", c->tenant, name);
 	deadline_start(c, DEADLINE_AUTH);
 	/* the handshake may be waiting already */
@@ -2101,6 +2596,11 @@ static int on_system_disconnected(sd_bus_message *m, void *userdata, sd_bus_erro
 	/* Tenants first (their tracks belong to this bus), then the bus, after this dispatch. */
 	while (b->sys_tenants)
 		sys_tenant_gone(b->sys_tenants);
+	for (struct subscriber *s = b->subscribers, *next; s; s = next) {
+		next = s->next;
+		if (s->conn == b->system)
+			subscriber_free(s);
+	}
 	if (!b->system->free_source &&
 	    sd_event_add_defer(b->event, &b->system->free_source, on_conn_free, b->system) < 0)
 		log_warning("Cannot schedule freeing the system bus connection, leaking it.");
@@ -2125,6 +2625,9 @@ static int system_bus_setup(struct bus *b)
 		goto fail;
 	r = sd_bus_add_object_vtable(c->sdbus, NULL, IOPF_DBUS_PATH, IOPF_DBUS_INTERFACE,
 				     manager_vtable, c);
+	if (r >= 0)
+		r = sd_bus_add_object_vtable(c->sdbus, NULL, LOG_CONTROL_PATH,
+					     LOG_CONTROL_INTERFACE, log_control_vtable, c);
 	if (r < 0)
 		goto fail;
 	r = sd_bus_match_signal(c->sdbus, NULL, "org.freedesktop.DBus.Local",
@@ -2214,6 +2717,7 @@ int bus_new(sd_event *event, struct iopf_control *control, const struct conf *co
 	r = count_open_fds();
 	b->fd_base = r > 0 ? (unsigned)r - (b->system ? 1 : 0) : 0;
 	iopf_control_set_fd_check(control, check_fds, b);
+	live_snapshot(b);
 	*ret = b;
 	return 0;
 fail:
@@ -2238,6 +2742,8 @@ struct bus *bus_free(struct bus *b)
 		return NULL;
 	b->control = NULL; /* freed already (the manager frees it first): nothing to charge */
 	bus_stop(b);
+	while (b->subscribers)
+		subscriber_free(b->subscribers);
 	while (b->conns)
 		conn_free(b->conns);
 	while (b->sys_tenants) {

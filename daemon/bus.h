@@ -50,6 +50,13 @@ void bus_stop(struct bus *b);
  */
 int bus_adopt_tenants(struct bus *b);
 
+/*
+ * After a reload changed the configuration: PropertiesChanged for each
+ * property of org.iopfd.Manager1 whose value changed, on the system bus and
+ * to every peer-to-peer connection.
+ */
+void bus_reloaded(struct bus *b);
+
 /* Connected peer-to-peer clients (tests, status). */
 unsigned bus_n_connections(struct bus *b);
 

@@ -127,7 +127,7 @@ static void update_status(struct manager *m, const char *state, const char *pref
 	(void)sd_notifyf(false,
 			 "%sSTATUS=%sServing %u tenants (%" PRIu64 " fault sources, %" PRIu64
 			 " domains); %" PRIu64 " fault groups answered, %" PRIu64 " refused",
-			 state, prefix ? prefix : "", iopf_control_n_tenants(m->control),
+			 state, prefix ? prefix : "", iopf_control_n_registered_tenants(m->control),
 			 st.sources, st.domains, st.counters.groups, st.counters.invalid);
 }
 
@@ -369,6 +369,8 @@ static void log_tenant_summary(struct manager *m, const struct tenant_delta *d)
 		}
 	}
 	/* a failing map is ours to fix; the rest is the tenant's setup */
+	if (d->by_reason[IOPF_REASON_MAP_ERROR])
+		ids.message_id = IOPF_MESSAGE_MAP_ERRORS;
 	log_full_ids(d->by_reason[IOPF_REASON_MAP_ERROR] ? LOG_WARNING : LOG_NOTICE, 0, &ids,
 		     "Tenant %" PRIu64 " (%s): %" PRIu64
 		     " fault groups refused in the last %.3gs (%s)%s.",
@@ -536,6 +538,7 @@ static void reload(struct manager *m)
 	conf_diff(&m->conf, &fresh, on_change, &rl);
 	conf_done(&fresh);
 	(void)apply_live(m);
+	bus_reloaded(m->bus); /* PropertiesChanged */
 	if (!rl.applied && !rl.restart)
 		log_info("Configuration reloaded: nothing changed.");
 	else
@@ -703,9 +706,11 @@ static int registry_start(struct manager *m, struct iopf_engine_config *ecfg)
 		m->engine = iopf_engine_free(m->engine);
 		if (r != -EINVAL)
 			return log_error_errno(r, "Cannot carry on from the process before: %m");
-		log_error("Refusing the state the process before left in the fd store: it is not "
-			  "an iopfd state of this version, or it is damaged. Starting anew; tenants "
-			  "register again.");
+		log_full_ids(LOG_ERR, 0,
+			     &(const struct log_ids){.message_id = IOPF_MESSAGE_STATE_REFUSED},
+			     "Refusing the state the process before left in the fd store: it is "
+			     "not an iopfd state of this version, or it is damaged. Starting anew; "
+			     "tenants register again.");
 		(void)fdstore_remove(m->store, "state");
 		sweep_stored(m, ecfg->sim_open);
 		fdstore_foreach_passed(m->store, forget_passed, m);
@@ -721,8 +726,10 @@ static int registry_start(struct manager *m, struct iopf_engine_config *ecfg)
 		return log_error_errno(r, "Cannot create the tenant registry: %m");
 	r = fdstore_push(m->store, "state", iopf_engine_state_fd(m->engine));
 	if (r < 0)
-		log_warning_errno(r, "Cannot keep the state in the fd store; a crash of iopfd "
-				  "will lose the faults it holds: %m");
+		log_full_ids(LOG_WARNING, r,
+			     &(const struct log_ids){.message_id = IOPF_MESSAGE_STATE_NOT_KEPT},
+			     "Cannot keep the state in the fd store; a crash of iopfd will lose "
+			     "the faults it holds: %m");
 	return 0;
 }
 

@@ -147,7 +147,7 @@ static int status_sources_read(struct ctx *x, struct json_object *st)
 	return 0;
 }
 
-/* Connected tenants (this iopfctl included): the daemon's totals, uid 0 only. */
+/* Tenants (connections that registered something): the daemon's totals, uid 0 only. */
 static int status_tenants_read(struct ctx *x, struct json_object *st)
 {
 	_cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;

@@ -436,12 +436,12 @@ def case_churn(tmp, n=3000, rounds=2):
         held = a.line()
         if held[1] != str(n):
             fail(f"round {i}: the attacker got {held}, wanted all {n} connections")
-        poll(lambda: daemon_counter(d, "tenants") >= n + 1, f"{n} tenants connected")
+        poll(lambda: daemon_counter(d, "connections") >= n + 1, f"{n} tenants connected")
         bg = Background(h)
         t0 = time.monotonic()
         a.say("close")
         a.end()
-        poll(lambda: daemon_counter(d, "tenants") <= 2, "the closed connections torn down")
+        poll(lambda: daemon_counter(d, "connections") <= 2, "the closed connections torn down")
         figure(f"round {i}: {n} connections closed at once, torn down within "
                f"{time.monotonic() - t0:.2f} s")
         bg.join()
@@ -478,7 +478,7 @@ def case_admission(tmp):
     silent = Attack("hold", d.sock, 300, "silent", uid=ATTACKER + 1)
     silent.line()
     # connections are accepted in order: once root's call is answered, all 300 were seen
-    n = daemon_counter(d, "tenants")
+    n = daemon_counter(d, "connections")
     silent.say("alive")
     alive = int(silent.line()[1])
     if alive != per_user or n != 2 + 2 * per_user + 1:
@@ -496,7 +496,7 @@ def case_admission(tmp):
     gang = [Attack("hold", d.sock, per_user, "auth", uid=ATTACKER + 2 + i) for i in range(2)]
     for g in gang:
         g.line()
-    n = daemon_counter(d, "tenants")  # root's own call: one of the reserved
+    n = daemon_counter(d, "connections")  # root's own call: one of the reserved
     figure(f"{n} connections held, {total - n} left for uid 0 only")
     if n + reserved < total - 1:
         fail(f"only {n} of {total} connections in use: the gang was refused too early")
@@ -505,7 +505,7 @@ def case_admission(tmp):
     if held[1] != "0":
         fail(f"a new uid got {held} of the connections reserved for uid 0")
     for _ in range(5):  # uid 0 gets in, again and again
-        daemon_counter(d, "tenants")
+        daemon_counter(d, "connections")
     h2.serve()  # and the tenants already in are served
     for a in [idle, late] + gang:
         a.say("close")
@@ -642,7 +642,7 @@ def case_fds(tmp, nofile=1024, reserve=256, per_user=600):
     h.call("region 4096", want=EDQUOT)
     h.call("source", want=EDQUOT)
     h.serve()
-    daemon_counter(d, "tenants")  # root still gets in
+    daemon_counter(d, "connections")  # root still gets in
     late = Attack("hold", d.sock, 50, "auth", uid=ATTACKER + 2)
     got = late.line()
     figure(f"a new uid asking for 50 connections while short: {got[1]} held")
@@ -674,7 +674,7 @@ def case_fds(tmp, nofile=1024, reserve=256, per_user=600):
     subprocess.run(["prlimit", f"--pid={pid}", f"--nofile={nofile}:{nofile}"], check=True)
     for w in waiting:
         w.close()
-    poll(lambda: daemon_counter(d, "tenants") >= 1, "accepting again")
+    poll(lambda: daemon_counter(d, "connections") >= 1, "accepting again")
 
     for t in (a1, a2):
         t.close()

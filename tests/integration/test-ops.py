@@ -359,6 +359,224 @@ def case_system_bus(tmp):
         bus.wait(timeout=WAIT)
 
 
+class RawBus:
+    """A bare D-Bus connection (no python dbus here): SASL EXTERNAL, method calls with at most
+    string arguments, and the raw bytes of whatever arrives (signals are looked for in it)."""
+
+    def __init__(self, path, uid=0, hello=False):
+        import struct
+        self.struct = struct
+        self.s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.s.connect(path)
+        self.s.settimeout(0.05)
+        self.serial = 0
+        self.data = b""
+        self.s.sendall(b"\0AUTH EXTERNAL " + str(uid).encode().hex().encode() + b"\r\n")
+        poll(lambda: self.read() or b"\r\n" in self.data, "the SASL OK")
+        if not self.data.startswith(b"OK"):
+            fail(f"SASL: {self.data!r}")
+        self.data = b""
+        self.s.sendall(b"BEGIN\r\n")
+        if hello:
+            self.call("Hello", dest="org.freedesktop.DBus", path="/org/freedesktop/DBus",
+                      iface="org.freedesktop.DBus")
+
+    def call(self, member, *args, dest="org.iopfd", path="/org/iopfd",
+             iface="org.iopfd.Manager1"):
+        pack = self.struct.pack
+
+        def pad(b, n):
+            return b + b"\0" * ((-len(b)) % n)
+        body = b""
+        for a in args:
+            body = pad(body, 4) + pack("<I", len(a.encode())) + a.encode() + b"\0"
+        fields = [(1, "o", path), (2, "s", iface), (3, "s", member), (6, "s", dest)]
+        arr = b""
+        for code, sig, val in fields:
+            arr = pad(arr, 8) + bytes([code, 1]) + sig.encode() + b"\0"
+            arr = pad(arr, 4) + pack("<I", len(val.encode())) + val.encode() + b"\0"
+        if args:
+            arr = pad(arr, 8) + bytes([8, 1]) + b"g\0" + bytes([len(args)]) + \
+                b"s" * len(args) + b"\0"
+        self.serial += 1
+        msg = pack("<cBBBIII", b"l", 1, 0, 1, len(body), self.serial, len(arr)) + arr
+        self.s.sendall(pad(msg, 8) + body)
+
+    def read(self):
+        try:
+            chunk = self.s.recv(65536)
+        except socket.timeout:
+            return False
+        if not chunk:
+            fail("the daemon closed a raw connection")
+        self.data += chunk
+        return False
+
+    def wait(self, *words, what=None):
+        poll(lambda: self.read() or all(w in self.data for w in words),
+             what or f"{words} on a raw connection")
+
+    def close(self):
+        self.s.close()
+
+
+def private_system_bus(tmp):
+    """A dbus-daemon with a system-like policy and ours; returns (process, address)."""
+    if not shutil.which("dbus-daemon") or not shutil.which("setpriv"):
+        raise Skip("no dbus-daemon or setpriv")
+    need_root()
+    os.chmod(tmp, 0o755)
+    conf = os.path.join(tmp, "bus.conf")
+    # root may monitor (dbus-monitor sees unicast signals, and their destination)
+    monitor = ('<policy user="root"><allow send_destination="org.freedesktop.DBus" '
+               'send_interface="org.freedesktop.DBus.Monitoring"/></policy>\n</busconfig>')
+    with open(conf, "w") as f:
+        f.write(BUS_CONF.format(dir=tmp, policy=os.path.join(env("UNITS"), "org.iopfd.conf"))
+                .replace("</busconfig>", monitor))
+    bus = spawn(["dbus-daemon", f"--config-file={conf}", "--nofork", "--nopidfile",
+                 "--nosyslog"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    poll(lambda: os.path.exists(f"{tmp}/bus"), "the bus socket")
+    return bus, f"unix:path={tmp}/bus"
+
+
+LOG_CONTROL = ["org.iopfd", "/org/freedesktop/LogControl1", "org.freedesktop.LogControl1"]
+
+
+def case_log_control(tmp):
+    """org.freedesktop.LogControl1 (systemctl service-log-level): root reads and sets the level
+    and target, on the socket and the system bus; anyone else is refused by both."""
+    bus, busaddr = private_system_bus(tmp)
+    d = None
+    try:
+        d = Daemon(tmp, args=["--system-bus"], env_extra={"DBUS_SYSTEM_BUS_ADDRESS": busaddr})
+        d.wait_up()
+        d.wait_log(r"Serving org\.iopfd on the system bus")
+        for addr in (d.address, busaddr):
+            out = busctl(addr, "get-property", *LOG_CONTROL, "LogLevel", "LogTarget",
+                         "SyslogIdentifier").stdout.split("\n")
+            if out[:3] != ['s "info"', 's "auto"', 's "iopfd"']:
+                fail(f"LogControl1 on {addr}: {out}")
+            for prop, bad in (("LogLevel", "loud"), ("LogTarget", "kmsg")):
+                p = busctl(addr, "set-property", *LOG_CONTROL, prop, "s", bad, check=False)
+                if p.returncode == 0:
+                    fail(f"{prop}={bad} accepted")
+            p = busctl(addr, "set-property", *LOG_CONTROL, "LogLevel", "s", "info", uid=NOBODY,
+                       check=False)
+            if p.returncode == 0 or "denied" not in p.stderr.lower():
+                fail(f"nobody set the log level on {addr}: {p.stderr}")
+            p = busctl(addr, "get-property", *LOG_CONTROL, "LogLevel", uid=NOBODY, check=False)
+            if p.returncode == 0:
+                fail(f"nobody read the log level on {addr}")
+        # debug from now on: the next connection is logged, at debug level only
+        busctl(busaddr, "set-property", *LOG_CONTROL, "LogLevel", "s", "debug")
+        if get_property(d.address, "Workers") != "2":
+            fail("Workers")
+        d.wait_log(r"LogLevel set to debug over D-Bus")
+        d.wait_log(r"Tenant \d+ \(pid \d+ uid 0\) connected\.")
+        busctl(d.address, "set-property", *LOG_CONTROL, "LogTarget", "s", "console")
+        if busctl(busaddr, "get-property", *LOG_CONTROL, "LogTarget").stdout.strip() != \
+                's "console"':
+            fail("LogTarget did not change")
+        d.stop()
+        d = None
+    finally:
+        if d:
+            d.proc.kill()
+        bus.terminate()
+        bus.wait(timeout=WAIT)
+
+
+def case_signals(tmp):
+    """SourceAdded/DomainAdded/...Removed go to the owning tenant alone (unicast on the system
+    bus); TenantAdded/TenantRemoved to root's subscriptions only; PropertiesChanged on reload."""
+    bus, busaddr = private_system_bus(tmp)
+    d = mon = None
+    try:
+        d = Daemon(tmp, args=["--system-bus"], env_extra={"DBUS_SYSTEM_BUS_ADDRESS": busaddr})
+        d.wait_up()
+        d.wait_log(r"Serving org\.iopfd on the system bus")
+        monlog = os.path.join(tmp, "monitor.log")
+        mon = spawn(["dbus-monitor", "--address", busaddr,
+                     "type='signal',interface='org.iopfd.Manager1'"],
+                    stdout=open(monlog, "w"), stderr=subprocess.STDOUT)
+        # root subscribes, on the system bus and on the socket; nobody may not
+        subs = [RawBus(f"{tmp}/bus", hello=True), RawBus(d.sock)]
+        for sub in subs:
+            sub.call("Subscribe")
+        for addr in (d.address, busaddr):
+            p = busctl(addr, "call", "org.iopfd", "/org/iopfd", "org.iopfd.Manager1",
+                       "Subscribe", uid=NOBODY, check=False)
+            if p.returncode == 0:
+                fail(f"nobody subscribed on {addr}")
+        watcher = RawBus(d.sock)  # an observer, for PropertiesChanged
+        for c in subs + [watcher]:  # every call answered: the subscriptions are in place
+            c.call("GetTenantMetrics")
+            c.wait(b"(tuusa{st}(ttat))")
+        poll(lambda: os.path.getsize(monlog) > 0, "dbus-monitor to start")
+        e = dict(os.environ, DBUS_SYSTEM_BUS_ADDRESS=busaddr)
+        tp = spawn([env("OPS_TENANT"), "--address", "system"], stdin=subprocess.PIPE,
+                   stdout=subprocess.PIPE, text=True, bufsize=1, env=e)
+        ids = json.loads(tp.stdout.readline())
+        for sub in subs:
+            sub.wait(b"TenantAdded", what="TenantAdded to a subscriber")
+
+        def seen(member):
+            text = open(monlog).read()
+            return [l for l in text.splitlines() if f"member={member}" in l]
+        poll(lambda: seen("SourceAdded") and seen("DomainAdded"), "SourceAdded, DomainAdded")
+        for l in seen("SourceAdded") + seen("DomainAdded") + seen("TenantAdded"):
+            if "destination=:" not in l:
+                fail(f"a broadcast signal: {l}")
+        tp.stdin.write("unregister\n")
+        tp.stdin.flush()
+        if json.loads(tp.stdout.readline()).get("error") != 0:
+            fail("unregister")
+        poll(lambda: seen("SourceRemoved") and seen("DomainRemoved"),
+             "SourceRemoved, DomainRemoved")
+        for l in seen("SourceRemoved") + seen("DomainRemoved"):
+            if "destination=:" not in l:
+                fail(f"a broadcast signal: {l}")
+        tp.stdin.close()
+        tp.wait(timeout=WAIT)
+        for sub in subs:
+            sub.wait(b"TenantRemoved", what="TenantRemoved to a subscriber")
+        if b"SourceAdded" in watcher.data or b"TenantAdded" in watcher.data:
+            fail("signals reached a connection they are not about")
+        # a reload that changes a property announces it
+        with open(d.conf, "w") as f:
+            f.write("[Daemon]\nFaultAround=128K\n")
+        d.signal(signal.SIGHUP)
+        watcher.wait(b"PropertiesChanged", b"FaultAround")
+        if b"MaxSources" in watcher.data:
+            fail("PropertiesChanged names a property that did not change")
+        for c in subs + [watcher]:
+            c.close()
+        d.stop()
+        d = None
+    finally:
+        if mon:
+            mon.kill()
+        if d:
+            d.proc.kill()
+        bus.terminate()
+        bus.wait(timeout=WAIT)
+
+
+def case_names(tmp):
+    """SetName: checked, then the tenant's name where it is listed."""
+    d = Daemon(tmp, args=["--log-level", "debug"]).wait_up()
+    c = RawBus(d.sock)
+    c.call("SetName", "a\tb")
+    c.wait(b"InvalidArgs")
+    c.call("SetName", "x" * 65)
+    c.call("SetName", "vm-test.service")
+    c.call("GetTenantMetrics")
+    c.wait(b"vm-test.service")
+    c.close()
+    d.wait_log(r'Tenant \d+ \(vm-test\.service, pid \d+ uid 0\) disconnected')
+    d.stop()
+
+
 # --- sd_notify and the watchdog ---
 
 def case_notify(tmp):
@@ -859,9 +1077,9 @@ def case_visibility(tmp):
     out = busctl(d.address, *call, "GetDomainMetrics", uid=NOBODY).stdout
     if not out.startswith("a(ttuua{st}(ttat)) 0"):
         fail(f"GetDomainMetrics as nobody shows domains: {out}")
-    # root sees both tenants
+    # root sees both tenants (busctl itself registered nothing: no tenant)
     out = busctl(d.address, *call, "GetAllTenantMetrics").stdout
-    if not re.match(r"a\(tuusa\{st\}\(ttat\)\) 3 ", out):  # both tenants and busctl itself
+    if not re.match(r"a\(tuusa\{st\}\(ttat\)\) 2 ", out):
         fail(f"GetAllTenantMetrics as root: {out[:200]}")
     # iopfctl: root gets the table of everyone, nobody only itself
     ctl = env("IOPFCTL")
@@ -905,6 +1123,33 @@ def case_visibility(tmp):
         pass
     root.close()
     other.close()
+    d.stop()
+
+
+def case_observers(tmp):
+    """Connections that registered nothing (busctl, an idle socket, iopfctl) are no tenants:
+    not in GetAllTenantMetrics, not counted by GetDaemonMetrics or the STATUS line."""
+    d = Daemon(tmp).wait_up()
+    idle = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    idle.connect(d.sock)
+    idle.sendall(b"\0")  # a connection that is more than a liveness probe
+    t = Tenant(d.address)
+    call = ["call", "org.iopfd", "/org/iopfd", "org.iopfd.Manager1"]
+    rows = busctl_data(d.address, *call, "GetAllTenantMetrics")[0]
+    if len(rows) != 1 or rows[0][2] != t.proc.pid:
+        fail(f"GetAllTenantMetrics lists observers: {rows}")
+    totals = busctl_data(d.address, *call, "GetDaemonMetrics")[0]
+    if totals.get("tenants") != 1:
+        fail(f"GetDaemonMetrics counts observers: {totals}")
+    j = json.loads(run([env("IOPFCTL"), "--address", d.address, "--json", "stats"]).stdout)
+    if [x["pid"] for x in j["tenants"]] != [t.proc.pid]:
+        fail(f"iopfctl stats lists observers: {j['tenants']}")
+    # its own metrics an observer still reads
+    own = busctl_data(d.address, *call, "GetTenantMetrics")[0]
+    if len(own) != 1:
+        fail(f"GetTenantMetrics of an observer: {own}")
+    t.close()
+    idle.close()
     d.stop()
 
 
@@ -977,6 +1222,10 @@ CASES = {
     "exporter": case_exporter,
     "visibility": case_visibility,
     "summaries": case_summaries,
+    "observers": case_observers,
+    "log-control": case_log_control,
+    "signals": case_signals,
+    "names": case_names,
     "check-config": case_check_config,
 }
 
