@@ -301,17 +301,40 @@ static void persist_region(struct iopf_engine *e, const struct iopf_eregion *er)
 		.length = r->length,
 		.offset = r->offset,
 		.bits_off = er->bits_off,
+		.file_key = *iopf_region_store_key(er->r),
 	};
 
 	(void)iopf_state_put(e->state, IOPF_PERSIST_KEY(IOPF_PERSIST_REGION, er->id), &rec,
 			     sizeof(rec));
 }
 
+/*
+ * A region is added (or restored): its file's fd goes to the store the first
+ * time, under the name of the first region on it, which its later regions
+ * name too (systemd keeps one open file once, whatever it is called).
+ */
+static void keep_region_fd(struct iopf_engine *e, struct iopf_eregion *er, uint64_t restored_key)
+{
+	uint64_t *key = iopf_region_store_key(er->r);
+
+	if (iopf_region_file_live(er->r, +1) == 1 && !*key) {
+		/* a restored file is in the store already, under the name it had */
+		*key = restored_key ? restored_key : er->id;
+		if (!restored_key)
+			keep_fd(e, 'r', *key, "", er->r->fd);
+	}
+}
+
 /* A region's removal completed: it no longer needs to survive anything. */
 static void forget_region_state(struct iopf_engine *e, const struct iopf_eregion *er)
 {
+	uint64_t key = *iopf_region_store_key(er->r);
+
 	(void)iopf_state_del(e->state, IOPF_PERSIST_KEY(IOPF_PERSIST_REGION, er->id));
-	drop_fd(e, 'r', er->id, "");
+	if (iopf_region_file_live(er->r, -1) == 0) {
+		drop_fd(e, 'r', key, "");
+		*iopf_region_store_key(er->r) = 0;
+	}
 }
 
 static void forget_domain_state(struct iopf_engine *e, const struct iopf_domain *d)
@@ -877,8 +900,8 @@ int iopf_engine_add_region(struct iopf_engine *e, uint64_t domain_id, int fd, ui
 	if (rc < 0)
 		return rc;
 	e->next_id++;
+	keep_region_fd(e, er, 0);
 	persist_region(e, er);
-	keep_fd(e, 'r', er->id, "", er->r->fd);
 	*ret_region_id = er->id;
 	return 0;
 }
@@ -1128,6 +1151,8 @@ struct restore {
 	void *userdata;
 	struct recvec src, dom, reg;
 	uint64_t max_id;
+	struct file_fd *files;
+	size_t n_files;
 };
 
 static int recvec_push(struct recvec *x, const void *data)
@@ -1237,15 +1262,53 @@ static int restore_source(struct restore *x, struct iopf_persist_source *rec,
 	return 0;
 }
 
-static void drop_region(struct restore *x, const struct iopf_persist_region *rec, int fd)
+static void drop_region(struct restore *x, const struct iopf_persist_region *rec)
 {
 	struct iopf_engine *e = x->e;
 
-	safe_close(fd);
 	(void)iopf_state_del(e->state, IOPF_PERSIST_KEY(IOPF_PERSIST_REGION, rec->id));
 	iopf_state_release(e->state, rec->bits_off,
 			   iopf_persist_bits_size(rec->length / IOPF_PAGE_SIZE));
-	drop_fd(e, 'r', rec->id, "");
+}
+
+/*
+ * A region's file, by the key its fd is kept under: regions on one file share
+ * it, so the first of them takes it from the store and the others find it
+ * here. Files are few (a tenant's memfds): a list will do.
+ */
+struct file_fd {
+	uint64_t key;
+	int fd;	  /* owned; closed at the end of the restore */
+	bool used; /* a restored region took it: its name stays in the store */
+};
+
+static int restore_file_fd(struct restore *x, uint64_t key, struct file_fd **ret)
+{
+	struct file_fd *f;
+
+	for (size_t i = 0; i < x->n_files; i++)
+		if (x->files[i].key == key) {
+			*ret = &x->files[i];
+			return x->files[i].fd;
+		}
+	f = reallocarray(x->files, x->n_files + 1, sizeof(*f));
+	if (!f)
+		return -ENOMEM;
+	x->files = f;
+	f = &x->files[x->n_files++];
+	*f = (struct file_fd){.key = key, .fd = take_named_fd(x, 'r', key, "")};
+	*ret = f;
+	return f->fd;
+}
+
+static void restore_files_done(struct restore *x)
+{
+	for (size_t i = 0; i < x->n_files; i++) {
+		safe_close(x->files[i].fd);
+		if (!x->files[i].used)
+			drop_fd(x->e, 'r', x->files[i].key, "");
+	}
+	free(x->files);
 }
 
 /* Claim the journals' and bitmaps' blocks: any that is out of place refuses the arena. */
@@ -1303,27 +1366,33 @@ static int restore_build(struct restore *x, struct iopf_journal *journals,
 	}
 	for (size_t j = 0; j < x->reg.n && r >= 0; j++) {
 		struct iopf_domain *d = idvec_find(&e->domains, reg[j].domain_id);
-		int fd = take_named_fd(x, 'r', reg[j].id, "");
+		struct file_fd *file;
 		struct iopf_eregion *er;
+		int fd = restore_file_fd(x, reg[j].file_key, &file);
 
+		if (fd == -ENOMEM) {
+			r = fd;
+			break;
+		}
 		if (!d || fd < 0 || reg[j].tenant != d->tenant) {
-			drop_region(x, &reg[j], fd);
+			drop_region(x, &reg[j]);
 			st->dropped++;
 			continue;
 		}
 		/* the region keeps its own fd on the file; region_new() frees the block on failure */
 		r = region_new(e, d, reg[j].id, fd, reg[j].offset, reg[j].iova, reg[j].length,
 			       reg[j].access, reg[j].bits_off, &er);
-		safe_close(fd);
 		if (r == -ENOMEM)
 			break;
 		if (r < 0) {
 			(void)iopf_state_del(e->state,
 					     IOPF_PERSIST_KEY(IOPF_PERSIST_REGION, reg[j].id));
-			drop_fd(e, 'r', reg[j].id, "");
 			st->dropped++;
 			r = 0;
+			continue;
 		}
+		file->used = true;
+		keep_region_fd(e, er, reg[j].file_key);
 	}
 	return r;
 }
@@ -1443,6 +1512,7 @@ out:
 	for (size_t i = 0; journals && i < x.src.n; i++)
 		if (journals[i].state && r < 0)
 			iopf_journal_free(&journals[i]);
+	restore_files_done(&x);
 	free(journals);
 	free(x.src.v);
 	free(x.dom.v);

@@ -61,6 +61,7 @@ struct iopf_persist_region {
 	uint64_t id, domain_id, tenant;
 	uint64_t iova, length, offset;
 	uint64_t bits_off; /* the mapped and start bitmaps, one block */
+	uint64_t file_key; /* its memory fd in the store: "r<file_key>", shared per file */
 };
 #define IOPF_PERSIST_VERSION 1u
 

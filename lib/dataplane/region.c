@@ -73,6 +73,9 @@ struct iopf_region_file {
 	int accmode;
 	int fd;      /* owned; closed with the last reference */
 	size_t refs; /* under files_lock */
+	/* the engine's, control thread only: its name in the fd store, live regions on it */
+	uint64_t store_key;
+	unsigned live;
 };
 
 static pthread_mutex_t files_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -496,4 +499,15 @@ struct iopf_region *iopf_region_set_find(const struct iopf_region_set *s, uint64
 	/* the set is not const, only its published layout is: see struct iopf_region_set */
 	((struct iopf_region_set *)s)->hint = i - 1;
 	return s->v[i - 1];
+}
+
+uint64_t *iopf_region_store_key(struct iopf_region *r)
+{
+	return &r->file->store_key;
+}
+
+unsigned iopf_region_file_live(struct iopf_region *r, int delta)
+{
+	r->file->live += delta;
+	return r->file->live;
 }

@@ -77,6 +77,15 @@ int iopf_region_new_bits(uint64_t tenant, int fd, uint64_t offset, uint64_t iova
  * unmaps the view, frees. Does not touch the IOAS. Any thread. NULL ok, returns NULL.
  */
 struct iopf_region *iopf_region_free(struct iopf_region *r);
+/*
+ * What the engine keeps per open file (control thread only): the key of its fd
+ * in the fd store (0: not kept yet), and its live regions, changed by @delta
+ * (removed ones still waiting for their grace period hold a reference, not a
+ * life). One fd per file: systemd keeps an open file once, whatever its names.
+ */
+uint64_t *iopf_region_store_key(struct iopf_region *r);
+unsigned iopf_region_file_live(struct iopf_region *r, int delta);
+
 /* Open files shared by live regions, all tenants (tests, diagnostics). */
 size_t iopf_region_files(void);
 
