@@ -1288,7 +1288,8 @@ static int wait_all_released(struct result *res)
 		for (;;) {
 			if (iopf_sim_get_counts(tenants[i].sim, &c) < 0)
 				break;
-			if (!c.backends || now_ns() > deadline)
+			/* after restarts the dead daemons' backends stay counted (see below) */
+			if ((opt.restarts ? !c.delivered : !c.backends) || now_ns() > deadline)
 				break;
 			usleep(1000);
 		}
