@@ -97,7 +97,14 @@ struct iopf_source {
 
 	/* worker only */
 	struct cds_list_head wnode; /* the worker's list of live sources */
+	/*
+	 * On the worker's ready list: due a turn in its next round (polled: its
+	 * fd polled readable, or its last turn hit the read bound).
+	 */
+	struct cds_list_head ready_node;
+	bool on_ready, ready_polled;
 	bool poll_armed, timer_armed, retiring, broken;
+	bool poll_multishot;	  /* the armed poll is multishot */
 	unsigned cancels_pending; /* ASYNC_CANCELs of its poll or timer in flight */
 	/*
 	 * Not 0: waiting on the timer, not the poll, because responses wait for a

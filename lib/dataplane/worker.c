@@ -1,11 +1,15 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
- * Fault workers. Each is a thread with one io_uring ring that waits on one-shot
- * POLL_ADDs: one per live source (its backend's poll_fd) and one on the
- * command eventfd. A ready source gets a turn of a few reads; each read's
- * whole groups are routed, resolved and answered with one write before the
- * next read. Commands (add and remove) run between turns, outside any RCU
- * read section.
+ * Fault workers. Each is a thread with one io_uring ring that waits on a
+ * multishot POLL_ADD per live source (its backend's poll_fd; one-shot before
+ * 5.13) and a one-shot one on the command eventfd. The loop is in rounds: one
+ * io_uring enter submits what is queued and reaps every completion, each
+ * source whose fd woke goes on the ready list, then every source on the list
+ * gets one turn of a few reads; each read's whole groups are routed, resolved
+ * and answered with one write before the next read. A source whose turn ended
+ * at the read bound, not on an empty read, stays on the list for the next
+ * round. Commands (add and remove) run between rounds, outside any RCU read
+ * section.
  */
 #include <poll.h>
 #include <pthread.h>
@@ -33,6 +37,12 @@
 #define TAG_KINDS  UINT64_C(7)
 
 #define RING_ENTRIES 64
+/*
+ * Completions the ring keeps room for: a multishot poll the CQ has no room
+ * for is ended by the kernel (and re-armed here), so enough for every source
+ * to wake in one round.
+ */
+#define RING_CQ_ENTRIES 8192
 /* Records whose cache misses are taken together when faults scatter over domains. */
 #define PREFETCH_CHUNK 16
 
@@ -44,6 +54,8 @@ struct iopf_worker {
 
 	/* worker thread only */
 	struct cds_list_head sources;
+	struct cds_list_head ready; /* sources due a turn next round (ready_node), in order */
+	bool multishot;		    /* poll sources multishot (false: one-shot, before 5.13) */
 	unsigned n_retiring; /* sources waiting for their poll cancellation */
 	bool cmd_armed, stopping;
 
@@ -71,11 +83,14 @@ static struct io_uring_sqe *get_sqe(struct iopf_worker *w)
 	return sqe;
 }
 
-static void arm_poll(struct iopf_worker *w, int fd, uint64_t tag)
+static void arm_poll(struct iopf_worker *w, int fd, uint64_t tag, bool multishot)
 {
 	struct io_uring_sqe *sqe = get_sqe(w);
 
-	io_uring_prep_poll_add(sqe, fd, POLLIN);
+	if (multishot)
+		io_uring_prep_poll_multishot(sqe, fd, POLLIN);
+	else
+		io_uring_prep_poll_add(sqe, fd, POLLIN);
 	io_uring_sqe_set_data64(sqe, tag);
 }
 
@@ -102,10 +117,16 @@ static void arm_timer(struct iopf_worker *w, struct iopf_source *s)
 
 /*
  * Wait for the source again, after each turn (and once when it arrives): no
- * walk over every source per loop. Normally its poll. Level semantics: a
- * one-shot poll on a still-readable fd fires at once, so nothing that came in
- * meanwhile is missed. In backoff the timer instead: a poll would not fire for
- * responses that wait for a write, and would spin on a read that fails.
+ * walk over every source per loop. Normally its poll, armed once and kept:
+ * a multishot poll completes on every wakeup of the fd (a group queued on an
+ * empty queue, for the simulator and the fake; every fault, for the kernel),
+ * and a turn reads until a read comes back empty or the bound, after which
+ * the source stays on the ready list: nothing queued is left without a turn
+ * coming. One-shot (before 5.13) it is armed after every turn, and its level
+ * semantics do the same: on a still-readable fd it fires at once. In backoff
+ * the timer instead: a poll would not fire for responses that wait for a
+ * write, and would spin on a read that fails (a multishot poll may stay
+ * armed meanwhile: its completions are ignored until the timer's turn works).
  */
 static void arm_source(struct iopf_worker *w, struct iopf_source *s)
 {
@@ -117,8 +138,37 @@ static void arm_source(struct iopf_worker *w, struct iopf_source *s)
 	}
 	if (s->poll_armed)
 		return;
-	arm_poll(w, s->backend->poll_fd, source_tag(s));
+	arm_poll(w, s->backend->poll_fd, source_tag(s), w->multishot);
 	s->poll_armed = true;
+	s->poll_multishot = w->multishot;
+}
+
+/* Give @s a turn next round (@polled: its fd is known readable, see service_source()). */
+static void make_ready(struct iopf_worker *w, struct iopf_source *s, bool polled)
+{
+	if (s->on_ready) {
+		s->ready_polled |= polled;
+		return;
+	}
+	cds_list_add_tail(&s->ready_node, &w->ready);
+	s->on_ready = true;
+	s->ready_polled = polled;
+}
+
+static void unready(struct iopf_source *s)
+{
+	if (!s->on_ready)
+		return;
+	cds_list_del(&s->ready_node);
+	s->on_ready = false;
+}
+
+/* Only where a read came back empty at a turn's start with a multishot poll: rare. */
+static bool still_readable(struct iopf_source *s)
+{
+	struct pollfd p = { .fd = s->backend->poll_fd, .events = POLLIN };
+
+	return poll(&p, 1, 0) == 1 && (p.revents & POLLIN);
 }
 
 /* The next, longer wait of a source whose write (or read) failed. */
@@ -383,14 +433,29 @@ static void handle_records(struct iopf_worker *w, struct iopf_source *s,
 	}
 }
 
+/* How a turn ended. */
+enum turn_end {
+	TURN_DONE,     /* a read came back empty, or failed, or a write failed: wait */
+	TURN_BOUND,    /* every read of the turn delivered: more may be queued */
+	TURN_READABLE, /* the first read came back empty, yet the fd is readable */
+};
+
 /*
- * One turn of a source, @polled readable or woken by its backoff timer: at most IOPF_TURN_READS reads, each answered with
- * one write before the next read, so between two reads every group of the
- * earlier one is answered or held and s->buf holds exactly the last read's
- * records until they are. The bound keeps one busy source from starving the
- * others on this worker: a source still readable is polled again at once.
+ * One turn of a source, @polled readable or woken by its poll or its backoff
+ * timer: at most IOPF_TURN_READS reads, each answered with one write before
+ * the next read, so between two reads every group of the earlier one is
+ * answered or held and s->buf holds exactly the last read's records until
+ * they are. The bound keeps one busy source from starving the others on this
+ * worker: a source still readable gets another turn in the next round.
+ *
+ * A multishot poll's completion says the fd woke, not that it is readable
+ * now (a group read in a turn may have woken it after the turn began), so
+ * those turns are not @polled. A read that comes back empty at the start of
+ * such a turn is checked against the fd's level: still readable means a
+ * backend that returns 0 for a group that does not fit (not the kernel, see
+ * iopf_fault_read()), and the turn ends TURN_READABLE: the next one is @polled.
  */
-static void service_source(struct iopf_worker *w, struct iopf_source *s, bool polled)
+static enum turn_end service_source(struct iopf_worker *w, struct iopf_source *s, bool polled)
 {
 	/* a reload may change the window: read it once a turn, not once a fault */
 	const struct iopf_resolver rs = {
@@ -399,13 +464,14 @@ static void service_source(struct iopf_worker *w, struct iopf_source *s, bool po
 		.fault_around = __atomic_load_n(w->cfg.fault_around, __ATOMIC_RELAXED),
 	};
 	struct route_memo memo = {};
+	enum turn_end end = TURN_BOUND;
 	bool failed = false;
 	size_t n, lookups;
 
 	/* Responses of an earlier read wait for a write: no read before they are written. */
 	if (flush(s) < 0) {
 		back_off(s);
-		return;
+		return TURN_DONE;
 	}
 
 	rcu_read_lock();
@@ -417,10 +483,14 @@ static void service_source(struct iopf_worker *w, struct iopf_source *s, bool po
 			ctr_add(&s->io_errors, 1); /* torn record: not kernel behaviour, skip it */
 		if (r < 0) {
 			failed = true;
+			end = TURN_DONE;
 			break;
 		}
-		if (r == 0)
+		if (r == 0) {
+			end = reads == 0 && w->multishot && still_readable(s) ? TURN_READABLE
+									      : TURN_DONE;
 			break;
+		}
 		n = (size_t)r;
 		journal_read(s);
 		lookups = memo.lookups;
@@ -429,6 +499,7 @@ static void service_source(struct iopf_worker *w, struct iopf_source *s, bool po
 		s->scattered = (memo.lookups - lookups) * 4 > n;
 		if (flush(s) < 0) {
 			back_off(s);
+			end = TURN_DONE;
 			break;
 		}
 	}
@@ -441,6 +512,7 @@ static void service_source(struct iopf_worker *w, struct iopf_source *s, bool po
 		if (s->rb.n == 0)
 			s->backoff_ns = 0; /* all is well again: back to the poll */
 	}
+	return end;
 }
 
 /*
@@ -575,6 +647,7 @@ static void retire_source(struct iopf_worker *w, struct iopf_source *s)
 	}
 	drain(s);
 	cds_list_del(&s->wnode);
+	unready(s);
 
 	if (s->poll_armed || s->timer_armed) {
 		/* A pending poll or timer names this source: finish when its CQEs are reaped. */
@@ -648,12 +721,72 @@ static void run_commands(struct iopf_worker *w)
 	}
 }
 
+/* A completion of @s's poll: the source is due a turn (or the poll failed). */
+static void poll_done(struct iopf_worker *w, struct iopf_source *s, int res, unsigned cqe_flags)
+{
+	/* one-shot, or a multishot poll the kernel ended (an error, no CQ room) */
+	if (!(cqe_flags & IORING_CQE_F_MORE))
+		s->poll_armed = false;
+	if (s->retiring) {
+		maybe_finish(w, s);
+		return;
+	}
+	if (res == -EINVAL && s->poll_multishot) {
+		/* before 5.13: no multishot poll, one-shot for every source from now on */
+		w->multishot = false;
+		arm_source(w, s);
+		return;
+	}
+	if (res < 0) {
+		/* The poll itself failed: like a read, retried on the timer. */
+		read_failed(s);
+		arm_source(w, s);
+		return;
+	}
+	if (s->backoff_ns)
+		return; /* a multishot poll's wakeup in backoff: the timer's turn reads */
+	if (res & POLLIN)
+		make_ready(w, s, !w->multishot);
+	else
+		arm_source(w, s);
+}
+
+/*
+ * One turn for every source that was on the ready list when the round began,
+ * in order; one that may have more (TURN_BOUND, TURN_READABLE) is put back at
+ * the end of the list for the next round, after the completions reaped then:
+ * round robin, so no source waits more than a round while others stay busy.
+ * One-shot polls stand in for the list: its turn done, the source is armed
+ * again, and a still-readable fd completes at once.
+ */
+static void serve_ready(struct iopf_worker *w)
+{
+	CDS_LIST_HEAD(round);
+	struct iopf_source *s, *tmp;
+
+	if (cds_list_empty(&w->ready))
+		return;
+	cds_list_splice(&w->ready, &round);
+	CDS_INIT_LIST_HEAD(&w->ready);
+	cds_list_for_each_entry_safe(s, tmp, &round, ready_node) {
+		enum turn_end end;
+
+		cds_list_del(&s->ready_node);
+		s->on_ready = false;
+		end = service_source(w, s, s->ready_polled);
+		if (end != TURN_DONE && w->multishot && s->poll_armed)
+			make_ready(w, s, end == TURN_READABLE);
+		arm_source(w, s);
+	}
+}
+
 static void reap(struct iopf_worker *w, bool *ret_cmds)
 {
 	struct io_uring_cqe *cqe;
 
 	while (io_uring_peek_cqe(&w->ring, &cqe) == 0) {
 		uint64_t tag = io_uring_cqe_get_data64(cqe);
+		unsigned cqe_flags = cqe->flags;
 		int res = cqe->res;
 		struct iopf_source *s;
 
@@ -682,24 +815,11 @@ static void reap(struct iopf_worker *w, bool *ret_cmds)
 			else {
 				/* -ETIME: the backoff is over; retry what failed */
 				ctr_add(&s->retries, 1);
-				service_source(w, s, false);
-				arm_source(w, s);
+				make_ready(w, s, false);
 			}
 			continue;
 		}
-
-		s->poll_armed = false;
-		if (s->retiring)
-			maybe_finish(w, s);
-		else if (res < 0) {
-			/* The poll itself failed: like a read, retried on the timer. */
-			read_failed(s);
-			arm_source(w, s);
-		} else {
-			if (res & POLLIN)
-				service_source(w, s, true);
-			arm_source(w, s);
-		}
+		poll_done(w, s, res, cqe_flags);
 	}
 }
 
@@ -714,7 +834,10 @@ static int ring_init(struct iopf_worker *w)
 	int r = -EINVAL;
 
 	for (size_t i = 0; i < ARRAY_SIZE(flags) && r == -EINVAL; i++) {
-		struct io_uring_params p = { .flags = flags[i] };
+		struct io_uring_params p = {
+			.flags = flags[i] | IORING_SETUP_CQSIZE | IORING_SETUP_CLAMP, /* 5.6 */
+			.cq_entries = RING_CQ_ENTRIES,
+		};
 
 		r = io_uring_queue_init_params(RING_ENTRIES, &w->ring, &p);
 	}
@@ -739,14 +862,19 @@ static void *worker_main(void *arg)
 		bool cmds = false;
 
 		if (!w->cmd_armed && !w->stopping) {
-			arm_poll(w, iopf_mailbox_fd(&w->cmds), TAG_CMD);
+			arm_poll(w, iopf_mailbox_fd(&w->cmds), TAG_CMD, false);
 			w->cmd_armed = true;
 		}
 
-		r = io_uring_submit_and_wait(&w->ring, 1);
+		/* one enter a round: sources still due a turn must not wait for a completion */
+		if (cds_list_empty(&w->ready))
+			r = io_uring_submit_and_wait(&w->ring, 1);
+		else
+			r = io_uring_submit_and_get_events(&w->ring);
 		if (r < 0 && r != -EINTR && r != -EBUSY && r != -EAGAIN)
 			break; /* the ring is unusable; the engine sees the thread exit */
 		reap(w, &cmds);
+		serve_ready(w);
 		if (cmds)
 			run_commands(w);
 	}
@@ -771,6 +899,8 @@ int iopf_worker_start(const struct iopf_worker_config *cfg, struct iopf_worker *
 		return r;
 	}
 	CDS_INIT_LIST_HEAD(&w->sources);
+	CDS_INIT_LIST_HEAD(&w->ready);
+	w->multishot = true; /* until a poll says otherwise (poll_done()) */
 	sem_init(&w->started, 0, 0);
 	r = -pthread_create(&w->thread, NULL, worker_main, w);
 	if (r < 0)
