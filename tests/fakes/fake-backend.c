@@ -42,6 +42,8 @@ struct fake {
 
 	struct fake_answer *log;
 	size_t n_log, cap_log;
+	uint64_t *read_seqs; /* fake_read_seqs() */
+	size_t n_read_seqs, cap_read_seqs;
 	struct fake_map_call *calls;
 	size_t n_calls, cap_calls;
 	struct fake_mapping *maps;
@@ -88,6 +90,9 @@ static void update_level(struct fake *f)
 		(void)!read(f->efd, &v, sizeof(v));
 	f->signalled = want;
 }
+
+/* Delivering reads of every fake, numbered in one sequence (fake_read_seqs()). */
+static uint64_t read_seq;
 
 static uint32_t alloc_cookie(struct fake *f, uint64_t serial)
 {
@@ -149,6 +154,10 @@ static ssize_t fake_read(struct iopf_backend *b, void *buf, size_t len)
 		r = f->zero_if_too_small ? 0 : -EINVAL;
 	else
 		r = (ssize_t)done;
+	if (done > 0) {
+		GROW(f->read_seqs, f->n_read_seqs, f->cap_read_seqs);
+		f->read_seqs[f->n_read_seqs++] = __atomic_add_fetch(&read_seq, 1, __ATOMIC_RELAXED);
+	}
 	update_level(f);
 	pthread_mutex_unlock(&f->lock);
 	return r;
@@ -289,6 +298,7 @@ void fake_free(struct fake *f)
 	free(f->answered);
 	free(f->log);
 	free(f->calls);
+	free(f->read_seqs);
 	free(f->maps);
 	close(f->efd);
 	pthread_mutex_destroy(&f->lock);
@@ -467,6 +477,11 @@ size_t fake_outstanding(struct fake *f)
 size_t fake_answers(struct fake *f, struct fake_answer **ret)
 {
 	COPY_OUT(f->log, f->n_log, ret);
+}
+
+size_t fake_read_seqs(struct fake *f, uint64_t **ret)
+{
+	COPY_OUT(f->read_seqs, f->n_read_seqs, ret);
 }
 
 size_t fake_map_calls(struct fake *f, struct fake_map_call **ret)

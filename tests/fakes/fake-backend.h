@@ -81,6 +81,12 @@ uint64_t fake_writes(struct fake *f);    /* fault_write calls */
 uint64_t fake_reads_unanswered(struct fake *f);
 /* Copy of the answer log (malloc'd); returns the count. */
 size_t fake_answers(struct fake *f, struct fake_answer **ret);
+/*
+ * Where each read of @f that delivered groups came among those of every fake
+ * (1, 2, ...: one sequence across fakes): the order one worker read them in.
+ * Copy (malloc'd); returns the count.
+ */
+size_t fake_read_seqs(struct fake *f, uint64_t **ret);
 size_t fake_map_calls(struct fake *f, struct fake_map_call **ret);
 /* Mappings made through map() and still there (foreign ones excluded). */
 size_t fake_mappings(struct fake *f, struct fake_mapping **ret);

@@ -402,6 +402,113 @@ static void test_many_faults_two_sources(void **state)
 	fake_free(f2);
 }
 
+/*
+ * Many sources ready at once on one worker, reading one group at a time so
+ * that every turn ends at the read bound: one source with a long backlog, the
+ * others with a short one each, all queued before the worker sees them. Every
+ * group is answered once; the short ones finish long before the long one
+ * (nobody waits for a busy source); and in the order the worker read them, a
+ * turn is at most IOPF_TURN_READS reads and between two turns of a source no
+ * other source has two: round robin.
+ */
+#define FAIR_SOURCES 31
+#define FAIR_GROUPS  64
+#define FAIR_HOT     4096
+
+struct read_at {
+	uint64_t seq;
+	unsigned owner; /* FAIR_SOURCES: the hot source */
+};
+
+static int cmp_read_at(const void *a, const void *b)
+{
+	const struct read_at *x = a, *y = b;
+
+	return x->seq < y->seq ? -1 : x->seq > y->seq;
+}
+
+static void test_many_ready_sources_fair(void **state)
+{
+	struct fixture *x = *state;
+	struct fake *f[FAIR_SOURCES + 1];
+	uint64_t id[FAIR_SOURCES];
+	struct read_at *log = NULL;
+	size_t n_log = 0, first_start = 0, last_start = SIZE_MAX, hot_done_before = 0;
+	size_t first[FAIR_SOURCES + 1], last[FAIR_SOURCES + 1];
+	unsigned since[FAIR_SOURCES + 1][FAIR_SOURCES + 1] = {};
+	bool started[FAIR_SOURCES + 1] = {};
+
+	for (unsigned i = 0; i < FAIR_HOT; i++)
+		fake_fault(x->f, 3, IOPF_PASID_NONE, BASE, R);
+	for (unsigned j = 0; j < FAIR_SOURCES; j++) {
+		f[j] = fake_new(false);
+		for (unsigned g = 0; g < FAIR_GROUPS; g++)
+			fake_fault(f[j], 7, IOPF_PASID_NONE, BASE, R);
+	}
+	f[FAIR_SOURCES] = x->f;
+	for (unsigned j = 0; j < FAIR_SOURCES; j++)
+		assert_int_equal(__iopf_engine_add_backend(x->e, 100, fake_backend(f[j]), &id[j]),
+				 0);
+	for (unsigned j = 0; j < FAIR_SOURCES; j++)
+		WAIT_FOR(fake_delivered(f[j]) == FAIR_GROUPS && fake_outstanding(f[j]) == 0);
+
+	for (unsigned j = 0; j <= FAIR_SOURCES; j++) {
+		uint64_t *seqs;
+		size_t n = fake_read_seqs(f[j], &seqs);
+
+		if (j < FAIR_SOURCES)
+			assert_int_equal(n, FAIR_GROUPS); /* one group a read */
+		log = realloc(log, (n_log + n) * sizeof(*log));
+		assert_non_null(log);
+		for (size_t i = 0; i < n; i++)
+			log[n_log++] = (struct read_at){ .seq = seqs[i], .owner = j };
+		free(seqs);
+	}
+	qsort(log, n_log, sizeof(*log), cmp_read_at);
+	for (unsigned j = 0; j <= FAIR_SOURCES; j++)
+		first[j] = last[j] = SIZE_MAX;
+	for (size_t i = 0; i < n_log; i++) {
+		if (first[log[i].owner] == SIZE_MAX)
+			first[log[i].owner] = i;
+		last[log[i].owner] = i;
+	}
+	/* the window where every short source has started and none has finished */
+	for (unsigned j = 0; j < FAIR_SOURCES; j++) {
+		first_start = first[j] > first_start ? first[j] : first_start;
+		last_start = last[j] < last_start ? last[j] : last_start;
+		hot_done_before += last[j] < last[FAIR_SOURCES];
+	}
+	assert_int_equal(hot_done_before, FAIR_SOURCES);
+	assert_true(first_start < last_start);
+	for (size_t i = first_start; i <= last_start;) {
+		unsigned o = log[i].owner;
+		size_t run = 0;
+
+		while (i <= last_start && log[i].owner == o) {
+			run++;
+			i++;
+		}
+		/* a run that touches the window's edges may be cut: only whole turns count */
+		assert_true(run <= IOPF_TURN_READS);
+		for (unsigned j = 0; j <= FAIR_SOURCES; j++)
+			if (j != o && started[j])
+				assert_true(++since[j][o] <= 1);
+		started[o] = true;
+		memset(since[o], 0, sizeof(since[o]));
+	}
+	free(log);
+
+	for (unsigned j = 0; j < FAIR_SOURCES; j++) {
+		x->done_calls = 0;
+		assert_int_equal(iopf_engine_remove_source(x->e, id[j], on_done, x), 0);
+		wait_done(x, 1);
+		assert_true(fake_closed(f[j]));
+		assert_true(fake_all_answered_once(f[j]));
+		assert_int_equal(fake_outstanding(f[j]), 0);
+		fake_free(f[j]);
+	}
+}
+
 static void test_remove_domain_with_held(void **state)
 {
 	struct fixture *x = *state;
@@ -1270,7 +1377,9 @@ static void test_live_settings(void **state)
 TEST_MAIN(TEST(test_resolve_one), TEST_WITH(test_uptr_backend, setup_uptr),
 	  TEST(test_no_handler_and_reasons), TEST(test_pasid_routing),
 	  TEST_WITH(test_multi_record_group_and_grow, setup_small_batch), TEST(test_malformed_raw),
-	  TEST(test_many_faults_two_sources), TEST(test_remove_domain_with_held),
+	  TEST(test_many_faults_two_sources),
+	  TEST_WITH(test_many_ready_sources_fair, setup_small_batch),
+	  TEST(test_remove_domain_with_held),
 	  TEST(test_remove_source_with_held), TEST(test_remove_region), TEST(test_free_with_state),
 	  TEST(test_objects), TEST(test_many_objects), TEST(test_churn),
 	  TEST(test_read_errors_break_source),
