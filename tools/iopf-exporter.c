@@ -89,12 +89,6 @@ static const char *const field_names[F_REASON0] = {
 	[F_TENANTS] = "tenants",
 };
 
-/* The reasons as iopfd names them (enum iopf_reason order). */
-static const char *const reason_names[_IOPF_REASON_MAX] = {
-	"resolved",  "no_handler", "outside_region", "permission",
-	"map_error", "bad_record", "retired",        "mapped_elsewhere",
-};
-
 struct row {
 	char labels[256]; /* preformatted: uid="1000" (tenant_labels()), then a domain's */
 	uint64_t tenant;  /* iopfd's id of the tenant (its connection) */
@@ -168,7 +162,7 @@ static int read_fields(sd_bus_message *m, struct row *row)
 			if (strcmp(key, field_names[i]) == 0)
 				row->v[i] = v;
 		for (unsigned i = 0; i < _IOPF_REASON_MAX; i++)
-			if (strcmp(key, reason_names[i]) == 0)
+			if (strcmp(key, iopf_wire_reason_name(i)) == 0)
 				row->v[F_REASON0 + i] = v;
 	}
 	if (r < 0)
@@ -687,7 +681,7 @@ static void emit_level(FILE *f, const char *prefix, const struct row *rows, size
 	       "(INVALID).");
 	for (size_t i = 0; i < n; i++)
 		for (unsigned r = 0; r < _IOPF_REASON_MAX; r++) {
-			(void)snprintf(extra, sizeof(extra), "reason=\"%s\"", reason_names[r]);
+			(void)snprintf(extra, sizeof(extra), "reason=\"%s\"", iopf_wire_reason_name(r));
 			sample(f, name, rows[i].labels, extra, rows[i].v[F_REASON0 + r]);
 		}
 

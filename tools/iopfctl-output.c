@@ -14,6 +14,7 @@
 #include "iopf/iopf.h"
 #include "iopfctl.h"
 #include "util.h"
+#include "wire.h"
 
 /* --- values as text and as JSON --- */
 
@@ -277,8 +278,6 @@ static const struct {
 	{"io_errors", offsetof(struct counters, io_errors)},
 	{"broken", offsetof(struct counters, broken)},
 };
-static const char *const invalid_reasons[] = {"no_handler", "outside_region", "permission",
-					      "map_error",  "bad_record",     "retired"};
 
 int read_counters(sd_bus_message *m, struct counters *c, struct json_object **ret_json)
 {
@@ -296,8 +295,9 @@ int read_counters(sd_bus_message *m, struct counters *c, struct json_object **re
 		for (size_t i = 0; i < ARRAY_SIZE(counter_fields); i++)
 			if (strcmp(key, counter_fields[i].name) == 0)
 				*(uint64_t *)((char *)c + counter_fields[i].offset) = v;
-		for (size_t i = 0; i < ARRAY_SIZE(invalid_reasons); i++)
-			if (v && strcmp(key, invalid_reasons[i]) == 0 && len < sizeof(c->why))
+		/* every reason but "resolved" answers INVALID */
+		for (unsigned i = IOPF_REASON_RESOLVED + 1; i < _IOPF_REASON_MAX; i++)
+			if (v && strcmp(key, iopf_wire_reason_name(i)) == 0 && len < sizeof(c->why))
 				len += snprintf(c->why + len, sizeof(c->why) - len, "%s%s=%" PRIu64,
 						len ? "," : "", key, v);
 	}

@@ -20,6 +20,7 @@
 #include "idmap.h"
 #include "u64vec.h"
 #include "util.h"
+#include "wire.h"
 
 /* Counters and latency of removed objects, kept so totals never go backwards. */
 struct retired {
@@ -1617,22 +1618,9 @@ int iopf_control_source_latency(struct iopf_control *c, uint64_t source_id,
 	return iopf_engine_source_latency(c->engine, real_id(c, source_id), ret);
 }
 
-static const char *const reason_names[_IOPF_REASON_MAX] = {
-	[IOPF_REASON_RESOLVED] = "resolved",
-	[IOPF_REASON_NO_HANDLER] = "no_handler",
-	[IOPF_REASON_OUTSIDE_REGION] = "outside_region",
-	[IOPF_REASON_PERMISSION] = "permission",
-	[IOPF_REASON_MAP_ERROR] = "map_error",
-	[IOPF_REASON_BAD_RECORD] = "bad_record",
-	[IOPF_REASON_RETIRED] = "retired",
-	[IOPF_REASON_MAPPED_ELSEWHERE] = "mapped_elsewhere",
-};
-
 const char *iopf_reason_to_string(enum iopf_reason reason)
 {
-	if ((unsigned)reason >= _IOPF_REASON_MAX)
-		return NULL;
-	return reason_names[reason];
+	return iopf_wire_reason_name((unsigned)reason);
 }
 
 size_t iopf_counters_to_fields(const struct iopf_counters *cnt, struct iopf_counter_field *fields)
@@ -1649,9 +1637,10 @@ size_t iopf_counters_to_fields(const struct iopf_counters *cnt, struct iopf_coun
 	FIELD(maps);
 	FIELD(coalesced);
 	FIELD(bytes_mapped);
+	FIELD(masked_flags);
 #undef FIELD
 	for (unsigned i = 0; i < _IOPF_REASON_MAX; i++)
-		fields[n++] = (struct iopf_counter_field){reason_names[i], cnt->reasons[i]};
+		fields[n++] = (struct iopf_counter_field){iopf_wire_reason_name(i), cnt->reasons[i]};
 	return n;
 }
 

@@ -713,7 +713,8 @@ static void test_counter_fields(void **state)
 				    .pages_mapped = 6,
 				    .maps = 7,
 				    .coalesced = 8,
-				    .bytes_mapped = 9};
+				    .bytes_mapped = 9,
+				    .masked_flags = 10};
 	struct iopf_counter_field fields[IOPF_COUNTER_FIELDS_MAX];
 	size_t n;
 
@@ -725,9 +726,11 @@ static void test_counter_fields(void **state)
 	assert_int_equal(fields[0].value, 1);
 	assert_string_equal(fields[8].name, "bytes_mapped");
 	assert_int_equal(fields[8].value, 9);
+	assert_string_equal(fields[9].name, "masked_flags");
+	assert_int_equal(fields[9].value, 10);
 	for (unsigned i = 0; i < _IOPF_REASON_MAX; i++) {
-		assert_string_equal(fields[9 + i].name, iopf_reason_to_string(i));
-		assert_int_equal(fields[9 + i].value, 100 + i);
+		assert_string_equal(fields[10 + i].name, iopf_reason_to_string(i));
+		assert_int_equal(fields[10 + i].value, 100 + i);
 	}
 	/* names are unique */
 	for (size_t i = 0; i < n; i++)

@@ -296,7 +296,7 @@ struct iopf_counter_field {
 	const char *name;
 	uint64_t value;
 };
-#define IOPF_COUNTER_FIELDS_MAX (9 + _IOPF_REASON_MAX)
+#define IOPF_COUNTER_FIELDS_MAX (10 + _IOPF_REASON_MAX)
 /* Fill @fields (room for IOPF_COUNTER_FIELDS_MAX) in a fixed order. Return: the count. */
 size_t iopf_counters_to_fields(const struct iopf_counters *cnt, struct iopf_counter_field *fields);
 

@@ -16,6 +16,26 @@
 
 #include "iopf/iopf.h"
 
+/*
+ * Why a group was answered as it was, as counters, metrics and logs name it
+ * (enum iopf_reason order; a new reason gets its name here). NULL out of range.
+ */
+static inline const char *iopf_wire_reason_name(unsigned reason)
+{
+	static const char *const names[_IOPF_REASON_MAX] = {
+		[IOPF_REASON_RESOLVED] = "resolved",
+		[IOPF_REASON_NO_HANDLER] = "no_handler",
+		[IOPF_REASON_OUTSIDE_REGION] = "outside_region",
+		[IOPF_REASON_PERMISSION] = "permission",
+		[IOPF_REASON_MAP_ERROR] = "map_error",
+		[IOPF_REASON_BAD_RECORD] = "bad_record",
+		[IOPF_REASON_RETIRED] = "retired",
+		[IOPF_REASON_MAPPED_ELSEWHERE] = "mapped_elsewhere",
+	};
+
+	return reason < _IOPF_REASON_MAX ? names[reason] : NULL;
+}
+
 /* Arguments of the calls that create and remove objects; each create returns a "t" id. */
 #define IOPF_WIRE_REGISTER_SOURCE_IN "hhu" /* fault fd, iommufd, ioas_id */
 #define IOPF_WIRE_REGISTER_DOMAIN_IN "tuu" /* source_id, dev_id, pasid */
