@@ -1099,7 +1099,11 @@ static int append_domain_stats(const struct iopf_domain_info *i, void *userdata)
 	return r;
 }
 
-/* A source's unrouted counters, then its health: io_errors, broken (1: no longer polled). */
+/*
+ * A source's unrouted counters, then its health: io_errors (of them read_errors and
+ * write_errors), retries, broken (1: its reads fail now, retried on a backoff) and
+ * recovered (records a dead iopfd had read, answered by this one).
+ */
 static int append_source_counters(sd_bus_message *reply, const struct iopf_source_info *i)
 {
 	struct iopf_counter_field f[IOPF_COUNTER_FIELDS_MAX];
@@ -1110,8 +1114,10 @@ static int append_source_counters(sd_bus_message *reply, const struct iopf_sourc
 	for (size_t k = 0; r >= 0 && k < n; k++)
 		r = sd_bus_message_append(reply, "{st}", f[k].name, f[k].value);
 	if (r >= 0)
-		r = sd_bus_message_append(reply, "{st}{st}", "io_errors", i->io_errors, "broken",
-					  (uint64_t)i->broken);
+		r = sd_bus_message_append(reply, "{st}{st}{st}{st}{st}{st}", "io_errors",
+					  i->io_errors, "read_errors", i->read_errors, "write_errors",
+					  i->write_errors, "retries", i->retries, "broken",
+					  (uint64_t)i->broken, "recovered", i->recovered);
 	if (r >= 0)
 		r = sd_bus_message_close_container(reply);
 	return r;
