@@ -25,6 +25,7 @@
 
 #include "bus.h"
 #include "fdstore.h"
+#include "u64vec.h"
 #include "log.h"
 #include "parse.h" /* USEC_PER_SEC */
 #include "time-util.h"
@@ -388,28 +389,11 @@ static struct waiting *waiting_take(struct bus *b, pid_t pid, uid_t uid)
 	return found;
 }
 
-struct adopting {
-	uint64_t *ids;
-	size_t n, cap;
-};
-
 static int collect_tenant(const struct iopf_tenant_info *t, const struct iopf_control_stats *st,
 			  void *userdata)
 {
-	struct adopting *a = userdata;
-
 	(void)st;
-	if (a->n == a->cap) {
-		size_t cap = a->cap ? a->cap * 2 : 16;
-		uint64_t *v = realloc(a->ids, cap * sizeof(*v));
-
-		if (!v)
-			return -ENOMEM;
-		a->ids = v;
-		a->cap = cap;
-	}
-	a->ids[a->n++] = t->id;
-	return 0;
+	return u64vec_push(userdata, t->id);
 }
 
 /* Whether the process behind @pidfd still runs (a pidfd polls readable once it exited). */
@@ -422,7 +406,7 @@ static bool pidfd_alive(int pidfd)
 
 int bus_adopt_tenants(struct bus *b)
 {
-	struct adopting a = {};
+	struct u64vec a = {};
 	unsigned kept = 0, gone = 0;
 	int r;
 
@@ -433,28 +417,28 @@ int bus_adopt_tenants(struct bus *b)
 		char name[32];
 		int pidfd;
 
-		tenant_store_name(a.ids[i], name, sizeof(name));
+		tenant_store_name(a.v[i], name, sizeof(name));
 		pidfd = fdstore_take(b->store, name);
-		if (iopf_control_tenant_info(b->control, a.ids[i], &ti) < 0 || pidfd < 0 ||
+		if (iopf_control_tenant_info(b->control, a.v[i], &ti) < 0 || pidfd < 0 ||
 		    !pidfd_alive(pidfd) || !(w = calloc(1, sizeof(*w)))) {
 			safe_close(pidfd);
-			tenant_gone(b, a.ids[i], pidfd < 0 ? "did not come back (no process known)"
+			tenant_gone(b, a.v[i], pidfd < 0 ? "did not come back (no process known)"
 							   : "exited while iopfd restarted");
-			tenant_unkeep(b, a.ids[i]);
+			tenant_unkeep(b, a.v[i]);
 			gone++;
 			continue;
 		}
-		*w = (struct waiting){.bus = b, .tenant = a.ids[i], .pid = ti.pid, .uid = ti.uid,
+		*w = (struct waiting){.bus = b, .tenant = a.v[i], .pid = ti.pid, .uid = ti.uid,
 				      .pidfd = pidfd};
-		tenant_find_unit(b, a.ids[i], ti.pid);
+		tenant_find_unit(b, a.v[i], ti.pid);
 		LIST_PREPEND(b->waiting, w);
 		r = sd_event_add_io(b->event, &w->exit_source, pidfd, EPOLLIN, on_waiting_exit, w);
 		if (r < 0)
 			log_error_errno(r, "Cannot watch the process of tenant %" PRIu64 ": %m",
-					a.ids[i]);
+					a.v[i]);
 		kept++;
 	}
-	free(a.ids);
+	u64vec_done(&a);
 	if (kept || gone)
 		log_full_ids(LOG_NOTICE, 0,
 			     &(const struct log_ids){.message_id = IOPF_MESSAGE_TENANTS_RESTORED},
