@@ -1065,6 +1065,13 @@ int iopf_sim_backend_open(int fault_fd, int iommufd, uint32_t ioas_id,
 		return r;
 	}
 	sb->m.hdr->backends++;
+	/*
+	 * The kernel's queue polls readable while it holds groups. A reader that
+	 * died after taking the doorbell down and before reading may have left
+	 * groups queued with the doorbell down: put it up for whoever reads next.
+	 */
+	if (READ_ONCE(sb->m.hdr->pend_head) != READ_ONCE(sb->m.hdr->pend_tail))
+		doorbell_ring(&sb->m);
 	sim_unlock(&sb->m);
 
 	b->ops = &sim_ops;
