@@ -554,13 +554,15 @@ for name, runs in (("saturation", sat), ("paced", paced), ("scale-base", base), 
                     i + 1, w, x["faults_per_s"], x["p50_ns"] / 1e3, x["p99_ns"] / 1e3,
                     x["p999_ns"] / 1e3, cpu_per_fault(x), x["violations"]))
     lines.append("")
-# "## Real kernels" is not ours: the kernel suite (tests/kernel/) measures it. Keep it.
+# "## Real kernels" and "## Crash recovery" are not ours: the kernel suite (tests/kernel/)
+# and the restart tests (tests/integration/test-restart.py) measure them. Keep them.
+KEPT = ("## Real kernels", "## Crash recovery")
 kept, inside = [], False
 if os.path.exists(out):
     with open(out) as f:
         for line in f.read().split("\n"):
             if line.startswith("## "):
-                inside = line.startswith("## Real kernels")
+                inside = line.startswith(KEPT)
             if inside:
                 kept.append(line)
 while kept and not kept[-1].strip():
