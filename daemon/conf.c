@@ -56,7 +56,7 @@ int conf_init(struct conf *conf)
 		.max_queued_bytes = IOPFD_QUEUED_BYTES_DEFAULT,
 		.max_buffered_per_user = IOPFD_BUFFERED_PER_USER_DEFAULT,
 		.io_timeout_usec = IOPFD_IO_TIMEOUT_DEFAULT_USEC,
-		.metrics_per_domain = true,
+		.metrics_per_domain = false,
 	};
 	conf->control_socket = strdup(IOPF_DEFAULT_SOCKET);
 	conf->metrics_listen = strdup(IOPFD_METRICS_LISTEN);

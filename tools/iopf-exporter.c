@@ -1073,7 +1073,6 @@ static void help(void)
 	       "Serve iopfd's metrics for Prometheus at http://LISTEN/metrics.\n\n"
 	       "  --config FILE     iopfd's configuration (default %s):\n"
 	       "                    [Metrics] Listen=, PerDomain=; [Daemon] ControlSocket=\n"
-	       "                    (PerDomain= only when set there: off by default)\n"
 	       "  --listen ADDR:PORT  instead of [Metrics] Listen= (default %s)\n"
 	       "  --address ADDR    iopfd's D-Bus address, or \"system\"\n"
 	       "                    (default unix:path=ControlSocket)\n"
@@ -1153,12 +1152,6 @@ int main(int argc, char *argv[])
 		return r < 0 ? EXIT_FAILURE : EXIT_SUCCESS;
 	if (conf_init(&conf) < 0)
 		return EXIT_FAILURE;
-	/*
-	 * Per-domain series are one per live domain, ids no dashboard knows: the
-	 * exporter's default is off, whatever iopfd.conf's default says; an explicit
-	 * PerDomain=yes there, or --per-domain, turns them on.
-	 */
-	conf.metrics_per_domain = false;
 	r = conf_load_all(&conf, arg_config ? arg_config : IOPFD_DEFAULT_CONFIG, !arg_config, &why);
 	if (r < 0) {
 		fprintf(stderr, "iopf-exporter: bad configuration: %s\n", why ? why : strerror(-r));

@@ -72,7 +72,7 @@ static void test_defaults(void **state)
 	assert_int_equal(c.summary_usec, 10000000);
 	assert_true(c.limits.max_pinned_bytes == UINT64_C(64) << 30);
 	assert_string_equal(c.metrics_listen, "127.0.0.1:9577");
-	assert_true(c.metrics_per_domain);
+	assert_false(c.metrics_per_domain);
 	conf_done(&c);
 }
 
@@ -419,7 +419,7 @@ static void test_diff(void **state)
 
 	expect_ok("[Daemon]\nWorkers=2\nFaultAround=64K\n[Limits]\nMaxSources=4\n", &a);
 	expect_ok("[Daemon]\nWorkers=3\nFaultAround=128K\n[Limits]\nMaxSources=4\n"
-		  "MaxPinnedBytes=infinity\n[Metrics]\nPerDomain=no\n",
+		  "MaxPinnedBytes=infinity\n[Metrics]\nPerDomain=yes\n",
 		  &b);
 	conf_diff(&a, &b, on_change, &ch);
 	assert_int_equal(ch.n, 4);
