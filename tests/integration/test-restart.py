@@ -165,6 +165,12 @@ class FdStore:
         with open(os.path.join(self.tmp, "iopfd.log"), errors="replace") as f:
             return f.read()[-4000:]
 
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
     def close(self):
         self.stop_daemon()
         self.stop = True
@@ -205,8 +211,7 @@ def recovered_records(text):
 def case_kill(tmp, kills=16, tenants_n=3, batch=4000):
     """SIGKILL at seeded random moments under load: every group answered exactly once."""
     rng = random.Random(SEED)
-    st = FdStore(tmp)
-    try:
+    with FdStore(tmp) as st:
         st.start()
         tenants = [ops.Tenant(st.address) for _ in range(tenants_n)]
         ids = [t.ids for t in tenants]
@@ -264,14 +269,11 @@ def case_kill(tmp, kills=16, tenants_n=3, batch=4000):
         for t in tenants:
             t.close()
         poll(lambda: st.names() == ["state"], "only the state left in the fd store")
-    finally:
-        st.close()
 
 
 def case_tenant_exit(tmp):
     """A tenant whose process exits while iopfd is down is removed; the others serve on."""
-    st = FdStore(tmp)
-    try:
+    with FdStore(tmp) as st:
         st.start()
         a, b = ops.Tenant(st.address), ops.Tenant(st.address)
         a.faults(good=50)
@@ -288,14 +290,11 @@ def case_tenant_exit(tmp):
                 "did not come back" not in st.text():
             fail(f"the gone tenant was not removed:\n{st.text()}")
         b.close()
-    finally:
-        st.close()
 
 
 def case_refused_state(tmp):
     """A damaged state is refused with a clear line; what its queues held is answered."""
-    st = FdStore(tmp)
-    try:
+    with FdStore(tmp) as st:
         st.start()
         t = ops.Tenant(st.address)
         t.faults(good=20)
@@ -311,14 +310,11 @@ def case_refused_state(tmp):
         if n["queued"] or n["delivered"]:
             fail(f"groups left unanswered after the refusal: {n}")
         t.close()
-    finally:
-        st.close()
 
 
 def case_handover(tmp):
     """SIGUSR2 (an upgrade) under load: exit 75 and carry on, losing nothing."""
-    st = FdStore(tmp)
-    try:
+    with FdStore(tmp) as st:
         st.start()
         t = ops.Tenant(st.address)
         res = {}
@@ -335,15 +331,12 @@ def case_handover(tmp):
             fail(f"after the handover: {res}")
         check_all_answered([t], [2000])
         t.close()
-    finally:
-        st.close()
 
 
 def case_kill_sim(tmp, kills=4):
     """iopf-sim's tenants (regions sharing memfds, one process) across SIGKILLs: 0 violations."""
     rng = random.Random(SEED)
-    st = FdStore(tmp)
-    try:
+    with FdStore(tmp) as st:
         st.start()
         sim = spawn([env("IOPF_SIM"), "--address", st.address, "--tenants", "4", "--regions",
                      "4", "--faults", "300000", "--rate", "100000", "--restarts"],
@@ -359,8 +352,6 @@ def case_kill_sim(tmp, kills=4):
             fail(f"objects dropped on restore:\n{st.text()}")
         figure(f"iopf-sim, 4 tenants at 100k faults/s across {kills} kills: "
                + next(l.strip() for l in out.splitlines() if "answered" in l))
-    finally:
-        st.close()
 
 
 CASES = {

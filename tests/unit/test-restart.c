@@ -326,29 +326,20 @@ static void run(enum crash_at at)
 	sim_of_test = iopf_sim_free(sim_of_test);
 }
 
-static void test_crash_before_write(void **state)
+/* One test a crash point: the point is the test's initial state. */
+static void test_crash(void **state)
 {
-	(void)state;
-	run(CRASH_BEFORE_WRITE);
+	run(*(const enum crash_at *)*state);
 }
 
-static void test_crash_after_write(void **state)
-{
-	(void)state;
-	run(CRASH_AFTER_WRITE);
-}
+static const enum crash_at points[] = {
+	CRASH_BEFORE_WRITE,
+	CRASH_AFTER_WRITE,
+	CRASH_BEFORE_MAP,
+	CRASH_AFTER_MAP,
+};
 
-static void test_crash_before_map(void **state)
-{
-	(void)state;
-	run(CRASH_BEFORE_MAP);
-}
-
-static void test_crash_after_map(void **state)
-{
-	(void)state;
-	run(CRASH_AFTER_MAP);
-}
-
-TEST_MAIN(cmocka_unit_test(test_crash_before_write), cmocka_unit_test(test_crash_after_write),
-	  cmocka_unit_test(test_crash_before_map), cmocka_unit_test(test_crash_after_map))
+/* struct CMUnitTest: its name, the function, no setup or teardown, the crash point */
+#define CRASH_TEST(i, name) {name, test_crash, NULL, NULL, (void *)&points[i]}
+TEST_MAIN(CRASH_TEST(0, "crash_before_write"), CRASH_TEST(1, "crash_after_write"),
+	  CRASH_TEST(2, "crash_before_map"), CRASH_TEST(3, "crash_after_map"))
