@@ -117,6 +117,19 @@ run_tenant() {
 	return $rc
 }
 
+# restart: the tenant runs iopfd itself, under its fd-store stand-in, and SIGKILLs it amid
+# faults (iopf-ktenant restart); a running iopfd of the other steps is stopped first.
+run_restart() {
+	if [ -n "$DAEMON_PID" ]; then
+		stop_daemon || return 1
+	fi
+	rm -f "$SOCKET"
+	log=/tmp/iopfd-restart-$LAYOUT.log
+	timeout -s KILL "$STEP_TIMEOUT" iopf-ktenant restart --window "$WINDOW" \
+		--layout "$LAYOUT" --address "$ADDRESS" --log "$log" -- \
+		iopfd --socket "$SOCKET" --workers "$WORKERS" --fault-around "$WINDOW" --no-system-bus
+}
+
 # run_step STEP: in layout $LAYOUT
 run_step() {
 	name=$1
@@ -134,6 +147,7 @@ run_step() {
 	load) run_tenant "$LOAD_WINDOW" "$PIN" load --faults "$FAULTS" --tenants "$TENANTS" \
 		--inflight "$INFLIGHT" ;;
 	stop) stop_daemon ;;
+	restart) run_restart ;;
 	*) echo "ktest: unknown step '$name'"; false ;;
 	esac
 	rc=$?

@@ -23,7 +23,7 @@ set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 
 ALL_STEPS=arrive,pasid-kernel,bare,handoff-process,regions,outside,unknown,collide,teardown
-ALL_STEPS+=,faultaround,mapfile,pasid,pasid-none,load,stop
+ALL_STEPS+=,faultaround,mapfile,pasid,pasid-none,load,stop,restart
 PAGING_ONLY=" pasid-kernel pasid pasid-none "
 daemon='' kbare='' tenant='' cache='' keep=''
 version=6.12
@@ -218,7 +218,8 @@ fi
 # Figures: the bare loop and the daemon under load, side by side.
 grep -a '^KTEST-METRIC ' "$console.clean" | sed 's/^KTEST-METRIC /kernel-tests: metric /' || true
 metric() { # metric NAME LAYOUT KEY
-	grep -a "^KTEST-METRIC name=$1 layout=$2 " "$console.clean" | tail -n 1 |
+	# (nothing when the step did not run: --steps without it)
+	{ grep -a "^KTEST-METRIC name=$1 layout=$2 " "$console.clean" || true; } | tail -n 1 |
 		tr ' ' '\n' | sed -n "s/^$3=//p"
 }
 # compare REF LAYOUT: the load against a reference measured in the same guest run

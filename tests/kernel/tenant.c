@@ -5,6 +5,12 @@
  *
  *   iopf-ktenant SCENARIO --address ADDR --daemon-pid PID [--layout nested|paging]
  *                [--window BYTES] [--faults N] [--tenants N] [--inflight N]
+ *   iopf-ktenant restart --address unix:path=SOCKET [--layout L] [--window BYTES]
+ *                [--log FILE] -- IOPFD-COMMAND...
+ *
+ * restart runs iopfd itself, under the fd-store stand-in (fdstore.h) that plays
+ * systemd's part: it kills it with SIGKILL amid faults and starts it again (see
+ * scenario_restart()).
  *
  * Each tenant owns an iommufd world (kt.h): IOAS, mock devices, a fault queue and the
  * fault-capable hwpt in the --layout asked for (kt.h), its memory in a memfd. It registers
@@ -38,6 +44,7 @@
 #include <errno.h>
 #include <getopt.h>
 #include <inttypes.h>
+#include <limits.h>
 #include <pthread.h>
 #include <sched.h>
 #include <signal.h>
@@ -54,6 +61,7 @@
 
 #include "iopf/client.h"
 #include "iopf/iopf.h"
+#include "fdstore.h"
 #include "kt.h"
 
 #define WAIT_MS	    20000 /* bound on any wait for iopfd (TCG is slow, not this slow) */
@@ -69,7 +77,13 @@ static struct {
 	unsigned tenants;
 	unsigned inflight;
 	enum kt_layout layout;
-} opt = {.window = 65536, .faults = 10000, .tenants = 4, .inflight = 1};
+	const char *log_path; /* restart: where iopfd's output goes */
+	char **daemon_argv;   /* restart: the iopfd command line, after "--" */
+} opt = {.window = 65536,
+	 .faults = 10000,
+	 .tenants = 4,
+	 .inflight = 1,
+	 .log_path = "/tmp/iopfd-restart.log"};
 
 static sd_bus *observer; /* root connection for GetAllStats; main thread only */
 
@@ -1708,6 +1722,572 @@ out:
 	return kt_failures() ? 1 : ret;
 }
 
+/* ---------------------------------------------------------------- 10. restart */
+
+/*
+ * iopfd killed (SIGKILL) while it holds groups it read and has not answered, and started
+ * again through the fd-store stand-in (fdstore.h), as systemd would after Restart=. The
+ * tenant registers once, before the first kill; its objects are restored, never
+ * registered again. Two worlds (two sources, two workers) of two devices each, the
+ * second device's faults on PASID 1. Each round raises RS_LIVE faults per device from a
+ * thread per device and, once iopfd has resolved a few of them (1, 2, 4, 8, 16 of the
+ * 160: early, while it still holds most of what it read), kills it; while it is dead RS_DEAD more per device are raised (they stay
+ * queued); then the next one starts. Every fault has a fault-around window of its own,
+ * so its page is mapped only if that fault was resolved. Proven after each restart:
+ * every fault of the round maps exactly its memory, and the new process's counters
+ * (read on a connection that takes the restored tenant over) show no INVALID and no
+ * fault without a handler, and at least the faults queued while it was dead answered.
+ * At the end: a round with no kill, UnregisterSource, nothing outstanding or queued,
+ * nothing mapped, only the state left in the store, a clean stop. The records each
+ * restarted process found read and unanswered are summed from its log line.
+ */
+#define RS_WORLDS    2
+#define RS_DEVS	     2
+#define RS_KILLS     5
+#define RS_LIVE	     40 /* faults per device and round raised while iopfd runs */
+#define RS_DEAD	     4	/* and while it is dead */
+#define RS_PER_ROUND (RS_LIVE + RS_DEAD)
+#define RS_ROUNDS    (RS_KILLS + 1) /* the last one has no kill */
+#define RS_DEV_SPAN  (UINT64_C(64) << 20)
+#define RS_START_MS  30000
+
+struct rs_world {
+	char name[16];
+	struct kt_world w;
+	struct kt_mem mem;
+	uint64_t source;
+	uint64_t dom[RS_DEVS];
+};
+
+static uint32_t rs_pasid(unsigned dev)
+{
+	return dev == 1 ? 1 : IOPF_PASID_NONE;
+}
+
+/* Fault j of device d: in window j of the device's region, at a page that varies. */
+static uint64_t rs_iova(unsigned dev, unsigned j)
+{
+	return REGION_IOVA + dev * RS_DEV_SPAN + (uint64_t)j * opt.window +
+	       (j % (opt.window / PAGE)) * PAGE + (j % 8) * 8;
+}
+
+static bool rs_resolved(struct rs_world *rw, unsigned dev, unsigned j)
+{
+	uint64_t page = rs_iova(dev, j) & ~(PAGE - 1);
+
+	return kt_check_map(&rw->w, page, PAGE,
+			    rw->mem.va + (page - REGION_IOVA - dev * RS_DEV_SPAN)) == 0;
+}
+
+static int rs_trigger(struct rs_world *rw, unsigned dev, unsigned j)
+{
+	uint32_t pasid = rs_pasid(dev);
+
+	return kt_trigger(&rw->w, rw->w.dev[dev].idev_id, pasid == IOPF_PASID_NONE ? 0 : pasid,
+			  j & 0x1ff, grp_perm(j), rs_iova(dev, j));
+}
+
+/* A thread raising faults [from, from + n) of one device back to back. */
+struct rs_raiser {
+	struct rs_world *rw;
+	unsigned dev, from, n;
+	int error;
+	pthread_t thread;
+};
+
+static void *rs_raise(void *arg)
+{
+	struct rs_raiser *r = arg;
+
+	for (unsigned j = r->from; j < r->from + r->n && !r->error; j++)
+		r->error = rs_trigger(r->rw, r->dev, j);
+	return NULL;
+}
+
+/*
+ * The faults of round @round resolved so far (the live ones only, when @live_only),
+ * counting no further than @enough (a look costs an ioctl a fault).
+ */
+static unsigned rs_count_resolved(struct rs_world *rws, unsigned round, bool live_only,
+				  unsigned enough)
+{
+	unsigned n = 0;
+
+	for (unsigned k = 0; k < RS_WORLDS; k++)
+		for (unsigned d = 0; d < RS_DEVS; d++)
+			for (unsigned i = 0; i < (live_only ? RS_LIVE : RS_PER_ROUND); i++) {
+				n += rs_resolved(&rws[k], d, round * RS_PER_ROUND + i);
+				if (n >= enough)
+					return n;
+			}
+	return n;
+}
+
+struct rs_round_wait {
+	struct rs_world *rws;
+	unsigned round;
+};
+
+static int rs_round_done(void *arg)
+{
+	struct rs_round_wait *rw = arg;
+
+	return rs_count_resolved(rw->rws, rw->round, false, UINT_MAX) ==
+	       RS_WORLDS * RS_DEVS * RS_PER_ROUND;
+}
+
+/* Every fault of the round maps exactly its memory, within WAIT_MS. */
+static int rs_expect_round(struct rs_world *rws, unsigned round)
+{
+	struct rs_round_wait w = {rws, round};
+
+	if (wait_until(rs_round_done, &w) > 0)
+		return 0;
+	for (unsigned k = 0; k < RS_WORLDS; k++)
+		for (unsigned d = 0; d < RS_DEVS; d++)
+			for (unsigned i = 0; i < RS_PER_ROUND; i++) {
+				unsigned j = round * RS_PER_ROUND + i;
+
+				if (!rs_resolved(&rws[k], d, j))
+					kt_fail("%s: round %u fault %u (dev %u, pasid %#x, iova "
+						"%#" PRIx64 ", raised %s) not mapped after %d ms",
+						rws[k].name, round, j, rws[k].w.dev[d].idev_id,
+						rs_pasid(d), rs_iova(d, j),
+						i < RS_LIVE ? "live" : "while iopfd was dead",
+						WAIT_MS);
+			}
+	return -1;
+}
+
+/*
+ * The running iopfd's view, through @c (a connection of ours: it owns the restored
+ * tenant): no INVALID, nothing without a handler, at least @min_groups answered SUCCESS
+ * on each domain. Adds the stale answers (the kernel refused them) to *stale.
+ */
+static int rs_expect_counters(struct iopf_client *c, struct rs_world *rws, uint64_t min_groups,
+			      const char *when, uint64_t *stale)
+{
+	for (unsigned k = 0; k < RS_WORLDS; k++) {
+		uint64_t src_invalid = 0;
+		int r = iopf_client_source_counter(c, rws[k].source, "invalid", &src_invalid);
+
+		if (r < 0) {
+			kt_fail("%s: GetSourceStats(%" PRIu64 ") %s: %s", rws[k].name,
+				rws[k].source, when, iopf_client_last_error(c) ?: strerror(-r));
+			return -1;
+		}
+		if (src_invalid) {
+			kt_fail("%s: %" PRIu64 " faults of the source answered INVALID (no handler) "
+				"%s",
+				rws[k].name, src_invalid, when);
+			return -1;
+		}
+		for (unsigned d = 0; d < RS_DEVS; d++) {
+			uint64_t groups = 0, success = 0, invalid = 0, st = 0, nh = 0;
+
+			r = iopf_client_domain_counter(c, rws[k].dom[d], "groups", &groups);
+			if (r >= 0)
+				r = iopf_client_domain_counter(c, rws[k].dom[d], "success",
+							       &success);
+			if (r >= 0)
+				r = iopf_client_domain_counter(c, rws[k].dom[d], "invalid",
+							       &invalid);
+			if (r >= 0)
+				r = iopf_client_domain_counter(c, rws[k].dom[d], "stale", &st);
+			if (r >= 0)
+				r = iopf_client_domain_counter(c, rws[k].dom[d], "no_handler", &nh);
+			if (r < 0) {
+				kt_fail("%s: GetStats(domain %" PRIu64 ") %s: %s", rws[k].name,
+					rws[k].dom[d], when,
+					iopf_client_last_error(c) ?: strerror(-r));
+				return -1;
+			}
+			if (invalid || nh || success < min_groups) {
+				kt_fail("%s: domain (dev %u, pasid %#x) %s: groups %" PRIu64
+					" success %" PRIu64 " invalid %" PRIu64 " no_handler %" PRIu64
+					"; wanted 0 invalid and >= %" PRIu64 " success",
+					rws[k].name, rws[k].w.dev[d].idev_id, rs_pasid(d), when,
+					groups, success, invalid, nh, min_groups);
+				return -1;
+			}
+			*stale += st;
+		}
+	}
+	return 0;
+}
+
+/* Connect again from this process: iopfd hands the connection the restored tenant. */
+static struct iopf_client *rs_reconnect(void)
+{
+	struct iopf_client *c = NULL;
+	int r = iopf_client_connect(opt.address, &c);
+
+	if (r < 0)
+		kt_fail("connect to %s after the restart: %s", opt.address, strerror(-r));
+	return c;
+}
+
+/* Sum N over iopfd's "...; N fault records it had read are answered..." lines. */
+static int rs_log_recovered(const char *path, unsigned *per_kill, unsigned max, unsigned *n_lines,
+			    unsigned *refused)
+{
+	char line[1024];
+	FILE *f = fopen(path, "re");
+
+	*n_lines = *refused = 0;
+	if (!f) {
+		kt_fail("cannot read iopfd's log %s: %s", path, strerror(errno));
+		return -1;
+	}
+	while (fgets(line, sizeof(line), f)) {
+		const char *p = strstr(line, " fault records it had read");
+		unsigned dropped = 0;
+
+		if (strstr(line, "Refusing the state"))
+			(*refused)++;
+		if (!p)
+			continue;
+		while (p > line && p[-1] >= '0' && p[-1] <= '9')
+			p--;
+		if (*n_lines < max)
+			per_kill[*n_lines] = (unsigned)strtoul(p, NULL, 10);
+		(*n_lines)++;
+		p = strstr(line, "(");
+		if (p && sscanf(p, "(%u objects dropped", &dropped) == 1 && dropped)
+			kt_fail("a restart dropped %u objects: %s", dropped, line);
+		line[strcspn(line, "\n")] = '\0';
+		kt_log("%s", line);
+	}
+	fclose(f);
+	return 0;
+}
+
+/* Print the end of iopfd's log (on a failure). */
+static void rs_log_tail(const char *path)
+{
+	char line[1024];
+	long lines = 0, skip;
+	FILE *f = fopen(path, "re");
+
+	if (!f)
+		return;
+	while (fgets(line, sizeof(line), f))
+		lines++;
+	skip = lines > 60 ? lines - 60 : 0;
+	rewind(f);
+	for (long i = 0; fgets(line, sizeof(line), f); i++)
+		if (i >= skip) {
+			line[strcspn(line, "\n")] = '\0';
+			kt_log("iopfd log: %s", line);
+		}
+	fclose(f);
+}
+
+struct rs_names_wait {
+	struct kfs *store;
+	char names[1024];
+};
+
+static int rs_only_state(void *arg)
+{
+	struct rs_names_wait *n = arg;
+
+	return kfs_names(n->store, n->names, sizeof(n->names)) == 1 &&
+	       strcmp(n->names, "state") == 0;
+}
+
+static int scenario_restart(void)
+{
+	const uint64_t len = (uint64_t)RS_ROUNDS * RS_PER_ROUND * opt.window;
+	const char *sock_path = opt.address + strlen("unix:path=");
+	char notify_path[128], names[1024];
+	struct rs_world rws[RS_WORLDS];
+	struct iopf_client *client = NULL;
+	struct kfs *store = NULL;
+	unsigned n_open = 0, recovered[RS_KILLS + 4] = {0}, n_lines = 0, refused = 0;
+	unsigned caught = 0, total_recovered = 0;
+	uint64_t ready_ms[RS_KILLS], stale = 0;
+	pid_t pid;
+	int r, ret = 1;
+
+	if (strncmp(opt.address, "unix:path=", 10) != 0 || !opt.daemon_argv) {
+		kt_fail("restart needs --address unix:path=SOCKET and the iopfd command after --");
+		return 1;
+	}
+	if (len > RS_DEV_SPAN) {
+		kt_fail("--window %" PRIu64 " is too large for %u faults a device", opt.window,
+			RS_ROUNDS * RS_PER_ROUND);
+		return 1;
+	}
+	snprintf(notify_path, sizeof(notify_path), "%s.notify", sock_path);
+	r = kfs_open(sock_path, notify_path, opt.log_path, &store);
+	if (r < 0) {
+		kt_fail("fd-store stand-in on %s, %s: %s", sock_path, notify_path, strerror(-r));
+		return 1;
+	}
+	pid = kfs_start(store, opt.daemon_argv, RS_START_MS);
+	if (pid < 0) {
+		kt_fail("iopfd did not get ready: %s", strerror(-(int)pid));
+		goto out;
+	}
+	kt_log("iopfd pid %d ready (fd store: LISTEN_FDS with iopfd.socket, NOTIFY_SOCKET %s)",
+	       (int)pid, notify_path);
+
+	/* register once: two sources, a domain per device, a region per domain */
+	r = iopf_client_connect(opt.address, &client);
+	if (r < 0) {
+		kt_fail("connect to %s: %s", opt.address, strerror(-r));
+		goto out;
+	}
+	for (; n_open < RS_WORLDS; n_open++) {
+		struct rs_world *rw = &rws[n_open];
+
+		*rw = (struct rs_world){0};
+		rw->mem = (struct kt_mem){.memfd = -1};
+		snprintf(rw->name, sizeof(rw->name), "world-%u", n_open);
+		r = kt_world_open(&rw->w, RS_DEVS, opt.layout);
+		if (r < 0) {
+			kt_fail("%s: cannot build the mock world (%s): %s", rw->name,
+				kt_layout_name(opt.layout), strerror(-r));
+			goto out;
+		}
+		r = kt_mem_open(&rw->mem, len);
+		if (r < 0) {
+			n_open++;
+			kt_fail("%s: memfd: %s", rw->name, strerror(-r));
+			goto out;
+		}
+		r = iopf_client_register_source(client, rw->w.fault_fd, rw->w.iommufd,
+						rw->w.ioas_id, &rw->source);
+		if (r < 0) {
+			n_open++;
+			kt_fail("%s: RegisterSource: %s", rw->name,
+				iopf_client_last_error(client) ?: strerror(-r));
+			goto out;
+		}
+		for (unsigned d = 0; d < RS_DEVS; d++) {
+			uint64_t region;
+
+			if (rs_pasid(d) != IOPF_PASID_NONE)
+				r = kt_world_attach_pasid(&rw->w, d, rs_pasid(d));
+			if (r >= 0)
+				r = iopf_client_register_domain(client, rw->source,
+								rw->w.dev[d].idev_id, rs_pasid(d),
+								&rw->dom[d]);
+			/* the same memory behind both devices' regions: one stored open file */
+			if (r >= 0)
+				r = iopf_client_add_region(client, rw->dom[d], rw->mem.memfd, 0,
+							   REGION_IOVA + d * RS_DEV_SPAN, len,
+							   IOPF_ACCESS_ALL, &region);
+			if (r < 0) {
+				n_open++;
+				kt_fail("%s: domain/region of dev %u pasid %#x: %s", rw->name,
+					rw->w.dev[d].idev_id, rs_pasid(d),
+					iopf_client_last_error(client) ?: strerror(-r));
+				goto out;
+			}
+		}
+	}
+	kfs_names(store, names, sizeof(names));
+	kt_log("registered 2 sources, 4 domains (PASID 1 on each second device), 4 regions; "
+	       "the store holds: %s",
+	       names);
+
+	for (unsigned round = 0; round < RS_ROUNDS; round++) {
+		const bool kill_it = round < RS_KILLS;
+		const unsigned base = round * RS_PER_ROUND;
+		/* early in the round, at a different point each time: 1, 2, 4, 8, 16 resolved */
+		const unsigned kill_at = 1u << round;
+		struct rs_raiser raisers[RS_WORLDS * RS_DEVS];
+		unsigned n_raisers = 0, at_kill = 0;
+		uint64_t t_kill, deadline;
+
+		for (unsigned k = 0; k < RS_WORLDS; k++)
+			for (unsigned d = 0; d < RS_DEVS; d++) {
+				struct rs_raiser *ra = &raisers[n_raisers];
+
+				*ra = (struct rs_raiser){.rw = &rws[k], .dev = d, .from = base,
+							 .n = kill_it ? RS_LIVE : RS_PER_ROUND};
+				if (pthread_create(&ra->thread, NULL, rs_raise, ra) != 0) {
+					kt_fail("pthread_create failed");
+					break;
+				}
+				n_raisers++;
+			}
+		if (!kill_it || n_raisers < RS_WORLDS * RS_DEVS)
+			goto join;
+
+		/* kill it amid the flow: once it resolved kill_at of the round's faults */
+		deadline = kt_now_ns() + (uint64_t)WAIT_MS * 1000000;
+		while ((at_kill = rs_count_resolved(rws, round, true, kill_at)) < kill_at) {
+			if (kt_now_ns() > deadline) {
+				kt_fail("round %u: only %u of %u faults resolved after %d ms",
+					round, at_kill, RS_WORLDS * RS_DEVS * RS_LIVE, WAIT_MS);
+				break;
+			}
+			sched_yield();
+		}
+		t_kill = kt_now_ns();
+		r = kfs_kill(store);
+		if (r < 0) {
+			kt_fail("SIGKILL iopfd: %s", strerror(-r));
+			goto join;
+		}
+		client = iopf_client_free(client); /* its connection died with iopfd */
+		at_kill = rs_count_resolved(rws, round, true, UINT_MAX); /* what it had mapped */
+		/* while it is dead: more faults, which must stay queued */
+		for (unsigned k = 0; k < RS_WORLDS; k++) {
+			for (unsigned d = 0; d < RS_DEVS; d++)
+				for (unsigned i = RS_LIVE; i < RS_PER_ROUND; i++) {
+					r = rs_trigger(&rws[k], d, base + i);
+					if (r < 0)
+						kt_fail("%s: TRIGGER_IOPF while iopfd is dead: %s",
+							rws[k].name, strerror(-r));
+				}
+			if (kt_fault_readable(rws[k].w.fault_fd, 0) != 1)
+				kt_fail("%s: nothing queued while iopfd is dead", rws[k].name);
+		}
+		pid = kfs_start(store, opt.daemon_argv, RS_START_MS);
+		if (pid < 0) {
+			kt_fail("round %u: iopfd did not get ready again: %s", round,
+				strerror(-(int)pid));
+			goto join;
+		}
+		ready_ms[round] = (kt_now_ns() - t_kill) / 1000000;
+		kt_log("round %u: SIGKILL, %u of %u live faults resolved by then; %u raised while dead; "
+		       "iopfd pid %d ready %" PRIu64 " ms after the kill",
+		       round, at_kill, RS_WORLDS * RS_DEVS * RS_LIVE, RS_WORLDS * RS_DEVS * RS_DEAD,
+		       (int)pid, ready_ms[round]);
+	join:
+		for (unsigned i = 0; i < n_raisers; i++) {
+			pthread_join(raisers[i].thread, NULL);
+			if (raisers[i].error)
+				kt_fail("%s: TRIGGER_IOPF (dev %u): %s", raisers[i].rw->name,
+					raisers[i].dev, strerror(-raisers[i].error));
+		}
+		if (kt_failures() || rs_expect_round(rws, round) < 0)
+			goto out;
+		/* the process now running answered what was queued while it was dead (or all) */
+		if (!client && !(client = rs_reconnect()))
+			goto out;
+		if (rs_expect_counters(client, rws, kill_it ? RS_DEAD : RS_PER_ROUND,
+				       kill_it ? "after the restart" : "in the last round",
+				       &stale) < 0)
+			goto out;
+		kt_log("round %u: all %u faults mapped exactly; iopfd counts 0 invalid, 0 without "
+		       "a handler",
+		       round, RS_WORLDS * RS_DEVS * RS_PER_ROUND);
+	}
+
+	/* the end: unregister, and nothing is left outstanding, queued, mapped or stored */
+	for (unsigned k = 0; k < RS_WORLDS; k++) {
+		struct rs_world *rw = &rws[k];
+		int outstanding;
+
+		r = iopf_client_unregister_source(client, rw->source);
+		if (r < 0) {
+			kt_fail("%s: UnregisterSource(%" PRIu64 ") after the restarts: %s", rw->name,
+				rw->source, iopf_client_last_error(client) ?: strerror(-r));
+			goto out;
+		}
+		outstanding = kt_fault_probe_outstanding(rw->w.fault_fd,
+							 RS_DEVS * RS_ROUNDS * RS_PER_ROUND +
+								 PROBE_SLACK);
+		if (outstanding != 0) {
+			kt_fail("%s: %d group(s) read and never answered%s", rw->name, outstanding,
+				outstanding < 0 ? " (probe failed)" : "");
+			goto out;
+		}
+		if (kt_fault_readable(rw->w.fault_fd, 0) != 0) {
+			kt_fail("%s: groups left queued, never read", rw->name);
+			goto out;
+		}
+		for (unsigned d = 0; d < RS_DEVS; d++)
+			for (unsigned j = 0; j < RS_ROUNDS * RS_PER_ROUND; j++) {
+				uint64_t page = rs_iova(d, j) & ~(PAGE - 1);
+
+				r = kt_ioas_map(rw->w.iommufd, rw->w.ioas_id, rw->mem.va, PAGE, page);
+				if (r < 0) {
+					kt_fail("%s: iova %#" PRIx64 " still mapped after "
+						"UnregisterSource (%s)",
+						rw->name, page, strerror(-r));
+					goto out;
+				}
+				(void)kt_ioas_unmap(rw->w.iommufd, rw->w.ioas_id, page, PAGE);
+			}
+	}
+	client = iopf_client_free(client);
+	{
+		struct rs_names_wait nw = {.store = store};
+
+		if (wait_until(rs_only_state, &nw) <= 0) {
+			kt_fail("the fd store still holds more than the state: %s", nw.names);
+			goto out;
+		}
+	}
+	r = kfs_stop(store, WAIT_MS);
+	if (r < 0 || !WIFEXITED(r) || WEXITSTATUS(r) != 0) {
+		kt_fail("iopfd did not stop cleanly on SIGTERM (%s %d)",
+			r < 0 ? strerror(-r) : "status", r);
+		goto out;
+	}
+	if (rs_log_recovered(opt.log_path, recovered, RS_KILLS + 4, &n_lines, &refused) < 0)
+		goto out;
+	if (n_lines != RS_KILLS || refused) {
+		kt_fail("%u restarts carried on from the process before (want %u); %u refused its "
+			"state",
+			n_lines, RS_KILLS, refused);
+		goto out;
+	}
+	for (unsigned k = 0; k < RS_KILLS; k++) {
+		total_recovered += recovered[k];
+		caught += recovered[k] > 0;
+	}
+	/* a kill may find the groups all answered; every one of them would prove nothing */
+	if (caught == 0) {
+		kt_fail("none of the %u kills caught a group read and unanswered", RS_KILLS);
+		goto out;
+	}
+	{
+		uint64_t sorted[RS_KILLS];
+
+		memcpy(sorted, ready_ms, sizeof(sorted));
+		for (unsigned i = 1; i < RS_KILLS; i++)
+			for (unsigned j = i; j > 0 && sorted[j - 1] > sorted[j]; j--) {
+				uint64_t t = sorted[j];
+
+				sorted[j] = sorted[j - 1];
+				sorted[j - 1] = t;
+			}
+		kt_log("%u SIGKILLs amid faults: %u of them caught groups read and unanswered, "
+		       "%u such records answered by the next process (%" PRIu64
+		       " answers the kernel refused as already given); %u faults, all SUCCESS, "
+		       "0 INVALID, 0 outstanding; kill to ready p50 %" PRIu64 " ms, max %" PRIu64
+		       " ms",
+		       RS_KILLS, caught, total_recovered, stale,
+		       RS_WORLDS * RS_DEVS * RS_ROUNDS * RS_PER_ROUND, sorted[RS_KILLS / 2],
+		       sorted[RS_KILLS - 1]);
+		printf("KTEST-METRIC name=restart layout=%s kills=%u caught=%u recovered=%u "
+		       "faults=%u invalid=0 stale=%" PRIu64 " ready_p50_ms=%" PRIu64
+		       " ready_max_ms=%" PRIu64 "\n",
+		       kt_layout_name(opt.layout), RS_KILLS, caught, total_recovered,
+		       RS_WORLDS * RS_DEVS * RS_ROUNDS * RS_PER_ROUND, stale, sorted[RS_KILLS / 2],
+		       sorted[RS_KILLS - 1]);
+		fflush(stdout);
+	}
+	ret = 0;
+out:
+	if (kt_failures())
+		rs_log_tail(opt.log_path);
+	client = iopf_client_free(client);
+	store = kfs_close(store); /* kills iopfd if it still runs */
+	for (unsigned k = 0; k < n_open; k++) {
+		kt_mem_close(&rws[k].mem);
+		kt_world_close(&rws[k].w);
+	}
+	return kt_failures() ? 1 : ret;
+}
+
 /* ---------------------------------------------------------------- main */
 
 static const struct {
@@ -1719,6 +2299,7 @@ static const struct {
 	{"teardown", scenario_teardown}, {"faultaround", scenario_faultaround},
 	{"mapfile", scenario_mapfile},	 {"pasid", scenario_pasid},
 	{"pasid-none", scenario_pasid_none}, {"load", scenario_load},
+	{"restart", scenario_restart},
 };
 
 static int usage(void)
@@ -1726,6 +2307,8 @@ static int usage(void)
 	fprintf(stderr, "usage: iopf-ktenant SCENARIO --address ADDR --daemon-pid PID "
 			"[--layout nested|paging] [--window BYTES] [--faults N] [--tenants N] "
 			"[--inflight N]\n"
+			"       iopf-ktenant restart --address unix:path=SOCKET [--layout L] "
+			"[--window BYTES] [--log FILE] -- IOPFD-COMMAND...\n"
 			"scenarios:");
 	for (size_t i = 0; i < sizeof(scenarios) / sizeof(scenarios[0]); i++)
 		fprintf(stderr, " %s", scenarios[i].name);
@@ -1758,8 +2341,10 @@ int main(int argc, char **argv)
 					     {"tenants", required_argument, NULL, 't'},
 					     {"inflight", required_argument, NULL, 'i'},
 					     {"layout", required_argument, NULL, 'l'},
+					     {"log", required_argument, NULL, 'L'},
 					     {}};
 	const char *name;
+	bool own_daemon;
 	int c, ret;
 
 	if (argc < 2)
@@ -1790,11 +2375,18 @@ int main(int argc, char **argv)
 			if (kt_layout_parse(optarg, &opt.layout) < 0)
 				return usage();
 			break;
+		case 'L':
+			opt.log_path = optarg;
+			break;
 		default:
 			return usage();
 		}
 	}
-	if (!opt.address || opt.daemon_pid <= 0 || opt.window < PAGE ||
+	own_daemon = strcmp(name, "restart") == 0;
+	if (optind < argc)
+		opt.daemon_argv = argv + optind;
+	if (!opt.address || (!own_daemon && opt.daemon_pid <= 0) ||
+	    (own_daemon && !opt.daemon_argv) || opt.window < PAGE ||
 	    (opt.window & (opt.window - 1)) || opt.faults == 0 || opt.faults > 200000 ||
 	    opt.inflight == 0 || opt.inflight > 4096)
 		return usage();
@@ -1805,7 +2397,11 @@ int main(int argc, char **argv)
 		kt_set_name(name);
 		/* a vanished peer must not kill us mid-check */
 		signal(SIGPIPE, SIG_IGN);
-		if (observer_open() < 0)
+		/*
+		 * restart runs its own iopfd, and must not connect before it registers: a
+		 * later connection from this process takes its restored tenant over
+		 */
+		if (!own_daemon && observer_open() < 0)
 			return 1;
 		ret = scenarios[i].fn();
 		observer = sd_bus_flush_close_unref(observer);
