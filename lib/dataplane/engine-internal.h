@@ -118,6 +118,7 @@ struct iopf_source {
 	size_t journal_n;               /* slots of the last read waiting for their responses */
 	struct iopf_persist_source prec; /* its record; rewritten when the buffer grows */
 	bool recover;                   /* restored: answer the journal before the first read */
+	bool paused;                    /* registered, not handed to its worker yet (control) */
 	struct iopf_response_batch rb;
 	/*
 	 * Owned; IOPF_HELD_MAX entries. NULL until a domain of the source first

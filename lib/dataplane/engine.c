@@ -654,9 +654,10 @@ static void source_place(struct iopf_engine *e, struct iopf_source *s, uint64_t 
 
 /* Cannot fail: memory and the index slot were reserved. */
 static void source_attach(struct iopf_engine *e, struct iopf_source *s, uint64_t tenant,
-			  struct iopf_backend *b)
+			  struct iopf_backend *b, uint32_t flags)
 {
 	source_place(e, s, e->next_id++, tenant, b);
+	s->paused = flags & IOPF_ENGINE_SOURCE_PAUSED;
 	s->prec = (struct iopf_persist_source){
 		.version = IOPF_PERSIST_VERSION,
 		.backend = backend_kind(b),
@@ -665,11 +666,28 @@ static void source_attach(struct iopf_engine *e, struct iopf_source *s, uint64_t
 		.ioas_id = b->ioas_id,
 		.journal_cap = (uint32_t)s->journal.cap,
 		.journal_off = s->journal.off,
+		.flags = flags & IOPF_ENGINE_SOURCE_PAUSED,
 	};
 	persist_source(e, s);
 	keep_fd(e, 's', s->id, "f", b->fault_fd);
 	keep_fd(e, 's', s->id, "i", b->iommufd);
+	if (!s->paused)
+		iopf_worker_send(e->workers[s->worker], &s->add_cmd);
+}
+
+int iopf_engine_start_source(struct iopf_engine *e, uint64_t source_id)
+{
+	struct iopf_source *s = idvec_find(&e->sources, source_id);
+
+	if (!s)
+		return -ENOENT;
+	if (!s->paused)
+		return -EALREADY;
+	s->paused = false;
+	s->prec.flags &= ~IOPF_ENGINE_SOURCE_PAUSED;
+	persist_source(e, s);
 	iopf_worker_send(e->workers[s->worker], &s->add_cmd);
+	return 0;
 }
 
 int __iopf_engine_add_backend(struct iopf_engine *e, uint64_t tenant, struct iopf_backend *b,
@@ -684,13 +702,21 @@ int __iopf_engine_add_backend(struct iopf_engine *e, uint64_t tenant, struct iop
 	r = source_new(e, NULL, &s);
 	if (r < 0)
 		return r;
-	source_attach(e, s, tenant, b);
+	source_attach(e, s, tenant, b, 0);
 	*ret_source_id = s->id;
 	return 0;
 }
 
 int iopf_engine_add_source(struct iopf_engine *e, uint64_t tenant, int fault_fd, int iommufd,
 			   uint32_t ioas_id, uint64_t *ret_source_id)
+{
+	return iopf_engine_add_source_flags(e, tenant, fault_fd, iommufd, ioas_id, 0,
+					    ret_source_id);
+}
+
+int iopf_engine_add_source_flags(struct iopf_engine *e, uint64_t tenant, int fault_fd,
+				 int iommufd, uint32_t ioas_id, uint32_t flags,
+				 uint64_t *ret_source_id)
 {
 	struct iopf_backend *b;
 	struct iopf_source *s;
@@ -708,7 +734,7 @@ int iopf_engine_add_source(struct iopf_engine *e, uint64_t tenant, int fault_fd,
 		source_destroy(s);
 		return r;
 	}
-	source_attach(e, s, tenant, b);
+	source_attach(e, s, tenant, b, flags);
 	*ret_source_id = s->id;
 	return 0;
 }
@@ -729,6 +755,11 @@ static int remove_source(struct iopf_engine *e, struct iopf_source *s, iopf_engi
 {
 	struct iopf_domain *d;
 
+	/* a paused source goes to its worker first: the removal drains it like any other */
+	if (s->paused) {
+		s->paused = false;
+		iopf_worker_send(e->workers[s->worker], &s->add_cmd);
+	}
 	cds_list_for_each_entry(d, &s->domains, snode)
 		forget_domain(e, d);
 	idvec_del(&e->sources, s->id);
@@ -946,6 +977,7 @@ static void source_info(const struct iopf_source *s, struct iopf_source_info *re
 		.read_errors = ctr_get(&s->read_errors),
 		.retries = ctr_get(&s->retries),
 		.recovered = ctr_get(&s->recovered),
+		.paused = s->paused,
 		.broken = __atomic_load_n(&s->broken_pub, __ATOMIC_RELAXED),
 	};
 	ctr_snapshot(&s->unrouted, &ret->unrouted);
@@ -1501,7 +1533,10 @@ int iopf_engine_restore(struct iopf_engine *e, iopf_engine_take_fd_fn take_fd,
 		s = e->sources.v[i].p;
 		readopt_intent(s, &st);
 		st.pending += iopf_journal_pending(&s->journal);
-		iopf_worker_send(e->workers[s->worker], &s->add_cmd);
+		/* paused before the crash: still the tenant's to start */
+		s->paused = s->prec.flags & IOPF_ENGINE_SOURCE_PAUSED;
+		if (!s->paused)
+			iopf_worker_send(e->workers[s->worker], &s->add_cmd);
 	}
 	st.sources = (unsigned)e->sources.n;
 	st.domains = (unsigned)e->domains.n;

@@ -47,6 +47,8 @@ struct iopf_persist_source {
 	uint32_t ioas_id;
 	uint32_t journal_cap; /* records */
 	uint64_t journal_off;
+	uint32_t flags; /* IOPF_ENGINE_SOURCE_* */
+	uint32_t reserved;
 };
 struct iopf_persist_domain {
 	uint32_t version;

@@ -23,6 +23,7 @@ struct obj {
 	uint64_t iova, length, offset;
 	int fd1, fd2; /* owned */
 	bool sim;
+	bool paused; /* a source registered paused, not started */
 	bool retiring; /* removed; its retired callback runs at the next dispatch */
 	struct iopf_counters cnt;
 	struct iopf_histogram lat;
@@ -372,7 +373,8 @@ static void fill_source(struct iopf_engine *e, const struct obj *o, struct iopf_
 	*i = (struct iopf_source_info){.id = o->id,
 				       .tenant = o->tenant,
 				       .ioas_id = o->a,
-				       .backend = o->sim ? "sim" : "kernel"};
+				       .backend = o->sim ? "sim" : "kernel",
+				       .paused = o->paused};
 }
 
 static void fill_domain(struct iopf_engine *e, const struct obj *o, struct iopf_domain_info *i)
@@ -576,5 +578,29 @@ int iopf_engine_sweep(int fault_fd, int iommufd, iopf_backend_open_fn sim_open,
 	safe_close(fault_fd);
 	safe_close(iommufd);
 	*ret_answered = 0;
+	return 0;
+}
+
+/* Paused sources: the fake reads nothing anyway; it keeps the flag for the control tests. */
+int iopf_engine_add_source_flags(struct iopf_engine *e, uint64_t tenant, int fault_fd,
+				 int iommufd, uint32_t ioas_id, uint32_t flags,
+				 uint64_t *ret_source_id)
+{
+	int r = iopf_engine_add_source(e, tenant, fault_fd, iommufd, ioas_id, ret_source_id);
+
+	if (r >= 0)
+		obj_get(e, *ret_source_id, OBJ_SOURCE)->paused = flags & IOPF_ENGINE_SOURCE_PAUSED;
+	return r;
+}
+
+int iopf_engine_start_source(struct iopf_engine *e, uint64_t source_id)
+{
+	struct obj *o = obj_get(e, source_id, OBJ_SOURCE);
+
+	if (!o)
+		return -ENOENT;
+	if (!o->paused)
+		return -EALREADY;
+	o->paused = false;
 	return 0;
 }

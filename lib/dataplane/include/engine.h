@@ -152,6 +152,17 @@ unsigned iopf_engine_n_workers(struct iopf_engine *e);
  */
 int iopf_engine_add_source(struct iopf_engine *e, uint64_t tenant, int fault_fd, int iommufd,
 			   uint32_t ioas_id, uint64_t *ret_source_id);
+/*
+ * The same with @flags. IOPF_ENGINE_SOURCE_PAUSED: nothing reads the fault fd
+ * (its groups stay queued) until iopf_engine_start_source(), so a tenant can
+ * register its domains and regions first and no fault meets "no handler".
+ */
+#define IOPF_ENGINE_SOURCE_PAUSED 1u
+int iopf_engine_add_source_flags(struct iopf_engine *e, uint64_t tenant, int fault_fd,
+				 int iommufd, uint32_t ioas_id, uint32_t flags,
+				 uint64_t *ret_source_id);
+/* Let a paused source's worker read it. Return: 0, -ENOENT, -EALREADY (not paused). */
+int iopf_engine_start_source(struct iopf_engine *e, uint64_t source_id);
 int iopf_engine_remove_source(struct iopf_engine *e, uint64_t source_id,
 			      iopf_engine_done_fn done, void *userdata);
 
@@ -232,6 +243,7 @@ struct iopf_source_info {
 	uint64_t read_errors;    /* of those, fault reads (or polls): retried after a backoff */
 	uint64_t retries;        /* turns run after a backoff (a failed write or read) */
 	uint64_t recovered;      /* records a dead iopfd had read, answered by this one */
+	bool paused;             /* registered paused, not started yet */
 	bool broken;             /* the last read failed: retried from 10 ms, doubling to 10 s */
 };
 struct iopf_domain_info {
