@@ -784,10 +784,10 @@ static int remove_object(sd_bus_message *m, struct conn *c, const char *what, re
 
 /* --- methods --- */
 
-static int method_register_source(sd_bus_message *m, void *userdata, sd_bus_error *error)
+/* RegisterSource and RegisterSourcePaused (@flags: IOPF_ENGINE_SOURCE_PAUSED). */
+static int register_source(sd_bus_message *m, struct conn *c, uint32_t flags, sd_bus_error *error)
 {
 	struct iopf_control_error err = {};
-	struct conn *c = userdata;
 	struct log_ids ids;
 	int fault_fd, iommufd;
 	uint64_t tenant, id;
@@ -805,8 +805,8 @@ static int method_register_source(sd_bus_message *m, void *userdata, sd_bus_erro
 	was_registered =
 		iopf_control_tenant_info(c->bus->control, tenant, &ti) >= 0 && ti.registered;
 	/* The message owns fault_fd and iommufd; control hands the engine copies. */
-	r = iopf_control_register_source(c->bus->control, tenant, fault_fd, iommufd, ioas_id, &id,
-					 &err);
+	r = iopf_control_register_source_flags(c->bus->control, tenant, fault_fd, iommufd, ioas_id,
+					       flags, &id, &err);
 	if (r < 0) {
 		log_debug("Tenant %" PRIu64 ": RegisterSource refused: %s", tenant, err.message);
 		return reply_error(error, r, &err);
@@ -814,8 +814,8 @@ static int method_register_source(sd_bus_message *m, void *userdata, sd_bus_erro
 	ids = tenant_ids(c->bus, tenant);
 	ids.source = id;
 	log_full_ids(LOG_INFO, 0, &ids,
-		     "Tenant %" PRIu64 ": fault source %" PRIu64 " registered (IOAS %" PRIu32 ").",
-		     tenant, id, ioas_id);
+		     "Tenant %" PRIu64 ": fault source %" PRIu64 " registered (IOAS %" PRIu32 ")%s.",
+		     tenant, id, ioas_id, flags & IOPF_ENGINE_SOURCE_PAUSED ? ", paused" : "");
 	if (!c->system)
 		tenant_keep(c, tenant);
 	/* the reply first: a client learns the id before any signal names it */
@@ -824,6 +824,36 @@ static int method_register_source(sd_bus_message *m, void *userdata, sd_bus_erro
 	if (!was_registered && iopf_control_tenant_info(c->bus->control, tenant, &ti) >= 0)
 		operators_signal(c->bus, "TenantAdded", tenant, tenant_display(&ti));
 	return r;
+}
+
+static int method_register_source(sd_bus_message *m, void *userdata, sd_bus_error *error)
+{
+	return register_source(m, userdata, 0, error);
+}
+
+static int method_register_source_paused(sd_bus_message *m, void *userdata, sd_bus_error *error)
+{
+	return register_source(m, userdata, IOPF_ENGINE_SOURCE_PAUSED, error);
+}
+
+static int method_start_source(sd_bus_message *m, void *userdata, sd_bus_error *error)
+{
+	struct iopf_control_error err = {};
+	struct conn *c = userdata;
+	uint64_t tenant, id;
+	int r;
+
+	r = sd_bus_message_read(m, IOPF_WIRE_ID, &id);
+	if (r < 0)
+		return r;
+	r = get_tenant(c, m, &tenant, error);
+	if (r < 0)
+		return r;
+	r = iopf_control_start_source(c->bus->control, tenant, id, &err);
+	if (r < 0)
+		return reply_error(error, r, &err);
+	log_debug("Tenant %" PRIu64 ": fault source %" PRIu64 " started.", tenant, id);
+	return sd_bus_reply_method_return(m, NULL);
 }
 
 static int method_unregister_source(sd_bus_message *m, void *userdata, sd_bus_error *error)
@@ -1485,6 +1515,13 @@ static const sd_bus_vtable manager_vtable[] = {
 	SD_BUS_METHOD_WITH_ARGS(
 		"RegisterSource", SD_BUS_ARGS("h", fault_fd, "h", iommufd, "u", ioas_id),
 		SD_BUS_RESULT("t", source_id), method_register_source, SD_BUS_VTABLE_UNPRIVILEGED),
+	/* A source whose faults wait until StartSource: its domains and regions come first. */
+	SD_BUS_METHOD_WITH_ARGS("RegisterSourcePaused",
+				SD_BUS_ARGS("h", fault_fd, "h", iommufd, "u", ioas_id),
+				SD_BUS_RESULT("t", source_id), method_register_source_paused,
+				SD_BUS_VTABLE_UNPRIVILEGED),
+	SD_BUS_METHOD_WITH_ARGS("StartSource", SD_BUS_ARGS("t", source_id), SD_BUS_NO_RESULT,
+				method_start_source, SD_BUS_VTABLE_UNPRIVILEGED),
 	SD_BUS_METHOD_WITH_ARGS("UnregisterSource", SD_BUS_ARGS("t", source_id), SD_BUS_NO_RESULT,
 				method_unregister_source, SD_BUS_VTABLE_UNPRIVILEGED),
 	SD_BUS_METHOD_WITH_ARGS(

@@ -104,6 +104,9 @@ struct iopf_control {
 	unsigned fds_removing;	/* of objects being removed: open until the engine is done */
 	iopf_control_fd_check_fn fd_check;
 	void *fd_check_userdata;
+	/* besides uid 0, who may read every tenant's (never change it): [Metrics] Readers= */
+	uid_t readers[IOPF_CONTROL_READERS_MAX];
+	unsigned n_readers;
 	/* with hide_ids, callers see keyed permutations of the engine's and our ids */
 	bool hide_ids;
 	struct iopf_idkey object_key, tenant_key;
@@ -324,6 +327,26 @@ int iopf_control_set_limits(struct iopf_control *c, const struct iopf_control_li
 	c->limits = *limits;
 	normalize_limits(&c->limits);
 	return 0;
+}
+
+int iopf_control_set_readers(struct iopf_control *c, const uid_t *uids, size_t n)
+{
+	if (n > IOPF_CONTROL_READERS_MAX || (n && !uids))
+		return -EINVAL;
+	for (size_t i = 0; i < n; i++)
+		c->readers[i] = uids[i];
+	c->n_readers = (unsigned)n;
+	return 0;
+}
+
+bool iopf_control_may_read_all(const struct iopf_control *c, uid_t uid)
+{
+	if (uid == 0)
+		return true;
+	for (unsigned i = 0; i < c->n_readers; i++)
+		if (c->readers[i] == uid)
+			return true;
+	return false;
 }
 
 /* uid 0 is a valid key too: the map's keys start at 1. */
@@ -847,6 +870,14 @@ int iopf_control_register_source(struct iopf_control *c, uint64_t tenant, int fa
 				 uint32_t ioas_id, uint64_t *ret_source_id,
 				 struct iopf_control_error *err)
 {
+	return iopf_control_register_source_flags(c, tenant, fault_fd, iommufd, ioas_id, 0,
+						  ret_source_id, err);
+}
+
+int iopf_control_register_source_flags(struct iopf_control *c, uint64_t tenant, int fault_fd,
+				       int iommufd, uint32_t ioas_id, uint32_t flags,
+				       uint64_t *ret_source_id, struct iopf_control_error *err)
+{
 	_cleanup_close_ int fault_copy = -EBADF, iommu_copy = -EBADF;
 	struct iopf_tenant *t = tenant_get(c, tenant);
 	_cleanup_free_ struct cobj *o = NULL;
@@ -897,7 +928,10 @@ int iopf_control_register_source(struct iopf_control *c, uint64_t tenant, int fa
 	if (iommu_copy < 0)
 		return fail(err, negative_errno(), "cannot duplicate iommufd: %s", strerror(errno));
 
-	r = iopf_engine_add_source(c->engine, t->id, fault_copy, iommu_copy, ioas_id, &id);
+	if (flags & ~IOPF_ENGINE_SOURCE_PAUSED)
+		return fail(err, -EINVAL, "unknown source flags 0x%" PRIx32, flags);
+	r = iopf_engine_add_source_flags(c->engine, t->id, fault_copy, iommu_copy, ioas_id, flags,
+					 &id);
 	switch (r) {
 	case 0:
 		break;
@@ -947,6 +981,26 @@ static int cobj_lookup(struct iopf_control *c, enum cobj_kind kind, const struct
 		return fail(err, -ENOENT, "no %s %" PRIu64, cobj_names[kind], id);
 	*ret = o;
 	return 0;
+}
+
+int iopf_control_start_source(struct iopf_control *c, uint64_t tenant, uint64_t source_id,
+			      struct iopf_control_error *err)
+{
+	struct iopf_tenant *t = tenant_get(c, tenant);
+	struct cobj *o;
+	int r;
+
+	if (!t)
+		return fail(err, -ENOENT, "unknown tenant");
+	r = cobj_lookup(c, COBJ_SOURCE, t, source_id, &o, err);
+	if (r < 0)
+		return r;
+	r = iopf_engine_start_source(c->engine, o->id);
+	if (r == -EALREADY)
+		return fail(err, -EINVAL, "fault source %" PRIu64 " is not paused", source_id);
+	return r < 0 ? fail(err, r, "cannot start fault source %" PRIu64 ": %s", source_id,
+			    strerror(-r))
+		     : 0;
 }
 
 static const char *pasid_str(uint32_t pasid, char *buf, size_t size)
@@ -1332,8 +1386,8 @@ static int show_region(const struct iopf_region_info *i, void *userdata)
 }
 
 /*
- * @tenant's objects of @kind, or with @all (uid 0 only) every tenant's; @tenant
- * 0 with @all is the daemon itself.
+ * @tenant's objects of @kind, or with @all (iopf_control_may_read_all()) every
+ * tenant's; @tenant 0 with @all is the daemon itself.
  */
 static int list_objects(struct iopf_control *c, uint64_t tenant, bool all, enum cobj_kind kind,
 			const struct visitor *v, struct iopf_control_error *err)
@@ -1350,8 +1404,9 @@ static int list_objects(struct iopf_control *c, uint64_t tenant, bool all, enum 
 
 	if (!t && !(tenant == 0 && all))
 		return fail(err, -ENOENT, "unknown tenant");
-	if (all && t && t->uid != 0)
-		return fail(err, -EPERM, "listing every tenant's objects needs uid 0");
+	if (all && t && !iopf_control_may_read_all(c, t->uid))
+		return fail(err, -EPERM,
+			    "listing every tenant's objects needs uid 0 or [Metrics] Readers=");
 	if (!all)
 		r = visit_own(c, t, kind, &shown);
 	else if (kind == COBJ_SOURCE)
@@ -1535,7 +1590,7 @@ int iopf_control_tenant_stats(struct iopf_control *c, uint64_t caller, uint64_t 
 	if (!me)
 		return fail(err, -ENOENT, "unknown tenant");
 	/* another's tenant id answers like one that does not exist */
-	if (!t || (t != me && me->uid != 0))
+	if (!t || (t != me && !iopf_control_may_read_all(c, me->uid)))
 		return fail(err, -ENOENT, "no tenant %" PRIu64, tenant);
 	collect_stats(c, t, ret);
 	return 0;
@@ -1567,8 +1622,8 @@ int iopf_control_foreach_tenant(struct iopf_control *c, uint64_t caller, bool al
 		free(st);
 		return r < 0 ? fail(err, r, "cannot list tenant: %s", strerror(-r)) : 0;
 	}
-	if (me->uid != 0)
-		return fail(err, -EPERM, "listing every tenant needs uid 0");
+	if (!iopf_control_may_read_all(c, me->uid))
+		return fail(err, -EPERM, "listing every tenant needs uid 0 or [Metrics] Readers=");
 all:
 	/*
 	 * Every tenant's totals in one pass over the objects, not one pass per
@@ -1600,8 +1655,8 @@ int iopf_control_total_stats(struct iopf_control *c, uint64_t caller,
 
 	if (caller != 0 && !me) /* 0: the daemon itself */
 		return fail(err, -ENOENT, "unknown tenant");
-	if (me && me->uid != 0)
-		return fail(err, -EPERM, "the daemon's totals need uid 0");
+	if (me && !iopf_control_may_read_all(c, me->uid))
+		return fail(err, -EPERM, "the daemon's totals need uid 0 or [Metrics] Readers=");
 	collect_stats(c, NULL, ret);
 	return 0;
 }

@@ -106,6 +106,17 @@ int iopf_control_set_limits(struct iopf_control *c, const struct iopf_control_li
 typedef int (*iopf_control_fd_check_fn)(void *userdata, unsigned need);
 void iopf_control_set_fd_check(struct iopf_control *c, iopf_control_fd_check_fn fn,
 			       void *userdata);
+/*
+ * Who may read every tenant's objects and statistics, never change them: uid
+ * 0 and the uids set here ([Metrics] Readers=, resolved by the daemon). Every
+ * read-only view across tenants (@all listings, another tenant's totals, the
+ * daemon's) asks iopf_control_may_read_all(); nothing that changes state does.
+ * iopf_control_set_readers(): replaces the list (reload). 0 or -EINVAL (more
+ * than IOPF_CONTROL_READERS_MAX; nothing changed).
+ */
+#define IOPF_CONTROL_READERS_MAX 64u
+int iopf_control_set_readers(struct iopf_control *c, const uid_t *uids, size_t n);
+bool iopf_control_may_read_all(const struct iopf_control *c, uid_t uid);
 /* Fds the engine holds for tenants' objects now, those still being removed included. */
 unsigned iopf_control_held_fds(struct iopf_control *c);
 
@@ -190,6 +201,18 @@ int iopf_control_register_source(struct iopf_control *c, uint64_t tenant, int fa
 				 struct iopf_control_error *err);
 
 /*
+ * The same with @flags: IOPF_ENGINE_SOURCE_PAUSED registers it paused, its
+ * faults queued until iopf_control_start_source(), so that its domains and
+ * regions are in place before the first fault is read. -EINVAL for other bits.
+ */
+int iopf_control_register_source_flags(struct iopf_control *c, uint64_t tenant, int fault_fd,
+				       int iommufd, uint32_t ioas_id, uint32_t flags,
+				       uint64_t *ret_source_id, struct iopf_control_error *err);
+/* Start a paused source of @tenant. Return: 0, -ENOENT, -EALREADY (not paused). */
+int iopf_control_start_source(struct iopf_control *c, uint64_t tenant, uint64_t source_id,
+			      struct iopf_control_error *err);
+
+/*
  * iopf_control_register_domain() - handler for (source, dev_id, pasid).
  * Return: 0; -ENOENT (no such source of this tenant), -EINVAL (pasid),
  * -EEXIST (key taken), -EDQUOT (MaxDomains, MaxDomainsPerUser), -ENOMEM.
@@ -256,15 +279,15 @@ struct iopf_control_stats {
 
 /*
  * iopf_control_tenant_stats() - @tenant's totals, asked by @caller: its own, or
- * any tenant's when the caller is uid 0.
+ * any tenant's when the caller may read all (iopf_control_may_read_all()).
  * Return: 0, -ENOENT (unknown tenant, or another's to a non-root caller).
  */
 int iopf_control_tenant_stats(struct iopf_control *c, uint64_t caller, uint64_t tenant,
 			      struct iopf_control_stats *ret, struct iopf_control_error *err);
 /*
- * iopf_control_foreach_tenant() - visit the caller alone, or with @all (uid 0
- * only) every tenant, oldest first, with its totals. @caller 0 is the daemon
- * itself (with @all only).
+ * iopf_control_foreach_tenant() - visit the caller alone, or with @all (callers
+ * that iopf_control_may_read_all()) every tenant, oldest first, with its
+ * totals. @caller 0 is the daemon itself (with @all only).
  * Return: 0, -EPERM, -ENOENT (unknown caller), or fn's error.
  */
 typedef int (*iopf_control_tenant_fn)(const struct iopf_tenant_info *t,
@@ -274,7 +297,8 @@ int iopf_control_foreach_tenant(struct iopf_control *c, uint64_t caller, bool al
 				struct iopf_control_error *err);
 /*
  * The daemon's totals since it started, every tenant's, gone ones too.
- * For uid 0 callers and @caller 0 (the daemon) only: -EPERM.
+ * For callers that iopf_control_may_read_all() and @caller 0 (the daemon)
+ * only: -EPERM.
  */
 int iopf_control_total_stats(struct iopf_control *c, uint64_t caller,
 			     struct iopf_control_stats *ret, struct iopf_control_error *err);
