@@ -46,6 +46,15 @@ const char *iopf_client_last_error(const struct iopf_client *c);
  */
 int iopf_client_register_source(struct iopf_client *c, int fault_fd, int iommufd,
 				uint32_t ioas_id, uint64_t *ret_source_id);
+/*
+ * The same, paused: iopfd reads none of its faults (they wait, queued) until
+ * iopf_client_start_source(), so the domains and regions can be registered
+ * first and no fault is answered "no handler" in between.
+ * start: 0, -ENOENT (not the caller's source), -EINVAL (not paused), -errno.
+ */
+int iopf_client_register_source_paused(struct iopf_client *c, int fault_fd, int iommufd,
+				       uint32_t ioas_id, uint64_t *ret_source_id);
+int iopf_client_start_source(struct iopf_client *c, uint64_t source_id);
 int iopf_client_unregister_source(struct iopf_client *c, uint64_t source_id);
 
 /*

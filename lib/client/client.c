@@ -174,15 +174,34 @@ static int call(struct iopf_client *c, const char *method, uint64_t *ret_id, con
 	return 0;
 }
 
-_public_ int iopf_client_register_source(struct iopf_client *c, int fault_fd, int iommufd,
-					 uint32_t ioas_id, uint64_t *ret_source_id)
+static int register_source(struct iopf_client *c, const char *method, int fault_fd, int iommufd,
+			   uint32_t ioas_id, uint64_t *ret_source_id)
 {
 	if (!ret_source_id)
 		return -EINVAL;
 	/* sd-bus refuses negative fds itself; say so before a round trip */
 	if (fault_fd < 0 || iommufd < 0)
 		return -EBADF;
-	return call(c, "RegisterSource", ret_source_id, IOPF_WIRE_REGISTER_SOURCE_IN, fault_fd, iommufd, ioas_id);
+	return call(c, method, ret_source_id, IOPF_WIRE_REGISTER_SOURCE_IN, fault_fd, iommufd,
+		    ioas_id);
+}
+
+_public_ int iopf_client_register_source(struct iopf_client *c, int fault_fd, int iommufd,
+					 uint32_t ioas_id, uint64_t *ret_source_id)
+{
+	return register_source(c, "RegisterSource", fault_fd, iommufd, ioas_id, ret_source_id);
+}
+
+_public_ int iopf_client_register_source_paused(struct iopf_client *c, int fault_fd, int iommufd,
+						uint32_t ioas_id, uint64_t *ret_source_id)
+{
+	return register_source(c, "RegisterSourcePaused", fault_fd, iommufd, ioas_id,
+			       ret_source_id);
+}
+
+_public_ int iopf_client_start_source(struct iopf_client *c, uint64_t source_id)
+{
+	return call(c, "StartSource", NULL, IOPF_WIRE_ID, source_id);
 }
 
 _public_ int iopf_client_unregister_source(struct iopf_client *c, uint64_t source_id)
