@@ -14,6 +14,9 @@
  *   region BYTES                        add a region that size: {"error":E,"message":M}
  *   reconnect                           a new connection (iopfd restarted): {"error":E,...}
  *   unregister                          remove its source: {"error":E,"message":M}
+ *   inject N                            inject N good single-record groups, no wait: {}
+ *   wait N                              wait for N answers: {"answered":A,"success":S,...}
+ *   start                               start its source (registered with --paused)
  *   simcounts                           the simulator's view: answers, refused answers,
  *                                       groups read and not answered, maps held
  *   quit                                (or end of input) disconnect and exit
@@ -36,6 +39,7 @@
 
 static struct iopf_client *client;
 static const char *address;
+static bool paused; /* --paused: the source is registered paused, started by "start" */
 static struct iopf_sim *sim;
 static uint64_t source_id, domain_id, region_id, next_iova = UINT64_C(1) << 30;
 static unsigned next_page;
@@ -77,8 +81,9 @@ static int setup(void)
 	mem = new_memfd(REGION_SIZE);
 	if (mem < 0)
 		return -errno;
-	r = iopf_client_register_source(client, iopf_sim_fault_fd(sim), iopf_sim_iommufd(sim),
-					iopf_sim_ioas_id(sim, 0), &source_id);
+	r = (paused ? iopf_client_register_source_paused : iopf_client_register_source)(
+		client, iopf_sim_fault_fd(sim), iopf_sim_iommufd(sim), iopf_sim_ioas_id(sim, 0),
+		&source_id);
 	if (r >= 0)
 		r = iopf_client_register_domain(client, source_id, 1, IOPF_PASID_NONE, &domain_id);
 	if (r >= 0)
@@ -103,25 +108,12 @@ static int inject(uint32_t dev_id, uint64_t addr, uint32_t perm)
 	return iopf_sim_inject(sim, &g, 1) == 1 ? 0 : -ENOSPC;
 }
 
-static void cmd_faults(unsigned good, unsigned nohandler, unsigned outside, unsigned perm)
+/* Harvest until @total answers came (bounded), and say how many and how they went. */
+static void wait_answers(unsigned total)
 {
-	unsigned total = good + nohandler + outside + perm, answered = 0, success = 0;
+	unsigned answered = 0, success = 0;
 	struct iopf_sim_answer a[64];
-	int r = 0;
 
-	for (unsigned i = 0; r >= 0 && i < good; i++)
-		r = inject(1, REGION_IOVA + (uint64_t)(next_page++ % (REGION_SIZE / 4096)) * 4096,
-			   IOMMU_PGFAULT_PERM_READ);
-	for (unsigned i = 0; r >= 0 && i < nohandler; i++)
-		r = inject(9, REGION_IOVA, IOMMU_PGFAULT_PERM_READ);
-	for (unsigned i = 0; r >= 0 && i < outside; i++)
-		r = inject(1, OUTSIDE_IOVA, IOMMU_PGFAULT_PERM_READ);
-	for (unsigned i = 0; r >= 0 && i < perm; i++)
-		r = inject(1, REGION_IOVA, IOMMU_PGFAULT_PERM_WRITE);
-	if (r < 0) {
-		printf("{\"error\":%d}\n", r);
-		return;
-	}
 	/* bounded: every group is answered, or the test fails on the count */
 	for (unsigned tries = 0; answered < total && tries < 100; tries++) {
 		int n;
@@ -135,6 +127,35 @@ static void cmd_faults(unsigned good, unsigned nohandler, unsigned outside, unsi
 	}
 	printf("{\"answered\":%u,\"success\":%u,\"invalid\":%u}\n", answered, success,
 	       answered - success);
+}
+
+static int inject_good(unsigned n)
+{
+	int r = 0;
+
+	for (unsigned i = 0; r >= 0 && i < n; i++)
+		r = inject(1, REGION_IOVA + (uint64_t)(next_page++ % (REGION_SIZE / 4096)) * 4096,
+			   IOMMU_PGFAULT_PERM_READ);
+	return r;
+}
+
+static void cmd_faults(unsigned good, unsigned nohandler, unsigned outside, unsigned perm)
+{
+	unsigned total = good + nohandler + outside + perm;
+	int r = 0;
+
+	r = inject_good(good);
+	for (unsigned i = 0; r >= 0 && i < nohandler; i++)
+		r = inject(9, REGION_IOVA, IOMMU_PGFAULT_PERM_READ);
+	for (unsigned i = 0; r >= 0 && i < outside; i++)
+		r = inject(1, OUTSIDE_IOVA, IOMMU_PGFAULT_PERM_READ);
+	for (unsigned i = 0; r >= 0 && i < perm; i++)
+		r = inject(1, REGION_IOVA, IOMMU_PGFAULT_PERM_WRITE);
+	if (r < 0) {
+		printf("{\"error\":%d}\n", r);
+		return;
+	}
+	wait_answers(total);
 }
 
 static void cmd_source(void)
@@ -224,6 +245,7 @@ int main(int argc, char *argv[])
 	static const struct option options[] = {
 		{"address", required_argument, NULL, 'a'},
 		{"uid", required_argument, NULL, 'u'},
+		{"paused", no_argument, NULL, 'P'},
 		{},
 	};
 	long uid = -1;
@@ -237,6 +259,9 @@ int main(int argc, char *argv[])
 			break;
 		case 'u':
 			uid = strtol(optarg, NULL, 10);
+			break;
+		case 'P':
+			paused = true;
 			break;
 		default:
 			return 2;
@@ -268,6 +293,17 @@ int main(int argc, char *argv[])
 			cmd_source();
 		else if (sscanf(line, "region %llu", &bytes) == 1)
 			cmd_region(bytes);
+		else if (sscanf(line, "inject %u", &a) == 1) {
+			int r = inject_good(a);
+
+			if (r < 0)
+				printf("{\"error\":%d}\n", r);
+			else
+				printf("{}\n");
+		} else if (sscanf(line, "wait %u", &a) == 1)
+			wait_answers(a);
+		else if (strncmp(line, "start", 5) == 0)
+			json_error(client ? iopf_client_start_source(client, source_id) : -ENOTCONN);
 		else if (strncmp(line, "reconnect", 9) == 0)
 			cmd_reconnect();
 		else if (strncmp(line, "unregister", 10) == 0)
