@@ -39,6 +39,25 @@ const char *iopf_client_last_error_name(const struct iopf_client *c);
 const char *iopf_client_last_error(const struct iopf_client *c);
 
 /*
+ * A connection broken by iopfd dying (a crash, or an upgrade's handover) is
+ * replaced by the next call, or by iopf_client_process(); the new iopfd gives
+ * this process its objects back, with the same ids (if the process had one
+ * client). @fn runs each time that happened, from the call that reconnected.
+ */
+typedef void (*iopf_client_restart_fn)(struct iopf_client *c, void *userdata);
+void iopf_client_set_restart_callback(struct iopf_client *c, iopf_client_restart_fn fn,
+				      void *userdata);
+/*
+ * The connection in the tenant's own event loop: poll iopf_client_fd() for
+ * iopf_client_events() (POLLIN, POLLOUT), then call iopf_client_process(),
+ * which also connects again after iopfd restarted.
+ * Return: the fd / poll events / 0, or -errno (process: iopfd is not back yet).
+ */
+int iopf_client_fd(struct iopf_client *c);
+int iopf_client_events(struct iopf_client *c);
+int iopf_client_process(struct iopf_client *c);
+
+/*
  * Register a fault source: the fault fd from IOMMU_FAULT_QUEUE_ALLOC, the
  * iommufd it came from and the IOAS that faults are resolved into.
  * The fds are duplicated by the transport; the caller keeps its own.

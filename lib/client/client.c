@@ -3,7 +3,9 @@
  * libiopf-client: include/iopf/client.h over sd-bus. A direct address gets a
  * peer-to-peer connection (no bus daemon, no Hello); "system" goes through the
  * system bus to IOPF_DBUS_NAME. Either way the connection is the tenant: free
- * the client and iopfd removes what it registered.
+ * the client and iopfd removes what it registered. When iopfd dies the
+ * connection breaks; the next call (or iopf_client_process()) connects again
+ * to the same address, and iopfd gives the process its objects back.
  */
 #include <stdarg.h>
 #include <stdio.h>
@@ -21,9 +23,56 @@
 
 struct iopf_client {
 	sd_bus *bus;		 /* owned */
+	char *address;		 /* owned; what it connects (again) to: "system" or a D-Bus address */
 	const char *destination; /* IOPF_DBUS_NAME on the system bus, NULL peer-to-peer */
 	sd_bus_error error;	 /* owned; of the last failed call */
+	iopf_client_restart_fn on_restart;
+	void *restart_userdata;
 };
+
+/* Open c->bus on c->address. Return: 0 or -errno. */
+static int bus_open(struct iopf_client *c)
+{
+	int r;
+
+	c->bus = sd_bus_unref(c->bus);
+	if (strcmp(c->address, "system") == 0) {
+		c->destination = IOPF_DBUS_NAME;
+		return sd_bus_open_system(&c->bus);
+	}
+	r = sd_bus_new(&c->bus);
+	if (r >= 0)
+		r = sd_bus_set_address(c->bus, c->address);
+	/* fault fds, iommufds and memfds travel as unix fds */
+	if (r >= 0)
+		r = sd_bus_negotiate_fds(c->bus, 1);
+	if (r >= 0)
+		r = sd_bus_start(c->bus);
+	return r;
+}
+
+/*
+ * A connection iopfd dropped (it died, or handed over to a new binary) is
+ * replaced by a new one; the new iopfd hands this process's objects back.
+ * Return: 0 (connected; also when it was all along) or -errno (iopfd is not
+ * there yet: try again later).
+ */
+static int reconnect(struct iopf_client *c)
+{
+	int r;
+
+	/* let sd-bus see a hangup that came meanwhile */
+	while (sd_bus_is_open(c->bus) > 0 && (r = sd_bus_process(c->bus, NULL)) > 0)
+		;
+	if (sd_bus_is_open(c->bus) > 0)
+		return 0;
+	r = bus_open(c);
+	if (r < 0)
+		return r;
+	if (c->on_restart)
+		c->on_restart(c, c->restart_userdata);
+	return 0;
+}
 
 _public_ int iopf_client_connect(const char *address, struct iopf_client **ret)
 {
@@ -50,20 +99,8 @@ _public_ int iopf_client_connect(const char *address, struct iopf_client **ret)
 	if (!c)
 		return -ENOMEM;
 	c->error = SD_BUS_ERROR_NULL;
-
-	if (strcmp(address, "system") == 0) {
-		r = sd_bus_open_system(&c->bus);
-		c->destination = IOPF_DBUS_NAME;
-	} else {
-		r = sd_bus_new(&c->bus);
-		if (r >= 0)
-			r = sd_bus_set_address(c->bus, address);
-		/* fault fds, iommufds and memfds travel as unix fds */
-		if (r >= 0)
-			r = sd_bus_negotiate_fds(c->bus, 1);
-		if (r >= 0)
-			r = sd_bus_start(c->bus);
-	}
+	c->address = strdup(address);
+	r = c->address ? bus_open(c) : -ENOMEM;
 	if (r < 0) {
 		iopf_client_free(c);
 		return r;
@@ -79,8 +116,38 @@ _public_ struct iopf_client *iopf_client_free(struct iopf_client *c)
 	sd_bus_error_free(&c->error);
 	/* Flush so calls already queued reach the daemon before the hangup. */
 	sd_bus_flush_close_unref(c->bus);
+	free(c->address);
 	free(c);
 	return NULL;
+}
+
+_public_ void iopf_client_set_restart_callback(struct iopf_client *c, iopf_client_restart_fn fn,
+					       void *userdata)
+{
+	c->on_restart = fn;
+	c->restart_userdata = userdata;
+}
+
+_public_ int iopf_client_fd(struct iopf_client *c)
+{
+	return sd_bus_get_fd(c->bus);
+}
+
+_public_ int iopf_client_events(struct iopf_client *c)
+{
+	return sd_bus_get_events(c->bus);
+}
+
+_public_ int iopf_client_process(struct iopf_client *c)
+{
+	int r;
+
+	/* what came in (signals, a hangup); a hangup means iopfd restarts: connect again */
+	while ((r = sd_bus_process(c->bus, NULL)) > 0)
+		;
+	if (sd_bus_is_open(c->bus) > 0 && r >= 0)
+		return 0;
+	return reconnect(c);
 }
 
 _public_ const char *iopf_client_last_error_name(const struct iopf_client *c)
@@ -122,6 +189,9 @@ static int callv(struct iopf_client *c, const char *method, sd_bus_message **ret
 
 	if (!c)
 		return -EINVAL;
+	r = reconnect(c);
+	if (r < 0)
+		return call_failed(c, &error, r);
 	r = sd_bus_message_new_method_call(c->bus, &m, c->destination, IOPF_DBUS_PATH,
 					   IOPF_DBUS_INTERFACE, method);
 	if (r < 0)
