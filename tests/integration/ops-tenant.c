@@ -13,6 +13,8 @@
  *   source                              register one more source: {"error":E,"message":M}
  *   region BYTES                        add a region that size: {"error":E,"message":M}
  *   reconnect                           a new connection (iopfd restarted): {"error":E,...}
+ *   restarts                            how often the client library connected again by
+ *                                       itself: {"value":N}
  *   unregister                          remove its source: {"error":E,"message":M}
  *   inject N                            inject N good single-record groups, no wait: {}
  *   wait N                              wait for N answers: {"answered":A,"success":S,...}
@@ -40,6 +42,14 @@
 static struct iopf_client *client;
 static const char *address;
 static bool paused; /* --paused: the source is registered paused, started by "start" */
+static unsigned restarts; /* the client library's restart callback ran */
+
+static void on_restart(struct iopf_client *c, void *userdata)
+{
+	(void)c;
+	(void)userdata;
+	restarts++;
+}
 static struct iopf_sim *sim;
 static uint64_t source_id, domain_id, region_id, next_iova = UINT64_C(1) << 30;
 static unsigned next_page;
@@ -75,6 +85,7 @@ static int setup(void)
 	r = iopf_client_connect(address, &client);
 	if (r < 0)
 		return fprintf(stderr, "ops-tenant: connect: %s\n", strerror(-r)), r;
+	iopf_client_set_restart_callback(client, on_restart, NULL);
 	r = iopf_sim_new(&cfg, &sim);
 	if (r < 0)
 		return fprintf(stderr, "ops-tenant: sim: %s\n", strerror(-r)), r;
@@ -304,6 +315,8 @@ int main(int argc, char *argv[])
 			wait_answers(a);
 		else if (strncmp(line, "start", 5) == 0)
 			json_error(client ? iopf_client_start_source(client, source_id) : -ENOTCONN);
+		else if (strncmp(line, "restarts", 8) == 0)
+			printf("{\"value\":%u}\n", restarts);
 		else if (strncmp(line, "reconnect", 9) == 0)
 			cmd_reconnect();
 		else if (strncmp(line, "unregister", 10) == 0)
