@@ -942,6 +942,12 @@ int iopf_control_register_source_flags(struct iopf_control *c, uint64_t tenant, 
 			    "its iommufd",
 			    fd_describe(fault_fd, d1, sizeof(d1)),
 			    fd_describe(iommufd, d2, sizeof(d2)));
+	case -EXDEV:
+		return fail(err, -EBADF,
+			    "fault_fd (%s) is not the doorbell of the simulator context iommufd "
+			    "(%s): hand over the eventfd the context was created with",
+			    fd_describe(fault_fd, d1, sizeof(d1)),
+			    fd_describe(iommufd, d2, sizeof(d2)));
 	case -EOPNOTSUPP:
 		return fail(err, r,
 			    "this fault source is not supported (simulator fds need iopfd "
@@ -1174,14 +1180,28 @@ int iopf_control_add_region(struct iopf_control *c, uint64_t tenant, uint64_t do
 	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode))
 		return fail(err, -EBADF, "fd is not a memfd or regular file (it is %s)",
 			    fd_describe(fd, desc, sizeof(desc)));
+	/*
+	 * The memory must be readable (and writable for WRITE) through the very fd
+	 * handed over: an O_PATH fd grants no access, and mapping the file it names
+	 * with the daemon's rights would lend the tenant those rights.
+	 */
+	r = fd_check_access(fd, access & IOPF_ACCESS_WRITE);
+	if (r == -EACCES)
+		return fail(err, -EBADF,
+			    "fd (%s) is an O_PATH fd: it grants no access to the memory; open the "
+			    "file for reading%s",
+			    fd_describe(fd, desc, sizeof(desc)),
+			    (access & IOPF_ACCESS_WRITE) ? " and writing" : "");
 	flags = fcntl(fd, F_GETFL);
-	if (flags < 0)
+	if (r == -EBADF || flags < 0)
 		return fail(err, -EBADF, "fd is not an open file descriptor");
 	if ((flags & O_ACCMODE) == O_WRONLY)
 		return fail(err, -EBADF, "fd is open write-only and cannot be mapped");
 	if ((access & IOPF_ACCESS_WRITE) && (flags & O_ACCMODE) == O_RDONLY)
 		return fail(err, -EBADF,
 			    "fd is open read-only but access 0x%" PRIx32 " includes WRITE", access);
+	if (r < 0)
+		return fail(err, -EBADF, "fd cannot back a region: %s", strerror(-r));
 	if (st.st_size < 0 || offset + length > (uint64_t)st.st_size)
 		return fail(err, -EINVAL,
 			    "fd range 0x%" PRIx64 "+0x%" PRIx64

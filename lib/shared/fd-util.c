@@ -2,6 +2,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -88,4 +89,56 @@ int fd_reopen(int fd, int flags)
 	proc_path(fd, path, sizeof(path));
 	r = open(path, flags | O_CLOEXEC);
 	return r < 0 ? negative_errno() : r;
+}
+
+int fd_check_access(int fd, bool want_write)
+{
+	int fl;
+
+	if (fd < 0)
+		return -EBADF;
+	fl = fcntl(fd, F_GETFL);
+	if (fl < 0)
+		return negative_errno();
+	if (fl & O_PATH)
+		return -EACCES;
+	if ((fl & O_ACCMODE) == O_WRONLY)
+		return -EPERM;
+	if (want_write && (fl & O_ACCMODE) != O_RDWR)
+		return -EPERM;
+	return 0;
+}
+
+int fd_eventfd_id(int fd, uint32_t *ret)
+{
+	_cleanup_close_ int info = -EBADF;
+	char path[64], buf[512];
+	const char *p;
+	unsigned long v;
+	char *end;
+	ssize_t n;
+
+	if (fd < 0)
+		return -EBADF;
+	(void)snprintf(path, sizeof(path), "/proc/self/fdinfo/%d", fd);
+	info = open(path, O_RDONLY | O_CLOEXEC);
+	if (info < 0)
+		return errno == ENOENT ? -EBADF : negative_errno();
+	/* a few short lines, written by the kernel in one go */
+	n = read(info, buf, sizeof(buf) - 1);
+	if (n < 0)
+		return negative_errno();
+	buf[n] = '\0';
+	if (!strstr(buf, "\neventfd-count:"))
+		return -EBADF;
+	p = strstr(buf, "\neventfd-id:");
+	if (!p)
+		return -EOPNOTSUPP;
+	p += strlen("\neventfd-id:");
+	errno = 0;
+	v = strtoul(p, &end, 10);
+	if (errno || end == p || v > UINT32_MAX)
+		return -EBADF;
+	*ret = (uint32_t)v;
+	return 0;
 }

@@ -953,6 +953,9 @@ static int sim_map(struct iopf_backend *b, const struct iopf_map_req *req)
 	/* IOAS_MAP_FILE: the backing must be a file holding the whole range */
 	if (fstat(req->fd, &st) < 0)
 		return -EBADF;
+	/* and an fd that grants access: the kernel's fget() refuses O_PATH fds (EBADF) */
+	if (fd_check_access(req->fd, false) == -EACCES)
+		return -EBADF;
 	if (!S_ISREG(st.st_mode) || req->offset + req->length > (uint64_t)st.st_size)
 		return -EINVAL;
 	if ((req->length >> SIM_PAGE_SHIFT) > m->iommu_pages)
@@ -1018,6 +1021,34 @@ static const struct iopf_backend_ops sim_ops = {
 	.map_needs_uptr = false,
 };
 
+/*
+ * Is @efd the doorbell of the context at @base? Any eventfd passes for
+ * "anon_inode:[eventfd]", and every eventfd has the same inode (the shared anon
+ * inode), so fstat() cannot tell them apart, nor can kcmp(2) across processes
+ * without ptrace rights. The kernel numbers eventfds (fdinfo "eventfd-id:",
+ * Linux 5.16 and later; an IDA, so unique among live eventfds): iopf_sim_new()
+ * records its doorbell's number in the header, and the fd handed to us must
+ * carry it. We hold the eventfd, so its number cannot be freed and reused
+ * under us. The header is the tenant's to write: this catches a stray eventfd
+ * (a wrong fd, a doorbell of another context), not a tenant that lies, which
+ * gains nothing: it owns both fds and could ring its doorbell at will anyway.
+ */
+static int doorbell_check(const void *base, int efd)
+{
+	const struct iopf_sim_shm_hdr *h = base;
+	uint32_t id;
+	int r;
+
+	r = fd_eventfd_id(efd, &id);
+	if (r == -EOPNOTSUPP)
+		return -EXDEV; /* no number to compare: refuse rather than guess */
+	if (r < 0)
+		return -EBADF;
+	if (id == UINT32_MAX || READ_ONCE(h->doorbell_id) != id + 1)
+		return -EXDEV;
+	return 0;
+}
+
 int iopf_sim_backend_open(int fault_fd, int iommufd, uint32_t ioas_id,
 			  struct iopf_backend **ret)
 {
@@ -1056,6 +1087,11 @@ int iopf_sim_backend_open(int fault_fd, int iommufd, uint32_t ioas_id,
 	if (ioas_id < 1 || ioas_id > g.n_ioas) {
 		(void)munmap(base, (size_t)st.st_size);
 		return -ENOENT;
+	}
+	r = doorbell_check(base, fault_fd);
+	if (r < 0) {
+		(void)munmap(base, (size_t)st.st_size);
+		return r;
 	}
 	map_setup(&sb->m, base, &g, fault_fd);
 	sb->ioas_idx = ioas_id - 1;
@@ -1139,6 +1175,7 @@ int iopf_sim_new(const struct iopf_sim_config *cfg, struct iopf_sim **ret)
 	_cleanup_free_ struct iopf_sim *s = NULL;
 	_cleanup_close_ int memfd = -EBADF, efd = -EBADF;
 	struct sim_geometry g = {};
+	uint32_t doorbell_id;
 	void *base;
 	uint64_t depth;
 	int r;
@@ -1177,6 +1214,12 @@ int iopf_sim_new(const struct iopf_sim_config *cfg, struct iopf_sim **ret)
 	efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
 	if (efd < 0)
 		return negative_errno();
+	/* the daemon checks the doorbell it is handed against this (doorbell_check()) */
+	r = fd_eventfd_id(efd, &doorbell_id);
+	if (r < 0)
+		return r;
+	if (doorbell_id == UINT32_MAX)
+		return -EOVERFLOW;
 	base = mmap(NULL, g.total, PROT_READ | PROT_WRITE, MAP_SHARED, memfd, 0);
 	if (base == MAP_FAILED)
 		return negative_errno();
@@ -1185,6 +1228,7 @@ int iopf_sim_new(const struct iopf_sim_config *cfg, struct iopf_sim **ret)
 		(void)munmap(base, g.total);
 		return r;
 	}
+	((struct iopf_sim_shm_hdr *)base)->doorbell_id = doorbell_id + 1;
 	map_setup(&s->m, base, &g, efd);
 	s->memfd = TAKE_FD(memfd);
 	s->efd = TAKE_FD(efd);

@@ -253,6 +253,9 @@ static void test_source_validation(void **state)
 		 "are not an iommufd fault queue"},
 		{"engine ENOTTY", TFD_SIM_FAULT, TFD_SIM_IOMMU, 1, -ENOTTY, -EBADF, true,
 		 "are not an iommufd fault queue"},
+		{"stray eventfd (engine EXDEV)", TFD_EVENTFD, TFD_SIM_IOMMU, 1, -EXDEV, -EBADF,
+		 true,
+		 "fault_fd (anon_inode:[eventfd]) is not the doorbell of the simulator context"},
 		{"engine EOPNOTSUPP", TFD_SIM_FAULT, TFD_SIM_IOMMU, 1, -EOPNOTSUPP, -EOPNOTSUPP,
 		 true, "--allow-simulator"},
 		{"engine EINVAL", TFD_SIM_FAULT, TFD_SIM_IOMMU, 7, -EINVAL, -EINVAL, true,
@@ -401,6 +404,13 @@ static void test_region_validation(void **state)
 		 "fd is open read-only but access 0x3 includes WRITE"},
 		{"write-only fd", TFD_MEM_WRONLY, 0, 0x1000000, 0x1000, IOPF_ACCESS_WRITE, 0,
 		 -EBADF, false, "write-only"},
+		/* O_PATH reports O_RDONLY yet grants nothing: refused, READ or WRITE */
+		{"O_PATH fd, READ", TFD_MEM_PATH, 0, 0x1000000, 0x1000, IOPF_ACCESS_READ, 0, -EBADF,
+		 false,
+		 "is an O_PATH fd: it grants no access to the memory; open the file for "
+		 "reading"},
+		{"O_PATH fd, WRITE", TFD_MEM_PATH, 0, 0x1000000, 0x1000, RW, 0, -EBADF, false,
+		 "for reading and writing"},
 		/* overlaps: the engine refuses, the control plane names the region in the way */
 		{"overlap below", TFD_MEM, 0, 0x1fff000, 0x2000, RW, 0, -EBUSY, true,
 		 "region 0x1fff000+0x2000 overlaps region"},

@@ -27,6 +27,7 @@
 #include "sim-backend.h"
 #include "sim.h"
 #include "util.h"
+#include "fd-util.h"
 
 #define REC sizeof(struct iommu_hwpt_pgfault)
 #define RESP sizeof(struct iommu_hwpt_page_response)
@@ -117,6 +118,56 @@ static struct iopf_sim_counts counts(struct fx *fx)
 
 /* ---- open ---- */
 
+/* The doorbell of another context, or a header naming another eventfd: refused. */
+static void test_open_rejects_stray_doorbell(void **state)
+{
+	struct fx *fx = *state;
+	struct iopf_sim *other = NULL;
+	struct iopf_backend *b = NULL;
+	struct iopf_sim_shm_hdr *h = __iopf_sim_shm(fx->s, NULL);
+	uint32_t id;
+
+	assert_int_equal(iopf_sim_new(NULL, &other), 0);
+	assert_int_equal(
+		iopf_sim_backend_open(iopf_sim_fault_fd(other), iopf_sim_iommufd(fx->s), 1, &b),
+		-EXDEV);
+	assert_int_equal(
+		iopf_sim_backend_open(iopf_sim_fault_fd(fx->s), iopf_sim_iommufd(other), 1, &b),
+		-EXDEV);
+	assert_null(b);
+	/* the header records the doorbell's kernel id, + 1 */
+	assert_int_equal(fd_eventfd_id(iopf_sim_fault_fd(fx->s), &id), 0);
+	assert_int_equal(h->doorbell_id, id + 1);
+	h->doorbell_id = 0;
+	assert_int_equal(sim_backend_open_dup(fx->s, 1, &b), -EXDEV);
+	h->doorbell_id = id + 1;
+	/* a copy of the doorbell is the doorbell */
+	assert_int_equal(sim_backend_open_dup(fx->s, 1, &b), 0);
+	sim_backend_close(b);
+	iopf_sim_free(other);
+}
+
+static void test_fd_eventfd_id(void **state)
+{
+	int a = eventfd(0, EFD_CLOEXEC), c = eventfd(0, EFD_CLOEXEC);
+	int d = fcntl(a, F_DUPFD_CLOEXEC, 3), m = memfd_create("x", MFD_CLOEXEC);
+	uint32_t ia, ic, id;
+
+	(void)state;
+	assert_int_equal(fd_eventfd_id(a, &ia), 0);
+	assert_int_equal(fd_eventfd_id(c, &ic), 0);
+	assert_int_equal(fd_eventfd_id(d, &id), 0);
+	assert_int_equal(ia, id);
+	assert_int_not_equal(ia, ic);
+	assert_int_equal(fd_eventfd_id(m, &id), -EBADF);
+	assert_int_equal(fd_eventfd_id(-1, &id), -EBADF);
+	assert_int_equal(fd_eventfd_id(1000, &id), -EBADF);
+	close(a);
+	close(c);
+	close(d);
+	close(m);
+}
+
 static void test_open_rejects_wrong_fds(void **state)
 {
 	struct fx *fx = *state;
@@ -137,6 +188,10 @@ static void test_open_rejects_wrong_fds(void **state)
 	assert_int_equal(iopf_sim_backend_open(efd, 1000, 1, &b), -EBADF);
 	assert_null(b);
 	assert_true(fcntl(efd, F_GETFD) >= 0 && fcntl(p[0], F_GETFD) >= 0);
+	/* an eventfd that is not the context's doorbell: -EXDEV */
+	assert_int_equal(iopf_sim_backend_open(efd, iopf_sim_iommufd(fx->s), 1, &b), -EXDEV);
+	assert_null(b);
+	assert_int_equal(counts(fx).backends, 1);
 
 	/* an IOAS the context does not have */
 	assert_int_equal(sim_backend_open_dup(fx->s, 0, &b), -ENOENT);
@@ -812,7 +867,7 @@ static void test_map_lookup(void **state)
 static void test_map_validation(void **state)
 {
 	struct fx *fx = *state;
-	int fd = make_backing(4 * PG), big = make_backing(128 * PG), p[2];
+	int fd = make_backing(4 * PG), big = make_backing(128 * PG), p[2], path;
 
 	assert_int_equal(pipe2(p, O_CLOEXEC), 0);
 	assert_int_equal(bmap(fx, 0x1000, 0, RW, fd, 0), -EINVAL);
@@ -824,6 +879,10 @@ static void test_map_validation(void **state)
 	assert_int_equal(bmap(fx, -PG, 2 * PG, RW, fd, 0), -EOVERFLOW);
 	assert_int_equal(bmap(fx, 0x1000, PG, RW, -1, 0), -EBADF);
 	assert_int_equal(bmap(fx, 0x1000, PG, RW, p[0], 0), -EINVAL); /* not a file */
+	path = fd_reopen(fd, O_PATH); /* no access through it: fget() refuses it */
+	assert_true(path >= 0);
+	assert_int_equal(bmap(fx, 0x1000, PG, IOMMU_IOAS_MAP_READABLE, path, 0), -EBADF);
+	close(path);
 	assert_int_equal(bmap(fx, 0x1000, 2 * PG, RW, fd, 3 * PG), -EINVAL); /* past its end */
 	assert_int_equal(bmap(fx, 0x1000, 65 * PG, RW, big, 0), -ENOMEM); /* > capacity */
 	assert_int_equal(counts(fx).maps, 0);
@@ -1181,7 +1240,8 @@ static void test_model_random(void **state)
 	teardown((void **)&fx);
 }
 
-TEST_MAIN(TEST(test_open_rejects_wrong_fds), TEST(test_open_rejects_bad_header),
+TEST_MAIN(TEST(test_open_rejects_wrong_fds), TEST(test_open_rejects_stray_doorbell),
+	  cmocka_unit_test(test_fd_eventfd_id), TEST(test_open_rejects_bad_header),
 	  cmocka_unit_test(test_new_limits), TEST(test_read_counts_and_empty),
 	  TEST(test_read_records), TEST(test_read_whole_groups_fifo),
 	  TEST(test_read_raw_records_pass_through), TEST(test_cookie_lowest_free_and_reuse),

@@ -9,6 +9,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 /* The link target of @fd into @buf. Return: 0, -EBADF when @fd is not open, or -errno. */
 int fd_link(int fd, char *buf, size_t size);
@@ -22,5 +23,20 @@ bool fd_maybe_anon_inode(int fd);
 const char *fd_describe(int fd, char *buf, size_t size);
 /* open(2) of /proc/self/fd/N: the same file with other access @flags (O_CLOEXEC added). */
 int fd_reopen(int fd, int flags);
+/*
+ * Whether @fd can be read, and written when @want_write, through this very open
+ * file: not O_PATH (it reports O_PATH in F_GETFL with access mode O_RDONLY, yet
+ * grants no access at all), not write-only, not read-only when @want_write.
+ * Return: 0, -EBADF when @fd is not open, -EACCES for an O_PATH fd, -EPERM for a
+ * missing access mode.
+ */
+int fd_check_access(int fd, bool want_write);
+/*
+ * The kernel's id of the eventfd @fd ("eventfd-id:" in /proc/self/fdinfo, Linux
+ * 5.16 and later): unique among live eventfds, so two fds with one id are the
+ * same eventfd. Return: 0, -EBADF (not open, or not an eventfd), -EOPNOTSUPP
+ * (the kernel does not say), or -errno reading /proc.
+ */
+int fd_eventfd_id(int fd, uint32_t *ret);
 
 #endif /* IOPF_FD_UTIL_H */

@@ -42,7 +42,10 @@ struct iopf_backend;
 /*
  * iopf_sim_backend_open() - the daemon side: wrap a tenant's doorbell eventfd and
  * context memfd as a fault source (an iopf_backend_open_fn, lib/dataplane/include/engine.h).
- * Return: 0, -EBADF for fds that are not a simulator context, -ENOMEM.
+ * The eventfd must be the context's own doorbell: the one whose kernel id
+ * (fdinfo "eventfd-id") the context recorded in its header when it was made.
+ * Return: 0, -EBADF for fds that are not a simulator context, -EXDEV for an
+ * eventfd that is not the context's doorbell, -ENOMEM.
  */
 int iopf_sim_backend_open(int fault_fd, int iommufd, uint32_t ioas_id,
 			  struct iopf_backend **ret);
@@ -251,7 +254,7 @@ struct iopf_sim_shm_hdr {
 	uint32_t answer_seq;           /* futex word, bumped on every answer */
 	uint32_t answer_waiters;
 	uint32_t backends;             /* iopf_sim_backend_open() minus destroy */
-	uint32_t _pad1;
+	uint32_t doorbell_id;	       /* the doorbell's eventfd-id + 1 (fdinfo); set once */
 	uint64_t inject_seq;
 	struct iopf_sim_stats stats;
 };
