@@ -100,6 +100,7 @@ struct conn {
 	bool system;		      /* the system bus connection: tenants by sender */
 	uint64_t tenant;	      /* peer-to-peer: this connection's tenant; 0 once gone */
 	uid_t uid;		      /* peer-to-peer: SO_PEERCRED at accept */
+	pid_t pid;		      /* peer-to-peer: the same */
 	bool authed;		      /* the handshake is done */
 	int sock;		      /* peer-to-peer: owned; the peer's socket */
 	int pair;		      /* peer-to-peer: owned; our end of sd-bus's socketpair */
@@ -371,22 +372,13 @@ static int on_waiting_exit(sd_event_source *s, int fd, uint32_t revents, void *u
 	return 0;
 }
 
-/*
- * The restored tenant of a connection from @pid as @uid. Only when that
- * process had one tenant: a process with several cannot say which one a new
- * connection is (they serve on until it exits).
- */
-static struct waiting *waiting_take(struct bus *b, pid_t pid, uid_t uid)
+/* The restored tenant @tenant, if it was @pid's as @uid. */
+static struct waiting *waiting_find(struct bus *b, uint64_t tenant, pid_t pid, uid_t uid)
 {
-	struct waiting *found = NULL;
-
 	for (struct waiting *w = b->waiting; w; w = w->next)
-		if (w->pid == pid && w->uid == uid) {
-			if (found)
-				return NULL;
-			found = w;
-		}
-	return found;
+		if (w->tenant == tenant && w->pid == pid && w->uid == uid)
+			return w;
+	return NULL;
 }
 
 static int collect_tenant(const struct iopf_tenant_info *t, const struct iopf_control_stats *st,
@@ -853,6 +845,52 @@ static int method_start_source(sd_bus_message *m, void *userdata, sd_bus_error *
 	if (r < 0)
 		return reply_error(error, r, &err);
 	log_debug("Tenant %" PRIu64 ": fault source %" PRIu64 " started.", tenant, id);
+	return sd_bus_reply_method_return(m, NULL);
+}
+
+static int method_get_tenant_id(sd_bus_message *m, void *userdata, sd_bus_error *error)
+{
+	struct conn *c = userdata;
+	uint64_t tenant;
+	int r = get_tenant(c, m, &tenant, error);
+
+	return r < 0 ? r : sd_bus_reply_method_return(m, IOPF_WIRE_ID, tenant);
+}
+
+/*
+ * Attach(tenant): after iopfd restarted, a connection of the process that
+ * owned @tenant before takes it over again (the tenant this connection started
+ * with, which registered nothing, goes). Peer-to-peer only.
+ */
+static int method_attach(sd_bus_message *m, void *userdata, sd_bus_error *error)
+{
+	struct iopf_tenant_info ti;
+	struct conn *c = userdata;
+	struct waiting *w;
+	uint64_t tenant;
+	int r;
+
+	r = sd_bus_message_read(m, IOPF_WIRE_ID, &tenant);
+	if (r < 0)
+		return r;
+	if (c->system)
+		return sd_bus_error_set(error, IOPF_ERROR_NOT_SUPPORTED,
+					"Attach is for peer-to-peer connections");
+	w = waiting_find(c->bus, tenant, c->pid, c->uid);
+	if (!w || !c->tenant)
+		return sd_bus_error_setf(error, IOPF_ERROR_NO_SUCH_OBJECT,
+					 "no tenant %" PRIu64 " of this process waits", tenant);
+	if (iopf_control_tenant_info(c->bus->control, c->tenant, &ti) < 0 || ti.registered)
+		return sd_bus_error_set(error, IOPF_ERROR_EXISTS,
+					"this connection's tenant has objects of its own");
+	(void)iopf_control_tenant_remove(c->bus->control, c->tenant);
+	c->tenant = w->tenant;
+	c->pidfd_kept = true;
+	safe_close(c->pidfd);
+	c->pidfd = TAKE_FD(w->pidfd);
+	waiting_free(w);
+	log_info("Tenant %" PRIu64 " (pid %d uid %u) connected again after iopfd restarted.",
+		 c->tenant, (int)c->pid, (unsigned)c->uid);
 	return sd_bus_reply_method_return(m, NULL);
 }
 
@@ -1522,6 +1560,11 @@ static const sd_bus_vtable manager_vtable[] = {
 				SD_BUS_VTABLE_UNPRIVILEGED),
 	SD_BUS_METHOD_WITH_ARGS("StartSource", SD_BUS_ARGS("t", source_id), SD_BUS_NO_RESULT,
 				method_start_source, SD_BUS_VTABLE_UNPRIVILEGED),
+	/* The caller's tenant, and taking one over again after iopfd restarted. */
+	SD_BUS_METHOD_WITH_ARGS("GetTenantId", SD_BUS_NO_ARGS, SD_BUS_RESULT("t", tenant_id),
+				method_get_tenant_id, SD_BUS_VTABLE_UNPRIVILEGED),
+	SD_BUS_METHOD_WITH_ARGS("Attach", SD_BUS_ARGS("t", tenant_id), SD_BUS_NO_RESULT,
+				method_attach, SD_BUS_VTABLE_UNPRIVILEGED),
 	SD_BUS_METHOD_WITH_ARGS("UnregisterSource", SD_BUS_ARGS("t", source_id), SD_BUS_NO_RESULT,
 				method_unregister_source, SD_BUS_VTABLE_UNPRIVILEGED),
 	SD_BUS_METHOD_WITH_ARGS(
@@ -2467,7 +2510,6 @@ static int on_connection(sd_event_source *s, int listen_fd, uint32_t revents, vo
 	_cleanup_close_ int fd = -EBADF;
 	struct ucred cred = {};
 	socklen_t len = sizeof(cred);
-	struct waiting *w;
 	char name[64];
 	struct conn *c;
 	int r;
@@ -2498,6 +2540,7 @@ static int on_connection(sd_event_source *s, int listen_fd, uint32_t revents, vo
 		return log_oom(), 0;
 	c->bus = b;
 	c->uid = cred.uid;
+	c->pid = cred.pid;
 	c->sock = c->pair = -EBADF;
 	/* the process, not just a pid that could be reused: it outlives iopfd in the fd store */
 	c->pidfd = (int)syscall(SYS_pidfd_open, cred.pid, 0);
@@ -2519,27 +2562,14 @@ static int on_connection(sd_event_source *s, int listen_fd, uint32_t revents, vo
 	}
 
 	(void)snprintf(name, sizeof(name), "pid %d uid %u", (int)cred.pid, (unsigned)cred.uid);
-	w = waiting_take(b, cred.pid, cred.uid);
-	if (w) {
-		/* its process is back: the connection owns the tenant again, as before the restart */
-		c->tenant = w->tenant;
-		c->pidfd_kept = true;
-		safe_close(c->pidfd);
-		c->pidfd = TAKE_FD(w->pidfd);
-		waiting_free(w);
-		log_info("Tenant %" PRIu64 " (%s) connected again after iopfd restarted.", c->tenant,
-			 name);
-		r = 0;
-	} else
-		r = iopf_control_tenant_add(b->control, name, cred.uid, cred.gid, cred.pid,
-					    &c->tenant);
+	/* a tenant restored after a restart comes back with Attach(), not by pid alone */
+	r = iopf_control_tenant_add(b->control, name, cred.uid, cred.gid, cred.pid, &c->tenant);
 	if (r < 0) {
 		log_warning_errno(r, "Cannot record tenant %s, dropping connection: %m", name);
 		conn_free(c);
 		return 0;
 	}
-	if (!w)
-		tenant_find_unit(b, c->tenant, cred.pid);
+	tenant_find_unit(b, c->tenant, cred.pid);
 	log_debug("Tenant %" PRIu64 " (%s) connected.", c->tenant, name);
 	deadline_start(c, DEADLINE_AUTH);
 	/* the handshake may be waiting already */

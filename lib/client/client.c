@@ -28,7 +28,22 @@ struct iopf_client {
 	sd_bus_error error;	 /* owned; of the last failed call */
 	iopf_client_restart_fn on_restart;
 	void *restart_userdata;
+	uint64_t tenant; /* its tenant's id, to take over again after a restart; 0: unknown */
 };
+
+/* The tenant this connection is, or 0 (an older iopfd, the system bus). */
+static uint64_t tenant_id(struct iopf_client *c)
+{
+	sd_bus_message *reply = NULL;
+	uint64_t id = 0;
+
+	if (sd_bus_call_method(c->bus, c->destination, IOPF_DBUS_PATH, IOPF_DBUS_INTERFACE,
+			       "GetTenantId", NULL, &reply, "") >= 0 &&
+	    sd_bus_message_read(reply, IOPF_WIRE_ID, &id) < 0)
+		id = 0;
+	sd_bus_message_unref(reply);
+	return id;
+}
 
 /* Open c->bus on c->address. Return: 0 or -errno. */
 static int bus_open(struct iopf_client *c)
@@ -69,6 +84,11 @@ static int reconnect(struct iopf_client *c)
 	r = bus_open(c);
 	if (r < 0)
 		return r;
+	/* take the tenant over again; if it is gone, this connection is a new tenant */
+	if (c->tenant)
+		(void)sd_bus_call_method(c->bus, c->destination, IOPF_DBUS_PATH, IOPF_DBUS_INTERFACE,
+					 "Attach", NULL, NULL, IOPF_WIRE_ID, c->tenant);
+	c->tenant = tenant_id(c);
 	if (c->on_restart)
 		c->on_restart(c, c->restart_userdata);
 	return 0;
@@ -101,6 +121,8 @@ _public_ int iopf_client_connect(const char *address, struct iopf_client **ret)
 	c->error = SD_BUS_ERROR_NULL;
 	c->address = strdup(address);
 	r = c->address ? bus_open(c) : -ENOMEM;
+	if (r >= 0 && !c->destination)
+		c->tenant = tenant_id(c); /* peer-to-peer: the system bus has no Attach */
 	if (r < 0) {
 		iopf_client_free(c);
 		return r;
