@@ -12,7 +12,6 @@
  *   domain-latency                      its domain's: {"count":N}
  *   source                              register one more source: {"error":E,"message":M}
  *   region BYTES                        add a region that size: {"error":E,"message":M}
- *   reconnect                           a new connection (iopfd restarted): {"error":E,...}
  *   restarts                            how often the client library connected again by
  *                                       itself: {"value":N}
  *   unregister                          remove its source: {"error":E,"message":M}
@@ -229,12 +228,6 @@ static void cmd_latency(bool domain)
 	iopf_client_latency_free(l);
 }
 
-static void cmd_reconnect(void)
-{
-	client = iopf_client_free(client);
-	json_error(iopf_client_connect(address, &client));
-}
-
 static void cmd_simcounts(void)
 {
 	struct iopf_sim_counts n;
@@ -317,8 +310,6 @@ int main(int argc, char *argv[])
 			json_error(client ? iopf_client_start_source(client, source_id) : -ENOTCONN);
 		else if (strncmp(line, "restarts", 8) == 0)
 			printf("{\"value\":%u}\n", restarts);
-		else if (strncmp(line, "reconnect", 9) == 0)
-			cmd_reconnect();
 		else if (strncmp(line, "unregister", 10) == 0)
 			json_error(client ? iopf_client_unregister_source(client, source_id) : -ENOTCONN);
 		else if (strncmp(line, "simcounts", 9) == 0)

@@ -383,9 +383,6 @@ def case_paused(tmp):
         n = sim_counts(t)
         if n["queued"] != 100 or n["delivered"] or n["answers"]:
             fail(f"a paused source was read after the restart: {n}")
-        r = t.cmd("reconnect")
-        if r.get("error"):
-            fail(f"reconnect: {r}")
         r = t.cmd("start")
         if r.get("error"):
             fail(f"StartSource: {r}")

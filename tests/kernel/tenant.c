@@ -2133,7 +2133,7 @@ static int scenario_restart(void)
 			kt_fail("SIGKILL iopfd: %s", strerror(-r));
 			goto join;
 		}
-		client = iopf_client_free(client); /* its connection died with iopfd */
+		/* its connection died with iopfd: the library connects again and takes it over */
 		at_kill = rs_count_resolved(rws, round, true, UINT_MAX); /* what it had mapped */
 		/* while it is dead: more faults, which must stay queued */
 		for (unsigned k = 0; k < RS_WORLDS; k++) {
