@@ -1,11 +1,13 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 #include <arpa/inet.h>
+#include <ctype.h>
 #include <dirent.h>
 #include <fcntl.h>
 #include <fnmatch.h>
 #include <inttypes.h>
 #include <limits.h>
 #include <netinet/in.h>
+#include <pwd.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
@@ -60,7 +62,8 @@ int conf_init(struct conf *conf)
 	};
 	conf->control_socket = strdup(IOPF_DEFAULT_SOCKET);
 	conf->metrics_listen = strdup(IOPFD_METRICS_LISTEN);
-	if (!conf->control_socket || !conf->metrics_listen) {
+	conf->metrics_readers = strdup(IOPFD_METRICS_READERS);
+	if (!conf->control_socket || !conf->metrics_listen || !conf->metrics_readers) {
 		conf_done(conf);
 		return -ENOMEM;
 	}
@@ -73,6 +76,8 @@ void conf_done(struct conf *conf)
 	conf->control_socket = NULL;
 	free(conf->metrics_listen);
 	conf->metrics_listen = NULL;
+	free(conf->metrics_readers);
+	conf->metrics_readers = NULL;
 }
 
 _printf_(2, 3) static int bad(char **ret_error, const char *fmt, ...)
@@ -573,6 +578,138 @@ static void get_per_domain(const struct conf *c, char *buf, size_t size)
 	format_bool(c->metrics_per_domain, buf, size);
 }
 
+/* A uid as a decimal number: anything but (uid_t)-1, which means "none" to the kernel. */
+static bool parse_uid(const char *s, size_t len, uid_t *ret)
+{
+	uint64_t v = 0;
+
+	if (len == 0 || len > 10 || (s[0] == '0' && len > 1))
+		return false;
+	for (size_t i = 0; i < len; i++) {
+		if (s[i] < '0' || s[i] > '9')
+			return false;
+		v = v * 10 + (uint64_t)(s[i] - '0');
+	}
+	if (v >= UINT32_MAX)
+		return false;
+	*ret = (uid_t)v;
+	return true;
+}
+
+/* What useradd and systemd-sysusers take, in short: [a-zA-Z_][a-zA-Z0-9_.-]*, 1-32 bytes. */
+static bool user_name_ok(const char *s, size_t len)
+{
+	if (len == 0 || len > 32 || !(isalpha((unsigned char)s[0]) || s[0] == '_'))
+		return false;
+	for (size_t i = 1; i < len; i++)
+		if (!isalnum((unsigned char)s[i]) && !strchr("_.-", s[i]))
+			return false;
+	return true;
+}
+
+/* Calls @fn(word, length) on each space-separated word of @v; stops at fn's false. */
+static bool foreach_word(const char *v, bool (*fn)(const char *w, size_t len, void *userdata),
+			 void *userdata)
+{
+	while (*v) {
+		size_t len;
+
+		v += strspn(v, " \t");
+		len = strcspn(v, " \t");
+		if (len && !fn(v, len, userdata))
+			return false;
+		v += len;
+	}
+	return true;
+}
+
+struct readers_acc {
+	char buf[IOPFD_METRICS_READERS_LEN + 1];
+	size_t len;
+	unsigned n;
+	bool too_long;
+};
+
+static bool reader_add(const char *w, size_t len, void *userdata)
+{
+	struct readers_acc *a = userdata;
+	uid_t uid;
+
+	if (!parse_uid(w, len, &uid) && !user_name_ok(w, len))
+		return false;
+	if (++a->n > IOPF_CONTROL_READERS_MAX)
+		return false;
+	if (a->len + !!a->len + len > IOPFD_METRICS_READERS_LEN) {
+		a->too_long = true;
+		return false;
+	}
+	if (a->len)
+		a->buf[a->len++] = ' ';
+	memcpy(a->buf + a->len, w, len);
+	a->len += len;
+	a->buf[a->len] = '\0';
+	return true;
+}
+
+static int set_readers(struct conf *c, const char *v, char **err)
+{
+	struct readers_acc a = {};
+
+	if (!foreach_word(v, reader_add, &a))
+		return bad(err,
+			   a.too_long ? "longer than %u bytes"
+				      : "not a space-separated list of at most %u user names or "
+					"uids",
+			   a.too_long ? IOPFD_METRICS_READERS_LEN : IOPF_CONTROL_READERS_MAX);
+	return set_string(&c->metrics_readers, a.buf);
+}
+
+static void get_readers(const struct conf *c, char *buf, size_t size)
+{
+	(void)snprintf(buf, size, "%s", c->metrics_readers);
+}
+
+struct resolve_acc {
+	uid_t *v;
+	size_t n;
+	void (*missing)(const char *name, void *userdata);
+	void *userdata;
+};
+
+static bool reader_resolve(const char *w, size_t len, void *userdata)
+{
+	struct resolve_acc *a = userdata;
+	char name[33], pwbuf[4096];
+	struct passwd pw, *res = NULL;
+	uid_t uid;
+
+	if (a->n >= IOPF_CONTROL_READERS_MAX)
+		return false; /* set_readers() refused more */
+	if (parse_uid(w, len, &uid)) {
+		a->v[a->n++] = uid;
+		return true;
+	}
+	if (len >= sizeof(name))
+		return true;
+	memcpy(name, w, len);
+	name[len] = '\0';
+	if (getpwnam_r(name, &pw, pwbuf, sizeof(pwbuf), &res) == 0 && res)
+		a->v[a->n++] = res->pw_uid;
+	else if (a->missing)
+		a->missing(name, a->userdata);
+	return true;
+}
+
+size_t conf_resolve_readers(const struct conf *conf, uid_t *ret,
+			    void (*missing)(const char *name, void *userdata), void *userdata)
+{
+	struct resolve_acc a = {.v = ret, .missing = missing, .userdata = userdata};
+
+	if (conf->metrics_readers)
+		(void)foreach_word(conf->metrics_readers, reader_resolve, &a);
+	return a.n;
+}
+
 struct conf_key {
 	const char *section, *name;
 	int (*set)(struct conf *c, const char *value, char **err);
@@ -617,6 +754,7 @@ static const struct conf_key keys[] = {
 	{"Limits", "IOTimeout", set_io_timeout, get_io_timeout, CONF_APPLY_LIVE},
 	{"Metrics", "Listen", set_listen, get_listen, CONF_APPLY_EXPORTER},
 	{"Metrics", "PerDomain", set_per_domain, get_per_domain, CONF_APPLY_EXPORTER},
+	{"Metrics", "Readers", set_readers, get_readers, CONF_APPLY_LIVE},
 };
 
 int conf_set(struct conf *conf, const char *section, const char *key, const char *value,

@@ -14,6 +14,7 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <sys/socket.h>
+#include <sys/types.h>
 
 #include "control.h"
 
@@ -22,6 +23,9 @@
 #define IOPFD_SUMMARY_DEFAULT_USEC (UINT64_C(10) * 1000000)
 #define IOPFD_SUMMARY_MAX_USEC	   (UINT64_C(86400) * 1000000)
 #define IOPFD_METRICS_LISTEN	   "127.0.0.1:9577"
+/* [Metrics] Readers=: users besides root that may read every tenant's numbers */
+#define IOPFD_METRICS_READERS	  "iopf-exporter"
+#define IOPFD_METRICS_READERS_LEN 255u /* the value, as conf_dump() prints it */
 /* Admission on the control socket; see [Limits] in conf/iopfd.conf. */
 #define IOPFD_CONNECTIONS_DEFAULT	   4096u
 #define IOPFD_CONNECTIONS_PER_USER_DEFAULT 256u
@@ -77,6 +81,11 @@ struct conf {
 	/* [Metrics]: read by iopf-exporter; iopfd only validates them */
 	char *metrics_listen; /* owned; "ADDR:PORT" */
 	bool metrics_per_domain;
+	/*
+	 * Read by iopfd: user names or uids, one space between them, at most
+	 * IOPF_CONTROL_READERS_MAX (conf_resolve_readers()); "" for root alone
+	 */
+	char *metrics_readers; /* owned */
 };
 
 /* How a changed key takes effect on reload. */
@@ -129,6 +138,17 @@ void conf_dump(const struct conf *conf, FILE *f);
 typedef void (*conf_change_fn)(const char *section, const char *key, const char *old_value,
 			       const char *new_value, enum conf_apply apply, void *userdata);
 void conf_diff(const struct conf *old, const struct conf *new, conf_change_fn fn, void *userdata);
+
+/*
+ * conf_resolve_readers() - [Metrics] Readers= as uids, in order: a number is
+ * taken as it is, a name is looked up (NSS) now. A name that does not resolve
+ * is left out (and passed to @missing, when not NULL): its user may not exist
+ * yet, and the next resolution (the daemon's next reload) picks it up.
+ * @ret: room for IOPF_CONTROL_READERS_MAX uids.
+ * Return: how many uids *@ret holds.
+ */
+size_t conf_resolve_readers(const struct conf *conf, uid_t *ret,
+			    void (*missing)(const char *name, void *userdata), void *userdata);
 
 /*
  * conf_parse_listen() - "127.0.0.1:9577" or "[::1]:9577" (IP literals only, port 1-65535).

@@ -499,13 +499,34 @@ static void on_change(const char *section, const char *key, const char *old_valu
 	}
 }
 
+static void reader_missing(const char *name, void *userdata)
+{
+	const struct conf *conf = userdata;
+
+	/* the default names the exporter's user, which need not be installed */
+	log_full_errno(strcmp(conf->metrics_readers, IOPFD_METRICS_READERS) == 0 ? LOG_DEBUG
+										 : LOG_NOTICE,
+		       0, "[Metrics] Readers=: no user %s; ignored until the next reload.", name);
+}
+
+/* [Metrics] Readers=, resolved now: at start and at each reload. */
+static int apply_readers(struct manager *m)
+{
+	uid_t uids[IOPF_CONTROL_READERS_MAX];
+	size_t n = conf_resolve_readers(&m->conf, uids, reader_missing, &m->conf);
+
+	return iopf_control_set_readers(m->control, uids, n);
+}
+
 /* Push the running configuration into everything that changes live. */
 static int apply_live(struct manager *m)
 {
 	int r;
 
 	manager_log_setup(&m->conf);
-	r = iopf_engine_set_fault_around(m->engine, m->conf.fault_around);
+	r = apply_readers(m);
+	if (r >= 0)
+		r = iopf_engine_set_fault_around(m->engine, m->conf.fault_around);
 	if (r >= 0)
 		r = iopf_engine_set_read_batch(m->engine, m->conf.read_batch);
 	if (r >= 0)
@@ -801,6 +822,11 @@ int manager_new(const struct manager_args *a, struct conf *conf, struct manager 
 	r = registry_start(m, &ecfg);
 	if (r < 0)
 		goto fail;
+	r = apply_readers(m);
+	if (r < 0) {
+		log_error_errno(r, "Cannot apply [Metrics] Readers=: %m");
+		goto fail;
+	}
 	r = sd_event_add_io(m->event, &m->engine_source, iopf_engine_get_fd(m->engine), EPOLLIN,
 			    on_engine_fd, m);
 	if (r < 0) {

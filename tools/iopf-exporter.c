@@ -6,7 +6,7 @@
  *
  * A separate process on purpose: it holds no tenant fd and cannot touch the
  * data plane. It asks iopfd over D-Bus, like iopfctl, on every scrape; every
- * tenant's numbers need uid 0 (only root reads everyone's metrics). When
+ * tenant's numbers need uid 0 or a uid of iopfd's [Metrics] Readers=. When
  * iopfd is not there it still answers, with iopfd_up 0.
  *
  * Families: iopfd_* (the daemon since it started, monotonic across tenants

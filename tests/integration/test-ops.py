@@ -27,6 +27,7 @@ import urllib.request
 
 WAIT = float(os.environ.get("OPS_TEST_WAIT", "30"))  # bound of every poll, seconds
 NOBODY = 65534
+READER = 65533  # [Metrics] Readers= where a case lists it; no tenant's uid
 CHILDREN = []  # every process a case starts; killed if the case fails half-way
 
 
@@ -897,24 +898,37 @@ def case_exporter(tmp):
         import prometheus_client.parser  # noqa: F401
     except ImportError:
         raise Skip("python3-prometheus-client is not installed")
-    need_root()  # tenants of two uids
+    need_root()  # tenants of two uids, the exporter as a third
     os.chmod(tmp, 0o755)
     p = run([env("EXPORTER"), "--version"])
     if not re.fullmatch(r"iopf-exporter \d+\.\d+\S*\n", p.stdout):
         fail(f"--version: {p.stdout!r}")
-    d = Daemon(tmp).wait_up()
+    # unprivileged, as its unit runs it: a uid of [Metrics] Readers=; a name no one has is
+    # left out, not an error
+    conf = f"[Metrics]\nReaders=no-such-user-here {READER}\n"
+    d = Daemon(tmp, conf=conf).wait_up()
+    d.wait_log(r"no user no-such-user-here; ignored until the next reload")
     a = Tenant(d.address)
     b = Tenant(d.address, uid=NOBODY)
     c = Tenant(d.address)
     a.faults(good=20, nohandler=3, outside=4, perm=5)
     b.faults(good=7)
     c.faults(good=6, outside=1)
-    p, base = exporter(tmp, d.address)
+    p, base = exporter(tmp, d.address, uid=READER)
     try:
         fams, body = scrape(base)
         check_names(body)
         if value(fams, "iopfd_up", "iopfd_up") != 1:
             fail("iopfd_up is not 1")
+        if value(fams, "iopfd_exporter_access_denied", "iopfd_exporter_access_denied") != 0:
+            fail(f"the exporter as a reader was refused:\n{body}")
+        # a reader reads everyone's, but what is not a read view stays uid 0's
+        call = ["call", "org.iopfd", "/org/iopfd", "org.iopfd.Manager1"]
+        for m in ("ListAllSources", "GetAllStats", "GetDaemonMetrics"):
+            busctl(d.address, *call, m, uid=READER)
+        q = busctl(d.address, *call, "Subscribe", uid=READER, check=False)
+        if q.returncode == 0 or "access denied" not in q.stderr.lower():
+            fail(f"Subscribe as a reader: {q.stdout} {q.stderr}")
         if "iopfd_domain_" in body:
             fail("per-domain series without --per-domain")
         if "tenant=" in body:
@@ -995,7 +1009,7 @@ def case_exporter(tmp):
         stop_exporter(p)
 
     # --per-domain: one series set per live domain, its tenant by its uid
-    p, base = exporter(tmp, d.address, per_domain=True)
+    p, base = exporter(tmp, d.address, per_domain=True, uid=READER)
     try:
         fams, body = scrape(base)
         check_names(body)
@@ -1028,7 +1042,7 @@ def case_exporter(tmp):
         fams, _ = scrape(base)
         if value(fams, "iopfd_up", "iopfd_up") != 0:
             fail("iopfd_up should be 0 with iopfd down")
-        d = Daemon(tmp).wait_up()
+        d = Daemon(tmp, conf=conf).wait_up()
         fams, body = scrape(base)
         if value(fams, "iopfd_up", "iopfd_up") != 1:
             fail("the exporter did not reconnect to a restarted iopfd")
@@ -1038,10 +1052,19 @@ def case_exporter(tmp):
             fail("uid 0's counters did not outlive iopfd's restart")
         # restarted between two scrapes: the stale connection is retried at once
         d.stop()
-        d = Daemon(tmp).wait_up()
+        d = Daemon(tmp, conf=conf).wait_up()
         fams, _ = scrape(base)
         if value(fams, "iopfd_up", "iopfd_up") != 1:
             fail("a scrape right after a restart said iopfd was down")
+        # a reload that drops the reader: refused from then on; root alone reads everyone's
+        with open(d.conf, "w") as f:
+            f.write("[Metrics]\nReaders=\n")
+        d.signal(signal.SIGHUP)
+        d.wait_log(r"\[Metrics\] Readers changed from no-such-user-here \d+ to \.")
+        fams, body = scrape(base)
+        if value(fams, "iopfd_exporter_access_denied", "iopfd_exporter_access_denied") != 1 \
+                or "iopfd_tenant_" in body:
+            fail(f"the exporter still reads everyone's after the reload:\n{body}")
     finally:
         stop_exporter(p)
         if a:

@@ -73,6 +73,7 @@ static void test_defaults(void **state)
 	assert_true(c.limits.max_pinned_bytes == UINT64_C(64) << 30);
 	assert_string_equal(c.metrics_listen, "127.0.0.1:9577");
 	assert_false(c.metrics_per_domain);
+	assert_string_equal(c.metrics_readers, "iopf-exporter");
 	conf_done(&c);
 }
 
@@ -356,6 +357,81 @@ static void test_listen(void **state)
 	assert_int_equal(ss.ss_family, AF_INET6);
 	assert_int_equal(len, sizeof(struct sockaddr_in6));
 	assert_int_equal(conf_parse_listen(NULL, &ss, &len), -EINVAL);
+}
+
+static void note_missing(const char *name, void *userdata)
+{
+	char *seen = userdata;
+
+	(void)strncat(seen, name, 63 - strlen(seen));
+	(void)strncat(seen, ";", 63 - strlen(seen));
+}
+
+/* [Metrics] Readers=: names and uids, kept normalized; resolved at the caller's time. */
+static void test_readers(void **state)
+{
+	char many[IOPF_CONTROL_READERS_MAX * 3 + 8] = "", seen[64] = "";
+	uid_t uids[IOPF_CONTROL_READERS_MAX];
+	struct conf c;
+
+	expect_ok("[Metrics]\nReaders=  42\troot  no-such-user_x 0 \n", &c);
+	assert_string_equal(c.metrics_readers, "42 root no-such-user_x 0");
+	assert_int_equal(conf_resolve_readers(&c, uids, note_missing, seen), 3);
+	assert_int_equal(uids[0], 42);
+	assert_int_equal(uids[1], 0); /* root */
+	assert_int_equal(uids[2], 0);
+	assert_string_equal(seen, "no-such-user_x;");
+	conf_done(&c);
+
+	expect_ok("[Metrics]\nReaders=\n", &c); /* root alone */
+	assert_string_equal(c.metrics_readers, "");
+	assert_int_equal(conf_resolve_readers(&c, uids, NULL, NULL), 0);
+	conf_done(&c);
+
+	expect_ok("[Metrics]\nReaders=4294967294 _svc a.b-c\n", &c);
+	assert_int_equal(conf_resolve_readers(&c, uids, NULL, NULL), 1);
+	assert_int_equal(uids[0], 4294967294u);
+	conf_done(&c);
+
+	expect_bad("[Metrics]\nReaders=4294967295\n", "Readers=4294967295: not a space-separated");
+	expect_bad("[Metrics]\nReaders=-1\n", "not a space-separated list");
+	expect_bad("[Metrics]\nReaders=01\n", "not a space-separated list");
+	expect_bad("[Metrics]\nReaders=a,b\n", "not a space-separated list");
+	expect_bad("[Metrics]\nReaders=9user\n", "not a space-separated list");
+	expect_bad("[Metrics]\nReaders=aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\n",
+		   "not a space-separated");
+
+	for (unsigned i = 0; i <= IOPF_CONTROL_READERS_MAX; i++)
+		(void)snprintf(many + strlen(many), sizeof(many) - strlen(many), "%u ", i % 10);
+	{
+		_cleanup_free_ char *text = NULL;
+
+		assert_true(asprintf(&text, "[Metrics]\nReaders=%s\n", many) > 0);
+		expect_bad(text, "at most 64 user names or uids");
+	}
+	many[strlen(many) - 2] = '\0'; /* 64 now */
+	{
+		_cleanup_free_ char *text = NULL;
+
+		assert_true(asprintf(&text, "[Metrics]\nReaders=%s\n", many) > 0);
+		expect_ok(text, &c);
+		assert_int_equal(conf_resolve_readers(&c, uids, NULL, NULL),
+				 IOPF_CONTROL_READERS_MAX);
+		conf_done(&c);
+	}
+	{
+		/* longer than a file's line may be; conf_set() takes it (the command line) */
+		_cleanup_free_ char *err = NULL;
+		char longer[300] = "";
+
+		for (unsigned i = 0; i < 9; i++)
+			strcat(longer, "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa ");
+		assert_int_equal(conf_init(&c), 0);
+		assert_int_equal(conf_set(&c, "Metrics", "Readers", longer, &err), -EINVAL);
+		assert_string_equal(err, "longer than 255 bytes");
+		assert_string_equal(c.metrics_readers, "iopf-exporter"); /* unchanged */
+		conf_done(&c);
+	}
 }
 
 /* What --dump-config prints parses back to the same configuration. */
@@ -682,6 +758,7 @@ TEST_MAIN(cmocka_unit_test(test_defaults), cmocka_unit_test(test_good), cmocka_u
 	  cmocka_unit_test(test_long_line), cmocka_unit_test(test_socket_too_long),
 	  cmocka_unit_test(test_load), cmocka_unit_test(test_shipped_conf),
 	  cmocka_unit_test(test_new_keys), cmocka_unit_test(test_listen),
-	  cmocka_unit_test(test_dump_round_trip), cmocka_unit_test(test_diff),
-	  cmocka_unit_test(test_dropins), cmocka_unit_test(test_hostile_files),
-	  cmocka_unit_test(test_hostile_text), cmocka_unit_test(test_shipped_conf_complete));
+	  cmocka_unit_test(test_readers), cmocka_unit_test(test_dump_round_trip),
+	  cmocka_unit_test(test_diff), cmocka_unit_test(test_dropins),
+	  cmocka_unit_test(test_hostile_files), cmocka_unit_test(test_hostile_text),
+	  cmocka_unit_test(test_shipped_conf_complete));

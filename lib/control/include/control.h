@@ -251,7 +251,8 @@ int iopf_control_remove_region(struct iopf_control *c, uint64_t tenant, uint64_t
 
 /*
  * Visit @tenant's live objects, oldest first; with @all every tenant's, which
- * only a uid 0 tenant (or @tenant 0, the daemon itself) may ask for.
+ * only a tenant that iopf_control_may_read_all() (or @tenant 0, the daemon
+ * itself) may ask for.
  * Return: 0, -EPERM, or fn's error.
  */
 int iopf_control_foreach_source(struct iopf_control *c, uint64_t tenant, bool all,
