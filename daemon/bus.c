@@ -1166,10 +1166,11 @@ static int append_source_counters(sd_bus_message *reply, const struct iopf_sourc
 	for (size_t k = 0; r >= 0 && k < n; k++)
 		r = sd_bus_message_append(reply, "{st}", f[k].name, f[k].value);
 	if (r >= 0)
-		r = sd_bus_message_append(reply, "{st}{st}{st}{st}{st}{st}", "io_errors",
+		r = sd_bus_message_append(reply, "{st}{st}{st}{st}{st}{st}{st}", "io_errors",
 					  i->io_errors, "read_errors", i->read_errors, "write_errors",
 					  i->write_errors, "retries", i->retries, "broken",
-					  (uint64_t)i->broken, "recovered", i->recovered);
+					  (uint64_t)i->broken, "paused", (uint64_t)i->paused,
+					  "recovered", i->recovered);
 	if (r >= 0)
 		r = sd_bus_message_close_container(reply);
 	return r;
