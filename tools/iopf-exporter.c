@@ -10,8 +10,8 @@
  * iopfd is not there it still answers, with iopfd_up 0.
  *
  * Families: iopfd_* (the daemon since it started, monotonic across tenants
- * coming and going), iopfd_tenant_* (per tenant: its uid, summed over its
- * connections, see tenant_labels()) and, with --per-domain, iopfd_domain_*
+ * coming and going), iopfd_tenant_* (per tenant: its name and uid, or its
+ * uid, summed over its connections, see tenant_labels()) and, with --per-domain, iopfd_domain_*
  * (per live domain). Names follow Prometheus': base units (seconds, bytes)
  * last, counters in _total. Latency (fault read to response written) is a
  * histogram in seconds with 20 buckets made from iopfd's 65 finer ones. The
@@ -90,9 +90,9 @@ static const char *const field_names[F_REASON0] = {
 };
 
 struct row {
-	char labels[256]; /* preformatted: uid="1000" (tenant_labels()), then a domain's */
+	char labels[320]; /* preformatted: uid="1000" (tenant_labels()), then a domain's */
 	uint64_t tenant;  /* iopfd's id of the tenant (its connection) */
-	uint32_t uid;
+	uint32_t uid, pid;
 	unsigned connections; /* tenants behind the row (aggregated rows) */
 	uint64_t v[_F_MAX];
 	struct iopf_histogram lat;
@@ -108,13 +108,47 @@ static bool field_is_gauge(unsigned f)
 /*
  * The labels of a tenant's series (iopfd_tenant_*, and the first ones of
  * iopfd_domain_*): what names a tenant across reconnects, never the id of its
- * connection. Today that is its uid. Should iopfd report a tenant's name or
- * unit some day, this is the one function to change: the exporter groups
- * tenants by the string it makes.
+ * connection: its name (a systemd unit, or what it gave with SetName) and
+ * uid when it has one, else its uid alone. iopfd's fallbacks, "pid N uid M"
+ * on the socket and the unique name ":1.42" on the system bus, name one
+ * connection, so they are no label. The exporter groups tenants by the string
+ * made here; SUMS_MAX bounds how many label sets it keeps.
  */
-static void tenant_labels(const struct row *tenant, char *buf, size_t size)
+static bool name_is_stable(const char *name, uint32_t uid, uint32_t pid)
 {
-	(void)snprintf(buf, size, "uid=\"%" PRIu32 "\"", tenant->uid);
+	char fallback[48];
+
+	if (!name || !*name || name[0] == ':')
+		return false;
+	(void)snprintf(fallback, sizeof(fallback), "pid %" PRIu32 " uid %" PRIu32, pid, uid);
+	return strcmp(name, fallback) != 0;
+}
+
+/* A label value as the text format wants it: \\, \" and \n escaped. */
+static void label_value(const char *v, char *buf, size_t size)
+{
+	size_t n = 0;
+
+	for (; *v && n + 3 < size; v++) {
+		if (*v == '\\' || *v == '"' || *v == '\n') {
+			buf[n++] = '\\';
+			buf[n++] = *v == '\n' ? 'n' : *v;
+		} else
+			buf[n++] = *v;
+	}
+	buf[n] = '\0';
+}
+
+static void tenant_labels(const struct row *tenant, const char *name, char *buf, size_t size)
+{
+	char v[160]; /* a long unit name cut, never an escape */
+
+	if (!name_is_stable(name, tenant->uid, tenant->pid)) {
+		(void)snprintf(buf, size, "uid=\"%" PRIu32 "\"", tenant->uid);
+		return;
+	}
+	label_value(name, v, sizeof(v));
+	(void)snprintf(buf, size, "name=\"%s\",uid=\"%" PRIu32 "\"", v, tenant->uid);
 }
 
 struct snapshot {
@@ -307,8 +341,9 @@ static int query_tenants(struct daemon_link *d, struct snapshot *s)
 			if (r >= 0) {
 				row->tenant = tenant;
 				row->uid = uid;
+				row->pid = pid;
 				row->connections = 1;
-				tenant_labels(row, row->labels, sizeof(row->labels));
+				tenant_labels(row, name, row->labels, sizeof(row->labels));
 				r = read_fields(m, row);
 			}
 			if (r >= 0)
@@ -360,7 +395,7 @@ static int query_domains(struct daemon_link *d, struct snapshot *s)
 		else
 			(void)snprintf(pbuf, sizeof(pbuf), "%" PRIu32, pasid);
 		(void)snprintf(row->labels, sizeof(row->labels),
-			       "%.128s,domain=\"%" PRIu64 "\",source=\"%" PRIu64
+			       "%.190s,domain=\"%" PRIu64 "\",source=\"%" PRIu64
 			       "\",dev_id=\"%" PRIu32 "\",pasid=\"%s\"",
 			       owner->labels, id, source, dev, pbuf);
 		r = read_fields(m, row);
@@ -715,7 +750,7 @@ static void expose(FILE *f, const struct snapshot *s, const struct row *tenants,
 		sample(f, "iopfd_workers", NULL, NULL, s->workers);
 		family(f, "iopfd_exporter_access_denied", "gauge",
 		       "1 when iopfd refused the every-tenant views (the exporter must run as "
-		       "root).");
+		       "root or a user of iopfd's [Metrics] Readers=).");
 		sample(f, "iopfd_exporter_access_denied", NULL, NULL, s->denied > 0);
 	}
 	if (s->have_daemon) {
