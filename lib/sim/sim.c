@@ -20,12 +20,22 @@
  * checked page by page without walking every extent.
  *
  * Both sides hold one process-shared robust mutex for every operation. The
- * doorbell is rung under it; the daemon's read drains it just after unlocking
- * (a syscall under the lock is time the device side waits, and wakes) and
- * then checks the queue again, ringing once more if a group came in between:
- * once a call returns, the level matches the queue. The daemon side validates
- * the geometry once at open, keeps a private copy, and never trusts an index
- * it reads from the memfd again.
+ * device side rings the doorbell under it; the daemon's read that empties the
+ * queue drains it under it too, so the level matches the queue whenever the
+ * lock is free. The daemon side validates the geometry once at open, keeps a
+ * private copy, and never trusts an index it reads from the memfd again.
+ *
+ * The daemon never writes to the doorbell. The tenant owns the eventfd too:
+ * it can clear O_NONBLOCK on the shared file and drive the counter to its
+ * maximum, and an eventfd write then blocks (pwritev2(RWF_NOWAIT) is not
+ * supported on eventfds, and a poll for POLLOUT first races with the
+ * tenant's own writes). Reads can be made non-blocking whatever the file's
+ * flags (preadv2(RWF_NOWAIT)), so the daemon only drains. Where the level
+ * could be down with groups queued (a tenant that read its own doorbell, or
+ * a daemon before this one killed between its drain and its re-ring), the
+ * daemon asks the device side to ring (ring_wanted), which it does at its
+ * next locked call. Nor does the daemon wait long for the lock: a tenant may
+ * hold it forever, and a worker serves others (see daemon_lock()).
  *
  * Limit of that trust: the mutex itself is glibc's. A robust mutex carries
  * the owner's robust-list pointers, which glibc follows on unlock, so a tenant
@@ -37,6 +47,7 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <linux/futex.h>
+#include <poll.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stddef.h>
@@ -67,6 +78,13 @@
 /* A page is never stored further than this from its hash home: bounds every probe. */
 #define SIM_MAX_PROBE 1024u
 #define SIM_DEFAULT_LOCK_TIMEOUT_NS (200 * UINT64_C(1000000))
+/*
+ * What the daemon side waits for a lock the device side holds: long enough
+ * for the device side's longest honest hold (a batch, or a preemption on a
+ * busy machine), short enough that a tenant sitting on its lock costs a
+ * worker little (a timed-out read puts its source in backoff).
+ */
+#define SIM_DAEMON_LOCK_WAIT_NS (5 * UINT64_C(1000000))
 
 #define READ_ONCE(x) (*(const volatile typeof(x) *)&(x))
 #define WRITE_ONCE(x, v) (*(volatile typeof(x) *)&(x) = (v))
@@ -141,7 +159,8 @@ struct iopf_sim {
 struct sim_backend {
 	struct sim_map m;
 	uint32_t ioas_idx;
-	bool emptied; /* the last read delivered the queue's last group and drained */
+	bool emptied;	     /* the last read delivered the queue's last group and drained */
+	bool lock_timed_out; /* the last lock timed out: only try, until one works */
 };
 
 static uint64_t lock_timeout_ns = SIM_DEFAULT_LOCK_TIMEOUT_NS;
@@ -322,15 +341,18 @@ static void sim_repair(struct sim_map *m)
 	h->cookie_hint = 0;
 }
 
-static int sim_lock(struct sim_map *m)
+/* Take the lock, waiting at most @wait_ns (0: only try). */
+static int sim_lock_within(struct sim_map *m, uint64_t wait_ns)
 {
 	struct timespec ts;
 	uint64_t deadline;
 	int r;
 
 	r = pthread_mutex_trylock(m->mutex);
+	if (r == EBUSY && !wait_ns)
+		return -ETIMEDOUT;
 	if (r == EBUSY) {
-		deadline = mono_ns() + lock_timeout_ns;
+		deadline = mono_ns() + wait_ns;
 		ts.tv_sec = (time_t)(deadline / UINT64_C(1000000000));
 		ts.tv_nsec = (long)(deadline % UINT64_C(1000000000));
 		r = pthread_mutex_clocklock(m->mutex, CLOCK_MONOTONIC, &ts);
@@ -350,6 +372,28 @@ static int sim_lock(struct sim_map *m)
 	return -EIO;
 }
 
+/* The device side's lock: a bounded wait, whose bound tests can change. */
+static int sim_lock(struct sim_map *m)
+{
+	return sim_lock_within(m, lock_timeout_ns);
+}
+
+/*
+ * The daemon side's lock. A tenant holding its lock forever must not stall
+ * the worker its source shares with others: one short wait, and after a wait
+ * that timed out only tries (no wait) until a lock succeeds again, so one
+ * turn of a locked source (its maps and its answers after a read) costs at
+ * most one wait. A read that times out fails (-ETIMEDOUT): the worker retries
+ * the source on its backoff timer, not at once.
+ */
+static int daemon_lock(struct sim_backend *sb)
+{
+	int r = sim_lock_within(&sb->m, sb->lock_timed_out ? 0 : SIM_DAEMON_LOCK_WAIT_NS);
+
+	sb->lock_timed_out = r == -ETIMEDOUT;
+	return r;
+}
+
 static void sim_unlock(struct sim_map *m)
 {
 	(void)pthread_mutex_unlock(m->mutex);
@@ -357,13 +401,24 @@ static void sim_unlock(struct sim_map *m)
 
 /* ---- doorbell (under the lock) ---- */
 
+/* The device side only: the daemon never writes to the doorbell (see the top). */
 static void doorbell_ring(struct sim_map *m)
 {
 	uint64_t one = 1;
 
-	/* The counter stays tiny, so an eventfd write cannot block or fail. */
+	/* The device side's own eventfd: it is O_NONBLOCK unless the tenant changed that. */
 	(void)!write(m->efd, &one, sizeof(one));
 	m->hdr->stats.doorbells++;
+}
+
+/* Device side, under the lock: ring if the daemon asked for it. */
+static void doorbell_ring_wanted(struct sim_map *m)
+{
+	if (!READ_ONCE(m->hdr->ring_wanted))
+		return;
+	m->hdr->ring_wanted = 0;
+	if (READ_ONCE(m->hdr->pend_head) != READ_ONCE(m->hdr->pend_tail))
+		doorbell_ring(m);
 }
 
 static void doorbell_drain(struct sim_map *m)
@@ -375,21 +430,12 @@ static void doorbell_drain(struct sim_map *m)
 	(void)preadv2(m->efd, &iov, 1, -1, RWF_NOWAIT);
 }
 
-/*
- * The daemon emptied the queue and has let go of the lock: drain, then look
- * again. An inject after our unlock found the queue empty and rang; if the
- * drain ate that ring, its group is still queued and we ring for it. (Not
- * counted in the stats: they are written under the lock only.)
- */
-static void doorbell_settle(struct sim_map *m)
+/* Whether the doorbell is up, without touching it. */
+static bool doorbell_is_up(const struct sim_map *m)
 {
-	uint64_t one = 1;
+	struct pollfd p = {.fd = m->efd, .events = POLLIN};
 
-	doorbell_drain(m);
-	/* the drain is a syscall, a full barrier: a ring it ate was preceded by its inject */
-	if (__atomic_load_n(&m->hdr->pend_head, __ATOMIC_ACQUIRE) !=
-	    __atomic_load_n(&m->hdr->pend_tail, __ATOMIC_ACQUIRE))
-		(void)!write(m->efd, &one, sizeof(one));
+	return poll(&p, 1, 0) == 1 && (p.revents & POLLIN);
 }
 
 /* ---- cookies (under the lock) ---- */
@@ -531,11 +577,9 @@ static ssize_t sim_fault_read(struct iopf_backend *b, void *buf, size_t len)
 		return -ESPIPE;
 
 	prefetch_queued(m, len / SIM_REC_SIZE);
-	r = sim_lock(m);
-	if (r == -ETIMEDOUT)
-		return 0; /* "nothing now": the doorbell stays up, the caller polls again */
+	r = daemon_lock(sb);
 	if (r < 0)
-		return r;
+		return r; /* -ETIMEDOUT: locked by the tenant; retried on the worker's backoff */
 
 	h->stats.reads++;
 	head = head0 = READ_ONCE(h->pend_head);
@@ -596,21 +640,24 @@ static ssize_t sim_fault_read(struct iopf_backend *b, void *buf, size_t len)
 		head++;
 	}
 	/*
-	 * Emptied: bring the doorbell down. A read that found the queue empty
-	 * need not when the read just before it emptied it: only a ring could
-	 * have put the doorbell up since, a ring comes with a group (and a detach
-	 * that takes the group away drains again), so this read would not be
-	 * empty. That is the second read of every turn (servers read until 0):
-	 * a syscall saved per turn. Any other empty read drains, so a spurious
-	 * ring by the tenant (it owns the eventfd too) costs one wakeup at most.
+	 * Emptied: bring the doorbell down, under the lock, so no inject (which
+	 * rings under it) can come between the empty queue and the drain. A read
+	 * that found the queue empty need not when the read just before it
+	 * emptied it: only a ring could have put the doorbell up since, a ring
+	 * comes with a group (and a detach that takes the group away drains
+	 * again), so this read would not be empty. That is the second read of
+	 * every turn (servers read until 0): a syscall saved per turn. Any other
+	 * empty read drains, so a spurious ring by the tenant (it owns the
+	 * eventfd too) costs one wakeup at most. The drain never blocks
+	 * (RWF_NOWAIT), whatever the tenant did to the file's flags.
 	 */
 	drain = head == tail && (head != head0 || !sb->emptied);
 	sb->emptied = drain && head != head0;
 	WRITE_ONCE(h->pend_head, head);
+	if (drain)
+		doorbell_drain(m);
 out:
 	sim_unlock(m);
-	if (drain)
-		doorbell_settle(m);
 	return done ? (ssize_t)done : rc;
 }
 
@@ -631,7 +678,7 @@ static ssize_t sim_fault_write(struct iopf_backend *b, const void *buf, size_t l
 		return 0;
 
 	now = mono_ns();
-	r = sim_lock(m);
+	r = daemon_lock(sb);
 	if (r < 0)
 		return r;
 
@@ -961,7 +1008,7 @@ static int sim_map(struct iopf_backend *b, const struct iopf_map_req *req)
 	if ((req->length >> SIM_PAGE_SHIFT) > m->iommu_pages)
 		return -ENOMEM;
 
-	r = sim_lock(m);
+	r = daemon_lock(sb);
 	if (r < 0)
 		return r;
 	r = iommu_map(m, sb->ioas_idx, req->iova, req->length, req->prot, &st, req->offset);
@@ -981,7 +1028,7 @@ static int sim_unmap(struct iopf_backend *b, uint64_t iova, uint64_t length)
 	if (iova + length - 1 < iova)
 		return -EOVERFLOW;
 
-	r = sim_lock(m);
+	r = daemon_lock(sb);
 	if (r < 0)
 		return r;
 	r = iommu_unmap(m, sb->ioas_idx, iova, length);
@@ -999,8 +1046,12 @@ static void sim_destroy(struct iopf_backend *b)
 	if (!sb)
 		return;
 	if (sb->m.base) {
-		/* the device side waits for this to know the daemon let go of the context */
-		if (sim_lock(&sb->m) == 0) {
+		/*
+		 * The device side waits for this to know the daemon let go of the
+		 * context. One short wait: a tenant sitting on its lock now keeps
+		 * its own count up, and stalls nobody.
+		 */
+		if (sim_lock_within(&sb->m, SIM_DAEMON_LOCK_WAIT_NS) == 0) {
 			if (READ_ONCE(sb->m.hdr->backends))
 				sb->m.hdr->backends--;
 			sim_unlock(&sb->m);
@@ -1095,19 +1146,20 @@ int iopf_sim_backend_open(int fault_fd, int iommufd, uint32_t ioas_id,
 	}
 	map_setup(&sb->m, base, &g, fault_fd);
 	sb->ioas_idx = ioas_id - 1;
-	r = sim_lock(&sb->m);
+	r = sim_lock_within(&sb->m, SIM_DAEMON_LOCK_WAIT_NS);
 	if (r < 0) {
 		(void)munmap(base, (size_t)st.st_size);
 		return r;
 	}
 	sb->m.hdr->backends++;
 	/*
-	 * The kernel's queue polls readable while it holds groups. A reader that
-	 * died after taking the doorbell down and before reading may have left
-	 * groups queued with the doorbell down: put it up for whoever reads next.
+	 * The kernel's queue polls readable while it holds groups. Groups queued
+	 * with the doorbell down (see the top): the device side rings for them,
+	 * as the daemon may not.
 	 */
-	if (READ_ONCE(sb->m.hdr->pend_head) != READ_ONCE(sb->m.hdr->pend_tail))
-		doorbell_ring(&sb->m);
+	if (READ_ONCE(sb->m.hdr->pend_head) != READ_ONCE(sb->m.hdr->pend_tail) &&
+	    !doorbell_is_up(&sb->m))
+		sb->m.hdr->ring_wanted = 1;
 	sim_unlock(&sb->m);
 
 	b->ops = &sim_ops;
@@ -1334,6 +1386,7 @@ int iopf_sim_inject(struct iopf_sim *s, const struct iopf_sim_group *g, unsigned
 	r = sim_lock(m);
 	if (r < 0)
 		return r;
+	doorbell_ring_wanted(m);
 	was_empty = queue_empty(m);
 	for (k = 0; k < n; k++) {
 		struct sim_slot *slot;
@@ -1386,6 +1439,7 @@ int iopf_sim_inject_raw(struct iopf_sim *s, const struct iommu_hwpt_pgfault *rec
 	r = sim_lock(m);
 	if (r < 0)
 		return r;
+	doorbell_ring_wanted(m);
 	was_empty = queue_empty(m);
 	slot = slot_queue(m, tag, now);
 	if (!slot) {
@@ -1417,6 +1471,7 @@ int iopf_sim_harvest(struct iopf_sim *s, struct iopf_sim_answer *out, unsigned m
 	r = sim_lock(m);
 	if (r < 0)
 		return r;
+	doorbell_ring_wanted(m);
 	head = READ_ONCE(h->done_head);
 	tail = READ_ONCE(h->done_tail);
 	if (tail - head > m->depth)
@@ -1512,6 +1567,7 @@ static int detach(struct iopf_sim *s, uint32_t dev_id, uint32_t pasid, bool only
 	r = sim_lock(m);
 	if (r < 0)
 		return r;
+	doorbell_ring_wanted(m);
 	if (only_if_delivered && !delivered_matches(m, dev_id, pasid))
 		goto out;
 

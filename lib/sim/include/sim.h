@@ -239,7 +239,7 @@ struct iopf_sim_shm_hdr {
 	uint32_t iommu_pages;
 	uint32_t page_buckets;
 	uint32_t iommu_maps;
-	uint32_t _pad0;
+	uint32_t ring_wanted; /* under the lock: groups queued, doorbell down; device side rings */
 	uint64_t total_size;
 
 	/* mutable; under the lock */
