@@ -26,6 +26,9 @@ struct fake {
 	bool map_needs_uptr;
 	bool closed;
 	bool zero_if_too_small;
+	pthread_cond_t unblocked; /* fake_block_reads() */
+	bool block_reads;
+	unsigned blocked; /* reads waiting in fake_read() now */
 	struct iopf_backend_ops ops;
 
 	struct unit *q;
@@ -114,6 +117,11 @@ static ssize_t fake_read(struct iopf_backend *b, void *buf, size_t len)
 	if (len % rec)
 		return -ESPIPE;
 	pthread_mutex_lock(&f->lock);
+	while (f->block_reads) {
+		f->blocked++;
+		pthread_cond_wait(&f->unblocked, &f->lock);
+		f->blocked--;
+	}
 	f->reads++;
 	for (uint32_t c = 1; c <= MAX_COOKIE; c++)
 		if (f->cookie_serial[c]) {
@@ -270,6 +278,7 @@ struct fake *fake_new(bool map_needs_uptr)
 	if (!f)
 		abort();
 	pthread_mutex_init(&f->lock, NULL);
+	pthread_cond_init(&f->unblocked, NULL);
 	f->efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	f->answered = calloc(FIRST_SERIALS, 1);
 	f->n_serials = FIRST_SERIALS;
@@ -301,6 +310,7 @@ void fake_free(struct fake *f)
 	free(f->read_seqs);
 	free(f->maps);
 	close(f->efd);
+	pthread_cond_destroy(&f->unblocked);
 	pthread_mutex_destroy(&f->lock);
 	free(f);
 }
@@ -345,6 +355,25 @@ static void push(struct fake *f, const struct iommu_hwpt_pgfault *recs, size_t n
 	f->q[f->q_n++] = u;
 	update_level(f);
 	pthread_mutex_unlock(&f->lock);
+}
+
+void fake_block_reads(struct fake *f, bool block)
+{
+	pthread_mutex_lock(&f->lock);
+	f->block_reads = block;
+	if (!block)
+		pthread_cond_broadcast(&f->unblocked);
+	pthread_mutex_unlock(&f->lock);
+}
+
+bool fake_read_blocked(struct fake *f)
+{
+	bool b;
+
+	pthread_mutex_lock(&f->lock);
+	b = f->blocked > 0;
+	pthread_mutex_unlock(&f->lock);
+	return b;
 }
 
 void fake_inject(struct fake *f, const struct iommu_hwpt_pgfault *recs, size_t n)

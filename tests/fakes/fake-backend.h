@@ -51,6 +51,13 @@ bool fake_closed(struct fake *f);
 void fake_inject(struct fake *f, const struct iommu_hwpt_pgfault *recs, size_t n);
 /* One single-record group with LAST_PAGE. pasid IOPF_PASID_NONE: no PASID_VALID. */
 void fake_fault(struct fake *f, uint32_t dev_id, uint32_t pasid, uint64_t addr, uint32_t perm);
+/*
+ * While @block, a read waits inside fault_read() until let go: the worker
+ * that reads is held there, and whatever is sent to it meanwhile waits.
+ * fake_read_blocked(): a read waits there now.
+ */
+void fake_block_reads(struct fake *f, bool block);
+bool fake_read_blocked(struct fake *f);
 /* Queue raw records delivered as one read, cookies kept (malformed input). */
 void fake_inject_raw(struct fake *f, const struct iommu_hwpt_pgfault *recs, size_t n);
 /*

@@ -405,7 +405,9 @@ static void test_many_faults_two_sources(void **state)
 /*
  * Many sources ready at once on one worker, reading one group at a time so
  * that every turn ends at the read bound: one source with a long backlog, the
- * others with a short one each, all queued before the worker sees them. Every
+ * others with a short one each, all queued and added while the worker is
+ * held inside a read of the fixture's source: their first turns come in one
+ * round. Every
  * group is answered once; the short ones finish long before the long one
  * (nobody waits for a busy source); and in the order the worker read them, a
  * turn is at most IOPF_TURN_READS reads and between two turns of a source no
@@ -431,24 +433,25 @@ static void test_many_ready_sources_fair(void **state)
 {
 	struct fixture *x = *state;
 	struct fake *f[FAIR_SOURCES + 1];
-	uint64_t id[FAIR_SOURCES];
+	uint64_t id[FAIR_SOURCES + 1];
 	struct read_at *log = NULL;
 	size_t n_log = 0, first_start = 0, last_start = SIZE_MAX, hot_done_before = 0;
 	size_t first[FAIR_SOURCES + 1], last[FAIR_SOURCES + 1];
 	unsigned since[FAIR_SOURCES + 1][FAIR_SOURCES + 1] = {};
 	bool started[FAIR_SOURCES + 1] = {};
 
-	for (unsigned i = 0; i < FAIR_HOT; i++)
-		fake_fault(x->f, 3, IOPF_PASID_NONE, BASE, R);
-	for (unsigned j = 0; j < FAIR_SOURCES; j++) {
+	fake_block_reads(x->f, true);
+	fake_fault(x->f, 3, IOPF_PASID_NONE, BASE, R);
+	WAIT_FOR(fake_read_blocked(x->f));
+	for (unsigned j = 0; j <= FAIR_SOURCES; j++) {
 		f[j] = fake_new(false);
-		for (unsigned g = 0; g < FAIR_GROUPS; g++)
+		for (unsigned g = 0; g < (j < FAIR_SOURCES ? FAIR_GROUPS : FAIR_HOT); g++)
 			fake_fault(f[j], 7, IOPF_PASID_NONE, BASE, R);
 	}
-	f[FAIR_SOURCES] = x->f;
-	for (unsigned j = 0; j < FAIR_SOURCES; j++)
+	for (unsigned j = 0; j <= FAIR_SOURCES; j++)
 		assert_int_equal(__iopf_engine_add_backend(x->e, 100, fake_backend(f[j]), &id[j]),
 				 0);
+	fake_block_reads(x->f, false);
 	for (unsigned j = 0; j < FAIR_SOURCES; j++)
 		WAIT_FOR(fake_delivered(f[j]) == FAIR_GROUPS && fake_outstanding(f[j]) == 0);
 
@@ -498,7 +501,7 @@ static void test_many_ready_sources_fair(void **state)
 	}
 	free(log);
 
-	for (unsigned j = 0; j < FAIR_SOURCES; j++) {
+	for (unsigned j = 0; j <= FAIR_SOURCES; j++) {
 		x->done_calls = 0;
 		assert_int_equal(iopf_engine_remove_source(x->e, id[j], on_done, x), 0);
 		wait_done(x, 1);
