@@ -160,6 +160,8 @@ struct bus {
 	struct iopf_control *control; /* not owned */
 	const struct conf *conf;      /* not owned; the running configuration (reload changes it) */
 	unsigned n_workers;	      /* for the Workers property */
+	unsigned workers_alive;	      /* answered the watchdog's last ping */
+	uint64_t workers_checked_us;  /* CLOCK_MONOTONIC of that ping; 0: never */
 	uint64_t started_realtime_us, started_monotonic_us; /* StartTimestamp* properties */
 	char *socket_path;	      /* owned */
 	bool unlink_socket;	      /* we created the socket node */
@@ -1372,6 +1374,10 @@ static int property_get(sd_bus *bus, const char *path, const char *interface, co
 		return sd_bus_message_append(reply, "s", IOPFD_VERSION);
 	if (strcmp(property, "Workers") == 0)
 		return sd_bus_message_append(reply, "u", c->bus->n_workers);
+	if (strcmp(property, "WorkersAlive") == 0)
+		return sd_bus_message_append(reply, "u", c->bus->workers_alive);
+	if (strcmp(property, "WorkersAliveTimestampMonotonic") == 0)
+		return sd_bus_message_append(reply, "t", c->bus->workers_checked_us);
 	if (strcmp(property, "StartTimestamp") == 0)
 		return sd_bus_message_append(reply, "t", c->bus->started_realtime_us);
 	if (strcmp(property, "StartTimestampMonotonic") == 0)
@@ -1643,6 +1649,9 @@ static const sd_bus_vtable manager_vtable[] = {
 		method_get_daemon_metrics, SD_BUS_VTABLE_UNPRIVILEGED),
 	SD_BUS_PROPERTY("Version", "s", property_get, 0, SD_BUS_VTABLE_PROPERTY_CONST),
 	SD_BUS_PROPERTY("Workers", "u", property_get, 0, SD_BUS_VTABLE_PROPERTY_CONST),
+	/* workers that answered the watchdog's last ping, and when (0: no watchdog, never) */
+	SD_BUS_PROPERTY("WorkersAlive", "u", property_get, 0, 0),
+	SD_BUS_PROPERTY("WorkersAliveTimestampMonotonic", "t", property_get, 0, 0),
 	SD_BUS_PROPERTY("StartTimestamp", "t", property_get, 0, SD_BUS_VTABLE_PROPERTY_CONST),
 	SD_BUS_PROPERTY("StartTimestampMonotonic", "t", property_get, 0,
 			SD_BUS_VTABLE_PROPERTY_CONST),
@@ -2787,6 +2796,14 @@ void bus_stop(struct bus *b)
 {
 	if (b)
 		b->listen_source = sd_event_source_disable_unref(b->listen_source);
+}
+
+void bus_set_workers_alive(struct bus *b, unsigned alive)
+{
+	if (!b)
+		return;
+	b->workers_alive = alive;
+	b->workers_checked_us = now_ns(CLOCK_MONOTONIC) / NSEC_PER_USEC;
 }
 
 unsigned bus_n_connections(struct bus *b)

@@ -57,6 +57,9 @@ int bus_adopt_tenants(struct bus *b);
  */
 void bus_reloaded(struct bus *b);
 
+/* The watchdog's last ping: @alive workers answered it (WorkersAlive). NULL ok. */
+void bus_set_workers_alive(struct bus *b, unsigned alive);
+
 /* Connected peer-to-peer clients (tests, status). */
 unsigned bus_n_connections(struct bus *b);
 

@@ -189,8 +189,10 @@ static int on_watchdog_timer(sd_event_source *s, uint64_t usec, void *userdata)
 {
 	struct manager *m = userdata;
 	unsigned late = 0;
+	int all = iopf_engine_ping(m->engine, &late);
 
-	if (iopf_engine_ping(m->engine, &late) == 1) {
+	bus_set_workers_alive(m->bus, iopf_engine_workers_alive(m->engine));
+	if (all == 1) {
 		notify_keepalive(m);
 		if (m->stalled)
 			log_notice("Worker %u answers again; watchdog keep-alives resume.",

@@ -277,6 +277,7 @@ static const struct {
 	{"tenants", offsetof(struct counters, tenants)},
 	{"io_errors", offsetof(struct counters, io_errors)},
 	{"broken", offsetof(struct counters, broken)},
+	{"paused", offsetof(struct counters, paused)},
 };
 
 int read_counters(sd_bus_message *m, struct counters *c, struct json_object **ret_json)

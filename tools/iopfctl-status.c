@@ -21,6 +21,8 @@ static const struct {
 } status_properties[] = {
 	{"Version", "version"},
 	{"Workers", "workers"},
+	{"WorkersAlive", "workers_alive"},
+	{"WorkersAliveTimestampMonotonic", "workers_alive_timestamp_monotonic_us"},
 	{"StartTimestamp", "start_timestamp_us"},
 	{"StartTimestampMonotonic", "start_timestamp_monotonic_us"},
 	{"LatencyBuckets", NULL}, /* the histogram layout: not shown */
@@ -113,11 +115,13 @@ static int status_sources_read(struct ctx *x, struct json_object *st)
 {
 	_cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
 	struct json_object *broken = json_object_new_array();
+	struct json_object *paused = json_object_new_array();
 	uint64_t n = 0, io_errors = 0, tenant, id;
 	struct counters c;
 	int r;
 
 	json_object_object_add(st, "broken_sources", broken);
+	json_object_object_add(st, "paused_sources", paused);
 	r = ctl_call(x, NULL, x->all ? "GetAllSourceStats" : "GetSourceStats", &reply, NULL);
 	if (r < 0)
 		return r;
@@ -139,6 +143,8 @@ static int status_sources_read(struct ctx *x, struct json_object *st)
 		io_errors += c.io_errors;
 		if (c.broken)
 			json_object_array_add(broken, json_object_new_uint64(id));
+		if (c.paused)
+			json_object_array_add(paused, json_object_new_uint64(id));
 	}
 	if (r < 0)
 		return ctl_parse_error(r);
@@ -218,7 +224,13 @@ static void status_print(struct json_object *st)
 	printf("      Started: %s", when);
 	if (json_object_object_get_ex(st, "uptime_us", &v))
 		printf(", up %s", span_str(json_object_get_uint64(v), span));
-	printf("\n      Workers: %" PRIu64 "\n", get_u64(st, "workers"));
+	printf("\n      Workers: %" PRIu64, get_u64(st, "workers"));
+	/* the watchdog's pings say which run: without a watchdog nobody asks */
+	if (get_u64(st, "workers_alive_timestamp_monotonic_us"))
+		printf(", %" PRIu64 " alive at the watchdog's last ping\n",
+		       get_u64(st, "workers_alive"));
+	else
+		printf(" (alive: not checked, no watchdog)\n");
 	if (json_object_object_get_ex(st, "tenants", &v) && v)
 		printf("      Tenants: %" PRIu64 " connected (this iopfctl included)\n",
 		       json_object_get_uint64(v));
@@ -230,7 +242,12 @@ static void status_print(struct json_object *st)
 	for (size_t i = 0; i < n; i++)
 		printf("%s%" PRIu64, i ? ", " : ": ",
 		       json_object_get_uint64(json_object_array_get_idx(broken, i)));
-	printf(" (%" PRIu64 " fault-fd I/O errors)\n", get_u64(st, "io_errors"));
+	printf(" (%" PRIu64 " fault-fd I/O errors)", get_u64(st, "io_errors"));
+	json_object_object_get_ex(st, "paused_sources", &broken);
+	n = json_object_array_length(broken);
+	if (n)
+		printf(", %zu paused", n);
+	printf("\n");
 	json_object_object_get_ex(st, "configuration", &conf);
 	json_object_object_foreach(conf, key, val)
 	{

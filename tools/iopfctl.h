@@ -85,7 +85,7 @@ union value {
 /* The counters of an a{st} a table shows; JSON has every one. */
 struct counters {
 	uint64_t faults, groups, success, invalid, stale, pages_mapped, bytes_mapped;
-	uint64_t tenants, io_errors, broken;
+	uint64_t tenants, io_errors, broken, paused;
 	char why[160]; /* reasons of INVALID answers: "permission=1,..." */
 };
 

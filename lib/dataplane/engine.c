@@ -50,6 +50,7 @@ struct iopf_engine {
 	uint64_t next_id;
 	struct idvec sources, domains, regions;
 	struct iopf_state *state; /* owned; what outlives the process (persist.h) */
+	unsigned alive;           /* workers that answered the previous ping, at the last one */
 
 	struct iopf_mailbox done; /* finished removals, posted by the workers */
 
@@ -1139,16 +1140,25 @@ int iopf_engine_source_latency(struct iopf_engine *e, uint64_t id, struct iopf_h
 
 int iopf_engine_ping(struct iopf_engine *e, unsigned *ret_late)
 {
+	unsigned alive = 0;
 	int all = 1;
 
 	for (unsigned i = 0; i < e->cfg.n_workers; i++) {
-		if (iopf_worker_ping(e->workers[i]))
+		if (iopf_worker_ping(e->workers[i])) {
+			alive++;
 			continue;
+		}
 		if (all && ret_late)
 			*ret_late = i;
 		all = 0;
 	}
+	e->alive = alive;
 	return all;
+}
+
+unsigned iopf_engine_workers_alive(struct iopf_engine *e)
+{
+	return e->alive;
 }
 
 int iopf_engine_set_fault_around(struct iopf_engine *e, uint64_t bytes)

@@ -604,3 +604,8 @@ int iopf_engine_start_source(struct iopf_engine *e, uint64_t source_id)
 	o->paused = false;
 	return 0;
 }
+
+unsigned iopf_engine_workers_alive(struct iopf_engine *e)
+{
+	return e->cfg.n_workers ? e->cfg.n_workers : 1;
+}

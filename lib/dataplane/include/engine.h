@@ -321,6 +321,8 @@ void iopf_engine_set_retired_fn(struct iopf_engine *e, iopf_engine_stats_fn fn, 
  * Return: 1 all answered, 0 some did not (yet).
  */
 int iopf_engine_ping(struct iopf_engine *e, unsigned *ret_late);
+/* How many workers had answered at the last iopf_engine_ping() (0 before the first). */
+unsigned iopf_engine_workers_alive(struct iopf_engine *e);
 
 /*
  * Settings that change while running (reload).
