@@ -555,8 +555,9 @@ for name, runs in (("saturation", sat), ("paced", paced), ("scale-base", base), 
                     x["p999_ns"] / 1e3, cpu_per_fault(x), x["violations"]))
     lines.append("")
 # "## Real kernels" and "## Crash recovery" are not ours: the kernel suite (tests/kernel/)
-# and the restart tests (tests/integration/test-restart.py) measure them. Keep them.
-KEPT = ("## Real kernels", "## Crash recovery")
+# and the restart tests (tests/integration/test-restart.py) measure them. Keep them, and
+# "## Data plane" (before and after figures of data-plane changes, written by hand).
+KEPT = ("## Data plane", "## Real kernels", "## Crash recovery")
 kept, inside = [], False
 if os.path.exists(out):
     with open(out) as f:
