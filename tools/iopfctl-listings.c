@@ -19,6 +19,7 @@
 
 struct rate_entry {
 	uint64_t id, faults, groups;
+	struct iopf_histogram lat; /* its latency histogram at that reading */
 };
 
 /* One listing's totals at this frame's reading and at the previous frame's. */
@@ -45,8 +46,13 @@ static double rate(const struct rate_set *rs, uint64_t prev, uint64_t cur)
 	return (double)(cur - prev) * 1e9 / (double)(rs->cur_ns - rs->prev_ns);
 }
 
-/* Record @id's totals of this frame; set its rates, faults/s and groups/s, into @ret. */
-static void rate_of(struct rate_set *rs, uint64_t id, const struct counters *c, union value ret[2])
+/*
+ * Record @id's totals of this frame; set its rates, faults/s and groups/s, into
+ * @ret, and turn @lat into the histogram of this interval when there is a
+ * previous reading (else it stays the totals since the object came).
+ */
+static void rate_of(struct rate_set *rs, uint64_t id, const struct counters *c,
+		    struct iopf_histogram *lat, union value ret[2])
 {
 	const struct rate_entry key = {.id = id}, *prev;
 
@@ -61,13 +67,33 @@ static void rate_of(struct rate_set *rs, uint64_t id, const struct counters *c, 
 	}
 	/* short of memory: no rate for this one next time, nothing worse */
 	if (rs->n_cur < rs->cap_cur)
-		rs->cur[rs->n_cur++] = (struct rate_entry){id, c->faults, c->groups};
+		rs->cur[rs->n_cur++] = (struct rate_entry){id, c->faults, c->groups, *lat};
 	/* the reading this row came from: the first row of a frame takes its time */
 	if (rs->n_cur == 1 || !rs->cur_ns)
 		rs->cur_ns = mono_ns();
 	prev = rs->n_prev ? bsearch(&key, rs->prev, rs->n_prev, sizeof(key), rate_entry_cmp) : NULL;
 	ret[0].d = prev ? rate(rs, prev->faults, c->faults) : NAN;
 	ret[1].d = prev ? rate(rs, prev->groups, c->groups) : NAN;
+	if (!prev || prev->lat.count > lat->count)
+		return;
+	/* the latency of this interval: what came since the previous reading */
+	for (unsigned i = 0; i < IOPF_HIST_BUCKETS; i++)
+		lat->bucket[i] = lat->bucket[i] >= prev->lat.bucket[i]
+					 ? lat->bucket[i] - prev->lat.bucket[i]
+					 : 0;
+	lat->count -= prev->lat.count;
+	lat->sum_ns -= lat->sum_ns >= prev->lat.sum_ns ? prev->lat.sum_ns : lat->sum_ns;
+}
+
+/* --watch: rates, and the row's latency (columns and JSON) over the interval. */
+static void watch_latency(struct rate_set *rs, uint64_t id, struct row *row, union value rates[2],
+			  union value *json)
+{
+	rate_of(rs, id, &row->c, &row->lat, rates);
+	if (json->j) {
+		json_object_put(json->j);
+		json->j = latency_json(&row->lat);
+	}
 }
 
 /* This frame's totals become the baseline; the old baseline's array takes the next ones. */
@@ -260,8 +286,9 @@ static void derive_tenant_stats(struct ctx *x, const struct listing *l, struct r
 	v[TEN_REFUSED].u = row->c.invalid;
 	v[TEN_STALE].u = row->c.stale;
 	v[TEN_PINNED].u = row->c.bytes_mapped;
+	if (arg_watch > 0) /* percentiles over the interval, once there is one */
+		watch_latency(&tenant_rates, v[TEN_ID].u, row, &v[TEN_RATES], &v[TEN_LATENCY]);
 	derive_latency(&row->lat, &v[TEN_P50]);
-	rate_of(&tenant_rates, v[TEN_ID].u, &row->c, &v[TEN_RATES]);
 	/* this very connection in the operator's table: an observer, not worth a row */
 	row->skip = x->all && v[TEN_PID].u == (uint64_t)getpid();
 }
@@ -308,9 +335,11 @@ static const struct column domain_stat_columns[] = {
 static void derive_domain_stats(struct ctx *x, const struct listing *l, struct row *row)
 {
 	derive_counters(&row->c, &row->v[DOM_COUNTERS_0]);
-	derive_latency(&row->lat, &row->v[DOM_P50]);
 	row->v[DOM_WHY].s = row->c.why[0] ? row->c.why : "-";
-	rate_of(&domain_rates, row->v[DOM_ID].u, &row->c, &row->v[DOM_RATES]);
+	if (arg_watch > 0) /* percentiles over the interval, once there is one */
+		watch_latency(&domain_rates, row->v[DOM_ID].u, row, &row->v[DOM_RATES],
+			      &row->v[DOM_LATENCY]);
+	derive_latency(&row->lat, &row->v[DOM_P50]);
 }
 
 const struct listing listing_domain_stats = {

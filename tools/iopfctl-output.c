@@ -237,7 +237,7 @@ static struct json_object *json_bound(uint64_t ns)
 	return ns == UINT64_MAX ? NULL : json_object_new_uint64(ns); /* null: above 10 s */
 }
 
-static struct json_object *latency_json(const struct iopf_histogram *h)
+struct json_object *latency_json(const struct iopf_histogram *h)
 {
 	struct json_object *o = json_object_new_object(), *buckets = json_object_new_array();
 

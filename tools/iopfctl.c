@@ -21,6 +21,7 @@
 
 #include "iopf/client.h"
 #include "iopfctl.h"
+#include "time-util.h"
 #include "util.h"
 #include "wire.h"
 
@@ -123,7 +124,7 @@ static int run_stats(struct ctx *x, const struct verb *v)
 			if (tty)
 				printf("\033[H\033[2J"); /* home, clear */
 			printf("iopfctl stats every %gs, %s (Ctrl-C to stop); rates per second "
-			       "over the last interval\n\n",
+			       "and latency percentiles over the last interval\n\n",
 			       arg_watch, when);
 		}
 		x->n_tables = 0;
@@ -135,6 +136,10 @@ static int run_stats(struct ctx *x, const struct verb *v)
 				json_object_object_add(o, "interval_s",
 						       isnan(dt) ? NULL
 								 : json_object_new_double(dt));
+				/* when this frame was read: CLOCK_REALTIME, µs since the epoch */
+				json_object_object_add(o, "timestamp_us",
+						       json_object_new_uint64(now_ns(CLOCK_REALTIME) /
+									      NSEC_PER_USEC));
 			}
 			r = json_print(o);
 		}

@@ -144,4 +144,7 @@ void rates_free(void);
 
 int show_status(struct ctx *x);
 
+/* A latency histogram as JSON: count, sum_ns, percentiles, the non-empty buckets. */
+struct json_object *latency_json(const struct iopf_histogram *h);
+
 #endif /* IOPFCTL_H */

@@ -248,6 +248,14 @@ def case_watch_rates(tmp):
     delta = d2["counters"]["faults"] - d1["counters"]["faults"]  # no_handler is unrouted
     if delta != 4 or abs(d2["faults_per_s"] - delta / dt) > 0.01 * delta / dt:
         fail(f"domain faults: {delta} in {dt} s, rate {d2['faults_per_s']}")
+    # latency over the interval: the second frame's histogram holds this interval's groups
+    groups = d2["counters"]["groups"] - d1["counters"]["groups"]
+    if d2["latency"]["count"] != groups:
+        fail(f"domain latency over the interval counts {d2['latency']['count']}, "
+             f"{groups} groups came")
+    # each frame says when it was read
+    if not 0 < first["timestamp_us"] < second["timestamp_us"]:
+        fail(f"frame timestamps {first.get('timestamp_us')}, {second.get('timestamp_us')}")
     # the table has the rate columns with --watch only
     out = ctl(d, "stats", "--watch=0.1", "-n", "2").stdout
     if out.count("FAULTS/S") != 4 or out.count("GROUPS/S") != 4:  # tenants, domains; 2 frames
