@@ -50,6 +50,7 @@ enum log_target {
 #define IOPF_MESSAGE_FDS_SHORT		"a7b3a66917aa44da8089e3319cdaa5e5"
 #define IOPF_MESSAGE_CONNECTION_REFUSED "4c644db24aa24cc29017f47c33ca002f"
 #define IOPF_MESSAGE_MAP_ERRORS		"7893000c4bf045d082df4265c4e55adc"
+#define IOPF_MESSAGE_SOURCE_BROKEN	"658adba6ed574734b6d5262521363147"
 
 /* Parse "debug", "info", "notice", "warning", "err"/"error", "crit" or a digit. */
 int log_level_from_string(const char *s);
