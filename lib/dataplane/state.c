@@ -63,6 +63,7 @@ struct claim {
 struct iopf_state {
 	int fd;
 	uint8_t *base;
+	uint64_t map_bytes; /* how much of the address space base reserves */
 	uint64_t file_size;
 	pthread_mutex_t lock;
 	bool sealed;
@@ -134,17 +135,28 @@ static int grow(struct iopf_state *s, uint64_t end)
 	return 0;
 }
 
-static int map(int fd, struct iopf_state **ret)
+/*
+ * Map the memfd once, as large as the address space allows, so blocks never
+ * move: IOPF_STATE_MAX_BYTES, else less where the process may not reserve
+ * that much (a sanitizer's shadow, an RLIMIT_AS), never less than @need.
+ */
+static int map(int fd, uint64_t need, struct iopf_state **ret)
 {
 	struct iopf_state *s = calloc(1, sizeof(*s));
+	int r = -ENOMEM;
 
 	if (!s)
 		return -ENOMEM;
-	s->base = mmap(NULL, IOPF_STATE_MAX_BYTES, PROT_READ | PROT_WRITE,
-		       MAP_SHARED | MAP_NORESERVE, fd, 0);
-	if (s->base == MAP_FAILED) {
-		int r = negative_errno();
-
+	for (uint64_t size = IOPF_STATE_MAX_BYTES; size >= need && size >= GROW_STEP; size /= 16) {
+		s->base = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_NORESERVE, fd,
+			       0);
+		if (s->base != MAP_FAILED) {
+			s->map_bytes = size;
+			break;
+		}
+		r = negative_errno();
+	}
+	if (!s->map_bytes) {
 		free(s);
 		return r;
 	}
@@ -164,7 +176,7 @@ int iopf_state_new(struct iopf_state **ret)
 		return negative_errno();
 	if (ftruncate(fd, (off_t)GROW_STEP) < 0)
 		return negative_errno();
-	r = map(fd, &s);
+	r = map(fd, GROW_STEP, &s);
 	if (r < 0)
 		return r;
 	TAKE_FD(fd);
@@ -196,7 +208,7 @@ int iopf_state_adopt(int fd, struct iopf_state **ret)
 	    h.header_bytes != HEADER_BYTES || h.end < HEADER_BYTES ||
 	    h.end > (uint64_t)st.st_size || !IS_ALIGNED(h.end, IOPF_STATE_MIN_BLOCK))
 		return -EINVAL;
-	r = map(fd, &s);
+	r = map(fd, (uint64_t)st.st_size, &s);
 	if (r < 0)
 		return r;
 	s->file_size = (uint64_t)st.st_size;
@@ -210,7 +222,7 @@ struct iopf_state *iopf_state_free(struct iopf_state *s)
 {
 	if (!s)
 		return NULL;
-	(void)munmap(s->base, IOPF_STATE_MAX_BYTES);
+	(void)munmap(s->base, s->map_bytes);
 	safe_close(s->fd);
 	for (size_t k = 0; k < ARRAY_SIZE(s->free); k++)
 		u64vec_done(&s->free[k]);
@@ -258,7 +270,7 @@ static int alloc_locked(struct iopf_state *s, unsigned k, uint64_t *ret_off)
 	}
 	off = ALIGN_UP(header(s)->end, size);
 	end = off + size;
-	if (end > IOPF_STATE_MAX_BYTES || end < off)
+	if (end > s->map_bytes || end < off)
 		return -ENOSPC;
 	r = grow(s, end);
 	if (r < 0)
@@ -277,7 +289,7 @@ static int alloc_zeroed_locked(struct iopf_state *s, size_t size, uint64_t *ret_
 	unsigned k;
 	int r;
 
-	if (size == 0 || size > IOPF_STATE_MAX_BYTES / 2)
+	if (size == 0 || size > s->map_bytes / 2)
 		return -EINVAL;
 	if (!s->sealed)
 		return -EBUSY;
@@ -321,7 +333,7 @@ int iopf_state_claim(struct iopf_state *s, uint64_t off, size_t size)
 {
 	uint64_t b;
 
-	if (s->sealed || size == 0 || size > IOPF_STATE_MAX_BYTES / 2)
+	if (s->sealed || size == 0 || size > s->map_bytes / 2)
 		return -EINVAL;
 	b = UINT64_C(1) << shift_of(size);
 	if (off < HEADER_BYTES || !IS_ALIGNED(off, b) || off + b > header(s)->end)
