@@ -608,27 +608,33 @@ static int on_sighup(sd_event_source *s, const struct signalfd_siginfo *si, void
 
 #define TRIM_PERIOD_USEC USEC_PER_SEC
 #define TRIM_MIN_BYTES	 ((size_t)8 << 20)
+#define TRIM_SETTLED_BYTES ((size_t)1 << 20)
 
 /*
  * glibc keeps what free() gave back in its arenas and returns only the top of
  * each to the kernel: after a large tenant's teardown (tens of thousands of
  * small region and id records, freed on the call_rcu thread), 75-94 MB stayed
  * with the daemon. Once a second, if the arenas' free bytes grew by
- * TRIM_MIN_BYTES since the last trim, malloc_trim(0) hands every free page
- * back. mallinfo2() walks the free lists, cheap against a trim and once a
+ * TRIM_MIN_BYTES since the last trim (or by TRIM_SETTLED_BYTES, and the
+ * teardown is over: no change in a second), malloc_trim(0) hands every free
+ * page back. mallinfo2() walks the free lists, cheap against a trim and once a
  * second at most; free bytes that get used again lower the mark.
  */
 static int on_trim_timer(sd_event_source *s, uint64_t usec, void *userdata)
 {
 #ifdef __GLIBC__
 	static size_t mark = SIZE_MAX; /* the arenas' free bytes after the last trim */
+	static size_t last;	       /* ... a second ago */
 	size_t free_bytes = mallinfo2().fordblks;
+	bool settled = free_bytes == last;
 
+	last = free_bytes;
 	if (free_bytes < mark)
 		mark = free_bytes;
-	else if (free_bytes - mark >= TRIM_MIN_BYTES) {
+	else if (free_bytes - mark >= TRIM_MIN_BYTES ||
+		 (settled && free_bytes - mark >= TRIM_SETTLED_BYTES)) {
 		(void)malloc_trim(0);
-		mark = mallinfo2().fordblks;
+		mark = last = mallinfo2().fordblks;
 		log_debug("Heap trimmed: %zu KiB were free in the arenas", free_bytes >> 10);
 	}
 #endif
