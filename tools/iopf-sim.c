@@ -1495,7 +1495,8 @@ static int run(enum target target, struct result *out)
 	int rc;
 
 	is_echo = target == TARGET_ECHO;
-	bad_cookie_expected = opt.event == EVENT_DETACH;
+	/* a restarted iopfd answers again what the dead one had just answered: refused */
+	bad_cookie_expected = opt.event == EVENT_DETACH || opt.restarts;
 	violation_logs = 0;
 	rc = tenants_new();
 	if (rc >= 0)
