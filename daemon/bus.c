@@ -40,7 +40,7 @@
 /* Fds one message may carry (the kernel's SCM_MAX_FD). */
 #define IN_FDS_MAX 253u
 /* The SASL handshake, in bytes. */
-#define AUTH_BYTES_MAX (16u * 1024)
+#define AUTH_BYTES_MAX	     (16u * 1024)
 #define IN_SET_DISCONNECT(r) ((r) == -ECONNRESET || (r) == -ENOTCONN || (r) == -EPIPE)
 /* After EMFILE, accept() rests this long (or until a connection closes). */
 #define ACCEPT_PAUSE_USEC (USEC_PER_SEC)
@@ -96,30 +96,30 @@ struct xbuf {
  */
 struct conn {
 	struct bus *bus;
-	sd_bus *sdbus;		      /* owned */
-	bool system;		      /* the system bus connection: tenants by sender */
-	uint64_t tenant;	      /* peer-to-peer: this connection's tenant; 0 once gone */
-	uid_t uid;		      /* peer-to-peer: SO_PEERCRED at accept */
-	pid_t pid;		      /* peer-to-peer: the same */
-	bool authed;		      /* the handshake is done */
-	int sock;		      /* peer-to-peer: owned; the peer's socket */
-	int pair;		      /* peer-to-peer: owned; our end of sd-bus's socketpair */
-	sd_event_source *io;	      /* peer-to-peer: owned; the socket, edge-triggered */
-	uint32_t io_events;	      /* what io watches now */
-	bool in_auth;		      /* still forwarding the SASL lines */
-	size_t auth_bytes;	      /* forwarded so far */
-	struct xbuf in;		      /* the message being read */
-	uint64_t in_need;	      /* its size, once its header is in; 0 before */
-	int in_fds[IN_FDS_MAX];	      /* owned; the fds that came with it */
+	sd_bus *sdbus;		/* owned */
+	bool system;		/* the system bus connection: tenants by sender */
+	uint64_t tenant;	/* peer-to-peer: this connection's tenant; 0 once gone */
+	uid_t uid;		/* peer-to-peer: SO_PEERCRED at accept */
+	pid_t pid;		/* peer-to-peer: the same */
+	bool authed;		/* the handshake is done */
+	int sock;		/* peer-to-peer: owned; the peer's socket */
+	int pair;		/* peer-to-peer: owned; our end of sd-bus's socketpair */
+	sd_event_source *io;	/* peer-to-peer: owned; the socket, edge-triggered */
+	uint32_t io_events;	/* what io watches now */
+	bool in_auth;		/* still forwarding the SASL lines */
+	size_t auth_bytes;	/* forwarded so far */
+	struct xbuf in;		/* the message being read */
+	uint64_t in_need;	/* its size, once its header is in; 0 before */
+	int in_fds[IN_FDS_MAX]; /* owned; the fds that came with it */
 	unsigned n_in_fds;
-	struct xbuf out;	      /* what sd-bus wrote and the peer has not taken */
-	uint64_t charged;	      /* in.cap + out.cap, charged to the uid */
+	struct xbuf out;  /* what sd-bus wrote and the peer has not taken */
+	uint64_t charged; /* in.cap + out.cap, charged to the uid */
 	struct deadline deadlines[_DEADLINE_MAX];
-	bool queued;		      /* on bus->ready_head */
+	bool queued; /* on bus->ready_head */
 	struct conn *ready_prev, *ready_next;
 	struct pending *pending;      /* its removals waiting for the engine */
-	int pidfd;                    /* peer-to-peer: owned; the peer process, or -EBADF */
-	bool pidfd_kept;              /* in the fd store as "t<tenant>": its tenant survives us */
+	int pidfd;		      /* peer-to-peer: owned; the peer process, or -EBADF */
+	bool pidfd_kept;	      /* in the fd store as "t<tenant>": its tenant survives us */
 	sd_event_source *free_source; /* system bus: owned; frees it after Disconnected */
 	bool subscribed;	      /* peer-to-peer: on bus->subscribers (Subscribe()) */
 	struct conn *prev, *next;     /* bus->conns */
@@ -163,11 +163,11 @@ struct bus {
 	unsigned workers_alive;	      /* answered the watchdog's last ping */
 	uint64_t workers_checked_us;  /* CLOCK_MONOTONIC of that ping; 0: never */
 	uint64_t started_realtime_us, started_monotonic_us; /* StartTimestamp* properties */
-	char *socket_path;	      /* owned */
-	bool unlink_socket;	      /* we created the socket node */
-	int listen_fd;		      /* owned */
-	sd_event_source *listen_source; /* owned */
-	struct conn *conns;		/* peer-to-peer connections */
+	char *socket_path;				    /* owned */
+	bool unlink_socket;				    /* we created the socket node */
+	int listen_fd;					    /* owned */
+	sd_event_source *listen_source;			    /* owned */
+	struct conn *conns;				    /* peer-to-peer connections */
 	unsigned n_conns;
 	struct conn *ready_head, *ready_tail; /* connections with work left, oldest first */
 	sd_event_source *ready_source;	      /* owned; enabled while the queue is not empty */
@@ -175,16 +175,16 @@ struct bus {
 	struct ratelimit refused_rl; /* admission refusals and drops logged */
 	/* fds: what iopfd holds besides tenants' objects and connections, and how far off */
 	unsigned fd_base;
-	int fd_drift;		      /* the real count minus the estimate, at the last recount */
-	uint64_t fd_recounted;	      /* CLOCK_MONOTONIC usec of the last recount */
-	struct ratelimit fd_rl;	      /* "short of fds" logged */
-	struct ratelimit accept_rl;   /* accept() failures logged */
+	int fd_drift;		       /* the real count minus the estimate, at the last recount */
+	uint64_t fd_recounted;	       /* CLOCK_MONOTONIC usec of the last recount */
+	struct ratelimit fd_rl;	       /* "short of fds" logged */
+	struct ratelimit accept_rl;    /* accept() failures logged */
 	sd_event_source *accept_timer; /* owned; resumes accepting after EMFILE */
 	bool accept_paused;
 	struct conn *system; /* owned; NULL without the system bus */
 	struct sys_tenant *sys_tenants;
 	struct pending *orphans; /* removals whose connection went away meanwhile */
-	struct fdstore *store;   /* not owned; what survives a restart */
+	struct fdstore *store;	 /* not owned; what survives a restart */
 	struct waiting *waiting; /* restored tenants whose process has not come back yet */
 	struct subscriber *subscribers;
 	uint64_t announced[16]; /* live_props[] as last announced (PropertiesChanged) */
@@ -200,7 +200,7 @@ struct waiting {
 	uint64_t tenant;
 	pid_t pid;
 	uid_t uid;
-	int pidfd;                    /* owned */
+	int pidfd;		      /* owned */
 	sd_event_source *exit_source; /* owned */
 	struct waiting *prev, *next;
 };
@@ -416,14 +416,15 @@ int bus_adopt_tenants(struct bus *b)
 		if (iopf_control_tenant_info(b->control, a.v[i], &ti) < 0 || pidfd < 0 ||
 		    !pidfd_alive(pidfd) || !(w = calloc(1, sizeof(*w)))) {
 			safe_close(pidfd);
-			tenant_gone(b, a.v[i], pidfd < 0 ? "did not come back (no process known)"
-							   : "exited while iopfd restarted");
+			tenant_gone(b, a.v[i],
+				    pidfd < 0 ? "did not come back (no process known)"
+					      : "exited while iopfd restarted");
 			tenant_unkeep(b, a.v[i]);
 			gone++;
 			continue;
 		}
-		*w = (struct waiting){.bus = b, .tenant = a.v[i], .pid = ti.pid, .uid = ti.uid,
-				      .pidfd = pidfd};
+		*w = (struct waiting){
+			.bus = b, .tenant = a.v[i], .pid = ti.pid, .uid = ti.uid, .pidfd = pidfd};
 		tenant_find_unit(b, a.v[i], ti.pid);
 		LIST_PREPEND(b->waiting, w);
 		r = sd_event_add_io(b->event, &w->exit_source, pidfd, EPOLLIN, on_waiting_exit, w);
@@ -808,7 +809,8 @@ static int register_source(sd_bus_message *m, struct conn *c, uint32_t flags, sd
 	ids = tenant_ids(c->bus, tenant);
 	ids.source = id;
 	log_full_ids(LOG_INFO, 0, &ids,
-		     "Tenant %" PRIu64 ": fault source %" PRIu64 " registered (IOAS %" PRIu32 ")%s.",
+		     "Tenant %" PRIu64 ": fault source %" PRIu64 " registered (IOAS %" PRIu32
+		     ")%s.",
 		     tenant, id, ioas_id, flags & IOPF_ENGINE_SOURCE_PAUSED ? ", paused" : "");
 	if (!c->system)
 		tenant_keep(c, tenant);
@@ -953,7 +955,8 @@ static int method_add_region(sd_bus_message *m, void *userdata, sd_bus_error *er
 	uint32_t access;
 	int fd, r;
 
-	r = sd_bus_message_read(m, IOPF_WIRE_ADD_REGION_IN, &domain_id, &fd, &offset, &iova, &length, &access);
+	r = sd_bus_message_read(m, IOPF_WIRE_ADD_REGION_IN, &domain_id, &fd, &offset, &iova,
+				&length, &access);
 	if (r < 0)
 		return r;
 	r = get_tenant(c, m, &tenant, error);
@@ -1109,8 +1112,8 @@ static int append_source(const struct iopf_source_info *i, void *userdata)
 	struct listing *l = userdata;
 
 	if (l->all)
-		return sd_bus_message_append(l->reply, IOPF_WIRE_SOURCE_ALL, i->tenant, i->id, i->ioas_id,
-					     i->backend);
+		return sd_bus_message_append(l->reply, IOPF_WIRE_SOURCE_ALL, i->tenant, i->id,
+					     i->ioas_id, i->backend);
 	return sd_bus_message_append(l->reply, IOPF_WIRE_SOURCE, i->id, i->ioas_id, i->backend);
 }
 
@@ -1119,9 +1122,10 @@ static int append_domain(const struct iopf_domain_info *i, void *userdata)
 	struct listing *l = userdata;
 
 	if (l->all)
-		return sd_bus_message_append(l->reply, IOPF_WIRE_DOMAIN_ALL, i->tenant, i->id, i->source_id,
-					     i->dev_id, i->pasid);
-	return sd_bus_message_append(l->reply, IOPF_WIRE_DOMAIN, i->id, i->source_id, i->dev_id, i->pasid);
+		return sd_bus_message_append(l->reply, IOPF_WIRE_DOMAIN_ALL, i->tenant, i->id,
+					     i->source_id, i->dev_id, i->pasid);
+	return sd_bus_message_append(l->reply, IOPF_WIRE_DOMAIN, i->id, i->source_id, i->dev_id,
+				     i->pasid);
 }
 
 static int append_region(const struct iopf_region_info *i, void *userdata)
@@ -1129,10 +1133,10 @@ static int append_region(const struct iopf_region_info *i, void *userdata)
 	struct listing *l = userdata;
 
 	if (l->all)
-		return sd_bus_message_append(l->reply, IOPF_WIRE_REGION_ALL, i->tenant, i->id, i->domain_id,
-					     i->iova, i->length, i->access);
-	return sd_bus_message_append(l->reply, IOPF_WIRE_REGION, i->id, i->domain_id, i->iova, i->length,
-				     i->access);
+		return sd_bus_message_append(l->reply, IOPF_WIRE_REGION_ALL, i->tenant, i->id,
+					     i->domain_id, i->iova, i->length, i->access);
+	return sd_bus_message_append(l->reply, IOPF_WIRE_REGION, i->id, i->domain_id, i->iova,
+				     i->length, i->access);
 }
 
 static int append_domain_stats(const struct iopf_domain_info *i, void *userdata)
@@ -1169,10 +1173,10 @@ static int append_source_counters(sd_bus_message *reply, const struct iopf_sourc
 		r = sd_bus_message_append(reply, "{st}", f[k].name, f[k].value);
 	if (r >= 0)
 		r = sd_bus_message_append(reply, "{st}{st}{st}{st}{st}{st}{st}", "io_errors",
-					  i->io_errors, "read_errors", i->read_errors, "write_errors",
-					  i->write_errors, "retries", i->retries, "broken",
-					  (uint64_t)i->broken, "paused", (uint64_t)i->paused,
-					  "recovered", i->recovered);
+					  i->io_errors, "read_errors", i->read_errors,
+					  "write_errors", i->write_errors, "retries", i->retries,
+					  "broken", (uint64_t)i->broken, "paused",
+					  (uint64_t)i->paused, "recovered", i->recovered);
 	if (r >= 0)
 		r = sd_bus_message_close_container(reply);
 	return r;
@@ -1910,7 +1914,8 @@ static int buf_reserve(struct conn *c, struct xbuf *x, size_t want)
 	if (c->uid != 0 && total - x->cap + cap > c->bus->conf->max_buffered_per_user) {
 		log_refused(c->bus,
 			    "Closing a connection of uid %u: its connections would make iopfd "
-			    "buffer %" PRIu64 " bytes, more than MaxBufferedBytesPerUser=%" PRIu64 ".",
+			    "buffer %" PRIu64 " bytes, more than MaxBufferedBytesPerUser=%" PRIu64
+			    ".",
 			    (unsigned)c->uid, total - x->cap + cap,
 			    c->bus->conf->max_buffered_per_user);
 		return -ENOBUFS;
@@ -2201,8 +2206,7 @@ static int conn_forward(struct conn *c)
 			CMSG_FIRSTHDR(&mh)->cmsg_level = SOL_SOCKET;
 			CMSG_FIRSTHDR(&mh)->cmsg_type = SCM_RIGHTS;
 			CMSG_FIRSTHDR(&mh)->cmsg_len = CMSG_LEN(sizeof(int) * c->n_in_fds);
-			memcpy(CMSG_DATA(CMSG_FIRSTHDR(&mh)), c->in_fds,
-			       sizeof(int) * c->n_in_fds);
+			memcpy(CMSG_DATA(CMSG_FIRSTHDR(&mh)), c->in_fds, sizeof(int) * c->n_in_fds);
 		}
 		k = sendmsg(c->pair, &mh, MSG_DONTWAIT | MSG_NOSIGNAL);
 		if (k < 0)
@@ -2350,7 +2354,8 @@ static void conn_run(struct conn *c)
 	}
 	if (r < 0) {
 		if (!IN_SET_DISCONNECT(r))
-			log_debug_errno(r, "Connection of tenant %" PRIu64 " failed: %m", c->tenant);
+			log_debug_errno(r, "Connection of tenant %" PRIu64 " failed: %m",
+					c->tenant);
 		conn_gone(c);
 		return;
 	}
@@ -2486,8 +2491,10 @@ static bool admit(struct bus *b, uid_t uid)
 	unsigned max = conf->max_connections, reserved = conf->reserved_connections, mine;
 
 	if (b->n_conns >= max) {
-		log_refused(b, "Refusing a connection of uid %u: %u connections already "
-			    "(MaxConnections=%u).", (unsigned)uid, b->n_conns, max);
+		log_refused(b,
+			    "Refusing a connection of uid %u: %u connections already "
+			    "(MaxConnections=%u).",
+			    (unsigned)uid, b->n_conns, max);
 		return false;
 	}
 	/* the operator may dip into half the fd reserve, others into none of it */
@@ -2499,16 +2506,18 @@ static bool admit(struct bus *b, uid_t uid)
 	if (uid == 0)
 		return true;
 	if (b->n_conns + reserved >= max) {
-		log_refused(b, "Refusing a connection of uid %u: the last %u connections are "
+		log_refused(b,
+			    "Refusing a connection of uid %u: the last %u connections are "
 			    "reserved for uid 0 (ReservedConnections=%u).",
 			    (unsigned)uid, max - b->n_conns, reserved);
 		return false;
 	}
 	mine = iopf_control_user_tenants(b->control, uid);
 	if (mine >= conf->max_connections_per_user) {
-		log_refused(b, "Refusing a connection of uid %u: it has %u already "
-			    "(MaxConnectionsPerUser=%u).", (unsigned)uid, mine,
-			    conf->max_connections_per_user);
+		log_refused(b,
+			    "Refusing a connection of uid %u: it has %u already "
+			    "(MaxConnectionsPerUser=%u).",
+			    (unsigned)uid, mine, conf->max_connections_per_user);
 		return false;
 	}
 	return true;

@@ -498,8 +498,7 @@ static int set_bytes(uint64_t *field, uint64_t min, uint64_t max, const char *v,
 	if (parse_size(v, &bytes) < 0 || bytes < min || bytes > max) {
 		format_size(min, a, sizeof(a));
 		format_size(max, b, sizeof(b));
-		return bad(err, "not a size between %s and %s (K, M, G, T suffixes allowed)", a,
-			   b);
+		return bad(err, "not a size between %s and %s (K, M, G, T suffixes allowed)", a, b);
 	}
 	*field = bytes;
 	return 0;

@@ -18,7 +18,7 @@
 
 #include "control.h"
 
-#define IOPFD_DEFAULT_CONFIG	   IOPFD_SYSCONFDIR "/iopfd/iopfd.conf"
+#define IOPFD_DEFAULT_CONFIG IOPFD_SYSCONFDIR "/iopfd/iopfd.conf"
 /* Workers, FaultAround and ReadBatch: the engine's own limits (engine-limits.h, via control.h). */
 #define IOPFD_SUMMARY_DEFAULT_USEC (UINT64_C(10) * 1000000)
 #define IOPFD_SUMMARY_MAX_USEC	   (UINT64_C(86400) * 1000000)
@@ -35,14 +35,14 @@
 #define IOPFD_AUTH_TIMEOUT_MIN_USEC	   (UINT64_C(100) * 1000)
 #define IOPFD_AUTH_TIMEOUT_MAX_USEC	   (UINT64_C(600) * 1000000)
 /* What the transport buffers for one connection and one uid; see conf/iopfd.conf. */
-#define IOPFD_MESSAGE_SIZE_DEFAULT	   (UINT64_C(1) << 20)
-#define IOPFD_MESSAGE_SIZE_MIN		   (UINT64_C(4) << 10)
-#define IOPFD_MESSAGE_SIZE_MAX		   (UINT64_C(128) << 20) /* the D-Bus specification's */
-#define IOPFD_QUEUED_BYTES_DEFAULT	   (UINT64_C(8) << 20)
-#define IOPFD_BUFFERED_PER_USER_DEFAULT	   (UINT64_C(32) << 20)
-#define IOPFD_BUFFER_MIN		   (UINT64_C(64) << 10)
-#define IOPFD_BUFFER_MAX		   (UINT64_C(1) << 40)
-#define IOPFD_IO_TIMEOUT_DEFAULT_USEC	   (UINT64_C(10) * 1000000)
+#define IOPFD_MESSAGE_SIZE_DEFAULT	(UINT64_C(1) << 20)
+#define IOPFD_MESSAGE_SIZE_MIN		(UINT64_C(4) << 10)
+#define IOPFD_MESSAGE_SIZE_MAX		(UINT64_C(128) << 20) /* the D-Bus specification's */
+#define IOPFD_QUEUED_BYTES_DEFAULT	(UINT64_C(8) << 20)
+#define IOPFD_BUFFERED_PER_USER_DEFAULT (UINT64_C(32) << 20)
+#define IOPFD_BUFFER_MIN		(UINT64_C(64) << 10)
+#define IOPFD_BUFFER_MAX		(UINT64_C(1) << 40)
+#define IOPFD_IO_TIMEOUT_DEFAULT_USEC	(UINT64_C(10) * 1000000)
 /* File descriptors kept free for accepting, fds arriving with calls, logging. */
 #define IOPFD_FD_RESERVE_DEFAULT 256u
 #define IOPFD_FD_RESERVE_MIN	 16u

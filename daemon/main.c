@@ -62,7 +62,8 @@ static void raise_nofile(void)
 		return;
 	rl.rlim_cur = rl.rlim_max;
 	if (setrlimit(RLIMIT_NOFILE, &rl) < 0)
-		log_warning_errno(errno, "Cannot raise RLIMIT_NOFILE to its hard limit, ignoring: %m");
+		log_warning_errno(errno,
+				  "Cannot raise RLIMIT_NOFILE to its hard limit, ignoring: %m");
 }
 
 enum action {

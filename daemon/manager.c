@@ -36,8 +36,8 @@ struct snap {
 	bool domain;
 	uint32_t dev_id, pasid;
 	uint64_t refused[_IOPF_REASON_MAX];
-	bool broken;		 /* a source whose reads fail now */
-	uint64_t read_errors;	 /* a source's */
+	bool broken;	      /* a source whose reads fail now */
+	uint64_t read_errors; /* a source's */
 };
 
 struct snaps {
@@ -606,8 +606,8 @@ static int on_sighup(sd_event_source *s, const struct signalfd_siginfo *si, void
 
 /* --- heap --- */
 
-#define TRIM_PERIOD_USEC USEC_PER_SEC
-#define TRIM_MIN_BYTES	 ((size_t)8 << 20)
+#define TRIM_PERIOD_USEC   USEC_PER_SEC
+#define TRIM_MIN_BYTES	   ((size_t)8 << 20)
 #define TRIM_SETTLED_BYTES ((size_t)1 << 20)
 
 /*
@@ -754,7 +754,8 @@ static void sweep_stored(struct manager *m, iopf_backend_open_fn sim_open)
 
 	fdstore_foreach_passed(m->store, sweep_one, &x);
 	log_notice("Answered INVALID %u fault groups on %u fault queues the process before had "
-		   "read from.", x.answered, x.sources);
+		   "read from.",
+		   x.answered, x.sources);
 }
 
 static void forget_passed(const char *name, int fd, void *userdata)
@@ -784,9 +785,11 @@ static int registry_start(struct manager *m, struct iopf_engine_config *ecfg)
 		if (r >= 0)
 			r = iopf_control_restore(m->control, store_take, m->store, &st);
 		if (r >= 0) {
-			log_info("Carrying on from the process before: %u fault sources, %u domains, "
+			log_info("Carrying on from the process before: %u fault sources, %u "
+				 "domains, "
 				 "%u regions; %" PRIu64 " fault records it had read are answered "
-				 "before anything else (%u objects dropped, %u map calls left alone).",
+				 "before anything else (%u objects dropped, %u map calls left "
+				 "alone).",
 				 st.sources, st.domains, st.regions, st.pending, st.dropped,
 				 st.uncertain);
 			m->restored = true;

@@ -32,7 +32,7 @@ struct echo_worker {
 	int epfd;
 	struct iopf_backend **sources; /* not owned */
 	unsigned n_sources;
-	unsigned batch;                /* records per read */
+	unsigned batch; /* records per read */
 	uint64_t groups;
 	int error;
 };
@@ -147,8 +147,10 @@ static int parse_source(const char *s, int *ret_fault, int *ret_iommu, uint32_t 
 static void help(void)
 {
 	printf("Usage: iopf-echo [OPTIONS] --source FAULT_FD:IOMMUFD:IOAS_ID...\n\n"
-	       "Answer SUCCESS to every fault group of simulator sources (no routing, no mapping).\n\n"
-	       "  --source F:M:I   a simulator fault fd, context memfd and IOAS id (inherited fds)\n"
+	       "Answer SUCCESS to every fault group of simulator sources (no routing, no "
+	       "mapping).\n\n"
+	       "  --source F:M:I   a simulator fault fd, context memfd and IOAS id (inherited "
+	       "fds)\n"
 	       "  --threads N      worker threads, sources spread round robin (default 1)\n"
 	       "  --batch N        records per read (default 256)\n"
 	       "  --ready-fd FD    write one byte there once every source is open, then close it\n"
@@ -159,15 +161,13 @@ static void help(void)
 
 int main(int argc, char *argv[])
 {
-	static const struct option options[] = {
-		{ "source", required_argument, NULL, 's' },
-		{ "threads", required_argument, NULL, 't' },
-		{ "batch", required_argument, NULL, 'b' },
-		{ "ready-fd", required_argument, NULL, 'r' },
-		{ "help", no_argument, NULL, 'h' },
-		{ "version", no_argument, NULL, 'V' },
-		{}
-	};
+	static const struct option options[] = {{"source", required_argument, NULL, 's'},
+						{"threads", required_argument, NULL, 't'},
+						{"batch", required_argument, NULL, 'b'},
+						{"ready-fd", required_argument, NULL, 'r'},
+						{"help", no_argument, NULL, 'h'},
+						{"version", no_argument, NULL, 'V'},
+						{}};
 	static struct iopf_backend *sources[ECHO_MAX_SOURCES];
 	struct echo_worker *workers;
 	unsigned n_sources = 0, n_threads = 1, batch = 256, i;
@@ -181,8 +181,10 @@ int main(int argc, char *argv[])
 
 		switch (c) {
 		case 's':
-			if (n_sources >= ECHO_MAX_SOURCES || parse_source(optarg, &f, &m, &ioas) < 0) {
-				fprintf(stderr, "iopf-echo: bad or too many --source: %s\n", optarg);
+			if (n_sources >= ECHO_MAX_SOURCES ||
+			    parse_source(optarg, &f, &m, &ioas) < 0) {
+				fprintf(stderr, "iopf-echo: bad or too many --source: %s\n",
+					optarg);
 				return EXIT_FAILURE;
 			}
 			r = iopf_sim_backend_open(f, m, ioas, &sources[n_sources]);
@@ -232,18 +234,19 @@ int main(int argc, char *argv[])
 	}
 	for (i = 0; i < n_threads; i++) {
 		struct echo_worker *w = &workers[i];
-		struct epoll_event ev = { .events = EPOLLIN, .data.u32 = UINT32_MAX };
+		struct epoll_event ev = {.events = EPOLLIN, .data.u32 = UINT32_MAX};
 		unsigned j;
 
 		w->batch = batch;
 		w->sources = calloc(n_sources / n_threads + 1, sizeof(*w->sources));
 		w->epfd = epoll_create1(EPOLL_CLOEXEC);
-		if (!w->sources || w->epfd < 0 || epoll_ctl(w->epfd, EPOLL_CTL_ADD, stop_fd, &ev) < 0) {
+		if (!w->sources || w->epfd < 0 ||
+		    epoll_ctl(w->epfd, EPOLL_CTL_ADD, stop_fd, &ev) < 0) {
 			fprintf(stderr, "iopf-echo: %m\n");
 			return EXIT_FAILURE;
 		}
 		for (j = i; j < n_sources; j += n_threads) {
-			ev = (struct epoll_event){ .events = EPOLLIN, .data.u32 = w->n_sources };
+			ev = (struct epoll_event){.events = EPOLLIN, .data.u32 = w->n_sources};
 			w->sources[w->n_sources++] = sources[j];
 			if (epoll_ctl(w->epfd, EPOLL_CTL_ADD, sources[j]->poll_fd, &ev) < 0) {
 				fprintf(stderr, "iopf-echo: epoll: %m\n");
@@ -272,7 +275,8 @@ int main(int argc, char *argv[])
 		pthread_join(workers[i].thread, NULL);
 		groups += workers[i].groups;
 		if (workers[i].error) {
-			fprintf(stderr, "iopf-echo: worker %u: %s\n", i, strerror(-workers[i].error));
+			fprintf(stderr, "iopf-echo: worker %u: %s\n", i,
+				strerror(-workers[i].error));
 			status = EXIT_FAILURE;
 		}
 		close(workers[i].epfd);

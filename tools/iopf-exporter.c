@@ -716,7 +716,8 @@ static void emit_level(FILE *f, const char *prefix, const struct row *rows, size
 	       "(INVALID).");
 	for (size_t i = 0; i < n; i++)
 		for (unsigned r = 0; r < _IOPF_REASON_MAX; r++) {
-			(void)snprintf(extra, sizeof(extra), "reason=\"%s\"", iopf_wire_reason_name(r));
+			(void)snprintf(extra, sizeof(extra), "reason=\"%s\"",
+				       iopf_wire_reason_name(r));
 			sample(f, name, rows[i].labels, extra, rows[i].v[F_REASON0 + r]);
 		}
 

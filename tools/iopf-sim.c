@@ -46,20 +46,20 @@
 #include "util.h"
 
 #define SIM_MAX_GROUP_RECS 32u
-#define NSEC UINT64_C(1000000000)
-#define HIST_SUB 32u
-#define HIST_BUCKETS (60u * HIST_SUB)
+#define NSEC		   UINT64_C(1000000000)
+#define HIST_SUB	   32u
+#define HIST_BUCKETS	   (60u * HIST_SUB)
 #define MAX_VIOLATION_LOGS 20
 
 enum pattern { PATTERN_SEQ, PATTERN_RANDOM, PATTERN_HOT };
 enum target { TARGET_IOPFD, TARGET_ECHO };
 enum event {
 	EVENT_NONE,
-	EVENT_CLOSE,         /* tenant 0 closes its connection */
-	EVENT_KILL,          /* tenant 0's process (a child) is SIGKILLed */
-	EVENT_UNREG_SOURCE,  /* tenant 0 unregisters its source */
-	EVENT_UNREG_DOMAIN,  /* tenant 0 unregisters its first domain, keeps faulting on it */
-	EVENT_DETACH,        /* tenant 0's first device is detached (stale cookies) */
+	EVENT_CLOSE,	    /* tenant 0 closes its connection */
+	EVENT_KILL,	    /* tenant 0's process (a child) is SIGKILLed */
+	EVENT_UNREG_SOURCE, /* tenant 0 unregisters its source */
+	EVENT_UNREG_DOMAIN, /* tenant 0 unregisters its first domain, keeps faulting on it */
+	EVENT_DETACH,	    /* tenant 0's first device is detached (stale cookies) */
 };
 
 struct opts {
@@ -83,7 +83,7 @@ struct opts {
 	uint32_t queue_depth;
 	double drain_timeout;
 	unsigned check_every; /* check the mapping of one SUCCESS group in N */
-	bool restarts;        /* iopfd may be killed and restarted during the run */
+	bool restarts;	      /* iopfd may be killed and restarted during the run */
 };
 
 static struct opts opt = {
@@ -117,8 +117,8 @@ struct domain {
 	unsigned dev_idx, pasid_idx;
 	uint64_t id;
 	uint64_t base;
-	bool gone;       /* unregistered on purpose: faults on it must be INVALID */
-	unsigned cur_r;  /* seq pattern: next region and page in it */
+	bool gone;	/* unregistered on purpose: faults on it must be INVALID */
+	unsigned cur_r; /* seq pattern: next region and page in it */
 	uint64_t cur_first;
 	struct region *regions;
 };
@@ -140,8 +140,8 @@ struct flight {
 	uint8_t expect;
 	uint8_t n;
 	bool busy;
-	bool check_map;   /* SUCCESS must have mapped every page */
-	bool kernel_ok;   /* an INVALID by the "kernel" (detach) is fine, even after delivery */
+	bool check_map; /* SUCCESS must have mapped every page */
+	bool kernel_ok; /* an INVALID by the "kernel" (detach) is fine, even after delivery */
 	bool undelivered_kernel_ok; /* ... but only if the daemon never read it */
 };
 
@@ -153,15 +153,15 @@ struct tenant {
 	uint32_t ioas;
 	struct iopf_client *client; /* NULL when a child registered it, or echo */
 	pid_t child;
-	int child_pipe;             /* our end; the child exits when it closes */
+	int child_pipe; /* our end; the child exits when it closes */
 	uint64_t source_id;
-	int *dev_fd;                /* backing memfd per device */
+	int *dev_fd; /* backing memfd per device */
 	struct stat *dev_st;
 	struct domain *dom;
 	unsigned n_dom;
 	struct region *reg;
 	struct flight *fl;
-	struct rec *recs;           /* opt.group per flight */
+	struct rec *recs; /* opt.group per flight */
 	uint32_t *free_fl;
 	unsigned n_free;
 	unsigned inflight;
@@ -169,7 +169,7 @@ struct tenant {
 	bool active; /* on its injector's list of tenants with groups in flight */
 	uint64_t release_deadline;
 	uint64_t rng;
-	uint64_t map_candidates;    /* SUCCESS answers whose pages could be checked */
+	uint64_t map_candidates; /* SUCCESS answers whose pages could be checked */
 	unsigned last_dom;
 	/* the last group's pages, for --dup */
 	bool have_last;
@@ -190,10 +190,11 @@ struct hist {
 struct result {
 	uint64_t inj_groups, inj_faults;
 	uint64_t answered, success, invalid, by_kernel;
-	uint64_t kernel_after_read; /* auto-answered after iopfd read them: stale cookies exercised */
+	uint64_t kernel_after_read; /* auto-answered after iopfd read them: stale cookies exercised
+				     */
 	uint64_t violations;
 	uint64_t unanswered;
-	uint64_t map_checked;       /* SUCCESS groups whose every page was checked in the IOMMU */
+	uint64_t map_checked;	  /* SUCCESS groups whose every page was checked in the IOMMU */
 	uint64_t t_first, t_last; /* first injection, last answer */
 	struct hist lat;  /* answer - scheduled time (the inject time, closed loop): the headline */
 	struct hist svc;  /* answer - actual inject time */
@@ -209,8 +210,8 @@ struct injector {
 	unsigned idx;
 	struct tenant **t;
 	unsigned n_t;
-	uint64_t quota;  /* groups to inject; UINT64_MAX with a duration */
-	double rate;     /* groups/s, 0 = closed loop */
+	uint64_t quota; /* groups to inject; UINT64_MAX with a duration */
+	double rate;	/* groups/s, 0 = closed loop */
 	/* paced: group i is due at t0 + i / rate, on tenant i mod n_t */
 	uint64_t t0;
 	uint64_t next; /* the next scheduled group */
@@ -375,7 +376,7 @@ static int tenant_setup(struct tenant *t, unsigned idx)
 	struct iopf_sim_config cfg;
 	int rc;
 
-	*t = (struct tenant){ .idx = idx, .child = -1, .child_pipe = -1 };
+	*t = (struct tenant){.idx = idx, .child = -1, .child_pipe = -1};
 	t->rng = opt.seed * 1000003 + idx;
 	t->n_dom = opt.devices * (opt.pasids ? opt.pasids : 1);
 	pages = (uint64_t)t->n_dom * opt.regions * (opt.region_size / IOPF_PAGE_SIZE);
@@ -415,7 +416,8 @@ static int tenant_setup(struct tenant *t, unsigned idx)
 		if (t->dev_fd[k] < 0)
 			return -errno;
 		/* sparse: the daemon maps it into the sim IOMMU, nobody touches the pages */
-		if (ftruncate(t->dev_fd[k], (off_t)dev_size) < 0 || fstat(t->dev_fd[k], &t->dev_st[k]) < 0)
+		if (ftruncate(t->dev_fd[k], (off_t)dev_size) < 0 ||
+		    fstat(t->dev_fd[k], &t->dev_st[k]) < 0)
 			return -errno;
 	}
 	for (d = 0; d < t->n_dom; d++) {
@@ -432,9 +434,12 @@ static int tenant_setup(struct tenant *t, unsigned idx)
 			dm->regions[r] = (struct region){
 				.iova = dm->base + 2 * r * opt.region_size,
 				.length = opt.region_size,
-				.offset = ((uint64_t)dm->pasid_idx * opt.regions + r) * opt.region_size,
-				/* odd regions are read-only: write faults there are permission errors */
-				.access = (r % 2) ? IOPF_ACCESS_READ : IOPF_ACCESS_READ | IOPF_ACCESS_WRITE,
+				.offset = ((uint64_t)dm->pasid_idx * opt.regions + r) *
+					  opt.region_size,
+				/* odd regions are read-only: write faults there are permission
+				   errors */
+				.access = (r % 2) ? IOPF_ACCESS_READ
+						  : IOPF_ACCESS_READ | IOPF_ACCESS_WRITE,
 			};
 	}
 	return 0;
@@ -481,8 +486,9 @@ static int tenant_register(struct tenant *t, struct iopf_client *c)
 
 		rc = iopf_client_register_domain(c, t->source_id, dm->dev_id, dm->pasid, &dm->id);
 		if (rc < 0) {
-			fprintf(stderr, "iopf-sim: tenant %u: RegisterDomain(%u, %u): %s (%s)\n", t->idx,
-				dm->dev_id, dm->pasid, strerror(-rc), iopf_client_last_error(c) ?: "");
+			fprintf(stderr, "iopf-sim: tenant %u: RegisterDomain(%u, %u): %s (%s)\n",
+				t->idx, dm->dev_id, dm->pasid, strerror(-rc),
+				iopf_client_last_error(c) ?: "");
 			return rc;
 		}
 		for (r = 0; r < opt.regions; r++) {
@@ -614,7 +620,8 @@ static bool is_echo;
 static void make_group(struct tenant *t, struct flight *fl, struct iopf_sim_group *g,
 		       struct iopf_sim_fault *f)
 {
-	unsigned n = opt.group, d, r, i, bad = 0, bad_at = 0, pages = (unsigned)(opt.region_size / IOPF_PAGE_SIZE);
+	unsigned n = opt.group, d, r, i, bad = 0, bad_at = 0,
+		 pages = (unsigned)(opt.region_size / IOPF_PAGE_SIZE);
 	struct rec *rec = flight_recs(t, fl);
 	struct domain *dm;
 	struct region *rg;
@@ -691,8 +698,11 @@ static void make_group(struct tenant *t, struct flight *fl, struct iopf_sim_grou
 		rec[i].addr = rg->iova + (first + i) * IOPF_PAGE_SIZE + (rnd(&t->rng) & 0xff8);
 		rec[i].perm = perm;
 	}
-	*g = (struct iopf_sim_group){ .dev_id = dm->dev_id, .pasid = dm->pasid,
-				      .grpid = (uint32_t)(rnd(&t->rng) & 0x1ff), .n = n, .faults = f };
+	*g = (struct iopf_sim_group){.dev_id = dm->dev_id,
+				     .pasid = dm->pasid,
+				     .grpid = (uint32_t)(rnd(&t->rng) & 0x1ff),
+				     .n = n,
+				     .faults = f};
 
 	if ((!is_echo || opt.echo_strict) && opt.bad_pct && rnd_below(&t->rng, 100) < opt.bad_pct) {
 		bad = 1 + rnd_below(&t->rng, 3);
@@ -716,7 +726,8 @@ static void make_group(struct tenant *t, struct flight *fl, struct iopf_sim_grou
 		fl->expect = EXPECT_INVALID;
 		break;
 	case 3: /* in the gap after the region: inside the domain's slice, in no region */
-		rec[bad_at].addr = rg->iova + rg->length + rnd_below(&t->rng, pages) * IOPF_PAGE_SIZE;
+		rec[bad_at].addr =
+			rg->iova + rg->length + rnd_below(&t->rng, pages) * IOPF_PAGE_SIZE;
 		rec[bad_at].region = -1;
 		fl->check_map = false;
 		fl->expect = EXPECT_INVALID;
@@ -733,7 +744,7 @@ static void make_group(struct tenant *t, struct flight *fl, struct iopf_sim_grou
 		fl->check_map = false;
 	}
 	for (i = 0; i < n; i++)
-		f[i] = (struct iopf_sim_fault){ .addr = rec[i].addr, .perm = rec[i].perm };
+		f[i] = (struct iopf_sim_fault){.addr = rec[i].addr, .perm = rec[i].perm};
 }
 
 static uint32_t needed_prot(uint32_t perm)
@@ -815,18 +826,22 @@ static void check_answer(struct tenant *t, struct injector *in, const struct iop
 		res->kernel_after_read++;
 
 	if (a->n != fl->n)
-		violation(res, "tenant %u: group answered with %u records, injected %u", t->idx, a->n,
-			  fl->n);
+		violation(res, "tenant %u: group answered with %u records, injected %u", t->idx,
+			  a->n, fl->n);
 	if (a->by_kernel) {
 		if (!fl->kernel_ok && !(fl->undelivered_kernel_ok && a->cookie == 0))
 			violation(res,
-				  "tenant %u dev %u pasid %#x: group %s left for the kernel to answer",
-				  t->idx, dm->dev_id, dm->pasid, a->cookie ? "read by iopfd" : "never read");
+				  "tenant %u dev %u pasid %#x: group %s left for the kernel to "
+				  "answer",
+				  t->idx, dm->dev_id, dm->pasid,
+				  a->cookie ? "read by iopfd" : "never read");
 	} else if (fl->expect == EXPECT_SUCCESS && a->code != IOMMUFD_PAGE_RESP_SUCCESS) {
-		violation(res, "tenant %u dev %u pasid %#x addr %#" PRIx64 ": INVALID, expected SUCCESS",
+		violation(res,
+			  "tenant %u dev %u pasid %#x addr %#" PRIx64 ": INVALID, expected SUCCESS",
 			  t->idx, dm->dev_id, dm->pasid, rec[0].addr);
 	} else if (fl->expect == EXPECT_INVALID && a->code != IOMMUFD_PAGE_RESP_INVALID) {
-		violation(res, "tenant %u dev %u pasid %#x addr %#" PRIx64 ": SUCCESS, expected INVALID",
+		violation(res,
+			  "tenant %u dev %u pasid %#x addr %#" PRIx64 ": SUCCESS, expected INVALID",
 			  t->idx, dm->dev_id, dm->pasid, rec[0].addr);
 	} else if (mp) {
 		res->map_checked++;
@@ -837,21 +852,28 @@ static void check_answer(struct tenant *t, struct injector *in, const struct iop
 			uint32_t need = needed_prot(rec[i].perm), allow = allowed_prot(rg->access);
 
 			if (*rc < 0) {
-				violation(res, "tenant %u dev %u pasid %#x: SUCCESS but page %#" PRIx64
-					  " is not mapped", t->idx, dm->dev_id, dm->pasid, page);
+				violation(res,
+					  "tenant %u dev %u pasid %#x: SUCCESS but page %#" PRIx64
+					  " is not mapped",
+					  t->idx, dm->dev_id, dm->pasid, page);
 				break;
 			}
 			if ((mp->prot & need) != need || (mp->prot & ~allow)) {
-				violation(res, "tenant %u page %#" PRIx64 ": prot %#x, fault needs %#x, region allows %#x",
+				violation(res,
+					  "tenant %u page %#" PRIx64
+					  ": prot %#x, fault needs %#x, region allows %#x",
 					  t->idx, page, mp->prot, need, allow);
 				break;
 			}
-			if (mp->st_ino != (uint64_t)st->st_ino || mp->st_dev != (uint64_t)st->st_dev ||
+			if (mp->st_ino != (uint64_t)st->st_ino ||
+			    mp->st_dev != (uint64_t)st->st_dev ||
 			    mp->offset != rg->offset + (page - rg->iova)) {
-				violation(res, "tenant %u page %#" PRIx64 ": backed by ino %" PRIu64 " offset %#"
-					  PRIx64 ", expected ino %" PRIu64 " offset %#" PRIx64, t->idx, page,
-					  mp->st_ino, mp->offset, (uint64_t)st->st_ino,
-					  rg->offset + (page - rg->iova));
+				violation(res,
+					  "tenant %u page %#" PRIx64 ": backed by ino %" PRIu64
+					  " offset %#" PRIx64 ", expected ino %" PRIu64
+					  " offset %#" PRIx64,
+					  t->idx, page, mp->st_ino, mp->offset,
+					  (uint64_t)st->st_ino, rg->offset + (page - rg->iova));
 				break;
 			}
 		}
@@ -958,7 +980,8 @@ static int inject(struct tenant *t, struct injector *in, unsigned max, const uin
 
 /* ---- the mid-run event ---- */
 
-static void mark_inflight(struct tenant *t, int dev_idx, int dom, bool kernel_ok, bool undelivered_ok)
+static void mark_inflight(struct tenant *t, int dev_idx, int dom, bool kernel_ok,
+			  bool undelivered_ok)
 {
 	unsigned k;
 
@@ -1004,7 +1027,7 @@ static int detach_caught(struct tenant *t, struct injector *in)
 			 * it run whole read-to-answer turns; waking up preempts it mid-turn.
 			 */
 			if (!iopf_sim_peek_delivered(t->sim)) {
-				struct timespec ts = { 0, 1000 + (long)rnd_below(&t->rng, 20000) };
+				struct timespec ts = {0, 1000 + (long)rnd_below(&t->rng, 20000)};
 
 				nanosleep(&ts, NULL);
 				continue;
@@ -1037,7 +1060,10 @@ static void run_event(struct injector *in)
 	case EVENT_DETACH:
 		r = detach_caught(t, in);
 		if (opt.verbose)
-			fprintf(stderr, "iopf-sim: detached while iopfd held read groups: %d auto-answered\n", r);
+			fprintf(stderr,
+				"iopf-sim: detached while iopfd held read groups: %d "
+				"auto-answered\n",
+				r);
 		if (r)
 			return;
 		/* the kernel answers dev 1's groups; iopfd's late responses must not hurt others */
@@ -1074,7 +1100,8 @@ static void run_event(struct injector *in)
 		in->releasing = true;
 		t->release_deadline = now_ns() + (uint64_t)(opt.drain_timeout * 1e9);
 		if (opt.verbose)
-			fprintf(stderr, "iopf-sim: tenant 0 gone with %u groups in flight\n", t->inflight);
+			fprintf(stderr, "iopf-sim: tenant 0 gone with %u groups in flight\n",
+				t->inflight);
 		return;
 	}
 }
@@ -1093,8 +1120,8 @@ static void check_released(struct tenant *t, struct injector *in)
 		violation(&in->res, "tenant %u: iopfd still holds its source %.0f s after it left",
 			  t->idx, opt.drain_timeout);
 	if (c.delivered)
-		violation(&in->res, "tenant %u: %u groups read by iopfd were never answered", t->idx,
-			  c.delivered);
+		violation(&in->res, "tenant %u: %u groups read by iopfd were never answered",
+			  t->idx, c.delivered);
 	/* the VMM tears the hwpts down: the kernel answers the rest */
 	for (d = 0; d < t->n_dom; d += opt.pasids ? opt.pasids : 1)
 		(void)iopf_sim_detach(t->sim, t->dom[d].dev_id, IOPF_SIM_PASID_ANY);
@@ -1106,7 +1133,8 @@ static void check_released(struct tenant *t, struct injector *in)
 /* At its share of the run's marks, injector 0 sets the mid-run event off. */
 static void event_step(struct injector *in, uint64_t now)
 {
-	/* detach repeats (each one a chance to catch groups between read and answer); the rest end tenant 0 */
+	/* detach repeats (each one a chance to catch groups between read and answer); the rest end
+	 * tenant 0 */
 	unsigned n_events = opt.event == EVENT_DETACH ? 9 : 1, k1, parts;
 
 	if (in->idx != 0 || opt.event == EVENT_NONE || in->events_done >= n_events)
@@ -1299,7 +1327,8 @@ static int wait_all_released(struct result *res)
 		 * are never counted down: only what was read and not answered counts.
 		 */
 		if (c.backends && !opt.restarts)
-			violation(res, "tenant %u: its source was not released after disconnect", i);
+			violation(res, "tenant %u: its source was not released after disconnect",
+				  i);
 		if (c.delivered)
 			violation(res, "tenant %u: %u groups left unanswered at disconnect", i,
 				  c.delivered);
@@ -1582,8 +1611,8 @@ static void print_text_body(const struct result *r, bool paced)
 	printf("  injected   %" PRIu64 " faults in %" PRIu64 " groups, %.3f s\n", r->inj_faults,
 	       r->inj_groups, secs(r));
 	printf("  answered   %" PRIu64 " groups: success %" PRIu64 ", invalid %" PRIu64
-	       " (by kernel %" PRIu64 ", of them after iopfd read them %" PRIu64 "), unanswered %"
-	       PRIu64 "\n",
+	       " (by kernel %" PRIu64 ", of them after iopfd read them %" PRIu64
+	       "), unanswered %" PRIu64 "\n",
 	       r->answered, r->success, r->invalid, r->by_kernel, r->kernel_after_read,
 	       r->unanswered);
 	printf("  throughput %.0f faults/s, %.0f groups/s\n", fps(r), gps(r));
@@ -1607,7 +1636,8 @@ static void print_text_body(const struct result *r, bool paced)
 	       r->reads ? (double)r->delivered_records / (double)r->reads : 0.0, r->maps,
 	       r->bad_code, r->bad_cookie);
 	printf("  checked    every answer's code; the pages of %" PRIu64 " SUCCESS groups "
-	       "(1 in %u)\n", r->map_checked, opt.check_every);
+	       "(1 in %u)\n",
+	       r->map_checked, opt.check_every);
 	printf("  violations %" PRIu64 "\n", r->violations);
 }
 
@@ -1650,15 +1680,17 @@ static void print_json_result(const char *name, const struct result *r)
 {
 	printf("\"%s\":{\"faults\":%" PRIu64 ",\"groups\":%" PRIu64 ",\"answered\":%" PRIu64
 	       ",\"success\":%" PRIu64 ",\"invalid\":%" PRIu64 ",\"by_kernel\":%" PRIu64
-	       ",\"kernel_after_read\":%" PRIu64 ",\"unanswered\":%" PRIu64 ",\"seconds\":%.6f,\"faults_per_s\":%.1f,"
+	       ",\"kernel_after_read\":%" PRIu64 ",\"unanswered\":%" PRIu64
+	       ",\"seconds\":%.6f,\"faults_per_s\":%.1f,"
 	       "\"groups_per_s\":%.1f,\"p50_ns\":%" PRIu64 ",\"p99_ns\":%" PRIu64
 	       ",\"p999_ns\":%" PRIu64 ",\"max_ns\":%" PRIu64 ",\"doorbells\":%" PRIu64
 	       ",\"reads\":%" PRIu64 ",\"maps\":%" PRIu64 ",\"bad_code\":%" PRIu64
 	       ",\"stale_cookie\":%" PRIu64 ",\"map_checked\":%" PRIu64 ",\"violations\":%" PRIu64,
-	       name, r->inj_faults, r->inj_groups, r->answered, r->success, r->invalid, r->by_kernel,
-	       r->kernel_after_read, r->unanswered, secs(r), fps(r), gps(r), hist_pct(&r->lat, 50), hist_pct(&r->lat, 99),
-	       hist_pct(&r->lat, 99.9), r->lat.max, r->doorbells, r->reads, r->maps, r->bad_code,
-	       r->bad_cookie, r->map_checked, r->violations);
+	       name, r->inj_faults, r->inj_groups, r->answered, r->success, r->invalid,
+	       r->by_kernel, r->kernel_after_read, r->unanswered, secs(r), fps(r), gps(r),
+	       hist_pct(&r->lat, 50), hist_pct(&r->lat, 99), hist_pct(&r->lat, 99.9), r->lat.max,
+	       r->doorbells, r->reads, r->maps, r->bad_code, r->bad_cookie, r->map_checked,
+	       r->violations);
 	printf(",\"inject_p50_ns\":%" PRIu64 ",\"inject_p99_ns\":%" PRIu64
 	       ",\"inject_p999_ns\":%" PRIu64 ",\"late_p50_ns\":%" PRIu64
 	       ",\"late_p99_ns\":%" PRIu64 ",\"late_max_ns\":%" PRIu64 ",\"behind\":%" PRIu64,
@@ -1928,8 +1960,8 @@ static int opts_check(void)
 	if ((uint64_t)opt.devices * (opt.pasids ? opt.pasids : 1) * opt.tenants > 1u << 24)
 		return -EINVAL;
 	/* every domain's IOVA slice must fit below 2^63 */
-	if (slice_shift() >= 62 ||
-	    ((uint64_t)opt.devices * (opt.pasids ? opt.pasids : 1) + 1) > (UINT64_C(1) << (63 - slice_shift())))
+	if (slice_shift() >= 62 || ((uint64_t)opt.devices * (opt.pasids ? opt.pasids : 1) + 1) >
+					   (UINT64_C(1) << (63 - slice_shift())))
 		return -EINVAL;
 	if (opt.event != EVENT_NONE && (opt.target == TARGET_ECHO || opt.compare))
 		return -EINVAL;

@@ -137,9 +137,10 @@ static int run_stats(struct ctx *x, const struct verb *v)
 						       isnan(dt) ? NULL
 								 : json_object_new_double(dt));
 				/* when this frame was read: CLOCK_REALTIME, µs since the epoch */
-				json_object_object_add(o, "timestamp_us",
-						       json_object_new_uint64(now_ns(CLOCK_REALTIME) /
-									      NSEC_PER_USEC));
+				json_object_object_add(
+					o, "timestamp_us",
+					json_object_new_uint64(now_ns(CLOCK_REALTIME) /
+							       NSEC_PER_USEC));
 			}
 			r = json_print(o);
 		}

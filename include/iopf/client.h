@@ -63,8 +63,8 @@ int iopf_client_process(struct iopf_client *c);
  * The fds are duplicated by the transport; the caller keeps its own.
  * Return: 0, -EBADF (not a fault fd / iommufd), -EINVAL, -EDQUOT (limit), -errno.
  */
-int iopf_client_register_source(struct iopf_client *c, int fault_fd, int iommufd,
-				uint32_t ioas_id, uint64_t *ret_source_id);
+int iopf_client_register_source(struct iopf_client *c, int fault_fd, int iommufd, uint32_t ioas_id,
+				uint64_t *ret_source_id);
 /*
  * The same, paused: iopfd reads none of its faults (they wait, queued) until
  * iopf_client_start_source(), so the domains and regions can be registered
@@ -128,11 +128,11 @@ int iopf_client_list_domains_sized(struct iopf_client *c, size_t size,
 				   struct iopf_client_domain **ret, size_t *ret_n);
 int iopf_client_list_regions_sized(struct iopf_client *c, size_t size,
 				   struct iopf_client_region **ret, size_t *ret_n);
-#define iopf_client_list_sources(c, ret, ret_n) \
+#define iopf_client_list_sources(c, ret, ret_n)                                                    \
 	iopf_client_list_sources_sized((c), sizeof(**(ret)), (ret), (ret_n))
-#define iopf_client_list_domains(c, ret, ret_n) \
+#define iopf_client_list_domains(c, ret, ret_n)                                                    \
 	iopf_client_list_domains_sized((c), sizeof(**(ret)), (ret), (ret_n))
-#define iopf_client_list_regions(c, ret, ret_n) \
+#define iopf_client_list_regions(c, ret, ret_n)                                                    \
 	iopf_client_list_regions_sized((c), sizeof(**(ret)), (ret), (ret_n))
 
 /*

@@ -22,8 +22,8 @@
 #define _public_ __attribute__((visibility("default")))
 
 struct iopf_client {
-	sd_bus *bus;		 /* owned */
-	char *address;		 /* owned; what it connects (again) to: "system" or a D-Bus address */
+	sd_bus *bus;   /* owned */
+	char *address; /* owned; what it connects (again) to: "system" or a D-Bus address */
 	const char *destination; /* IOPF_DBUS_NAME on the system bus, NULL peer-to-peer */
 	sd_bus_error error;	 /* owned; of the last failed call */
 	iopf_client_restart_fn on_restart;
@@ -86,8 +86,9 @@ static int reconnect(struct iopf_client *c)
 		return r;
 	/* take the tenant over again; if it is gone, this connection is a new tenant */
 	if (c->tenant)
-		(void)sd_bus_call_method(c->bus, c->destination, IOPF_DBUS_PATH, IOPF_DBUS_INTERFACE,
-					 "Attach", NULL, NULL, IOPF_WIRE_ID, c->tenant);
+		(void)sd_bus_call_method(c->bus, c->destination, IOPF_DBUS_PATH,
+					 IOPF_DBUS_INTERFACE, "Attach", NULL, NULL, IOPF_WIRE_ID,
+					 c->tenant);
 	c->tenant = tenant_id(c);
 	if (c->on_restart)
 		c->on_restart(c, c->restart_userdata);
@@ -306,7 +307,8 @@ _public_ int iopf_client_register_domain(struct iopf_client *c, uint64_t source_
 {
 	if (!ret_domain_id)
 		return -EINVAL;
-	return call(c, "RegisterDomain", ret_domain_id, IOPF_WIRE_REGISTER_DOMAIN_IN, source_id, dev_id, pasid);
+	return call(c, "RegisterDomain", ret_domain_id, IOPF_WIRE_REGISTER_DOMAIN_IN, source_id,
+		    dev_id, pasid);
 }
 
 _public_ int iopf_client_unregister_domain(struct iopf_client *c, uint64_t domain_id)
@@ -322,8 +324,8 @@ _public_ int iopf_client_add_region(struct iopf_client *c, uint64_t domain_id, i
 		return -EINVAL;
 	if (fd < 0)
 		return -EBADF;
-	return call(c, "AddRegion", ret_region_id, IOPF_WIRE_ADD_REGION_IN, domain_id, fd, offset, iova, length,
-		    access);
+	return call(c, "AddRegion", ret_region_id, IOPF_WIRE_ADD_REGION_IN, domain_id, fd, offset,
+		    iova, length, access);
 }
 
 _public_ int iopf_client_remove_region(struct iopf_client *c, uint64_t region_id)
@@ -410,8 +412,8 @@ _public_ int iopf_client_list_sources_sized(struct iopf_client *c, size_t size,
 	if (r < 0)
 		return r;
 	r = sd_bus_message_enter_container(reply, 'a', IOPF_WIRE_SOURCE);
-	while (r >= 0 &&
-	       (r = sd_bus_message_read(reply, IOPF_WIRE_SOURCE, &x.id, &x.ioas_id, &backend)) > 0) {
+	while (r >= 0 && (r = sd_bus_message_read(reply, IOPF_WIRE_SOURCE, &x.id, &x.ioas_id,
+						  &backend)) > 0) {
 		r = grow((void **)&arr, &cap, n, sizeof(*arr));
 		if (r < 0)
 			return r;
@@ -454,8 +456,8 @@ _public_ int iopf_client_list_domains_sized(struct iopf_client *c, size_t size,
 	if (r < 0)
 		return r;
 	r = sd_bus_message_enter_container(reply, 'a', IOPF_WIRE_DOMAIN);
-	while (r >= 0 && (r = sd_bus_message_read(reply, IOPF_WIRE_DOMAIN, &x.id, &x.source_id, &x.dev_id,
-						  &x.pasid)) > 0) {
+	while (r >= 0 && (r = sd_bus_message_read(reply, IOPF_WIRE_DOMAIN, &x.id, &x.source_id,
+						  &x.dev_id, &x.pasid)) > 0) {
 		r = grow((void **)&arr, &cap, n, sizeof(*arr));
 		if (r < 0)
 			return r;
@@ -481,8 +483,8 @@ _public_ int iopf_client_list_regions_sized(struct iopf_client *c, size_t size,
 	if (r < 0)
 		return r;
 	r = sd_bus_message_enter_container(reply, 'a', IOPF_WIRE_REGION);
-	while (r >= 0 && (r = sd_bus_message_read(reply, IOPF_WIRE_REGION, &x.id, &x.domain_id, &x.iova,
-						  &x.length, &x.access)) > 0) {
+	while (r >= 0 && (r = sd_bus_message_read(reply, IOPF_WIRE_REGION, &x.id, &x.domain_id,
+						  &x.iova, &x.length, &x.access)) > 0) {
 		r = grow((void **)&arr, &cap, n, sizeof(*arr));
 		if (r < 0)
 			return r;

@@ -82,11 +82,11 @@ struct iopf_tenant {
 	struct retired retired; /* of its removed domains and sources */
 	struct usage usage;
 	struct cobj_list objs[_COBJ_KIND_MAX]; /* owned; ascending engine id */
-	bool persisted; /* its record is in the engine's arena: it registered something */
+	bool persisted;	 /* its record is in the engine's arena: it registered something */
 	bool registered; /* it registered a source once: a tenant, not an observer */
 	char *label;	 /* owned; what it calls itself (SetName), or NULL */
 	char *unit;	 /* owned; its process's systemd unit, or NULL */
-	struct iopf_tenant *prev, *next;       /* c->tenants, newest first */
+	struct iopf_tenant *prev, *next; /* c->tenants, newest first */
 };
 
 struct iopf_control {
@@ -254,9 +254,9 @@ static void persist_tenant(struct iopf_control *c, struct iopf_tenant *t)
 	if (t->persisted)
 		return;
 	(void)snprintf(rec.name, sizeof(rec.name), "%s", t->name);
-	t->persisted = iopf_engine_record_put(c->engine,
-					      IOPF_ENGINE_RECORD_KEY(RECORD_TENANT, t->id), &rec,
-					      sizeof(rec)) == 0;
+	t->persisted =
+		iopf_engine_record_put(c->engine, IOPF_ENGINE_RECORD_KEY(RECORD_TENANT, t->id),
+				       &rec, sizeof(rec)) == 0;
 }
 
 int iopf_control_hide_ids(struct iopf_control *c)
@@ -751,8 +751,7 @@ static int fd_check(struct iopf_control *c, unsigned need, const char *what,
 	return 0;
 }
 
-void iopf_control_set_fd_check(struct iopf_control *c, iopf_control_fd_check_fn fn,
-			       void *userdata)
+void iopf_control_set_fd_check(struct iopf_control *c, iopf_control_fd_check_fn fn, void *userdata)
 {
 	c->fd_check = fn;
 	c->fd_check_userdata = userdata;
@@ -780,7 +779,7 @@ static const remove_engine_fn removers[_COBJ_KIND_MAX] = {
 /* The fds the engine holds for @o and everything under it. */
 static unsigned cobj_fds(const struct cobj *o)
 {
-	unsigned n = o->kind == COBJ_SOURCE	? IOPF_CONTROL_SOURCE_FDS
+	unsigned n = o->kind == COBJ_SOURCE   ? IOPF_CONTROL_SOURCE_FDS
 		     : o->kind == COBJ_REGION ? IOPF_CONTROL_REGION_FDS
 					      : 0;
 
@@ -1715,7 +1714,8 @@ size_t iopf_counters_to_fields(const struct iopf_counters *cnt, struct iopf_coun
 	FIELD(masked_flags);
 #undef FIELD
 	for (unsigned i = 0; i < _IOPF_REASON_MAX; i++)
-		fields[n++] = (struct iopf_counter_field){iopf_wire_reason_name(i), cnt->reasons[i]};
+		fields[n++] =
+			(struct iopf_counter_field){iopf_wire_reason_name(i), cnt->reasons[i]};
 	return n;
 }
 
@@ -1818,7 +1818,7 @@ static int adopt_region(const struct iopf_region_info *i, void *userdata)
 int iopf_control_restore(struct iopf_control *c, iopf_engine_take_fd_fn take_fd, void *userdata,
 			 struct iopf_engine_restored *ret)
 {
-	struct restoring x = { .c = c, .take_fd = take_fd, .take_fd_userdata = userdata };
+	struct restoring x = {.c = c, .take_fd = take_fd, .take_fd_userdata = userdata};
 	struct iopf_tenant *t, *next;
 	int r;
 

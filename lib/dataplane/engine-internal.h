@@ -112,13 +112,13 @@ struct iopf_source {
 	 */
 	uint64_t backoff_ns;
 	struct __kernel_timespec backoff_ts; /* the armed timer's; read at submission */
-	bool scattered;                  /* the last read's faults went to many domains */
-	struct iopf_fault_buf buf;      /* owned; the last read's records */
-	struct iopf_journal journal;    /* owned; buf.recs are its slots (persist.h) */
-	size_t journal_n;               /* slots of the last read waiting for their responses */
+	bool scattered;			     /* the last read's faults went to many domains */
+	struct iopf_fault_buf buf;	     /* owned; the last read's records */
+	struct iopf_journal journal;	     /* owned; buf.recs are its slots (persist.h) */
+	size_t journal_n;		 /* slots of the last read waiting for their responses */
 	struct iopf_persist_source prec; /* its record; rewritten when the buffer grows */
-	bool recover;                   /* restored: answer the journal before the first read */
-	bool paused;                    /* registered, not handed to its worker yet (control) */
+	bool recover;			 /* restored: answer the journal before the first read */
+	bool paused;			 /* registered, not handed to its worker yet (control) */
 	struct iopf_response_batch rb;
 	/*
 	 * Owned; IOPF_HELD_MAX entries. NULL until a domain of the source first
@@ -138,13 +138,13 @@ struct iopf_domain {
 	struct iopf_source *source;
 	struct iopf_route_node route;
 	struct iopf_region_set *regions; /* RCU-published; written by the control thread only */
-	struct cds_list_head eregions;   /* control: its live struct iopf_eregion */
+	struct cds_list_head eregions;	 /* control: its live struct iopf_eregion */
 	unsigned n_regions;
-	struct cds_list_head snode;      /* in source->domains */
-	struct iopf_counters counters;   /* written by the worker */
-	struct iopf_histogram latency;   /* written by the worker: fault read to response written */
-	struct cds_list_head rnode;      /* control: engine->retiring_domains while removal runs */
-	int handler;                     /* enum iopf_handler_kind: control stores (release) */
+	struct cds_list_head snode;    /* in source->domains */
+	struct iopf_counters counters; /* written by the worker */
+	struct iopf_histogram latency; /* written by the worker: fault read to response written */
+	struct cds_list_head rnode;    /* control: engine->retiring_domains while removal runs */
+	int handler;		       /* enum iopf_handler_kind: control stores (release) */
 	struct iopf_cmd rm_cmd;
 	struct rcu_head rcu;
 };
@@ -153,9 +153,9 @@ struct iopf_domain {
 struct iopf_eregion {
 	uint64_t id; /* first */
 	struct iopf_domain *domain;
-	struct iopf_region *r;      /* owned */
+	struct iopf_region *r;	    /* owned */
 	struct iopf_state *state;   /* the arena its page bitmaps live in */
-	uint64_t bits_off;          /* their block */
+	uint64_t bits_off;	    /* their block */
 	struct cds_list_head dnode; /* in domain->eregions */
 	struct iopf_cmd rm_cmd;
 	struct rcu_head rcu;
@@ -167,9 +167,9 @@ struct iopf_eregion {
  */
 struct iopf_worker_config {
 	unsigned index;
-	struct iopf_route_table *routes;  /* looked up under the RCU read lock */
-	const uint64_t *fault_around;     /* window bytes; loaded relaxed once a turn */
-	struct iopf_mailbox *done;        /* finished removals (struct iopf_cmd) go here */
+	struct iopf_route_table *routes; /* looked up under the RCU read lock */
+	const uint64_t *fault_around;	 /* window bytes; loaded relaxed once a turn */
+	struct iopf_mailbox *done;	 /* finished removals (struct iopf_cmd) go here */
 };
 /* Start a worker; returns once its ring is up. Return: 0 or -errno. */
 int iopf_worker_start(const struct iopf_worker_config *cfg, struct iopf_worker **ret);

@@ -50,7 +50,7 @@ struct iopf_engine {
 	uint64_t next_id;
 	struct idvec sources, domains, regions;
 	struct iopf_state *state; /* owned; what outlives the process (persist.h) */
-	unsigned alive;           /* workers that answered the previous ping, at the last one */
+	unsigned alive;		  /* workers that answered the previous ping, at the last one */
 
 	struct iopf_mailbox done; /* finished removals, posted by the workers */
 
@@ -117,7 +117,7 @@ static int idvec_reserve(struct idvec *x, size_t extra)
 static void idvec_append(struct idvec *x, void *p)
 {
 	assert(x->n < x->cap && (x->n == 0 || x->v[x->n - 1].id < id_of(p)));
-	x->v[x->n++] = (struct idvec_entry){ .id = id_of(p), .p = p };
+	x->v[x->n++] = (struct idvec_entry){.id = id_of(p), .p = p};
 }
 
 static void idvec_del(struct idvec *x, uint64_t id)
@@ -157,8 +157,7 @@ static void domain_destroy(struct iopf_domain *d)
 {
 	struct iopf_eregion *er, *tmp;
 
-	cds_list_for_each_entry_safe(er, tmp, &d->eregions, dnode)
-		eregion_destroy(er);
+	cds_list_for_each_entry_safe(er, tmp, &d->eregions, dnode) eregion_destroy(er);
 	free(d->regions); /* the array only; its regions were just freed */
 	free(d);
 }
@@ -167,8 +166,7 @@ static void source_destroy(struct iopf_source *s)
 {
 	struct iopf_domain *d, *tmp;
 
-	cds_list_for_each_entry_safe(d, tmp, &s->domains, snode)
-		domain_destroy(d);
+	cds_list_for_each_entry_safe(d, tmp, &s->domains, snode) domain_destroy(d);
 	iopf_backend_close(s->backend); /* NULL once its worker retired it */
 	iopf_fault_buf_fini(&s->buf);
 	iopf_journal_free(&s->journal);
@@ -217,8 +215,9 @@ static int check_config(const struct iopf_engine_config *in, struct iopf_engine_
 
 		if (n <= 0)
 			n = (int)sysconf(_SC_NPROCESSORS_ONLN);
-		c.n_workers = n > 0 ? ((unsigned)n < IOPF_WORKERS_MAX ? (unsigned)n : IOPF_WORKERS_MAX)
-				    : 1;
+		c.n_workers =
+			n > 0 ? ((unsigned)n < IOPF_WORKERS_MAX ? (unsigned)n : IOPF_WORKERS_MAX)
+			      : 1;
 	}
 	if (c.n_workers > IOPF_WORKERS_MAX)
 		return -EINVAL;
@@ -342,8 +341,7 @@ static void forget_domain_state(struct iopf_engine *e, const struct iopf_domain 
 {
 	const struct iopf_eregion *er;
 
-	cds_list_for_each_entry(er, &d->eregions, dnode)
-		forget_region_state(e, er);
+	cds_list_for_each_entry(er, &d->eregions, dnode) forget_region_state(e, er);
 	(void)iopf_state_del(e->state, IOPF_PERSIST_KEY(IOPF_PERSIST_DOMAIN, d->id));
 }
 
@@ -351,8 +349,7 @@ static void forget_source_state(struct iopf_engine *e, const struct iopf_source 
 {
 	const struct iopf_domain *d;
 
-	cds_list_for_each_entry(d, &s->domains, snode)
-		forget_domain_state(e, d);
+	cds_list_for_each_entry(d, &s->domains, snode) forget_domain_state(e, d);
 	(void)iopf_state_del(e->state, IOPF_PERSIST_KEY(IOPF_PERSIST_SOURCE, s->id));
 	drop_fd(e, 's', s->id, "f");
 	drop_fd(e, 's', s->id, "i");
@@ -411,7 +408,8 @@ int iopf_engine_new(const struct iopf_engine_config *cfg, struct iopf_engine **r
 			(void)close(cfg->state_fd);
 		goto fail;
 	}
-	r = cfg->state_fd > 0 ? iopf_state_adopt(cfg->state_fd, &e->state) : iopf_state_new(&e->state);
+	r = cfg->state_fd > 0 ? iopf_state_adopt(cfg->state_fd, &e->state)
+			      : iopf_state_new(&e->state);
 	if (r < 0) {
 		if (cfg->state_fd > 0)
 			(void)close(cfg->state_fd);
@@ -478,8 +476,8 @@ unsigned iopf_engine_n_workers(struct iopf_engine *e)
 }
 
 /* Snapshot and hand over statistics another thread may still write. */
-static void emit_stats(iopf_engine_stats_fn fn, void *userdata, uint64_t tenant,
-		       uint64_t source_id, uint64_t domain_id, const struct iopf_counters *c,
+static void emit_stats(iopf_engine_stats_fn fn, void *userdata, uint64_t tenant, uint64_t source_id,
+		       uint64_t domain_id, const struct iopf_counters *c,
 		       const struct iopf_histogram *h)
 {
 	struct iopf_counters cs;
@@ -487,14 +485,15 @@ static void emit_stats(iopf_engine_stats_fn fn, void *userdata, uint64_t tenant,
 
 	ctr_snapshot(c, &cs);
 	iopf_histogram_merge(&hs, h);
-	fn(&(struct iopf_engine_stats){
-		   .tenant = tenant,
-		   .source_id = source_id,
-		   .domain_id = domain_id,
-		   .counters = &cs,
-		   .latency = &hs,
-	   },
-	   userdata);
+	fn(
+		&(struct iopf_engine_stats){
+			.tenant = tenant,
+			.source_id = source_id,
+			.domain_id = domain_id,
+			.counters = &cs,
+			.latency = &hs,
+		},
+		userdata);
 }
 
 static void emit_domain(iopf_engine_stats_fn fn, void *userdata, const struct iopf_domain *d)
@@ -507,8 +506,7 @@ static void emit_source(iopf_engine_stats_fn fn, void *userdata, const struct io
 	const struct iopf_domain *d;
 
 	emit_stats(fn, userdata, s->tenant, s->id, 0, &s->unrouted, &s->unrouted_latency);
-	cds_list_for_each_entry(d, &s->domains, snode)
-		emit_domain(fn, userdata, d);
+	cds_list_for_each_entry(d, &s->domains, snode) emit_domain(fn, userdata, d);
 }
 
 void iopf_engine_foreach_retiring(struct iopf_engine *e, uint64_t tenant, iopf_engine_stats_fn fn,
@@ -517,12 +515,10 @@ void iopf_engine_foreach_retiring(struct iopf_engine *e, uint64_t tenant, iopf_e
 	const struct iopf_source *s;
 	const struct iopf_domain *d;
 
-	cds_list_for_each_entry(s, &e->retiring_sources, rnode)
-		if (!tenant || s->tenant == tenant)
-			emit_source(fn, userdata, s);
-	cds_list_for_each_entry(d, &e->retiring_domains, rnode)
-		if (!tenant || d->tenant == tenant)
-			emit_domain(fn, userdata, d);
+	cds_list_for_each_entry(s, &e->retiring_sources, rnode) if (!tenant || s->tenant == tenant)
+		emit_source(fn, userdata, s);
+	cds_list_for_each_entry(d, &e->retiring_domains, rnode) if (!tenant || d->tenant == tenant)
+		emit_domain(fn, userdata, d);
 }
 
 void iopf_engine_set_retired_fn(struct iopf_engine *e, iopf_engine_stats_fn fn, void *userdata)
@@ -539,7 +535,8 @@ int iopf_engine_dispatch(struct iopf_engine *e)
 
 	iopf_mailbox_take_all(&e->done, &todo);
 
-	cds_list_for_each_entry_safe(c, tmp, &todo, node) {
+	cds_list_for_each_entry_safe(c, tmp, &todo, node)
+	{
 		cds_list_del(&c->node);
 		/* Final numbers first: the worker is done with the object. */
 		if (c->type == IOPF_CMD_REMOVE_SOURCE) {
@@ -602,8 +599,7 @@ static int source_grow_journal(void *userdata, size_t cap, struct iommu_hwpt_pgf
 }
 
 /* @journal: an earlier run's (taken over, also on failure), or NULL for a new one. */
-static int source_new(struct iopf_engine *e, struct iopf_journal *journal,
-		      struct iopf_source **ret)
+static int source_new(struct iopf_engine *e, struct iopf_journal *journal, struct iopf_source **ret)
 {
 	struct iopf_source *s;
 
@@ -633,8 +629,8 @@ static int source_new(struct iopf_engine *e, struct iopf_journal *journal,
 	return 0;
 }
 
-static void source_place(struct iopf_engine *e, struct iopf_source *s, uint64_t id,
-			 uint64_t tenant, struct iopf_backend *b)
+static void source_place(struct iopf_engine *e, struct iopf_source *s, uint64_t id, uint64_t tenant,
+			 struct iopf_backend *b)
 {
 	unsigned best = 0;
 
@@ -650,7 +646,7 @@ static void source_place(struct iopf_engine *e, struct iopf_source *s, uint64_t 
 	s->ioas_id = b->ioas_id;
 	s->worker = best;
 	idvec_append(&e->sources, s);
-	s->add_cmd = (struct iopf_cmd){ .type = IOPF_CMD_ADD_SOURCE, .obj = s };
+	s->add_cmd = (struct iopf_cmd){.type = IOPF_CMD_ADD_SOURCE, .obj = s};
 }
 
 /* Cannot fail: memory and the index slot were reserved. */
@@ -715,9 +711,8 @@ int iopf_engine_add_source(struct iopf_engine *e, uint64_t tenant, int fault_fd,
 					    ret_source_id);
 }
 
-int iopf_engine_add_source_flags(struct iopf_engine *e, uint64_t tenant, int fault_fd,
-				 int iommufd, uint32_t ioas_id, uint32_t flags,
-				 uint64_t *ret_source_id)
+int iopf_engine_add_source_flags(struct iopf_engine *e, uint64_t tenant, int fault_fd, int iommufd,
+				 uint32_t ioas_id, uint32_t flags, uint64_t *ret_source_id)
 {
 	struct iopf_backend *b;
 	struct iopf_source *s;
@@ -746,8 +741,7 @@ static void forget_domain(struct iopf_engine *e, struct iopf_domain *d)
 	struct iopf_eregion *er;
 
 	iopf_route_del(e->routes, &d->route);
-	cds_list_for_each_entry(er, &d->eregions, dnode)
-		idvec_del(&e->regions, er->id);
+	cds_list_for_each_entry(er, &d->eregions, dnode) idvec_del(&e->regions, er->id);
 	idvec_del(&e->domains, d->id);
 }
 
@@ -761,20 +755,22 @@ static int remove_source(struct iopf_engine *e, struct iopf_source *s, iopf_engi
 		s->paused = false;
 		iopf_worker_send(e->workers[s->worker], &s->add_cmd);
 	}
-	cds_list_for_each_entry(d, &s->domains, snode)
-		forget_domain(e, d);
+	cds_list_for_each_entry(d, &s->domains, snode) forget_domain(e, d);
 	idvec_del(&e->sources, s->id);
 	cds_list_add_tail(&s->rnode, &e->retiring_sources);
 	e->load[s->worker]--;
 	s->rm_cmd = (struct iopf_cmd){
-		.type = IOPF_CMD_REMOVE_SOURCE, .obj = s, .done = done, .userdata = userdata,
+		.type = IOPF_CMD_REMOVE_SOURCE,
+		.obj = s,
+		.done = done,
+		.userdata = userdata,
 	};
 	iopf_worker_send(e->workers[s->worker], &s->rm_cmd);
 	return 0;
 }
 
-int iopf_engine_remove_source(struct iopf_engine *e, uint64_t source_id,
-			      iopf_engine_done_fn done, void *userdata)
+int iopf_engine_remove_source(struct iopf_engine *e, uint64_t source_id, iopf_engine_done_fn done,
+			      void *userdata)
 {
 	struct iopf_source *s = idvec_find(&e->sources, source_id);
 
@@ -840,8 +836,8 @@ static int domain_new(struct iopf_engine *e, struct iopf_source *s, uint64_t id,
 	return 0;
 }
 
-int iopf_engine_remove_domain(struct iopf_engine *e, uint64_t domain_id,
-			      iopf_engine_done_fn done, void *userdata)
+int iopf_engine_remove_domain(struct iopf_engine *e, uint64_t domain_id, iopf_engine_done_fn done,
+			      void *userdata)
 {
 	struct iopf_domain *d = idvec_find(&e->domains, domain_id);
 
@@ -851,7 +847,10 @@ int iopf_engine_remove_domain(struct iopf_engine *e, uint64_t domain_id,
 	cds_list_del(&d->snode);
 	cds_list_add_tail(&d->rnode, &e->retiring_domains);
 	d->rm_cmd = (struct iopf_cmd){
-		.type = IOPF_CMD_REMOVE_DOMAIN, .obj = d, .done = done, .userdata = userdata,
+		.type = IOPF_CMD_REMOVE_DOMAIN,
+		.obj = d,
+		.done = done,
+		.userdata = userdata,
 	};
 	iopf_worker_send(e->workers[d->source->worker], &d->rm_cmd);
 	return 0;
@@ -911,8 +910,7 @@ static int region_new(struct iopf_engine *e, struct iopf_domain *d, uint64_t id,
 }
 
 int iopf_engine_add_region(struct iopf_engine *e, uint64_t domain_id, int fd, uint64_t offset,
-			   uint64_t iova, uint64_t length, uint32_t access,
-			   uint64_t *ret_region_id)
+			   uint64_t iova, uint64_t length, uint32_t access, uint64_t *ret_region_id)
 {
 	struct iopf_eregion *er;
 	struct iopf_domain *d;
@@ -938,8 +936,8 @@ int iopf_engine_add_region(struct iopf_engine *e, uint64_t domain_id, int fd, ui
 	return 0;
 }
 
-int iopf_engine_remove_region(struct iopf_engine *e, uint64_t region_id,
-			      iopf_engine_done_fn done, void *userdata)
+int iopf_engine_remove_region(struct iopf_engine *e, uint64_t region_id, iopf_engine_done_fn done,
+			      void *userdata)
 {
 	struct iopf_eregion *er = idvec_find(&e->regions, region_id);
 	struct iopf_region_set *set, *old;
@@ -959,7 +957,10 @@ int iopf_engine_remove_region(struct iopf_engine *e, uint64_t region_id,
 	d->n_regions--;
 	idvec_del(&e->regions, er->id);
 	er->rm_cmd = (struct iopf_cmd){
-		.type = IOPF_CMD_REMOVE_REGION, .obj = er, .done = done, .userdata = userdata,
+		.type = IOPF_CMD_REMOVE_REGION,
+		.obj = er,
+		.done = done,
+		.userdata = userdata,
 	};
 	iopf_worker_send(e->workers[d->source->worker], &er->rm_cmd);
 	return 0;
@@ -1047,26 +1048,26 @@ int iopf_engine_region_info(struct iopf_engine *e, uint64_t id, struct iopf_regi
  * The visitors re-find their place by id after every callback, so a callback
  * may add or remove objects.
  */
-#define FOREACH_OBJECT(vec, type, info_type, info_fn, tenant_of)                 \
-	do {                                                                      \
-		uint64_t last = 0;                                                \
-		for (;;) {                                                        \
-			size_t i = idvec_upper((vec), last);                      \
-			const type *o;                                            \
-			info_type info;                                           \
-			int r;                                                    \
-                                                                                  \
-			if (i >= (vec)->n)                                        \
-				return 0;                                         \
-			o = (vec)->v[i].p;                                        \
-			last = (vec)->v[i].id;                                    \
-			if (!o || (tenant && tenant_of(o) != tenant))             \
-				continue;                                         \
-			info_fn(o, &info);                                        \
-			r = fn(&info, userdata);                                  \
-			if (r < 0)                                                \
-				return r;                                         \
-		}                                                                 \
+#define FOREACH_OBJECT(vec, type, info_type, info_fn, tenant_of)                                   \
+	do {                                                                                       \
+		uint64_t last = 0;                                                                 \
+		for (;;) {                                                                         \
+			size_t i = idvec_upper((vec), last);                                       \
+			const type *o;                                                             \
+			info_type info;                                                            \
+			int r;                                                                     \
+                                                                                                   \
+			if (i >= (vec)->n)                                                         \
+				return 0;                                                          \
+			o = (vec)->v[i].p;                                                         \
+			last = (vec)->v[i].id;                                                     \
+			if (!o || (tenant && tenant_of(o) != tenant))                              \
+				continue;                                                          \
+			info_fn(o, &info);                                                         \
+			r = fn(&info, userdata);                                                   \
+			if (r < 0)                                                                 \
+				return r;                                                          \
+		}                                                                                  \
 	} while (0)
 
 #define SOURCE_TENANT(o) ((o)->tenant)
@@ -1224,7 +1225,7 @@ static int collect(uint64_t key, const void *data, size_t len, void *userdata)
 
 	if (kind >= IOPF_PERSIST_FOREIGN)
 		return x->foreign ? x->foreign(x->userdata, key, data, len) : 0;
-	v = kind == IOPF_PERSIST_SOURCE ? &x->src
+	v = kind == IOPF_PERSIST_SOURCE	  ? &x->src
 	    : kind == IOPF_PERSIST_DOMAIN ? &x->dom
 	    : kind == IOPF_PERSIST_REGION ? &x->reg
 					  : NULL;
@@ -1320,7 +1321,7 @@ static void drop_region(struct restore *x, const struct iopf_persist_region *rec
  */
 struct file_fd {
 	uint64_t key;
-	int fd;	  /* owned; closed at the end of the restore */
+	int fd;	   /* owned; closed at the end of the restore */
 	bool used; /* a restored region took it: its name stays in the store */
 };
 
@@ -1421,7 +1422,8 @@ static int restore_build(struct restore *x, struct iopf_journal *journals,
 			st->dropped++;
 			continue;
 		}
-		/* the region keeps its own fd on the file; region_new() frees the block on failure */
+		/* the region keeps its own fd on the file; region_new() frees the block on failure
+		 */
 		r = region_new(e, d, reg[j].id, fd, reg[j].offset, reg[j].iova, reg[j].length,
 			       reg[j].access, reg[j].bits_off, &er);
 		if (r == -ENOMEM)
@@ -1447,20 +1449,21 @@ static bool others_track(struct iopf_source *s, const struct iopf_region *self, 
 	struct iopf_eregion *er;
 
 	cds_list_for_each_entry(d, &s->domains, snode)
-		cds_list_for_each_entry(er, &d->eregions, dnode) {
-			const struct iopf_region *r = er->r;
-			uint64_t from, to;
+		cds_list_for_each_entry(er, &d->eregions, dnode)
+	{
+		const struct iopf_region *r = er->r;
+		uint64_t from, to;
 
-			if (r == self || iova > iopf_region_last(r) || iova + length - 1 < r->iova)
-				continue;
-			from = (iova > r->iova ? iova - r->iova : 0) / IOPF_PAGE_SIZE;
-			to = (iova + length - 1 < iopf_region_last(r) ? iova + length - r->iova
-								     : r->length) /
-			     IOPF_PAGE_SIZE;
-			for (uint64_t pg = from; pg < to; pg++)
-				if (iopf_region_page_mapped(r, pg))
-					return true;
-		}
+		if (r == self || iova > iopf_region_last(r) || iova + length - 1 < r->iova)
+			continue;
+		from = (iova > r->iova ? iova - r->iova : 0) / IOPF_PAGE_SIZE;
+		to = (iova + length - 1 < iopf_region_last(r) ? iova + length - r->iova
+							      : r->length) /
+		     IOPF_PAGE_SIZE;
+		for (uint64_t pg = from; pg < to; pg++)
+			if (iopf_region_page_mapped(r, pg))
+				return true;
+	}
 	return false;
 }
 
@@ -1483,18 +1486,19 @@ static void readopt_intent(struct iopf_source *s, struct iopf_engine_restored *s
 	if (!iopf_journal_intent(&s->journal, &iova, &length))
 		return;
 	cds_list_for_each_entry(d, &s->domains, snode)
-		cds_list_for_each_entry(er, &d->eregions, dnode) {
-			if (iova < er->r->iova || iova - er->r->iova >= er->r->length)
-				continue;
-			if (iopf_resolve_readopt(s->backend, er->r, iova, length, &d->counters) ==
-			    -EEXIST) {
-				if (others_track(s, er->r, iova, length))
-					st->uncertain++;
-				else
-					iopf_resolve_adopt_extent(er->r, iova, length, &d->counters);
-			}
-			goto done;
+		cds_list_for_each_entry(er, &d->eregions, dnode)
+	{
+		if (iova < er->r->iova || iova - er->r->iova >= er->r->length)
+			continue;
+		if (iopf_resolve_readopt(s->backend, er->r, iova, length, &d->counters) ==
+		    -EEXIST) {
+			if (others_track(s, er->r, iova, length))
+				st->uncertain++;
+			else
+				iopf_resolve_adopt_extent(er->r, iova, length, &d->counters);
 		}
+		goto done;
+	}
 done:
 	iopf_journal_set_intent(&s->journal, 0, 0);
 }
@@ -1504,7 +1508,10 @@ int iopf_engine_restore(struct iopf_engine *e, iopf_engine_take_fd_fn take_fd,
 			struct iopf_engine_restored *ret)
 {
 	struct restore x = {
-		.e = e, .take_fd = take_fd, .foreign = foreign, .userdata = userdata,
+		.e = e,
+		.take_fd = take_fd,
+		.foreign = foreign,
+		.userdata = userdata,
 		.src.size = sizeof(struct iopf_persist_source),
 		.dom.size = sizeof(struct iopf_persist_domain),
 		.reg.size = sizeof(struct iopf_persist_region),

@@ -33,17 +33,22 @@ static int fault_buf_grow(struct iopf_fault_buf *fb, size_t cap)
 
 int iopf_fault_buf_init(struct iopf_fault_buf *fb, size_t cap, size_t max)
 {
-	*fb = (struct iopf_fault_buf){ .max = max };
+	*fb = (struct iopf_fault_buf){.max = max};
 	return fault_buf_grow(fb, cap);
 }
 
 void iopf_fault_buf_init_at(struct iopf_fault_buf *fb, struct iommu_hwpt_pgfault *recs, size_t cap,
 			    size_t max,
-			    int (*grow)(void *userdata, size_t cap, struct iommu_hwpt_pgfault **ret_recs),
+			    int (*grow)(void *userdata, size_t cap,
+					struct iommu_hwpt_pgfault **ret_recs),
 			    void *userdata)
 {
 	*fb = (struct iopf_fault_buf){
-		.recs = recs, .cap = cap, .max = max, .grow = grow, .grow_userdata = userdata,
+		.recs = recs,
+		.cap = cap,
+		.max = max,
+		.grow = grow,
+		.grow_userdata = userdata,
 	};
 }
 
@@ -159,7 +164,8 @@ bool iopf_fault_cut_group(struct iommu_hwpt_pgfault *recs, size_t n, size_t *pos
 		}
 		r = &recs[i];
 		flags = known_flags(r, &masked);
-		if (r->dev_id != ret->dev_id || (flags & PV) != pv || (pv && r->pasid != ret->pasid))
+		if (r->dev_id != ret->dev_id || (flags & PV) != pv ||
+		    (pv && r->pasid != ret->pasid))
 			bad = true;
 	}
 

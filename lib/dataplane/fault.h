@@ -22,11 +22,11 @@
  */
 struct iopf_fault_buf {
 	struct iommu_hwpt_pgfault *recs; /* owned; see fault_buf_grow() in fault.c */
-	size_t cap;                      /* records recs holds */
-	size_t max;                      /* cap grows (doubling) up to this for a huge group */
-	size_t n;                        /* records the last read delivered */
-	bool torn;                       /* the last read's byte count was not whole records */
-	unsigned empty_reads;            /* polled-readable reads in a row that gave 0 */
+	size_t cap;			 /* records recs holds */
+	size_t max;			 /* cap grows (doubling) up to this for a huge group */
+	size_t n;			 /* records the last read delivered */
+	bool torn;			 /* the last read's byte count was not whole records */
+	unsigned empty_reads;		 /* polled-readable reads in a row that gave 0 */
 	/* NULL: recs is allocated here. Else the owner's: it grows there (the source's journal) */
 	int (*grow)(void *userdata, size_t cap, struct iommu_hwpt_pgfault **ret_recs);
 	void *grow_userdata;
@@ -37,7 +37,8 @@ int iopf_fault_buf_init(struct iopf_fault_buf *fb, size_t cap, size_t max);
 /* The same on the owner's @recs (@cap of them), which @grow replaces by a bigger one. */
 void iopf_fault_buf_init_at(struct iopf_fault_buf *fb, struct iommu_hwpt_pgfault *recs, size_t cap,
 			    size_t max,
-			    int (*grow)(void *userdata, size_t cap, struct iommu_hwpt_pgfault **ret_recs),
+			    int (*grow)(void *userdata, size_t cap,
+					struct iommu_hwpt_pgfault **ret_recs),
 			    void *userdata);
 void iopf_fault_buf_fini(struct iopf_fault_buf *fb);
 
@@ -69,9 +70,9 @@ struct iopf_group {
 	size_t n;
 	uint32_t cookie;
 	uint32_t dev_id;
-	uint32_t pasid; /* IOPF_PASID_NONE when PASID_VALID is clear */
+	uint32_t pasid;	 /* IOPF_PASID_NONE when PASID_VALID is clear */
 	uint32_t masked; /* records whose flags had bits the uAPI does not define */
-	bool bad;       /* malformed: answer INVALID, reason BAD_RECORD */
+	bool bad;	 /* malformed: answer INVALID, reason BAD_RECORD */
 };
 
 /*
@@ -117,7 +118,7 @@ static inline bool iopf_fault_next_group(struct iommu_hwpt_pgfault *recs, size_t
 			.cookie = r->cookie,
 			.dev_id = r->dev_id,
 			.pasid = (r->flags & IOMMU_PGFAULT_FLAGS_PASID_VALID) ? r->pasid
-									   : IOPF_PASID_NONE,
+									      : IOPF_PASID_NONE,
 		};
 		*pos = i + 1;
 		return true;

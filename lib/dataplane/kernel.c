@@ -17,7 +17,7 @@
 #include "fd-util.h"
 
 #define FAULT_FD_LINK "anon_inode:[iommufd-pgfault]"
-#define IOMMUFD_PATH "/dev/iommu"
+#define IOMMUFD_PATH  "/dev/iommu"
 
 static ssize_t kernel_fault_read(struct iopf_backend *b, void *buf, size_t len)
 {
@@ -115,8 +115,7 @@ static bool probe_map_file(int iommufd, uint32_t ioas_id)
 	return errno != ENOTTY && errno != EOPNOTSUPP;
 }
 
-int iopf_kernel_backend_open(int fault_fd, int iommufd, uint32_t ioas_id,
-			     struct iopf_backend **ret)
+int iopf_kernel_backend_open(int fault_fd, int iommufd, uint32_t ioas_id, struct iopf_backend **ret)
 {
 	struct iopf_backend *b;
 

@@ -16,7 +16,7 @@
 struct iopf_mailbox {
 	pthread_mutex_t lock;
 	struct cds_list_head items; /* under lock */
-	int fd;                     /* owned; eventfd, readable while items may be waiting */
+	int fd;			    /* owned; eventfd, readable while items may be waiting */
 };
 
 /* Return: 0 or -errno (no eventfd). */

@@ -21,6 +21,6 @@
  * see them order the object's initialisation before the reader's use.
  */
 #define iopf_rcu_xchg_pointer(pp, v) __atomic_exchange_n((pp), (v), __ATOMIC_SEQ_CST)
-#define iopf_rcu_dereference(p) __atomic_load_n(&(p), __ATOMIC_ACQUIRE)
+#define iopf_rcu_dereference(p)	     __atomic_load_n(&(p), __ATOMIC_ACQUIRE)
 
 #endif /* IOPF_RCU_H */

@@ -71,7 +71,7 @@ struct iopf_region_file {
 	struct iopf_region_file *next; /* hash chain */
 	uint64_t tenant, dev, ino;
 	int accmode;
-	int fd;      /* owned; closed with the last reference */
+	int fd;	     /* owned; closed with the last reference */
 	size_t refs; /* under files_lock */
 	/* the engine's, control thread only: its name in the fd store, live regions on it */
 	uint64_t store_key;
@@ -84,8 +84,8 @@ static size_t files_mask, n_files;
 
 static size_t file_hash(uint64_t tenant, uint64_t dev, uint64_t ino, int accmode)
 {
-	uint64_t x = ino * UINT64_C(0x9e3779b97f4a7c15) ^ dev ^ tenant * UINT64_C(0xbf58476d1ce4e5b9) ^
-		     (uint64_t)accmode;
+	uint64_t x = ino * UINT64_C(0x9e3779b97f4a7c15) ^ dev ^
+		     tenant * UINT64_C(0xbf58476d1ce4e5b9) ^ (uint64_t)accmode;
 
 	return (size_t)(x ^ (x >> 29));
 }
@@ -158,7 +158,11 @@ static int file_get(uint64_t tenant, int fd, const struct stat *st, int accmode,
 	r = f ? files_grow() : -ENOMEM;
 	if (r == 0) {
 		*f = (struct iopf_region_file){
-			.tenant = tenant, .dev = dev, .ino = ino, .accmode = accmode, .refs = 1,
+			.tenant = tenant,
+			.dev = dev,
+			.ino = ino,
+			.accmode = accmode,
+			.refs = 1,
 		};
 		f->fd = fcntl(fd, F_DUPFD_CLOEXEC, 3);
 		if (f->fd < 0)
@@ -216,8 +220,8 @@ size_t iopf_region_files(void)
 
 /* ---- regions ---- */
 
-static int check_fd(int fd, uint64_t offset, uint64_t length, uint32_t access,
-		    struct stat *ret_st, int *ret_accmode)
+static int check_fd(int fd, uint64_t offset, uint64_t length, uint32_t access, struct stat *ret_st,
+		    int *ret_accmode)
 {
 	struct stat st;
 	int fl;

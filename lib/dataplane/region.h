@@ -26,9 +26,9 @@ struct iopf_region {
 	uint64_t id, domain_id; /* set by the engine before publishing */
 	uint64_t tenant;
 	uint64_t iova, length, offset;
-	uint32_t access;   /* IOPF_ACCESS_* */
-	uint32_t prot;     /* IOMMU_IOAS_MAP_READABLE/WRITEABLE derived from access */
-	int fd;            /* file's fd, copied for the fault path; not owned */
+	uint32_t access;	       /* IOPF_ACCESS_* */
+	uint32_t prot;		       /* IOMMU_IOAS_MAP_READABLE/WRITEABLE derived from access */
+	int fd;			       /* file's fd, copied for the fault path; not owned */
 	struct iopf_region_file *file; /* owned reference; dropped in iopf_region_free() */
 	uint64_t n_pages;
 
@@ -38,10 +38,10 @@ struct iopf_region {
 	 * calls; an extent runs over the following mapped pages up to the next
 	 * start bit or hole, which is exactly what IOAS_UNMAP must be given.
 	 */
-	uint64_t *mapped;  /* owned unless bits_borrowed */
-	uint64_t *start;   /* owned unless bits_borrowed */
-	bool bits_borrowed; /* both live in the caller's block (the state arena) */
-	void *uptr;        /* lazy MAP_SHARED view for IOAS_MAP; owned, munmapped on free */
+	uint64_t *mapped;      /* owned unless bits_borrowed */
+	uint64_t *start;       /* owned unless bits_borrowed */
+	bool bits_borrowed;    /* both live in the caller's block (the state arena) */
+	void *uptr;	       /* lazy MAP_SHARED view for IOAS_MAP; owned, munmapped on free */
 	uint64_t bytes_mapped; /* worker writes, others load relaxed */
 
 	struct rcu_head rcu;
@@ -51,8 +51,9 @@ struct iopf_region {
  * iopf_region_new() - validate and build a region of @tenant backed by @fd.
  * @access: non-zero subset of IOPF_ACCESS_ALL
  *
- * The arguments must pass iopf_region_check_args() (engine.h). @fd must be a regular file (memfd included) opened for reading, and for
- * writing too when @access has WRITE, with offset + length <= its size.
+ * The arguments must pass iopf_region_check_args() (engine.h). @fd must be a regular file (memfd
+ * included) opened for reading, and for writing too when @access has WRITE, with offset + length <=
+ * its size.
  *
  * The region keeps an fd of its own on the file, shared with every other live
  * region of the same tenant on the same file (st_dev, st_ino) opened with the

@@ -64,8 +64,8 @@ int iopf_resolve_map_run(struct iopf_backend *b, struct iopf_journal *j, struct 
 }
 
 enum iopf_reason iopf_resolve_fault(const struct iopf_resolver *rs,
-				    const struct iopf_region_set *set, uint64_t addr,
-				    uint32_t perm, struct iopf_counters *c)
+				    const struct iopf_region_set *set, uint64_t addr, uint32_t perm,
+				    struct iopf_counters *c)
 {
 	uint64_t pg, from, to, win, win_last, h_first, h_n, pos;
 	struct iopf_region *r;
@@ -87,7 +87,8 @@ enum iopf_reason iopf_resolve_fault(const struct iopf_resolver *rs,
 	win = ALIGN_DOWN(addr, rs->fault_around);
 	win_last = win + (rs->fault_around - 1);
 	from = win > r->iova ? (win - r->iova) / IOPF_PAGE_SIZE : 0;
-	to = win_last < iopf_region_last(r) ? (win_last - r->iova) / IOPF_PAGE_SIZE + 1 : r->n_pages;
+	to = win_last < iopf_region_last(r) ? (win_last - r->iova) / IOPF_PAGE_SIZE + 1
+					    : r->n_pages;
 
 	/* The run holding the faulting page first: if it fails, prefetch is pointless. */
 	pos = from;
@@ -147,8 +148,9 @@ int iopf_resolve_readopt(struct iopf_backend *b, struct iopf_region *r, uint64_t
 {
 	uint64_t first, n;
 
-	if (iova < r->iova || length == 0 || length > r->length || iova - r->iova > r->length - length ||
-	    (iova - r->iova) % IOPF_PAGE_SIZE || length % IOPF_PAGE_SIZE)
+	if (iova < r->iova || length == 0 || length > r->length ||
+	    iova - r->iova > r->length - length || (iova - r->iova) % IOPF_PAGE_SIZE ||
+	    length % IOPF_PAGE_SIZE)
 		return -EINVAL;
 	first = (iova - r->iova) / IOPF_PAGE_SIZE;
 	n = length / IOPF_PAGE_SIZE;

@@ -17,7 +17,7 @@
 struct iopf_resolver {
 	struct iopf_backend *backend;
 	struct iopf_journal *journal; /* the source's: map calls are written down there; or NULL */
-	uint64_t fault_around; /* window bytes, power of two >= IOPF_PAGE_SIZE */
+	uint64_t fault_around;	      /* window bytes, power of two >= IOPF_PAGE_SIZE */
 };
 
 /*
@@ -37,8 +37,8 @@ struct iopf_resolver {
  * _MAPPED_ELSEWHERE.
  */
 enum iopf_reason iopf_resolve_fault(const struct iopf_resolver *rs,
-				    const struct iopf_region_set *set, uint64_t addr,
-				    uint32_t perm, struct iopf_counters *c);
+				    const struct iopf_region_set *set, uint64_t addr, uint32_t perm,
+				    struct iopf_counters *c);
 
 /*
  * iopf_resolve_unmap_region() - undo every map call the daemon made in @r.

@@ -49,7 +49,7 @@ static size_t big_put(struct iopf_response_batch *rb, uint32_t cookie, size_t id
 			old = rb->index[h].idx;
 			break;
 		}
-	rb->index[h] = (struct iopf_response_slot){ cookie, rb->gen, (uint32_t)idx };
+	rb->index[h] = (struct iopf_response_slot){cookie, rb->gen, (uint32_t)idx};
 	return old;
 }
 
@@ -167,7 +167,7 @@ void iopf_response_add_timed(struct iopf_response_batch *rb, uint32_t cookie, ui
 		ctr_add(&rb->ctr[old]->stale, 1);
 		rb->n_dropped++;
 	}
-	rb->resp[rb->n] = (struct iommu_hwpt_page_response){ .cookie = cookie, .code = code };
+	rb->resp[rb->n] = (struct iommu_hwpt_page_response){.cookie = cookie, .code = code};
 	rb->ctr[rb->n] = ctr;
 	rb->hist[rb->n] = hist;
 	rb->t_read[rb->n] = t_read_ns;

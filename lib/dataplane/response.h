@@ -22,11 +22,11 @@ struct iopf_response_slot {
 
 struct iopf_response_batch {
 	struct iommu_hwpt_page_response *resp; /* owned */
-	struct iopf_counters **ctr;            /* owned array; counters of each entry's domain */
-	struct iopf_histogram **hist;          /* owned array; latency of each entry, or NULL */
-	uint64_t *t_read;                      /* owned array; CLOCK_MONOTONIC ns its group was read */
+	struct iopf_counters **ctr;	       /* owned array; counters of each entry's domain */
+	struct iopf_histogram **hist;	       /* owned array; latency of each entry, or NULL */
+	uint64_t *t_read; /* owned array; CLOCK_MONOTONIC ns its group was read */
 	size_t n, cap;
-	size_t n_dropped;                      /* entries superseded by a re-issued cookie */
+	size_t n_dropped; /* entries superseded by a re-issued cookie */
 	/*
 	 * The cookies queued in this batch. The kernel hands out the lowest free
 	 * cookie, so they stay below the number of groups outstanding on the fd,
@@ -34,11 +34,11 @@ struct iopf_response_batch {
 	 * Bigger ones (another reader of the fd, a scribbling simulator tenant)
 	 * go to a hash that is otherwise never touched.
 	 */
-	uint64_t *seen;                        /* owned; bit c: cookie c queued, c < seen_bits */
+	uint64_t *seen; /* owned; bit c: cookie c queued, c < seen_bits */
 	size_t seen_bits;
-	struct iopf_response_slot *index;      /* owned; cookies >= seen_bits, at most half full */
+	struct iopf_response_slot *index; /* owned; cookies >= seen_bits, at most half full */
 	size_t index_mask;
-	uint32_t gen;                          /* of the current batch; never 0 */
+	uint32_t gen; /* of the current batch; never 0 */
 };
 
 /* Return: 0 or -ENOMEM. */

@@ -25,12 +25,12 @@
 #define MIN_SLOTS 64u
 
 struct slot {
-	uint64_t tag;                 /* the key's hash; valid once node is non-NULL */
+	uint64_t tag;		      /* the key's hash; valid once node is non-NULL */
 	struct iopf_route_node *node; /* NULL: never used (ends a probe); TOMBSTONE: deleted */
 };
 
 struct tab {
-	size_t mask;  /* slots - 1 */
+	size_t mask;	/* slots - 1 */
 	unsigned shift; /* 64 - log2(slots): the home is the hash's top bits */
 	struct rcu_head rcu;
 	struct slot slot[];
@@ -38,7 +38,7 @@ struct tab {
 
 struct iopf_route_table {
 	struct tab *tab; /* RCU-published; replaced whole, never resized in place */
-	size_t used;     /* live + tombstones in tab; control thread only */
+	size_t used;	 /* live + tombstones in tab; control thread only */
 	size_t live;
 };
 

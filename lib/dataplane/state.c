@@ -148,8 +148,8 @@ static int map(int fd, uint64_t need, struct iopf_state **ret)
 	if (!s)
 		return -ENOMEM;
 	for (uint64_t size = IOPF_STATE_MAX_BYTES; size >= need && size >= GROW_STEP; size /= 16) {
-		s->base = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_NORESERVE, fd,
-			       0);
+		s->base =
+			mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_NORESERVE, fd, 0);
 		if (s->base != MAP_FAILED) {
 			s->map_bytes = size;
 			break;

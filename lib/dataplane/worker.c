@@ -31,7 +31,7 @@
  * its backoff timer the address | TAG_TIMER, the cancel of either that value
  * | TAG_CANCEL; the command eventfd's poll TAG_CMD (no source lives at 0).
  */
-#define TAG_CMD UINT64_C(2)
+#define TAG_CMD	   UINT64_C(2)
 #define TAG_CANCEL UINT64_C(1)
 #define TAG_TIMER  UINT64_C(2)
 #define TAG_KINDS  UINT64_C(7)
@@ -56,7 +56,7 @@ struct iopf_worker {
 	struct cds_list_head sources;
 	struct cds_list_head ready; /* sources due a turn next round (ready_node), in order */
 	bool multishot;		    /* poll sources multishot (false: one-shot, before 5.13) */
-	unsigned n_retiring; /* sources waiting for their poll cancellation */
+	unsigned n_retiring;	    /* sources waiting for their poll cancellation */
 	bool cmd_armed, stopping;
 
 	sem_t started;
@@ -166,7 +166,7 @@ static void unready(struct iopf_source *s)
 /* Only where a read came back empty at a turn's start with a multishot poll: rare. */
 static bool still_readable(struct iopf_source *s)
 {
-	struct pollfd p = { .fd = s->backend->poll_fd, .events = POLLIN };
+	struct pollfd p = {.fd = s->backend->poll_fd, .events = POLLIN};
 
 	return poll(&p, 1, 0) == 1 && (p.revents & POLLIN);
 }
@@ -177,8 +177,8 @@ static void back_off(struct iopf_source *s)
 	if (!s->backoff_ns)
 		s->backoff_ns = IOPF_BACKOFF_MIN_NS;
 	else
-		s->backoff_ns =
-			s->backoff_ns >= IOPF_BACKOFF_MAX_NS / 2 ? IOPF_BACKOFF_MAX_NS : 2 * s->backoff_ns;
+		s->backoff_ns = s->backoff_ns >= IOPF_BACKOFF_MAX_NS / 2 ? IOPF_BACKOFF_MAX_NS
+									 : 2 * s->backoff_ns;
 }
 
 static void set_broken(struct iopf_source *s, bool broken)
@@ -266,9 +266,8 @@ static enum iopf_reason resolve_group(const struct iopf_resolver *rs, struct iop
 	const struct iopf_region_set *set = iopf_rcu_dereference(d->regions);
 
 	for (size_t i = g->first; i < g->first + g->n; i++) {
-		enum iopf_reason why =
-			iopf_resolve_fault(rs, set, s->buf.recs[i].addr, s->buf.recs[i].perm,
-					   &d->counters);
+		enum iopf_reason why = iopf_resolve_fault(rs, set, s->buf.recs[i].addr,
+							  s->buf.recs[i].perm, &d->counters);
 
 		/* The device drops the whole group on INVALID: stop mapping for it. */
 		if (why != IOPF_REASON_RESOLVED)
@@ -309,7 +308,7 @@ static __attribute__((noinline)) bool hold_group(struct iopf_source *s, struct i
 			return false;
 		s->held_room = IOPF_HELD_MAX;
 	}
-	s->held[s->n_held++] = (struct iopf_held){ .cookie = cookie, .domain = d };
+	s->held[s->n_held++] = (struct iopf_held){.cookie = cookie, .domain = d};
 	ctr_add(&s->n_held_pub, 1);
 	return true;
 }
@@ -326,8 +325,8 @@ struct route_memo {
 	size_t lookups; /* misses so far: how scattered the turn's faults are */
 };
 
-static struct iopf_domain *route(struct iopf_worker *w, struct iopf_source *s,
-				 struct route_memo *m, uint32_t dev_id, uint32_t pasid)
+static struct iopf_domain *route(struct iopf_worker *w, struct iopf_source *s, struct route_memo *m,
+				 uint32_t dev_id, uint32_t pasid)
 {
 	struct iopf_route_node *rn;
 
@@ -356,8 +355,7 @@ static uint32_t rec_pasid(const struct iommu_hwpt_pgfault *r)
  * Hints only: nothing is checked or kept here; handle_records() does the work.
  * Caller holds the RCU read lock.
  */
-static void prefetch_records(struct iopf_worker *w, struct iopf_source *s, size_t from,
-			     size_t to)
+static void prefetch_records(struct iopf_worker *w, struct iopf_source *s, size_t from, size_t to)
 {
 	struct iopf_route_table *routes = w->cfg.routes;
 	const struct iommu_hwpt_pgfault *rec = &s->buf.recs[from];
@@ -386,7 +384,8 @@ static void prefetch_records(struct iopf_worker *w, struct iopf_source *s, size_
 		struct iopf_region *r = set[i] ? iopf_region_set_find(set[i], rec[i].addr) : NULL;
 
 		if (r)
-			__builtin_prefetch(&r->mapped[(rec[i].addr - r->iova) / IOPF_PAGE_SIZE / 64]);
+			__builtin_prefetch(
+				&r->mapped[(rec[i].addr - r->iova) / IOPF_PAGE_SIZE / 64]);
 	}
 }
 
@@ -640,7 +639,8 @@ static void retire_source(struct iopf_worker *w, struct iopf_source *s)
 	int r;
 
 	retire_held(w, s, NULL);
-	cds_list_for_each_entry(d, &s->domains, snode) {
+	cds_list_for_each_entry(d, &s->domains, snode)
+	{
 		r = unmap_domain(s, d);
 		if (r < 0 && s->rm_cmd.error == 0)
 			s->rm_cmd.error = r;
@@ -688,7 +688,8 @@ static void run_commands(struct iopf_worker *w)
 
 	iopf_mailbox_take_all(&w->cmds, &todo);
 
-	cds_list_for_each_entry_safe(c, tmp, &todo, node) {
+	cds_list_for_each_entry_safe(c, tmp, &todo, node)
+	{
 		cds_list_del(&c->node);
 		switch (c->type) {
 		case IOPF_CMD_ADD_SOURCE: {
@@ -768,7 +769,8 @@ static void serve_ready(struct iopf_worker *w)
 		return;
 	cds_list_splice(&w->ready, &round);
 	CDS_INIT_LIST_HEAD(&w->ready);
-	cds_list_for_each_entry_safe(s, tmp, &round, ready_node) {
+	cds_list_for_each_entry_safe(s, tmp, &round, ready_node)
+	{
 		enum turn_end end;
 
 		cds_list_del(&s->ready_node);
@@ -828,7 +830,7 @@ static int ring_init(struct iopf_worker *w)
 	/* Best first; each fallback names the kernel that retires it. */
 	static const unsigned flags[] = {
 		IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN, /* 6.1 */
-		IORING_SETUP_SINGLE_ISSUER,                              /* 6.0 */
+		IORING_SETUP_SINGLE_ISSUER,				 /* 6.0 */
 		0,
 	};
 	int r = -EINVAL;
@@ -933,7 +935,7 @@ bool iopf_worker_ping(struct iopf_worker *w)
 	if (__atomic_load_n(&w->pong, __ATOMIC_ACQUIRE) != sent)
 		return false;
 	__atomic_store_n(&w->ping_sent, sent + 1, __ATOMIC_RELAXED);
-	w->ping_cmd = (struct iopf_cmd){ .type = IOPF_CMD_PING };
+	w->ping_cmd = (struct iopf_cmd){.type = IOPF_CMD_PING};
 	iopf_worker_send(w, &w->ping_cmd);
 	return true;
 }

@@ -4,8 +4,8 @@
 #include "histogram.h"
 
 static const uint64_t pow10_us[IOPF_HIST_DECADES + 1] = {
-	1000ull, 10000ull, 100000ull, 1000000ull, 10000000ull, 100000000ull, 1000000000ull,
-	10000000000ull,
+	1000ull,     10000ull,	   100000ull,	  1000000ull,
+	10000000ull, 100000000ull, 1000000000ull, 10000000000ull,
 };
 
 uint64_t iopf_histogram_bound_ns(unsigned i)

@@ -68,15 +68,15 @@
 #include "time-util.h"
 #include "fd-util.h"
 
-#define SIM_MAGIC UINT64_C(0x316d69732d66706f) /* "opf-sim1", little endian */
-#define SIM_VERSION 1u
-#define SIM_MAX_SIZE (UINT64_C(1) << 31)
-#define SIM_ALIGN 64u
+#define SIM_MAGIC      UINT64_C(0x316d69732d66706f) /* "opf-sim1", little endian */
+#define SIM_VERSION    1u
+#define SIM_MAX_SIZE   (UINT64_C(1) << 31)
+#define SIM_ALIGN      64u
 #define SIM_PAGE_SHIFT 12
-#define SIM_REC_SIZE sizeof(struct iommu_hwpt_pgfault)
-#define SIM_RESP_SIZE sizeof(struct iommu_hwpt_page_response)
+#define SIM_REC_SIZE   sizeof(struct iommu_hwpt_pgfault)
+#define SIM_RESP_SIZE  sizeof(struct iommu_hwpt_page_response)
 /* A page is never stored further than this from its hash home: bounds every probe. */
-#define SIM_MAX_PROBE 1024u
+#define SIM_MAX_PROBE		    1024u
 #define SIM_DEFAULT_LOCK_TIMEOUT_NS (200 * UINT64_C(1000000))
 /*
  * What the daemon side waits for a lock the device side holds: long enough
@@ -86,12 +86,11 @@
  */
 #define SIM_DAEMON_LOCK_WAIT_NS (5 * UINT64_C(1000000))
 
-#define READ_ONCE(x) (*(const volatile typeof(x) *)&(x))
+#define READ_ONCE(x)	 (*(const volatile typeof(x) *)&(x))
 #define WRITE_ONCE(x, v) (*(volatile typeof(x) *)&(x) = (v))
 
 _Static_assert(IOPF_SIM_PAGE_SIZE == IOPF_PAGE_SIZE, "the sim maps in daemon pages");
-_Static_assert(IOMMUFD_PAGE_RESP_SUCCESS == 0 && IOMMUFD_PAGE_RESP_INVALID == 1,
-	       "response codes");
+_Static_assert(IOMMUFD_PAGE_RESP_SUCCESS == 0 && IOMMUFD_PAGE_RESP_INVALID == 1, "response codes");
 
 enum sim_slot_state {
 	SIM_SLOT_FREE = 0,
@@ -102,11 +101,11 @@ enum sim_slot_state {
 
 struct sim_slot {
 	uint32_t state;
-	uint32_t n;        /* records */
-	uint32_t cookie;   /* while DELIVERED; kept once ANSWERED */
-	uint32_t code;     /* once ANSWERED */
-	uint32_t dev_id;   /* attach key, from the last record */
-	uint32_t pasid;    /* IOPF_PASID_NONE without PASID_VALID */
+	uint32_t n;	 /* records */
+	uint32_t cookie; /* while DELIVERED; kept once ANSWERED */
+	uint32_t code;	 /* once ANSWERED */
+	uint32_t dev_id; /* attach key, from the last record */
+	uint32_t pasid;	 /* IOPF_PASID_NONE without PASID_VALID */
 	uint32_t by_kernel;
 	uint32_t _pad;
 	uint64_t tag;
@@ -117,7 +116,7 @@ struct sim_slot {
 };
 
 struct sim_extent {
-	uint32_t ioas;      /* index + 1; 0 = free */
+	uint32_t ioas; /* index + 1; 0 = free */
 	uint32_t prot;
 	uint64_t iova;
 	uint64_t length;
@@ -129,8 +128,8 @@ struct sim_extent {
 };
 
 struct sim_page {
-	uint64_t key;       /* ioas index << 52 | iova >> 12 */
-	uint32_t ext;       /* index + 1; 0 = empty bucket */
+	uint64_t key; /* ioas index << 52 | iova >> 12 */
+	uint32_t ext; /* index + 1; 0 = empty bucket */
 	uint32_t _pad;
 };
 
@@ -145,8 +144,8 @@ struct sim_map {
 	uint8_t *slots;
 	struct sim_extent *ext;
 	struct sim_page *pages;
-	uint32_t depth, mask, max_group, slot_size, n_ioas, iommu_pages, buckets, bucket_bits,
-		maps, cookie_words;
+	uint32_t depth, mask, max_group, slot_size, n_ioas, iommu_pages, buckets, bucket_bits, maps,
+		cookie_words;
 	int efd; /* the doorbell; not owned */
 };
 
@@ -204,8 +203,8 @@ static int geometry_compute(struct sim_geometry *g)
 	    g->buckets > 4 * (uint64_t)IOPF_SIM_MAX_PAGES)
 		return -EINVAL;
 
-	g->slot_size = ALIGN_UP((uint32_t)(sizeof(struct sim_slot) + g->max_group * SIM_REC_SIZE),
-				8u);
+	g->slot_size =
+		ALIGN_UP((uint32_t)(sizeof(struct sim_slot) + g->max_group * SIM_REC_SIZE), 8u);
 	off = align_up(sizeof(struct iopf_sim_shm_hdr));
 	g->off_mutex = off;
 	off = align_up(off + sizeof(pthread_mutex_t));
@@ -295,7 +294,6 @@ static struct sim_slot *slot_at(const struct sim_map *m, uint32_t idx)
 }
 
 /* ---- the lock ---- */
-
 
 /*
  * A process died holding the lock, in the middle of a read or a write. The
@@ -424,7 +422,7 @@ static void doorbell_ring_wanted(struct sim_map *m)
 static void doorbell_drain(struct sim_map *m)
 {
 	uint64_t v;
-	struct iovec iov = { .iov_base = &v, .iov_len = sizeof(v) };
+	struct iovec iov = {.iov_base = &v, .iov_len = sizeof(v)};
 
 	/* RWF_NOWAIT: the peer shares the file and may have cleared O_NONBLOCK on it. */
 	(void)preadv2(m->efd, &iov, 1, -1, RWF_NOWAIT);
@@ -556,7 +554,7 @@ static void prefetch_queued(const struct sim_map *m, size_t max_groups)
 		if (idx >= m->depth)
 			continue;
 		slot = slot_at(m, idx);
-		__builtin_prefetch(slot, 1);      /* state, cookie: written on delivery */
+		__builtin_prefetch(slot, 1);	  /* state, cookie: written on delivery */
 		__builtin_prefetch(slot->rec, 0); /* the first records: copied out */
 	}
 }
@@ -931,7 +929,8 @@ static int iommu_unmap(struct sim_map *m, uint32_t ioas_idx, uint64_t iova, uint
 		uint64_t pg = 0;
 
 		while (pg < npages) {
-			int64_t at = page_find(m, page_key(ioas_idx, iova + (pg << SIM_PAGE_SHIFT)));
+			int64_t at =
+				page_find(m, page_key(ioas_idx, iova + (pg << SIM_PAGE_SHIFT)));
 			int64_t e;
 			uint64_t eiova, elast, next;
 
@@ -995,7 +994,8 @@ static int sim_map(struct iopf_backend *b, const struct iopf_map_req *req)
 		return -EINVAL;
 	if (req->iova + req->length - 1 < req->iova || req->offset + req->length < req->offset)
 		return -EOVERFLOW;
-	if (!req->prot || (req->prot & ~(uint32_t)(IOMMU_IOAS_MAP_READABLE | IOMMU_IOAS_MAP_WRITEABLE)))
+	if (!req->prot ||
+	    (req->prot & ~(uint32_t)(IOMMU_IOAS_MAP_READABLE | IOMMU_IOAS_MAP_WRITEABLE)))
 		return -EINVAL;
 	/* IOAS_MAP_FILE: the backing must be a file holding the whole range */
 	if (fstat(req->fd, &st) < 0)
@@ -1100,8 +1100,7 @@ static int doorbell_check(const void *base, int efd)
 	return 0;
 }
 
-int iopf_sim_backend_open(int fault_fd, int iommufd, uint32_t ioas_id,
-			  struct iopf_backend **ret)
+int iopf_sim_backend_open(int fault_fd, int iommufd, uint32_t ioas_id, struct iopf_backend **ret)
 {
 	_cleanup_free_ struct iopf_backend *b = NULL;
 	_cleanup_free_ struct sim_backend *sb = NULL;
@@ -1119,7 +1118,8 @@ int iopf_sim_backend_open(int fault_fd, int iommufd, uint32_t ioas_id,
 		return -EBADF;
 	if (fstat(iommufd, &st) < 0)
 		return negative_errno();
-	if (st.st_size < (off_t)sizeof(struct iopf_sim_shm_hdr) || (uint64_t)st.st_size > SIM_MAX_SIZE)
+	if (st.st_size < (off_t)sizeof(struct iopf_sim_shm_hdr) ||
+	    (uint64_t)st.st_size > SIM_MAX_SIZE)
 		return -EBADF;
 
 	b = calloc(1, sizeof(*b));
@@ -1367,7 +1367,8 @@ static void slot_set_key(struct sim_slot *slot)
 	const struct iommu_hwpt_pgfault *last = &slot->rec[slot->n - 1];
 
 	slot->dev_id = last->dev_id;
-	slot->pasid = (last->flags & IOMMU_PGFAULT_FLAGS_PASID_VALID) ? last->pasid : IOPF_PASID_NONE;
+	slot->pasid =
+		(last->flags & IOMMU_PGFAULT_FLAGS_PASID_VALID) ? last->pasid : IOPF_PASID_NONE;
 }
 
 static bool queue_empty(const struct sim_map *m)
@@ -1406,7 +1407,8 @@ int iopf_sim_inject(struct iopf_sim *s, const struct iopf_sim_group *g, unsigned
 		slot->n = g[k].n;
 		for (i = 0; i < g[k].n; i++) {
 			slot->rec[i] = (struct iommu_hwpt_pgfault){
-				.flags = flags | (i + 1 == g[k].n ? IOMMU_PGFAULT_FLAGS_LAST_PAGE : 0),
+				.flags = flags |
+					 (i + 1 == g[k].n ? IOMMU_PGFAULT_FLAGS_LAST_PAGE : 0),
 				.dev_id = g[k].dev_id,
 				.pasid = g[k].pasid != IOPF_PASID_NONE ? g[k].pasid : 0,
 				.grpid = g[k].grpid,

@@ -10,7 +10,7 @@
 
 #include "iopf/iopf.h"
 
-#define MAX_COOKIE 4096
+#define MAX_COOKIE    4096
 #define FIRST_SERIALS 65536
 
 struct unit {
@@ -56,14 +56,14 @@ struct fake {
 	int fail_err, fail_count;
 };
 
-#define GROW(arr, n, cap)                                                         \
-	do {                                                                       \
-		if ((n) == (cap)) {                                                \
-			(cap) = (cap) ? (cap) * 2 : 16;                            \
-			(arr) = realloc((arr), (cap) * sizeof(*(arr)));            \
-			if (!(arr))                                                \
-				abort();                                           \
-		}                                                                  \
+#define GROW(arr, n, cap)                                                                          \
+	do {                                                                                       \
+		if ((n) == (cap)) {                                                                \
+			(cap) = (cap) ? (cap)*2 : 16;                                              \
+			(arr) = realloc((arr), (cap) * sizeof(*(arr)));                            \
+			if (!(arr))                                                                \
+				abort();                                                           \
+		}                                                                                  \
 	} while (0)
 
 /* The next group's serial; the answer counts grow with them (long churn runs). */
@@ -201,7 +201,7 @@ static ssize_t fake_write(struct iopf_backend *b, const void *buf, size_t len)
 		f->cookie_serial[c] = 0;
 		f->answered[serial]++;
 		GROW(f->log, f->n_log, f->cap_log);
-		f->log[f->n_log++] = (struct fake_answer){ serial, c, resp[i].code };
+		f->log[f->n_log++] = (struct fake_answer){serial, c, resp[i].code};
 	}
 	r = i == 0 && n > 0 ? -EINVAL : (ssize_t)(i * sizeof(*resp));
 	pthread_mutex_unlock(&f->lock);
@@ -233,7 +233,7 @@ static int fake_map(struct iopf_backend *b, const struct iopf_map_req *req)
 	}
 	if (r == 0) {
 		GROW(f->maps, f->n_maps, f->cap_maps);
-		f->maps[f->n_maps++] = (struct fake_mapping){ req->iova, req->length, false };
+		f->maps[f->n_maps++] = (struct fake_mapping){req->iova, req->length, false};
 	}
 	GROW(f->calls, f->n_calls, f->cap_calls);
 	f->calls[f->n_calls++] = (struct fake_map_call){
@@ -344,7 +344,7 @@ bool fake_closed(struct fake *f)
 
 static void push(struct fake *f, const struct iommu_hwpt_pgfault *recs, size_t n, bool raw)
 {
-	struct unit u = { .n = n, .raw = raw };
+	struct unit u = {.n = n, .raw = raw};
 
 	u.recs = malloc(n * sizeof(*recs));
 	if (!u.recs)
@@ -456,18 +456,18 @@ void fake_premap(struct fake *f, uint64_t iova, uint64_t length)
 {
 	pthread_mutex_lock(&f->lock);
 	GROW(f->maps, f->n_maps, f->cap_maps);
-	f->maps[f->n_maps++] = (struct fake_mapping){ iova, length, true };
+	f->maps[f->n_maps++] = (struct fake_mapping){iova, length, true};
 	pthread_mutex_unlock(&f->lock);
 }
 
-#define GETTER(name, type, expr)                 \
-	type name(struct fake *f)                \
-	{                                        \
-		type v;                          \
-		pthread_mutex_lock(&f->lock);    \
-		v = (expr);                      \
-		pthread_mutex_unlock(&f->lock);  \
-		return v;                        \
+#define GETTER(name, type, expr)                                                                   \
+	type name(struct fake *f)                                                                  \
+	{                                                                                          \
+		type v;                                                                            \
+		pthread_mutex_lock(&f->lock);                                                      \
+		v = (expr);                                                                        \
+		pthread_mutex_unlock(&f->lock);                                                    \
+		return v;                                                                          \
 	}
 
 GETTER(fake_pending, size_t, f->q_n - f->q_head)
@@ -489,18 +489,18 @@ size_t fake_outstanding(struct fake *f)
 	return n;
 }
 
-#define COPY_OUT(arr, n, ret)                                      \
-	do {                                                       \
-		size_t _n;                                         \
-		pthread_mutex_lock(&f->lock);                      \
-		_n = (n);                                          \
-		*(ret) = malloc((_n ? _n : 1) * sizeof(**(ret))); \
-		if (!*(ret))                                       \
-			abort();                                   \
-		if (_n)                                            \
-			memcpy(*(ret), (arr), _n * sizeof(**(ret)));       \
-		pthread_mutex_unlock(&f->lock);                    \
-		return _n;                                         \
+#define COPY_OUT(arr, n, ret)                                                                      \
+	do {                                                                                       \
+		size_t _n;                                                                         \
+		pthread_mutex_lock(&f->lock);                                                      \
+		_n = (n);                                                                          \
+		*(ret) = malloc((_n ? _n : 1) * sizeof(**(ret)));                                  \
+		if (!*(ret))                                                                       \
+			abort();                                                                   \
+		if (_n)                                                                            \
+			memcpy(*(ret), (arr), _n * sizeof(**(ret)));                               \
+		pthread_mutex_unlock(&f->lock);                                                    \
+		return _n;                                                                         \
 	} while (0)
 
 size_t fake_answers(struct fake *f, struct fake_answer **ret)

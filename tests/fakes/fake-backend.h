@@ -79,11 +79,11 @@ void fake_fail_map(struct fake *f, uint64_t iova, int err, int count);
 /* Pretend the tenant mapped [iova, iova + length). */
 void fake_premap(struct fake *f, uint64_t iova, uint64_t length);
 
-size_t fake_pending(struct fake *f);     /* groups not yet delivered */
+size_t fake_pending(struct fake *f);	 /* groups not yet delivered */
 size_t fake_outstanding(struct fake *f); /* delivered, not answered */
 uint64_t fake_delivered(struct fake *f); /* groups delivered so far */
-uint64_t fake_reads(struct fake *f);     /* fault_read calls */
-uint64_t fake_writes(struct fake *f);    /* fault_write calls */
+uint64_t fake_reads(struct fake *f);	 /* fault_read calls */
+uint64_t fake_writes(struct fake *f);	 /* fault_write calls */
 /* fault_read calls made while some delivered group was not answered yet */
 uint64_t fake_reads_unanswered(struct fake *f);
 /* Copy of the answer log (malloc'd); returns the count. */

@@ -23,7 +23,7 @@ struct obj {
 	uint64_t iova, length, offset;
 	int fd1, fd2; /* owned */
 	bool sim;
-	bool paused; /* a source registered paused, not started */
+	bool paused;   /* a source registered paused, not started */
 	bool retiring; /* removed; its retired callback runs at the next dispatch */
 	struct iopf_counters cnt;
 	struct iopf_histogram lat;
@@ -582,9 +582,8 @@ int iopf_engine_sweep(int fault_fd, int iommufd, iopf_backend_open_fn sim_open,
 }
 
 /* Paused sources: the fake reads nothing anyway; it keeps the flag for the control tests. */
-int iopf_engine_add_source_flags(struct iopf_engine *e, uint64_t tenant, int fault_fd,
-				 int iommufd, uint32_t ioas_id, uint32_t flags,
-				 uint64_t *ret_source_id)
+int iopf_engine_add_source_flags(struct iopf_engine *e, uint64_t tenant, int fault_fd, int iommufd,
+				 uint32_t ioas_id, uint32_t flags, uint64_t *ret_source_id)
 {
 	int r = iopf_engine_add_source(e, tenant, fault_fd, iommufd, ioas_id, ret_source_id);
 

@@ -40,7 +40,7 @@
 
 static struct iopf_client *client;
 static const char *address;
-static bool paused; /* --paused: the source is registered paused, started by "start" */
+static bool paused;	  /* --paused: the source is registered paused, started by "start" */
 static unsigned restarts; /* the client library's restart callback ran */
 
 static void on_restart(struct iopf_client *c, void *userdata)
@@ -307,11 +307,13 @@ int main(int argc, char *argv[])
 		} else if (sscanf(line, "wait %u", &a) == 1)
 			wait_answers(a);
 		else if (strncmp(line, "start", 5) == 0)
-			json_error(client ? iopf_client_start_source(client, source_id) : -ENOTCONN);
+			json_error(client ? iopf_client_start_source(client, source_id)
+					  : -ENOTCONN);
 		else if (strncmp(line, "restarts", 8) == 0)
 			printf("{\"value\":%u}\n", restarts);
 		else if (strncmp(line, "unregister", 10) == 0)
-			json_error(client ? iopf_client_unregister_source(client, source_id) : -ENOTCONN);
+			json_error(client ? iopf_client_unregister_source(client, source_id)
+					  : -ENOTCONN);
 		else if (strncmp(line, "simcounts", 9) == 0)
 			cmd_simcounts();
 		else if (strncmp(line, "quit", 4) == 0)

@@ -266,7 +266,8 @@ static void test_introspect_busctl(void **state)
 	p = popen(cmd, "r");
 	assert_non_null(p);
 	while (fgets(line, sizeof(line), p)) {
-		seen[0] |= strstr(line, ".RegisterSource") && strstr(line, IOPF_WIRE_REGISTER_SOURCE_IN);
+		seen[0] |= strstr(line, ".RegisterSource") &&
+			   strstr(line, IOPF_WIRE_REGISTER_SOURCE_IN);
 		seen[1] |= strstr(line, ".AddRegion") && strstr(line, IOPF_WIRE_ADD_REGION_IN);
 		seen[2] |= strstr(line, ".GetStats") && strstr(line, "a" IOPF_WIRE_STATS);
 	}
@@ -734,9 +735,9 @@ static void test_bad_peers(void **state)
 		assert_true(sd_bus_negotiate_fds(bus, 1) >= 0);
 		assert_true(sd_bus_start(bus) >= 0);
 		assert_true(sd_bus_call_method(bus, NULL, "/org/iopfd", "org.iopfd.Manager1",
-					       "RegisterSource", &error, &reply, IOPF_WIRE_REGISTER_SOURCE_IN,
-					       iopf_sim_fault_fd(s), iopf_sim_iommufd(s),
-					       iopf_sim_ioas_id(s, 0)) >= 0);
+					       "RegisterSource", &error, &reply,
+					       IOPF_WIRE_REGISTER_SOURCE_IN, iopf_sim_fault_fd(s),
+					       iopf_sim_iommufd(s), iopf_sim_ioas_id(s, 0)) >= 0);
 		assert_true(sd_bus_message_read(reply, IOPF_WIRE_ID, &id) > 0);
 		assert_true(sd_bus_call_method_async(bus, NULL, NULL, "/org/iopfd",
 						     "org.iopfd.Manager1", "UnregisterSource", NULL,

@@ -337,8 +337,7 @@ struct pk_fault {
 	struct iommu_hwpt_pgfault rec; /* once read */
 };
 
-static int pk_trigger(const struct kt_world *w, struct pk_fault *f, uint32_t pasid,
-		      uint32_t grpid)
+static int pk_trigger(const struct kt_world *w, struct pk_fault *f, uint32_t pasid, uint32_t grpid)
 {
 	int r;
 
@@ -486,7 +485,8 @@ static int step_pasid_kernel(void)
 	if (pk_trigger(&w, &f[10], 9, 11) < 0 || pk_trigger(&w, &f[10], 7, 12) < 0 ||
 	    pk_quiet(&w, "a fault on PASIDs with nothing attached") < 0 ||
 	    pk_trigger(&w, &f[11], 0, 13) < 0 ||
-	    pk_read(&w, (struct pk_fault *[]){&f[11]}, 1, 8, "the RID fault raised after them") < 0 ||
+	    pk_read(&w, (struct pk_fault *[]){&f[11]}, 1, 8, "the RID fault raised after them") <
+		    0 ||
 	    pk_respond(&w, &f[11], false, "the RID fault raised after them") < 0)
 		goto out;
 	kt_log("faults on PASIDs 9 (never attached) and 7 (detached) never reached the queue");
@@ -577,7 +577,8 @@ static int step_bare(unsigned n_faults, uint64_t window)
 		kt_fail("a cookie is still outstanding after the loop");
 		goto out_mem;
 	}
-	printf("KTEST-METRIC name=bare layout=%s faults=%u seconds=%.3f fps=%.0f p50_us=%.1f p90_us=%.1f "
+	printf("KTEST-METRIC name=bare layout=%s faults=%u seconds=%.3f fps=%.0f p50_us=%.1f "
+	       "p90_us=%.1f "
 	       "p99_us=%.1f max_us=%.1f maps=%" PRIu64 " window=%" PRIu64 "\n",
 	       kt_layout_name(layout), n_faults, (double)elapsed / 1e9,
 	       n_faults / ((double)elapsed / 1e9), kt_lat_pct(&lat, 0.50) / 1e3,
@@ -748,9 +749,10 @@ static int step_handoff(unsigned n_faults, bool uring, bool process)
 		goto out_mem;
 	printf("KTEST-METRIC name=%s layout=%s faults=%u seconds=%.3f fps=%.0f p50_us=%.1f "
 	       "p90_us=%.1f p99_us=%.1f max_us=%.1f maps=%u window=4096\n",
-	       name, kt_layout_name(layout), n_faults, (double)elapsed / 1e9, n_faults / ((double)elapsed / 1e9),
-	       kt_lat_pct(&lat, 0.50) / 1e3, kt_lat_pct(&lat, 0.90) / 1e3,
-	       kt_lat_pct(&lat, 0.99) / 1e3, kt_lat_pct(&lat, 1.0) / 1e3, n_faults);
+	       name, kt_layout_name(layout), n_faults, (double)elapsed / 1e9,
+	       n_faults / ((double)elapsed / 1e9), kt_lat_pct(&lat, 0.50) / 1e3,
+	       kt_lat_pct(&lat, 0.90) / 1e3, kt_lat_pct(&lat, 0.99) / 1e3,
+	       kt_lat_pct(&lat, 1.0) / 1e3, n_faults);
 	fflush(stdout);
 	ret = 0;
 out_mem:
@@ -763,12 +765,11 @@ out_world:
 
 static int usage(void)
 {
-	fprintf(stderr,
-		"usage: iopf-kbare layouts\n"
-		"       iopf-kbare arrive|pasid-kernel [--layout nested|paging]\n"
-		"       iopf-kbare bare [--layout L] [--faults N] [--window BYTES]\n"
-		"       iopf-kbare handoff-poll|handoff-uring|handoff-process [--layout L] "
-		"[--faults N]\n");
+	fprintf(stderr, "usage: iopf-kbare layouts\n"
+			"       iopf-kbare arrive|pasid-kernel [--layout nested|paging]\n"
+			"       iopf-kbare bare [--layout L] [--faults N] [--window BYTES]\n"
+			"       iopf-kbare handoff-poll|handoff-uring|handoff-process [--layout L] "
+			"[--faults N]\n");
 	return 2;
 }
 

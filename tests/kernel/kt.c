@@ -28,8 +28,7 @@ void kt_set_name(const char *name)
 	log_name = name;
 }
 
-__attribute__((format(printf, 2, 0))) static void vlog(const char *tag, const char *fmt,
-							va_list ap)
+__attribute__((format(printf, 2, 0))) static void vlog(const char *tag, const char *fmt, va_list ap)
 {
 	char buf[1024];
 
@@ -326,8 +325,7 @@ int kt_world_replace_pasid(struct kt_world *w, unsigned dev, uint32_t pasid, uin
 	return 0;
 }
 
-int kt_world_check_pasid(const struct kt_world *w, unsigned dev, uint32_t pasid,
-			 uint32_t hwpt_id)
+int kt_world_check_pasid(const struct kt_world *w, unsigned dev, uint32_t pasid, uint32_t hwpt_id)
 {
 	if (w->layout != KT_LAYOUT_PAGING || dev >= w->n_dev)
 		return -EINVAL;

@@ -16,7 +16,7 @@
 #include "uapi.h"
 #include "mock.h"
 
-#define KT_MAX_DEV	 4
+#define KT_MAX_DEV	4
 #define KT_MAX_ATTACHED 32 /* PASID attachments one world keeps track of */
 
 /*
@@ -65,10 +65,10 @@ struct kt_world {
 	uint32_t fault_hwpt_id;
 	uint32_t check_hwpt_id; /* the paging hwpt MD_CHECK_MAP reads */
 	enum kt_layout layout;
-	bool nested;		/* layout == KT_LAYOUT_NESTED */
+	bool nested; /* layout == KT_LAYOUT_NESTED */
 	unsigned n_dev;
 	struct kt_dev dev[KT_MAX_DEV];
-	unsigned n_attached;	/* PASIDs attached; kt_world_close() detaches them first */
+	unsigned n_attached; /* PASIDs attached; kt_world_close() detaches them first */
 	struct kt_attached attached[KT_MAX_ATTACHED];
 };
 
@@ -108,8 +108,7 @@ int kt_world_detach_pasid(struct kt_world *w, unsigned dev, uint32_t pasid);
 /* PAGING layout: move an attached PASID to @hwpt_id (PASID_REPLACE). */
 int kt_world_replace_pasid(struct kt_world *w, unsigned dev, uint32_t pasid, uint32_t hwpt_id);
 /* PAGING layout: 0 when @pasid of @dev is attached to @hwpt_id (0: to nothing), else -EINVAL. */
-int kt_world_check_pasid(const struct kt_world *w, unsigned dev, uint32_t pasid,
-			 uint32_t hwpt_id);
+int kt_world_check_pasid(const struct kt_world *w, unsigned dev, uint32_t pasid, uint32_t hwpt_id);
 /* PAGING layout: one more PASID-capable paging fault hwpt on the world's IOAS and queue. */
 int kt_world_fault_hwpt(struct kt_world *w, uint32_t *ret_hwpt);
 

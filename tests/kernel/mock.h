@@ -86,7 +86,7 @@ struct mock_cmd {
 		struct {
 			__u32 pasid;
 			__u32 pt_id; /* in: the hwpt; out: what got attached */
-		} pasid_attach; /* also PASID_REPLACE; @id is the stdev id */
+		} pasid_attach;	     /* also PASID_REPLACE; @id is the stdev id */
 		struct {
 			__u32 pasid;
 		} pasid_detach;

@@ -1239,7 +1239,8 @@ static int scenario_mapfile(void)
 		goto out;
 	}
 	if (map_file)
-		kt_log("IOAS_MAP_FILE: 4 faults mapped by (memfd, offset); the tenant's memfd never "
+		kt_log("IOAS_MAP_FILE: 4 faults mapped by (memfd, offset); the tenant's memfd "
+		       "never "
 		       "appeared in iopfd's address space");
 	else
 		kt_log("no IOAS_MAP_FILE: iopfd mapped through its own view of the memfd (%d "
@@ -1253,8 +1254,8 @@ out:
 
 /* ---------------------------------------------------------------- 8. PASID attach/detach */
 
-#define PASID_A	    7u  /* detached, attached again, replaced, while B's faults flow */
-#define PASID_B	    8u  /* its faults flow throughout: must be unaffected */
+#define PASID_A	    7u	/* detached, attached again, replaced, while B's faults flow */
+#define PASID_B	    8u	/* its faults flow throughout: must be unaffected */
 #define PASID_BATCH 16u /* faults raised on A right before it is detached or replaced */
 #define A_IOVA	    REGION_IOVA
 #define A_LEN	    (UINT64_C(1) << 20)
@@ -1308,7 +1309,8 @@ static int pasid_serve_a(struct pasid_run *p, unsigned n, const char *when)
 	for (unsigned i = 0; i < n; i++) {
 		uint64_t off = (uint64_t)(p->next_a % (A_LEN / PAGE)) * PAGE;
 
-		if (pasid_raise_a(p, 1) < 0 || expect_mapped(&p->t, A_IOVA + off, PAGE, A_OFF + off) < 0)
+		if (pasid_raise_a(p, 1) < 0 ||
+		    expect_mapped(&p->t, A_IOVA + off, PAGE, A_OFF + off) < 0)
 			return -1;
 	}
 	/* expect_stats() would insist on 0 stale: A has some from earlier detaches */
@@ -1318,8 +1320,8 @@ static int pasid_serve_a(struct pasid_run *p, unsigned n, const char *when)
 	c = sw.c;
 	if (c.groups != c0.groups + n || c.success != c0.success + n || c.stale != c0.stale) {
 		kt_fail("%s: PASID A answered %" PRIu64 " groups (%" PRIu64 " SUCCESS, %" PRIu64
-			" stale) of %u", when, c.groups - c0.groups, c.success - c0.success,
-			c.stale - c0.stale, n);
+			" stale) of %u",
+			when, c.groups - c0.groups, c.success - c0.success, c.stale - c0.stale, n);
 		return -1;
 	}
 	return 0;
@@ -1349,7 +1351,8 @@ static int pasid_change(struct pasid_run *p, const char *what, int (*change)(str
 	got = (unsigned)(c1.groups - c0.groups);
 	stale = (unsigned)(c1.stale - c0.stale);
 	if (got > PASID_BATCH || stale > got || c1.faults - c0.faults != got) {
-		kt_fail("%s: iopfd counts %u groups (%u stale, %" PRIu64 " faults) of a batch of %u",
+		kt_fail("%s: iopfd counts %u groups (%u stale, %" PRIu64
+			" faults) of a batch of %u",
 			what, got, stale, c1.faults - c0.faults, PASID_BATCH);
 		return -1;
 	}
@@ -1500,8 +1503,8 @@ static int scenario_pasid_none(void)
 		kt_fail("PASID %u is attached to something", PASID_A);
 		goto out;
 	}
-	if (pasid_raise_a(&p, 4) < 0 || pasid_marker(&p) < 0 ||
-	    stats_get(p.dom_a, false, &c) < 0 || stats_get(p.t.source_id, true, &cs) < 0)
+	if (pasid_raise_a(&p, 4) < 0 || pasid_marker(&p) < 0 || stats_get(p.dom_a, false, &c) < 0 ||
+	    stats_get(p.t.source_id, true, &cs) < 0)
 		goto out;
 	if (!c.found || c.faults != 0 || c.groups != 0 || cs.faults != 0 || cs.groups != 0) {
 		kt_fail("faults on a PASID with nothing attached were counted: domain %" PRIu64
@@ -1697,14 +1700,14 @@ static int scenario_load(void)
 	kt_log("%" PRIu64 " faults over %u tenants: 0 unanswered, 0 wrong; all mapped after "
 	       "%.3f s, all counted answered after %.3f s",
 	       total, n_ten, (double)(t_mapped - t0) / 1e9, (double)(t_answered - t0) / 1e9);
-	printf("KTEST-METRIC name=load layout=%s faults=%" PRIu64 " tenants=%u inflight=%u seconds=%.3f "
+	printf("KTEST-METRIC name=load layout=%s faults=%" PRIu64
+	       " tenants=%u inflight=%u seconds=%.3f "
 	       "fps=%.0f p50_us=%.1f p90_us=%.1f p99_us=%.1f max_us=%.1f maps=%" PRIu64
 	       " window=%" PRIu64 "\n",
 	       kt_layout_name(opt.layout), total, n_ten, opt.inflight,
-	       (double)(t_answered - t0) / 1e9,
-	       (double)total / ((double)(t_answered - t0) / 1e9), kt_lat_pct(&all, 0.50) / 1e3,
-	       kt_lat_pct(&all, 0.90) / 1e3, kt_lat_pct(&all, 0.99) / 1e3,
-	       kt_lat_pct(&all, 1.0) / 1e3, maps, opt.window);
+	       (double)(t_answered - t0) / 1e9, (double)total / ((double)(t_answered - t0) / 1e9),
+	       kt_lat_pct(&all, 0.50) / 1e3, kt_lat_pct(&all, 0.90) / 1e3,
+	       kt_lat_pct(&all, 0.99) / 1e3, kt_lat_pct(&all, 1.0) / 1e3, maps, opt.window);
 	kt_log("pickup (raise to iopfd's read): p50 %.1f us, p90 %.1f us, p99 %.1f us",
 	       kt_lat_pct(&pickup, 0.50) / 1e3, kt_lat_pct(&pickup, 0.90) / 1e3,
 	       kt_lat_pct(&pickup, 0.99) / 1e3);
@@ -1731,15 +1734,15 @@ out:
  * registered again. Two worlds (two sources, two workers) of two devices each, the
  * second device's faults on PASID 1. Each round raises RS_LIVE faults per device from a
  * thread per device and, once iopfd has resolved a few of them (1, 2, 4, 8, 16 of the
- * 160: early, while it still holds most of what it read), kills it; while it is dead RS_DEAD more per device are raised (they stay
- * queued); then the next one starts. Every fault has a fault-around window of its own,
- * so its page is mapped only if that fault was resolved. Proven after each restart:
- * every fault of the round maps exactly its memory, and the new process's counters
- * (read on a connection that takes the restored tenant over) show no INVALID and no
- * fault without a handler, and at least the faults queued while it was dead answered.
- * At the end: a round with no kill, UnregisterSource, nothing outstanding or queued,
- * nothing mapped, only the state left in the store, a clean stop. The records each
- * restarted process found read and unanswered are summed from its log line.
+ * 160: early, while it still holds most of what it read), kills it; while it is dead RS_DEAD more
+ * per device are raised (they stay queued); then the next one starts. Every fault has a
+ * fault-around window of its own, so its page is mapped only if that fault was resolved. Proven
+ * after each restart: every fault of the round maps exactly its memory, and the new process's
+ * counters (read on a connection that takes the restored tenant over) show no INVALID and no fault
+ * without a handler, and at least the faults queued while it was dead answered. At the end: a round
+ * with no kill, UnregisterSource, nothing outstanding or queued, nothing mapped, only the state
+ * left in the store, a clean stop. The records each restarted process found read and unanswered are
+ * summed from its log line.
  */
 #define RS_WORLDS    2
 #define RS_DEVS	     2
@@ -1877,7 +1880,8 @@ static int rs_expect_counters(struct iopf_client *c, struct rs_world *rws, uint6
 			return -1;
 		}
 		if (src_invalid) {
-			kt_fail("%s: %" PRIu64 " faults of the source answered INVALID (no handler) "
+			kt_fail("%s: %" PRIu64
+				" faults of the source answered INVALID (no handler) "
 				"%s",
 				rws[k].name, src_invalid, when);
 			return -1;
@@ -1904,8 +1908,9 @@ static int rs_expect_counters(struct iopf_client *c, struct rs_world *rws, uint6
 			}
 			if (invalid || nh || success < min_groups) {
 				kt_fail("%s: domain (dev %u, pasid %#x) %s: groups %" PRIu64
-					" success %" PRIu64 " invalid %" PRIu64 " no_handler %" PRIu64
-					"; wanted 0 invalid and >= %" PRIu64 " success",
+					" success %" PRIu64 " invalid %" PRIu64
+					" no_handler %" PRIu64 "; wanted 0 invalid and >= %" PRIu64
+					" success",
 					rws[k].name, rws[k].w.dev[d].idev_id, rs_pasid(d), when,
 					groups, success, invalid, nh, min_groups);
 				return -1;
@@ -2106,7 +2111,9 @@ static int scenario_restart(void)
 			for (unsigned d = 0; d < RS_DEVS; d++) {
 				struct rs_raiser *ra = &raisers[n_raisers];
 
-				*ra = (struct rs_raiser){.rw = &rws[k], .dev = d, .from = base,
+				*ra = (struct rs_raiser){.rw = &rws[k],
+							 .dev = d,
+							 .from = base,
 							 .n = kill_it ? RS_LIVE : RS_PER_ROUND};
 				if (pthread_create(&ra->thread, NULL, rs_raise, ra) != 0) {
 					kt_fail("pthread_create failed");
@@ -2154,7 +2161,8 @@ static int scenario_restart(void)
 			goto join;
 		}
 		ready_ms[round] = (kt_now_ns() - t_kill) / 1000000;
-		kt_log("round %u: SIGKILL, %u of %u live faults resolved by then; %u raised while dead; "
+		kt_log("round %u: SIGKILL, %u of %u live faults resolved by then; %u raised while "
+		       "dead; "
 		       "iopfd pid %d ready %" PRIu64 " ms after the kill",
 		       round, at_kill, RS_WORLDS * RS_DEVS * RS_LIVE, RS_WORLDS * RS_DEVS * RS_DEAD,
 		       (int)pid, ready_ms[round]);
@@ -2186,13 +2194,13 @@ static int scenario_restart(void)
 
 		r = iopf_client_unregister_source(client, rw->source);
 		if (r < 0) {
-			kt_fail("%s: UnregisterSource(%" PRIu64 ") after the restarts: %s", rw->name,
-				rw->source, iopf_client_last_error(client) ?: strerror(-r));
+			kt_fail("%s: UnregisterSource(%" PRIu64 ") after the restarts: %s",
+				rw->name, rw->source,
+				iopf_client_last_error(client) ?: strerror(-r));
 			goto out;
 		}
-		outstanding = kt_fault_probe_outstanding(rw->w.fault_fd,
-							 RS_DEVS * RS_ROUNDS * RS_PER_ROUND +
-								 PROBE_SLACK);
+		outstanding = kt_fault_probe_outstanding(
+			rw->w.fault_fd, RS_DEVS * RS_ROUNDS * RS_PER_ROUND + PROBE_SLACK);
 		if (outstanding != 0) {
 			kt_fail("%s: %d group(s) read and never answered%s", rw->name, outstanding,
 				outstanding < 0 ? " (probe failed)" : "");
@@ -2206,7 +2214,8 @@ static int scenario_restart(void)
 			for (unsigned j = 0; j < RS_ROUNDS * RS_PER_ROUND; j++) {
 				uint64_t page = rs_iova(d, j) & ~(PAGE - 1);
 
-				r = kt_ioas_map(rw->w.iommufd, rw->w.ioas_id, rw->mem.va, PAGE, page);
+				r = kt_ioas_map(rw->w.iommufd, rw->w.ioas_id, rw->mem.va, PAGE,
+						page);
 				if (r < 0) {
 					kt_fail("%s: iova %#" PRIx64 " still mapped after "
 						"UnregisterSource (%s)",
@@ -2294,10 +2303,10 @@ static const struct {
 	const char *name;
 	int (*fn)(void);
 } scenarios[] = {
-	{"regions", scenario_regions},	 {"outside", scenario_outside},
-	{"unknown", scenario_unknown},	 {"collide", scenario_collide},
-	{"teardown", scenario_teardown}, {"faultaround", scenario_faultaround},
-	{"mapfile", scenario_mapfile},	 {"pasid", scenario_pasid},
+	{"regions", scenario_regions},	     {"outside", scenario_outside},
+	{"unknown", scenario_unknown},	     {"collide", scenario_collide},
+	{"teardown", scenario_teardown},     {"faultaround", scenario_faultaround},
+	{"mapfile", scenario_mapfile},	     {"pasid", scenario_pasid},
 	{"pasid-none", scenario_pasid_none}, {"load", scenario_load},
 	{"restart", scenario_restart},
 };

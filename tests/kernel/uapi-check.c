@@ -26,12 +26,11 @@ enum {
 
 #include "mock.h"
 
-#define SAME_OFFSET(ours, theirs, field)                                                 \
-	_Static_assert(offsetof(struct ours, field) == offsetof(struct theirs, field), \
+#define SAME_OFFSET(ours, theirs, field)                                                           \
+	_Static_assert(offsetof(struct ours, field) == offsetof(struct theirs, field),             \
 		       #ours "." #field)
-#define SAME_OFFSET2(ours, of, theirs, tf)                                             \
-	_Static_assert(offsetof(struct ours, of) == offsetof(struct theirs, tf), \
-		       #ours "." #of)
+#define SAME_OFFSET2(ours, of, theirs, tf)                                                         \
+	_Static_assert(offsetof(struct ours, of) == offsetof(struct theirs, tf), #ours "." #of)
 
 _Static_assert(sizeof(struct mock_cmd) == sizeof(struct iommu_test_cmd), "iommu_test_cmd size");
 SAME_OFFSET(mock_cmd, iommu_test_cmd, op);
@@ -68,7 +67,8 @@ SAME_OFFSET(mock_hwpt_data, iommu_hwpt_selftest, iotlb);
 _Static_assert((int)MOCK_OP_PASID_ATTACH == (int)IOMMU_TEST_OP_PASID_ATTACH, "op PASID_ATTACH");
 _Static_assert((int)MOCK_OP_PASID_REPLACE == (int)IOMMU_TEST_OP_PASID_REPLACE, "op PASID_REPLACE");
 _Static_assert((int)MOCK_OP_PASID_DETACH == (int)IOMMU_TEST_OP_PASID_DETACH, "op PASID_DETACH");
-_Static_assert((int)MOCK_OP_PASID_CHECK_HWPT == (int)IOMMU_TEST_OP_PASID_CHECK_HWPT, "op PASID_CHECK_HWPT");
+_Static_assert((int)MOCK_OP_PASID_CHECK_HWPT == (int)IOMMU_TEST_OP_PASID_CHECK_HWPT,
+	       "op PASID_CHECK_HWPT");
 _Static_assert(MOCK_FLAGS_DEVICE_PASID == K_FLAGS_DEVICE_PASID, "MOCK_FLAGS_DEVICE_PASID");
 SAME_OFFSET(mock_cmd, iommu_test_cmd, pasid_attach.pasid);
 SAME_OFFSET(mock_cmd, iommu_test_cmd, pasid_attach.pt_id);

@@ -23,11 +23,11 @@
 #include "util.h"
 #include "iopf/iopf.h"
 
-#define MiB (UINT64_C(1) << 20)
-#define KiB (UINT64_C(1) << 10)
+#define MiB  (UINT64_C(1) << 20)
+#define KiB  (UINT64_C(1) << 10)
 #define BASE (16 * MiB)
-#define R IOPF_ACCESS_READ
-#define W IOPF_ACCESS_WRITE
+#define R    IOPF_ACCESS_READ
+#define W    IOPF_ACCESS_WRITE
 
 struct retired {
 	uint64_t tenant, source_id, domain_id;
@@ -58,7 +58,7 @@ static void on_done(void *userdata, int error)
 static void wait_done(struct fixture *x, unsigned n)
 {
 	for (unsigned i = 0; x->done_calls < n && i < 1000; i++) {
-		struct pollfd p = { .fd = iopf_engine_get_fd(x->e), .events = POLLIN };
+		struct pollfd p = {.fd = iopf_engine_get_fd(x->e), .events = POLLIN};
 
 		(void)poll(&p, 1, 10);
 		assert_true(iopf_engine_dispatch(x->e) >= 0);
@@ -119,21 +119,21 @@ static int setup_cfg(void **state, const struct iopf_engine_config *cfg, bool up
 
 static int setup(void **state)
 {
-	struct iopf_engine_config cfg = { .n_workers = 2 };
+	struct iopf_engine_config cfg = {.n_workers = 2};
 
 	return setup_cfg(state, &cfg, false);
 }
 
 static int setup_uptr(void **state)
 {
-	struct iopf_engine_config cfg = { .n_workers = 1 };
+	struct iopf_engine_config cfg = {.n_workers = 1};
 
 	return setup_cfg(state, &cfg, true);
 }
 
 static int setup_small_batch(void **state)
 {
-	struct iopf_engine_config cfg = { .n_workers = 1, .read_batch = 1 };
+	struct iopf_engine_config cfg = {.n_workers = 1, .read_batch = 1};
 
 	return setup_cfg(state, &cfg, false);
 }
@@ -227,9 +227,9 @@ static void test_no_handler_and_reasons(void **state)
 	size_t n;
 
 	add_region(x, x->dom, BASE, MiB, R);
-	fake_fault(x->f, 9, IOPF_PASID_NONE, BASE, IOMMU_PGFAULT_PERM_READ);     /* no domain */
-	fake_fault(x->f, 3, 1, BASE, IOMMU_PGFAULT_PERM_READ);                   /* PASID: no domain */
-	fake_fault(x->f, 3, IOPF_PASID_NONE, BASE, IOMMU_PGFAULT_PERM_WRITE);    /* permission */
+	fake_fault(x->f, 9, IOPF_PASID_NONE, BASE, IOMMU_PGFAULT_PERM_READ);  /* no domain */
+	fake_fault(x->f, 3, 1, BASE, IOMMU_PGFAULT_PERM_READ);		      /* PASID: no domain */
+	fake_fault(x->f, 3, IOPF_PASID_NONE, BASE, IOMMU_PGFAULT_PERM_WRITE); /* permission */
 	fake_fault(x->f, 3, IOPF_PASID_NONE, BASE + MiB, IOMMU_PGFAULT_PERM_READ); /* outside */
 	WAIT_FOR(unrouted_groups(x) == 2 && dgroups(x, x->dom) == 2);
 	settle(x->f);
@@ -321,13 +321,19 @@ static void test_malformed_raw(void **state)
 	struct fixture *x = *state;
 	struct iommu_hwpt_pgfault r[4] = {
 		/* cookie 50 cut short by cookie 51 */
-		{ .dev_id = 3, .addr = BASE, .perm = 1, .cookie = 50 },
-		{ .dev_id = 3, .addr = BASE, .perm = 1, .cookie = 51,
-		  .flags = IOMMU_PGFAULT_FLAGS_LAST_PAGE },
+		{.dev_id = 3, .addr = BASE, .perm = 1, .cookie = 50},
+		{.dev_id = 3,
+		 .addr = BASE,
+		 .perm = 1,
+		 .cookie = 51,
+		 .flags = IOMMU_PGFAULT_FLAGS_LAST_PAGE},
 		/* cookie 52 mixes dev_ids */
-		{ .dev_id = 3, .addr = BASE, .perm = 1, .cookie = 52 },
-		{ .dev_id = 4, .addr = BASE, .perm = 1, .cookie = 52,
-		  .flags = IOMMU_PGFAULT_FLAGS_LAST_PAGE },
+		{.dev_id = 3, .addr = BASE, .perm = 1, .cookie = 52},
+		{.dev_id = 4,
+		 .addr = BASE,
+		 .perm = 1,
+		 .cookie = 52,
+		 .flags = IOMMU_PGFAULT_FLAGS_LAST_PAGE},
 	};
 	struct fake_answer *ans;
 
@@ -464,7 +470,7 @@ static void test_many_ready_sources_fair(void **state)
 		log = realloc(log, (n_log + n) * sizeof(*log));
 		assert_non_null(log);
 		for (size_t i = 0; i < n; i++)
-			log[n_log++] = (struct read_at){ .seq = seqs[i], .owner = j };
+			log[n_log++] = (struct read_at){.seq = seqs[i], .owner = j};
 		free(seqs);
 	}
 	qsort(log, n_log, sizeof(*log), cmp_read_at);
@@ -589,7 +595,8 @@ static void test_remove_source_with_held(void **state)
 	/* faults still queued are drained by the worker, or were already read */
 	fake_fault(x->f, 3, IOPF_PASID_NONE, BASE, IOMMU_PGFAULT_PERM_READ);
 	assert_int_equal(iopf_engine_source_info(x->e, x->src, &si), -ENOENT);
-	assert_int_equal(iopf_engine_domain_info(x->e, x->dom, &(struct iopf_domain_info){}), -ENOENT);
+	assert_int_equal(iopf_engine_domain_info(x->e, x->dom, &(struct iopf_domain_info){}),
+			 -ENOENT);
 	wait_done(x, 1);
 	assert_true(fake_closed(x->f));
 	n = fake_answers(x->f, &ans);
@@ -701,17 +708,21 @@ static void test_objects(void **state)
 	assert_true(d3 > d2 && d2 > s2);
 
 	r1 = add_region(x, x->dom, BASE, MiB, R);
-	assert_int_equal(iopf_engine_add_region(x->e, x->dom, x->memfd, 0, BASE + MiB - 4096,
-						4096, R, &id), -EBUSY);
+	assert_int_equal(
+		iopf_engine_add_region(x->e, x->dom, x->memfd, 0, BASE + MiB - 4096, 4096, R, &id),
+		-EBUSY);
 	assert_int_equal(iopf_engine_add_region(x->e, x->dom, x->memfd, 0, BASE + 1, 4096, R, &id),
 			 -EINVAL);
-	assert_int_equal(iopf_engine_add_region(x->e, x->dom, x->memfd, 0, BASE + 8 * MiB,
-						8 * MiB, R, &id), -EINVAL); /* beyond the memfd */
-	assert_int_equal(iopf_engine_add_region(x->e, x->dom, x->memfd, 0, BASE + 8 * MiB, 4096,
-						0x10, &id), -EINVAL);
+	assert_int_equal(
+		iopf_engine_add_region(x->e, x->dom, x->memfd, 0, BASE + 8 * MiB, 8 * MiB, R, &id),
+		-EINVAL); /* beyond the memfd */
+	assert_int_equal(
+		iopf_engine_add_region(x->e, x->dom, x->memfd, 0, BASE + 8 * MiB, 4096, 0x10, &id),
+		-EINVAL);
 	assert_int_equal(iopf_engine_add_region(x->e, x->dom, -1, 0, BASE + 8 * MiB, 4096, R, &id),
 			 -EBADF);
-	assert_int_equal(iopf_engine_add_region(x->e, 999, x->memfd, 0, BASE, 4096, R, &id), -ENOENT);
+	assert_int_equal(iopf_engine_add_region(x->e, 999, x->memfd, 0, BASE, 4096, R, &id),
+			 -ENOENT);
 	r2 = add_region(x, d2, BASE, MiB, R | W); /* same IOVA, other domain: fine */
 	assert_int_equal(iopf_engine_region_info(x->e, r2, &ri), 0);
 	assert_int_equal(ri.domain_id, d2);
@@ -773,8 +784,8 @@ static void test_many_objects(void **state)
 	struct iopf_domain_info di;
 
 	for (unsigned i = 0; i < N; i++) {
-		assert_int_equal(iopf_engine_add_domain(x->e, x->src, 100 + i, IOPF_PASID_NONE,
-							&ids[i]), 0);
+		assert_int_equal(
+			iopf_engine_add_domain(x->e, x->src, 100 + i, IOPF_PASID_NONE, &ids[i]), 0);
 		live[i] = true;
 	}
 	for (unsigned pass = 0; pass < 4; pass++) {
@@ -784,19 +795,24 @@ static void test_many_objects(void **state)
 		for (unsigned j = 0; j < N; j++) {
 			/* pass 0: every third; 1: oldest half; 2: newest first; 3: the rest */
 			unsigned i = pass == 2 ? N - 1 - j : j;
-			bool go = pass == 0 ? i % 3 == 0 : pass == 1 ? i < N / 2 : pass == 2 ? i >= N / 2 : true;
+			bool go = pass == 0   ? i % 3 == 0
+				  : pass == 1 ? i < N / 2
+				  : pass == 2 ? i >= N / 2
+					      : true;
 
 			if (!live[i] || !go)
 				continue;
 			assert_int_equal(iopf_engine_remove_domain(x->e, ids[i], NULL, NULL), 0);
 			live[i] = false;
 			assert_int_equal(iopf_engine_domain_info(x->e, ids[i], &di), -ENOENT);
-			assert_int_equal(iopf_engine_remove_domain(x->e, ids[i], NULL, NULL), -ENOENT);
+			assert_int_equal(iopf_engine_remove_domain(x->e, ids[i], NULL, NULL),
+					 -ENOENT);
 		}
 		assert_int_equal(iopf_engine_foreach_domain(x->e, 0, list_domain, &l), 0);
 		assert_int_equal(l.ids[0], x->dom);
 		for (unsigned i = 0; i < N; i++) {
-			assert_int_equal(iopf_engine_domain_info(x->e, ids[i], &di), live[i] ? 0 : -ENOENT);
+			assert_int_equal(iopf_engine_domain_info(x->e, ids[i], &di),
+					 live[i] ? 0 : -ENOENT);
 			if (live[i])
 				assert_int_equal(l.ids[1 + k++], ids[i]);
 		}
@@ -810,10 +826,10 @@ static void test_many_objects(void **state)
 static void test_bad_config(void **state)
 {
 	struct iopf_engine *e = NULL;
-	struct iopf_engine_config c1 = { .fault_around = 3 * 4096 };
-	struct iopf_engine_config c2 = { .fault_around = 2048 };
-	struct iopf_engine_config c3 = { .read_batch = 1u << 20 };
-	struct iopf_engine_config c4 = { .n_workers = 0 };
+	struct iopf_engine_config c1 = {.fault_around = 3 * 4096};
+	struct iopf_engine_config c2 = {.fault_around = 2048};
+	struct iopf_engine_config c3 = {.read_batch = 1u << 20};
+	struct iopf_engine_config c4 = {.n_workers = 0};
 
 	assert_int_equal(iopf_engine_new(&c1, &e), -EINVAL);
 	assert_int_equal(iopf_engine_new(&c2, &e), -EINVAL);
@@ -1059,7 +1075,7 @@ static void *feeder_main(void *arg)
 static void test_churn(void **state)
 {
 	struct fixture *x = *state;
-	struct feeder fd = { .f = x->f };
+	struct feeder fd = {.f = x->f};
 	uint64_t dom[4] = {}, reg[4][2] = {};
 	pthread_t th;
 	unsigned expect_done = 0;
@@ -1071,7 +1087,8 @@ static void test_churn(void **state)
 
 		if (!dom[k]) {
 			assert_int_equal(iopf_engine_add_domain(x->e, x->src, 3 + (k & 1),
-								k >= 2 ? 1 : IOPF_PASID_NONE, &dom[k]),
+								k >= 2 ? 1 : IOPF_PASID_NONE,
+								&dom[k]),
 					 0);
 			reg[k][0] = add_region(x, dom[k], BASE, 4 * MiB, R);
 			reg[k][1] = add_region(x, dom[k], BASE + 4 * MiB, 4 * MiB, R);
@@ -1086,7 +1103,8 @@ static void test_churn(void **state)
 		}
 		if (round % 50 == 0) {
 			if (reg[0][0]) {
-				assert_int_equal(iopf_engine_remove_region(x->e, reg[0][0], on_done, x), 0);
+				assert_int_equal(
+					iopf_engine_remove_region(x->e, reg[0][0], on_done, x), 0);
 				expect_done++;
 			}
 			reg[0][0] = add_region(x, x->dom, BASE + 2 * MiB, 4 * MiB, R);
@@ -1382,10 +1400,9 @@ TEST_MAIN(TEST(test_resolve_one), TEST_WITH(test_uptr_backend, setup_uptr),
 	  TEST_WITH(test_multi_record_group_and_grow, setup_small_batch), TEST(test_malformed_raw),
 	  TEST(test_many_faults_two_sources),
 	  TEST_WITH(test_many_ready_sources_fair, setup_small_batch),
-	  TEST(test_remove_domain_with_held),
-	  TEST(test_remove_source_with_held), TEST(test_remove_region), TEST(test_free_with_state),
-	  TEST(test_objects), TEST(test_many_objects), TEST(test_churn),
-	  TEST(test_read_errors_break_source),
+	  TEST(test_remove_domain_with_held), TEST(test_remove_source_with_held),
+	  TEST(test_remove_region), TEST(test_free_with_state), TEST(test_objects),
+	  TEST(test_many_objects), TEST(test_churn), TEST(test_read_errors_break_source),
 	  TEST(test_read_errors_retried), TEST(test_write_error_retried),
 	  TEST(test_write_retry_stale), TEST(test_write_pending_at_removal),
 	  TEST(test_held_cookie_reissued), cmocka_unit_test(test_bad_config),

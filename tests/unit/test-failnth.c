@@ -21,9 +21,9 @@ void *__wrap_malloc(size_t n);
 void *__wrap_calloc(size_t n, size_t m);
 void *__wrap_realloc(void *p, size_t n);
 
-static int armed;        /* inject only inside engine calls */
+static int armed;	 /* inject only inside engine calls */
 static unsigned fail_at; /* 1-based index of the allocation to fail */
-static unsigned count;   /* allocations seen while armed */
+static unsigned count;	 /* allocations seen while armed */
 
 static bool should_fail(void)
 {
@@ -47,12 +47,12 @@ void *__wrap_realloc(void *p, size_t n)
 	return should_fail() ? NULL : __real_realloc(p, n);
 }
 
-#define ARMED(expr)                                                    \
-	({                                                             \
-		__atomic_store_n(&armed, 1, __ATOMIC_RELAXED);          \
-		__typeof__(expr) _r = (expr);                          \
-		__atomic_store_n(&armed, 0, __ATOMIC_RELAXED);          \
-		_r;                                                    \
+#define ARMED(expr)                                                                                \
+	({                                                                                         \
+		__atomic_store_n(&armed, 1, __ATOMIC_RELAXED);                                     \
+		__typeof__(expr) _r = (expr);                                                      \
+		__atomic_store_n(&armed, 0, __ATOMIC_RELAXED);                                     \
+		_r;                                                                                \
 	})
 
 static unsigned dones;
@@ -72,7 +72,7 @@ static uint64_t groups(struct iopf_engine *e, uint64_t dom)
 
 static int scenario(struct fake *f, int memfd, bool *ret_opened)
 {
-	struct iopf_engine_config cfg = { .n_workers = 2, .read_batch = 2 };
+	struct iopf_engine_config cfg = {.n_workers = 2, .read_batch = 2};
 	struct iopf_engine *e = NULL;
 	struct iopf_backend *b;
 	uint64_t src, dom, reg1, reg2, dom2;
@@ -95,12 +95,12 @@ static int scenario(struct fake *f, int memfd, bool *ret_opened)
 	r = ARMED(iopf_engine_add_domain(e, src, 3, 1, &dom2));
 	if (r < 0)
 		goto out;
-	r = ARMED(iopf_engine_add_region(e, dom, memfd, 0, 0x100000, 0x100000,
-					 IOPF_ACCESS_READ, &reg1));
+	r = ARMED(iopf_engine_add_region(e, dom, memfd, 0, 0x100000, 0x100000, IOPF_ACCESS_READ,
+					 &reg1));
 	if (r < 0)
 		goto out;
-	r = ARMED(iopf_engine_add_region(e, dom, memfd, 0, 0x300000, 0x100000,
-					 IOPF_ACCESS_READ, &reg2));
+	r = ARMED(iopf_engine_add_region(e, dom, memfd, 0, 0x300000, 0x100000, IOPF_ACCESS_READ,
+					 &reg2));
 	if (r < 0)
 		goto out;
 

@@ -13,12 +13,16 @@
 #include "iopf/iopf.h"
 
 #define LAST IOMMU_PGFAULT_FLAGS_LAST_PAGE
-#define PV IOMMU_PGFAULT_FLAGS_PASID_VALID
+#define PV   IOMMU_PGFAULT_FLAGS_PASID_VALID
 
 static struct iommu_hwpt_pgfault rec(uint32_t cookie, uint32_t flags, uint32_t dev, uint32_t pasid)
 {
 	return (struct iommu_hwpt_pgfault){
-		.cookie = cookie, .flags = flags, .dev_id = dev, .pasid = pasid, .addr = 0x1000,
+		.cookie = cookie,
+		.flags = flags,
+		.dev_id = dev,
+		.pasid = pasid,
+		.addr = 0x1000,
 	};
 }
 
@@ -75,14 +79,14 @@ static void test_empty(void **state)
 static void test_whole_groups(void **state)
 {
 	struct iommu_hwpt_pgfault r[] = {
-		rec(1, LAST, 3, 0),
-		rec(2, 0, 3, 0), rec(2, 0, 3, 0), rec(2, LAST, 3, 0),
-		rec(1, LAST | PV, 3, 9), /* a reused cookie after LAST is a new group */
+		rec(1, LAST, 3, 0), rec(2, 0, 3, 0),	     rec(2, 0, 3, 0),
+		rec(2, LAST, 3, 0), rec(1, LAST | PV, 3, 9), /* a reused cookie after LAST is a new
+								group */
 	};
 	const struct iopf_group want[] = {
-		{ .first = 0, .n = 1, .cookie = 1 },
-		{ .first = 1, .n = 3, .cookie = 2 },
-		{ .first = 4, .n = 1, .cookie = 1 },
+		{.first = 0, .n = 1, .cookie = 1},
+		{.first = 1, .n = 3, .cookie = 2},
+		{.first = 4, .n = 1, .cookie = 1},
 	};
 	struct iopf_group g;
 	size_t pos = 0;
@@ -100,9 +104,11 @@ static void test_whole_groups(void **state)
 static void test_unknown_flags_masked(void **state)
 {
 	struct iommu_hwpt_pgfault r[] = {
-		rec(5, 0x4, 3, 0), rec(5, 0, 3, 0), rec(5, LAST | 0x4 | 0x80000000u, 3, 0),
+		rec(5, 0x4, 3, 0),
+		rec(5, 0, 3, 0),
+		rec(5, LAST | 0x4 | 0x80000000u, 3, 0),
 	};
-	const struct iopf_group want[] = { { .first = 0, .n = 3, .cookie = 5, .masked = 2 } };
+	const struct iopf_group want[] = {{.first = 0, .n = 3, .cookie = 5, .masked = 2}};
 
 	check(r, 3, want, 1);
 	assert_int_equal(r[0].flags, 0);
@@ -125,11 +131,11 @@ static void test_unknown_flags_one_record(void **state)
 		rec(5, LAST | PV | 0x40000000u, 4, 0x12345),
 	};
 	const struct iopf_group want[] = {
-		{ .first = 0, .n = 1, .cookie = 1 },
-		{ .first = 1, .n = 1, .cookie = 2, .masked = 1 },
-		{ .first = 2, .n = 1, .cookie = 3, .masked = 1 },
-		{ .first = 3, .n = 1, .cookie = 4 },
-		{ .first = 4, .n = 1, .cookie = 5, .masked = 1 },
+		{.first = 0, .n = 1, .cookie = 1},
+		{.first = 1, .n = 1, .cookie = 2, .masked = 1},
+		{.first = 2, .n = 1, .cookie = 3, .masked = 1},
+		{.first = 3, .n = 1, .cookie = 4},
+		{.first = 4, .n = 1, .cookie = 5, .masked = 1},
 	};
 	struct iopf_group g;
 	size_t pos;
@@ -155,11 +161,11 @@ static void test_unknown_flags_bad_group(void **state)
 {
 	struct iommu_hwpt_pgfault r[] = {
 		rec(6, PV | 0x4, 3, 1), rec(6, LAST | PV | 0x4, 3, 2), /* PASID changes */
-		rec(7, LAST | PV | 0x4, 3, IOPF_PASID_MAX + 1),      /* PASID out of range */
+		rec(7, LAST | PV | 0x4, 3, IOPF_PASID_MAX + 1),	       /* PASID out of range */
 	};
 	const struct iopf_group want[] = {
-		{ .first = 0, .n = 2, .cookie = 6, .masked = 2, .bad = true },
-		{ .first = 2, .n = 1, .cookie = 7, .masked = 1, .bad = true },
+		{.first = 0, .n = 2, .cookie = 6, .masked = 2, .bad = true},
+		{.first = 2, .n = 1, .cookie = 7, .masked = 1, .bad = true},
 	};
 
 	check(r, 3, want, 2);
@@ -168,15 +174,14 @@ static void test_unknown_flags_bad_group(void **state)
 static void test_cookie_changes_early(void **state)
 {
 	struct iommu_hwpt_pgfault r[] = {
-		rec(7, 0, 3, 0), rec(7, 0, 3, 0), /* no LAST_PAGE */
-		rec(8, LAST, 3, 0),
-		rec(9, 0, 3, 0), rec(10, 0, 3, 0), rec(10, LAST, 3, 0),
+		rec(7, 0, 3, 0),    rec(7, 0, 3, 0), /* no LAST_PAGE */
+		rec(8, LAST, 3, 0), rec(9, 0, 3, 0), rec(10, 0, 3, 0), rec(10, LAST, 3, 0),
 	};
 	const struct iopf_group want[] = {
-		{ .first = 0, .n = 2, .cookie = 7, .bad = true },
-		{ .first = 2, .n = 1, .cookie = 8 },
-		{ .first = 3, .n = 1, .cookie = 9, .bad = true },
-		{ .first = 4, .n = 2, .cookie = 10 },
+		{.first = 0, .n = 2, .cookie = 7, .bad = true},
+		{.first = 2, .n = 1, .cookie = 8},
+		{.first = 3, .n = 1, .cookie = 9, .bad = true},
+		{.first = 4, .n = 2, .cookie = 10},
 	};
 
 	check(r, 6, want, 4);
@@ -185,11 +190,13 @@ static void test_cookie_changes_early(void **state)
 static void test_batch_ends_mid_group(void **state)
 {
 	struct iommu_hwpt_pgfault r[] = {
-		rec(1, LAST, 3, 0), rec(2, 0, 3, 0), rec(2, 0, 3, 0),
+		rec(1, LAST, 3, 0),
+		rec(2, 0, 3, 0),
+		rec(2, 0, 3, 0),
 	};
 	const struct iopf_group want[] = {
-		{ .first = 0, .n = 1, .cookie = 1 },
-		{ .first = 1, .n = 2, .cookie = 2, .bad = true },
+		{.first = 0, .n = 1, .cookie = 1},
+		{.first = 1, .n = 2, .cookie = 2, .bad = true},
 	};
 
 	check(r, 3, want, 2);
@@ -197,16 +204,17 @@ static void test_batch_ends_mid_group(void **state)
 
 static void test_mixed_keys(void **state)
 {
-	struct iommu_hwpt_pgfault dev[] = { rec(1, 0, 3, 0), rec(1, LAST, 4, 0), rec(2, LAST, 4, 0) };
-	struct iommu_hwpt_pgfault pasid[] = { rec(1, PV, 3, 1), rec(1, LAST | PV, 3, 2) };
-	struct iommu_hwpt_pgfault pv[] = { rec(1, PV, 3, 0), rec(1, LAST, 3, 0) };
+	struct iommu_hwpt_pgfault dev[] = {rec(1, 0, 3, 0), rec(1, LAST, 4, 0), rec(2, LAST, 4, 0)};
+	struct iommu_hwpt_pgfault pasid[] = {rec(1, PV, 3, 1), rec(1, LAST | PV, 3, 2)};
+	struct iommu_hwpt_pgfault pv[] = {rec(1, PV, 3, 0), rec(1, LAST, 3, 0)};
 	/* a later record with PASID_VALID and the value that means "no PASID" still mixes */
-	struct iommu_hwpt_pgfault pv_none[] = { rec(1, 0, 3, 0), rec(1, LAST | PV, 3, IOPF_PASID_NONE) };
+	struct iommu_hwpt_pgfault pv_none[] = {rec(1, 0, 3, 0),
+					       rec(1, LAST | PV, 3, IOPF_PASID_NONE)};
 	const struct iopf_group want_dev[] = {
-		{ .first = 0, .n = 2, .cookie = 1, .bad = true },
-		{ .first = 2, .n = 1, .cookie = 2 },
+		{.first = 0, .n = 2, .cookie = 1, .bad = true},
+		{.first = 2, .n = 1, .cookie = 2},
 	};
-	const struct iopf_group want_one_bad[] = { { .first = 0, .n = 2, .cookie = 1, .bad = true } };
+	const struct iopf_group want_one_bad[] = {{.first = 0, .n = 2, .cookie = 1, .bad = true}};
 
 	check(dev, 3, want_dev, 2);
 	check(pasid, 2, want_one_bad, 1);
@@ -222,9 +230,9 @@ static void test_pasid_out_of_range(void **state)
 		rec(3, LAST | PV, 3, IOPF_PASID_MAX),
 	};
 	const struct iopf_group want[] = {
-		{ .first = 0, .n = 1, .cookie = 1, .bad = true },
-		{ .first = 1, .n = 1, .cookie = 2, .bad = true },
-		{ .first = 2, .n = 1, .cookie = 3 },
+		{.first = 0, .n = 1, .cookie = 1, .bad = true},
+		{.first = 1, .n = 1, .cookie = 2, .bad = true},
+		{.first = 2, .n = 1, .cookie = 3},
 	};
 
 	check(r, 3, want, 3);

@@ -34,11 +34,24 @@ static void test_bucket_of(void **state)
 		uint64_t ns;
 		unsigned bucket;
 	} cases[] = {
-		{ 0, 0 },           { 1, 0 },           { 1000, 0 },          { 1001, 1 },
-		{ 2000, 1 },        { 9000, 8 },        { 9001, 9 },          { 10000, 9 },
-		{ 10001, 10 },      { 90000, 17 }, { 99999, 18 },      { 100000, 18 },       { 1500000, 28 },
-		{ 9000000000ull, 62 }, { 9000000001ull, 63 }, { 10000000000ull, 63 },
-		{ 10000000001ull, 64 }, { UINT64_MAX, 64 },
+		{0, 0},
+		{1, 0},
+		{1000, 0},
+		{1001, 1},
+		{2000, 1},
+		{9000, 8},
+		{9001, 9},
+		{10000, 9},
+		{10001, 10},
+		{90000, 17},
+		{99999, 18},
+		{100000, 18},
+		{1500000, 28},
+		{9000000000ull, 62},
+		{9000000001ull, 63},
+		{10000000000ull, 63},
+		{10000000001ull, 64},
+		{UINT64_MAX, 64},
 	};
 
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
@@ -54,13 +67,13 @@ static void test_bucket_of(void **state)
 
 static void test_quantile_and_merge(void **state)
 {
-	struct iopf_histogram a = { 0 }, b = { 0 }, m = { 0 };
+	struct iopf_histogram a = {0}, b = {0}, m = {0};
 
 	assert_int_equal(iopf_histogram_quantile(&a, 0.5), 0);
 	for (int i = 0; i < 90; i++)
-		iopf_histogram_record(&a, 1500);     /* bucket 2 us */
+		iopf_histogram_record(&a, 1500); /* bucket 2 us */
 	for (int i = 0; i < 9; i++)
-		iopf_histogram_record(&b, 50000);    /* bucket 50 us */
+		iopf_histogram_record(&b, 50000);  /* bucket 50 us */
 	iopf_histogram_record(&b, 20000000000ull); /* overflow */
 
 	iopf_histogram_merge(&m, &a);

@@ -45,7 +45,7 @@ static void test_identify(void **state)
 static void test_kernel_backend_fallbacks(void **state)
 {
 	struct iopf_backend *b;
-	struct iopf_map_req req = { .iova = 0x10000, .length = 4096, .prot = 4 };
+	struct iopf_map_req req = {.iova = 0x10000, .length = 4096, .prot = 4};
 	char buf[40];
 	int efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	int mfd = test_memfd(4096);

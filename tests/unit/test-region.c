@@ -13,9 +13,9 @@
 #include "region.h"
 #include "util.h"
 
-#define PG IOPF_PAGE_SIZE
-#define R IOPF_ACCESS_READ
-#define W IOPF_ACCESS_WRITE
+#define PG     IOPF_PAGE_SIZE
+#define R      IOPF_ACCESS_READ
+#define W      IOPF_ACCESS_WRITE
 #define TENANT 1
 
 static int memfd = -1;
@@ -48,10 +48,14 @@ static void test_new_validation(void **state)
 	assert_int_equal(iopf_region_new(TENANT, memfd, 0, UINT64_MAX - 2 * PG + 1, PG, R, &r), 0);
 	assert_int_equal(r->n_pages, 1);
 	iopf_region_free(r);
-	assert_int_equal(iopf_region_new(TENANT, memfd, 0, UINT64_MAX - PG + 1, PG, R, &r), -EINVAL);
-	assert_int_equal(iopf_region_new(TENANT, memfd, 0, UINT64_MAX - PG + 1, 2 * PG, R, &r), -EINVAL);
-	assert_int_equal(iopf_region_check_args(0, UINT64_MAX - PG + 1, PG, R), IOPF_REGION_IOVA_WRAPS);
-	assert_int_equal(iopf_region_check_args(0, UINT64_MAX - 2 * PG + 1, PG, R), IOPF_REGION_ARGS_OK);
+	assert_int_equal(iopf_region_new(TENANT, memfd, 0, UINT64_MAX - PG + 1, PG, R, &r),
+			 -EINVAL);
+	assert_int_equal(iopf_region_new(TENANT, memfd, 0, UINT64_MAX - PG + 1, 2 * PG, R, &r),
+			 -EINVAL);
+	assert_int_equal(iopf_region_check_args(0, UINT64_MAX - PG + 1, PG, R),
+			 IOPF_REGION_IOVA_WRAPS);
+	assert_int_equal(iopf_region_check_args(0, UINT64_MAX - 2 * PG + 1, PG, R),
+			 IOPF_REGION_ARGS_OK);
 	/* beyond the file */
 	assert_int_equal(iopf_region_new(TENANT, memfd, PG, 0, 1024 * PG, R, &r), -EINVAL);
 	assert_int_equal(iopf_region_new(TENANT, memfd, 0, 0, 1024 * PG, R | W, &r), 0);
@@ -86,13 +90,13 @@ static void test_prot(void **state)
 	static const struct {
 		uint32_t access, prot;
 	} cases[] = {
-		{ R, IOMMU_IOAS_MAP_READABLE },
-		{ W, IOMMU_IOAS_MAP_WRITEABLE },
-		{ R | W, IOMMU_IOAS_MAP_READABLE | IOMMU_IOAS_MAP_WRITEABLE },
-		{ IOPF_ACCESS_EXEC, IOMMU_IOAS_MAP_READABLE },
-		{ IOPF_ACCESS_PRIV, IOMMU_IOAS_MAP_READABLE },
-		{ W | IOPF_ACCESS_EXEC, IOMMU_IOAS_MAP_READABLE | IOMMU_IOAS_MAP_WRITEABLE },
-		{ W | IOPF_ACCESS_PRIV, IOMMU_IOAS_MAP_WRITEABLE },
+		{R, IOMMU_IOAS_MAP_READABLE},
+		{W, IOMMU_IOAS_MAP_WRITEABLE},
+		{R | W, IOMMU_IOAS_MAP_READABLE | IOMMU_IOAS_MAP_WRITEABLE},
+		{IOPF_ACCESS_EXEC, IOMMU_IOAS_MAP_READABLE},
+		{IOPF_ACCESS_PRIV, IOMMU_IOAS_MAP_READABLE},
+		{W | IOPF_ACCESS_EXEC, IOMMU_IOAS_MAP_READABLE | IOMMU_IOAS_MAP_WRITEABLE},
+		{W | IOPF_ACCESS_PRIV, IOMMU_IOAS_MAP_WRITEABLE},
 	};
 
 	for (size_t i = 0; i < ARRAY_SIZE(cases); i++) {
@@ -182,7 +186,8 @@ static void test_files_many(void **state)
 	for (int t = 0; t < TENANTS; t++)
 		for (int f = 0; f < FILES; f++)
 			for (int i = 0; i < PER; i++, k++)
-				assert_int_equal(iopf_region_new(t, fds[f], 0, k * PG, PG, R, &v[k]), 0);
+				assert_int_equal(
+					iopf_region_new(t, fds[f], 0, k * PG, PG, R, &v[k]), 0);
 	assert_int_equal(iopf_region_files(), FILES * TENANTS);
 	for (int f = 0; f < FILES; f++)
 		close(fds[f]);
@@ -242,14 +247,14 @@ static void test_set_overlap(void **state)
 		uint64_t iova, len;
 		int want;
 	} cases[] = {
-		{ 0x10000 - PG, PG, 0 },          /* adjacent below */
-		{ 0x14000, PG, 0 },               /* adjacent above */
-		{ 0x10000 - PG, 2 * PG, -EBUSY }, /* overlaps the start */
-		{ 0x13000, 2 * PG, -EBUSY },      /* overlaps the end */
-		{ 0x11000, PG, -EBUSY },          /* inside */
-		{ 0x0, 0x100000, -EBUSY },        /* around both */
-		{ 0x14000, 0xc000, 0 },           /* exactly the gap */
-		{ 0x14000, 0xd000, -EBUSY },      /* the gap and one more */
+		{0x10000 - PG, PG, 0},		/* adjacent below */
+		{0x14000, PG, 0},		/* adjacent above */
+		{0x10000 - PG, 2 * PG, -EBUSY}, /* overlaps the start */
+		{0x13000, 2 * PG, -EBUSY},	/* overlaps the end */
+		{0x11000, PG, -EBUSY},		/* inside */
+		{0x0, 0x100000, -EBUSY},	/* around both */
+		{0x14000, 0xc000, 0},		/* exactly the gap */
+		{0x14000, 0xd000, -EBUSY},	/* the gap and one more */
 	};
 
 	assert_int_equal(iopf_region_set_add(NULL, b, &s1), 0);
@@ -299,7 +304,7 @@ static void test_set_find(void **state)
 
 	assert_null(iopf_region_set_find(NULL, 0x10000));
 	/* inserted out of order */
-	int order[] = { 2, 0, 3, 1 };
+	int order[] = {2, 0, 3, 1};
 	for (int k = 0; k < 4; k++) {
 		assert_int_equal(iopf_region_set_add(s, v[order[k]], &n), 0);
 		free(s);

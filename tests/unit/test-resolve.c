@@ -7,12 +7,12 @@
 #include "fake-backend.h"
 #include "resolve.h"
 
-#define PG IOPF_PAGE_SIZE
-#define KiB UINT64_C(1024)
+#define PG   IOPF_PAGE_SIZE
+#define KiB  UINT64_C(1024)
 #define BASE UINT64_C(0x1000000)
-#define R IOPF_ACCESS_READ
-#define W IOPF_ACCESS_WRITE
-#define X IOPF_ACCESS_EXEC
+#define R    IOPF_ACCESS_READ
+#define W    IOPF_ACCESS_WRITE
+#define X    IOPF_ACCESS_EXEC
 
 struct fx {
 	int memfd;
@@ -31,7 +31,7 @@ static int setup_mode(void **state, bool uptr)
 	x->memfd = test_memfd(1024 * PG);
 	x->f = fake_new(uptr);
 	x->b = fake_backend(x->f);
-	x->rs = (struct iopf_resolver){ .backend = x->b, .fault_around = 64 * KiB };
+	x->rs = (struct iopf_resolver){.backend = x->b, .fault_around = 64 * KiB};
 	*state = x;
 	return 0;
 }
@@ -107,8 +107,8 @@ static void test_permission_and_outside(void **state)
 			 IOPF_REASON_OUTSIDE_REGION);
 	expect_calls(x, NULL, 0);
 	/* perm bits beyond IOPF_ACCESS_ALL are ignored, EXEC allowed where granted */
-	assert_int_equal(fault(x, BASE + 128 * PG, 0x10 | IOMMU_PGFAULT_PERM_EXEC |
-						     IOMMU_PGFAULT_PERM_WRITE),
+	assert_int_equal(fault(x, BASE + 128 * PG,
+			       0x10 | IOMMU_PGFAULT_PERM_EXEC | IOMMU_PGFAULT_PERM_WRITE),
 			 IOPF_REASON_RESOLVED);
 	assert_int_equal(fault(x, BASE + 5 * PG + 7, 0), IOPF_REASON_RESOLVED);
 	assert_int_equal(x->c.maps, 2);
@@ -123,9 +123,8 @@ static void test_window_clipping(void **state)
 	region(x, BASE + 8 * PG, 20 * PG, R | W);
 	assert_int_equal(fault(x, BASE + 9 * PG + 123, IOMMU_PGFAULT_PERM_READ),
 			 IOPF_REASON_RESOLVED);
-	assert_int_equal(fault(x, BASE + 27 * PG, IOMMU_PGFAULT_PERM_WRITE),
-			 IOPF_REASON_RESOLVED);
-	const uint64_t want[][3] = { { BASE + 8 * PG, 8, 0 }, { BASE + 16 * PG, 12, 0 } };
+	assert_int_equal(fault(x, BASE + 27 * PG, IOMMU_PGFAULT_PERM_WRITE), IOPF_REASON_RESOLVED);
+	const uint64_t want[][3] = {{BASE + 8 * PG, 8, 0}, {BASE + 16 * PG, 12, 0}};
 	expect_calls(x, want, 2);
 	assert_int_equal(fake_map_calls(x->f, &c), 2);
 	assert_int_equal(c[0].offset, 0);
@@ -150,8 +149,8 @@ static void test_no_remap_and_coalesce(void **state)
 	x->rs.fault_around = 64 * KiB;
 	assert_int_equal(fault(x, BASE + 7 * PG, IOMMU_PGFAULT_PERM_READ), IOPF_REASON_RESOLVED);
 	const uint64_t want[][3] = {
-		{ BASE + 5 * PG, 1, 0 }, { BASE + 9 * PG, 1, 0 },
-		{ BASE + 6 * PG, 3, 0 }, { BASE, 5, 0 }, { BASE + 10 * PG, 6, 0 },
+		{BASE + 5 * PG, 1, 0}, {BASE + 9 * PG, 1, 0},  {BASE + 6 * PG, 3, 0},
+		{BASE, 5, 0},	       {BASE + 10 * PG, 6, 0},
 	};
 	expect_calls(x, want, 5);
 	/* everything in the window is ours now: duplicates coalesce without a call */
@@ -184,8 +183,10 @@ static void test_eexist(void **state)
 	/* page 8 itself: its run fails, the single page fails too: resolved, not ours */
 	assert_int_equal(fault(x, BASE + 8 * PG, IOMMU_PGFAULT_PERM_READ), IOPF_REASON_RESOLVED);
 	const uint64_t want[][3] = {
-		{ BASE, 16, (uint64_t)-EEXIST }, { BASE + 2 * PG, 1, 0 },
-		{ BASE + 3 * PG, 13, (uint64_t)-EEXIST }, { BASE + 8 * PG, 1, (uint64_t)-EEXIST },
+		{BASE, 16, (uint64_t)-EEXIST},
+		{BASE + 2 * PG, 1, 0},
+		{BASE + 3 * PG, 13, (uint64_t)-EEXIST},
+		{BASE + 8 * PG, 1, (uint64_t)-EEXIST},
 	};
 	expect_calls(x, want, 4);
 	assert_true(iopf_region_page_mapped(x->set->v[0], 2));
@@ -207,8 +208,9 @@ static void test_eexist(void **state)
 	fake_premap(x->f, BASE + 70 * PG, PG); /* e.g. another domain's read-only region */
 	assert_int_equal(fault(x, BASE + 70 * PG, IOMMU_PGFAULT_PERM_WRITE),
 			 IOPF_REASON_MAPPED_ELSEWHERE);
-	assert_int_equal(fault(x, BASE + 70 * PG, IOMMU_PGFAULT_PERM_READ | IOMMU_PGFAULT_PERM_WRITE),
-			 IOPF_REASON_MAPPED_ELSEWHERE);
+	assert_int_equal(
+		fault(x, BASE + 70 * PG, IOMMU_PGFAULT_PERM_READ | IOMMU_PGFAULT_PERM_WRITE),
+		IOPF_REASON_MAPPED_ELSEWHERE);
 	assert_int_equal(fault(x, BASE + 70 * PG, IOMMU_PGFAULT_PERM_READ), IOPF_REASON_RESOLVED);
 	assert_int_equal(fault(x, BASE + 70 * PG, IOMMU_PGFAULT_PERM_EXEC), IOPF_REASON_RESOLVED);
 	assert_false(iopf_region_page_mapped(rw, 6));
@@ -233,7 +235,8 @@ static void test_map_error(void **state)
 	assert_int_equal(fault(x, BASE + 4 * PG, IOMMU_PGFAULT_PERM_READ), IOPF_REASON_RESOLVED);
 	/* after a failed run the rest of the window is not fetched: it would fail too */
 	const uint64_t want[][3] = {
-		{ BASE, 16, (uint64_t)-ENOMEM }, { BASE + 4 * PG, 1, 0 },
+		{BASE, 16, (uint64_t)-ENOMEM},
+		{BASE + 4 * PG, 1, 0},
 	};
 	expect_calls(x, want, 2);
 	assert_int_equal(x->c.pages_mapped, 1);
@@ -245,9 +248,9 @@ static void test_map_error(void **state)
 	x->rs.fault_around = PG;
 	assert_int_equal(fault(x, BASE + 20 * PG, IOMMU_PGFAULT_PERM_READ), IOPF_REASON_MAP_ERROR);
 	const uint64_t want2[][3] = {
-		{ BASE, 16, (uint64_t)-ENOMEM }, { BASE + 4 * PG, 1, 0 },
-		{ BASE + 16 * PG, 16, (uint64_t)-EFAULT }, { BASE + 20 * PG, 1, (uint64_t)-EFAULT },
-		{ BASE + 20 * PG, 1, (uint64_t)-EFAULT },
+		{BASE, 16, (uint64_t)-ENOMEM},		 {BASE + 4 * PG, 1, 0},
+		{BASE + 16 * PG, 16, (uint64_t)-EFAULT}, {BASE + 20 * PG, 1, (uint64_t)-EFAULT},
+		{BASE + 20 * PG, 1, (uint64_t)-EFAULT},
 	};
 	expect_calls(x, want2, 5);
 	/* prefetch failures elsewhere do not fail the fault */

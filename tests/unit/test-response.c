@@ -73,7 +73,7 @@ static void expect_answers(struct fx *x, const unsigned *idx, size_t n)
 static void test_one_write(void **state)
 {
 	struct fx *x = *state;
-	const unsigned all[] = { 0, 1, 2, 3, 4, 5 };
+	const unsigned all[] = {0, 1, 2, 3, 4, 5};
 
 	deliver(x, 6);
 	queue_all(x, 6);
@@ -140,7 +140,7 @@ static void test_hard_error_keeps(void **state)
 {
 	struct fx *x = *state;
 	/* cookies are reused: the second round's are the first round's numbers */
-	const unsigned want[] = { 0, 2 }, more[] = { 0, 2, 0, 2, 4, 5 };
+	const unsigned want[] = {0, 2}, more[] = {0, 2, 0, 2, 4, 5};
 
 	deliver(x, 3);
 	queue_all(x, 3);
@@ -182,7 +182,7 @@ static void test_hard_error_keeps(void **state)
 static void test_eintr_and_discard(void **state)
 {
 	struct fx *x = *state;
-	const unsigned want[] = { 0, 1, 2 };
+	const unsigned want[] = {0, 1, 2};
 
 	deliver(x, 3);
 	queue_all(x, 3);
@@ -203,7 +203,7 @@ static void test_eintr_and_discard(void **state)
 static void test_reserve_keeps_entries(void **state)
 {
 	struct fx *x = *state;
-	const unsigned want[] = { 0, 1 };
+	const unsigned want[] = {0, 1};
 
 	deliver(x, 2);
 	queue_all(x, 2);
@@ -325,7 +325,8 @@ static void test_dedupe_model(void **state)
 		for (unsigned i = 0; i < n; i++) {
 			rng = rng * 6364136223846793005ULL + 1442695040888963407ULL;
 			/* a few values, so repeats are common; some past the bitmap */
-			cookies[i] = (uint32_t)(rng >> 60) + ((rng >> 40) & 1 ? 1 : (uint32_t)x->rb.seen_bits);
+			cookies[i] = (uint32_t)(rng >> 60) +
+				     ((rng >> 40) & 1 ? 1 : (uint32_t)x->rb.seen_bits);
 			iopf_response_add(&x->rb, cookies[i], 0, &x->c[0]);
 		}
 		/* the model: only the last entry of each cookie survives */
@@ -389,7 +390,6 @@ static void test_latency_per_read(void **state)
 }
 
 TEST_MAIN(TEST(test_one_write), cmocka_unit_test(test_refused_entries), TEST(test_hard_error_keeps),
-	  TEST(test_eintr_and_discard),
-	  TEST(test_reserve_keeps_entries), TEST(test_reissued_cookie_in_batch),
-	  TEST(test_reserve_reindexes), TEST(test_reissued_big_cookie), TEST(test_dedupe_model),
-	  TEST(test_latency_per_read));
+	  TEST(test_eintr_and_discard), TEST(test_reserve_keeps_entries),
+	  TEST(test_reissued_cookie_in_batch), TEST(test_reserve_reindexes),
+	  TEST(test_reissued_big_cookie), TEST(test_dedupe_model), TEST(test_latency_per_read));

@@ -340,6 +340,9 @@ static const enum crash_at points[] = {
 };
 
 /* struct CMUnitTest: its name, the function, no setup or teardown, the crash point */
-#define CRASH_TEST(i, name) {name, test_crash, NULL, NULL, (void *)&points[i]}
+#define CRASH_TEST(i, name)                                                                        \
+	{                                                                                          \
+		name, test_crash, NULL, NULL, (void *)&points[i]                                   \
+	}
 TEST_MAIN(CRASH_TEST(0, "crash_before_write"), CRASH_TEST(1, "crash_after_write"),
 	  CRASH_TEST(2, "crash_before_map"), CRASH_TEST(3, "crash_after_map"))

@@ -87,7 +87,8 @@ static void test_many(void **state)
 	for (unsigned i = 0; i < N; i += 2)
 		iopf_route_del(t, v[i]);
 	for (unsigned i = 0; i < N; i++) {
-		struct iopf_route_node *n = lookup(t, i % 7 + 1, i, i % 3 ? i % 11 : IOPF_PASID_NONE);
+		struct iopf_route_node *n =
+			lookup(t, i % 7 + 1, i, i % 3 ? i % 11 : IOPF_PASID_NONE);
 
 		assert_ptr_equal(n, i % 2 ? v[i] : NULL);
 	}

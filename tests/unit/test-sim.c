@@ -29,9 +29,9 @@
 #include "util.h"
 #include "fd-util.h"
 
-#define REC sizeof(struct iommu_hwpt_pgfault)
+#define REC  sizeof(struct iommu_hwpt_pgfault)
 #define RESP sizeof(struct iommu_hwpt_page_response)
-#define PG IOPF_SIM_PAGE_SIZE
+#define PG   IOPF_SIM_PAGE_SIZE
 
 struct fx {
 	struct iopf_sim *s;
@@ -79,7 +79,7 @@ static ssize_t bwrite(struct fx *fx, const void *buf, size_t len)
 
 static ssize_t respond(struct fx *fx, uint32_t cookie, uint32_t code)
 {
-	struct iommu_hwpt_page_response r = { .cookie = cookie, .code = code };
+	struct iommu_hwpt_page_response r = {.cookie = cookie, .code = code};
 
 	return bwrite(fx, &r, sizeof(r));
 }
@@ -90,19 +90,24 @@ static void inject(struct fx *fx, uint32_t dev, uint32_t pasid, unsigned n, uint
 {
 	struct iopf_sim_fault f[IOPF_SIM_MAX_GROUP];
 	struct iopf_sim_group g = {
-		.dev_id = dev, .pasid = pasid, .grpid = (uint32_t)tag & 0x1ff, .n = n, .faults = f,
+		.dev_id = dev,
+		.pasid = pasid,
+		.grpid = (uint32_t)tag & 0x1ff,
+		.n = n,
+		.faults = f,
 		.tag = tag,
 	};
 	unsigned i;
 
 	for (i = 0; i < n; i++)
-		f[i] = (struct iopf_sim_fault){ .addr = addr + i * PG, .perm = IOMMU_PGFAULT_PERM_READ };
+		f[i] = (struct iopf_sim_fault){.addr = addr + i * PG,
+					       .perm = IOMMU_PGFAULT_PERM_READ};
 	assert_int_equal(iopf_sim_inject(fx->s, &g, 1), 1);
 }
 
 static bool doorbell_up(struct fx *fx)
 {
-	struct pollfd p = { .fd = fx->b->poll_fd, .events = POLLIN };
+	struct pollfd p = {.fd = fx->b->poll_fd, .events = POLLIN};
 
 	assert_true(poll(&p, 1, 0) >= 0);
 	return p.revents & POLLIN;
@@ -179,8 +184,9 @@ static void test_open_rejects_wrong_fds(void **state)
 
 	assert_int_equal(pipe2(p, O_CLOEXEC), 0);
 	/* swapped, wrong kinds, closed, unsealed, empty: all -EBADF, fds stay with the caller */
-	assert_int_equal(iopf_sim_backend_open(iopf_sim_iommufd(fx->s), iopf_sim_fault_fd(fx->s), 1, &b),
-			 -EBADF);
+	assert_int_equal(
+		iopf_sim_backend_open(iopf_sim_iommufd(fx->s), iopf_sim_fault_fd(fx->s), 1, &b),
+		-EBADF);
 	assert_int_equal(iopf_sim_backend_open(p[0], iopf_sim_iommufd(fx->s), 1, &b), -EBADF);
 	assert_int_equal(iopf_sim_backend_open(efd, other, 1, &b), -EBADF);
 	assert_int_equal(iopf_sim_backend_open(efd, unsealed, 1, &b), -EBADF);
@@ -256,12 +262,12 @@ static void test_new_limits(void **state)
 {
 	struct iopf_sim *s = NULL;
 
-	assert_int_equal(iopf_sim_new(&(struct iopf_sim_config){ .max_group = 257 }, &s), -EINVAL);
-	assert_int_equal(iopf_sim_new(&(struct iopf_sim_config){ .queue_depth = (1u << 20) + 1 }, &s),
+	assert_int_equal(iopf_sim_new(&(struct iopf_sim_config){.max_group = 257}, &s), -EINVAL);
+	assert_int_equal(iopf_sim_new(&(struct iopf_sim_config){.queue_depth = (1u << 20) + 1}, &s),
 			 -EINVAL);
-	assert_int_equal(iopf_sim_new(&(struct iopf_sim_config){ .n_ioas = 65 }, &s), -EINVAL);
+	assert_int_equal(iopf_sim_new(&(struct iopf_sim_config){.n_ioas = 65}, &s), -EINVAL);
 	assert_null(s);
-	assert_int_equal(iopf_sim_new(&(struct iopf_sim_config){ .queue_depth = 100 }, &s), 0);
+	assert_int_equal(iopf_sim_new(&(struct iopf_sim_config){.queue_depth = 100}, &s), 0);
 	assert_int_equal(iopf_sim_queue_depth(s), 128);
 	assert_int_equal(iopf_sim_ioas_id(s, 0), 1);
 	assert_int_equal(iopf_sim_ioas_id(s, 1), 0);
@@ -309,7 +315,8 @@ static void test_read_records(void **state)
 	assert_int_equal(rec[0].perm, IOMMU_PGFAULT_PERM_READ);
 
 	assert_int_equal(rec[2].flags, IOMMU_PGFAULT_FLAGS_PASID_VALID);
-	assert_int_equal(rec[4].flags, IOMMU_PGFAULT_FLAGS_PASID_VALID | IOMMU_PGFAULT_FLAGS_LAST_PAGE);
+	assert_int_equal(rec[4].flags,
+			 IOMMU_PGFAULT_FLAGS_PASID_VALID | IOMMU_PGFAULT_FLAGS_LAST_PAGE);
 	assert_int_equal(rec[3].pasid, 0x1234);
 	assert_int_equal(rec[3].dev_id, 9);
 	assert_int_equal(rec[3].grpid, 2);
@@ -348,9 +355,14 @@ static void test_read_raw_records_pass_through(void **state)
 {
 	struct fx *fx = *state;
 	struct iommu_hwpt_pgfault in[2] = {
-		{ .flags = 1u << 2, .dev_id = 4, .grpid = 9, .perm = 0xff, .addr = 0x1234567,
-		  .length = 77, .cookie = 555 },
-		{ .flags = 1u << 2 | IOMMU_PGFAULT_FLAGS_PASID_VALID, .dev_id = 5, .pasid = 3 },
+		{.flags = 1u << 2,
+		 .dev_id = 4,
+		 .grpid = 9,
+		 .perm = 0xff,
+		 .addr = 0x1234567,
+		 .length = 77,
+		 .cookie = 555},
+		{.flags = 1u << 2 | IOMMU_PGFAULT_FLAGS_PASID_VALID, .dev_id = 5, .pasid = 3},
 	};
 	struct iommu_hwpt_pgfault rec[2];
 
@@ -408,7 +420,7 @@ static void test_cookie_lowest_free_and_reuse(void **state)
 
 static void test_cookie_reuse_crosses_words(void **state)
 {
-	const struct iopf_sim_config cfg = { .queue_depth = 256, .max_group = 1 };
+	const struct iopf_sim_config cfg = {.queue_depth = 256, .max_group = 1};
 	struct fx *fx;
 	struct iommu_hwpt_pgfault rec[200];
 	unsigned i;
@@ -449,14 +461,14 @@ static void test_write_semantics(void **state)
 	assert_int_equal(bwrite(fx, resp, 0), 0);
 
 	/* stops at the first bad entry: short write of what was consumed */
-	resp[0] = (struct iommu_hwpt_page_response){ .cookie = 1, .code = 0 };
-	resp[1] = (struct iommu_hwpt_page_response){ .cookie = 2, .code = 2 };
-	resp[2] = (struct iommu_hwpt_page_response){ .cookie = 3, .code = 0 };
+	resp[0] = (struct iommu_hwpt_page_response){.cookie = 1, .code = 0};
+	resp[1] = (struct iommu_hwpt_page_response){.cookie = 2, .code = 2};
+	resp[2] = (struct iommu_hwpt_page_response){.cookie = 3, .code = 0};
 	assert_int_equal(bwrite(fx, resp, 3 * RESP), RESP);
 	/* the bad entry first: its error; the code is checked before the cookie */
 	assert_int_equal(bwrite(fx, &resp[1], 2 * RESP), -EINVAL);
 	assert_int_equal(counts(fx).stats.bad_code, 2);
-	resp[1] = (struct iommu_hwpt_page_response){ .cookie = 99, .code = 7 };
+	resp[1] = (struct iommu_hwpt_page_response){.cookie = 99, .code = 7};
 	assert_int_equal(bwrite(fx, &resp[1], RESP), -EINVAL);
 	assert_int_equal(counts(fx).stats.bad_code, 3);
 	assert_int_equal(counts(fx).stats.bad_cookie, 0);
@@ -470,10 +482,10 @@ static void test_write_semantics(void **state)
 	assert_int_equal(counts(fx).stats.bad_cookie, 5);
 
 	/* batch: 2 and 3 fine, then 2 again is stale */
-	resp[0] = (struct iommu_hwpt_page_response){ .cookie = 2, .code = 1 };
-	resp[1] = (struct iommu_hwpt_page_response){ .cookie = 3, .code = 0 };
-	resp[2] = (struct iommu_hwpt_page_response){ .cookie = 2, .code = 0 };
-	resp[3] = (struct iommu_hwpt_page_response){ .cookie = 4, .code = 0 };
+	resp[0] = (struct iommu_hwpt_page_response){.cookie = 2, .code = 1};
+	resp[1] = (struct iommu_hwpt_page_response){.cookie = 3, .code = 0};
+	resp[2] = (struct iommu_hwpt_page_response){.cookie = 2, .code = 0};
+	resp[3] = (struct iommu_hwpt_page_response){.cookie = 4, .code = 0};
 	assert_int_equal(bwrite(fx, resp, 4 * RESP), 2 * RESP);
 	assert_int_equal(bwrite(fx, &resp[3], RESP), RESP);
 	assert_int_equal(counts(fx).delivered, 0);
@@ -552,8 +564,8 @@ static void test_queue_full_and_bad_groups(void **state)
 	unsigned i;
 
 	for (i = 0; i < 20; i++)
-		g[i] = (struct iopf_sim_group){ .dev_id = 1, .pasid = IOPF_PASID_NONE, .n = 1,
-						.faults = f, .tag = i };
+		g[i] = (struct iopf_sim_group){
+			.dev_id = 1, .pasid = IOPF_PASID_NONE, .n = 1, .faults = f, .tag = i};
 	g[0].n = 9;
 	assert_int_equal(iopf_sim_inject(fx->s, g, 1), -EINVAL);
 	g[0].n = 0;
@@ -632,8 +644,8 @@ struct racer {
 static void *racer_inject(void *arg)
 {
 	struct racer *r = arg;
-	struct iopf_sim_fault f = { .addr = 0x1000, .perm = IOMMU_PGFAULT_PERM_READ };
-	struct iopf_sim_group g = { .dev_id = 1, .pasid = IOPF_PASID_NONE, .n = 1, .faults = &f };
+	struct iopf_sim_fault f = {.addr = 0x1000, .perm = IOMMU_PGFAULT_PERM_READ};
+	struct iopf_sim_group g = {.dev_id = 1, .pasid = IOPF_PASID_NONE, .n = 1, .faults = &f};
 	struct iopf_sim_answer a[16];
 	unsigned sent = 0, seed = 1;
 
@@ -661,14 +673,14 @@ static void *racer_inject(void *arg)
 static void test_doorbell_races(void **state)
 {
 	struct fx *fx = *state;
-	struct racer r = { .s = fx->s, .groups = 50000 };
+	struct racer r = {.s = fx->s, .groups = 50000};
 	struct iommu_hwpt_pgfault rec[16];
 	unsigned got = 0;
 	pthread_t t;
 
 	assert_int_equal(pthread_create(&t, NULL, racer_inject, &r), 0);
 	while (got < r.groups) {
-		struct pollfd p = { .fd = fx->b->poll_fd, .events = POLLIN };
+		struct pollfd p = {.fd = fx->b->poll_fd, .events = POLLIN};
 		ssize_t n;
 
 		if (poll(&p, 1, 1000) == 0) {
@@ -708,7 +720,7 @@ static void test_doorbell_blocking_eventfd(void **state)
 	/* the tenant clears O_NONBLOCK on the shared file: the daemon must still not block */
 	assert_int_equal(fcntl(fx->b->fault_fd, F_SETFL, fl & ~O_NONBLOCK), 0);
 	inject(fx, 1, IOPF_PASID_NONE, 1, 0, 1);
-	assert_int_equal(eventfd_read(iopf_sim_fault_fd(fx->s), &(eventfd_t){ 0 }), 0);
+	assert_int_equal(eventfd_read(iopf_sim_fault_fd(fx->s), &(eventfd_t){0}), 0);
 	assert_int_equal(bread(fx, rec, sizeof(rec)), REC);
 	assert_int_equal(bread(fx, rec, sizeof(rec)), 0);
 }
@@ -787,7 +799,7 @@ static void test_detach_auto_invalid(void **state)
 
 	inject(fx, 1, IOPF_PASID_NONE, 1, 0x1000, 1); /* delivered */
 	inject(fx, 2, IOPF_PASID_NONE, 1, 0x2000, 2); /* delivered, other device */
-	inject(fx, 1, 7, 1, 0x3000, 3);               /* delivered, dev 1 pasid 7 */
+	inject(fx, 1, 7, 1, 0x3000, 3);		      /* delivered, dev 1 pasid 7 */
 	assert_int_equal(bread(fx, rec, 3 * REC), 3 * REC);
 	inject(fx, 1, IOPF_PASID_NONE, 2, 0x4000, 4); /* queued */
 	inject(fx, 2, IOPF_PASID_NONE, 1, 0x5000, 5); /* queued, other device */
@@ -861,7 +873,11 @@ static int make_backing(size_t size)
 static int bmap(struct fx *fx, uint64_t iova, uint64_t len, uint32_t prot, int fd, uint64_t off)
 {
 	struct iopf_map_req req = {
-		.iova = iova, .length = len, .prot = prot, .fd = fd, .offset = off,
+		.iova = iova,
+		.length = len,
+		.prot = prot,
+		.fd = fd,
+		.offset = off,
 	};
 	return fx->b->ops->map(fx->b, &req);
 }
@@ -909,7 +925,7 @@ static void test_map_lookup(void **state)
 
 	/* many at once: each page answered as alone, whatever its neighbours */
 	{
-		const uint64_t iova[] = { 0x104000, 0xff000, 0x100fff, 0x104abc, 0x105000 };
+		const uint64_t iova[] = {0x104000, 0xff000, 0x100fff, 0x104abc, 0x105000};
 		struct iopf_sim_mapping many[5];
 		int rc[5];
 
@@ -955,7 +971,7 @@ static void test_map_validation(void **state)
 	assert_int_equal(bmap(fx, 0x1000, PG, IOMMU_IOAS_MAP_READABLE, path, 0), -EBADF);
 	close(path);
 	assert_int_equal(bmap(fx, 0x1000, 2 * PG, RW, fd, 3 * PG), -EINVAL); /* past its end */
-	assert_int_equal(bmap(fx, 0x1000, 65 * PG, RW, big, 0), -ENOMEM); /* > capacity */
+	assert_int_equal(bmap(fx, 0x1000, 65 * PG, RW, big, 0), -ENOMEM);    /* > capacity */
 	assert_int_equal(counts(fx).maps, 0);
 	assert_int_equal(bmap(fx, -PG, PG, RW, fd, 3 * PG), 0); /* the last page is fine */
 	assert_int_equal(bunmap(fx, -PG, PG), 0);
@@ -1032,7 +1048,8 @@ static void test_map_capacity(void **state)
 /* Many maps and unmaps in random order against a per-page model: hash deletion stays exact. */
 static void test_iommu_churn(void **state)
 {
-	const struct iopf_sim_config cfg = { .queue_depth = 4, .iommu_pages = 4096, .iommu_maps = 4096 };
+	const struct iopf_sim_config cfg = {
+		.queue_depth = 4, .iommu_pages = 4096, .iommu_maps = 4096};
 	struct fx *fx;
 	struct iopf_sim_mapping mp;
 	enum { SPAN = 2048 };
@@ -1199,7 +1216,7 @@ struct mgroup {
 
 static void test_model_random(void **state)
 {
-	const struct iopf_sim_config cfg = { .queue_depth = 64, .max_group = 4 };
+	const struct iopf_sim_config cfg = {.queue_depth = 64, .max_group = 4};
 	struct fx *fx;
 	struct mgroup queued[64];
 	unsigned nq = 0;
@@ -1223,7 +1240,7 @@ static void test_model_random(void **state)
 				continue;
 			tag++;
 			inject(fx, dev, IOPF_PASID_NONE, n, 0, tag);
-			queued[nq++] = (struct mgroup){ .tag = tag, .n = n, .dev = dev };
+			queued[nq++] = (struct mgroup){.tag = tag, .n = n, .dev = dev};
 		} else if (op < 6) {
 			struct iommu_hwpt_pgfault rec[12];
 			unsigned room = (unsigned)rand() % 13, used = 0, k = 0;

@@ -60,7 +60,7 @@ struct iopf_control_limits {
 /* Fds the engine holds for one object. */
 #define IOPF_CONTROL_SOURCE_FDS 2u
 #define IOPF_CONTROL_REGION_FDS 1u
-#define IOPF_CONTROL_LIMIT_MAX		 1000000u
+#define IOPF_CONTROL_LIMIT_MAX	1000000u
 
 /* The human-readable reason a request failed; set whenever a call returns < 0. */
 struct iopf_control_error {
@@ -104,8 +104,7 @@ int iopf_control_set_limits(struct iopf_control *c, const struct iopf_control_li
  * NULL: no check.
  */
 typedef int (*iopf_control_fd_check_fn)(void *userdata, unsigned need);
-void iopf_control_set_fd_check(struct iopf_control *c, iopf_control_fd_check_fn fn,
-			       void *userdata);
+void iopf_control_set_fd_check(struct iopf_control *c, iopf_control_fd_check_fn fn, void *userdata);
 /*
  * Who may read every tenant's objects and statistics, never change them: uid
  * 0 and the uids set here ([Metrics] Readers=, resolved by the daemon). Every

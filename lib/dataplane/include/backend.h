@@ -17,11 +17,11 @@ struct iopf_backend;
 
 struct iopf_map_req {
 	uint64_t iova;
-	uint64_t length;   /* multiple of IOPF_PAGE_SIZE */
-	uint32_t prot;     /* IOMMU_IOAS_MAP_READABLE | IOMMU_IOAS_MAP_WRITEABLE */
-	int fd;            /* backing memory fd (not owned) */
-	uint64_t offset;   /* offset of iova's page in fd */
-	void *uptr;        /* the daemon's mapping of that memory, or NULL if none */
+	uint64_t length; /* multiple of IOPF_PAGE_SIZE */
+	uint32_t prot;	 /* IOMMU_IOAS_MAP_READABLE | IOMMU_IOAS_MAP_WRITEABLE */
+	int fd;		 /* backing memory fd (not owned) */
+	uint64_t offset; /* offset of iova's page in fd */
+	void *uptr;	 /* the daemon's mapping of that memory, or NULL if none */
 };
 
 struct iopf_backend_ops {
@@ -41,11 +41,11 @@ struct iopf_backend_ops {
 
 struct iopf_backend {
 	const struct iopf_backend_ops *ops;
-	int fault_fd;     /* owned */
-	int iommufd;      /* owned */
+	int fault_fd; /* owned */
+	int iommufd;  /* owned */
 	uint32_t ioas_id;
-	int poll_fd;      /* POLLIN while undelivered groups exist; fault_fd or a sim doorbell */
-	void *priv;       /* backend state */
+	int poll_fd; /* POLLIN while undelivered groups exist; fault_fd or a sim doorbell */
+	void *priv;  /* backend state */
 };
 
 /*

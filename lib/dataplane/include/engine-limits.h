@@ -17,16 +17,16 @@
 
 /* Fault-around window (FaultAround=): a power of two in [MIN, MAX]. */
 #define IOPF_FAULT_AROUND_DEFAULT (UINT64_C(64) << 10)
-#define IOPF_FAULT_AROUND_MIN     IOPF_PAGE_SIZE
-#define IOPF_FAULT_AROUND_MAX     (UINT64_C(1) << 30)
+#define IOPF_FAULT_AROUND_MIN	  IOPF_PAGE_SIZE
+#define IOPF_FAULT_AROUND_MAX	  (UINT64_C(1) << 30)
 
 /*
  * Records per fault-fd read (ReadBatch=). The read buffer starts there and
  * grows (doubling) up to IOPF_READ_MAX_RECORDS for a group that does not fit.
  */
 #define IOPF_READ_BATCH_DEFAULT 256u
-#define IOPF_READ_MAX_RECORDS   65536u
-#define IOPF_READ_BATCH_MAX     IOPF_READ_MAX_RECORDS
+#define IOPF_READ_MAX_RECORDS	65536u
+#define IOPF_READ_BATCH_MAX	IOPF_READ_MAX_RECORDS
 
 /* Groups one source may hold across turns (IOPF_HANDLER_HOLD). */
 #define IOPF_HELD_MAX 256u

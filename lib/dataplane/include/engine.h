@@ -44,9 +44,9 @@ struct iopf_engine_fd_store {
 };
 
 struct iopf_engine_config {
-	unsigned n_workers;     /* 0: one per CPU the process may run on (its affinity) */
-	uint64_t fault_around;  /* window bytes: power of two >= IOPF_PAGE_SIZE; default 64 KiB */
-	unsigned read_batch;    /* records per fault-fd read; default 256 (engine-limits.h) */
+	unsigned n_workers;    /* 0: one per CPU the process may run on (its affinity) */
+	uint64_t fault_around; /* window bytes: power of two >= IOPF_PAGE_SIZE; default 64 KiB */
+	unsigned read_batch;   /* records per fault-fd read; default 256 (engine-limits.h) */
 	iopf_backend_open_fn sim_open; /* accept simulator fault sources with it; NULL: refuse */
 	/*
 	 * > 0: the state arena (a memfd) of an earlier run, taken over (also on
@@ -58,17 +58,17 @@ struct iopf_engine_config {
 
 /* Counters of one domain, or of a source's faults that found no domain. */
 struct iopf_counters {
-	uint64_t faults;                   /* records read */
-	uint64_t groups;                   /* groups answered */
-	uint64_t success;                  /* groups answered SUCCESS */
-	uint64_t invalid;                  /* groups answered INVALID */
+	uint64_t faults;		    /* records read */
+	uint64_t groups;		    /* groups answered */
+	uint64_t success;		    /* groups answered SUCCESS */
+	uint64_t invalid;		    /* groups answered INVALID */
 	uint64_t reasons[_IOPF_REASON_MAX]; /* groups by reason */
-	uint64_t stale;                    /* responses the kernel refused (already auto-answered) */
-	uint64_t pages_mapped;             /* pages the daemon mapped */
-	uint64_t maps;                     /* map calls */
-	uint64_t coalesced;                /* faults found already mapped by the daemon */
-	uint64_t bytes_mapped;             /* currently mapped by the daemon */
-	uint64_t masked_flags;             /* records with flag bits the uAPI lacks (masked) */
+	uint64_t stale;	       /* responses the kernel refused (already auto-answered) */
+	uint64_t pages_mapped; /* pages the daemon mapped */
+	uint64_t maps;	       /* map calls */
+	uint64_t coalesced;    /* faults found already mapped by the daemon */
+	uint64_t bytes_mapped; /* currently mapped by the daemon */
+	uint64_t masked_flags; /* records with flag bits the uAPI lacks (masked) */
 };
 
 typedef void (*iopf_engine_done_fn)(void *userdata, int error);
@@ -108,9 +108,10 @@ typedef int (*iopf_engine_take_fd_fn)(void *userdata, const char *name);
 typedef int (*iopf_engine_record_fn)(void *userdata, uint64_t key, const void *data, size_t len);
 struct iopf_engine_restored {
 	unsigned sources, domains, regions; /* built again */
-	unsigned dropped;                   /* objects whose fds were missing or wrong */
-	uint64_t pending;                   /* journaled records, answered before any read */
-	unsigned uncertain; /* map calls in flight at the crash, found blocked by another region's */
+	unsigned dropped;		    /* objects whose fds were missing or wrong */
+	uint64_t pending;		    /* journaled records, answered before any read */
+	unsigned
+		uncertain; /* map calls in flight at the crash, found blocked by another region's */
 };
 int iopf_engine_restore(struct iopf_engine *e, iopf_engine_take_fd_fn take_fd,
 			iopf_engine_record_fn foreign, void *userdata,
@@ -158,13 +159,12 @@ int iopf_engine_add_source(struct iopf_engine *e, uint64_t tenant, int fault_fd,
  * register its domains and regions first and no fault meets "no handler".
  */
 #define IOPF_ENGINE_SOURCE_PAUSED 1u
-int iopf_engine_add_source_flags(struct iopf_engine *e, uint64_t tenant, int fault_fd,
-				 int iommufd, uint32_t ioas_id, uint32_t flags,
-				 uint64_t *ret_source_id);
+int iopf_engine_add_source_flags(struct iopf_engine *e, uint64_t tenant, int fault_fd, int iommufd,
+				 uint32_t ioas_id, uint32_t flags, uint64_t *ret_source_id);
 /* Let a paused source's worker read it. Return: 0, -ENOENT, -EALREADY (not paused). */
 int iopf_engine_start_source(struct iopf_engine *e, uint64_t source_id);
-int iopf_engine_remove_source(struct iopf_engine *e, uint64_t source_id,
-			      iopf_engine_done_fn done, void *userdata);
+int iopf_engine_remove_source(struct iopf_engine *e, uint64_t source_id, iopf_engine_done_fn done,
+			      void *userdata);
 
 /*
  * iopf_engine_add_domain() - handler for (source, dev_id, pasid); pasid may be IOPF_PASID_NONE.
@@ -172,19 +172,19 @@ int iopf_engine_remove_source(struct iopf_engine *e, uint64_t source_id,
  */
 int iopf_engine_add_domain(struct iopf_engine *e, uint64_t source_id, uint32_t dev_id,
 			   uint32_t pasid, uint64_t *ret_domain_id);
-int iopf_engine_remove_domain(struct iopf_engine *e, uint64_t domain_id,
-			      iopf_engine_done_fn done, void *userdata);
+int iopf_engine_remove_domain(struct iopf_engine *e, uint64_t domain_id, iopf_engine_done_fn done,
+			      void *userdata);
 
 /* What iopf_region_check_args() found wrong, in the order it checks. */
 enum iopf_region_arg_error {
 	IOPF_REGION_ARGS_OK,
-	IOPF_REGION_BAD_ACCESS,         /* 0, or bits outside IOPF_ACCESS_ALL */
-	IOPF_REGION_EMPTY,              /* length 0 */
+	IOPF_REGION_BAD_ACCESS, /* 0, or bits outside IOPF_ACCESS_ALL */
+	IOPF_REGION_EMPTY,	/* length 0 */
 	IOPF_REGION_IOVA_UNALIGNED,
 	IOPF_REGION_LENGTH_UNALIGNED,
 	IOPF_REGION_OFFSET_UNALIGNED,
-	IOPF_REGION_IOVA_WRAPS,         /* iova + length > 2^64 - 1 */
-	IOPF_REGION_OFFSET_WRAPS,       /* offset + length > 2^64 - 1 */
+	IOPF_REGION_IOVA_WRAPS,	  /* iova + length > 2^64 - 1 */
+	IOPF_REGION_OFFSET_WRAPS, /* offset + length > 2^64 - 1 */
 };
 
 /*
@@ -196,7 +196,7 @@ enum iopf_region_arg_error {
  * never wraps anywhere it is computed (listings, overlap messages, clients).
  */
 static inline enum iopf_region_arg_error iopf_region_check_args(uint64_t offset, uint64_t iova,
-								 uint64_t length, uint32_t access)
+								uint64_t length, uint32_t access)
 {
 	const uint64_t page_mask = IOPF_PAGE_SIZE - 1;
 
@@ -228,23 +228,23 @@ static inline enum iopf_region_arg_error iopf_region_check_args(uint64_t offset,
 int iopf_engine_add_region(struct iopf_engine *e, uint64_t domain_id, int fd, uint64_t offset,
 			   uint64_t iova, uint64_t length, uint32_t access,
 			   uint64_t *ret_region_id);
-int iopf_engine_remove_region(struct iopf_engine *e, uint64_t region_id,
-			      iopf_engine_done_fn done, void *userdata);
+int iopf_engine_remove_region(struct iopf_engine *e, uint64_t region_id, iopf_engine_done_fn done,
+			      void *userdata);
 
 /* Introspection, for the control plane (ownership, listing, statistics). */
 struct iopf_source_info {
 	uint64_t id, tenant;
 	uint32_t ioas_id;
 	unsigned worker;
-	const char *backend;     /* "kernel", "sim" */
+	const char *backend;	       /* "kernel", "sim" */
 	struct iopf_counters unrouted; /* groups with no domain */
-	uint64_t io_errors;      /* fault-fd reads/writes that failed hard, torn reads */
-	uint64_t write_errors;   /* of those, response writes: their responses wait for a retry */
-	uint64_t read_errors;    /* of those, fault reads (or polls): retried after a backoff */
-	uint64_t retries;        /* turns run after a backoff (a failed write or read) */
-	uint64_t recovered;      /* records a dead iopfd had read, answered by this one */
-	bool paused;             /* registered paused, not started yet */
-	bool broken;             /* the last read failed: retried from 10 ms, doubling to 10 s */
+	uint64_t io_errors;	       /* fault-fd reads/writes that failed hard, torn reads */
+	uint64_t write_errors; /* of those, response writes: their responses wait for a retry */
+	uint64_t read_errors;  /* of those, fault reads (or polls): retried after a backoff */
+	uint64_t retries;      /* turns run after a backoff (a failed write or read) */
+	uint64_t recovered;    /* records a dead iopfd had read, answered by this one */
+	bool paused;	       /* registered paused, not started yet */
+	bool broken;	       /* the last read failed: retried from 10 ms, doubling to 10 s */
 };
 struct iopf_domain_info {
 	uint64_t id, source_id, tenant;

@@ -10,10 +10,10 @@
 
 #include <stdint.h>
 
-#define IOPF_HIST_DECADES 7  /* 1 us .. 9.x s */
+#define IOPF_HIST_DECADES    7 /* 1 us .. 9.x s */
 #define IOPF_HIST_PER_DECADE 9
 /* finite buckets: 63 log-linear ones up to 9 s, then one for 10 s */
-#define IOPF_HIST_FINITE (IOPF_HIST_DECADES * IOPF_HIST_PER_DECADE + 1)
+#define IOPF_HIST_FINITE  (IOPF_HIST_DECADES * IOPF_HIST_PER_DECADE + 1)
 #define IOPF_HIST_BUCKETS (IOPF_HIST_FINITE + 1) /* + overflow (> 10 s) */
 
 struct iopf_histogram {

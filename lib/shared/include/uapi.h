@@ -19,7 +19,7 @@
 #include <linux/iommufd.h>
 #else
 
-#define IOMMUFD_TYPE (';')
+#define IOMMUFD_TYPE		(';')
 
 enum {
 	IOMMUFD_CMD_BASE = 0x80,
@@ -36,14 +36,14 @@ struct iommu_destroy {
 	__u32 size;
 	__u32 id;
 };
-#define IOMMU_DESTROY _IO(IOMMUFD_TYPE, IOMMUFD_CMD_DESTROY)
+#define IOMMU_DESTROY		_IO(IOMMUFD_TYPE, IOMMUFD_CMD_DESTROY)
 
 struct iommu_ioas_alloc {
 	__u32 size;
 	__u32 flags;
 	__u32 out_ioas_id;
 };
-#define IOMMU_IOAS_ALLOC _IO(IOMMUFD_TYPE, IOMMUFD_CMD_IOAS_ALLOC)
+#define IOMMU_IOAS_ALLOC	_IO(IOMMUFD_TYPE, IOMMUFD_CMD_IOAS_ALLOC)
 
 enum iommufd_ioas_map_flags {
 	IOMMU_IOAS_MAP_FIXED_IOVA = 1 << 0,
@@ -60,7 +60,7 @@ struct iommu_ioas_map {
 	__aligned_u64 length;
 	__aligned_u64 iova;
 };
-#define IOMMU_IOAS_MAP _IO(IOMMUFD_TYPE, IOMMUFD_CMD_IOAS_MAP)
+#define IOMMU_IOAS_MAP		_IO(IOMMUFD_TYPE, IOMMUFD_CMD_IOAS_MAP)
 
 struct iommu_ioas_unmap {
 	__u32 size;
@@ -68,7 +68,7 @@ struct iommu_ioas_unmap {
 	__aligned_u64 iova;
 	__aligned_u64 length;
 };
-#define IOMMU_IOAS_UNMAP _IO(IOMMUFD_TYPE, IOMMUFD_CMD_IOAS_UNMAP)
+#define IOMMU_IOAS_UNMAP	_IO(IOMMUFD_TYPE, IOMMUFD_CMD_IOAS_UNMAP)
 
 enum iommufd_hwpt_alloc_flags {
 	IOMMU_HWPT_ALLOC_NEST_PARENT = 1 << 0,
@@ -95,7 +95,7 @@ struct iommu_hwpt_alloc {
 	__u32 fault_id;
 	__u32 __reserved2;
 };
-#define IOMMU_HWPT_ALLOC _IO(IOMMUFD_TYPE, IOMMUFD_CMD_HWPT_ALLOC)
+#define IOMMU_HWPT_ALLOC	_IO(IOMMUFD_TYPE, IOMMUFD_CMD_HWPT_ALLOC)
 
 enum iommu_hwpt_pgfault_flags {
 	IOMMU_PGFAULT_FLAGS_PASID_VALID = (1 << 0),
@@ -173,8 +173,8 @@ _Static_assert(sizeof(struct iopf_iommu_ioas_map_file) == 40, "ioas map file siz
 _Static_assert(IOMMU_FAULT_QUEUE_ALLOC == _IO(';', 0x8e), "fault queue ioctl");
 
 #define IOPF_PGFAULT_KNOWN_FLAGS (IOMMU_PGFAULT_FLAGS_PASID_VALID | IOMMU_PGFAULT_FLAGS_LAST_PAGE)
-#define IOPF_PGFAULT_KNOWN_PERM                                                    \
-	(IOMMU_PGFAULT_PERM_READ | IOMMU_PGFAULT_PERM_WRITE | IOMMU_PGFAULT_PERM_EXEC | \
+#define IOPF_PGFAULT_KNOWN_PERM                                                                    \
+	(IOMMU_PGFAULT_PERM_READ | IOMMU_PGFAULT_PERM_WRITE | IOMMU_PGFAULT_PERM_EXEC |            \
 	 IOMMU_PGFAULT_PERM_PRIV)
 
 #endif /* IOPF_UAPI_H */

@@ -15,10 +15,10 @@
 
 #define ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
 
-#define _cleanup_(f) __attribute__((cleanup(f)))
-#define _unused_ __attribute__((unused))
-#define _likely_(x) __builtin_expect(!!(x), 1)
-#define _unlikely_(x) __builtin_expect(!!(x), 0)
+#define _cleanup_(f)   __attribute__((cleanup(f)))
+#define _unused_       __attribute__((unused))
+#define _likely_(x)    __builtin_expect(!!(x), 1)
+#define _unlikely_(x)  __builtin_expect(!!(x), 0)
 #define _printf_(a, b) __attribute__((format(printf, a, b)))
 
 static inline void freep(void *p)
@@ -45,27 +45,27 @@ static inline void closep(int *fd)
 #define _cleanup_close_ _cleanup_(closep)
 
 /* Take a value out of a cleanup-guarded variable. */
-#define TAKE_GENERIC(var, type, nullvalue)                 \
-	({                                                 \
-		type *_pvar_ = &(var);                     \
-		type _var_ = *_pvar_;                      \
-		*_pvar_ = (nullvalue);                     \
-		_var_;                                     \
+#define TAKE_GENERIC(var, type, nullvalue)                                                         \
+	({                                                                                         \
+		type *_pvar_ = &(var);                                                             \
+		type _var_ = *_pvar_;                                                              \
+		*_pvar_ = (nullvalue);                                                             \
+		_var_;                                                                             \
 	})
 #define TAKE_PTR(p) TAKE_GENERIC(p, typeof(p), NULL)
 #define TAKE_FD(fd) TAKE_GENERIC(fd, int, -EBADF)
 
 /* Define <type>_freep() for a _free() function that returns NULL. */
-#define DEFINE_TRIVIAL_CLEANUP_FUNC(type, func)   \
-	static inline void func##p(type *p)       \
-	{                                         \
-		if (*p)                           \
-			*p = func(*p);            \
+#define DEFINE_TRIVIAL_CLEANUP_FUNC(type, func)                                                    \
+	static inline void func##p(type *p)                                                        \
+	{                                                                                          \
+		if (*p)                                                                            \
+			*p = func(*p);                                                             \
 	}
 
 /* x rounded down / up to a power-of-two alignment a. */
 #define ALIGN_DOWN(x, a) ((x) & ~((typeof(x))(a)-1))
-#define ALIGN_UP(x, a) ALIGN_DOWN((x) + (typeof(x))(a)-1, (a))
+#define ALIGN_UP(x, a)	 ALIGN_DOWN((x) + (typeof(x))(a)-1, (a))
 #define IS_ALIGNED(x, a) (((x) & ((typeof(x))(a)-1)) == 0)
 
 static inline bool is_power_of_2(uint64_t x)

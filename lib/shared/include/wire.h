@@ -37,31 +37,32 @@ static inline const char *iopf_wire_reason_name(unsigned reason)
 }
 
 /* Arguments of the calls that create and remove objects; each create returns a "t" id. */
-#define IOPF_WIRE_REGISTER_SOURCE_IN "hhu" /* fault fd, iommufd, ioas_id */
-#define IOPF_WIRE_REGISTER_DOMAIN_IN "tuu" /* source_id, dev_id, pasid */
-#define IOPF_WIRE_ADD_REGION_IN "thtttu" /* domain_id, fd, offset, iova, length, access */
-#define IOPF_WIRE_ID "t"
+#define IOPF_WIRE_REGISTER_SOURCE_IN "hhu"    /* fault fd, iommufd, ioas_id */
+#define IOPF_WIRE_REGISTER_DOMAIN_IN "tuu"    /* source_id, dev_id, pasid */
+#define IOPF_WIRE_ADD_REGION_IN	     "thtttu" /* domain_id, fd, offset, iova, length, access */
+#define IOPF_WIRE_ID		     "t"
 
 /*
  * Rows of the list and statistics calls: "a" ROW. The operator's "All" variants
  * put the owning tenant's id first. Counters are a name -> value dictionary,
  * histograms are (count, sum_ns, per-bucket counts) over the LatencyBuckets property.
  */
-#define IOPF_WIRE_COUNTERS "a{st}"
-#define IOPF_WIRE_HISTOGRAM "(ttat)"
-#define IOPF_WIRE_SOURCE "(tus)"      /* id, ioas_id, backend */
-#define IOPF_WIRE_SOURCE_ALL "(ttus)" /* tenant, id, ioas_id, backend */
-#define IOPF_WIRE_DOMAIN "(ttuu)"     /* id, source_id, dev_id, pasid */
-#define IOPF_WIRE_DOMAIN_ALL "(tttuu)"
-#define IOPF_WIRE_REGION "(ttttu)"    /* id, domain_id, iova, length, access */
-#define IOPF_WIRE_REGION_ALL "(tttttu)"
-#define IOPF_WIRE_STATS "(ttuu" IOPF_WIRE_COUNTERS ")"   /* domain id, source, dev, pasid */
-#define IOPF_WIRE_STATS_ALL "(tttuu" IOPF_WIRE_COUNTERS ")"
-#define IOPF_WIRE_SOURCE_STATS "(t" IOPF_WIRE_COUNTERS ")" /* faults with no domain */
-#define IOPF_WIRE_SOURCE_STATS_ALL "(tt" IOPF_WIRE_COUNTERS ")"
-#define IOPF_WIRE_DOMAIN_METRICS "(ttuu" IOPF_WIRE_COUNTERS IOPF_WIRE_HISTOGRAM ")"
+#define IOPF_WIRE_COUNTERS	     "a{st}"
+#define IOPF_WIRE_HISTOGRAM	     "(ttat)"
+#define IOPF_WIRE_SOURCE	     "(tus)"  /* id, ioas_id, backend */
+#define IOPF_WIRE_SOURCE_ALL	     "(ttus)" /* tenant, id, ioas_id, backend */
+#define IOPF_WIRE_DOMAIN	     "(ttuu)" /* id, source_id, dev_id, pasid */
+#define IOPF_WIRE_DOMAIN_ALL	     "(tttuu)"
+#define IOPF_WIRE_REGION	     "(ttttu)" /* id, domain_id, iova, length, access */
+#define IOPF_WIRE_REGION_ALL	     "(tttttu)"
+#define IOPF_WIRE_STATS		     "(ttuu" IOPF_WIRE_COUNTERS ")" /* domain id, source, dev, pasid */
+#define IOPF_WIRE_STATS_ALL	     "(tttuu" IOPF_WIRE_COUNTERS ")"
+#define IOPF_WIRE_SOURCE_STATS	     "(t" IOPF_WIRE_COUNTERS ")" /* faults with no domain */
+#define IOPF_WIRE_SOURCE_STATS_ALL   "(tt" IOPF_WIRE_COUNTERS ")"
+#define IOPF_WIRE_DOMAIN_METRICS     "(ttuu" IOPF_WIRE_COUNTERS IOPF_WIRE_HISTOGRAM ")"
 #define IOPF_WIRE_DOMAIN_METRICS_ALL "(tttuu" IOPF_WIRE_COUNTERS IOPF_WIRE_HISTOGRAM ")"
-#define IOPF_WIRE_TENANT_METRICS "(tuus" IOPF_WIRE_COUNTERS IOPF_WIRE_HISTOGRAM ")" /* id, uid, pid, name */
+#define IOPF_WIRE_TENANT_METRICS                                                                   \
+	"(tuus" IOPF_WIRE_COUNTERS IOPF_WIRE_HISTOGRAM ")" /* id, uid, pid, name */
 
 struct iopf_error_map_entry {
 	int error; /* positive errno */
@@ -125,8 +126,8 @@ static inline char *iopf_wire_path_address(const char *path)
 	for (; *path; path++) {
 		unsigned char ch = (unsigned char)*path;
 
-		if ((ch >= '0' && ch <= '9') || (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
-		    strchr("-_/.*", ch))
+		if ((ch >= '0' && ch <= '9') || (ch >= 'a' && ch <= 'z') ||
+		    (ch >= 'A' && ch <= 'Z') || strchr("-_/.*", ch))
 			*p++ = (char)ch;
 		else
 			p += sprintf(p, "%%%02x", ch);

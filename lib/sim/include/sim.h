@@ -24,7 +24,7 @@
 #include "uapi.h"
 
 #define IOPF_SIM_MEMFD_NAME "iopf-sim"
-#define IOPF_SIM_PAGE_SIZE UINT64_C(4096)
+#define IOPF_SIM_PAGE_SIZE  UINT64_C(4096)
 
 /* iopf_sim_detach(): every attach of the device, with or without PASID. */
 #define IOPF_SIM_PASID_ANY UINT32_C(0xfffffffe)
@@ -32,9 +32,9 @@
 /* Limits of a context (checked again by the daemon on the shared header). */
 #define IOPF_SIM_MAX_DEPTH (UINT32_C(1) << 20)
 #define IOPF_SIM_MAX_GROUP 256u
-#define IOPF_SIM_MAX_IOAS 64u
+#define IOPF_SIM_MAX_IOAS  64u
 #define IOPF_SIM_MAX_PAGES (UINT32_C(1) << 22)
-#define IOPF_SIM_MAX_MAPS (UINT32_C(1) << 22)
+#define IOPF_SIM_MAX_MAPS  (UINT32_C(1) << 22)
 
 struct iopf_sim;
 struct iopf_backend;
@@ -47,11 +47,11 @@ struct iopf_backend;
  * Return: 0, -EBADF for fds that are not a simulator context, -EXDEV for an
  * eventfd that is not the context's doorbell, -ENOMEM.
  */
-int iopf_sim_backend_open(int fault_fd, int iommufd, uint32_t ioas_id,
-			  struct iopf_backend **ret);
+int iopf_sim_backend_open(int fault_fd, int iommufd, uint32_t ioas_id, struct iopf_backend **ret);
 
 struct iopf_sim_config {
-	uint32_t queue_depth; /* groups in flight (queued + read + answered, not harvested); 0: 1024 */
+	uint32_t queue_depth; /* groups in flight (queued + read + answered, not harvested); 0: 1024
+			       */
 	uint32_t max_group;   /* records per group; 0: 16 */
 	uint32_t n_ioas;      /* IOAS ids are 1..n_ioas; 0: 1 */
 	uint32_t iommu_pages; /* IO pages the IOMMU can hold; 0: 65536 */
@@ -87,9 +87,9 @@ struct iopf_sim_group {
 	uint32_t dev_id;
 	uint32_t pasid; /* IOPF_PASID_NONE: no PASID_VALID */
 	uint32_t grpid;
-	uint32_t n;     /* records, 1..max_group; LAST_PAGE goes on the last */
+	uint32_t n; /* records, 1..max_group; LAST_PAGE goes on the last */
 	const struct iopf_sim_fault *faults;
-	uint64_t tag;   /* opaque, handed back by iopf_sim_harvest() */
+	uint64_t tag; /* opaque, handed back by iopf_sim_harvest() */
 };
 
 /*
@@ -113,15 +113,15 @@ int iopf_sim_inject_raw(struct iopf_sim *s, const struct iommu_hwpt_pgfault *rec
 /* An answered group. */
 struct iopf_sim_answer {
 	uint64_t tag;
-	uint64_t seq;      /* injection order, from 1 */
+	uint64_t seq;	   /* injection order, from 1 */
 	uint64_t t_inject; /* CLOCK_MONOTONIC ns */
 	uint64_t t_answer; /* CLOCK_MONOTONIC ns, when the response was written */
 	uint32_t dev_id;
-	uint32_t pasid;    /* IOPF_PASID_NONE without PASID_VALID */
-	uint32_t n;        /* records */
-	uint32_t code;     /* IOMMUFD_PAGE_RESP_* */
-	uint32_t cookie;   /* the cookie it was answered under; 0 if never read */
-	bool by_kernel;    /* auto-answered INVALID by iopf_sim_detach() */
+	uint32_t pasid;	 /* IOPF_PASID_NONE without PASID_VALID */
+	uint32_t n;	 /* records */
+	uint32_t code;	 /* IOMMUFD_PAGE_RESP_* */
+	uint32_t cookie; /* the cookie it was answered under; 0 if never read */
+	bool by_kernel;	 /* auto-answered INVALID by iopf_sim_detach() */
 };
 
 /* Take up to @max answered groups, oldest answer first. Return: count, or -errno (lock). */
@@ -152,12 +152,12 @@ int iopf_sim_detach_delivered(struct iopf_sim *s, uint32_t dev_id, uint32_t pasi
 
 /* What the simulated IOMMU holds for one IO page. */
 struct iopf_sim_mapping {
-	uint64_t map_iova;   /* the map call that created it */
+	uint64_t map_iova; /* the map call that created it */
 	uint64_t map_length;
-	uint32_t prot;       /* IOMMU_IOAS_MAP_READABLE | IOMMU_IOAS_MAP_WRITEABLE */
-	uint64_t st_dev;     /* backing file identity, as fstat() saw it */
+	uint32_t prot;	 /* IOMMU_IOAS_MAP_READABLE | IOMMU_IOAS_MAP_WRITEABLE */
+	uint64_t st_dev; /* backing file identity, as fstat() saw it */
 	uint64_t st_ino;
-	uint64_t offset;     /* offset of this page in the backing file */
+	uint64_t offset; /* offset of this page in the backing file */
 };
 
 /* Look up the page holding @iova. Return: 0, -ENOENT (not mapped, no such IOAS), -errno. */
@@ -175,31 +175,31 @@ int iopf_sim_lookup_many(struct iopf_sim *s, uint32_t ioas_id, const uint64_t *i
 struct iopf_sim_stats {
 	uint64_t injected_groups;
 	uint64_t injected_records;
-	uint64_t doorbells;        /* empty -> non-empty transitions */
-	uint64_t reads;            /* fault_read calls */
+	uint64_t doorbells; /* empty -> non-empty transitions */
+	uint64_t reads;	    /* fault_read calls */
 	uint64_t delivered_groups;
 	uint64_t delivered_records;
-	uint64_t answers;          /* accepted responses */
-	uint64_t answers_invalid;  /* ... with code INVALID */
-	uint64_t bad_code;         /* rejected: code not 0/1 */
-	uint64_t bad_cookie;       /* rejected: cookie not outstanding (double or stale answer) */
-	uint64_t auto_invalid;     /* answered INVALID by detach */
+	uint64_t answers;	  /* accepted responses */
+	uint64_t answers_invalid; /* ... with code INVALID */
+	uint64_t bad_code;	  /* rejected: code not 0/1 */
+	uint64_t bad_cookie;	  /* rejected: cookie not outstanding (double or stale answer) */
+	uint64_t auto_invalid;	  /* answered INVALID by detach */
 	uint64_t maps;
 	uint64_t map_eexist;
 	uint64_t unmaps;
 	uint64_t unmap_errors;
-	uint64_t corrupt;          /* inconsistent shared state the daemon side skipped */
-	uint64_t owner_died;       /* lock taken over from a dead holder */
+	uint64_t corrupt;    /* inconsistent shared state the daemon side skipped */
+	uint64_t owner_died; /* lock taken over from a dead holder */
 };
 
 struct iopf_sim_counts {
 	uint32_t queued;    /* undelivered */
 	uint32_t delivered; /* read, not answered */
 	uint32_t answered;  /* answered, not harvested */
-	uint32_t free;      /* free group slots */
+	uint32_t free;	    /* free group slots */
 	uint32_t pages_mapped;
-	uint32_t maps;      /* live map extents */
-	uint32_t backends;  /* daemon-side backends open on the context; 0 once all released */
+	uint32_t maps;	   /* live map extents */
+	uint32_t backends; /* daemon-side backends open on the context; 0 once all released */
 	struct iopf_sim_stats stats;
 };
 
@@ -245,16 +245,16 @@ struct iopf_sim_shm_hdr {
 	/* mutable; under the lock */
 	uint32_t pend_head, pend_tail; /* undelivered FIFO, free-running */
 	uint32_t done_head, done_tail; /* answered FIFO, free-running */
-	uint32_t free_top;             /* free slot stack */
-	uint32_t cookie_hint;          /* lowest cookie-bitmap word that may have a free bit */
+	uint32_t free_top;	       /* free slot stack */
+	uint32_t cookie_hint;	       /* lowest cookie-bitmap word that may have a free bit */
 	uint32_t n_delivered;
 	uint32_t n_pages_mapped;
 	uint32_t n_maps;
-	uint32_t ext_free;             /* free extent list head, index + 1 */
-	uint32_t answer_seq;           /* futex word, bumped on every answer */
+	uint32_t ext_free;   /* free extent list head, index + 1 */
+	uint32_t answer_seq; /* futex word, bumped on every answer */
 	uint32_t answer_waiters;
-	uint32_t backends;             /* iopf_sim_backend_open() minus destroy */
-	uint32_t doorbell_id;	       /* the doorbell's eventfd-id + 1 (fdinfo); set once */
+	uint32_t backends;    /* iopf_sim_backend_open() minus destroy */
+	uint32_t doorbell_id; /* the doorbell's eventfd-id + 1 (fdinfo); set once */
 	uint64_t inject_seq;
 	struct iopf_sim_stats stats;
 };
