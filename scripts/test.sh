@@ -3,7 +3,8 @@
 # builds, and runs the unit, integration, real-kernel (QEMU: Linux 6.12, then 7.2) and nspawn (the
 # installed units under a booted systemd) suites, then the unit and integration
 # suites again under ASan+UBSan and the concurrency tests under TSan, a clang
-# build, then each libFuzzer target of tests/fuzz/ for a bounded time. Ends with
+# build, then each libFuzzer target of tests/fuzz/ for a bounded time, and the format
+# check (scripts/check-format.sh). Ends with
 # one line "tests: N passed, N failed".
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -78,6 +79,14 @@ if [[ $fuzz_out =~ fuzz:\ ([0-9]+)\ passed,\ ([0-9]+)\ failed ]]; then
 	total_fail=$((total_fail + BASH_REMATCH[2]))
 else
 	total_fail=$((total_fail + 1)) # it did not get to run its targets
+fi
+
+echo "== format (the tree follows .clang-format)"
+if scripts/check-format.sh; then
+	total_pass=$((total_pass + 1))
+else
+	total_fail=$((total_fail + 1))
+	echo "test.sh: scripts/check-format.sh --fix FILE formats them" >&2
 fi
 
 echo "tests: $total_pass passed, $total_fail failed"
