@@ -633,17 +633,7 @@ int kt_pid_holds_file(pid_t pid, int fd)
 
 int kt_lat_add(struct kt_lat *l, uint64_t ns)
 {
-	if (l->n == l->cap) {
-		size_t cap = l->cap ? l->cap * 2 : 1024;
-		uint64_t *p = realloc(l->ns, cap * sizeof(*p));
-
-		if (!p)
-			return -ENOMEM;
-		l->ns = p;
-		l->cap = cap;
-	}
-	l->ns[l->n++] = ns;
-	return 0;
+	return u64vec_push(&l->v, ns);
 }
 
 static int cmp_u64(const void *a, const void *b)
@@ -655,17 +645,16 @@ static int cmp_u64(const void *a, const void *b)
 
 uint64_t kt_lat_pct(struct kt_lat *l, double q)
 {
-	size_t i;
+	size_t i, n = l->v.n;
 
-	if (!l->n)
+	if (!n)
 		return 0;
-	qsort(l->ns, l->n, sizeof(*l->ns), cmp_u64);
-	i = (size_t)(q * (double)(l->n - 1) + 0.5);
-	return l->ns[i < l->n ? i : l->n - 1];
+	qsort(l->v.v, n, sizeof(*l->v.v), cmp_u64);
+	i = (size_t)(q * (double)(n - 1) + 0.5);
+	return l->v.v[i < n ? i : n - 1];
 }
 
 void kt_lat_free(struct kt_lat *l)
 {
-	free(l->ns);
-	*l = (struct kt_lat){0};
+	u64vec_done(&l->v);
 }

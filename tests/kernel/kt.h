@@ -7,6 +7,8 @@
 #ifndef IOPF_KTEST_KT_H
 #define IOPF_KTEST_KT_H
 
+#include "u64vec.h"
+
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stddef.h>
@@ -157,9 +159,9 @@ int kt_pid_maps_file(pid_t pid, int fd);
 int kt_pid_holds_file(pid_t pid, int fd);
 
 /* Latency samples and their percentiles. */
+/* Latency samples, ns: a u64vec (lib/shared). */
 struct kt_lat {
-	uint64_t *ns;
-	size_t n, cap;
+	struct u64vec v;
 };
 int kt_lat_add(struct kt_lat *l, uint64_t ns);
 /* Sorts in place; q in [0,1]. */

@@ -63,6 +63,7 @@
 #include "iopf/iopf.h"
 #include "fdstore.h"
 #include "kt.h"
+#include "wire.h"
 
 #define WAIT_MS	    20000 /* bound on any wait for iopfd (TCG is slow, not this slow) */
 #define PROBE_SLACK 8	  /* cookies probed beyond the number of faults raised */
@@ -123,17 +124,6 @@ struct ctrs {
 	uint64_t reason[_IOPF_REASON_MAX];
 };
 
-static const char *const reason_name[_IOPF_REASON_MAX] = {
-	[IOPF_REASON_RESOLVED] = "resolved",
-	[IOPF_REASON_NO_HANDLER] = "no_handler",
-	[IOPF_REASON_OUTSIDE_REGION] = "outside_region",
-	[IOPF_REASON_PERMISSION] = "permission",
-	[IOPF_REASON_MAP_ERROR] = "map_error",
-	[IOPF_REASON_BAD_RECORD] = "bad_record",
-	[IOPF_REASON_RETIRED] = "retired",
-	[IOPF_REASON_MAPPED_ELSEWHERE] = "mapped_elsewhere",
-};
-
 static void ctrs_set(struct ctrs *c, const char *name, uint64_t v)
 {
 	static const struct {
@@ -157,7 +147,7 @@ static void ctrs_set(struct ctrs *c, const char *name, uint64_t v)
 			return;
 		}
 	for (unsigned i = 0; i < _IOPF_REASON_MAX; i++)
-		if (strcmp(reason_name[i], name) == 0) {
+		if (strcmp(iopf_wire_reason_name(i), name) == 0) {
 			c->reason[i] = v;
 			return;
 		}
@@ -262,9 +252,9 @@ static int expect_stats(const char *what, uint64_t id, bool source, uint64_t gro
 			" stale %" PRIu64 "; wanted %" PRIu64 "/%" PRIu64 "/%" PRIu64
 			", all %s, 0 stale",
 			what, s.c.groups, s.c.success, s.c.invalid,
-			reason >= 0 ? reason_name[reason] : "-",
+			reason >= 0 ? iopf_wire_reason_name(reason) : "-",
 			reason >= 0 ? s.c.reason[reason] : 0, s.c.stale, groups, success, invalid,
-			reason >= 0 ? reason_name[reason] : "-");
+			reason >= 0 ? iopf_wire_reason_name(reason) : "-");
 		return -1;
 	}
 	return 0;
