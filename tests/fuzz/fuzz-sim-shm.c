@@ -182,7 +182,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		poke(&m, (fuzz_u8(&in) % (sizeof(struct iopf_sim_shm_hdr) / 4)) * 4, &v, 4);
 	}
 	r = sim_backend_open_dup(s, 1 + (first >> 1) % 2, &b);
-	check_errno(r, "open", EBADF, EXDEV);
+	/* refused: not a context (EBADF), not its doorbell (EXDEV), no such IOAS (ENOENT) */
+	check_errno(r, "open", EBADF, EXDEV, ENOENT);
 
 	while (b && !fuzz_done(&in)) {
 		uint8_t op = fuzz_u8(&in);
