@@ -29,7 +29,9 @@ pass=0
 fail=0
 for t in "${targets[@]}"; do
 	mkdir -p "$work/$t"
-	args=(-max_total_time="$secs" -print_final_stats=1 -artifact_prefix="$work/$t-")
+	# a fixed seed, so a run mutates the same way each time (IOPF_FUZZ_SEED to explore)
+	args=(-seed="${IOPF_FUZZ_SEED:-1}" -max_total_time="$secs" -print_final_stats=1
+		-artifact_prefix="$work/$t-")
 	[ -f "$root/tests/fuzz/fuzz-$t.dict" ] && args+=(-dict="$root/tests/fuzz/fuzz-$t.dict")
 	log=$work/$t.log
 	if UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
