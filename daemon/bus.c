@@ -186,6 +186,7 @@ struct bus {
 	struct pending *orphans; /* removals whose connection went away meanwhile */
 	struct fdstore *store;	 /* not owned; what survives a restart */
 	struct waiting *waiting; /* restored tenants whose process has not come back yet */
+	unsigned n_waiting;	 /* on that list: each holds a pidfd */
 	struct subscriber *subscribers;
 	uint64_t announced[16]; /* live_props[] as last announced (PropertiesChanged) */
 };
@@ -353,6 +354,7 @@ static struct waiting *waiting_free(struct waiting *w)
 	if (!w)
 		return NULL;
 	LIST_REMOVE(w->bus->waiting, w);
+	w->bus->n_waiting--;
 	sd_event_source_disable_unref(w->exit_source);
 	safe_close(w->pidfd);
 	free(w);
@@ -427,6 +429,7 @@ int bus_adopt_tenants(struct bus *b)
 			.bus = b, .tenant = a.v[i], .pid = ti.pid, .uid = ti.uid, .pidfd = pidfd};
 		tenant_find_unit(b, a.v[i], ti.pid);
 		LIST_PREPEND(b->waiting, w);
+		b->n_waiting++;
 		r = sd_event_add_io(b->event, &w->exit_source, pidfd, EPOLLIN, on_waiting_exit, w);
 		if (r < 0)
 			log_error_errno(r, "Cannot watch the process of tenant %" PRIu64 ": %m",
@@ -1721,11 +1724,7 @@ static int count_open_fds(void)
 
 static unsigned fds_estimate(struct bus *b)
 {
-	unsigned waiting = 0;
-
-	for (const struct waiting *w = b->waiting; w; w = w->next)
-		waiting++;
-	return b->fd_base + b->n_conns * CONN_FDS + waiting + (b->system ? 1 : 0) +
+	return b->fd_base + b->n_conns * CONN_FDS + b->n_waiting + (b->system ? 1 : 0) +
 	       iopf_control_held_fds(b->control);
 }
 
