@@ -23,6 +23,16 @@ struct fdstore {
 	unsigned n, left;
 };
 
+/* By name, those without one last: a restore takes tens of thousands by name. */
+static int passed_cmp(const void *a, const void *b)
+{
+	const struct passed *x = a, *y = b;
+
+	if (!x->name || !y->name)
+		return !x->name - !y->name;
+	return strcmp(x->name, y->name);
+}
+
 static void free_names(char **names, int n)
 {
 	for (int i = 0; names && i < n; i++)
@@ -61,6 +71,8 @@ int fdstore_new(struct fdstore **ret)
 	}
 	free_names(names, n);
 	f->n = f->left = (unsigned)n;
+	if (n > 1)
+		qsort(f->v, (size_t)n, sizeof(*f->v), passed_cmp);
 	*ret = f;
 	return 0;
 }
@@ -101,10 +113,11 @@ static int take(struct fdstore *f, unsigned i)
 
 int fdstore_take(struct fdstore *f, const char *name)
 {
-	for (unsigned i = 0; i < f->n; i++)
-		if (f->v[i].fd >= 0 && f->v[i].name && strcmp(f->v[i].name, name) == 0)
-			return take(f, i);
-	return -ENOENT;
+	const struct passed key = {.name = (char *)name};
+	struct passed *p = f->n ? bsearch(&key, f->v, f->n, sizeof(*f->v), passed_cmp) : NULL;
+
+	/* names are unique in the store (systemd keeps one open file once, under one name) */
+	return p && p->fd >= 0 ? take(f, (unsigned)(p - f->v)) : -ENOENT;
 }
 
 int fdstore_take_socket(struct fdstore *f)
