@@ -1316,8 +1316,8 @@ static void drop_region(struct restore *x, const struct iopf_persist_region *rec
 
 /*
  * A region's file, by the key its fd is kept under: regions on one file share
- * it, so the first of them takes it from the store and the others find it
- * here. Files are few (a tenant's memfds): a list will do.
+ * it. Every file the records name is taken from the store once, up front,
+ * into an array sorted by key (a restore may meet tens of thousands).
  */
 struct file_fd {
 	uint64_t key;
@@ -1325,23 +1325,41 @@ struct file_fd {
 	bool used; /* a restored region took it: its name stays in the store */
 };
 
+static int file_fd_cmp(const void *a, const void *b)
+{
+	const struct file_fd *x = a, *y = b;
+
+	return x->key < y->key ? -1 : x->key > y->key;
+}
+
+static int restore_files_take(struct restore *x)
+{
+	const struct iopf_persist_region *reg = x->reg.v;
+	size_t n = 0;
+
+	if (!x->reg.n)
+		return 0;
+	x->files = calloc(x->reg.n, sizeof(*x->files));
+	if (!x->files)
+		return -ENOMEM;
+	for (size_t i = 0; i < x->reg.n; i++)
+		x->files[i] = (struct file_fd){.key = reg[i].file_key, .fd = -EBADF};
+	qsort(x->files, x->reg.n, sizeof(*x->files), file_fd_cmp);
+	for (size_t i = 0; i < x->reg.n; i++)
+		if (n == 0 || x->files[n - 1].key != x->files[i].key)
+			x->files[n++] = x->files[i];
+	x->n_files = n;
+	for (size_t i = 0; i < n; i++)
+		x->files[i].fd = take_named_fd(x, 'r', x->files[i].key, "");
+	return 0;
+}
+
 static int restore_file_fd(struct restore *x, uint64_t key, struct file_fd **ret)
 {
-	struct file_fd *f;
+	const struct file_fd k = {.key = key};
 
-	for (size_t i = 0; i < x->n_files; i++)
-		if (x->files[i].key == key) {
-			*ret = &x->files[i];
-			return x->files[i].fd;
-		}
-	f = reallocarray(x->files, x->n_files + 1, sizeof(*f));
-	if (!f)
-		return -ENOMEM;
-	x->files = f;
-	f = &x->files[x->n_files++];
-	*f = (struct file_fd){.key = key, .fd = take_named_fd(x, 'r', key, "")};
-	*ret = f;
-	return f->fd;
+	*ret = x->n_files ? bsearch(&k, x->files, x->n_files, sizeof(k), file_fd_cmp) : NULL;
+	return *ret ? (*ret)->fd : -ENOENT;
 }
 
 static void restore_files_done(struct restore *x)
@@ -1407,16 +1425,14 @@ static int restore_build(struct restore *x, struct iopf_journal *journals,
 			st->dropped++;
 		}
 	}
+	if (r >= 0)
+		r = restore_files_take(x);
 	for (size_t j = 0; j < x->reg.n && r >= 0; j++) {
 		struct iopf_domain *d = idvec_find(&e->domains, reg[j].domain_id);
 		struct file_fd *file;
 		struct iopf_eregion *er;
 		int fd = restore_file_fd(x, reg[j].file_key, &file);
 
-		if (fd == -ENOMEM) {
-			r = fd;
-			break;
-		}
 		if (!d || fd < 0 || reg[j].tenant != d->tenant) {
 			drop_region(x, &reg[j]);
 			st->dropped++;
