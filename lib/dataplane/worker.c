@@ -440,6 +440,19 @@ enum turn_end {
 };
 
 /*
+ * What resolving a source's faults needs, read once a turn: a reload may
+ * change the fault-around window, and map calls are written in its journal.
+ */
+static struct iopf_resolver resolver_of(struct iopf_worker *w, struct iopf_source *s)
+{
+	return (struct iopf_resolver){
+		.backend = s->backend,
+		.journal = &s->journal,
+		.fault_around = __atomic_load_n(w->cfg.fault_around, __ATOMIC_RELAXED),
+	};
+}
+
+/*
  * One turn of a source, @polled readable or woken by its poll or its backoff
  * timer: at most IOPF_TURN_READS reads, each answered with one write before
  * the next read, so between two reads every group of the earlier one is
@@ -456,12 +469,7 @@ enum turn_end {
  */
 static enum turn_end service_source(struct iopf_worker *w, struct iopf_source *s, bool polled)
 {
-	/* a reload may change the window: read it once a turn, not once a fault */
-	const struct iopf_resolver rs = {
-		.backend = s->backend,
-		.journal = &s->journal,
-		.fault_around = __atomic_load_n(w->cfg.fault_around, __ATOMIC_RELAXED),
-	};
+	const struct iopf_resolver rs = resolver_of(w, s);
 	struct route_memo memo = {};
 	enum turn_end end = TURN_BOUND;
 	bool failed = false;
@@ -523,11 +531,7 @@ static enum turn_end service_source(struct iopf_worker *w, struct iopf_source *s
  */
 static void recover_source(struct iopf_worker *w, struct iopf_source *s)
 {
-	const struct iopf_resolver rs = {
-		.backend = s->backend,
-		.journal = &s->journal,
-		.fault_around = __atomic_load_n(w->cfg.fault_around, __ATOMIC_RELAXED),
-	};
+	const struct iopf_resolver rs = resolver_of(w, s);
 	struct route_memo memo = {};
 	size_t n = iopf_journal_pending(&s->journal);
 
