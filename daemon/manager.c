@@ -609,6 +609,8 @@ static int on_sighup(sd_event_source *s, const struct signalfd_siginfo *si, void
 #define TRIM_PERIOD_USEC   USEC_PER_SEC
 #define TRIM_MIN_BYTES	   ((size_t)8 << 20)
 #define TRIM_SETTLED_BYTES ((size_t)1 << 20)
+/* Free bytes that move less than this in a second count as settled: tenants still serve. */
+#define TRIM_JITTER_BYTES ((size_t)256 << 10)
 
 /*
  * glibc keeps what free() gave back in its arenas and returns only the top of
@@ -616,7 +618,8 @@ static int on_sighup(sd_event_source *s, const struct signalfd_siginfo *si, void
  * small region and id records, freed on the call_rcu thread), 75-94 MB stayed
  * with the daemon. Once a second, if the arenas' free bytes grew by
  * TRIM_MIN_BYTES since the last trim (or by TRIM_SETTLED_BYTES, and the
- * teardown is over: no change in a second), malloc_trim(0) hands every free
+ * teardown is over: less than TRIM_JITTER_BYTES of change in a second, as
+ * other tenants go on allocating and freeing), malloc_trim(0) hands every free
  * page back. mallinfo2() walks the free lists, cheap against a trim and once a
  * second at most; free bytes that get used again lower the mark.
  */
@@ -626,7 +629,8 @@ static int on_trim_timer(sd_event_source *s, uint64_t usec, void *userdata)
 	static size_t mark = SIZE_MAX; /* the arenas' free bytes after the last trim */
 	static size_t last;	       /* ... a second ago */
 	size_t free_bytes = mallinfo2().fordblks;
-	bool settled = free_bytes == last;
+	bool settled =
+		(free_bytes > last ? free_bytes - last : last - free_bytes) < TRIM_JITTER_BYTES;
 
 	last = free_bytes;
 	if (free_bytes < mark)
