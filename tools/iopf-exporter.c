@@ -37,7 +37,7 @@
 #include "iopf/client.h"
 #include "iopf/iopf.h"
 #include "util.h"
-#include "wire.h"
+#include "wire-bus.h"
 
 #define REQUEST_MAX	8192 /* request line and headers */
 #define CONNECTIONS_MAX 32
@@ -204,23 +204,6 @@ static int read_fields(sd_bus_message *m, struct row *row)
 	return sd_bus_message_exit_container(m);
 }
 
-static int read_latency(sd_bus_message *m, struct iopf_histogram *l)
-{
-	const void *buckets;
-	size_t size;
-	int r;
-
-	r = sd_bus_message_enter_container(m, 'r', "ttat");
-	if (r >= 0)
-		r = sd_bus_message_read(m, "tt", &l->count, &l->sum_ns);
-	if (r >= 0)
-		r = sd_bus_message_read_array(m, 't', &buckets, &size);
-	if (r < 0)
-		return r;
-	memcpy(l->bucket, buckets, size < sizeof(l->bucket) ? size : sizeof(l->bucket));
-	return sd_bus_message_exit_container(m);
-}
-
 struct daemon_link {
 	sd_bus *bus; /* owned; NULL until connected, dropped on failure */
 	char *address;
@@ -347,7 +330,7 @@ static int query_tenants(struct daemon_link *d, struct snapshot *s)
 				r = read_fields(m, row);
 			}
 			if (r >= 0)
-				r = read_latency(m, &row->lat);
+				r = iopf_wire_read_histogram(m, &row->lat);
 		}
 		if (r >= 0)
 			r = sd_bus_message_exit_container(m);
@@ -400,7 +383,7 @@ static int query_domains(struct daemon_link *d, struct snapshot *s)
 			       owner->labels, id, source, dev, pbuf);
 		r = read_fields(m, row);
 		if (r >= 0)
-			r = read_latency(m, &row->lat);
+			r = iopf_wire_read_histogram(m, &row->lat);
 		if (r >= 0)
 			r = sd_bus_message_exit_container(m);
 	}
@@ -416,7 +399,7 @@ static int query_daemon(struct daemon_link *d, struct snapshot *s)
 	if (r >= 0)
 		r = read_fields(m, &s->daemon);
 	if (r >= 0)
-		r = read_latency(m, &s->daemon.lat);
+		r = iopf_wire_read_histogram(m, &s->daemon.lat);
 	if (r >= 0)
 		s->have_daemon = true;
 	return r;

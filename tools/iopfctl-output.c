@@ -14,7 +14,7 @@
 #include "iopf/iopf.h"
 #include "iopfctl.h"
 #include "util.h"
-#include "wire.h"
+#include "wire-bus.h"
 
 /* --- values as text and as JSON --- */
 
@@ -208,24 +208,6 @@ static int wire_column(const struct listing *l, unsigned pos)
 	return -1;
 }
 
-static int read_latency(sd_bus_message *m, struct iopf_histogram *h)
-{
-	const void *buckets;
-	size_t size;
-	int r;
-
-	*h = (struct iopf_histogram){};
-	r = sd_bus_message_enter_container(m, 'r', "ttat");
-	if (r >= 0)
-		r = sd_bus_message_read(m, "tt", &h->count, &h->sum_ns);
-	if (r >= 0)
-		r = sd_bus_message_read_array(m, 't', &buckets, &size);
-	if (r < 0)
-		return r;
-	memcpy(h->bucket, buckets, size < sizeof(h->bucket) ? size : sizeof(h->bucket));
-	return sd_bus_message_exit_container(m);
-}
-
 /* The percentiles of JSON's latency objects (the tables have theirs as columns). */
 static const struct {
 	const char *json;
@@ -340,7 +322,7 @@ static int read_row(struct ctx *x, const struct listing *l, sd_bus_message *m, s
 		if (type == SD_BUS_TYPE_ARRAY)
 			r = read_counters(m, &row->c, want_json ? &v->j : NULL);
 		else if (type == SD_BUS_TYPE_STRUCT) {
-			r = read_latency(m, &row->lat);
+			r = iopf_wire_read_histogram(m, &row->lat);
 			if (r >= 0 && want_json)
 				v->j = latency_json(&row->lat);
 		} else if (type == SD_BUS_TYPE_STRING)

@@ -14,8 +14,8 @@
 
 #include <systemd/sd-bus.h>
 
-#include "wire.h"
 #include "histogram.h"
+#include "wire-bus.h"
 #include "iopf/client.h"
 #include "util.h"
 
@@ -246,6 +246,16 @@ static int call_reply(struct iopf_client *c, const char *method, sd_bus_message 
 }
 
 /* Call @method and, when @ret_id is set, read the "t" it returns. */
+/* Call @method, its reply positioned inside its one array of @row. */
+static int call_array(struct iopf_client *c, const char *method, const char *row,
+		      sd_bus_message **ret_reply)
+{
+	int r;
+
+	r = call_reply(c, method, ret_reply, NULL);
+	return r < 0 ? r : sd_bus_message_enter_container(*ret_reply, 'a', row);
+}
+
 static int call(struct iopf_client *c, const char *method, uint64_t *ret_id, const char *types, ...)
 {
 	_cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
@@ -376,23 +386,67 @@ static void *pack(const void *own, size_t n, size_t own_size, size_t size, size_
 #define DOMAIN_SIZE_0 (offsetof(struct iopf_client_domain, pasid) + sizeof(uint32_t))
 #define REGION_SIZE_0 (offsetof(struct iopf_client_region, access) + sizeof(uint32_t))
 
-/* Hand @n elements of @arr (of @own_size) over as the caller's array of @size ones. */
-static int list_done(void *arr, size_t n, size_t own_size, size_t size, void **ret, size_t *ret_n)
+/*
+ * Call @method and read its array of @row into a new array of @own-byte
+ * elements, one @read each. The reply stays the caller's: strings point into it.
+ */
+static int list_call(struct iopf_client *c, const char *method, const char *row, size_t own,
+		     int (*read)(sd_bus_message *m, void *x), sd_bus_message **ret_reply,
+		     void **ret_arr, size_t *ret_n)
 {
-	char *extra;
-	void *out;
+	_cleanup_free_ char *arr = NULL;
+	size_t n = 0, cap = 0;
+	int r;
 
-	if (n == 0) {
-		*ret = NULL;
-		*ret_n = 0;
-		return 0;
+	r = call_array(c, method, row, ret_reply);
+	while (r >= 0) {
+		r = grow((void **)&arr, &cap, n, own);
+		if (r < 0)
+			return r;
+		memset(arr + n * own, 0, own);
+		r = read(*ret_reply, arr + n * own);
+		if (r <= 0)
+			break;
+		n++;
 	}
-	out = pack(arr, n, own_size, size, 0, &extra);
-	if (!out)
-		return -ENOMEM;
-	*ret = out;
+	if (r < 0)
+		return r;
+	*ret_arr = TAKE_PTR(arr);
 	*ret_n = n;
 	return 0;
+}
+
+/*
+ * list_call(), then the elements as the caller's array of @size ones (NULL when
+ * none); @size0 is the least a caller may pass.
+ */
+static int list(struct iopf_client *c, const char *method, const char *row, size_t own,
+		size_t size0, int (*read)(sd_bus_message *m, void *x), size_t size, void **ret,
+		size_t *ret_n)
+{
+	_cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
+	_cleanup_free_ void *arr = NULL;
+	size_t n;
+	char *extra;
+	int r;
+
+	if (!ret || !ret_n || size < size0)
+		return -EINVAL;
+	r = list_call(c, method, row, own, read, &reply, &arr, &n);
+	if (r < 0)
+		return r;
+	*ret = n ? pack(arr, n, own, size, 0, &extra) : NULL;
+	if (n && !*ret)
+		return -ENOMEM;
+	*ret_n = n;
+	return 0;
+}
+
+static int read_source(sd_bus_message *m, void *x)
+{
+	struct iopf_client_source *s = x;
+
+	return sd_bus_message_read(m, IOPF_WIRE_SOURCE, &s->id, &s->ioas_id, &s->backend);
 }
 
 _public_ int iopf_client_list_sources_sized(struct iopf_client *c, size_t size,
@@ -400,34 +454,21 @@ _public_ int iopf_client_list_sources_sized(struct iopf_client *c, size_t size,
 {
 	_cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
 	_cleanup_free_ struct iopf_client_source *arr = NULL;
-	size_t n = 0, cap = 0, extra = 0;
-	struct iopf_client_source x = {};
-	const char *backend;
+	size_t n, extra = 0;
 	char *out, *str;
 	int r;
 
 	if (!ret || !ret_n || size < SOURCE_SIZE_0)
 		return -EINVAL;
-	r = call_reply(c, "ListSources", &reply, NULL);
+	r = list_call(c, "ListSources", IOPF_WIRE_SOURCE, sizeof(*arr), read_source, &reply,
+		      (void **)&arr, &n);
 	if (r < 0)
 		return r;
-	r = sd_bus_message_enter_container(reply, 'a', IOPF_WIRE_SOURCE);
-	while (r >= 0 && (r = sd_bus_message_read(reply, IOPF_WIRE_SOURCE, &x.id, &x.ioas_id,
-						  &backend)) > 0) {
-		r = grow((void **)&arr, &cap, n, sizeof(*arr));
-		if (r < 0)
-			return r;
-		/* for now a pointer into the reply; copied behind the array below */
-		x.backend = backend;
-		extra += strlen(backend) + 1;
-		arr[n++] = x;
-	}
-	if (r < 0)
-		return r;
-	if (n == 0)
-		return list_done(arr, 0, sizeof(*arr), size, (void **)ret, ret_n);
-	out = pack(arr, n, sizeof(*arr), size, extra, &str);
-	if (!out)
+	/* the backend names point into the reply: copy them behind the array */
+	for (size_t i = 0; i < n; i++)
+		extra += strlen(arr[i].backend) + 1;
+	out = n ? pack(arr, n, sizeof(*arr), size, extra, &str) : NULL;
+	if (n && !out)
 		return -ENOMEM;
 	for (size_t i = 0; i < n; i++) {
 		struct iopf_client_source *o = (struct iopf_client_source *)(out + i * size);
@@ -441,61 +482,37 @@ _public_ int iopf_client_list_sources_sized(struct iopf_client *c, size_t size,
 	return 0;
 }
 
+static int read_domain(sd_bus_message *m, void *x)
+{
+	struct iopf_client_domain *d = x;
+
+	return sd_bus_message_read(m, IOPF_WIRE_DOMAIN, &d->id, &d->source_id, &d->dev_id,
+				   &d->pasid);
+}
+
+static int read_region(sd_bus_message *m, void *x)
+{
+	struct iopf_client_region *g = x;
+
+	return sd_bus_message_read(m, IOPF_WIRE_REGION, &g->id, &g->domain_id, &g->iova, &g->length,
+				   &g->access);
+}
+
 _public_ int iopf_client_list_domains_sized(struct iopf_client *c, size_t size,
 					    struct iopf_client_domain **ret, size_t *ret_n)
 {
-	_cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
-	_cleanup_free_ struct iopf_client_domain *arr = NULL;
-	size_t n = 0, cap = 0;
-	struct iopf_client_domain x = {};
-	int r;
-
-	if (!ret || !ret_n || size < DOMAIN_SIZE_0)
-		return -EINVAL;
-	r = call_reply(c, "ListDomains", &reply, NULL);
-	if (r < 0)
-		return r;
-	r = sd_bus_message_enter_container(reply, 'a', IOPF_WIRE_DOMAIN);
-	while (r >= 0 && (r = sd_bus_message_read(reply, IOPF_WIRE_DOMAIN, &x.id, &x.source_id,
-						  &x.dev_id, &x.pasid)) > 0) {
-		r = grow((void **)&arr, &cap, n, sizeof(*arr));
-		if (r < 0)
-			return r;
-		arr[n++] = x;
-	}
-	if (r < 0)
-		return r;
-	return list_done(arr, n, sizeof(*arr), size, (void **)ret, ret_n);
+	return list(c, "ListDomains", IOPF_WIRE_DOMAIN, sizeof(**ret), DOMAIN_SIZE_0, read_domain,
+		    size, (void **)ret, ret_n);
 }
 
 _public_ int iopf_client_list_regions_sized(struct iopf_client *c, size_t size,
 					    struct iopf_client_region **ret, size_t *ret_n)
 {
-	_cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
-	_cleanup_free_ struct iopf_client_region *arr = NULL;
-	size_t n = 0, cap = 0;
-	struct iopf_client_region x = {};
-	int r;
-
-	if (!ret || !ret_n || size < REGION_SIZE_0)
-		return -EINVAL;
-	r = call_reply(c, "ListRegions", &reply, NULL);
-	if (r < 0)
-		return r;
-	r = sd_bus_message_enter_container(reply, 'a', IOPF_WIRE_REGION);
-	while (r >= 0 && (r = sd_bus_message_read(reply, IOPF_WIRE_REGION, &x.id, &x.domain_id,
-						  &x.iova, &x.length, &x.access)) > 0) {
-		r = grow((void **)&arr, &cap, n, sizeof(*arr));
-		if (r < 0)
-			return r;
-		arr[n++] = x;
-	}
-	if (r < 0)
-		return r;
-	return list_done(arr, n, sizeof(*arr), size, (void **)ret, ret_n);
+	return list(c, "ListRegions", IOPF_WIRE_REGION, sizeof(**ret), REGION_SIZE_0, read_region,
+		    size, (void **)ret, ret_n);
 }
 
-/* Find @name in the a{st} the reply is positioned at. 1 found, 0 not, -errno. */
+/* Find @name in the a{st} the reply is positioned at. Return: 0, -ENOENT, -errno. */
 static int read_counter(sd_bus_message *reply, const char *name, uint64_t *ret)
 {
 	const char *key;
@@ -513,7 +530,7 @@ static int read_counter(sd_bus_message *reply, const char *name, uint64_t *ret)
 	if (r < 0)
 		return r;
 	r = sd_bus_message_exit_container(reply);
-	return r < 0 ? r : found;
+	return r < 0 ? r : found ? 0 : -ENOENT;
 }
 
 /* Stats rows are "(t...a{st})": the object id first, the counters last. */
@@ -522,7 +539,7 @@ static int counter(struct iopf_client *c, const char *method, const char *row, u
 {
 	_cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
 	char contents[32];
-	uint64_t row_id, v = 0;
+	uint64_t row_id;
 	size_t len = strlen(row);
 	int r;
 
@@ -531,10 +548,7 @@ static int counter(struct iopf_client *c, const char *method, const char *row, u
 	/* IOPF_WIRE_STATS -> "ttuua{st}" for entering a struct */
 	memcpy(contents, row + 1, len - 2);
 	contents[len - 2] = '\0';
-	r = call_reply(c, method, &reply, NULL);
-	if (r < 0)
-		return r;
-	r = sd_bus_message_enter_container(reply, 'a', row);
+	r = call_array(c, method, row, &reply);
 	if (r < 0)
 		return r;
 	/* row is "(t...a{st})": step into each struct, read the id, skip to the dict */
@@ -547,15 +561,8 @@ static int counter(struct iopf_client *c, const char *method, const char *row, u
 			if (r < 0)
 				return r;
 		}
-		if (row_id == id) {
-			r = read_counter(reply, name, &v);
-			if (r < 0)
-				return r;
-			if (r == 0)
-				return -ENOENT;
-			*ret = v;
-			return 0;
-		}
+		if (row_id == id)
+			return read_counter(reply, name, ret);
 		r = sd_bus_message_skip(reply, IOPF_WIRE_COUNTERS);
 		if (r < 0)
 			return r;
@@ -619,34 +626,16 @@ _public_ uint64_t iopf_client_latency_quantile_ns(const struct iopf_client_laten
 	return l ? iopf_histogram_quantile(&l->h, q) : 0;
 }
 
-/*
- * Read a IOPF_WIRE_HISTOGRAM histogram at the reply's position into a new
- * snapshot. -EPROTO when the daemon's buckets are not the ones this library
- * knows: bounds would be wrong, so say so rather than guess.
- */
+/* A new snapshot of the IOPF_WIRE_HISTOGRAM at the reply's position. */
 static int read_latency(sd_bus_message *reply, struct iopf_client_latency **ret)
 {
 	_cleanup_free_ struct iopf_client_latency *l = NULL;
-	const void *buckets;
-	size_t size;
 	int r;
 
 	l = calloc(1, sizeof(*l));
 	if (!l)
 		return -ENOMEM;
-	r = sd_bus_message_enter_container(reply, 'r', "ttat");
-	if (r < 0)
-		return r;
-	r = sd_bus_message_read(reply, "tt", &l->h.count, &l->h.sum_ns);
-	if (r < 0)
-		return r;
-	r = sd_bus_message_read_array(reply, 't', &buckets, &size);
-	if (r < 0)
-		return r;
-	if (size != sizeof(l->h.bucket))
-		return -EPROTO;
-	memcpy(l->h.bucket, buckets, size);
-	r = sd_bus_message_exit_container(reply);
+	r = iopf_wire_read_histogram(reply, &l->h);
 	if (r < 0)
 		return r;
 	*ret = TAKE_PTR(l);
@@ -662,10 +651,7 @@ _public_ int iopf_client_domain_latency(struct iopf_client *c, uint64_t domain_i
 
 	if (!ret)
 		return -EINVAL;
-	r = call_reply(c, "GetDomainMetrics", &reply, NULL);
-	if (r < 0)
-		return r;
-	r = sd_bus_message_enter_container(reply, 'a', IOPF_WIRE_DOMAIN_METRICS);
+	r = call_array(c, "GetDomainMetrics", IOPF_WIRE_DOMAIN_METRICS, &reply);
 	if (r < 0)
 		return r;
 	while ((r = sd_bus_message_enter_container(reply, 'r', "ttuua{st}(ttat)")) > 0) {
@@ -690,10 +676,7 @@ static int tenant_row(struct iopf_client *c, sd_bus_message **ret_reply)
 	_cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
 	int r;
 
-	r = call_reply(c, "GetTenantMetrics", &reply, NULL);
-	if (r < 0)
-		return r;
-	r = sd_bus_message_enter_container(reply, 'a', IOPF_WIRE_TENANT_METRICS);
+	r = call_array(c, "GetTenantMetrics", IOPF_WIRE_TENANT_METRICS, &reply);
 	if (r < 0)
 		return r;
 	r = sd_bus_message_enter_container(reply, 'r', "tuusa{st}(ttat)");
@@ -710,21 +693,12 @@ static int tenant_row(struct iopf_client *c, sd_bus_message **ret_reply)
 _public_ int iopf_client_tenant_counter(struct iopf_client *c, const char *name, uint64_t *ret)
 {
 	_cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
-	uint64_t v = 0;
 	int r;
 
 	if (!name || !ret)
 		return -EINVAL;
 	r = tenant_row(c, &reply);
-	if (r < 0)
-		return r;
-	r = read_counter(reply, name, &v);
-	if (r < 0)
-		return r;
-	if (r == 0)
-		return -ENOENT;
-	*ret = v;
-	return 0;
+	return r < 0 ? r : read_counter(reply, name, ret);
 }
 
 _public_ int iopf_client_tenant_latency(struct iopf_client *c, struct iopf_client_latency **ret)
