@@ -36,19 +36,7 @@ int conf_init(struct conf *conf)
 		.log_level = LOG_INFO,
 		.log_target = CONF_LOG_AUTO,
 		.summary_usec = IOPFD_SUMMARY_DEFAULT_USEC,
-		.limits =
-			{
-				.max_sources = IOPF_CONTROL_DEFAULT_MAX_SOURCES,
-				.max_domains = IOPF_CONTROL_DEFAULT_MAX_DOMAINS,
-				.max_regions = IOPF_CONTROL_DEFAULT_MAX_REGIONS,
-				.max_pinned_bytes = IOPF_CONTROL_DEFAULT_MAX_PINNED,
-				.max_sources_per_user = IOPF_CONTROL_DEFAULT_MAX_SOURCES_PER_USER,
-				.max_domains_per_user = IOPF_CONTROL_DEFAULT_MAX_DOMAINS_PER_USER,
-				.max_regions_per_user = IOPF_CONTROL_DEFAULT_MAX_REGIONS_PER_USER,
-				.max_pinned_bytes_per_user =
-					IOPF_CONTROL_DEFAULT_MAX_PINNED_PER_USER,
-				.max_fds_per_user = IOPF_CONTROL_DEFAULT_MAX_FDS_PER_USER,
-			},
+		.limits = IOPF_CONTROL_LIMITS_DEFAULT,
 		.max_connections = IOPFD_CONNECTIONS_DEFAULT,
 		.max_connections_per_user = IOPFD_CONNECTIONS_PER_USER_DEFAULT,
 		.reserved_connections = IOPFD_RESERVED_CONNECTIONS_DEFAULT,

@@ -303,17 +303,7 @@ int iopf_control_new(struct iopf_engine *engine, const struct iopf_control_limit
 	if (limits)
 		c->limits = *limits;
 	else
-		c->limits = (struct iopf_control_limits){
-			.max_sources = IOPF_CONTROL_DEFAULT_MAX_SOURCES,
-			.max_domains = IOPF_CONTROL_DEFAULT_MAX_DOMAINS,
-			.max_regions = IOPF_CONTROL_DEFAULT_MAX_REGIONS,
-			.max_pinned_bytes = IOPF_CONTROL_DEFAULT_MAX_PINNED,
-			.max_sources_per_user = IOPF_CONTROL_DEFAULT_MAX_SOURCES_PER_USER,
-			.max_domains_per_user = IOPF_CONTROL_DEFAULT_MAX_DOMAINS_PER_USER,
-			.max_regions_per_user = IOPF_CONTROL_DEFAULT_MAX_REGIONS_PER_USER,
-			.max_pinned_bytes_per_user = IOPF_CONTROL_DEFAULT_MAX_PINNED_PER_USER,
-			.max_fds_per_user = IOPF_CONTROL_DEFAULT_MAX_FDS_PER_USER,
-		};
+		c->limits = IOPF_CONTROL_LIMITS_DEFAULT;
 	normalize_limits(&c->limits);
 	iopf_engine_set_retired_fn(engine, on_retired, c);
 	*ret = c;

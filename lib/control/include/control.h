@@ -57,6 +57,19 @@ struct iopf_control_limits {
 #define IOPF_CONTROL_DEFAULT_MAX_REGIONS_PER_USER 65536u
 #define IOPF_CONTROL_DEFAULT_MAX_PINNED_PER_USER  (UINT64_C(256) << 30)
 #define IOPF_CONTROL_DEFAULT_MAX_FDS_PER_USER	  65536u
+/* Every limit at its default: what iopf_control_new(NULL) and iopfd.conf start from. */
+#define IOPF_CONTROL_LIMITS_DEFAULT                                                                \
+	((struct iopf_control_limits){                                                             \
+		.max_sources = IOPF_CONTROL_DEFAULT_MAX_SOURCES,                                   \
+		.max_domains = IOPF_CONTROL_DEFAULT_MAX_DOMAINS,                                   \
+		.max_regions = IOPF_CONTROL_DEFAULT_MAX_REGIONS,                                   \
+		.max_pinned_bytes = IOPF_CONTROL_DEFAULT_MAX_PINNED,                               \
+		.max_sources_per_user = IOPF_CONTROL_DEFAULT_MAX_SOURCES_PER_USER,                 \
+		.max_domains_per_user = IOPF_CONTROL_DEFAULT_MAX_DOMAINS_PER_USER,                 \
+		.max_regions_per_user = IOPF_CONTROL_DEFAULT_MAX_REGIONS_PER_USER,                 \
+		.max_pinned_bytes_per_user = IOPF_CONTROL_DEFAULT_MAX_PINNED_PER_USER,             \
+		.max_fds_per_user = IOPF_CONTROL_DEFAULT_MAX_FDS_PER_USER,                         \
+	})
 /* Fds the engine holds for one object. */
 #define IOPF_CONTROL_SOURCE_FDS 2u
 #define IOPF_CONTROL_REGION_FDS 1u
