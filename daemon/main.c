@@ -77,39 +77,48 @@ static int parse_argv(int argc, char *argv[], struct manager_args *a, enum actio
 {
 	enum {
 		ARG_CONFIG = 0x100,
-		ARG_SOCKET,
-		ARG_WORKERS,
-		ARG_FAULT_AROUND,
-		ARG_READ_BATCH,
-		ARG_LOG_LEVEL,
-		ARG_LOG_TARGET,
-		ARG_ALLOW_SIM,
-		ARG_SYSTEM_BUS,
-		ARG_NO_SYSTEM_BUS,
 		ARG_CHECK_CONFIG,
 		ARG_DUMP_CONFIG,
 		ARG_VERSION,
+		ARG_KEY, /* ARG_KEY + i: the option of keys[i] */
+	};
+	/* Options that set a key of [Daemon]: to @value, or to the option's argument. */
+	static const struct {
+		const char *key, *value;
+	} keys[] = {
+		{"ControlSocket"},   {"Workers"},   {"FaultAround"},	       {"ReadBatch"},
+		{"LogLevel"},	     {"LogTarget"}, {"AllowSimulator", "yes"}, {"SystemBus", "yes"},
+		{"SystemBus", "no"},
 	};
 	static const struct option options[] = {
 		{"config", required_argument, NULL, ARG_CONFIG},
-		{"socket", required_argument, NULL, ARG_SOCKET},
-		{"workers", required_argument, NULL, ARG_WORKERS},
-		{"fault-around", required_argument, NULL, ARG_FAULT_AROUND},
-		{"read-batch", required_argument, NULL, ARG_READ_BATCH},
-		{"log-level", required_argument, NULL, ARG_LOG_LEVEL},
-		{"log-target", required_argument, NULL, ARG_LOG_TARGET},
-		{"allow-simulator", no_argument, NULL, ARG_ALLOW_SIM},
-		{"system-bus", no_argument, NULL, ARG_SYSTEM_BUS},
-		{"no-system-bus", no_argument, NULL, ARG_NO_SYSTEM_BUS},
 		{"check-config", no_argument, NULL, ARG_CHECK_CONFIG},
 		{"dump-config", no_argument, NULL, ARG_DUMP_CONFIG},
 		{"version", no_argument, NULL, ARG_VERSION},
 		{"help", no_argument, NULL, 'h'},
+		/* in the order of keys[] */
+		{"socket", required_argument, NULL, ARG_KEY + 0},
+		{"workers", required_argument, NULL, ARG_KEY + 1},
+		{"fault-around", required_argument, NULL, ARG_KEY + 2},
+		{"read-batch", required_argument, NULL, ARG_KEY + 3},
+		{"log-level", required_argument, NULL, ARG_KEY + 4},
+		{"log-target", required_argument, NULL, ARG_KEY + 5},
+		{"allow-simulator", no_argument, NULL, ARG_KEY + 6},
+		{"system-bus", no_argument, NULL, ARG_KEY + 7},
+		{"no-system-bus", no_argument, NULL, ARG_KEY + 8},
 		{},
 	};
-	int c, r = 0;
+	int c, i, r;
 
-	while ((c = getopt_long(argc, argv, "h", options, NULL)) >= 0) {
+	while ((c = getopt_long(argc, argv, "h", options, &i)) >= 0) {
+		if (c >= ARG_KEY && c < ARG_KEY + (int)ARRAY_SIZE(keys)) {
+			/* the long option's name, for messages: options[] is static */
+			r = add_override(a, options[i].name, "Daemon", keys[c - ARG_KEY].key,
+					 keys[c - ARG_KEY].value ?: optarg);
+			if (r < 0)
+				return r;
+			continue;
+		}
 		switch (c) {
 		case 'h':
 			help();
@@ -126,40 +135,11 @@ static int parse_argv(int argc, char *argv[], struct manager_args *a, enum actio
 		case ARG_DUMP_CONFIG:
 			*action = ACTION_DUMP;
 			break;
-		case ARG_SOCKET:
-			r = add_override(a, "--socket", "Daemon", "ControlSocket", optarg);
-			break;
-		case ARG_WORKERS:
-			r = add_override(a, "--workers", "Daemon", "Workers", optarg);
-			break;
-		case ARG_FAULT_AROUND:
-			r = add_override(a, "--fault-around", "Daemon", "FaultAround", optarg);
-			break;
-		case ARG_READ_BATCH:
-			r = add_override(a, "--read-batch", "Daemon", "ReadBatch", optarg);
-			break;
-		case ARG_LOG_LEVEL:
-			r = add_override(a, "--log-level", "Daemon", "LogLevel", optarg);
-			break;
-		case ARG_LOG_TARGET:
-			r = add_override(a, "--log-target", "Daemon", "LogTarget", optarg);
-			break;
-		case ARG_ALLOW_SIM:
-			r = add_override(a, "--allow-simulator", "Daemon", "AllowSimulator", "yes");
-			break;
-		case ARG_SYSTEM_BUS:
-			r = add_override(a, "--system-bus", "Daemon", "SystemBus", "yes");
-			break;
-		case ARG_NO_SYSTEM_BUS:
-			r = add_override(a, "--no-system-bus", "Daemon", "SystemBus", "no");
-			break;
 		case '?':
 			return -EINVAL; /* getopt said why */
 		default:
 			return log_error_errno(EINVAL, "Unhandled option %d.", c);
 		}
-		if (r < 0)
-			return r;
 	}
 	if (optind < argc)
 		return log_error_errno(EINVAL, "Unexpected argument: %s", argv[optind]);

@@ -108,7 +108,7 @@ int manager_load_config(const struct manager_args *a, struct conf *ret)
 		r = conf_set(&conf, o->section, o->key, o->value, &why);
 		if (r < 0) {
 			conf_done(&conf);
-			return log_error_errno(r, "%s=%s: %s", o->option, o->value,
+			return log_error_errno(r, "--%s=%s: %s", o->option, o->value,
 					       why ? why : strerror(-r));
 		}
 	}

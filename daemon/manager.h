@@ -20,7 +20,7 @@ struct manager;
 struct manager_args {
 	const char *config; /* NULL: the default path, a missing file is fine */
 	struct manager_override {
-		const char *option, *section, *key, *value;
+		const char *option, *section, *key, *value; /* option: its long name */
 	} overrides[16]; /* command-line values, applied over the files in order */
 	unsigned n_overrides;
 };
