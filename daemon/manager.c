@@ -721,7 +721,7 @@ static int store_take(void *userdata, const char *name)
 }
 
 struct sweeping {
-	struct manager *m;
+	struct iopf_engine_fd_store store;
 	iopf_backend_open_fn sim_open;
 	unsigned sources, answered;
 };
@@ -729,32 +729,22 @@ struct sweeping {
 static void sweep_one(const char *name, int fd, void *userdata)
 {
 	struct sweeping *x = userdata;
-	char iommu_name[40];
 	unsigned answered;
-	size_t len = strlen(name);
-	int iommufd;
 
 	(void)fd;
-	/* a source's pair: "s<id>f" and "s<id>i" */
-	if (name[0] != 's' || len < 3 || len >= sizeof(iommu_name) || name[len - 1] != 'f')
-		return;
-	memcpy(iommu_name, name, len - 1);
-	iommu_name[len - 1] = 'i';
-	iommu_name[len] = 0;
-	iommufd = fdstore_take(x->m->store, iommu_name);
-	fd = fdstore_take(x->m->store, name);
-	if (iopf_engine_sweep(fd, iommufd, x->sim_open, &answered) >= 0) {
+	if (iopf_engine_sweep_stored(name, store_take, &x->store, x->sim_open, &answered) > 0) {
 		x->sources++;
 		x->answered += answered;
 	}
-	(void)fdstore_remove(x->m->store, name);
-	(void)fdstore_remove(x->m->store, iommu_name);
 }
 
 /* The state was refused: answer what its fault queues hold, forget everything it kept. */
 static void sweep_stored(struct manager *m, iopf_backend_open_fn sim_open)
 {
-	struct sweeping x = {.m = m, .sim_open = sim_open};
+	struct sweeping x = {
+		.store = {.drop = store_drop, .userdata = m->store},
+		.sim_open = sim_open,
+	};
 
 	fdstore_foreach_passed(m->store, sweep_one, &x);
 	log_notice("Answered INVALID %u fault groups on %u fault queues the process before had "

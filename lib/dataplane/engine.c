@@ -227,9 +227,30 @@ static int check_config(const struct iopf_engine_config *in, struct iopf_engine_
 
 /* ---- what outlives the process (persist.h) ---- */
 
+/* The fd store's names: kind, decimal id, what ("s12f": source 12's fault fd). */
 static void fd_name(char *buf, size_t size, char kind, uint64_t id, const char *what)
 {
 	(void)snprintf(buf, size, "%c%" PRIu64 "%s", kind, id, what);
+}
+
+/* Whether @name is fd_name(@kind, id, @what) for some id, the one fd_name() would write. */
+static bool fd_name_parse(const char *name, char kind, const char *what, uint64_t *ret_id)
+{
+	char again[32];
+	uint64_t id;
+	char *end;
+
+	if (name[0] != kind || name[1] < '1' || name[1] > '9')
+		return false;
+	errno = 0;
+	id = strtoull(name + 1, &end, 10);
+	if (errno || strcmp(end, what) != 0)
+		return false;
+	fd_name(again, sizeof(again), kind, id, what);
+	if (strcmp(again, name) != 0)
+		return false;
+	*ret_id = id;
+	return true;
 }
 
 /* Best effort: an fd the store refused only means that object does not survive a crash. */
@@ -1588,8 +1609,7 @@ out:
 	return r;
 }
 
-int iopf_engine_sweep(int fault_fd, int iommufd, iopf_backend_open_fn sim_open,
-		      unsigned *ret_answered)
+static int sweep(int fault_fd, int iommufd, iopf_backend_open_fn sim_open, unsigned *ret_answered)
 {
 	struct iopf_backend *b;
 	unsigned answered = 0;
@@ -1618,4 +1638,23 @@ int iopf_engine_sweep(int fault_fd, int iommufd, iopf_backend_open_fn sim_open,
 	iopf_backend_close(b);
 	*ret_answered = answered;
 	return 0;
+}
+
+int iopf_engine_sweep_stored(const char *name, iopf_engine_take_fd_fn take,
+			     const struct iopf_engine_fd_store *store, iopf_backend_open_fn sim_open,
+			     unsigned *ret_answered)
+{
+	char fault_name[32], iommu_name[32];
+	uint64_t id;
+	int r;
+
+	if (!fd_name_parse(name, 's', "f", &id))
+		return 0;
+	fd_name(fault_name, sizeof(fault_name), 's', id, "f");
+	fd_name(iommu_name, sizeof(iommu_name), 's', id, "i");
+	r = sweep(take(store->userdata, fault_name), take(store->userdata, iommu_name), sim_open,
+		  ret_answered);
+	store->drop(store->userdata, fault_name);
+	store->drop(store->userdata, iommu_name);
+	return r < 0 ? r : 1;
 }

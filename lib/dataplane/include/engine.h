@@ -118,16 +118,22 @@ int iopf_engine_restore(struct iopf_engine *e, iopf_engine_take_fd_fn take_fd,
 			struct iopf_engine_restored *ret);
 
 /*
- * iopf_engine_sweep() - when an earlier run's arena is refused, the groups it
- * had read are still waiting on their fault queue and no one knows their
- * cookies: answer INVALID every cookie that can be outstanding (those below
- * IOPF_ENGINE_SWEEP_COOKIES), before anything reads the queue. A cookie not
- * outstanding is refused by the queue and costs nothing. Takes both fds.
- * Return: 0 with @ret_answered, or the backend's error (fds closed).
+ * iopf_engine_sweep_stored() - when an earlier run's arena is refused, the
+ * groups it had read are still waiting on their fault queue and no one knows
+ * their cookies. Call it for each name the earlier run left in the fd store:
+ * when @name is a source's fault fd, it takes that source's two fds with
+ * @take, answers INVALID every cookie that can be outstanding (those below
+ * IOPF_ENGINE_SWEEP_COOKIES) before anything reads the queue, and drops both
+ * names with @store's drop. A cookie not outstanding is refused by the queue
+ * and costs nothing. Other names are left alone: the store's names are the
+ * engine's to parse (engine.c, "what outlives the process").
+ * Return: 1 swept, with @ret_answered; 0 not a source's name; the backend's
+ * error (the names dropped all the same).
  */
 #define IOPF_ENGINE_SWEEP_COOKIES 65536u
-int iopf_engine_sweep(int fault_fd, int iommufd, iopf_backend_open_fn sim_open,
-		      unsigned *ret_answered);
+int iopf_engine_sweep_stored(const char *name, iopf_engine_take_fd_fn take,
+			     const struct iopf_engine_fd_store *store, iopf_backend_open_fn sim_open,
+			     unsigned *ret_answered);
 
 /*
  * Records of the control plane in the arena, restored through
