@@ -85,24 +85,26 @@ static uint64_t unpermute(const struct iopf_idkey *key, uint64_t y)
 
 /*
  * 0 is "no id": walking the cycle past it (at most one more step, since only
- * 0 is left out) keeps [1, 2^52) onto itself, one to one.
+ * 0 is left out) keeps [1, 2^52) onto itself, one to one. Ids outside are
+ * passed as they are.
  */
-uint64_t iopf_idhide(const struct iopf_idkey *key, uint64_t id)
+static uint64_t walk(const struct iopf_idkey *key, uint64_t x,
+		     uint64_t (*step)(const struct iopf_idkey *key, uint64_t x))
 {
 	uint64_t y;
 
-	if (id == 0 || id >> IOPF_IDHIDE_BITS)
-		return id;
-	y = permute(key, id);
-	return y ? y : permute(key, y);
+	if (x == 0 || x >> IOPF_IDHIDE_BITS)
+		return x;
+	y = step(key, x);
+	return y ? y : step(key, y);
+}
+
+uint64_t iopf_idhide(const struct iopf_idkey *key, uint64_t id)
+{
+	return walk(key, id, permute);
 }
 
 uint64_t iopf_idreveal(const struct iopf_idkey *key, uint64_t shown)
 {
-	uint64_t x;
-
-	if (shown == 0 || shown >> IOPF_IDHIDE_BITS)
-		return shown;
-	x = unpermute(key, shown);
-	return x ? x : unpermute(key, x);
+	return walk(key, shown, unpermute);
 }
