@@ -18,35 +18,20 @@ import re
 import subprocess
 import sys
 
-failures = []
-
-
-def fail(what, detail=''):
-    failures.append(what)
-    print(f'FAIL: {what}')
-    if detail:
-        print('  ' + detail.strip().replace('\n', '\n  '))
-
-
-def ok(what):
-    print(f'ok: {what}')
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', 'tests/helpers'))
+from report import done, fail, ok  # noqa: E402
 
 
 def render(page):
     env = dict(os.environ, LC_ALL='C.UTF-8', MANWIDTH='80', MAN_KEEP_FORMATTING='0')
-    p = subprocess.run(['groff', '-ww', '-z', '-man', '-Tutf8', page], capture_output=True,
-                       text=True, env=env)
-    if p.returncode or p.stderr.strip():
-        fail(f'{page}: groff -ww warns', p.stderr)
-    else:
-        ok(f'{os.path.basename(page)}: groff -ww -z -man is silent')
-    p = subprocess.run(['man', '--warnings', '-E', 'UTF-8', '-l', page], capture_output=True,
-                       text=True, env=env)
-    if p.returncode or p.stderr.strip():
-        fail(f'{page}: man --warnings warns', p.stderr)
-    else:
-        ok(f'{os.path.basename(page)}: man --warnings -l is silent')
-    # the text as a reader sees it, without overstriking
+    for cmd, says in ((['groff', '-ww', '-z', '-man', '-Tutf8'], 'groff -ww -z -man'),
+                      (['man', '--warnings', '-E', 'UTF-8', '-l'], 'man --warnings -l')):
+        p = subprocess.run([*cmd, page], capture_output=True, text=True, env=env)
+        if p.returncode or p.stderr.strip():
+            fail(f'{page}: {says} warns', p.stderr)
+        else:
+            ok(f'{os.path.basename(page)}: {says} is silent')
+    # man's text as a reader sees it, without overstriking
     return re.sub(r'.\x08', '', p.stdout)
 
 
@@ -122,11 +107,7 @@ def main():
             if (ref.startswith(('iopf', 'libiopf', 'org.iopfd')) and ref not in ours):
                 fail(f'{name} refers to {ref}({sec}), which this tree does not ship')
 
-    if failures:
-        print(f'{len(failures)} failure(s)')
-        return 1
-    print('all man pages pass')
-    return 0
+    return done('all man pages pass')
 
 
 if __name__ == '__main__':

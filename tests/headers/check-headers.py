@@ -37,14 +37,8 @@ WARN = ['-Wall', '-Wextra', '-Werror', '-Wstrict-prototypes', '-Wmissing-prototy
         '-Wundef', '-Wshadow']
 WARN_CXX = ['-Wall', '-Wextra', '-Werror', '-Wundef', '-Wshadow', '-Wold-style-cast']
 
-failures = []
-
-
-def fail(what, detail=''):
-    failures.append(what)
-    print(f'FAIL: {what}')
-    if detail:
-        print('  ' + detail.strip().replace('\n', '\n  '))
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', 'helpers'))
+from report import done, fail, ok  # noqa: E402
 
 
 def compile_src(cmd, src, suffix, tmp, extra=(), out=None):
@@ -187,7 +181,7 @@ def main():
                     if rc:
                         fail(what, log)
                     else:
-                        print(f'ok: {what}')
+                        ok(f'{what}')
 
             # what the header itself declares, after the preprocessor
             p = subprocess.run([*cc, '-std=c11', *inc, '-E', '-x', 'c', '-'], input=inc_h,
@@ -217,7 +211,7 @@ def main():
             if foreign:
                 fail(f'{h} defines macros outside IOPF_/iopf_: {", ".join(foreign)}')
             else:
-                print(f'ok: {h} keeps to the iopf namespace')
+                ok(f'{h} keeps to the iopf namespace')
 
         # the tree sees the same enumerators as tenants, plus its own counts and nothing else
         def enumerators(extra):
@@ -232,7 +226,7 @@ def main():
             fail('the tree and tenants must see the same enumerators but _IOPF_REASON_MAX',
                  f'tree only: {extra}; tenants: {tenant}')
         else:
-            print(f'ok: tenants see all {len(tenant)} enumerators, the tree also _IOPF_REASON_MAX')
+            ok(f'tenants see all {len(tenant)} enumerators, the tree also _IOPF_REASON_MAX')
 
         # iopfd's own count of reasons is not for tenants
         all_inc = ''.join(f'#include <{h}>\n' for h in a.headers)
@@ -264,13 +258,9 @@ def main():
                     fail('C++ sees the functions without C linkage',
                          f'mangled: {mangled}\nnot referenced unmangled: {missing}')
                 else:
-                    print(f'ok: {len(syms)} symbols declared with C linkage')
+                    ok(f'{len(syms)} symbols declared with C linkage')
 
-    if failures:
-        print(f'{len(failures)} failure(s)')
-        return 1
-    print('all installed headers pass')
-    return 0
+    return done('all installed headers pass')
 
 
 if __name__ == '__main__':
