@@ -1210,7 +1210,8 @@ static int append_domain_metrics(const struct iopf_domain_info *i, void *userdat
 
 	(void)iopf_control_domain_latency(l->ctl, i->id, &h);
 	r = sd_bus_message_open_container(l->reply, 'r',
-					  l->all ? "tttuua{st}(ttat)" : "ttuua{st}(ttat)");
+					  l->all ? IOPF_WIRE_DOMAIN_METRICS_ALL_FIELDS
+						 : IOPF_WIRE_DOMAIN_METRICS_FIELDS);
 	if (r >= 0 && l->all)
 		r = sd_bus_message_append(l->reply, "t", i->tenant);
 	if (r >= 0)
@@ -1234,7 +1235,7 @@ static int append_tenant_metrics(const struct iopf_tenant_info *t,
 	/* a connection that never registered anything is an observer, not a tenant */
 	if (l->all && !t->registered)
 		return 0;
-	r = sd_bus_message_open_container(l->reply, 'r', "tuusa{st}(ttat)");
+	r = sd_bus_message_open_container(l->reply, 'r', IOPF_WIRE_TENANT_METRICS_FIELDS);
 	if (r >= 0)
 		r = sd_bus_message_append(l->reply, "tuus", t->id, (uint32_t)t->uid,
 					  (uint32_t)t->pid, t->label ? t->label : t->name);

@@ -251,6 +251,15 @@ static int call(struct daemon_link *d, struct snapshot *s, const char *method, s
 	return r;
 }
 
+/* call(), the reply positioned inside its one array of @row. */
+static int call_array(struct daemon_link *d, struct snapshot *s, const char *method,
+		      const char *row, sd_bus_message **ret)
+{
+	int r = call(d, s, method, ret);
+
+	return r < 0 ? r : sd_bus_message_enter_container(*ret, 'a', row);
+}
+
 /*
  * A property of a fixed-size type ('u', 't'), or 's' into a malloc'ed string.
  * Spelt out rather than sd_bus_get_property_*(), which cannot turn auto-start off.
@@ -306,11 +315,9 @@ static int query_tenants(struct daemon_link *d, struct snapshot *s)
 	uint32_t uid, pid;
 	int r;
 
-	r = call(d, s, "GetAllTenantMetrics", &m);
-	if (r < 0)
-		return r;
-	r = sd_bus_message_enter_container(m, 'a', IOPF_WIRE_TENANT_METRICS);
-	while (r >= 0 && (r = sd_bus_message_enter_container(m, 'r', "tuusa{st}(ttat)")) > 0) {
+	r = call_array(d, s, "GetAllTenantMetrics", IOPF_WIRE_TENANT_METRICS, &m);
+	while (r >= 0 &&
+	       (r = sd_bus_message_enter_container(m, 'r', IOPF_WIRE_TENANT_METRICS_FIELDS)) > 0) {
 		struct row *row;
 
 		r = sd_bus_message_read(m, "tuus", &tenant, &uid, &pid, &name);
@@ -350,11 +357,9 @@ static int query_domains(struct daemon_link *d, struct snapshot *s)
 	uint32_t dev, pasid;
 	int r;
 
-	r = call(d, s, "GetAllDomainMetrics", &m);
-	if (r < 0)
-		return r;
-	r = sd_bus_message_enter_container(m, 'a', IOPF_WIRE_DOMAIN_METRICS_ALL);
-	while (r >= 0 && (r = sd_bus_message_enter_container(m, 'r', "tttuua{st}(ttat)")) > 0) {
+	r = call_array(d, s, "GetAllDomainMetrics", IOPF_WIRE_DOMAIN_METRICS_ALL, &m);
+	while (r >= 0 && (r = sd_bus_message_enter_container(
+				  m, 'r', IOPF_WIRE_DOMAIN_METRICS_ALL_FIELDS)) > 0) {
 		const struct row *owner;
 		struct row *row;
 		char pbuf[16];

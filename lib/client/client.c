@@ -654,7 +654,8 @@ _public_ int iopf_client_domain_latency(struct iopf_client *c, uint64_t domain_i
 	r = call_array(c, "GetDomainMetrics", IOPF_WIRE_DOMAIN_METRICS, &reply);
 	if (r < 0)
 		return r;
-	while ((r = sd_bus_message_enter_container(reply, 'r', "ttuua{st}(ttat)")) > 0) {
+	while ((r = sd_bus_message_enter_container(reply, 'r', IOPF_WIRE_DOMAIN_METRICS_FIELDS)) >
+	       0) {
 		r = sd_bus_message_read(reply, "t", &id);
 		if (r >= 0)
 			r = sd_bus_message_skip(reply, "tuua{st}");
@@ -679,7 +680,7 @@ static int tenant_row(struct iopf_client *c, sd_bus_message **ret_reply)
 	r = call_array(c, "GetTenantMetrics", IOPF_WIRE_TENANT_METRICS, &reply);
 	if (r < 0)
 		return r;
-	r = sd_bus_message_enter_container(reply, 'r', "tuusa{st}(ttat)");
+	r = sd_bus_message_enter_container(reply, 'r', IOPF_WIRE_TENANT_METRICS_FIELDS);
 	if (r == 0)
 		return -ENOENT;
 	if (r >= 0)

@@ -47,22 +47,27 @@ static inline const char *iopf_wire_reason_name(unsigned reason)
  * put the owning tenant's id first. Counters are a name -> value dictionary,
  * histograms are (count, sum_ns, per-bucket counts) over the LatencyBuckets property.
  */
-#define IOPF_WIRE_COUNTERS	     "a{st}"
-#define IOPF_WIRE_HISTOGRAM	     "(ttat)"
-#define IOPF_WIRE_SOURCE	     "(tus)"  /* id, ioas_id, backend */
-#define IOPF_WIRE_SOURCE_ALL	     "(ttus)" /* tenant, id, ioas_id, backend */
-#define IOPF_WIRE_DOMAIN	     "(ttuu)" /* id, source_id, dev_id, pasid */
-#define IOPF_WIRE_DOMAIN_ALL	     "(tttuu)"
-#define IOPF_WIRE_REGION	     "(ttttu)" /* id, domain_id, iova, length, access */
-#define IOPF_WIRE_REGION_ALL	     "(tttttu)"
-#define IOPF_WIRE_STATS		     "(ttuu" IOPF_WIRE_COUNTERS ")" /* domain id, source, dev, pasid */
-#define IOPF_WIRE_STATS_ALL	     "(tttuu" IOPF_WIRE_COUNTERS ")"
-#define IOPF_WIRE_SOURCE_STATS	     "(t" IOPF_WIRE_COUNTERS ")" /* faults with no domain */
-#define IOPF_WIRE_SOURCE_STATS_ALL   "(tt" IOPF_WIRE_COUNTERS ")"
-#define IOPF_WIRE_DOMAIN_METRICS     "(ttuu" IOPF_WIRE_COUNTERS IOPF_WIRE_HISTOGRAM ")"
-#define IOPF_WIRE_DOMAIN_METRICS_ALL "(tttuu" IOPF_WIRE_COUNTERS IOPF_WIRE_HISTOGRAM ")"
-#define IOPF_WIRE_TENANT_METRICS                                                                   \
-	"(tuus" IOPF_WIRE_COUNTERS IOPF_WIRE_HISTOGRAM ")" /* id, uid, pid, name */
+#define IOPF_WIRE_COUNTERS	   "a{st}"
+#define IOPF_WIRE_HISTOGRAM	   "(ttat)"
+#define IOPF_WIRE_SOURCE	   "(tus)"  /* id, ioas_id, backend */
+#define IOPF_WIRE_SOURCE_ALL	   "(ttus)" /* tenant, id, ioas_id, backend */
+#define IOPF_WIRE_DOMAIN	   "(ttuu)" /* id, source_id, dev_id, pasid */
+#define IOPF_WIRE_DOMAIN_ALL	   "(tttuu)"
+#define IOPF_WIRE_REGION	   "(ttttu)" /* id, domain_id, iova, length, access */
+#define IOPF_WIRE_REGION_ALL	   "(tttttu)"
+#define IOPF_WIRE_STATS		   "(ttuu" IOPF_WIRE_COUNTERS ")" /* domain id, source, dev, pasid */
+#define IOPF_WIRE_STATS_ALL	   "(tttuu" IOPF_WIRE_COUNTERS ")"
+#define IOPF_WIRE_SOURCE_STATS	   "(t" IOPF_WIRE_COUNTERS ")" /* faults with no domain */
+#define IOPF_WIRE_SOURCE_STATS_ALL "(tt" IOPF_WIRE_COUNTERS ")"
+
+/* The metrics rows, and their fields alone, for entering and opening one row. */
+#define IOPF_WIRE_DOMAIN_METRICS_FIELDS	    "ttuu" IOPF_WIRE_COUNTERS IOPF_WIRE_HISTOGRAM
+#define IOPF_WIRE_DOMAIN_METRICS	    "(" IOPF_WIRE_DOMAIN_METRICS_FIELDS ")"
+#define IOPF_WIRE_DOMAIN_METRICS_ALL_FIELDS "t" IOPF_WIRE_DOMAIN_METRICS_FIELDS
+#define IOPF_WIRE_DOMAIN_METRICS_ALL	    "(" IOPF_WIRE_DOMAIN_METRICS_ALL_FIELDS ")"
+#define IOPF_WIRE_TENANT_METRICS_FIELDS                                                            \
+	"tuus" IOPF_WIRE_COUNTERS IOPF_WIRE_HISTOGRAM /* id, uid, pid, name */
+#define IOPF_WIRE_TENANT_METRICS "(" IOPF_WIRE_TENANT_METRICS_FIELDS ")"
 
 struct iopf_error_map_entry {
 	int error; /* positive errno */
