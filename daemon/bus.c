@@ -1394,6 +1394,8 @@ static int property_get(sd_bus *bus, const char *path, const char *interface, co
 		return sd_bus_message_append(reply, "t", conf->fault_around);
 	if (strcmp(property, "ReadBatch") == 0)
 		return sd_bus_message_append(reply, "u", conf->read_batch);
+	if (strcmp(property, "BusyPollUSec") == 0)
+		return sd_bus_message_append(reply, "t", conf->busy_poll_usec);
 	if (strcmp(property, "MaxSources") == 0)
 		return sd_bus_message_append(reply, "u", conf->limits.max_sources);
 	if (strcmp(property, "MaxDomains") == 0)
@@ -1437,6 +1439,7 @@ static const struct {
 } live_props[] = {
 	LIVE_PROP("FaultAround", fault_around),
 	LIVE_PROP("ReadBatch", read_batch),
+	LIVE_PROP("BusyPollUSec", busy_poll_usec),
 	LIVE_PROP("MaxSources", limits.max_sources),
 	LIVE_PROP("MaxDomains", limits.max_domains),
 	LIVE_PROP("MaxRegions", limits.max_regions),
@@ -1666,6 +1669,8 @@ static const sd_bus_vtable manager_vtable[] = {
 	SD_BUS_PROPERTY("LatencyBuckets", "at", property_get, 0, SD_BUS_VTABLE_PROPERTY_CONST),
 	SD_BUS_PROPERTY("FaultAround", "t", property_get, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
 	SD_BUS_PROPERTY("ReadBatch", "u", property_get, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
+	SD_BUS_PROPERTY("BusyPollUSec", "t", property_get, 0,
+			SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
 	SD_BUS_PROPERTY("MaxSources", "u", property_get, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
 	SD_BUS_PROPERTY("MaxDomains", "u", property_get, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
 	SD_BUS_PROPERTY("MaxRegions", "u", property_get, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),

@@ -188,6 +188,22 @@ static void get_fault_around(const struct conf *c, char *buf, size_t size)
 	format_size(c->fault_around, buf, size);
 }
 
+static int set_busy_poll(struct conf *c, const char *v, char **err)
+{
+	uint64_t usec;
+
+	if (parse_duration(v, &usec) < 0 || usec > IOPF_BUSY_POLL_MAX_NS / 1000)
+		return bad(err, "not 0 (off) or a duration up to %" PRIu64 "ms (e.g. 50us)",
+			   IOPF_BUSY_POLL_MAX_NS / 1000000);
+	c->busy_poll_usec = usec;
+	return 0;
+}
+
+static void get_busy_poll(const struct conf *c, char *buf, size_t size)
+{
+	format_duration(c->busy_poll_usec, buf, size);
+}
+
 static int set_read_batch(struct conf *conf, const char *v, char **err)
 {
 	if (parse_unsigned(v, 1, IOPF_READ_BATCH_MAX, &conf->read_batch) < 0)
@@ -709,6 +725,7 @@ static const struct conf_key keys[] = {
 	{"Daemon", "ControlSocket", set_socket, get_socket, CONF_APPLY_RESTART},
 	{"Daemon", "FaultAround", set_fault_around, get_fault_around, CONF_APPLY_LIVE},
 	{"Daemon", "ReadBatch", set_read_batch, get_read_batch, CONF_APPLY_NEW},
+	{"Daemon", "BusyPoll", set_busy_poll, get_busy_poll, CONF_APPLY_LIVE},
 	{"Daemon", "AllowSimulator", set_allow_sim, get_allow_sim, CONF_APPLY_RESTART},
 	{"Daemon", "SystemBus", set_system_bus, get_system_bus, CONF_APPLY_RESTART},
 	{"Daemon", "LogLevel", set_log_level, get_log_level, CONF_APPLY_LIVE},

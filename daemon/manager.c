@@ -560,6 +560,8 @@ static int apply_live(struct manager *m)
 	if (r >= 0)
 		r = iopf_engine_set_read_batch(m->engine, m->conf.read_batch);
 	if (r >= 0)
+		r = iopf_engine_set_busy_poll(m->engine, m->conf.busy_poll_usec * 1000);
+	if (r >= 0)
 		r = iopf_control_set_limits(m->control, &m->conf.limits);
 	if (r < 0)
 		return log_error_errno(r, "Cannot apply the configuration: %m");
@@ -843,6 +845,7 @@ int manager_new(const struct manager_args *a, struct conf *conf, struct manager 
 		.n_workers = conf->workers,
 		.fault_around = conf->fault_around,
 		.read_batch = conf->read_batch,
+		.busy_poll_ns = conf->busy_poll_usec * 1000,
 #if HAVE_SIMULATOR
 		.sim_open = conf->allow_simulator ? iopf_sim_backend_open : NULL,
 #endif

@@ -169,6 +169,7 @@ struct iopf_worker_config {
 	unsigned index;
 	struct iopf_route_table *routes; /* looked up under the RCU read lock */
 	const uint64_t *fault_around;	 /* window bytes; loaded relaxed once a turn */
+	const uint64_t *busy_poll_ns;	 /* spin before sleeping; loaded relaxed once a round */
 	struct iopf_mailbox *done;	 /* finished removals (struct iopf_cmd) go here */
 };
 /* Start a worker; returns once its ring is up. Return: 0 or -errno. */

@@ -208,6 +208,8 @@ static int check_config(const struct iopf_engine_config *in, struct iopf_engine_
 		c.read_batch = IOPF_READ_BATCH_DEFAULT;
 	if (c.read_batch > IOPF_READ_BATCH_MAX)
 		return -EINVAL;
+	if (c.busy_poll_ns > IOPF_BUSY_POLL_MAX_NS)
+		return -EINVAL;
 	if (c.n_workers == 0) {
 		/* the CPUs this process may run on (taskset, CPUAffinity=), not all online ones */
 		cpu_set_t set;
@@ -441,6 +443,7 @@ int iopf_engine_new(const struct iopf_engine_config *cfg, struct iopf_engine **r
 			.index = i,
 			.routes = e->routes,
 			.fault_around = &e->cfg.fault_around,
+			.busy_poll_ns = &e->cfg.busy_poll_ns,
 			.done = &e->done,
 		};
 
@@ -1197,6 +1200,14 @@ int iopf_engine_set_read_batch(struct iopf_engine *e, unsigned records)
 	if (records == 0 || records > IOPF_READ_BATCH_MAX)
 		return -EINVAL;
 	e->cfg.read_batch = records;
+	return 0;
+}
+
+int iopf_engine_set_busy_poll(struct iopf_engine *e, uint64_t ns)
+{
+	if (ns > IOPF_BUSY_POLL_MAX_NS)
+		return -EINVAL;
+	__atomic_store_n(&e->cfg.busy_poll_ns, ns, __ATOMIC_RELAXED);
 	return 0;
 }
 

@@ -850,6 +850,27 @@ static int ring_init(struct iopf_worker *w)
 	return r;
 }
 
+/*
+ * Busy polling (BusyPoll=): with nothing left to do, keep entering the ring
+ * without sleeping for @ns, then sleep. Each enter runs the ring's deferred
+ * completions (IORING_SETUP_DEFER_TASKRUN posts them only in an enter), so a
+ * wakeup that comes within the window is seen without a sleep and its wakeup.
+ */
+static int spin_then_wait(struct iopf_worker *w, uint64_t ns)
+{
+	uint64_t end = mono_ns() + ns;
+	int r;
+
+	do {
+		r = io_uring_submit_and_get_events(&w->ring);
+		if (r < 0 && r != -EINTR && r != -EBUSY && r != -EAGAIN)
+			return r;
+		if (io_uring_cq_ready(&w->ring))
+			return r;
+	} while (mono_ns() < end);
+	return io_uring_submit_and_wait(&w->ring, 1);
+}
+
 static void *worker_main(void *arg)
 {
 	struct iopf_worker *w = arg;
@@ -873,9 +894,11 @@ static void *worker_main(void *arg)
 		}
 
 		/* one enter a round: sources still due a turn must not wait for a completion */
-		if (cds_list_empty(&w->ready))
-			r = io_uring_submit_and_wait(&w->ring, 1);
-		else
+		if (cds_list_empty(&w->ready)) {
+			uint64_t spin = __atomic_load_n(w->cfg.busy_poll_ns, __ATOMIC_RELAXED);
+
+			r = spin ? spin_then_wait(w, spin) : io_uring_submit_and_wait(&w->ring, 1);
+		} else
 			r = io_uring_submit_and_get_events(&w->ring);
 		if (r < 0 && r != -EINTR && r != -EBUSY && r != -EAGAIN)
 			break; /* the ring is unusable; the engine sees the thread exit */

@@ -534,6 +534,14 @@ int iopf_engine_set_read_batch(struct iopf_engine *e, unsigned records)
 	return 0;
 }
 
+int iopf_engine_set_busy_poll(struct iopf_engine *e, uint64_t ns)
+{
+	if (ns > IOPF_BUSY_POLL_MAX_NS)
+		return -EINVAL;
+	e->cfg.busy_poll_ns = ns;
+	return 0;
+}
+
 /*
  * What outlives the process: the fake has no arena. Records are accepted and
  * forgotten; a restore finds nothing (the real one is tested in test-restart).

@@ -4,7 +4,8 @@
 # One fault-traffic scenario: a fresh iopfd on a temporary socket, iopf-sim
 # against it, then iopfd stopped by its pid and required to exit cleanly.
 #
-# run-sim.sh [--workers N] [--limit Key=Value]... [--no-daemon] [--expect-exit N]
+# run-sim.sh [--workers N] [--limit Key=Value]... [--daemon Key=Value]... [--no-daemon]
+#            [--expect-exit N]
 #            -- IOPF-SIM-ARGS...
 # @IOPFD_PID@ in the iopf-sim arguments becomes the daemon's pid.
 # Environment: IOPFD, IOPF_SIM (binaries), IOPF_TEST_TIMEOUT (seconds, default 150).
@@ -15,6 +16,7 @@ set -u
 timeout_s=${IOPF_TEST_TIMEOUT:-150}
 workers=1
 limits=()
+dkeys=()
 daemon=1
 expect=0
 
@@ -22,6 +24,7 @@ while [ $# -gt 0 ]; do
 	case "$1" in
 	--workers) workers=$2; shift 2 ;;
 	--limit) limits+=("$2"); shift 2 ;;
+	--daemon) dkeys+=("$2"); shift 2 ;;
 	--no-daemon) daemon=0; shift ;;
 	--expect-exit) expect=$2; shift 2 ;;
 	--) shift; break ;;
@@ -53,8 +56,13 @@ fail() {
 args=("$@")
 if [ $daemon -eq 1 ]; then
 	dargs=(--socket "$tmp/ctl" --allow-simulator --no-system-bus --workers "$workers")
-	if [ ${#limits[@]} -gt 0 ]; then
-		{ echo "[Limits]"; printf '%s\n' "${limits[@]}"; } > "$tmp/iopfd.conf"
+	if [ ${#limits[@]} -gt 0 ] || [ ${#dkeys[@]} -gt 0 ]; then
+		{
+			echo "[Daemon]"
+			[ ${#dkeys[@]} -eq 0 ] || printf '%s\n' "${dkeys[@]}"
+			echo "[Limits]"
+			[ ${#limits[@]} -eq 0 ] || printf '%s\n' "${limits[@]}"
+		} > "$tmp/iopfd.conf"
 		dargs+=(--config "$tmp/iopfd.conf")
 	fi
 	"$IOPFD" "${dargs[@]}" > "$tmp/iopfd.log" 2>&1 &

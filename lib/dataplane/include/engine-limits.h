@@ -21,6 +21,12 @@
 #define IOPF_FAULT_AROUND_MAX	  (UINT64_C(1) << 30)
 
 /*
+ * Busy polling (BusyPoll=): how long a worker with nothing to do keeps
+ * checking its ring before it sleeps; 0, the default, sleeps at once.
+ */
+#define IOPF_BUSY_POLL_MAX_NS (UINT64_C(10) * 1000 * 1000)
+
+/*
  * Records per fault-fd read (ReadBatch=). The read buffer starts there and
  * grows (doubling) up to IOPF_READ_MAX_RECORDS for a group that does not fit.
  */

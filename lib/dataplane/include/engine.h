@@ -47,6 +47,7 @@ struct iopf_engine_config {
 	unsigned n_workers;    /* 0: one per CPU the process may run on (its affinity) */
 	uint64_t fault_around; /* window bytes: power of two >= IOPF_PAGE_SIZE; default 64 KiB */
 	unsigned read_batch;   /* records per fault-fd read; default 256 (engine-limits.h) */
+	uint64_t busy_poll_ns; /* spin this long before sleeping; 0 (default): sleep at once */
 	iopf_backend_open_fn sim_open; /* accept simulator fault sources with it; NULL: refuse */
 	/*
 	 * > 0: the state arena (a memfd) of an earlier run, taken over (also on
@@ -334,8 +335,10 @@ unsigned iopf_engine_workers_alive(struct iopf_engine *e);
  * Settings that change while running (reload).
  * iopf_engine_set_fault_around(): the window of every later fault. 0 or -EINVAL.
  * iopf_engine_set_read_batch(): the read size of sources added later. 0 or -EINVAL.
+ * iopf_engine_set_busy_poll(): each worker's spin before its next sleep. 0 or -EINVAL.
  */
 int iopf_engine_set_fault_around(struct iopf_engine *e, uint64_t bytes);
 int iopf_engine_set_read_batch(struct iopf_engine *e, unsigned records);
+int iopf_engine_set_busy_poll(struct iopf_engine *e, uint64_t ns);
 
 #endif /* IOPF_ENGINE_H */
