@@ -580,8 +580,8 @@ int iopf_engine_state_fd(struct iopf_engine *e)
 }
 
 int iopf_engine_sweep_stored(const char *name, iopf_engine_take_fd_fn take,
-			     const struct iopf_engine_fd_store *store, iopf_backend_open_fn sim_open,
-			     unsigned *ret_answered)
+			     const struct iopf_engine_fd_store *store,
+			     iopf_backend_open_fn sim_open, unsigned *ret_answered)
 {
 	(void)name, (void)take, (void)store, (void)sim_open;
 	*ret_answered = 0;
