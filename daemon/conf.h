@@ -57,9 +57,9 @@ enum conf_log_target {
 
 struct conf {
 	/* [Daemon] */
-	unsigned workers;      /* 0: one per online CPU */
-	char *control_socket;  /* owned; absolute path */
-	uint64_t fault_around; /* power of two, >= IOPF_PAGE_SIZE */
+	unsigned workers;	 /* 0: one per online CPU */
+	char *control_socket;	 /* owned; absolute path */
+	uint64_t fault_around;	 /* power of two, >= IOPF_PAGE_SIZE */
 	uint64_t busy_poll_usec; /* 0: off */
 	unsigned read_batch;
 	bool allow_simulator;

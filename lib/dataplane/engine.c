@@ -1652,8 +1652,8 @@ static int sweep(int fault_fd, int iommufd, iopf_backend_open_fn sim_open, unsig
 }
 
 int iopf_engine_sweep_stored(const char *name, iopf_engine_take_fd_fn take,
-			     const struct iopf_engine_fd_store *store, iopf_backend_open_fn sim_open,
-			     unsigned *ret_answered)
+			     const struct iopf_engine_fd_store *store,
+			     iopf_backend_open_fn sim_open, unsigned *ret_answered)
 {
 	char fault_name[32], iommu_name[32];
 	uint64_t id;

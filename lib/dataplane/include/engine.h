@@ -133,8 +133,8 @@ int iopf_engine_restore(struct iopf_engine *e, iopf_engine_take_fd_fn take_fd,
  */
 #define IOPF_ENGINE_SWEEP_COOKIES 65536u
 int iopf_engine_sweep_stored(const char *name, iopf_engine_take_fd_fn take,
-			     const struct iopf_engine_fd_store *store, iopf_backend_open_fn sim_open,
-			     unsigned *ret_answered);
+			     const struct iopf_engine_fd_store *store,
+			     iopf_backend_open_fn sim_open, unsigned *ret_answered);
 
 /*
  * Records of the control plane in the arena, restored through
