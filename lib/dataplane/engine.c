@@ -158,7 +158,7 @@ static void domain_destroy(struct iopf_domain *d)
 	struct iopf_eregion *er, *tmp;
 
 	cds_list_for_each_entry_safe(er, tmp, &d->eregions, dnode) eregion_destroy(er);
-	free(d->regions); /* the array only; its regions were just freed */
+	iopf_region_set_free(d->regions); /* the tree only; its regions were just freed */
 	free(d);
 }
 
@@ -192,7 +192,7 @@ static void eregion_free_rcu(struct rcu_head *h)
 
 static void region_set_free_rcu(struct rcu_head *h)
 {
-	free(caa_container_of(h, struct iopf_region_set, rcu));
+	iopf_region_set_free(caa_container_of(h, struct iopf_region_set, rcu));
 }
 
 static int check_config(const struct iopf_engine_config *in, struct iopf_engine_config *ret)

@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 #include "region.h"
 
+#include <assert.h>
 #include <fcntl.h>
 #include <pthread.h>
 #include <stdlib.h>
@@ -398,111 +399,447 @@ int iopf_region_get_uptr(struct iopf_region *r, void **ret)
 	return 0;
 }
 
-static struct iopf_region_set *set_alloc(size_t n)
-{
-	struct iopf_region_set *s;
+/* ---- the set: a copy-on-write B+tree ---- */
 
-	s = calloc(1, sizeof(*s) + n * (sizeof(s->v[0]) + sizeof(s->iova[0])));
-	if (s) {
-		s->n = n;
-		s->iova = (const uint64_t *)&s->v[n];
+/*
+ * Every node is immutable once built: an update copies the path from the root
+ * to the leaf it changes (and the siblings a split, merge or share touches)
+ * and shares every other subtree with the set before it, so an add or a
+ * removal costs O(log n) and readers never lock. Nodes are sized to their
+ * entries (a copy is made anyway) and reference-counted: a set owns its root,
+ * an inner node its children, so sets can be freed in any order. The counts
+ * are written by the control thread (copies) and the call_rcu thread (frees),
+ * never by readers.
+ */
+#define NODE_MAX 32u		/* entries: 256 bytes of keys, 4 cache lines */
+#define NODE_MIN (NODE_MAX / 4) /* fewer, and a node below the root merges or shares */
+
+struct iopf_region_set_node {
+	unsigned n;
+	unsigned refs; /* atomic */
+	/*
+	 * key[i]: a leaf's region i's iova; an inner node's child i's smallest
+	 * iova. Then n pointers: regions (leaves, not owned) or children (owned references).
+	 */
+	uint64_t key[];
+};
+
+/* A node's entry while an update assembles the next node. */
+struct ent {
+	uint64_t key;
+	void *p;
+};
+
+static void **node_p(const struct iopf_region_set_node *x)
+{
+	return (void **)&x->key[x->n];
+}
+
+static void node_ref(struct iopf_region_set_node *x)
+{
+	__atomic_fetch_add(&x->refs, 1, __ATOMIC_RELAXED);
+}
+
+/* Drop a reference on @x, a node at height @h, and free what nobody else holds. */
+static void node_unref(struct iopf_region_set_node *x, unsigned h)
+{
+	if (__atomic_sub_fetch(&x->refs, 1, __ATOMIC_ACQ_REL) != 0)
+		return;
+	if (h > 0)
+		for (unsigned i = 0; i < x->n; i++)
+			node_unref(node_p(x)[i], h - 1);
+	free(x);
+}
+
+/* A new node (one reference, the caller's) of @n entries; takes the references @e holds. */
+static struct iopf_region_set_node *node_new(const struct ent *e, unsigned n)
+{
+	struct iopf_region_set_node *x;
+
+	assert(n > 0 && n <= NODE_MAX);
+	x = malloc(sizeof(*x) + n * (sizeof(uint64_t) + sizeof(void *)));
+	if (!x)
+		return NULL;
+	x->n = n;
+	x->refs = 1;
+	for (unsigned i = 0; i < n; i++) {
+		x->key[i] = e[i].key;
+		node_p(x)[i] = e[i].p;
 	}
-	return s;
+	return x;
 }
 
-/* Fill iova[] once v[] is complete. */
-static void set_seal(struct iopf_region_set *s)
+/* Copy @x's entries to @e, taking a reference on each child (height @h > 0). Return: how many. */
+static unsigned node_load(const struct iopf_region_set_node *x, unsigned h, struct ent *e)
 {
-	uint64_t *iova = (uint64_t *)&s->v[s->n];
-
-	for (size_t i = 0; i < s->n; i++)
-		iova[i] = s->v[i]->iova;
+	for (unsigned i = 0; i < x->n; i++) {
+		e[i] = (struct ent){x->key[i], node_p(x)[i]};
+		if (h > 0)
+			node_ref(e[i].p);
+	}
+	return x->n;
 }
 
-/* Index of the first region whose iova is > @addr; branch-free halving over iova[]. */
-static size_t upper_bound(const struct iopf_region_set *s, uint64_t addr)
+/* Undo node_load() and node_new()s not yet linked: drop what @e holds. */
+static void ents_drop(const struct ent *e, unsigned n, unsigned h)
 {
-	size_t n = iopf_region_set_size(s), lo = 0;
+	for (unsigned i = 0; h > 0 && i < n; i++)
+		node_unref(e[i].p, h - 1);
+}
 
-	if (n == 0)
-		return 0;
-	/* invariant: iova[i] <= addr for every i < lo, and the answer is in [lo, lo + n] */
+static void ent_insert(struct ent *e, unsigned *n, unsigned at, struct ent x)
+{
+	memmove(&e[at + 1], &e[at], (*n - at) * sizeof(*e));
+	e[at] = x;
+	(*n)++;
+}
+
+static void ent_remove(struct ent *e, unsigned *n, unsigned at)
+{
+	memmove(&e[at], &e[at + 1], (*n - at - 1) * sizeof(*e));
+	(*n)--;
+}
+
+/* Index of the first key > @addr; branch-free halving over the packed keys. */
+static unsigned node_upper(const struct iopf_region_set_node *x, uint64_t addr)
+{
+	unsigned n = x->n, lo = 0;
+
+	/* invariant: key[i] <= addr for every i < lo, and the answer is in [lo, lo + n] */
 	while (n > 1) {
-		size_t half = n / 2;
+		unsigned half = n / 2;
 
-		lo = s->iova[lo + half] <= addr ? lo + half : lo;
+		lo = x->key[lo + half] <= addr ? lo + half : lo;
 		n -= half;
 	}
-	return lo + (s->iova[lo] <= addr);
+	return lo + (x->key[lo] <= addr);
+}
+
+/*
+ * Build the nodes of @e (height @h): one if they fit, else two halves (a
+ * split). On failure everything @e holds is dropped.
+ * Return: 0; -ENOMEM.
+ */
+static int build(struct ent *e, unsigned n, unsigned h, struct ent *ret, unsigned *ret_n)
+{
+	unsigned parts = n > NODE_MAX ? 2 : 1, at = 0;
+	struct ent out[2];
+
+	for (unsigned k = 0; k < parts; k++) {
+		unsigned m = (n - at) / (parts - k);
+		struct iopf_region_set_node *x = node_new(&e[at], m);
+
+		if (!x) {
+			if (k > 0)
+				node_unref(out[0].p, h); /* gives back what it took from e[] */
+			ents_drop(e + at, n - at, h);
+			return -ENOMEM;
+		}
+		out[k] = (struct ent){x->key[0], x};
+		at += m;
+	}
+	memcpy(ret, out, parts * sizeof(*out));
+	*ret_n = parts;
+	return 0;
+}
+
+/* Insert @r below @x (height @h): its replacement, one node or two, in @ret. */
+static int insert_below(const struct iopf_region_set_node *x, unsigned h, struct iopf_region *r,
+			struct ent *ret, unsigned *ret_n)
+{
+	struct ent e[NODE_MAX + 1], sub[2];
+	unsigned i = node_upper(x, r->iova), n, c, m;
+	int rc;
+
+	if (h == 0) {
+		n = node_load(x, 0, e);
+		ent_insert(e, &n, i, (struct ent){r->iova, r});
+		return build(e, n, 0, ret, ret_n);
+	}
+	c = i > 0 ? i - 1 : 0; /* below every key: the first child */
+	rc = insert_below(node_p(x)[c], h - 1, r, sub, &m);
+	if (rc < 0)
+		return rc;
+	n = node_load(x, h, e);
+	node_unref(e[c].p, h - 1); /* the child replaced: the old set keeps its own reference */
+	e[c] = sub[0];
+	if (m == 2)
+		ent_insert(e, &n, c + 1, sub[1]);
+	return build(e, n, h, ret, ret_n);
+}
+
+/*
+ * Remove @r below @x (height @h): its replacement in @ret (NULL when it is
+ * left empty), which may hold fewer than NODE_MIN entries; the parent mends that.
+ */
+static int remove_below(const struct iopf_region_set_node *x, unsigned h,
+			const struct iopf_region *r, struct iopf_region_set_node **ret)
+{
+	struct ent e[NODE_MAX + 1], out[2];
+	struct iopf_region_set_node *sub;
+	unsigned i = node_upper(x, r->iova), n, m, c;
+	int rc;
+
+	if (i == 0)
+		return -ENOENT;
+	c = i - 1;
+	if (h == 0) {
+		if (node_p(x)[c] != r)
+			return -ENOENT;
+		n = node_load(x, 0, e);
+		ent_remove(e, &n, c);
+		if (n == 0) {
+			*ret = NULL;
+			return 0;
+		}
+		*ret = node_new(e, n);
+		return *ret ? 0 : -ENOMEM;
+	}
+	rc = remove_below(node_p(x)[c], h - 1, r, &sub);
+	if (rc < 0)
+		return rc;
+	n = node_load(x, h, e);
+	node_unref(e[c].p, h - 1);
+	if (!sub)
+		ent_remove(e, &n, c);
+	else if (sub->n >= NODE_MIN || n == 1) {
+		e[c] = (struct ent){sub->key[0], sub};
+	} else {
+		/* Too small: merge it with a sibling, or share their entries evenly. */
+		unsigned s = c > 0 ? c - 1 : c + 1, lo = c < s ? c : s;
+		const struct iopf_region_set_node *a = lo == c ? sub : e[lo].p;
+		const struct iopf_region_set_node *b = lo == c ? e[s].p : sub;
+		struct ent both[2 * NODE_MAX];
+		unsigned k = node_load(a, h - 1, both);
+
+		k += node_load(b, h - 1, both + k);
+		e[c] = (struct ent){sub->key[0], sub}; /* so that the failure path drops it too */
+		rc = build(both, k, h - 1, out, &m);
+		if (rc < 0) {
+			ents_drop(e, n, h);
+			return rc;
+		}
+		node_unref(e[lo].p, h - 1);
+		node_unref(e[lo + 1].p, h - 1);
+		ent_remove(e, &n, lo);
+		e[lo] = out[0];
+		if (m == 2)
+			ent_insert(e, &n, lo + 1, out[1]);
+	}
+	if (n == 0) {
+		*ret = NULL;
+		return 0;
+	}
+	*ret = node_new(e, n);
+	if (!*ret) {
+		ents_drop(e, n, h);
+		return -ENOMEM;
+	}
+	return 0;
+}
+
+/* The region with the smallest iova below @x (height @h). */
+static struct iopf_region *leftmost(const struct iopf_region_set_node *x, unsigned h)
+{
+	for (; h > 0; h--)
+		x = node_p(x)[0];
+	return node_p(x)[0];
+}
+
+static int set_new(struct iopf_region_set_node *root, unsigned height, size_t n,
+		   struct iopf_region *hint, struct iopf_region_set **ret)
+{
+	struct iopf_region_set *s = calloc(1, sizeof(*s));
+
+	if (!s) {
+		node_unref(root, height);
+		return -ENOMEM;
+	}
+	s->root = root;
+	s->height = height;
+	s->n = n;
+	s->hint = hint;
+	*ret = s;
+	return 0;
+}
+
+struct iopf_region_set *iopf_region_set_free(struct iopf_region_set *s)
+{
+	if (s) {
+		node_unref(s->root, s->height);
+		free(s);
+	}
+	return NULL;
+}
+
+/*
+ * The region with the largest iova <= @addr (NULL: none), and the smallest
+ * iova above @addr (@ret_next_node[@ret_next_slot] at height @ret_next_h;
+ * node NULL: none), from one descent.
+ */
+static struct iopf_region *neighbours(const struct iopf_region_set *s, uint64_t addr,
+				      const struct iopf_region_set_node **ret_next_node,
+				      unsigned *ret_next_slot, unsigned *ret_next_h)
+{
+	const struct iopf_region_set_node *x = s ? s->root : NULL;
+
+	*ret_next_node = NULL;
+	for (unsigned h = s ? s->height : 0; x; h--) {
+		unsigned i = node_upper(x, addr);
+
+		if (i < x->n) {
+			*ret_next_node = x;
+			*ret_next_slot = i;
+			*ret_next_h = h;
+		}
+		if (i == 0)
+			return NULL;
+		if (h == 0)
+			return node_p(x)[i - 1];
+		x = node_p(x)[i - 1];
+	}
+	return NULL;
+}
+
+const struct iopf_region *iopf_region_set_overlap(const struct iopf_region_set *s, uint64_t iova,
+						  uint64_t length)
+{
+	const struct iopf_region_set_node *next;
+	struct iopf_region *prev;
+	unsigned slot = 0, h = 0;
+
+	prev = neighbours(s, iova, &next, &slot, &h);
+	/* only the neighbours on each side can overlap */
+	if (prev && iopf_region_last(prev) >= iova)
+		return prev;
+	if (next && next->key[slot] <= iova + (length - 1))
+		return h == 0 ? node_p(next)[slot] : leftmost(node_p(next)[slot], h - 1);
+	return NULL;
 }
 
 int iopf_region_set_add(const struct iopf_region_set *old, struct iopf_region *r,
 			struct iopf_region_set **ret)
 {
-	size_t n = iopf_region_set_size(old), i;
-	struct iopf_region_set *s;
+	struct ent e[2];
+	unsigned m, height = old ? old->height : 0;
+	int rc;
 
-	i = upper_bound(old, r->iova);
-	/* The neighbours on each side are the only candidates for an overlap. */
-	if (i > 0 && iopf_region_last(old->v[i - 1]) >= r->iova)
+	if (iopf_region_set_overlap(old, r->iova, r->length))
 		return -EBUSY;
-	if (i < n && old->v[i]->iova <= iopf_region_last(r))
-		return -EBUSY;
+	if (!old) {
+		struct iopf_region_set_node *leaf;
 
-	s = set_alloc(n + 1);
-	if (!s)
-		return -ENOMEM;
-	if (i > 0)
-		memcpy(s->v, old->v, i * sizeof(s->v[0]));
-	s->v[i] = r;
-	if (n > i)
-		memcpy(s->v + i + 1, old->v + i, (n - i) * sizeof(s->v[0]));
-	set_seal(s);
-	*ret = s;
-	return 0;
+		e[0] = (struct ent){r->iova, r};
+		leaf = node_new(e, 1);
+		return leaf ? set_new(leaf, 0, 1, r, ret) : -ENOMEM;
+	}
+	rc = insert_below(old->root, height, r, e, &m);
+	if (rc < 0)
+		return rc;
+	if (m == 2) {
+		/* the root split: a new root over both halves */
+		struct iopf_region_set_node *root = node_new(e, 2);
+
+		if (!root) {
+			ents_drop(e, 2, height + 1);
+			return -ENOMEM;
+		}
+		e[0] = (struct ent){root->key[0], root};
+		height++;
+		assert(height < IOPF_REGION_SET_MAX_HEIGHT);
+	}
+	return set_new(e[0].p, height, old->n + 1, r, ret);
 }
 
 int iopf_region_set_del(const struct iopf_region_set *old, const struct iopf_region *r,
 			struct iopf_region_set **ret)
 {
-	size_t n = iopf_region_set_size(old), i;
-	struct iopf_region_set *s;
+	struct iopf_region_set_node *root;
+	unsigned height;
+	int rc;
 
-	i = upper_bound(old, r->iova);
-	if (i == 0 || old->v[i - 1] != r)
+	if (!old)
 		return -ENOENT;
-	i--;
-	if (n == 1) {
+	rc = remove_below(old->root, old->height, r, &root);
+	if (rc < 0)
+		return rc;
+	if (!root) {
 		*ret = NULL;
 		return 0;
 	}
-	s = set_alloc(n - 1);
-	if (!s)
-		return -ENOMEM;
-	memcpy(s->v, old->v, i * sizeof(s->v[0]));
-	memcpy(s->v + i, old->v + i + 1, (n - i - 1) * sizeof(s->v[0]));
-	set_seal(s);
-	*ret = s;
-	return 0;
+	/* a root of one child gives way to it */
+	for (height = old->height; height > 0 && root->n == 1; height--) {
+		struct iopf_region_set_node *child = node_p(root)[0];
+
+		node_ref(child);
+		node_unref(root, height);
+		root = child;
+	}
+	return set_new(root, height, old->n - 1, leftmost(root, height), ret);
 }
 
 struct iopf_region *iopf_region_set_find(const struct iopf_region_set *s, uint64_t addr)
 {
+	const struct iopf_region_set_node *x;
 	struct iopf_region *r;
-	size_t i;
+	unsigned i;
 
 	if (!s)
 		return NULL;
-	/* hint < n always: sets never change size, and it starts at 0 */
-	r = s->v[s->hint];
-	if (addr - s->iova[s->hint] < r->length)
+	/* a non-empty set always has a hint */
+	r = s->hint;
+	if (addr - r->iova < r->length)
 		return r;
-	i = upper_bound(s, addr);
-	if (i == 0 || addr > iopf_region_last(s->v[i - 1]))
+	x = s->root;
+	for (unsigned h = s->height;; h--) {
+		i = node_upper(x, addr);
+		if (i == 0)
+			return NULL;
+		if (h == 0)
+			break;
+		x = node_p(x)[i - 1];
+	}
+	r = node_p(x)[i - 1];
+	if (addr - r->iova >= r->length)
 		return NULL;
 	/* the set is not const, only its published layout is: see struct iopf_region_set */
-	((struct iopf_region_set *)s)->hint = i - 1;
-	return s->v[i - 1];
+	((struct iopf_region_set *)s)->hint = r;
+	return r;
+}
+
+struct iopf_region *iopf_region_set_first(const struct iopf_region_set *s,
+					  struct iopf_region_set_iter *it)
+{
+	const struct iopf_region_set_node *x;
+
+	if (!s)
+		return NULL;
+	it->height = s->height;
+	x = s->root;
+	for (unsigned h = s->height;; h--) {
+		it->node[h] = x;
+		it->slot[h] = 0;
+		if (h == 0)
+			break;
+		x = node_p(x)[0];
+	}
+	return node_p(x)[0];
+}
+
+struct iopf_region *iopf_region_set_next(struct iopf_region_set_iter *it)
+{
+	unsigned h = 0;
+
+	/* up to the first level with an entry left, then down its leftmost path */
+	while (it->slot[h] + 1 >= it->node[h]->n)
+		if (++h > it->height)
+			return NULL;
+	it->slot[h]++;
+	for (; h > 0; h--) {
+		it->node[h - 1] = node_p(it->node[h])[it->slot[h]];
+		it->slot[h - 1] = 0;
+	}
+	return node_p(it->node[0])[it->slot[0]];
 }
 
 uint64_t *iopf_region_store_key(struct iopf_region *r)

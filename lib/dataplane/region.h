@@ -116,38 +116,74 @@ int iopf_region_get_uptr(struct iopf_region *r, void **ret);
 
 /*
  * An immutable, sorted, non-overlapping set of regions; NULL is the empty set.
- * One allocation: v[], then iova[] (iova[i] == v[i]->iova), so a lookup
- * searches a few packed cache lines instead of dereferencing a region per step.
+ * A copy-on-write B+tree (region.c): an update builds a new set in O(log n),
+ * sharing every node it does not change with the old one, which stays whole
+ * for the readers that still see it. The nodes pack their keys (iova), so a
+ * lookup searches a few cache lines per level instead of dereferencing a
+ * region per step; up to 32 regions are one node.
  */
+struct iopf_region_set_node;
+
+#define IOPF_REGION_SET_MAX_HEIGHT 16 /* 2 * 8^15 regions: more than memory holds */
+
 struct iopf_region_set {
+	struct iopf_region_set_node *root; /* owned reference */
 	size_t n;
+	unsigned height; /* 0: the root is a leaf */
 	/*
-	 * The index iopf_region_set_find() found last. Faults come in runs on one
-	 * region, and checking it first skips the search's chain of dependent
-	 * loads. The one field written after publication, and only by the
-	 * domain's worker: the only thread that searches a published set.
+	 * The region iopf_region_set_find() found last (any region of the set
+	 * before that). Faults come in runs on one region, and checking it first
+	 * skips the search's chain of dependent loads. The one field written
+	 * after publication, and only by the domain's worker: the only thread
+	 * that searches a published set.
 	 */
-	size_t hint;
+	struct iopf_region *hint;
 	struct rcu_head rcu;
-	const uint64_t *iova; /* points just past v[n] */
-	struct iopf_region *v[];
 };
 
 /* New set = @old + @r. Return: 0; -EBUSY (overlap), -ENOMEM. @old is left alone. */
 int iopf_region_set_add(const struct iopf_region_set *old, struct iopf_region *r,
 			struct iopf_region_set **ret);
-/* New set = @old - @r (NULL when empty). Return: 0; -ENOENT, -ENOMEM. */
+/* New set = @old - @r (NULL when empty). Return: 0; -ENOENT, -ENOMEM. @old is left alone. */
 int iopf_region_set_del(const struct iopf_region_set *old, const struct iopf_region *r,
 			struct iopf_region_set **ret);
 /*
+ * Free @s (not its regions; the nodes it shares with other sets stay theirs),
+ * once no reader can see it. Sets may be freed in any order. NULL ok, returns NULL.
+ */
+struct iopf_region_set *iopf_region_set_free(struct iopf_region_set *s);
+/*
  * The region containing @addr; NULL if none. The last region found, then a
- * binary search. Updates the hint: the domain's worker only (see above).
+ * search down the tree. Updates the hint: the domain's worker only (see above).
  */
 struct iopf_region *iopf_region_set_find(const struct iopf_region_set *s, uint64_t addr);
+/* A region of @s overlapping [@iova, @iova + @length), @length > 0; NULL if none. Any thread. */
+const struct iopf_region *iopf_region_set_overlap(const struct iopf_region_set *s, uint64_t iova,
+						  uint64_t length);
 
 static inline size_t iopf_region_set_size(const struct iopf_region_set *s)
 {
 	return s ? s->n : 0;
 }
+
+/* The region a lookup tries first (NULL for the empty set): for prefetching. */
+static inline struct iopf_region *iopf_region_set_hint(const struct iopf_region_set *s)
+{
+	return s ? s->hint : NULL;
+}
+
+/*
+ * Every region of a set, ascending iova:
+ *	for (r = iopf_region_set_first(s, &it); r; r = iopf_region_set_next(&it))
+ * The set must stay alive meanwhile (it does not change: sets are immutable).
+ */
+struct iopf_region_set_iter {
+	const struct iopf_region_set_node *node[IOPF_REGION_SET_MAX_HEIGHT];
+	unsigned slot[IOPF_REGION_SET_MAX_HEIGHT];
+	unsigned height;
+};
+struct iopf_region *iopf_region_set_first(const struct iopf_region_set *s,
+					  struct iopf_region_set_iter *it);
+struct iopf_region *iopf_region_set_next(struct iopf_region_set_iter *it);
 
 #endif /* IOPF_REGION_H */

@@ -379,7 +379,7 @@ static void prefetch_records(struct iopf_worker *w, struct iopf_source *s, size_
 	}
 	for (size_t i = 0; i < n; i++)
 		if (set[i])
-			__builtin_prefetch(set[i]->v[set[i]->hint]);
+			__builtin_prefetch(iopf_region_set_hint(set[i]));
 	for (size_t i = 0; i < n; i++) {
 		struct iopf_region *r = set[i] ? iopf_region_set_find(set[i], rec[i].addr) : NULL;
 
@@ -577,10 +577,12 @@ static int unmap_domain(struct iopf_source *s, struct iopf_domain *d)
 {
 	/* No updater any more: a plain dereference outside a read section is safe. */
 	struct iopf_region_set *set = iopf_rcu_dereference(d->regions);
+	struct iopf_region_set_iter it;
 	int ret = 0;
 
-	for (size_t i = 0; i < iopf_region_set_size(set); i++) {
-		int r = iopf_resolve_unmap_region(s->backend, set->v[i], &d->counters);
+	for (struct iopf_region *rg = iopf_region_set_first(set, &it); rg;
+	     rg = iopf_region_set_next(&it)) {
+		int r = iopf_resolve_unmap_region(s->backend, rg, &d->counters);
 
 		if (r < 0 && ret == 0)
 			ret = r;

@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
-/* Regions: validation, the sorted set and its binary search, page bitmaps. */
+/* Regions: validation, the sorted set (a copy-on-write B+tree) and its search, page bitmaps. */
 #include "dp-test.h"
 
 #include <fcntl.h>
@@ -239,6 +239,17 @@ static void test_files_threads(void **state)
 	assert_int_equal(iopf_region_files(), 0);
 }
 
+/* Region @k of @s in iova order, through the iterator. */
+static struct iopf_region *nth(const struct iopf_region_set *s, size_t k)
+{
+	struct iopf_region_set_iter it;
+	struct iopf_region *r = iopf_region_set_first(s, &it);
+
+	while (r && k--)
+		r = iopf_region_set_next(&it);
+	return r;
+}
+
 static void test_set_overlap(void **state)
 {
 	struct iopf_region *a = mk(0x10000, 4 * PG), *b = mk(0x20000, 4 * PG);
@@ -259,28 +270,32 @@ static void test_set_overlap(void **state)
 
 	assert_int_equal(iopf_region_set_add(NULL, b, &s1), 0);
 	assert_int_equal(iopf_region_set_add(s1, a, &s2), 0);
-	free(s1); /* the old set is the caller's to free (after a grace period) */
+	iopf_region_set_free(s1); /* the old set is the caller's to free (after a grace period) */
 	assert_int_equal(s2->n, 2);
-	assert_ptr_equal(s2->v[0], a);
-	assert_ptr_equal(s2->v[1], b);
+	assert_ptr_equal(nth(s2, 0), a);
+	assert_ptr_equal(nth(s2, 1), b);
 	assert_int_equal(iopf_region_set_add(s2, a, &s3), -EBUSY);
 	for (size_t i = 0; i < ARRAY_SIZE(cases); i++) {
 		struct iopf_region *c = mk(cases[i].iova, cases[i].len);
 		int r = iopf_region_set_add(s2, c, &s3);
 
 		assert_int_equal(r, cases[i].want);
+		if (r < 0)
+			assert_non_null(iopf_region_set_overlap(s2, c->iova, c->length));
+		else
+			assert_null(iopf_region_set_overlap(s2, c->iova, c->length));
 		if (r == 0) {
 			assert_int_equal(s3->n, 3);
 			for (size_t k = 1; k < 3; k++)
-				assert_true(s3->v[k - 1]->iova < s3->v[k]->iova);
-			free(s3);
+				assert_true(nth(s3, k - 1)->iova < nth(s3, k)->iova);
+			iopf_region_set_free(s3);
 		}
 		iopf_region_free(c);
 	}
 	/* del */
 	assert_int_equal(iopf_region_set_del(s2, a, &s3), 0);
 	assert_int_equal(s3->n, 1);
-	assert_ptr_equal(s3->v[0], b);
+	assert_ptr_equal(nth(s3, 0), b);
 	assert_int_equal(iopf_region_set_del(s3, a, &s1 /* unused */), -ENOENT);
 	{
 		struct iopf_region_set *empty = (void *)1;
@@ -288,8 +303,8 @@ static void test_set_overlap(void **state)
 		assert_int_equal(iopf_region_set_del(s3, b, &empty), 0);
 		assert_null(empty);
 	}
-	free(s3);
-	free(s2);
+	iopf_region_set_free(s3);
+	iopf_region_set_free(s2);
 	iopf_region_free(a);
 	iopf_region_free(b);
 }
@@ -307,7 +322,7 @@ static void test_set_find(void **state)
 	int order[] = {2, 0, 3, 1};
 	for (int k = 0; k < 4; k++) {
 		assert_int_equal(iopf_region_set_add(s, v[order[k]], &n), 0);
-		free(s);
+		iopf_region_set_free(s);
 		s = n;
 	}
 	assert_null(iopf_region_set_find(s, 0));
@@ -325,7 +340,7 @@ static void test_set_find(void **state)
 	assert_ptr_equal(iopf_region_set_find(s, UINT64_MAX - PG), v[3]);
 	assert_null(iopf_region_set_find(s, UINT64_MAX - PG + 1));
 	assert_null(iopf_region_set_find(s, UINT64_MAX));
-	free(s);
+	iopf_region_set_free(s);
 	for (int k = 0; k < 4; k++)
 		iopf_region_free(v[k]);
 }
@@ -343,7 +358,7 @@ static void test_set_find_sizes(void **state)
 
 		v[k] = mk(iova, (1 + k % 3) * PG);
 		assert_int_equal(iopf_region_set_add(s, v[k], &n), 0);
-		free(s);
+		iopf_region_set_free(s);
 		s = n;
 		for (uint64_t a = iova - PG; a < 0x100000 + PG; a += PG / 2) {
 			struct iopf_region *want = NULL;
@@ -354,9 +369,215 @@ static void test_set_find_sizes(void **state)
 			assert_ptr_equal(iopf_region_set_find(s, a), want);
 		}
 	}
-	free(s);
+	iopf_region_set_free(s);
 	for (size_t k = 0; k < MAX; k++)
 		iopf_region_free(v[k]);
+}
+
+/*
+ * The tree against a reference (who owns each page), from a fixed seed: adds
+ * that fit and adds that overlap, removals of members and of strangers,
+ * growing to a few levels and shrinking back to nothing, so splits, merges,
+ * shares and root changes all happen. Every few steps: the size, the order
+ * the iterator gives, every region's edges and random addresses. Old sets
+ * stay alive a while and must not change; they are freed out of order.
+ */
+#define RAND_PAGES  (1u << 15)
+#define RAND_KEEP   8
+#define RAND_ROUNDS 24000
+
+static uint64_t rnd(uint64_t *x)
+{
+	/* xorshift64*: fixed seed, same run every time */
+	*x ^= *x >> 12;
+	*x ^= *x << 25;
+	*x ^= *x >> 27;
+	return *x * UINT64_C(2685821657736338717);
+}
+
+/* A bare region: the set reads only iova and length. */
+static struct iopf_region *bare(uint64_t iova, uint64_t len)
+{
+	struct iopf_region *r = calloc(1, sizeof(*r));
+
+	assert_non_null(r);
+	r->iova = iova;
+	r->length = len;
+	return r;
+}
+
+/* Region @s against the reference: size, order, edges, a sample of addresses. */
+static void check_against(const struct iopf_region_set *s, struct iopf_region **owner, size_t n,
+			  uint64_t base, uint64_t *seed)
+{
+	struct iopf_region_set_iter it;
+	struct iopf_region *r, *prev = NULL;
+	size_t k = 0;
+
+	assert_int_equal(iopf_region_set_size(s), n);
+	for (r = iopf_region_set_first(s, &it); r; r = iopf_region_set_next(&it), k++) {
+		uint64_t p = (r->iova - base) / PG;
+
+		assert_ptr_equal(owner[p], r); /* a member, at its place */
+		if (prev)
+			assert_true(iopf_region_last(prev) < r->iova);
+		assert_ptr_equal(iopf_region_set_find(s, r->iova), r);
+		assert_ptr_equal(iopf_region_set_find(s, iopf_region_last(r)), r);
+		assert_ptr_equal(iopf_region_set_find(s, r->iova - 1), p > 0 ? owner[p - 1] : NULL);
+		p = (iopf_region_last(r) + 1 - base) / PG;
+		assert_ptr_equal(iopf_region_set_find(s, iopf_region_last(r) + 1),
+				 p < RAND_PAGES ? owner[p] : NULL);
+		prev = r;
+	}
+	assert_int_equal(k, n);
+	for (int i = 0; i < 64; i++) {
+		uint64_t a = base + rnd(seed) % (RAND_PAGES * PG);
+
+		assert_ptr_equal(iopf_region_set_find(s, a), owner[(a - base) / PG]);
+	}
+	assert_null(iopf_region_set_find(s, base - 1));
+	assert_null(iopf_region_set_find(s, 0));
+}
+
+static void test_set_random(void **state)
+{
+	/* the pages run up to the last page below 2^64: the highest regions there can be */
+	const uint64_t base = UINT64_MAX - (uint64_t)RAND_PAGES * PG - PG + 1;
+	struct iopf_region **owner = calloc(RAND_PAGES, sizeof(*owner));
+	struct iopf_region **live = calloc(RAND_PAGES, sizeof(*live));
+	struct iopf_region_set *s = NULL, *n, *kept[RAND_KEEP] = {};
+	size_t kept_n[RAND_KEEP] = {}, n_live = 0, peak = 0;
+	struct iopf_region *kept_first[RAND_KEEP] = {};
+	uint64_t seed = 0x9e3779b97f4a7c15;
+	unsigned added = 0, refused = 0, removed = 0;
+
+	assert_non_null(owner);
+	assert_non_null(live);
+	for (unsigned round = 0; round < RAND_ROUNDS || n_live > 0; round++) {
+		/* grow for a third, churn for a third, then empty it */
+		unsigned phase = round * 3 / RAND_ROUNDS, pct = phase == 0   ? 85
+								: phase == 1 ? 50
+									     : 5;
+		bool add = n_live == 0 || rnd(&seed) % 100 < pct;
+
+		if (add) {
+			uint64_t len = 1 + rnd(&seed) % 4, p = rnd(&seed) % (RAND_PAGES - len + 1);
+			struct iopf_region *r = bare(base + p * PG, len * PG);
+			const struct iopf_region *hit =
+				iopf_region_set_overlap(s, r->iova, r->length);
+			bool busy = false;
+			int rc;
+
+			for (uint64_t q = p; q < p + len; q++)
+				busy |= owner[q] != NULL;
+			rc = iopf_region_set_add(s, r, &n);
+			assert_int_equal(rc, busy ? -EBUSY : 0);
+			if (busy) {
+				/* the overlap named is a real one */
+				assert_non_null(hit);
+				assert_true(hit->iova <= iopf_region_last(r) &&
+					    r->iova <= iopf_region_last(hit));
+				free(r);
+				refused++;
+				continue;
+			}
+			assert_null(hit);
+			for (uint64_t q = p; q < p + len; q++)
+				owner[q] = r;
+			live[n_live++] = r;
+			added++;
+		} else {
+			size_t i = rnd(&seed) % n_live;
+			struct iopf_region *r = live[i], *stranger = bare(r->iova, r->length);
+
+			/* the same range, another region: not a member */
+			assert_int_equal(iopf_region_set_del(s, stranger, &n), -ENOENT);
+			free(stranger);
+			assert_int_equal(iopf_region_set_del(s, r, &n), 0);
+			for (uint64_t q = (r->iova - base) / PG;
+			     q <= (iopf_region_last(r) - base) / PG; q++)
+				owner[q] = NULL;
+			live[i] = live[--n_live];
+			/* freed later, with the sets that may still hold it */
+			live[RAND_PAGES - 1 - removed] = r;
+			removed++;
+		}
+		/* keep the old set a while: it must still be what it was */
+		{
+			unsigned k = round % RAND_KEEP;
+
+			if (kept[k]) {
+				assert_int_equal(iopf_region_set_size(kept[k]), kept_n[k]);
+				assert_ptr_equal(nth(kept[k], 0), kept_first[k]);
+				iopf_region_set_free(kept[k]);
+			}
+			kept[k] = s;
+			kept_n[k] = iopf_region_set_size(s);
+			kept_first[k] = nth(s, 0);
+		}
+		s = n;
+		peak = n_live > peak ? n_live : peak;
+		if (round % 97 == 0 || n_live < 40)
+			check_against(s, owner, n_live, base, &seed);
+	}
+	check_against(s, owner, n_live, base, &seed);
+	/* enough to build a few levels, and back to empty */
+	assert_true(peak > 3000);
+	assert_int_equal(n_live, 0);
+	assert_null(s);
+	assert_true(refused > 100);
+	for (unsigned k = 0; k < RAND_KEEP; k++)
+		iopf_region_set_free(kept[(k * 3) % RAND_KEEP]);
+	for (unsigned i = 0; i < removed; i++)
+		free(live[RAND_PAGES - 1 - i]);
+	assert_int_equal(added, removed);
+	free(live);
+	free(owner);
+}
+
+/* Sequential adds and removes from either end: the shapes a tenant's loop makes. */
+static void test_set_sequential(void **state)
+{
+	enum { N = 5000 };
+	struct iopf_region **v = calloc(N, sizeof(*v));
+	struct iopf_region_set *s = NULL, *n;
+	struct iopf_region_set_iter it;
+	size_t k = 0;
+
+	for (size_t i = 0; i < N; i++) {
+		v[i] = bare((2 * i + 1) * PG, PG);
+		assert_int_equal(iopf_region_set_add(s, v[i], &n), 0);
+		iopf_region_set_free(s);
+		s = n;
+	}
+	for (struct iopf_region *r = iopf_region_set_first(s, &it); r;
+	     r = iopf_region_set_next(&it))
+		assert_ptr_equal(r, v[k++]);
+	assert_int_equal(k, N);
+	assert_null(iopf_region_set_find(s, 0));
+	assert_null(iopf_region_set_find(s, 2 * N * PG + PG));
+	for (size_t i = 0; i < N; i++) {
+		assert_ptr_equal(iopf_region_set_find(s, (2 * i + 1) * PG + 17), v[i]);
+		assert_null(iopf_region_set_find(s, (2 * i + 2) * PG));
+	}
+	/* from the front, then from the back */
+	for (size_t i = 0; i < N / 2; i++) {
+		assert_int_equal(iopf_region_set_del(s, v[i], &n), 0);
+		iopf_region_set_free(s);
+		s = n;
+		assert_ptr_equal(nth(s, 0), v[i + 1]);
+	}
+	for (size_t i = N; i-- > N / 2;) {
+		assert_int_equal(iopf_region_set_del(s, v[i], &n), 0);
+		iopf_region_set_free(s);
+		s = n;
+		if (s)
+			assert_ptr_equal(iopf_region_set_find(s, (2 * i - 1) * PG), v[i - 1]);
+	}
+	assert_null(s);
+	for (size_t i = 0; i < N; i++)
+		free(v[i]);
+	free(v);
 }
 
 static void test_bitmaps(void **state)
@@ -445,5 +666,6 @@ TEST_MAIN_GROUP(group_setup, group_teardown, cmocka_unit_test(test_new_validatio
 		cmocka_unit_test(test_prot), cmocka_unit_test(test_files_shared),
 		cmocka_unit_test(test_files_many), cmocka_unit_test(test_files_threads),
 		cmocka_unit_test(test_set_overlap), cmocka_unit_test(test_set_find),
-		cmocka_unit_test(test_set_find_sizes), cmocka_unit_test(test_bitmaps),
+		cmocka_unit_test(test_set_find_sizes), cmocka_unit_test(test_set_random),
+		cmocka_unit_test(test_set_sequential), cmocka_unit_test(test_bitmaps),
 		cmocka_unit_test(test_uptr));

@@ -50,10 +50,14 @@ static int teardown(void **state)
 {
 	struct fx *x = *state;
 
-	if (x->set)
-		for (size_t i = 0; i < x->set->n; i++)
-			iopf_region_free(x->set->v[i]);
-	free(x->set);
+	if (x->set) {
+		struct iopf_region_set_iter it;
+
+		for (struct iopf_region *r = iopf_region_set_first(x->set, &it); r;
+		     r = iopf_region_set_next(&it))
+			iopf_region_free(r);
+	}
+	iopf_region_set_free(x->set);
 	iopf_backend_close(x->b);
 	fake_free(x->f);
 	close(x->memfd);
@@ -68,9 +72,17 @@ static struct iopf_region *region(struct fx *x, uint64_t iova, uint64_t len, uin
 
 	assert_int_equal(iopf_region_new(1, x->memfd, 0, iova, len, access, &r), 0);
 	assert_int_equal(iopf_region_set_add(x->set, r, &n), 0);
-	free(x->set);
+	iopf_region_set_free(x->set);
 	x->set = n;
 	return r;
+}
+
+/* The lowest region of the set. */
+static struct iopf_region *first(struct fx *x)
+{
+	struct iopf_region_set_iter it;
+
+	return iopf_region_set_first(x->set, &it);
 }
 
 static enum iopf_reason fault(struct fx *x, uint64_t addr, uint32_t perm)
@@ -133,7 +145,7 @@ static void test_window_clipping(void **state)
 	free(c);
 	assert_int_equal(x->c.pages_mapped, 20);
 	assert_int_equal(x->c.bytes_mapped, 20 * PG);
-	assert_int_equal(x->set->v[0]->bytes_mapped, 20 * PG);
+	assert_int_equal(first(x)->bytes_mapped, 20 * PG);
 }
 
 static void test_no_remap_and_coalesce(void **state)
@@ -161,12 +173,12 @@ static void test_no_remap_and_coalesce(void **state)
 	assert_int_equal(x->c.pages_mapped, 16);
 
 	/* unmap names each earlier call exactly */
-	assert_int_equal(iopf_resolve_unmap_region(x->b, x->set->v[0], &x->c), 0);
+	assert_int_equal(iopf_resolve_unmap_region(x->b, first(x), &x->c), 0);
 	assert_int_equal(fake_unmaps(x->f), 5);
 	assert_int_equal(fake_bad_unmaps(x->f), 0);
 	assert_int_equal(x->c.bytes_mapped, 0);
-	assert_int_equal(x->set->v[0]->bytes_mapped, 0);
-	assert_false(iopf_region_page_mapped(x->set->v[0], 5));
+	assert_int_equal(first(x)->bytes_mapped, 0);
+	assert_false(iopf_region_page_mapped(first(x), 5));
 	/* and mapping works again afterwards */
 	assert_int_equal(fault(x, BASE + 5 * PG, IOMMU_PGFAULT_PERM_READ), IOPF_REASON_RESOLVED);
 	assert_int_equal(x->c.maps, 6);
@@ -189,12 +201,12 @@ static void test_eexist(void **state)
 		{BASE + 8 * PG, 1, (uint64_t)-EEXIST},
 	};
 	expect_calls(x, want, 4);
-	assert_true(iopf_region_page_mapped(x->set->v[0], 2));
-	assert_false(iopf_region_page_mapped(x->set->v[0], 8));
+	assert_true(iopf_region_page_mapped(first(x), 2));
+	assert_false(iopf_region_page_mapped(first(x), 8));
 	assert_int_equal(x->c.pages_mapped, 1);
 
 	/* unmap leaves the tenant's mapping alone */
-	assert_int_equal(iopf_resolve_unmap_region(x->b, x->set->v[0], &x->c), 0);
+	assert_int_equal(iopf_resolve_unmap_region(x->b, first(x), &x->c), 0);
 	assert_int_equal(fake_unmaps(x->f), 1);
 	assert_int_equal(fake_mappings(x->f, &m), 0);
 	free(m);
@@ -258,7 +270,7 @@ static void test_map_error(void **state)
 	fake_fail_map(x->f, BASE + 48 * PG, EFAULT, -1);
 	region(x, BASE + 64 * PG, PG, R); /* unrelated */
 	assert_int_equal(fault(x, BASE + 40 * PG, IOMMU_PGFAULT_PERM_READ), IOPF_REASON_RESOLVED);
-	assert_int_equal(iopf_resolve_unmap_region(x->b, x->set->v[0], &x->c), 0);
+	assert_int_equal(iopf_resolve_unmap_region(x->b, first(x), &x->c), 0);
 	assert_int_equal(fake_bad_unmaps(x->f), 0);
 }
 

@@ -1,0 +1,190 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * iopf-ctlbench: how fast iopfd's control plane registers regions.
+ *
+ * One tenant (one connection, one simulated fault source) registers
+ * --domains domains and --regions regions in each, one page apiece, all on
+ * one memfd, with AddRegion calls or AddRegions batches of --batch, then
+ * unregisters the source (which removes everything). It prints the time of
+ * each phase, the calls and regions per second, the slowest single call, and
+ * the rate over the first and the last tenth of the regions, which differ
+ * when a call's cost grows with what is already registered.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "iopf/client.h"
+#include "iopf/iopf.h"
+#include "sim.h"
+
+#define PAGE UINT64_C(4096)
+
+static uint64_t now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+static double secs(uint64_t ns)
+{
+	return (double)ns / 1e9;
+}
+
+static void die(struct iopf_client *c, const char *what, int r)
+{
+	fprintf(stderr, "iopf-ctlbench: %s: %s (%s)\n", what, strerror(-r),
+		c && iopf_client_last_error(c) ? iopf_client_last_error(c) : "");
+	exit(1);
+}
+
+static void usage(void)
+{
+	fputs("usage: iopf-ctlbench --address ADDR [--domains N] [--regions N] [--batch N] "
+	      "[--json]\n",
+	      stderr);
+	exit(2);
+}
+
+int main(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{"address", required_argument, NULL, 'a'},
+		{"domains", required_argument, NULL, 'd'},
+		{"regions", required_argument, NULL, 'r'},
+		{"batch", required_argument, NULL, 'b'},
+		{"json", no_argument, NULL, 'j'},
+		{},
+	};
+	const char *address = NULL;
+	unsigned long domains = 1, regions = 1000, batch = 0;
+	bool json = false;
+	struct iopf_sim_config cfg = {};
+	struct iopf_client *c = NULL;
+	struct iopf_sim *sim = NULL;
+	uint64_t src, *dom, total, done = 0, t0, t_dom, t_reg, t_end, worst = 0, first_ns = 0;
+	uint64_t tenth_start = 0, last_ns = 0;
+	int mem, r, o;
+
+	while ((o = getopt_long(argc, argv, "", opts, NULL)) != -1)
+		switch (o) {
+		case 'a':
+			address = optarg;
+			break;
+		case 'd':
+			domains = strtoul(optarg, NULL, 0);
+			break;
+		case 'r':
+			regions = strtoul(optarg, NULL, 0);
+			break;
+		case 'b':
+			batch = strtoul(optarg, NULL, 0);
+			break;
+		case 'j':
+			json = true;
+			break;
+		default:
+			usage();
+		}
+	if (!address || domains == 0 || regions == 0 || domains > UINT32_MAX)
+		usage();
+	total = (uint64_t)domains * regions;
+
+	r = iopf_sim_new(&cfg, &sim);
+	if (r < 0)
+		die(NULL, "simulator", r);
+	mem = memfd_create("iopf-ctlbench", MFD_CLOEXEC);
+	if (mem < 0 || ftruncate(mem, (off_t)PAGE) < 0)
+		die(NULL, "memfd", -errno);
+	r = iopf_client_connect(address, &c);
+	if (r < 0)
+		die(NULL, "connect", r);
+	r = iopf_client_register_source_paused(c, iopf_sim_fault_fd(sim), iopf_sim_iommufd(sim),
+					       iopf_sim_ioas_id(sim, 0), &src);
+	if (r < 0)
+		die(c, "RegisterSource", r);
+
+	dom = calloc(domains, sizeof(*dom));
+	if (!dom)
+		die(NULL, "calloc", -ENOMEM);
+	t0 = now_ns();
+	for (unsigned long d = 0; d < domains; d++) {
+		/* dev_id and PASID as square as it goes: 256 devices, then PASIDs */
+		r = iopf_client_register_domain(c, src, (uint32_t)(d % 256), (uint32_t)(d / 256),
+						&dom[d]);
+		if (r < 0)
+			die(c, "RegisterDomain", r);
+	}
+	t_dom = now_ns();
+
+	for (unsigned long d = 0; d < domains; d++)
+		for (unsigned long i = 0; i < regions;) {
+			/* every other page, so no two regions touch */
+			uint64_t n = batch ? (regions - i < batch ? regions - i : batch) : 1;
+			uint64_t t = now_ns(), dt;
+
+			if (batch) {
+				r = -EOPNOTSUPP; /* AddRegions: later */
+			} else {
+				uint64_t id;
+
+				r = iopf_client_add_region(c, dom[d], mem, 0, (1 + 2 * i) * PAGE,
+							   PAGE, IOPF_ACCESS_READ, &id);
+			}
+			if (r < 0)
+				die(c, batch ? "AddRegions" : "AddRegion", r);
+			dt = now_ns() - t;
+			worst = dt > worst ? dt : worst;
+			i += n;
+			done += n;
+			if (done <= total / 10)
+				first_ns += dt;
+			if (done > total - total / 10) {
+				if (!tenth_start)
+					tenth_start = done - n;
+				last_ns += dt;
+			}
+		}
+	t_reg = now_ns();
+	r = iopf_client_unregister_source(c, src);
+	if (r < 0)
+		die(c, "UnregisterSource", r);
+	t_end = now_ns();
+
+	{
+		double reg = secs(t_reg - t_dom);
+		uint64_t calls = batch ? (regions + batch - 1) / batch * domains : total;
+		double first = first_ns ? (double)(total / 10) / secs(first_ns) : 0;
+		double last = last_ns ? (double)(total - tenth_start) / secs(last_ns) : 0;
+
+		if (json)
+			printf("{\"domains\": %lu, \"regions_per_domain\": %lu, \"batch\": %lu, "
+			       "\"domain_secs\": %.6f, \"region_secs\": %.6f, \"calls\": %" PRIu64
+			       ", \"calls_per_s\": %.1f, \"regions_per_s\": %.1f, "
+			       "\"first_tenth_regions_per_s\": %.1f, \"last_tenth_regions_per_s\": "
+			       "%.1f, \"worst_call_secs\": %.6f, \"teardown_secs\": %.6f}\n",
+			       domains, regions, batch, secs(t_dom - t0), reg, calls,
+			       (double)calls / reg, (double)total / reg, first, last, secs(worst),
+			       secs(t_end - t_reg));
+		else
+			printf("domains %lu (%.3f s, %.0f/s), regions %" PRIu64 " in %" PRIu64
+			       " calls: %.3f s, %.0f calls/s, %.0f regions/s (first tenth %.0f/s, "
+			       "last %.0f/s), slowest call %.3f ms, teardown %.3f s\n",
+			       domains, secs(t_dom - t0), (double)domains / secs(t_dom - t0), total,
+			       calls, reg, (double)calls / reg, (double)total / reg, first, last,
+			       secs(worst) * 1e3, secs(t_end - t_reg));
+	}
+	free(dom);
+	iopf_client_free(c);
+	iopf_sim_free(sim);
+	close(mem);
+	return 0;
+}
