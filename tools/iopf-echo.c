@@ -3,9 +3,11 @@
  * iopf-echo: the raw baseline for iopfd on the simulator transport.
  *
  * It serves simulator fault queues exactly the way a fault worker would
- * (poll the doorbell, read whole groups in batches, write one response per
+ * (wait on the doorbell, read whole groups in batches, write one response per
  * group in one write) but answers SUCCESS without routing or mapping, so
- * iopf-sim can measure what the transport alone costs. Sources come as
+ * iopf-sim can measure what the transport alone costs. Like iopfd's worker
+ * (its multishot poll) it wakes on every ring (EPOLLET) and reads until
+ * empty, so the backend need not keep the doorbell's level (set_edge). Sources come as
  * inherited fds: --source FAULT_FD:IOMMUFD:IOAS_ID, usually from iopf-sim --echo.
  */
 #include <errno.h>
@@ -31,7 +33,8 @@ struct echo_worker {
 	pthread_t thread;
 	int epfd;
 	struct iopf_backend **sources; /* not owned */
-	unsigned n_sources;
+	bool *late;		       /* per source: its lock timed out, serve it again */
+	unsigned n_sources, n_late;
 	unsigned batch; /* records per read */
 	uint64_t groups;
 	int error;
@@ -39,9 +42,14 @@ struct echo_worker {
 
 static int stop_fd = -EBADF; /* eventfd every worker watches; written once on SIGTERM/SIGINT */
 
-/* Answer everything readable on @b now; returns groups answered or -errno. */
+/*
+ * Answer everything readable on @b now; returns groups answered or -errno.
+ * @ret_late: the read found the tenant holding its lock past the daemon
+ * side's short wait (a preempted injector on a busy machine): groups may be
+ * left, and no ring will come for them, so the caller serves @b again soon.
+ */
 static int serve(struct iopf_backend *b, struct iommu_hwpt_pgfault **buf, unsigned *cap,
-		 struct iommu_hwpt_page_response *resp)
+		 struct iommu_hwpt_page_response *resp, bool *ret_late)
 {
 	int total = 0;
 
@@ -60,10 +68,11 @@ static int serve(struct iopf_backend *b, struct iommu_hwpt_pgfault **buf, unsign
 			*cap *= 2;
 			continue;
 		}
+		*ret_late = n == -ETIMEDOUT;
+		if (n == -ETIMEDOUT || n == 0)
+			return total;
 		if (n < 0)
 			return (int)n;
-		if (n == 0)
-			return total;
 		nrec = (unsigned)(n / (ssize_t)sizeof(**buf));
 		/* a group's records are contiguous and share the cookie */
 		for (k = 0; k < nrec; k++)
@@ -75,12 +84,36 @@ static int serve(struct iopf_backend *b, struct iommu_hwpt_pgfault **buf, unsign
 		while (off < nresp * sizeof(*resp)) {
 			ssize_t w = b->ops->fault_write(b, (uint8_t *)resp + off,
 							nresp * sizeof(*resp) - off);
+			if (w == -ETIMEDOUT)
+				continue; /* the same, for the answers: they must go, try again */
 			if (w < 0)
 				return (int)w;
 			off += (size_t)w;
 		}
 		total += (int)nresp;
 	}
+}
+
+/* Serve source @idx of @w; 0 or -errno. */
+static int serve_source(struct echo_worker *w, unsigned idx, struct iommu_hwpt_pgfault **buf,
+			unsigned *cap, struct iommu_hwpt_page_response **resp)
+{
+	bool late = false;
+	void *p = realloc(*resp, *cap * sizeof(**resp));
+	int r;
+
+	if (!p)
+		return -ENOMEM;
+	*resp = p;
+	r = serve(w->sources[idx], buf, cap, *resp, &late);
+	if (r < 0)
+		return r;
+	w->groups += (uint64_t)r;
+	if (late != w->late[idx]) {
+		w->late[idx] = late;
+		w->n_late += late ? 1 : -1;
+	}
+	return 0;
 }
 
 static void *worker_run(void *arg)
@@ -96,7 +129,8 @@ static void *worker_run(void *arg)
 		return NULL;
 	}
 	for (;;) {
-		int n = epoll_wait(w->epfd, ev, ARRAY_SIZE(ev), -1), i;
+		/* sources whose lock timed out: again in a millisecond, rings or not */
+		int n = epoll_wait(w->epfd, ev, ARRAY_SIZE(ev), w->n_late ? 1 : -1), i, r;
 
 		if (n < 0 && errno == EINTR)
 			continue;
@@ -105,23 +139,22 @@ static void *worker_run(void *arg)
 			break;
 		}
 		for (i = 0; i < n; i++) {
-			struct iopf_backend *b;
-			int r;
-
 			if (ev[i].data.u32 == UINT32_MAX)
 				goto out;
-			b = w->sources[ev[i].data.u32];
-			resp = realloc(resp, cap * sizeof(*resp));
-			if (!resp) {
-				w->error = -ENOMEM;
-				goto out;
-			}
-			r = serve(b, &buf, &cap, resp);
+			r = serve_source(w, ev[i].data.u32, &buf, &cap, &resp);
 			if (r < 0) {
 				w->error = r;
 				goto out;
 			}
-			w->groups += (uint64_t)r;
+		}
+		for (unsigned j = 0; w->n_late && j < w->n_sources; j++) {
+			if (!w->late[j])
+				continue;
+			r = serve_source(w, j, &buf, &cap, &resp);
+			if (r < 0) {
+				w->error = r;
+				goto out;
+			}
 		}
 	}
 out:
@@ -239,14 +272,18 @@ int main(int argc, char *argv[])
 
 		w->batch = batch;
 		w->sources = calloc(n_sources / n_threads + 1, sizeof(*w->sources));
+		w->late = calloc(n_sources / n_threads + 1, sizeof(*w->late));
 		w->epfd = epoll_create1(EPOLL_CLOEXEC);
-		if (!w->sources || w->epfd < 0 ||
+		if (!w->sources || !w->late || w->epfd < 0 ||
 		    epoll_ctl(w->epfd, EPOLL_CTL_ADD, stop_fd, &ev) < 0) {
 			fprintf(stderr, "iopf-echo: %m\n");
 			return EXIT_FAILURE;
 		}
 		for (j = i; j < n_sources; j += n_threads) {
-			ev = (struct epoll_event){.events = EPOLLIN, .data.u32 = w->n_sources};
+			/* every ring a wakeup, and serve() reads until empty: no level needed */
+			ev = (struct epoll_event){.events = EPOLLIN | EPOLLET,
+						  .data.u32 = w->n_sources};
+			iopf_backend_set_edge(sources[j], true);
 			w->sources[w->n_sources++] = sources[j];
 			if (epoll_ctl(w->epfd, EPOLL_CTL_ADD, sources[j]->poll_fd, &ev) < 0) {
 				fprintf(stderr, "iopf-echo: epoll: %m\n");

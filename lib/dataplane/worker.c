@@ -138,6 +138,8 @@ static void arm_source(struct iopf_worker *w, struct iopf_source *s)
 	}
 	if (s->poll_armed)
 		return;
+	/* a multishot poll completes on every wakeup: the backend need not keep the level */
+	iopf_backend_set_edge(s->backend, w->multishot);
 	arm_poll(w, s->backend->poll_fd, source_tag(s), w->multishot);
 	s->poll_armed = true;
 	s->poll_multishot = w->multishot;
@@ -163,10 +165,17 @@ static void unready(struct iopf_source *s)
 	s->on_ready = false;
 }
 
-/* Only where a read came back empty at a turn's start with a multishot poll: rare. */
+/*
+ * Only where a read came back empty at a turn's start with a multishot poll:
+ * rare. The queue's own say where the backend has one: with a multishot poll
+ * its poll_fd's level need not be kept (arm_source()).
+ */
 static bool still_readable(struct iopf_source *s)
 {
 	struct pollfd p = {.fd = s->backend->poll_fd, .events = POLLIN};
+
+	if (s->backend->ops->readable)
+		return s->backend->ops->readable(s->backend);
 
 	return poll(&p, 1, 0) == 1 && (p.revents & POLLIN);
 }

@@ -159,6 +159,7 @@ struct sim_backend {
 	struct sim_map m;
 	uint32_t ioas_idx;
 	bool emptied;	     /* the last read delivered the queue's last group and drained */
+	bool edge;	     /* the reader wakes on every ring, not the level: no drain */
 	bool lock_timed_out; /* the last lock timed out: only try, until one works */
 };
 
@@ -647,9 +648,12 @@ static ssize_t sim_fault_read(struct iopf_backend *b, void *buf, size_t len)
 	 * every turn (servers read until 0): a syscall saved per turn. Any other
 	 * empty read drains, so a spurious ring by the tenant (it owns the
 	 * eventfd too) costs one wakeup at most. The drain never blocks
-	 * (RWF_NOWAIT), whatever the tenant did to the file's flags.
+	 * (RWF_NOWAIT), whatever the tenant did to the file's flags. A reader
+	 * that wakes on every ring, not on the level (sim_set_edge()), needs no
+	 * drain at all: the device side rings whenever a group lands on an
+	 * empty queue, and a ring is a wakeup whatever the count.
 	 */
-	drain = head == tail && (head != head0 || !sb->emptied);
+	drain = !sb->edge && head == tail && (head != head0 || !sb->emptied);
 	sb->emptied = drain && head != head0;
 	WRITE_ONCE(h->pend_head, head);
 	if (drain)
@@ -1062,6 +1066,28 @@ static void sim_destroy(struct iopf_backend *b)
 	b->priv = NULL;
 }
 
+/*
+ * The doorbell's level is kept (drained on the read that empties the queue)
+ * only for readers that wait on it. A reader that switches back may find it
+ * up with nothing queued: its next empty read drains (emptied is false).
+ */
+static void sim_set_edge(struct iopf_backend *b, bool edge)
+{
+	struct sim_backend *sb = b->priv;
+
+	sb->edge = edge;
+	sb->emptied = false;
+}
+
+/* Groups queued, without the lock: a hint, as the doorbell's level is (prefetch_queued()). */
+static bool sim_readable(struct iopf_backend *b)
+{
+	const struct iopf_sim_shm_hdr *h = ((struct sim_backend *)b->priv)->m.hdr;
+
+	return __atomic_load_n(&h->pend_head, __ATOMIC_RELAXED) !=
+	       __atomic_load_n(&h->pend_tail, __ATOMIC_RELAXED);
+}
+
 static const struct iopf_backend_ops sim_ops = {
 	.name = "sim",
 	.fault_read = sim_fault_read,
@@ -1070,6 +1096,8 @@ static const struct iopf_backend_ops sim_ops = {
 	.unmap = sim_unmap,
 	.destroy = sim_destroy,
 	.map_needs_uptr = false,
+	.set_edge = sim_set_edge,
+	.readable = sim_readable,
 };
 
 /*

@@ -37,6 +37,17 @@ struct iopf_backend_ops {
 	void (*destroy)(struct iopf_backend *b);
 	/* true when map() needs req->uptr (IOAS_MAP without MAP_FILE). */
 	bool map_needs_uptr;
+	/*
+	 * May be NULL. @edge: poll_fd is waited on by something that completes on
+	 * every wakeup of it (a multishot io_uring poll, EPOLLET), not on its
+	 * level, and reads until empty after each: a backend whose level costs
+	 * work to keep (the simulator's doorbell drain) may stop keeping it while
+	 * @edge holds, and must keep it again from the next read once unset. The
+	 * kernel's fault fd needs neither: it wakes on every fault and keeps its level.
+	 */
+	void (*set_edge)(struct iopf_backend *b, bool edge);
+	/* May be NULL (poll_fd's level then says): whether undelivered groups may exist now. */
+	bool (*readable)(struct iopf_backend *b);
 };
 
 struct iopf_backend {
@@ -61,6 +72,12 @@ struct iopf_backend {
  */
 int iopf_backend_open(int fault_fd, int iommufd, uint32_t ioas_id, iopf_backend_open_fn sim_open,
 		      struct iopf_backend **ret);
+
+static inline void iopf_backend_set_edge(struct iopf_backend *b, bool edge)
+{
+	if (b->ops->set_edge)
+		b->ops->set_edge(b, edge);
+}
 
 /* Close the fds, destroy, free. NULL is fine. Returns NULL. */
 struct iopf_backend *iopf_backend_close(struct iopf_backend *b);
