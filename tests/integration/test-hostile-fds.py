@@ -18,10 +18,8 @@ environment: IOPFD, OPS_TENANT, HOSTILE_TENANT. Figures are printed as "figure: 
 Nothing asserts on timing beyond test-isolation.py's keep-alive bound: waits are bounded polls.
 """
 import importlib.util
-import json
 import os
 import re
-import subprocess
 import sys
 import time
 
@@ -39,35 +37,19 @@ HEAP_REGIONS = 40000
 LOCKED_SOURCES = 16  # MaxSources' default
 
 
-class Hostile:
+class Hostile(ops.ScriptedTenant):
     """hostile-tenant as @uid: one JSON line per command."""
 
     def __init__(self, d, uid=ATTACKER):
-        cmd = [env("HOSTILE_TENANT"), "--address", d.address, "--uid", str(uid)]
-        self.proc = ops.spawn(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
-                              bufsize=1)
-        line = self.proc.stdout.readline()
-        if not line:
-            fail("hostile-tenant did not start")
-        self.ids = json.loads(line)
+        super().__init__("HOSTILE_TENANT", "hostile-tenant",
+                         ["--address", d.address, "--uid", str(uid)])
 
-    def cmd(self, line):
-        self.proc.stdin.write(line + "\n")
-        self.proc.stdin.flush()
-        out = self.proc.stdout.readline()
-        if not out:
-            fail(f"hostile-tenant died on '{line}'")
-        return json.loads(out)
-
-    def close(self):
-        if self.proc.poll() is None:
-            try:
-                self.proc.stdin.write("quit\n")
-                self.proc.stdin.close()
-            except BrokenPipeError:
-                pass
-        if self.proc.wait(timeout=ops.WAIT) != 0:
-            fail(f"hostile-tenant exited {self.proc.returncode}")
+    def serve_own(self, n, what):
+        """Its own @n good groups are all answered SUCCESS."""
+        self.cmd(f"inject {n}")
+        r = self.cmd(f"wait {n}")
+        if r.get("success") != n:
+            fail(f"{what}: {r}")
 
 
 def expect_bad_fd(r, what, words):
@@ -100,10 +82,7 @@ def case_opath(tmp):
     r = a.cmd("regions 4")
     if r.get("error") != 0 or r.get("added") != 4:
         fail(f"the tenant could not add regions after the refusals: {r}")
-    r = a.cmd("inject 8")
-    r = a.cmd("wait 8")
-    if r.get("success") != 8:
-        fail(f"the tenant's own faults after the refusals: {r}")
+    a.serve_own(8, "the tenant's own faults after the refusals")
     a.close()
     bg.join()
     ka.check(since, "opath")
@@ -175,10 +154,7 @@ def case_held_lock(tmp):
     ka.check(since, "held-lock")
     # let go: its own queued groups are served (after its backoff), nothing lost
     a.cmd("unlock")
-    r = a.cmd("inject 4")
-    r = a.cmd("wait 4")
-    if r.get("success") != 4:
-        fail(f"the tenant's faults after it let go of its lock: {r}")
+    a.serve_own(4, "the tenant's faults after it let go of its lock")
     h.serve()
     a.close()
     h.close()
@@ -254,14 +230,7 @@ CASES = {
 
 
 def main():
-    if len(sys.argv) != 2 or sys.argv[1] not in CASES:
-        print(f"usage: {sys.argv[0]} {'|'.join(CASES)}", file=sys.stderr)
-        return 2
-    if os.geteuid() != 0:
-        print("SKIP: needs root to run the tenants as other uids")
-        return 77
-    iso.CASES.update({f"hostile-{k}": v for k, v in CASES.items()})
-    return iso.ops_main_like(f"hostile-{sys.argv[1]}")
+    return ops.main(CASES, "isolation-hostile", "run the tenants as other uids")
 
 
 if __name__ == "__main__":

@@ -316,6 +316,18 @@ class Attack:
         self.p.wait(timeout=ops.WAIT)
 
 
+def report_closed(socks):
+    """Until "end" on stdin, answer "closed" with how many of @socks the daemon closed;
+    then exit, closing the rest at once."""
+    for line in sys.stdin:
+        if line.startswith("closed"):
+            print(f"closed {sum(1 for s in socks if is_closed(s))} of {len(socks)}",
+                  flush=True)
+        elif line.startswith("end"):
+            break
+    os._exit(0)
+
+
 def attack_hold(path, n, auth):
     """Open up to n connections (authenticated or silent), say how many the daemon kept,
     hold them until told, then close them all at once (by exiting)."""
@@ -364,13 +376,7 @@ def attack_noread(path, n_conns, n_calls, member):
             break
         time.sleep(0.1)
     print(f"sent {sum(offs) // len(call)}", flush=True)
-    for line in sys.stdin:
-        if line.startswith("closed"):
-            print(f"closed {sum(1 for s in socks if is_closed(s))} of {len(socks)}",
-                  flush=True)
-        elif line.startswith("end"):
-            break
-    os._exit(0)
+    report_closed(socks)
 
 
 def attack_huge(path, n_conns, claim, send):
@@ -395,13 +401,7 @@ def attack_huge(path, n_conns, claim, send):
             pass
         socks.append(s)
     print(f"sent {sent}", flush=True)
-    for line in sys.stdin:
-        if line.startswith("closed"):
-            print(f"closed {sum(1 for s in socks if is_closed(s))} of {len(socks)}",
-                  flush=True)
-        elif line.startswith("end"):
-            break
-    os._exit(0)
+    report_closed(socks)
 
 
 ATTACKS = {"hold": attack_hold, "noread": attack_noread, "huge": attack_huge}
@@ -544,6 +544,18 @@ def expect_refused(refusals, key):
             fail(f"refused with {r}, wanted LimitExceeded naming {key}")
 
 
+def exhaust_budget(att, h, cmd, held, budget, want, says, did):
+    """The attackers @att, holding @held of their uid's @budget already, send @cmd until each
+    is refused: @want in all (a figure @says so), the refusals name @budget=@want, and the
+    honest tenant @h is still granted its @cmd."""
+    ok, refused = exhaust(att, cmd)
+    figure(says.format(held + ok))
+    if held + ok != want:
+        fail(f"the attacker {did.format(held + ok)}, wanted {budget}={want}")
+    expect_refused(refused, f"{budget}={want}")
+    h.call(cmd)
+
+
 def case_budgets(tmp):
     """Per-uid budgets: sources, regions, pinned bytes and held fds summed over all of a
     uid's connections; the honest uid's budget is untouched, and a uid that leaves gets its
@@ -556,12 +568,9 @@ def case_budgets(tmp):
     bg = Background(bg_h)
     att = [ops.Tenant(d.address, uid=ATTACKER) for _ in range(4)]  # 1 source, 1 region each
 
-    ok, refused = exhaust(att, "source")
-    figure(f"4 connections of one uid: {4 + ok} fault sources in all (MaxSources=4 each)")
-    if ok != 4:
-        fail(f"the attacker registered {4 + ok} sources, wanted MaxSourcesPerUser=8")
-    expect_refused(refused, "MaxSourcesPerUser=8")
-    h.call("source")
+    exhaust_budget(att, h, "source", 4, "MaxSourcesPerUser", 8,
+                   "4 connections of one uid: {} fault sources in all (MaxSources=4 each)",
+                   "registered {} sources")
 
     if att[0].cmd("region 33554432")["error"] != 0:
         fail("a 32M region within MaxPinnedBytesPerUser was refused")
@@ -569,24 +578,18 @@ def case_budgets(tmp):
     expect_refused([r], "MaxPinnedBytesPerUser=67108864")
     h.call("region 33554432")  # another uid's bytes do not count
 
-    ok, refused = exhaust(att, "region 4096")
-    figure(f"4 connections of one uid: {5 + ok} regions in all (MaxRegionsPerUser=100)")
-    if ok != 100 - 5:
-        fail(f"the attacker added {5 + ok} regions, wanted MaxRegionsPerUser=100")
-    expect_refused(refused, "MaxRegionsPerUser=100")
-    h.call("region 4096")
+    exhaust_budget(att, h, "region 4096", 5, "MaxRegionsPerUser", 100,
+                   "4 connections of one uid: {} regions in all (MaxRegionsPerUser=100)",
+                   "added {} regions")
 
     # held fds: 8 sources hold 16, 100 regions 100
     with open(d.conf, "a") as f:
         f.write("MaxRegionsPerUser=1000\nMaxFdsPerUser=150\n")
     d.signal(signal.SIGHUP)
     d.wait_log(r"MaxFdsPerUser changed from 65536 to 150")
-    ok, refused = exhaust(att, "region 4096")
-    figure(f"one uid's tenants hold {116 + ok} fds in iopfd (MaxFdsPerUser=150)")
-    if ok != 150 - 116:
-        fail(f"the attacker got {116 + ok} fds held, wanted MaxFdsPerUser=150")
-    expect_refused(refused, "MaxFdsPerUser=150")
-    h.call("region 4096")
+    exhaust_budget(att, h, "region 4096", 116, "MaxFdsPerUser", 150,
+                   "one uid's tenants hold {} fds in iopfd (MaxFdsPerUser=150)",
+                   "got {} fds held")
 
     # the budget is the uid's, not the connections': it comes back when they go
     for t in att:
@@ -842,39 +845,7 @@ CASES = {
 def main():
     if len(sys.argv) >= 3 and sys.argv[1] == "attack":
         return attack_main(sys.argv[2], sys.argv[3:])
-    if len(sys.argv) != 2 or sys.argv[1] not in CASES:
-        print(f"usage: {sys.argv[0]} {'|'.join(CASES)}", file=sys.stderr)
-        return 2
-    if os.geteuid() != 0:
-        print("SKIP: needs root to run the attacker and the honest tenant as other uids")
-        return 77
-    return ops_main_like(sys.argv[1])
-
-
-def ops_main_like(case):
-    import shutil
-    import tempfile
-    tmp = tempfile.mkdtemp(prefix=f"iopfd-isolation-{case}-")
-    try:
-        CASES[case](tmp)
-    except Skip as e:
-        print(f"SKIP: {e}")
-        return 77
-    except AssertionError as e:
-        print(f"FAIL: {e}")
-        for name in sorted(os.listdir(tmp)):
-            if name.endswith(".log"):
-                with open(os.path.join(tmp, name), errors="replace") as f:
-                    print(f"---- {name} (tail) ----\n{f.read()[-3000:]}")
-        return 1
-    finally:
-        for p in ops.CHILDREN:
-            if p.poll() is None:
-                p.kill()
-                p.wait()
-        shutil.rmtree(tmp, ignore_errors=True)
-    print("ok")
-    return 0
+    return ops.main(CASES, "isolation", "run the attacker and the honest tenant as other uids")
 
 
 if __name__ == "__main__":

@@ -11,6 +11,7 @@ OPS_TENANT; UNITS (the source units/ directory).
 
 Nothing asserts on timing: every wait is a bounded poll for a condition.
 """
+import contextlib
 import json
 import os
 import re
@@ -143,18 +144,17 @@ class Daemon:
             fail(f"iopfd exited {rc}:\n{self.text()[-3000:]}")
 
 
-class Tenant:
-    """tests/integration/ops-tenant: a scripted tenant, one JSON line per command."""
+class ScriptedTenant:
+    """A scripted tenant program ($@binary_env, tests/integration/*-tenant.c): its ids as a
+    first JSON line, then one JSON line per command."""
 
-    def __init__(self, address, uid=None):
-        cmd = [env("OPS_TENANT"), "--address", address]
-        if uid is not None:
-            cmd += ["--uid", str(uid)]
-        self.proc = spawn(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
-                          bufsize=1)
+    def __init__(self, binary_env, name, args, **kw):
+        self.name = name
+        self.proc = spawn([env(binary_env), *args], stdin=subprocess.PIPE,
+                          stdout=subprocess.PIPE, text=True, bufsize=1, **kw)
         line = self.proc.stdout.readline()
         if not line:
-            fail("ops-tenant did not start")
+            fail(f"{name} did not start")
         self.ids = json.loads(line)
 
     def cmd(self, line):
@@ -162,15 +162,8 @@ class Tenant:
         self.proc.stdin.flush()
         out = self.proc.stdout.readline()
         if not out:
-            fail(f"ops-tenant died on '{line}'")
+            fail(f"{self.name} died on '{line}'")
         return json.loads(out)
-
-    def faults(self, good=0, nohandler=0, outside=0, perm=0):
-        r = self.cmd(f"faults {good} {nohandler} {outside} {perm}")
-        total = good + nohandler + outside + perm
-        if r.get("answered") != total or r["success"] != good:
-            fail(f"tenant saw {r}, expected {total} answers, {good} SUCCESS")
-        return r
 
     def close(self):
         if self.proc.poll() is None:
@@ -180,7 +173,24 @@ class Tenant:
             except BrokenPipeError:
                 pass
         if self.proc.wait(timeout=WAIT) != 0:
-            fail(f"ops-tenant exited {self.proc.returncode}")
+            fail(f"{self.name} exited {self.proc.returncode}")
+
+
+class Tenant(ScriptedTenant):
+    """tests/integration/ops-tenant: a scripted tenant, one JSON line per command."""
+
+    def __init__(self, address, uid=None, args=(), name="ops-tenant"):
+        args = ["--address", address, *args]
+        if uid is not None:
+            args += ["--uid", str(uid)]
+        super().__init__("OPS_TENANT", name, args)
+
+    def faults(self, good=0, nohandler=0, outside=0, perm=0):
+        r = self.cmd(f"faults {good} {nohandler} {outside} {perm}")
+        total = good + nohandler + outside + perm
+        if r.get("answered") != total or r["success"] != good:
+            fail(f"tenant saw {r}, expected {total} answers, {good} SUCCESS")
+        return r
 
 
 class Notify:
@@ -316,22 +326,7 @@ BUS_CONF = """<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-BUS Bus Configur
 def case_system_bus(tmp):
     """units/org.iopfd.conf in a system-like bus: root owns the name, anyone calls, only root
     sees every tenant, and nobody else may own org.iopfd."""
-    if not shutil.which("dbus-daemon") or not shutil.which("setpriv"):
-        raise Skip("no dbus-daemon or setpriv")
-    need_root()
-    os.chmod(tmp, 0o755)
-    conf = os.path.join(tmp, "bus.conf")
-    with open(conf, "w") as f:
-        f.write(BUS_CONF.format(dir=tmp, policy=os.path.join(env("UNITS"), "org.iopfd.conf")))
-    bus = spawn(["dbus-daemon", f"--config-file={conf}", "--nofork", "--nopidfile",
-                 "--nosyslog"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    busaddr = f"unix:path={tmp}/bus"
-    d = None
-    try:
-        poll(lambda: os.path.exists(f"{tmp}/bus"), "the bus socket")
-        d = Daemon(tmp, args=["--system-bus"], env_extra={"DBUS_SYSTEM_BUS_ADDRESS": busaddr})
-        d.wait_up()
-        d.wait_log(r"Serving org\.iopfd on the system bus", "iopfd to own org.iopfd")
+    with daemon_on_system_bus(tmp, monitor=False) as (d, busaddr):
         call = ["call", "org.iopfd", "/org/iopfd", "org.iopfd.Manager1"]
         busctl(busaddr, *call, "ListSources")
         busctl(busaddr, *call, "ListSources", uid=NOBODY)
@@ -351,13 +346,6 @@ def case_system_bus(tmp):
                        "/usr/bin/python3", "-c", own, busaddr]).stdout
             if "AccessDenied" not in out:
                 fail(f"nobody could own a name: {out}")
-        d.stop()
-        d = None
-    finally:
-        if d:
-            d.proc.kill()
-        bus.terminate()
-        bus.wait(timeout=WAIT)
 
 
 class RawBus:
@@ -421,23 +409,44 @@ class RawBus:
         self.s.close()
 
 
-def private_system_bus(tmp):
-    """A dbus-daemon with a system-like policy and ours; returns (process, address)."""
+def private_system_bus(tmp, monitor=True):
+    """A dbus-daemon with a system-like policy and ours (@monitor: root may also monitor);
+    returns (process, address)."""
     if not shutil.which("dbus-daemon") or not shutil.which("setpriv"):
         raise Skip("no dbus-daemon or setpriv")
     need_root()
     os.chmod(tmp, 0o755)
     conf = os.path.join(tmp, "bus.conf")
     # root may monitor (dbus-monitor sees unicast signals, and their destination)
-    monitor = ('<policy user="root"><allow send_destination="org.freedesktop.DBus" '
-               'send_interface="org.freedesktop.DBus.Monitoring"/></policy>\n</busconfig>')
+    allow = ('<policy user="root"><allow send_destination="org.freedesktop.DBus" '
+             'send_interface="org.freedesktop.DBus.Monitoring"/></policy>\n</busconfig>')
     with open(conf, "w") as f:
         f.write(BUS_CONF.format(dir=tmp, policy=os.path.join(env("UNITS"), "org.iopfd.conf"))
-                .replace("</busconfig>", monitor))
+                .replace("</busconfig>", allow if monitor else "</busconfig>"))
     bus = spawn(["dbus-daemon", f"--config-file={conf}", "--nofork", "--nopidfile",
                  "--nosyslog"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     poll(lambda: os.path.exists(f"{tmp}/bus"), "the bus socket")
     return bus, f"unix:path={tmp}/bus"
+
+
+@contextlib.contextmanager
+def daemon_on_system_bus(tmp, monitor=True):
+    """iopfd serving org.iopfd on a private_system_bus(): yields (daemon, bus address). The
+    daemon must stop cleanly when the block ends; if the block fails it is killed."""
+    bus, busaddr = private_system_bus(tmp, monitor)
+    d = None
+    try:
+        d = Daemon(tmp, args=["--system-bus"], env_extra={"DBUS_SYSTEM_BUS_ADDRESS": busaddr})
+        d.wait_up()
+        d.wait_log(r"Serving org\.iopfd on the system bus", "iopfd to own org.iopfd")
+        yield d, busaddr
+        d.stop()
+        d = None
+    finally:
+        if d:
+            d.proc.kill()
+        bus.terminate()
+        bus.wait(timeout=WAIT)
 
 
 LOG_CONTROL = ["org.iopfd", "/org/freedesktop/LogControl1", "org.freedesktop.LogControl1"]
@@ -446,12 +455,7 @@ LOG_CONTROL = ["org.iopfd", "/org/freedesktop/LogControl1", "org.freedesktop.Log
 def case_log_control(tmp):
     """org.freedesktop.LogControl1 (systemctl service-log-level): root reads and sets the level
     and target, on the socket and the system bus; anyone else is refused by both."""
-    bus, busaddr = private_system_bus(tmp)
-    d = None
-    try:
-        d = Daemon(tmp, args=["--system-bus"], env_extra={"DBUS_SYSTEM_BUS_ADDRESS": busaddr})
-        d.wait_up()
-        d.wait_log(r"Serving org\.iopfd on the system bus")
+    with daemon_on_system_bus(tmp) as (d, busaddr):
         for addr in (d.address, busaddr):
             out = busctl(addr, "get-property", *LOG_CONTROL, "LogLevel", "LogTarget",
                          "SyslogIdentifier").stdout.split("\n")
@@ -478,24 +482,12 @@ def case_log_control(tmp):
         if busctl(busaddr, "get-property", *LOG_CONTROL, "LogTarget").stdout.strip() != \
                 's "console"':
             fail("LogTarget did not change")
-        d.stop()
-        d = None
-    finally:
-        if d:
-            d.proc.kill()
-        bus.terminate()
-        bus.wait(timeout=WAIT)
 
 
 def case_signals(tmp):
     """SourceAdded/DomainAdded/...Removed go to the owning tenant alone (unicast on the system
     bus); TenantAdded/TenantRemoved to root's subscriptions only; PropertiesChanged on reload."""
-    bus, busaddr = private_system_bus(tmp)
-    d = mon = None
-    try:
-        d = Daemon(tmp, args=["--system-bus"], env_extra={"DBUS_SYSTEM_BUS_ADDRESS": busaddr})
-        d.wait_up()
-        d.wait_log(r"Serving org\.iopfd on the system bus")
+    with daemon_on_system_bus(tmp) as (d, busaddr):
         monlog = os.path.join(tmp, "monitor.log")
         mon = spawn(["dbus-monitor", "--address", busaddr,
                      "type='signal',interface='org.iopfd.Manager1'"],
@@ -552,15 +544,7 @@ def case_signals(tmp):
             fail("PropertiesChanged names a property that did not change")
         for c in subs + [watcher]:
             c.close()
-        d.stop()
-        d = None
-    finally:
-        if mon:
-            mon.kill()
-        if d:
-            d.proc.kill()
-        bus.terminate()
-        bus.wait(timeout=WAIT)
+        mon.kill()  # (if the case fails, with the other children)
 
 
 def case_names(tmp):
@@ -1253,13 +1237,20 @@ CASES = {
 }
 
 
-def main():
-    if len(sys.argv) != 2 or sys.argv[1] not in CASES:
-        print(f"usage: {sys.argv[0]} {'|'.join(CASES)}", file=sys.stderr)
+def main(cases=None, prefix="ops", root_why=None):
+    """Every test-*.py's runner: the case named on the command line in a fresh temporary
+    directory, the logs' tails when it fails, every child it started killed. Exit 0 pass,
+    1 fail, 77 skip (also without root when @root_why says what root is for), 2 usage."""
+    cases = CASES if cases is None else cases
+    if len(sys.argv) != 2 or sys.argv[1] not in cases:
+        print(f"usage: {sys.argv[0]} {'|'.join(cases)}", file=sys.stderr)
         return 2
-    tmp = tempfile.mkdtemp(prefix=f"iopfd-ops-{sys.argv[1]}-")
+    if root_why and os.geteuid() != 0:
+        print(f"SKIP: needs root to {root_why}")
+        return 77
+    tmp = tempfile.mkdtemp(prefix=f"iopfd-{prefix}-{sys.argv[1]}-")
     try:
-        CASES[sys.argv[1]](tmp)
+        cases[sys.argv[1]](tmp)
     except Skip as e:
         print(f"SKIP: {e}")
         return 77

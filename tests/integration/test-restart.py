@@ -19,7 +19,6 @@ Usage: test-restart.py CASE. Exit 0 pass, 1 fail, 77 skip.
 import array
 import ctypes
 import fcntl
-import json
 import importlib.util
 import os
 import random
@@ -167,6 +166,12 @@ class FdStore:
             return f.read()[-4000:]
 
     def __enter__(self):
+        """with FdStore(tmp) as st: iopfd started, stopped at the end with the store."""
+        try:
+            self.start()
+        except BaseException:
+            self.close()
+            raise
         return self
 
     def __exit__(self, *exc):
@@ -213,7 +218,6 @@ def case_kill(tmp, kills=16, tenants_n=3, batch=4000):
     """SIGKILL at seeded random moments under load: every group answered exactly once."""
     rng = random.Random(SEED)
     with FdStore(tmp) as st:
-        st.start()
         tenants = [ops.Tenant(st.address) for _ in range(tenants_n)]
         ids = [t.ids for t in tenants]
         injected = [0] * tenants_n
@@ -274,7 +278,6 @@ def case_kill(tmp, kills=16, tenants_n=3, batch=4000):
 def case_tenant_exit(tmp):
     """A tenant whose process exits while iopfd is down is removed; the others serve on."""
     with FdStore(tmp) as st:
-        st.start()
         a, b = ops.Tenant(st.address), ops.Tenant(st.address)
         a.faults(good=50)
         b.faults(good=50)
@@ -295,7 +298,6 @@ def case_tenant_exit(tmp):
 def case_refused_state(tmp):
     """A damaged state is refused with a clear line; what its queues held is answered."""
     with FdStore(tmp) as st:
-        st.start()
         t = ops.Tenant(st.address)
         t.faults(good=20)
         st.kill()
@@ -315,7 +317,6 @@ def case_refused_state(tmp):
 def case_handover(tmp):
     """SIGUSR2 (an upgrade) under load: exit 75 and carry on, losing nothing."""
     with FdStore(tmp) as st:
-        st.start()
         t = ops.Tenant(st.address)
         res = {}
         th = threading.Thread(target=lambda: res.update(t.cmd("faults 2000 0 0 0")))
@@ -337,7 +338,6 @@ def case_kill_sim(tmp, kills=4):
     """iopf-sim's tenants (regions sharing memfds, one process) across SIGKILLs: 0 violations."""
     rng = random.Random(SEED)
     with FdStore(tmp) as st:
-        st.start()
         sim = spawn([env("IOPF_SIM"), "--address", st.address, "--tenants", "4", "--regions",
                      "4", "--faults", "300000", "--rate", "100000", "--restarts"],
                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
@@ -358,18 +358,12 @@ class PausedTenant(ops.Tenant):
     """ops-tenant --paused: its source is registered paused and started by "start"."""
 
     def __init__(self, address):
-        self.proc = spawn([env("OPS_TENANT"), "--address", address, "--paused"],
-                          stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, bufsize=1)
-        line = self.proc.stdout.readline()
-        if not line:
-            fail("ops-tenant --paused did not start")
-        self.ids = json.loads(line)
+        super().__init__(address, args=["--paused"], name="ops-tenant --paused")
 
 
 def case_paused(tmp):
     """A source registered paused reads nothing until started, across a crash too."""
     with FdStore(tmp) as st:
-        st.start()
         t = PausedTenant(st.address)
         t.cmd("inject 100")
         # nothing reads a paused source: give a wrong reader every chance to show itself
