@@ -20,85 +20,32 @@
  *   quit                (or end of input) disconnect and exit
  */
 #include <fcntl.h>
-#include <getopt.h>
-#include <grp.h>
-#include <inttypes.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/eventfd.h>
-#include <sys/mman.h>
 
-#include "iopf/client.h"
-#include "sim.h"
+#include "scripted-tenant.h"
 #include "util.h"
 
 #define REGION_IOVA (UINT64_C(16) << 20)
 #define REGION_SIZE (UINT64_C(64) << 10)
 #define MANY_IOVA   (UINT64_C(1) << 32)
-#define WAIT_NS	    (UINT64_C(10) * 1000000000)
 
 #define MAX_EXTRA 64
 
-static struct iopf_client *client;
-static struct iopf_sim *sim;
+static struct scripted_tenant t = {
+	.name = "hostile-tenant",
+	.region_iova = REGION_IOVA,
+	.region_size = REGION_SIZE,
+	.region_access = IOPF_ACCESS_READ | IOPF_ACCESS_WRITE,
+	/* bounded: a source in backoff (10 s at most) is read again well within it */
+	.wait_rounds = 300,
+	.sim_config = {.queue_depth = 1024},
+};
 static struct iopf_sim *extra[MAX_EXTRA]; /* lock-sources: contexts held locked */
 static unsigned n_extra;
-static uint64_t source_id, domain_id;
-static unsigned next_page;
 static uint64_t next_many;
-
-static int new_memfd(uint64_t size)
-{
-	int fd = memfd_create("hostile-tenant", MFD_CLOEXEC);
-
-	if (fd >= 0 && ftruncate(fd, (off_t)size) < 0)
-		fd = safe_close(fd);
-	return fd;
-}
-
-static void json_error(int r)
-{
-	const char *m = r < 0 && client ? iopf_client_last_error(client) : NULL;
-
-	printf("{\"error\":%d,\"message\":\"", r);
-	for (; m && *m; m++)
-		if (*m == '"' || *m == '\\')
-			printf("\\%c", *m);
-		else if ((unsigned char)*m >= 0x20)
-			putchar(*m);
-	printf("\"}\n");
-}
-
-static int setup(const char *address)
-{
-	_cleanup_close_ int mem = -EBADF;
-	uint64_t region_id;
-	int r;
-
-	r = iopf_client_connect(address, &client);
-	if (r < 0)
-		return fprintf(stderr, "hostile-tenant: connect: %s\n", strerror(-r)), r;
-	r = iopf_sim_new(&(struct iopf_sim_config){.queue_depth = 1024}, &sim);
-	if (r < 0)
-		return fprintf(stderr, "hostile-tenant: sim: %s\n", strerror(-r)), r;
-	mem = new_memfd(REGION_SIZE);
-	if (mem < 0)
-		return -errno;
-	r = iopf_client_register_source(client, iopf_sim_fault_fd(sim), iopf_sim_iommufd(sim),
-					iopf_sim_ioas_id(sim, 0), &source_id);
-	if (r >= 0)
-		r = iopf_client_register_domain(client, source_id, 1, IOPF_PASID_NONE, &domain_id);
-	if (r >= 0)
-		r = iopf_client_add_region(client, domain_id, mem, 0, REGION_IOVA, REGION_SIZE,
-					   IOPF_ACCESS_READ | IOPF_ACCESS_WRITE, &region_id);
-	if (r < 0)
-		return fprintf(stderr, "hostile-tenant: register: %s (%s)\n", strerror(-r),
-			       iopf_client_last_error(client) ?: ""),
-		       r;
-	printf("{\"source\":%" PRIu64 ",\"domain\":%" PRIu64 "}\n", source_id, domain_id);
-	return 0;
-}
 
 static void cmd_opath(const char *path, uint32_t access)
 {
@@ -106,11 +53,12 @@ static void cmd_opath(const char *path, uint32_t access)
 	uint64_t id;
 
 	if (fd < 0) {
-		json_error(-errno);
+		scripted_tenant_json_error(&t, -errno);
 		return;
 	}
-	json_error(iopf_client_add_region(client, domain_id, fd, 0, REGION_IOVA + REGION_SIZE, 4096,
-					  access, &id));
+	scripted_tenant_json_error(&t, iopf_client_add_region(t.client, t.domain_id, fd, 0,
+							      REGION_IOVA + REGION_SIZE, 4096,
+							      access, &id));
 }
 
 /* A source on a new context's memfd and @efd, or a fresh eventfd when @efd < 0. */
@@ -123,68 +71,28 @@ static void cmd_stray(int efd)
 
 	r = iopf_sim_new(NULL, &s2);
 	if (r >= 0) {
-		r = iopf_client_register_source(client, efd >= 0 ? efd : fresh,
+		r = iopf_client_register_source(t.client, efd >= 0 ? efd : fresh,
 						iopf_sim_iommufd(s2), iopf_sim_ioas_id(s2, 0), &id);
 		iopf_sim_free(s2);
 	}
-	json_error(r);
+	scripted_tenant_json_error(&t, r);
 }
 
 static void cmd_regions(unsigned n)
 {
-	_cleanup_close_ int mem = new_memfd((uint64_t)n * 4096);
+	_cleanup_close_ int mem = scripted_tenant_memfd(&t, (uint64_t)n * 4096);
 	unsigned added = 0;
 	uint64_t id;
 	int r = mem < 0 ? -errno : 0;
 
 	for (; r >= 0 && added < n; added++) {
-		r = iopf_client_add_region(client, domain_id, mem, (uint64_t)added * 4096,
+		r = iopf_client_add_region(t.client, t.domain_id, mem, (uint64_t)added * 4096,
 					   MANY_IOVA + next_many, 4096, IOPF_ACCESS_READ, &id);
 		if (r < 0)
 			break;
 		next_many += 2 * 4096; /* apart: regions never merge */
 	}
 	printf("{\"error\":%d,\"added\":%u}\n", r < 0 ? r : 0, added);
-}
-
-static void cmd_inject(unsigned n)
-{
-	int r = 0;
-
-	for (unsigned i = 0; r >= 0 && i < n; i++) {
-		struct iopf_sim_fault f = {
-			.addr = REGION_IOVA + (uint64_t)(next_page++ % (REGION_SIZE / 4096)) * 4096,
-			.perm = IOMMU_PGFAULT_PERM_READ,
-		};
-		struct iopf_sim_group g = {
-			.dev_id = 1, .pasid = IOPF_PASID_NONE, .n = 1, .faults = &f};
-
-		r = iopf_sim_inject(sim, &g, 1) == 1 ? 0 : -ENOSPC;
-	}
-	if (r < 0)
-		printf("{\"error\":%d}\n", r);
-	else
-		printf("{}\n");
-}
-
-static void cmd_wait(unsigned total)
-{
-	unsigned answered = 0, success = 0;
-	struct iopf_sim_answer a[64];
-
-	/* bounded: a source in backoff (10 s at most) is read again well within it */
-	for (unsigned tries = 0; answered < total && tries < 300; tries++) {
-		int n;
-
-		(void)iopf_sim_wait(sim, WAIT_NS / 100);
-		while ((n = iopf_sim_harvest(sim, a, ARRAY_SIZE(a))) > 0)
-			for (int i = 0; i < n; i++) {
-				answered++;
-				success += a[i].code == IOMMUFD_PAGE_RESP_SUCCESS;
-			}
-	}
-	printf("{\"answered\":%u,\"success\":%u,\"invalid\":%u}\n", answered, success,
-	       answered - success);
 }
 
 /* A context's robust mutex, just past the header (lib/sim/sim.c's layout). */
@@ -215,7 +123,7 @@ static void cmd_lock_sources(unsigned n)
 		r = iopf_sim_new(NULL, &s);
 		if (r < 0)
 			break;
-		r = iopf_client_register_source(client, iopf_sim_fault_fd(s), iopf_sim_iommufd(s),
+		r = iopf_client_register_source(t.client, iopf_sim_fault_fd(s), iopf_sim_iommufd(s),
 						iopf_sim_ioas_id(s, 0), &id);
 		if (r >= 0)
 			r = lock_context(s);
@@ -227,40 +135,18 @@ static void cmd_lock_sources(unsigned n)
 		}
 		extra[n_extra++] = s;
 	}
-	json_error(r);
+	scripted_tenant_json_error(&t, r);
 }
 
 int main(int argc, char *argv[])
 {
-	static const struct option options[] = {
-		{"address", required_argument, NULL, 'a'},
-		{"uid", required_argument, NULL, 'u'},
-		{},
-	};
-	const char *address = NULL;
-	long uid = -1;
 	char line[4096];
-	int c;
+	int r;
 
-	while ((c = getopt_long(argc, argv, "", options, NULL)) >= 0)
-		switch (c) {
-		case 'a':
-			address = optarg;
-			break;
-		case 'u':
-			uid = strtol(optarg, NULL, 10);
-			break;
-		default:
-			return 2;
-		}
-	setvbuf(stdout, NULL, _IOLBF, 0);
-	if (uid >= 0 &&
-	    (setgroups(0, NULL) < 0 || setresgid((gid_t)uid, (gid_t)uid, (gid_t)uid) < 0 ||
-	     setresuid((uid_t)uid, (uid_t)uid, (uid_t)uid) < 0)) {
-		perror("hostile-tenant: cannot change uid");
-		return 2;
-	}
-	if (setup(address) < 0)
+	r = scripted_tenant_args(&t, argc, argv);
+	if (r)
+		return r;
+	if (scripted_tenant_setup(&t) < 0)
 		return 1;
 
 	while (fgets(line, sizeof(line), stdin)) {
@@ -272,36 +158,34 @@ int main(int argc, char *argv[])
 		else if (strncmp(line, "stray", 5) == 0)
 			cmd_stray(-1);
 		else if (strncmp(line, "other-doorbell", 14) == 0)
-			cmd_stray(iopf_sim_fault_fd(sim));
+			cmd_stray(iopf_sim_fault_fd(t.sim));
 		else if (sscanf(line, "regions %u", &a) == 1)
 			cmd_regions(a);
 		else if (sscanf(line, "inject %u", &a) == 1)
-			cmd_inject(a);
+			scripted_tenant_cmd_inject(&t, a);
 		else if (sscanf(line, "wait %u", &a) == 1)
-			cmd_wait(a);
+			scripted_tenant_cmd_wait(&t, a);
 		else if (sscanf(line, "lock-sources %u", &a) == 1)
 			cmd_lock_sources(a);
 		else if (strncmp(line, "lock", 4) == 0) {
-			int r = lock_context(sim);
-
+			r = lock_context(t.sim);
 			printf(r ? "{\"error\":%d}\n" : "{}\n", r);
 		} else if (strncmp(line, "unlock", 6) == 0) {
-			(void)pthread_mutex_unlock(context_mutex(sim));
+			(void)pthread_mutex_unlock(context_mutex(t.sim));
 			for (unsigned i = 0; i < n_extra; i++)
 				(void)pthread_mutex_unlock(context_mutex(extra[i]));
 			printf("{}\n");
 		} else if (strncmp(line, "ring", 4) == 0)
-			printf(eventfd_write(iopf_sim_fault_fd(sim), 1) < 0 ? "{\"error\":-1}\n"
-									    : "{}\n");
+			printf(eventfd_write(iopf_sim_fault_fd(t.sim), 1) < 0 ? "{\"error\":-1}\n"
+									      : "{}\n");
 		else if (strncmp(line, "simcounts", 9) == 0)
-			printf("{\"delivered\":%u}\n", iopf_sim_peek_delivered(sim));
+			printf("{\"delivered\":%u}\n", iopf_sim_peek_delivered(t.sim));
 		else if (strncmp(line, "quit", 4) == 0)
 			break;
 		else
 			printf("{\"error\":\"unknown command\"}\n");
 	}
-	iopf_client_free(client);
-	iopf_sim_free(sim);
+	scripted_tenant_free(&t);
 	for (unsigned i = 0; i < n_extra; i++)
 		iopf_sim_free(extra[i]);
 	return 0;
