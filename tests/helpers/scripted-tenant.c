@@ -25,7 +25,7 @@ static int become(const struct scripted_tenant *t, long uid)
 	return 0;
 }
 
-int scripted_tenant_args(struct scripted_tenant *t, int argc, char *argv[])
+static int args(struct scripted_tenant *t, int argc, char *argv[])
 {
 	static const struct option options[] = {
 		{"address", required_argument, NULL, 'a'},
@@ -78,7 +78,7 @@ void scripted_tenant_json_error(const struct scripted_tenant *t, int r)
 	printf("\"}\n");
 }
 
-int scripted_tenant_setup(struct scripted_tenant *t)
+static int setup(struct scripted_tenant *t)
 {
 	_cleanup_close_ int mem = -EBADF;
 	int r;
@@ -110,12 +110,6 @@ int scripted_tenant_setup(struct scripted_tenant *t)
 	printf("{\"source\":%" PRIu64 ",\"domain\":%" PRIu64 ",\"region\":%" PRIu64 "}\n",
 	       t->source_id, t->domain_id, t->region_id);
 	return 0;
-}
-
-void scripted_tenant_free(struct scripted_tenant *t)
-{
-	t->client = iopf_client_free(t->client);
-	t->sim = iopf_sim_free(t->sim);
 }
 
 int scripted_tenant_inject(struct scripted_tenant *t, uint32_t dev_id, uint64_t addr, uint32_t perm)
@@ -167,4 +161,32 @@ void scripted_tenant_cmd_wait(struct scripted_tenant *t, unsigned total)
 	}
 	printf("{\"answered\":%u,\"success\":%u,\"invalid\":%u}\n", answered, success,
 	       answered - success);
+}
+
+int scripted_tenant_main(struct scripted_tenant *t, int argc, char *argv[],
+			 bool (*command)(const char *line))
+{
+	char line[4096];
+	int r;
+
+	r = args(t, argc, argv);
+	if (r)
+		return r;
+	if (setup(t) < 0)
+		return 1;
+	while (fgets(line, sizeof(line), stdin)) {
+		unsigned n;
+
+		if (sscanf(line, "inject %u", &n) == 1)
+			scripted_tenant_cmd_inject(t, n);
+		else if (sscanf(line, "wait %u", &n) == 1)
+			scripted_tenant_cmd_wait(t, n);
+		else if (strncmp(line, "quit", 4) == 0)
+			break;
+		else if (!command(line))
+			printf("{\"error\":\"unknown command\"}\n");
+	}
+	t->client = iopf_client_free(t->client);
+	t->sim = iopf_sim_free(t->sim);
+	return 0;
 }

@@ -37,19 +37,15 @@ struct scripted_tenant {
 };
 
 /*
- * scripted_tenant_args() - read the command line and become --uid's user if given.
- * Return: 0, or the exit code (2) after a message.
+ * scripted_tenant_main() - the program: read the command line (and become --uid's user),
+ * connect, open the simulator context, register the source (paused if --paused), the
+ * domain and the region and print their ids as a JSON line; then obey one command per
+ * stdin line until "quit" or its end: "inject N" and "wait N" here, the others by
+ * @command, which returns false for a line it does not know.
+ * Return: the exit code (0; 1 if the setup failed, 2 for a bad command line).
  */
-int scripted_tenant_args(struct scripted_tenant *t, int argc, char *argv[]);
-
-/*
- * scripted_tenant_setup() - connect, open the simulator context, register the source
- * (paused if --paused), the domain and the region, and print their ids as a JSON line.
- * Return: 0, or -errno after a message on stderr.
- */
-int scripted_tenant_setup(struct scripted_tenant *t);
-
-void scripted_tenant_free(struct scripted_tenant *t);
+int scripted_tenant_main(struct scripted_tenant *t, int argc, char *argv[],
+			 bool (*command)(const char *line));
 
 /* A memfd of @size bytes named after the tenant, or -errno. */
 int scripted_tenant_memfd(const struct scripted_tenant *t, uint64_t size);

@@ -138,55 +138,46 @@ static void cmd_lock_sources(unsigned n)
 	scripted_tenant_json_error(&t, r);
 }
 
+/* The commands but inject, wait and quit (tests/helpers/scripted-tenant.c). */
+static bool command(const char *line)
+{
+	char path[4000];
+	unsigned a;
+
+	if (sscanf(line, "opath %3999s %u", path, &a) == 2)
+		cmd_opath(path, a);
+	else if (strncmp(line, "stray", 5) == 0)
+		cmd_stray(-1);
+	else if (strncmp(line, "other-doorbell", 14) == 0)
+		cmd_stray(iopf_sim_fault_fd(t.sim));
+	else if (sscanf(line, "regions %u", &a) == 1)
+		cmd_regions(a);
+	else if (sscanf(line, "lock-sources %u", &a) == 1)
+		cmd_lock_sources(a);
+	else if (strncmp(line, "lock", 4) == 0) {
+		int r = lock_context(t.sim);
+
+		printf(r ? "{\"error\":%d}\n" : "{}\n", r);
+	} else if (strncmp(line, "unlock", 6) == 0) {
+		(void)pthread_mutex_unlock(context_mutex(t.sim));
+		for (unsigned i = 0; i < n_extra; i++)
+			(void)pthread_mutex_unlock(context_mutex(extra[i]));
+		printf("{}\n");
+	} else if (strncmp(line, "ring", 4) == 0)
+		printf(eventfd_write(iopf_sim_fault_fd(t.sim), 1) < 0 ? "{\"error\":-1}\n"
+								      : "{}\n");
+	else if (strncmp(line, "simcounts", 9) == 0)
+		printf("{\"delivered\":%u}\n", iopf_sim_peek_delivered(t.sim));
+	else
+		return false;
+	return true;
+}
+
 int main(int argc, char *argv[])
 {
-	char line[4096];
-	int r;
+	int r = scripted_tenant_main(&t, argc, argv, command);
 
-	r = scripted_tenant_args(&t, argc, argv);
-	if (r)
-		return r;
-	if (scripted_tenant_setup(&t) < 0)
-		return 1;
-
-	while (fgets(line, sizeof(line), stdin)) {
-		char path[4000];
-		unsigned a;
-
-		if (sscanf(line, "opath %3999s %u", path, &a) == 2)
-			cmd_opath(path, a);
-		else if (strncmp(line, "stray", 5) == 0)
-			cmd_stray(-1);
-		else if (strncmp(line, "other-doorbell", 14) == 0)
-			cmd_stray(iopf_sim_fault_fd(t.sim));
-		else if (sscanf(line, "regions %u", &a) == 1)
-			cmd_regions(a);
-		else if (sscanf(line, "inject %u", &a) == 1)
-			scripted_tenant_cmd_inject(&t, a);
-		else if (sscanf(line, "wait %u", &a) == 1)
-			scripted_tenant_cmd_wait(&t, a);
-		else if (sscanf(line, "lock-sources %u", &a) == 1)
-			cmd_lock_sources(a);
-		else if (strncmp(line, "lock", 4) == 0) {
-			r = lock_context(t.sim);
-			printf(r ? "{\"error\":%d}\n" : "{}\n", r);
-		} else if (strncmp(line, "unlock", 6) == 0) {
-			(void)pthread_mutex_unlock(context_mutex(t.sim));
-			for (unsigned i = 0; i < n_extra; i++)
-				(void)pthread_mutex_unlock(context_mutex(extra[i]));
-			printf("{}\n");
-		} else if (strncmp(line, "ring", 4) == 0)
-			printf(eventfd_write(iopf_sim_fault_fd(t.sim), 1) < 0 ? "{\"error\":-1}\n"
-									      : "{}\n");
-		else if (strncmp(line, "simcounts", 9) == 0)
-			printf("{\"delivered\":%u}\n", iopf_sim_peek_delivered(t.sim));
-		else if (strncmp(line, "quit", 4) == 0)
-			break;
-		else
-			printf("{\"error\":\"unknown command\"}\n");
-	}
-	scripted_tenant_free(&t);
 	for (unsigned i = 0; i < n_extra; i++)
 		iopf_sim_free(extra[i]);
-	return 0;
+	return r;
 }

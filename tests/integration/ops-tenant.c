@@ -149,55 +149,42 @@ static void cmd_simcounts(void)
 	       n.maps, n.pages_mapped, n.backends);
 }
 
+/* The commands but inject, wait and quit (tests/helpers/scripted-tenant.c). */
+static bool command(const char *line)
+{
+	unsigned a, b, d, e;
+	unsigned long long bytes;
+	char name[64];
+
+	if (sscanf(line, "faults %u %u %u %u", &a, &b, &d, &e) == 4)
+		cmd_faults(a, b, d, e);
+	else if (sscanf(line, "counter %63s", name) == 1)
+		cmd_counter(name);
+	else if (strncmp(line, "latency", 7) == 0)
+		cmd_latency(false);
+	else if (strncmp(line, "domain-latency", 14) == 0)
+		cmd_latency(true);
+	else if (strncmp(line, "source", 6) == 0)
+		cmd_source();
+	else if (sscanf(line, "region %llu", &bytes) == 1)
+		cmd_region(bytes);
+	else if (strncmp(line, "start", 5) == 0)
+		scripted_tenant_json_error(
+			&t, t.client ? iopf_client_start_source(t.client, t.source_id) : -ENOTCONN);
+	else if (strncmp(line, "restarts", 8) == 0)
+		printf("{\"value\":%u}\n", restarts);
+	else if (strncmp(line, "unregister", 10) == 0)
+		scripted_tenant_json_error(
+			&t, t.client ? iopf_client_unregister_source(t.client, t.source_id)
+				     : -ENOTCONN);
+	else if (strncmp(line, "simcounts", 9) == 0)
+		cmd_simcounts();
+	else
+		return false;
+	return true;
+}
+
 int main(int argc, char *argv[])
 {
-	char line[256];
-	int r;
-
-	r = scripted_tenant_args(&t, argc, argv);
-	if (r)
-		return r;
-	if (scripted_tenant_setup(&t) < 0)
-		return 1;
-
-	while (fgets(line, sizeof(line), stdin)) {
-		unsigned a, b, d, e;
-		unsigned long long bytes;
-		char name[64];
-
-		if (sscanf(line, "faults %u %u %u %u", &a, &b, &d, &e) == 4)
-			cmd_faults(a, b, d, e);
-		else if (sscanf(line, "counter %63s", name) == 1)
-			cmd_counter(name);
-		else if (strncmp(line, "latency", 7) == 0)
-			cmd_latency(false);
-		else if (strncmp(line, "domain-latency", 14) == 0)
-			cmd_latency(true);
-		else if (strncmp(line, "source", 6) == 0)
-			cmd_source();
-		else if (sscanf(line, "region %llu", &bytes) == 1)
-			cmd_region(bytes);
-		else if (sscanf(line, "inject %u", &a) == 1)
-			scripted_tenant_cmd_inject(&t, a);
-		else if (sscanf(line, "wait %u", &a) == 1)
-			scripted_tenant_cmd_wait(&t, a);
-		else if (strncmp(line, "start", 5) == 0)
-			scripted_tenant_json_error(
-				&t, t.client ? iopf_client_start_source(t.client, t.source_id)
-					     : -ENOTCONN);
-		else if (strncmp(line, "restarts", 8) == 0)
-			printf("{\"value\":%u}\n", restarts);
-		else if (strncmp(line, "unregister", 10) == 0)
-			scripted_tenant_json_error(
-				&t, t.client ? iopf_client_unregister_source(t.client, t.source_id)
-					     : -ENOTCONN);
-		else if (strncmp(line, "simcounts", 9) == 0)
-			cmd_simcounts();
-		else if (strncmp(line, "quit", 4) == 0)
-			break;
-		else
-			printf("{\"error\":\"unknown command\"}\n");
-	}
-	scripted_tenant_free(&t);
-	return 0;
+	return scripted_tenant_main(&t, argc, argv, command);
 }
