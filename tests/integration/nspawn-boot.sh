@@ -158,26 +158,25 @@ journalctl -u iopfd.service --no-pager | grep -i watchdog | tail -n 3
 # and it serves again
 check iopf-sim --address unix:path=/run/iopfd/control --tenants 1 --faults 1000
 
+# signal_under_load SIGNAL TENANTS FAULTS OUTPUT: iopf-sim's load (100000 faults/s,
+# --restarts) on iopfd while its main process gets SIGNAL; every group is answered
+signal_under_load() {
+	iopf-sim --address unix:path=/run/iopfd/control --tenants "$2" --faults "$3" \
+		--rate 100000 --restarts > "$4" 2>&1 &
+	simpid=$!
+	sleep 1
+	check systemctl kill --signal="$1" --kill-who=main iopfd.service
+	check wait $simpid
+	check grep -q 'unanswered 0' "$4"
+}
 # a crash under load: SIGKILL, systemd restarts it with the fd store, and the
 # load finishes with every group answered (0 unanswered), no tenant registering again
 before=$(show iopfd.service NRestarts)
-iopf-sim --address unix:path=/run/iopfd/control --tenants 4 --faults 300000 --rate 100000 \
-	--restarts > $out/sim-kill.txt 2>&1 &
-simpid=$!
-sleep 1
-check systemctl kill --signal=SIGKILL --kill-who=main iopfd.service
-check wait $simpid
+signal_under_load SIGKILL 4 300000 $out/sim-kill.txt
 check test "$(show iopfd.service NRestarts)" -gt "$before"
-check grep -q 'unanswered 0' $out/sim-kill.txt
 check sh -c "journalctl -u iopfd.service --no-pager | grep -q 'Carrying on from the process before: 4 fault sources'"
 # an upgrade: the package's handover (SIGUSR2, exit 75), under load
-iopf-sim --address unix:path=/run/iopfd/control --tenants 2 --faults 200000 --rate 100000 \
-	--restarts > $out/sim-handover.txt 2>&1 &
-simpid=$!
-sleep 1
-check systemctl kill --signal=SIGUSR2 --kill-who=main iopfd.service
-check wait $simpid
-check grep -q 'unanswered 0' $out/sim-handover.txt
+signal_under_load SIGUSR2 2 200000 $out/sim-handover.txt
 check sh -c "journalctl -u iopfd.service --no-pager | grep -q 'Handing over to the next iopfd'"
 check systemctl is-active --quiet iopfd.service
 tail -n 4 $out/sim-kill.txt $out/sim-handover.txt

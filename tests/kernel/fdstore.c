@@ -529,22 +529,23 @@ unsigned kfs_names(struct kfs *s, char *buf, size_t size)
 	return n;
 }
 
-unsigned kfs_ready_count(struct kfs *s)
+/* One of @s's counters, read under its lock. */
+static unsigned locked_count(struct kfs *s, const unsigned *counter)
 {
 	unsigned r;
 
 	pthread_mutex_lock(&s->lock);
-	r = s->ready;
+	r = *counter;
 	pthread_mutex_unlock(&s->lock);
 	return r;
 }
 
+unsigned kfs_ready_count(struct kfs *s)
+{
+	return locked_count(s, &s->ready);
+}
+
 unsigned kfs_dups(struct kfs *s)
 {
-	unsigned r;
-
-	pthread_mutex_lock(&s->lock);
-	r = s->dups;
-	pthread_mutex_unlock(&s->lock);
-	return r;
+	return locked_count(s, &s->dups);
 }

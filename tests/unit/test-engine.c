@@ -919,6 +919,15 @@ static struct iopf_source_info sinfo(struct fixture *x)
 	return i;
 }
 
+/* A region, and a fault in it whose response fails to be written @n times (-1: always). */
+static void fault_failing_write(struct fixture *x, int n)
+{
+	add_region(x, x->dom, BASE, MiB, R);
+	fake_fail_writes(x->f, EIO, n);
+	fake_fault(x->f, 3, IOPF_PASID_NONE, BASE, IOMMU_PGFAULT_PERM_READ);
+	WAIT_FOR(sinfo(x).write_errors >= 1);
+}
+
 /*
  * A write that fails hard N times loses nothing: the responses wait and are
  * retried on the backoff timer, nothing is read from the source meanwhile (a
@@ -931,10 +940,7 @@ static void test_write_error_retried(void **state)
 	struct fake_answer *ans;
 	struct iopf_source_info si;
 
-	add_region(x, x->dom, BASE, MiB, R);
-	fake_fail_writes(x->f, EIO, 3);
-	fake_fault(x->f, 3, IOPF_PASID_NONE, BASE, IOMMU_PGFAULT_PERM_READ);
-	WAIT_FOR(sinfo(x).write_errors >= 1);
+	fault_failing_write(x, 3);
 	fake_fault(x->f, 3, IOPF_PASID_NONE, BASE + MiB / 2, IOMMU_PGFAULT_PERM_READ);
 	WAIT_FOR(dgroups(x, x->dom) == 2);
 	settle(x->f);
@@ -962,10 +968,7 @@ static void test_write_retry_stale(void **state)
 	struct fixture *x = *state;
 	struct fake_answer *ans;
 
-	add_region(x, x->dom, BASE, MiB, R);
-	fake_fail_writes(x->f, EIO, -1);
-	fake_fault(x->f, 3, IOPF_PASID_NONE, BASE, IOMMU_PGFAULT_PERM_READ);
-	WAIT_FOR(sinfo(x).write_errors >= 1);
+	fault_failing_write(x, -1);
 	assert_true(fake_auto_answer(x->f, 1));
 	fake_fail_writes(x->f, 0, 0);
 	WAIT_FOR(dinfo(x, x->dom).counters.stale == 1);
@@ -991,10 +994,7 @@ static void test_write_pending_at_removal(void **state)
 	struct fixture *x = *state;
 	struct fake_answer *ans;
 
-	add_region(x, x->dom, BASE, MiB, R);
-	fake_fail_writes(x->f, EIO, -1);
-	fake_fault(x->f, 3, IOPF_PASID_NONE, BASE, IOMMU_PGFAULT_PERM_READ);
-	WAIT_FOR(sinfo(x).write_errors >= 1);
+	fault_failing_write(x, -1);
 	fake_fault(x->f, 3, IOPF_PASID_NONE, BASE, IOMMU_PGFAULT_PERM_READ); /* stays queued */
 	assert_int_equal(iopf_engine_remove_domain(x->e, x->dom, on_done, x), 0);
 	wait_done(x, 1);
