@@ -43,6 +43,7 @@
 #include "parse.h"
 #include "uapi.h"
 #include "sim.h"
+#include "u64vec.h"
 #include "util.h"
 
 #define SIM_MAX_GROUP_RECS 32u
@@ -84,6 +85,9 @@ struct opts {
 	double drain_timeout;
 	unsigned check_every; /* check the mapping of one SUCCESS group in N */
 	bool restarts;	      /* iopfd may be killed and restarted during the run */
+	/* --storm: the last `storm` of the tenants are closed loop, on an injector of their own */
+	unsigned storm, storm_window;
+	uint64_t max_overtakes; /* 0: not measured */
 };
 
 static struct opts opt = {
@@ -102,6 +106,7 @@ static struct opts opt = {
 	.drain_timeout = 30,
 	.check_every = 1,
 	.floor_faults = 20000,
+	.storm_window = 1024,
 };
 
 enum expect { EXPECT_SUCCESS, EXPECT_INVALID, EXPECT_EITHER };
@@ -136,6 +141,7 @@ struct rec {
  */
 struct flight {
 	uint64_t t_sched; /* when it was due (paced); 0: closed loop, measured from the inject */
+	uint64_t t_vis;	  /* --max-overtakes: after its inject (and doorbell) returned */
 	uint32_t dom;
 	uint8_t expect;
 	uint8_t n;
@@ -149,6 +155,8 @@ enum tenant_state { TENANT_LIVE, TENANT_RELEASING, TENANT_DONE };
 
 struct tenant {
 	unsigned idx;
+	unsigned window; /* groups in flight at most: opt.window, or opt.storm_window */
+	bool storm;	 /* a closed-loop storm tenant (--storm) */
 	struct iopf_sim *sim;
 	uint32_t ioas;
 	struct iopf_client *client; /* NULL when a child registered it, or echo */
@@ -200,6 +208,8 @@ struct result {
 	struct hist svc;  /* answer - actual inject time */
 	struct hist late; /* actual inject - scheduled time: how late the injector ran (paced) */
 	uint64_t behind;  /* paced groups injected more than one schedule period late */
+	/* --max-overtakes: most storm groups answered while one of these groups waited */
+	uint64_t overtakes_max, overtakes_sum, overtakes_n, overtakes_excluded;
 	/* summed sim counters */
 	uint64_t doorbells, reads, delivered_groups, delivered_records, bad_code, bad_cookie,
 		corrupt, maps;
@@ -224,6 +234,12 @@ struct injector {
 	uint64_t drain_deadline;
 	struct result res;
 	unsigned events_done;
+	bool storm; /* the storm tenants' injector: closed loop until the others are done */
+	/* --max-overtakes: storm answer times, or (visible, answered) pairs of the others */
+	struct u64vec marks;
+	/* ... and (start, end) of the others' simulator calls long enough to have made the
+	 * server's lock wait time out (a preempted injector): the server backs off then */
+	struct u64vec holds;
 };
 
 static struct tenant *tenants;
@@ -352,6 +368,11 @@ static void result_merge(struct result *a, const struct result *b)
 	if (b->t_last > a->t_last)
 		a->t_last = b->t_last;
 	a->behind += b->behind;
+	if (b->overtakes_max > a->overtakes_max)
+		a->overtakes_max = b->overtakes_max;
+	a->overtakes_sum += b->overtakes_sum;
+	a->overtakes_n += b->overtakes_n;
+	a->overtakes_excluded += b->overtakes_excluded;
 	hist_merge(&a->lat, &b->lat);
 	hist_merge(&a->svc, &b->svc);
 	hist_merge(&a->late, &b->late);
@@ -377,13 +398,18 @@ static int tenant_setup(struct tenant *t, unsigned idx)
 	int rc;
 
 	*t = (struct tenant){.idx = idx, .child = -1, .child_pipe = -1};
+	t->storm = idx >= opt.tenants - opt.storm;
+	t->window = t->storm ? opt.storm_window : opt.window;
 	t->rng = opt.seed * 1000003 + idx;
 	t->n_dom = opt.devices * (opt.pasids ? opt.pasids : 1);
 	pages = (uint64_t)t->n_dom * opt.regions * (opt.region_size / IOPF_PAGE_SIZE);
 	if (pages > IOPF_SIM_MAX_PAGES)
 		pages = IOPF_SIM_MAX_PAGES;
 	cfg = (struct iopf_sim_config){
-		.queue_depth = opt.queue_depth ? opt.queue_depth : 2 * opt.window,
+		/* a storm's window is its whole queue: closed loop, it keeps it full */
+		.queue_depth = t->storm		 ? t->window
+			       : opt.queue_depth ? opt.queue_depth
+						 : 2 * t->window,
 		.max_group = opt.group,
 		.n_ioas = 1,
 		.iommu_pages = (uint32_t)pages,
@@ -398,14 +424,14 @@ static int tenant_setup(struct tenant *t, unsigned idx)
 	t->dev_st = calloc(opt.devices, sizeof(*t->dev_st));
 	t->dom = calloc(t->n_dom, sizeof(*t->dom));
 	t->reg = calloc((size_t)t->n_dom * opt.regions, sizeof(*t->reg));
-	t->fl = calloc(opt.window, sizeof(*t->fl));
-	t->recs = calloc((size_t)opt.window * opt.group, sizeof(*t->recs));
-	t->free_fl = calloc(opt.window, sizeof(*t->free_fl));
+	t->fl = calloc(t->window, sizeof(*t->fl));
+	t->recs = calloc((size_t)t->window * opt.group, sizeof(*t->recs));
+	t->free_fl = calloc(t->window, sizeof(*t->free_fl));
 	if (!t->dev_fd || !t->dev_st || !t->dom || !t->reg || !t->fl || !t->recs || !t->free_fl)
 		return -ENOMEM;
-	for (k = 0; k < opt.window; k++)
-		t->free_fl[k] = opt.window - 1 - k;
-	t->n_free = opt.window;
+	for (k = 0; k < t->window; k++)
+		t->free_fl[k] = t->window - 1 - k;
+	t->n_free = t->window;
 
 	dev_size = (uint64_t)(opt.pasids ? opt.pasids : 1) * opt.regions * opt.region_size;
 	for (k = 0; k < opt.devices; k++) {
@@ -778,12 +804,43 @@ static const struct flight *map_check_of(struct tenant *t, const struct iopf_sim
 {
 	const struct flight *fl;
 
-	if (a->tag >= opt.window || a->by_kernel || a->code != IOMMUFD_PAGE_RESP_SUCCESS)
+	if (a->tag >= t->window || a->by_kernel || a->code != IOMMUFD_PAGE_RESP_SUCCESS)
 		return NULL;
 	fl = &t->fl[a->tag];
 	if (!fl->busy || !fl->check_map || fl->expect == EXPECT_INVALID)
 		return NULL;
 	return t->map_candidates++ % opt.check_every == 0 ? fl : NULL;
+}
+
+/* --max-overtakes: one more mark (answer time, visible time, lock hold bound). */
+static void add_mark(struct injector *in, struct u64vec *v, uint64_t x)
+{
+	if (u64vec_push(v, x) < 0) {
+		violation(&in->res, "out of memory for the overtake marks");
+		opt.max_overtakes = 0;
+	}
+}
+
+/*
+ * Sim calls of a non-storm tenant that may have held its lock for longer
+ * than the server waits for it (SIM_DAEMON_LOCK_WAIT_NS, 5 ms; noted from
+ * 4 ms): begin with hold_start(), end with hold_end().
+ */
+#define HOLD_NOTE_NS (UINT64_C(4) * 1000 * 1000)
+
+static uint64_t hold_start(const struct tenant *t)
+{
+	return opt.max_overtakes && !t->storm ? now_ns() : 0;
+}
+
+static void hold_end(struct injector *in, uint64_t start)
+{
+	uint64_t end;
+
+	if (!start || (end = now_ns()) - start < HOLD_NOTE_NS)
+		return;
+	add_mark(in, &in->holds, start);
+	add_mark(in, &in->holds, end);
 }
 
 /*
@@ -801,7 +858,7 @@ static void check_answer(struct tenant *t, struct injector *in, const struct iop
 	uint64_t sched;
 	unsigned i;
 
-	if (a->tag >= opt.window || !t->fl[a->tag].busy) {
+	if (a->tag >= t->window || !t->fl[a->tag].busy) {
 		violation(res, "tenant %u: answer for unknown group tag %" PRIu64, t->idx, a->tag);
 		return;
 	}
@@ -824,6 +881,11 @@ static void check_answer(struct tenant *t, struct injector *in, const struct iop
 		res->by_kernel++;
 	if (a->by_kernel && a->cookie)
 		res->kernel_after_read++;
+	if (opt.max_overtakes && !a->by_kernel) {
+		if (!t->storm)
+			add_mark(in, &in->marks, fl->t_vis);
+		add_mark(in, &in->marks, a->t_answer);
+	}
 
 	if (a->n != fl->n)
 		violation(res, "tenant %u: group answered with %u records, injected %u", t->idx,
@@ -901,8 +963,10 @@ static int harvest(struct tenant *t, struct injector *in)
 		return 0;
 	do {
 		size_t np = 0;
+		uint64_t held = hold_start(t);
 
 		n = iopf_sim_harvest(t->sim, a, ARRAY_SIZE(a));
+		hold_end(in, held);
 		if (n < 0) {
 			violation(&in->res, "tenant %u: harvest: %s", t->idx, strerror(-n));
 			return 0;
@@ -916,7 +980,9 @@ static int harvest(struct tenant *t, struct injector *in)
 			for (unsigned k = 0; fl && k < fl->n; k++)
 				pages[np++] = flight_recs(t, fl)[k].addr;
 		}
+		held = hold_start(t);
 		r = np ? iopf_sim_lookup_many(t->sim, t->ioas, pages, np, mp, rc) : 0;
+		hold_end(in, held);
 		if (r < 0) {
 			violation(&in->res, "tenant %u: lookup: %s", t->idx, strerror(-r));
 			for (size_t k = 0; k < np; k++)
@@ -940,6 +1006,7 @@ static int inject(struct tenant *t, struct injector *in, unsigned max, const uin
 	static __thread struct iopf_sim_fault f[64][SIM_MAX_GROUP_RECS];
 	uint32_t tags[64];
 	unsigned n = 0, i;
+	uint64_t held;
 	int r;
 
 	if (max > ARRAY_SIZE(g))
@@ -955,7 +1022,9 @@ static int inject(struct tenant *t, struct injector *in, unsigned max, const uin
 	}
 	if (!n)
 		return 0;
+	held = hold_start(t);
 	r = iopf_sim_inject(t->sim, g, n);
+	hold_end(in, held);
 	if (r < 0)
 		r = 0;
 	/* give back what did not fit */
@@ -966,6 +1035,14 @@ static int inject(struct tenant *t, struct injector *in, unsigned max, const uin
 	for (i = 0; i < (unsigned)r; i++) {
 		in->res.inj_faults += g[i].n;
 		t->inflight++;
+	}
+	if (opt.max_overtakes && !t->storm && r > 0) {
+		/* visible, and its doorbell rung: what the server answers from now on overtook it
+		 */
+		uint64_t vis = now_ns();
+
+		for (i = 0; i < (unsigned)r; i++)
+			t->fl[tags[i]].t_vis = vis;
 	}
 	in->inflight += (unsigned)r;
 	in->res.inj_groups += (uint64_t)r;
@@ -985,7 +1062,7 @@ static void mark_inflight(struct tenant *t, int dev_idx, int dom, bool kernel_ok
 {
 	unsigned k;
 
-	for (k = 0; k < opt.window; k++) {
+	for (k = 0; k < t->window; k++) {
 		struct flight *fl = &t->fl[k];
 
 		if (!fl->busy || (dev_idx >= 0 && t->dom[fl->dom].dev_idx != (unsigned)dev_idx) ||
@@ -1282,13 +1359,17 @@ static void idle_step(struct injector *in, bool stop)
 	nanosleep(&ts, NULL);
 }
 
+/* Injectors of the tenants other than the storm's still injecting: the storm lasts as long. */
+static unsigned victims_running;
+
 static void *injector_run(void *arg)
 {
 	struct injector *in = arg;
 
 	for (;;) {
 		uint64_t now = now_ns();
-		bool stop = in->res.inj_groups >= in->quota || (run_end_by && now >= run_end_by);
+		bool stop = in->res.inj_groups >= in->quota || (run_end_by && now >= run_end_by) ||
+			    (in->storm && !__atomic_load_n(&victims_running, __ATOMIC_ACQUIRE));
 		int progress;
 
 		event_step(in, now);
@@ -1300,6 +1381,9 @@ static void *injector_run(void *arg)
 		if (!progress)
 			idle_step(in, stop);
 	}
+	/* answered all it injected: a storm beside it may stop */
+	if (!in->storm)
+		__atomic_sub_fetch(&victims_running, 1, __ATOMIC_RELEASE);
 	return NULL;
 }
 
@@ -1424,33 +1508,50 @@ static void target_stop(pid_t *echo, struct result *res)
 	wait_all_released(res);
 }
 
-/* Tenants dealt round robin to the injectors, each with its share of the faults and the rate. */
+/* The injector threads: opt.injectors for the paced (or closed-loop) tenants, one for a storm. */
+static unsigned n_injectors(void)
+{
+	return opt.injectors + (opt.storm ? 1 : 0);
+}
+
+/*
+ * Tenants dealt round robin to the injectors, each with its share of the
+ * faults and the rate; the storm tenants (the last opt.storm) all to the last
+ * injector, closed loop, for as long as the others inject.
+ */
 static int injectors_new(struct injector **ret)
 {
+	unsigned victims = opt.tenants - opt.storm, i, k;
 	uint64_t groups_total =
 		opt.duration > 0 ? UINT64_MAX : (opt.faults + opt.group - 1) / opt.group;
 	double group_rate = opt.rate / opt.group;
-	struct injector *inj = calloc(opt.injectors, sizeof(*inj));
-	unsigned i, k;
+	struct injector *inj = calloc(n_injectors(), sizeof(*inj));
 
 	if (!inj)
 		return -ENOMEM;
 	*ret = inj;
-	for (i = 0; i < opt.injectors; i++) {
+	for (i = 0; i < n_injectors(); i++) {
 		struct injector *in = &inj[i];
 		unsigned n = 0;
 
 		in->idx = i;
+		in->storm = i == opt.injectors;
 		in->t = calloc(opt.tenants, sizeof(*in->t));
 		in->act = calloc(opt.tenants, sizeof(*in->act));
 		if (!in->t || !in->act)
 			return -ENOMEM;
-		for (k = i; k < opt.tenants; k += opt.injectors)
+		if (in->storm) {
+			for (k = victims; k < opt.tenants; k++)
+				in->t[n++] = &tenants[k];
+			in->n_t = n;
+			in->quota = UINT64_MAX;
+			continue;
+		}
+		for (k = i; k < victims; k += opt.injectors)
 			in->t[n++] = &tenants[k];
 		in->n_t = n;
-		in->quota =
-			groups_total == UINT64_MAX ? UINT64_MAX : groups_total * n / opt.tenants;
-		in->rate = group_rate * n / opt.tenants;
+		in->quota = groups_total == UINT64_MAX ? UINT64_MAX : groups_total * n / victims;
+		in->rate = group_rate * n / victims;
 	}
 	return 0;
 }
@@ -1459,31 +1560,130 @@ static void injectors_free(struct injector *inj)
 {
 	unsigned i;
 
-	for (i = 0; inj && i < opt.injectors; i++) {
+	for (i = 0; inj && i < n_injectors(); i++) {
 		free(inj[i].t);
 		free(inj[i].act);
+		u64vec_done(&inj[i].marks);
+		u64vec_done(&inj[i].holds);
 	}
 	free(inj);
 }
 
-static void injectors_run(struct injector *inj, struct result *res)
+static int cmp_u64(const void *a, const void *b)
+{
+	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+/* Storm answers in @st (sorted) strictly after @lo and before @hi. */
+static size_t count_between(const uint64_t *st, size_t n, uint64_t lo, uint64_t hi)
+{
+	size_t a = 0, b = n, first;
+
+	while (a < b) { /* the first > lo */
+		size_t m = a + (b - a) / 2;
+
+		if (st[m] <= lo)
+			a = m + 1;
+		else
+			b = m;
+	}
+	first = a;
+	b = n;
+	while (a < b) { /* the first >= hi */
+		size_t m = a + (b - a) / 2;
+
+		if (st[m] < hi)
+			a = m + 1;
+		else
+			b = m;
+	}
+	return a - first;
+}
+
+/* Whether [@lo, @hi] meets a lock hold of @in, or the server's backoff after one. */
+static bool near_hold(const struct injector *in, uint64_t lo, uint64_t hi)
+{
+	/* a source whose read timed out is retried on a timer: 10 ms, doubling while it fails */
+	const uint64_t backoff = UINT64_C(100) * 1000 * 1000;
+
+	for (size_t k = 0; k + 1 < in->holds.n; k += 2)
+		if (lo <= in->holds.v[k + 1] + backoff && hi >= in->holds.v[k])
+			return true;
+	return false;
+}
+
+/*
+ * --max-overtakes: for every answered group of a non-storm tenant, the storm
+ * groups the server answered between the moment it was visible (its inject
+ * and doorbell returned) and its own answer. Both answer times are the
+ * server's clock, in the order it wrote them; the visible time is taken after
+ * the fact, so a preempted injector can only make the count smaller. A group
+ * that waited while its own injector held the queue's lock (preempted) for
+ * long enough that the server may have backed off the source is left out
+ * (counted in overtakes_excluded): that wait is the tenant's doing.
+ */
+static void overtakes(struct injector *inj, struct result *res)
+{
+	struct u64vec *st = &inj[opt.injectors].marks;
+	unsigned i;
+
+	qsort(st->v, st->n, sizeof(*st->v), cmp_u64);
+	for (i = 0; i < opt.injectors; i++)
+		for (size_t k = 0; k + 1 < inj[i].marks.n; k += 2) {
+			uint64_t lo = inj[i].marks.v[k], hi = inj[i].marks.v[k + 1], n;
+
+			if (near_hold(&inj[i], lo, hi)) {
+				res->overtakes_excluded++;
+				continue;
+			}
+			n = count_between(st->v, st->n, lo, hi);
+			res->overtakes_sum += n;
+			res->overtakes_n++;
+			if (n > res->overtakes_max)
+				res->overtakes_max = n;
+		}
+	if (res->overtakes_max > opt.max_overtakes)
+		violation(res,
+			  "a group waited while the storm had %" PRIu64
+			  " groups answered (at most %" PRIu64 " allowed)",
+			  res->overtakes_max, opt.max_overtakes);
+}
+
+/* @classes (with --storm): [0] the merged results of the other tenants, [1] the storm's. */
+static void injectors_run(struct injector *inj, struct result *res, struct result *classes)
 {
 	double group_rate = opt.rate / opt.group;
 	unsigned i;
 
 	run_start = now_ns();
 	run_end_by = opt.duration > 0 ? run_start + (uint64_t)(opt.duration * 1e9) : 0;
-	for (i = 0; i < opt.injectors; i++) {
+	victims_running = 0;
+	for (i = 0; i < opt.injectors; i++)
+		victims_running += inj[i].n_t ? 1 : 0;
+	for (i = 0; i < n_injectors(); i++) {
 		/* the schedules interleave: together, one group every 1 / rate */
-		inj[i].t0 = run_start + (group_rate > 0 ? (uint64_t)(i * 1e9 / group_rate) : 0);
+		inj[i].t0 =
+			run_start +
+			(group_rate > 0 && !inj[i].storm ? (uint64_t)(i * 1e9 / group_rate) : 0);
 		if (inj[i].n_t)
 			pthread_create(&inj[i].thread, NULL, injector_run, &inj[i]);
 	}
-	for (i = 0; i < opt.injectors; i++)
+	for (i = 0; i < n_injectors(); i++)
 		if (inj[i].n_t) {
 			pthread_join(inj[i].thread, NULL);
-			result_merge(res, &inj[i].res);
+			if (opt.storm)
+				result_merge(&classes[inj[i].storm], &inj[i].res);
 		}
+	if (opt.storm && opt.max_overtakes)
+		overtakes(inj, &classes[0]);
+	if (opt.storm)
+		for (i = 0; i < 2; i++)
+			result_merge(res, &classes[i]);
+	else
+		for (i = 0; i < n_injectors(); i++)
+			result_merge(res, &inj[i].res);
 }
 
 /* The simulator's own counters, summed over the tenants, and what they say about the server. */
@@ -1515,11 +1715,14 @@ static void sim_totals(struct result *res)
 		violation(res, "%" PRIu64 " inconsistencies in the shared queue", res->corrupt);
 }
 
-/* One run against @target: set up, inject and check, tear down. */
-static int run(enum target target, struct result *out)
+/*
+ * One run against @target: set up, inject and check, tear down. With --storm,
+ * @ret_classes[0] gets the other tenants' results, [1] the storm's.
+ */
+static int run(enum target target, struct result *out, struct result *ret_classes)
 {
 	struct injector *inj = NULL;
-	struct result res = {};
+	struct result res = {}, classes[2] = {};
 	pid_t echo = -1;
 	int rc;
 
@@ -1533,10 +1736,12 @@ static int run(enum target target, struct result *out)
 	if (rc >= 0)
 		rc = injectors_new(&inj);
 	if (rc >= 0) {
-		injectors_run(inj, &res);
+		injectors_run(inj, &res, classes);
 		target_stop(&echo, &res);
 		sim_totals(&res);
 		*out = res;
+		if (ret_classes)
+			memcpy(ret_classes, classes, sizeof(classes));
 	}
 	echo_stop(&echo);
 	injectors_free(inj);
@@ -1676,9 +1881,9 @@ static void print_json_hist(const struct hist *h)
 	printf("]");
 }
 
-static void print_json_result(const char *name, const struct result *r)
+static void print_json_fields(const struct result *r)
 {
-	printf("\"%s\":{\"faults\":%" PRIu64 ",\"groups\":%" PRIu64 ",\"answered\":%" PRIu64
+	printf("\"faults\":%" PRIu64 ",\"groups\":%" PRIu64 ",\"answered\":%" PRIu64
 	       ",\"success\":%" PRIu64 ",\"invalid\":%" PRIu64 ",\"by_kernel\":%" PRIu64
 	       ",\"kernel_after_read\":%" PRIu64 ",\"unanswered\":%" PRIu64
 	       ",\"seconds\":%.6f,\"faults_per_s\":%.1f,"
@@ -1686,17 +1891,35 @@ static void print_json_result(const char *name, const struct result *r)
 	       ",\"p999_ns\":%" PRIu64 ",\"max_ns\":%" PRIu64 ",\"doorbells\":%" PRIu64
 	       ",\"reads\":%" PRIu64 ",\"maps\":%" PRIu64 ",\"bad_code\":%" PRIu64
 	       ",\"stale_cookie\":%" PRIu64 ",\"map_checked\":%" PRIu64 ",\"violations\":%" PRIu64,
-	       name, r->inj_faults, r->inj_groups, r->answered, r->success, r->invalid,
-	       r->by_kernel, r->kernel_after_read, r->unanswered, secs(r), fps(r), gps(r),
-	       hist_pct(&r->lat, 50), hist_pct(&r->lat, 99), hist_pct(&r->lat, 99.9), r->lat.max,
-	       r->doorbells, r->reads, r->maps, r->bad_code, r->bad_cookie, r->map_checked,
-	       r->violations);
+	       r->inj_faults, r->inj_groups, r->answered, r->success, r->invalid, r->by_kernel,
+	       r->kernel_after_read, r->unanswered, secs(r), fps(r), gps(r), hist_pct(&r->lat, 50),
+	       hist_pct(&r->lat, 99), hist_pct(&r->lat, 99.9), r->lat.max, r->doorbells, r->reads,
+	       r->maps, r->bad_code, r->bad_cookie, r->map_checked, r->violations);
 	printf(",\"inject_p50_ns\":%" PRIu64 ",\"inject_p99_ns\":%" PRIu64
 	       ",\"inject_p999_ns\":%" PRIu64 ",\"late_p50_ns\":%" PRIu64
 	       ",\"late_p99_ns\":%" PRIu64 ",\"late_max_ns\":%" PRIu64 ",\"behind\":%" PRIu64,
 	       hist_pct(&r->svc, 50), hist_pct(&r->svc, 99), hist_pct(&r->svc, 99.9),
 	       hist_pct(&r->late, 50), hist_pct(&r->late, 99), r->late.max, r->behind);
+	if (r->overtakes_n || r->overtakes_excluded)
+		printf(",\"overtakes_max\":%" PRIu64 ",\"overtakes_mean\":%.1f"
+		       ",\"overtakes_excluded\":%" PRIu64,
+		       r->overtakes_max, (double)r->overtakes_sum / (double)(r->overtakes_n ?: 1),
+		       r->overtakes_excluded);
 	print_json_hist(&r->lat);
+}
+
+/* "name":{...}, with --storm also "victim":{...} and "storm":{...} in it (@cls) */
+static void print_json_result(const char *name, const struct result *r, const struct result *cls)
+{
+	printf("\"%s\":{", name);
+	print_json_fields(r);
+	if (cls && opt.storm) {
+		printf(",\"victim\":{");
+		print_json_fields(&cls[0]);
+		printf("},\"storm\":{");
+		print_json_fields(&cls[1]);
+		printf("}");
+	}
 	printf("}");
 }
 
@@ -1709,30 +1932,30 @@ static double pct_ratio(const struct result *a, const struct result *b, double p
 }
 
 static void print_json(const struct result *floor, const struct result *echo,
-		       const struct result *daemon)
+		       const struct result *daemon, const struct result (*cls)[2])
 {
 	printf("{\"config\":{\"tenants\":%u,\"devices\":%u,\"pasids\":%u,\"regions\":%u,"
 	       "\"domains_total\":%u,\"regions_total\":%u,\"region_size\":%" PRIu64 ",\"group\":%u,"
 	       "\"pattern\":\"%s\",\"rate\":%.0f,\"latency_from\":\"%s\",\"window\":%u,\"bad_pct\":"
 	       "%u,\"event\":\"%s\","
-	       "\"check_every\":%u}",
+	       "\"check_every\":%u,\"storm\":%u,\"storm_window\":%u}",
 	       opt.tenants, opt.devices, opt.pasids, opt.regions,
 	       opt.tenants * opt.devices * (opt.pasids ? opt.pasids : 1),
 	       opt.tenants * opt.devices * (opt.pasids ? opt.pasids : 1) * opt.regions,
 	       opt.region_size, opt.group, pattern_name(opt.pattern), opt.rate,
 	       opt.rate > 0 ? "schedule" : "inject", opt.window, opt.bad_pct, event_name(opt.event),
-	       opt.check_every);
+	       opt.check_every, opt.storm, opt.storm ? opt.storm_window : 0);
 	if (floor) {
 		printf(",");
-		print_json_result("floor", floor);
+		print_json_result("floor", floor, NULL);
 	}
 	if (echo) {
 		printf(",");
-		print_json_result("echo", echo);
+		print_json_result("echo", echo, cls[0]);
 	}
 	if (daemon) {
 		printf(",");
-		print_json_result("iopfd", daemon);
+		print_json_result("iopfd", daemon, cls[1]);
 	}
 	printf(",\"ratio\":{");
 	if (echo && daemon)
@@ -1862,6 +2085,15 @@ static const struct arg args[] = {
 	 "unregister-domain | detach (none); detach repeats 9 times,\n"
 	 "each while iopfd holds groups it read (stale cookies)"},
 	{"injectors", "N", ARG_UNSIGNED, &opt.injectors, NULL, "injector threads (1)"},
+	{"storm", "N", ARG_UNSIGNED, &opt.storm, NULL,
+	 "N more tenants, closed loop on an injector of their own, their\n"
+	 "queues kept full while the --tenants inject; results per class (0)"},
+	{"storm-window", "N", ARG_UNSIGNED, &opt.storm_window, NULL,
+	 "a storm tenant's queue depth, all of it in flight (1024)"},
+	{"max-overtakes", "N", ARG_U64, &opt.max_overtakes, NULL,
+	 "with --storm: a violation if the server answers more than N\n"
+	 "storm groups while a group of the others waits (visible, its\n"
+	 "doorbell rung); counted on the server's answer times (0: off)"},
 	{"queue-depth", "N", ARG_UNSIGNED, &opt.queue_depth, NULL,
 	 "sim queue depth per tenant (2 x window)"},
 	{"echo", NULL, ARG_CALL, NULL, set_echo, "run against iopf-echo instead of iopfd"},
@@ -1949,6 +2181,13 @@ static int opts_check(void)
 	if (!opt.tenants || !opt.devices || !opt.regions || !opt.group || !opt.window ||
 	    !opt.injectors || !opt.echo_threads || !opt.check_every)
 		return -EINVAL;
+	if (opt.storm && (!opt.storm_window || opt.storm_window > IOPF_SIM_MAX_DEPTH ||
+			  opt.storm > (1u << 24) - opt.tenants))
+		return -EINVAL;
+	if (opt.max_overtakes && !opt.storm)
+		return -EINVAL;
+	/* from here on opt.tenants counts the storm's too: the last opt.storm of them */
+	opt.tenants += opt.storm;
 	if (opt.group > SIM_MAX_GROUP_RECS || opt.group > IOPF_SIM_MAX_GROUP)
 		return -EINVAL;
 	if (opt.window > IOPF_SIM_MAX_DEPTH / 2 || opt.bad_pct > 100 || opt.dup_pct > 100)
@@ -1965,8 +2204,8 @@ static int opts_check(void)
 		return -EINVAL;
 	if (opt.event != EVENT_NONE && (opt.target == TARGET_ECHO || opt.compare))
 		return -EINVAL;
-	if (opt.injectors > opt.tenants)
-		opt.injectors = opt.tenants;
+	if (opt.injectors > opt.tenants - opt.storm)
+		opt.injectors = opt.tenants - opt.storm;
 	if (opt.faults == 0 && opt.duration <= 0)
 		return -EINVAL;
 	return 0;
@@ -2020,22 +2259,52 @@ static int run_floor(struct result *out)
 	opt.faults = opt.floor_faults * opt.group;
 	opt.bad_pct = opt.dup_pct = 0;
 	opt.event = EVENT_NONE;
-	r = run(TARGET_ECHO, out);
+	opt.storm = 0;
+	opt.max_overtakes = 0;
+	r = run(TARGET_ECHO, out, NULL);
 	opt = saved;
 	return r;
 }
 
+/* --storm: each class of tenants on its own */
+static void print_text_classes(const struct result *cls)
+{
+	const struct result *v = &cls[0], *st = &cls[1];
+
+	printf("  victims    %" PRIu64 " groups, %.0f faults/s: p50 %.1f us, p99 %.1f us, p99.9 "
+	       "%.1f us (%s); injector late p99 %.1f us\n",
+	       v->answered, fps(v), hist_pct(&v->lat, 50) / 1e3, hist_pct(&v->lat, 99) / 1e3,
+	       hist_pct(&v->lat, 99.9) / 1e3, opt.rate > 0 ? "from schedule" : "from inject",
+	       hist_pct(&v->late, 99) / 1e3);
+	if (v->overtakes_n || v->overtakes_excluded)
+		printf("  overtakes  a victim group waited while at most %" PRIu64
+		       " storm groups were answered (mean %.1f; %" PRIu64
+		       " groups left out, their injector held the lock)\n",
+		       v->overtakes_max, (double)v->overtakes_sum / (double)(v->overtakes_n ?: 1),
+		       v->overtakes_excluded);
+	printf("  storm      %u tenants, %u in flight each: %" PRIu64 " groups, %.0f faults/s, "
+	       "p50 %.1f us, p99 %.1f us\n",
+	       opt.storm, opt.storm_window, st->answered, fps(st), hist_pct(&st->lat, 50) / 1e3,
+	       hist_pct(&st->lat, 99) / 1e3);
+}
+
 static void print_text_all(const struct result *floor, const struct result *echo,
-			   const struct result *daemon)
+			   const struct result *daemon, const struct result (*cls)[2])
 {
 	if (floor) {
 		printf("floor: 1 tenant, 1 group in flight, iopf-echo asleep between groups\n");
 		print_text_body(floor, false);
 	}
-	if (echo)
+	if (echo) {
 		print_text("echo", echo);
-	if (daemon)
+		if (opt.storm)
+			print_text_classes(cls[0]);
+	}
+	if (daemon) {
 		print_text("iopfd", daemon);
+		if (opt.storm)
+			print_text_classes(cls[1]);
+	}
 	if (echo && daemon)
 		printf("ratio: throughput %.3f, p50 %.3f, p99 %.3f (iopfd / echo)\n",
 		       fps(echo) > 0 ? fps(daemon) / fps(echo) : 0, pct_ratio(daemon, echo, 50),
@@ -2048,6 +2317,7 @@ static void print_text_all(const struct result *floor, const struct result *echo
 
 int main(int argc, char *argv[])
 {
+	static struct result cls[2][2]; /* --storm: echo's, iopfd's; victims and storm each */
 	struct result floor = {}, echo = {}, daemon = {};
 	bool have_floor = false, have_echo = false, have_daemon = false;
 
@@ -2066,21 +2336,21 @@ int main(int argc, char *argv[])
 		have_floor = true;
 	}
 	if (opt.compare || opt.target == TARGET_ECHO) {
-		if (run(TARGET_ECHO, &echo) < 0)
+		if (run(TARGET_ECHO, &echo, cls[0]) < 0)
 			return 2;
 		have_echo = true;
 	}
 	if (opt.compare || opt.target == TARGET_IOPFD) {
-		if (run(TARGET_IOPFD, &daemon) < 0)
+		if (run(TARGET_IOPFD, &daemon, cls[1]) < 0)
 			return 2;
 		have_daemon = true;
 	}
 	if (opt.json)
 		print_json(have_floor ? &floor : NULL, have_echo ? &echo : NULL,
-			   have_daemon ? &daemon : NULL);
+			   have_daemon ? &daemon : NULL, cls);
 	else
 		print_text_all(have_floor ? &floor : NULL, have_echo ? &echo : NULL,
-			       have_daemon ? &daemon : NULL);
+			       have_daemon ? &daemon : NULL, cls);
 	if (floor.violations + echo.violations + daemon.violations)
 		return 1;
 	/* a detach run that never caught iopfd holding a group tested nothing special: skip */
