@@ -9,6 +9,7 @@
 #   scripts/bench.sh [--workers N] [--reps N] [--scale N] [--quick]
 #                    [--loads LIST] [--tenant-sweep LIST] [--paced-tenants LIST]
 #                    [--paced-rate R] [--sweep-secs S]
+#                    [--fairness] [--fair-rate R] [--fair-pairs N] [--fair-secs S]
 #                    [--build-dir DIR] [--no-build] [--out FILE]
 #
 # Scenarios (targets from the issue):
@@ -20,6 +21,12 @@
 #   tenants-paced  --paced-rate (400k) faults/s offered in total across each tenant
 #               count of --paced-tenants (64,256,1024): p99 <= 1.5x echo's at 1024;
 #               saturation (tenants sweep) at 1024 tenants >= 0.7x of 64
+#   fairness    a victim tenant paced at --fair-rate (20000) faults/s, alone and then
+#               beside a storm tenant keeping its whole 1024-group queue full (closed
+#               loop), one worker (iopfd --workers 1, iopf-echo --threads 1; server on
+#               CPU 0, generator on CPU 1): victim p99 with the storm <= 1.10x alone.
+#               --fair-pairs (3) alone/storm pairs, alternating, --fair-secs each;
+#               --fairness runs only this and rewrites only its section and row
 # Paced runs schedule each group at start + i / rate and measure from that time
 # (no coordinated omission); they also measure the physical floor of the same
 # run (iopf-sim --floor: one group at a time, the server asleep on the doorbell).
@@ -50,6 +57,10 @@ tenant_sweep=1,4,16,64,256,1024
 paced_tenants=64,256,1024
 paced_rate=400000
 sweep_secs=
+fair_only=0
+fair_rate=20000
+fair_pairs=3
+fair_secs=
 
 while [ $# -gt 0 ]; do
 	case "$1" in
@@ -65,7 +76,11 @@ while [ $# -gt 0 ]; do
 	--build-dir) build=$2; shift 2 ;;
 	--no-build) do_build=0; shift ;;
 	--out) out=$2; shift 2 ;;
-	-h|--help) sed -n '3,38p' "$0"; exit 0 ;;
+	--fairness) fair_only=1; shift ;;
+	--fair-rate) fair_rate=$2; shift 2 ;;
+	--fair-pairs) fair_pairs=$2; shift 2 ;;
+	--fair-secs) fair_secs=$2; shift 2 ;;
+	-h|--help) sed -n '3,45p' "$0"; exit 0 ;;
 	*) echo "bench: unknown option $1" >&2; exit 2 ;;
 	esac
 done
@@ -234,6 +249,177 @@ if "floor" in r:
 print(json.dumps(r))
 PY
 }
+
+# ---- fairness (issue 10): a victim tenant, alone and beside a storm, on one worker ----
+# The server runs on CPU 0 and the generator (iopf-sim: the victim's injector, the
+# storm's, and the checks) on CPU 1, both at nice -10 when we may (root), so that the
+# other work on a shared machine disturbs them less; iopf-echo runs where iopfd does.
+# Each pair: the floor, then victim alone (echo, iopfd), then victim beside the storm
+# (echo, iopfd), one iopf-sim --compare each; the storm tenant has the victim's shape.
+fair_secs=${fair_secs:-$([ $quick -eq 1 ] && echo 2 || echo 5)}
+for n in "$fair_rate" "$fair_pairs"; do
+	[[ "$n" =~ ^[1-9][0-9]*$ ]] || { echo "bench: not a positive integer: $n" >&2; exit 2; }
+done
+fair_run() {
+	local real_iopfd=$iopfd real_sim=$sim real_echo=$BENCH_ECHO pin_s= pin_g= nice=0 w
+	if [ "$(nproc)" -ge 2 ]; then pin_s="taskset -c 0"; pin_g="taskset -c 1"; fi
+	[ "$(id -u)" -eq 0 ] && nice=-10
+	for w in iopfd sim echo; do
+		local bin=$real_iopfd pin=$pin_s
+		[ $w = sim ] && { bin=$real_sim; pin=$pin_g; }
+		[ $w = echo ] && bin=$real_echo
+		# echo inherits the generator's nice; only its CPU changes
+		printf '#!/bin/sh\nexec %s %s %s "$@"\n' "$pin" \
+			"$([ $w = echo ] || echo "nice -n $nice")" "$bin" > "$tmp/fair-$w"
+		chmod +x "$tmp/fair-$w"
+	done
+	stop_daemon
+	iopfd=$tmp/fair-iopfd sim=$tmp/fair-sim BENCH_ECHO=$tmp/fair-echo
+	workers=1 start_daemon
+	local base=(--tenants 1 --devices 1 --pasids 1 --regions 16 --region-size 1M --window 64
+		--rate "$fair_rate" --duration "$fair_secs")
+	for _ in $(seq "$fair_pairs"); do
+		cut -d' ' -f1 /proc/loadavg >> "$tmp/fair-load"
+		sim_run fair-alone --floor --compare "${base[@]}"
+		cut -d' ' -f1 /proc/loadavg >> "$tmp/fair-load"
+		# --max-overtakes: no bound to hold here (sim-fairness does), only the count
+		sim_run fair-storm --compare "${base[@]}" --storm 1 --storm-window 1024 \
+			--max-overtakes 1000000000
+	done
+	cut -d' ' -f1 /proc/loadavg >> "$tmp/fair-load"
+	stop_daemon
+	iopfd=$real_iopfd sim=$real_sim BENCH_ECHO=$real_echo
+	fair_pinned="${pin_s:+server on CPU 0, generator on CPU 1, }nice $nice"
+}
+
+# The "## Fairness" section and the summary table's fairness row, rewritten in place in
+# $out (the rest of the file as it is; the section goes before "## Notes" the first time).
+fair_write() {
+	BENCH_FAIR_RATE=$fair_rate BENCH_FAIR_SECS=$fair_secs BENCH_FAIR_PINNED=$fair_pinned \
+	BENCH_FAIR_COMMIT=${IOPF_BENCH_COMMIT:-$(git -C "$root" rev-parse --short HEAD 2>/dev/null || echo unknown)} \
+	python3 - "$tmp" "$out" <<'PY'
+import json, os, statistics, sys, datetime
+tmp, out = sys.argv[1:3]
+med = statistics.median
+def load(name):
+    with open(os.path.join(tmp, name + ".jsonl")) as f:
+        return [json.loads(l) for l in f if l.strip()]
+alone, storm = load("fair-alone"), load("fair-storm")
+loads = [float(x) for x in open(os.path.join(tmp, "fair-load")).read().split()]
+pairs = list(zip(alone, storm))
+us = lambda ns: ns / 1e3
+def victim(r, w):
+    return r[w].get("victim", r[w])
+def m(runs, w, key, cls=None):
+    return med([(r[w][cls] if cls else victim(r, w))[key] for r in runs])
+def ratio(w, key="p99_ns"):
+    return med([victim(s, w)[key] / victim(a, w)[key] if victim(a, w)[key] else 0 for a, s in pairs])
+rate, secs = int(os.environ["BENCH_FAIR_RATE"]), os.environ["BENCH_FAIR_SECS"]
+r_d, r_e = ratio("iopfd"), ratio("echo")
+# a generator later than a tenth of the victim's own p99 hides what is measured: no verdict
+late = max(m(runs, "iopfd", "late_p99_ns") for runs in (alone, storm))
+valid = late <= 0.1 * m(alone, "iopfd", "p99_ns")
+met = ("yes" if r_d <= 1.10 else "**no**") if valid else (
+    "not measured: injector late p99 %.0f us > 10%% of the victim's p99 alone" % us(late))
+violations = sum(r[w]["violations"] for r in alone + storm for w in ("floor", "echo", "iopfd") if w in r)
+row = ("| Fairness: victim p99 at %s faults/s beside a storm on its worker, alone -> storm (us; ratio storm / alone) "
+       "| %.1f -> %.1f (%.2f) | %.1f -> %.1f (%.2f) | %.2f | iopfd <= 1.10 | %s |"
+       % ("%gk" % (rate / 1e3) if rate >= 1000 else rate,
+          us(m(alone, "echo", "p99_ns")), us(m(storm, "echo", "p99_ns")), r_e,
+          us(m(alone, "iopfd", "p99_ns")), us(m(storm, "iopfd", "p99_ns")), r_d,
+          r_d / r_e if r_e else 0, met))
+sec = [
+    "## Fairness",
+    "",
+    "Issue 10: one tenant's fault storm must not raise another tenant's p99 on the same worker",
+    "by more than 10% over running alone. A victim tenant (1 device, 16 regions of 1 MiB, up to",
+    "64 groups in flight) is paced at %d faults/s, each group injected and its doorbell rung" % rate,
+    "at its own scheduled time and its latency counted from that time; beside it a storm tenant",
+    "of the same shape keeps its whole queue (1024 groups) full, closed loop, from an injector",
+    "thread of its own (`iopf-sim --storm 1`). One worker serves both (iopfd `--workers 1`;",
+    "iopf-echo, the baseline, one thread); %s." % os.environ["BENCH_FAIR_PINNED"],
+    "Each of %d pairs runs, in order, the" % len(pairs),
+    "floor (`--floor`), the victim alone against echo and iopfd, then the victim beside the",
+    "storm against echo and iopfd, %s s each; medians over the pairs (the ratios are medians of" % secs,
+    "each pair's own ratio).",
+    "",
+    "- Date: %s; commit %s; load average (1 min) %.2f-%.2f over the runs; violations %d"
+    % (datetime.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z"), os.environ["BENCH_FAIR_COMMIT"],
+       min(loads), max(loads), violations),
+    "- Floor (one group at a time, iopf-echo asleep on the doorbell): p50 %.1f us, p99 %.1f us"
+    % (us(med([r["floor"]["p50_ns"] for r in alone])), us(med([r["floor"]["p99_ns"] for r in alone]))),
+    "",
+    "| Server | victim alone p50 / p99 / p99.9 us | beside the storm p50 / p99 / p99.9 us | p99 storm / alone | p50 storm / alone | injector late p99 us, alone / storm | storm faults/s | storm p99 us | storm groups answered while a victim group waits, mean / max |",
+    "|---|---|---|---|---|---|---|---|---|",
+]
+for w in ("echo", "iopfd"):
+    sec.append("| %s | %.1f / %.1f / %.1f | %.1f / %.1f / %.1f | %.2f | %.2f | %.1f / %.1f | %.0f | %.1f | %.0f / %.0f |" % (
+        w, us(m(alone, w, "p50_ns")), us(m(alone, w, "p99_ns")), us(m(alone, w, "p999_ns")),
+        us(m(storm, w, "p50_ns")), us(m(storm, w, "p99_ns")), us(m(storm, w, "p999_ns")),
+        ratio(w), ratio(w, "p50_ns"), us(m(alone, w, "late_p99_ns")), us(m(storm, w, "late_p99_ns")),
+        m(storm, w, "faults_per_s", "storm"), us(m(storm, w, "p99_ns", "storm")),
+        m(storm, w, "overtakes_mean"), m(storm, w, "overtakes_max")))
+sec += [
+    "",
+    "Per pair (victim p99 us, alone -> storm):",
+    "",
+    "| pair | echo | iopfd | iopfd ratio | load before |",
+    "|---|---|---|---|---|",
+]
+for i, (a, s) in enumerate(pairs):
+    sec.append("| %d | %.1f -> %.1f | %.1f -> %.1f | %.2f | %.2f |" % (
+        i + 1, us(victim(a, "echo")["p99_ns"]), us(victim(s, "echo")["p99_ns"]),
+        us(victim(a, "iopfd")["p99_ns"]), us(victim(s, "iopfd")["p99_ns"]),
+        victim(s, "iopfd")["p99_ns"] / victim(a, "iopfd")["p99_ns"] if victim(a, "iopfd")["p99_ns"] else 0,
+        loads[2 * i] if 2 * i < len(loads) else 0))
+sec += [
+    "",
+    "What the figure includes: the victim's latency runs from its schedule to the answer the",
+    "server wrote, so it counts the injector's lateness (its column: the generator's two",
+    "threads share CPU 1, where the storm's injector never sleeps), the victim's wakeup of the",
+    "server, and the wait behind the storm's turns. A worker turn is at most 4 reads of 256",
+    "records (`IOPF_TURN_READS`, ReadBatch), so a victim group waits at most the rest of one",
+    "storm turn and one more: up to 2048 storm groups, about as many microseconds of the",
+    "storm's work at iopfd's per-fault cost; the integration test `sim-fairness` holds iopfd",
+    "to that bound on the server's own answer order (`iopf-sim --max-overtakes`). The storm's",
+    "faults/s say whether it kept the worker busy (compare the saturation row). The last",
+    "column counts that wait in storm groups, on the server's answer times (`--max-overtakes`),",
+    "which the machine's noise does not inflate. *Met* is given only when the injector's late",
+    "p99 stays within a tenth of the victim's p99 alone: a generator later than that is noise",
+    "larger than the 10% being judged.",
+    "",
+]
+text = open(out).read().split("\n") if os.path.exists(out) else ["# Benchmarks", ""]
+# the summary row: the first table whose header starts "| Scenario |"
+text = [l for l in text if not l.startswith("| Fairness:")]
+for i, l in enumerate(text):
+    if l.startswith("| Scenario |"):
+        j = i + 2
+        while j < len(text) and text[j].startswith("|"):
+            j += 1
+        text.insert(j, row)
+        break
+# the section, in place, or before "## Notes", or at the end
+start = next((i for i, l in enumerate(text) if l == "## Fairness"), None)
+if start is not None:
+    end = next((i for i in range(start + 1, len(text)) if text[i].startswith("## ")), len(text))
+    text[start:end] = sec
+else:
+    at = next((i for i, l in enumerate(text) if l == "## Notes"), len(text))
+    text[at:at] = sec
+with open(out, "w") as f:
+    f.write("\n".join(text))
+print(row)
+print("\n".join(l for l in sec if l.startswith("| echo") or l.startswith("| iopfd")))
+sys.exit(1 if violations else 0)
+PY
+}
+if [ $fair_only -eq 1 ]; then
+	fair_run
+	fair_write
+	echo "bench: [${SECONDS}s] wrote the fairness section of $out" >&2
+	exit 0
+fi
 
 shape=(--devices 1 --pasids 1 --regions 16 --region-size 1M --window 64)
 common=(--tenants 64 "${shape[@]}")
@@ -579,3 +765,6 @@ if violations:
 EOF
 gnuplot -e "dir='$plots'" "$root/scripts/bench-plot.gp"
 echo "bench: [${SECONDS}s] wrote $out and $plots/{latency-cdf,latency-tail,throughput-tenants}.svg" >&2
+# the fairness scenario last: it runs its own iopfd (one worker, pinned)
+fair_run
+fair_write
