@@ -1046,7 +1046,7 @@ static void test_held_cookie_reissued(void **state)
 
 struct feeder {
 	struct fake *f;
-	int stop;
+	struct bg_threads bg;
 	unsigned sent;
 };
 
@@ -1054,7 +1054,7 @@ static void *feeder_main(void *arg)
 {
 	struct feeder *fd = arg;
 
-	while (!__atomic_load_n(&fd->stop, __ATOMIC_RELAXED)) {
+	while (bg_threads_running(&fd->bg)) {
 		unsigned i = fd->sent++;
 
 		/* dev 3 or 4, with or without PASID 1, anywhere in 8 MiB */
@@ -1077,10 +1077,9 @@ static void test_churn(void **state)
 	struct fixture *x = *state;
 	struct feeder fd = {.f = x->f};
 	uint64_t dom[4] = {}, reg[4][2] = {};
-	pthread_t th;
 	unsigned expect_done = 0;
 
-	assert_int_equal(pthread_create(&th, NULL, feeder_main, &fd), 0);
+	bg_threads_start(&fd.bg, 1, feeder_main, &fd);
 	/* the fixture's domain (3, NONE) stays; churn (4, NONE), (3, 1), (4, 1) */
 	for (unsigned round = 0; round < 400; round++) {
 		unsigned k = 1 + round % 3;
@@ -1112,8 +1111,7 @@ static void test_churn(void **state)
 		(void)iopf_engine_dispatch(x->e);
 		usleep(100); /* spread the churn over many worker turns */
 	}
-	__atomic_store_n(&fd.stop, 1, __ATOMIC_RELAXED);
-	assert_int_equal(pthread_join(th, NULL), 0);
+	bg_threads_stop(&fd.bg);
 	wait_done(x, expect_done);
 	WAIT_FOR(fake_pending(x->f) == 0 && fake_outstanding(x->f) == 0);
 	assert_true(fake_all_answered_once(x->f));

@@ -103,7 +103,7 @@ static void test_many(void **state)
 
 struct reader {
 	struct iopf_route_table *t;
-	int stop;
+	struct bg_threads bg;
 	uint64_t hits;
 };
 
@@ -112,7 +112,7 @@ static void *reader_main(void *arg)
 	struct reader *r = arg;
 
 	rcu_register_thread();
-	while (!__atomic_load_n(&r->stop, __ATOMIC_RELAXED)) {
+	while (bg_threads_running(&r->bg)) {
 		for (uint32_t d = 0; d < 64; d++) {
 			struct iopf_route_node *n;
 
@@ -147,11 +147,9 @@ static void test_concurrent_readers(void **state)
 {
 	struct reader r = {};
 	struct free_node *live[64] = {};
-	pthread_t th[2];
 
 	assert_int_equal(iopf_route_table_new(&r.t), 0);
-	for (int i = 0; i < 2; i++)
-		assert_int_equal(pthread_create(&th[i], NULL, reader_main, &r), 0);
+	bg_threads_start(&r.bg, 2, reader_main, &r);
 	for (unsigned round = 0; round < 20000; round++) {
 		uint32_t d = (round * 37) % 64;
 
@@ -170,9 +168,7 @@ static void test_concurrent_readers(void **state)
 			live[d] = f;
 		}
 	}
-	__atomic_store_n(&r.stop, 1, __ATOMIC_RELAXED);
-	for (int i = 0; i < 2; i++)
-		assert_int_equal(pthread_join(th[i], NULL), 0);
+	bg_threads_stop(&r.bg);
 	for (int d = 0; d < 64; d++)
 		if (live[d]) {
 			iopf_route_del(r.t, &live[d]->n);
