@@ -215,6 +215,37 @@ static void expect_error(struct iopf_client *c, int r, int error, const char *na
 		fail_msg("message \"%s\" lacks \"%s\"", msg, substring);
 }
 
+/* What @c's call @r answered for an id it does not own: ENOENT, @substring in the message. */
+static void expect_missing(struct iopf_client *c, int r, const char *substring)
+{
+	expect_error(c, r, -ENOENT, IOPF_ERROR_NO_SUCH_OBJECT, substring);
+}
+
+static uint64_t region_of(struct iopf_client *c, uint64_t domain, int fd, uint64_t offset,
+			  uint64_t iova, uint64_t length, uint32_t access)
+{
+	uint64_t id = 0;
+
+	assert_int_equal(iopf_client_add_region(c, domain, fd, offset, iova, length, access, &id),
+			 0);
+	return id;
+}
+
+/* How many sources (domains, regions) @c has; the listing must succeed. */
+#define N_LISTED(kind, type)                                                                       \
+	static size_t n_##kind(struct iopf_client *c)                                              \
+	{                                                                                          \
+		struct iopf_client_##type *l = NULL;                                               \
+		size_t n = 0;                                                                      \
+                                                                                                   \
+		assert_int_equal(iopf_client_list_##kind(c, &l, &n), 0);                           \
+		free(l);                                                                           \
+		return n;                                                                          \
+	}
+N_LISTED(sources, source)
+N_LISTED(domains, domain)
+N_LISTED(regions, region)
+
 /* An operator's connection (uid 0): what all tenants have, via the All methods. */
 static unsigned count_all(struct daemon *d, const char *method, const char *row)
 {
@@ -320,8 +351,6 @@ static void test_source_fd_kinds(void **state)
 	struct iopf_client *c = tenant(d);
 	struct iopf_sim *s = sim_new();
 	uint64_t id = 0;
-	size_t n = 0;
-	struct iopf_client_source *list = NULL;
 
 	const struct test_fds kinds = {iopf_sim_fault_fd(s), iopf_sim_iommufd(s), 4096};
 
@@ -341,9 +370,7 @@ static void test_source_fd_kinds(void **state)
 		safe_close(e2);
 	}
 	/* nothing was registered, and the good pair still works */
-	assert_int_equal(iopf_client_list_sources(c, &list, &n), 0);
-	assert_int_equal(n, 0);
-	free(list);
+	assert_int_equal(n_sources(c), 0);
 	assert_true(source_of(c, s) > 0);
 	iopf_client_free(c);
 	iopf_sim_free(s);
@@ -380,7 +407,7 @@ static void test_domain_args(void **state)
 	r = iopf_client_register_domain(c, src, 1, 0xfffffffe, &id);
 	expect_error(c, r, -EINVAL, IOPF_ERROR_INVALID_ARGUMENT, "out of range");
 	r = iopf_client_register_domain(c, src + 1000, 1, 0, &id);
-	expect_error(c, r, -ENOENT, IOPF_ERROR_NO_SUCH_OBJECT, "no fault source");
+	expect_missing(c, r, "no fault source");
 
 	dom = domain_of(c, src, 1, IOPF_PASID_NONE);
 	assert_true(domain_of(c, src, 1, IOPF_PASID_MAX) != dom); /* ids say nothing of order */
@@ -448,7 +475,7 @@ static void test_region_args(void **state)
 	char want[128];
 
 	/* [0x2000000, 0x2002000) is taken: the overlap case collides with it */
-	assert_int_equal(iopf_client_add_region(c, dom, mem, 0, 0x2000000, 0x2000, RW, &first), 0);
+	first = region_of(c, dom, mem, 0, 0x2000000, 0x2000, RW);
 
 	for (size_t i = 0; i < ARRAY_SIZE(cases); i++) {
 		int extra = -EBADF, fd = test_fd(&kinds, cases[i].fd, &extra);
@@ -466,7 +493,7 @@ static void test_region_args(void **state)
 
 	/* unknown domain, with otherwise good arguments */
 	r = iopf_client_add_region(c, dom + 1000, mem, 0, 0x3000000, 0x1000, RW, &id);
-	expect_error(c, r, -ENOENT, IOPF_ERROR_NO_SUCH_OBJECT, "no domain");
+	expect_missing(c, r, "no domain");
 
 	/* only the first region exists; adjacent ones are fine */
 	assert_int_equal(iopf_client_list_regions(c, &list, &n), 0);
@@ -476,10 +503,8 @@ static void test_region_args(void **state)
 	assert_int_equal(list[0].length, 0x2000);
 	assert_int_equal(list[0].access, RW);
 	free(list);
-	assert_int_equal(iopf_client_add_region(c, dom, mem, 0x2000, 0x2002000, 0x1000,
-						IOPF_ACCESS_READ, &id),
-			 0);
-	assert_int_equal(iopf_client_add_region(c, dom, mem, 0, 0x1fff000, 0x1000, RW, &id), 0);
+	region_of(c, dom, mem, 0x2000, 0x2002000, 0x1000, IOPF_ACCESS_READ);
+	region_of(c, dom, mem, 0, 0x1fff000, 0x1000, RW);
 	close(mem);
 	iopf_client_free(c);
 	iopf_sim_free(s);
@@ -492,12 +517,9 @@ static void test_unknown_ids(void **state)
 	struct iopf_client *c = tenant(d);
 
 	for (size_t i = 0; i < ARRAY_SIZE(ids); i++) {
-		expect_error(c, iopf_client_unregister_source(c, ids[i]), -ENOENT,
-			     IOPF_ERROR_NO_SUCH_OBJECT, "no fault source");
-		expect_error(c, iopf_client_unregister_domain(c, ids[i]), -ENOENT,
-			     IOPF_ERROR_NO_SUCH_OBJECT, "no domain");
-		expect_error(c, iopf_client_remove_region(c, ids[i]), -ENOENT,
-			     IOPF_ERROR_NO_SUCH_OBJECT, "no region");
+		expect_missing(c, iopf_client_unregister_source(c, ids[i]), "no fault source");
+		expect_missing(c, iopf_client_unregister_domain(c, ids[i]), "no domain");
+		expect_missing(c, iopf_client_remove_region(c, ids[i]), "no region");
 	}
 	iopf_client_free(c);
 }
@@ -516,25 +538,19 @@ static void test_ownership(void **state)
 	char want[64], ghost[64];
 	size_t n;
 
-	assert_int_equal(
-		iopf_client_add_region(a, dom, mem, 0, 0x1000000, 0x10000, IOPF_ACCESS_READ, &reg),
-		0);
+	reg = region_of(a, dom, mem, 0, 0x1000000, 0x10000, IOPF_ACCESS_READ);
 
 	/* b cannot touch a's objects, and the answer is that of a missing id */
 	snprintf(want, sizeof(want), "no fault source %" PRIu64, src);
-	expect_error(b, iopf_client_unregister_source(b, src), -ENOENT, IOPF_ERROR_NO_SUCH_OBJECT,
-		     want);
+	expect_missing(b, iopf_client_unregister_source(b, src), want);
 	snprintf(ghost, sizeof(ghost), "no fault source %" PRIu64, src + 1000);
-	expect_error(b, iopf_client_unregister_source(b, src + 1000), -ENOENT,
-		     IOPF_ERROR_NO_SUCH_OBJECT, ghost);
+	expect_missing(b, iopf_client_unregister_source(b, src + 1000), ghost);
 	snprintf(want, sizeof(want), "no domain %" PRIu64, dom);
-	expect_error(b, iopf_client_unregister_domain(b, dom), -ENOENT, IOPF_ERROR_NO_SUCH_OBJECT,
-		     want);
+	expect_missing(b, iopf_client_unregister_domain(b, dom), want);
 	snprintf(want, sizeof(want), "no region %" PRIu64, reg);
-	expect_error(b, iopf_client_remove_region(b, reg), -ENOENT, IOPF_ERROR_NO_SUCH_OBJECT,
-		     want);
-	expect_error(b, iopf_client_register_domain(b, src, 2, IOPF_PASID_NONE, &id), -ENOENT,
-		     IOPF_ERROR_NO_SUCH_OBJECT, "no fault source");
+	expect_missing(b, iopf_client_remove_region(b, reg), want);
+	expect_missing(b, iopf_client_register_domain(b, src, 2, IOPF_PASID_NONE, &id),
+		       "no fault source");
 	expect_error(
 		b, iopf_client_add_region(b, dom, mem, 0, 0x2000000, 0x1000, IOPF_ACCESS_READ, &id),
 		-ENOENT, IOPF_ERROR_NO_SUCH_OBJECT, "no domain");
@@ -542,12 +558,9 @@ static void test_ownership(void **state)
 	assert_int_equal(iopf_client_source_counter(b, src, "faults", &v), -ENOENT);
 
 	/* b's listings are empty, a's are intact */
-	assert_int_equal(iopf_client_list_sources(b, &ls, &n), 0);
-	assert_int_equal(n, 0);
-	assert_int_equal(iopf_client_list_domains(b, &ld, &n), 0);
-	assert_int_equal(n, 0);
-	assert_int_equal(iopf_client_list_regions(b, &lr, &n), 0);
-	assert_int_equal(n, 0);
+	assert_int_equal(n_sources(b), 0);
+	assert_int_equal(n_domains(b), 0);
+	assert_int_equal(n_regions(b), 0);
 	assert_int_equal(iopf_client_list_sources(a, &ls, &n), 0);
 	assert_int_equal(n, 1);
 	assert_int_equal(ls[0].id, src);
@@ -580,19 +593,13 @@ static void test_disconnect_teardown(void **state)
 	struct iopf_client *a = tenant(d), *b = tenant(d);
 	struct iopf_sim *sa = sim_new(), *sb = sim_new();
 	uint64_t srca = source_of(a, sa), doma = domain_of(a, srca, 1, IOPF_PASID_NONE);
-	uint64_t srcb = source_of(b, sb), domb = domain_of(b, srcb, 1, IOPF_PASID_NONE), id;
-	struct iopf_client_region *lr = NULL;
+	uint64_t srcb = source_of(b, sb), domb = domain_of(b, srcb, 1, IOPF_PASID_NONE);
 	int mem = memfd(MEM_SIZE);
-	size_t n;
 
 	if (geteuid() != 0)
 		skip(); /* the All views are uid 0's */
-	assert_int_equal(
-		iopf_client_add_region(a, doma, mem, 0, 0x1000000, 0x10000, IOPF_ACCESS_READ, &id),
-		0);
-	assert_int_equal(
-		iopf_client_add_region(b, domb, mem, 0, 0x1000000, 0x10000, IOPF_ACCESS_READ, &id),
-		0);
+	region_of(a, doma, mem, 0, 0x1000000, 0x10000, IOPF_ACCESS_READ);
+	region_of(b, domb, mem, 0, 0x1000000, 0x10000, IOPF_ACCESS_READ);
 	assert_int_equal(count_all(d, "ListAllSources", IOPF_WIRE_SOURCE_ALL), 2);
 	assert_int_equal(count_all(d, "ListAllDomains", IOPF_WIRE_DOMAIN_ALL), 2);
 	assert_int_equal(count_all(d, "ListAllRegions", IOPF_WIRE_REGION_ALL), 2);
@@ -604,12 +611,8 @@ static void test_disconnect_teardown(void **state)
 	assert_int_equal(count_all(d, "ListAllRegions", IOPF_WIRE_REGION_ALL), 1);
 
 	/* b is untouched and keeps working */
-	assert_int_equal(iopf_client_list_regions(b, &lr, &n), 0);
-	assert_int_equal(n, 1);
-	free(lr);
-	assert_int_equal(
-		iopf_client_add_region(b, domb, mem, 0, 0x2000000, 0x1000, IOPF_ACCESS_READ, &id),
-		0);
+	assert_int_equal(n_regions(b), 1);
+	region_of(b, domb, mem, 0, 0x2000000, 0x1000, IOPF_ACCESS_READ);
 	/* a's sim fds were closed by the daemon: the sim itself is still ours */
 	b = iopf_client_free(b);
 	assert_true(wait_all_sources(d, 0));
@@ -641,17 +644,14 @@ static void test_limits(void **state)
 	expect_error(a, r, -EDQUOT, IOPF_ERROR_LIMIT, "MaxDomains=3");
 
 	for (unsigned i = 0; i < MAX_REGIONS; i++)
-		assert_int_equal(iopf_client_add_region(a, dom, mem, 0, 0x1000000 + i * 0x10000,
-							0x1000, IOPF_ACCESS_READ, &reg[i]),
-				 0);
+		reg[i] = region_of(a, dom, mem, 0, 0x1000000 + i * 0x10000, 0x1000,
+				   IOPF_ACCESS_READ);
 	r = iopf_client_add_region(a, dom, mem, 0, 0x3000000, 0x1000, IOPF_ACCESS_READ, &id);
 	expect_error(a, r, -EDQUOT, IOPF_ERROR_LIMIT, "MaxRegions=4");
 
 	/* a removal makes room again */
 	assert_int_equal(iopf_client_remove_region(a, reg[0]), 0);
-	assert_int_equal(
-		iopf_client_add_region(a, dom, mem, 0, 0x3000000, 0x1000, IOPF_ACCESS_READ, &id),
-		0);
+	region_of(a, dom, mem, 0, 0x3000000, 0x1000, IOPF_ACCESS_READ);
 	close(mem);
 	iopf_client_free(a);
 	iopf_client_free(b);
@@ -664,40 +664,24 @@ static void test_removal(void **state)
 	struct iopf_client *c = tenant(d);
 	struct iopf_sim *s = sim_new();
 	uint64_t src = source_of(c, s), dom = domain_of(c, src, 1, IOPF_PASID_NONE), reg, id;
-	struct iopf_client_domain *ld = NULL;
-	struct iopf_client_region *lr = NULL;
 	int mem = memfd(MEM_SIZE);
-	size_t n;
 
-	assert_int_equal(
-		iopf_client_add_region(c, dom, mem, 0, 0x1000000, 0x1000, IOPF_ACCESS_READ, &reg),
-		0);
+	reg = region_of(c, dom, mem, 0, 0x1000000, 0x1000, IOPF_ACCESS_READ);
 	/* the reply comes once the engine is done: the region is gone by then */
 	assert_int_equal(iopf_client_remove_region(c, reg), 0);
-	assert_int_equal(iopf_client_list_regions(c, &lr, &n), 0);
-	assert_int_equal(n, 0);
-	free(lr);
-	expect_error(c, iopf_client_remove_region(c, reg), -ENOENT, IOPF_ERROR_NO_SUCH_OBJECT,
-		     "no region");
+	assert_int_equal(n_regions(c), 0);
+	expect_missing(c, iopf_client_remove_region(c, reg), "no region");
 
 	/* a domain takes its regions with it; a source its domains */
-	assert_int_equal(
-		iopf_client_add_region(c, dom, mem, 0, 0x1000000, 0x1000, IOPF_ACCESS_READ, &reg),
-		0);
+	reg = region_of(c, dom, mem, 0, 0x1000000, 0x1000, IOPF_ACCESS_READ);
 	assert_int_equal(iopf_client_unregister_domain(c, dom), 0);
-	assert_int_equal(iopf_client_list_regions(c, &lr, &n), 0);
-	assert_int_equal(n, 0);
-	free(lr);
-	expect_error(c, iopf_client_remove_region(c, reg), -ENOENT, IOPF_ERROR_NO_SUCH_OBJECT,
-		     "no region");
+	assert_int_equal(n_regions(c), 0);
+	expect_missing(c, iopf_client_remove_region(c, reg), "no region");
 	dom = domain_of(c, src, 1, IOPF_PASID_NONE); /* the key is free again */
 	assert_int_equal(iopf_client_register_domain(c, src, 2, 7, &id), 0);
 	assert_int_equal(iopf_client_unregister_source(c, src), 0);
-	assert_int_equal(iopf_client_list_domains(c, &ld, &n), 0);
-	assert_int_equal(n, 0);
-	free(ld);
-	expect_error(c, iopf_client_unregister_domain(c, dom), -ENOENT, IOPF_ERROR_NO_SUCH_OBJECT,
-		     "no domain");
+	assert_int_equal(n_domains(c), 0);
+	expect_missing(c, iopf_client_unregister_domain(c, dom), "no domain");
 	close(mem);
 	iopf_client_free(c);
 	iopf_sim_free(s);
@@ -853,27 +837,19 @@ static void test_system_bus(void **state)
 	struct system_bus *sb = *state;
 	struct daemon *d = &sb->d;
 	struct iopf_client *a, *b;
-	struct iopf_client_source *ls = NULL;
 	struct iopf_sim *s = sim_new();
-	uint64_t src, dom, id;
+	uint64_t src, dom;
 	int mem = memfd(MEM_SIZE);
-	size_t n;
 
 	assert_int_equal(iopf_client_connect("system", &a), 0);
 	assert_int_equal(iopf_client_connect("system", &b), 0);
 	src = source_of(a, s);
 	dom = domain_of(a, src, 1, IOPF_PASID_NONE);
-	assert_int_equal(
-		iopf_client_add_region(a, dom, mem, 0, 0x1000000, 0x1000, IOPF_ACCESS_READ, &id),
-		0);
+	region_of(a, dom, mem, 0, 0x1000000, 0x1000, IOPF_ACCESS_READ);
 	/* the same rules as on the socket: b sees and touches nothing of a's */
-	expect_error(b, iopf_client_unregister_source(b, src), -ENOENT, IOPF_ERROR_NO_SUCH_OBJECT,
-		     "no fault source");
-	assert_int_equal(iopf_client_list_sources(b, &ls, &n), 0);
-	assert_int_equal(n, 0);
-	assert_int_equal(iopf_client_list_sources(a, &ls, &n), 0);
-	assert_int_equal(n, 1);
-	free(ls);
+	expect_missing(b, iopf_client_unregister_source(b, src), "no fault source");
+	assert_int_equal(n_sources(b), 0);
+	assert_int_equal(n_sources(a), 1);
 
 	/* a leaves the bus: its objects go, the socket's operator view shows it */
 	if (geteuid() == 0) {
@@ -895,15 +871,12 @@ static void test_system_bus_unreachable(void **state)
 {
 	struct daemon d = {};
 	struct iopf_client *c;
-	struct iopf_client_source *ls = NULL;
-	size_t n;
 
 	setenv("DBUS_SYSTEM_BUS_ADDRESS", "unix:path=/nonexistent/iopfd-test-bus", 1);
 	daemon_start_full(&d, true, true);
 	unsetenv("DBUS_SYSTEM_BUS_ADDRESS");
 	c = tenant(&d);
-	assert_int_equal(iopf_client_list_sources(c, &ls, &n), 0);
-	assert_int_equal(n, 0);
+	assert_int_equal(n_sources(c), 0);
 	iopf_client_free(c);
 	daemon_stop(&d);
 }
@@ -967,15 +940,13 @@ static void test_iopfctl(void **state)
 	struct daemon *d = *state;
 	struct iopf_client *c = tenant(d);
 	struct iopf_sim *s = sim_new();
-	uint64_t src = source_of(c, s), dom = domain_of(c, src, 3, 5), id;
+	uint64_t src = source_of(c, s), dom = domain_of(c, src, 3, 5);
 	char out[8192], *hdr, *row;
 	int mem = memfd(MEM_SIZE);
 
 	if (geteuid() != 0)
 		skip(); /* the operator view */
-	assert_int_equal(iopf_client_add_region(c, dom, mem, 0, 0x1000000, 0x3000,
-						IOPF_ACCESS_READ | IOPF_ACCESS_WRITE, &id),
-			 0);
+	region_of(c, dom, mem, 0, 0x1000000, 0x3000, IOPF_ACCESS_READ | IOPF_ACCESS_WRITE);
 
 	assert_int_equal(run(out, sizeof(out), "'%s' --address %s list", iopfctl_path(), d->addr),
 			 0);
