@@ -173,8 +173,7 @@ static int set_fault_around(struct conf *conf, const char *v, char **err)
 {
 	uint64_t bytes;
 
-	if (parse_size(v, &bytes) < 0 || !is_power_of_2(bytes) || bytes < IOPF_FAULT_AROUND_MIN ||
-	    bytes > IOPF_FAULT_AROUND_MAX)
+	if (parse_size(v, &bytes) < 0 || !iopf_fault_around_ok(bytes))
 		return bad(err,
 			   "not a power of two between %" PRIu64 " and %" PRIu64
 			   " bytes (K, M, G suffixes allowed)",

@@ -201,14 +201,11 @@ static int check_config(const struct iopf_engine_config *in, struct iopf_engine_
 
 	if (c.fault_around == 0)
 		c.fault_around = IOPF_FAULT_AROUND_DEFAULT;
-	if (!is_power_of_2(c.fault_around) || c.fault_around < IOPF_FAULT_AROUND_MIN ||
-	    c.fault_around > IOPF_FAULT_AROUND_MAX)
+	if (!iopf_fault_around_ok(c.fault_around))
 		return -EINVAL;
 	if (c.read_batch == 0)
 		c.read_batch = IOPF_READ_BATCH_DEFAULT;
-	if (c.read_batch > IOPF_READ_BATCH_MAX)
-		return -EINVAL;
-	if (c.busy_poll_ns > IOPF_BUSY_POLL_MAX_NS)
+	if (!iopf_read_batch_ok(c.read_batch) || !iopf_busy_poll_ok(c.busy_poll_ns))
 		return -EINVAL;
 	if (c.n_workers == 0) {
 		/* the CPUs this process may run on (taskset, CPUAffinity=), not all online ones */
@@ -1188,7 +1185,7 @@ unsigned iopf_engine_workers_alive(struct iopf_engine *e)
 
 int iopf_engine_set_fault_around(struct iopf_engine *e, uint64_t bytes)
 {
-	if (!is_power_of_2(bytes) || bytes < IOPF_FAULT_AROUND_MIN || bytes > IOPF_FAULT_AROUND_MAX)
+	if (!iopf_fault_around_ok(bytes))
 		return -EINVAL;
 	__atomic_store_n(&e->cfg.fault_around, bytes, __ATOMIC_RELAXED);
 	return 0;
@@ -1197,7 +1194,7 @@ int iopf_engine_set_fault_around(struct iopf_engine *e, uint64_t bytes)
 int iopf_engine_set_read_batch(struct iopf_engine *e, unsigned records)
 {
 	/* only source_new() reads it, on this thread */
-	if (records == 0 || records > IOPF_READ_BATCH_MAX)
+	if (!iopf_read_batch_ok(records))
 		return -EINVAL;
 	e->cfg.read_batch = records;
 	return 0;
@@ -1205,7 +1202,7 @@ int iopf_engine_set_read_batch(struct iopf_engine *e, unsigned records)
 
 int iopf_engine_set_busy_poll(struct iopf_engine *e, uint64_t ns)
 {
-	if (ns > IOPF_BUSY_POLL_MAX_NS)
+	if (!iopf_busy_poll_ok(ns))
 		return -EINVAL;
 	__atomic_store_n(&e->cfg.busy_poll_ns, ns, __ATOMIC_RELAXED);
 	return 0;

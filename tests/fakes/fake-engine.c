@@ -520,7 +520,7 @@ int iopf_engine_ping(struct iopf_engine *e, unsigned *ret_late)
 
 int iopf_engine_set_fault_around(struct iopf_engine *e, uint64_t bytes)
 {
-	if (!is_power_of_2(bytes) || bytes < IOPF_PAGE_SIZE || bytes > (UINT64_C(1) << 30))
+	if (!iopf_fault_around_ok(bytes))
 		return -EINVAL;
 	e->cfg.fault_around = bytes;
 	return 0;
@@ -528,7 +528,7 @@ int iopf_engine_set_fault_around(struct iopf_engine *e, uint64_t bytes)
 
 int iopf_engine_set_read_batch(struct iopf_engine *e, unsigned records)
 {
-	if (records == 0 || records > 65536)
+	if (!iopf_read_batch_ok(records))
 		return -EINVAL;
 	e->cfg.read_batch = records;
 	return 0;
@@ -536,7 +536,7 @@ int iopf_engine_set_read_batch(struct iopf_engine *e, unsigned records)
 
 int iopf_engine_set_busy_poll(struct iopf_engine *e, uint64_t ns)
 {
-	if (ns > IOPF_BUSY_POLL_MAX_NS)
+	if (!iopf_busy_poll_ok(ns))
 		return -EINVAL;
 	e->cfg.busy_poll_ns = ns;
 	return 0;

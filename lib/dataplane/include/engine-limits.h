@@ -8,6 +8,7 @@
 #ifndef IOPF_ENGINE_LIMITS_H
 #define IOPF_ENGINE_LIMITS_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "iopf/iopf.h"
@@ -45,5 +46,22 @@
 /* Retries of a failed response write or fault read: MIN, doubling, at most MAX apart. */
 #define IOPF_BACKOFF_MIN_NS (UINT64_C(10) * 1000 * 1000)
 #define IOPF_BACKOFF_MAX_NS (UINT64_C(10) * 1000 * 1000 * 1000)
+
+/* The rules of the settings above, for the engine and the configuration alike. */
+static inline bool iopf_fault_around_ok(uint64_t bytes)
+{
+	return (bytes & (bytes - 1)) == 0 && bytes >= IOPF_FAULT_AROUND_MIN &&
+	       bytes <= IOPF_FAULT_AROUND_MAX;
+}
+
+static inline bool iopf_read_batch_ok(uint64_t records)
+{
+	return records >= 1 && records <= IOPF_READ_BATCH_MAX;
+}
+
+static inline bool iopf_busy_poll_ok(uint64_t ns)
+{
+	return ns <= IOPF_BUSY_POLL_MAX_NS;
+}
 
 #endif /* IOPF_ENGINE_LIMITS_H */
