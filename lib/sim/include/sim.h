@@ -8,10 +8,9 @@
  * groups exist), rung whenever a group lands on an empty queue. A reader that
  * wakes on every ring rather than on the level tells its backend so
  * (iopf_backend_set_edge()): the level is then not kept, and the backend's
- * readable() tells whether groups are queued. A tenant hands both to iopfd like real fds; the daemon wraps
- * them with iopf_sim_backend_open() (below). This header is the
- * device side: create a context, inject page requests, harvest answers,
- * detach a device, and inspect the simulated IOMMU.
+ * readable() tells whether groups are queued. A tenant hands both to iopfd like real fds; the
+ * daemon wraps them with iopf_sim_backend_open() (below). This header is the device side: create a
+ * context, inject page requests, harvest answers, detach a device, and inspect the simulated IOMMU.
  *
  * The shared memory is written by both processes. The daemon side trusts
  * nothing in it beyond what it validated at open and bounds-checks every
