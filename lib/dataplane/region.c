@@ -411,15 +411,18 @@ int iopf_region_get_uptr(struct iopf_region *r, void **ret)
  * are written by the control thread (copies) and the call_rcu thread (frees),
  * never by readers.
  */
-#define NODE_MAX 32u		/* entries: 256 bytes of keys, 4 cache lines */
+#define NODE_MAX 64u		/* entries: 512 bytes of keys, 8 cache lines */
 #define NODE_MIN (NODE_MAX / 4) /* fewer, and a node below the root merges or shares */
 
 struct iopf_region_set_node {
 	unsigned n;
+	unsigned cap;  /* the power of two >= n that key[] and the pointers have room for */
 	unsigned refs; /* atomic */
 	/*
 	 * key[i]: a leaf's region i's iova; an inner node's child i's smallest
-	 * iova. Then n pointers: regions (leaves, not owned) or children (owned references).
+	 * iova; UINT64_MAX from n to cap, so a search takes log2(cap) + 1 steps
+	 * whatever n is. Then cap pointers: regions (leaves, not owned) or
+	 * children (owned references).
 	 */
 	uint64_t key[];
 };
@@ -432,7 +435,7 @@ struct ent {
 
 static void **node_p(const struct iopf_region_set_node *x)
 {
-	return (void **)&x->key[x->n];
+	return (void **)&x->key[x->cap];
 }
 
 static void node_ref(struct iopf_region_set_node *x)
@@ -456,15 +459,20 @@ static struct iopf_region_set_node *node_new(const struct ent *e, unsigned n)
 {
 	struct iopf_region_set_node *x;
 
+	unsigned cap = 1;
+
 	assert(n > 0 && n <= NODE_MAX);
-	x = malloc(sizeof(*x) + n * (sizeof(uint64_t) + sizeof(void *)));
+	while (cap < n)
+		cap *= 2;
+	x = malloc(sizeof(*x) + cap * (sizeof(uint64_t) + sizeof(void *)));
 	if (!x)
 		return NULL;
 	x->n = n;
+	x->cap = cap;
 	x->refs = 1;
-	for (unsigned i = 0; i < n; i++) {
-		x->key[i] = e[i].key;
-		node_p(x)[i] = e[i].p;
+	for (unsigned i = 0; i < cap; i++) {
+		x->key[i] = i < n ? e[i].key : UINT64_MAX;
+		node_p(x)[i] = i < n ? e[i].p : NULL;
 	}
 	return x;
 }
@@ -503,16 +511,14 @@ static void ent_remove(struct ent *e, unsigned *n, unsigned at)
 /* Index of the first key > @addr; branch-free halving over the packed keys. */
 static unsigned node_upper(const struct iopf_region_set_node *x, uint64_t addr)
 {
-	unsigned n = x->n, lo = 0;
+	unsigned i = 0;
 
-	/* invariant: key[i] <= addr for every i < lo, and the answer is in [lo, lo + n] */
-	while (n > 1) {
-		unsigned half = n / 2;
-
-		lo = x->key[lo + half] <= addr ? lo + half : lo;
-		n -= half;
-	}
-	return lo + (x->key[lo] <= addr);
+	/* invariant: key[j] <= addr for every j < i; the steps add up to cap - 1 */
+	for (unsigned step = x->cap / 2; step > 0; step /= 2)
+		i = x->key[i + step - 1] <= addr ? i + step : i;
+	i += x->key[i] <= addr;
+	/* the padding is UINT64_MAX: <= an address of UINT64_MAX */
+	return i < x->n ? i : x->n;
 }
 
 /*

@@ -120,7 +120,7 @@ int iopf_region_get_uptr(struct iopf_region *r, void **ret);
  * sharing every node it does not change with the old one, which stays whole
  * for the readers that still see it. The nodes pack their keys (iova), so a
  * lookup searches a few cache lines per level instead of dereferencing a
- * region per step; up to 32 regions are one node.
+ * region per step; up to 64 regions are one node.
  */
 struct iopf_region_set_node;
 
