@@ -977,6 +977,75 @@ static int method_add_region(sd_bus_message *m, void *userdata, sd_bus_error *er
 	return sd_bus_reply_method_return(m, "t", id);
 }
 
+/* AddRegions(fds, regions): up to IOPF_CONTROL_ADD_REGIONS_MAX regions, all or none. */
+static int method_add_regions(sd_bus_message *m, void *userdata, sd_bus_error *error)
+{
+	_cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
+	_cleanup_free_ struct iopf_control_region *v = NULL;
+	_cleanup_free_ uint64_t *ids = NULL;
+	struct iopf_control_error err = {};
+	struct conn *c = userdata;
+	int fds[IN_FDS_MAX];
+	size_t n_fds = 0, n = 0;
+	uint64_t tenant;
+	int r, fd;
+
+	r = sd_bus_message_enter_container(m, 'a', "h");
+	while (r >= 0 && (r = sd_bus_message_read(m, "h", &fd)) > 0) {
+		if (n_fds == IN_FDS_MAX)
+			return sd_bus_error_set(error, IOPF_ERROR_INVALID_ARGUMENT, "too many fds");
+		fds[n_fds++] = fd;
+	}
+	if (r >= 0)
+		r = sd_bus_message_exit_container(m);
+	if (r >= 0)
+		r = sd_bus_message_enter_container(m, 'a', IOPF_WIRE_ADD_REGIONS_ROW);
+	if (r < 0)
+		return r;
+	v = calloc(IOPF_CONTROL_ADD_REGIONS_MAX, sizeof(*v));
+	ids = calloc(IOPF_CONTROL_ADD_REGIONS_MAX, sizeof(*ids));
+	if (!v || !ids)
+		return -ENOMEM;
+	for (;;) {
+		struct iopf_control_region x;
+		uint32_t index;
+
+		r = sd_bus_message_read(m, IOPF_WIRE_ADD_REGIONS_ROW, &x.domain_id, &index,
+					&x.offset, &x.iova, &x.length, &x.access);
+		if (r < 0)
+			return r;
+		if (r == 0)
+			break;
+		if (n == IOPF_CONTROL_ADD_REGIONS_MAX)
+			return sd_bus_error_setf(error, IOPF_ERROR_INVALID_ARGUMENT,
+						 "more than %u regions in one call",
+						 IOPF_CONTROL_ADD_REGIONS_MAX);
+		if (index >= n_fds)
+			return sd_bus_error_setf(error, IOPF_ERROR_INVALID_ARGUMENT,
+						 "region %zu: fd index %" PRIu32
+						 " beyond the %zu fds",
+						 n, index, n_fds);
+		x.fd = fds[index];
+		v[n++] = x;
+	}
+	r = sd_bus_message_exit_container(m);
+	if (r < 0)
+		return r;
+	r = get_tenant(c, m, &tenant, error);
+	if (r < 0)
+		return r;
+	r = iopf_control_add_regions(c->bus->control, tenant, v, n, ids, &err);
+	if (r < 0) {
+		log_debug("Tenant %" PRIu64 ": AddRegions refused: %s", tenant, err.message);
+		return reply_error(error, r, &err);
+	}
+	log_debug("Tenant %" PRIu64 ": %zu regions added.", tenant, n);
+	r = sd_bus_message_new_method_return(m, &reply);
+	if (r >= 0)
+		r = sd_bus_message_append_array(reply, 't', ids, n * sizeof(*ids));
+	return r < 0 ? r : sd_bus_send(NULL, reply, NULL);
+}
+
 static int method_remove_region(sd_bus_message *m, void *userdata, sd_bus_error *error)
 {
 	return remove_object(m, userdata, "region", iopf_control_remove_region, error);
@@ -1595,6 +1664,11 @@ static const sd_bus_vtable manager_vtable[] = {
 					    length, "u", access),
 				SD_BUS_RESULT("t", region_id), method_add_region,
 				SD_BUS_VTABLE_UNPRIVILEGED),
+	/* Many regions in one message, all or none (docs/dbus-api.md). */
+	SD_BUS_METHOD_WITH_ARGS(
+		"AddRegions",
+		SD_BUS_ARGS(IOPF_WIRE_ADD_REGIONS_FDS, fds, "a" IOPF_WIRE_ADD_REGIONS_ROW, regions),
+		SD_BUS_RESULT("at", region_ids), method_add_regions, SD_BUS_VTABLE_UNPRIVILEGED),
 	SD_BUS_METHOD_WITH_ARGS("RemoveRegion", SD_BUS_ARGS("t", region_id), SD_BUS_NO_RESULT,
 				method_remove_region, SD_BUS_VTABLE_UNPRIVILEGED),
 	SD_BUS_METHOD_WITH_ARGS("SetName", SD_BUS_ARGS("s", name), SD_BUS_NO_RESULT,

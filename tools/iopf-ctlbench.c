@@ -132,7 +132,22 @@ int main(int argc, char **argv)
 			uint64_t t = now_ns(), dt;
 
 			if (batch) {
-				r = -EOPNOTSUPP; /* AddRegions: later */
+				struct iopf_client_new_region *v = calloc(n, sizeof(*v));
+				uint64_t *ids = calloc(n, sizeof(*ids));
+
+				if (!v || !ids)
+					die(NULL, "calloc", -ENOMEM);
+				for (uint64_t k = 0; k < n; k++)
+					v[k] = (struct iopf_client_new_region){
+						.domain_id = dom[d],
+						.fd = mem,
+						.iova = (1 + 2 * (i + k)) * PAGE,
+						.length = PAGE,
+						.access = IOPF_ACCESS_READ,
+					};
+				r = iopf_client_add_regions(c, v, n, ids);
+				free(v);
+				free(ids);
 			} else {
 				uint64_t id;
 

@@ -92,6 +92,26 @@ int iopf_client_unregister_domain(struct iopf_client *c, uint64_t domain_id);
 int iopf_client_add_region(struct iopf_client *c, uint64_t domain_id, int fd, uint64_t offset,
 			   uint64_t iova, uint64_t length, uint32_t access,
 			   uint64_t *ret_region_id);
+
+/* One region of iopf_client_add_regions(): iopf_client_add_region()'s arguments. */
+struct iopf_client_new_region {
+	uint64_t domain_id;
+	int fd; /* the caller's; sent once per call however many regions name it */
+	uint64_t offset, iova, length;
+	uint32_t access;
+};
+#define IOPF_CLIENT_ADD_REGIONS_MAX	4096 /* regions in one call */
+#define IOPF_CLIENT_ADD_REGIONS_MAX_FDS 253  /* distinct fds in one call (SCM_MAX_FD) */
+
+/*
+ * Add @n regions (1..IOPF_CLIENT_ADD_REGIONS_MAX, of any of the caller's
+ * domains) in one message, all or none: on any error nothing is added, and
+ * iopf_client_last_error() names the first entry refused ("region 5: ...").
+ * The ids go to @ret_region_ids (room for @n), in the order of @v.
+ * Return: as iopf_client_add_region(); -EINVAL (@n), -E2BIG (too many distinct fds).
+ */
+int iopf_client_add_regions(struct iopf_client *c, const struct iopf_client_new_region *v, size_t n,
+			    uint64_t *ret_region_ids);
 int iopf_client_remove_region(struct iopf_client *c, uint64_t region_id);
 
 /*

@@ -202,28 +202,29 @@ static int call_failed(struct iopf_client *c, sd_bus_error *error, int r)
 	return e > 0 ? -e : (r < 0 ? r : -EIO);
 }
 
-/* Call @method; on success hand back the reply when @ret_reply is set. */
-static int callv(struct iopf_client *c, const char *method, sd_bus_message **ret_reply,
-		 const char *types, va_list ap)
+/* A call of @method, its arguments still to append. */
+static int new_call(struct iopf_client *c, const char *method, sd_bus_message **ret)
 {
-	_cleanup_(sd_bus_message_unrefp) sd_bus_message *m = NULL, *reply = NULL;
 	sd_bus_error error = SD_BUS_ERROR_NULL;
 	int r;
 
 	if (!c)
 		return -EINVAL;
 	r = reconnect(c);
+	if (r >= 0)
+		r = sd_bus_message_new_method_call(c->bus, ret, c->destination, IOPF_DBUS_PATH,
+						   IOPF_DBUS_INTERFACE, method);
+	return r < 0 ? call_failed(c, &error, r) : 0;
+}
+
+/* Send @m (its arguments appended, @r their result); on success hand back the reply. */
+static int send_call(struct iopf_client *c, sd_bus_message *m, int r, sd_bus_message **ret_reply)
+{
+	_cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
+	sd_bus_error error = SD_BUS_ERROR_NULL;
+
 	if (r < 0)
 		return call_failed(c, &error, r);
-	r = sd_bus_message_new_method_call(c->bus, &m, c->destination, IOPF_DBUS_PATH,
-					   IOPF_DBUS_INTERFACE, method);
-	if (r < 0)
-		return call_failed(c, &error, r);
-	if (types) {
-		r = sd_bus_message_appendv(m, types, ap);
-		if (r < 0)
-			return call_failed(c, &error, r);
-	}
 	r = sd_bus_call(c->bus, m, 0, &error, &reply);
 	if (r < 0)
 		return call_failed(c, &error, r);
@@ -231,6 +232,18 @@ static int callv(struct iopf_client *c, const char *method, sd_bus_message **ret
 	if (ret_reply)
 		*ret_reply = TAKE_PTR(reply);
 	return 0;
+}
+
+/* Call @method; on success hand back the reply when @ret_reply is set. */
+static int callv(struct iopf_client *c, const char *method, sd_bus_message **ret_reply,
+		 const char *types, va_list ap)
+{
+	_cleanup_(sd_bus_message_unrefp) sd_bus_message *m = NULL;
+	int r = new_call(c, method, &m);
+
+	if (r < 0)
+		return r;
+	return send_call(c, m, types ? sd_bus_message_appendv(m, types, ap) : 0, ret_reply);
 }
 
 static int call_reply(struct iopf_client *c, const char *method, sd_bus_message **ret_reply,
@@ -336,6 +349,70 @@ _public_ int iopf_client_add_region(struct iopf_client *c, uint64_t domain_id, i
 		return -EBADF;
 	return call(c, "AddRegion", ret_region_id, IOPF_WIRE_ADD_REGION_IN, domain_id, fd, offset,
 		    iova, length, access);
+}
+
+/* The arguments of AddRegions: each distinct fd once, the regions naming theirs by index. */
+static int append_regions(sd_bus_message *m, const struct iopf_client_new_region *v, size_t n)
+{
+	_cleanup_free_ uint32_t *index = calloc(n, sizeof(*index));
+	int fds[IOPF_CLIENT_ADD_REGIONS_MAX_FDS];
+	size_t n_fds = 0;
+	int r;
+
+	if (!index)
+		return -ENOMEM;
+	for (size_t i = 0; i < n; i++) {
+		size_t k = 0;
+
+		/* a batch usually sits on a few memfds: a linear search is plenty */
+		while (k < n_fds && fds[k] != v[i].fd)
+			k++;
+		if (k == n_fds) {
+			if (n_fds == IOPF_CLIENT_ADD_REGIONS_MAX_FDS)
+				return -E2BIG;
+			fds[n_fds++] = v[i].fd;
+		}
+		index[i] = (uint32_t)k;
+	}
+	r = sd_bus_message_open_container(m, 'a', "h");
+	for (size_t k = 0; r >= 0 && k < n_fds; k++)
+		r = sd_bus_message_append(m, "h", fds[k]);
+	if (r >= 0)
+		r = sd_bus_message_close_container(m);
+	if (r >= 0)
+		r = sd_bus_message_open_container(m, 'a', IOPF_WIRE_ADD_REGIONS_ROW);
+	for (size_t i = 0; r >= 0 && i < n; i++)
+		r = sd_bus_message_append(m, IOPF_WIRE_ADD_REGIONS_ROW, v[i].domain_id, index[i],
+					  v[i].offset, v[i].iova, v[i].length, v[i].access);
+	if (r >= 0)
+		r = sd_bus_message_close_container(m);
+	return r;
+}
+
+_public_ int iopf_client_add_regions(struct iopf_client *c, const struct iopf_client_new_region *v,
+				     size_t n, uint64_t *ret_region_ids)
+{
+	_cleanup_(sd_bus_message_unrefp) sd_bus_message *m = NULL, *reply = NULL;
+	const void *ids;
+	size_t size;
+	int r;
+
+	if (!v || !ret_region_ids || n == 0 || n > IOPF_CLIENT_ADD_REGIONS_MAX)
+		return -EINVAL;
+	for (size_t i = 0; i < n; i++)
+		if (v[i].fd < 0)
+			return -EBADF;
+	r = new_call(c, "AddRegions", &m);
+	if (r < 0)
+		return r;
+	r = send_call(c, m, append_regions(m, v, n), &reply);
+	if (r < 0)
+		return r;
+	r = sd_bus_message_read_array(reply, 't', &ids, &size);
+	if (r < 0 || size != n * sizeof(uint64_t))
+		return r < 0 ? r : -EBADMSG; /* a daemon speaking another protocol */
+	memcpy(ret_region_ids, ids, size);
+	return 0;
 }
 
 _public_ int iopf_client_remove_region(struct iopf_client *c, uint64_t region_id)

@@ -1083,52 +1083,16 @@ int iopf_control_register_domain(struct iopf_control *c, uint64_t tenant, uint64
 	return 0;
 }
 
-struct overlap {
-	uint64_t domain_id, iova, length;
-	struct iopf_region_info hit;
-	bool found;
-};
-
-static int find_overlap(const struct iopf_region_info *i, void *userdata)
+/* Everything about one region that needs no state but the domain's: arguments, fd, owner. */
+static int region_check(struct iopf_control *c, const struct iopf_tenant *t,
+			const struct iopf_control_region *x, struct cobj **ret_dom,
+			struct iopf_control_error *err)
 {
-	struct overlap *o = userdata;
-
-	/* Both ranges are non-empty and wrap-free, so end-exclusive compares are exact. */
-	if (i->domain_id == o->domain_id && o->iova < i->iova + i->length &&
-	    i->iova < o->iova + o->length) {
-		o->hit = *i;
-		o->found = true;
-		return -EBUSY; /* stop */
-	}
-	return 0;
-}
-
-static int overlap_error(struct iopf_control_error *err, uint64_t iova, uint64_t length,
-			 const struct iopf_region_info *hit)
-{
-	return fail(err, -EBUSY,
-		    "region 0x%" PRIx64 "+0x%" PRIx64 " overlaps region %" PRIu64 " [0x%" PRIx64
-		    ", 0x%" PRIx64 ")",
-		    iova, length, hit->id, hit->iova, hit->iova + hit->length);
-}
-
-int iopf_control_add_region(struct iopf_control *c, uint64_t tenant, uint64_t domain_id, int fd,
-			    uint64_t offset, uint64_t iova, uint64_t length, uint32_t access,
-			    uint64_t *ret_region_id, struct iopf_control_error *err)
-{
-	struct overlap ov = {.domain_id = domain_id, .iova = iova, .length = length};
-	struct iopf_tenant *t = tenant_get(c, tenant);
-	_cleanup_free_ struct cobj *o = NULL;
-	struct iopf_region_info ri;
-	const struct usage *u;
-	struct cobj *dom;
+	uint64_t offset = x->offset, iova = x->iova, length = x->length;
+	uint32_t access = x->access;
 	char desc[128];
 	struct stat st;
-	uint64_t id, bytes;
-	int r, flags;
-
-	if (!t)
-		return fail(err, -ENOENT, "unknown tenant");
+	int r, flags, fd = x->fd;
 
 	/*
 	 * Arguments first: they need no state and say most precisely what is wrong.
@@ -1196,63 +1160,243 @@ int iopf_control_add_region(struct iopf_control *c, uint64_t tenant, uint64_t do
 			    "fd range 0x%" PRIx64 "+0x%" PRIx64
 			    " ends beyond the fd's size 0x%" PRIx64,
 			    offset, length, (uint64_t)st.st_size);
+	return cobj_lookup(c, COBJ_DOMAIN, t, x->domain_id, ret_dom, err);
+}
 
-	r = cobj_lookup(c, COBJ_DOMAIN, t, domain_id, &dom, err);
-	if (r < 0)
-		return r;
+/* The budgets of @t for @n more regions covering @bytes (saturated). */
+static int region_budget(struct iopf_control *c, const struct iopf_tenant *t, unsigned n,
+			 uint64_t bytes, struct iopf_control_error *err)
+{
+	const struct usage *u = &t->usage;
+	uint64_t have = u->region_bytes;
+	int r;
 
-	u = &t->usage;
-	if (u->regions >= c->limits.max_regions)
+	if ((uint64_t)u->regions + n > c->limits.max_regions)
 		return fail(err, -EDQUOT, "tenant already has %u regions (MaxRegions=%u)",
 			    u->regions, c->limits.max_regions);
-
-	bytes = u->region_bytes;
 	if (c->limits.max_pinned_bytes != IOPF_CONTROL_PINNED_UNLIMITED &&
-	    (bytes > c->limits.max_pinned_bytes || length > c->limits.max_pinned_bytes - bytes))
+	    (have > c->limits.max_pinned_bytes || bytes > c->limits.max_pinned_bytes - have))
 		return fail(err, -EDQUOT,
 			    "tenant's regions would cover %" PRIu64 " bytes, more than "
 			    "MaxPinnedBytes=%" PRIu64 " (what iopfd may pin for one tenant)",
-			    length > UINT64_MAX - bytes ? UINT64_MAX : bytes + length,
-			    c->limits.max_pinned_bytes);
-	r = user_check(c, t, COBJ_REGION, 1, length, err);
+			    add_sat(have, bytes), c->limits.max_pinned_bytes);
+	r = user_check(c, t, COBJ_REGION, n, bytes, err);
 	if (r >= 0)
-		r = fd_check(c, IOPF_CONTROL_REGION_FDS, "regions", err);
-	if (r < 0)
-		return r;
+		r = fd_check(c, n * IOPF_CONTROL_REGION_FDS, "regions", err);
+	return r;
+}
+
+static int overlap_error(struct iopf_control *c, struct iopf_control_error *err, uint64_t iova,
+			 uint64_t length, const struct iopf_region_info *hit)
+{
+	return fail(err, -EBUSY,
+		    "region 0x%" PRIx64 "+0x%" PRIx64 " overlaps region %" PRIu64 " [0x%" PRIx64
+		    ", 0x%" PRIx64 ")",
+		    iova, length, shown_id(c, hit->id), hit->iova, hit->iova + hit->length);
+}
+
+/* Add @x, checked, to @dom; the budgets were checked too. */
+static int region_add(struct iopf_control *c, struct iopf_tenant *t,
+		      const struct iopf_control_region *x, struct cobj *dom, uint64_t *ret_id,
+		      struct iopf_control_error *err)
+{
+	_cleanup_free_ struct cobj *o = NULL;
+	struct iopf_region_info hit;
+	char desc[128];
+	uint64_t id;
+	int r;
+
 	o = cobj_new(c);
 	if (!o)
 		return fail(err, -ENOMEM, "out of memory");
-
-	r = iopf_engine_add_region(c->engine, dom->id, fd, offset, iova, length, access, &id);
+	r = iopf_engine_add_region(c->engine, dom->id, x->fd, x->offset, x->iova, x->length,
+				   x->access, &id);
 	switch (r) {
 	case 0:
 		break;
 	case -ENOENT:
-		return fail(err, r, "no domain %" PRIu64, domain_id);
+		return fail(err, r, "no domain %" PRIu64, x->domain_id);
 	case -EBUSY:
-		/* Name the region in the way; only the refusal pays for the search. */
-		ov.domain_id = dom->id; /* the engine's id, as its region infos have it */
-		for (const struct cobj *k = dom->children; k && !ov.found; k = k->sib_next)
-			if (iopf_engine_region_info(c->engine, k->id, &ri) >= 0)
-				(void)find_overlap(&ri, &ov);
-		ov.hit.id = shown_id(c, ov.hit.id);
-		if (ov.found)
-			return overlap_error(err, iova, length, &ov.hit);
+		/* Name the region in the way. */
+		if (iopf_engine_region_overlap(c->engine, dom->id, x->iova, x->length, &hit) > 0)
+			return overlap_error(c, err, x->iova, x->length, &hit);
 		return fail(err, r, "region 0x%" PRIx64 "+0x%" PRIx64 " overlaps another region",
-			    iova, length);
+			    x->iova, x->length);
 	case -EBADF:
 	case -ENODEV:
 	case -EACCES:
 		return fail(err, -EBADF, "fd (%s) cannot back a region: %s",
-			    fd_describe(fd, desc, sizeof(desc)), strerror(-r));
+			    fd_describe(x->fd, desc, sizeof(desc)), strerror(-r));
 	case -EINVAL:
 		return fail(err, r, "region 0x%" PRIx64 "+0x%" PRIx64 " refused by the engine",
-			    iova, length);
+			    x->iova, x->length);
 	default:
 		return fail(err, r, "cannot add region: %s", strerror(-r));
 	}
-	cobj_link(c, TAKE_PTR(o), t, COBJ_REGION, id, dom, length);
+	cobj_link(c, TAKE_PTR(o), t, COBJ_REGION, id, dom, x->length);
+	*ret_id = id;
+	return 0;
+}
+
+int iopf_control_add_region(struct iopf_control *c, uint64_t tenant, uint64_t domain_id, int fd,
+			    uint64_t offset, uint64_t iova, uint64_t length, uint32_t access,
+			    uint64_t *ret_region_id, struct iopf_control_error *err)
+{
+	const struct iopf_control_region x = {
+		.domain_id = domain_id,
+		.fd = fd,
+		.offset = offset,
+		.iova = iova,
+		.length = length,
+		.access = access,
+	};
+	struct iopf_tenant *t = tenant_get(c, tenant);
+	struct cobj *dom;
+	uint64_t id;
+	int r;
+
+	if (!t)
+		return fail(err, -ENOENT, "unknown tenant");
+	r = region_check(c, t, &x, &dom, err);
+	if (r >= 0)
+		r = region_budget(c, t, 1, length, err);
+	if (r >= 0)
+		r = region_add(c, t, &x, dom, &id, err);
+	if (r < 0)
+		return r;
 	*ret_region_id = shown_id(c, id);
+	return 0;
+}
+
+/* Prefix @err's message with "region @i: ". Return: @r. */
+static int entry_error(struct iopf_control_error *err, size_t i, int r)
+{
+	char m[sizeof(err->message)];
+
+	if (err) {
+		snprintf(m, sizeof(m), "%s", err->message);
+		(void)fail(err, r, "region %zu: %s", i, m);
+	}
+	return r;
+}
+
+struct batch_entry {
+	const struct cobj *dom;
+	uint64_t iova, end; /* end exclusive: the arguments were checked, it does not wrap */
+	size_t i;
+};
+
+static int batch_cmp(const void *a, const void *b)
+{
+	const struct batch_entry *x = a, *y = b;
+
+	if (x->dom != y->dom)
+		return x->dom->id < y->dom->id ? -1 : 1;
+	if (x->iova != y->iova)
+		return x->iova < y->iova ? -1 : 1;
+	return x->i < y->i ? -1 : x->i > y->i;
+}
+
+/*
+ * Two entries of @e (@n, sorted here by domain and iova) that overlap, the
+ * pair whose later entry comes first in the caller's order among those the
+ * sweep meets (each entry against the earlier one reaching furthest).
+ * Return: true if there is one.
+ */
+static bool batch_overlap(struct batch_entry *e, size_t n, size_t *ret_bad, size_t *ret_other)
+{
+	size_t bad = SIZE_MAX, other = 0, far = 0;
+
+	qsort(e, n, sizeof(*e), batch_cmp);
+	for (size_t k = 1; k < n; k++) {
+		if (e[k].dom != e[k - 1].dom) {
+			far = k;
+			continue;
+		}
+		if (e[far].end > e[k].iova) {
+			size_t later = e[k].i > e[far].i ? e[k].i : e[far].i;
+
+			if (later < bad) {
+				bad = later;
+				other = e[k].i ^ e[far].i ^ later;
+			}
+		}
+		if (e[k].end > e[far].end)
+			far = k;
+	}
+	*ret_bad = bad;
+	*ret_other = other;
+	return bad != SIZE_MAX;
+}
+
+int iopf_control_add_regions(struct iopf_control *c, uint64_t tenant,
+			     const struct iopf_control_region *v, size_t n, uint64_t *ret_ids,
+			     struct iopf_control_error *err)
+{
+	_cleanup_free_ struct batch_entry *e = NULL;
+	_cleanup_free_ uint64_t *ids = NULL;
+	struct iopf_tenant *t = tenant_get(c, tenant);
+	struct iopf_region_info hit;
+	uint64_t bytes = 0;
+	size_t bad, other;
+	int r;
+
+	if (!t)
+		return fail(err, -ENOENT, "unknown tenant");
+	if (n == 0 || n > IOPF_CONTROL_ADD_REGIONS_MAX)
+		return fail(err, -EINVAL, "%zu regions: a batch holds 1 to %u", n,
+			    IOPF_CONTROL_ADD_REGIONS_MAX);
+	e = calloc(n, sizeof(*e));
+	ids = calloc(n, sizeof(*ids));
+	if (!e || !ids)
+		return fail(err, -ENOMEM, "out of memory");
+	/* Everything is checked before anything is added: nothing to undo for a refusal. */
+	for (size_t i = 0; i < n; i++) {
+		struct cobj *dom;
+
+		r = region_check(c, t, &v[i], &dom, err);
+		if (r < 0)
+			return entry_error(err, i, r);
+		r = iopf_engine_region_overlap(c->engine, dom->id, v[i].iova, v[i].length, &hit);
+		if (r > 0)
+			return entry_error(err, i,
+					   overlap_error(c, err, v[i].iova, v[i].length, &hit));
+		e[i] = (struct batch_entry){
+			.dom = dom,
+			.iova = v[i].iova,
+			.end = v[i].iova + v[i].length,
+			.i = i,
+		};
+		bytes = add_sat(bytes, v[i].length);
+	}
+	if (batch_overlap(e, n, &bad, &other))
+		return fail(err, -EBUSY,
+			    "region %zu: region 0x%" PRIx64 "+0x%" PRIx64
+			    " overlaps region %zu of the same call",
+			    bad, v[bad].iova, v[bad].length, other);
+	r = region_budget(c, t, (unsigned)n, bytes, err);
+	if (r < 0)
+		return r;
+	/* in the caller's order */
+	for (size_t i = 0; i < n; i++) {
+		struct cobj *dom = NULL;
+
+		r = cobj_lookup(c, COBJ_DOMAIN, t, v[i].domain_id, &dom, err);
+		if (r >= 0)
+			r = region_add(c, t, &v[i], dom, &ids[i], err);
+		if (r < 0) {
+			/* the engine failed (memory, fds): what this call added goes again */
+			for (size_t k = i; k-- > 0;) {
+				struct cobj *o = iopf_idmap_get(&c->objects, ids[k]);
+
+				if (o && engine_remove(c, o, cobj_fds(o), NULL, NULL) >= 0)
+					(void)cobj_drop(c, o);
+			}
+			return entry_error(err, i, r);
+		}
+	}
+	for (size_t i = 0; i < n; i++)
+		ret_ids[i] = shown_id(c, ids[i]);
 	return 0;
 }
 

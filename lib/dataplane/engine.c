@@ -1065,6 +1065,21 @@ int iopf_engine_region_info(struct iopf_engine *e, uint64_t id, struct iopf_regi
 	return 0;
 }
 
+int iopf_engine_region_overlap(struct iopf_engine *e, uint64_t domain_id, uint64_t iova,
+			       uint64_t length, struct iopf_region_info *ret)
+{
+	struct iopf_domain *d = idvec_find(&e->domains, domain_id);
+	const struct iopf_region *r;
+
+	if (!d)
+		return -ENOENT;
+	/* the control thread writes the set: it reads it without a read section */
+	r = iopf_region_set_overlap(d->regions, iova, length);
+	if (!r)
+		return 0;
+	return iopf_engine_region_info(e, r->id, ret) == 0 ? 1 : 0;
+}
+
 /*
  * The visitors re-find their place by id after every callback, so a callback
  * may add or remove objects.

@@ -404,6 +404,23 @@ static void fill_region(struct iopf_engine *e, const struct obj *o, struct iopf_
 				       .access = o->a};
 }
 
+int iopf_engine_region_overlap(struct iopf_engine *e, uint64_t domain_id, uint64_t iova,
+			       uint64_t length, struct iopf_region_info *ret)
+{
+	if (!obj_get(e, domain_id, OBJ_DOMAIN))
+		return -ENOENT;
+	for (unsigned i = 0; i < e->next_id - 1; i++) {
+		struct obj *x = &e->objs[i];
+
+		if (x->live && x->kind == OBJ_REGION && x->parent == domain_id &&
+		    iova < x->iova + x->length && x->iova < iova + length) {
+			fill_region(e, x, ret);
+			return 1;
+		}
+	}
+	return 0;
+}
+
 /* iopf_engine_<name>_info() and iopf_engine_foreach_<name>() of one object kind. */
 #define INFO_AND_FOREACH(name, KIND)                                                               \
 	int iopf_engine_##name##_info(struct iopf_engine *e, uint64_t id,                          \

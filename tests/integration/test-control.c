@@ -510,6 +510,79 @@ static void test_region_args(void **state)
 	iopf_sim_free(s);
 }
 
+/*
+ * AddRegions: all or none. An overlap inside the batch or with a region there,
+ * a bad entry, or a batch beyond the budget adds nothing and names the entry;
+ * a good batch's ids are the regions' own (RemoveRegion takes them).
+ */
+static void test_add_regions(void **state)
+{
+	enum { RW = IOPF_ACCESS_READ | IOPF_ACCESS_WRITE };
+	struct daemon *d = *state;
+	struct iopf_client *c = tenant(d);
+	struct iopf_sim *s = sim_new();
+	uint64_t src = source_of(c, s), dom = domain_of(c, src, 1, IOPF_PASID_NONE), ids[8] = {};
+	int mem = memfd(MEM_SIZE), mem2 = memfd(MEM_SIZE), ro = fd_reopen(mem, O_RDONLY), r;
+	struct iopf_client_new_region v[MAX_REGIONS + 1];
+	uint64_t first;
+
+	for (size_t i = 0; i < ARRAY_SIZE(v); i++)
+		v[i] = (struct iopf_client_new_region){
+			.domain_id = dom,
+			.fd = i % 2 ? mem2 : mem,
+			.iova = 0x4000000 + i * 0x10000,
+			.length = 0x2000,
+			.access = RW,
+		};
+	first = region_of(c, dom, mem, 0, 0x2000000, 0x2000, RW);
+
+	/* entry 2 overlaps entry 0 of the same call */
+	v[2].iova = v[0].iova + 0x1000;
+	r = iopf_client_add_regions(c, v, 3, ids);
+	expect_error(c, r, -EBUSY, IOPF_ERROR_OVERLAP, "region 2: ");
+	assert_non_null(strstr(iopf_client_last_error(c), "overlaps region 0 of the same call"));
+	v[2].iova = 0x4000000 + 2 * 0x10000;
+	/* entry 1 overlaps a region there */
+	v[1].iova = 0x2001000;
+	r = iopf_client_add_regions(c, v, 3, ids);
+	expect_error(c, r, -EBUSY, IOPF_ERROR_OVERLAP, "region 1: ");
+	v[1].iova = 0x4010000;
+	/* a bad fd, and a bad argument, named by their index */
+	v[2].fd = ro;
+	r = iopf_client_add_regions(c, v, 3, ids);
+	expect_error(c, r, -EBADF, IOPF_ERROR_BAD_FD, "region 2: fd is open read-only");
+	v[2].fd = mem;
+	v[1].length = 0x1001;
+	r = iopf_client_add_regions(c, v, 3, ids);
+	expect_error(c, r, -EINVAL, IOPF_ERROR_INVALID_ARGUMENT, "region 1: length");
+	v[1].length = 0x2000;
+	v[0].domain_id = dom + 1000;
+	r = iopf_client_add_regions(c, v, 3, ids);
+	expect_missing(c, r, "region 0: ");
+	v[0].domain_id = dom;
+	/* one region is there already: MaxRegions more would pass the budget */
+	r = iopf_client_add_regions(c, v, MAX_REGIONS, ids);
+	expect_error(c, r, -EDQUOT, IOPF_ERROR_LIMIT, "MaxRegions");
+	assert_int_equal(iopf_client_add_regions(c, v, 0, ids), -EINVAL);
+	assert_int_equal(n_regions(c), 1);
+
+	/* the budget exactly: every id works */
+	assert_int_equal(iopf_client_add_regions(c, v, MAX_REGIONS - 1, ids), 0);
+	assert_int_equal(n_regions(c), MAX_REGIONS);
+	for (size_t i = 0; i < MAX_REGIONS - 1; i++) {
+		assert_true(ids[i] != first);
+		for (size_t k = 0; k < i; k++)
+			assert_true(ids[k] != ids[i]);
+		assert_int_equal(iopf_client_remove_region(c, ids[i]), 0);
+	}
+	assert_int_equal(n_regions(c), 1);
+	close(ro);
+	close(mem2);
+	close(mem);
+	iopf_client_free(c);
+	iopf_sim_free(s);
+}
+
 static void test_unknown_ids(void **state)
 {
 	static const uint64_t ids[] = {0, 1, 999999, UINT64_MAX};
@@ -1115,6 +1188,7 @@ int main(void)
 		cmocka_unit_test(test_simulator_refused),
 		TEST(test_domain_args),
 		TEST(test_region_args),
+		TEST(test_add_regions),
 		TEST(test_unknown_ids),
 		TEST(test_ownership),
 		TEST(test_disconnect_teardown),

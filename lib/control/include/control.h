@@ -245,6 +245,27 @@ int iopf_control_add_region(struct iopf_control *c, uint64_t tenant, uint64_t do
 			    uint64_t offset, uint64_t iova, uint64_t length, uint32_t access,
 			    uint64_t *ret_region_id, struct iopf_control_error *err);
 
+/* One region of iopf_control_add_regions(): iopf_control_add_region()'s arguments. */
+struct iopf_control_region {
+	uint64_t domain_id;
+	int fd; /* borrowed */
+	uint64_t offset, iova, length;
+	uint32_t access;
+};
+#define IOPF_CONTROL_ADD_REGIONS_MAX 4096u /* regions in one call */
+
+/*
+ * iopf_control_add_regions() - add @n regions (1..IOPF_CONTROL_ADD_REGIONS_MAX),
+ * all or none: every entry is checked as iopf_control_add_region() checks one,
+ * against the domains' regions and the batch's earlier entries, and the budgets
+ * against the whole batch, before any is added. A refusal of an entry names
+ * its index ("region 5: ..."). @ret_ids: room for @n ids, written on success.
+ * Return: as iopf_control_add_region(); -EINVAL also for @n out of range.
+ */
+int iopf_control_add_regions(struct iopf_control *c, uint64_t tenant,
+			     const struct iopf_control_region *v, size_t n, uint64_t *ret_ids,
+			     struct iopf_control_error *err);
+
 /*
  * Removal is asynchronous: on 0 the object is gone from every lookup and
  * @done(@userdata, error) runs later from iopf_engine_dispatch(), once the

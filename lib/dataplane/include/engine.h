@@ -270,6 +270,12 @@ struct iopf_region_info {
 int iopf_engine_source_info(struct iopf_engine *e, uint64_t id, struct iopf_source_info *ret);
 int iopf_engine_domain_info(struct iopf_engine *e, uint64_t id, struct iopf_domain_info *ret);
 int iopf_engine_region_info(struct iopf_engine *e, uint64_t id, struct iopf_region_info *ret);
+/*
+ * A region of domain @domain_id overlapping [@iova, @iova + @length), @length > 0,
+ * in O(log n). Return: 1 and its info; 0 (none); -ENOENT (no such domain).
+ */
+int iopf_engine_region_overlap(struct iopf_engine *e, uint64_t domain_id, uint64_t iova,
+			       uint64_t length, struct iopf_region_info *ret);
 
 /* Visit live objects of @tenant (0 = every tenant), ascending id. Stop when fn returns < 0. */
 typedef int (*iopf_engine_source_fn)(const struct iopf_source_info *i, void *userdata);
