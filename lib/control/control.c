@@ -1163,9 +1163,13 @@ static int region_check(struct iopf_control *c, const struct iopf_tenant *t,
 	return cobj_lookup(c, COBJ_DOMAIN, t, x->domain_id, ret_dom, err);
 }
 
-/* The budgets of @t for @n more regions covering @bytes (saturated). */
+/*
+ * The budgets of @t for @n more regions covering @bytes (saturated), on
+ * @files distinct fds: regions on one file share the engine's fd, so the
+ * daemon needs at most one new fd per file, whatever the count of regions.
+ */
 static int region_budget(struct iopf_control *c, const struct iopf_tenant *t, unsigned n,
-			 uint64_t bytes, struct iopf_control_error *err)
+			 uint64_t bytes, unsigned files, struct iopf_control_error *err)
 {
 	const struct usage *u = &t->usage;
 	uint64_t have = u->region_bytes;
@@ -1182,7 +1186,7 @@ static int region_budget(struct iopf_control *c, const struct iopf_tenant *t, un
 			    add_sat(have, bytes), c->limits.max_pinned_bytes);
 	r = user_check(c, t, COBJ_REGION, n, bytes, err);
 	if (r >= 0)
-		r = fd_check(c, n * IOPF_CONTROL_REGION_FDS, "regions", err);
+		r = fd_check(c, files * IOPF_CONTROL_REGION_FDS, "regions", err);
 	return r;
 }
 
@@ -1259,7 +1263,7 @@ int iopf_control_add_region(struct iopf_control *c, uint64_t tenant, uint64_t do
 		return fail(err, -ENOENT, "unknown tenant");
 	r = region_check(c, t, &x, &dom, err);
 	if (r >= 0)
-		r = region_budget(c, t, 1, length, err);
+		r = region_budget(c, t, 1, length, 1, err);
 	if (r >= 0)
 		r = region_add(c, t, &x, dom, &id, err);
 	if (r < 0)
@@ -1329,6 +1333,29 @@ static bool batch_overlap(struct batch_entry *e, size_t n, size_t *ret_bad, size
 	return bad != SIZE_MAX;
 }
 
+static int int_cmp(const void *a, const void *b)
+{
+	int x = *(const int *)a, y = *(const int *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+/* How many distinct fds the batch names (n when out of memory: the bound). */
+static unsigned batch_files(const struct iopf_control_region *v, size_t n)
+{
+	_cleanup_free_ int *fds = calloc(n, sizeof(*fds));
+	unsigned k = 0;
+
+	if (!fds)
+		return (unsigned)n;
+	for (size_t i = 0; i < n; i++)
+		fds[i] = v[i].fd;
+	qsort(fds, n, sizeof(*fds), int_cmp);
+	for (size_t i = 0; i < n; i++)
+		k += i == 0 || fds[i] != fds[i - 1];
+	return k;
+}
+
 int iopf_control_add_regions(struct iopf_control *c, uint64_t tenant,
 			     const struct iopf_control_region *v, size_t n, uint64_t *ret_ids,
 			     struct iopf_control_error *err)
@@ -1374,7 +1401,7 @@ int iopf_control_add_regions(struct iopf_control *c, uint64_t tenant,
 			    "region %zu: region 0x%" PRIx64 "+0x%" PRIx64
 			    " overlaps region %zu of the same call",
 			    bad, v[bad].iova, v[bad].length, other);
-	r = region_budget(c, t, (unsigned)n, bytes, err);
+	r = region_budget(c, t, (unsigned)n, bytes, batch_files(v, n), err);
 	if (r < 0)
 		return r;
 	/* in the caller's order */
