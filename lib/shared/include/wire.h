@@ -40,12 +40,11 @@ static inline const char *iopf_wire_reason_name(unsigned reason)
 #define IOPF_WIRE_REGISTER_SOURCE_IN "hhu"    /* fault fd, iommufd, ioas_id */
 #define IOPF_WIRE_REGISTER_DOMAIN_IN "tuu"    /* source_id, dev_id, pasid */
 #define IOPF_WIRE_ADD_REGION_IN	     "thtttu" /* domain_id, fd, offset, iova, length, access */
-/* AddRegions: fds, then regions naming their fd by its index in fds */
+/* AddRegions: fds, then rows (domain_id, fd index in fds, offset, iova, length, access) */
 #define IOPF_WIRE_ADD_REGIONS_FDS "ah"
-#define IOPF_WIRE_ADD_REGIONS_ROW "(tutttu)" /* domain_id, fd index, offset, iova, length, access  \
-					      */
-#define IOPF_WIRE_ADD_REGIONS_IN IOPF_WIRE_ADD_REGIONS_FDS "a" IOPF_WIRE_ADD_REGIONS_ROW
-#define IOPF_WIRE_ID		 "t"
+#define IOPF_WIRE_ADD_REGIONS_ROW "(tutttu)"
+#define IOPF_WIRE_ADD_REGIONS_IN  IOPF_WIRE_ADD_REGIONS_FDS "a" IOPF_WIRE_ADD_REGIONS_ROW
+#define IOPF_WIRE_ID		  "t"
 
 /*
  * Rows of the list and statistics calls: "a" ROW. The operator's "All" variants
