@@ -58,6 +58,7 @@ paced_tenants=64,256,1024
 paced_rate=400000
 sweep_secs=
 fair_only=0
+control_only=0
 fair_rate=20000
 fair_pairs=3
 fair_secs=
@@ -77,6 +78,7 @@ while [ $# -gt 0 ]; do
 	--no-build) do_build=0; shift ;;
 	--out) out=$2; shift 2 ;;
 	--fairness) fair_only=1; shift ;;
+	--control-plane) control_only=1; shift ;;
 	--fair-rate) fair_rate=$2; shift 2 ;;
 	--fair-pairs) fair_pairs=$2; shift 2 ;;
 	--fair-secs) fair_secs=$2; shift 2 ;;
@@ -135,7 +137,7 @@ if [ $do_build -eq 1 ]; then
 	else
 		quietly meson configure "$build" --buildtype=release -Db_ndebug=true
 	fi
-	quietly ninja -C "$build" daemon/iopfd tools/iopf-sim tools/iopf-echo
+	quietly ninja -C "$build" daemon/iopfd tools/iopf-sim tools/iopf-echo tools/iopf-ctlbench
 fi
 iopfd=$build/daemon/iopfd
 sim=$build/tools/iopf-sim
@@ -414,6 +416,74 @@ print("\n".join(l for l in sec if l.startswith("| echo") or l.startswith("| iopf
 sys.exit(1 if violations else 0)
 PY
 }
+# Control plane: regions registered per second over the socket, by tools/iopf-ctlbench
+# (one tenant, one paused source, one page per region on one memfd): AddRegion calls
+# into one domain and across domains, and AddRegions batches of 4096. Its own iopfd.
+control_run() {
+	local n_one=100000 n_across=65536 n_batch=100000 a
+	stop_daemon
+	# iopfd counts one fd per region against RLIMIT_NOFILE (regions of a file share one):
+	# a batch must stay below the hard limit
+	ulimit -Hn 1048576 2>/dev/null || true
+	ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+	[ "$(ulimit -Hn)" -gt $((n_batch + 8192)) ] || n_batch=$(( ($(ulimit -Hn) - 8192) / 4096 * 4096 ))
+	printf '[Limits]\nMaxSources=16\nMaxDomains=%d\nMaxRegions=%d\nMaxDomainsPerUser=%d\nMaxRegionsPerUser=%d\nMaxFdsPerUser=2000000\n' \
+		$n_across $n_one $n_across $n_one > "$tmp/ctl.conf"
+	rm -f "$tmp/control.jsonl"
+	for a in "one 1 $n_one 0" "across $n_across 1 0" "batch 1 $n_batch 4096"; do
+		set -- $a
+		"$iopfd" --socket "$tmp/ctl2" --workers "$workers" --allow-simulator --no-system-bus \
+			--config "$tmp/ctl.conf" > "$tmp/ctl.log" 2>&1 &
+		dpid=$!
+		for _ in $(seq 200); do [ -S "$tmp/ctl2" ] && break; sleep 0.05; done
+		echo "bench: [${SECONDS}s] control-$1: iopf-ctlbench --domains $2 --regions $3 --batch $4" >&2
+		"$build/tools/iopf-ctlbench" --address "unix:path=$tmp/ctl2" --json --domains "$2" \
+			--regions "$3" --batch "$4" | sed "s/^{/{\"name\": \"$1\", /" >> "$tmp/control.jsonl"
+		stop_daemon
+	done
+}
+control_write() {
+	python3 - "$tmp" "$out" <<'PY'
+import json, os, sys
+tmp, out = sys.argv[1:3]
+runs = {r["name"]: r for r in map(json.loads, open(os.path.join(tmp, "control.jsonl")))}
+ok = lambda x: "yes" if x >= 20000 else "**no**"
+one, across, batch = runs["one"], runs["across"], runs["batch"]
+sec = ["## Control plane", "",
+    "Regions registered over the socket by one tenant (`tools/iopf-ctlbench`: one page per region,",
+    "one memfd, a paused source; `scripts/bench.sh --control-plane` reruns this section alone).",
+    "Target: >= 20k calls/s in one domain as across domains. Load average %s." % " ".join(open("/proc/loadavg").read().split()[:3]), "",
+    "| Registration | Regions | Calls/s | Regions/s | First / last tenth (regions/s) | Slowest call | Target | Met |",
+    "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+for label, r in (("AddRegion, one domain", one), ("AddRegion, one region in each of as many domains", across),
+                 ("AddRegions, batches of 4096, one domain", batch)):
+    n = r["domains"] * r["regions_per_domain"]
+    sec.append("| %s | %d | %.0f | %.0f | %.0f / %.0f | %.1f ms | >= 20k calls/s%s | %s |" % (
+        label, n, r["calls_per_s"], r["regions_per_s"], r["first_tenth_regions_per_s"],
+        r["last_tenth_regions_per_s"], r["worst_call_secs"] * 1e3,
+        " (as regions/s)" if r["batch"] else "",
+        ok(r["regions_per_s"] if r["batch"] else r["calls_per_s"])))
+sec += ["", "Adding %d regions to one domain took %.1f s (%.1f s to register the domains"
+        " of the across run, not counted above)." % (one["regions_per_domain"], one["region_secs"], across["domain_secs"]), ""]
+text, inside = [], False
+if os.path.exists(out):
+    for line in open(out).read().rstrip("\n").split("\n"):
+        if line.startswith("## "):
+            inside = line.startswith("## Control plane")
+        if not inside:
+            text.append(line)
+while text and not text[-1].strip():
+    text.pop()
+with open(out, "w") as f:
+    f.write("\n".join(text + [""] + sec))
+print("\n".join(sec))
+PY
+}
+if [ $control_only -eq 1 ]; then
+	control_run
+	control_write
+	exit 0
+fi
 if [ $fair_only -eq 1 ]; then
 	fair_run
 	fair_write
@@ -768,3 +838,5 @@ echo "bench: [${SECONDS}s] wrote $out and $plots/{latency-cdf,latency-tail,throu
 # the fairness scenario last: it runs its own iopfd (one worker, pinned)
 fair_run
 fair_write
+control_run
+control_write
