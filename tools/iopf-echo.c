@@ -91,6 +91,9 @@ static int serve(struct iopf_backend *b, struct iommu_hwpt_pgfault **buf, unsign
 			off += (size_t)w;
 		}
 		total += (int)nresp;
+		/* as iopfd's worker does: the queue's word that it is empty saves the empty read */
+		if (b->ops->readable && !b->ops->readable(b))
+			return total;
 	}
 }
 

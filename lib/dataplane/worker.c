@@ -120,13 +120,13 @@ static void arm_timer(struct iopf_worker *w, struct iopf_source *s)
  * walk over every source per loop. Normally its poll, armed once and kept:
  * a multishot poll completes on every wakeup of the fd (a group queued on an
  * empty queue, for the simulator and the fake; every fault, for the kernel),
- * and a turn reads until a read comes back empty or the bound, after which
- * the source stays on the ready list: nothing queued is left without a turn
- * coming. One-shot (before 5.13) it is armed after every turn, and its level
- * semantics do the same: on a still-readable fd it fires at once. In backoff
- * the timer instead: a poll would not fire for responses that wait for a
- * write, and would spin on a read that fails (a multishot poll may stay
- * armed meanwhile: its completions are ignored until the timer's turn works).
+ * and a turn reads until a read comes back empty (or the backend's queue
+ * says it is, queue_drained()) or the bound, after which the source stays
+ * on the ready list: nothing queued is left without a turn coming. One-shot (before 5.13) it is
+ * armed after every turn, and its level semantics do the same: on a still-readable fd it fires at
+ * once. In backoff the timer instead: a poll would not fire for responses that wait for a write,
+ * and would spin on a read that fails (a multishot poll may stay armed meanwhile: its completions
+ * are ignored until the timer's turn works).
  */
 static void arm_source(struct iopf_worker *w, struct iopf_source *s)
 {
@@ -178,6 +178,18 @@ static bool still_readable(struct iopf_source *s)
 		return s->backend->ops->readable(s->backend);
 
 	return poll(&p, 1, 0) == 1 && (p.revents & POLLIN);
+}
+
+/*
+ * After a read that delivered: the backend's queue says nothing is left, so
+ * the read that would come back empty is saved (at one fault a turn, one
+ * read in two). A group queued after the look wakes the poll: it lands on an
+ * empty queue (multishot, see arm_source()), or keeps the level up (one-shot).
+ * A tenant that makes its queue look empty delays only its own groups.
+ */
+static bool queue_drained(struct iopf_source *s)
+{
+	return s->backend->ops->readable && !s->backend->ops->readable(s->backend);
 }
 
 /* The next, longer wait of a source whose write (or read) failed. */
@@ -515,6 +527,10 @@ static enum turn_end service_source(struct iopf_worker *w, struct iopf_source *s
 		s->scattered = (memo.lookups - lookups) * 4 > n;
 		if (flush(s) < 0) {
 			back_off(s);
+			end = TURN_DONE;
+			break;
+		}
+		if (queue_drained(s)) {
 			end = TURN_DONE;
 			break;
 		}
