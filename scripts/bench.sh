@@ -256,6 +256,10 @@ PY
 # The server runs on CPU 0 and the generator (iopf-sim: the victim's injector, the
 # storm's, and the checks) on CPU 1, both at nice -10 when we may (root), so that the
 # other work on a shared machine disturbs them less; iopf-echo runs where iopfd does.
+# Both CPUs are kept out of idle by SCHED_IDLE spinners (they run only when nothing else
+# wants the CPU): on a VM a wakeup from idle is the virtual CPU's exit from halt on the
+# host, milliseconds at p99 here, and it would land on the alone runs (whose server and
+# generator sleep between groups) and not on the storm runs (where they never sleep).
 # Each pair: the floor, then victim alone (echo, iopfd), then victim beside the storm
 # (echo, iopfd), one iopf-sim --compare each; the storm tenant has the victim's shape.
 fair_secs=${fair_secs:-$([ $quick -eq 1 ] && echo 2 || echo 5)}
@@ -276,6 +280,13 @@ fair_run() {
 		chmod +x "$tmp/fair-$w"
 	done
 	stop_daemon
+	local spin=() c
+	for c in 0 1; do
+		[ "$c" -lt "$(nproc)" ] || continue
+		# each ends with this script, however it ends
+		taskset -c "$c" chrt -i 0 sh -c "while kill -0 $$ 2>/dev/null; do :; done" &
+		spin+=($!)
+	done
 	iopfd=$tmp/fair-iopfd sim=$tmp/fair-sim BENCH_ECHO=$tmp/fair-echo
 	workers=1 start_daemon
 	local base=(--tenants 1 --devices 1 --pasids 1 --regions 16 --region-size 1M --window 64
@@ -290,8 +301,9 @@ fair_run() {
 	done
 	cut -d' ' -f1 /proc/loadavg >> "$tmp/fair-load"
 	stop_daemon
+	kill "${spin[@]}" 2>/dev/null || true
 	iopfd=$real_iopfd sim=$real_sim BENCH_ECHO=$real_echo
-	fair_pinned="${pin_s:+server on CPU 0, generator on CPU 1, }nice $nice"
+	fair_pinned="${pin_s:+server on CPU 0, generator on CPU 1, }nice $nice, both CPUs kept out of idle by SCHED_IDLE spinners"
 }
 
 # The "## Fairness" section and the summary table's fairness row, rewritten in place in
@@ -318,11 +330,17 @@ def ratio(w, key="p99_ns"):
     return med([victim(s, w)[key] / victim(a, w)[key] if victim(a, w)[key] else 0 for a, s in pairs])
 rate, secs = int(os.environ["BENCH_FAIR_RATE"]), os.environ["BENCH_FAIR_SECS"]
 r_d, r_e = ratio("iopfd"), ratio("echo")
-# a generator later than a tenth of the victim's own p99 hides what is measured: no verdict
-late = max(m(runs, "iopfd", "late_p99_ns") for runs in (alone, storm))
-valid = late <= 0.1 * m(alone, "iopfd", "p99_ns")
-met = ("yes" if r_d <= 1.10 else "**no**") if valid else (
-    "not measured: injector late p99 %.0f us > 10%% of the victim's p99 alone" % us(late))
+# The generator's lateness counts in the victim's latency. "yes" only if the alone runs'
+# p99 is not mostly lateness (else alone is inflated, which flatters); "no" only if the
+# storm's excess over 1.10x alone is more than the storm runs' lateness could explain.
+p99_a, p99_s = m(alone, "iopfd", "p99_ns"), m(storm, "iopfd", "p99_ns")
+late_a, late_s = m(alone, "iopfd", "late_p99_ns"), m(storm, "iopfd", "late_p99_ns")
+if r_d <= 1.10 and late_a <= 0.1 * p99_a:
+    met = "yes"
+elif r_d > 1.10 and p99_s > 1.10 * p99_a + late_s:
+    met = "**no**"
+else:
+    met = "not measured: injector late p99 %.0f us alone, %.0f us with the storm" % (us(late_a), us(late_s))
 violations = sum(r[w]["violations"] for r in alone + storm for w in ("floor", "echo", "iopfd") if w in r)
 row = ("| Fairness: victim p99 at %s faults/s beside a storm on its worker, alone -> storm (us; ratio storm / alone) "
        "| %.1f -> %.1f (%.2f) | %.1f -> %.1f (%.2f) | %.2f | iopfd <= 1.10 | %s |"
@@ -386,9 +404,10 @@ sec += [
     "to that bound on the server's own answer order (`iopf-sim --max-overtakes`). The storm's",
     "faults/s say whether it kept the worker busy (compare the saturation row). The last",
     "column counts that wait in storm groups, on the server's answer times (`--max-overtakes`),",
-    "which the machine's noise does not inflate. *Met* is given only when the injector's late",
-    "p99 stays within a tenth of the victim's p99 alone: a generator later than that is noise",
-    "larger than the 10% being judged.",
+    "which the machine's noise does not inflate. *Met* is yes only if the injector's late p99",
+    "alone is within a tenth of the victim's p99 alone (a late generator inflates the",
+    "baseline), and no only if the storm's p99 exceeds 1.10x alone by more than the storm",
+    "runs' late p99; otherwise the noise decides, and it says not measured.",
     "",
 ]
 text = open(out).read().split("\n") if os.path.exists(out) else ["# Benchmarks", ""]
