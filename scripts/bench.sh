@@ -10,6 +10,7 @@
 #                    [--loads LIST] [--tenant-sweep LIST] [--paced-tenants LIST]
 #                    [--paced-rate R] [--sweep-secs S]
 #                    [--fairness] [--fair-rate R] [--fair-pairs N] [--fair-secs S]
+#                    [--busy-poll] [--control-plane]
 #                    [--build-dir DIR] [--no-build] [--out FILE]
 #
 # Scenarios (targets from the issue):
@@ -27,6 +28,10 @@
 #               CPU 0, generator on CPU 1): victim p99 with the storm <= 1.10x alone.
 #               --fair-pairs (3) alone/storm pairs, alternating, --fair-secs each;
 #               --fairness runs only this and rewrites only its section and row
+#   busy poll   the paced scenario at 50k and 100k faults/s with BusyPoll= off and
+#               50us: p50 and the worker's CPU (--busy-poll: only this, its section)
+#   control     AddRegion calls/s in one domain and across domains, AddRegions
+#               regions/s: >= 20k (--control-plane: only this, its section)
 # Paced runs schedule each group at start + i / rate and measure from that time
 # (no coordinated omission); they also measure the physical floor of the same
 # run (iopf-sim --floor: one group at a time, the server asleep on the doorbell).
@@ -59,6 +64,7 @@ paced_rate=400000
 sweep_secs=
 fair_only=0
 control_only=0
+busy_only=0
 fair_rate=20000
 fair_pairs=3
 fair_secs=
@@ -79,21 +85,24 @@ while [ $# -gt 0 ]; do
 	--out) out=$2; shift 2 ;;
 	--fairness) fair_only=1; shift ;;
 	--control-plane) control_only=1; shift ;;
+	--busy-poll) busy_only=1; shift ;;
 	--fair-rate) fair_rate=$2; shift 2 ;;
 	--fair-pairs) fair_pairs=$2; shift 2 ;;
 	--fair-secs) fair_secs=$2; shift 2 ;;
-	-h|--help) sed -n '3,45p' "$0"; exit 0 ;;
+	-h|--help) sed -n '3,50p' "$0"; exit 0 ;;
 	*) echo "bench: unknown option $1" >&2; exit 2 ;;
 	esac
 done
 
 sat_faults=3000000
 paced_secs=10
+busy_secs=5
 scale_faults=2000000
 def_sweep_secs=5
 if [ $quick -eq 1 ]; then
 	sat_faults=500000
 	paced_secs=3
+	busy_secs=2
 	scale_faults=300000
 	reps=1
 	def_sweep_secs=1.5
@@ -171,6 +180,8 @@ start_daemon() {
 	local n=$((scale > 16384 ? scale : 16384))
 	printf '[Limits]\nMaxSources=2048\nMaxDomains=%d\nMaxRegions=%d\nMaxSourcesPerUser=2048\nMaxDomainsPerUser=%d\nMaxRegionsPerUser=%d\nMaxConnections=4096\nMaxConnectionsPerUser=4096\nMaxFdsPerUser=2000000\n' \
 		"$n" "$n" "$n" "$n" > "$tmp/iopfd.conf"
+	# busy_run's [Daemon] section, when it sets one
+	printf '%b' "${daemon_conf:-}" >> "$tmp/iopfd.conf"
 	"$iopfd" --socket "$tmp/ctl" --workers "$workers" --allow-simulator --no-system-bus \
 		--config "$tmp/iopfd.conf" > "$tmp/iopfd.log" 2>&1 &
 	dpid=$!
@@ -498,6 +509,78 @@ with open(out, "w") as f:
 print("\n".join(sec))
 PY
 }
+# Busy polling (issue 13): the paced scenario (64 tenants) at 50k and 100k faults/s,
+# iopfd with BusyPoll= off and then on (--busy-poll, 50us: longer than the gap between
+# groups at either rate, so a worker that spins does not sleep), alternating, --reps
+# pairs; echo and the floor are in every run. The CPU column is the fault threads' CPU
+# time over the run's length: what the spin costs.
+busy_window=50us
+busy_run() {
+	local r b
+	stop_daemon
+	for _ in $(seq "$reps"); do
+		for r in 50000 100000; do
+			for b in 0 "$busy_window"; do
+				daemon_conf="[Daemon]\nBusyPoll=$b\n" start_daemon
+				sim_run "busy-$r-$b" --floor --compare --tenants 64 \
+					--devices 1 --pasids 1 --regions 16 --region-size 1M --window 64 \
+					--rate "$r" --duration "$busy_secs"
+				stop_daemon
+			done
+		done
+	done
+}
+busy_write() {
+	BENCH_BUSY=$busy_window BENCH_BUSY_SECS=$busy_secs python3 - "$tmp" "$out" <<'PY'
+import json, os, statistics, sys
+tmp, out = sys.argv[1:3]
+med = statistics.median
+win = os.environ["BENCH_BUSY"]
+def load(name):
+    with open(os.path.join(tmp, name + ".jsonl")) as f:
+        return [json.loads(l) for l in f if l.strip()]
+us = lambda ns: ns / 1e3
+cores = lambda x: x["cpu_ns"] / (x["seconds"] * 1e9) if x.get("seconds") else 0.0
+sec = ["## Busy polling", "",
+    "`[Daemon] BusyPoll=` keeps a worker spinning that long for the next completion before it",
+    "sleeps. The paced scenario (64 tenants x 16 regions, each group at its own scheduled time,",
+    "latency from it) with BusyPoll=0 and BusyPoll=%s, alternating, %d pairs of %s s runs; echo" % (
+        win, len(load("busy-50000-0")), os.environ["BENCH_BUSY_SECS"]),
+    "(which sleeps on the doorbell) and the floor are measured in each run. *CPU* is the server's",
+    "fault threads' CPU time over the run: 1.00 is a whole core. Load average %s." %
+        " ".join(open("/proc/loadavg").read().split()[:3]), "",
+    "| Offered (faults/s) | BusyPoll | floor p50 us | echo p50 us | iopfd p50 us | iopfd p99 us | iopfd p50 / echo | iopfd CPU (cores) | echo CPU (cores) | violations |",
+    "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+for r in (50000, 100000):
+    for b in ("0", win):
+        runs = load("busy-%d-%s" % (r, b))
+        m = lambda w, k: med([x[w][k] for x in runs])
+        sec.append("| %d | %s | %.1f | %.1f | %.1f | %.1f | %.2f | %.2f | %.2f | %d |" % (
+            r, "off" if b == "0" else b, us(m("floor", "p50_ns")), us(m("echo", "p50_ns")),
+            us(m("iopfd", "p50_ns")), us(m("iopfd", "p99_ns")),
+            med([x["iopfd"]["p50_ns"] / x["echo"]["p50_ns"] for x in runs if x["echo"]["p50_ns"]]),
+            med([cores(x["iopfd"]) for x in runs]), med([cores(x["echo"]) for x in runs]),
+            sum(x[w]["violations"] for x in runs for w in ("floor", "echo", "iopfd"))))
+sec.append("")
+text, inside = [], False
+if os.path.exists(out):
+    for line in open(out).read().rstrip("\n").split("\n"):
+        if line.startswith("## "):
+            inside = line.startswith("## Busy polling")
+        if not inside:
+            text.append(line)
+while text and not text[-1].strip():
+    text.pop()
+with open(out, "w") as f:
+    f.write("\n".join(text + [""] + sec))
+print("\n".join(sec))
+PY
+}
+if [ $busy_only -eq 1 ]; then
+	busy_run
+	busy_write
+	exit 0
+fi
 if [ $control_only -eq 1 ]; then
 	control_run
 	control_write
@@ -857,5 +940,7 @@ echo "bench: [${SECONDS}s] wrote $out and $plots/{latency-cdf,latency-tail,throu
 # the fairness scenario last: it runs its own iopfd (one worker, pinned)
 fair_run
 fair_write
+busy_run
+busy_write
 control_run
 control_write
