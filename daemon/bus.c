@@ -1002,11 +1002,7 @@ static int method_add_regions(sd_bus_message *m, void *userdata, sd_bus_error *e
 		r = sd_bus_message_enter_container(m, 'a', IOPF_WIRE_ADD_REGIONS_ROW);
 	if (r < 0)
 		return r;
-	v = calloc(IOPF_CONTROL_ADD_REGIONS_MAX, sizeof(*v));
-	ids = calloc(IOPF_CONTROL_ADD_REGIONS_MAX, sizeof(*ids));
-	if (!v || !ids)
-		return -ENOMEM;
-	for (;;) {
+	for (size_t cap = 0;;) {
 		struct iopf_control_region x;
 		uint32_t index;
 
@@ -1020,6 +1016,16 @@ static int method_add_regions(sd_bus_message *m, void *userdata, sd_bus_error *e
 			return sd_bus_error_setf(error, IOPF_ERROR_INVALID_ARGUMENT,
 						 "more than %u regions in one call",
 						 IOPF_CONTROL_ADD_REGIONS_MAX);
+		if (n == cap) {
+			/* as the rows come: a call of a few regions allocates for a few */
+			struct iopf_control_region *nv;
+
+			cap = cap ? cap * 2 : 16;
+			nv = reallocarray(v, cap, sizeof(*v));
+			if (!nv)
+				return -ENOMEM;
+			v = nv;
+		}
 		if (index >= n_fds)
 			return sd_bus_error_setf(error, IOPF_ERROR_INVALID_ARGUMENT,
 						 "region %zu: fd index %" PRIu32
@@ -1034,6 +1040,9 @@ static int method_add_regions(sd_bus_message *m, void *userdata, sd_bus_error *e
 	r = get_tenant(c, m, &tenant, error);
 	if (r < 0)
 		return r;
+	ids = calloc(n ? n : 1, sizeof(*ids));
+	if (!ids)
+		return -ENOMEM;
 	r = iopf_control_add_regions(c->bus->control, tenant, v, n, ids, &err);
 	if (r < 0) {
 		log_debug("Tenant %" PRIu64 ": AddRegions refused: %s", tenant, err.message);
