@@ -80,11 +80,17 @@ ssize_t iopf_fault_read(struct iopf_fault_buf *fb, struct iopf_backend *b,
 	const size_t rec = sizeof(struct iommu_hwpt_pgfault);
 
 	for (;;) {
-		ssize_t r = b->ops->fault_read(b, fb->recs, fb->cap * rec);
+		size_t want = fb->budget && fb->budget < fb->cap ? fb->budget : fb->cap;
+		ssize_t r = b->ops->fault_read(b, fb->recs, want * rec);
 		int g;
 
 		fb->n = 0;
 		fb->torn = false;
+		if (r == -EINVAL && want < fb->cap) {
+			fb->budget =
+				0; /* the first group is longer than the budget: read it whole */
+			continue;
+		}
 		if (r == -EINVAL) {
 			/* Not even the first group fits (6.12 and 7.2): grow, never drop. */
 			g = grow(fb, rb, rb_extra);

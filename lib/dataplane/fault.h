@@ -25,6 +25,7 @@ struct iopf_fault_buf {
 	size_t cap;			 /* records recs holds */
 	size_t max;			 /* cap grows (doubling) up to this for a huge group */
 	size_t n;			 /* records the last read delivered */
+	size_t budget;			 /* records the next read asks for, at most (0: cap) */
 	bool torn;			 /* the last read's byte count was not whole records */
 	unsigned empty_reads;		 /* polled-readable reads in a row that gave 0 */
 	/* NULL: recs is allocated here. Else the owner's: it grows there (the source's journal) */
@@ -55,6 +56,8 @@ void iopf_fault_buf_fini(struct iopf_fault_buf *fb);
  * kernel returns 0 only when nothing is queued; 0 right after the fd polled
  * readable is not kernel behaviour, but a backend that did that would never
  * deliver the group: after a few such reads in a row the buffer grows too.
+ * A read under a @fb->budget smaller than the buffer asks for that many
+ * records; a first group longer than the budget is read whole all the same.
  *
  * Return: records read (> 0; @fb->torn when the count had a partial record
  * at the end, which is ignored), 0 for nothing now (EINTR and EAGAIN too), or

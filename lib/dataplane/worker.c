@@ -54,9 +54,11 @@ struct iopf_worker {
 
 	/* worker thread only */
 	struct cds_list_head sources;
-	struct cds_list_head ready; /* sources due a turn next round (ready_node), in order */
-	bool multishot;		    /* poll sources multishot (false: one-shot, before 5.13) */
-	unsigned n_retiring;	    /* sources waiting for their poll cancellation */
+	/* sources due a turn next round (ready_node): woken since the last, then again */
+	struct cds_list_head ready, again;
+	unsigned n_sources;  /* on sources: more than one shares the turns (service_source()) */
+	bool multishot;	     /* poll sources multishot (false: one-shot, before 5.13) */
+	unsigned n_retiring; /* sources waiting for their poll cancellation */
 	bool cmd_armed, stopping;
 
 	sem_t started;
@@ -145,16 +147,22 @@ static void arm_source(struct iopf_worker *w, struct iopf_source *s)
 	s->poll_multishot = w->multishot;
 }
 
-/* Give @s a turn next round (@polled: its fd is known readable, see service_source()). */
-static void make_ready(struct iopf_worker *w, struct iopf_source *s, bool polled)
+/* Give @s a turn next round, at the end of @list (@polled: its fd is known readable). */
+static void queue_turn(struct cds_list_head *list, struct iopf_source *s, bool polled)
 {
 	if (s->on_ready) {
 		s->ready_polled |= polled;
 		return;
 	}
-	cds_list_add_tail(&s->ready_node, &w->ready);
+	cds_list_add_tail(&s->ready_node, list);
 	s->on_ready = true;
 	s->ready_polled = polled;
+}
+
+/* @s woke: a turn next round, before the sources that are there again (serve_ready()). */
+static void make_ready(struct iopf_worker *w, struct iopf_source *s, bool polled)
+{
+	queue_turn(&w->ready, s, polled);
 }
 
 static void unready(struct iopf_source *s)
@@ -478,8 +486,10 @@ static struct iopf_resolver resolver_of(struct iopf_worker *w, struct iopf_sourc
  * timer: at most IOPF_TURN_READS reads, each answered with one write before
  * the next read, so between two reads every group of the earlier one is
  * answered or held and s->buf holds exactly the last read's records until
- * they are. The bound keeps one busy source from starving the others on this
- * worker: a source still readable gets another turn in the next round.
+ * they are. While other sources share the worker, the turn also reads at
+ * most IOPF_TURN_SHARED_RECORDS records (a group longer than that whole):
+ * the bounds keep one busy source from starving the others on this worker,
+ * and a source still readable gets another turn in the next round.
  *
  * A multishot poll's completion says the fd woke, not that it is readable
  * now (a group read in a turn may have woken it after the turn began), so
@@ -494,6 +504,8 @@ static enum turn_end service_source(struct iopf_worker *w, struct iopf_source *s
 	struct route_memo memo = {};
 	enum turn_end end = TURN_BOUND;
 	bool failed = false;
+	/* 0: no budget (alone on the worker, nobody to wait behind it) */
+	size_t left = w->n_sources > 1 ? IOPF_TURN_SHARED_RECORDS : 0;
 	size_t n, lookups;
 
 	/* Responses of an earlier read wait for a write: no read before they are written. */
@@ -504,8 +516,11 @@ static enum turn_end service_source(struct iopf_worker *w, struct iopf_source *s
 
 	rcu_read_lock();
 	for (unsigned reads = 0; reads < IOPF_TURN_READS; reads++) {
-		ssize_t r = iopf_fault_read(&s->buf, s->backend, &s->rb, s->held_room,
-					    polled && reads == 0);
+		ssize_t r;
+
+		s->buf.budget = left;
+		r = iopf_fault_read(&s->buf, s->backend, &s->rb, s->held_room,
+				    polled && reads == 0);
 
 		if (s->buf.torn)
 			ctr_add(&s->io_errors, 1); /* torn record: not kernel behaviour, skip it */
@@ -534,7 +549,11 @@ static enum turn_end service_source(struct iopf_worker *w, struct iopf_source *s
 			end = TURN_DONE;
 			break;
 		}
+		if (left && n >= left)
+			break; /* the budget is spent: TURN_BOUND */
+		left = left ? left - n : 0;
 	}
+	s->buf.budget = 0;
 	rcu_read_unlock();
 
 	if (failed)
@@ -678,6 +697,7 @@ static void retire_source(struct iopf_worker *w, struct iopf_source *s)
 	}
 	drain(s);
 	cds_list_del(&s->wnode);
+	w->n_sources--;
 	unready(s);
 
 	if (s->poll_armed || s->timer_armed) {
@@ -727,6 +747,7 @@ static void run_commands(struct iopf_worker *w)
 			struct iopf_source *s = c->obj;
 
 			cds_list_add_tail(&s->wnode, &w->sources);
+			w->n_sources++;
 			if (s->recover)
 				recover_source(w, s);
 			arm_source(w, s);
@@ -784,21 +805,23 @@ static void poll_done(struct iopf_worker *w, struct iopf_source *s, int res, uns
 }
 
 /*
- * One turn for every source that was on the ready list when the round began,
- * in order; one that may have more (TURN_BOUND, TURN_READABLE) is put back at
- * the end of the list for the next round, after the completions reaped then:
- * round robin, so no source waits more than a round while others stay busy.
- * One-shot polls stand in for the list: its turn done, the source is armed
- * again, and a still-readable fd completes at once.
+ * One turn for every source due one when the round began: first those that
+ * woke since the last round, in order, then those whose last turn ended at
+ * its bound (TURN_BOUND, TURN_READABLE: they may have more), which go on
+ * w->again for the next round. Round robin, and a source that wakes beside
+ * busy ones waits at most the rest of the round it woke in: one bounded turn
+ * of each busy source. One-shot polls stand in for the lists: its turn done,
+ * the source is armed again, and a still-readable fd completes at once.
  */
 static void serve_ready(struct iopf_worker *w)
 {
 	CDS_LIST_HEAD(round);
 	struct iopf_source *s, *tmp;
 
-	if (cds_list_empty(&w->ready))
-		return;
+	/* round = ready, then again */
+	cds_list_splice(&w->again, &round);
 	cds_list_splice(&w->ready, &round);
+	CDS_INIT_LIST_HEAD(&w->again);
 	CDS_INIT_LIST_HEAD(&w->ready);
 	cds_list_for_each_entry_safe(s, tmp, &round, ready_node)
 	{
@@ -808,7 +831,7 @@ static void serve_ready(struct iopf_worker *w)
 		s->on_ready = false;
 		end = service_source(w, s, s->ready_polled);
 		if (end != TURN_DONE && w->multishot && s->poll_armed)
-			make_ready(w, s, end == TURN_READABLE);
+			queue_turn(&w->again, s, end == TURN_READABLE);
 		arm_source(w, s);
 	}
 }
@@ -921,7 +944,7 @@ static void *worker_main(void *arg)
 		}
 
 		/* one enter a round: sources still due a turn must not wait for a completion */
-		if (cds_list_empty(&w->ready)) {
+		if (cds_list_empty(&w->ready) && cds_list_empty(&w->again)) {
 			uint64_t spin = __atomic_load_n(w->cfg.busy_poll_ns, __ATOMIC_RELAXED);
 
 			r = spin ? spin_then_wait(w, spin) : io_uring_submit_and_wait(&w->ring, 1);
@@ -955,6 +978,7 @@ int iopf_worker_start(const struct iopf_worker_config *cfg, struct iopf_worker *
 		return r;
 	}
 	CDS_INIT_LIST_HEAD(&w->sources);
+	CDS_INIT_LIST_HEAD(&w->again);
 	CDS_INIT_LIST_HEAD(&w->ready);
 	w->multishot = true; /* until a poll says otherwise (poll_done()) */
 	sem_init(&w->started, 0, 0);

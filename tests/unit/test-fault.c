@@ -304,10 +304,43 @@ static void test_read_grows(void **state)
 	iopf_response_batch_fini(&rb);
 }
 
+/*
+ * A budget smaller than the buffer: a read asks for that many records (whole
+ * groups that fit), and a first group longer than the budget is read whole,
+ * without growing the buffer and without dropping the group.
+ */
+static void test_read_budget(void **state)
+{
+	struct fake *f = fake_new(false);
+	struct iopf_backend *b = fake_backend(f);
+	struct iopf_response_batch rb;
+	struct iopf_fault_buf fb;
+
+	(void)state;
+	assert_int_equal(iopf_response_batch_init(&rb, 8), 0);
+	assert_int_equal(iopf_fault_buf_init(&fb, 8, 8), 0);
+	for (int i = 0; i < 3; i++)
+		inject_group(f, 1);
+	inject_group(f, 3);
+	fb.budget = 2;
+	assert_int_equal(iopf_fault_read(&fb, b, &rb, 0, false), 2);
+	fb.budget = 2;
+	assert_int_equal(iopf_fault_read(&fb, b, &rb, 0, false), 1); /* the 3 do not fit in 2 */
+	fb.budget = 2;
+	assert_int_equal(iopf_fault_read(&fb, b, &rb, 0, false), 3);
+	assert_true(fb.recs[2].flags & LAST);
+	assert_int_equal(fb.cap, 8);
+	assert_int_equal(fake_pending(f), 0);
+	iopf_backend_close(b);
+	fake_free(f);
+	iopf_fault_buf_fini(&fb);
+	iopf_response_batch_fini(&rb);
+}
+
 TEST_MAIN(cmocka_unit_test(test_empty), cmocka_unit_test(test_whole_groups),
 	  cmocka_unit_test(test_unknown_flags_masked),
 	  cmocka_unit_test(test_unknown_flags_one_record),
 	  cmocka_unit_test(test_unknown_flags_bad_group),
 	  cmocka_unit_test(test_cookie_changes_early), cmocka_unit_test(test_batch_ends_mid_group),
 	  cmocka_unit_test(test_mixed_keys), cmocka_unit_test(test_pasid_out_of_range),
-	  cmocka_unit_test(test_read_grows));
+	  cmocka_unit_test(test_read_grows), cmocka_unit_test(test_read_budget));

@@ -40,6 +40,11 @@
 
 /* Reads of one source per worker turn, each answered before the next. */
 #define IOPF_TURN_READS 4u
+/*
+ * Records of one source per worker turn while other sources share the worker:
+ * a group of another source waits behind at most that many of a busy one's.
+ */
+#define IOPF_TURN_SHARED_RECORDS 64u
 /* Reads of the last drain of a removed source: a device may fault forever. */
 #define IOPF_DRAIN_MAX_READS 64u
 
