@@ -31,6 +31,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/stat.h>
@@ -1366,6 +1367,13 @@ static void *injector_run(void *arg)
 {
 	struct injector *in = arg;
 
+	/*
+	 * A storm is another device's load: on a CPU shared with the paced
+	 * injectors it must not make them late (the server's fairness is what is
+	 * measured, not the generator's), so it runs at the lowest priority.
+	 */
+	if (in->storm)
+		(void)setpriority(PRIO_PROCESS, (id_t)gettid(), 19);
 	for (;;) {
 		uint64_t now = now_ns();
 		bool stop = in->res.inj_groups >= in->quota || (run_end_by && now >= run_end_by) ||
