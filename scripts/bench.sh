@@ -407,12 +407,13 @@ sec += [
     "",
     "What the figure includes: the victim's latency runs from its schedule to the answer the",
     "server wrote, so it counts the injector's lateness (its column: the generator's two",
-    "threads share CPU 1, where the storm's injector never sleeps), the victim's wakeup of the",
-    "server, and the wait behind the storm's turns. A worker turn is at most 4 reads of 256",
-    "records (`IOPF_TURN_READS`, ReadBatch), so a victim group waits at most the rest of one",
-    "storm turn and one more: up to 2048 storm groups, about as many microseconds of the",
-    "storm's work at iopfd's per-fault cost; the integration test `sim-fairness` holds iopfd",
-    "to that bound on the server's own answer order (`iopf-sim --max-overtakes`). The storm's",
+    "threads share CPU 1, where the storm's injector never sleeps; it runs at nice 19 so that",
+    "the victim's injector keeps its schedule), the victim's wakeup of the server, and the",
+    "wait behind the storm's turns. While sources share a worker a turn reads at most 64",
+    "records (`IOPF_TURN_SHARED_RECORDS`), and a woken source goes before a busy one, so a",
+    "victim group waits for at most 2 x 64 storm groups (echo reads until empty: no bound);",
+    "the integration test `sim-fairness` holds iopfd to that bound on the server's own answer",
+    "order (`iopf-sim --max-overtakes`). The load average counts the two spinners. The storm's",
     "faults/s say whether it kept the worker busy (compare the saturation row). The last",
     "column counts that wait in storm groups, on the server's answer times (`--max-overtakes`),",
     "which the machine's noise does not inflate. *Met* is yes only if the injector's late p99",
@@ -472,8 +473,29 @@ control_run() {
 		stop_daemon
 	done
 }
+# put_section FILE: FILE's "## Title" section replaces the one of that title in $out, or
+# goes at its end; the section is shown too.
+put_section() {
+	python3 - "$1" "$out" <<'PY'
+import os, sys
+sec = open(sys.argv[1]).read().rstrip("\n").split("\n")
+out = sys.argv[2]
+text, inside = [], False
+if os.path.exists(out):
+    for line in open(out).read().rstrip("\n").split("\n"):
+        if line.startswith("## "):
+            inside = line == sec[0]
+        if not inside:
+            text.append(line)
+while text and not text[-1].strip():
+    text.pop()
+with open(out, "w") as f:
+    f.write("\n".join(text + [""] + sec + [""]))
+print("\n".join(sec))
+PY
+}
 control_write() {
-	python3 - "$tmp" "$out" <<'PY'
+	python3 - "$tmp" "$tmp/section.md" <<'PY'
 import json, os, sys
 tmp, out = sys.argv[1:3]
 runs = {r["name"]: r for r in map(json.loads, open(os.path.join(tmp, "control.jsonl")))}
@@ -495,19 +517,9 @@ for label, r in (("AddRegion, one domain", one), ("AddRegion, one region in each
         ok(r["regions_per_s"] if r["batch"] else r["calls_per_s"])))
 sec += ["", "Adding %d regions to one domain took %.1f s (%.1f s to register the domains"
         " of the across run, not counted above)." % (one["regions_per_domain"], one["region_secs"], across["domain_secs"]), ""]
-text, inside = [], False
-if os.path.exists(out):
-    for line in open(out).read().rstrip("\n").split("\n"):
-        if line.startswith("## "):
-            inside = line.startswith("## Control plane")
-        if not inside:
-            text.append(line)
-while text and not text[-1].strip():
-    text.pop()
-with open(out, "w") as f:
-    f.write("\n".join(text + [""] + sec))
-print("\n".join(sec))
+open(out, "w").write("\n".join(sec))
 PY
+	put_section "$tmp/section.md"
 }
 # Busy polling (issue 13): the paced scenario (64 tenants) at 50k and 100k faults/s,
 # iopfd with BusyPoll= off and then on (--busy-poll, 50us: longer than the gap between
@@ -531,7 +543,7 @@ busy_run() {
 	done
 }
 busy_write() {
-	BENCH_BUSY=$busy_window BENCH_BUSY_SECS=$busy_secs python3 - "$tmp" "$out" <<'PY'
+	BENCH_BUSY=$busy_window BENCH_BUSY_SECS=$busy_secs python3 - "$tmp" "$tmp/section.md" <<'PY'
 import json, os, statistics, sys
 tmp, out = sys.argv[1:3]
 med = statistics.median
@@ -562,19 +574,9 @@ for r in (50000, 100000):
             med([cores(x["iopfd"]) for x in runs]), med([cores(x["echo"]) for x in runs]),
             sum(x[w]["violations"] for x in runs for w in ("floor", "echo", "iopfd"))))
 sec.append("")
-text, inside = [], False
-if os.path.exists(out):
-    for line in open(out).read().rstrip("\n").split("\n"):
-        if line.startswith("## "):
-            inside = line.startswith("## Busy polling")
-        if not inside:
-            text.append(line)
-while text and not text[-1].strip():
-    text.pop()
-with open(out, "w") as f:
-    f.write("\n".join(text + [""] + sec))
-print("\n".join(sec))
+open(out, "w").write("\n".join(sec))
 PY
+	put_section "$tmp/section.md"
 }
 if [ $busy_only -eq 1 ]; then
 	busy_run
