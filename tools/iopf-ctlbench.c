@@ -8,15 +8,20 @@
  * unregisters the source (which removes everything). It prints the time of
  * each phase, the calls and regions per second, the slowest single call, and
  * the rate over the first and the last tenth of the regions, which differ
- * when a call's cost grows with what is already registered.
+ * when a call's cost grows with what is already registered. Beside it, the
+ * floor of the same run: synchronous round trips between two threads over a
+ * unix socket, each request as long as an AddRegion call and carrying one fd,
+ * each reply as long as its answer: no single-call client goes faster.
  */
 #include <errno.h>
 #include <getopt.h>
 #include <inttypes.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -44,6 +49,82 @@ static void die(struct iopf_client *c, const char *what, int r)
 	fprintf(stderr, "iopf-ctlbench: %s: %s (%s)\n", what, strerror(-r),
 		c && iopf_client_last_error(c) ? iopf_client_last_error(c) : "");
 	exit(1);
+}
+
+/* Request and reply sizes of an AddRegion call on the wire (header, fields, padding). */
+#define FLOOR_REQUEST 232
+#define FLOOR_REPLY   64
+#define FLOOR_CALLS   20000
+
+/* The floor's server: take each request and its fd, close the fd, answer. */
+static void *floor_server(void *arg)
+{
+	int sk = *(int *)arg;
+	char buf[FLOOR_REQUEST];
+
+	for (;;) {
+		union {
+			struct cmsghdr h;
+			char space[CMSG_SPACE(sizeof(int))];
+		} cm;
+		struct iovec io = {.iov_base = buf, .iov_len = sizeof(buf)};
+		struct msghdr mh = {.msg_iov = &io,
+				    .msg_iovlen = 1,
+				    .msg_control = &cm,
+				    .msg_controllen = sizeof(cm)};
+		struct cmsghdr *h;
+
+		if (recvmsg(sk, &mh, MSG_WAITALL | MSG_CMSG_CLOEXEC) != sizeof(buf))
+			return NULL;
+		h = CMSG_FIRSTHDR(&mh);
+		if (h && h->cmsg_type == SCM_RIGHTS) {
+			int fd;
+
+			memcpy(&fd, CMSG_DATA(h), sizeof(fd));
+			close(fd);
+		}
+		if (send(sk, buf, FLOOR_REPLY, 0) != FLOOR_REPLY)
+			return NULL;
+	}
+}
+
+/* Synchronous round trips per second, each passing @fd, as in an AddRegion call. */
+static double floor_calls_per_s(int fd)
+{
+	char buf[FLOOR_REQUEST] = {0};
+	pthread_t th;
+	uint64_t t;
+	int sk[2];
+
+	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sk) < 0 ||
+	    pthread_create(&th, NULL, floor_server, &sk[1]) != 0)
+		return 0;
+	t = now_ns();
+	for (unsigned i = 0; i < FLOOR_CALLS; i++) {
+		union {
+			struct cmsghdr h;
+			char space[CMSG_SPACE(sizeof(int))];
+		} cm = {};
+		struct iovec io = {.iov_base = buf, .iov_len = sizeof(buf)};
+		struct msghdr mh = {.msg_iov = &io,
+				    .msg_iovlen = 1,
+				    .msg_control = &cm,
+				    .msg_controllen = sizeof(cm)};
+		struct cmsghdr *h = CMSG_FIRSTHDR(&mh);
+
+		h->cmsg_level = SOL_SOCKET;
+		h->cmsg_type = SCM_RIGHTS;
+		h->cmsg_len = CMSG_LEN(sizeof(int));
+		memcpy(CMSG_DATA(h), &fd, sizeof(fd));
+		if (sendmsg(sk[0], &mh, 0) != sizeof(buf) ||
+		    recv(sk[0], buf, FLOOR_REPLY, MSG_WAITALL) != FLOOR_REPLY)
+			break;
+	}
+	t = now_ns() - t;
+	close(sk[0]); /* the server's recvmsg ends */
+	pthread_join(th, NULL);
+	close(sk[1]);
+	return (double)FLOOR_CALLS / secs(t);
 }
 
 static void usage(void)
@@ -175,6 +256,7 @@ int main(int argc, char **argv)
 	t_end = now_ns();
 
 	{
+		double floor = floor_calls_per_s(mem);
 		double reg = secs(t_reg - t_dom);
 		uint64_t calls = batch ? (regions + batch - 1) / batch * domains : total;
 		double first = first_ns ? (double)(total / 10) / secs(first_ns) : 0;
@@ -185,17 +267,19 @@ int main(int argc, char **argv)
 			       "\"domain_secs\": %.6f, \"region_secs\": %.6f, \"calls\": %" PRIu64
 			       ", \"calls_per_s\": %.1f, \"regions_per_s\": %.1f, "
 			       "\"first_tenth_regions_per_s\": %.1f, \"last_tenth_regions_per_s\": "
-			       "%.1f, \"worst_call_secs\": %.6f, \"teardown_secs\": %.6f}\n",
+			       "%.1f, \"worst_call_secs\": %.6f, \"teardown_secs\": %.6f, "
+			       "\"floor_calls_per_s\": %.1f}\n",
 			       domains, regions, batch, secs(t_dom - t0), reg, calls,
 			       (double)calls / reg, (double)total / reg, first, last, secs(worst),
-			       secs(t_end - t_reg));
+			       secs(t_end - t_reg), floor);
 		else
 			printf("domains %lu (%.3f s, %.0f/s), regions %" PRIu64 " in %" PRIu64
 			       " calls: %.3f s, %.0f calls/s, %.0f regions/s (first tenth %.0f/s, "
-			       "last %.0f/s), slowest call %.3f ms, teardown %.3f s\n",
+			       "last %.0f/s), slowest call %.3f ms, teardown %.3f s; floor %.0f "
+			       "calls/s\n",
 			       domains, secs(t_dom - t0), (double)domains / secs(t_dom - t0), total,
 			       calls, reg, (double)calls / reg, (double)total / reg, first, last,
-			       secs(worst) * 1e3, secs(t_end - t_reg));
+			       secs(worst) * 1e3, secs(t_end - t_reg), floor);
 	}
 	free(dom);
 	iopf_client_free(c);
