@@ -1035,35 +1035,22 @@ static void region_info(const struct iopf_eregion *er, struct iopf_region_info *
 	};
 }
 
-int iopf_engine_source_info(struct iopf_engine *e, uint64_t id, struct iopf_source_info *ret)
-{
-	struct iopf_source *s = idvec_find(&e->sources, id);
+/* iopf_engine_<name>_info(): the object @id of e-><name>s, as <name>_info() describes it. */
+#define OBJECT_INFO(name, type)                                                                    \
+	int iopf_engine_##name##_info(struct iopf_engine *e, uint64_t id,                          \
+				      struct iopf_##name##_info *ret)                              \
+	{                                                                                          \
+		const type *o = idvec_find(&e->name##s, id);                                       \
+                                                                                                   \
+		if (!o)                                                                            \
+			return -ENOENT;                                                            \
+		name##_info(o, ret);                                                               \
+		return 0;                                                                          \
+	}
 
-	if (!s)
-		return -ENOENT;
-	source_info(s, ret);
-	return 0;
-}
-
-int iopf_engine_domain_info(struct iopf_engine *e, uint64_t id, struct iopf_domain_info *ret)
-{
-	struct iopf_domain *d = idvec_find(&e->domains, id);
-
-	if (!d)
-		return -ENOENT;
-	domain_info(d, ret);
-	return 0;
-}
-
-int iopf_engine_region_info(struct iopf_engine *e, uint64_t id, struct iopf_region_info *ret)
-{
-	struct iopf_eregion *er = idvec_find(&e->regions, id);
-
-	if (!er)
-		return -ENOENT;
-	region_info(er, ret);
-	return 0;
-}
+OBJECT_INFO(source, struct iopf_source)
+OBJECT_INFO(domain, struct iopf_domain)
+OBJECT_INFO(region, struct iopf_eregion)
 
 int iopf_engine_region_overlap(struct iopf_engine *e, uint64_t domain_id, uint64_t iova,
 			       uint64_t length, struct iopf_region_info *ret)
@@ -1198,30 +1185,8 @@ unsigned iopf_engine_workers_alive(struct iopf_engine *e)
 	return e->alive;
 }
 
-int iopf_engine_set_fault_around(struct iopf_engine *e, uint64_t bytes)
-{
-	if (!iopf_fault_around_ok(bytes))
-		return -EINVAL;
-	__atomic_store_n(&e->cfg.fault_around, bytes, __ATOMIC_RELAXED);
-	return 0;
-}
-
-int iopf_engine_set_read_batch(struct iopf_engine *e, unsigned records)
-{
-	/* only source_new() reads it, on this thread */
-	if (!iopf_read_batch_ok(records))
-		return -EINVAL;
-	e->cfg.read_batch = records;
-	return 0;
-}
-
-int iopf_engine_set_busy_poll(struct iopf_engine *e, uint64_t ns)
-{
-	if (!iopf_busy_poll_ok(ns))
-		return -EINVAL;
-	__atomic_store_n(&e->cfg.busy_poll_ns, ns, __ATOMIC_RELAXED);
-	return 0;
-}
+/* fault_around and busy_poll_ns read by the workers as they run; read_batch by source_new() */
+IOPF_ENGINE_DEFINE_SETTERS()
 
 /* ---- restore (iopf_engine_restore()) ---- */
 

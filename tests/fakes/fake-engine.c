@@ -535,29 +535,7 @@ int iopf_engine_ping(struct iopf_engine *e, unsigned *ret_late)
 	return 1;
 }
 
-int iopf_engine_set_fault_around(struct iopf_engine *e, uint64_t bytes)
-{
-	if (!iopf_fault_around_ok(bytes))
-		return -EINVAL;
-	e->cfg.fault_around = bytes;
-	return 0;
-}
-
-int iopf_engine_set_read_batch(struct iopf_engine *e, unsigned records)
-{
-	if (!iopf_read_batch_ok(records))
-		return -EINVAL;
-	e->cfg.read_batch = records;
-	return 0;
-}
-
-int iopf_engine_set_busy_poll(struct iopf_engine *e, uint64_t ns)
-{
-	if (!iopf_busy_poll_ok(ns))
-		return -EINVAL;
-	e->cfg.busy_poll_ns = ns;
-	return 0;
-}
+IOPF_ENGINE_DEFINE_SETTERS()
 
 /*
  * What outlives the process: the fake has no arena. Records are accepted and

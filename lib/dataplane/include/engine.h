@@ -13,6 +13,7 @@
 #ifndef IOPF_ENGINE_H
 #define IOPF_ENGINE_H
 
+#include <errno.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -346,5 +347,27 @@ unsigned iopf_engine_workers_alive(struct iopf_engine *e);
 int iopf_engine_set_fault_around(struct iopf_engine *e, uint64_t bytes);
 int iopf_engine_set_read_batch(struct iopf_engine *e, unsigned records);
 int iopf_engine_set_busy_poll(struct iopf_engine *e, uint64_t ns);
+
+/*
+ * The three setters above, for an engine whose struct iopf_engine holds its
+ * struct iopf_engine_config as cfg (engine.c, tests/fakes/fake-engine.c): the
+ * value checked by engine-limits.h's rule, then stored relaxed-atomic, since
+ * workers read some of these settings as they run.
+ */
+#define IOPF_SETTING_STORE(field, v, ok)                                                           \
+	((ok)(v) ? (__atomic_store_n(&(field), (v), __ATOMIC_RELAXED), 0) : -EINVAL)
+#define IOPF_ENGINE_DEFINE_SETTERS()                                                               \
+	int iopf_engine_set_fault_around(struct iopf_engine *e, uint64_t bytes)                    \
+	{                                                                                          \
+		return IOPF_SETTING_STORE(e->cfg.fault_around, bytes, iopf_fault_around_ok);       \
+	}                                                                                          \
+	int iopf_engine_set_read_batch(struct iopf_engine *e, unsigned records)                    \
+	{                                                                                          \
+		return IOPF_SETTING_STORE(e->cfg.read_batch, records, iopf_read_batch_ok);         \
+	}                                                                                          \
+	int iopf_engine_set_busy_poll(struct iopf_engine *e, uint64_t ns)                          \
+	{                                                                                          \
+		return IOPF_SETTING_STORE(e->cfg.busy_poll_ns, ns, iopf_busy_poll_ok);             \
+	}
 
 #endif /* IOPF_ENGINE_H */
