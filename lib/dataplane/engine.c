@@ -97,7 +97,6 @@ static void *idvec_find(const struct idvec *x, uint64_t id)
 
 static int idvec_reserve(struct idvec *x, size_t extra)
 {
-	struct idvec_entry *v;
 	size_t cap;
 
 	if (x->n + extra <= x->cap)
@@ -105,10 +104,8 @@ static int idvec_reserve(struct idvec *x, size_t extra)
 	cap = x->cap ? x->cap * 2 : 16;
 	while (cap < x->n + extra)
 		cap *= 2;
-	v = realloc(x->v, cap * sizeof(*v));
-	if (!v)
+	if (REALLOC_ARRAY(x->v, cap) < 0)
 		return -ENOMEM;
-	x->v = v;
 	x->cap = cap;
 	return 0;
 }

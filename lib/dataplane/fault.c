@@ -4,6 +4,8 @@
 #include <errno.h>
 #include <stdlib.h>
 
+#include "util.h"
+
 #define PV IOMMU_PGFAULT_FLAGS_PASID_VALID
 /* Polled-readable reads in a row giving 0 that mean "the first group does not fit". */
 #define EMPTY_READS_GROW 2
@@ -14,19 +16,16 @@
  */
 static int fault_buf_grow(struct iopf_fault_buf *fb, size_t cap)
 {
-	struct iommu_hwpt_pgfault *recs;
-
 	if (fb->grow) {
+		struct iommu_hwpt_pgfault *recs;
 		int r = fb->grow(fb->grow_userdata, cap, &recs);
 
 		if (r < 0)
 			return r;
-	} else {
-		recs = realloc(fb->recs, cap * sizeof(*recs));
-		if (!recs)
-			return -ENOMEM;
+		fb->recs = recs;
+	} else if (REALLOC_ARRAY(fb->recs, cap) < 0) {
+		return -ENOMEM;
 	}
-	fb->recs = recs;
 	fb->cap = cap;
 	return 0;
 }

@@ -114,31 +114,12 @@ static int index_resize(struct iopf_response_batch *rb, size_t cap)
 
 int iopf_response_batch_reserve(struct iopf_response_batch *rb, size_t cap)
 {
-	struct iommu_hwpt_page_response *resp;
-	struct iopf_counters **ctr;
-	struct iopf_histogram **hist;
-	uint64_t *t_read;
-
 	if (cap <= rb->cap)
 		return 0;
-	if (index_resize(rb, cap) < 0)
+	if (index_resize(rb, cap) < 0 || REALLOC_ARRAY(rb->resp, cap) < 0 ||
+	    REALLOC_ARRAY(rb->ctr, cap) < 0 || REALLOC_ARRAY(rb->hist, cap) < 0 ||
+	    REALLOC_ARRAY(rb->t_read, cap) < 0)
 		return -ENOMEM;
-	resp = realloc(rb->resp, cap * sizeof(*resp));
-	if (!resp)
-		return -ENOMEM;
-	rb->resp = resp;
-	ctr = realloc(rb->ctr, cap * sizeof(*ctr));
-	if (!ctr)
-		return -ENOMEM;
-	rb->ctr = ctr;
-	hist = realloc(rb->hist, cap * sizeof(*hist));
-	if (!hist)
-		return -ENOMEM;
-	rb->hist = hist;
-	t_read = realloc(rb->t_read, cap * sizeof(*t_read));
-	if (!t_read)
-		return -ENOMEM;
-	rb->t_read = t_read;
 	rb->cap = cap;
 	return 0;
 }

@@ -340,11 +340,9 @@ int iopf_state_claim(struct iopf_state *s, uint64_t off, size_t size)
 		return -EINVAL;
 	if (s->n_claims == s->claims_cap) {
 		size_t cap = s->claims_cap ? s->claims_cap * 2 : 64;
-		struct claim *v = realloc(s->claims, cap * sizeof(*v));
 
-		if (!v)
+		if (REALLOC_ARRAY(s->claims, cap) < 0)
 			return -ENOMEM;
-		s->claims = v;
 		s->claims_cap = cap;
 	}
 	s->claims[s->n_claims++] = (struct claim){.off = off, .size = b};

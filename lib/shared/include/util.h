@@ -73,6 +73,16 @@ static inline bool is_power_of_2(uint64_t x)
 	return x && !(x & (x - 1));
 }
 
+/*
+ * Resize the array @p (an lvalue) to @n elements: @p is set to the new array,
+ * or on failure left as it was. Return: 0 or -ENOMEM.
+ */
+#define REALLOC_ARRAY(p, n)                                                                        \
+	({                                                                                         \
+		typeof(p) _new_ = realloc((p), (n) * sizeof(*(p)));                                \
+		_new_ ? ((p) = _new_, 0) : -ENOMEM;                                                \
+	})
+
 /* The libc -1/errno convention turned into -errno. */
 static inline int negative_errno(void)
 {
