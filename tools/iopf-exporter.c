@@ -182,26 +182,21 @@ static int push_row(struct row **v, size_t *n, struct row **ret)
 	return 0;
 }
 
+static void row_set(const char *key, uint64_t v, void *userdata)
+{
+	struct row *row = userdata;
+
+	for (unsigned i = 0; i < F_REASON0; i++)
+		if (strcmp(key, field_names[i]) == 0)
+			row->v[i] = v;
+	for (unsigned i = 0; i < _IOPF_REASON_MAX; i++)
+		if (strcmp(key, iopf_wire_reason_name(i)) == 0)
+			row->v[F_REASON0 + i] = v;
+}
+
 static int read_fields(sd_bus_message *m, struct row *row)
 {
-	const char *key;
-	uint64_t v;
-	int r;
-
-	r = sd_bus_message_enter_container(m, 'a', "{st}");
-	if (r < 0)
-		return r;
-	while ((r = sd_bus_message_read(m, "{st}", &key, &v)) > 0) {
-		for (unsigned i = 0; i < F_REASON0; i++)
-			if (strcmp(key, field_names[i]) == 0)
-				row->v[i] = v;
-		for (unsigned i = 0; i < _IOPF_REASON_MAX; i++)
-			if (strcmp(key, iopf_wire_reason_name(i)) == 0)
-				row->v[F_REASON0 + i] = v;
-	}
-	if (r < 0)
-		return r;
-	return sd_bus_message_exit_container(m);
+	return iopf_wire_read_counters(m, row_set, row);
 }
 
 struct daemon_link {

@@ -589,25 +589,29 @@ _public_ int iopf_client_list_regions_sized(struct iopf_client *c, size_t size,
 		    size, (void **)ret, ret_n);
 }
 
+struct counter_wanted {
+	const char *name;
+	uint64_t *ret;
+	bool found;
+};
+
+static void counter_take(const char *key, uint64_t v, void *userdata)
+{
+	struct counter_wanted *w = userdata;
+
+	if (!w->found && strcmp(key, w->name) == 0) {
+		*w->ret = v;
+		w->found = true;
+	}
+}
+
 /* Find @name in the a{st} the reply is positioned at. Return: 0, -ENOENT, -errno. */
 static int read_counter(sd_bus_message *reply, const char *name, uint64_t *ret)
 {
-	const char *key;
-	uint64_t v;
-	int r, found = 0;
+	struct counter_wanted w = {.name = name, .ret = ret};
+	int r = iopf_wire_read_counters(reply, counter_take, &w);
 
-	r = sd_bus_message_enter_container(reply, 'a', "{st}");
-	if (r < 0)
-		return r;
-	while ((r = sd_bus_message_read(reply, "{st}", &key, &v)) > 0)
-		if (!found && strcmp(key, name) == 0) {
-			*ret = v;
-			found = 1;
-		}
-	if (r < 0)
-		return r;
-	r = sd_bus_message_exit_container(reply);
-	return r < 0 ? r : found ? 0 : -ENOENT;
+	return r < 0 ? r : w.found ? 0 : -ENOENT;
 }
 
 /* Stats rows are "(t...a{st})": the object id first, the counters last. */

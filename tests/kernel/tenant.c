@@ -63,7 +63,7 @@
 #include "iopf/iopf.h"
 #include "fdstore.h"
 #include "kt.h"
-#include "wire.h"
+#include "wire-bus.h"
 
 #define WAIT_MS	    20000 /* bound on any wait for iopfd (TCG is slow, not this slow) */
 #define PROBE_SLACK 8	  /* cookies probed beyond the number of faults raised */
@@ -153,21 +153,11 @@ static void ctrs_set(struct ctrs *c, const char *name, uint64_t v)
 		}
 }
 
-static int read_counter_dict(sd_bus_message *m, struct ctrs *c)
+/* iopf_wire_read_counters() into the struct ctrs @userdata, or with NULL past them. */
+static void ctrs_take(const char *name, uint64_t v, void *userdata)
 {
-	const char *name;
-	uint64_t v;
-	int r;
-
-	r = sd_bus_message_enter_container(m, 'a', "{st}");
-	if (r < 0)
-		return r;
-	while ((r = sd_bus_message_read(m, "{st}", &name, &v)) > 0)
-		if (c)
-			ctrs_set(c, name, v);
-	if (r < 0)
-		return r;
-	return sd_bus_message_exit_container(m);
+	if (userdata)
+		ctrs_set(userdata, name, v);
 }
 
 /*
@@ -202,7 +192,7 @@ static int stats_get(uint64_t id, bool source, struct ctrs *ret)
 						&pasid);
 		if (r < 0)
 			break;
-		r = read_counter_dict(reply, oid == id ? ret : NULL);
+		r = iopf_wire_read_counters(reply, ctrs_take, oid == id ? ret : NULL);
 		if (r < 0)
 			break;
 		if (oid == id)

@@ -40,4 +40,26 @@ static inline int iopf_wire_read_histogram(sd_bus_message *m, struct iopf_histog
 	return sd_bus_message_exit_container(m);
 }
 
+/*
+ * Read the IOPF_WIRE_COUNTERS (a{st}) at the message's position, @fn called
+ * with each name and value in the daemon's order. Return: 0 or -errno.
+ */
+static inline int iopf_wire_read_counters(sd_bus_message *m,
+					  void (*fn)(const char *name, uint64_t v, void *userdata),
+					  void *userdata)
+{
+	const char *name;
+	uint64_t v;
+	int r;
+
+	r = sd_bus_message_enter_container(m, 'a', "{st}");
+	if (r < 0)
+		return r;
+	while ((r = sd_bus_message_read(m, "{st}", &name, &v)) > 0)
+		fn(name, v, userdata);
+	if (r < 0)
+		return r;
+	return sd_bus_message_exit_container(m);
+}
+
 #endif
