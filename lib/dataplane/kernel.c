@@ -76,24 +76,17 @@ static int kernel_unmap(struct iopf_backend *b, uint64_t iova, uint64_t length)
 	return ioctl(b->iommufd, IOMMU_IOAS_UNMAP, &cmd) < 0 ? negative_errno() : 0;
 }
 
-static const struct iopf_backend_ops kernel_ops_file = {
-	.name = "kernel",
-	.fault_read = kernel_fault_read,
-	.fault_write = kernel_fault_write,
-	.map = kernel_map_file,
-	.unmap = kernel_unmap,
-	.map_needs_uptr = false,
-};
+/* The kernel's ops, but for how a region is mapped. */
+#define KERNEL_OPS(map_fn, needs_uptr)                                                             \
+	{                                                                                          \
+		.name = "kernel", .fault_read = kernel_fault_read,                                 \
+		.fault_write = kernel_fault_write, .map = (map_fn), .unmap = kernel_unmap,         \
+		.map_needs_uptr = (needs_uptr),                                                    \
+	}
 
+static const struct iopf_backend_ops kernel_ops_file = KERNEL_OPS(kernel_map_file, false);
 /* Before 6.13 (no IOAS_MAP_FILE): map through the daemon's own mmap of the region. */
-static const struct iopf_backend_ops kernel_ops_uptr = {
-	.name = "kernel",
-	.fault_read = kernel_fault_read,
-	.fault_write = kernel_fault_write,
-	.map = kernel_map_uptr,
-	.unmap = kernel_unmap,
-	.map_needs_uptr = true,
-};
+static const struct iopf_backend_ops kernel_ops_uptr = KERNEL_OPS(kernel_map_uptr, true);
 
 /*
  * Is IOAS_MAP_FILE there? Ask with fd -1: a kernel that has it fails with
