@@ -647,6 +647,14 @@ static int source_new(struct iopf_engine *e, struct iopf_journal *journal, struc
 	return 0;
 }
 
+/* A new source with its room in the index: all that adding one needs memory for. */
+static int source_reserve_new(struct iopf_engine *e, struct iopf_source **ret)
+{
+	int r = idvec_reserve(&e->sources, 1);
+
+	return r < 0 ? r : source_new(e, NULL, ret);
+}
+
 static void source_place(struct iopf_engine *e, struct iopf_source *s, uint64_t id, uint64_t tenant,
 			 struct iopf_backend *b)
 {
@@ -711,10 +719,7 @@ int __iopf_engine_add_backend(struct iopf_engine *e, uint64_t tenant, struct iop
 	struct iopf_source *s;
 	int r;
 
-	r = idvec_reserve(&e->sources, 1);
-	if (r < 0)
-		return r;
-	r = source_new(e, NULL, &s);
+	r = source_reserve_new(e, &s);
 	if (r < 0)
 		return r;
 	source_attach(e, s, tenant, b, 0);
@@ -737,10 +742,7 @@ int iopf_engine_add_source_flags(struct iopf_engine *e, uint64_t tenant, int fau
 	int r;
 
 	/* Everything that can fail for want of memory first: the fds are ours only on success. */
-	r = idvec_reserve(&e->sources, 1);
-	if (r < 0)
-		return r;
-	r = source_new(e, NULL, &s);
+	r = source_reserve_new(e, &s);
 	if (r < 0)
 		return r;
 	r = iopf_backend_open(fault_fd, iommufd, ioas_id, e->cfg.sim_open, &b);
@@ -763,6 +765,16 @@ static void forget_domain(struct iopf_engine *e, struct iopf_domain *d)
 	idvec_del(&e->domains, d->id);
 }
 
+/* Hand the removal of @obj to @worker in @cmd, the object's own; @done runs once it is done. */
+static int send_removal(struct iopf_engine *e, unsigned worker, struct iopf_cmd *cmd,
+			enum iopf_cmd_type type, void *obj, iopf_engine_done_fn done,
+			void *userdata)
+{
+	*cmd = (struct iopf_cmd){.type = type, .obj = obj, .done = done, .userdata = userdata};
+	iopf_worker_send(e->workers[worker], cmd);
+	return 0;
+}
+
 static int remove_source(struct iopf_engine *e, struct iopf_source *s, iopf_engine_done_fn done,
 			 void *userdata)
 {
@@ -777,14 +789,7 @@ static int remove_source(struct iopf_engine *e, struct iopf_source *s, iopf_engi
 	idvec_del(&e->sources, s->id);
 	cds_list_add_tail(&s->rnode, &e->retiring_sources);
 	e->load[s->worker]--;
-	s->rm_cmd = (struct iopf_cmd){
-		.type = IOPF_CMD_REMOVE_SOURCE,
-		.obj = s,
-		.done = done,
-		.userdata = userdata,
-	};
-	iopf_worker_send(e->workers[s->worker], &s->rm_cmd);
-	return 0;
+	return send_removal(e, s->worker, &s->rm_cmd, IOPF_CMD_REMOVE_SOURCE, s, done, userdata);
 }
 
 int iopf_engine_remove_source(struct iopf_engine *e, uint64_t source_id, iopf_engine_done_fn done,
@@ -864,14 +869,8 @@ int iopf_engine_remove_domain(struct iopf_engine *e, uint64_t domain_id, iopf_en
 	forget_domain(e, d);
 	cds_list_del(&d->snode);
 	cds_list_add_tail(&d->rnode, &e->retiring_domains);
-	d->rm_cmd = (struct iopf_cmd){
-		.type = IOPF_CMD_REMOVE_DOMAIN,
-		.obj = d,
-		.done = done,
-		.userdata = userdata,
-	};
-	iopf_worker_send(e->workers[d->source->worker], &d->rm_cmd);
-	return 0;
+	return send_removal(e, d->source->worker, &d->rm_cmd, IOPF_CMD_REMOVE_DOMAIN, d, done,
+			    userdata);
 }
 
 /*
@@ -974,14 +973,8 @@ int iopf_engine_remove_region(struct iopf_engine *e, uint64_t region_id, iopf_en
 	cds_list_del(&er->dnode);
 	d->n_regions--;
 	idvec_del(&e->regions, er->id);
-	er->rm_cmd = (struct iopf_cmd){
-		.type = IOPF_CMD_REMOVE_REGION,
-		.obj = er,
-		.done = done,
-		.userdata = userdata,
-	};
-	iopf_worker_send(e->workers[d->source->worker], &er->rm_cmd);
-	return 0;
+	return send_removal(e, d->source->worker, &er->rm_cmd, IOPF_CMD_REMOVE_REGION, er, done,
+			    userdata);
 }
 
 static void source_info(const struct iopf_source *s, struct iopf_source_info *ret)
@@ -1139,24 +1132,27 @@ uint64_t __iopf_engine_held(struct iopf_engine *e, uint64_t source_id)
 	return s ? ctr_get(&s->n_held_pub) : 0;
 }
 
+/* @h, the histogram of an object found (NULL: none was), merged into *@ret. */
+static int latency_merge(const struct iopf_histogram *h, struct iopf_histogram *ret)
+{
+	if (!h)
+		return -ENOENT;
+	iopf_histogram_merge(ret, h);
+	return 0;
+}
+
 int iopf_engine_domain_latency(struct iopf_engine *e, uint64_t id, struct iopf_histogram *ret)
 {
 	struct iopf_domain *d = idvec_find(&e->domains, id);
 
-	if (!d)
-		return -ENOENT;
-	iopf_histogram_merge(ret, &d->latency);
-	return 0;
+	return latency_merge(d ? &d->latency : NULL, ret);
 }
 
 int iopf_engine_source_latency(struct iopf_engine *e, uint64_t id, struct iopf_histogram *ret)
 {
 	struct iopf_source *s = idvec_find(&e->sources, id);
 
-	if (!s)
-		return -ENOENT;
-	iopf_histogram_merge(ret, &s->unrouted_latency);
-	return 0;
+	return latency_merge(s ? &s->unrouted_latency : NULL, ret);
 }
 
 int iopf_engine_ping(struct iopf_engine *e, unsigned *ret_late)
