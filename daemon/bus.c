@@ -25,6 +25,7 @@
 
 #include "bus.h"
 #include "fdstore.h"
+#include "list.h"
 #include "u64vec.h"
 #include "log.h"
 #include "parse.h" /* USEC_PER_SEC */
@@ -205,26 +206,6 @@ struct waiting {
 	sd_event_source *exit_source; /* owned */
 	struct waiting *prev, *next;
 };
-
-#define LIST_PREPEND(head, item)                                                                   \
-	do {                                                                                       \
-		(item)->prev = NULL;                                                               \
-		(item)->next = (head);                                                             \
-		if (head)                                                                          \
-			(head)->prev = (item);                                                     \
-		(head) = (item);                                                                   \
-	} while (0)
-
-#define LIST_REMOVE(head, item)                                                                    \
-	do {                                                                                       \
-		if ((item)->prev)                                                                  \
-			(item)->prev->next = (item)->next;                                         \
-		else                                                                               \
-			(head) = (item)->next;                                                     \
-		if ((item)->next)                                                                  \
-			(item)->next->prev = (item)->prev;                                         \
-		(item)->prev = (item)->next = NULL;                                                \
-	} while (0)
 
 static int reply_error(sd_bus_error *error, int r, const struct iopf_control_error *err)
 {
@@ -1916,15 +1897,7 @@ static void deadline_stop(struct conn *c, enum deadline_kind k)
 
 	if (!d->at)
 		return;
-	if (d->prev)
-		d->prev->next = d->next;
-	else
-		q->head = d->next;
-	if (d->next)
-		d->next->prev = d->prev;
-	else
-		q->tail = d->prev;
-	d->prev = d->next = NULL;
+	LIST_REMOVE_TAIL(q->head, q->tail, d);
 	d->at = 0;
 	if (head)
 		deadline_arm(c->bus, k);
@@ -1951,12 +1924,7 @@ static void deadline_start(struct conn *c, enum deadline_kind k)
 	deadline_stop(c, k);
 	(void)sd_event_now(b->event, CLOCK_MONOTONIC, &now);
 	d->at = now + *(const uint64_t *)((const char *)b->conf + timeouts[k]);
-	d->prev = q->tail;
-	if (q->tail)
-		q->tail->next = d;
-	else
-		q->head = d;
-	q->tail = d;
+	LIST_APPEND_TAIL(q->head, q->tail, d);
 	if (q->head == d)
 		deadline_arm(b, k);
 }
@@ -2032,15 +2000,7 @@ static void ready_remove(struct conn *c)
 
 	if (!c->queued)
 		return;
-	if (c->ready_prev)
-		c->ready_prev->ready_next = c->ready_next;
-	else
-		b->ready_head = c->ready_next;
-	if (c->ready_next)
-		c->ready_next->ready_prev = c->ready_prev;
-	else
-		b->ready_tail = c->ready_prev;
-	c->ready_prev = c->ready_next = NULL;
+	LIST_REMOVE_TAIL_BY(ready_prev, ready_next, b->ready_head, b->ready_tail, c);
 	c->queued = false;
 	if (!b->ready_head)
 		(void)sd_event_source_set_enabled(b->ready_source, SD_EVENT_OFF);
@@ -2053,12 +2013,7 @@ static void ready_push(struct conn *c)
 
 	if (c->queued)
 		return;
-	c->ready_prev = b->ready_tail;
-	if (b->ready_tail)
-		b->ready_tail->ready_next = c;
-	else
-		b->ready_head = c;
-	b->ready_tail = c;
+	LIST_APPEND_TAIL_BY(ready_prev, ready_next, b->ready_head, b->ready_tail, c);
 	c->queued = true;
 	(void)sd_event_source_set_enabled(b->ready_source, SD_EVENT_ON);
 }

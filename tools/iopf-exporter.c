@@ -36,6 +36,7 @@
 #include "histogram.h"
 #include "iopf/client.h"
 #include "iopf/iopf.h"
+#include "list.h"
 #include "util.h"
 #include "wire-bus.h"
 
@@ -787,12 +788,7 @@ static struct client *client_free(struct client *c)
 {
 	if (!c)
 		return NULL;
-	if (c->prev)
-		c->prev->next = c->next;
-	else
-		c->srv->clients = c->next;
-	if (c->next)
-		c->next->prev = c->prev;
+	LIST_REMOVE(c->srv->clients, c);
 	c->srv->n_clients--;
 	sd_event_source_disable_unref(c->io);
 	sd_event_source_disable_unref(c->timeout);
@@ -1047,10 +1043,7 @@ static int on_accept(sd_event_source *s, int lfd, uint32_t revents, void *userda
 	}
 	c->srv = srv;
 	c->fd = fd;
-	c->next = srv->clients;
-	if (c->next)
-		c->next->prev = c;
-	srv->clients = c;
+	LIST_PREPEND(srv->clients, c);
 	srv->n_clients++;
 	r = sd_event_add_io(srv->event, &c->io, fd, EPOLLIN, on_client_io, c);
 	if (r >= 0)

@@ -18,6 +18,7 @@
 #include "fd-util.h"
 #include "idhide.h"
 #include "idmap.h"
+#include "list.h"
 #include "u64vec.h"
 #include "util.h"
 #include "wire.h"
@@ -473,10 +474,7 @@ static int tenant_new(struct iopf_control *c, uint64_t id, const char *name, uid
 	t->uid = uid;
 	t->gid = gid;
 	t->pid = pid;
-	t->next = c->tenants;
-	if (c->tenants)
-		c->tenants->prev = t;
-	c->tenants = t;
+	LIST_PREPEND(c->tenants, t);
 	c->n_tenants++;
 	*ret = t;
 	return 0;
@@ -614,18 +612,9 @@ static void cobj_link(struct iopf_control *c, struct cobj *o, struct iopf_tenant
 	/* room was reserved, and the engine never hands out an id twice */
 	(void)iopf_idmap_put(&c->objects, id, o);
 	/* engine ids only grow: appending keeps the list ascending */
-	o->prev = l->tail;
-	if (l->tail)
-		l->tail->next = o;
-	else
-		l->head = o;
-	l->tail = o;
-	if (parent) {
-		o->sib_next = parent->children;
-		if (parent->children)
-			parent->children->sib_prev = o;
-		parent->children = o;
-	}
+	LIST_APPEND_TAIL(l->head, l->tail, o);
+	if (parent)
+		LIST_PREPEND_BY(sib_prev, sib_next, parent->children, o);
 	usage_count(&t->usage, o, +1);
 	usage_count(&t->user->usage, o, +1);
 	usage_count(&c->usage, o, +1);
@@ -640,22 +629,9 @@ static unsigned cobj_drop(struct iopf_control *c, struct cobj *o)
 
 	while (o->children)
 		n += cobj_drop(c, o->children);
-	if (o->parent) {
-		if (o->sib_prev)
-			o->sib_prev->sib_next = o->sib_next;
-		else
-			o->parent->children = o->sib_next;
-		if (o->sib_next)
-			o->sib_next->sib_prev = o->sib_prev;
-	}
-	if (o->prev)
-		o->prev->next = o->next;
-	else
-		l->head = o->next;
-	if (o->next)
-		o->next->prev = o->prev;
-	else
-		l->tail = o->prev;
+	if (o->parent)
+		LIST_REMOVE_BY(sib_prev, sib_next, o->parent->children, o);
+	LIST_REMOVE_TAIL(l->head, l->tail, o);
 	(void)iopf_idmap_remove(&c->objects, o->id);
 	usage_count(&t->usage, o, -1);
 	usage_count(&t->user->usage, o, -1);
@@ -842,12 +818,7 @@ int iopf_control_tenant_remove(struct iopf_control *c, uint64_t tenant)
 	if (t->persisted)
 		(void)iopf_engine_record_del(c->engine,
 					     IOPF_ENGINE_RECORD_KEY(RECORD_TENANT, t->id));
-	if (t->prev)
-		t->prev->next = t->next;
-	else
-		c->tenants = t->next;
-	if (t->next)
-		t->next->prev = t->prev;
+	LIST_REMOVE(c->tenants, t);
 	c->n_tenants--;
 	if (t->registered)
 		c->n_registered--;
