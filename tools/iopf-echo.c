@@ -44,8 +44,8 @@ static int stop_fd = -EBADF; /* eventfd every worker watches; written once on SI
 
 /*
  * Answer everything readable on @b now; returns groups answered or -errno.
- * @ret_late: the read found the tenant holding its lock past the daemon
- * side's short wait (a preempted injector on a busy machine): groups may be
+ * @ret_late: the read found the tenant holding its lock (or holding it past
+ * the daemon side's short wait: a preempted injector on a busy machine): groups may be
  * left, and no ring will come for them, so the caller serves @b again soon.
  */
 static int serve(struct iopf_backend *b, struct iommu_hwpt_pgfault **buf, unsigned *cap,
@@ -68,8 +68,9 @@ static int serve(struct iopf_backend *b, struct iommu_hwpt_pgfault **buf, unsign
 			*cap *= 2;
 			continue;
 		}
-		*ret_late = n == -ETIMEDOUT;
-		if (n == -ETIMEDOUT || n == 0)
+		/* -EBUSY: the lock is taken now (a few of those, then the backend waits) */
+		*ret_late = n == -ETIMEDOUT || n == -EBUSY;
+		if (*ret_late || n == 0)
 			return total;
 		if (n < 0)
 			return (int)n;

@@ -524,6 +524,8 @@ static enum turn_end service_source(struct iopf_worker *w, struct iopf_source *s
 
 		if (s->buf.torn)
 			ctr_add(&s->io_errors, 1); /* torn record: not kernel behaviour, skip it */
+		if (r == -EBUSY)
+			break; /* cannot read without waiting: TURN_BOUND, the next round tries */
 		if (r < 0) {
 			failed = true;
 			end = TURN_DONE;
@@ -651,6 +653,8 @@ static void drain(struct iopf_source *s)
 		struct iopf_group g;
 		size_t pos = 0;
 
+		if (r == -EBUSY)
+			continue; /* the backend waits after a few of these */
 		if (r <= 0)
 			break;
 		journal_read(s);

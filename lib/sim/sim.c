@@ -85,6 +85,8 @@
  * worker little (a timed-out read puts its source in backoff).
  */
 #define SIM_DAEMON_LOCK_WAIT_NS (5 * UINT64_C(1000000))
+/* Reads in a row that find the lock taken and come back at once (daemon_read_lock()). */
+#define SIM_BUSY_READS 16u
 
 #define READ_ONCE(x)	 (*(const volatile typeof(x) *)&(x))
 #define WRITE_ONCE(x, v) (*(volatile typeof(x) *)&(x) = (v))
@@ -161,6 +163,7 @@ struct sim_backend {
 	bool emptied;	     /* the last read delivered the queue's last group and drained */
 	bool edge;	     /* the reader wakes on every ring, not the level: no drain */
 	bool lock_timed_out; /* the last lock timed out: only try, until one works */
+	unsigned busy_reads; /* reads in a row that found the lock taken (daemon_read_lock()) */
 };
 
 static uint64_t lock_timeout_ns = SIM_DEFAULT_LOCK_TIMEOUT_NS;
@@ -393,6 +396,29 @@ static int daemon_lock(struct sim_backend *sb)
 	return r;
 }
 
+/*
+ * A read's lock: while the tenant's side holds it, a read fails -EBUSY at once,
+ * SIM_BUSY_READS times in a row, so that the worker serves its other sources
+ * instead of sleeping on this one's lock (and waking up late); then it waits
+ * as daemon_lock() does, so a lock held long costs a sleep, not a spin.
+ */
+static int daemon_read_lock(struct sim_backend *sb)
+{
+	int r;
+
+	if (!sb->lock_timed_out && sb->busy_reads < SIM_BUSY_READS) {
+		r = sim_lock_within(&sb->m, 0);
+		if (r == -ETIMEDOUT) {
+			sb->busy_reads++;
+			return -EBUSY;
+		}
+	} else
+		r = daemon_lock(sb);
+	if (r == 0)
+		sb->busy_reads = 0;
+	return r;
+}
+
 static void sim_unlock(struct sim_map *m)
 {
 	(void)pthread_mutex_unlock(m->mutex);
@@ -576,9 +602,9 @@ static ssize_t sim_fault_read(struct iopf_backend *b, void *buf, size_t len)
 		return -ESPIPE;
 
 	prefetch_queued(m, len / SIM_REC_SIZE);
-	r = daemon_lock(sb);
+	r = daemon_read_lock(sb);
 	if (r < 0)
-		return r; /* -ETIMEDOUT: locked by the tenant; retried on the worker's backoff */
+		return r; /* -EBUSY: next round; -ETIMEDOUT: locked, retried on the backoff */
 
 	h->stats.reads++;
 	head = head0 = READ_ONCE(h->pend_head);

@@ -26,7 +26,12 @@ struct iopf_map_req {
 
 struct iopf_backend_ops {
 	const char *name;
-	/* read(2)/write(2) on the fault fd, kernel semantics: bytes, or -errno. */
+	/*
+	 * read(2)/write(2) on the fault fd, kernel semantics: bytes, or -errno.
+	 * A read may also fail -EBUSY (never the kernel's): it could not read
+	 * without waiting (the simulator's lock); the worker tries again next
+	 * round, serving its other sources meanwhile.
+	 */
 	ssize_t (*fault_read)(struct iopf_backend *b, void *buf, size_t len);
 	ssize_t (*fault_write)(struct iopf_backend *b, const void *buf, size_t len);
 	/* IOMMU_IOAS_MAP(FIXED_IOVA) or IOAS_MAP_FILE: 0, -EEXIST if already mapped, or -errno. */
