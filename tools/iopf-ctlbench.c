@@ -135,6 +135,93 @@ static void usage(void)
 	exit(2);
 }
 
+/* What the region calls took: the slowest, and the first and the last tenth of the regions. */
+struct timing {
+	uint64_t total, done, worst, first_ns, last_ns, tenth_start;
+};
+
+static void timing_add(struct timing *tm, uint64_t n, uint64_t dt)
+{
+	tm->worst = dt > tm->worst ? dt : tm->worst;
+	tm->done += n;
+	if (tm->done <= tm->total / 10)
+		tm->first_ns += dt;
+	if (tm->done > tm->total - tm->total / 10) {
+		if (!tm->tenth_start)
+			tm->tenth_start = tm->done - n;
+		tm->last_ns += dt;
+	}
+}
+
+/* Regions [@i, @i + @n) of domain @dom in one call: every other page, so no two touch. */
+static void add_regions(struct iopf_client *c, uint64_t dom, int mem, uint64_t i, uint64_t n,
+			bool batch)
+{
+	int r;
+
+	if (batch) {
+		struct iopf_client_new_region *v = calloc(n, sizeof(*v));
+		uint64_t *ids = calloc(n, sizeof(*ids));
+
+		if (!v || !ids)
+			die(NULL, "calloc", -ENOMEM);
+		for (uint64_t k = 0; k < n; k++)
+			v[k] = (struct iopf_client_new_region){
+				.domain_id = dom,
+				.fd = mem,
+				.iova = (1 + 2 * (i + k)) * PAGE,
+				.length = PAGE,
+				.access = IOPF_ACCESS_READ,
+			};
+		r = iopf_client_add_regions(c, v, n, ids);
+		free(v);
+		free(ids);
+	} else {
+		uint64_t id;
+
+		r = iopf_client_add_region(c, dom, mem, 0, (1 + 2 * i) * PAGE, PAGE,
+					   IOPF_ACCESS_READ, &id);
+	}
+	if (r < 0)
+		die(c, batch ? "AddRegions" : "AddRegion", r);
+}
+
+struct run {
+	unsigned long domains, regions, batch;
+	uint64_t t0, t_dom, t_reg, t_end; /* start, domains, regions, teardown done */
+	struct timing tm;
+	double floor;
+};
+
+static void report(const struct run *x, bool json)
+{
+	const struct timing *tm = &x->tm;
+	double reg = secs(x->t_reg - x->t_dom);
+	uint64_t calls = x->batch ? (x->regions + x->batch - 1) / x->batch * x->domains : tm->total;
+	double first = tm->first_ns ? (double)(tm->total / 10) / secs(tm->first_ns) : 0;
+	double last = tm->last_ns ? (double)(tm->total - tm->tenth_start) / secs(tm->last_ns) : 0;
+
+	if (json)
+		printf("{\"domains\": %lu, \"regions_per_domain\": %lu, \"batch\": %lu, "
+		       "\"domain_secs\": %.6f, \"region_secs\": %.6f, \"calls\": %" PRIu64
+		       ", \"calls_per_s\": %.1f, \"regions_per_s\": %.1f, "
+		       "\"first_tenth_regions_per_s\": %.1f, \"last_tenth_regions_per_s\": "
+		       "%.1f, \"worst_call_secs\": %.6f, \"teardown_secs\": %.6f, "
+		       "\"floor_calls_per_s\": %.1f}\n",
+		       x->domains, x->regions, x->batch, secs(x->t_dom - x->t0), reg, calls,
+		       (double)calls / reg, (double)tm->total / reg, first, last, secs(tm->worst),
+		       secs(x->t_end - x->t_reg), x->floor);
+	else
+		printf("domains %lu (%.3f s, %.0f/s), regions %" PRIu64 " in %" PRIu64
+		       " calls: %.3f s, %.0f calls/s, %.0f regions/s (first tenth %.0f/s, "
+		       "last %.0f/s), slowest call %.3f ms, teardown %.3f s; floor %.0f "
+		       "calls/s\n",
+		       x->domains, secs(x->t_dom - x->t0),
+		       (double)x->domains / secs(x->t_dom - x->t0), tm->total, calls, reg,
+		       (double)calls / reg, (double)tm->total / reg, first, last,
+		       secs(tm->worst) * 1e3, secs(x->t_end - x->t_reg), x->floor);
+}
+
 int main(int argc, char **argv)
 {
 	static const struct option opts[] = {
@@ -146,13 +233,12 @@ int main(int argc, char **argv)
 		{},
 	};
 	const char *address = NULL;
-	unsigned long domains = 1, regions = 1000, batch = 0;
+	struct run x = {.domains = 1, .regions = 1000};
 	bool json = false;
 	struct iopf_sim_config cfg = {};
 	struct iopf_client *c = NULL;
 	struct iopf_sim *sim = NULL;
-	uint64_t src, *dom, total, done = 0, t0, t_dom, t_reg, t_end, worst = 0, first_ns = 0;
-	uint64_t tenth_start = 0, last_ns = 0;
+	uint64_t src, *dom;
 	int mem, r, o;
 
 	while ((o = getopt_long(argc, argv, "", opts, NULL)) != -1)
@@ -161,13 +247,13 @@ int main(int argc, char **argv)
 			address = optarg;
 			break;
 		case 'd':
-			domains = strtoul(optarg, NULL, 0);
+			x.domains = strtoul(optarg, NULL, 0);
 			break;
 		case 'r':
-			regions = strtoul(optarg, NULL, 0);
+			x.regions = strtoul(optarg, NULL, 0);
 			break;
 		case 'b':
-			batch = strtoul(optarg, NULL, 0);
+			x.batch = strtoul(optarg, NULL, 0);
 			break;
 		case 'j':
 			json = true;
@@ -175,9 +261,9 @@ int main(int argc, char **argv)
 		default:
 			usage();
 		}
-	if (!address || domains == 0 || regions == 0 || domains > UINT32_MAX)
+	if (!address || x.domains == 0 || x.regions == 0 || x.domains > UINT32_MAX)
 		usage();
-	total = (uint64_t)domains * regions;
+	x.tm.total = (uint64_t)x.domains * x.regions;
 
 	r = iopf_sim_new(&cfg, &sim);
 	if (r < 0)
@@ -193,94 +279,35 @@ int main(int argc, char **argv)
 	if (r < 0)
 		die(c, "RegisterSource", r);
 
-	dom = calloc(domains, sizeof(*dom));
+	dom = calloc(x.domains, sizeof(*dom));
 	if (!dom)
 		die(NULL, "calloc", -ENOMEM);
-	t0 = now_ns();
-	for (unsigned long d = 0; d < domains; d++) {
+	x.t0 = now_ns();
+	for (unsigned long d = 0; d < x.domains; d++) {
 		/* dev_id and PASID as square as it goes: 256 devices, then PASIDs */
 		r = iopf_client_register_domain(c, src, (uint32_t)(d % 256), (uint32_t)(d / 256),
 						&dom[d]);
 		if (r < 0)
 			die(c, "RegisterDomain", r);
 	}
-	t_dom = now_ns();
+	x.t_dom = now_ns();
 
-	for (unsigned long d = 0; d < domains; d++)
-		for (unsigned long i = 0; i < regions;) {
-			/* every other page, so no two regions touch */
-			uint64_t n = batch ? (regions - i < batch ? regions - i : batch) : 1;
-			uint64_t t = now_ns(), dt;
+	for (unsigned long d = 0; d < x.domains; d++)
+		for (uint64_t i = 0, n; i < x.regions; i += n) {
+			uint64_t t = now_ns();
 
-			if (batch) {
-				struct iopf_client_new_region *v = calloc(n, sizeof(*v));
-				uint64_t *ids = calloc(n, sizeof(*ids));
-
-				if (!v || !ids)
-					die(NULL, "calloc", -ENOMEM);
-				for (uint64_t k = 0; k < n; k++)
-					v[k] = (struct iopf_client_new_region){
-						.domain_id = dom[d],
-						.fd = mem,
-						.iova = (1 + 2 * (i + k)) * PAGE,
-						.length = PAGE,
-						.access = IOPF_ACCESS_READ,
-					};
-				r = iopf_client_add_regions(c, v, n, ids);
-				free(v);
-				free(ids);
-			} else {
-				uint64_t id;
-
-				r = iopf_client_add_region(c, dom[d], mem, 0, (1 + 2 * i) * PAGE,
-							   PAGE, IOPF_ACCESS_READ, &id);
-			}
-			if (r < 0)
-				die(c, batch ? "AddRegions" : "AddRegion", r);
-			dt = now_ns() - t;
-			worst = dt > worst ? dt : worst;
-			i += n;
-			done += n;
-			if (done <= total / 10)
-				first_ns += dt;
-			if (done > total - total / 10) {
-				if (!tenth_start)
-					tenth_start = done - n;
-				last_ns += dt;
-			}
+			n = x.batch ? (x.regions - i < x.batch ? x.regions - i : x.batch) : 1;
+			add_regions(c, dom[d], mem, i, n, x.batch);
+			timing_add(&x.tm, n, now_ns() - t);
 		}
-	t_reg = now_ns();
+	x.t_reg = now_ns();
 	r = iopf_client_unregister_source(c, src);
 	if (r < 0)
 		die(c, "UnregisterSource", r);
-	t_end = now_ns();
+	x.t_end = now_ns();
 
-	{
-		double floor = floor_calls_per_s(mem);
-		double reg = secs(t_reg - t_dom);
-		uint64_t calls = batch ? (regions + batch - 1) / batch * domains : total;
-		double first = first_ns ? (double)(total / 10) / secs(first_ns) : 0;
-		double last = last_ns ? (double)(total - tenth_start) / secs(last_ns) : 0;
-
-		if (json)
-			printf("{\"domains\": %lu, \"regions_per_domain\": %lu, \"batch\": %lu, "
-			       "\"domain_secs\": %.6f, \"region_secs\": %.6f, \"calls\": %" PRIu64
-			       ", \"calls_per_s\": %.1f, \"regions_per_s\": %.1f, "
-			       "\"first_tenth_regions_per_s\": %.1f, \"last_tenth_regions_per_s\": "
-			       "%.1f, \"worst_call_secs\": %.6f, \"teardown_secs\": %.6f, "
-			       "\"floor_calls_per_s\": %.1f}\n",
-			       domains, regions, batch, secs(t_dom - t0), reg, calls,
-			       (double)calls / reg, (double)total / reg, first, last, secs(worst),
-			       secs(t_end - t_reg), floor);
-		else
-			printf("domains %lu (%.3f s, %.0f/s), regions %" PRIu64 " in %" PRIu64
-			       " calls: %.3f s, %.0f calls/s, %.0f regions/s (first tenth %.0f/s, "
-			       "last %.0f/s), slowest call %.3f ms, teardown %.3f s; floor %.0f "
-			       "calls/s\n",
-			       domains, secs(t_dom - t0), (double)domains / secs(t_dom - t0), total,
-			       calls, reg, (double)calls / reg, (double)total / reg, first, last,
-			       secs(worst) * 1e3, secs(t_end - t_reg), floor);
-	}
+	x.floor = floor_calls_per_s(mem);
+	report(&x, json);
 	free(dom);
 	iopf_client_free(c);
 	iopf_sim_free(sim);
