@@ -196,6 +196,59 @@ static void help(void)
 	       "Stops on SIGTERM or SIGINT and prints the groups it answered on stderr.\n");
 }
 
+/* Worker @i of @n_threads: sources i, i + n_threads, ... of @sources, its epoll, its thread. */
+static int worker_start(struct echo_worker *w, unsigned i, unsigned n_threads,
+			struct iopf_backend **sources, unsigned n_sources, unsigned batch)
+{
+	struct epoll_event ev = {.events = EPOLLIN, .data.u32 = UINT32_MAX};
+	int r;
+
+	w->batch = batch;
+	w->sources = calloc(n_sources / n_threads + 1, sizeof(*w->sources));
+	w->late = calloc(n_sources / n_threads + 1, sizeof(*w->late));
+	w->epfd = epoll_create1(EPOLL_CLOEXEC);
+	if (!w->sources || !w->late || w->epfd < 0 ||
+	    epoll_ctl(w->epfd, EPOLL_CTL_ADD, stop_fd, &ev) < 0) {
+		fprintf(stderr, "iopf-echo: %m\n");
+		return -1;
+	}
+	for (unsigned j = i; j < n_sources; j += n_threads) {
+		/* every ring a wakeup, and serve() reads until empty: no level needed */
+		ev = (struct epoll_event){.events = EPOLLIN | EPOLLET, .data.u32 = w->n_sources};
+		iopf_backend_set_edge(sources[j], true);
+		w->sources[w->n_sources++] = sources[j];
+		if (epoll_ctl(w->epfd, EPOLL_CTL_ADD, sources[j]->poll_fd, &ev) < 0) {
+			fprintf(stderr, "iopf-echo: epoll: %m\n");
+			return -1;
+		}
+	}
+	r = pthread_create(&w->thread, NULL, worker_run, w);
+	if (r) {
+		fprintf(stderr, "iopf-echo: thread: %s\n", strerror(r));
+		return -1;
+	}
+	return 0;
+}
+
+/* Wait for every worker, add up their groups; -1 if one failed. */
+static int workers_join(struct echo_worker *workers, unsigned n_threads, uint64_t *ret_groups)
+{
+	int ret = 0;
+
+	for (unsigned i = 0; i < n_threads; i++) {
+		pthread_join(workers[i].thread, NULL);
+		*ret_groups += workers[i].groups;
+		if (workers[i].error) {
+			fprintf(stderr, "iopf-echo: worker %u: %s\n", i,
+				strerror(-workers[i].error));
+			ret = -1;
+		}
+		close(workers[i].epfd);
+		free(workers[i].sources);
+	}
+	return ret;
+}
+
 int main(int argc, char *argv[])
 {
 	static const struct option options[] = {{"source", required_argument, NULL, 's'},
@@ -269,37 +322,9 @@ int main(int argc, char *argv[])
 		fprintf(stderr, "iopf-echo: %m\n");
 		return EXIT_FAILURE;
 	}
-	for (i = 0; i < n_threads; i++) {
-		struct echo_worker *w = &workers[i];
-		struct epoll_event ev = {.events = EPOLLIN, .data.u32 = UINT32_MAX};
-		unsigned j;
-
-		w->batch = batch;
-		w->sources = calloc(n_sources / n_threads + 1, sizeof(*w->sources));
-		w->late = calloc(n_sources / n_threads + 1, sizeof(*w->late));
-		w->epfd = epoll_create1(EPOLL_CLOEXEC);
-		if (!w->sources || !w->late || w->epfd < 0 ||
-		    epoll_ctl(w->epfd, EPOLL_CTL_ADD, stop_fd, &ev) < 0) {
-			fprintf(stderr, "iopf-echo: %m\n");
+	for (i = 0; i < n_threads; i++)
+		if (worker_start(&workers[i], i, n_threads, sources, n_sources, batch) < 0)
 			return EXIT_FAILURE;
-		}
-		for (j = i; j < n_sources; j += n_threads) {
-			/* every ring a wakeup, and serve() reads until empty: no level needed */
-			ev = (struct epoll_event){.events = EPOLLIN | EPOLLET,
-						  .data.u32 = w->n_sources};
-			iopf_backend_set_edge(sources[j], true);
-			w->sources[w->n_sources++] = sources[j];
-			if (epoll_ctl(w->epfd, EPOLL_CTL_ADD, sources[j]->poll_fd, &ev) < 0) {
-				fprintf(stderr, "iopf-echo: epoll: %m\n");
-				return EXIT_FAILURE;
-			}
-		}
-		r = pthread_create(&w->thread, NULL, worker_run, w);
-		if (r) {
-			fprintf(stderr, "iopf-echo: thread: %s\n", strerror(r));
-			return EXIT_FAILURE;
-		}
-	}
 	if (ready_fd >= 0) {
 		(void)!write(ready_fd, "R", 1);
 		close(ready_fd);
@@ -312,17 +337,8 @@ int main(int argc, char *argv[])
 			break;
 	}
 	(void)eventfd_write(stop_fd, 1);
-	for (i = 0; i < n_threads; i++) {
-		pthread_join(workers[i].thread, NULL);
-		groups += workers[i].groups;
-		if (workers[i].error) {
-			fprintf(stderr, "iopf-echo: worker %u: %s\n", i,
-				strerror(-workers[i].error));
-			status = EXIT_FAILURE;
-		}
-		close(workers[i].epfd);
-		free(workers[i].sources);
-	}
+	if (workers_join(workers, n_threads, &groups) < 0)
+		status = EXIT_FAILURE;
 	for (i = 0; i < n_sources; i++)
 		iopf_backend_close(sources[i]);
 	fprintf(stderr, "iopf-echo: %" PRIu64 " groups answered\n", groups);
