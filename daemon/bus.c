@@ -30,6 +30,7 @@
 #include "log.h"
 #include "parse.h" /* USEC_PER_SEC */
 #include "time-util.h"
+#include "util.h"
 #include "wire.h"
 
 /* Messages one connection may process before the others get their turn. */
@@ -999,13 +1000,9 @@ static int method_add_regions(sd_bus_message *m, void *userdata, sd_bus_error *e
 						 IOPF_CONTROL_ADD_REGIONS_MAX);
 		if (n == cap) {
 			/* as the rows come: a call of a few regions allocates for a few */
-			struct iopf_control_region *nv;
-
 			cap = cap ? cap * 2 : 16;
-			nv = reallocarray(v, cap, sizeof(*v));
-			if (!nv)
+			if (REALLOC_ARRAY(v, cap) < 0)
 				return -ENOMEM;
-			v = nv;
 		}
 		if (index >= n_fds)
 			return sd_bus_error_setf(error, IOPF_ERROR_INVALID_ARGUMENT,
