@@ -86,8 +86,8 @@ ssize_t iopf_fault_read(struct iopf_fault_buf *fb, struct iopf_backend *b,
 		fb->n = 0;
 		fb->torn = false;
 		if (r == -EINVAL && want < fb->cap) {
-			fb->budget =
-				0; /* the first group is longer than the budget: read it whole */
+			/* the first group is longer than the budget: read it whole */
+			fb->budget = 0;
 			continue;
 		}
 		if (r == -EINVAL) {

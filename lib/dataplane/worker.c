@@ -123,12 +123,13 @@ static void arm_timer(struct iopf_worker *w, struct iopf_source *s)
  * a multishot poll completes on every wakeup of the fd (a group queued on an
  * empty queue, for the simulator and the fake; every fault, for the kernel),
  * and a turn reads until a read comes back empty (or the backend's queue
- * says it is, queue_drained()) or the bound, after which the source stays
- * on the ready list: nothing queued is left without a turn coming. One-shot (before 5.13) it is
- * armed after every turn, and its level semantics do the same: on a still-readable fd it fires at
- * once. In backoff the timer instead: a poll would not fire for responses that wait for a write,
- * and would spin on a read that fails (a multishot poll may stay armed meanwhile: its completions
- * are ignored until the timer's turn works).
+ * says it is, queue_drained()) or the bound, after which the source is due
+ * another turn (serve_ready()): nothing queued is left without a turn
+ * coming. One-shot (before 5.13) it is armed after every turn, and its level
+ * semantics do the same: on a still-readable fd it fires at once. In backoff
+ * the timer instead: a poll would not fire for responses that wait for a
+ * write, and would spin on a read that fails (a multishot poll may stay
+ * armed meanwhile: its completions are ignored until the timer's turn works).
  */
 static void arm_source(struct iopf_worker *w, struct iopf_source *s)
 {
@@ -551,9 +552,11 @@ static enum turn_end service_source(struct iopf_worker *w, struct iopf_source *s
 			end = TURN_DONE;
 			break;
 		}
-		if (left && n >= left)
-			break; /* the budget is spent: TURN_BOUND */
-		left = left ? left - n : 0;
+		if (left) {
+			if (n >= left)
+				break; /* the budget is spent: TURN_BOUND */
+			left -= n;
+		}
 	}
 	s->buf.budget = 0;
 	rcu_read_unlock();
