@@ -154,9 +154,16 @@ int iopf_resolve_readopt(struct iopf_backend *b, struct iopf_region *r, uint64_t
 		return -EINVAL;
 	first = (iova - r->iova) / IOPF_PAGE_SIZE;
 	n = length / IOPF_PAGE_SIZE;
+	/*
+	 * The call was for a hole, and tracking starts only once it succeeded: a
+	 * tracked page means it was made. The crash may have come half-way through
+	 * the tracking (pages marked, the extent's start not yet): track it whole.
+	 */
 	for (uint64_t i = 0; i < n; i++)
-		if (iopf_region_page_mapped(r, first + i))
-			return 0; /* the map was tracked: the crash came after */
+		if (iopf_region_page_mapped(r, first + i)) {
+			iopf_region_track(r, first, n);
+			return 0;
+		}
 	/* not tracked: map it again; what is already there cannot be told apart */
 	return iopf_resolve_map_run(b, NULL, r, first, n, c);
 }

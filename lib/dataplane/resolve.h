@@ -54,7 +54,8 @@ int iopf_resolve_map_run(struct iopf_backend *b, struct iopf_journal *j, struct 
 /*
  * iopf_resolve_readopt() - a restarted iopfd found the map call of
  * [iova, iova+length) of @r unfinished in a journal: the dead process may or
- * may not have made it. Tracked: nothing to do. Otherwise map it again: 0 means
+ * may not have made it. Tracked, wholly or in part: it was made, and is tracked
+ * whole (the crash may have cut the tracking short). Otherwise map it again: 0 means
  * it was not there and now is, tracked; -EEXIST that something is there which
  * may be that call's or another's, so it is left alone (never unmapped: it
  * could be someone else's). Return: 0, -EEXIST, -EINVAL, or the map's -errno.

@@ -295,6 +295,37 @@ static void test_uptr(void **state)
 	assert_int_equal(iopf_resolve_unmap_region(x->b, r, &x->c), 0);
 }
 
+/*
+ * A restarted iopfd finds a map call in the journal whose tracking the crash
+ * cut short: its pages marked, the extent's start not. It was made, so it is
+ * tracked whole, and goes with the region in one exact unmap.
+ */
+static void test_readopt_half_tracked(void **state)
+{
+	struct fx *x = *state;
+	struct iopf_region *r = region(x, BASE, 64 * PG, R);
+	const struct iopf_map_req req = {.iova = BASE + 16 * PG,
+					 .length = 16 * PG,
+					 .prot = r->prot,
+					 .fd = r->fd,
+					 .offset = 16 * PG};
+	struct fake_mapping *m;
+	struct fake_map_call *c;
+
+	assert_int_equal(x->b->ops->map(x->b, &req), 0);
+	r->mapped[0] |= UINT64_C(0xf) << 16; /* 4 of its 16 pages marked when it died */
+	assert_int_equal(iopf_resolve_readopt(x->b, r, BASE + 16 * PG, 16 * PG, &x->c), 0);
+	for (uint64_t pg = 16; pg < 32; pg++)
+		assert_true(iopf_region_page_mapped(r, pg));
+	assert_int_equal(fake_map_calls(x->f, &c), 1); /* not made again */
+	free(c);
+	assert_int_equal(iopf_resolve_unmap_region(x->b, r, &x->c), 0);
+	assert_int_equal(fake_bad_unmaps(x->f), 0);
+	assert_int_equal(fake_unmaps(x->f), 1);
+	assert_int_equal(fake_mappings(x->f, &m), 0);
+	free(m);
+}
+
 TEST_MAIN(TEST(test_permission_and_outside), TEST(test_window_clipping),
 	  TEST(test_no_remap_and_coalesce), TEST(test_eexist), TEST(test_map_error),
-	  TEST_WITH(test_uptr, setup_uptr));
+	  TEST_WITH(test_uptr, setup_uptr), TEST(test_readopt_half_tracked));
