@@ -1433,6 +1433,7 @@ static int restore_build(struct restore *x, struct iopf_journal *journals,
 		struct iopf_domain *d = idvec_find(&e->domains, reg[j].domain_id);
 		struct file_fd *file;
 		struct iopf_eregion *er;
+		uint64_t mapped;
 		int fd = restore_file_fd(x, reg[j].file_key, &file);
 
 		if (!d || fd < 0 || reg[j].tenant != d->tenant) {
@@ -1454,6 +1455,10 @@ static int restore_build(struct restore *x, struct iopf_journal *journals,
 			continue;
 		}
 		file->used = true;
+		/* what the process before mapped is mapped still: the gauges say so */
+		mapped = iopf_region_pages_tracked(er->r) * IOPF_PAGE_SIZE;
+		ctr_add(&er->r->bytes_mapped, mapped);
+		ctr_add(&d->counters.bytes_mapped, mapped);
 		keep_region_fd(e, er, reg[j].file_key);
 	}
 	return r;

@@ -342,6 +342,15 @@ void iopf_region_track(struct iopf_region *r, uint64_t first, uint64_t n)
 	bit_set(r->start, first);
 }
 
+uint64_t iopf_region_pages_tracked(const struct iopf_region *r)
+{
+	uint64_t n = 0;
+
+	for (uint64_t i = 0; i < (r->n_pages + WORD_BITS - 1) / WORD_BITS; i++)
+		n += (uint64_t)__builtin_popcountll(r->mapped[i]);
+	return n;
+}
+
 void iopf_region_untrack(struct iopf_region *r, uint64_t first, uint64_t n)
 {
 	bits_assign(r->mapped, first, n, false);

@@ -101,8 +101,13 @@ static inline bool iopf_region_page_mapped(const struct iopf_region *r, uint64_t
 	/* inline: the resolver asks once per fault, and usually gets yes */
 	return r->mapped[pg / 64] & (UINT64_C(1) << (pg % 64));
 }
-/* Record one map call covering pages [first, first + n), all unmapped before. */
+/*
+ * Record one map call covering pages [first, first + n), all unmapped before
+ * (or tracked as that very call already: tracking it again changes nothing).
+ */
 void iopf_region_track(struct iopf_region *r, uint64_t first, uint64_t n);
+/* Pages tracked as mapped (a count over the bitmap: for a restart, not the fault path). */
+uint64_t iopf_region_pages_tracked(const struct iopf_region *r);
 /* Forget the extent beginning at @first (n pages). */
 void iopf_region_untrack(struct iopf_region *r, uint64_t first, uint64_t n);
 /* First maximal run of unmapped pages in [from, to). Return: false if none. */

@@ -308,6 +308,8 @@ static void run(enum crash_at at)
 			if (iopf_engine_region_info(e, id, &ri) == 0)
 				reg = id;
 		assert_true(reg != 0);
+		/* its gauge counts what the dead process mapped too */
+		assert_int_equal(ri.bytes_mapped, counts.pages_mapped * PG);
 		assert_int_equal(iopf_engine_remove_region(e, reg, removed, &done), 0);
 		while (!done)
 			(void)iopf_engine_dispatch(e);
