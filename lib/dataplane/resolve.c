@@ -146,7 +146,7 @@ int iopf_resolve_unmap_region(struct iopf_backend *b, struct iopf_region *r,
 int iopf_resolve_readopt(struct iopf_backend *b, struct iopf_region *r, uint64_t iova,
 			 uint64_t length, struct iopf_counters *c)
 {
-	uint64_t first, n;
+	uint64_t first, n, h_first, h_n;
 
 	if (iova < r->iova || length == 0 || length > r->length ||
 	    iova - r->iova > r->length - length || (iova - r->iova) % IOPF_PAGE_SIZE ||
@@ -159,11 +159,11 @@ int iopf_resolve_readopt(struct iopf_backend *b, struct iopf_region *r, uint64_t
 	 * tracked page means it was made. The crash may have come half-way through
 	 * the tracking (pages marked, the extent's start not yet): track it whole.
 	 */
-	for (uint64_t i = 0; i < n; i++)
-		if (iopf_region_page_mapped(r, first + i)) {
-			iopf_region_track(r, first, n);
-			return 0;
-		}
+	if (!iopf_region_next_hole(r, first, first + n, &h_first, &h_n) || h_first != first ||
+	    h_n != n) {
+		iopf_region_track(r, first, n);
+		return 0;
+	}
 	/* not tracked: map it again; what is already there cannot be told apart */
 	return iopf_resolve_map_run(b, NULL, r, first, n, c);
 }
