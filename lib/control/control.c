@@ -1062,8 +1062,8 @@ static int region_check(struct iopf_control *c, const struct iopf_tenant *t,
 	uint64_t offset = x->offset, iova = x->iova, length = x->length;
 	uint32_t access = x->access;
 	char desc[128];
-	struct stat st;
-	int r, flags, fd = x->fd;
+	struct stat st = {};
+	int fd = x->fd;
 
 	/*
 	 * Arguments first: they need no state and say most precisely what is wrong.
@@ -1099,38 +1099,31 @@ static int region_check(struct iopf_control *c, const struct iopf_tenant *t,
 			    length);
 	}
 
-	if (!fd_is_open(fd))
+	switch (iopf_region_check_fd(fd, offset, length, access, &st, NULL)) {
+	case IOPF_REGION_FD_OK:
+		break;
+	case IOPF_REGION_FD_NOT_OPEN:
 		return fail(err, -EBADF, "fd is not an open file descriptor");
-	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode))
+	case IOPF_REGION_FD_NOT_FILE:
 		return fail(err, -EBADF, "fd is not a memfd or regular file (it is %s)",
 			    fd_describe(fd, desc, sizeof(desc)));
-	/*
-	 * The memory must be readable (and writable for WRITE) through the very fd
-	 * handed over: an O_PATH fd grants no access, and mapping the file it names
-	 * with the daemon's rights would lend the tenant those rights.
-	 */
-	r = fd_check_access(fd, access & IOPF_ACCESS_WRITE);
-	if (r == -EACCES)
+	case IOPF_REGION_FD_NO_ACCESS:
 		return fail(err, -EBADF,
 			    "fd (%s) is an O_PATH fd: it grants no access to the memory; open the "
 			    "file for reading%s",
 			    fd_describe(fd, desc, sizeof(desc)),
 			    (access & IOPF_ACCESS_WRITE) ? " and writing" : "");
-	flags = fcntl(fd, F_GETFL);
-	if (r == -EBADF || flags < 0)
-		return fail(err, -EBADF, "fd is not an open file descriptor");
-	if ((flags & O_ACCMODE) == O_WRONLY)
+	case IOPF_REGION_FD_WRITE_ONLY:
 		return fail(err, -EBADF, "fd is open write-only and cannot be mapped");
-	if ((access & IOPF_ACCESS_WRITE) && (flags & O_ACCMODE) == O_RDONLY)
+	case IOPF_REGION_FD_READ_ONLY:
 		return fail(err, -EBADF,
 			    "fd is open read-only but access 0x%" PRIx32 " includes WRITE", access);
-	if (r < 0)
-		return fail(err, -EBADF, "fd cannot back a region: %s", strerror(-r));
-	if (st.st_size < 0 || offset + length > (uint64_t)st.st_size)
+	case IOPF_REGION_FD_TOO_SHORT:
 		return fail(err, -EINVAL,
 			    "fd range 0x%" PRIx64 "+0x%" PRIx64
 			    " ends beyond the fd's size 0x%" PRIx64,
 			    offset, length, (uint64_t)st.st_size);
+	}
 	return cobj_lookup(c, COBJ_DOMAIN, t, x->domain_id, ret_dom, err);
 }
 

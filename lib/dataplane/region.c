@@ -221,32 +221,6 @@ size_t iopf_region_files(void)
 
 /* ---- regions ---- */
 
-static int check_fd(int fd, uint64_t offset, uint64_t length, uint32_t access, struct stat *ret_st,
-		    int *ret_accmode)
-{
-	struct stat st;
-	int fl;
-
-	if (fstat(fd, &st) < 0)
-		return negative_errno();
-	/* Only files can be mapped at an offset: no pipes, sockets or devices. */
-	if (!S_ISREG(st.st_mode))
-		return -EBADF;
-	fl = fcntl(fd, F_GETFL);
-	if (fl < 0)
-		return negative_errno();
-	/* IOAS_MAP pins through a view that must be readable, and writable for WRITE. */
-	if ((fl & O_ACCMODE) == O_WRONLY)
-		return -EBADF;
-	if ((access & IOPF_ACCESS_WRITE) && (fl & O_ACCMODE) != O_RDWR)
-		return -EBADF;
-	if (st.st_size < 0 || offset + length > (uint64_t)st.st_size)
-		return -EINVAL;
-	*ret_st = st;
-	*ret_accmode = fl & O_ACCMODE;
-	return 0;
-}
-
 /*
  * IOAS_MAP knows only read and write. An instruction fetch reads memory, and
  * PRIV is a privilege level, not an access: both map readable, so a region
@@ -283,9 +257,14 @@ int iopf_region_new_bits(uint64_t tenant, int fd, uint64_t offset, uint64_t iova
 		return -EINVAL;
 	if (fd < 0)
 		return -EBADF;
-	rc = check_fd(fd, offset, length, access, &st, &accmode);
-	if (rc < 0)
-		return rc;
+	switch (iopf_region_check_fd(fd, offset, length, access, &st, &accmode)) {
+	case IOPF_REGION_FD_OK:
+		break;
+	case IOPF_REGION_FD_TOO_SHORT:
+		return -EINVAL;
+	default:
+		return -EBADF;
+	}
 
 	words = (length / IOPF_PAGE_SIZE + WORD_BITS - 1) / WORD_BITS;
 	/* Large calloc()s come from fresh anonymous mmaps: untouched words cost nothing. */

@@ -91,7 +91,7 @@ int fd_reopen(int fd, int flags)
 	return r < 0 ? negative_errno() : r;
 }
 
-int fd_check_access(int fd, bool want_write)
+int fd_check_access(int fd, bool want_write, int *ret_accmode)
 {
 	int fl;
 
@@ -106,6 +106,8 @@ int fd_check_access(int fd, bool want_write)
 		return -EPERM;
 	if (want_write && (fl & O_ACCMODE) != O_RDWR)
 		return -EPERM;
+	if (ret_accmode)
+		*ret_accmode = fl & O_ACCMODE;
 	return 0;
 }
 

@@ -1031,7 +1031,7 @@ static int sim_map(struct iopf_backend *b, const struct iopf_map_req *req)
 	if (fstat(req->fd, &st) < 0)
 		return -EBADF;
 	/* and an fd that grants access: the kernel's fget() refuses O_PATH fds (EBADF) */
-	if (fd_check_access(req->fd, false) == -EACCES)
+	if (fd_check_access(req->fd, false, NULL) == -EACCES)
 		return -EBADF;
 	if (!S_ISREG(st.st_mode) || req->offset + req->length > (uint64_t)st.st_size)
 		return -EINVAL;

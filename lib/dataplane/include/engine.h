@@ -14,10 +14,13 @@
 #define IOPF_ENGINE_H
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <sys/stat.h>
 
 #include "engine-limits.h"
+#include "fd-util.h"
 #include "histogram.h"
 #include "iopf/iopf.h"
 
@@ -223,6 +226,58 @@ static inline enum iopf_region_arg_error iopf_region_check_args(uint64_t offset,
 	if (length > UINT64_MAX - offset)
 		return IOPF_REGION_OFFSET_WRAPS;
 	return IOPF_REGION_ARGS_OK;
+}
+
+/* What iopf_region_check_fd() found wrong with a region's backing fd. */
+enum iopf_region_fd_error {
+	IOPF_REGION_FD_OK,
+	IOPF_REGION_FD_NOT_OPEN,
+	IOPF_REGION_FD_NOT_FILE,   /* not a regular file (memfd included): a pipe, socket, device */
+	IOPF_REGION_FD_NO_ACCESS,  /* an O_PATH fd: it grants no access to the file */
+	IOPF_REGION_FD_WRITE_ONLY, /* cannot be mapped at all */
+	IOPF_REGION_FD_READ_ONLY,  /* the region's access includes WRITE */
+	IOPF_REGION_FD_TOO_SHORT,  /* offset + length beyond the file's size */
+};
+
+/*
+ * iopf_region_check_fd() - the one check of a region's backing fd, made by the
+ * control plane (which explains the error) and by the engine alike: a regular
+ * file, readable through this very fd (so not O_PATH: mapping the file it names
+ * with the daemon's rights would lend the tenant those rights), writable too
+ * for WRITE, holding [offset, offset + length). The arguments must have passed
+ * iopf_region_check_args(). *@ret_st, when not NULL, is the file's stat once
+ * the fd is open (for messages too), *@ret_accmode (O_ACCMODE) on OK. One
+ * fstat() and one fcntl().
+ */
+static inline enum iopf_region_fd_error iopf_region_check_fd(int fd, uint64_t offset,
+							     uint64_t length, uint32_t access,
+							     struct stat *ret_st, int *ret_accmode)
+{
+	struct stat st;
+	int accmode, r;
+
+	if (fd < 0 || fstat(fd, &st) < 0)
+		return IOPF_REGION_FD_NOT_OPEN;
+	if (ret_st)
+		*ret_st = st;
+	/* Only files can be mapped at an offset: no pipes, sockets or devices. */
+	if (!S_ISREG(st.st_mode))
+		return IOPF_REGION_FD_NOT_FILE;
+	/* IOAS_MAP pins through a view that must be readable, and writable for WRITE. */
+	r = fd_check_access(fd, false, &accmode);
+	if (r == -EACCES)
+		return IOPF_REGION_FD_NO_ACCESS;
+	if (r == -EPERM)
+		return IOPF_REGION_FD_WRITE_ONLY;
+	if (r < 0)
+		return IOPF_REGION_FD_NOT_OPEN;
+	if ((access & IOPF_ACCESS_WRITE) && accmode != O_RDWR)
+		return IOPF_REGION_FD_READ_ONLY;
+	if (st.st_size < 0 || offset + length > (uint64_t)st.st_size)
+		return IOPF_REGION_FD_TOO_SHORT;
+	if (ret_accmode)
+		*ret_accmode = accmode;
+	return IOPF_REGION_FD_OK;
 }
 
 /*

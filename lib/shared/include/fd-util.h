@@ -28,9 +28,9 @@ int fd_reopen(int fd, int flags);
  * file: not O_PATH (it reports O_PATH in F_GETFL with access mode O_RDONLY, yet
  * grants no access at all), not write-only, not read-only when @want_write.
  * Return: 0, -EBADF when @fd is not open, -EACCES for an O_PATH fd, -EPERM for a
- * missing access mode.
+ * missing access mode. On success *@ret_accmode (when not NULL) is its O_ACCMODE.
  */
-int fd_check_access(int fd, bool want_write);
+int fd_check_access(int fd, bool want_write, int *ret_accmode);
 /*
  * The kernel's id of the eventfd @fd ("eventfd-id:" in /proc/self/fdinfo, Linux
  * 5.16 and later): unique among live eventfds, so two fds with one id are the
