@@ -124,6 +124,7 @@ struct conn {
 	bool pidfd_kept;	      /* in the fd store as "t<tenant>": its tenant survives us */
 	sd_event_source *free_source; /* system bus: owned; frees it after Disconnected */
 	bool subscribed;	      /* peer-to-peer: on bus->subscribers (Subscribe()) */
+	bool sdbus_idle;	      /* sd_bus_process() found nothing; nothing forwarded since */
 	struct conn *prev, *next;     /* bus->conns */
 };
 
@@ -179,6 +180,7 @@ struct bus {
 	unsigned fd_base;
 	int fd_drift;		       /* the real count minus the estimate, at the last recount */
 	uint64_t fd_recounted;	       /* CLOCK_MONOTONIC usec of the last recount */
+	int64_t fd_limit;	       /* RLIMIT_NOFILE as of then (0: not read yet) */
 	struct ratelimit fd_rl;	       /* "short of fds" logged */
 	struct ratelimit accept_rl;    /* accept() failures logged */
 	sd_event_source *accept_timer; /* owned; resumes accepting after EMFILE */
@@ -1811,14 +1813,19 @@ static int64_t fd_limit(void)
  */
 static bool fds_available(struct bus *b, unsigned need, unsigned reserve)
 {
-	int64_t limit = fd_limit(), used = (int64_t)fds_estimate(b) + b->fd_drift;
+	int64_t limit, used = (int64_t)fds_estimate(b) + b->fd_drift;
 	uint64_t now = 0;
 	int real;
 
+	if (!b->fd_limit)
+		b->fd_limit = fd_limit();
+	limit = b->fd_limit;
 	if (used + need + reserve <= limit)
 		return true;
 	(void)sd_event_now(b->event, CLOCK_MONOTONIC, &now);
 	if (now - b->fd_recounted >= FD_RECOUNT_USEC && (real = count_open_fds()) >= 0) {
+		/* read again with the count: only a prlimit(2) from outside moves it */
+		b->fd_limit = limit = fd_limit();
 		b->fd_recounted = now;
 		b->fd_drift = real - (int)fds_estimate(b);
 		used = real;
@@ -2122,6 +2129,7 @@ static int conn_read_auth(struct conn *c)
 	if (k != (ssize_t)take) /* sd-bus drains its end at every turn: this always fits */
 		return k < 0 ? -errno : -EIO;
 	c->auth_bytes += take;
+	c->sdbus_idle = false;
 	c->in_auth = !begin;
 	return 1;
 }
@@ -2256,6 +2264,7 @@ static int conn_forward(struct conn *c)
 			c->n_in_fds = 0;
 		}
 		c->in.off += (size_t)k;
+		c->sdbus_idle = false;
 	}
 	buf_free(c, &c->in);
 	c->in_need = 0;
@@ -2286,6 +2295,9 @@ static int conn_drain(struct conn *c)
 		memcpy(c->out.p + c->out.len, chunk, (size_t)k);
 		c->out.len += (size_t)k;
 		progress = true;
+		/* short: sd-bus, on this thread, wrote no more (a next step looks again anyway) */
+		if ((size_t)k < sizeof(chunk))
+			break;
 	}
 	if (c->uid != 0 && c->out.len - c->out.off > c->bus->conf->max_queued_bytes) {
 		log_refused(c->bus,
@@ -2346,13 +2358,27 @@ static int conn_step(struct conn *c)
 			return r;
 		progress |= r;
 	}
-	/* sd-bus reads what was forwarded, dispatches, answers into its socket */
-	for (unsigned i = 0; i < CONN_BURST; i++) {
+	/*
+	 * sd-bus reads what was forwarded, dispatches, answers into its socket.
+	 * Once it found nothing it is asked again only when it was given more or
+	 * holds messages of its own: its socket is ours alone, so it cannot have
+	 * anything new otherwise (and asking costs a read that finds nothing).
+	 */
+	if (c->sdbus_idle) {
+		uint64_t n_read = 0, n_write = 0;
+
+		(void)sd_bus_get_n_queued_read(c->sdbus, &n_read);
+		(void)sd_bus_get_n_queued_write(c->sdbus, &n_write);
+		c->sdbus_idle = !n_read && !n_write;
+	}
+	for (unsigned i = 0; i < CONN_BURST && !c->sdbus_idle; i++) {
 		r = sd_bus_process(c->sdbus, NULL);
 		if (r < 0)
 			return r;
-		if (r == 0)
+		if (r == 0) {
+			c->sdbus_idle = true;
 			break;
+		}
 		progress = 1;
 	}
 	if (sd_bus_is_open(c->sdbus) <= 0)
