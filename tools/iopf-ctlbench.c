@@ -12,11 +12,16 @@
  * floor of the same run: synchronous round trips between two threads over a
  * unix socket, each request as long as an AddRegion call and carrying one fd,
  * each reply as long as its answer: no single-call client goes faster.
+ * With --depth N (one region a call), up to N AddRegion calls are sent ahead
+ * of their answers, on a connection of its own, and the floor keeps as many
+ * requests ahead: what iopfd serves when the client's round trip is not in
+ * the way.
  */
 #include <errno.h>
 #include <getopt.h>
 #include <inttypes.h>
 #include <pthread.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -25,9 +30,12 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <systemd/sd-bus.h>
+
 #include "iopf/client.h"
 #include "iopf/iopf.h"
 #include "sim.h"
+#include "wire.h"
 
 #define PAGE UINT64_C(4096)
 
@@ -88,8 +96,11 @@ static void *floor_server(void *arg)
 	}
 }
 
-/* Synchronous round trips per second, each passing @fd, as in an AddRegion call. */
-static double floor_calls_per_s(int fd)
+/*
+ * Round trips per second, each passing @fd, as in an AddRegion call, with up to
+ * @depth requests sent ahead of their replies (1: synchronous).
+ */
+static double floor_calls_per_s(int fd, unsigned depth)
 {
 	char buf[FLOOR_REQUEST] = {0};
 	pthread_t th;
@@ -100,7 +111,7 @@ static double floor_calls_per_s(int fd)
 	    pthread_create(&th, NULL, floor_server, &sk[1]) != 0)
 		return 0;
 	t = now_ns();
-	for (unsigned i = 0; i < FLOOR_CALLS; i++) {
+	for (unsigned i = 0, answered = 0; answered < FLOOR_CALLS;) {
 		union {
 			struct cmsghdr h;
 			char space[CMSG_SPACE(sizeof(int))];
@@ -116,9 +127,15 @@ static double floor_calls_per_s(int fd)
 		h->cmsg_type = SCM_RIGHTS;
 		h->cmsg_len = CMSG_LEN(sizeof(int));
 		memcpy(CMSG_DATA(h), &fd, sizeof(fd));
-		if (sendmsg(sk[0], &mh, 0) != sizeof(buf) ||
-		    recv(sk[0], buf, FLOOR_REPLY, MSG_WAITALL) != FLOOR_REPLY)
+		if (i < FLOOR_CALLS && i - answered < depth) {
+			if (sendmsg(sk[0], &mh, 0) != sizeof(buf))
+				break;
+			i++;
+			continue;
+		}
+		if (recv(sk[0], buf, FLOOR_REPLY, MSG_WAITALL) != FLOOR_REPLY)
 			break;
+		answered++;
 	}
 	t = now_ns() - t;
 	close(sk[0]); /* the server's recvmsg ends */
@@ -130,7 +147,7 @@ static double floor_calls_per_s(int fd)
 static void usage(void)
 {
 	fputs("usage: iopf-ctlbench --address ADDR [--domains N] [--regions N] [--batch N] "
-	      "[--json]\n",
+	      "[--depth N] [--json]\n",
 	      stderr);
 	exit(2);
 }
@@ -140,9 +157,14 @@ struct timing {
 	uint64_t total, done, worst, first_ns, last_ns, tenth_start;
 };
 
-static void timing_add(struct timing *tm, uint64_t n, uint64_t dt)
+/*
+ * @n regions done by a call that took @call ns, @dt ns after the previous one
+ * was done: the same for one call at a time; with calls in flight the tenths
+ * go by the time between answers, not by calls' overlapping round trips.
+ */
+static void timing_add(struct timing *tm, uint64_t n, uint64_t call, uint64_t dt)
 {
-	tm->worst = dt > tm->worst ? dt : tm->worst;
+	tm->worst = call > tm->worst ? call : tm->worst;
 	tm->done += n;
 	if (tm->done <= tm->total / 10)
 		tm->first_ns += dt;
@@ -187,11 +209,133 @@ static void add_regions(struct iopf_client *c, uint64_t dom, int mem, uint64_t i
 }
 
 struct run {
-	unsigned long domains, regions, batch;
+	unsigned long domains, regions, batch, depth;
 	uint64_t t0, t_dom, t_reg, t_end; /* start, domains, regions, teardown done */
 	struct timing tm;
 	double floor;
 };
+
+/* --- many calls in flight: sd-bus's asynchronous calls on a connection of its own --- */
+
+struct pipeline {
+	sd_bus *bus;
+	struct run *x;
+	uint64_t *sent_at; /* per region, when its call went out */
+	uint64_t in_flight;
+	uint64_t last_done; /* when the last answer came (the domains' end, at first) */
+};
+
+static void bus_die(const char *what, int r, const sd_bus_error *e)
+{
+	fprintf(stderr, "iopf-ctlbench: %s: %s (%s)\n", what, strerror(-r),
+		e && e->message ? e->message : "");
+	exit(1);
+}
+
+static uint64_t bus_call_t(sd_bus *bus, const char *method, const char *types, ...)
+{
+	sd_bus_error e = SD_BUS_ERROR_NULL;
+	sd_bus_message *m = NULL, *reply = NULL;
+	uint64_t id = 0;
+	va_list ap;
+	int r;
+
+	r = sd_bus_message_new_method_call(bus, &m, NULL, IOPF_DBUS_PATH, IOPF_DBUS_INTERFACE,
+					   method);
+	if (r >= 0) {
+		va_start(ap, types);
+		r = sd_bus_message_appendv(m, types, ap);
+		va_end(ap);
+	}
+	if (r >= 0)
+		r = sd_bus_call(bus, m, 0, &e, &reply);
+	if (r >= 0 && sd_bus_message_has_signature(reply, "t"))
+		r = sd_bus_message_read(reply, "t", &id);
+	if (r < 0)
+		bus_die(method, r, &e);
+	sd_bus_error_free(&e);
+	sd_bus_message_unref(reply);
+	sd_bus_message_unref(m);
+	return id;
+}
+
+static struct pipeline *the_pipeline; /* the one on_added() counts into */
+
+static int on_added(sd_bus_message *m, void *userdata, sd_bus_error *error)
+{
+	struct pipeline *p = the_pipeline;
+	uint64_t i = (uint64_t)(uintptr_t)userdata;
+	const sd_bus_error *e = sd_bus_message_get_error(m);
+	uint64_t t = now_ns();
+
+	if (e)
+		bus_die("AddRegion", -sd_bus_message_get_errno(m), e);
+	p->in_flight--;
+	timing_add(&p->x->tm, 1, t - p->sent_at[i], t - p->last_done);
+	p->last_done = t;
+	return 0;
+}
+
+/*
+ * The same registrations as the synchronous path, one region a call, with up to
+ * x->depth AddRegion calls sent ahead of their answers: what iopfd serves when
+ * a client does not wait out each round trip.
+ */
+static void run_pipelined(const char *address, struct iopf_sim *sim, int mem, struct run *x)
+{
+	struct pipeline p = {.x = x};
+	uint64_t src, *dom, i = 0;
+	int r;
+
+	p.sent_at = calloc(x->tm.total, sizeof(*p.sent_at));
+	dom = calloc(x->domains, sizeof(*dom));
+	if (!p.sent_at || !dom)
+		die(NULL, "calloc", -ENOMEM);
+	r = sd_bus_new(&p.bus);
+	if (r >= 0)
+		r = sd_bus_set_address(p.bus, address);
+	if (r >= 0)
+		r = sd_bus_negotiate_fds(p.bus, 1);
+	if (r >= 0)
+		r = sd_bus_start(p.bus);
+	if (r < 0)
+		bus_die("connect", r, NULL);
+	the_pipeline = &p;
+	src = bus_call_t(p.bus, "RegisterSourcePaused", IOPF_WIRE_REGISTER_SOURCE_IN,
+			 iopf_sim_fault_fd(sim), iopf_sim_iommufd(sim), iopf_sim_ioas_id(sim, 0));
+	x->t0 = now_ns();
+	for (unsigned long d = 0; d < x->domains; d++)
+		dom[d] = bus_call_t(p.bus, "RegisterDomain", IOPF_WIRE_REGISTER_DOMAIN_IN, src,
+				    (uint32_t)(d % 256), (uint32_t)(d / 256));
+	x->t_dom = p.last_done = now_ns();
+	while (i < x->tm.total || p.in_flight) {
+		while (i < x->tm.total && p.in_flight < x->depth) {
+			uint64_t k = i % x->regions;
+
+			p.sent_at[i] = now_ns();
+			r = sd_bus_call_method_async(
+				p.bus, NULL, NULL, IOPF_DBUS_PATH, IOPF_DBUS_INTERFACE, "AddRegion",
+				on_added, (void *)(uintptr_t)i, IOPF_WIRE_ADD_REGION_IN,
+				dom[i / x->regions], mem, (uint64_t)0, (1 + 2 * k) * PAGE, PAGE,
+				(uint32_t)IOPF_ACCESS_READ);
+			if (r < 0)
+				bus_die("AddRegion", r, NULL);
+			p.in_flight++;
+			i++;
+		}
+		r = sd_bus_process(p.bus, NULL);
+		if (r == 0)
+			r = sd_bus_wait(p.bus, UINT64_MAX);
+		if (r < 0)
+			bus_die("waiting for answers", r, NULL);
+	}
+	x->t_reg = now_ns();
+	(void)bus_call_t(p.bus, "UnregisterSource", "t", src);
+	x->t_end = now_ns();
+	sd_bus_flush_close_unref(p.bus);
+	free(p.sent_at);
+	free(dom);
+}
 
 static void report(const struct run *x, bool json)
 {
@@ -207,10 +351,10 @@ static void report(const struct run *x, bool json)
 		       ", \"calls_per_s\": %.1f, \"regions_per_s\": %.1f, "
 		       "\"first_tenth_regions_per_s\": %.1f, \"last_tenth_regions_per_s\": "
 		       "%.1f, \"worst_call_secs\": %.6f, \"teardown_secs\": %.6f, "
-		       "\"floor_calls_per_s\": %.1f}\n",
+		       "\"floor_calls_per_s\": %.1f, \"depth\": %lu}\n",
 		       x->domains, x->regions, x->batch, secs(x->t_dom - x->t0), reg, calls,
 		       (double)calls / reg, (double)tm->total / reg, first, last, secs(tm->worst),
-		       secs(x->t_end - x->t_reg), x->floor);
+		       secs(x->t_end - x->t_reg), x->floor, x->depth);
 	else
 		printf("domains %lu (%.3f s, %.0f/s), regions %" PRIu64 " in %" PRIu64
 		       " calls: %.3f s, %.0f calls/s, %.0f regions/s (first tenth %.0f/s, "
@@ -229,11 +373,12 @@ int main(int argc, char **argv)
 		{"domains", required_argument, NULL, 'd'},
 		{"regions", required_argument, NULL, 'r'},
 		{"batch", required_argument, NULL, 'b'},
+		{"depth", required_argument, NULL, 'D'},
 		{"json", no_argument, NULL, 'j'},
 		{},
 	};
 	const char *address = NULL;
-	struct run x = {.domains = 1, .regions = 1000};
+	struct run x = {.domains = 1, .regions = 1000, .depth = 1};
 	bool json = false;
 	struct iopf_sim_config cfg = {};
 	struct iopf_client *c = NULL;
@@ -255,13 +400,17 @@ int main(int argc, char **argv)
 		case 'b':
 			x.batch = strtoul(optarg, NULL, 0);
 			break;
+		case 'D':
+			x.depth = strtoul(optarg, NULL, 0);
+			break;
 		case 'j':
 			json = true;
 			break;
 		default:
 			usage();
 		}
-	if (!address || x.domains == 0 || x.regions == 0 || x.domains > UINT32_MAX)
+	if (!address || x.domains == 0 || x.regions == 0 || x.domains > UINT32_MAX ||
+	    x.depth == 0 || (x.depth > 1 && x.batch))
 		usage();
 	x.tm.total = (uint64_t)x.domains * x.regions;
 
@@ -271,6 +420,10 @@ int main(int argc, char **argv)
 	mem = memfd_create("iopf-ctlbench", MFD_CLOEXEC);
 	if (mem < 0 || ftruncate(mem, (off_t)PAGE) < 0)
 		die(NULL, "memfd", -errno);
+	if (x.depth > 1) {
+		run_pipelined(address, sim, mem, &x);
+		goto done;
+	}
 	r = iopf_client_connect(address, &c);
 	if (r < 0)
 		die(NULL, "connect", r);
@@ -298,7 +451,8 @@ int main(int argc, char **argv)
 
 			n = x.batch ? (x.regions - i < x.batch ? x.regions - i : x.batch) : 1;
 			add_regions(c, dom[d], mem, i, n, x.batch);
-			timing_add(&x.tm, n, now_ns() - t);
+			t = now_ns() - t;
+			timing_add(&x.tm, n, t, t);
 		}
 	x.t_reg = now_ns();
 	r = iopf_client_unregister_source(c, src);
@@ -306,10 +460,11 @@ int main(int argc, char **argv)
 		die(c, "UnregisterSource", r);
 	x.t_end = now_ns();
 
-	x.floor = floor_calls_per_s(mem);
-	report(&x, json);
 	free(dom);
 	iopf_client_free(c);
+done:
+	x.floor = floor_calls_per_s(mem, (unsigned)x.depth);
+	report(&x, json);
 	iopf_sim_free(sim);
 	close(mem);
 	return 0;
