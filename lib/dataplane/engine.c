@@ -1498,13 +1498,16 @@ static bool others_track(struct iopf_source *s, const struct iopf_region *self, 
  * another of the source's regions tracks a page of it, the call must have
  * failed: leave it. Otherwise nothing of iopfd's is there but that call, or a
  * mapping the tenant made itself in its own region: either way it is tracked
- * as iopfd's, to be unmapped with the region.
+ * as iopfd's, to be unmapped with the region. A re-map that fails otherwise
+ * (the kernel short of memory) says nothing of the call either: left alone too,
+ * and counted with those.
  */
 static void readopt_intent(struct iopf_source *s, struct iopf_engine_restored *st)
 {
 	uint64_t iova, length;
 	struct iopf_domain *d;
 	struct iopf_eregion *er;
+	int r;
 
 	if (!iopf_journal_intent(&s->journal, &iova, &length))
 		return;
@@ -1513,13 +1516,11 @@ static void readopt_intent(struct iopf_source *s, struct iopf_engine_restored *s
 	{
 		if (iova < er->r->iova || iova - er->r->iova >= er->r->length)
 			continue;
-		if (iopf_resolve_readopt(s->backend, er->r, iova, length, &d->counters) ==
-		    -EEXIST) {
-			if (others_track(s, er->r, iova, length))
-				st->uncertain++;
-			else
-				iopf_resolve_adopt_extent(er->r, iova, length, &d->counters);
-		}
+		r = iopf_resolve_readopt(s->backend, er->r, iova, length, &d->counters);
+		if (r == -EEXIST && !others_track(s, er->r, iova, length))
+			iopf_resolve_adopt_extent(er->r, iova, length, &d->counters);
+		else if (r < 0)
+			st->uncertain++; /* what is there, if anything, is left alone */
 		goto done;
 	}
 done:

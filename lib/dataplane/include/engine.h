@@ -115,8 +115,8 @@ struct iopf_engine_restored {
 	unsigned sources, domains, regions; /* built again */
 	unsigned dropped;		    /* objects whose fds were missing or wrong */
 	uint64_t pending;		    /* journaled records, answered before any read */
-	unsigned
-		uncertain; /* map calls in flight at the crash, found blocked by another region's */
+	/* map calls in flight at the crash left alone: blocked by another region's, or failing */
+	unsigned uncertain;
 };
 int iopf_engine_restore(struct iopf_engine *e, iopf_engine_take_fd_fn take_fd,
 			iopf_engine_record_fn foreign, void *userdata,
