@@ -1475,7 +1475,7 @@ static bool others_track(struct iopf_source *s, const struct iopf_region *self, 
 		cds_list_for_each_entry(er, &d->eregions, dnode)
 	{
 		const struct iopf_region *r = er->r;
-		uint64_t from, to;
+		uint64_t from, to, h_first, h_n;
 
 		if (r == self || iova > iopf_region_last(r) || iova + length - 1 < r->iova)
 			continue;
@@ -1483,9 +1483,10 @@ static bool others_track(struct iopf_source *s, const struct iopf_region *self, 
 		to = (iova + length - 1 < iopf_region_last(r) ? iova + length - r->iova
 							      : r->length) /
 		     IOPF_PAGE_SIZE;
-		for (uint64_t pg = from; pg < to; pg++)
-			if (iopf_region_page_mapped(r, pg))
-				return true;
+		/* a page tracked unless [from, to) is one hole */
+		if (from < to && (!iopf_region_next_hole(r, from, to, &h_first, &h_n) ||
+				  h_first != from || h_n != to - from))
+			return true;
 	}
 	return false;
 }
