@@ -30,8 +30,9 @@
 #               --fairness runs only this and rewrites only its section and row
 #   busy poll   the paced scenario at 50k and 100k faults/s with BusyPoll= off and
 #               50us: p50 and the worker's CPU (--busy-poll: only this, its section)
-#   control     AddRegion calls/s in one domain and across domains, AddRegions
-#               regions/s: >= 20k (--control-plane: only this, its section)
+#   control     AddRegion calls/s in one domain and across domains, one call at a
+#               time and 16 sent ahead of their answers, AddRegions regions/s: >= 20k
+#               (--control-plane: only this, its section)
 # Paced runs schedule each group at start + i / rate and measure from that time
 # (no coordinated omission); they also measure the physical floor of the same
 # run (iopf-sim --floor: one group at a time, the server asleep on the doorbell).
