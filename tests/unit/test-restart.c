@@ -69,19 +69,31 @@ static int crash_map(struct iopf_backend *b, const struct iopf_map_req *req)
 	return r;
 }
 
-/* The child's simulator backend: the real one, killing the process at crash_at. */
-static int crash_open(int fault_fd, int iommufd, uint32_t ioas_id, struct iopf_backend **ret)
+/*
+ * The real simulator backend, calling through @ops: a copy of its own ops in
+ * *@real, which the caller then changes where it wants to step in.
+ */
+static int open_wrapped(int fault_fd, int iommufd, uint32_t ioas_id, struct iopf_backend **ret,
+			const struct iopf_backend_ops **real, struct iopf_backend_ops *ops)
 {
 	int r = iopf_sim_backend_open(fault_fd, iommufd, ioas_id, ret);
 
 	if (r < 0)
 		return r;
-	real_ops = (*ret)->ops;
-	crash_ops = *real_ops;
+	*real = (*ret)->ops;
+	*ops = **real;
+	(*ret)->ops = ops;
+	return 0;
+}
+
+/* The child's simulator backend: the real one, killing the process at crash_at. */
+static int crash_open(int fault_fd, int iommufd, uint32_t ioas_id, struct iopf_backend **ret)
+{
+	int r = open_wrapped(fault_fd, iommufd, ioas_id, ret, &real_ops, &crash_ops);
+
 	crash_ops.fault_write = crash_write;
 	crash_ops.map = crash_map;
-	(*ret)->ops = &crash_ops;
-	return 0;
+	return r;
 }
 
 /* The next process's backend for CRASH_REMAP_FAILS: its first map call fails, as on ENOMEM. */
@@ -100,15 +112,10 @@ static int refusing_map(struct iopf_backend *b, const struct iopf_map_req *req)
 
 static int refusing_open(int fault_fd, int iommufd, uint32_t ioas_id, struct iopf_backend **ret)
 {
-	int r = iopf_sim_backend_open(fault_fd, iommufd, ioas_id, ret);
+	int r = open_wrapped(fault_fd, iommufd, ioas_id, ret, &refusing_real_ops, &refusing_ops);
 
-	if (r < 0)
-		return r;
-	refusing_real_ops = (*ret)->ops;
-	refusing_ops = *refusing_real_ops;
 	refusing_ops.map = refusing_map;
-	(*ret)->ops = &refusing_ops;
-	return 0;
+	return r;
 }
 
 /* ---- the fd store: names and fds over a socket, as sd_pid_notify_with_fds() sends them */
