@@ -255,8 +255,6 @@ int iopf_region_new_bits(uint64_t tenant, int fd, uint64_t offset, uint64_t iova
 
 	if (iopf_region_check_args(offset, iova, length, access) != IOPF_REGION_ARGS_OK)
 		return -EINVAL;
-	if (fd < 0)
-		return -EBADF;
 	switch (iopf_region_check_fd(fd, offset, length, access, &st, &accmode)) {
 	case IOPF_REGION_FD_OK:
 		break;
