@@ -180,7 +180,7 @@ struct bus {
 	unsigned fd_base;
 	int fd_drift;		       /* the real count minus the estimate, at the last recount */
 	uint64_t fd_recounted;	       /* CLOCK_MONOTONIC usec of the last recount */
-	int64_t fd_limit;	       /* RLIMIT_NOFILE as of then (0: not read yet) */
+	int64_t fd_limit;	       /* RLIMIT_NOFILE as of then */
 	struct ratelimit fd_rl;	       /* "short of fds" logged */
 	struct ratelimit accept_rl;    /* accept() failures logged */
 	sd_event_source *accept_timer; /* owned; resumes accepting after EMFILE */
@@ -1817,8 +1817,6 @@ static bool fds_available(struct bus *b, unsigned need, unsigned reserve)
 	uint64_t now = 0;
 	int real;
 
-	if (!b->fd_limit)
-		b->fd_limit = fd_limit();
 	limit = b->fd_limit;
 	if (used + need + reserve <= limit)
 		return true;
@@ -2813,6 +2811,7 @@ int bus_new(sd_event *event, struct iopf_control *control, const struct conf *co
 	b->started_realtime_us = now_ns(CLOCK_REALTIME) / NSEC_PER_USEC;
 	b->started_monotonic_us = now_ns(CLOCK_MONOTONIC) / NSEC_PER_USEC;
 	b->listen_fd = -EBADF;
+	b->fd_limit = fd_limit();
 	b->refused_rl = RATELIMIT_INIT(10 * USEC_PER_SEC, 10);
 	b->fd_rl = RATELIMIT_INIT(10 * USEC_PER_SEC, 5);
 	b->accept_rl = RATELIMIT_INIT(10 * USEC_PER_SEC, 5);
