@@ -175,7 +175,24 @@ static void timing_add(struct timing *tm, uint64_t n, uint64_t call, uint64_t dt
 	}
 }
 
-/* Regions [@i, @i + @n) of domain @dom in one call: every other page, so no two touch. */
+/* Domain @d's device and PASID, as square as it goes: 256 devices, then PASIDs. */
+static uint32_t domain_dev_id(unsigned long d)
+{
+	return (uint32_t)(d % 256);
+}
+
+static uint32_t domain_pasid(unsigned long d)
+{
+	return (uint32_t)(d / 256);
+}
+
+/* Region @k of a domain: every other page, so no two touch. */
+static uint64_t region_iova(uint64_t k)
+{
+	return (1 + 2 * k) * PAGE;
+}
+
+/* Regions [@i, @i + @n) of domain @dom in one call. */
 static void add_regions(struct iopf_client *c, uint64_t dom, int mem, uint64_t i, uint64_t n,
 			bool batch)
 {
@@ -191,7 +208,7 @@ static void add_regions(struct iopf_client *c, uint64_t dom, int mem, uint64_t i
 			v[k] = (struct iopf_client_new_region){
 				.domain_id = dom,
 				.fd = mem,
-				.iova = (1 + 2 * (i + k)) * PAGE,
+				.iova = region_iova(i + k),
 				.length = PAGE,
 				.access = IOPF_ACCESS_READ,
 			};
@@ -201,8 +218,8 @@ static void add_regions(struct iopf_client *c, uint64_t dom, int mem, uint64_t i
 	} else {
 		uint64_t id;
 
-		r = iopf_client_add_region(c, dom, mem, 0, (1 + 2 * i) * PAGE, PAGE,
-					   IOPF_ACCESS_READ, &id);
+		r = iopf_client_add_region(c, dom, mem, 0, region_iova(i), PAGE, IOPF_ACCESS_READ,
+					   &id);
 	}
 	if (r < 0)
 		die(c, batch ? "AddRegions" : "AddRegion", r);
@@ -217,10 +234,18 @@ struct run {
 
 /* --- many calls in flight: sd-bus's asynchronous calls on a connection of its own --- */
 
+struct pipeline;
+
+/* One AddRegion call in flight: its answer's userdata. */
+struct pipeline_call {
+	struct pipeline *p;
+	uint64_t sent_at; /* when the call went out */
+};
+
 struct pipeline {
 	sd_bus *bus;
 	struct run *x;
-	uint64_t *sent_at; /* per region, when its call went out */
+	struct pipeline_call *calls; /* per region */
 	uint64_t in_flight;
 	uint64_t last_done; /* when the last answer came (the domains' end, at first) */
 };
@@ -259,19 +284,17 @@ static uint64_t bus_call_t(sd_bus *bus, const char *method, const char *types, .
 	return id;
 }
 
-static struct pipeline *the_pipeline; /* the one on_added() counts into */
-
 static int on_added(sd_bus_message *m, void *userdata, sd_bus_error *error)
 {
-	struct pipeline *p = the_pipeline;
-	uint64_t i = (uint64_t)(uintptr_t)userdata;
+	const struct pipeline_call *call = userdata;
+	struct pipeline *p = call->p;
 	const sd_bus_error *e = sd_bus_message_get_error(m);
 	uint64_t t = now_ns();
 
 	if (e)
 		bus_die("AddRegion", -sd_bus_message_get_errno(m), e);
 	p->in_flight--;
-	timing_add(&p->x->tm, 1, t - p->sent_at[i], t - p->last_done);
+	timing_add(&p->x->tm, 1, t - call->sent_at, t - p->last_done);
 	p->last_done = t;
 	return 0;
 }
@@ -287,9 +310,9 @@ static void run_pipelined(const char *address, struct iopf_sim *sim, int mem, st
 	uint64_t src, *dom, i = 0;
 	int r;
 
-	p.sent_at = calloc(x->tm.total, sizeof(*p.sent_at));
+	p.calls = calloc(x->tm.total, sizeof(*p.calls));
 	dom = calloc(x->domains, sizeof(*dom));
-	if (!p.sent_at || !dom)
+	if (!p.calls || !dom)
 		die(NULL, "calloc", -ENOMEM);
 	r = sd_bus_new(&p.bus);
 	if (r >= 0)
@@ -300,23 +323,20 @@ static void run_pipelined(const char *address, struct iopf_sim *sim, int mem, st
 		r = sd_bus_start(p.bus);
 	if (r < 0)
 		bus_die("connect", r, NULL);
-	the_pipeline = &p;
 	src = bus_call_t(p.bus, "RegisterSourcePaused", IOPF_WIRE_REGISTER_SOURCE_IN,
 			 iopf_sim_fault_fd(sim), iopf_sim_iommufd(sim), iopf_sim_ioas_id(sim, 0));
 	x->t0 = now_ns();
 	for (unsigned long d = 0; d < x->domains; d++)
 		dom[d] = bus_call_t(p.bus, "RegisterDomain", IOPF_WIRE_REGISTER_DOMAIN_IN, src,
-				    (uint32_t)(d % 256), (uint32_t)(d / 256));
+				    domain_dev_id(d), domain_pasid(d));
 	x->t_dom = p.last_done = now_ns();
 	while (i < x->tm.total || p.in_flight) {
 		while (i < x->tm.total && p.in_flight < x->depth) {
-			uint64_t k = i % x->regions;
-
-			p.sent_at[i] = now_ns();
+			p.calls[i] = (struct pipeline_call){.p = &p, .sent_at = now_ns()};
 			r = sd_bus_call_method_async(
 				p.bus, NULL, NULL, IOPF_DBUS_PATH, IOPF_DBUS_INTERFACE, "AddRegion",
-				on_added, (void *)(uintptr_t)i, IOPF_WIRE_ADD_REGION_IN,
-				dom[i / x->regions], mem, (uint64_t)0, (1 + 2 * k) * PAGE, PAGE,
+				on_added, &p.calls[i], IOPF_WIRE_ADD_REGION_IN, dom[i / x->regions],
+				mem, (uint64_t)0, region_iova(i % x->regions), PAGE,
 				(uint32_t)IOPF_ACCESS_READ);
 			if (r < 0)
 				bus_die("AddRegion", r, NULL);
@@ -333,7 +353,7 @@ static void run_pipelined(const char *address, struct iopf_sim *sim, int mem, st
 	(void)bus_call_t(p.bus, "UnregisterSource", "t", src);
 	x->t_end = now_ns();
 	sd_bus_flush_close_unref(p.bus);
-	free(p.sent_at);
+	free(p.calls);
 	free(dom);
 }
 
@@ -437,9 +457,7 @@ int main(int argc, char **argv)
 		die(NULL, "calloc", -ENOMEM);
 	x.t0 = now_ns();
 	for (unsigned long d = 0; d < x.domains; d++) {
-		/* dev_id and PASID as square as it goes: 256 devices, then PASIDs */
-		r = iopf_client_register_domain(c, src, (uint32_t)(d % 256), (uint32_t)(d / 256),
-						&dom[d]);
+		r = iopf_client_register_domain(c, src, domain_dev_id(d), domain_pasid(d), &dom[d]);
 		if (r < 0)
 			die(c, "RegisterDomain", r);
 	}
