@@ -85,7 +85,7 @@ static int serve(struct iopf_backend *b, struct iommu_hwpt_pgfault **buf, unsign
 		while (off < nresp * sizeof(*resp)) {
 			ssize_t w = b->ops->fault_write(b, (uint8_t *)resp + off,
 							nresp * sizeof(*resp) - off);
-			if (w == -ETIMEDOUT)
+			if (w == -ETIMEDOUT || w == -EBUSY)
 				continue; /* the same, for the answers: they must go, try again */
 			if (w < 0)
 				return (int)w;

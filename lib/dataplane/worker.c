@@ -264,7 +264,8 @@ static void answer(struct iopf_source *s, uint32_t cookie, enum iopf_reason why,
 /*
  * Write the queued responses. Return: 0, or -errno with the unwritten ones
  * still queued: then nothing may be read from the source until they are
- * written (see iopf_response_flush()).
+ * written (see iopf_response_flush()). -EBUSY: the backend could not write
+ * without waiting (no error: try again later, see flush_failed()).
  */
 static int flush(struct iopf_source *s)
 {
@@ -273,8 +274,10 @@ static int flush(struct iopf_source *s)
 	if (s->rb.n > 0) {
 		r = iopf_response_flush(&s->rb, s->backend);
 		if (r < 0) {
-			ctr_add(&s->io_errors, 1);
-			ctr_add(&s->write_errors, 1);
+			if (r != -EBUSY) {
+				ctr_add(&s->io_errors, 1);
+				ctr_add(&s->write_errors, 1);
+			}
 			return r;
 		}
 	}
@@ -533,6 +536,15 @@ enum turn_end {
 	TURN_READABLE, /* the first read came back empty, yet the fd is readable */
 };
 
+/* How a turn whose flush() failed with @r ends: busy, the next round tries again; else back off. */
+static enum turn_end flush_failed(struct iopf_source *s, int r)
+{
+	if (r == -EBUSY)
+		return TURN_BOUND;
+	back_off(s);
+	return TURN_DONE;
+}
+
 /*
  * What resolving a source's faults needs, read once a turn: a reload may
  * change the fault-around window, and map calls are written in its journal.
@@ -577,12 +589,12 @@ static enum turn_end service_source(struct iopf_worker *w, struct iopf_source *s
 	size_t left = shared ? IOPF_TURN_SHARED_RECORDS : 0;
 	uint64_t slice = __atomic_load_n(&turn_slice_ns, __ATOMIC_RELAXED), yield_at = 0;
 	size_t n, done, lookups;
+	int r;
 
 	/* Responses of an earlier read wait for a write: no read before they are written. */
-	if (flush(s) < 0) {
-		back_off(s);
-		return TURN_DONE;
-	}
+	r = flush(s);
+	if (r < 0)
+		return flush_failed(s, r);
 
 	rcu_read_lock();
 	if (s->carry) {
@@ -592,9 +604,9 @@ static enum turn_end service_source(struct iopf_worker *w, struct iopf_source *s
 		done = handle_records(w, s, &rs, &memo, s->carry, s->buf.n, s->carry_t_read,
 				      yield_at);
 		s->carry = done < s->buf.n ? done : 0;
-		if (flush(s) < 0) {
-			back_off(s);
-			end = TURN_DONE;
+		r = flush(s);
+		if (r < 0) {
+			end = flush_failed(s, r);
 			goto out;
 		}
 		if (s->carry || (left && n >= left))
@@ -603,27 +615,27 @@ static enum turn_end service_source(struct iopf_worker *w, struct iopf_source *s
 	}
 	for (unsigned reads = 0; reads < IOPF_TURN_READS; reads++) {
 		uint64_t t_read;
-		ssize_t r;
+		ssize_t got;
 
 		s->buf.budget = left;
-		r = iopf_fault_read(&s->buf, s->backend, &s->rb, s->held_room,
-				    polled && reads == 0);
+		got = iopf_fault_read(&s->buf, s->backend, &s->rb, s->held_room,
+				      polled && reads == 0);
 
 		if (s->buf.torn)
 			ctr_add(&s->io_errors, 1); /* torn record: not kernel behaviour, skip it */
-		if (r == -EBUSY)
+		if (got == -EBUSY)
 			break; /* cannot read without waiting: TURN_BOUND, the next round tries */
-		if (r < 0) {
+		if (got < 0) {
 			failed = true;
 			end = TURN_DONE;
 			break;
 		}
-		if (r == 0) {
+		if (got == 0) {
 			end = reads == 0 && w->multishot && still_readable(s) ? TURN_READABLE
 									      : TURN_DONE;
 			break;
 		}
-		n = (size_t)r;
+		n = (size_t)got;
 		journal_read(s);
 		lookups = memo.lookups;
 		t_read = mono_ns();
@@ -636,9 +648,9 @@ static enum turn_end service_source(struct iopf_worker *w, struct iopf_source *s
 		}
 		/* a route lookup for more than one record in four: prefetch for the next read */
 		s->scattered = (memo.lookups - lookups) * 4 > done;
-		if (flush(s) < 0) {
-			back_off(s);
-			end = TURN_DONE;
+		r = flush(s);
+		if (r < 0) {
+			end = flush_failed(s, r);
 			break;
 		}
 		if (s->carry)
@@ -735,6 +747,19 @@ static int unmap_domain(struct iopf_source *s, struct iopf_domain *d)
 	return ret;
 }
 
+/*
+ * flush() for a source that goes: a busy backend is asked again (after a few
+ * busy answers it waits for its lock, bounded). Nothing is read until it works.
+ */
+static int flush_now(struct iopf_source *s)
+{
+	int r;
+
+	while ((r = flush(s)) == -EBUSY)
+		;
+	return r;
+}
+
 /* Answer records [@from, @n) of the last read INVALID RETIRED, read at @t_read. */
 static void retire_records(struct iopf_source *s, size_t from, size_t n, uint64_t t_read)
 {
@@ -760,7 +785,7 @@ static void drain(struct iopf_source *s)
 		retire_records(s, s->carry, s->buf.n, s->carry_t_read);
 		s->carry = 0;
 	}
-	if (flush(s) < 0) {
+	if (flush_now(s) < 0) {
 		(void)iopf_response_discard(&s->rb);
 		return;
 	}
@@ -773,7 +798,7 @@ static void drain(struct iopf_source *s)
 			break;
 		journal_read(s);
 		retire_records(s, 0, (size_t)r, mono_ns());
-		if (flush(s) < 0) {
+		if (flush_now(s) < 0) {
 			(void)iopf_response_discard(&s->rb);
 			return;
 		}
@@ -943,10 +968,9 @@ static void serve_ready(struct iopf_worker *w)
 		cds_list_del(&s->ready_node);
 		s->on_ready = false;
 		end = service_source(w, s, s->ready_polled);
-		/* carried records: the fd need not wake again for them (nor a one-shot poll fire)
-		 */
+		/* owed work (carried records, busy answers): the fd need not wake again for it */
 		if ((end != TURN_DONE && w->multishot && s->poll_armed) ||
-		    (s->carry && !s->backoff_ns))
+		    ((s->carry || s->rb.n) && !s->backoff_ns))
 			queue_turn(&w->again, s, end == TURN_READABLE);
 		arm_source(w, s);
 	}

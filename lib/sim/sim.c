@@ -85,8 +85,13 @@
  * worker little (a timed-out read puts its source in backoff).
  */
 #define SIM_DAEMON_LOCK_WAIT_NS (5 * UINT64_C(1000000))
-/* Reads in a row that find the lock taken and come back at once (daemon_read_lock()). */
-#define SIM_BUSY_READS 16u
+/*
+ * How long reads and writes that find the lock taken come back at once
+ * (-EBUSY, daemon_try_lock()) before they fail as a timed-out lock does:
+ * longer than a scheduler's slice, so that a device side preempted while it
+ * holds the lock is waited out (without sleeping), not backed off from.
+ */
+#define SIM_BUSY_NS (20 * UINT64_C(1000000))
 
 #define READ_ONCE(x)	 (*(const volatile typeof(x) *)&(x))
 #define WRITE_ONCE(x, v) (*(volatile typeof(x) *)&(x) = (v))
@@ -163,7 +168,7 @@ struct sim_backend {
 	bool emptied;	     /* the last read delivered the queue's last group and drained */
 	bool edge;	     /* the reader wakes on every ring, not the level: no drain */
 	bool lock_timed_out; /* the last lock timed out: only try, until one works */
-	unsigned busy_reads; /* reads in a row that found the lock taken (daemon_read_lock()) */
+	uint64_t busy_since; /* reads and writes have found the lock taken since (0: not) */
 };
 
 static uint64_t lock_timeout_ns = SIM_DEFAULT_LOCK_TIMEOUT_NS;
@@ -393,30 +398,39 @@ static int daemon_lock(struct sim_backend *sb)
 	int r = sim_lock_within(&sb->m, sb->lock_timed_out ? 0 : SIM_DAEMON_LOCK_WAIT_NS);
 
 	sb->lock_timed_out = r == -ETIMEDOUT;
+	if (r == 0)
+		sb->busy_since = 0;
 	return r;
 }
 
 /*
- * A read's lock: while the tenant's side holds it, a read fails -EBUSY at once,
- * SIM_BUSY_READS times in a row, so that the worker serves its other sources
- * instead of sleeping on this one's lock (and waking up late); then it waits
- * as daemon_lock() does, so a lock held long costs a sleep, not a spin.
+ * A read's or a write's lock, never waited for: the device side holds it for
+ * each inject and harvest and may be preempted holding it, and a worker asleep
+ * on one tenant's lock would stall every source it serves. While the lock is
+ * found taken they fail -EBUSY, having done nothing (the worker serves its
+ * other sources and tries again next round); taken for SIM_BUSY_NS, they fail
+ * as a timed-out lock does (-ETIMEDOUT: the source backs off) and only try
+ * until one gets it.
  */
-static int daemon_read_lock(struct sim_backend *sb)
+static int daemon_try_lock(struct sim_backend *sb)
 {
-	int r;
+	int r = sim_lock_within(&sb->m, 0);
+	uint64_t now;
 
-	if (!sb->lock_timed_out && sb->busy_reads < SIM_BUSY_READS) {
-		r = sim_lock_within(&sb->m, 0);
-		if (r == -ETIMEDOUT) {
-			sb->busy_reads++;
-			return -EBUSY;
-		}
-	} else
-		r = daemon_lock(sb);
-	if (r == 0)
-		sb->busy_reads = 0;
-	return r;
+	if (r == 0) {
+		sb->busy_since = 0;
+		sb->lock_timed_out = false;
+		return 0;
+	}
+	if (r != -ETIMEDOUT || sb->lock_timed_out)
+		return r;
+	now = mono_ns();
+	if (!sb->busy_since)
+		sb->busy_since = now;
+	if (now - sb->busy_since < SIM_BUSY_NS)
+		return -EBUSY;
+	sb->lock_timed_out = true;
+	return -ETIMEDOUT;
 }
 
 static void sim_unlock(struct sim_map *m)
@@ -602,7 +616,7 @@ static ssize_t sim_fault_read(struct iopf_backend *b, void *buf, size_t len)
 		return -ESPIPE;
 
 	prefetch_queued(m, len / SIM_REC_SIZE);
-	r = daemon_read_lock(sb);
+	r = daemon_try_lock(sb);
 	if (r < 0)
 		return r; /* -EBUSY: next round; -ETIMEDOUT: locked, retried on the backoff */
 
@@ -706,9 +720,9 @@ static ssize_t sim_fault_write(struct iopf_backend *b, const void *buf, size_t l
 		return 0;
 
 	now = mono_ns();
-	r = daemon_lock(sb);
+	r = daemon_try_lock(sb);
 	if (r < 0)
-		return r;
+		return r; /* nothing written: as for a read */
 
 	for (; done < len; done += SIM_RESP_SIZE) {
 		struct iommu_hwpt_page_response resp;

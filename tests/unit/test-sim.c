@@ -28,6 +28,7 @@
 #include "sim.h"
 #include "util.h"
 #include "fd-util.h"
+#include "time-util.h"
 
 #define REC  sizeof(struct iommu_hwpt_pgfault)
 #define RESP sizeof(struct iommu_hwpt_page_response)
@@ -700,7 +701,7 @@ static void test_doorbell_races(void **state)
 		for (size_t i = 0; i < (size_t)n / REC; i++) {
 			ssize_t w;
 
-			while ((w = respond(fx, rec[i].cookie, 0)) == -ETIMEDOUT)
+			while ((w = respond(fx, rec[i].cookie, 0)) == -ETIMEDOUT || w == -EBUSY)
 				sched_yield();
 			assert_int_equal(w, (ssize_t)RESP);
 		}
@@ -1185,6 +1186,7 @@ static void test_lock_timeout(void **state)
 						  ALIGN_UP(sizeof(struct iopf_sim_shm_hdr), 64));
 	struct iommu_hwpt_pgfault rec[4];
 	int fd = make_backing(PG);
+	uint64_t t0;
 	pthread_t t;
 
 	inject(fx, 1, IOPF_PASID_NONE, 1, 0, 1);
@@ -1193,20 +1195,29 @@ static void test_lock_timeout(void **state)
 	assert_int_equal(pthread_create(&t, NULL, hold_lock, mu), 0);
 	usleep(20000);
 	/*
-	 * A peer sitting on the lock stalls nobody for long: the first reads come
-	 * back at once (-EBUSY, the worker serves its other sources and tries
-	 * again next round), then one waits and fails (the worker retries it on
-	 * its backoff timer), and the calls after it only try the lock until one
-	 * gets it.
+	 * A peer sitting on the lock stalls nobody: reads and writes come back at
+	 * once (-EBUSY, having done nothing: the worker serves its other sources
+	 * and tries again next round) for 20 ms, then fail as a timed-out
+	 * lock (the worker retries the source on its backoff timer); a map waits
+	 * only while no call has timed out, and only tries after.
 	 */
-	for (unsigned i = 0; i < 16; i++)
-		assert_int_equal(bread(fx, rec, sizeof(rec)), -EBUSY);
+	t0 = mono_ns();
+	for (unsigned i = 0;; i++) {
+		ssize_t r = i % 2 ? respond(fx, 1, 0) : bread(fx, rec, sizeof(rec));
+
+		if (r != -EBUSY) {
+			assert_int_equal(r, -ETIMEDOUT);
+			break;
+		}
+	}
+	assert_true(mono_ns() - t0 >= 20000000);
+	assert_true(mono_ns() - t0 < 250000000); /* nothing waited for the holder */
 	assert_int_equal(bread(fx, rec, sizeof(rec)), -ETIMEDOUT);
 	assert_int_equal(respond(fx, 1, 0), -ETIMEDOUT);
 	assert_int_equal(bmap(fx, 0, PG, RW, fd, 0), -ETIMEDOUT);
 	assert_int_equal(iopf_sim_harvest(fx->s, NULL, 0), -ETIMEDOUT); /* the device side too */
 	pthread_join(t, NULL);
-	assert_int_equal(respond(fx, 1, 0), RESP);
+	assert_int_equal(respond(fx, 1, 0), RESP); /* still outstanding: nothing was written */
 	assert_int_equal(bread(fx, rec, sizeof(rec)), 0);
 	close(fd);
 }

@@ -28,9 +28,10 @@ struct iopf_backend_ops {
 	const char *name;
 	/*
 	 * read(2)/write(2) on the fault fd, kernel semantics: bytes, or -errno.
-	 * A read may also fail -EBUSY (never the kernel's): it could not read
-	 * without waiting (the simulator's lock); the worker tries again next
-	 * round, serving its other sources meanwhile.
+	 * Either may also fail -EBUSY (never the kernel's), having read or
+	 * written nothing: it could not go on without waiting (the simulator's
+	 * lock); the worker tries again next round, serving its other sources
+	 * meanwhile.
 	 */
 	ssize_t (*fault_read)(struct iopf_backend *b, void *buf, size_t len);
 	ssize_t (*fault_write)(struct iopf_backend *b, const void *buf, size_t len);
