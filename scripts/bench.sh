@@ -272,6 +272,8 @@ PY
 # wants the CPU): on a VM a wakeup from idle is the virtual CPU's exit from halt on the
 # host, milliseconds at p99 here, and it would land on the alone runs (whose server and
 # generator sleep between groups) and not on the storm runs (where they never sleep).
+# In the storm runs the storm's injector (SCHED_IDLE too) is what keeps CPU 1 busy: a
+# spinner there would take half of that CPU from it, and the storm would not fill its queue.
 # Each pair: the floor, then victim alone (echo, iopfd), then victim beside the storm
 # (echo, iopfd), one iopf-sim --compare each; the storm tenant has the victim's shape.
 fair_secs=${fair_secs:-$([ $quick -eq 1 ] && echo 2 || echo 5)}
@@ -292,20 +294,23 @@ fair_run() {
 		chmod +x "$tmp/fair-$w"
 	done
 	stop_daemon
-	local spin=() c
-	for c in 0 1; do
-		[ "$c" -lt "$(nproc)" ] || continue
-		# each ends with this script, however it ends
-		taskset -c "$c" chrt -i 0 sh -c "while kill -0 $$ 2>/dev/null; do :; done" &
-		spin+=($!)
-	done
+	local spin0= spin1=
+	# spin_on CPU: a spinner there, until killed or this script ends, however it ends
+	spin_on() {
+		[ "$1" -lt "$(nproc)" ] || return 0
+		taskset -c "$1" chrt -i 0 sh -c "while kill -0 $$ 2>/dev/null; do :; done" &
+		eval "spin$1=$!"
+	}
+	spin_on 0
 	iopfd=$tmp/fair-iopfd sim=$tmp/fair-sim BENCH_ECHO=$tmp/fair-echo
 	workers=1 start_daemon
 	local base=(--tenants 1 --devices 1 --pasids 1 --regions 16 --region-size 1M --window 64
 		--rate "$fair_rate" --duration "$fair_secs")
 	for _ in $(seq "$fair_pairs"); do
 		cut -d' ' -f1 /proc/loadavg >> "$tmp/fair-load"
+		spin_on 1
 		sim_run fair-alone --floor --compare "${base[@]}"
+		[ -z "$spin1" ] || { kill "$spin1"; wait "$spin1" 2>/dev/null || true; spin1=; }
 		cut -d' ' -f1 /proc/loadavg >> "$tmp/fair-load"
 		# --max-overtakes: no bound to hold here (sim-fairness does), only the count
 		sim_run fair-storm --compare "${base[@]}" --storm 1 --storm-window 1024 \
@@ -313,9 +318,9 @@ fair_run() {
 	done
 	cut -d' ' -f1 /proc/loadavg >> "$tmp/fair-load"
 	stop_daemon
-	kill "${spin[@]}" 2>/dev/null || true
+	kill $spin0 2>/dev/null || true
 	iopfd=$real_iopfd sim=$real_sim BENCH_ECHO=$real_echo
-	fair_pinned="${pin_s:+server on CPU 0, generator on CPU 1, }nice $nice, both CPUs kept out of idle by SCHED_IDLE spinners"
+	fair_pinned="${pin_s:+server on CPU 0, generator on CPU 1, }nice $nice, both CPUs kept out of idle by SCHED_IDLE spinners (CPU 1's by the storm's SCHED_IDLE injector in the storm runs)"
 }
 
 # The "## Fairness" section and the summary table's fairness row, rewritten in place in
@@ -408,13 +413,17 @@ sec += [
     "",
     "What the figure includes: the victim's latency runs from its schedule to the answer the",
     "server wrote, so it counts the injector's lateness (its column: the generator's two",
-    "threads share CPU 1, where the storm's injector never sleeps; it runs at nice 19 so that",
-    "the victim's injector keeps its schedule), the victim's wakeup of the server, and the",
-    "wait behind the storm's turns. While sources share a worker a turn reads at most 64",
-    "records (`IOPF_TURN_SHARED_RECORDS`), and a woken source goes before a busy one, so a",
-    "victim group waits for at most 2 x 64 storm groups (echo reads until empty: no bound);",
-    "the integration test `sim-fairness` holds iopfd to that bound on the server's own answer",
-    "order (`iopf-sim --max-overtakes`). The load average counts the two spinners. The storm's",
+    "threads share CPU 1, where the storm's injector never sleeps; it runs SCHED_IDLE so that",
+    "the victim's injector takes the CPU the moment it wakes), the victim's wakeup of the",
+    "server, and the wait behind the storm's turns. While sources share a worker a turn reads",
+    "at most 64 records (`IOPF_TURN_SHARED_RECORDS`), a woken source goes before a busy one,",
+    "and a turn that has run 4 us (`IOPF_TURN_SLICE_NS`) gives way, between two groups, to a",
+    "source that woke; so a victim group waits for at most 2 x 64 storm groups, about a slice",
+    "of them as a rule (echo reads until empty: no bound). The integration test `sim-fairness`",
+    "holds iopfd to that bound on the server's own answer order (`iopf-sim --max-overtakes`).",
+    "Nor does the worker ever sleep on a tenant's simulator lock to read or answer (the device",
+    "side holds it for every inject and harvest and may be preempted holding it): a read or a",
+    "write that finds it taken tries again next round. The load average counts the spinners. The storm's",
     "faults/s say whether it kept the worker busy (compare the saturation row). The last",
     "column counts that wait in storm groups, on the server's answer times (`--max-overtakes`),",
     "which the machine's noise does not inflate. *Met* is yes only if the injector's late p99",
