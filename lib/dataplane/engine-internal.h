@@ -114,15 +114,7 @@ struct iopf_source {
 	struct __kernel_timespec backoff_ts; /* the armed timer's; read at submission */
 	bool scattered;			     /* the last read's faults went to many domains */
 	struct iopf_fault_buf buf;	     /* owned; the last read's records */
-	/*
-	 * Not 0: records [carry, buf.n) of the last read wait for this source's
-	 * next turn, which handles them before it reads (its turn gave way to a
-	 * source that woke, see service_source()); the journal keeps the whole
-	 * read until they are answered. @carry_t_read: when that read was made.
-	 */
-	size_t carry;
-	uint64_t carry_t_read;
-	struct iopf_journal journal;	 /* owned; buf.recs are its slots (persist.h) */
+	struct iopf_journal journal;	     /* owned; buf.recs are its slots (persist.h) */
 	size_t journal_n;		 /* slots of the last read waiting for their responses */
 	struct iopf_persist_source prec; /* its record; rewritten when the buffer grows */
 	bool recover;			 /* restored: answer the journal before the first read */
@@ -200,12 +192,10 @@ struct iopf_worker *iopf_worker_stop(struct iopf_worker *w);
  * __iopf_engine_set_hold(): make a domain hold its groups instead of answering
  * them, as a tenant-forwarded handler will (up to IOPF_HELD_MAX per source).
  * __iopf_engine_held(): how many groups a source holds now.
- * __iopf_engine_set_turn_slice(): IOPF_TURN_SLICE_NS for every worker from now on.
  */
 int __iopf_engine_add_backend(struct iopf_engine *e, uint64_t tenant, struct iopf_backend *b,
 			      uint64_t *ret_source_id);
 int __iopf_engine_set_hold(struct iopf_engine *e, uint64_t domain_id, bool hold);
 uint64_t __iopf_engine_held(struct iopf_engine *e, uint64_t source_id);
-void __iopf_engine_set_turn_slice(uint64_t ns);
 
 #endif /* IOPF_ENGINE_INTERNAL_H */

@@ -58,7 +58,6 @@ struct iopf_worker {
 	struct cds_list_head ready, again;
 	unsigned n_sources;  /* on sources: more than one shares the turns (service_source()) */
 	bool multishot;	     /* poll sources multishot (false: one-shot, before 5.13) */
-	bool taskrun_flag;   /* the ring says when task work waits (others_woke()) */
 	unsigned n_retiring; /* sources waiting for their poll cancellation */
 	bool cmd_armed, stopping;
 
@@ -97,7 +96,7 @@ static void arm_poll(struct iopf_worker *w, int fd, uint64_t tag, bool multishot
 	io_uring_sqe_set_data64(sqe, tag);
 }
 
-static uint64_t source_tag(const struct iopf_source *s)
+static uint64_t source_tag(struct iopf_source *s)
 {
 	return (uint64_t)(uintptr_t)s;
 }
@@ -281,8 +280,6 @@ static int flush(struct iopf_source *s)
 			return r;
 		}
 	}
-	if (s->carry)
-		return 0; /* the read's rest is not answered yet: its journal stays */
 	/* every group of the last read is answered (or held): its journal slots are free */
 	iopf_journal_clear(&s->journal, s->journal_n);
 	s->journal_n = 0;
@@ -426,78 +423,18 @@ static void prefetch_records(struct iopf_worker *w, struct iopf_source *s, size_
 }
 
 /*
- * Completions wait in the CQ for the next round's reap. With
- * IORING_SETUP_DEFER_TASKRUN a wakeup is only queued as task work until the
- * ring is entered; IORING_SETUP_TASKRUN_FLAG says when some is. Without the
- * flag a deferred wakeup is seen only at the next round.
+ * Caller holds the RCU read lock; rb has room for @n more responses read at @t_read.
+ * @rs, @m: the turn's resolver and route memo.
  */
-static bool task_work_waits(struct iopf_worker *w)
+static void handle_records(struct iopf_worker *w, struct iopf_source *s,
+			   const struct iopf_resolver *rs, struct route_memo *m, size_t n,
+			   uint64_t t_read)
 {
-	return w->taskrun_flag && (IO_URING_READ_ONCE(*w->ring.sq.kflags) & IORING_SQ_TASKRUN);
-}
-
-/* Anything woke since the round began, maybe @s itself: a load or two. */
-static bool any_woke(struct iopf_worker *w)
-{
-	return io_uring_cq_ready(&w->ring) || task_work_waits(w);
-}
-
-/*
- * Did anything but @s complete since the round began: another source's poll,
- * a timer, the command eventfd? The ring is entered only if task work waits,
- * to post it.
- */
-static bool others_woke(struct iopf_worker *w, const struct iopf_source *s)
-{
-	struct io_uring_cqe *cqe;
-	unsigned head;
-
-	if (task_work_waits(w))
-		(void)io_uring_get_events(&w->ring);
-	io_uring_for_each_cqe(&w->ring, head, cqe)
-	{
-		if (io_uring_cqe_get_data64(cqe) != source_tag(s))
-			return true;
-	}
-	return false;
-}
-
-/* IOPF_TURN_SLICE_NS, which tests may change (__iopf_engine_set_turn_slice()) */
-static uint64_t turn_slice_ns = IOPF_TURN_SLICE_NS;
-
-void __iopf_engine_set_turn_slice(uint64_t ns)
-{
-	__atomic_store_n(&turn_slice_ns, ns, __ATOMIC_RELAXED);
-}
-
-/* Groups handled between two looks for a source that woke (handle_records()). */
-#define YIELD_EVERY 4
-
-/*
- * Records [@from, @n) of the last read. Caller holds the RCU read lock; rb has
- * room for a response to each, read at @t_read. @rs, @m: the turn's resolver
- * and route memo. @yield_at: not 0, the time after which the turn gives way to
- * a source that woke (others_woke()), between two groups.
- * Return: where it stopped, @n when every group is answered (or held).
- */
-static size_t handle_records(struct iopf_worker *w, struct iopf_source *s,
-			     const struct iopf_resolver *rs, struct route_memo *m, size_t from,
-			     size_t n, uint64_t t_read, uint64_t yield_at)
-{
-	size_t pos = from, fetched = from;
-	unsigned since = 0;
+	size_t pos = 0, fetched = 0;
 	struct iopf_group g;
 
-	for (;; since++) {
+	while (iopf_fault_next_group(s->buf.recs, n, &pos, &g)) {
 		struct iopf_domain *d;
-
-		if (yield_at && since >= YIELD_EVERY && pos < n) {
-			since = 0;
-			if (any_woke(w) && mono_ns() >= yield_at && others_woke(w, s))
-				return pos;
-		}
-		if (!iopf_fault_next_group(s->buf.recs, n, &pos, &g))
-			break;
 
 		if (s->scattered && g.first >= fetched) {
 			fetched = g.first + PREFETCH_CHUNK < n ? g.first + PREFETCH_CHUNK : n;
@@ -526,7 +463,6 @@ static size_t handle_records(struct iopf_worker *w, struct iopf_source *s,
 			why = resolve_group(rs, s, d, &g);
 		answer(s, g.cookie, why, c, h, t_read);
 	}
-	return n;
 }
 
 /* How a turn ended. */
@@ -564,13 +500,9 @@ static struct iopf_resolver resolver_of(struct iopf_worker *w, struct iopf_sourc
  * the next read, so between two reads every group of the earlier one is
  * answered or held and s->buf holds exactly the last read's records until
  * they are. While other sources share the worker, the turn also reads at
- * most IOPF_TURN_SHARED_RECORDS records (a group longer than that whole),
- * and once it has run IOPF_TURN_SLICE_NS it gives way, between two groups,
- * to a source that woke: what it answered is written, the rest of the read
- * waits in s->buf (s->carry) for its next turn, which starts there. The
- * bounds keep one busy source from starving the others on this worker, and
- * a source still readable (or with records carried) gets another turn in the
- * next round.
+ * most IOPF_TURN_SHARED_RECORDS records (a group longer than that whole):
+ * the bounds keep one busy source from starving the others on this worker,
+ * and a source still readable gets another turn in the next round.
  *
  * A multishot poll's completion says the fd woke, not that it is readable
  * now (a group read in a turn may have woken it after the turn began), so
@@ -584,11 +516,10 @@ static enum turn_end service_source(struct iopf_worker *w, struct iopf_source *s
 	const struct iopf_resolver rs = resolver_of(w, s);
 	struct route_memo memo = {};
 	enum turn_end end = TURN_BOUND;
-	bool failed = false, shared = w->n_sources > 1;
-	/* alone on the worker: no budget, nobody to give way to */
-	size_t left = shared ? IOPF_TURN_SHARED_RECORDS : 0;
-	uint64_t slice = __atomic_load_n(&turn_slice_ns, __ATOMIC_RELAXED), yield_at = 0;
-	size_t n, done, lookups;
+	bool failed = false;
+	/* 0: no budget (alone on the worker, nobody to wait behind it) */
+	size_t left = w->n_sources > 1 ? IOPF_TURN_SHARED_RECORDS : 0;
+	size_t n, lookups;
 	int r;
 
 	/* Responses of an earlier read wait for a write: no read before they are written. */
@@ -597,24 +528,7 @@ static enum turn_end service_source(struct iopf_worker *w, struct iopf_source *s
 		return flush_failed(s, r);
 
 	rcu_read_lock();
-	if (s->carry) {
-		/* the rest of the read whose turn gave way: before anything is read */
-		n = s->buf.n - s->carry;
-		yield_at = shared ? mono_ns() + slice : 0;
-		done = handle_records(w, s, &rs, &memo, s->carry, s->buf.n, s->carry_t_read,
-				      yield_at);
-		s->carry = done < s->buf.n ? done : 0;
-		r = flush(s);
-		if (r < 0) {
-			end = flush_failed(s, r);
-			goto out;
-		}
-		if (s->carry || (left && n >= left))
-			goto out; /* gave way again, or the budget is spent: TURN_BOUND */
-		left = left ? left - n : 0;
-	}
 	for (unsigned reads = 0; reads < IOPF_TURN_READS; reads++) {
-		uint64_t t_read;
 		ssize_t got;
 
 		s->buf.budget = left;
@@ -638,23 +552,14 @@ static enum turn_end service_source(struct iopf_worker *w, struct iopf_source *s
 		n = (size_t)got;
 		journal_read(s);
 		lookups = memo.lookups;
-		t_read = mono_ns();
-		if (shared && !yield_at)
-			yield_at = t_read + slice; /* the turn's start, near enough */
-		done = handle_records(w, s, &rs, &memo, 0, n, t_read, yield_at);
-		if (done < n) {
-			s->carry = done;
-			s->carry_t_read = t_read;
-		}
+		handle_records(w, s, &rs, &memo, n, mono_ns());
 		/* a route lookup for more than one record in four: prefetch for the next read */
-		s->scattered = (memo.lookups - lookups) * 4 > done;
+		s->scattered = (memo.lookups - lookups) * 4 > n;
 		r = flush(s);
 		if (r < 0) {
 			end = flush_failed(s, r);
 			break;
 		}
-		if (s->carry)
-			break; /* gave way: TURN_BOUND, the rest in the next turn */
 		if (queue_drained(s)) {
 			end = TURN_DONE;
 			break;
@@ -665,7 +570,6 @@ static enum turn_end service_source(struct iopf_worker *w, struct iopf_source *s
 			left -= n;
 		}
 	}
-out:
 	s->buf.budget = 0;
 	rcu_read_unlock();
 
@@ -697,7 +601,7 @@ static void recover_source(struct iopf_worker *w, struct iopf_source *s)
 		return;
 	s->journal_n = n;
 	rcu_read_lock();
-	(void)handle_records(w, s, &rs, &memo, 0, n, mono_ns(), 0);
+	handle_records(w, s, &rs, &memo, n, mono_ns());
 	rcu_read_unlock();
 	if (flush(s) < 0)
 		back_off(s); /* arm_source() then waits on the timer, not the poll */
@@ -748,8 +652,8 @@ static int unmap_domain(struct iopf_source *s, struct iopf_domain *d)
 }
 
 /*
- * flush() for a source that goes: a busy backend is asked again (after a few
- * busy answers it waits for its lock, bounded). Nothing is read until it works.
+ * flush() for a source that goes: a busy backend is asked again (bounded: a
+ * simulator lock taken for 20 ms fails as timed out). Nothing is read until it works.
  */
 static int flush_now(struct iopf_source *s)
 {
@@ -760,44 +664,34 @@ static int flush_now(struct iopf_source *s)
 	return r;
 }
 
-/* Answer records [@from, @n) of the last read INVALID RETIRED, read at @t_read. */
-static void retire_records(struct iopf_source *s, size_t from, size_t n, uint64_t t_read)
-{
-	struct iopf_group g;
-	size_t pos = from;
-
-	while (iopf_fault_next_group(s->buf.recs, n, &pos, &g)) {
-		ctr_add(&s->unrouted.faults, g.n);
-		answer(s, g.cookie, IOPF_REASON_RETIRED, &s->unrouted, &s->unrouted_latency,
-		       t_read);
-	}
-}
-
 /*
- * Answer what a turn left of its read, write what waits, then read until empty
- * (bounded), answering everything INVALID RETIRED, one write per read. A write
- * that fails now ends the drain: what it held is lost (counted), and nothing
- * more is read.
+ * Write what waits, then read until empty (bounded), answering everything
+ * INVALID RETIRED, one write per read. A write that fails now ends the drain:
+ * what it held is lost (counted), and nothing more is read.
  */
 static void drain(struct iopf_source *s)
 {
-	if (s->carry) {
-		retire_records(s, s->carry, s->buf.n, s->carry_t_read);
-		s->carry = 0;
-	}
 	if (flush_now(s) < 0) {
 		(void)iopf_response_discard(&s->rb);
 		return;
 	}
 	for (unsigned reads = 0; reads < IOPF_DRAIN_MAX_READS; reads++) {
 		ssize_t r = iopf_fault_read(&s->buf, s->backend, &s->rb, s->held_room, false);
+		uint64_t t_read;
+		struct iopf_group g;
+		size_t pos = 0;
 
 		if (r == -EBUSY)
 			continue; /* the backend waits after a few of these */
 		if (r <= 0)
 			break;
 		journal_read(s);
-		retire_records(s, 0, (size_t)r, mono_ns());
+		t_read = mono_ns();
+		while (iopf_fault_next_group(s->buf.recs, (size_t)r, &pos, &g)) {
+			ctr_add(&s->unrouted.faults, g.n);
+			answer(s, g.cookie, IOPF_REASON_RETIRED, &s->unrouted, &s->unrouted_latency,
+			       t_read);
+		}
 		if (flush_now(s) < 0) {
 			(void)iopf_response_discard(&s->rb);
 			return;
@@ -968,9 +862,9 @@ static void serve_ready(struct iopf_worker *w)
 		cds_list_del(&s->ready_node);
 		s->on_ready = false;
 		end = service_source(w, s, s->ready_polled);
-		/* owed work (carried records, busy answers): the fd need not wake again for it */
+		/* answers a busy backend kept waiting: the fd need not wake again for them */
 		if ((end != TURN_DONE && w->multishot && s->poll_armed) ||
-		    ((s->carry || s->rb.n) && !s->backoff_ns))
+		    (s->rb.n && !s->backoff_ns))
 			queue_turn(&w->again, s, end == TURN_READABLE);
 		arm_source(w, s);
 	}
@@ -1023,8 +917,6 @@ static int ring_init(struct iopf_worker *w)
 {
 	/* Best first; each fallback names the kernel that retires it. */
 	static const unsigned flags[] = {
-		IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN |
-			IORING_SETUP_TASKRUN_FLAG,			 /* 6.1 */
 		IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN, /* 6.1 */
 		IORING_SETUP_SINGLE_ISSUER,				 /* 6.0 */
 		0,
@@ -1038,7 +930,6 @@ static int ring_init(struct iopf_worker *w)
 		};
 
 		r = io_uring_queue_init_params(RING_ENTRIES, &w->ring, &p);
-		w->taskrun_flag = r == 0 && (flags[i] & IORING_SETUP_TASKRUN_FLAG);
 	}
 	return r;
 }

@@ -54,9 +54,6 @@ struct fake {
 
 	uint64_t fail_iova;
 	int fail_err, fail_count;
-
-	void (*after_read)(void *arg); /* fake_after_read() */
-	void *after_read_arg;
 };
 
 #define GROW(arr, n, cap)                                                                          \
@@ -97,8 +94,8 @@ static void update_level(struct fake *f)
 	f->signalled = want;
 }
 
-/* Delivering reads and answering writes of every fake, numbered in one sequence. */
-static uint64_t io_seq;
+/* Delivering reads of every fake, numbered in one sequence (fake_read_seqs()). */
+static uint64_t read_seq;
 
 static uint32_t alloc_cookie(struct fake *f, uint64_t serial)
 {
@@ -114,7 +111,6 @@ static ssize_t fake_read(struct iopf_backend *b, void *buf, size_t len)
 {
 	struct fake *f = b->priv;
 	const size_t rec = sizeof(struct iommu_hwpt_pgfault);
-	void (*after)(void *arg) = NULL;
 	size_t done = 0;
 	ssize_t r;
 
@@ -168,14 +164,10 @@ static ssize_t fake_read(struct iopf_backend *b, void *buf, size_t len)
 		r = (ssize_t)done;
 	if (done > 0) {
 		GROW(f->read_seqs, f->n_read_seqs, f->cap_read_seqs);
-		f->read_seqs[f->n_read_seqs++] = __atomic_add_fetch(&io_seq, 1, __ATOMIC_RELAXED);
-		after = f->after_read;
-		f->after_read = NULL;
+		f->read_seqs[f->n_read_seqs++] = __atomic_add_fetch(&read_seq, 1, __ATOMIC_RELAXED);
 	}
 	update_level(f);
 	pthread_mutex_unlock(&f->lock);
-	if (after)
-		after(f->after_read_arg);
 	return r;
 }
 
@@ -184,7 +176,6 @@ static ssize_t fake_write(struct iopf_backend *b, const void *buf, size_t len)
 	struct fake *f = b->priv;
 	const struct iommu_hwpt_page_response *resp = buf;
 	size_t n = len / sizeof(*resp), i;
-	uint64_t seq = 0;
 	ssize_t r;
 
 	if (len % sizeof(*resp))
@@ -209,10 +200,8 @@ static ssize_t fake_write(struct iopf_backend *b, const void *buf, size_t len)
 		serial = f->cookie_serial[c];
 		f->cookie_serial[c] = 0;
 		f->answered[serial]++;
-		if (!seq)
-			seq = __atomic_add_fetch(&io_seq, 1, __ATOMIC_RELAXED);
 		GROW(f->log, f->n_log, f->cap_log);
-		f->log[f->n_log++] = (struct fake_answer){serial, c, resp[i].code, seq};
+		f->log[f->n_log++] = (struct fake_answer){serial, c, resp[i].code};
 	}
 	r = i == 0 && n > 0 ? -EINVAL : (ssize_t)(i * sizeof(*resp));
 	pthread_mutex_unlock(&f->lock);
@@ -517,14 +506,6 @@ size_t fake_outstanding(struct fake *f)
 size_t fake_answers(struct fake *f, struct fake_answer **ret)
 {
 	COPY_OUT(f->log, f->n_log, ret);
-}
-
-void fake_after_read(struct fake *f, void (*fn)(void *arg), void *arg)
-{
-	pthread_mutex_lock(&f->lock);
-	f->after_read = fn;
-	f->after_read_arg = arg;
-	pthread_mutex_unlock(&f->lock);
 }
 
 size_t fake_read_seqs(struct fake *f, uint64_t **ret)

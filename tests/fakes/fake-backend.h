@@ -26,7 +26,6 @@ struct fake_answer {
 	uint64_t serial; /* which delivered group (1, 2, ... in delivery order) */
 	uint32_t cookie;
 	uint32_t code;
-	uint64_t seq; /* its write's place in the sequence of fake_read_seqs() */
 };
 
 struct fake_map_call {
@@ -91,13 +90,10 @@ uint64_t fake_reads_unanswered(struct fake *f);
 size_t fake_answers(struct fake *f, struct fake_answer **ret);
 /*
  * Where each read of @f that delivered groups came among those of every fake
- * (1, 2, ...: one sequence across fakes, which the writes that answer share,
- * struct fake_answer): the order one worker read them in.
+ * (1, 2, ...: one sequence across fakes): the order one worker read them in.
  * Copy (malloc'd); returns the count.
  */
 size_t fake_read_seqs(struct fake *f, uint64_t **ret);
-/* The next read of @f that delivers calls @fn(@arg) once, after it, in the reader's thread. */
-void fake_after_read(struct fake *f, void (*fn)(void *arg), void *arg);
 size_t fake_map_calls(struct fake *f, struct fake_map_call **ret);
 /* Mappings made through map() and still there (foreign ones excluded). */
 size_t fake_mappings(struct fake *f, struct fake_mapping **ret);

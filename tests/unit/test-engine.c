@@ -138,13 +138,6 @@ static int setup_small_batch(void **state)
 	return setup_cfg(state, &cfg, false);
 }
 
-static int setup_one_worker(void **state)
-{
-	struct iopf_engine_config cfg = {.n_workers = 1};
-
-	return setup_cfg(state, &cfg, false);
-}
-
 static int teardown(void **state)
 {
 	struct fixture *x = *state;
@@ -523,146 +516,6 @@ static void test_many_ready_sources_fair(void **state)
 		assert_int_equal(fake_outstanding(f[j]), 0);
 		fake_free(f[j]);
 	}
-}
-
-/*
- * A busy source gives way, between two groups of its read, to a source that
- * woke (the turn's slice at 0, so the first look finds it): the fixture's
- * source has YIELD_GROUPS groups queued, one read's worth; right after the
- * worker reads them, a group is queued on another source of the same worker
- * (its poll wakes). The busy source's first write answers only part of its
- * read; the woken source is read before the busy one's last answer; the rest
- * is answered without another read of the busy source.
- */
-#define YIELD_GROUPS IOPF_TURN_SHARED_RECORDS
-
-static void fault_on(void *arg)
-{
-	fake_fault(arg, 7, IOPF_PASID_NONE, BASE, IOMMU_PGFAULT_PERM_READ);
-}
-
-/* A second source on x's worker, its dev 7 domain resolving reads at BASE; its poll armed. */
-static struct fake *other_source(struct fixture *x, uint64_t *ret_src)
-{
-	struct fake *f = fake_new(false);
-	uint64_t dom;
-
-	assert_int_equal(__iopf_engine_add_backend(x->e, 100, fake_backend(f), ret_src), 0);
-	assert_int_equal(iopf_engine_add_domain(x->e, *ret_src, 7, IOPF_PASID_NONE, &dom), 0);
-	add_region(x, dom, BASE, MiB, R);
-	/* answered: its poll is armed, and stays (multishot) */
-	fault_on(f);
-	settle(f);
-	return f;
-}
-
-/*
- * YIELD_GROUPS groups on x's source, all for its first read (the worker is held
- * in it while they are queued), and right after that read one on @other.
- */
-static void queue_one_read(struct fixture *x, struct fake *other)
-{
-	fake_after_read(x->f, fault_on, other);
-	fake_block_reads(x->f, true);
-	fake_fault(x->f, 3, IOPF_PASID_NONE, BASE, IOMMU_PGFAULT_PERM_READ);
-	WAIT_FOR(fake_read_blocked(x->f));
-	for (unsigned i = 1; i < YIELD_GROUPS; i++)
-		fake_fault(x->f, 3, IOPF_PASID_NONE, BASE + i * IOPF_PAGE_SIZE,
-			   IOMMU_PGFAULT_PERM_READ);
-	fake_block_reads(x->f, false);
-}
-
-static void test_turn_gives_way(void **state)
-{
-	struct fixture *x = *state;
-	struct fake_answer *ans, *ans2;
-	uint64_t *seqs, *seqs2, src2;
-	size_t n, before = 0;
-	struct fake *f2;
-
-	add_region(x, x->dom, BASE, MiB, R);
-	f2 = other_source(x, &src2);
-	__iopf_engine_set_turn_slice(0);
-	queue_one_read(x, f2);
-	WAIT_FOR(dgroups(x, x->dom) == YIELD_GROUPS);
-	settle(x->f);
-	settle(f2);
-	__iopf_engine_set_turn_slice(IOPF_TURN_SLICE_NS);
-
-	assert_int_equal(fake_read_seqs(x->f, &seqs), 1); /* one read, answered in parts */
-	assert_int_equal(fake_read_seqs(f2, &seqs2), 2);  /* the first fault_on(), then ours */
-	n = fake_answers(x->f, &ans);
-	assert_int_equal(n, YIELD_GROUPS);
-	for (size_t i = 0; i < n; i++) {
-		assert_int_equal(ans[i].serial, i + 1); /* in order */
-		assert_int_equal(ans[i].code, IOMMUFD_PAGE_RESP_SUCCESS);
-		assert_true(ans[i].seq > seqs[0]);
-		before += ans[i].seq < seqs2[1];
-	}
-	assert_true(before > 0 && before < n);
-	assert_true(ans[n - 1].seq > seqs2[1]);
-	assert_int_equal(fake_answers(f2, &ans2), 2);
-	assert_true(ans2[1].seq < ans[n - 1].seq);
-	assert_true(fake_all_answered_once(f2));
-	free(ans);
-	free(ans2);
-	free(seqs);
-	free(seqs2);
-
-	x->done_calls = 0;
-	assert_int_equal(iopf_engine_remove_source(x->e, src2, on_done, x), 0);
-	wait_done(x, 1);
-	fake_free(f2);
-}
-
-/*
- * The rest of a read that gave way waits while its answers cannot be written
- * (the source backs off): removing the source then answers it, RETIRED, once.
- * The backoff has grown past 300 ms when the removal is sent, so the removal,
- * not a retry, answers it.
- */
-static void test_carried_answered_at_removal(void **state)
-{
-	struct fixture *x = *state;
-	struct fake_answer *ans;
-	uint64_t src2;
-	size_t n, retired = 0;
-	struct fake *f2;
-
-	add_region(x, x->dom, BASE, MiB, R);
-	f2 = other_source(x, &src2);
-	__iopf_engine_set_turn_slice(0);
-	fake_fail_writes(x->f, EIO, -1);
-	queue_one_read(x, f2);
-	settle(f2);
-	/* retries 10, 20, 40, 80 and 160 ms apart: the next one is 320 ms away */
-	WAIT_FOR(fake_writes(x->f) >= 6);
-	__iopf_engine_set_turn_slice(IOPF_TURN_SLICE_NS);
-	fake_fail_writes(x->f, 0, 0);
-	assert_int_equal(fake_outstanding(x->f), YIELD_GROUPS);
-
-	x->done_calls = 0;
-	assert_int_equal(iopf_engine_remove_source(x->e, x->src, on_done, x), 0);
-	wait_done(x, 1);
-	assert_true(fake_closed(x->f));
-	assert_true(fake_all_answered_once(x->f));
-	n = fake_answers(x->f, &ans);
-	assert_int_equal(n, YIELD_GROUPS);
-	for (size_t i = 0; i < n; i++) {
-		assert_int_equal(ans[i].serial, i + 1);
-		retired += ans[i].code == IOMMUFD_PAGE_RESP_INVALID;
-	}
-	/* answered before the turn gave way: resolved; the rest retired */
-	assert_true(retired > 0 && retired < n);
-	for (size_t i = 0; i < n; i++)
-		assert_int_equal(ans[i].code, i < n - retired ? IOMMUFD_PAGE_RESP_SUCCESS
-							      : IOMMUFD_PAGE_RESP_INVALID);
-	free(ans);
-
-	x->done_calls = 0;
-	assert_int_equal(iopf_engine_remove_source(x->e, src2, on_done, x), 0);
-	wait_done(x, 1);
-	fake_free(f2);
 }
 
 static void test_remove_domain_with_held(void **state)
@@ -1107,6 +960,34 @@ static void test_write_error_retried(void **state)
 }
 
 /*
+ * A backend that cannot write without waiting (-EBUSY: the simulator's lock
+ * is taken) is no error: the answers wait, the worker tries again at its next
+ * rounds, not on the backoff timer, and reads nothing from the source meanwhile.
+ */
+static void test_write_busy_retried(void **state)
+{
+	struct fixture *x = *state;
+	struct iopf_source_info si;
+	struct fake_answer *ans;
+
+	add_region(x, x->dom, BASE, MiB, R);
+	fake_fail_writes(x->f, EBUSY, 50);
+	fake_fault(x->f, 3, IOPF_PASID_NONE, BASE, IOMMU_PGFAULT_PERM_READ);
+	WAIT_FOR(dgroups(x, x->dom) == 1);
+	settle(x->f);
+	si = sinfo(x);
+	assert_int_equal(si.write_errors, 0);
+	assert_int_equal(si.io_errors, 0);
+	assert_int_equal(si.retries, 0); /* no backoff */
+	assert_false(si.broken);
+	assert_int_equal(fake_writes(x->f), 51); /* fifty busy, then the one that went */
+	assert_int_equal(fake_reads_unanswered(x->f), 0);
+	assert_int_equal(fake_answers(x->f, &ans), 1);
+	assert_int_equal(ans[0].code, IOMMUFD_PAGE_RESP_SUCCESS);
+	free(ans);
+}
+
+/*
  * While a response waits, the kernel answers its group itself (detach): the
  * retry is refused, counted stale and never written again.
  */
@@ -1545,15 +1426,14 @@ TEST_MAIN(TEST(test_resolve_one), TEST_WITH(test_uptr_backend, setup_uptr),
 	  TEST_WITH(test_multi_record_group_and_grow, setup_small_batch), TEST(test_malformed_raw),
 	  TEST(test_many_faults_two_sources),
 	  TEST_WITH(test_many_ready_sources_fair, setup_small_batch),
-	  TEST_WITH(test_turn_gives_way, setup_one_worker),
-	  TEST_WITH(test_carried_answered_at_removal, setup_one_worker),
 	  TEST(test_remove_domain_with_held), TEST(test_remove_source_with_held),
 	  TEST(test_remove_region), TEST(test_free_with_state), TEST(test_objects),
 	  TEST(test_many_objects), TEST(test_churn), TEST(test_read_errors_break_source),
 	  TEST(test_read_errors_retried), TEST(test_write_error_retried),
-	  TEST(test_write_retry_stale), TEST(test_write_pending_at_removal),
-	  TEST(test_held_cookie_reissued), cmocka_unit_test(test_bad_config),
-	  TEST(test_add_source_fd_kinds), TEST_WITH(test_latency_recorded, setup_ops),
+	  TEST(test_write_busy_retried), TEST(test_write_retry_stale),
+	  TEST(test_write_pending_at_removal), TEST(test_held_cookie_reissued),
+	  cmocka_unit_test(test_bad_config), TEST(test_add_source_fd_kinds),
+	  TEST_WITH(test_latency_recorded, setup_ops),
 	  TEST_WITH(test_retiring_then_retired, setup_ops),
 	  TEST_WITH(test_retired_at_free, setup_ops), cmocka_unit_test(test_ping),
 	  TEST_WITH(test_live_settings, setup_ops));

@@ -45,12 +45,6 @@
  * a group of another source waits behind at most that many of a busy one's.
  */
 #define IOPF_TURN_SHARED_RECORDS 64u
-/*
- * How long a turn runs, while other sources share the worker, before it gives
- * way to one of them that woke: the rest of its read waits for its next turn.
- * A group of a source that wakes beside a busy one waits about that long.
- */
-#define IOPF_TURN_SLICE_NS 4000u
 /* Reads of the last drain of a removed source: a device may fault forever. */
 #define IOPF_DRAIN_MAX_READS 64u
 
