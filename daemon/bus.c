@@ -2345,7 +2345,17 @@ static void conn_update_events(struct conn *c)
 }
 
 /* One step of everything a connection may do. Return: > 0 progress, 0 none, -errno. */
-static int conn_step(struct conn *c)
+/*
+ * What one conn_run() learnt: the peer's socket came back empty (new data
+ * would raise the edge and run it again), sd-bus's has nothing it wrote since
+ * the last drain (it writes only while it processes, within this run, or
+ * outside, before the next run). Either read again would find nothing.
+ */
+struct conn_dry {
+	bool sock, pair;
+};
+
+static int conn_step(struct conn *c, struct conn_dry *dry)
 {
 	uint64_t queued = 0;
 	int r, progress = 0;
@@ -2378,12 +2388,17 @@ static int conn_step(struct conn *c)
 			break;
 		}
 		progress = 1;
+		dry->pair = false;
 	}
 	if (sd_bus_is_open(c->sdbus) <= 0)
 		return -ENOTCONN;
-	r = conn_drain(c);
-	if (r >= 0)
-		r = conn_flush(c);
+	if (!dry->pair) {
+		r = conn_drain(c);
+		if (r < 0)
+			return r;
+		dry->pair = true;
+	}
+	r = conn_flush(c);
 	if (r < 0)
 		return r;
 	progress |= r;
@@ -2393,10 +2408,11 @@ static int conn_step(struct conn *c)
 	 * make iopfd hold is one message and the replies to it.
 	 */
 	(void)sd_bus_get_n_queued_write(c->sdbus, &queued);
-	if (!c->out.len && !queued && !(c->in_need && c->in.len == c->in_need)) {
+	if (!c->out.len && !queued && !(c->in_need && c->in.len == c->in_need) && !dry->sock) {
 		r = c->in_auth ? conn_read_auth(c) : conn_read_message(c);
 		if (r < 0)
 			return r;
+		dry->sock = r == 0;
 		progress |= r;
 	}
 	return progress;
@@ -2408,10 +2424,11 @@ static int conn_step(struct conn *c)
  */
 static void conn_run(struct conn *c)
 {
+	struct conn_dry dry = {};
 	int r = 0;
 
 	for (unsigned i = 0; i < CONN_BURST; i++) {
-		r = conn_step(c);
+		r = conn_step(c, &dry);
 		if (r <= 0)
 			break;
 	}
