@@ -842,7 +842,7 @@ static int method_start_source(sd_bus_message *m, void *userdata, sd_bus_error *
 static int method_get_tenant_id(sd_bus_message *m, void *userdata, sd_bus_error *error)
 {
 	struct conn *c = userdata;
-	uint64_t tenant;
+	uint64_t tenant = 0; /* set whenever r >= 0: -O3 cannot tell */
 	int r = get_tenant(c, m, &tenant, error);
 
 	return r < 0 ? r : sd_bus_reply_method_return(m, IOPF_WIRE_ID, tenant);
