@@ -2344,7 +2344,6 @@ static void conn_update_events(struct conn *c)
 		c->io_events = want;
 }
 
-/* One step of everything a connection may do. Return: > 0 progress, 0 none, -errno. */
 /*
  * What one conn_run() learnt: the peer's socket came back empty (new data
  * would raise the edge and run it again), sd-bus's has nothing it wrote since
@@ -2355,6 +2354,7 @@ struct conn_dry {
 	bool sock, pair;
 };
 
+/* One step of everything a connection may do. Return: > 0 progress, 0 none, -errno. */
 static int conn_step(struct conn *c, struct conn_dry *dry)
 {
 	uint64_t queued = 0;
