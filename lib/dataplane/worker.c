@@ -651,16 +651,28 @@ static int unmap_domain(struct iopf_source *s, struct iopf_domain *d)
 	return ret;
 }
 
+/* How long a source that goes may keep its worker asking a busy backend to write. */
+#define FLUSH_NOW_BUSY_NS (5 * UINT64_C(1000000))
+
 /*
- * flush() for a source that goes: a busy backend is asked again (bounded: a
- * simulator lock taken for 20 ms fails as timed out). Nothing is read until it works.
+ * flush() for a source that goes, whose answers cannot wait for a next round:
+ * a busy backend is asked again, for at most FLUSH_NOW_BUSY_NS (a tenant that
+ * sits on its simulator lock meanwhile stalls the worker that long, as a
+ * waiting lock would), then -ETIMEDOUT. Nothing is read until it works.
  */
 static int flush_now(struct iopf_source *s)
 {
+	uint64_t until = 0;
 	int r;
 
-	while ((r = flush(s)) == -EBUSY)
-		;
+	while ((r = flush(s)) == -EBUSY) {
+		uint64_t now = mono_ns();
+
+		if (!until)
+			until = now + FLUSH_NOW_BUSY_NS;
+		else if (now >= until)
+			return -ETIMEDOUT;
+	}
 	return r;
 }
 

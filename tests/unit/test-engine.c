@@ -988,6 +988,30 @@ static void test_write_busy_retried(void **state)
 }
 
 /*
+ * A source removed while its backend stays busy: the removal does not keep the
+ * worker asking forever (bounded, then the answers are given up, as after a
+ * failed write); the kernel answers the group itself once the device goes.
+ */
+static void test_write_busy_at_removal(void **state)
+{
+	struct fixture *x = *state;
+	struct fake_answer *ans;
+
+	add_region(x, x->dom, BASE, MiB, R);
+	fake_fail_writes(x->f, EBUSY, -1);
+	fake_fault(x->f, 3, IOPF_PASID_NONE, BASE, IOMMU_PGFAULT_PERM_READ);
+	WAIT_FOR(dgroups(x, x->dom) == 1);
+	x->done_calls = 0;
+	assert_int_equal(iopf_engine_remove_source(x->e, x->src, on_done, x), 0);
+	wait_done(x, 1);
+	assert_true(fake_closed(x->f));
+	assert_int_equal(fake_answers(x->f, &ans), 0);
+	free(ans);
+	assert_int_equal(fake_outstanding(x->f), 1);
+	assert_true(fake_auto_answer(x->f, 1));
+}
+
+/*
  * While a response waits, the kernel answers its group itself (detach): the
  * retry is refused, counted stale and never written again.
  */
@@ -1430,10 +1454,10 @@ TEST_MAIN(TEST(test_resolve_one), TEST_WITH(test_uptr_backend, setup_uptr),
 	  TEST(test_remove_region), TEST(test_free_with_state), TEST(test_objects),
 	  TEST(test_many_objects), TEST(test_churn), TEST(test_read_errors_break_source),
 	  TEST(test_read_errors_retried), TEST(test_write_error_retried),
-	  TEST(test_write_busy_retried), TEST(test_write_retry_stale),
-	  TEST(test_write_pending_at_removal), TEST(test_held_cookie_reissued),
-	  cmocka_unit_test(test_bad_config), TEST(test_add_source_fd_kinds),
-	  TEST_WITH(test_latency_recorded, setup_ops),
+	  TEST(test_write_busy_retried), TEST(test_write_busy_at_removal),
+	  TEST(test_write_retry_stale), TEST(test_write_pending_at_removal),
+	  TEST(test_held_cookie_reissued), cmocka_unit_test(test_bad_config),
+	  TEST(test_add_source_fd_kinds), TEST_WITH(test_latency_recorded, setup_ops),
 	  TEST_WITH(test_retiring_then_retired, setup_ops),
 	  TEST_WITH(test_retired_at_free, setup_ops), cmocka_unit_test(test_ping),
 	  TEST_WITH(test_live_settings, setup_ops));
