@@ -23,9 +23,7 @@ int iopf_response_batch_init(struct iopf_response_batch *rb, size_t cap)
 void iopf_response_batch_fini(struct iopf_response_batch *rb)
 {
 	free(rb->resp);
-	free(rb->ctr);
-	free(rb->hist);
-	free(rb->t_read);
+	free(rb->runs);
 	free(rb->seen);
 	free(rb->index);
 	*rb = (struct iopf_response_batch){};
@@ -116,12 +114,28 @@ int iopf_response_batch_reserve(struct iopf_response_batch *rb, size_t cap)
 {
 	if (cap <= rb->cap)
 		return 0;
+	/* a run per entry at most */
 	if (index_resize(rb, cap) < 0 || REALLOC_ARRAY(rb->resp, cap) < 0 ||
-	    REALLOC_ARRAY(rb->ctr, cap) < 0 || REALLOC_ARRAY(rb->hist, cap) < 0 ||
-	    REALLOC_ARRAY(rb->t_read, cap) < 0)
+	    REALLOC_ARRAY(rb->runs, cap) < 0)
 		return -ENOMEM;
 	rb->cap = cap;
 	return 0;
+}
+
+/* The counters of entry @i: its run's (the last run starting at or before it). */
+static struct iopf_counters *ctr_of(const struct iopf_response_batch *rb, size_t i)
+{
+	size_t lo = 0, hi = rb->n_runs; /* runs[lo].first <= i < runs[hi].first */
+
+	while (hi - lo > 1) {
+		size_t mid = lo + (hi - lo) / 2;
+
+		if (rb->runs[mid].first <= i)
+			lo = mid;
+		else
+			hi = mid;
+	}
+	return rb->runs[lo].ctr;
 }
 
 void iopf_response_add(struct iopf_response_batch *rb, uint32_t cookie, uint32_t code,
@@ -134,6 +148,7 @@ void iopf_response_add_timed(struct iopf_response_batch *rb, uint32_t cookie, ui
 			     struct iopf_counters *ctr, struct iopf_histogram *hist,
 			     uint64_t t_read_ns)
 {
+	struct iopf_response_run *run;
 	size_t old = SIZE_MAX;
 
 	assert(rb->n < rb->cap);
@@ -145,58 +160,67 @@ void iopf_response_add_timed(struct iopf_response_batch *rb, uint32_t cookie, ui
 	if (old != SIZE_MAX) {
 		/* auto-answered and re-issued between two reads: the old entry is stale */
 		rb->resp[old].code = CODE_DROPPED;
-		ctr_add(&rb->ctr[old]->stale, 1);
+		ctr_add(&ctr_of(rb, old)->stale, 1);
 		rb->n_dropped++;
 	}
 	rb->resp[rb->n] = (struct iommu_hwpt_page_response){.cookie = cookie, .code = code};
-	rb->ctr[rb->n] = ctr;
-	rb->hist[rb->n] = hist;
-	rb->t_read[rb->n] = t_read_ns;
+	run = rb->n_runs ? &rb->runs[rb->n_runs - 1] : NULL;
+	if (!run || run->ctr != ctr || run->hist != hist || run->t_read != t_read_ns)
+		rb->runs[rb->n_runs++] = (struct iopf_response_run){
+			.first = rb->n, .ctr = ctr, .hist = hist, .t_read = t_read_ns};
 	rb->n++;
 }
 
-/* Squeeze out dropped entries, keeping the order. */
+/* Entries of run @k: [runs[k].first, its end). */
+static size_t run_end(const struct iopf_response_batch *rb, size_t k)
+{
+	return k + 1 < rb->n_runs ? rb->runs[k + 1].first : rb->n;
+}
+
+/* Squeeze out dropped entries, keeping the order; a run left empty goes. */
 static void compact(struct iopf_response_batch *rb)
 {
-	size_t j = 0;
+	size_t j = 0, kept_runs = 0;
 
 	if (!rb->n_dropped)
 		return;
-	for (size_t i = 0; i < rb->n; i++) {
-		if (rb->resp[i].code == CODE_DROPPED)
-			continue;
-		rb->resp[j] = rb->resp[i];
-		rb->ctr[j] = rb->ctr[i];
-		rb->hist[j] = rb->hist[i];
-		rb->t_read[j] = rb->t_read[i];
-		j++;
+	for (size_t k = 0; k < rb->n_runs; k++) {
+		size_t first = j;
+
+		for (size_t i = rb->runs[k].first; i < run_end(rb, k); i++)
+			if (rb->resp[i].code != CODE_DROPPED)
+				rb->resp[j++] = rb->resp[i];
+		if (j > first) {
+			rb->runs[kept_runs] = rb->runs[k];
+			rb->runs[kept_runs++].first = first;
+		}
 	}
 	rb->n = j;
+	rb->n_runs = kept_runs;
 	rb->n_dropped = 0;
 }
 
 /*
- * Entries [from, to) were just written: their latency ends now. Entries of one
- * read share its time, so the bucket is found once per read, not per entry.
+ * Entries [from, to) were just written: their latency ends now. A run's
+ * entries share their read's time: one bucket, found once, for all of them.
  */
 static void record_latency(struct iopf_response_batch *rb, size_t from, size_t to)
 {
-	uint64_t now = 0, t = 0, lat = 0;
-	unsigned b = 0;
+	uint64_t now = 0;
 
-	for (size_t i = from; i < to; i++) {
-		if (!rb->hist[i])
+	for (size_t k = 0; k < rb->n_runs && rb->runs[k].first < to; k++) {
+		const struct iopf_response_run *run = &rb->runs[k];
+		size_t a = run->first > from ? run->first : from, e = run_end(rb, k);
+		uint64_t lat;
+
+		if (e > to)
+			e = to;
+		if (!run->hist || e <= a)
 			continue;
-		if (!now) {
+		if (!now)
 			now = mono_ns();
-			t = rb->t_read[i] + 1; /* differs from it: forces the first bucket_of */
-		}
-		if (rb->t_read[i] != t) {
-			t = rb->t_read[i];
-			lat = now > t ? now - t : 0;
-			b = iopf_histogram_bucket_of(lat);
-		}
-		iopf_histogram_record_in(rb->hist[i], b, lat);
+		lat = now > run->t_read ? now - run->t_read : 0;
+		iopf_histogram_record_n(run->hist, iopf_histogram_bucket_of(lat), lat, e - a);
 	}
 }
 
@@ -217,11 +241,20 @@ static void forget_head(struct iopf_response_batch *rb, size_t done)
 			rb->seen[cookie / 64] &= ~(UINT64_C(1) << (cookie % 64));
 	}
 	if (keep > 0 && done > 0) {
+		size_t k = 0, kept_runs;
+
 		memmove(rb->resp, rb->resp + done, keep * sizeof(*rb->resp));
-		memmove(rb->ctr, rb->ctr + done, keep * sizeof(*rb->ctr));
-		memmove(rb->hist, rb->hist + done, keep * sizeof(*rb->hist));
-		memmove(rb->t_read, rb->t_read + done, keep * sizeof(*rb->t_read));
-	}
+		/* the first kept run is the one holding entry @done */
+		while (run_end(rb, k) <= done)
+			k++;
+		kept_runs = rb->n_runs - k;
+		memmove(rb->runs, rb->runs + k, kept_runs * sizeof(*rb->runs));
+		rb->n_runs = kept_runs;
+		rb->runs[0].first = done;
+		for (size_t j = 0; j < kept_runs; j++)
+			rb->runs[j].first -= done;
+	} else if (keep == 0)
+		rb->n_runs = 0;
 	rb->n = keep;
 	rb->n_dropped = 0;
 	if (++rb->gen == 0) {
@@ -247,10 +280,10 @@ size_t iopf_response_discard(struct iopf_response_batch *rb)
 void iopf_response_rehome(struct iopf_response_batch *rb, const struct iopf_counters *from,
 			  struct iopf_counters *to)
 {
-	for (size_t i = 0; i < rb->n; i++)
-		if (rb->ctr[i] == from) {
-			rb->ctr[i] = to;
-			rb->hist[i] = NULL;
+	for (size_t k = 0; k < rb->n_runs; k++)
+		if (rb->runs[k].ctr == from) {
+			rb->runs[k].ctr = to;
+			rb->runs[k].hist = NULL;
 		}
 }
 
@@ -279,7 +312,7 @@ int iopf_response_flush(struct iopf_response_batch *rb, struct iopf_backend *b)
 			record_latency(rb, i, i + k);
 			accepted += k;
 			i += k;
-			ctr_add(&rb->ctr[i]->stale, 1);
+			ctr_add(&ctr_of(rb, i)->stale, 1);
 			i++;
 			continue;
 		}
@@ -288,7 +321,7 @@ int iopf_response_flush(struct iopf_response_batch *rb, struct iopf_backend *b)
 			 * The first entry was refused (EINVAL; ENOENT tolerated too): count
 			 * it and go on with the rest.
 			 */
-			ctr_add(&rb->ctr[i]->stale, 1);
+			ctr_add(&ctr_of(rb, i)->stale, 1);
 			i++;
 			continue;
 		}

@@ -20,11 +20,23 @@ struct iopf_response_slot {
 	uint32_t cookie, gen, idx;
 };
 
+/*
+ * Entries [first, the next run's first) share their domain's counters, their
+ * latency histogram (or NULL) and the time their read returned: one read's
+ * groups of one domain are a run, so a turn writes a few of these, not three
+ * words per entry into lines gone cold since the source's last turn.
+ */
+struct iopf_response_run {
+	size_t first;
+	struct iopf_counters *ctr;
+	struct iopf_histogram *hist;
+	uint64_t t_read; /* CLOCK_MONOTONIC ns */
+};
+
 struct iopf_response_batch {
 	struct iommu_hwpt_page_response *resp; /* owned */
-	struct iopf_counters **ctr;	       /* owned array; counters of each entry's domain */
-	struct iopf_histogram **hist;	       /* owned array; latency of each entry, or NULL */
-	uint64_t *t_read; /* owned array; CLOCK_MONOTONIC ns its group was read */
+	struct iopf_response_run *runs;	       /* owned; in entry order, each non-empty */
+	size_t n_runs;
 	size_t n, cap;
 	size_t n_dropped; /* entries superseded by a re-issued cookie */
 	/*

@@ -38,7 +38,7 @@ unsigned iopf_histogram_bucket_of(uint64_t ns)
 
 void iopf_histogram_record(struct iopf_histogram *h, uint64_t ns)
 {
-	iopf_histogram_record_in(h, iopf_histogram_bucket_of(ns), ns);
+	iopf_histogram_record_n(h, iopf_histogram_bucket_of(ns), ns, 1);
 }
 
 void iopf_histogram_merge(struct iopf_histogram *dst, const struct iopf_histogram *src)

@@ -41,6 +41,7 @@ struct fake {
 	uint64_t delivered, reads, writes, unmaps, bad_unmaps;
 	uint64_t reads_unanswered;	  /* reads while a delivered group was unanswered */
 	int fail_write, fail_writes_left; /* left: -1 forever */
+	unsigned fail_writes_skip;	  /* writes that work before those fail */
 	int fail_reads;
 
 	struct fake_answer *log;
@@ -182,7 +183,9 @@ static ssize_t fake_write(struct iopf_backend *b, const void *buf, size_t len)
 		return -ESPIPE;
 	pthread_mutex_lock(&f->lock);
 	f->writes++;
-	if (f->fail_writes_left != 0) {
+	if (f->fail_writes_left != 0 && f->fail_writes_skip > 0)
+		f->fail_writes_skip--;
+	else if (f->fail_writes_left != 0) {
 		r = -f->fail_write;
 		if (f->fail_writes_left > 0)
 			f->fail_writes_left--;
@@ -430,12 +433,18 @@ void fake_fail_reads(struct fake *f, int err)
 	pthread_mutex_unlock(&f->lock);
 }
 
-void fake_fail_writes(struct fake *f, int err, int count)
+void fake_fail_writes_after(struct fake *f, unsigned skip, int err, int count)
 {
 	pthread_mutex_lock(&f->lock);
 	f->fail_write = err;
 	f->fail_writes_left = err ? count : 0;
+	f->fail_writes_skip = skip;
 	pthread_mutex_unlock(&f->lock);
+}
+
+void fake_fail_writes(struct fake *f, int err, int count)
+{
+	fake_fail_writes_after(f, 0, err, count);
 }
 
 void fake_fail_next_write(struct fake *f, int err)

@@ -74,6 +74,8 @@ void fake_fail_reads(struct fake *f, int err);
 void fake_fail_next_write(struct fake *f, int err);
 /* The next @count writes (-1: every one; err 0: none) fail with -err, consuming nothing. */
 void fake_fail_writes(struct fake *f, int err, int count);
+/* The same after @skip more writes that work as usual. */
+void fake_fail_writes_after(struct fake *f, unsigned skip, int err, int count);
 /* Map calls whose range holds @iova fail with -err (@count times; -1 forever). */
 void fake_fail_map(struct fake *f, uint64_t iova, int err, int count);
 /* Pretend the tenant mapped [iova, iova + length). */

@@ -389,7 +389,53 @@ static void test_latency_per_read(void **state)
 	assert_true(h[0].sum_ns >= (now - t_a) + (now - t_b));
 }
 
+/*
+ * Entries of one read and domain share one run (counters, histogram, read
+ * time): a run cut by a write that failed half-way, a run emptied by a
+ * re-issued cookie and a run rehomed to other counters all keep counting
+ * on the right counters and histograms.
+ */
+static void test_runs(void **state)
+{
+	struct fx *x = *state;
+	struct iopf_histogram h[2] = {};
+	const uint64_t t = mono_ns();
+	const unsigned want[] = {0, 2, 4};
+
+	deliver(x, 6);
+	/* run 0: groups 0-2 on c[0]; run 1: group 3 on c[1]; run 2: groups 4-5 on c[0] */
+	for (unsigned i = 0; i < 6; i++)
+		iopf_response_add_timed(&x->rb, x->cookies[i], i % 2, &x->c[i == 3], &h[i == 3],
+					i < 4 ? t : t + 1);
+	assert_int_equal(x->rb.n_runs, 3);
+	/* 0 taken, 1 refused (stale on c[0]), then the write of 2-5 fails: run 0 is cut */
+	assert_true(fake_auto_answer(x->f, x->cookies[1]));
+	fake_fail_writes_after(x->f, 1, EIO, 1);
+	assert_int_equal(iopf_response_flush(&x->rb, x->b), -EIO);
+	assert_int_equal(x->rb.n, 4);
+	assert_int_equal(x->rb.n_runs, 3);
+	assert_int_equal(x->c[0].stale, 1);
+	assert_int_equal(h[0].count, 1);
+	/* group 3 auto-answered and its cookie queued again, as after a re-issue: run 1 empties */
+	assert_true(fake_auto_answer(x->f, x->cookies[3]));
+	iopf_response_add(&x->rb, x->cookies[3], 1, &x->c[0]);
+	assert_int_equal(x->c[1].stale, 1);
+	/* c[0]'s domain goes: its runs (0, 2 and the new one) count on c[1], with no latency */
+	iopf_response_rehome(&x->rb, &x->c[0], &x->c[1]);
+	/* 2 and 4 taken, 5 refused (stale on c[1] now), and the re-queued 3 too */
+	assert_true(fake_auto_answer(x->f, x->cookies[5]));
+	assert_int_equal(iopf_response_flush(&x->rb, x->b), 2);
+	expect_answers(x, want, 3);
+	assert_int_equal(x->rb.n, 0);
+	assert_int_equal(x->rb.n_runs, 0);
+	assert_int_equal(x->c[0].stale, 1);
+	assert_int_equal(x->c[1].stale, 3);
+	assert_int_equal(h[0].count, 1); /* the rehomed ones record nothing */
+	assert_int_equal(h[1].count, 0);
+}
+
 TEST_MAIN(TEST(test_one_write), cmocka_unit_test(test_refused_entries), TEST(test_hard_error_keeps),
 	  TEST(test_eintr_and_discard), TEST(test_reserve_keeps_entries),
 	  TEST(test_reissued_cookie_in_batch), TEST(test_reserve_reindexes),
-	  TEST(test_reissued_big_cookie), TEST(test_dedupe_model), TEST(test_latency_per_read));
+	  TEST(test_reissued_big_cookie), TEST(test_dedupe_model), TEST(test_latency_per_read),
+	  TEST(test_runs));

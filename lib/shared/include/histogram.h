@@ -27,15 +27,16 @@ uint64_t iopf_histogram_bound_ns(unsigned i);
 /* Index of the bucket that holds @ns. */
 unsigned iopf_histogram_bucket_of(uint64_t ns);
 /*
- * Single writer: count @ns in bucket @b, which must be iopf_histogram_bucket_of(@ns)
- * (the caller computed it once for a run of equal latencies).
+ * Single writer: count @n latencies of @ns each in bucket @b, which must be
+ * iopf_histogram_bucket_of(@ns) (the caller computed it once for a run of them).
  */
-static inline void iopf_histogram_record_in(struct iopf_histogram *h, unsigned b, uint64_t ns)
+static inline void iopf_histogram_record_n(struct iopf_histogram *h, unsigned b, uint64_t ns,
+					   uint64_t n)
 {
 	/* one writer: plain read-modify-write, published with relaxed stores */
-	__atomic_store_n(&h->bucket[b], h->bucket[b] + 1, __ATOMIC_RELAXED);
-	__atomic_store_n(&h->sum_ns, h->sum_ns + ns, __ATOMIC_RELAXED);
-	__atomic_store_n(&h->count, h->count + 1, __ATOMIC_RELAXED);
+	__atomic_store_n(&h->bucket[b], h->bucket[b] + n, __ATOMIC_RELAXED);
+	__atomic_store_n(&h->sum_ns, h->sum_ns + n * ns, __ATOMIC_RELAXED);
+	__atomic_store_n(&h->count, h->count + n, __ATOMIC_RELAXED);
 }
 
 /* Single writer. */
