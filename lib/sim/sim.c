@@ -92,6 +92,14 @@
  * holds the lock is waited out (without sleeping), not backed off from.
  */
 #define SIM_BUSY_NS (20 * UINT64_C(1000000))
+/*
+ * How long a read or a write spins on a lock found taken before it fails
+ * -EBUSY: longer than the device side's honest holds (an inject or a harvest,
+ * microseconds), so that those cost the worker a short spin and the source not
+ * a whole round behind every other source's turn; short enough that a tenant
+ * sitting on its lock costs each round little.
+ */
+#define SIM_SPIN_NS (50 * UINT64_C(1000))
 
 #define READ_ONCE(x)	 (*(const volatile typeof(x) *)&(x))
 #define WRITE_ONCE(x, v) (*(volatile typeof(x) *)&(x) = (v))
@@ -404,19 +412,38 @@ static int daemon_lock(struct sim_backend *sb)
 }
 
 /*
- * A read's or a write's lock, never waited for: the device side holds it for
+ * A read's or a write's lock, never slept for: the device side holds it for
  * each inject and harvest and may be preempted holding it, and a worker asleep
- * on one tenant's lock would stall every source it serves. While the lock is
- * found taken they fail -EBUSY, having done nothing (the worker serves its
- * other sources and tries again next round); taken for SIM_BUSY_NS, they fail
- * as a timed-out lock does (-ETIMEDOUT: the source backs off) and only try
- * until one gets it.
+ * on one tenant's lock would stall every source it serves. A lock found taken
+ * is spun on for SIM_SPIN_NS; still taken, they fail -EBUSY, having done
+ * nothing (the worker serves its other sources and tries again next round);
+ * taken for SIM_BUSY_NS, they fail as a timed-out lock does (-ETIMEDOUT: the
+ * source backs off) and only try until one gets it.
  */
+static inline void cpu_relax(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+	__builtin_ia32_pause();
+#elif defined(__aarch64__)
+	__asm__ __volatile__("yield");
+#endif
+}
+
 static int daemon_try_lock(struct sim_backend *sb)
 {
 	int r = sim_lock_within(&sb->m, 0);
-	uint64_t now;
+	uint64_t now, until = 0;
 
+	/* not while timed out: then only tries, until a lock succeeds (below) */
+	while (r == -ETIMEDOUT && !sb->lock_timed_out) {
+		now = mono_ns();
+		if (!until)
+			until = now + SIM_SPIN_NS;
+		else if (now >= until)
+			break;
+		cpu_relax();
+		r = sim_lock_within(&sb->m, 0);
+	}
 	if (r == 0) {
 		sb->busy_since = 0;
 		sb->lock_timed_out = false;
