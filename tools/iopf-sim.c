@@ -157,6 +157,8 @@ enum tenant_state { TENANT_LIVE, TENANT_RELEASING, TENANT_DONE };
 
 struct tenant {
 	unsigned idx;
+	/* --max-overtakes: the spell of lock holds going on (calls closer than HOLD_GAP_NS) */
+	uint64_t spell_start, spell_end;
 	unsigned window; /* groups in flight at most: opt.window, or opt.storm_window */
 	bool storm;	 /* a closed-loop storm tenant (--storm) */
 	struct iopf_sim *sim;
@@ -239,8 +241,11 @@ struct injector {
 	bool storm; /* the storm tenants' injector: closed loop until the others are done */
 	/* --max-overtakes: storm answer times, or (visible, answered) pairs of the others */
 	struct u64vec marks;
-	/* ... and (start, end) of the others' simulator calls long enough to have made the
-	 * server's lock wait time out (a preempted injector): the server backs off then */
+	/*
+	 * ... and (start, end) of the others' spells of holding their simulator lock
+	 * long enough to outlast the server's spin on it (a preempted injector, or
+	 * calls back to back): the server tries again a round later, or backs off
+	 */
 	struct u64vec holds;
 };
 
@@ -824,25 +829,43 @@ static void add_mark(struct injector *in, struct u64vec *v, uint64_t x)
 }
 
 /*
- * Sim calls of a non-storm tenant that may have held its lock for longer
- * than the server waits for it (SIM_DAEMON_LOCK_WAIT_NS, 5 ms; noted from
- * 4 ms): begin with hold_start(), end with hold_end().
+ * Sim calls of a non-storm tenant, which hold its lock: begin with
+ * hold_start(), end with hold_end(). Calls less than HOLD_GAP_NS apart make
+ * one spell, as a server spinning on the lock may not see the gaps; a spell
+ * longer than the server spins (SIM_SPIN_NS, 50 us; noted from 40 us) may
+ * have made its read or answer wait for the next round, behind every other
+ * source's turn.
  */
-#define HOLD_NOTE_NS (UINT64_C(4) * 1000 * 1000)
+#define HOLD_NOTE_NS (UINT64_C(40) * 1000)
+#define HOLD_GAP_NS  (UINT64_C(5) * 1000)
+/* Held this long, the server's read may have timed out on it and backed off (SIM_BUSY_NS, 20 ms).
+ */
+#define HOLD_BACKOFF_NS (UINT64_C(16) * 1000 * 1000)
 
 static uint64_t hold_start(const struct tenant *t)
 {
 	return opt.max_overtakes && !t->storm ? now_ns() : 0;
 }
 
-static void hold_end(struct injector *in, uint64_t start)
+/* The spell of @t ended: noted if long enough. */
+static void spell_close(struct injector *in, struct tenant *t)
 {
-	uint64_t end;
+	if (t->spell_end - t->spell_start >= HOLD_NOTE_NS) {
+		add_mark(in, &in->holds, t->spell_start);
+		add_mark(in, &in->holds, t->spell_end);
+	}
+	t->spell_start = t->spell_end = 0;
+}
 
-	if (!start || (end = now_ns()) - start < HOLD_NOTE_NS)
+static void hold_end(struct injector *in, struct tenant *t, uint64_t start)
+{
+	if (!start)
 		return;
-	add_mark(in, &in->holds, start);
-	add_mark(in, &in->holds, end);
+	if (t->spell_end && start - t->spell_end >= HOLD_GAP_NS)
+		spell_close(in, t);
+	if (!t->spell_end)
+		t->spell_start = start;
+	t->spell_end = now_ns();
 }
 
 /*
@@ -968,7 +991,7 @@ static int harvest(struct tenant *t, struct injector *in)
 		uint64_t held = hold_start(t);
 
 		n = iopf_sim_harvest(t->sim, a, ARRAY_SIZE(a));
-		hold_end(in, held);
+		hold_end(in, t, held);
 		if (n < 0) {
 			violation(&in->res, "tenant %u: harvest: %s", t->idx, strerror(-n));
 			return 0;
@@ -984,7 +1007,7 @@ static int harvest(struct tenant *t, struct injector *in)
 		}
 		held = hold_start(t);
 		r = np ? iopf_sim_lookup_many(t->sim, t->ioas, pages, np, mp, rc) : 0;
-		hold_end(in, held);
+		hold_end(in, t, held);
 		if (r < 0) {
 			violation(&in->res, "tenant %u: lookup: %s", t->idx, strerror(-r));
 			for (size_t k = 0; k < np; k++)
@@ -1026,7 +1049,7 @@ static int inject(struct tenant *t, struct injector *in, unsigned max, const uin
 		return 0;
 	held = hold_start(t);
 	r = iopf_sim_inject(t->sim, g, n);
-	hold_end(in, held);
+	hold_end(in, t, held);
 	if (r < 0)
 		r = 0;
 	/* give back what did not fit */
@@ -1614,15 +1637,23 @@ static size_t count_between(const uint64_t *st, size_t n, uint64_t lo, uint64_t 
 	return a - first;
 }
 
-/* Whether [@lo, @hi] meets a lock hold of @in, or the server's backoff after one. */
+/*
+ * Whether [@lo, @hi] meets a lock hold of @in, or the server's backoff after a
+ * long one.
+ */
 static bool near_hold(const struct injector *in, uint64_t lo, uint64_t hi)
 {
 	/* a source whose read timed out is retried on a timer: 10 ms, doubling while it fails */
 	const uint64_t backoff = UINT64_C(100) * 1000 * 1000;
 
-	for (size_t k = 0; k + 1 < in->holds.n; k += 2)
-		if (lo <= in->holds.v[k + 1] + backoff && hi >= in->holds.v[k])
+	for (size_t k = 0; k + 1 < in->holds.n; k += 2) {
+		uint64_t start = in->holds.v[k], end = in->holds.v[k + 1];
+
+		if (end - start >= HOLD_BACKOFF_NS)
+			end += backoff;
+		if (lo <= end && hi >= start)
 			return true;
+	}
 	return false;
 }
 
@@ -1633,8 +1664,9 @@ static bool near_hold(const struct injector *in, uint64_t lo, uint64_t hi)
  * server's clock, in the order it wrote them; the visible time is taken after
  * the fact, so a preempted injector can only make the count smaller. A group
  * that waited while its own injector held the queue's lock (preempted) for
- * long enough that the server may have backed off the source is left out
- * (counted in overtakes_excluded): that wait is the tenant's doing.
+ * longer than the server spins on it, or long enough before it that the
+ * server may have backed off the source, is left out (counted in
+ * overtakes_excluded): that wait is the tenant's doing.
  */
 static void overtakes(struct injector *inj, struct result *res)
 {
@@ -1688,8 +1720,12 @@ static void injectors_run(struct injector *inj, struct result *res, struct resul
 			if (opt.storm)
 				result_merge(&classes[inj[i].storm], &inj[i].res);
 		}
-	if (opt.storm && opt.max_overtakes)
+	if (opt.storm && opt.max_overtakes) {
+		for (i = 0; i < opt.injectors; i++)
+			for (unsigned k = 0; k < inj[i].n_t; k++)
+				spell_close(&inj[i], inj[i].t[k]);
 		overtakes(inj, &classes[0]);
+	}
 	if (opt.storm)
 		for (i = 0; i < 2; i++)
 			result_merge(res, &classes[i]);
