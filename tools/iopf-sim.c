@@ -832,11 +832,11 @@ static void add_mark(struct injector *in, struct u64vec *v, uint64_t x)
  * Sim calls of a non-storm tenant, which hold its lock: begin with
  * hold_start(), end with hold_end(). Calls less than HOLD_GAP_NS apart make
  * one spell, as a server spinning on the lock may not see the gaps; a spell
- * longer than the server spins (SIM_SPIN_NS, 50 us; noted from 40 us) may
+ * longer than the server spins (SIM_SPIN_NS, 20 us; noted from 15 us) may
  * have made its read or answer wait for the next round, behind every other
  * source's turn.
  */
-#define HOLD_NOTE_NS (UINT64_C(40) * 1000)
+#define HOLD_NOTE_NS (UINT64_C(15) * 1000)
 #define HOLD_GAP_NS  (UINT64_C(5) * 1000)
 /* Held this long, the server's read may have timed out on it and backed off (SIM_BUSY_NS, 20 ms).
  */

@@ -93,13 +93,14 @@
  */
 #define SIM_BUSY_NS (20 * UINT64_C(1000000))
 /*
- * How long a read or a write spins on a lock found taken before it fails
- * -EBUSY: longer than the device side's honest holds (an inject or a harvest,
- * microseconds), so that those cost the worker a short spin and the source not
- * a whole round behind every other source's turn; short enough that a tenant
- * sitting on its lock costs each round little.
+ * How long a read or a write spins on a lock found taken, when it was free at
+ * the last try, before it fails -EBUSY: longer than the device side's honest
+ * holds (an inject or a harvest, microseconds), so that those cost the worker
+ * a short spin and the source not a whole round behind every other source's
+ * turn. Only then: a tenant that keeps its lock, or takes it between the
+ * worker's tries, costs the worker one such spin per time it let go.
  */
-#define SIM_SPIN_NS (50 * UINT64_C(1000))
+#define SIM_SPIN_NS (20 * UINT64_C(1000))
 
 #define READ_ONCE(x)	 (*(const volatile typeof(x) *)&(x))
 #define WRITE_ONCE(x, v) (*(volatile typeof(x) *)&(x) = (v))
@@ -415,7 +416,7 @@ static int daemon_lock(struct sim_backend *sb)
  * A read's or a write's lock, never slept for: the device side holds it for
  * each inject and harvest and may be preempted holding it, and a worker asleep
  * on one tenant's lock would stall every source it serves. A lock found taken
- * is spun on for SIM_SPIN_NS; still taken, they fail -EBUSY, having done
+ * is spun on for SIM_SPIN_NS if the last try got it; still taken, they fail -EBUSY, having done
  * nothing (the worker serves its other sources and tries again next round);
  * taken for SIM_BUSY_NS, they fail as a timed-out lock does (-ETIMEDOUT: the
  * source backs off) and only try until one gets it.
@@ -432,10 +433,10 @@ static inline void cpu_relax(void)
 static int daemon_try_lock(struct sim_backend *sb)
 {
 	int r = sim_lock_within(&sb->m, 0);
-	uint64_t now, until = 0;
+	uint64_t now = 0, until = 0;
 
-	/* not while timed out: then only tries, until a lock succeeds (below) */
-	while (r == -ETIMEDOUT && !sb->lock_timed_out) {
+	/* free at the last try: spin a while (after a timeout, only tries: below) */
+	while (r == -ETIMEDOUT && !sb->busy_since && !sb->lock_timed_out) {
 		now = mono_ns();
 		if (!until)
 			until = now + SIM_SPIN_NS;
@@ -451,9 +452,10 @@ static int daemon_try_lock(struct sim_backend *sb)
 	}
 	if (r != -ETIMEDOUT || sb->lock_timed_out)
 		return r;
-	now = mono_ns();
 	if (!sb->busy_since)
-		sb->busy_since = now;
+		sb->busy_since = now; /* the spin's last look */
+	else
+		now = mono_ns();
 	if (now - sb->busy_since < SIM_BUSY_NS)
 		return -EBUSY;
 	sb->lock_timed_out = true;
