@@ -96,6 +96,16 @@ static void settle(struct fake *f)
 	WAIT_FOR(fake_pending(f) == 0 && fake_outstanding(f) == 0);
 }
 
+/* The fake's answer log is one SUCCESS. */
+static void expect_one_success(struct fake *f)
+{
+	struct fake_answer *ans;
+
+	assert_int_equal(fake_answers(f, &ans), 1);
+	assert_int_equal(ans[0].code, IOMMUFD_PAGE_RESP_SUCCESS);
+	free(ans);
+}
+
 /* An engine with one fake source of @tenant and one domain (dev 3) on it. */
 static void fixture_init(struct fixture *x, const struct iopf_engine_config *cfg, bool uptr,
 			 uint64_t tenant, uint64_t mem_size)
@@ -174,7 +184,6 @@ static void test_resolve_one(void **state)
 	struct fixture *x = *state;
 	struct iopf_region_info ri;
 	struct fake_map_call *calls;
-	struct fake_answer *ans;
 	uint64_t reg = add_region(x, x->dom, BASE, MiB, R | W);
 
 	fake_fault(x->f, 3, IOPF_PASID_NONE, BASE + 0x25123, IOMMU_PGFAULT_PERM_READ);
@@ -199,9 +208,7 @@ static void test_resolve_one(void **state)
 	assert_int_equal(calls[0].prot, IOMMU_IOAS_MAP_READABLE | IOMMU_IOAS_MAP_WRITEABLE);
 	assert_false(calls[0].had_uptr);
 	free(calls);
-	assert_int_equal(fake_answers(x->f, &ans), 1);
-	assert_int_equal(ans[0].code, IOMMUFD_PAGE_RESP_SUCCESS);
-	free(ans);
+	expect_one_success(x->f);
 }
 
 static void test_uptr_backend(void **state)
@@ -278,7 +285,6 @@ static void test_multi_record_group_and_grow(void **state)
 {
 	struct fixture *x = *state;
 	struct iommu_hwpt_pgfault g[3] = {};
-	struct fake_answer *ans;
 
 	add_region(x, x->dom, BASE, MiB, R);
 	for (int i = 0; i < 3; i++) {
@@ -295,9 +301,7 @@ static void test_multi_record_group_and_grow(void **state)
 	assert_int_equal(di.counters.faults, 3);
 	assert_int_equal(di.counters.success, 1);
 	assert_int_equal(di.counters.maps, 3);
-	assert_int_equal(fake_answers(x->f, &ans), 1);
-	assert_int_equal(ans[0].code, IOMMUFD_PAGE_RESP_SUCCESS);
-	free(ans);
+	expect_one_success(x->f);
 
 	/*
 	 * A backend that returns 0 instead of EINVAL (no kernel does: 6.12 and 7.2
@@ -968,7 +972,6 @@ static void test_write_busy_retried(void **state)
 {
 	struct fixture *x = *state;
 	struct iopf_source_info si;
-	struct fake_answer *ans;
 
 	add_region(x, x->dom, BASE, MiB, R);
 	fake_fail_writes(x->f, EBUSY, 50);
@@ -982,9 +985,7 @@ static void test_write_busy_retried(void **state)
 	assert_false(si.broken);
 	assert_int_equal(fake_writes(x->f), 51); /* fifty busy, then the one that went */
 	assert_int_equal(fake_reads_unanswered(x->f), 0);
-	assert_int_equal(fake_answers(x->f, &ans), 1);
-	assert_int_equal(ans[0].code, IOMMUFD_PAGE_RESP_SUCCESS);
-	free(ans);
+	expect_one_success(x->f);
 }
 
 /*
