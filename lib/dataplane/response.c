@@ -122,8 +122,8 @@ int iopf_response_batch_reserve(struct iopf_response_batch *rb, size_t cap)
 	return 0;
 }
 
-/* The counters of entry @i: its run's (the last run starting at or before it). */
-static struct iopf_counters *ctr_of(const struct iopf_response_batch *rb, size_t i)
+/* The run of entry @i: the last one starting at or before it. */
+static size_t run_of(const struct iopf_response_batch *rb, size_t i)
 {
 	size_t lo = 0, hi = rb->n_runs; /* runs[lo].first <= i < runs[hi].first */
 
@@ -135,7 +135,13 @@ static struct iopf_counters *ctr_of(const struct iopf_response_batch *rb, size_t
 		else
 			hi = mid;
 	}
-	return rb->runs[lo].ctr;
+	return lo;
+}
+
+/* The counters of entry @i: its run's. */
+static struct iopf_counters *ctr_of(const struct iopf_response_batch *rb, size_t i)
+{
+	return rb->runs[run_of(rb, i)].ctr;
 }
 
 void iopf_response_add(struct iopf_response_batch *rb, uint32_t cookie, uint32_t code,
@@ -208,7 +214,10 @@ static void record_latency(struct iopf_response_batch *rb, size_t from, size_t t
 {
 	uint64_t now = 0;
 
-	for (size_t k = 0; k < rb->n_runs && rb->runs[k].first < to; k++) {
+	if (from >= to)
+		return;
+	/* from the run holding @from: a write cut short many times does not walk them all again */
+	for (size_t k = run_of(rb, from); k < rb->n_runs && rb->runs[k].first < to; k++) {
 		const struct iopf_response_run *run = &rb->runs[k];
 		size_t a = run->first > from ? run->first : from, e = run_end(rb, k);
 		uint64_t lat;
