@@ -104,8 +104,11 @@ struct iopf_source {
 	struct cds_list_head ready_node;
 	bool on_ready, ready_polled;
 	bool poll_armed, timer_armed, retiring, broken;
-	bool poll_multishot;	  /* the armed poll is multishot */
-	unsigned cancels_pending; /* ASYNC_CANCELs of its poll or timer in flight */
+	bool draining;		   /* retiring: its fd is read and answered, a turn a round */
+	unsigned drain_reads;	   /* reads of that drain so far (IOPF_DRAIN_MAX_READS) */
+	uint64_t drain_busy_since; /* its backend has said -EBUSY since (0: not) */
+	bool poll_multishot;	   /* the armed poll is multishot */
+	unsigned cancels_pending;  /* ASYNC_CANCELs of its poll or timer in flight */
 	/*
 	 * Not 0: waiting on the timer, not the poll, because responses wait for a
 	 * write that failed (nothing is read until they are written) or reads fail.

@@ -651,64 +651,59 @@ static int unmap_domain(struct iopf_source *s, struct iopf_domain *d)
 	return ret;
 }
 
-/* How long a source that goes may keep its worker asking a busy backend to write. */
-#define FLUSH_NOW_BUSY_NS (5 * UINT64_C(1000000))
-
 /*
- * flush() for a source that goes, whose answers cannot wait for a next round:
- * a busy backend is asked again, for at most FLUSH_NOW_BUSY_NS (a tenant that
- * sits on its simulator lock meanwhile stalls the worker that long, as a
- * waiting lock would), then -ETIMEDOUT. Nothing is read until it works.
+ * A drain's turn: write what waits, then read (at most IOPF_TURN_READS reads
+ * this turn, IOPF_DRAIN_MAX_READS in all) answering everything INVALID
+ * RETIRED, one write per read. A backend that cannot go on without waiting
+ * (-EBUSY) keeps what it has and is asked again next round, so a source that
+ * goes never holds its worker up, for IOPF_DRAIN_BUSY_NS. A write that fails
+ * hard, or that long busy, ends the drain: what it held is lost (counted;
+ * the fd's close leaves it to the kernel), and nothing more is read.
+ * Return: true when done, false when the source is due another turn.
  */
-static int flush_now(struct iopf_source *s)
+static bool drain_turn(struct iopf_source *s)
 {
-	uint64_t until = 0;
-	int r;
+	int r = flush(s);
 
-	while ((r = flush(s)) == -EBUSY) {
-		uint64_t now = mono_ns();
-
-		if (!until)
-			until = now + FLUSH_NOW_BUSY_NS;
-		else if (now >= until)
-			return -ETIMEDOUT;
-	}
-	return r;
-}
-
-/*
- * Write what waits, then read until empty (bounded), answering everything
- * INVALID RETIRED, one write per read. A write that fails now ends the drain:
- * what it held is lost (counted), and nothing more is read.
- */
-static void drain(struct iopf_source *s)
-{
-	if (flush_now(s) < 0) {
-		(void)iopf_response_discard(&s->rb);
-		return;
-	}
-	for (unsigned reads = 0; reads < IOPF_DRAIN_MAX_READS; reads++) {
-		ssize_t r = iopf_fault_read(&s->buf, s->backend, &s->rb, s->held_room, false);
-		uint64_t t_read;
+	for (unsigned reads = 0; r == 0; reads++) {
 		struct iopf_group g;
 		size_t pos = 0;
+		uint64_t t_read;
+		ssize_t got;
 
-		if (r == -EBUSY)
-			continue; /* the backend waits after a few of these */
-		if (r <= 0)
+		if (s->drain_reads >= IOPF_DRAIN_MAX_READS)
+			return true;
+		if (reads == IOPF_TURN_READS)
+			return false;
+		got = iopf_fault_read(&s->buf, s->backend, &s->rb, s->held_room, false);
+		if (got <= 0) {
+			r = (int)got;
 			break;
+		}
+		s->drain_reads++;
+		s->drain_busy_since = 0;
 		journal_read(s);
 		t_read = mono_ns();
-		while (iopf_fault_next_group(s->buf.recs, (size_t)r, &pos, &g)) {
+		while (iopf_fault_next_group(s->buf.recs, (size_t)got, &pos, &g)) {
 			ctr_add(&s->unrouted.faults, g.n);
 			answer(s, g.cookie, IOPF_REASON_RETIRED, &s->unrouted, &s->unrouted_latency,
 			       t_read);
 		}
-		if (flush_now(s) < 0) {
-			(void)iopf_response_discard(&s->rb);
-			return;
-		}
+		r = flush(s);
 	}
+	if (r == -EBUSY) {
+		uint64_t now = mono_ns();
+
+		if (!s->drain_busy_since)
+			s->drain_busy_since = now;
+		if (now - s->drain_busy_since < IOPF_DRAIN_BUSY_NS)
+			return false;
+	}
+	/* a read that came back empty or failed: done; a write that failed (or busy too long): lost
+	 */
+	if (r < 0 && s->rb.n)
+		(void)iopf_response_discard(&s->rb);
+	return true;
 }
 
 static void finish_source(struct iopf_worker *w, struct iopf_source *s)
@@ -717,14 +712,28 @@ static void finish_source(struct iopf_worker *w, struct iopf_source *s)
 	iopf_mailbox_post(w->cfg.done, &s->rm_cmd.node);
 }
 
-/* The poll's, the timer's and the cancels' CQEs name the source: free it after the last. */
+/*
+ * The poll's, the timer's and the cancels' CQEs name the source: free it after
+ * the last, and after its drain.
+ */
 static void maybe_finish(struct iopf_worker *w, struct iopf_source *s)
 {
-	if (!s->retiring || s->poll_armed || s->timer_armed || s->cancels_pending)
+	if (!s->retiring || s->draining || s->poll_armed || s->timer_armed || s->cancels_pending)
 		return;
 	s->retiring = false;
 	w->n_retiring--;
 	finish_source(w, s);
+}
+
+/* A turn of @s's drain: once done, it may finish; until then a turn every round. */
+static void drain_step(struct iopf_worker *w, struct iopf_source *s)
+{
+	if (!drain_turn(s)) {
+		queue_turn(&w->again, s, false);
+		return;
+	}
+	s->draining = false;
+	maybe_finish(w, s);
 }
 
 static void retire_source(struct iopf_worker *w, struct iopf_source *s)
@@ -739,22 +748,18 @@ static void retire_source(struct iopf_worker *w, struct iopf_source *s)
 		if (r < 0 && s->rm_cmd.error == 0)
 			s->rm_cmd.error = r;
 	}
-	drain(s);
 	cds_list_del(&s->wnode);
 	w->n_sources--;
 	unready(s);
-
-	if (s->poll_armed || s->timer_armed) {
-		/* A pending poll or timer names this source: finish when its CQEs are reaped. */
-		if (s->poll_armed)
-			cancel_wait(w, s, 0);
-		if (s->timer_armed)
-			cancel_wait(w, s, TAG_TIMER);
-		s->retiring = true;
-		w->n_retiring++;
-		return;
-	}
-	finish_source(w, s);
+	/* A pending poll or timer names this source: finish when its CQEs are reaped. */
+	if (s->poll_armed)
+		cancel_wait(w, s, 0);
+	if (s->timer_armed)
+		cancel_wait(w, s, TAG_TIMER);
+	s->retiring = true;
+	w->n_retiring++;
+	s->draining = true;
+	drain_step(w, s);
 }
 
 static void retire_domain(struct iopf_worker *w, struct iopf_domain *d)
@@ -873,6 +878,10 @@ static void serve_ready(struct iopf_worker *w)
 
 		cds_list_del(&s->ready_node);
 		s->on_ready = false;
+		if (s->draining) {
+			drain_step(w, s);
+			continue;
+		}
 		end = service_source(w, s, s->ready_polled);
 		/* answers a busy backend kept waiting: the fd need not wake again for them */
 		if ((end != TURN_DONE && w->multishot && s->poll_armed) ||

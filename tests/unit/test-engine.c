@@ -141,6 +141,13 @@ static int setup_uptr(void **state)
 	return setup_cfg(state, &cfg, true);
 }
 
+static int setup_one_worker(void **state)
+{
+	struct iopf_engine_config cfg = {.n_workers = 1};
+
+	return setup_cfg(state, &cfg, false);
+}
+
 static int setup_small_batch(void **state)
 {
 	struct iopf_engine_config cfg = {.n_workers = 1, .read_batch = 1};
@@ -990,8 +997,8 @@ static void test_write_busy_retried(void **state)
 
 /*
  * A source removed while its backend stays busy: the removal does not keep the
- * worker asking forever (bounded, then the answers are given up, as after a
- * failed write); the kernel answers the group itself once the device goes.
+ * worker asking forever (IOPF_DRAIN_BUSY_NS, then the answers are given up, as
+ * after a failed write); the kernel answers the group itself once the device goes.
  */
 static void test_write_busy_at_removal(void **state)
 {
@@ -1010,6 +1017,49 @@ static void test_write_busy_at_removal(void **state)
 	free(ans);
 	assert_int_equal(fake_outstanding(x->f), 1);
 	assert_true(fake_auto_answer(x->f, 1));
+}
+
+/*
+ * A source removed while its backend is busy drains a turn a round: the worker
+ * serves its other sources meanwhile (it used to ask the busy backend again
+ * and again for 5 ms first, and then gave the answer up), and the answer that
+ * waited is written once the backend takes it.
+ */
+static void test_busy_drain_serves_others(void **state)
+{
+	struct fixture *x = *state;
+	struct fake *f2 = fake_new(false);
+	uint64_t s2, d2;
+	uint64_t busy;
+
+	assert_int_equal(__iopf_engine_add_backend(x->e, 200, fake_backend(f2), &s2), 0);
+	assert_int_equal(iopf_engine_add_domain(x->e, s2, 3, IOPF_PASID_NONE, &d2), 0);
+	add_region(x, x->dom, BASE, MiB, R);
+	add_region(x, d2, BASE, MiB, R);
+	fake_fail_writes(x->f, EBUSY, -1);
+	fake_fault(x->f, 3, IOPF_PASID_NONE, BASE, IOMMU_PGFAULT_PERM_READ);
+	WAIT_FOR(dgroups(x, x->dom) == 1);
+	x->done_calls = 0;
+	busy = fake_writes(x->f);
+	assert_int_equal(iopf_engine_remove_source(x->e, x->src, on_done, x), 0);
+	WAIT_FOR(fake_writes(x->f) > busy); /* the drain has begun, and met the busy backend */
+
+	fake_fault(f2, 3, IOPF_PASID_NONE, BASE, IOMMU_PGFAULT_PERM_READ);
+	WAIT_FOR(dgroups(x, d2) == 1);
+	settle(f2);
+	expect_one_success(f2);
+	assert_false(fake_closed(x->f)); /* still draining, well inside IOPF_DRAIN_BUSY_NS */
+
+	fake_fail_writes(x->f, 0, 0);
+	wait_done(x, 1);
+	assert_int_equal(x->done_error, 0);
+	assert_true(fake_closed(x->f));
+	expect_one_success(x->f);
+
+	assert_int_equal(iopf_engine_remove_source(x->e, s2, on_done, x), 0);
+	wait_done(x, 2);
+	assert_true(fake_all_answered_once(f2));
+	fake_free(f2);
 }
 
 /*
@@ -1456,9 +1506,10 @@ TEST_MAIN(TEST(test_resolve_one), TEST_WITH(test_uptr_backend, setup_uptr),
 	  TEST(test_many_objects), TEST(test_churn), TEST(test_read_errors_break_source),
 	  TEST(test_read_errors_retried), TEST(test_write_error_retried),
 	  TEST(test_write_busy_retried), TEST(test_write_busy_at_removal),
-	  TEST(test_write_retry_stale), TEST(test_write_pending_at_removal),
-	  TEST(test_held_cookie_reissued), cmocka_unit_test(test_bad_config),
-	  TEST(test_add_source_fd_kinds), TEST_WITH(test_latency_recorded, setup_ops),
+	  TEST_WITH(test_busy_drain_serves_others, setup_one_worker), TEST(test_write_retry_stale),
+	  TEST(test_write_pending_at_removal), TEST(test_held_cookie_reissued),
+	  cmocka_unit_test(test_bad_config), TEST(test_add_source_fd_kinds),
+	  TEST_WITH(test_latency_recorded, setup_ops),
 	  TEST_WITH(test_retiring_then_retired, setup_ops),
 	  TEST_WITH(test_retired_at_free, setup_ops), cmocka_unit_test(test_ping),
 	  TEST_WITH(test_live_settings, setup_ops));

@@ -47,6 +47,13 @@
 #define IOPF_TURN_SHARED_RECORDS 64u
 /* Reads of the last drain of a removed source: a device may fault forever. */
 #define IOPF_DRAIN_MAX_READS 64u
+/*
+ * How long that drain asks a busy backend (-EBUSY) again, a turn a round
+ * (the worker serves its other sources meanwhile), before it gives up on
+ * what the backend will not take: the fd's close then leaves those groups to
+ * the kernel. The simulator's backend itself fails after 20 ms busy.
+ */
+#define IOPF_DRAIN_BUSY_NS (UINT64_C(1000) * 1000 * 1000)
 
 /* Retries of a failed response write or fault read: MIN, doubling, at most MAX apart. */
 #define IOPF_BACKOFF_MIN_NS (UINT64_C(10) * 1000 * 1000)
