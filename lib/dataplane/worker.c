@@ -883,7 +883,12 @@ static void serve_ready(struct iopf_worker *w)
 			continue;
 		}
 		end = service_source(w, s, s->ready_polled);
-		/* answers a busy backend kept waiting: the fd need not wake again for them */
+		/*
+		 * Another turn next round: when more may be queued, which a multishot
+		 * poll would not say again (a one-shot poll, armed again, fires on the
+		 * level); and, whatever the poll, when a busy backend kept answers
+		 * waiting, which no poll says.
+		 */
 		if ((end != TURN_DONE && w->multishot && s->poll_armed) ||
 		    (s->rb.n && !s->backoff_ns))
 			queue_turn(&w->again, s, end == TURN_READABLE);
