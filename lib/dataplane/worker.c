@@ -655,10 +655,11 @@ static int unmap_domain(struct iopf_source *s, struct iopf_domain *d)
  * A drain's turn: write what waits, then read (at most IOPF_TURN_READS reads
  * this turn, IOPF_DRAIN_MAX_READS in all) answering everything INVALID
  * RETIRED, one write per read. A backend that cannot go on without waiting
- * (-EBUSY) keeps what it has and is asked again next round, so a source that
- * goes never holds its worker up, for IOPF_DRAIN_BUSY_NS. A write that fails
- * hard, or that long busy, ends the drain: what it held is lost (counted;
- * the fd's close leaves it to the kernel), and nothing more is read.
+ * (-EBUSY, or -ETIMEDOUT: its lock stayed taken) keeps what it has and is
+ * asked again next round, so a source that goes never holds its worker up,
+ * for IOPF_DRAIN_BUSY_NS. A write that fails hard, or that long busy, ends
+ * the drain: what it held is lost (counted; the fd's close leaves it to the
+ * kernel), and nothing more is read.
  * Return: true when done, false when the source is due another turn.
  */
 static bool drain_turn(struct iopf_source *s)
@@ -691,7 +692,8 @@ static bool drain_turn(struct iopf_source *s)
 		}
 		r = flush(s);
 	}
-	if (r == -EBUSY) {
+	/* busy, or its lock timed out (the simulator's, after 20 ms busy): ask again */
+	if (r == -EBUSY || r == -ETIMEDOUT) {
 		uint64_t now = mono_ns();
 
 		if (!s->drain_busy_since)

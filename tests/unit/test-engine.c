@@ -1020,6 +1020,27 @@ static void test_write_busy_at_removal(void **state)
 }
 
 /*
+ * A removal whose backend's lock timed out (the simulator's, after 20 ms busy)
+ * asks again, as for a busy one: the answer is written once the lock is had,
+ * not given up at the first timeout.
+ */
+static void test_lock_timeout_at_removal(void **state)
+{
+	struct fixture *x = *state;
+
+	add_region(x, x->dom, BASE, MiB, R);
+	fake_fail_writes(x->f, ETIMEDOUT, 3);
+	fake_fault(x->f, 3, IOPF_PASID_NONE, BASE, IOMMU_PGFAULT_PERM_READ);
+	WAIT_FOR(dgroups(x, x->dom) == 1);
+	x->done_calls = 0;
+	assert_int_equal(iopf_engine_remove_source(x->e, x->src, on_done, x), 0);
+	wait_done(x, 1);
+	assert_true(fake_closed(x->f));
+	assert_int_equal(fake_writes(x->f), 4); /* three timed out, then the one that went */
+	expect_one_success(x->f);
+}
+
+/*
  * A source removed while its backend is busy drains a turn a round: the worker
  * serves its other sources meanwhile (it used to ask the busy backend again
  * and again for 5 ms first, and then gave the answer up), and the answer that
@@ -1506,7 +1527,8 @@ TEST_MAIN(TEST(test_resolve_one), TEST_WITH(test_uptr_backend, setup_uptr),
 	  TEST(test_many_objects), TEST(test_churn), TEST(test_read_errors_break_source),
 	  TEST(test_read_errors_retried), TEST(test_write_error_retried),
 	  TEST(test_write_busy_retried), TEST(test_write_busy_at_removal),
-	  TEST_WITH(test_busy_drain_serves_others, setup_one_worker), TEST(test_write_retry_stale),
+	  TEST_WITH(test_busy_drain_serves_others, setup_one_worker),
+	  TEST(test_lock_timeout_at_removal), TEST(test_write_retry_stale),
 	  TEST(test_write_pending_at_removal), TEST(test_held_cookie_reissued),
 	  cmocka_unit_test(test_bad_config), TEST(test_add_source_fd_kinds),
 	  TEST_WITH(test_latency_recorded, setup_ops),
