@@ -101,6 +101,8 @@
  * worker's tries, costs the worker one such spin per time it let go.
  */
 #define SIM_SPIN_NS (20 * UINT64_C(1000))
+/* How long the device side spins on its lock before it sleeps on it (sim_lock()). */
+#define SIM_DEVICE_SPIN_NS (50 * UINT64_C(1000))
 
 #define READ_ONCE(x)	 (*(const volatile typeof(x) *)&(x))
 #define WRITE_ONCE(x, v) (*(volatile typeof(x) *)&(x) = (v))
@@ -388,10 +390,36 @@ static int sim_lock_within(struct sim_map *m, uint64_t wait_ns)
 	return -EIO;
 }
 
-/* The device side's lock: a bounded wait, whose bound tests can change. */
+static inline void cpu_relax(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+	__builtin_ia32_pause();
+#elif defined(__aarch64__)
+	__asm__ __volatile__("yield");
+#endif
+}
+
+/*
+ * The device side's lock: spun on for SIM_DEVICE_SPIN_NS first, then a
+ * bounded wait, whose bound tests can change. The daemon side holds it for a
+ * read or an answer, microseconds, and a device does not sleep on its queue
+ * (the kernel's is a spinlock): a load generator asleep here wakes late, on a
+ * virtual CPU by its exit from halt, and every group it injects after is late.
+ */
 static int sim_lock(struct sim_map *m)
 {
-	return sim_lock_within(m, lock_timeout_ns);
+	uint64_t until = 0, now;
+	int r;
+
+	while ((r = sim_lock_within(m, 0)) == -ETIMEDOUT) {
+		now = mono_ns();
+		if (!until)
+			until = now + SIM_DEVICE_SPIN_NS;
+		else if (now >= until)
+			return sim_lock_within(m, lock_timeout_ns);
+		cpu_relax();
+	}
+	return r;
 }
 
 /*
@@ -421,15 +449,6 @@ static int daemon_lock(struct sim_backend *sb)
  * taken for SIM_BUSY_NS, they fail as a timed-out lock does (-ETIMEDOUT: the
  * source backs off) and only try until one gets it.
  */
-static inline void cpu_relax(void)
-{
-#if defined(__x86_64__) || defined(__i386__)
-	__builtin_ia32_pause();
-#elif defined(__aarch64__)
-	__asm__ __volatile__("yield");
-#endif
-}
-
 static int daemon_try_lock(struct sim_backend *sb)
 {
 	int r = sim_lock_within(&sb->m, 0);
