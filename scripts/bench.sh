@@ -271,15 +271,15 @@ PY
 }
 
 # ---- fairness (issue 10): a victim tenant, alone and beside a storm, on one worker ----
-# The server runs on CPU 0 and the generator (iopf-sim: the victim's injector, the
-# storm's, and the checks) on CPU 1, both at nice -10 when we may (root), so that the
-# other work on a shared machine disturbs them less; iopf-echo runs where iopfd does.
-# Both CPUs are kept out of idle by SCHED_IDLE spinners (they run only when nothing else
-# wants the CPU): on a VM a wakeup from idle is the virtual CPU's exit from halt on the
-# host, milliseconds at p99 here, and it would land on the alone runs (whose server and
-# generator sleep between groups) and not on the storm runs (where they never sleep).
-# In the storm runs the storm's injector (SCHED_IDLE too) is what keeps CPU 1 busy: a
-# spinner there would take half of that CPU from it, and the storm would not fill its queue.
+# The server runs on CPU 0 and the generator (iopf-sim: the victim's injector, which also
+# drives the storm between the victim's groups, and the checks) on CPU 1, both at nice -10
+# when we may (root), so that the other work on a shared machine disturbs them less;
+# iopf-echo runs where iopfd does. The generator never sleeps (`--spin`: it polls the clock
+# for the victim's next group), so its lateness is what it does, not a wakeup's; CPU 0 is
+# kept out of idle by a SCHED_IDLE spinner (it runs only when nothing else wants the CPU):
+# on a VM a wakeup from idle is the virtual CPU's exit from halt on the host, milliseconds
+# at p99 here, and it would land on the alone runs (whose server sleeps between groups)
+# and not on the storm runs (where it never sleeps).
 # Each pair: the floor, then victim alone (echo, iopfd), then victim beside the storm
 # (echo, iopfd), one iopf-sim --compare each; the storm tenant has the victim's shape.
 fair_secs=${fair_secs:-$([ $quick -eq 1 ] && echo 2 || echo 5)}
@@ -300,23 +300,19 @@ fair_run() {
 		chmod +x "$tmp/fair-$w"
 	done
 	stop_daemon
-	local spin0= spin1=
-	# spin_on CPU: a spinner there, until killed or this script ends, however it ends
-	spin_on() {
-		[ "$1" -lt "$(nproc)" ] || return 0
-		taskset -c "$1" chrt -i 0 sh -c "while kill -0 $$ 2>/dev/null; do :; done" &
-		eval "spin$1=$!"
-	}
-	spin_on 0
+	local spin0=
+	# a spinner on CPU 0, until killed or this script ends, however it ends
+	if [ -n "$pin_s" ]; then
+		taskset -c 0 chrt -i 0 sh -c "while kill -0 $$ 2>/dev/null; do :; done" &
+		spin0=$!
+	fi
 	iopfd=$tmp/fair-iopfd sim=$tmp/fair-sim BENCH_ECHO=$tmp/fair-echo
 	workers=1 start_daemon
 	local base=(--tenants 1 --devices 1 --pasids 1 --regions 16 --region-size 1M --window 64
-		--rate "$fair_rate" --duration "$fair_secs")
+		--rate "$fair_rate" --duration "$fair_secs" --spin)
 	for _ in $(seq "$fair_pairs"); do
 		cut -d' ' -f1 /proc/loadavg >> "$tmp/fair-load"
-		spin_on 1
 		sim_run fair-alone --floor --compare "${base[@]}"
-		[ -z "$spin1" ] || { kill "$spin1"; wait "$spin1" 2>/dev/null || true; spin1=; }
 		cut -d' ' -f1 /proc/loadavg >> "$tmp/fair-load"
 		# --max-overtakes: no bound to hold here (sim-fairness does), only the count
 		sim_run fair-storm --compare "${base[@]}" --storm 1 --storm-window 1024 \
@@ -324,9 +320,9 @@ fair_run() {
 	done
 	cut -d' ' -f1 /proc/loadavg >> "$tmp/fair-load"
 	stop_daemon
-	kill $spin0 2>/dev/null || true
+	[ -z "$spin0" ] || kill "$spin0" 2>/dev/null || true
 	iopfd=$real_iopfd sim=$real_sim BENCH_ECHO=$real_echo
-	fair_pinned="${pin_s:+server on CPU 0, generator on CPU 1, }nice $nice, both CPUs kept out of idle by SCHED_IDLE spinners (CPU 1's by the storm's SCHED_IDLE injector in the storm runs)"
+	fair_pinned="${pin_s:+server on CPU 0, generator on CPU 1, }nice $nice, the generator polling the clock (\`--spin\`)${pin_s:+, CPU 0 kept out of idle by a SCHED_IDLE spinner}"
 }
 
 # The "## Fairness" section and the summary table's fairness row, rewritten in place in
@@ -378,8 +374,8 @@ sec = [
     "by more than 10% over running alone. A victim tenant (1 device, 16 regions of 1 MiB, up to",
     "64 groups in flight) is paced at %d faults/s, each group injected and its doorbell rung" % rate,
     "at its own scheduled time and its latency counted from that time; beside it a storm tenant",
-    "of the same shape keeps its whole queue (1024 groups) full, closed loop, from an injector",
-    "thread of its own (`iopf-sim --storm 1`). One worker serves both (iopfd `--workers 1`;",
+    "of the same shape keeps its whole queue (1024 groups) full, closed loop, driven by the",
+    "victim's injector between the victim's groups (`iopf-sim --storm 1`). One worker serves both (iopfd `--workers 1`;",
     "iopf-echo, the baseline, one thread); %s." % os.environ["BENCH_FAIR_PINNED"],
     "Each of %d pairs runs, in order, the" % len(pairs),
     "floor (`--floor`), the victim alone against echo and iopfd, then the victim beside the",
@@ -419,9 +415,10 @@ for i, (a, s) in enumerate(pairs):
 sec += [
     "",
     "What the figure includes: the victim's latency runs from its schedule to the answer the",
-    "server wrote, so it counts the injector's lateness (its column: the generator's two",
-    "threads share CPU 1, where the storm's injector never sleeps; it runs SCHED_IDLE so that",
-    "the victim's injector takes the CPU the moment it wakes), the victim's wakeup of the",
+    "server wrote, so it counts the injector's lateness (its column: one thread that never",
+    "sleeps, and beside the storm a victim group due waits for at most one storm pass, a",
+    "harvest and a refill; what is left is the time the thread does not run: the machine's",
+    "other work), the victim's wakeup of the",
     "server, and the wait behind the storm's turns. While sources share a worker a turn reads",
     "at most 64 records (`IOPF_TURN_SHARED_RECORDS`), and a woken source goes before a busy",
     "one, so a victim group waits for at most 2 x 64 storm groups (echo reads until empty: no",

@@ -26,13 +26,11 @@
 #include <inttypes.h>
 #include <limits.h>
 #include <pthread.h>
-#include <sched.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/resource.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/stat.h>
@@ -87,8 +85,9 @@ struct opts {
 	double drain_timeout;
 	unsigned check_every; /* check the mapping of one SUCCESS group in N */
 	bool restarts;	      /* iopfd may be killed and restarted during the run */
-	/* --storm: the last `storm` of the tenants are closed loop, on an injector of their own */
+	/* --storm: the last `storm` of the tenants, closed loop, driven by the first injector */
 	unsigned storm, storm_window;
+	bool spin; /* paced injectors poll the clock: never asleep when a group is due */
 	uint64_t max_overtakes; /* 0: not measured */
 };
 
@@ -239,6 +238,7 @@ struct injector {
 	struct result res;
 	unsigned events_done;
 	bool storm; /* the storm tenants' injector: closed loop until the others are done */
+	struct injector *storm_on; /* the storm's, driven from this one's thread (injector_run()) */
 	/* --max-overtakes: storm answer times, or (visible, answered) pairs of the others */
 	struct u64vec marks;
 	/*
@@ -1365,9 +1365,11 @@ static void idle_step(struct injector *in, bool stop)
 
 		if (due <= now) {
 			/* due but the window is full: wait for answers */
+			if (opt.spin)
+				return;
 			ts.tv_nsec = 5000;
 		} else {
-			if (due - now < 2000)
+			if (due - now < 2000 || opt.spin)
 				return;
 			/* absolute: the time it takes to get here does not push the schedule */
 			if (due - now > 200000)
@@ -1387,39 +1389,56 @@ static void idle_step(struct injector *in, bool stop)
 /* Injectors of the tenants other than the storm's still injecting: the storm lasts as long. */
 static unsigned victims_running;
 
+/*
+ * One pass of @in: check the answers, and inject what is due (paced) or what
+ * the windows let in (closed loop). Adds what it did to @progress; *@stop
+ * says it injects no more. Return: it injected all it should and nothing is
+ * left in flight (or too late).
+ */
+static bool injector_pass(struct injector *in, int *progress, bool *stop)
+{
+	uint64_t now = now_ns();
+
+	*stop = in->res.inj_groups >= in->quota || (run_end_by && now >= run_end_by) ||
+		(in->storm && !__atomic_load_n(&victims_running, __ATOMIC_ACQUIRE));
+	event_step(in, now);
+	*progress += harvest_step(in);
+	if (*stop && drain_step(in, now))
+		return true;
+	if (!*stop)
+		*progress += in->rate > 0 ? inject_paced_step(in) : inject_closed_step(in);
+	return false;
+}
+
+/*
+ * An injector's thread; the first one's also drives the storm (@in->storm_on),
+ * a pass of it after each of its own. A storm is another device's load: it
+ * must not make the paced groups late (the server's fairness is measured, not
+ * the generator's), and a thread of its own would, by the scheduler's wakeup
+ * latency of the paced one at every group. Riding along, a paced group waits
+ * for at most one storm pass (one harvest, one window refill) and the thread
+ * never sleeps while the storm runs.
+ */
 static void *injector_run(void *arg)
 {
-	struct injector *in = arg;
+	struct injector *in = arg, *storm = in->storm_on;
+	bool done = false, storm_done = !storm, stop = false, storm_stop = false;
 
-	/*
-	 * A storm is another device's load: on a CPU shared with the paced
-	 * injectors it must not make them late (the server's fairness is what is
-	 * measured, not the generator's). SCHED_IDLE: a paced injector that wakes
-	 * takes the CPU at once (a nice 19 thread keeps it for the rest of its
-	 * slice, which the scheduler protects: milliseconds). Nice 19 where
-	 * SCHED_IDLE cannot be had.
-	 */
-	if (in->storm && sched_setscheduler(0, SCHED_IDLE, &(struct sched_param){}) < 0)
-		(void)setpriority(PRIO_PROCESS, (id_t)gettid(), 19);
 	for (;;) {
-		uint64_t now = now_ns();
-		bool stop = in->res.inj_groups >= in->quota || (run_end_by && now >= run_end_by) ||
-			    (in->storm && !__atomic_load_n(&victims_running, __ATOMIC_ACQUIRE));
-		int progress;
+		int progress = 0;
 
-		event_step(in, now);
-		progress = harvest_step(in);
-		if (stop && drain_step(in, now))
-			break;
-		if (!stop)
-			progress += in->rate > 0 ? inject_paced_step(in) : inject_closed_step(in);
-		if (!progress)
-			idle_step(in, stop);
+		if (!done && (done = injector_pass(in, &progress, &stop)))
+			/* answered all it injected: the storm may stop */
+			__atomic_sub_fetch(&victims_running, 1, __ATOMIC_RELEASE);
+		if (!storm_done)
+			storm_done = injector_pass(storm, &progress, &storm_stop);
+		if (done && storm_done)
+			return NULL;
+		/* both running: no sleep */
+		if (progress || (!done && !storm_done))
+			continue;
+		idle_step(done ? storm : in, done ? storm_stop : stop);
 	}
-	/* answered all it injected: a storm beside it may stop */
-	if (!in->storm)
-		__atomic_sub_fetch(&victims_running, 1, __ATOMIC_RELEASE);
-	return NULL;
 }
 
 /* ---- one run ---- */
@@ -1706,20 +1725,22 @@ static void injectors_run(struct injector *inj, struct result *res, struct resul
 	victims_running = 0;
 	for (i = 0; i < opt.injectors; i++)
 		victims_running += inj[i].n_t ? 1 : 0;
-	for (i = 0; i < n_injectors(); i++) {
+	for (i = 0; i < n_injectors(); i++)
 		/* the schedules interleave: together, one group every 1 / rate */
 		inj[i].t0 =
 			run_start +
 			(group_rate > 0 && !inj[i].storm ? (uint64_t)(i * 1e9 / group_rate) : 0);
+	if (opt.storm)
+		inj[0].storm_on = &inj[opt.injectors];
+	for (i = 0; i < opt.injectors; i++)
 		if (inj[i].n_t)
 			pthread_create(&inj[i].thread, NULL, injector_run, &inj[i]);
-	}
-	for (i = 0; i < n_injectors(); i++)
-		if (inj[i].n_t) {
+	for (i = 0; i < n_injectors(); i++) {
+		if (inj[i].n_t && !inj[i].storm)
 			pthread_join(inj[i].thread, NULL);
-			if (opt.storm)
-				result_merge(&classes[inj[i].storm], &inj[i].res);
-		}
+		if (opt.storm)
+			result_merge(&classes[inj[i].storm], &inj[i].res);
+	}
 	if (opt.storm && opt.max_overtakes) {
 		for (i = 0; i < opt.injectors; i++)
 			for (unsigned k = 0; k < inj[i].n_t; k++)
@@ -2133,9 +2154,12 @@ static const struct arg args[] = {
 	 "unregister-domain | detach (none); detach repeats 9 times,\n"
 	 "each while iopfd holds groups it read (stale cookies)"},
 	{"injectors", "N", ARG_UNSIGNED, &opt.injectors, NULL, "injector threads (1)"},
+	{"spin", NULL, ARG_FLAG, &opt.spin, NULL,
+	 "paced: poll the clock for the next group instead of sleeping\n"
+	 "(an injector's CPU busy; no wakeup latency in its lateness)"},
 	{"storm", "N", ARG_UNSIGNED, &opt.storm, NULL,
-	 "N more tenants, closed loop on an injector of their own, their\n"
-	 "queues kept full while the --tenants inject; results per class (0)"},
+	 "N more tenants, closed loop, their queues kept full between the\n"
+	 "--tenants' groups while those inject; results per class (0)"},
 	{"storm-window", "N", ARG_UNSIGNED, &opt.storm_window, NULL,
 	 "a storm tenant's queue depth, all of it in flight (1024)"},
 	{"max-overtakes", "N", ARG_U64, &opt.max_overtakes, NULL,
