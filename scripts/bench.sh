@@ -274,12 +274,13 @@ PY
 # The server runs on CPU 0 and the generator (iopf-sim: the victim's injector, which also
 # drives the storm between the victim's groups, and the checks) on CPU 1, both at nice -10
 # when we may (root), so that the other work on a shared machine disturbs them less;
-# iopf-echo runs where iopfd does. The generator never sleeps (`--spin`: it polls the clock
-# for the victim's next group), so its lateness is what it does, not a wakeup's; CPU 0 is
-# kept out of idle by a SCHED_IDLE spinner (it runs only when nothing else wants the CPU):
-# on a VM a wakeup from idle is the virtual CPU's exit from halt on the host, milliseconds
-# at p99 here, and it would land on the alone runs (whose server sleeps between groups)
-# and not on the storm runs (where it never sleeps).
+# iopf-echo runs where iopfd does. The generator does not sleep between groups (`--spin`:
+# it polls the clock for the victim's next group), so its lateness is what it does, not a
+# wakeup's. Both CPUs are kept out of idle by SCHED_IDLE spinners (they run only when
+# nothing else wants the CPU): on a VM a wakeup from idle is the virtual CPU's exit from
+# halt on the host, milliseconds at p99 here, and it would land on the alone runs (whose
+# server sleeps between groups) and not on the storm runs (where it never sleeps); the
+# generator still sleeps when a tenant's lock stays taken past its spin (sim_lock()).
 # Each pair: the floor, then victim alone (echo, iopfd), then victim beside the storm
 # (echo, iopfd), one iopf-sim --compare each; the storm tenant has the victim's shape.
 fair_secs=${fair_secs:-$([ $quick -eq 1 ] && echo 2 || echo 5)}
@@ -300,12 +301,12 @@ fair_run() {
 		chmod +x "$tmp/fair-$w"
 	done
 	stop_daemon
-	local spin0=
-	# a spinner on CPU 0, until killed or this script ends, however it ends
-	if [ -n "$pin_s" ]; then
-		taskset -c 0 chrt -i 0 sh -c "while kill -0 $$ 2>/dev/null; do :; done" &
-		spin0=$!
-	fi
+	local spinners=() c
+	# a spinner on each CPU, until killed or this script ends, however it ends
+	for c in $([ -n "$pin_s" ] && echo 0 1); do
+		taskset -c "$c" chrt -i 0 sh -c "while kill -0 $$ 2>/dev/null; do :; done" &
+		spinners+=($!)
+	done
 	iopfd=$tmp/fair-iopfd sim=$tmp/fair-sim BENCH_ECHO=$tmp/fair-echo
 	workers=1 start_daemon
 	local base=(--tenants 1 --devices 1 --pasids 1 --regions 16 --region-size 1M --window 64
@@ -320,9 +321,9 @@ fair_run() {
 	done
 	cut -d' ' -f1 /proc/loadavg >> "$tmp/fair-load"
 	stop_daemon
-	[ -z "$spin0" ] || kill "$spin0" 2>/dev/null || true
+	[ ${#spinners[@]} -eq 0 ] || kill "${spinners[@]}" 2>/dev/null || true
 	iopfd=$real_iopfd sim=$real_sim BENCH_ECHO=$real_echo
-	fair_pinned="${pin_s:+server on CPU 0, generator on CPU 1, }nice $nice, the generator polling the clock (\`--spin\`)${pin_s:+, CPU 0 kept out of idle by a SCHED_IDLE spinner}"
+	fair_pinned="${pin_s:+server on CPU 0, generator on CPU 1, }nice $nice, the generator polling the clock (\`--spin\`)${pin_s:+, both CPUs kept out of idle by SCHED_IDLE spinners}"
 }
 
 # The "## Fairness" section and the summary table's fairness row, rewritten in place in
