@@ -402,8 +402,8 @@ static inline void cpu_relax(void)
 /*
  * The device side's lock: spun on for SIM_DEVICE_SPIN_NS first, then a
  * bounded wait, whose bound tests can change. The daemon side holds it for a
- * read or an answer, microseconds, and a device does not sleep on its queue
- * (the kernel's is a spinlock): a load generator asleep here wakes late, on a
+ * read or an answer, microseconds (a kernel mutex, too, spins while its owner
+ * runs before it sleeps): a load generator asleep here wakes late, on a
  * virtual CPU by its exit from halt, and every group it injects after is late.
  */
 static int sim_lock(struct sim_map *m)
