@@ -399,6 +399,23 @@ static inline void cpu_relax(void)
 #endif
 }
 
+/* Take the lock, spinning on it for @spin_ns, then waiting at most @wait_ns more. */
+static int sim_lock_spin(struct sim_map *m, uint64_t spin_ns, uint64_t wait_ns)
+{
+	uint64_t until = 0, now;
+	int r;
+
+	while ((r = sim_lock_within(m, 0)) == -ETIMEDOUT && spin_ns) {
+		now = mono_ns();
+		if (!until)
+			until = now + spin_ns;
+		else if (now >= until)
+			break;
+		cpu_relax();
+	}
+	return r == -ETIMEDOUT && wait_ns ? sim_lock_within(m, wait_ns) : r;
+}
+
 /*
  * The device side's lock: spun on for SIM_DEVICE_SPIN_NS first, then a
  * bounded wait, whose bound tests can change. The daemon side holds it for a
@@ -408,31 +425,23 @@ static inline void cpu_relax(void)
  */
 static int sim_lock(struct sim_map *m)
 {
-	uint64_t until = 0, now;
-	int r;
-
-	while ((r = sim_lock_within(m, 0)) == -ETIMEDOUT) {
-		now = mono_ns();
-		if (!until)
-			until = now + SIM_DEVICE_SPIN_NS;
-		else if (now >= until)
-			return sim_lock_within(m, lock_timeout_ns);
-		cpu_relax();
-	}
-	return r;
+	return sim_lock_spin(m, SIM_DEVICE_SPIN_NS, lock_timeout_ns);
 }
 
 /*
  * The daemon side's lock. A tenant holding its lock forever must not stall
- * the worker its source shares with others: one short wait, and after a wait
- * that timed out only tries (no wait) until a lock succeeds again, so one
+ * the worker its source shares with others: one short wait (a spin of
+ * SIM_SPIN_NS first, which outlasts the device side's honest holds, so that
+ * the worker does not sleep on those), and after a wait that timed out only
+ * tries (no wait) until a lock succeeds again, so one
  * turn of a locked source (its maps and its answers after a read) costs at
  * most one wait. A read that times out fails (-ETIMEDOUT): the worker retries
  * the source on its backoff timer, not at once.
  */
 static int daemon_lock(struct sim_backend *sb)
 {
-	int r = sim_lock_within(&sb->m, sb->lock_timed_out ? 0 : SIM_DAEMON_LOCK_WAIT_NS);
+	int r = sb->lock_timed_out ? sim_lock_within(&sb->m, 0)
+				   : sim_lock_spin(&sb->m, SIM_SPIN_NS, SIM_DAEMON_LOCK_WAIT_NS);
 
 	sb->lock_timed_out = r == -ETIMEDOUT;
 	if (r == 0)
