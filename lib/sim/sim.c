@@ -460,19 +460,11 @@ static int daemon_lock(struct sim_backend *sb)
  */
 static int daemon_try_lock(struct sim_backend *sb)
 {
-	int r = sim_lock_within(&sb->m, 0);
-	uint64_t now = 0, until = 0;
-
 	/* free at the last try: spin a while (after a timeout, only tries: below) */
-	while (r == -ETIMEDOUT && !sb->busy_since && !sb->lock_timed_out) {
-		now = mono_ns();
-		if (!until)
-			until = now + SIM_SPIN_NS;
-		else if (now >= until)
-			break;
-		cpu_relax();
-		r = sim_lock_within(&sb->m, 0);
-	}
+	int r = !sb->busy_since && !sb->lock_timed_out ? sim_lock_spin(&sb->m, SIM_SPIN_NS, 0)
+						       : sim_lock_within(&sb->m, 0);
+	uint64_t now;
+
 	if (r == 0) {
 		sb->busy_since = 0;
 		sb->lock_timed_out = false;
@@ -480,10 +472,9 @@ static int daemon_try_lock(struct sim_backend *sb)
 	}
 	if (r != -ETIMEDOUT || sb->lock_timed_out)
 		return r;
+	now = mono_ns();
 	if (!sb->busy_since)
-		sb->busy_since = now; /* the spin's last look */
-	else
-		now = mono_ns();
+		sb->busy_since = now;
 	if (now - sb->busy_since < SIM_BUSY_NS)
 		return -EBUSY;
 	sb->lock_timed_out = true;
