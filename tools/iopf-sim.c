@@ -1248,6 +1248,13 @@ static void event_step(struct injector *in, uint64_t now)
 		run_event(in);
 }
 
+/* A tenant left mid-run: watch each one let go (check_released()). */
+static void released_step(struct injector *in)
+{
+	for (unsigned k = 0; in->releasing && k < in->n_t; k++)
+		check_released(in->t[k], in);
+}
+
 /* Check the answers of every tenant with groups in flight. Return: answers taken. */
 static int harvest_step(struct injector *in)
 {
@@ -1263,8 +1270,6 @@ static int harvest_step(struct injector *in)
 			in->act[k--] = in->act[--in->n_act];
 		}
 	}
-	for (k = 0; in->releasing && k < in->n_t; k++)
-		check_released(in->t[k], in);
 	return progress;
 }
 
@@ -1313,8 +1318,6 @@ static int inject_closed_step(struct injector *in)
 		allowed -= (uint64_t)r;
 		progress += r;
 	}
-	for (k = 0; in->releasing && k < in->n_t; k++)
-		check_released(in->t[k], in);
 	in->rr = in->rr + 1 >= in->n_t ? 0 : in->rr + 1;
 	return progress;
 }
@@ -1415,9 +1418,11 @@ static bool injector_pass(struct injector *in, int *progress, bool *stop)
 	event_step(in, now);
 	if (!*stop && in->rate == 0) {
 		*progress += inject_closed_step(in);
+		released_step(in);
 		return false;
 	}
 	*progress += harvest_step(in);
+	released_step(in);
 	if (*stop && drain_step(in, now))
 		return true;
 	if (!*stop)
