@@ -941,11 +941,10 @@ static const char *const cobj_names[_COBJ_KIND_MAX] = {
 static int cobj_lookup(struct iopf_control *c, enum cobj_kind kind, const struct iopf_tenant *t,
 		       uint64_t id, struct cobj **ret, struct iopf_control_error *err)
 {
-	struct cobj *o = cobj_find(c, kind, t, id);
-
-	if (!o)
+	/* set either way: a caller's compiler need not see that fail() is negative */
+	*ret = cobj_find(c, kind, t, id);
+	if (!*ret)
 		return fail(err, -ENOENT, "no %s %" PRIu64, cobj_names[kind], id);
-	*ret = o;
 	return 0;
 }
 
