@@ -802,6 +802,12 @@ int iopf_engine_remove_source(struct iopf_engine *e, uint64_t source_id, iopf_en
 	return remove_source(e, s, done, userdata);
 }
 
+_Static_assert(offsetof(struct iopf_domain, handler) + sizeof(int) <= 64 &&
+		       offsetof(struct iopf_domain, regions) < 64,
+	       "what a fault reads of its domain is in the first line");
+_Static_assert(offsetof(struct iopf_counters, reasons[IOPF_REASON_RESOLVED + 1]) <= 64,
+	       "what a resolved fault counts is in one line");
+
 static int domain_new(struct iopf_engine *e, struct iopf_source *s, uint64_t id, uint32_t dev_id,
 		      uint32_t pasid, struct iopf_domain **ret);
 
@@ -836,9 +842,11 @@ static int domain_new(struct iopf_engine *e, struct iopf_source *s, uint64_t id,
 	r = idvec_reserve(&e->domains, 1);
 	if (r < 0)
 		return r;
-	d = calloc(1, sizeof(*d));
+	/* on a line of its own: the layout of struct iopf_domain counts on it */
+	d = aligned_alloc(_Alignof(struct iopf_domain), sizeof(*d));
 	if (!d)
 		return -ENOMEM;
+	*d = (struct iopf_domain){};
 
 	/* Complete before it is published: a worker may find it at once. */
 	d->id = id;

@@ -62,16 +62,17 @@ struct iopf_engine_config {
 };
 
 /* Counters of one domain, or of a source's faults that found no domain. */
+/* What every resolved fault counts comes first: one cache line (see struct iopf_domain). */
 struct iopf_counters {
 	uint64_t faults;		    /* records read */
 	uint64_t groups;		    /* groups answered */
 	uint64_t success;		    /* groups answered SUCCESS */
 	uint64_t invalid;		    /* groups answered INVALID */
-	uint64_t reasons[_IOPF_REASON_MAX]; /* groups by reason */
+	uint64_t coalesced;		    /* faults found already mapped by the daemon */
+	uint64_t reasons[_IOPF_REASON_MAX]; /* groups by reason (RESOLVED first) */
 	uint64_t stale;	       /* responses the kernel refused (already auto-answered) */
 	uint64_t pages_mapped; /* pages the daemon mapped */
 	uint64_t maps;	       /* map calls */
-	uint64_t coalesced;    /* faults found already mapped by the daemon */
 	uint64_t bytes_mapped; /* currently mapped by the daemon */
 	uint64_t masked_flags; /* records with flag bits the uAPI lacks (masked) */
 };

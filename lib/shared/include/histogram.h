@@ -17,9 +17,9 @@
 #define IOPF_HIST_BUCKETS (IOPF_HIST_FINITE + 1) /* + overflow (> 10 s) */
 
 struct iopf_histogram {
-	uint64_t bucket[IOPF_HIST_BUCKETS]; /* non-cumulative counts */
-	uint64_t count;
+	uint64_t count; /* the totals first: with a bucket, two lines a record */
 	uint64_t sum_ns;
+	uint64_t bucket[IOPF_HIST_BUCKETS]; /* non-cumulative counts */
 };
 
 /* Upper bound of bucket @i in ns (inclusive); UINT64_MAX for the overflow bucket. */
