@@ -229,7 +229,8 @@ static void record_latency(struct iopf_response_batch *rb, size_t from, size_t t
 		if (!now)
 			now = mono_ns();
 		lat = now > run->t_read ? now - run->t_read : 0;
-		iopf_histogram_record_n(run->hist, iopf_histogram_bucket_of(lat), lat, e - a);
+		rb->last_bucket = iopf_histogram_bucket_of(lat);
+		iopf_histogram_record_n(run->hist, rb->last_bucket, lat, e - a);
 	}
 }
 

@@ -51,7 +51,20 @@ struct iopf_response_batch {
 	struct iopf_response_slot *index; /* owned; cookies >= seen_bits, at most half full */
 	size_t index_mask;
 	uint32_t gen; /* of the current batch; never 0 */
+	/*
+	 * The latency bucket the last write recorded in: the next one is likely
+	 * the same or a neighbour, on the same line of each histogram, so a
+	 * caller can start loading it early (iopf_response_bucket_hint()).
+	 */
+	unsigned last_bucket;
 };
+
+/* A guess at the bucket of @h the next write records in (prefetch it, no more). */
+static inline const uint64_t *iopf_response_bucket_hint(const struct iopf_response_batch *rb,
+							const struct iopf_histogram *h)
+{
+	return &h->bucket[rb->last_bucket];
+}
 
 /* Return: 0 or -ENOMEM. */
 int iopf_response_batch_init(struct iopf_response_batch *rb, size_t cap);

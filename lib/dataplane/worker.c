@@ -409,6 +409,7 @@ static void prefetch_records(struct iopf_worker *w, struct iopf_source *s, size_
 		__builtin_prefetch(set[i]);
 		__builtin_prefetch(&d->counters.reasons[IOPF_REASON_RESOLVED], 1);
 		__builtin_prefetch(&d->latency.count, 1);
+		__builtin_prefetch(iopf_response_bucket_hint(&s->rb, &d->latency), 1);
 	}
 	for (size_t i = 0; i < n; i++)
 		if (set[i])
