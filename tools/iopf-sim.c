@@ -154,6 +154,8 @@ struct flight {
 
 enum tenant_state { TENANT_LIVE, TENANT_RELEASING, TENANT_DONE };
 
+#define DRAW_AHEAD 4u
+
 struct tenant {
 	unsigned idx;
 	/* --max-overtakes: the spell of lock holds going on (calls closer than HOLD_GAP_NS) */
@@ -186,6 +188,17 @@ struct tenant {
 	bool have_last;
 	unsigned dup_dom, dup_r;
 	uint64_t dup_first;
+	/*
+	 * Random patterns: the pages of the next DRAW_AHEAD groups, drawn ahead,
+	 * so that their domains and regions are on their way into the cache
+	 * while this group is made (with 65,536 domains each is a miss, and the
+	 * generator, not the server, would set the rate).
+	 */
+	struct drawn {
+		unsigned dom, r;
+		uint64_t first;
+	} ahead[DRAW_AHEAD];
+	unsigned n_ahead, next_ahead;
 };
 
 static struct rec *flight_recs(const struct tenant *t, const struct flight *fl)
@@ -650,6 +663,39 @@ static pid_t echo_spawn(void)
 static bool is_echo;
 
 /* Build one group for tenant @t into @g/@f, recording what it expects in @fl. */
+/* Start loading [p, p + len), len at most a line: it may straddle two. */
+static void prefetch_span(const void *p, size_t len)
+{
+	__builtin_prefetch(p);
+	__builtin_prefetch((const char *)p + len - 1);
+}
+
+/* Region @r of domain @d: computed, not loaded from the domain, so both can be prefetched at once.
+ */
+static struct region *region_of(const struct tenant *t, unsigned d, unsigned r)
+{
+	return &t->reg[(size_t)d * opt.regions + r];
+}
+
+/* A random pattern's pages for a group of @n: domain, region, first page. */
+static void draw_pages(struct tenant *t, unsigned n, unsigned pages, struct drawn *ret)
+{
+	unsigned *d = &ret->dom, *r = &ret->r;
+	uint64_t *first = &ret->first;
+
+	*d = rnd_below(&t->rng, t->n_dom);
+	/* hot: 90% of the faults on the first tenth of region 0; the rest spread at random */
+	if (opt.pattern == PATTERN_HOT && rnd_below(&t->rng, 10) < 9) {
+		unsigned hot = pages / 10 > n ? pages / 10 : n;
+
+		*r = 0;
+		*first = rnd_below(&t->rng, hot - n + 1);
+		return;
+	}
+	*r = rnd_below(&t->rng, opt.regions);
+	*first = rnd_below(&t->rng, pages - n + 1);
+}
+
 static void make_group(struct tenant *t, struct flight *fl, struct iopf_sim_group *g,
 		       struct iopf_sim_fault *f)
 {
@@ -663,19 +709,12 @@ static void make_group(struct tenant *t, struct flight *fl, struct iopf_sim_grou
 
 	if (opt.dup_pct && t->have_last && rnd_below(&t->rng, 100) < opt.dup_pct)
 		dup = true;
-	if (opt.pattern == PATTERN_SEQ)
-		d = t->last_dom = t->last_dom + 1 >= t->n_dom ? 0 : t->last_dom + 1;
-	else
-		d = rnd_below(&t->rng, t->n_dom);
-	if (dup)
-		d = t->dup_dom;
-	dm = &t->dom[d];
-
 	/* pages: n consecutive pages of one region */
 	if (n > pages)
 		n = pages;
-	switch (opt.pattern) {
-	case PATTERN_SEQ:
+	if (opt.pattern == PATTERN_SEQ) {
+		d = t->last_dom = t->last_dom + 1 >= t->n_dom ? 0 : t->last_dom + 1;
+		dm = &t->dom[d];
 		/* no division on the hot path: wrap by comparing */
 		r = dm->cur_r;
 		first = dm->cur_first;
@@ -685,26 +724,24 @@ static void make_group(struct tenant *t, struct flight *fl, struct iopf_sim_grou
 		}
 		dm->cur_r = r;
 		dm->cur_first = first + n;
-		break;
-	case PATTERN_HOT:
-		/* 90% of the faults on the first tenth of region 0 */
-		if (rnd_below(&t->rng, 10) < 9) {
-			unsigned hot = pages / 10 > n ? pages / 10 : n;
+	} else {
+		struct drawn *a = &t->ahead[t->next_ahead];
 
-			r = 0;
-			first = rnd_below(&t->rng, hot - n + 1);
-			break;
-		}
-		/* the other 10% spread like PATTERN_RANDOM */
-		__attribute__((fallthrough));
-	case PATTERN_RANDOM:
-	default:
-		r = rnd_below(&t->rng, opt.regions);
-		first = rnd_below(&t->rng, pages - n + 1);
-		break;
+		for (; t->n_ahead < DRAW_AHEAD; t->n_ahead++)
+			draw_pages(t, n, pages,
+				   &t->ahead[(t->next_ahead + t->n_ahead) % DRAW_AHEAD]);
+		d = a->dom;
+		r = a->r;
+		first = a->first;
+		/* and in its place the one after the others */
+		draw_pages(t, n, pages, a);
+		prefetch_span(&t->dom[a->dom], sizeof(struct domain));
+		prefetch_span(region_of(t, a->dom, a->r), sizeof(struct region));
+		t->next_ahead = (t->next_ahead + 1) % DRAW_AHEAD;
 	}
 	if (dup) {
 		/* the same pages as the last group again, while it may still be in flight */
+		d = t->dup_dom;
 		first = t->dup_first;
 		r = t->dup_r;
 	}
@@ -712,7 +749,8 @@ static void make_group(struct tenant *t, struct flight *fl, struct iopf_sim_grou
 	t->dup_dom = d;
 	t->dup_r = r;
 	t->dup_first = first;
-	rg = &dm->regions[r];
+	dm = &t->dom[d];
+	rg = region_of(t, d, r);
 
 	/* field by field: a compound literal would clear the whole flight first */
 	fl->dom = d;
@@ -933,7 +971,7 @@ static void check_answer(struct tenant *t, struct injector *in, const struct iop
 	} else if (mp) {
 		res->map_checked++;
 		for (i = 0; i < fl->n; i++, mp++, rc++) {
-			const struct region *rg = &dm->regions[rec[i].region];
+			const struct region *rg = region_of(t, fl->dom, (unsigned)rec[i].region);
 			const struct stat *st = &t->dev_st[dm->dev_idx];
 			uint64_t page = rec[i].addr & ~(IOPF_PAGE_SIZE - 1);
 			uint32_t need = needed_prot(rec[i].perm), allow = allowed_prot(rg->access);
