@@ -29,6 +29,7 @@
 #include "region.h"
 #include "response.h"
 #include "route.h"
+#include "util.h"
 
 struct iopf_worker;
 
@@ -150,7 +151,8 @@ struct iopf_domain {
 	struct iopf_region_set *regions; /* RCU-published; written by the control thread only */
 	int handler;			 /* enum iopf_handler_kind: control stores (release) */
 	unsigned n_regions;
-	struct iopf_counters counters __attribute__((aligned(64))); /* written by the worker */
+	/* written by the worker */
+	struct iopf_counters counters __attribute__((aligned(IOPF_CACHE_LINE)));
 	struct iopf_histogram latency; /* written by the worker: fault read to response written */
 	struct cds_list_head eregions; /* control: its live struct iopf_eregion */
 	struct cds_list_head snode;    /* in source->domains */

@@ -802,10 +802,10 @@ int iopf_engine_remove_source(struct iopf_engine *e, uint64_t source_id, iopf_en
 	return remove_source(e, s, done, userdata);
 }
 
-_Static_assert(offsetof(struct iopf_domain, handler) + sizeof(int) <= 64 &&
-		       offsetof(struct iopf_domain, regions) < 64,
+_Static_assert(offsetof(struct iopf_domain, handler) + sizeof(int) <= IOPF_CACHE_LINE &&
+		       offsetof(struct iopf_domain, regions) < IOPF_CACHE_LINE,
 	       "what a fault reads of its domain is in the first line");
-_Static_assert(offsetof(struct iopf_counters, reasons[IOPF_REASON_RESOLVED + 1]) <= 64,
+_Static_assert(offsetof(struct iopf_counters, reasons[IOPF_REASON_RESOLVED + 1]) <= IOPF_CACHE_LINE,
 	       "what a resolved fault counts is in one line");
 
 static int domain_new(struct iopf_engine *e, struct iopf_source *s, uint64_t id, uint32_t dev_id,

@@ -23,23 +23,28 @@
 struct iopf_region_file;
 
 struct iopf_region {
-	uint64_t id, domain_id; /* set by the engine before publishing */
-	uint64_t tenant;
-	uint64_t iova, length, offset;
-	uint32_t access;	       /* IOPF_ACCESS_* */
-	uint32_t prot;		       /* IOMMU_IOAS_MAP_READABLE/WRITEABLE derived from access */
-	int fd;			       /* file's fd, copied for the fault path; not owned */
-	struct iopf_region_file *file; /* owned reference; dropped in iopf_region_free() */
+	/*
+	 * What a fault reads first, on the one line iopf_region_new() aligns:
+	 * where the region is, its bits, its rights, and what mapping it needs.
+	 */
+	uint64_t iova, length;
+	uint64_t *mapped; /* owned unless bits_borrowed; see below */
+	uint32_t access;  /* IOPF_ACCESS_* */
+	uint32_t prot;	  /* IOMMU_IOAS_MAP_READABLE/WRITEABLE derived from access */
+	uint64_t *start;  /* owned unless bits_borrowed; see below */
+	uint64_t offset;
+	int fd; /* file's fd, copied for the fault path; not owned */
 	uint64_t n_pages;
 
+	uint64_t id, domain_id; /* set by the engine before publishing */
+	uint64_t tenant;
+	struct iopf_region_file *file; /* owned reference; dropped in iopf_region_free() */
 	/*
 	 * Written only by the worker that owns the domain. 'mapped': the daemon
 	 * mapped this page. 'start': this page begins one of the daemon's map
 	 * calls; an extent runs over the following mapped pages up to the next
 	 * start bit or hole, which is exactly what IOAS_UNMAP must be given.
 	 */
-	uint64_t *mapped;      /* owned unless bits_borrowed */
-	uint64_t *start;       /* owned unless bits_borrowed */
 	bool bits_borrowed;    /* both live in the caller's block (the state arena) */
 	void *uptr;	       /* lazy MAP_SHARED view for IOAS_MAP; owned, munmapped on free */
 	uint64_t bytes_mapped; /* worker writes, others load relaxed */

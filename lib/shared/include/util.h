@@ -15,6 +15,9 @@
 
 #define ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
 
+/* What the hot paths lay their structures out for (x86-64 and arm64 alike). */
+#define IOPF_CACHE_LINE 64
+
 #define _cleanup_(f)   __attribute__((cleanup(f)))
 #define _unused_       __attribute__((unused))
 #define _likely_(x)    __builtin_expect(!!(x), 1)
