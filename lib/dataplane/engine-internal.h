@@ -151,8 +151,13 @@ struct iopf_domain {
 	struct iopf_region_set *regions; /* RCU-published; written by the control thread only */
 	int handler;			 /* enum iopf_handler_kind: control stores (release) */
 	unsigned n_regions;
-	/* written by the worker */
-	struct iopf_counters counters __attribute__((aligned(IOPF_CACHE_LINE)));
+	/*
+	 * Up to the next line by hand: an aligned member would make the type's
+	 * alignment a line, which list walks that compute an entry from the
+	 * list's head (not a domain) then break (UBSan: misaligned access).
+	 */
+	uint8_t _pad0[8];
+	struct iopf_counters counters; /* written by the worker, from the second line on */
 	struct iopf_histogram latency; /* written by the worker: fault read to response written */
 	struct cds_list_head eregions; /* control: its live struct iopf_eregion */
 	struct cds_list_head snode;    /* in source->domains */

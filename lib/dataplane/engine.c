@@ -803,7 +803,8 @@ int iopf_engine_remove_source(struct iopf_engine *e, uint64_t source_id, iopf_en
 }
 
 _Static_assert(offsetof(struct iopf_domain, handler) + sizeof(int) <= IOPF_CACHE_LINE &&
-		       offsetof(struct iopf_domain, regions) < IOPF_CACHE_LINE,
+		       offsetof(struct iopf_domain, regions) < IOPF_CACHE_LINE &&
+		       offsetof(struct iopf_domain, counters) == IOPF_CACHE_LINE,
 	       "what a fault reads of its domain is in the first line");
 _Static_assert(offsetof(struct iopf_counters, reasons[IOPF_REASON_RESOLVED + 1]) <= IOPF_CACHE_LINE,
 	       "what a resolved fault counts is in one line");
@@ -843,7 +844,7 @@ static int domain_new(struct iopf_engine *e, struct iopf_source *s, uint64_t id,
 	if (r < 0)
 		return r;
 	/* on a line of its own: the layout of struct iopf_domain counts on it */
-	d = aligned_alloc(_Alignof(struct iopf_domain), sizeof(*d));
+	d = aligned_alloc(IOPF_CACHE_LINE, ALIGN_UP(sizeof(*d), (size_t)IOPF_CACHE_LINE));
 	if (!d)
 		return -ENOMEM;
 	*d = (struct iopf_domain){};
