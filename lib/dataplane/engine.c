@@ -844,10 +844,9 @@ static int domain_new(struct iopf_engine *e, struct iopf_source *s, uint64_t id,
 	if (r < 0)
 		return r;
 	/* on a line of its own: the layout of struct iopf_domain counts on it */
-	d = aligned_alloc(IOPF_CACHE_LINE, ALIGN_UP(sizeof(*d), (size_t)IOPF_CACHE_LINE));
+	d = calloc_lines(sizeof(*d));
 	if (!d)
 		return -ENOMEM;
-	*d = (struct iopf_domain){};
 
 	/* Complete before it is published: a worker may find it at once. */
 	d->id = id;

@@ -273,10 +273,9 @@ int iopf_region_new_bits(uint64_t tenant, int fd, uint64_t offset, uint64_t iova
 			return -ENOMEM;
 	}
 	/* on a line of its own: its first fields are what every fault reads */
-	r = aligned_alloc(IOPF_CACHE_LINE, ALIGN_UP(sizeof(*r), (size_t)IOPF_CACHE_LINE));
+	r = calloc_lines(sizeof(*r));
 	if (!r)
 		return -ENOMEM;
-	*r = (struct iopf_region){};
 
 	rc = file_get(tenant, fd, &st, accmode, &file);
 	if (rc < 0)

@@ -11,6 +11,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
+#include <string.h>
 #include <unistd.h>
 
 #define ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
@@ -87,6 +88,15 @@ static inline bool is_power_of_2(uint64_t x)
 	})
 
 /* The libc -1/errno convention turned into -errno. */
+/* calloc() of one object on lines of its own (free() it): for layouts that count lines. */
+static inline void *calloc_lines(size_t size)
+{
+	size_t n = ALIGN_UP(size, (size_t)IOPF_CACHE_LINE);
+	void *p = aligned_alloc(IOPF_CACHE_LINE, n);
+
+	return p ? memset(p, 0, n) : NULL;
+}
+
 static inline int negative_errno(void)
 {
 	return errno > 0 ? -errno : -EIO;
