@@ -680,20 +680,17 @@ static struct region *region_of(const struct tenant *t, unsigned d, unsigned r)
 /* A random pattern's pages for a group of @n: domain, region, first page. */
 static void draw_pages(struct tenant *t, unsigned n, unsigned pages, struct drawn *ret)
 {
-	unsigned *d = &ret->dom, *r = &ret->r;
-	uint64_t *first = &ret->first;
-
-	*d = rnd_below(&t->rng, t->n_dom);
+	ret->dom = rnd_below(&t->rng, t->n_dom);
 	/* hot: 90% of the faults on the first tenth of region 0; the rest spread at random */
 	if (opt.pattern == PATTERN_HOT && rnd_below(&t->rng, 10) < 9) {
 		unsigned hot = pages / 10 > n ? pages / 10 : n;
 
-		*r = 0;
-		*first = rnd_below(&t->rng, hot - n + 1);
+		ret->r = 0;
+		ret->first = rnd_below(&t->rng, hot - n + 1);
 		return;
 	}
-	*r = rnd_below(&t->rng, opt.regions);
-	*first = rnd_below(&t->rng, pages - n + 1);
+	ret->r = rnd_below(&t->rng, opt.regions);
+	ret->first = rnd_below(&t->rng, pages - n + 1);
 }
 
 static void make_group(struct tenant *t, struct flight *fl, struct iopf_sim_group *g,

@@ -61,8 +61,10 @@ struct iopf_engine_config {
 	struct iopf_engine_fd_store fd_store;
 };
 
-/* Counters of one domain, or of a source's faults that found no domain. */
-/* What every resolved fault counts comes first: one cache line (see struct iopf_domain). */
+/*
+ * Counters of one domain, or of a source's faults that found no domain. What
+ * every resolved fault counts comes first: one cache line (struct iopf_domain).
+ */
 struct iopf_counters {
 	uint64_t faults;		    /* records read */
 	uint64_t groups;		    /* groups answered */
